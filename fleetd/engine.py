@@ -1,0 +1,84 @@
+"""The core objects for one configuration, wired together once.
+
+Owns building the RedisLink, the scripts, the handler registry, the queue operations and
+their async facade from a Config, for the daemon and the CLI alike. The CLI talks to
+Redis directly; with `memory://` it reaches the running daemon's embedded store through
+the address the daemon recorded in its state directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from fleetd.config import Config
+from fleetd.handlers import HandlerRegistry
+from fleetd.keys import Keys
+from fleetd.noop import NoopHandler
+from fleetd.queue import JobDefaults, Queue, QueueOps
+from fleetd.redis_link import RedisLink, embedded_address_file
+from fleetd.scripts import Scripts
+
+__all__ = ["Engine", "NoDaemonError", "build_registry"]
+
+
+class NoDaemonError(Exception):
+    """The CLI was pointed at memory:// but no daemon serves the embedded store."""
+
+
+def build_registry(cfg: Config) -> HandlerRegistry:
+    """The job types this process knows: the built-in `noop`, unless disabled."""
+    registry = HandlerRegistry(disabled=cfg.plugins.disable)
+    registry.register(NoopHandler(), source="fleetd (built-in)")
+    return registry
+
+
+def client_url(cfg: Config) -> str:
+    """The URL a client process (CLI, benchmarks) uses for this config."""
+    if not cfg.redis.url.startswith("memory://"):
+        return cfg.redis.url
+    path = embedded_address_file(cfg.state_dir)
+    try:
+        return str(json.loads(path.read_text())["url"])
+    except (OSError, ValueError, KeyError):
+        raise NoDaemonError(
+            f"redis.url is memory:// and no running fleetd daemon serves it "
+            f"(nothing at {path}); start `fleetd run` first or set redis.url"
+        ) from None
+
+
+@dataclass
+class Engine:
+    config: Config
+    link: RedisLink
+    keys: Keys
+    scripts: Scripts
+    registry: HandlerRegistry
+    ops: QueueOps
+    queue: Queue
+
+    @classmethod
+    def build(cls, cfg: Config, *, daemon: bool, registry: HandlerRegistry | None = None) -> Engine:
+        """`daemon=True` opens the configured URL (memory:// becomes the embedded store,
+        served on loopback); `daemon=False` opens what a client should use."""
+        r = cfg.redis
+        link = RedisLink(
+            r.url if daemon else client_url(cfg),
+            max_connections=r.max_connections,
+            connect_timeout=r.connect_timeout,
+            command_timeout=r.command_timeout,
+            reconnect_max_backoff=r.reconnect_max_backoff,
+            memory_listen=r.memory_listen,
+            state_dir=cfg.state_dir,
+        )
+        keys = Keys(r.namespace)
+        scripts = Scripts(keys, r.events_maxlen)
+        registry = registry if registry is not None else build_registry(cfg)
+        w = cfg.worker
+        ops = QueueOps(
+            keys, scripts, registry, JobDefaults(max_retries=w.max_retries, timeout=w.job_timeout)
+        )
+        return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops))
+
+    def close(self) -> None:
+        self.link.close()

@@ -1,0 +1,93 @@
+"""The one place that builds Redis key names.
+
+Every key lives under `fleetd:{<namespace>}:`. The braces are a Redis Cluster hash tag:
+all of a namespace's keys hash to one slot, so every Lua script may touch any of them,
+including keys a script builds itself from the prefix (job hashes, idempotency keys,
+control lists), which carry the same tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.model import JobStatus
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
+    (`<prefix>job:<id>`, `<prefix>idem:<key>`, `<prefix>ctl:<daemon>`) the same way."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"fleetd:{{{self.namespace}}}:"
+
+    def job(self, job_id: str) -> str:
+        """Hash of one job (fields as fleetd.model.Job.from_hash reads them)."""
+        return f"{self.prefix}job:{job_id}"
+
+    def idem(self, key: str) -> str:
+        """String: idempotency key → job id."""
+        return f"{self.prefix}idem:{key}"
+
+    def control(self, daemon_id: str) -> str:
+        """List of control messages for one daemon (cancel requests for its jobs)."""
+        return f"{self.prefix}ctl:{daemon_id}"
+
+    def poke(self, daemon_id: str, loop: str) -> str:
+        """List a daemon pushes to itself to end its own blocking waits at once when it
+        stops (`loop` is fetch or control), instead of waiting out their timeouts."""
+        return f"{self.prefix}poke:{daemon_id}:{loop}"
+
+    def status(self, status: JobStatus | str) -> str:
+        """Zset index of the jobs in one status: scored by creation time for pending,
+        processing and retrying; by finish time for completed, failed and cancelled."""
+        return f"{self.prefix}status:{JobStatus(status).value}"
+
+    @property
+    def queue(self) -> str:
+        """Zset of ready jobs; score = (20 - priority) * 1e13 + sequence: strict priority,
+        FIFO within one."""
+        return f"{self.prefix}queue"
+
+    @property
+    def delayed(self) -> str:
+        """Zset of jobs waiting for a time (run_at or a retry's backoff), scored by due ms."""
+        return f"{self.prefix}delayed"
+
+    @property
+    def leases(self) -> str:
+        """Zset of processing jobs scored by lease deadline ms (what the reaper scans)."""
+        return f"{self.prefix}leases"
+
+    @property
+    def seq(self) -> str:
+        """Counter giving FIFO order within a priority."""
+        return f"{self.prefix}seq"
+
+    @property
+    def wake(self) -> str:
+        """List of wake-up tokens: idle fetchers block on it (never on the jobs)."""
+        return f"{self.prefix}wake"
+
+    @property
+    def events(self) -> str:
+        """Stream of job events, appended by the scripts inside each transition."""
+        return f"{self.prefix}events"
+
+    @property
+    def daemons(self) -> str:
+        """Hash daemon id → JSON of its WorkerMetrics and identity."""
+        return f"{self.prefix}daemons"
+
+    @property
+    def heartbeats(self) -> str:
+        """Zset daemon id → last heartbeat ms."""
+        return f"{self.prefix}daemons:hb"
+
+    def status_keys(self) -> dict[JobStatus, str]:
+        return {s: self.status(s) for s in JobStatus}

@@ -1,0 +1,89 @@
+-- _lib.lua: helpers that fleetd/scripts.py prepends to every script (not a script itself).
+--
+-- Conventions shared by every script:
+--   ARGV[1]  key prefix, "fleetd:{<namespace>}:"; per-job keys are built from it and carry
+--            the same Cluster hash tag as the KEYS, so they live in the same slot.
+--   ARGV[2]  approximate MAXLEN of the events stream.
+-- Times are Redis server time in milliseconds: hosts' clocks never decide anything.
+-- Event payloads ("data") arrive from Python already JSON-encoded, so no script needs
+-- cjson and no message text is ever escaped by hand.
+
+local unpack = unpack or table.unpack
+local PREFIX = ARGV[1]
+local MAXLEN = ARGV[2]
+local MAX_PRIORITY = 20
+-- Sequence numbers available inside one priority band of the queue zset. Scores stay
+-- below 2^53 (20 * 1e13 = 2e14), so doubles hold them exactly.
+local SEQ_SPAN = 1e13
+-- Due jobs moved from `delayed` to the queue per call: bounds one script's run time.
+local PROMOTE_LIMIT = 1000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function job_key(id)
+  return PREFIX .. 'job:' .. id
+end
+
+-- Integer formatting: never let a large score reach Redis in exponent notation.
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+local function queue_score(priority, seq)
+  return int((MAX_PRIORITY - tonumber(priority)) * SEQ_SPAN + seq)
+end
+
+local function emit(events, etype, id, jtype, company, status, ts, data)
+  redis.call('XADD', events, 'MAXLEN', '~', MAXLEN, '*',
+    'type', etype, 'job_id', id, 'job_type', jtype or '', 'company_id', company or '',
+    'status', status, 'ts', int(ts), 'data', data or '{}')
+end
+
+-- Move due jobs from `delayed` to the queue. A retrying job becomes pending again; a
+-- job that was only waiting for its run_at already is pending. Returns the count moved.
+local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, PROMOTE_LIMIT)
+  for _, id in ipairs(due) do
+    local k = job_key(id)
+    local h = redis.call('HMGET', k, 'priority', 'status', 'created_at')
+    redis.call('ZREM', delayed, id)
+    if h[1] then
+      if h[2] == 'retrying' then
+        redis.call('ZREM', retrying_idx, id)
+        redis.call('ZADD', pending_idx, h[3], id)
+        redis.call('HSET', k, 'status', 'pending', 'updated_at', int(now))
+      end
+      local seq = redis.call('INCR', seq_key)
+      redis.call('ZADD', queue, queue_score(h[1], seq), id)
+    end
+  end
+  return #due
+end
+
+-- Push up to `count` wake-up tokens (at most `cap` kept) so idle fetchers on any daemon
+-- stop waiting. Tokens are hints: a fetcher that wakes to an empty queue waits again.
+local function wake_up(wake, count, cap)
+  if count <= 0 then return end
+  local n = math.min(count, cap)
+  local tokens = {}
+  for i = 1, n do tokens[i] = '1' end
+  redis.call('LPUSH', wake, unpack(tokens))
+  redis.call('LTRIM', wake, 0, cap - 1)
+end
+
+-- The earliest due time in `delayed`, or -1.
+local function next_due(delayed)
+  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) end
+  return -1
+end
+
+-- End a running job's lease bookkeeping.
+local function drop_lease(leases, processing_idx, id, k)
+  redis.call('ZREM', leases, id)
+  redis.call('ZREM', processing_idx, id)
+  redis.call('HDEL', k, 'lease', 'cancel_requested')
+end

@@ -1,0 +1,26 @@
+-- abort.lua: a running job whose handler was cancelled on request ends `cancelled`.
+--
+-- KEYS[1] leases  KEYS[2] status:processing  KEYS[3] status:cancelled  KEYS[4] events
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
+-- ARGV[4..] per job, 2 values: id, lease token
+-- Returns per job 1 (cancelled) or 0 (stale).
+local leases, processing_idx, cancelled_idx, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local n = tonumber(ARGV[3])
+local now = now_ms()
+local out = {}
+for i = 0, n - 1 do
+  local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
+  local k = job_key(id)
+  local h = redis.call('HMGET', k, 'lease', 'status', 'type', 'company_id')
+  if h[1] == token and h[2] == 'processing' then
+    drop_lease(leases, processing_idx, id, k)
+    redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now,
+      'error', 'cancelled while running')
+    redis.call('ZADD', cancelled_idx, now, id)
+    emit(events, 'job.cancelled', id, h[3], h[4], 'cancelled', now, '{"running":true}')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

@@ -1,0 +1,48 @@
+-- fail.lua: record failed attempts of running jobs, in one batch: retry after n^2
+-- seconds (n = the retry's number: 1 s, 4 s, 9 s) while retries are left, else failed.
+--
+-- KEYS[1] leases  KEYS[2] status:processing  KEYS[3] status:retrying
+-- KEYS[4] status:failed  KEYS[5] delayed  KEYS[6] events
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] retry unit ms
+-- ARGV[5..] per job, 6 values: id, lease token, error text, error as a JSON string,
+--   traceback, retryable (1|0: 0 fails at once, e.g. a permanent SMTP rejection)
+-- Returns per job: the due ms of its retry, 0 when it failed for good, -1 when stale.
+local leases, processing_idx, retrying_idx = KEYS[1], KEYS[2], KEYS[3]
+local failed_idx, delayed, events = KEYS[4], KEYS[5], KEYS[6]
+local n, unit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+local out = {}
+for i = 0, n - 1 do
+  local b = 5 + i * 6
+  local id, token, err, err_json = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local tb, retryable = ARGV[b + 4], ARGV[b + 5]
+  local k = job_key(id)
+  local h = redis.call('HMGET', k, 'lease', 'status', 'retry_count', 'max_retries', 'type',
+    'company_id', 'created_at', 'attempts')
+  if h[1] == token and h[2] == 'processing' then
+    drop_lease(leases, processing_idx, id, k)
+    local rc, mr = tonumber(h[3]), tonumber(h[4])
+    if retryable == '1' and rc < mr then
+      rc = rc + 1
+      local due = now + rc * rc * unit
+      redis.call('HSET', k, 'status', 'retrying', 'retry_count', rc, 'error', err,
+        'traceback', tb, 'run_at', int(due), 'updated_at', now)
+      redis.call('ZADD', retrying_idx, h[7], id)
+      redis.call('ZADD', delayed, int(due), id)
+      emit(events, 'job.retrying', id, h[5], h[6], 'retrying', now,
+        '{"error":' .. err_json .. ',"retry_count":' .. rc .. ',"run_at":' .. int(due) ..
+        ',"attempt":' .. h[8] .. '}')
+      out[#out + 1] = due
+    else
+      redis.call('HSET', k, 'status', 'failed', 'completed_at', now, 'updated_at', now,
+        'error', err, 'traceback', tb)
+      redis.call('ZADD', failed_idx, now, id)
+      emit(events, 'job.failed', id, h[5], h[6], 'failed', now,
+        '{"error":' .. err_json .. ',"attempt":' .. h[8] .. '}')
+      out[#out + 1] = 0
+    end
+  else
+    out[#out + 1] = -1
+  end
+end
+return out

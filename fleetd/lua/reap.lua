@@ -1,0 +1,53 @@
+-- reap.lua: take back jobs whose lease expired (their daemon died or hung): back to
+-- pending with stalls + 1; failed once a job has stalled max_stalls times; cancelled if a
+-- cancel had been requested.
+--
+-- KEYS[1] leases           KEYS[2] queue           KEYS[3] seq
+-- KEYS[4] status:processing  KEYS[5] status:pending  KEYS[6] status:failed
+-- KEYS[7] status:cancelled   KEYS[8] events          KEYS[9] wake
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max stalls  ARGV[4] max jobs per call
+-- ARGV[5] wake token cap
+-- Returns {requeued, failed, cancelled}.
+local leases, queue, seq_key = KEYS[1], KEYS[2], KEYS[3]
+local processing_idx, pending_idx, failed_idx = KEYS[4], KEYS[5], KEYS[6]
+local cancelled_idx, events, wake = KEYS[7], KEYS[8], KEYS[9]
+local max_stalls, limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
+local requeued, failed, cancelled = 0, 0, 0
+for _, id in ipairs(expired) do
+  local k = job_key(id)
+  local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
+    'stalls', 'cancel_requested', 'worker')
+  drop_lease(leases, processing_idx, id, k)
+  if h[1] == 'processing' then
+    local stalls = tonumber(h[6] or 0) + 1
+    local worker = h[8] or ''
+    redis.call('HSET', k, 'stalls', stalls, 'updated_at', now)
+    redis.call('HDEL', k, 'worker')
+    if h[7] == '1' then
+      redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now,
+        'error', 'cancelled (its daemon stopped answering)')
+      redis.call('ZADD', cancelled_idx, now, id)
+      emit(events, 'job.cancelled', id, h[2], h[3], 'cancelled', now, '{"running":true}')
+      cancelled = cancelled + 1
+    elseif stalls >= max_stalls then
+      redis.call('HSET', k, 'status', 'failed', 'completed_at', now,
+        'error', 'stalled ' .. stalls .. ' times: its lease expired while running')
+      redis.call('ZADD', failed_idx, now, id)
+      emit(events, 'job.failed', id, h[2], h[3], 'failed', now,
+        '{"error":"stalled","stalls":' .. stalls .. '}')
+      failed = failed + 1
+    else
+      redis.call('HSET', k, 'status', 'pending')
+      redis.call('ZADD', pending_idx, h[5], id)
+      local seq = redis.call('INCR', seq_key)
+      redis.call('ZADD', queue, queue_score(h[4], seq), id)
+      emit(events, 'job.stalled', id, h[2], h[3], 'pending', now,
+        '{"stalls":' .. stalls .. ',"worker":"' .. worker .. '"}')
+      requeued = requeued + 1
+    end
+  end
+end
+wake_up(wake, requeued, cap)
+return {requeued, failed, cancelled}

@@ -1,0 +1,25 @@
+-- reset.lua: put a failed or cancelled job back to pending, retries cleared.
+--
+-- KEYS[1] queue  KEYS[2] seq  KEYS[3] status:pending  KEYS[4] status:failed
+-- KEYS[5] status:cancelled  KEYS[6] events  KEYS[7] wake
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job id  ARGV[4] wake token cap
+-- Returns {outcome, status}: outcome is reset | refused (not failed or cancelled) | missing.
+local queue, seq_key, pending_idx = KEYS[1], KEYS[2], KEYS[3]
+local failed_idx, cancelled_idx, events, wake = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id = ARGV[3]
+local k = job_key(id)
+local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at')
+if not h[1] then return {'missing', ''} end
+if h[1] ~= 'failed' and h[1] ~= 'cancelled' then return {'refused', h[1]} end
+local now = now_ms()
+redis.call('ZREM', failed_idx, id)
+redis.call('ZREM', cancelled_idx, id)
+redis.call('HSET', k, 'status', 'pending', 'retry_count', 0, 'stalls', 0, 'updated_at', now)
+redis.call('HDEL', k, 'error', 'traceback', 'result', 'completed_at', 'started_at',
+  'run_at', 'worker', 'progress')
+redis.call('ZADD', pending_idx, h[5], id)
+local seq = redis.call('INCR', seq_key)
+redis.call('ZADD', queue, queue_score(h[4], seq), id)
+emit(events, 'job.reset', id, h[2], h[3], 'pending', now, '{"from":"' .. h[1] .. '"}')
+wake_up(wake, 1, tonumber(ARGV[4]))
+return {'reset', 'pending'}

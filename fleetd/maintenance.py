@@ -1,0 +1,122 @@
+"""Queue upkeep that every daemon with the worker role runs (each step is one atomic
+script, so many daemons doing it at once is safe and cheap):
+
+- promote: due delayed jobs (run_at reached, retry backoff over) move to the queue and
+  wake idle fetchers; it sleeps until the next due time, at most `interval`;
+- reap: jobs whose lease expired (their daemon died or hung) go back to pending, or
+  fail after max_stalls;
+- prune: finished jobs older than their retention (completed_ttl, failed_ttl,
+  cancelled_ttl; 0 keeps them) are deleted in bounded batches, once a minute.
+
+Lifecycle: run() → started → loops until cancelled. Redis errors are waited out with
+capped backoff; nothing here ever stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from fleetd.model import JobStatus
+from fleetd.queue import QueueOps
+from fleetd.redis_link import Backoff, RedisLink, RedisUnavailable
+from fleetd.scripts import Scripts
+
+__all__ = ["Maintenance", "MaintenanceSettings"]
+
+log = logging.getLogger("fleetd.maintenance")
+
+# Leases examined per reap call: bounds one script's run time on a huge backlog.
+REAP_LIMIT = 1000
+# Retention is enforced once a minute: finished jobs are not urgent, and each prune
+# pass scans three indexes.
+PRUNE_EVERY = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceSettings:
+    interval: float
+    max_stalls: int
+    completed_ttl: float
+    failed_ttl: float
+    cancelled_ttl: float
+    reconnect_max_backoff: float
+
+
+class Maintenance:
+    def __init__(
+        self, link: RedisLink, scripts: Scripts, ops: QueueOps, settings: MaintenanceSettings
+    ) -> None:
+        self.link = link
+        self.scripts = scripts
+        self.ops = ops
+        self.settings = settings
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._promote_loop)
+            nursery.start_soon(self._reap_loop)
+            nursery.start_soon(self._prune_loop)
+            task_status.started()
+
+    async def _promote_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                _moved, next_due, now = await self.link.call(self.scripts.promote)
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            wait = self.settings.interval
+            if next_due is not None:
+                wait = min(wait, max(0.0, (next_due - now) / 1000))
+            await trio.sleep(wait)
+
+    async def _reap_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                requeued, failed, cancelled = await self.link.call(
+                    self.scripts.reap, self.settings.max_stalls, REAP_LIMIT
+                )
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            if requeued or failed or cancelled:
+                log.warning(
+                    "recovered jobs with expired leases: %d back to pending, "
+                    "%d failed (stalled too often), %d cancelled",
+                    requeued,
+                    failed,
+                    cancelled,
+                )
+            if requeued + failed + cancelled < REAP_LIMIT:
+                await trio.sleep(self.settings.interval)
+
+    async def prune_once(self) -> dict[str, int]:
+        s = self.settings
+        ttls = {
+            JobStatus.COMPLETED: s.completed_ttl,
+            JobStatus.FAILED: s.failed_ttl,
+            JobStatus.CANCELLED: s.cancelled_ttl,
+        }
+        counts: dict[str, int] = {}
+        for status, ttl in ttls.items():
+            if ttl > 0:
+                done = await self.link.call(self.ops.cleanup, ttl, (status,))
+                counts[status.value] = done[status.value]
+        return counts
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                counts = await self.prune_once()
+                if any(counts.values()):
+                    log.info("retention: deleted %s", counts)
+            except RedisUnavailable:
+                pass
+            await trio.sleep(PRUNE_EVERY)

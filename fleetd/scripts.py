@@ -1,0 +1,238 @@
+"""One typed method per Lua transition script; argument order defined here only.
+
+Each method mirrors its script's header (fleetd/lua/<name>.lua): it builds KEYS from
+`Keys` and ARGV in the documented order, calls the script through the sync client it is
+given, and decodes the reply. Methods are synchronous: callers run them inside one
+RedisLink hop (several in one hop when they batch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from fleetd.keys import Keys
+from fleetd.model import JobStatus
+from fleetd.redis_link import Script, SyncClient
+
+__all__ = ["ClaimResult", "ClaimedJob", "Scripts"]
+
+# Most wake-up tokens kept in the wake list: enough to wake every idle fetcher of a
+# large cluster at once, small enough that stale tokens cost a few empty claims at most.
+WAKE_TOKEN_CAP = 64
+# The retry delay unit: retry n waits n² units (spec: 1 s, 4 s, 9 s).
+RETRY_UNIT_MS = 1000
+# A dead daemon's control list expires after a day.
+CONTROL_TTL_S = 86400
+
+_NAMES = (
+    "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
+    "cancel", "reset", "progress", "prune", "heartbeat",
+)  # fmt: skip
+_CLAIM_FIELDS = 12
+
+
+@dataclass(slots=True)
+class ClaimedJob:
+    """A job this daemon holds a lease on, as claim.lua returns it."""
+
+    id: str
+    type: str
+    data: dict[str, Any]
+    priority: int
+    attempts: int
+    retry_count: int
+    max_retries: int
+    timeout: float | None
+    company_id: str | None
+    user_id: str | None
+    tags: tuple[str, ...]
+    created_at_ms: int
+    token: str
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    now_ms: int
+    next_due_ms: int | None
+    jobs: list[ClaimedJob]
+
+
+def _read(name: str) -> str:
+    return resources.files("fleetd").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The loaded scripts of one namespace, with typed call methods."""
+
+    def __init__(self, keys: Keys, events_maxlen: int) -> None:
+        self.keys = keys
+        self._head = [keys.prefix, events_maxlen]
+        lib = _read("_lib")
+        self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
+        s = {st: keys.status(st) for st in JobStatus}
+        self._s = s
+
+    def all(self) -> list[Script]:
+        return list(self._scripts.values())
+
+    def _run(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return self._scripts[name](client, keys, [*self._head, *args])
+
+    # -- enqueue / claim -------------------------------------------------------------
+
+    def enqueue(
+        self, client: SyncClient, rows: Sequence[Sequence[Any]]
+    ) -> tuple[int, list[tuple[str, str, bool]]]:
+        """rows: per job the 11 values of enqueue.lua. Returns (now ms, [(id, status, dup)])."""
+        k = self.keys
+        args: list[Any] = [len(rows), WAKE_TOKEN_CAP]
+        for row in rows:
+            args.extend(row)
+        keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
+        reply = self._run(client, "enqueue", keys, args)
+        it = iter(reply[1:])
+        return int(reply[0]), [(i, st, bool(int(d))) for i, st, d in zip(it, it, it, strict=True)]
+
+    def claim(
+        self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
+    ) -> ClaimResult:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
+            s[JobStatus.PROCESSING], k.leases, k.events, k.wake,
+        ]  # fmt: skip
+        r = self._run(client, "claim", keys, [count, lease_ms, token, daemon_id])
+        jobs = []
+        for b in range(3, 3 + int(r[2]) * _CLAIM_FIELDS, _CLAIM_FIELDS):
+            jobs.append(
+                ClaimedJob(
+                    id=r[b],
+                    type=r[b + 1],
+                    data=json.loads(r[b + 2]),
+                    priority=int(r[b + 3]),
+                    attempts=int(r[b + 4]),
+                    retry_count=int(r[b + 5]),
+                    max_retries=int(r[b + 6]),
+                    timeout=float(r[b + 7]) if r[b + 7] else None,
+                    company_id=r[b + 8] or None,
+                    user_id=r[b + 9] or None,
+                    tags=tuple(json.loads(r[b + 10])) if r[b + 10] else (),
+                    created_at_ms=int(r[b + 11]),
+                    token=token,
+                )
+            )
+        due = int(r[1])
+        return ClaimResult(int(r[0]), None if due < 0 else due, jobs)
+
+    # -- outcomes of running jobs (batched) ------------------------------------------
+
+    def complete(self, client: SyncClient, items: Sequence[tuple[str, str, str, str]]) -> list[int]:
+        """items: (id, token, result JSON, event data JSON). Returns 1 done / 0 stale."""
+        s = self._s
+        keys = [self.keys.leases, s[JobStatus.PROCESSING], s[JobStatus.COMPLETED], self.keys.events]
+        args: list[Any] = [len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "complete", keys, args)]
+
+    def fail(
+        self, client: SyncClient, items: Sequence[tuple[str, str, str, str, bool]]
+    ) -> list[int]:
+        """items: (id, token, error, traceback, retryable). Returns per job the retry's
+        due ms, 0 for failed for good, -1 for stale."""
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, s[JobStatus.PROCESSING], s[JobStatus.RETRYING], s[JobStatus.FAILED],
+            k.delayed, k.events,
+        ]  # fmt: skip
+        args: list[Any] = [len(items), RETRY_UNIT_MS]
+        for job_id, token, error, tb, retryable in items:
+            args.extend((job_id, token, error, json.dumps(error), tb, 1 if retryable else 0))
+        return [int(x) for x in self._run(client, "fail", keys, args)]
+
+    def abort(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
+        """items: (id, token) of running jobs cancelled on request."""
+        s = self._s
+        keys = [self.keys.leases, s[JobStatus.PROCESSING], s[JobStatus.CANCELLED], self.keys.events]
+        args: list[Any] = [len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "abort", keys, args)]
+
+    def release(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
+        """items: (id, token) of running jobs given back at a graceful stop."""
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, s[JobStatus.PROCESSING], s[JobStatus.PENDING], k.queue, k.events, k.wake,
+            s[JobStatus.CANCELLED],
+        ]  # fmt: skip
+        args: list[Any] = [len(items), WAKE_TOKEN_CAP]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "release", keys, args)]
+
+    def renew(
+        self, client: SyncClient, lease_ms: int, items: Sequence[tuple[str, str]]
+    ) -> list[int]:
+        """Returns per job 1 renewed, 2 renewed with a cancel requested, 0 lost."""
+        args: list[Any] = [lease_ms, len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "renew", [self.keys.leases], args)]
+
+    def progress(self, client: SyncClient, job_id: str, token: str, progress: str) -> bool:
+        return bool(self._run(client, "progress", [self.keys.events], [job_id, token, progress]))
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def reap(self, client: SyncClient, max_stalls: int, limit: int) -> tuple[int, int, int]:
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, k.queue, k.seq, s[JobStatus.PROCESSING], s[JobStatus.PENDING],
+            s[JobStatus.FAILED], s[JobStatus.CANCELLED], k.events, k.wake,
+        ]  # fmt: skip
+        r = self._run(client, "reap", keys, [max_stalls, limit, WAKE_TOKEN_CAP])
+        return int(r[0]), int(r[1]), int(r[2])
+
+    def promote(self, client: SyncClient) -> tuple[int, int | None, int]:
+        """Returns (moved, next due ms or None, Redis now ms)."""
+        k, s = self.keys, self._s
+        keys = [k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING], k.wake]
+        r = self._run(client, "promote", keys, [WAKE_TOKEN_CAP])
+        due = int(r[1])
+        return int(r[0]), None if due < 0 else due, int(r[2])
+
+    def prune(self, client: SyncClient, status: JobStatus, age_ms: int, limit: int) -> int:
+        keys = [self._s[status], self.keys.events]
+        return int(self._run(client, "prune", keys, [age_ms, limit, status.value]))
+
+    def heartbeat(
+        self, client: SyncClient, daemon_id: str, payload: str, ttl_ms: int, leaving: bool = False
+    ) -> int:
+        """Publish one daemon's metrics; returns Redis now ms."""
+        keys = [self.keys.daemons, self.keys.heartbeats]
+        return int(self._run(client, "heartbeat", keys, [daemon_id, payload, ttl_ms, int(leaving)]))
+
+    # -- admin -----------------------------------------------------------------------
+
+    def cancel(self, client: SyncClient, job_id: str) -> tuple[str, str]:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.delayed, s[JobStatus.PENDING], s[JobStatus.RETRYING],
+            s[JobStatus.CANCELLED], k.events,
+        ]  # fmt: skip
+        r = self._run(client, "cancel", keys, [job_id, CONTROL_TTL_S])
+        return str(r[0]), str(r[1])
+
+    def reset(self, client: SyncClient, job_id: str) -> tuple[str, str]:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED], s[JobStatus.CANCELLED],
+            k.events, k.wake,
+        ]  # fmt: skip
+        r = self._run(client, "reset", keys, [job_id, WAKE_TOKEN_CAP])
+        return str(r[0]), str(r[1])

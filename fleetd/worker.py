@@ -1,0 +1,445 @@
+"""The worker pool: claims jobs, runs their handlers, records outcomes, renews leases.
+
+Tasks (all in the pool's nursery):
+- fetcher: claims up to `free slots` jobs per script call (at most claim_batch); when
+  nothing is ready it blocks on the wake list with a short server-side timeout *in the
+  same thread hop* as the claim, so an idle daemon costs one round trip per poll
+  interval and a busy one never waits. While a claim is in flight the running jobs keep
+  freeing slots, so claims batch themselves under load.
+- job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
+  lost lease, shutdown). Outcomes go to an in-memory buffer, never straight to Redis.
+- flusher: writes buffered outcomes in one hop per batch (complete / fail / abort /
+  release scripts); on Redis errors it keeps them and retries with backoff.
+- renewer: renews the leases of all running jobs in one call every lease/3; a lost
+  lease or a pending cancel request cancels the handler.
+- control: blocks on this daemon's control list for cancel requests.
+
+Lifecycle: run() → started (fetching) → quiet() stops fetching → running jobs get
+shutdown_timeout to finish → the rest are cancelled and released to `pending` at once
+(not counted as attempts) → outcomes flushed → run() returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from fleetd.context import JobContext
+from fleetd.durations import format_duration
+from fleetd.handlers import HandlerRegistry, PermanentError
+from fleetd.heartbeat import WorkerMetrics
+from fleetd.queue import Queue
+from fleetd.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.scripts import ClaimedJob, ClaimResult, Scripts
+
+__all__ = ["PoolSettings", "WorkerPool"]
+
+log = logging.getLogger("fleetd.worker")
+
+# Error texts and tracebacks are cut to these lengths: a job hash must stay small, and
+# the tail of a traceback is the part that names the failing line.
+MAX_ERROR_CHARS = 2000
+MAX_TRACEBACK_CHARS = 8000
+# How long a stopping daemon keeps trying to write its last outcomes while Redis is
+# unreachable before it gives up (the leases then expire and the reaper recovers them).
+FINAL_FLUSH_PATIENCE = 10.0
+# Shortest idle wait: a delayed job due "now" still costs a round trip.
+MIN_WAIT = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    concurrency: int
+    poll_interval: float
+    job_timeout: float
+    shutdown_timeout: float
+    claim_batch: int
+    lease: float
+    reconnect_max_backoff: float
+    command_timeout: float
+
+
+@dataclass(slots=True)
+class _Running:
+    job: ClaimedJob
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    reason: str | None = None  # cancel | lost | shutdown
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+
+@dataclass(slots=True)
+class _Outcome:
+    kind: str  # complete | fail | abort | release
+    job: ClaimedJob
+    elapsed: float
+    result: str = ""
+    error: str = ""
+    traceback: str = ""
+    retryable: bool = True
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        link: RedisLink,
+        scripts: Scripts,
+        queue: Queue,
+        registry: HandlerRegistry,
+        settings: PoolSettings,
+        daemon_id: str,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.link = link
+        self.scripts = scripts
+        self.queue = queue
+        self.registry = registry
+        self.settings = settings
+        self.concurrency = settings.concurrency
+        self.daemon_id = daemon_id
+        self.metrics = metrics
+        self._lease_ms = int(settings.lease * 1000)
+        self._tokens = itertools.count(1)
+        self._running: dict[str, _Running] = {}
+        self._outcomes: list[_Outcome] = []
+        self._outcome_ready = trio.Event()
+        self._slot_freed = trio.Event()
+        self._idle = trio.Event()
+        self._stopping = False
+        # Read by the claim thread: once set, a wake-up no longer claims.
+        self._stop_flag = threading.Event()
+        keys = scripts.keys
+        self._wake_keys = [keys.wake, keys.poke(daemon_id, "fetch")]
+        self._control_keys = [keys.control(daemon_id), keys.poke(daemon_id, "control")]
+        self._quiet = trio.Event()
+        # The BLPOP wait must end well before the socket timeout.
+        self._max_wait = max(MIN_WAIT, min(settings.poll_interval, settings.command_timeout / 2))
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def running_jobs(self) -> list[ClaimedJob]:
+        return [r.job for r in self._running.values()]
+
+    def set_concurrency(self, n: int) -> None:
+        """Live change (SIGHUP): more slots start claiming at once; fewer let running
+        jobs finish and claim less."""
+        self.concurrency = n
+        self._slot_freed.set()
+
+    def quiet(self) -> None:
+        """Stop claiming; running jobs go on (the first half of a graceful stop)."""
+        self._stopping = True
+        self._stop_flag.set()
+        self._slot_freed.set()
+        self._quiet.set()
+
+    def stop_now(self) -> None:
+        """Quiet, and cancel every running handler now: its job goes back to pending."""
+        self.quiet()
+        for entry in list(self._running.values()):
+            entry.stop("shutdown")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as services:
+            services.start_soon(self._flusher)
+            services.start_soon(self._renewer)
+            services.start_soon(self._control)
+            async with trio.open_nursery() as jobs:
+                task_status.started()
+                jobs.start_soon(self._poke_when_quiet)
+                await self._fetch_loop(jobs)
+                await self._drain()
+            await self._final_flush()
+            await self._poke(self._control_keys[1])
+            services.cancel_scope.cancel()
+
+    async def _poke_when_quiet(self) -> None:
+        await self._quiet.wait()
+        await self._poke(self._wake_keys[1])
+
+    async def _poke(self, key: str) -> None:
+        """End our own blocking wait on `key` now rather than at its timeout."""
+
+        def push(client: SyncClient) -> None:
+            client.pipeline(transaction=False).rpush(key, "1").expire(key, 60).execute()
+
+        with trio.move_on_after(1):
+            with contextlib.suppress(RedisUnavailable):
+                await self.link.call(push)
+
+    async def _drain(self) -> None:
+        if self._running:
+            log.info(
+                "stopping: waiting up to %s for %d running job(s)",
+                format_duration(self.settings.shutdown_timeout),
+                len(self._running),
+            )
+            with trio.move_on_after(self.settings.shutdown_timeout):
+                while self._running:
+                    self._idle = trio.Event()
+                    await self._idle.wait()
+        if self._running:
+            log.warning(
+                "shutdown timeout: returning %d running job(s) to pending", len(self._running)
+            )
+            for entry in list(self._running.values()):
+                entry.stop("shutdown")
+
+    # -- fetching --------------------------------------------------------------------
+
+    async def _fetch_loop(self, jobs: trio.Nursery) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed = trio.Event()
+                await self._slot_freed.wait()
+                continue
+            try:
+                result = await self.link.call(
+                    self._claim_or_wait, min(free, self.settings.claim_batch)
+                )
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            for job in result.jobs:
+                entry = _Running(job)
+                self._running[job.id] = entry
+                jobs.start_soon(self._run_job, entry)
+
+    def _claim_or_wait(self, client: SyncClient, count: int) -> ClaimResult:
+        """In the worker thread: claim; if nothing was ready, wait for a wake-up token
+        (or the next delayed job's due time) and claim once more."""
+        token = f"{self.daemon_id}:{next(self._tokens)}"
+        result = self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
+        if result.jobs or self._stop_flag.is_set():
+            return result
+        wait = self._max_wait
+        if result.next_due_ms is not None:
+            wait = max(MIN_WAIT, min(wait, (result.next_due_ms - result.now_ms) / 1000))
+        client.blpop(self._wake_keys, timeout=wait)
+        if self._stop_flag.is_set():
+            return result
+        return self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
+
+    # -- running one job -------------------------------------------------------------
+
+    async def _run_job(self, entry: _Running) -> None:
+        job = entry.job
+        start = trio.current_time()
+        outcome: _Outcome | None = None
+        try:
+            handler = self.registry.get(job.type)
+            if handler is None:
+                outcome = _Outcome(
+                    "fail",
+                    job,
+                    0.0,
+                    error=f"no handler for job type {job.type!r} on {self.daemon_id}",
+                )
+                return
+            timeout = job.timeout or handler.defaults.timeout or self.settings.job_timeout
+            ctx = JobContext(job, self.queue)
+            result: Any = None
+            finished = False
+            with entry.scope, trio.move_on_after(timeout) as timer:
+                try:
+                    result = await handler.run(ctx, job.data)
+                    finished = True
+                except PermanentError as exc:
+                    outcome = self._failure(job, start, exc, retryable=False)
+                except Exception as exc:
+                    outcome = self._failure(job, start, exc, retryable=True)
+            elapsed = trio.current_time() - start
+            if finished:
+                outcome = self._success(job, elapsed, result)
+            elif outcome is None and timer.cancelled_caught:
+                outcome = _Outcome(
+                    "fail", job, elapsed, error=f"timed out after {format_duration(timeout)}"
+                )
+            elif outcome is None and entry.reason == "cancel":
+                outcome = _Outcome("abort", job, elapsed)
+            elif outcome is None and entry.reason == "shutdown":
+                outcome = _Outcome("release", job, elapsed)
+            # reason "lost": another daemon owns the job now; write nothing.
+        finally:
+            del self._running[job.id]
+            self._slot_freed.set()
+            if not self._running:
+                self._idle.set()
+            if outcome is not None:
+                self._outcomes.append(outcome)
+                self._outcome_ready.set()
+
+    def _success(self, job: ClaimedJob, elapsed: float, result: Any) -> _Outcome:
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            return _Outcome(
+                "fail",
+                job,
+                elapsed,
+                retryable=False,
+                error=f"handler returned {type(result).__name__}, not a JSON object",
+            )
+        try:
+            encoded = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
+        except (TypeError, ValueError) as exc:
+            return _Outcome(
+                "fail", job, elapsed, retryable=False, error=f"handler result is not JSON: {exc}"
+            )
+        return _Outcome("complete", job, elapsed, result=encoded)
+
+    @staticmethod
+    def _failure(job: ClaimedJob, start: float, exc: BaseException, retryable: bool) -> _Outcome:
+        tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
+        log.debug("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, exc)
+        return _Outcome(
+            "fail",
+            job,
+            trio.current_time() - start,
+            error=_error_text(exc),
+            traceback=tb,
+            retryable=retryable,
+        )
+
+    # -- writing outcomes ------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready = trio.Event()
+            while self._outcomes:
+                try:
+                    await self._flush_once()
+                    backoff.reset()
+                except RedisUnavailable:
+                    await backoff.sleep()
+
+    async def _flush_once(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        try:
+            # Shielded: once the writes left, their results must come back to us.
+            with trio.CancelScope(shield=True):
+                results = await self.link.call(self._write, batch)
+        except RedisUnavailable:
+            self._outcomes[:0] = batch  # keep order; try again
+            raise
+        self._account(batch, results)
+
+    def _write(self, client: SyncClient, batch: Sequence[_Outcome]) -> dict[str, list[int]]:
+        by_kind: dict[str, list[_Outcome]] = {}
+        for o in batch:
+            by_kind.setdefault(o.kind, []).append(o)
+        out: dict[str, list[int]] = {}
+        s = self.scripts
+        if done := by_kind.get("complete"):
+            out["complete"] = s.complete(client, [
+                (o.job.id, o.job.token, o.result,
+                 f'{{"duration_ms":{int(o.elapsed * 1000)},"attempt":{o.job.attempts}}}')
+                for o in done])  # fmt: skip
+        if failed := by_kind.get("fail"):
+            out["fail"] = s.fail(
+                client, [(o.job.id, o.job.token, o.error, o.traceback, o.retryable) for o in failed]
+            )
+        if aborted := by_kind.get("abort"):
+            out["abort"] = s.abort(client, [(o.job.id, o.job.token) for o in aborted])
+        if released := by_kind.get("release"):
+            out["release"] = s.release(client, [(o.job.id, o.job.token) for o in released])
+        return out
+
+    def _account(self, batch: Sequence[_Outcome], results: dict[str, list[int]]) -> None:
+        counters = {kind: iter(values) for kind, values in results.items()}
+        m = self.metrics
+        for o in batch:
+            r = next(counters[o.kind])
+            if o.kind == "complete" and r == 1:
+                m.record(o.elapsed, succeeded=True)
+            elif o.kind == "fail" and r >= 0:
+                m.record(o.elapsed, succeeded=False, retried=r > 0)
+                if r == 0:
+                    log.warning("job %s (%s) failed: %s", o.job.id, o.job.type, o.error)
+
+    async def _final_flush(self) -> None:
+        with trio.move_on_after(FINAL_FLUSH_PATIENCE):
+            backoff = Backoff(self.settings.reconnect_max_backoff)
+            while self._outcomes:
+                try:
+                    await self._flush_once()
+                except RedisUnavailable:
+                    await backoff.sleep()
+        if self._outcomes:
+            log.error(
+                "Redis unreachable: %d job outcome(s) not written; their leases will "
+                "expire and the jobs run again",
+                len(self._outcomes),
+            )
+
+    # -- leases and cancel requests --------------------------------------------------
+
+    async def _renewer(self) -> None:
+        interval = self.settings.lease / 3
+        while True:
+            await trio.sleep(interval)
+            items = [(job_id, r.job.token) for job_id, r in self._running.items()]
+            if not items:
+                continue
+            try:
+                results = await self.link.call(self.scripts.renew, self._lease_ms, items)
+            except RedisUnavailable:
+                continue
+            for (job_id, token), res in zip(items, results, strict=True):
+                entry = self._running.get(job_id)
+                if entry is None or entry.job.token != token or res == 1:
+                    continue
+                if res == 0:
+                    log.warning("job %s: lease lost (recovered elsewhere); cancelling here", job_id)
+                    entry.stop("lost")
+                else:
+                    entry.stop("cancel")
+
+    async def _control(self) -> None:
+        key = self.scripts.keys.control(self.daemon_id)
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                job_ids = await self.link.call(self._wait_control, key)
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            for job_id in job_ids:
+                entry = self._running.get(job_id)
+                if entry is not None:
+                    log.info("job %s: cancel requested; cancelling its handler", job_id)
+                    entry.stop("cancel")
+
+    def _wait_control(self, client: SyncClient, key: str) -> list[str]:
+        first = client.blpop(self._control_keys, timeout=self._max_wait)
+        if first is None or first[0] != key:
+            return []
+        rest = client.lpop(key, 100) or []
+        return [first[1], *rest]
