@@ -15,14 +15,20 @@ Fixtures:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis_server import RedisServer, RedisServerFactory
+
+from fleetd.config import Config
+from fleetd.engine import Engine
 
 # Mirrors fleetd's key layout, ``fleetd:{<namespace>}:<name>``: the braces make the
 # namespace a Redis Cluster hash tag and stop ``{t1}`` from matching ``{t12}``.
@@ -67,3 +73,50 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServerFactory]:
             return server
 
         yield start
+
+
+# --- fleetd fixtures ----------------------------------------------------------------
+
+
+def make_config(
+    redis_url: str, namespace: str, state_dir: Path, **sections: dict[str, Any]
+) -> Config:
+    """A Config for `redis_url` and `namespace`, with per-section overrides, e.g.
+    ``make_config(url, ns, tmp, worker={"lease": 2.0})`` (durations in seconds)."""
+    cfg = Config.default()
+    cfg = dataclasses.replace(
+        cfg,
+        redis=dataclasses.replace(cfg.redis, url=redis_url, namespace=namespace),
+        daemon=dataclasses.replace(cfg.daemon, state_dir=str(state_dir)),
+    )
+    for name, changes in sections.items():
+        cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
+    return cfg
+
+
+@pytest.fixture
+def config(redis_url: str, namespace: str, tmp_path: Path) -> Config:
+    """Defaults, pointed at the shared test redis-server under this test's namespace."""
+    return make_config(redis_url, namespace, tmp_path / "state")
+
+
+@pytest.fixture
+def engine(config: Config) -> Iterator[Engine]:
+    """The core objects (link, scripts loaded, queue ops) for `config`, client side."""
+    eng = Engine.build(config, daemon=True)
+    for script in eng.scripts.all():
+        script.load(eng.link.client)
+    yield eng
+    eng.close()
+
+
+def fleetd_env(cfg: Config) -> dict[str, str]:
+    """Environment for a `fleetd` subprocess that uses `cfg`'s Redis, namespace and state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
+    env.update(
+        FLEETD_REDIS_URL=cfg.redis.url,
+        FLEETD_REDIS_NAMESPACE=cfg.redis.namespace,
+        FLEETD_DAEMON_STATE_DIR=str(cfg.state_dir),
+        FLEETD_CONFIG=str(Path(__file__).parent / "empty.toml"),
+    )
+    return env
