@@ -1,0 +1,285 @@
+"""The worker pool in-process, against the real test redis-server: execution order,
+retries on the spec's 1 s / 4 s / 9 s schedule, timeouts, cancel of a running job,
+lost leases, graceful stop, and handler contract violations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from fleetd.config import Config
+from fleetd.context import JobContext
+from fleetd.engine import Engine
+from fleetd.handlers import HandlerDefaults, HandlerRegistry, PermanentError
+from fleetd.heartbeat import WorkerMetrics
+from fleetd.maintenance import Maintenance, MaintenanceSettings
+from fleetd.model import JobStatus
+from fleetd.noop import NoopHandler
+from fleetd.worker import PoolSettings, WorkerPool
+
+DAEMON = "test-daemon:1:abc"
+
+
+class Recorder:
+    """A handler that records the order it ran jobs in, and can block until released."""
+
+    job_type = "record"
+    defaults = HandlerDefaults()
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.started = trio.Event()
+        self.cancelled: list[str] = []
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        self.order.append(data["name"])
+        self.started.set()
+        if data.get("block"):
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                self.cancelled.append(ctx.job.id)
+                raise
+        if data.get("permanent"):
+            raise PermanentError("this can never work")
+        if data.get("bad_result"):
+            return [1, 2]  # type: ignore[return-value]
+        if data.get("progress"):
+            await ctx.progress(50, "half way")
+        if data.get("follow_up"):
+            await ctx.enqueue("noop", {"from": ctx.job.id})
+        return {"name": data["name"]}
+
+
+def _registry(*extra: Any) -> HandlerRegistry:
+    registry = HandlerRegistry()
+    registry.register(NoopHandler())
+    for handler in extra:
+        registry.register(handler, source="tests")
+    return registry
+
+
+def _settings(cfg: Config, **changes: Any) -> PoolSettings:
+    w = cfg.worker
+    base = PoolSettings(
+        concurrency=w.concurrency, poll_interval=0.2, job_timeout=w.job_timeout,
+        shutdown_timeout=5.0, claim_batch=w.claim_batch, lease=w.lease,
+        reconnect_max_backoff=1.0, command_timeout=cfg.redis.command_timeout,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+@asynccontextmanager
+async def running_pool(
+    config: Config, registry: HandlerRegistry, **changes: Any
+) -> AsyncIterator[tuple[Engine, WorkerPool]]:
+    """A daemon's worker pool and maintenance (promote, reap) on `config`."""
+    engine = Engine.build(config, daemon=True, registry=registry)
+    await engine.link.connect(engine.scripts.all())
+    pool = WorkerPool(
+        engine.link,
+        engine.scripts,
+        engine.queue,
+        registry,
+        _settings(config, **changes),
+        DAEMON,
+        WorkerMetrics(),
+    )
+    maintenance = Maintenance(engine.link, engine.scripts, engine.ops, MaintenanceSettings(
+        interval=0.1, max_stalls=config.worker.max_stalls, completed_ttl=0, failed_ttl=0,
+        cancelled_ttl=0, reconnect_max_backoff=1.0))  # fmt: skip
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(maintenance.run)
+            await nursery.start(pool.run)
+            yield engine, pool
+            pool.quiet()
+            with trio.fail_after(10):
+                while pool.running:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    finally:
+        engine.close()
+
+
+async def wait_status(engine: Engine, job_id: str, *statuses: JobStatus, limit: float = 10) -> Any:
+    with trio.fail_after(limit):
+        while True:
+            job = await engine.queue.get(job_id)
+            assert job is not None
+            if job.status in statuses:
+                return job
+            await trio.sleep(0.01)
+
+
+def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:
+    entries = engine.link.client.xrange(engine.keys.events)
+    out = []
+    for stream_id, fields in entries:
+        if fields["job_id"] == job_id:
+            out.append({**fields, "id": stream_id, "data": json.loads(fields["data"])})
+    return out
+
+
+async def test_runs_in_priority_order_fifo_within_a_priority(config: Config) -> None:
+    rec = Recorder()
+    engine = Engine.build(config, daemon=True, registry=_registry(rec))
+    await engine.link.connect(engine.scripts.all())
+    plan = [("low-1", "low"), ("normal", 5), ("crit-1", "critical"), ("high", "high"),
+            ("crit-2", 20), ("low-2", 1)]  # fmt: skip
+    await engine.queue.enqueue_many(
+        [{"type": "record", "data": {"name": n}, "priority": p} for n, p in plan]
+    )
+    engine.close()
+    async with running_pool(config, _registry(rec), concurrency=1) as (_eng, _pool):
+        with trio.fail_after(10):
+            while len(rec.order) < len(plan):
+                await trio.sleep(0.01)
+    assert rec.order == ["crit-1", "crit-2", "high", "normal", "low-1", "low-2"]
+
+
+@pytest.mark.slow
+async def test_retries_after_1_4_9_seconds_then_fails(config: Config) -> None:
+    async with running_pool(config, _registry()) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "noop", "data": {"fail_attempts": 10}})
+        job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=30)
+    assert job.retry_count == 3
+    assert job.attempts == 4
+    assert "failing attempt 4" in (job.error or "")
+    events = events_of(engine, r.job_id)
+    retrying = [e for e in events if e["type"] == "job.retrying"]
+    assert [e["data"]["run_at"] - int(e["ts"]) for e in retrying] == [1000, 4000, 9000]
+    starts = [int(e["ts"]) for e in events if e["type"] == "job.started"]
+    assert len(starts) == 4
+    for retry, start in zip(retrying, starts[1:], strict=True):
+        # Never early; late by at most the poll and promote intervals.
+        assert 0 <= start - retry["data"]["run_at"] < 500
+    assert events[-1]["type"] == "job.failed"
+
+
+async def test_timeout_is_a_failed_attempt_and_retried(config: Config) -> None:
+    async with running_pool(config, _registry()) as (engine, _pool):
+        r = await engine.queue.enqueue(
+            {"type": "noop", "data": {"sleep_ms": 5000}, "timeout": "200ms", "max_retries": 1}
+        )
+        job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=10)
+    assert job.error == "timed out after 200ms"
+    assert job.attempts == 2
+    assert [e["type"] for e in events_of(engine, r.job_id)] == [
+        "job.enqueued", "job.started", "job.retrying", "job.started", "job.failed",
+    ]  # fmt: skip
+
+
+async def test_cancel_of_a_running_job_cancels_its_handler(config: Config) -> None:
+    rec = Recorder()
+    async with running_pool(config, _registry(rec)) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
+        await wait_status(engine, r.job_id, JobStatus.PROCESSING)
+        result = await engine.queue.cancel(r.job_id)
+        assert result.outcome == "cancelling"
+        job = await wait_status(engine, r.job_id, JobStatus.CANCELLED, limit=5)
+    assert rec.cancelled == [r.job_id]
+    assert job.completed_at_ms is not None
+    assert events_of(engine, r.job_id)[-1]["type"] == "job.cancelled"
+
+
+async def test_lost_lease_stops_the_handler_and_writes_nothing(config: Config) -> None:
+    rec = Recorder()
+    async with running_pool(config, _registry(rec), lease=1.2) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
+        await wait_status(engine, r.job_id, JobStatus.PROCESSING)
+        # Another daemon took the job over: its lease token changed.
+        engine.link.client.hset(engine.keys.job(r.job_id), "lease", "someone-else")
+        with trio.fail_after(5):
+            while not rec.cancelled:
+                await trio.sleep(0.01)
+        await trio.sleep(0.2)
+        job = await engine.queue.get(r.job_id)
+    assert job is not None
+    assert job.status is JobStatus.PROCESSING  # untouched: it belongs to the other daemon
+
+
+async def test_stop_releases_running_jobs_to_pending_without_counting(config: Config) -> None:
+    rec = Recorder()
+    async with running_pool(config, _registry(rec), shutdown_timeout=0.1) as (engine, pool):
+        r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
+        await wait_status(engine, r.job_id, JobStatus.PROCESSING)
+    job = engine.ops.get(engine.link.client, r.job_id)
+    assert job is not None
+    assert job.status is JobStatus.PENDING
+    assert job.attempts == 0
+    assert pool.running == 0
+    assert events_of(engine, r.job_id)[-1]["type"] == "job.requeued"
+
+
+async def test_handler_contract_violations(config: Config) -> None:
+    rec = Recorder()
+    async with running_pool(config, _registry(rec)) as (engine, _pool):
+        perm = await engine.queue.enqueue({"type": "record", "data": {"name": "p", "permanent": 1}})
+        bad = await engine.queue.enqueue({"type": "record", "data": {"name": "b", "bad_result": 1}})
+        job_p = await wait_status(engine, perm.job_id, JobStatus.FAILED)
+        job_b = await wait_status(engine, bad.job_id, JobStatus.FAILED)
+    assert job_p.attempts == 1
+    assert job_p.error == "PermanentError: this can never work"
+    assert job_p.traceback and "PermanentError" in job_p.traceback
+    assert job_b.attempts == 1
+    assert job_b.error == "handler returned list, not a JSON object"
+
+
+async def test_unknown_type_in_queue_fails_with_a_clear_error(config: Config) -> None:
+    rec = Recorder()
+    # Enqueued by a process that knows `record`, run by one that does not.
+    producer = Engine.build(config, daemon=True, registry=_registry(rec))
+    await producer.link.connect(producer.scripts.all())
+    r = await producer.queue.enqueue({"type": "record", "data": {"name": "x"}, "max_retries": 0})
+    producer.close()
+    async with running_pool(config, _registry()) as (engine, _pool):
+        job = await wait_status(engine, r.job_id, JobStatus.FAILED)
+    assert job.error == f"no handler for job type 'record' on {DAEMON}"
+
+
+async def test_progress_and_follow_up_jobs(config: Config) -> None:
+    rec = Recorder()
+    async with running_pool(config, _registry(rec)) as (engine, _pool):
+        r = await engine.queue.enqueue(
+            {"type": "record", "data": {"name": "x", "progress": 1, "follow_up": 1},
+             "company_id": "acme"}
+        )  # fmt: skip
+        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
+        page = await engine.queue.list_jobs(JobStatus.COMPLETED, limit=10, job_type="noop")
+        with trio.fail_after(5):
+            while not page.jobs:
+                await trio.sleep(0.02)
+                page = await engine.queue.list_jobs(JobStatus.COMPLETED, limit=10, job_type="noop")
+    assert job.progress == {"percent": 50.0, "message": "half way"}
+    progress = [e for e in events_of(engine, r.job_id) if e["type"] == "job.progress"]
+    assert progress[0]["data"] == {"percent": 50.0, "message": "half way"}
+    [follow] = page.jobs
+    assert follow.company_id == "acme"
+    assert follow.data == {"from": r.job_id}
+
+
+async def test_metrics_count_outcomes(config: Config) -> None:
+    async with running_pool(config, _registry()) as (engine, pool):
+        ok = await engine.queue.enqueue({"type": "noop", "data": {}})
+        bad = await engine.queue.enqueue(
+            {"type": "noop", "data": {"fail_attempts": 5}, "max_retries": 0}
+        )
+        await wait_status(engine, ok.job_id, JobStatus.COMPLETED)
+        await wait_status(engine, bad.job_id, JobStatus.FAILED)
+        with trio.fail_after(5):
+            while pool.metrics.jobs_processed < 2:
+                await trio.sleep(0.01)
+        m = pool.metrics.to_dict()
+    assert (m["jobs_processed"], m["jobs_succeeded"], m["jobs_failed"], m["jobs_retried"]) == (
+        2, 1, 1, 0,
+    )  # fmt: skip
