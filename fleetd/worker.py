@@ -39,7 +39,7 @@ from fleetd.handlers import HandlerRegistry, PermanentError
 from fleetd.heartbeat import WorkerMetrics
 from fleetd.queue import Queue
 from fleetd.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
-from fleetd.scripts import ClaimedJob, ClaimResult, Scripts
+from fleetd.scripts import RETRY_UNIT_MS, ClaimedJob, ClaimResult, Scripts
 
 __all__ = ["PoolSettings", "WorkerPool"]
 
@@ -52,6 +52,7 @@ MAX_TRACEBACK_CHARS = 8000
 # How long a stopping daemon keeps trying to write its last outcomes while Redis is
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
+RETRY_UNIT_S = RETRY_UNIT_MS / 1000
 # Shortest idle wait: a delayed job due "now" still costs a round trip.
 MIN_WAIT = 0.005
 
@@ -129,6 +130,7 @@ class WorkerPool:
         self._wake_keys = [keys.wake, keys.poke(daemon_id, "fetch")]
         self._control_keys = [keys.control(daemon_id), keys.poke(daemon_id, "control")]
         self._quiet = trio.Event()
+        self._services: trio.Nursery | None = None
         # The BLPOP wait must end well before the socket timeout.
         self._max_wait = max(MIN_WAIT, min(settings.poll_interval, settings.command_timeout / 2))
 
@@ -162,6 +164,7 @@ class WorkerPool:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as services:
+            self._services = services
             services.start_soon(self._flusher)
             services.start_soon(self._renewer)
             services.start_soon(self._control)
@@ -173,6 +176,10 @@ class WorkerPool:
             await self._final_flush()
             await self._poke(self._control_keys[1])
             services.cancel_scope.cancel()
+
+    async def _wake_after(self, delay: float) -> None:
+        await trio.sleep(delay)
+        await self._poke(self._wake_keys[1])
 
     async def _poke_when_quiet(self) -> None:
         await self._quiet.wait()
@@ -380,6 +387,11 @@ class WorkerPool:
                 m.record(o.elapsed, succeeded=True)
             elif o.kind == "fail" and r >= 0:
                 m.record(o.elapsed, succeeded=False, retried=r > 0)
+                if r > 0 and self._services is not None and not self._stopping:
+                    # Claim the retry when it is due, not at the next poll (up to
+                    # poll_interval late): fail.lua scheduled it (retry_count+1)² s out.
+                    delay = RETRY_UNIT_S * (o.job.retry_count + 1) ** 2
+                    self._services.start_soon(self._wake_after, delay)
                 if r == 0:
                     log.warning("job %s (%s) failed: %s", o.job.id, o.job.type, o.error)
 
