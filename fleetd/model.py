@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -73,6 +74,7 @@ MAX_RETRIES_LIMIT = 100
 # Ids are kept short enough to sit in URLs and log lines.
 MAX_ID_LENGTH = 128
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -117,7 +119,8 @@ def parse_ts(text: str, field: str = "run_at") -> int:
         raise ValidationError(field, f"not an ISO 8601 time: {text!r}") from None
     if dt.tzinfo is None:
         raise ValidationError(field, f"needs a UTC offset or Z: {text!r}")
-    return int(dt.timestamp() * 1000)
+    # Integer arithmetic: int(timestamp() * 1000) loses a millisecond to float rounding.
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_priority(value: object, field: str = "priority") -> int:
@@ -213,10 +216,17 @@ class EnqueueRequest:
                     timeout = parse_duration(timeout)
                 except ValueError as exc:
                     raise ValidationError("timeout", str(exc)) from None
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, int | float)
+                or not math.isfinite(timeout)
+                or timeout <= 0
+            ):
                 raise ValidationError("timeout", "must be a positive duration such as 30s or 5m")
             timeout = float(timeout)
-        tags = raw.get("tags") or []
+        tags = raw.get("tags")
+        if tags is None:
+            tags = []
         if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
             raise ValidationError("tags", "must be a list of non-empty strings")
         if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in tags):

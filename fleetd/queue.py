@@ -172,8 +172,8 @@ class QueueOps:
     ) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
-            now, results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])
-            out.extend(EnqueueResult(i, st, now, dup) for i, st, dup in results)
+            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])
+            out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
         return out
 
     # -- read ------------------------------------------------------------------------
@@ -255,7 +255,8 @@ class QueueOps:
 
     def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
         """Identity and WorkerMetrics of every daemon with a live heartbeat."""
-        now = int(client.time()[0]) * 1000
+        sec, usec = client.time()
+        now = int(sec) * 1000 + int(usec) // 1000
         alive = client.zrangebyscore(self.keys.heartbeats, now, "+inf")
         if not alive:
             return []
@@ -278,10 +279,11 @@ class QueueOps:
     ) -> dict[str, int]:
         """Delete finished jobs that finished more than `older_than` seconds ago, in
         bounded batches. Returns the count per status and `deleted` in all."""
-        counts: dict[str, int] = {}
-        for status in sorted(statuses, key=lambda s: s.value):
+        for status in statuses:
             if status not in TERMINAL_STATUSES:
                 raise ValidationError("status", f"only finished jobs are cleaned up, not {status}")
+        counts: dict[str, int] = {}
+        for status in sorted(statuses, key=lambda s: s.value):
             total = 0
             while True:
                 n = self.scripts.prune(client, status, int(older_than * 1000), PRUNE_BATCH)
@@ -322,7 +324,10 @@ class Queue:
         company_id: str | None = None,
         job_type: str | None = None,
     ) -> JobPage:
-        st = JobStatus(status)
+        try:
+            st = JobStatus(status)
+        except ValueError:
+            raise ValidationError("status", f"unknown status {status!r}") from None
         return await self.link.call(
             lambda c: self.ops.list_jobs(
                 c, st, limit=limit, cursor=cursor, company_id=company_id, job_type=job_type

@@ -86,8 +86,9 @@ class Scripts:
 
     def enqueue(
         self, client: SyncClient, rows: Sequence[Sequence[Any]]
-    ) -> tuple[int, list[tuple[str, str, bool]]]:
-        """rows: per job the 11 values of enqueue.lua. Returns (now ms, [(id, status, dup)])."""
+    ) -> list[tuple[str, str, bool, int]]:
+        """rows: per job the 11 values of enqueue.lua. Returns per job (id, status,
+        duplicate, created_at ms)."""
         k = self.keys
         args: list[Any] = [len(rows), WAKE_TOKEN_CAP]
         for row in rows:
@@ -95,7 +96,7 @@ class Scripts:
         keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
         reply = self._run(client, "enqueue", keys, args)
         it = iter(reply[1:])
-        return int(reply[0]), [(i, st, bool(int(d))) for i, st, d in zip(it, it, it, strict=True)]
+        return [(i, st, d == 1, int(t)) for i, st, d, t in zip(it, it, it, it, strict=True)]
 
     def claim(
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str

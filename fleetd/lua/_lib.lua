@@ -55,6 +55,7 @@ local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
         redis.call('ZREM', retrying_idx, id)
         redis.call('ZADD', pending_idx, h[3], id)
         redis.call('HSET', k, 'status', 'pending', 'updated_at', int(now))
+        redis.call('HDEL', k, 'run_at')  -- the backoff is over; run_at is a caller's field
       end
       local seq = redis.call('INCR', seq_key)
       redis.call('ZADD', queue, queue_score(h[1], seq), id)

@@ -6,8 +6,9 @@
 -- ARGV[5..] per job, 11 values:
 --   id, type, data (JSON), priority, max_retries, timeout (seconds or ''),
 --   company_id, user_id, tags (JSON list or ''), run_at (ms or ''), idempotency key ('')
--- Returns {now, then per job: id, status, duplicate (0|1)}. A duplicate (the idempotency
--- key was seen before) names the existing job and its status; nothing is written for it.
+-- Returns {now, then per job: id, status, duplicate (0|1), created_at ms}. A duplicate
+-- (the idempotency key was seen before) names the existing job, its status and its
+-- creation time; nothing is written for it.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, events, wake = KEYS[4], KEYS[5], KEYS[6]
 local n, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -28,10 +29,11 @@ for i = 0, n - 1 do
     if not existing then redis.call('SET', ikey, id) end
   end
   if existing then
-    local st = redis.call('HGET', job_key(existing), 'status') or 'pending'
+    local h = redis.call('HMGET', job_key(existing), 'status', 'created_at')
     out[#out + 1] = existing
-    out[#out + 1] = st
+    out[#out + 1] = h[1] or 'pending'
     out[#out + 1] = 1
+    out[#out + 1] = h[2] or now
   else
     local f = {'id', id, 'type', jtype, 'data', data, 'priority', prio, 'status', 'pending',
       'created_at', now, 'updated_at', now, 'retry_count', 0, 'max_retries', ARGV[b + 4],
@@ -58,6 +60,7 @@ for i = 0, n - 1 do
     out[#out + 1] = id
     out[#out + 1] = 'pending'
     out[#out + 1] = 0
+    out[#out + 1] = now
   end
 end
 wake_up(wake, ready, cap)
