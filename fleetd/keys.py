@@ -44,9 +44,14 @@ class Keys:
         return f"{self.prefix}poke:{daemon_id}:{loop}"
 
     def status(self, status: JobStatus | str) -> str:
-        """Zset index of the jobs in one status: scored by creation time for pending,
-        processing and retrying; by finish time for completed, failed and cancelled."""
-        return f"{self.prefix}status:{JobStatus(status).value}"
+        """Zset index of the jobs in one status: scored by creation time for pending and
+        retrying; by finish time for completed, failed and cancelled. Processing jobs
+        are indexed by `leases` itself (scored by lease deadline, so the most recently
+        claimed or renewed come first): one zset less to write per claim and finish."""
+        st = JobStatus(status)
+        if st is JobStatus.PROCESSING:
+            return self.leases
+        return f"{self.prefix}status:{st.value}"
 
     @property
     def queue(self) -> str:

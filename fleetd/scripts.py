@@ -104,7 +104,7 @@ class Scripts:
         k, s = self.keys, self._s
         keys = [
             k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
-            s[JobStatus.PROCESSING], k.leases, k.events, k.wake,
+            k.leases, k.events, k.wake,
         ]  # fmt: skip
         r = self._run(client, "claim", keys, [count, lease_ms, token, daemon_id])
         jobs = []
@@ -134,7 +134,7 @@ class Scripts:
     def complete(self, client: SyncClient, items: Sequence[tuple[str, str, str, str]]) -> list[int]:
         """items: (id, token, result JSON, event data JSON). Returns 1 done / 0 stale."""
         s = self._s
-        keys = [self.keys.leases, s[JobStatus.PROCESSING], s[JobStatus.COMPLETED], self.keys.events]
+        keys = [self.keys.leases, s[JobStatus.COMPLETED], self.keys.events]
         args: list[Any] = [len(items)]
         for item in items:
             args.extend(item)
@@ -147,8 +147,7 @@ class Scripts:
         due ms, 0 for failed for good, -1 for stale."""
         k, s = self.keys, self._s
         keys = [
-            k.leases, s[JobStatus.PROCESSING], s[JobStatus.RETRYING], s[JobStatus.FAILED],
-            k.delayed, k.events,
+            k.leases, s[JobStatus.RETRYING], s[JobStatus.FAILED], k.delayed, k.events,
         ]  # fmt: skip
         args: list[Any] = [len(items), RETRY_UNIT_MS]
         for job_id, token, error, tb, retryable in items:
@@ -158,7 +157,7 @@ class Scripts:
     def abort(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
         """items: (id, token) of running jobs cancelled on request."""
         s = self._s
-        keys = [self.keys.leases, s[JobStatus.PROCESSING], s[JobStatus.CANCELLED], self.keys.events]
+        keys = [self.keys.leases, s[JobStatus.CANCELLED], self.keys.events]
         args: list[Any] = [len(items)]
         for item in items:
             args.extend(item)
@@ -168,8 +167,7 @@ class Scripts:
         """items: (id, token) of running jobs given back at a graceful stop."""
         k, s = self.keys, self._s
         keys = [
-            k.leases, s[JobStatus.PROCESSING], s[JobStatus.PENDING], k.queue, k.events, k.wake,
-            s[JobStatus.CANCELLED],
+            k.leases, s[JobStatus.PENDING], k.queue, k.events, k.wake, s[JobStatus.CANCELLED],
         ]  # fmt: skip
         args: list[Any] = [len(items), WAKE_TOKEN_CAP]
         for item in items:
@@ -193,8 +191,8 @@ class Scripts:
     def reap(self, client: SyncClient, max_stalls: int, limit: int) -> tuple[int, int, int]:
         k, s = self.keys, self._s
         keys = [
-            k.leases, k.queue, k.seq, s[JobStatus.PROCESSING], s[JobStatus.PENDING],
-            s[JobStatus.FAILED], s[JobStatus.CANCELLED], k.events, k.wake,
+            k.leases, k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED],
+            s[JobStatus.CANCELLED], k.events, k.wake,
         ]  # fmt: skip
         r = self._run(client, "reap", keys, [max_stalls, limit, WAKE_TOKEN_CAP])
         return int(r[0]), int(r[1]), int(r[2])

@@ -82,9 +82,9 @@ local function next_due(delayed)
   return -1
 end
 
--- End a running job's lease bookkeeping.
-local function drop_lease(leases, processing_idx, id, k)
+-- End a running job's lease: it leaves `leases` (which is also the index of processing
+-- jobs) and loses its lease fields, plus any `extra` fields named, in one HDEL.
+local function drop_lease(leases, id, k, ...)
   redis.call('ZREM', leases, id)
-  redis.call('ZREM', processing_idx, id)
-  redis.call('HDEL', k, 'lease', 'cancel_requested')
+  redis.call('HDEL', k, 'lease', 'cancel_requested', ...)
 end

@@ -2,16 +2,17 @@
 -- first and FIFO within a priority, leasing each to one daemon.
 --
 -- KEYS[1] queue           KEYS[2] delayed            KEYS[3] seq
--- KEYS[4] status:pending  KEYS[5] status:retrying    KEYS[6] status:processing
--- KEYS[7] leases          KEYS[8] events             KEYS[9] wake
+-- KEYS[4] status:pending  KEYS[5] status:retrying
+-- KEYS[6] leases (scored by deadline; also the index of processing jobs)
+-- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
 -- Returns {now, next delayed due ms or -1, count, then per job 12 values:
 --   id, type, data, priority, attempts, retry_count, max_retries, timeout ('' = default),
 --   company_id, user_id, tags, created_at}
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
-local pending_idx, retrying_idx, processing_idx = KEYS[4], KEYS[5], KEYS[6]
-local leases, events, wake = KEYS[7], KEYS[8], KEYS[9]
+local pending_idx, retrying_idx = KEYS[4], KEYS[5]
+local leases, events, wake = KEYS[6], KEYS[7], KEYS[8]
 local count, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local token, worker = ARGV[5], ARGV[6]
 
@@ -31,7 +32,6 @@ for i = 1, #popped, 2 do
     redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
       'attempts', attempts, 'lease', token, 'worker', worker)
     redis.call('ZREM', pending_idx, id)
-    redis.call('ZADD', processing_idx, h[11], id)
     redis.call('ZADD', leases, deadline, id)
     emit(events, 'job.started', id, h[1], h[8], 'processing', now,
       '{"attempt":' .. attempts .. ',"worker":"' .. worker .. '"}')

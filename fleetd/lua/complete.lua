@@ -1,11 +1,11 @@
 -- complete.lua: mark running jobs completed, in one batch.
 --
--- KEYS[1] leases  KEYS[2] status:processing  KEYS[3] status:completed  KEYS[4] events
+-- KEYS[1] leases  KEYS[2] status:completed  KEYS[3] events
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
 -- ARGV[4..] per job, 4 values: id, lease token, result (JSON), event data (JSON)
 -- Returns per job 1 (completed) or 0 (stale: the job's lease token no longer matches,
 -- it was recovered elsewhere or cancelled; nothing is written).
-local leases, processing_idx, completed_idx, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leases, completed_idx, events = KEYS[1], KEYS[2], KEYS[3]
 local n = tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
@@ -15,10 +15,9 @@ for i = 0, n - 1 do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'lease', 'status', 'type', 'company_id')
   if h[1] == token and h[2] == 'processing' then
-    drop_lease(leases, processing_idx, id, k)
+    drop_lease(leases, id, k, 'error', 'traceback')
     redis.call('HSET', k, 'status', 'completed', 'completed_at', now, 'updated_at', now,
       'result', result)
-    redis.call('HDEL', k, 'error', 'traceback')
     redis.call('ZADD', completed_idx, now, id)
     emit(events, 'job.completed', id, h[3], h[4], 'completed', now, evdata)
     out[#out + 1] = 1

@@ -1,14 +1,14 @@
 -- fail.lua: record failed attempts of running jobs, in one batch: retry after n^2
 -- seconds (n = the retry's number: 1 s, 4 s, 9 s) while retries are left, else failed.
 --
--- KEYS[1] leases  KEYS[2] status:processing  KEYS[3] status:retrying
--- KEYS[4] status:failed  KEYS[5] delayed  KEYS[6] events
+-- KEYS[1] leases  KEYS[2] status:retrying  KEYS[3] status:failed  KEYS[4] delayed
+-- KEYS[5] events
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] retry unit ms
 -- ARGV[5..] per job, 6 values: id, lease token, error text, error as a JSON string,
 --   traceback, retryable (1|0: 0 fails at once, e.g. a permanent SMTP rejection)
 -- Returns per job: the due ms of its retry, 0 when it failed for good, -1 when stale.
-local leases, processing_idx, retrying_idx = KEYS[1], KEYS[2], KEYS[3]
-local failed_idx, delayed, events = KEYS[4], KEYS[5], KEYS[6]
+local leases, retrying_idx, failed_idx = KEYS[1], KEYS[2], KEYS[3]
+local delayed, events = KEYS[4], KEYS[5]
 local n, unit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local out = {}
@@ -20,7 +20,7 @@ for i = 0, n - 1 do
   local h = redis.call('HMGET', k, 'lease', 'status', 'retry_count', 'max_retries', 'type',
     'company_id', 'created_at', 'attempts')
   if h[1] == token and h[2] == 'processing' then
-    drop_lease(leases, processing_idx, id, k)
+    drop_lease(leases, id, k)
     local rc, mr = tonumber(h[3]), tonumber(h[4])
     if retryable == '1' and rc < mr then
       rc = rc + 1

@@ -2,15 +2,15 @@
 -- pending with stalls + 1; failed once a job has stalled max_stalls times; cancelled if a
 -- cancel had been requested.
 --
--- KEYS[1] leases           KEYS[2] queue           KEYS[3] seq
--- KEYS[4] status:processing  KEYS[5] status:pending  KEYS[6] status:failed
--- KEYS[7] status:cancelled   KEYS[8] events          KEYS[9] wake
+-- KEYS[1] leases (also the index of processing jobs)  KEYS[2] queue  KEYS[3] seq
+-- KEYS[4] status:pending  KEYS[5] status:failed  KEYS[6] status:cancelled
+-- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max stalls  ARGV[4] max jobs per call
 -- ARGV[5] wake token cap
 -- Returns {requeued, failed, cancelled}.
 local leases, queue, seq_key = KEYS[1], KEYS[2], KEYS[3]
-local processing_idx, pending_idx, failed_idx = KEYS[4], KEYS[5], KEYS[6]
-local cancelled_idx, events, wake = KEYS[7], KEYS[8], KEYS[9]
+local pending_idx, failed_idx, cancelled_idx = KEYS[4], KEYS[5], KEYS[6]
+local events, wake = KEYS[7], KEYS[8]
 local max_stalls, limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
@@ -19,7 +19,7 @@ for _, id in ipairs(expired) do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
     'stalls', 'cancel_requested', 'worker')
-  drop_lease(leases, processing_idx, id, k)
+  drop_lease(leases, id, k)
   if h[1] == 'processing' then
     local stalls = tonumber(h[6] or 0) + 1
     local worker = h[8] or ''
