@@ -27,7 +27,17 @@ class JobContext:
     def __init__(self, job: ClaimedJob, queue: Queue) -> None:
         self.job = job
         self._queue = queue
-        self.logger = logging.LoggerAdapter(_log, {"job_id": job.id, "job_type": job.type})
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that stamps every line with the job's id and type (made on first use:
+        most handlers of short jobs never log)."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                _log, {"job_id": self.job.id, "job_type": self.job.type}
+            )
+        return self._logger
 
     @property
     def company_id(self) -> str | None:

@@ -5,7 +5,11 @@ Tasks (all in the pool's nursery):
   nothing is ready it blocks on the wake list with a short server-side timeout *in the
   same thread hop* as the claim, so an idle daemon costs one round trip per poll
   interval and a busy one never waits. While a claim is in flight the running jobs keep
-  freeing slots, so claims batch themselves under load.
+  freeing slots, so claims batch themselves under load. When jobs are short (a moving
+  average under PREFETCH_MAX_JOB_TIME) it also claims ahead, up to one more batch of
+  `concurrency` jobs, so the next claim is in flight while the current jobs run;
+  claimed-ahead jobs wait in a local buffer with their leases renewed, and go back to
+  pending at once when the daemon stops. Long jobs never wait behind each other here.
 - job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
   lost lease, shutdown). Outcomes go to an in-memory buffer, never straight to Redis.
 - flusher: writes buffered outcomes in one hop per batch (complete / fail / abort /
@@ -27,6 +31,7 @@ import json
 import logging
 import threading
 import traceback
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +58,12 @@ MAX_TRACEBACK_CHARS = 8000
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
 RETRY_UNIT_S = RETRY_UNIT_MS / 1000
+# Claim ahead only while jobs average less than this: a short job waits at most a
+# moment in the local buffer, while a long one would sit leased here as other
+# daemons idle (the prefetch trap of Celery).
+PREFETCH_MAX_JOB_TIME = 0.05
+# Weight of the newest job in the moving average of job durations.
+EWMA_WEIGHT = 0.05
 # Shortest idle wait: a delayed job due "now" still costs a round trip.
 MIN_WAIT = 0.005
 
@@ -69,11 +80,11 @@ class PoolSettings:
     command_timeout: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Running:
     job: ClaimedJob
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    reason: str | None = None  # cancel | lost | shutdown
+    reason: str | None = None  # cancel | lost | shutdown; None with a cancel = timeout
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -119,6 +130,10 @@ class WorkerPool:
         self._lease_ms = int(settings.lease * 1000)
         self._tokens = itertools.count(1)
         self._running: dict[str, _Running] = {}
+        # Claimed ahead, waiting for a slot (see PREFETCH_MAX_JOB_TIME).
+        self._buffer: deque[_Running] = deque()
+        self._avg_job_time: float | None = None
+        self._jobs: trio.Nursery | None = None
         self._outcomes: list[_Outcome] = []
         self._outcome_ready = trio.Event()
         self._slot_freed = trio.Event()
@@ -141,6 +156,10 @@ class WorkerPool:
     def running_jobs(self) -> list[ClaimedJob]:
         return [r.job for r in self._running.values()]
 
+    def _held(self) -> list[_Running]:
+        """Every job this daemon holds a lease on: running and claimed ahead."""
+        return [*self._running.values(), *self._buffer]
+
     def set_concurrency(self, n: int) -> None:
         """Live change (SIGHUP): more slots start claiming at once; fewer let running
         jobs finish and claim less."""
@@ -153,6 +172,9 @@ class WorkerPool:
         self._stop_flag.set()
         self._slot_freed.set()
         self._quiet.set()
+        # Claimed ahead but never started: straight back to pending.
+        while self._buffer:
+            self._emit(_Outcome("release", self._buffer.popleft().job, 0.0))
 
     def stop_now(self) -> None:
         """Quiet, and cancel every running handler now: its job goes back to pending."""
@@ -169,6 +191,7 @@ class WorkerPool:
             services.start_soon(self._renewer)
             services.start_soon(self._control)
             async with trio.open_nursery() as jobs:
+                self._jobs = jobs
                 task_status.started()
                 jobs.start_soon(self._poke_when_quiet)
                 await self._fetch_loop(jobs)
@@ -215,26 +238,42 @@ class WorkerPool:
 
     # -- fetching --------------------------------------------------------------------
 
+    def _prefetch(self) -> int:
+        avg = self._avg_job_time
+        if avg is None or avg >= PREFETCH_MAX_JOB_TIME:
+            return 0
+        return min(self.concurrency, self.settings.claim_batch)
+
     async def _fetch_loop(self, jobs: trio.Nursery) -> None:
         backoff = Backoff(self.settings.reconnect_max_backoff)
         while not self._stopping:
-            free = self.concurrency - len(self._running)
-            if free <= 0:
+            room = self.concurrency + self._prefetch() - len(self._running) - len(self._buffer)
+            if room <= 0:
                 self._slot_freed = trio.Event()
                 await self._slot_freed.wait()
                 continue
             try:
                 result = await self.link.call(
-                    self._claim_or_wait, min(free, self.settings.claim_batch)
+                    self._claim_or_wait, min(room, self.settings.claim_batch)
                 )
             except RedisUnavailable:
                 await backoff.sleep()
                 continue
             backoff.reset()
-            for job in result.jobs:
-                entry = _Running(job)
-                self._running[job.id] = entry
-                jobs.start_soon(self._run_job, entry)
+            if self._stopping:  # claimed while quieting: give them back untouched
+                for job in result.jobs:
+                    self._emit(_Outcome("release", job, 0.0))
+                break
+            self._buffer.extend(_Running(job) for job in result.jobs)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start buffered jobs while slots are free."""
+        assert self._jobs is not None
+        while self._buffer and len(self._running) < self.concurrency:
+            entry = self._buffer.popleft()
+            self._running[entry.job.id] = entry
+            self._jobs.start_soon(self._run_job, entry)
 
     def _claim_or_wait(self, client: SyncClient, count: int) -> ClaimResult:
         """In the worker thread: claim; if nothing was ready, wait for a wake-up token
@@ -271,7 +310,10 @@ class WorkerPool:
             ctx = JobContext(job, self.queue)
             result: Any = None
             finished = False
-            with entry.scope, trio.move_on_after(timeout) as timer:
+            # One scope for the time limit and for stop requests (cancel, lost lease,
+            # shutdown): `reason` tells them apart; a deadline leaves it None.
+            entry.scope.deadline = start + timeout
+            with entry.scope:
                 try:
                     result = await handler.run(ctx, job.data)
                     finished = True
@@ -282,7 +324,7 @@ class WorkerPool:
             elapsed = trio.current_time() - start
             if finished:
                 outcome = self._success(job, elapsed, result)
-            elif outcome is None and timer.cancelled_caught:
+            elif outcome is None and entry.reason is None:
                 outcome = _Outcome(
                     "fail", job, elapsed, error=f"timed out after {format_duration(timeout)}"
                 )
@@ -293,12 +335,20 @@ class WorkerPool:
             # reason "lost": another daemon owns the job now; write nothing.
         finally:
             del self._running[job.id]
+            elapsed = trio.current_time() - start
+            avg = self._avg_job_time
+            self._avg_job_time = elapsed if avg is None else avg + EWMA_WEIGHT * (elapsed - avg)
+            if not self._stopping:
+                self._dispatch()
             self._slot_freed.set()
             if not self._running:
                 self._idle.set()
             if outcome is not None:
-                self._outcomes.append(outcome)
-                self._outcome_ready.set()
+                self._emit(outcome)
+
+    def _emit(self, outcome: _Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._outcome_ready.set()
 
     def _success(self, job: ClaimedJob, elapsed: float, result: Any) -> _Outcome:
         if result is None:
@@ -416,7 +466,8 @@ class WorkerPool:
         interval = self.settings.lease / 3
         while True:
             await trio.sleep(interval)
-            items = [(job_id, r.job.token) for job_id, r in self._running.items()]
+            held = {r.job.id: r for r in self._held()}
+            items = [(job_id, r.job.token) for job_id, r in held.items()]
             if not items:
                 continue
             try:
@@ -424,8 +475,13 @@ class WorkerPool:
             except RedisUnavailable:
                 continue
             for (job_id, token), res in zip(items, results, strict=True):
-                entry = self._running.get(job_id)
-                if entry is None or entry.job.token != token or res == 1:
+                entry = held[job_id]
+                if entry.job.token != token or res == 1:
+                    continue
+                if entry in self._buffer:  # never started: nothing to interrupt
+                    self._buffer.remove(entry)
+                    if res == 2:
+                        self._emit(_Outcome("abort", entry.job, 0.0))
                     continue
                 if res == 0:
                     log.warning("job %s: lease lost (recovered elsewhere); cancelling here", job_id)
@@ -444,6 +500,11 @@ class WorkerPool:
                 continue
             backoff.reset()
             for job_id in job_ids:
+                waiting = next((e for e in self._buffer if e.job.id == job_id), None)
+                if waiting is not None:
+                    self._buffer.remove(waiting)
+                    self._emit(_Outcome("abort", waiting.job, 0.0))
+                    continue
                 entry = self._running.get(job_id)
                 if entry is not None:
                     log.info("job %s: cancel requested; cancelling its handler", job_id)

@@ -100,12 +100,12 @@ async def running_pool(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(maintenance.run)
-            await nursery.start(pool.run)
-            yield engine, pool
-            pool.quiet()
-            with trio.fail_after(10):
-                while pool.running:
-                    await trio.sleep(0.01)
+            # The pool ends by itself once quiet: it drains, then flushes its outcomes.
+            with trio.fail_after(15):
+                async with trio.open_nursery() as work:
+                    await work.start(pool.run)
+                    yield engine, pool
+                    pool.quiet()
             nursery.cancel_scope.cancel()
     finally:
         engine.close()
