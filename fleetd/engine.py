@@ -70,6 +70,7 @@ class Engine:
             reconnect_max_backoff=r.reconnect_max_backoff,
             memory_listen=r.memory_listen,
             state_dir=cfg.state_dir,
+            shared_by_threads=not daemon,
         )
         keys = Keys(r.namespace)
         scripts = Scripts(keys, r.events_maxlen)

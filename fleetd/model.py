@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +76,8 @@ MAX_ID_LENGTH = 128
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_PAIR_SHIFTS = range(120, -10, -10)
 
 
 class ValidationError(ValueError):
@@ -91,15 +93,14 @@ def new_job_id(now_ms: int | None = None) -> str:
     """`job_` + a ULID: 48-bit millisecond time then 80 random bits, Crockford base32.
 
     Ids sort by creation time (to the millisecond) as plain strings, so listings and
-    log greps line up with time without a lookup.
+    log greps line up with time without a lookup. The random part comes from the
+    `random` module (reseeded after fork), not os.urandom: ids need to be unique, not
+    secret, and a system call per id halves bulk-enqueue speed.
     """
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "job_" + "".join(reversed(chars))
+    value = (ms << 80) | random.getrandbits(80)
+    # 130 bits as 13 pairs of base32 digits, most significant first.
+    return "job_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def format_ts(ms: int | None) -> str | None:
@@ -153,7 +154,7 @@ def _opt_str(raw: Mapping[str, Any], name: str, limit: int = MAX_ID_LENGTH) -> s
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EnqueueRequest:
     """What a caller asks for: the spec's enqueue body plus fleetd's extensions.
 
@@ -184,9 +185,8 @@ class EnqueueRequest:
         """Validate a JSON-shaped request; raises ValidationError naming the field."""
         if not isinstance(raw, Mapping):
             raise ValidationError("body", "must be a JSON object")
-        unknown = sorted(set(raw) - cls.KNOWN_FIELDS)
-        if unknown:
-            raise ValidationError(unknown[0], "unknown field")
+        if unknown := raw.keys() - cls.KNOWN_FIELDS:
+            raise ValidationError(min(unknown), "unknown field")
         job_type = raw.get("type")
         if not isinstance(job_type, str) or not job_type.strip():
             raise ValidationError("type", "is required and must be a non-empty string")

@@ -38,6 +38,8 @@ __all__ = [
     "ResetResult",
 ]
 
+# One encoder for every job's data: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 # Jobs one enqueue_many call sends in one script call; larger inputs go in chunks of
 # this size inside the same hop (a script call must stay short: Redis runs one at a time).
 ENQUEUE_CHUNK = 1000
@@ -135,12 +137,12 @@ class QueueOps:
         data = handler.validate(dict(req.data))
         hd = handler.defaults
         priority = req.priority or hd.priority or self.defaults.priority
-        max_retries = next(
-            v for v in (req.max_retries, hd.max_retries, self.defaults.max_retries) if v is not None
-        )
+        max_retries = req.max_retries
+        if max_retries is None:
+            max_retries = self.defaults.max_retries if hd.max_retries is None else hd.max_retries
         timeout = req.timeout or hd.timeout
         try:
-            data_json = json.dumps(data, separators=(",", ":"), allow_nan=False)
+            data_json = _encode(data)
         except (TypeError, ValueError) as exc:
             raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
         return [

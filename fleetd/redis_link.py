@@ -138,8 +138,12 @@ class RedisLink:
         reconnect_max_backoff: float = 10.0,
         memory_listen: str = "127.0.0.1:0",
         state_dir: Path | None = None,
+        shared_by_threads: bool = False,
     ) -> None:
+        """`shared_by_threads`: sync callers on many threads use run_sync (the client
+        API); otherwise only call() is used (the daemon)."""
         self.url = url
+        self._shared_by_threads = shared_by_threads
         self.embedded = url.startswith("memory://")
         self._reconnect_cap = reconnect_max_backoff
         self._memory_listen = memory_listen
@@ -157,18 +161,25 @@ class RedisLink:
     def _open(self, url: str, max_conn: int, connect_timeout: float, timeout: float) -> SyncClient:
         # RESP2 and decoded strings everywhere; no hidden retries: a retried script could
         # run twice (an enqueue without an idempotency key would duplicate a job).
+        # No health-check PINGs: a dead connection shows as an error on first use,
+        # which the caller already handles (they cost ~10 µs on every command).
         options: dict[str, Any] = {
             "decode_responses": True,
             "protocol": 2,
             "retry": Retry(NoBackoff(), 0),
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
-            "health_check_interval": 30,
         }
         if not self.embedded:
-            pool = redis.BlockingConnectionPool.from_url(
-                url, max_connections=max_conn, timeout=timeout, **options
-            )
+            if self._shared_by_threads:
+                # Any number of caller threads: wait for a free connection.
+                pool: redis.ConnectionPool = redis.BlockingConnectionPool.from_url(
+                    url, max_connections=max_conn, timeout=timeout, **options
+                )
+            else:
+                # Only call() uses it, and its CapacityLimiter keeps in-flight hops at
+                # max_connections, so a plain pool (cheaper get/release) never runs dry.
+                pool = redis.ConnectionPool.from_url(url, max_connections=max_conn, **options)
             return redis.Redis(connection_pool=pool)
         return self._open_embedded(options)
 
@@ -190,7 +201,6 @@ class RedisLink:
         else:
             server = fakeredis.FakeServer()
         options.pop("socket_connect_timeout")
-        options.pop("health_check_interval")
         return fakeredis.FakeRedis(server=server, **options)
 
     # -- lifecycle -------------------------------------------------------------------

@@ -58,6 +58,8 @@ MAX_TRACEBACK_CHARS = 8000
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
 RETRY_UNIT_S = RETRY_UNIT_MS / 1000
+# Built once: json.dumps with options constructs an encoder on every call.
+_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
 # Claim ahead only while jobs average less than this: a short job waits at most a
 # moment in the local buffer, while a long one would sit leased here as other
 # daemons idle (the prefetch trap of Celery).
@@ -362,7 +364,7 @@ class WorkerPool:
                 error=f"handler returned {type(result).__name__}, not a JSON object",
             )
         try:
-            encoded = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
+            encoded = _encode_result(result)
         except (TypeError, ValueError) as exc:
             return _Outcome(
                 "fail", job, elapsed, retryable=False, error=f"handler result is not JSON: {exc}"

@@ -17,6 +17,8 @@ local FIELDS = 11
 local now = now_ms()
 local out = {now}
 local ready = 0
+-- One INCRBY reserves the sequence numbers of the whole call (FIFO order within it).
+local seq = redis.call('INCRBY', seq_key, n) - n
 for i = 0, n - 1 do
   local b = 5 + i * FIELDS
   local id, jtype, data, prio = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -50,7 +52,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', delayed, run_at, id)
       evdata = '{"priority":' .. prio .. ',"run_at":' .. run_at .. '}'
     else
-      local seq = redis.call('INCR', seq_key)
+      seq = seq + 1
       redis.call('ZADD', queue, queue_score(prio, seq), id)
       ready = ready + 1
     end
