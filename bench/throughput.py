@@ -37,7 +37,10 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The test suite's redis-server helper (tests/ is not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from redis_server import RedisServer
 
 from fleetd import __version__
 from fleetd.config import Config
@@ -47,7 +50,6 @@ from fleetd.engine import Engine
 from fleetd.handlers import HandlerRegistry
 from fleetd.model import JobStatus
 from fleetd.noop import NoopHandler
-from tests.redis_server import RedisServer
 
 # Default jobs per phase: big enough that start-up costs (~10 ms) are <1% of a drain at
 # the 20k jobs/s target, small enough that every phase fits the 2-minute budget.
