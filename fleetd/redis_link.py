@@ -250,10 +250,20 @@ class RedisLink:
                 self._tcp.shutdown()
                 self._tcp_thread.join(timeout=5)
             self._tcp.server_close()
-            if self._state_dir is not None:
-                embedded_address_file(self._state_dir).unlink(missing_ok=True)
+            if self._tcp_thread is not None and self._state_dir is not None:
+                self._forget_address(embedded_address_file(self._state_dir))
             self._tcp = None
         self.client.close()
+
+    @staticmethod
+    def _forget_address(path: Path) -> None:
+        """Remove the address file if it is ours (another daemon may have taken over)."""
+        try:
+            owner = json.loads(path.read_text()).get("pid")
+        except (OSError, ValueError):
+            return
+        if owner == os.getpid():
+            path.unlink(missing_ok=True)
 
     @property
     def safe_url(self) -> str:

@@ -64,6 +64,9 @@ _encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False, defaul
 # moment in the local buffer, while a long one would sit leased here as other
 # daemons idle (the prefetch trap of Celery).
 PREFETCH_MAX_JOB_TIME = 0.05
+# A claimed-ahead job that waited this long for a slot goes back to the queue, where an
+# idle daemon can take it: the average misjudged it (a slow job among fast ones).
+PREFETCH_MAX_WAIT = 0.5
 # Weight of the newest job in the moving average of job durations.
 EWMA_WEIGHT = 0.05
 # Shortest idle wait: a delayed job due "now" still costs a round trip.
@@ -87,6 +90,7 @@ class _Running:
     job: ClaimedJob
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     reason: str | None = None  # cancel | lost | shutdown; None with a cancel = timeout
+    claimed_at: float = 0.0  # trio clock, for the claim-ahead buffer
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -158,6 +162,9 @@ class WorkerPool:
     def running_jobs(self) -> list[ClaimedJob]:
         return [r.job for r in self._running.values()]
 
+    def _holds(self, entry: _Running) -> bool:
+        return self._running.get(entry.job.id) is entry or any(e is entry for e in self._buffer)
+
     def _held(self) -> list[_Running]:
         """Every job this daemon holds a lease on: running and claimed ahead."""
         return [*self._running.values(), *self._buffer]
@@ -192,6 +199,7 @@ class WorkerPool:
             services.start_soon(self._flusher)
             services.start_soon(self._renewer)
             services.start_soon(self._control)
+            services.start_soon(self._buffer_janitor)
             async with trio.open_nursery() as jobs:
                 self._jobs = jobs
                 task_status.started()
@@ -266,8 +274,17 @@ class WorkerPool:
                 for job in result.jobs:
                     self._emit(_Outcome("release", job, 0.0))
                 break
-            self._buffer.extend(_Running(job) for job in result.jobs)
+            now = trio.current_time()
+            self._buffer.extend(_Running(job, claimed_at=now) for job in result.jobs)
             self._dispatch()
+
+    async def _buffer_janitor(self) -> None:
+        """Release claimed-ahead jobs that waited PREFETCH_MAX_WAIT for a slot."""
+        while True:
+            await trio.sleep(PREFETCH_MAX_WAIT / 2)
+            limit = trio.current_time() - PREFETCH_MAX_WAIT
+            while self._buffer and self._buffer[0].claimed_at < limit:
+                self._emit(_Outcome("release", self._buffer.popleft().job, 0.0))
 
     def _dispatch(self) -> None:
         """Start buffered jobs while slots are free."""
@@ -476,11 +493,11 @@ class WorkerPool:
                 results = await self.link.call(self.scripts.renew, self._lease_ms, items)
             except RedisUnavailable:
                 continue
-            for (job_id, token), res in zip(items, results, strict=True):
+            for (job_id, _token), res in zip(items, results, strict=True):
                 entry = held[job_id]
-                if entry.job.token != token or res == 1:
-                    continue
-                if entry in self._buffer:  # never started: nothing to interrupt
+                if res == 1 or not self._holds(entry):
+                    continue  # renewed, or finished while the renewal was in flight
+                if entry.job.id not in self._running:  # never started: nothing to interrupt
                     self._buffer.remove(entry)
                     if res == 2:
                         self._emit(_Outcome("abort", entry.job, 0.0))

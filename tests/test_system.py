@@ -427,12 +427,6 @@ def test_second_embedded_daemon_on_one_state_dir_refuses(fleet: Fleet, tmp_path:
     assert first.alive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a refused second daemon deletes the first daemon's embedded-redis.json "
-    "(RedisLink.close unlinks it although this link never served), so the CLI loses the "
-    "running daemon",
-)
 def test_refused_second_daemon_leaves_the_first_reachable(fleet: Fleet, tmp_path: Path) -> None:
     env = embedded_env(tmp_path / "state")
     fleet.start(env, name="first")
