@@ -1,33 +1,59 @@
 """fleetd: the background-job daemon of FleetTracker Pro.
 
 The public API: what plugins, embedding applications and tests may import. Everything
-else is internal and may change without notice.
+else is internal and may change without notice. Plugin authors need `hookimpl`,
+`JobHandler` (or the `Handler` shape), `HandlerDefaults`, `JobContext`,
+`PermanentError`, `ValidationError`/`FieldError`, and `fleetd.testing` for their tests;
+see docs/PLUGINS.md.
 """
 
-from fleetd.config import Config, ConfigError, load_config
+from fleetd.artifacts import Artifact, ArtifactStore
+from fleetd.config import Config, ConfigError, EmailConfig, load_config
 from fleetd.context import JobContext
-from fleetd.handlers import Handler, HandlerDefaults, HandlerRegistry, PermanentError
-from fleetd.model import EnqueueRequest, Job, JobStatus, Priority, ValidationError
+from fleetd.handlers import (
+    DuplicateJobType,
+    Handler,
+    HandlerDefaults,
+    HandlerRegistry,
+    InvalidHandler,
+    JobHandler,
+    PermanentError,
+)
+from fleetd.hookspecs import ScheduleDefinition, hookimpl
+from fleetd.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
+from fleetd.plugins import PluginError
 from fleetd.queue import EnqueueResult, JobPage, Queue
+from fleetd.scripts import ClaimedJob
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Artifact",
+    "ArtifactStore",
+    "ClaimedJob",
     "Config",
     "ConfigError",
+    "DuplicateJobType",
+    "EmailConfig",
     "EnqueueRequest",
     "EnqueueResult",
+    "FieldError",
     "Handler",
     "HandlerDefaults",
     "HandlerRegistry",
+    "InvalidHandler",
     "Job",
     "JobContext",
+    "JobHandler",
     "JobPage",
     "JobStatus",
     "PermanentError",
+    "PluginError",
     "Priority",
     "Queue",
+    "ScheduleDefinition",
     "ValidationError",
     "__version__",
+    "hookimpl",
     "load_config",
 ]

@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
 
     conf = sub.add_parser("config", help="show or check the configuration")
     conf.add_argument("action", choices=["show", "check"])
+
+    plug = sub.add_parser("plugins", help="installed plugins, their job types and schemas")
+    plug.add_argument("--json", action="store_true")
     return p
 
 
@@ -337,6 +340,36 @@ def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins(cfg: Any, a: argparse.Namespace) -> int:
+    from fleetd.durations import format_duration
+    from fleetd.engine import build_registry
+    from fleetd.plugins import describe
+
+    body = describe(build_registry(cfg))
+    if a.json:
+        _print_json(body)
+        return 0
+    for p in body["plugins"]:
+        where = "core" if p["source"] == "core" else p["module"]
+        print(f"{p['name']}  {p['distribution']} {p['version']}  ({where})")
+        for jt in p["job_types"]:
+            d = jt["defaults"]
+            print(
+                f"  {jt['type']:<24} priority {d['priority']}, max_retries {d['max_retries']}, "
+                f"timeout {format_duration(d['timeout'])}"
+                + (f"  {jt['description']}" if jt["description"] else "")
+            )
+            schema = jt["schema"] or {}
+            required = set(schema.get("required", ()))
+            if fields := [f + ("*" if f in required else "") for f in schema.get("properties", {})]:
+                print(f"  {'':<24} data: {', '.join(fields)}  (* required)")
+        if p["schedules"]:
+            print(f"  default schedules: {', '.join(p['schedules'])}")
+    for d in body["disabled"]:
+        print(f"disabled: {d['name']} ({d['kind'].replace('_', ' ')})")
+    return 0
+
+
 def _run_daemon(cfg: Any, a: argparse.Namespace) -> int:
     import dataclasses
 
@@ -377,6 +410,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return 0
     if a.command == "run":
         return _run_daemon(cfg, a)
+    if a.command == "plugins":
+        return _plugins(cfg, a)
     engine = Engine.build(cfg, daemon=False)
     try:
         return COMMANDS[a.command](engine, a)
@@ -387,6 +422,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     from fleetd.daemon import DaemonError
     from fleetd.handlers import DuplicateJobType
+    from fleetd.plugins import PluginError
     from fleetd.redis_link import RedisCommandError, RedisUnavailable
 
     try:
@@ -396,12 +432,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fleetd: config: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as exc:
-        print(f"fleetd: invalid job: {exc.field}: {exc.message}", file=sys.stderr)
+        print(f"fleetd: invalid job: {'; '.join(map(str, exc.errors))}", file=sys.stderr)
         return EXIT_USAGE
     except RedisUnavailable as exc:
         print(f"fleetd: Redis unreachable: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, NoDaemonError, DaemonError, DuplicateJobType, RedisCommandError) as exc:
+    except (
+        CliError,
+        NoDaemonError,
+        DaemonError,
+        DuplicateJobType,
+        PluginError,
+        RedisCommandError,
+    ) as exc:
         print(f"fleetd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

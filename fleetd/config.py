@@ -33,9 +33,11 @@ from fleetd.durations import DURATION_EXAMPLES, format_duration, parse_duration
 __all__ = [
     "ENV_CONFIG_PATH",
     "SEARCH_PATHS",
+    "ArtifactsConfig",
     "Config",
     "ConfigError",
     "DaemonConfig",
+    "EmailConfig",
     "MaintenanceConfig",
     "PluginsConfig",
     "RedisConfig",
@@ -78,12 +80,14 @@ def setting(
     choices: tuple[str, ...] | None = None,
     unique: bool = False,
     check: Check | None = None,
+    key: str | None = None,
 ) -> Any:
     """A config key: a dataclass field whose metadata drives parsing and validation.
 
     kind: "duration" for float seconds written "30s"; else from the type (str, int, bool,
     tuple[str, ...] = "list"). min/max are inclusive (item count for lists), above is
     exclusive. choices: allowed values (of each item for lists). check: error or None.
+    key: the TOML key when it differs from the field name (`from`, a Python keyword).
     """
     meta = {
         "help": help,
@@ -94,6 +98,7 @@ def setting(
         "choices": choices,
         "unique": unique,
         "check": check,
+        "key": key,
     }
     return field(default=default, metadata=meta)
 
@@ -220,6 +225,37 @@ class PluginsConfig:
     disable: tuple[str, ...] = setting((), "plugin or job-type names not to load")
 
 
+def _check_from(value: str) -> str | None:
+    # Syntax only here (the e-mail plugin checks the address fully when it starts).
+    if value == "" or ("@" in value and "\n" not in value and "\r" not in value):
+        return None
+    return f"must be an e-mail address such as 'Fleet <noreply@example.com>' or '', got {value!r}"
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    mode: str = setting("outbox", "how e-mail is delivered", choices=("outbox", "smtp"))
+    outbox_dir: str = setting("", "where outbox mode writes .eml files; '' = <state_dir>/outbox")
+    host: str = setting("localhost", "SMTP server host")
+    port: int = setting(0, "SMTP port; 0 = 25, 587 or 465 by security", min=0, max=_MAX_PORT)
+    security: str = setting(
+        "starttls", "SMTP transport security", choices=("none", "starttls", "tls")
+    )
+    username: str = setting("", "SMTP login; '' = no AUTH")
+    password: str = setting("", "SMTP password (prefer FLEETD_EMAIL_PASSWORD)")
+    timeout: float = setting(
+        30 * SECOND, "SMTP connect and command timeout", kind="duration", above=0, max=10 * MINUTE
+    )
+    from_: str = setting(
+        "", "sender address; '' = fleetd@<host name>", check=_check_from, key="from"
+    )
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    dir: str = setting("", "where jobs' files are kept; '' = <state_dir>/artifacts")
+
+
 def resolve_state_dir(configured: str, env: Mapping[str, str] | None = None) -> Path:
     """`configured` if set, else $STATE_DIRECTORY, $XDG_STATE_HOME/fleetd or
     ~/.local/state/fleetd, read from `env` (default os.environ)."""
@@ -245,6 +281,8 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     # Not settings, so not compared: equal settings are equal wherever they came from.
     source: Path | None = field(default=None, compare=False)
     # Where daemon.state_dir = "" points, resolved from the environment the config was
@@ -288,7 +326,10 @@ def _schema() -> dict[str, tuple[type[Any], Keys]]:
         if isinstance(cls, type) and dataclasses.is_dataclass(cls):
             hints = get_type_hints(cls)
             keys: Keys = {
-                f.name: (f.metadata.get("kind") or _KINDS[hints[f.name]], f.metadata)
+                (f.metadata.get("key") or f.name): (
+                    f.metadata.get("kind") or _KINDS[hints[f.name]],
+                    {**f.metadata, "field": f.name},
+                )
                 for f in dataclasses.fields(cls)
             }
             schema[section] = (cls, keys)
@@ -385,7 +426,7 @@ def _build_section(
             if error:
                 errors.append(f"{label}: {error}")
             else:
-                values[key] = value
+                values[meta["field"]] = value
     known = [f"{name}.{key}" for key in keys]
     errors.extend(_unknown("key", f"{name}.{k}", known) for k in table if k not in keys)
     return cls(**values)
@@ -455,13 +496,13 @@ def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
         section = getattr(cfg, name)
         out[name] = {
             key: (
-                format_duration(getattr(section, key))
+                format_duration(getattr(section, meta["field"]))
                 if kind == "duration"
-                else list(getattr(section, key))
+                else list(getattr(section, meta["field"]))
                 if kind == "list"
-                else getattr(section, key)
+                else getattr(section, meta["field"])
             )
-            for key, (kind, _) in keys.items()
+            for key, (kind, meta) in keys.items()
         }
     return out
 

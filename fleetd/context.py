@@ -1,4 +1,5 @@
-"""What a running handler gets: `ctx` — its job, company, logger, progress and follow-ups.
+"""What a running handler gets: `ctx` — its job, company, logger, progress, follow-ups,
+an artifact store, and durable per-job notes for idempotency.
 
 One JobContext per attempt. Everything here goes through the daemon's RedisLink (never
 a Redis call on the trio thread) and is company-scoped: a follow-up job inherits the
@@ -12,15 +13,22 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from fleetd.artifacts import ArtifactStore
 from fleetd.model import EnqueueRequest
 
 if TYPE_CHECKING:
     from fleetd.queue import EnqueueResult, Queue
+    from fleetd.redis_link import SyncClient
     from fleetd.scripts import ClaimedJob
 
 __all__ = ["JobContext"]
 
 _log = logging.getLogger("fleetd.job")
+# Job-hash fields holding handlers' notes (`remember`) start with this; no field the
+# Lua scripts write does, and reset.lua leaves them alone, so notes outlive resets.
+NOTE_PREFIX = "note:"
+# A note is for small facts ("delivered at …"), not data: the job hash stays small.
+MAX_NOTE_BYTES = 16_384
 
 
 class JobContext:
@@ -28,6 +36,7 @@ class JobContext:
         self.job = job
         self._queue = queue
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._artifacts: ArtifactStore | None = None
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -68,3 +77,51 @@ class JobContext:
         raw.setdefault("company_id", self.job.company_id)
         raw.setdefault("user_id", self.job.user_id)
         return await self._queue.enqueue(EnqueueRequest.from_dict(raw))
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Files this job produces, under `[artifacts] dir`/<job id>/, listed in the
+        job's result as {"artifacts": [{name, path, size, sha256}]}."""
+        if self._artifacts is None:
+            root = self._queue.ops.registry.artifacts_dir
+            if root is None:
+                raise RuntimeError("no artifact directory: build the registry with build_registry")
+            self._artifacts = ArtifactStore(root, self.job.id)
+        return self._artifacts
+
+    def finish(self, result: Any) -> Any:
+        """The result to store: the handler's, with the artifacts it wrote merged in.
+        (Called by the worker; raises PermanentError when the two cannot be merged.)"""
+        if self._artifacts is None:
+            return result
+        try:
+            return self._artifacts.merge_into(result)
+        except ValueError as exc:
+            from fleetd.handlers import PermanentError
+
+            raise PermanentError(str(exc)) from None
+
+    async def remember(self, key: str, value: Any) -> None:
+        """Store a small JSON value with this job, kept across retries and resets and
+        deleted with the job: record a side effect right after it happened ("sent",
+        "charged"), check it with `recall` before doing it again."""
+        field = NOTE_PREFIX + key
+        payload = json.dumps(value, separators=(",", ":"))
+        if len(payload) > MAX_NOTE_BYTES:
+            raise ValueError(f"note {key!r} is larger than {MAX_NOTE_BYTES} bytes")
+        job_key = self._queue.ops.keys.job(self.job.id)
+
+        def write(client: SyncClient) -> None:
+            # Only while the job exists: a note must never resurrect a deleted job
+            # as a hash without fields. (A job being run is never pruned.)
+            if client.exists(job_key):
+                client.hset(job_key, field, payload)
+
+        await self._queue.link.call(write)
+
+    async def recall(self, key: str, default: Any = None) -> Any:
+        """The value `remember` stored under `key` for this job, or `default`."""
+        raw = await self._queue.link.call(
+            lambda c: c.hget(self._queue.ops.keys.job(self.job.id), NOTE_PREFIX + key)
+        )
+        return default if raw is None else json.loads(raw)

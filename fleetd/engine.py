@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from fleetd import plugins
 from fleetd.config import Config
 from fleetd.handlers import HandlerRegistry
 from fleetd.keys import Keys
-from fleetd.noop import NoopHandler
 from fleetd.queue import JobDefaults, Queue, QueueOps
 from fleetd.redis_link import RedisLink, embedded_address_file
 from fleetd.scripts import Scripts
@@ -27,10 +27,10 @@ class NoDaemonError(Exception):
 
 
 def build_registry(cfg: Config) -> HandlerRegistry:
-    """The job types this process knows: the built-in `noop`, unless disabled."""
-    registry = HandlerRegistry(disabled=cfg.plugins.disable)
-    registry.register(NoopHandler(), source="fleetd (built-in)")
-    return registry
+    """The job types this process knows: the core `noop` and every installed plugin's
+    (entry-point group `fleetd.plugins`), less `[plugins] disable`. Raises PluginError
+    or DuplicateJobType naming the culprit."""
+    return plugins.build_registry(cfg)
 
 
 def client_url(cfg: Config) -> str:

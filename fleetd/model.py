@@ -23,6 +23,7 @@ __all__ = [
     "MIN_PRIORITY",
     "TERMINAL_STATUSES",
     "EnqueueRequest",
+    "FieldError",
     "Job",
     "JobStatus",
     "Priority",
@@ -80,13 +81,38 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _PAIR_SHIFTS = range(120, -10, -10)
 
 
-class ValidationError(ValueError):
-    """Bad enqueue input. `field` names the offending field (dotted path)."""
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem of a request: `field` is its path (`data.to`, `data.cc[1]`)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ValidationError(ValueError):
+    """Bad enqueue input. `field` and `message` describe the first problem; `errors`
+    lists every problem found (a data schema reports all of them at once), for the CLI
+    to print and the HTTP layer to return as a 422."""
+
+    def __init__(
+        self, field: str, message: str, errors: Sequence[FieldError] | None = None
+    ) -> None:
+        self.errors: list[FieldError] = list(errors) if errors else [FieldError(field, message)]
+        super().__init__("; ".join(map(str, self.errors)))
         self.field = field
         self.message = message
+
+    @classmethod
+    def of(cls, errors: Sequence[FieldError]) -> ValidationError:
+        """One error for many field errors (at least one)."""
+        return cls(errors[0].field, errors[0].message, errors)
+
+    def prefixed(self, prefix: str) -> ValidationError:
+        """The same errors with each field path under `prefix` (e.g. `jobs[3].`)."""
+        return ValidationError.of([FieldError(prefix + e.field, e.message) for e in self.errors])
 
 
 def new_job_id(now_ms: int | None = None) -> str:

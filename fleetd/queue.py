@@ -134,7 +134,7 @@ class QueueOps:
         if not isinstance(req, EnqueueRequest):
             req = EnqueueRequest.from_dict(req)
         handler = self.registry.require(req.type)
-        data = handler.validate(dict(req.data))
+        data = self.registry.validate(handler, dict(req.data))
         hd = handler.defaults
         priority = req.priority or hd.priority or self.defaults.priority
         max_retries = req.max_retries
@@ -166,7 +166,7 @@ class QueueOps:
             try:
                 rows.append(self.prepare(req))
             except ValidationError as exc:
-                raise ValidationError(f"jobs[{i}].{exc.field}", exc.message) from None
+                raise exc.prefixed(f"jobs[{i}].") from None
         return rows
 
     def enqueue_rows(

@@ -6,8 +6,9 @@ Tasks (all in the pool's nursery):
   same thread hop* as the claim, so an idle daemon costs one round trip per poll
   interval and a busy one never waits. While a claim is in flight the running jobs keep
   freeing slots, so claims batch themselves under load. When jobs are short (a moving
-  average under PREFETCH_MAX_JOB_TIME) it also claims ahead, up to one more batch of
-  `concurrency` jobs, so the next claim is in flight while the current jobs run;
+  average under PREFETCH_MAX_JOB_TIME) it also claims ahead, as many as the slots get
+  through in a quarter second (at most claim_batch), so the next claim is in flight
+  while the current jobs run;
   claimed-ahead jobs wait in a local buffer with their leases renewed, and go back to
   pending at once when the daemon stops. Long jobs never wait behind each other here.
 - job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
@@ -133,6 +134,9 @@ class WorkerPool:
         self.concurrency = settings.concurrency
         self.daemon_id = daemon_id
         self.metrics = metrics
+        # Plugins' lifecycle hooks, resolved once: None when no plugin implements any,
+        # so a job then costs no hook call at all.
+        self._hooks = registry.hooks
         self._lease_ms = int(settings.lease * 1000)
         self._tokens = itertools.count(1)
         self._running: dict[str, _Running] = {}
@@ -249,10 +253,13 @@ class WorkerPool:
     # -- fetching --------------------------------------------------------------------
 
     def _prefetch(self) -> int:
+        """How many jobs to claim beyond the free slots: as many as the slots get through
+        in half of PREFETCH_MAX_WAIT at the average job time, at most claim_batch."""
         avg = self._avg_job_time
         if avg is None or avg >= PREFETCH_MAX_JOB_TIME:
             return 0
-        return min(self.concurrency, self.settings.claim_batch)
+        through = int(self.concurrency * (PREFETCH_MAX_WAIT / 2) / max(avg, 1e-6))
+        return max(0, min(through, self.settings.claim_batch))
 
     async def _fetch_loop(self, jobs: trio.Nursery) -> None:
         backoff = Backoff(self.settings.reconnect_max_backoff)
@@ -332,9 +339,11 @@ class WorkerPool:
             # One scope for the time limit and for stop requests (cancel, lost lease,
             # shutdown): `reason` tells them apart; a deadline leaves it None.
             entry.scope.deadline = start + timeout
+            if self._hooks is not None:
+                self._hooks.started(job)
             with entry.scope:
                 try:
-                    result = await handler.run(ctx, job.data)
+                    result = ctx.finish(await handler.run(ctx, job.data))
                     finished = True
                 except PermanentError as exc:
                     outcome = self._failure(job, start, exc, retryable=False)
@@ -452,6 +461,8 @@ class WorkerPool:
         m = self.metrics
         for o in batch:
             r = next(counters[o.kind])
+            if self._hooks is not None:
+                self._call_hooks(o, r)
             if o.kind == "complete" and r == 1:
                 m.record(o.elapsed, succeeded=True)
             elif o.kind == "fail" and r >= 0:
@@ -463,6 +474,15 @@ class WorkerPool:
                     self._services.start_soon(self._wake_after, delay)
                 if r == 0:
                     log.warning("job %s (%s) failed: %s", o.job.id, o.job.type, o.error)
+
+    def _call_hooks(self, o: _Outcome, r: int) -> None:
+        """Lifecycle hooks for an outcome Redis accepted (r as in _account)."""
+        hooks = self._hooks
+        assert hooks is not None
+        if o.kind == "complete" and r == 1 and hooks.wants_finished:
+            hooks.finished(o.job, json.loads(o.result))
+        elif o.kind == "fail" and r >= 0 and hooks.wants_failed:
+            hooks.failed(o.job, o.error, r > 0)
 
     async def _final_flush(self) -> None:
         with trio.move_on_after(FINAL_FLUSH_PATIENCE):

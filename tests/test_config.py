@@ -61,6 +61,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cancelled_ttl": "168h",
     },
     "plugins": {"disable": []},
+    "email": {
+        "mode": "outbox",
+        "outbox_dir": "",
+        "host": "localhost",
+        "port": 0,
+        "security": "starttls",
+        "username": "",
+        "password": "",
+        "timeout": "30s",
+        "from": "",
+    },
+    "artifacts": {"dir": ""},
 }
 
 

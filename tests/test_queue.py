@@ -249,7 +249,7 @@ async def test_bulk_validation_is_all_or_nothing(
 
 async def test_unknown_job_type_enqueues_nothing(engine: Engine) -> None:
     with pytest.raises(ValidationError) as info:
-        await engine.queue.enqueue({"type": "email_notification", "data": {}})
+        await engine.queue.enqueue({"type": "no_such_type", "data": {}})
     assert info.value.field == "type"
     assert "noop" in info.value.message  # names the known types
     assert stats(engine) == ZERO_STATS
