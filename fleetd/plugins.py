@@ -162,6 +162,11 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return dict(sorted(found.items()))
 
 
+def _one_line(exc: BaseException) -> str:
+    """Start-up errors are printed as one line; some exceptions span several."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
     return ep.dist.metadata["Name"] if ep.dist is not None else "?"
 
@@ -191,7 +196,7 @@ def _load_entry_points(pm: PluginManager) -> None:
         except Exception as exc:
             raise PluginError(
                 f"plugin {name!r} ({ep.value}, from {_dist_name(ep)}) failed to load: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {_one_line(exc)}"
             ) from None
         plugin = pm.get_plugin(name)
         _check_plugin(pm, name, plugin)
@@ -214,7 +219,7 @@ def _hook_results(pm: PluginManager, hook: str) -> Iterator[tuple[str, list[Any]
             answer = impl.function(*[kwargs[a] for a in impl.argnames])
         except Exception as exc:
             raise PluginError(
-                f"plugin {impl.plugin_name!r}: {hook} raised {type(exc).__name__}: {exc}"
+                f"plugin {impl.plugin_name!r}: {hook} raised {type(exc).__name__}: {_one_line(exc)}"
             ) from None
         if answer is None:
             continue
