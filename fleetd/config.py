@@ -41,6 +41,7 @@ __all__ = [
     "MaintenanceConfig",
     "PluginsConfig",
     "RedisConfig",
+    "SchedulerConfig",
     "WorkerConfig",
     "config_to_dict",
     "dump_toml",
@@ -220,6 +221,31 @@ class MaintenanceConfig:
     )
 
 
+def _check_timezone(value: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"must be an IANA time zone such as UTC or Europe/Berlin, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    create_defaults: bool = setting(True, "create the default schedules on first start")
+    timezone: str = setting(
+        "UTC", "time zone of schedules that do not name one", check=_check_timezone
+    )
+    misfire_grace: float = setting(
+        1 * MINUTE,
+        "lateness after which an occurrence counts as missed",
+        kind="duration",
+        min=SECOND,
+        max=DAY,
+    )
+
+
 @dataclass(frozen=True)
 class PluginsConfig:
     disable: tuple[str, ...] = setting((), "plugin or job-type names not to load")
@@ -280,6 +306,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)

@@ -5,6 +5,7 @@
     ├── redis link      connect (waits with capped backoff), load every script
     ├── heartbeat       this daemon's metrics, visible to every daemon
     ├── maintenance     promote / reap / prune                     (role worker)
+    ├── scheduler       default schedules, then fire due ones      (role scheduler)
     └── worker pool     fetch, run, flush, renew, control          (role worker)
 
 Every service is `run(*, task_status)` started with `nursery.start`, so the daemon is
@@ -33,6 +34,8 @@ from fleetd.heartbeat import Heartbeat, WorkerMetrics, new_daemon_id
 from fleetd.log import set_level
 from fleetd.maintenance import Maintenance, MaintenanceSettings
 from fleetd.redis_link import RedisCommandError, RedisUnavailable, SyncClient, embedded_address_file
+from fleetd.schedule_store import ScheduleOps
+from fleetd.scheduler import Scheduler, SchedulerSettings
 from fleetd.worker import PoolSettings, WorkerPool
 
 __all__ = ["Daemon", "DaemonError"]
@@ -69,6 +72,7 @@ class Daemon:
         self.metrics = WorkerMetrics()
         self.engine = Engine.build(cfg, daemon=True, registry=registry)
         self.pool: WorkerPool | None = None
+        self.scheduler: Scheduler | None = None
         self.ready = False
         self._stop = trio.Event()
         self._stop_requests = 0
@@ -225,6 +229,14 @@ class Daemon:
                 cancelled_ttl=m.cancelled_ttl,
                 reconnect_max_backoff=cfg.redis.reconnect_max_backoff))  # fmt: skip
             await services.start(maintenance.run)
+        if "scheduler" in self.roles:
+            s = cfg.scheduler
+            self.scheduler = Scheduler(e.link, ScheduleOps.from_engine(e), self.daemon_id,
+                SchedulerSettings(misfire_grace=s.misfire_grace,
+                    create_defaults=s.create_defaults,
+                    reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
+                    command_timeout=cfg.redis.command_timeout))  # fmt: skip
+            await services.start(self.scheduler.run)
         async with trio.open_nursery() as work:
             if "worker" in self.roles:
                 w = cfg.worker

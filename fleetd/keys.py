@@ -18,7 +18,8 @@ __all__ = ["Keys"]
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
-    (`<prefix>job:<id>`, `<prefix>idem:<key>`, `<prefix>ctl:<daemon>`) the same way."""
+    (`<prefix>job:<id>`, `<prefix>idem:<key>`, `<prefix>ctl:<daemon>`,
+    `<prefix>schedules:wake:<daemon>`) the same way."""
 
     namespace: str
 
@@ -93,6 +94,48 @@ class Keys:
     def heartbeats(self) -> str:
         """Zset daemon id → last heartbeat ms."""
         return f"{self.prefix}daemons:hb"
+
+    # -- schedules (hashes under `schedule:`, indexes under `schedules:`, so no schedule
+    # id can collide with an index name) ----------------------------------------------
+
+    def schedule(self, schedule_id: str) -> str:
+        """Hash of one schedule (fields as fleetd.schedules.ScheduledJob.from_hash reads)."""
+        return f"{self.prefix}schedule:{schedule_id}"
+
+    @property
+    def schedules_due(self) -> str:
+        """Zset of active schedules scored by next due ms: what the scheduler sleeps on."""
+        return f"{self.prefix}schedules:due"
+
+    @property
+    def schedules_all(self) -> str:
+        """Zset of every schedule scored by creation ms (listing order)."""
+        return f"{self.prefix}schedules:all"
+
+    @property
+    def schedules_names(self) -> str:
+        """Hash `<name>\n<company_id>` → schedule id: names are unique per company."""
+        return f"{self.prefix}schedules:names"
+
+    @property
+    def schedules_defaults(self) -> str:
+        """Set of default schedule ids ever created: a deleted default stays deleted."""
+        return f"{self.prefix}schedules:defaults"
+
+    @property
+    def schedulers(self) -> str:
+        """Zset daemon id → registration expiry ms of the running schedulers; a schedule
+        change pushes a token to each one's wake list (`<prefix>schedules:wake:<id>`)."""
+        return f"{self.prefix}schedules:daemons"
+
+    def schedule_wake(self, daemon_id: str) -> str:
+        """List one scheduler blocks on between due times (woken by schedule changes)."""
+        return f"{self.prefix}schedules:wake:{daemon_id}"
+
+    @property
+    def schedules_stats(self) -> str:
+        """Hash of scheduler counters across all schedules (missed, fired, errors)."""
+        return f"{self.prefix}schedules:stats"
 
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

@@ -31,6 +31,7 @@ CONTROL_TTL_S = 86400
 _NAMES = (
     "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
     "cancel", "reset", "progress", "prune", "heartbeat",
+    "schedule_save", "schedule_remove", "schedule_fire",
 )  # fmt: skip
 _CLAIM_FIELDS = 12
 
@@ -235,3 +236,70 @@ class Scripts:
         ]  # fmt: skip
         r = self._run(client, "reset", keys, [job_id, WAKE_TOKEN_CAP])
         return str(r[0]), str(r[1])
+
+    # -- schedules -------------------------------------------------------------------
+
+    def schedule_save(
+        self,
+        client: SyncClient,
+        mode: str,
+        schedule_id: str,
+        rev: int | None,
+        name_field: str,
+        next_due_ms: int | None,
+        event_data: str,
+        fields: Sequence[tuple[str, Any]],
+    ) -> tuple[str, str, int]:
+        """mode create | update | seed. Returns (code, detail, Redis now ms); see
+        schedule_save.lua for the codes."""
+        k = self.keys
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_all, k.schedules_names,
+            k.schedules_defaults, k.schedulers, k.events,
+        ]  # fmt: skip
+        args: list[Any] = [
+            mode, schedule_id, "" if rev is None else rev, name_field,
+            "" if next_due_ms is None else next_due_ms, event_data,
+        ]  # fmt: skip
+        for name, value in fields:
+            args.extend((name, value))
+        code, detail, now = self._run(client, "schedule_save", keys, args)
+        return str(code), str(detail), int(now)
+
+    def schedule_remove(self, client: SyncClient, schedule_id: str, event_data: str) -> bool:
+        k = self.keys
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_all, k.schedules_names,
+            k.events,
+        ]  # fmt: skip
+        return bool(self._run(client, "schedule_remove", keys, [schedule_id, event_data]))
+
+    def schedule_fire(
+        self,
+        client: SyncClient,
+        schedule_id: str,
+        action: str,
+        *,
+        due_ms: int = 0,
+        rev: int = 0,
+        next_due_ms: int = 0,
+        missed: int = 0,
+        occurrence_ms: int | None = None,
+        error: str = "",
+        event_data: str = "{}",
+        row: Sequence[Any] = (),
+    ) -> tuple[int, int, str, bool]:
+        """action fire | skip | error | manual; `row` is the job (enqueue.lua's 11
+        values) for fire and manual. Returns (1 done / 0 lost / -1 not due yet, Redis
+        now ms, job id or '', duplicate)."""
+        k, s = self.keys, self._s
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_stats, k.queue, k.delayed,
+            k.seq, s[JobStatus.PENDING], k.events, k.wake,
+        ]  # fmt: skip
+        args: list[Any] = [
+            WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
+            "" if occurrence_ms is None else occurrence_ms, error, event_data, *row,
+        ]  # fmt: skip
+        code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
+        return int(code), int(now), str(job_id), int(dup) == 1

@@ -60,6 +60,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "failed_ttl": "720h",
         "cancelled_ttl": "168h",
     },
+    "scheduler": {"create_defaults": True, "timezone": "UTC", "misfire_grace": "1m"},
     "plugins": {"disable": []},
     "email": {
         "mode": "outbox",

@@ -88,3 +88,49 @@ local function drop_lease(leases, id, k, ...)
   redis.call('ZREM', leases, id)
   redis.call('HDEL', k, 'lease', 'cancel_requested', ...)
 end
+
+-- Enqueue one job: the body of enqueue.lua, shared with schedule_fire.lua so a schedule
+-- enqueues through the very same code, inside its own script. `a` is an array holding
+-- the job's 11 values from index `b` on (enqueue.lua's order: id, type, data, priority,
+-- max_retries, timeout, company_id, user_id, tags, run_at, idempotency key); `seq` is
+-- the last sequence number the caller used. Returns: the job id (the existing one for a
+-- duplicate idempotency key), its status, 1 if duplicate else 0, its creation ms, the
+-- caller's new last sequence number, and 1 if the job is ready now (wake a fetcher).
+local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
+  local id, jtype, data, prio = a[b], a[b + 1], a[b + 2], a[b + 3]
+  local timeout, company, user = a[b + 5], a[b + 6], a[b + 7]
+  local tags, run_at, idem = a[b + 8], a[b + 9], a[b + 10]
+  if idem ~= '' then
+    local ikey = PREFIX .. 'idem:' .. idem
+    local existing = redis.call('GET', ikey)
+    if existing then
+      local h = redis.call('HMGET', job_key(existing), 'status', 'created_at')
+      return existing, h[1] or 'pending', 1, h[2] or now, seq, 0
+    end
+    redis.call('SET', ikey, id)
+  end
+  local f = {'id', id, 'type', jtype, 'data', data, 'priority', prio, 'status', 'pending',
+    'created_at', now, 'updated_at', now, 'retry_count', 0, 'max_retries', a[b + 4],
+    'attempts', 0}
+  if timeout ~= '' then f[#f + 1] = 'timeout'; f[#f + 1] = timeout end
+  if company ~= '' then f[#f + 1] = 'company_id'; f[#f + 1] = company end
+  if user ~= '' then f[#f + 1] = 'user_id'; f[#f + 1] = user end
+  if tags ~= '' then f[#f + 1] = 'tags'; f[#f + 1] = tags end
+  if idem ~= '' then f[#f + 1] = 'idempotency_key'; f[#f + 1] = idem end
+  local due = tonumber(run_at)
+  local evdata = '{"priority":' .. prio .. '}'
+  local ready = 0
+  if due and due > now then
+    f[#f + 1] = 'run_at'; f[#f + 1] = run_at
+    redis.call('ZADD', delayed, run_at, id)
+    evdata = '{"priority":' .. prio .. ',"run_at":' .. run_at .. '}'
+  else
+    seq = seq + 1
+    redis.call('ZADD', queue, queue_score(prio, seq), id)
+    ready = 1
+  end
+  redis.call('HSET', job_key(id), unpack(f))
+  redis.call('ZADD', pending_idx, now, id)
+  emit(events, 'job.enqueued', id, jtype, company, 'pending', now, evdata)
+  return id, 'pending', 0, now, seq, ready
+end

@@ -1,0 +1,76 @@
+-- schedule_fire.lua: one occurrence of a schedule — enqueue its job (through the same
+-- enqueue_one as enqueue.lua) and advance the schedule, atomically. Many schedulers
+-- race for each occurrence; the due score and the rev they read are compared and set
+-- here, so exactly one of them wins and the others change nothing.
+--
+-- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:stats
+-- KEYS[4] queue  KEYS[5] delayed  KEYS[6] seq  KEYS[7] status:pending  KEYS[8] events
+-- KEYS[9] wake
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] wake token cap
+-- ARGV[4] schedule id
+-- ARGV[5] action: fire (enqueue the occurrence) | skip (misfired, run none) | error
+--         (the job cannot be built; advance, record the error) | manual (run now: enqueue
+--         without touching the cadence)
+-- ARGV[6] the due ms the caller saw (compared with the due score; not for manual)
+-- ARGV[7] the rev the caller read (compared; not for manual)
+-- ARGV[8] the next due ms (not for manual)
+-- ARGV[9] occurrences missed, counted in the schedule's and the global `missed`
+-- ARGV[10] the occurrence ms the job is for (fire), else ''
+-- ARGV[11] error text (error), else ''
+-- ARGV[12] event data (JSON)
+-- ARGV[13..23] the job's 11 values in enqueue.lua's order (fire, manual)
+-- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
+-- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
+local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
+local queue, delayed, seq_key, pending_idx = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local events, wake = KEYS[8], KEYS[9]
+local cap, id, action = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local due_ms, rev, next_due = ARGV[6], ARGV[7], ARGV[8]
+local missed, occurrence, err, evdata = tonumber(ARGV[9]), ARGV[10], ARGV[11], ARGV[12]
+
+local now = now_ms()
+if action == 'manual' then
+  if redis.call('EXISTS', key) == 0 then return {0, now, '', 0} end
+else
+  local score = redis.call('ZSCORE', due, id)
+  if not score or tonumber(score) ~= tonumber(due_ms) then return {0, now, '', 0} end
+  if redis.call('HGET', key, 'rev') ~= rev then return {0, now, '', 0} end
+  if tonumber(due_ms) > now then return {-1, now, '', 0} end
+end
+
+local h = redis.call('HMGET', key, 'job_type', 'company_id')
+local job_id, dup = '', 0
+if action == 'fire' or action == 'manual' then
+  local status, created, ready
+  local seq = redis.call('INCR', seq_key) - 1
+  job_id, status, dup, created, seq, ready =
+    enqueue_one(queue, delayed, pending_idx, events, now, seq, ARGV, 13)
+  wake_up(wake, ready, cap)
+  redis.call('HSET', key, 'last_run', now, 'last_job_id', job_id)
+  if dup == 0 then redis.call('HINCRBY', key, 'runs', 1) end
+  redis.call('HINCRBY', stats, 'fired', 1 - dup)
+end
+if action == 'manual' then
+  emit(events, 'schedule.run_now', job_id, h[1], h[2], 'active', now, evdata)
+  return {1, now, job_id, dup}
+end
+
+redis.call('ZADD', due, next_due, id)
+redis.call('HSET', key, 'next_run', next_due)
+redis.call('HINCRBY', key, 'rev', 1)
+if missed > 0 then
+  redis.call('HINCRBY', key, 'missed', missed)
+  redis.call('HINCRBY', stats, 'missed', missed)
+end
+if action == 'fire' then
+  redis.call('HSET', key, 'last_occurrence', occurrence)
+  redis.call('HDEL', key, 'last_error')
+  emit(events, 'schedule.fired', job_id, h[1], h[2], 'active', now, evdata)
+elseif action == 'skip' then
+  emit(events, 'schedule.missed', '', h[1], h[2], 'active', now, evdata)
+else
+  redis.call('HSET', key, 'last_error', err)
+  redis.call('HINCRBY', stats, 'errors', 1)
+  emit(events, 'schedule.error', '', h[1], h[2], 'active', now, evdata)
+end
+return {1, now, job_id, dup}
