@@ -92,6 +92,7 @@ class _Running:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     reason: str | None = None  # cancel | lost | shutdown; None with a cancel = timeout
     claimed_at: float = 0.0  # trio clock, for the claim-ahead buffer
+    started_at: float = 0.0  # trio clock, set when its handler starts
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -258,6 +259,11 @@ class WorkerPool:
         avg = self._avg_job_time
         if avg is None or avg >= PREFETCH_MAX_JOB_TIME:
             return 0
+        # A job running long now says more than the average of the jobs before it.
+        if self._running:
+            started = trio.current_time() - PREFETCH_MAX_JOB_TIME
+            if any(e.started_at < started for e in self._running.values()):
+                return 0
         through = int(self.concurrency * (PREFETCH_MAX_WAIT / 2) / max(avg, 1e-6))
         return max(0, min(through, self.settings.claim_batch))
 
@@ -296,8 +302,10 @@ class WorkerPool:
     def _dispatch(self) -> None:
         """Start buffered jobs while slots are free."""
         assert self._jobs is not None
+        now = trio.current_time()
         while self._buffer and len(self._running) < self.concurrency:
             entry = self._buffer.popleft()
+            entry.started_at = now
             self._running[entry.job.id] = entry
             self._jobs.start_soon(self._run_job, entry)
 
