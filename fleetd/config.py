@@ -82,6 +82,7 @@ def setting(
     unique: bool = False,
     check: Check | None = None,
     key: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """A config key: a dataclass field whose metadata drives parsing and validation.
 
@@ -89,6 +90,7 @@ def setting(
     tuple[str, ...] = "list"). min/max are inclusive (item count for lists), above is
     exclusive. choices: allowed values (of each item for lists). check: error or None.
     key: the TOML key when it differs from the field name (`from`, a Python keyword).
+    secret: masked when the config is shown (`fleetd config show`).
     """
     meta = {
         "help": help,
@@ -100,6 +102,7 @@ def setting(
         "unique": unique,
         "check": check,
         "key": key,
+        "secret": secret,
     }
     return field(default=default, metadata=meta)
 
@@ -268,7 +271,7 @@ class EmailConfig:
         "starttls", "SMTP transport security", choices=("none", "starttls", "tls")
     )
     username: str = setting("", "SMTP login; '' = no AUTH")
-    password: str = setting("", "SMTP password (prefer FLEETD_EMAIL_PASSWORD)")
+    password: str = setting("", "SMTP password (prefer FLEETD_EMAIL_PASSWORD)", secret=True)
     timeout: float = setting(
         30 * SECOND, "SMTP connect and command timeout", kind="duration", above=0, max=10 * MINUTE
     )
@@ -534,6 +537,32 @@ def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def dump_toml(cfg: Config) -> str:
-    """The settings as a TOML document that load_config reads back to an equal Config."""
-    return tomli_w.dumps(config_to_dict(cfg))
+def _mask_url(url: str) -> str:
+    """`redis://user:secret@host` → `redis://user:***@host`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else url
+
+
+def redacted(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """config_to_dict's output with secrets masked: secret keys as "***" when set, and
+    passwords inside URLs."""
+    out = {name: dict(section) for name, section in values.items()}
+    for name, (_, keys) in _schema().items():
+        for key, (_kind, meta) in keys.items():
+            value = out[name].get(key)
+            if meta.get("secret") and value:
+                out[name][key] = "***"
+            elif isinstance(value, str) and "://" in value:
+                out[name][key] = _mask_url(value)
+    return out
+
+
+def dump_toml(cfg: Config, *, redact: bool = False) -> str:
+    """The settings as a TOML document that load_config reads back to an equal Config
+    (with `redact`, secrets are masked and the document is for reading only)."""
+    values = config_to_dict(cfg)
+    return tomli_w.dumps(redacted(values) if redact else values)

@@ -536,3 +536,16 @@ def test_dump_round_trips(tmp_path: Path) -> None:
 
 def test_dump_default_parses_to_the_defaults() -> None:
     assert tomllib.loads(dump_toml(Config.default())) == DEFAULTS
+
+
+def test_shown_config_masks_secrets() -> None:
+    cfg = load_config(
+        None,
+        {"FLEETD_EMAIL_PASSWORD": "hunter2", "FLEETD_REDIS_URL": "redis://app:s3cret@db:6379/0"},
+    )
+    shown = dump_toml(cfg, redact=True)
+    assert "hunter2" not in shown and "s3cret" not in shown
+    assert 'password = "***"' in shown
+    assert 'url = "redis://app:***@db:6379/0"' in shown
+    # Unredacted, the document still round-trips.
+    assert "hunter2" in dump_toml(cfg)
