@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/fleetd run
 
 test: $(STAMP)
-	$(BIN)/ruff check fleetd tests bench
-	$(BIN)/ruff format --check fleetd tests bench
+	$(BIN)/ruff check fleetd tests bench plugins
+	$(BIN)/ruff format --check fleetd tests bench plugins
 	$(BIN)/mypy
 	$(BIN)/pytest
 
