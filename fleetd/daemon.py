@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from fleetd.artifacts import artifacts_root
 from fleetd.config import Config, ConfigError, load_config
 from fleetd.durations import format_duration
 from fleetd.engine import Engine
@@ -227,7 +228,8 @@ class Daemon:
                 interval=m.interval, max_stalls=cfg.worker.max_stalls,
                 completed_ttl=m.completed_ttl, failed_ttl=m.failed_ttl,
                 cancelled_ttl=m.cancelled_ttl,
-                reconnect_max_backoff=cfg.redis.reconnect_max_backoff))  # fmt: skip
+                reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
+                artifacts_dir=artifacts_root(cfg)))  # fmt: skip
             await services.start(maintenance.run)
         if "scheduler" in self.roles:
             s = cfg.scheduler
