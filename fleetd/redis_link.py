@@ -124,6 +124,30 @@ class Script:
             self.load(client)
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
+    def after(
+        self,
+        client: SyncClient,
+        prelude: Callable[[Any], object],
+        keys: Sequence[str],
+        args: Sequence[Any],
+    ) -> tuple[list[Any], Any]:
+        """Send `prelude(pipe)`'s commands and then this script in one round trip; Redis
+        runs the script the moment the prelude is done (a BLPOP wake-up, say) with no
+        reply travelling in between. Returns (prelude replies, script reply)."""
+        pipe = client.pipeline(transaction=False)
+        prelude(pipe)
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        *before, reply = replies
+        for item in before:
+            if isinstance(item, Exception):
+                raise item
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            reply = self(client, keys, args)
+        elif isinstance(reply, Exception):
+            raise reply
+        return before, reply
+
 
 class RedisLink:
     """A Redis client for one URL plus the thread hop and the reachability state."""

@@ -99,15 +99,42 @@ class Scripts:
         it = iter(reply[1:])
         return [(i, st, d == 1, int(t)) for i, st, d, t in zip(it, it, it, it, strict=True)]
 
-    def claim(
-        self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
-    ) -> ClaimResult:
+    def _claim_call(
+        self, count: int, lease_ms: int, token: str, daemon_id: str
+    ) -> tuple[list[str], list[Any]]:
         k, s = self.keys, self._s
         keys = [
             k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
             k.leases, k.events, k.wake,
         ]  # fmt: skip
-        r = self._run(client, "claim", keys, [count, lease_ms, token, daemon_id])
+        return keys, [*self._head, count, lease_ms, token, daemon_id]
+
+    def claim(
+        self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
+    ) -> ClaimResult:
+        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
+        return self._parse_claim(self._scripts["claim"](client, keys, args), token)
+
+    def wait_then_claim(
+        self,
+        client: SyncClient,
+        wait_keys: Sequence[str],
+        timeout: float,
+        count: int,
+        lease_ms: int,
+        token: str,
+        daemon_id: str,
+    ) -> ClaimResult:
+        """BLPOP on `wait_keys` (server-side timeout), then claim, in one round trip:
+        a wake-up token reaches the claim without a reply travelling to us first."""
+        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
+        _, reply = self._scripts["claim"].after(
+            client, lambda pipe: pipe.blpop(wait_keys, timeout=timeout), keys, args
+        )
+        return self._parse_claim(reply, token)
+
+    @staticmethod
+    def _parse_claim(r: Any, token: str) -> ClaimResult:
         jobs = []
         for b in range(3, 3 + int(r[2]) * _CLAIM_FIELDS, _CLAIM_FIELDS):
             jobs.append(

@@ -311,7 +311,8 @@ class WorkerPool:
 
     def _claim_or_wait(self, client: SyncClient, count: int) -> ClaimResult:
         """In the worker thread: claim; if nothing was ready, wait for a wake-up token
-        (or the next delayed job's due time) and claim once more."""
+        (or the next delayed job's due time) and claim once more, in the same round
+        trip as the wait."""
         token = f"{self.daemon_id}:{next(self._tokens)}"
         result = self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
         if result.jobs or self._stop_flag.is_set():
@@ -319,10 +320,10 @@ class WorkerPool:
         wait = self._max_wait
         if result.next_due_ms is not None:
             wait = max(MIN_WAIT, min(wait, (result.next_due_ms - result.now_ms) / 1000))
-        client.blpop(self._wake_keys, timeout=wait)
-        if self._stop_flag.is_set():
-            return result
-        return self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
+        # A claim made after a stop poke is given back by the fetch loop.
+        return self.scripts.wait_then_claim(
+            client, self._wake_keys, wait, count, self._lease_ms, token, self.daemon_id
+        )
 
     # -- running one job -------------------------------------------------------------
 
