@@ -8,6 +8,7 @@ see docs/PLUGINS.md.
 """
 
 from fleetd.artifacts import Artifact, ArtifactStore
+from fleetd.cadence import MisfirePolicy
 from fleetd.config import Config, ConfigError, EmailConfig, load_config
 from fleetd.context import JobContext
 from fleetd.handlers import (
@@ -23,6 +24,8 @@ from fleetd.hookspecs import ScheduleDefinition, hookimpl
 from fleetd.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
 from fleetd.plugins import PluginError
 from fleetd.queue import EnqueueResult, JobPage, Queue
+from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound, Schedules
+from fleetd.schedules import ScheduledJob, ScheduleSpec
 from fleetd.scripts import ClaimedJob
 
 __version__ = "0.1.0"
@@ -47,11 +50,17 @@ __all__ = [
     "JobHandler",
     "JobPage",
     "JobStatus",
+    "MisfirePolicy",
     "PermanentError",
     "PluginError",
     "Priority",
     "Queue",
+    "ScheduleConflict",
     "ScheduleDefinition",
+    "ScheduleNotFound",
+    "ScheduleSpec",
+    "ScheduledJob",
+    "Schedules",
     "ValidationError",
     "__version__",
     "hookimpl",

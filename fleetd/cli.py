@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from fleetd import responses
+from fleetd import cli_schedules, responses
 from fleetd.config import ConfigError, dump_toml, load_config
 from fleetd.durations import parse_duration
 from fleetd.engine import Engine, NoDaemonError
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--older-than", required=True, help="e.g. 24h, 7d")
     clean.add_argument("--json", action="store_true")
 
+    cli_schedules.add_parser(sub)
     conf = sub.add_parser("config", help="show or check the configuration")
     conf.add_argument("action", choices=["show", "check"])
 
@@ -395,7 +396,7 @@ def _run_daemon(cfg: Any, a: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
     "enqueue": _enqueue, "jobs": _jobs, "stats": _stats, "workers": _workers,
-    "cleanup": _cleanup,
+    "cleanup": _cleanup, "schedules": cli_schedules.run,
 }  # fmt: skip
 
 

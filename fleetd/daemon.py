@@ -34,6 +34,7 @@ from fleetd.handlers import HandlerRegistry
 from fleetd.heartbeat import Heartbeat, WorkerMetrics, new_daemon_id
 from fleetd.log import set_level
 from fleetd.maintenance import Maintenance, MaintenanceSettings
+from fleetd.plugins import default_schedules
 from fleetd.redis_link import RedisCommandError, RedisUnavailable, SyncClient, embedded_address_file
 from fleetd.schedule_store import ScheduleOps
 from fleetd.scheduler import Scheduler, SchedulerSettings
@@ -232,12 +233,13 @@ class Daemon:
                 artifacts_dir=artifacts_root(cfg)))  # fmt: skip
             await services.start(maintenance.run)
         if "scheduler" in self.roles:
-            s = cfg.scheduler
+            s, pm = cfg.scheduler, e.registry.plugins
             self.scheduler = Scheduler(e.link, ScheduleOps.from_engine(e), self.daemon_id,
                 SchedulerSettings(misfire_grace=s.misfire_grace,
                     create_defaults=s.create_defaults,
                     reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                    command_timeout=cfg.redis.command_timeout))  # fmt: skip
+                    command_timeout=cfg.redis.command_timeout),
+                extra_defaults=default_schedules(pm) if pm is not None else ())  # fmt: skip
             await services.start(self.scheduler.run)
         async with trio.open_nursery() as work:
             if "worker" in self.roles:

@@ -306,7 +306,7 @@ def cadences(draw: st.DrawFn) -> tuple[Cadence, datetime]:
     return Cadence.parse(expression, zone, anchor), start
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(cadences())
 def test_successive_run_times_strictly_increase(case: tuple[Cadence, datetime]) -> None:
     cadence, t = case
@@ -375,7 +375,7 @@ def windows(draw: st.DrawFn) -> tuple[str, datetime]:
     return zone, change - timedelta(seconds=draw(st.integers(60, 28 * 3600)))
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=250, deadline=None, database=None)
 @given(windows(), st.one_of(crons, predefined))
 @example(("Europe/Berlin", utc("2024-10-26T20:00")), "30 2 * * *")
 @example(("Europe/Berlin", utc("2024-03-30T20:00")), "30 * * * *")
