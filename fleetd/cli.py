@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -405,7 +406,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     cfg = load_config(a.config)
     if a.command == "config":
         if a.action == "show":
-            print(dump_toml(cfg), end="")
+            print(dump_toml(cfg, redact=True), end="")
         else:
             print(f"configuration OK ({cfg.source or 'defaults'})")
         return 0
@@ -450,6 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fleetd jobs list | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

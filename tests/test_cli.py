@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fleetd_env
-from daemons import Fleet, FleetdProcess, cli_json, run_cli, settings, wait_for
+from daemons import FLEETD, Fleet, FleetdProcess, cli_json, run_cli, settings, wait_for
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -396,3 +396,22 @@ def test_unknown_config_key_or_variable(env: dict[str, str], tmp_path: Path) -> 
 
     error = usage_error(run_cli(env | {"FLEETD_WORKER_CONCURENCY": "5"}, "config", "check"))
     assert "FLEETD_WORKER_CONCURENCY" in error
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error(
+    env: dict[str, str], engine: Engine
+) -> None:
+    engine.link.run_sync(
+        engine.ops.enqueue_rows,
+        engine.ops.prepare_many([{"type": "noop", "data": {"pad": "x" * 500}}] * 400),
+    )
+    proc = subprocess.Popen(
+        [*FLEETD, "jobs", "list", "--status", "pending", "--limit", "500", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b'{\n  "jobs"'
+    proc.stdout.close()  # like `| head -c 10`
+    with proc.stderr:
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr.read() == b""
