@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ class Scheduler:
         self._wake_key = ops.keys.schedule_wake(daemon_id)
         # The BLPOP must end well before the socket timeout of the connection.
         self._max_sleep = min(MAX_SLEEP, settings.command_timeout / 2)
-        self._broken: dict[str, float] = {}  # schedule id → trio time to retry it
+        # Schedule id → time.monotonic() to retry it (written in the tick's thread).
+        self._broken: dict[str, float] = {}
         self.fired = 0
         self.delays_ms: deque[int] = deque(maxlen=DELAY_SAMPLES)
 
@@ -194,9 +196,9 @@ class Scheduler:
             if tick.next_due_ms is not None:
                 wait = min(wait, (tick.next_due_ms - tick.now_ms) / 1000)
             if wait <= 0:
-                # Still due: lost the race for it (the winner's write is landing) or it
-                # is set aside as broken until its retry time.
-                await trio.sleep(RACE_PAUSE if not self._broken else min(self._retry_in(), 1.0))
+                # Still due: this scheduler lost the race for it (the winner's write is
+                # landing). Broken schedules are not counted here (see _next_due).
+                await trio.sleep(RACE_PAUSE)
             elif wait <= LOCAL_SLEEP:
                 await trio.sleep(wait)
             else:
@@ -204,9 +206,6 @@ class Scheduler:
                     await self.link.call(self._sleep, wait - LOCAL_SLEEP)
                 except RedisUnavailable:
                     await backoff.sleep()
-
-    def _retry_in(self) -> float:
-        return max(0.0, min(self._broken.values()) - trio.current_time())
 
     def _sleep(self, client: SyncClient, seconds: float) -> None:
         client.blpop([self._wake_key], timeout=max(0.01, seconds))
@@ -233,7 +232,7 @@ class Scheduler:
                 log.exception(
                     "schedule %s: cannot fire; retrying in %ds", schedule_id, BROKEN_RETRY
                 )
-                self._broken[schedule_id] = trio.current_time() + BROKEN_RETRY
+                self._broken[schedule_id] = time.monotonic() + BROKEN_RETRY
                 continue
             if result is not None:
                 results.append(result)
@@ -242,7 +241,7 @@ class Scheduler:
     def _next_due(self, client: SyncClient) -> int | None:
         """The earliest due time not set aside as broken."""
         if self._broken:
-            self._broken = {k: t for k, t in self._broken.items() if t > trio.current_time()}
+            self._broken = {k: t for k, t in self._broken.items() if t > time.monotonic()}
         first = self.firing.due_head(client, len(self._broken) + 1)
         for schedule_id, due_ms in first:
             if schedule_id not in self._broken:

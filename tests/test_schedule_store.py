@@ -20,7 +20,7 @@ from fleetd.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.model import Job, JobStatus, ValidationError, parse_ts
 from fleetd.noop import NoopHandler
 from fleetd.schedule_firing import FiringOps
-from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound, ScheduleOps
+from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound, ScheduleOps, Schedules
 from fleetd.schedules import ScheduledJob
 
 HOUR_MS = 3_600_000
@@ -415,3 +415,42 @@ def test_misfires_are_counted(
         [enqueued] = jobs_tagged(eng, f"schedule:{job.id}")
         assert parse_ts(enqueued.tags[1].removeprefix("occurrence:")) == now - 30_000
         assert after.last_occurrence_ms == now - 30_000
+
+
+def test_a_schedule_whose_run_times_cannot_be_computed_is_retried_later(
+    eng: Engine, ops: ScheduleOps
+) -> None:
+    job = add(eng, ops, schedule="@daily", timezone="Europe/Berlin")
+    # As if tzdata lost the zone after the schedule was saved.
+    eng.link.client.hset(eng.keys.schedule(job.id), "timezone", "Europe/Atlantis")
+    now = redis_now(eng)
+    make_due(eng, job, now)
+    fired = run(eng, FiringOps(ops).fire_due, job.id, now, now, 60_000)
+    assert fired is not None and fired.action == "error"
+    assert "unknown time zone 'Europe/Atlantis'" in fired.error
+    after = run(eng, ops.get, job.id)
+    assert after.next_run_ms == now + 60_000 and after.last_error == fired.error
+    assert jobs_tagged(eng, f"schedule:{job.id}") == []
+    [event] = events(eng, "schedule.error")
+    assert json.loads(event["data"])["error"] == fired.error
+
+
+async def test_the_async_facade(eng: Engine, ops: ScheduleOps) -> None:
+    schedules = Schedules(eng.link, ops)
+    job = await schedules.add({"name": "a", "job_type": "noop", "schedule": "1h"})
+    assert await schedules.get(job.id) == job
+    assert (await schedules.update(job.id, {"name": "b"})).name == "b"
+    assert not (await schedules.pause(job.id)).is_active
+    assert (await schedules.resume(job.id)).is_active
+    result = await schedules.run_now(job.id)
+    assert [j.id for j in jobs_tagged(eng, "run-now")] == [result.job_id]
+    assert [j.id for j in await schedules.list_schedules()] == [job.id]
+    assert (await schedules.stats())["total_scheduled_jobs"] == 1
+    again = await schedules.add(
+        {"id": job.id, "name": "b", "job_type": "noop", "schedule": "2h"}, upsert=True
+    )
+    assert again.schedule == "2h" and again.runs == 1
+    await schedules.remove(job.id)
+    assert await schedules.get(job.id) is None
+    with pytest.raises(ScheduleNotFound):
+        await schedules.remove(job.id)

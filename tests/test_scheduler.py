@@ -400,3 +400,21 @@ async def test_daemons_create_the_defaults_their_plugins_bring(
         "Europe/Berlin",
         {"sweep": True},
     )
+
+
+async def test_a_broken_schedule_is_set_aside_and_the_others_keep_time(
+    engines: Callable[..., Engine], caplog: pytest.LogCaptureFixture
+) -> None:
+    eng = engines()
+    broken = add(eng, name="broken", schedule="1s")
+    # A hash no script would write (a field missing): firing it raises.
+    eng.link.client.hdel(eng.keys.schedule(broken.id), "schedule")
+    healthy = add(eng, name="healthy", schedule="1s")
+    async with schedulers([eng]):
+        await until_fired(eng, healthy.id, 2, within=3.5)
+        ticks = eng.link.client.zscore(eng.keys.schedulers, "d0")
+    assert fired(eng, broken.id) == [] and ticks is not None
+    for occurrence, enqueued in fired(eng, healthy.id):
+        assert 0 <= enqueued.created_at_ms - occurrence < 1000
+    # Logged once with its traceback, then left alone (no busy loop over it).
+    assert caplog.text.count(f"schedule {broken.id}: cannot fire") == 1

@@ -186,26 +186,36 @@ def test_host_clocks_30s_apart_never_fire_early_nor_twice(
                     "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
         return {"PYTHONPATH": str(shim), "TEST_CLOCK_SKEW": str(seconds)}
 
-    # The fast host runs under libfaketime where it is installed, else the shim.
+    # The slow host runs under libfaketime where it is installed, else the shim too.
     how = "libfaketime and shim" if LIBFAKETIME.exists() else "shim only"
-    fast = fleet.start(env | skewed(30, LIBFAKETIME.exists()), "--roles", "scheduler", name="fast")
-    slow = fleet.start(env | skewed(-30), "--roles", "scheduler", name="slow")
+    fast = fleet.start(env | skewed(30), "--roles", "scheduler", name="fast")
+    slow = fleet.start(env | skewed(-30, LIBFAKETIME.exists()), "--roles", "scheduler", name="slow")
     true = fleet.start(env, "--roles", "scheduler", name="true")
     for proc, skew in ((fast, 30), (slow, -30), (true, 0)):
         # The shift is in effect: each daemon's own clock is off by its skew.
         assert abs(_clock_of(proc) - time.time() - skew) < 5, (proc.name, _clock_of(proc))
+    cpu = fast.cpu_seconds()
     # A CLI on a fast host adds a schedule: its first run is 1 s after *Redis* now.
     job = add_schedule(env | skewed(30), "every second", "1s")
     assert 0 < parse_ts(job["next_run"]) - redis_now(engine) <= 1000
     cron = add_schedule(env | skewed(-30), "every minute", "* * * * *")
-    time.sleep(7.5)
-    # With the true daemon gone, the skewed ones go on, still on time.
-    true.send(signal.SIGTERM)
-    assert true.wait_exit(10) == 0
-    time.sleep(3)
+    time.sleep(4)
+    # Without the true daemon the skewed ones go on, still on time; then the slow one
+    # alone (a daemon trusting its own clock would fire 30 s late, or never).
+    for gone in (true, fast):
+        if gone is fast:
+            # And calmly: a fast daemon trusting its clock would find occurrences "due"
+            # that the script refuses as early, and spin (seconds of CPU, not ~0.1 s).
+            used = fast.cpu_seconds() - cpu
+            print(f"\nCPU seconds used in ~7 s by the fast daemon: {used:.2f}")
+            assert used < 1.0
+        gone.send(signal.SIGTERM)
+        assert gone.wait_exit(10) == 0
+        time.sleep(3)
 
     fired = occurrences(engine, job["id"])
     assert len(fired) >= 9
+    assert redis_now(engine) - fired[-1][0] < 1500  # the slow daemon alone kept time
     delays = assert_exactly_once(fired, 1000)
     report(f"clocks +30 s / -30 s / true ({how})", delays)
     minutes = occurrences(engine, cron["id"])
