@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -122,3 +123,23 @@ async def test_stop_while_waiting_for_redis_exits_cleanly(
             await trio.sleep(0.3)
             daemon.request_stop()
     assert not daemon.ready
+
+
+async def test_sigusr1_logs_the_daemon_state(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon(config)
+    with caplog.at_level(logging.INFO, logger="fleetd.daemon"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            with trio.fail_after(5):
+                while not any(r.getMessage().startswith("state: ") for r in caplog.records):
+                    await trio.sleep(0.01)
+            daemon.request_stop()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("state: ")]
+    state = json.loads(line.removeprefix("state: "))
+    assert state["daemon_id"] == daemon.daemon_id
+    assert state["ready"] is True
+    assert state["concurrency"] == config.worker.concurrency
+    assert state["running"] == []
