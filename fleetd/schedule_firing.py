@@ -17,6 +17,7 @@ Every method taking `client` runs inside one RedisLink hop (the scheduler's tick
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,13 +101,27 @@ class FiringOps:
         first = client.zrange(self.keys.schedules_due, 0, count - 1, withscores=True)
         return [(schedule_id, int(score)) for schedule_id, score in first]
 
+    def load(self, client: SyncClient, schedule_ids: Sequence[str]) -> list[dict[str, str]]:
+        """The hashes of several schedules in one round trip ({} for a deleted one)."""
+        pipe = client.pipeline(transaction=False)
+        for schedule_id in schedule_ids:
+            pipe.hgetall(self.keys.schedule(schedule_id))
+        return list(pipe.execute())
+
     def fire_due(
-        self, client: SyncClient, schedule_id: str, due_ms: int, now_ms: int, grace_ms: int
+        self,
+        client: SyncClient,
+        schedule_id: str,
+        due_ms: int,
+        now_ms: int,
+        grace_ms: int,
+        h: Mapping[str, str] | None = None,
     ) -> FireResult | None:
         """Handle the occurrence of `schedule_id` due at due_ms: fire it, skip it as a
         misfire, or record why its job cannot be built. None when another scheduler
-        (or an edit) got there first."""
-        h = client.hgetall(self.keys.schedule(schedule_id))
+        (or an edit) got there first. `h`: its hash, if already read."""
+        if h is None:
+            h = client.hgetall(self.keys.schedule(schedule_id))
         if not h:  # deleted between the two reads
             return None
         job = ScheduledJob.from_hash(h)

@@ -216,16 +216,17 @@ class Scheduler:
         now = self.ops.now_ms(client)
         ops.register(client, self.daemon_id, now, REGISTRATION_TTL_MS)
         due = ops.due(client, now, BATCH + len(self._broken))
+        due = [
+            (schedule_id, due_ms) for schedule_id, due_ms in due if schedule_id not in self._broken
+        ]
         # Many schedulers wake for the same due times: each works through them in its
         # own order, so they mostly fire different schedules instead of racing.
         random.shuffle(due)
-        results, checked = [], 0
-        for schedule_id, due_ms in due:
-            if schedule_id in self._broken:
-                continue
-            checked += 1
+        hashes = ops.load(client, [schedule_id for schedule_id, _ in due]) if due else []
+        results = []
+        for (schedule_id, due_ms), h in zip(due, hashes, strict=True):
             try:
-                result = ops.fire_due(client, schedule_id, due_ms, now, self._grace_ms)
+                result = ops.fire_due(client, schedule_id, due_ms, now, self._grace_ms, h)
             except (RedisUnavailable, RedisCommandError):
                 raise
             except Exception:
@@ -236,7 +237,7 @@ class Scheduler:
                 continue
             if result is not None:
                 results.append(result)
-        return _Tick(now, self._next_due(client), results, full=checked >= BATCH)
+        return _Tick(now, self._next_due(client), results, full=len(due) >= BATCH)
 
     def _next_due(self, client: SyncClient) -> int | None:
         """The earliest due time not set aside as broken."""

@@ -418,3 +418,36 @@ async def test_a_broken_schedule_is_set_aside_and_the_others_keep_time(
         assert 0 <= enqueued.created_at_ms - occurrence < 1000
     # Logged once with its traceback, then left alone (no busy loop over it).
     assert caplog.text.count(f"schedule {broken.id}: cannot fire") == 1
+
+
+async def test_a_crowd_due_at_one_instant_is_enqueued_within_a_second(
+    engines: Callable[..., Engine],
+) -> None:
+    # Every company's @daily at midnight: 300 schedules due at the same millisecond.
+    fleet = [engines() for _ in range(2)]
+    eng = fleet[0]
+    ops = ScheduleOps.from_engine(eng)
+    jobs = [
+        eng.link.run_sync(
+            lambda c, i=i: ops.add(c, {"name": f"c{i}", "job_type": "noop", "schedule": "1m"})
+        )
+        for i in range(300)
+    ]
+    due = redis_now(eng) + 1500
+    pipe = eng.link.client.pipeline(transaction=False)
+    for job in jobs:
+        pipe.hset(eng.keys.schedule(job.id), mapping={"anchor": due - 60_000, "next_run": due})
+        pipe.zadd(eng.keys.schedules_due, {job.id: due})
+    pipe.execute()
+    async with schedulers(fleet):
+        with trio.fail_after(5):
+            while sum(len(fired(eng, j.id)) for j in jobs[-5:]) < 5:
+                await trio.sleep(0.1)
+            await trio.sleep(0.5)
+    delays = []
+    for job in jobs:
+        [(occurrence, enqueued)] = fired(eng, job.id)
+        assert occurrence == due
+        delays.append(enqueued.created_at_ms - due)
+    print(f"\n300 due at once, 2 schedulers: max delay {max(delays)} ms")
+    assert min(delays) >= 0 and max(delays) < 1000, sorted(delays)[-5:]
