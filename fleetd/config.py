@@ -34,10 +34,13 @@ __all__ = [
     "ENV_CONFIG_PATH",
     "SEARCH_PATHS",
     "ArtifactsConfig",
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DaemonConfig",
+    "DataConfig",
     "EmailConfig",
+    "HttpConfig",
     "MaintenanceConfig",
     "PluginsConfig",
     "RedisConfig",
@@ -270,6 +273,7 @@ class EmailConfig:
     security: str = setting(
         "starttls", "SMTP transport security", choices=("none", "starttls", "tls")
     )
+    ca_file: str = setting("", "PEM file of CAs to trust for TLS; '' = the system's")
     username: str = setting("", "SMTP login; '' = no AUTH")
     password: str = setting("", "SMTP password (prefer FLEETD_EMAIL_PASSWORD)", secret=True)
     timeout: float = setting(
@@ -280,9 +284,115 @@ class EmailConfig:
     )
 
 
+def _check_data_url(value: str) -> str | None:
+    if value == "" or value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return None
+    return (
+        "must be '' (SQLite under the state directory), sqlite:///PATH or "
+        f"postgresql://user@host/db, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    url: str = setting(
+        "",
+        "fleet database: sqlite:///PATH, postgresql://…; '' = <state_dir>/fleet.db",
+        check=_check_data_url,
+    )
+    demo_fleet: bool = setting(True, "url '': a new database starts with a small demo fleet")
+    report_max_days: int = setting(366, "longest date range of one report", min=1, max=3660)
+    export_batch: int = setting(5000, "rows per batch of an export", min=100, max=100_000)
+    cleanup_floor_days: int = setting(
+        7, "smallest older_than_days a clean-up job may ask for", min=1, max=3650
+    )
+    cleanup_batch: int = setting(5000, "rows deleted per transaction", min=100, max=100_000)
+    cleanup_pause: float = setting(
+        0.05, "pause between clean-up batches", kind="duration", min=0, max=10 * SECOND
+    )
+
+
 @dataclass(frozen=True)
 class ArtifactsConfig:
     dir: str = setting("", "where jobs' files are kept; '' = <state_dir>/artifacts")
+
+
+def _check_http_listen(value: str) -> str | None:
+    if value.startswith("unix:"):
+        return None if len(value) > len("unix:") else "a unix socket needs a path (unix:/path)"
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and int(port) <= _MAX_PORT:
+        return None
+    return f"must be 'host:port' (port 0 picks a free one) or 'unix:/path', got {value!r}"
+
+
+KIB, MIB = 1024, 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: tuple[str, ...] = setting(
+        ("127.0.0.1:8080",),
+        "addresses the admin API serves: host:port or unix:/path",
+        min=1,
+        unique=True,
+        check=lambda items: next(filter(None, map(_check_http_listen, items)), None),
+    )
+    tls_cert: str = setting("", "PEM certificate (chain) file; '' = plain HTTP")
+    tls_key: str = setting("", "PEM private key file of tls_cert")
+    max_body_size: int = setting(256 * KIB, "largest request body in bytes", min=KIB, max=64 * MIB)
+    max_json_depth: int = setting(32, "deepest nesting of a JSON request body", min=4, max=256)
+    max_bulk_jobs: int = setting(1000, "most jobs in one bulk enqueue", min=1, max=100_000)
+    redis_timeout: float = setting(
+        1.5 * SECOND,
+        "longest a request waits for Redis before answering 503",
+        kind="duration",
+        min=0.1,
+        max=MINUTE,
+    )
+    shutdown_timeout: float = setting(
+        5 * SECOND, "grace for requests in flight at stop", kind="duration", min=0, max=5 * MINUTE
+    )
+    metrics_auth: bool = setting(True, "GET /metrics needs an admin token")
+    health_failure_rate: int = setting(
+        20, "failure rate (%) above which workers are degraded", min=0, max=100
+    )
+    health_backlog: int = setting(100, "pending jobs above which workers are degraded", min=0)
+    audit_maxlen: int = setting(
+        100_000, "approximate cap of the audit log", min=100, max=100_000_000
+    )
+
+
+# RFC 7518 §3.2: an HMAC key at least as long as the hash; 32 characters cover HS256.
+MIN_SECRET_LENGTH = 32
+JWT_ALGORITHMS = (
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+)  # fmt: skip
+
+
+def _check_secret(value: str) -> str | None:
+    if value == "" or len(value) >= MIN_SECRET_LENGTH:
+        return None
+    return f"must be at least {MIN_SECRET_LENGTH} characters (or '' to generate one)"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    algorithms: tuple[str, ...] = setting(
+        ("HS256",), "JWT algorithms accepted", choices=JWT_ALGORITHMS, min=1, unique=True
+    )
+    secret: str = setting(
+        "",
+        "HMAC secret of HS* tokens; '' = generated into <state_dir>/jwt-secret",
+        secret=True,
+        check=_check_secret,
+    )
+    public_key_file: str = setting("", "PEM public key that verifies RS*/ES* tokens")
+    audience: str = setting("", "required `aud` claim; '' = not checked")
+    issuer: str = setting("", "required `iss` claim; '' = not checked")
+    leeway: float = setting(
+        30 * SECOND, "clock skew allowed on exp, nbf, iat", kind="duration", min=0, max=5 * MINUTE
+    )
 
 
 def resolve_state_dir(configured: str, env: Mapping[str, str] | None = None) -> Path:
@@ -312,7 +422,10 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Not settings, so not compared: equal settings are equal wherever they came from.
     source: Path | None = field(default=None, compare=False)
     # Where daemon.state_dir = "" points, resolved from the environment the config was

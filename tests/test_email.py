@@ -9,6 +9,8 @@ import dataclasses
 import email
 import email.policy
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -270,3 +272,75 @@ async def test_outbox_is_the_embedded_default(config: Config) -> None:
         job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
     assert Path(job.result["path"]) == config.state_dir / "outbox" / f"{r.job_id}.eml"
     assert Path(job.result["path"]).is_file()
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost, made with the openssl command."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_delivered_over_verified_tls(
+    config: Config, certificate: tuple[Path, Path], security: str
+) -> None:
+    recorder, port = Recorder(), free_port()
+    context = _server_context(certificate)
+    if security == "starttls":
+        controller = Controller(
+            recorder, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+        )
+    else:
+        controller = Controller(recorder, hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    try:
+        cfg = smtp_config(
+            config, port, host="localhost", security=security, ca_file=str(certificate[0])
+        )
+        async with running_pool(cfg, build_registry(cfg)) as (engine, _):
+            r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
+            await wait_status(engine, r.job_id, JobStatus.COMPLETED)
+    finally:
+        controller.stop()
+    [(_, rcpts, msg)] = recorder.messages
+    assert rcpts == ["driver@example.com"]
+    assert msg["Subject"] == "Fleet Update"
+
+
+async def test_an_untrusted_certificate_delivers_nothing(
+    config: Config, certificate: tuple[Path, Path]
+) -> None:
+    recorder, port = Recorder(), free_port()
+    controller = Controller(
+        recorder, hostname="127.0.0.1", port=port, ssl_context=_server_context(certificate)
+    )
+    controller.start()
+    try:
+        # The system's CAs do not know our self-signed certificate.
+        cfg = smtp_config(config, port, host="localhost", security="tls")
+        async with running_pool(cfg, build_registry(cfg)) as (engine, _):
+            r = await engine.queue.enqueue(
+                {"type": "email_notification", "data": MAIL, "max_retries": 0}
+            )
+            job = await wait_status(engine, r.job_id, JobStatus.FAILED)
+    finally:
+        controller.stop()
+    assert recorder.messages == []
+    assert "CERTIFICATE_VERIFY_FAILED" in (job.error or "")

@@ -57,19 +57,21 @@ class SmtpTransport:
         self.cfg = cfg
         self.port = cfg.port or DEFAULT_PORTS[cfg.security]
 
+    def _tls(self) -> ssl.SSLContext:
+        """Verifying context: the system's CAs, or `[email] ca_file` for a private CA."""
+        return ssl.create_default_context(cafile=self.cfg.ca_file or None)
+
     def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
         if cfg.security == "tls":
-            return smtplib.SMTP_SSL(
-                cfg.host, self.port, timeout=cfg.timeout, context=ssl.create_default_context()
-            )
+            return smtplib.SMTP_SSL(cfg.host, self.port, timeout=cfg.timeout, context=self._tls())
         conn = smtplib.SMTP(cfg.host, self.port, timeout=cfg.timeout)
         try:
             conn.ehlo()
             if cfg.security == "starttls":
                 # No STARTTLS on offer raises SMTPNotSupportedError: never fall back to
                 # sending a password or a message in clear text.
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=self._tls())
                 conn.ehlo()
         except BaseException:
             conn.close()
