@@ -6,12 +6,16 @@
     ├── heartbeat       this daemon's metrics, visible to every daemon
     ├── maintenance     promote / reap / prune                     (role worker)
     ├── scheduler       default schedules, then fire due ones      (role scheduler)
-    └── worker pool     fetch, run, flush, renew, control          (role worker)
+    ├── worker pool     fetch, run, flush, renew, control          (role worker)
+    └── http            admin API, /healthz, /readyz, /metrics     (role api; started
+                        before Redis answers, so probes work while it waits)
 
 Every service is `run(*, task_status)` started with `nursery.start`, so the daemon is
 ready only when all of them are. A graceful stop quiets the pool (no more claims), lets
 running jobs finish within shutdown_timeout, releases the rest to pending, flushes
-outcomes, then cancels the remaining services; the exit code is 0.
+outcomes, closes the API's listeners (requests in flight get [http] shutdown_timeout;
+/readyz answers 503 from the stop request on), then cancels the remaining services;
+the exit code is 0.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -39,6 +43,9 @@ from fleetd.redis_link import RedisCommandError, RedisUnavailable, SyncClient, e
 from fleetd.schedule_store import ScheduleOps
 from fleetd.scheduler import Scheduler, SchedulerSettings
 from fleetd.worker import PoolSettings, WorkerPool
+
+if TYPE_CHECKING:
+    from fleetd.api import HttpService
 
 __all__ = ["Daemon", "DaemonError"]
 
@@ -75,6 +82,7 @@ class Daemon:
         self.engine = Engine.build(cfg, daemon=True, registry=registry)
         self.pool: WorkerPool | None = None
         self.scheduler: Scheduler | None = None
+        self.http: HttpService | None = None
         self.ready = False
         self._stop = trio.Event()
         self._stop_requests = 0
@@ -192,6 +200,8 @@ class Daemon:
                     ",".join(sorted(self.roles)),
                     link.safe_url,
                 )
+                if "api" in self.roles:
+                    await self._start_http(services)
                 with trio.CancelScope() as connecting:
                     services.start_soon(self._cancel_on_stop, connecting)
                     await link.connect(self.engine.scripts.all())
@@ -200,6 +210,8 @@ class Daemon:
                     return
                 await self._check_redis()
                 await self._serve(services, task_status)
+                if self.http is not None:
+                    await self.http.stop_and_wait()
                 services.cancel_scope.cancel()
         except RedisCommandError as exc:
             raise DaemonError(str(exc)) from None
@@ -207,6 +219,15 @@ class Daemon:
             self.ready = False
             self.engine.close()
             log.info("fleetd %s stopped", self.daemon_id)
+
+    async def _start_http(self, services: trio.Nursery) -> None:
+        from fleetd.api import HttpError, HttpService  # quart and hypercorn: role api only
+
+        try:
+            self.http = HttpService(self.engine, lambda: self.ready)
+            await services.start(self.http.run)
+        except HttpError as exc:
+            raise DaemonError(str(exc)) from None
 
     async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
         await self._stop.wait()

@@ -137,5 +137,10 @@ class Keys:
         """Hash of scheduler counters across all schedules (missed, fired, errors)."""
         return f"{self.prefix}schedules:stats"
 
+    @property
+    def audit(self) -> str:
+        """Stream of the admin API's mutating calls (who, company, what, outcome)."""
+        return f"{self.prefix}audit"
+
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

@@ -13,14 +13,18 @@ from fleetd.model import Job, JobStatus
 from fleetd.queue import CancelResult, EnqueueResult, JobPage, ResetResult
 
 __all__ = [
+    "audit_body",
     "bulk_enqueue_body",
     "cancel_body",
     "cleanup_body",
     "enqueue_body",
+    "health_body",
     "job_body",
+    "job_types_body",
     "list_body",
     "metrics_body",
     "reset_body",
+    "schedule_deleted_body",
     "stats_body",
 ]
 
@@ -91,3 +95,64 @@ def metrics_body(daemons: Sequence[Mapping[str, Any]], now_ms: int) -> dict[str,
         "metrics": aggregate_metrics(daemons, now_ms),
         "daemons": [{k: v for k, v in d.items() if k != "raw"} for d in daemons],
     }
+
+
+def health_body(
+    daemons: Sequence[Mapping[str, Any]],
+    now_ms: int,
+    backlog: int,
+    *,
+    max_failure_rate: float,
+    max_backlog: int,
+) -> dict[str, Any]:
+    """GET /jobs/worker/health: the spec's fields, then `failure_rate`, `backlog`
+    (pending jobs), `workers` (live worker daemons) and `reasons`. Status: unhealthy
+    with no live worker daemon; degraded when the failure rate (failed / processed, %)
+    is over `max_failure_rate` or the backlog over `max_backlog`; else healthy."""
+    m = aggregate_metrics(daemons, now_ms)
+    workers = [d for d in daemons if "worker" in d.get("roles", ())]
+    processed = m["jobs_processed"]
+    success_rate = round(100.0 * m["jobs_succeeded"] / processed, 1) if processed else 100.0
+    failure_rate = round(100.0 * m["jobs_failed"] / processed, 1) if processed else 0.0
+    reasons = []
+    if not workers:
+        reasons.append("no live worker daemon")
+    if failure_rate > max_failure_rate:
+        reasons.append(f"failure rate {failure_rate:g}% is over {max_failure_rate:g}%")
+    if backlog > max_backlog:
+        reasons.append(f"backlog of {backlog} pending jobs is over {max_backlog}")
+    status = "unhealthy" if not workers else "degraded" if reasons else "healthy"
+    return {
+        "status": status,
+        "uptime": m["uptime"],
+        "jobs_processed": processed,
+        "jobs_succeeded": m["jobs_succeeded"],
+        "jobs_failed": m["jobs_failed"],
+        "jobs_retried": m["jobs_retried"],
+        "average_job_time": m["average_job_time"],
+        "last_job_time": m["last_job_time"],
+        "concurrency": sum(int(d.get("concurrency", 0)) for d in workers),
+        "success_rate": success_rate,
+        "failure_rate": failure_rate,
+        "backlog": backlog,
+        "workers": len(workers),
+        "reasons": reasons,
+    }
+
+
+def job_types_body(plugins: Mapping[str, Any]) -> dict[str, Any]:
+    """GET /jobs/types: every job type with its plugin, defaults and data schema, from
+    `fleetd.plugins.describe` (what `fleetd plugins --json` prints, flattened)."""
+    types = [{**jt, "plugin": p["name"]} for p in plugins["plugins"] for jt in p["job_types"]]
+    types.sort(key=lambda t: t["type"])
+    return {"job_types": types, "count": len(types)}
+
+
+def schedule_deleted_body(schedule_id: str) -> dict[str, Any]:
+    """DELETE /jobs/scheduled/{id}."""
+    return {"id": schedule_id, "deleted": True}
+
+
+def audit_body(entries: Sequence[Mapping[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    """GET /jobs/audit: newest first, with a cursor for the next page."""
+    return {"entries": list(entries), "count": len(entries), "next_cursor": next_cursor}

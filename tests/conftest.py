@@ -88,6 +88,8 @@ def make_config(
         cfg,
         redis=dataclasses.replace(cfg.redis, url=redis_url, namespace=namespace),
         daemon=dataclasses.replace(cfg.daemon, state_dir=str(state_dir)),
+        # A free port: tests (and other people's daemons) run side by side on one host.
+        http=dataclasses.replace(cfg.http, listen=("127.0.0.1:0",)),
     )
     for name, changes in sections.items():
         cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
@@ -117,6 +119,7 @@ def fleetd_env(cfg: Config) -> dict[str, str]:
         FLEETD_REDIS_URL=cfg.redis.url,
         FLEETD_REDIS_NAMESPACE=cfg.redis.namespace,
         FLEETD_DAEMON_STATE_DIR=str(cfg.state_dir),
+        FLEETD_HTTP_LISTEN=",".join(cfg.http.listen),
         FLEETD_CONFIG=str(Path(__file__).parent / "empty.toml"),
     )
     return env

@@ -1,0 +1,126 @@
+"""The quart-trio application of the admin API: routes, auth, audit and limits wired.
+
+Owns building the app for one ApiState:
+- routing that never guesses: no merged slashes (`//api/…` is not `/api/…`), no
+  redirects for a trailing slash, case-sensitive paths — such paths answer 404;
+- the auth hook: each view's decision (`@public`, `@admin`, `@metrics_access`) is
+  enforced before the view runs; a view without a decision is refused (default deny);
+- the audit hook: after every call of an `@audited` view, an entry with its outcome;
+- request metrics (route template, not raw path, as label: bounded cardinality);
+- JSON errors for everything (fleetd.api.errors), the body-size limit, and no static
+  files, no automatic OPTIONS answers, no Server header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from quart import Response, g, request
+from quart_trio import QuartTrio
+
+from fleetd.api import jobs, probes, scheduled, workers
+from fleetd.api.audit import AuditEntry
+from fleetd.api.auth import Principal
+from fleetd.api.context import (
+    AUTH_ADMIN,
+    AUTH_METRICS,
+    AUTH_PUBLIC,
+    ApiState,
+    audit_action,
+    auth_decision,
+)
+from fleetd.api.errors import ApiError, error_response, install_error_handlers
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("fleetd.api")
+
+
+def create_app(st: ApiState) -> QuartTrio:
+    app = QuartTrio("fleetd.api", static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=st.config.http.max_body_size,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+        JSON_SORT_KEYS=False,
+        # Bodies are small and come from services on a LAN; a client that trickles one
+        # for longer than this is cut off instead of holding a connection.
+        BODY_TIMEOUT=30,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = True
+    app.url_map.redirect_defaults = False
+    app.extensions["fleetd"] = st
+    for module in (jobs, scheduled, workers, probes):
+        app.register_blueprint(module.bp)
+    install_error_handlers(app)
+
+    @app.before_request
+    async def authenticate() -> Response | None:
+        g.started = time.perf_counter()
+        g.principal = None
+        if request.routing_exception is not None:
+            return None  # no route: the routing error (404, 405) is the answer
+        view = app.view_functions.get(request.endpoint or "")
+        decision = None if view is None else auth_decision(view)
+        if decision == AUTH_PUBLIC:
+            return None
+        if decision == AUTH_METRICS and not st.config.http.metrics_auth:
+            return None
+        if decision in (AUTH_ADMIN, AUTH_METRICS):
+            g.principal = st.verifier.verify(request.headers.get("Authorization"))
+            return None
+        # A route nobody decided for is refused, whoever calls (default deny).
+        log.error("route %s has no auth decision: refused", request.endpoint)
+        return error_response(ApiError(403, "forbidden", "this route is not open"))
+
+    @app.after_request
+    async def account(response: Response) -> Response:
+        view = app.view_functions.get(request.endpoint or "")
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        if st.metrics is not None:
+            st.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+            started = g.get("started")
+            if started is not None:
+                st.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        action = None if view is None else audit_action(view)
+        if action is not None and st.audit is not None:
+            await _audit(st, action, response)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+async def _audit(st: ApiState, action: str, response: Response) -> None:
+    p: Principal | None = g.get("principal")
+    code = "ok"
+    if response.status_code >= 400:
+        body: Any = await response.get_json(force=True, silent=True)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            code = str(body["error"].get("code", "error"))
+        else:
+            code = f"http_{response.status_code}"
+    view_args = request.view_args or {}
+    target = g.get("audit_target") or next(iter(view_args.values()), None)
+    entry = AuditEntry(
+        action=action,
+        subject=p.subject if p is not None else "anonymous",
+        company_id=p.company_id if p is not None else None,
+        target=None if target is None else str(target),
+        outcome=code,
+        status=response.status_code,
+        method=request.method,
+        path=request.path,
+        remote=request.remote_addr,
+        detail=g.get("audit_detail") or {},
+    )
+    audit = st.audit
+    assert audit is not None
+    try:
+        await st.link.call(lambda c: audit.write(c, entry))
+    except Exception:  # the answer is decided; a lost entry is logged, not raised
+        log.exception("could not write the audit entry of %s %s", action, target)

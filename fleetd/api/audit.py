@@ -1,0 +1,130 @@
+"""The audit log: every mutating call of the admin API, in a capped Redis stream.
+
+Owns writing one entry per call of an `@audited` view — enqueue, bulk enqueue, cancel,
+reset, cleanup, schedule create / update / delete — whatever the outcome, refusals
+(401, 403, 422…) included: who (token subject, or "anonymous"), company, action,
+target (job or schedule id), outcome ("ok" or the error code), HTTP status, when
+(Redis time, the stream id), and the caller's address; and reading it back newest
+first with filters (`GET /api/v1/admin/jobs/audit`).
+
+The stream is trimmed to about `[http] audit_maxlen` entries (XADD MAXLEN ~), so it
+stays bounded. An entry is written after the call, in its own round trip: a failure
+to write it is logged and does not change the answer already decided.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleetd.keys import Keys
+from fleetd.model import ValidationError, format_ts
+from fleetd.redis_link import SyncClient
+
+__all__ = ["FILTERS", "AuditEntry", "AuditLog"]
+
+log = logging.getLogger("fleetd.api.audit")
+
+# Filters of the listing, each matched exactly against the entry's field.
+FILTERS = ("action", "subject", "company_id", "target", "outcome")
+# A filtered listing reads at most this many entries per requested one before it
+# returns a shorter page with a cursor (bounds the work of a rare filter).
+SCAN_FACTOR = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    action: str
+    subject: str
+    company_id: str | None
+    target: str | None
+    outcome: str
+    status: int
+    method: str
+    path: str
+    remote: str | None
+    detail: Mapping[str, Any]
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "action": self.action,
+            "subject": self.subject,
+            "company_id": self.company_id or "",
+            "target": self.target or "",
+            "outcome": self.outcome,
+            "status": str(self.status),
+            "method": self.method,
+            "path": self.path,
+            "remote": self.remote or "",
+            "detail": json.dumps(self.detail, separators=(",", ":")),
+        }
+
+
+def _decode(entry_id: str, f: Mapping[str, str]) -> dict[str, Any]:
+    ms = int(entry_id.partition("-")[0])
+    return {
+        "id": entry_id,
+        "at": format_ts(ms),
+        "action": f.get("action", ""),
+        "subject": f.get("subject", ""),
+        "company_id": f.get("company_id") or None,
+        "target": f.get("target") or None,
+        "outcome": f.get("outcome", ""),
+        "status": int(f.get("status") or 0),
+        "method": f.get("method", ""),
+        "path": f.get("path", ""),
+        "remote": f.get("remote") or None,
+        "detail": json.loads(f.get("detail") or "{}"),
+    }
+
+
+def _stream_id(text: str, field: str) -> str:
+    ms, dash, seq = text.partition("-")
+    if not ms.isdigit() or (dash and not seq.isdigit()):
+        raise ValidationError(field, f"malformed {field} {text!r}")
+    return text
+
+
+class AuditLog:
+    def __init__(self, keys: Keys, maxlen: int) -> None:
+        self.key = keys.audit
+        self.maxlen = maxlen
+
+    def write(self, client: SyncClient, entry: AuditEntry) -> str:
+        return str(client.xadd(self.key, entry.fields(), maxlen=self.maxlen, approximate=True))
+
+    def read(
+        self,
+        client: SyncClient,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        filters: Mapping[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. The cursor is the id of the last entry returned; the next page
+        starts below it."""
+        filters = {k: v for k, v in (filters or {}).items() if v is not None}
+        top = "+" if until_ms is None else str(until_ms)
+        if cursor is not None:
+            top = "(" + _stream_id(cursor, "cursor")
+        bottom = "-" if since_ms is None else str(since_ms)
+        window = limit * SCAN_FACTOR if filters else limit
+        raw = client.xrevrange(self.key, top, bottom, count=window + 1)
+        has_more = len(raw) > window
+        raw = raw[:window]
+        out: list[dict[str, Any]] = []
+        last_id: str | None = None
+        for entry_id, f in raw:
+            last_id = entry_id
+            if any(f.get(k, "") != v for k, v in filters.items()):
+                continue
+            out.append(_decode(entry_id, f))
+            if len(out) == limit:
+                has_more = has_more or entry_id != raw[-1][0]
+                break
+        return out, (last_id if has_more else None)

@@ -1,0 +1,238 @@
+"""Bearer-JWT authentication of the admin API, and minting tokens for `fleetd token`.
+
+Owns:
+- the keys: an HMAC secret for HS* (`[auth] secret`, or one generated on first use into
+  `<state_dir>/jwt-secret`, mode 0600, shared by the daemon and the CLI on one host) and
+  a PEM public key for RS*/ES* (`[auth] public_key_file`);
+- `TokenVerifier`: checks a token with the algorithms pinned in `[auth] algorithms`
+  only (an `alg: none` token or an HS256 token signed with the RSA public key never
+  verifies: each algorithm family has its own key), `exp` required, `nbf` and `iat`
+  honoured with `[auth] leeway`, `aud`/`iss` when configured, and the `admin` role
+  (`role: "admin"` or `"admin"` in `roles`). A `company_id` claim binds the caller to
+  that company; none makes a platform admin;
+- `Principal`: who is calling, as the views and the audit log see them;
+- `mint_token`: what `fleetd token` prints (HS* only: RS*/ES* tokens come from your
+  identity provider).
+
+Failures raise ApiError 401 (bad or missing token, with WWW-Authenticate) or 403 (a
+valid token without the admin role).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from fleetd.api.errors import ApiError
+from fleetd.config import Config
+
+__all__ = [
+    "SECRET_FILE",
+    "Principal",
+    "TokenVerifier",
+    "hmac_secret",
+    "mint_token",
+]
+
+log = logging.getLogger("fleetd.api.auth")
+
+SECRET_FILE = "jwt-secret"
+# 48 random bytes, URL-safe base64: 64 characters, above every HS* minimum (HS512: 64 B).
+SECRET_BYTES = 48
+ADMIN_ROLE = "admin"
+# Claims longer than this are refused: they end up in logs, audit entries and keys.
+MAX_CLAIM_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: token subject and, for a company-bound admin, its company."""
+
+    subject: str
+    company_id: str | None
+
+    @property
+    def platform(self) -> bool:
+        return self.company_id is None
+
+
+def _secret_path(cfg: Config) -> Path:
+    return cfg.state_dir / SECRET_FILE
+
+
+def hmac_secret(cfg: Config, *, create: bool = True) -> tuple[str, Path | None, bool]:
+    """(secret, file it came from or None, whether it was generated just now).
+
+    `[auth] secret` wins; else the state directory's file, created with O_EXCL so that a
+    daemon and a CLI starting together agree on one secret.
+    """
+    if cfg.auth.secret:
+        return cfg.auth.secret, None, False
+    path = _secret_path(cfg)
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip(), path, False
+    if not create:
+        raise FileNotFoundError(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), path, False
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret, path, True
+
+
+def _unauthorized(message: str, error: str = "invalid_token") -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        message,
+        headers={"WWW-Authenticate": f'Bearer realm="fleetd", error="{error}"'},
+    )
+
+
+def _claim(payload: dict[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise _unauthorized(f"claim {name!r} must be a string")
+    text = str(value)
+    if len(text) > MAX_CLAIM_LENGTH or not text.isprintable():
+        raise _unauthorized(f"claim {name!r} is too long or not printable")
+    return text
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against one config (keys read once, at construction)."""
+
+    def __init__(self, cfg: Config) -> None:
+        a = cfg.auth
+        self.algorithms = list(a.algorithms)
+        self.audience = a.audience or None
+        self.issuer = a.issuer or None
+        self.leeway = a.leeway
+        self._hmac: str | None = None
+        self._public: Any = None
+        self.secret_file: Path | None = None
+        self.generated = False
+        if any(alg.startswith("HS") for alg in self.algorithms):
+            self._hmac, self.secret_file, self.generated = hmac_secret(cfg)
+        if any(not alg.startswith("HS") for alg in self.algorithms):
+            if not a.public_key_file:
+                raise ValueError(
+                    f"auth.algorithms has {', '.join(self.algorithms)}: "
+                    "set auth.public_key_file to the PEM public key that verifies them"
+                )
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            try:
+                pem = Path(a.public_key_file).expanduser().read_bytes()
+                self._public = load_pem_public_key(pem)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"auth.public_key_file: cannot load: {exc}") from None
+
+    def _key(self, alg: str) -> Any:
+        # One key per family: the HMAC secret never verifies RS*/ES*, and the public key
+        # is never used as an HMAC secret (the classic algorithm-confusion attack).
+        return self._hmac if alg.startswith("HS") else self._public
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise _unauthorized("an Authorization: Bearer <token> header is required", "")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _unauthorized("malformed token") from None
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise _unauthorized(f"token algorithm {alg!r} is not accepted")
+        required = ["exp"]
+        if self.issuer is not None:
+            required.append("iss")
+        if self.audience is not None:
+            required.append("aud")
+        options: jwt.types.Options = {
+            "require": required,
+            "verify_aud": self.audience is not None,
+        }
+        try:
+            payload = jwt.decode(
+                token,
+                self._key(alg),
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options=options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthorized("token not valid yet (nbf or iat in the future)") from None
+        except jwt.InvalidAudienceError:
+            raise _unauthorized("token audience is not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise _unauthorized("token issuer is not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _unauthorized(f"token lacks the {exc.claim!r} claim") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _unauthorized("token signature or claims are invalid") from None
+        if not isinstance(payload, dict):
+            raise _unauthorized("token payload must be a JSON object")
+        roles = payload.get("roles")
+        has_role = payload.get("role") == ADMIN_ROLE or (
+            isinstance(roles, list) and ADMIN_ROLE in roles
+        )
+        if not has_role:
+            raise ApiError(403, "forbidden", "the admin role is required")
+        return Principal(
+            subject=_claim(payload, "sub") or "unknown", company_id=_claim(payload, "company_id")
+        )
+
+
+def mint_token(
+    cfg: Config,
+    *,
+    company_id: str | None = None,
+    ttl: float = 3600.0,
+    subject: str = "fleetd-cli",
+    now: float | None = None,
+) -> tuple[str, Path | None, bool]:
+    """(token, secret file or None, whether the secret was generated just now)."""
+    algs = [a for a in cfg.auth.algorithms if a.startswith("HS")]
+    if not algs:
+        raise ValueError(
+            "auth.algorithms accepts no HS* algorithm: tokens for "
+            f"{', '.join(cfg.auth.algorithms)} come from your identity provider"
+        )
+    secret, path, generated = hmac_secret(cfg)
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "role": ADMIN_ROLE,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + int(ttl),
+    }
+    if company_id:
+        claims["company_id"] = company_id
+    if cfg.auth.audience:
+        claims["aud"] = cfg.auth.audience
+    if cfg.auth.issuer:
+        claims["iss"] = cfg.auth.issuer
+    return jwt.encode(claims, secret, algorithm=algs[0]), path, generated

@@ -1,0 +1,141 @@
+"""What every view shares: the API's state, its auth decisions, and bounded Redis calls.
+
+Owns:
+- `ApiState`: config, the API's own Redis link (its socket timeout is
+  `[http] redis_timeout`, so no request waits on Redis longer than that), the queue and
+  schedule operations, the handler registry, the token verifier, the body limits, the
+  audit log, the metrics and the daemon's readiness;
+- the auth decision of each view — `@public`, `@admin` or `@metrics_access` — that the
+  app's before-request hook enforces. A view without one is refused (default deny), and
+  a test checks every route has one;
+- `state()`, `principal()` and `redis()` for views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import trio
+from quart import current_app, g
+
+from fleetd.api.auth import Principal, TokenVerifier
+from fleetd.api.body import BodyLimits
+from fleetd.api.errors import ApiError
+from fleetd.config import Config
+from fleetd.handlers import HandlerRegistry
+from fleetd.queue import QueueOps
+from fleetd.redis_link import RedisLink, SyncClient
+from fleetd.schedule_store import ScheduleOps
+
+if TYPE_CHECKING:
+    from fleetd.api.audit import AuditLog
+    from fleetd.api.metrics import ApiMetrics
+
+__all__ = [
+    "AUTH_ADMIN",
+    "AUTH_METRICS",
+    "AUTH_PUBLIC",
+    "ApiState",
+    "admin",
+    "audit_action",
+    "audited",
+    "auth_decision",
+    "metrics_access",
+    "principal",
+    "public",
+    "redis",
+    "require_platform",
+    "state",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+AUTH_PUBLIC = "public"
+AUTH_ADMIN = "admin"
+AUTH_METRICS = "metrics"
+_ATTR = "fleetd_auth"
+_AUDIT_ATTR = "fleetd_audit"
+
+
+@dataclass
+class ApiState:
+    config: Config
+    link: RedisLink
+    ops: QueueOps
+    schedules: ScheduleOps
+    registry: HandlerRegistry
+    verifier: TokenVerifier
+    limits: BodyLimits
+    artifacts_root: Path
+    ready: Callable[[], bool] = lambda: True
+    audit: AuditLog | None = None
+    metrics: ApiMetrics | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def redis_timeout(self) -> float:
+        return self.config.http.redis_timeout
+
+
+def state() -> ApiState:
+    return cast(ApiState, current_app.extensions["fleetd"])
+
+
+def principal() -> Principal:
+    """The authenticated caller of an @admin view."""
+    return cast(Principal, g.principal)
+
+
+def require_platform(what: str) -> Principal:
+    """The caller, who must be a platform admin (a token without company_id)."""
+    p = principal()
+    if not p.platform:
+        raise ApiError(
+            403, "forbidden", f"{what} needs a platform admin token (one without company_id)"
+        )
+    return p
+
+
+async def redis(fn: Callable[[SyncClient], T]) -> T:
+    """Run `fn(client)` in one Redis hop, answering 503 if Redis does not within
+    `[http] redis_timeout` (the socket timeout bounds a hop already under way; the
+    deadline bounds the wait for a free connection)."""
+    st = state()
+    with trio.move_on_after(st.redis_timeout + 0.25):
+        return await st.link.call(fn)
+    raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
+
+
+def _decide(kind: str) -> Callable[[F], F]:
+    def mark(view: F) -> F:
+        setattr(view, _ATTR, kind)
+        return view
+
+    return mark
+
+
+public = _decide(AUTH_PUBLIC)
+admin = _decide(AUTH_ADMIN)
+metrics_access = _decide(AUTH_METRICS)
+
+
+def audited(action: str) -> Callable[[F], F]:
+    """Record every call of this (mutating) view in the audit log, whatever its outcome."""
+
+    def mark(view: F) -> F:
+        setattr(view, _AUDIT_ATTR, action)
+        return view
+
+    return mark
+
+
+def auth_decision(view: Callable[..., Any]) -> str | None:
+    return cast(str | None, getattr(view, _ATTR, None))
+
+
+def audit_action(view: Callable[..., Any]) -> str | None:
+    return cast(str | None, getattr(view, _AUDIT_ATTR, None))

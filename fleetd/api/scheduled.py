@@ -1,0 +1,126 @@
+"""Scheduled-job endpoints of the admin API, under /api/v1/admin/jobs/scheduled.
+
+Owns create (POST), list (GET), scheduler stats, get one (GET /{id}, an extension),
+update (PUT, partial: the fields given change, the rest stay) and delete. Bodies come
+from fleetd.schedules, the same `fleetd schedules … --json` prints. A company-bound
+token creates its company's schedules and sees, changes and deletes only those; another
+company's schedule answers 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Blueprint, g, jsonify
+
+from fleetd import responses, schedules
+from fleetd.api.body import read_json
+from fleetd.api.context import admin, audited, principal, redis, state
+from fleetd.api.errors import ApiError
+from fleetd.model import ValidationError as Invalid
+from fleetd.redis_link import SyncClient
+from fleetd.schedule_store import ScheduleNotFound
+from fleetd.schedules import ScheduledJob
+
+__all__ = ["bp"]
+
+bp = Blueprint("scheduled", __name__, url_prefix="/api/v1/admin/jobs/scheduled")
+
+MAX_ID = 128
+
+
+def _company_body(body: Any, creating: bool) -> dict[str, Any]:
+    """The body with the caller's company applied (forced for company-bound tokens)."""
+    if not isinstance(body, Mapping):
+        raise Invalid("body", "must be a JSON object")
+    out = dict(body)
+    p = principal()
+    if p.company_id is not None:
+        if out.get("company_id") not in (None, p.company_id):
+            raise ApiError(
+                403, "forbidden", f"company_id: this token is bound to company {p.company_id!r}"
+            )
+        if creating or "company_id" in out:
+            out["company_id"] = p.company_id
+    if creating and not out.get("user_id"):
+        out["user_id"] = p.subject
+    return out
+
+
+def _visible(client: SyncClient, schedule_id: str) -> ScheduledJob:
+    company = principal().company_id
+    job = None if len(schedule_id) > MAX_ID else state().schedules.get(client, schedule_id)
+    if job is None or (company is not None and job.company_id != company):
+        raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+    return job
+
+
+@bp.post("")
+@admin
+@audited("schedule.create")
+async def create() -> Any:
+    st = state()
+    body = _company_body(await read_json(st.limits), creating=True)
+    job = await redis(lambda c: st.schedules.add(c, body))
+    g.audit_target = job.id
+    g.audit_detail = {"name": job.name, "job_type": job.job_type, "schedule": job.schedule}
+    response = jsonify(schedules.scheduled_job_body(job))
+    response.headers["Location"] = f"{bp.url_prefix}/{job.id}"
+    return response, 201
+
+
+@bp.get("")
+@admin
+async def list_all() -> Any:
+    st = state()
+    company = principal().company_id
+    jobs = await redis(lambda c: st.schedules.list_schedules(c, company))
+    return jsonify(schedules.list_body(jobs))
+
+
+@bp.get("/stats")
+@admin
+async def stats() -> Any:
+    st = state()
+    company = principal().company_id
+    return jsonify(schedules.stats_body(await redis(lambda c: st.schedules.stats(c, company))))
+
+
+@bp.get("/<schedule_id>")
+@admin
+async def get_one(schedule_id: str) -> Any:
+    job = await redis(lambda c: _visible(c, schedule_id))
+    return jsonify(schedules.scheduled_job_body(job))
+
+
+@bp.put("/<schedule_id>")
+@admin
+@audited("schedule.update")
+async def update(schedule_id: str) -> Any:
+    st = state()
+    g.audit_target = schedule_id
+    changes = _company_body(await read_json(st.limits), creating=False)
+
+    def run(client: SyncClient) -> ScheduledJob:
+        _visible(client, schedule_id)
+        return st.schedules.update(client, schedule_id, changes)
+
+    job = await redis(run)
+    g.audit_detail = {"fields": sorted(changes)}
+    return jsonify(schedules.scheduled_job_body(job))
+
+
+@bp.delete("/<schedule_id>")
+@admin
+@audited("schedule.delete")
+async def delete(schedule_id: str) -> Any:
+    st = state()
+    g.audit_target = schedule_id
+
+    def run(client: SyncClient) -> None:
+        _visible(client, schedule_id)
+        st.schedules.remove(client, schedule_id)
+
+    await redis(run)
+    return jsonify(responses.schedule_deleted_body(schedule_id))

@@ -1,0 +1,213 @@
+"""The http service of the daemon (role api): the admin API on hypercorn.trio.serve.
+
+Lifecycle: `run(task_status)` builds the app, binds every `[http] listen` address
+(host:port, or unix:/path), records the bound URLs in `<state_dir>/http.json` (port 0
+picks a free port; the file says which) and calls `task_status.started()` only once it
+listens, so the daemon is ready only when the API answers. It also counts job outcomes
+for /metrics from the events stream. `stop()` (called by the daemon when it stops)
+closes the listeners; requests in flight get `[http] shutdown_timeout` to finish.
+
+The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
+unreachable Redis answers 503 within that bound instead of holding requests for the
+worker pool's longer command timeout. With `memory://` it shares the daemon's link (the
+store lives in this process and cannot hang).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+
+from fleetd.api.app import create_app
+from fleetd.api.audit import AuditLog
+from fleetd.api.auth import TokenVerifier
+from fleetd.api.body import BodyLimits
+from fleetd.api.context import ApiState
+from fleetd.api.metrics import ApiMetrics
+from fleetd.artifacts import artifacts_root
+from fleetd.engine import Engine
+from fleetd.redis_link import RedisLink
+from fleetd.schedule_store import ScheduleOps
+
+__all__ = ["HTTP_FILE", "HttpError", "HttpService", "build_state"]
+
+log = logging.getLogger("fleetd.http")
+
+HTTP_FILE = "http.json"
+# How long one XREAD of the metrics' events follower blocks in Redis. A stop waits for
+# the read in flight (a Redis call is never abandoned), so this bounds how much it adds
+# to a stop; idle, it costs four small round trips a second.
+FOLLOW_BLOCK = 0.25
+
+
+class HttpError(Exception):
+    """The API cannot start (an address is taken, a TLS or key file does not load)."""
+
+
+def api_link(engine: Engine) -> RedisLink:
+    cfg = engine.config
+    if engine.link.embedded:
+        return engine.link
+    timeout = cfg.http.redis_timeout
+    return RedisLink(
+        cfg.redis.url,
+        max_connections=cfg.redis.max_connections,
+        connect_timeout=min(cfg.redis.connect_timeout, timeout),
+        command_timeout=timeout,
+        reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
+    )
+
+
+def build_state(
+    engine: Engine, ready: Callable[[], bool], link: RedisLink | None = None
+) -> ApiState:
+    """The API's state for an engine (its own link unless one is given)."""
+    cfg = engine.config
+    try:
+        verifier = TokenVerifier(cfg)
+    except (ValueError, OSError) as exc:
+        raise HttpError(str(exc)) from None
+    if verifier.generated:
+        log.warning(
+            "auth: no [auth] secret configured; generated one into %s (mint a token "
+            "with `fleetd token`)",
+            verifier.secret_file,
+        )
+    h = cfg.http
+    return ApiState(
+        config=cfg,
+        link=link or api_link(engine),
+        ops=engine.ops,
+        schedules=ScheduleOps.from_engine(engine),
+        registry=engine.registry,
+        verifier=verifier,
+        limits=BodyLimits(h.max_body_size, h.max_json_depth),
+        artifacts_root=artifacts_root(cfg),
+        ready=ready,
+        audit=AuditLog(engine.keys, h.audit_maxlen),
+        metrics=ApiMetrics(engine.keys),
+    )
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """Remove a unix socket left by a dead daemon; refuse one somebody listens on."""
+    if not path.exists():
+        return
+    if not path.is_socket():
+        raise HttpError(f"http.listen unix:{path}: exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise HttpError(f"http.listen unix:{path}: another process listens there")
+
+
+class HttpService:
+    def __init__(self, engine: Engine, ready: Callable[[], bool]) -> None:
+        self.engine = engine
+        self.cfg = engine.config
+        self.state = build_state(engine, ready)
+        self.app = create_app(self.state)
+        self.urls: list[str] = []
+        self._stop = trio.Event()
+        self._done = trio.Event()
+
+    def stop(self) -> None:
+        """Close the listeners; requests in flight get [http] shutdown_timeout."""
+        self._stop.set()
+
+    async def stop_and_wait(self) -> None:
+        self.stop()
+        await self._done.wait()
+
+    def _hyper_config(self) -> HyperConfig:
+        h = self.cfg.http
+        hc = HyperConfig()
+        hc.bind = list(h.listen)
+        if bool(h.tls_cert) != bool(h.tls_key):
+            raise HttpError("http.tls_cert and http.tls_key must be set together")
+        if h.tls_cert:
+            for name in (h.tls_cert, h.tls_key):
+                if not Path(name).expanduser().is_file():
+                    raise HttpError(f"TLS file not found: {name}")
+            hc.certfile = str(Path(h.tls_cert).expanduser())
+            hc.keyfile = str(Path(h.tls_key).expanduser())
+        hc.graceful_timeout = h.shutdown_timeout
+        hc.include_server_header = False
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("fleetd.http.server")
+        # Request headers larger than this are refused by the protocol layer (431).
+        hc.h11_max_incomplete_size = 16 * 1024
+        for bind in h.listen:
+            if bind.startswith("unix:"):
+                _clear_stale_socket(Path(bind[len("unix:") :]))
+        return hc
+
+    def _record(self) -> None:
+        path = self.cfg.state_dir / HTTP_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"urls": self.urls, "pid": os.getpid()}))
+        tmp.replace(path)
+
+    def _forget(self) -> None:
+        path = self.cfg.state_dir / HTTP_FILE
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        hc = self._hyper_config()
+        st = self.state
+        try:
+            async with trio.open_nursery() as nursery:
+                assert st.metrics is not None
+                nursery.start_soon(
+                    st.metrics.follow,
+                    st.link,
+                    min(FOLLOW_BLOCK, st.redis_timeout / 2),
+                    self.cfg.redis.reconnect_max_backoff,
+                )
+                serve_done = trio.Event()
+
+                async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                    try:
+                        await serve(
+                            self.app,
+                            hc,
+                            shutdown_trigger=self._stop.wait,
+                            task_status=task_status,
+                        )
+                    finally:
+                        serve_done.set()
+
+                try:
+                    urls = await nursery.start(serve_http)
+                except OSError as exc:
+                    raise HttpError(f"http.listen: cannot listen on {hc.bind}: {exc}") from None
+                self.urls = list(urls)
+                self._record()
+                log.info("admin API listening on %s", ", ".join(self.urls))
+                task_status.started()
+                # serve() returns once the listeners are closed and the requests in
+                # flight are done (or their grace ran out); the events follower goes too.
+                await serve_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._done.set()
+            self._forget()
+            if st.link is not self.engine.link:
+                st.link.close()

@@ -1,0 +1,53 @@
+"""Worker endpoints of the admin API: the spec's metrics and health of the workers.
+
+Owns `GET /api/v1/admin/jobs/worker/metrics` (the spec's WorkerMetrics summed over every
+live daemon, plus each daemon's own, from their heartbeats) and
+`GET /api/v1/admin/jobs/worker/health` (healthy, degraded or unhealthy, with the
+thresholds of `[http] health_failure_rate` and `health_backlog`; the backlog is the jobs
+ready to run and waiting for a worker). Any admin may read them: they name no company's
+data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from quart import Blueprint, jsonify
+
+from fleetd import responses
+from fleetd.api.context import admin, redis, state
+from fleetd.redis_link import SyncClient
+
+__all__ = ["bp"]
+
+bp = Blueprint("workers", __name__, url_prefix="/api/v1/admin/jobs/worker")
+
+
+@bp.get("/metrics")
+@admin
+async def worker_metrics() -> Any:
+    st = state()
+    daemons = await redis(st.ops.daemons)
+    return jsonify(responses.metrics_body(daemons, int(time.time() * 1000)))
+
+
+@bp.get("/health")
+@admin
+async def worker_health() -> Any:
+    st = state()
+
+    def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
+        return st.ops.daemons(client), int(client.zcard(st.ops.keys.queue))
+
+    daemons, backlog = await redis(read)
+    h = st.config.http
+    return jsonify(
+        responses.health_body(
+            daemons,
+            int(time.time() * 1000),
+            backlog,
+            max_failure_rate=h.health_failure_rate,
+            max_backlog=h.health_backlog,
+        )
+    )
