@@ -26,7 +26,7 @@ from fleetd.config import Config
 from fleetd.daemon import Daemon
 from fleetd.handlers import HandlerRegistry
 
-SECRET = "test-secret-" + "x" * 40
+SECRET = "test-secret-" + "x" * 60
 PREFIX = "/api/v1/admin/jobs"
 
 

@@ -128,6 +128,13 @@ class TokenVerifier:
         self.generated = False
         if any(alg.startswith("HS") for alg in self.algorithms):
             self._hmac, self.secret_file, self.generated = hmac_secret(cfg)
+            for alg in self.algorithms:
+                # RFC 7518 §3.2: the key at least as long as the hash (HS512: 64 bytes).
+                need = int(alg[2:]) // 8 if alg.startswith("HS") else 0
+                if len(self._hmac.encode()) < need:
+                    raise ValueError(
+                        f"auth.algorithms has {alg}: auth.secret needs at least {need} bytes"
+                    )
         if any(not alg.startswith("HS") for alg in self.algorithms):
             if not a.public_key_file:
                 raise ValueError(
