@@ -7,8 +7,10 @@
     ├── maintenance     promote / reap / prune                     (role worker)
     ├── scheduler       default schedules, then fire due ones      (role scheduler)
     ├── worker pool     fetch, run, flush, renew, control          (role worker)
-    └── http            admin API, /healthz, /readyz, /metrics     (role api; started
-                        before Redis answers, so probes work while it waits)
+    ├── http            admin API, /healthz, /readyz, /metrics     (role api; started
+    │                   before Redis answers, so probes work while it waits)
+    └── systemd         READY once every service started, WATCHDOG pings, STATUS,
+                        RELOADING around SIGHUP, STOPPING at stop (fleetd.systemd)
 
 Every service is `run(*, task_status)` started with `nursery.start`, so the daemon is
 ready only when all of them are. A graceful stop quiets the pool (no more claims), lets
@@ -42,6 +44,7 @@ from fleetd.plugins import default_schedules
 from fleetd.redis_link import RedisCommandError, RedisUnavailable, SyncClient, embedded_address_file
 from fleetd.schedule_store import ScheduleOps
 from fleetd.scheduler import Scheduler, SchedulerSettings
+from fleetd.systemd import Notifier
 from fleetd.worker import PoolSettings, WorkerPool
 
 if TYPE_CHECKING:
@@ -50,6 +53,10 @@ if TYPE_CHECKING:
 __all__ = ["Daemon", "DaemonError"]
 
 log = logging.getLogger("fleetd.daemon")
+
+# The STATUS= line's queue counts are one pipelined round trip (~1 ms); past this the
+# line says Redis is not answering rather than holding up READY or STOPPING.
+STATUS_TIMEOUT = 1.0
 
 
 class DaemonError(Exception):
@@ -84,6 +91,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.http: HttpService | None = None
         self.ready = False
+        self.notifier = Notifier()
         self._stop = trio.Event()
         self._stop_requests = 0
 
@@ -99,6 +107,14 @@ class Daemon:
 
     def reload(self) -> None:
         """Re-read the config file; apply what can change live (log level, concurrency)."""
+        self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            if self.ready:
+                self.notifier.ready()
+
+    def _reload(self) -> None:
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -194,6 +210,7 @@ class Daemon:
                 self._claim_embedded()
             async with trio.open_nursery() as services:
                 services.start_soon(self._signals)
+                await services.start(self.notifier.run, self._status_line)
                 log.info(
                     "fleetd %s starting: roles %s, Redis %s",
                     self.daemon_id,
@@ -206,6 +223,7 @@ class Daemon:
                     services.start_soon(self._cancel_on_stop, connecting)
                     await link.connect(self.engine.scripts.all())
                 if connecting.cancelled_caught:
+                    self.notifier.stopping("stopping: never reached Redis")
                     services.cancel_scope.cancel()
                     return
                 await self._check_redis()
@@ -277,6 +295,7 @@ class Daemon:
                 await work.start(self.pool.run)
             self.ready = True
             task_status.started()
+            self.notifier.ready(await self._status_line())
             log.info(
                 "fleetd %s ready: %s, concurrency %d, job types %s",
                 self.daemon_id,
@@ -286,11 +305,26 @@ class Daemon:
             )
             await self._stop.wait()
             self.ready = False
+            self.notifier.stopping(await self._status_line())
             if self.pool is not None:
                 log.info(
                     "stopping: no new jobs; grace %s", format_duration(cfg.worker.shutdown_timeout)
                 )
                 self.pool.quiet()
+
+    async def _status_line(self) -> str:
+        """systemd's STATUS=, e.g. "processing 3, pending 120" (shown by systemctl status)."""
+        link = self.engine.link
+        running = self.pool.running if self.pool is not None else 0
+        prefix = "stopping: " if self._stop.is_set() else ""
+        if not link.ready:
+            return f"{prefix}waiting for Redis at {link.safe_url}"
+        try:
+            with trio.fail_after(STATUS_TIMEOUT):
+                counts = await link.call(self.engine.ops.stats)
+        except (RedisUnavailable, RedisCommandError, trio.TooSlowError):
+            return f"{prefix}processing {running}, Redis not answering"
+        return f"{prefix}processing {running}, pending {counts['pending']}"
 
     def _details(self) -> dict[str, Any]:
         pool = self.pool
