@@ -208,6 +208,8 @@ class Daemon:
         try:
             if link.embedded:
                 self._claim_embedded()
+            if "api" in self.roles:
+                self._prepare_http()
             async with trio.open_nursery() as services:
                 services.start_soon(self._signals)
                 await services.start(self.notifier.run, self._status_line)
@@ -217,8 +219,8 @@ class Daemon:
                     ",".join(sorted(self.roles)),
                     link.safe_url,
                 )
-                if "api" in self.roles:
-                    await self._start_http(services)
+                if self.http is not None:
+                    await services.start(self.http.run)
                 with trio.CancelScope() as connecting:
                     services.start_soon(self._cancel_on_stop, connecting)
                     await link.connect(self.engine.scripts.all())
@@ -235,15 +237,19 @@ class Daemon:
             raise DaemonError(str(exc)) from None
         finally:
             self.ready = False
+            if self.http is not None:
+                self.http.close()
             self.engine.close()
             log.info("fleetd %s stopped", self.daemon_id)
 
-    async def _start_http(self, services: trio.Nursery) -> None:
+    def _prepare_http(self) -> None:
+        """Check the API's settings and bind its addresses before any service starts,
+        so that a taken port or a bad key file is one plain start-up error."""
         from fleetd.api import HttpError, HttpService  # quart and hypercorn: role api only
 
         try:
             self.http = HttpService(self.engine, lambda: self.ready)
-            await services.start(self.http.run)
+            self.http.bind()
         except HttpError as exc:
             raise DaemonError(str(exc)) from None
 

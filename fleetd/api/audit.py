@@ -8,8 +8,11 @@ target (job or schedule id), outcome ("ok" or the error code), HTTP status, when
 first with filters (`GET /api/v1/admin/jobs/audit`).
 
 The stream is trimmed to about `[http] audit_maxlen` entries (XADD MAXLEN ~), so it
-stays bounded. An entry is written after the call, in its own round trip: a failure
-to write it is logged and does not change the answer already decided.
+stays bounded. A call's entry is handed to a writer task when its answer is decided and
+written within milliseconds, batched with the others in one round trip: the answer
+never waits for the audit log (an enqueue costs no second round trip, and a Redis
+outage answers 503 without a second timeout). Entries still queued when the API stops
+are flushed; those that cannot be written (Redis unreachable) are logged and dropped.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from fleetd.keys import Keys
 from fleetd.model import ValidationError, format_ts
-from fleetd.redis_link import SyncClient
+from fleetd.redis_link import RedisLink, RedisUnavailable, SyncClient
 
 __all__ = ["FILTERS", "AuditEntry", "AuditLog"]
 
@@ -33,6 +38,13 @@ FILTERS = ("action", "subject", "company_id", "target", "outcome")
 # A filtered listing reads at most this many entries per requested one before it
 # returns a shorter page with a cursor (bounds the work of a rare filter).
 SCAN_FACTOR = 20
+# Entries waiting for the writer; past this (Redis slow for a long time) new ones are
+# dropped with a warning rather than holding memory or requests.
+QUEUE_SIZE = 10_000
+# Entries written per round trip.
+WRITE_BATCH = 500
+# How long a stop waits for queued entries to be written.
+FLUSH_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,52 @@ class AuditLog:
     def __init__(self, keys: Keys, maxlen: int) -> None:
         self.key = keys.audit
         self.maxlen = maxlen
+        self._send, self._receive = trio.open_memory_channel[AuditEntry](QUEUE_SIZE)
+        self._pending = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self.dropped = 0
+
+    def submit(self, entry: AuditEntry) -> None:
+        """Queue an entry for the writer (never blocks)."""
+        try:
+            self._send.send_nowait(entry)
+        except trio.WouldBlock:
+            self.dropped += 1
+            log.warning("audit queue full: dropped the entry of %s %s", entry.action, entry.target)
+            return
+        self._pending += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+
+    async def run_writer(self, link: RedisLink) -> None:
+        """Write queued entries in batches until cancelled."""
+        while True:
+            batch = [await self._receive.receive()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            try:
+                await link.call(self.write_many, batch)
+            except RedisUnavailable as exc:
+                log.error("audit: %d entries not written, Redis unreachable: %s", len(batch), exc)
+            except Exception:
+                log.exception("audit: %d entries not written", len(batch))
+            self._pending -= len(batch)
+            if self._pending == 0:
+                self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait (bounded) until every queued entry was written or given up."""
+        with trio.move_on_after(FLUSH_TIMEOUT):
+            await self._idle.wait()
+
+    def write_many(self, client: SyncClient, entries: list[AuditEntry]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.xadd(self.key, entry.fields(), maxlen=self.maxlen, approximate=True)
+        pipe.execute()
 
     def write(self, client: SyncClient, entry: AuditEntry) -> str:
         return str(client.xadd(self.key, entry.fields(), maxlen=self.maxlen, approximate=True))

@@ -37,7 +37,9 @@ async def healthz() -> Any:
 @public
 async def readyz() -> Any:
     st = state()
-    checks: dict[str, str] = {"services": "started" if st.ready() else "not started"}
+    checks: dict[str, str] = {
+        "services": "started" if st.ready() else "not running (starting or stopping)"
+    }
     with trio.move_on_after(st.redis_timeout + 0.25) as scope:
         try:
             await st.link.call(lambda c: c.ping())

@@ -1,11 +1,13 @@
 """The http service of the daemon (role api): the admin API on hypercorn.trio.serve.
 
-Lifecycle: `run(task_status)` builds the app, binds every `[http] listen` address
-(host:port, or unix:/path), records the bound URLs in `<state_dir>/http.json` (port 0
-picks a free port; the file says which) and calls `task_status.started()` only once it
-listens, so the daemon is ready only when the API answers. It also counts job outcomes
-for /metrics from the events stream. `stop()` (called by the daemon when it stops)
-closes the listeners; requests in flight get `[http] shutdown_timeout` to finish.
+Lifecycle: `HttpService(engine, ready)` checks the auth and TLS settings and
+`bind()` binds every `[http] listen` address (host:port, or unix:/path) — both before
+the daemon opens its nursery, so a bad key file or a taken port is one plain start-up
+error. `run(task_status)` listens, records the bound URLs in `<state_dir>/http.json`
+(port 0 picks a free port; the file says which) and calls `task_status.started()`, so
+the daemon is ready only when the API answers. Beside the server it runs the events
+follower of /metrics and the audit writer. `stop()` (called by the daemon when it
+stops) closes the listeners; requests in flight get `[http] shutdown_timeout` to finish.
 
 The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
 unreachable Redis answers 503 within that bound instead of holding requests for the
@@ -22,10 +24,13 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from fleetd.api.app import create_app
 from fleetd.api.audit import AuditLog
@@ -98,6 +103,29 @@ def build_state(
     )
 
 
+def _listen(bind: str, backlog: int) -> socket.socket:
+    """A listening socket for `host:port` or `unix:/path`, closed again on any error
+    (hypercorn's own create_sockets leaks the socket of a failed bind)."""
+    if bind.startswith("unix:"):
+        family: int = socket.AF_UNIX
+        address: Any = bind[len("unix:") :]
+    else:
+        host, _, port = bind.rpartition(":")
+        info = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        family, address = info[0][0], info[0][4]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _clear_stale_socket(path: Path) -> None:
     """Remove a unix socket left by a dead daemon; refuse one somebody listens on."""
     if not path.exists():
@@ -122,6 +150,8 @@ class HttpService:
         self.state = build_state(engine, ready)
         self.app = create_app(self.state)
         self.urls: list[str] = []
+        self._hc = self._hyper_config()
+        self._sockets: Sockets | None = None
         self._stop = trio.Event()
         self._done = trio.Event()
 
@@ -169,8 +199,33 @@ class HttpService:
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
 
+    def bind(self) -> None:
+        """Bind every listen address now (a taken one raises HttpError naming it)."""
+        opened: list[socket.socket] = []
+        for bind in self._hc.bind:
+            try:
+                opened.append(_listen(bind, self._hc.backlog))
+            except OSError as exc:
+                for sock in opened:
+                    sock.close()
+                raise HttpError(f"http.listen: cannot listen on {bind}: {exc}") from None
+        tls = self._hc.ssl_enabled
+        self._sockets = Sockets(opened if tls else [], [] if tls else opened, [])
+
+    def close(self) -> None:
+        """Release the bound addresses (if run() never started)."""
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        if self._sockets is not None:
+            for sock in [*self._sockets.secure_sockets, *self._sockets.insecure_sockets]:
+                sock.close()
+            self._sockets = None
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        hc = self._hyper_config()
+        hc = self._hc
+        if self._sockets is None:
+            self.bind()
         st = self.state
         try:
             async with trio.open_nursery() as nursery:
@@ -185,28 +240,29 @@ class HttpService:
 
                 async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
                     try:
-                        await serve(
-                            self.app,
+                        await worker_serve(
+                            wrap_app(self.app, hc.wsgi_max_body_size, "asgi"),
                             hc,
+                            sockets=self._sockets,
                             shutdown_trigger=self._stop.wait,
                             task_status=task_status,
                         )
                     finally:
                         serve_done.set()
 
-                try:
-                    urls = await nursery.start(serve_http)
-                except OSError as exc:
-                    raise HttpError(f"http.listen: cannot listen on {hc.bind}: {exc}") from None
-                self.urls = list(urls)
+                assert st.audit is not None
+                nursery.start_soon(st.audit.run_writer, st.link)
+                self.urls = list(await nursery.start(serve_http))
                 self._record()
                 log.info("admin API listening on %s", ", ".join(self.urls))
                 task_status.started()
                 # serve() returns once the listeners are closed and the requests in
                 # flight are done (or their grace ran out); the events follower goes too.
                 await serve_done.wait()
+                await st.audit.flush()
                 nursery.cancel_scope.cancel()
         finally:
+            self._close_sockets()
             self._done.set()
             self._forget()
             if st.link is not self.engine.link:
