@@ -20,7 +20,7 @@ from fleetd.api.context import admin, metrics_access, principal, public, redis, 
 from fleetd.api.errors import RETRY_AFTER, ApiError
 from fleetd.api.jobs import query_limit
 from fleetd.api.metrics import CONTENT_TYPE
-from fleetd.model import parse_ts
+from fleetd.model import ValidationError, parse_ts
 
 __all__ = ["bp"]
 
@@ -79,7 +79,12 @@ async def openapi() -> Any:
 
 def _time_param(name: str) -> int | None:
     raw = request.args.get(name)
-    return None if raw is None else parse_ts(raw, name)
+    if raw is None:
+        return None
+    ms = parse_ts(raw, name)
+    if ms < 0:
+        raise ValidationError(name, "must be after 1970-01-01T00:00:00Z")
+    return ms
 
 
 @bp.get("/api/v1/admin/jobs/audit")
