@@ -156,6 +156,7 @@ class DaemonConfig:
         "info", "least severe level logged", choices=("debug", "info", "warning", "error")
     )
     log_format: str = setting("text", "log line format", choices=("text", "json"))
+    log_jobs: bool = setting(True, "one INFO line per finished job (start lines at debug)")
     heartbeat_interval: float = setting(
         2 * SECOND, "how often the daemon records it is alive", kind="duration", min=0.1, max=MINUTE
     )

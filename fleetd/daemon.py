@@ -294,7 +294,8 @@ class Daemon:
                     job_timeout=w.job_timeout, shutdown_timeout=w.shutdown_timeout,
                     claim_batch=w.claim_batch, lease=w.lease,
                     reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                    command_timeout=cfg.redis.command_timeout)  # fmt: skip
+                    command_timeout=cfg.redis.command_timeout,
+                    log_jobs=cfg.daemon.log_jobs)  # fmt: skip
                 self.pool = WorkerPool(
                     e.link, e.scripts, e.queue, e.registry, settings, self.daemon_id, self.metrics
                 )

@@ -84,6 +84,8 @@ class PoolSettings:
     lease: float
     reconnect_max_backoff: float
     command_timeout: float
+    # One INFO line per finished job ([daemon] log_jobs); start lines are DEBUG.
+    log_jobs: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -132,6 +134,7 @@ class WorkerPool:
         self.queue = queue
         self.registry = registry
         self.settings = settings
+        self._log_jobs = settings.log_jobs
         self.concurrency = settings.concurrency
         self.daemon_id = daemon_id
         self.metrics = metrics
@@ -350,6 +353,11 @@ class WorkerPool:
             entry.scope.deadline = start + timeout
             if self._hooks is not None:
                 self._hooks.started(job)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "job %s (%s) started, attempt %d", job.id, job.type, job.attempts,
+                    extra={"job_id": job.id, "job_type": job.type, "attempt": job.attempts},
+                )  # fmt: skip
             with entry.scope:
                 try:
                     result = ctx.finish(await handler.run(ctx, job.data))
@@ -472,6 +480,8 @@ class WorkerPool:
             r = next(counters[o.kind])
             if self._hooks is not None:
                 self._call_hooks(o, r)
+            if r >= 0:
+                self._log_outcome(o, r)
             if o.kind == "complete" and r == 1:
                 m.record(o.elapsed, succeeded=True)
             elif o.kind == "fail" and r >= 0:
@@ -481,8 +491,29 @@ class WorkerPool:
                     # poll_interval late): fail.lua scheduled it (retry_count+1)² s out.
                     delay = RETRY_UNIT_S * (o.job.retry_count + 1) ** 2
                     self._services.start_soon(self._wake_after, delay)
-                if r == 0:
-                    log.warning("job %s (%s) failed: %s", o.job.id, o.job.type, o.error)
+
+    def _log_outcome(self, o: _Outcome, r: int) -> None:
+        """The job's finish line, for an outcome Redis accepted (r as in _account): INFO
+        when log_jobs is on, WARNING for a final failure always. Never the job's data or
+        result (they may hold personal data); the error text is the handler's own."""
+        level, what = logging.INFO, "completed"
+        if o.kind == "complete" and r != 1:
+            return
+        if o.kind == "fail":
+            level, what = (logging.INFO, "failed, retrying") if r else (logging.WARNING, "failed")
+        elif o.kind != "complete":
+            level, what = logging.INFO, "cancelled" if o.kind == "abort" else "released (stopping)"
+        if (level == logging.INFO and not self._log_jobs) or not log.isEnabledFor(level):
+            return
+        job, ms = o.job, round(o.elapsed * 1000, 1)
+        extra = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts,
+                 "duration_ms": ms, "outcome": what}  # fmt: skip
+        if o.error:
+            log.log(level, "job %s (%s) %s after %.1f ms, attempt %d: %s",
+                    job.id, job.type, what, ms, job.attempts, o.error, extra=extra)  # fmt: skip
+        else:
+            log.log(level, "job %s (%s) %s in %.1f ms, attempt %d",
+                    job.id, job.type, what, ms, job.attempts, extra=extra)  # fmt: skip
 
     def _call_hooks(self, o: _Outcome, r: int) -> None:
         """Lifecycle hooks for an outcome Redis accepted (r as in _account)."""

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "roles": ["worker", "scheduler", "api"],
         "log_level": "info",
         "log_format": "text",
+        "log_jobs": True,
         "heartbeat_interval": "2s",
     },
     "redis": {
