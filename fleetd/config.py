@@ -33,6 +33,7 @@ from fleetd.durations import DURATION_EXAMPLES, format_duration, parse_duration
 __all__ = [
     "ENV_CONFIG_PATH",
     "SEARCH_PATHS",
+    "AlertsConfig",
     "ArtifactsConfig",
     "AuthConfig",
     "Config",
@@ -396,6 +397,40 @@ class AuthConfig:
     )
 
 
+def _check_webhook(value: str) -> str | None:
+    if value == "" or value.startswith(("http://", "https://")):
+        return None
+    return f"must be an http:// or https:// URL or '' (no webhook), got {value!r}"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    enabled: bool = setting(True, "evaluate the spec's alerts in this daemon")
+    interval: float = setting(
+        10 * SECOND, "how often alerts are evaluated", kind="duration", min=0.05, max=10 * MINUTE
+    )
+    window: float = setting(
+        5 * MINUTE, "failure rate and missed runs look back this far", kind="duration", min=1
+    )
+    failure_rate: int = setting(
+        20, "alert above this % of jobs failed in the window", min=0, max=100
+    )
+    backlog: int = setting(100, "alert above this many jobs waiting", min=1)
+    raise_after: float = setting(
+        30 * SECOND, "a condition holds this long before it is raised", kind="duration", min=0
+    )
+    clear_after: float = setting(
+        60 * SECOND, "a clear condition holds this long before it is resolved",
+        kind="duration", min=0,
+    )  # fmt: skip
+    webhook_url: str = setting(
+        "", "POST alert.raised/resolved JSON here; '' = none", check=_check_webhook, secret=True
+    )
+    webhook_timeout: float = setting(
+        5 * SECOND, "time limit of one webhook POST", kind="duration", above=0, max=MINUTE
+    )
+
+
 def resolve_state_dir(configured: str, env: Mapping[str, str] | None = None) -> Path:
     """`configured` if set, else $STATE_DIRECTORY, $XDG_STATE_HOME/fleetd or
     ~/.local/state/fleetd, read from `env` (default os.environ)."""
@@ -427,6 +462,7 @@ class Config:
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Not settings, so not compared: equal settings are equal wherever they came from.
     source: Path | None = field(default=None, compare=False)
     # Where daemon.state_dir = "" points, resolved from the environment the config was

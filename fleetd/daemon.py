@@ -9,6 +9,7 @@
     ├── worker pool     fetch, run, flush, renew, control          (role worker)
     ├── http            admin API, /healthz, /readyz, /metrics     (role api; started
     │                   before Redis answers, so probes work while it waits)
+    ├── alerts          the spec's alerts with hysteresis → log, events, webhook
     └── systemd         READY once every service started, WATCHDOG pings, STATUS,
                         RELOADING around SIGHUP, STOPPING at stop (fleetd.systemd)
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from fleetd.alerts import Alerts
 from fleetd.artifacts import artifacts_root
 from fleetd.config import Config, ConfigError, load_config
 from fleetd.durations import format_duration
@@ -90,6 +92,7 @@ class Daemon:
         self.pool: WorkerPool | None = None
         self.scheduler: Scheduler | None = None
         self.http: HttpService | None = None
+        self.alerts: Alerts | None = None
         self.ready = False
         self.notifier = Notifier()
         self._stop = trio.Event()
@@ -149,7 +152,15 @@ class Daemon:
             "concurrency": pool.concurrency if pool else 0,
             "running": [j.id for j in pool.running_jobs()] if pool else [],
             "metrics": self.metrics.to_dict(),
+            "alerts": self._alerts_state(),
         }
+
+    def _alerts_state(self) -> dict[str, str] | None:
+        """Raised alerts → their latest reading; None when alerts are disabled."""
+        a = self.alerts
+        if a is None:
+            return None
+        return {name: a.values[name].text if name in a.values else "" for name in a.active}
 
     async def _signals(self) -> None:
         sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1]
@@ -268,6 +279,11 @@ class Daemon:
             self._details,
         )
         await services.start(heartbeat.run)
+        if cfg.alerts.enabled:
+            self.alerts = Alerts(e, self.daemon_id, cfg.alerts)
+            await services.start(self.alerts.run)
+            if self.http is not None and self.http.state.metrics is not None:
+                self.http.state.metrics.registry.register(self.alerts.collector())
         if "worker" in self.roles:
             m = cfg.maintenance
             maintenance = Maintenance(e.link, e.scripts, e.ops, MaintenanceSettings(
@@ -341,4 +357,6 @@ class Daemon:
             "running": pool.running if pool else 0,
             "ready": self.ready and self.engine.link.ready,
             "job_types": self.engine.registry.types(),
+            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.alerts).
+            "alerts": self.alerts.active if self.alerts is not None else None,
         }

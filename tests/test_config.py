@@ -107,6 +107,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "issuer": "",
         "leeway": "30s",
     },
+    "alerts": {
+        "enabled": True,
+        "interval": "10s",
+        "window": "5m",
+        "failure_rate": 20,
+        "backlog": 100,
+        "raise_after": "30s",
+        "clear_after": "1m",
+        "webhook_url": "",
+        "webhook_timeout": "5s",
+    },
 }
 
 
