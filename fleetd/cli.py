@@ -424,9 +424,19 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
 }  # fmt: skip
 
 
+def _add_plugin_wheels(directory: str) -> None:
+    """Each *.whl of [plugins] directory onto the import path, in name order: a wheel is
+    a zip, so a pure-Python one imports as it is and importlib.metadata finds its entry
+    points (what the one-file binary, which has no pip, uses for extra plugins)."""
+    if directory:
+        wheels = sorted(str(p) for p in Path(directory).expanduser().glob("*.whl"))
+        sys.path[:0] = [w for w in wheels if w not in sys.path]
+
+
 def _dispatch(argv: Sequence[str] | None) -> int:
     a = _parser().parse_args(argv)
     cfg = load_config(a.config)
+    _add_plugin_wheels(cfg.plugins.directory)
     if a.command == "config":
         if a.action == "show":
             print(dump_toml(cfg, redact=True), end="")

@@ -257,6 +257,7 @@ class SchedulerConfig:
 @dataclass(frozen=True)
 class PluginsConfig:
     disable: tuple[str, ...] = setting((), "plugin or job-type names not to load")
+    directory: str = setting("", "folder of plugin wheels (*.whl) to load; '' = none")
 
 
 def _check_from(value: str) -> str | None:

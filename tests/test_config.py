@@ -62,7 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cancelled_ttl": "168h",
     },
     "scheduler": {"create_defaults": True, "timezone": "UTC", "misfire_grace": "1m"},
-    "plugins": {"disable": []},
+    "plugins": {"disable": [], "directory": ""},
     "email": {
         "mode": "outbox",
         "outbox_dir": "",
