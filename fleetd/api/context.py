@@ -26,12 +26,13 @@ from fleetd.api.body import BodyLimits
 from fleetd.api.errors import ApiError
 from fleetd.config import Config
 from fleetd.handlers import HandlerRegistry
-from fleetd.queue import QueueOps
+from fleetd.queue import EnqueueResult, QueueOps
 from fleetd.redis_link import RedisLink, SyncClient
 from fleetd.schedule_store import ScheduleOps
 
 if TYPE_CHECKING:
     from fleetd.api.audit import AuditLog
+    from fleetd.api.batcher import EnqueueBatcher
     from fleetd.api.metrics import ApiMetrics
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "audit_action",
     "audited",
     "auth_decision",
+    "enqueue_rows",
     "metrics_access",
     "principal",
     "public",
@@ -74,6 +76,7 @@ class ApiState:
     ready: Callable[[], bool] = lambda: True
     audit: AuditLog | None = None
     metrics: ApiMetrics | None = None
+    batcher: EnqueueBatcher | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +110,18 @@ async def redis(fn: Callable[[SyncClient], T]) -> T:
     st = state()
     with trio.move_on_after(st.redis_timeout + 0.25):
         return await st.link.call(fn)
+    raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
+
+
+async def enqueue_rows(rows: list[list[Any]]) -> list[EnqueueResult]:
+    """Enqueue prepared rows, sharing a Redis round trip with concurrent requests
+    (fleetd.api.batcher); 503 past `[http] redis_timeout` as for `redis()`. A 503 leaves
+    the outcome unknown: retry with the same Idempotency-Key."""
+    st = state()
+    if st.batcher is None:
+        return await redis(lambda c: st.ops.enqueue_rows(c, rows))
+    with trio.move_on_after(st.redis_timeout + 0.25):
+        return await st.batcher.enqueue(rows)
     raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
 
 

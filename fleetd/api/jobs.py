@@ -23,7 +23,15 @@ from quart import Blueprint, Response, g, jsonify, request
 
 from fleetd import responses
 from fleetd.api.body import read_json
-from fleetd.api.context import admin, audited, principal, redis, require_platform, state
+from fleetd.api.context import (
+    admin,
+    audited,
+    enqueue_rows,
+    principal,
+    redis,
+    require_platform,
+    state,
+)
 from fleetd.api.errors import ApiError
 from fleetd.artifacts import check_name
 from fleetd.durations import parse_duration
@@ -110,7 +118,7 @@ async def enqueue() -> Any:
     body = await read_json(st.limits)
     req = _stamp(EnqueueRequest.from_dict(body), _idempotency_header())
     row = st.ops.prepare(req)
-    [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
+    [result] = await enqueue_rows([row])
     g.audit_target = result.job_id
     g.audit_detail = {"type": req.type, "duplicate": result.duplicate}
     response = jsonify(responses.enqueue_body(result))
@@ -147,7 +155,7 @@ async def enqueue_bulk() -> Any:
             errors.extend(exc.prefixed(f"jobs[{i}].").errors)
     if errors:
         raise Invalid.of(errors)
-    results = await redis(lambda c: st.ops.enqueue_rows(c, rows))
+    results = await enqueue_rows(rows)
     g.audit_detail = {"count": len(results), "duplicates": sum(r.duplicate for r in results)}
     status = 200 if all(r.duplicate for r in results) else 201
     return jsonify(responses.bulk_enqueue_body(results)), status

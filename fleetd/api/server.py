@@ -35,6 +35,7 @@ from hypercorn.utils import wrap_app
 from fleetd.api.app import create_app
 from fleetd.api.audit import AuditLog
 from fleetd.api.auth import TokenVerifier
+from fleetd.api.batcher import EnqueueBatcher
 from fleetd.api.body import BodyLimits
 from fleetd.api.context import ApiState
 from fleetd.api.metrics import ApiMetrics
@@ -88,9 +89,10 @@ def build_state(
             verifier.secret_file,
         )
     h = cfg.http
+    api = link or api_link(engine)
     return ApiState(
         config=cfg,
-        link=link or api_link(engine),
+        link=api,
         ops=engine.ops,
         schedules=ScheduleOps.from_engine(engine),
         registry=engine.registry,
@@ -100,6 +102,7 @@ def build_state(
         ready=ready,
         audit=AuditLog(engine.keys, h.audit_maxlen),
         metrics=ApiMetrics(engine.keys),
+        batcher=EnqueueBatcher(api, engine.ops),
     )
 
 
@@ -250,8 +253,9 @@ class HttpService:
                     finally:
                         serve_done.set()
 
-                assert st.audit is not None
+                assert st.audit is not None and st.batcher is not None
                 nursery.start_soon(st.audit.run_writer, st.link)
+                nursery.start_soon(st.batcher.run)
                 self.urls = list(await nursery.start(serve_http))
                 self._record()
                 log.info("admin API listening on %s", ", ".join(self.urls))
