@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from fleetd_plugins.fleetdata import demo_cli
+
 from fleetd import cli_schedules, responses
 from fleetd.config import ConfigError, dump_toml, load_config
 from fleetd.durations import parse_duration
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--json", action="store_true")
 
     cli_schedules.add_parser(sub)
+    demo_cli.add_parser(sub)
     conf = sub.add_parser("config", help="show or check the configuration")
     conf.add_argument("action", choices=["show", "check"])
 
@@ -443,6 +446,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         else:
             print(f"configuration OK ({cfg.source or 'defaults'})")
         return 0
+    if a.command == "demo-data":  # the fleet database, not Redis
+        return demo_cli.run(cfg, a)
     if a.command == "run":
         return _run_daemon(cfg, a)
     if a.command == "plugins":

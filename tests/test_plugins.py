@@ -79,7 +79,11 @@ def with_disable(cfg: Config, *names: str) -> Config:
 
 def test_builtins_come_through_the_entry_point_group(config: Config) -> None:
     registry = build_registry(config)
-    assert registry.types() == ["email_notification", "noop"]
+    assert registry.types() == [
+        "data_cleanup", "data_export", "email_notification", "maintenance_reminder", "noop",
+        "report_generation",
+    ]  # fmt: skip
+    assert registry.source("report_generation") == "fleetdata"
     assert registry.source("email_notification") == "email"
     body = describe(registry)
     email = next(p for p in body["plugins"] if p["name"] == "email")
@@ -109,7 +113,7 @@ def test_disable_by_plugin_or_job_type(
 ) -> None:
     handler_plugin(tmp_path / "site", "doubler", "double")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    registry = build_registry(with_disable(config, name, "noop"))
+    registry = build_registry(with_disable(config, name, "noop", "fleetdata"))
     assert registry.types() == ["email_notification"]
     disabled = describe(registry)["disabled"]
     assert {"name": "noop", "kind": "plugin"} in disabled
@@ -264,7 +268,7 @@ def test_bulk_enqueue_prefixes_each_field_error(config: Config) -> None:
 def test_fleetd_plugins_text_and_json(config: Config) -> None:
     env = fleetd_env(config)
     body = cli_json(env, "plugins", "--json")
-    assert [p["name"] for p in body["plugins"]] == ["noop", "email"]
+    assert [p["name"] for p in body["plugins"]] == ["noop", "email", "fleetdata"]
     text = run_cli(env, "plugins").stdout
     assert "email  fleetd 0.1.0  (fleetd_plugins.email)" in text
     assert "email_notification       priority 5, max_retries 3, timeout 1m" in text
@@ -386,7 +390,7 @@ def test_default_schedules_are_checked_and_normalised(
         ],
     )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    registry = build_registry(config)
+    registry = build_registry(with_disable(config, "fleetdata"))  # its own: test_fleetdata_*
     assert registry.plugins is not None
     assert default_schedules(registry.plugins) == [
         {"name": "nightly-noop", "job_type": "noop", "data": {}, "schedule": "@daily",
@@ -396,7 +400,7 @@ def test_default_schedules_are_checked_and_normalised(
          "schedule": "@weekly", "priority": 10, "timezone": "Europe/Berlin"},
     ]  # fmt: skip
     # A schedule of a disabled job type is dropped, not an error.
-    registry = build_registry(with_disable(config, "noop"))
+    registry = build_registry(with_disable(config, "noop", "fleetdata"))
     assert registry.plugins is not None
     assert [s["name"] for s in default_schedules(registry.plugins)] == ["weekly-mail"]
 

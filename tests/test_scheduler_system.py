@@ -284,7 +284,8 @@ def test_defaults_exist_once_after_concurrent_and_repeated_starts(
 ) -> None:
     # A plugin brings the spec defaults' job types and one default of its own.
     install_plugin(tmp_path / "site")
-    env = fleetd_env(config) | QUIET | {"PYTHONPATH": str(tmp_path / "site")}
+    site = {"PYTHONPATH": str(tmp_path / "site"), "FLEETD_PLUGINS_DISABLE": "fleetdata"}
+    env = fleetd_env(config) | QUIET | site
     together = [
         fleet.start(env, "--roles", "scheduler", name=f"t{i}", ready=False) for i in range(4)
     ]

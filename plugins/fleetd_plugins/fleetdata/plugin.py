@@ -1,0 +1,79 @@
+"""The `fleetdata` plugin: fleetd's job types that work on FleetTracker's fleet data.
+
+`report_generation`, `data_export`, `maintenance_reminder` and `data_cleanup` (the spec's
+job types 2–5), all on one fleet database chosen by `[data] url` (source.py): SQLite by
+default, PostgreSQL in production. Registered through the entry-point group
+`fleetd.plugins` as `fleetdata`, like any third-party plugin, importing only fleetd's
+public API; disable it (or one of its job types) in `[plugins] disable`.
+
+Hooks: `fleetd_handlers(config)` builds the data source from the config (opening
+nothing: the first job connects, creates missing tables and, for the embedded default,
+a demo fleet) and returns the four handlers sharing it; `fleetd_default_schedules`
+returns the spec's three recurring jobs. `fleetd demo-data` (demo_cli.py) fills any
+configured database with a demo fleet.
+"""
+
+from __future__ import annotations
+
+from fleetd import Config, JobHandler, ScheduleDefinition, hookimpl
+
+from .cleanup import DataCleanupHandler
+from .exports import DataExportHandler
+from .reminders import MaintenanceReminderHandler
+from .reports import ReportGenerationHandler
+from .source import FleetData, default_url
+
+__all__ = ["DEFAULT_SCHEDULES", "fleetd_default_schedules", "fleetd_handlers", "open_source"]
+
+# The spec's default scheduled jobs (names as fleetd's scheduler knows them, so each is
+# created once per namespace whichever side ships it). Platform-wide: no company.
+DEFAULT_SCHEDULES: list[ScheduleDefinition] = [
+    {
+        "name": "Daily Data Cleanup",
+        "job_type": "data_cleanup",
+        "schedule": "@daily",
+        "data": {"cleanup_type": "gps_tracks", "older_than_days": 90},
+        "priority": 1,
+    },
+    {
+        "name": "Weekly Maintenance Check",
+        "job_type": "maintenance_reminder",
+        "schedule": "@weekly",
+        "data": {"maintenance_type": "routine_check"},
+        "priority": 5,
+    },
+    {
+        "name": "Monthly Fleet Report",
+        "job_type": "report_generation",
+        "schedule": "@monthly",
+        "data": {"report_type": "fleet_summary"},
+        "priority": 5,
+    },
+]
+
+
+def open_source(config: Config) -> FleetData:
+    """The fleet database of `[data] url` ("" = SQLite under the state directory).
+    Opens nothing yet."""
+    url = config.data.url
+    if url:
+        return FleetData(url)
+    return FleetData(
+        default_url(config.state_dir), embedded_default=True, demo_fleet=config.data.demo_fleet
+    )
+
+
+@hookimpl
+def fleetd_handlers(config: Config) -> list[JobHandler]:
+    source = open_source(config)
+    return [
+        ReportGenerationHandler(source, config),
+        DataExportHandler(source, config),
+        MaintenanceReminderHandler(source),
+        DataCleanupHandler(source, config),
+    ]
+
+
+@hookimpl
+def fleetd_default_schedules(config: Config) -> list[ScheduleDefinition]:
+    return [ScheduleDefinition(**d) for d in DEFAULT_SCHEDULES]  # copies

@@ -1,0 +1,386 @@
+"""The fleet data source: one interface over SQLite and PostgreSQL, chosen by `[data] url`.
+
+Owns:
+- the URL (`sqlite:///PATH`, `postgresql://…`, "" = `<state_dir>/fleet.db`) and the
+  connections it opens: blocking DB-API calls, made only in worker threads
+  (`trio.to_thread`, at most `MAX_THREADS` at once per source);
+- the schema (schema_sqlite.sql / schema_postgresql.sql), created on first use, and, for
+  the embedded default only, the first-run demo fleet (`[data] demo_fleet`);
+- the differences handlers must not see: SQL is written once with `:name` parameters
+  (rewritten to `%(name)s` for psycopg), and every value reads back the same from both
+  databases: ids and dates as text, timestamps as 'YYYY-MM-DDTHH:MM:SSZ' (UTC), money
+  as float;
+- transactions (one per `run` call) and streaming reads in batches: a server-side
+  cursor on PostgreSQL, `fetchmany` on SQLite, so memory stays flat however many rows.
+
+Lifecycle: FleetData(url) (no I/O) → `prepare()` on the first job (once per process:
+schema, demo fleet) → per job `async with source.session() as s`: one connection held
+for the job, each `await s.run(fn, …)` one thread hop and one transaction; a streaming
+read (`s.stream`) gets a connection of its own for its one long transaction → closed
+when the job ends (shielded, also on cancellation).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import trio
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["Db", "FleetData", "Session", "default_url", "mask_url"]
+
+log = logging.getLogger("fleetd.fleetdata")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Params = Mapping[str, Any]
+
+# Connections (threads) one source uses at once: the daemon's concurrency is 5 by
+# default; 8 leaves room for a CLI or a burst without letting 100 jobs open 100.
+MAX_THREADS = 8
+# SQLite waits this long for another writer (a clean-up batch) before failing: far
+# longer than one batch (~50 ms for 5,000 rows).
+SQLITE_BUSY_MS = 30_000
+# Rows per executemany/COPY chunk when bulk-inserting (the demo generator).
+INSERT_CHUNK = 10_000
+# libpq waits for a TCP connect without limit by default; a dead host would hold a job
+# (and a thread) until the job's own time-out. A URL may set its own connect_timeout.
+CONNECT_TIMEOUT_S = 10
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def default_url(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir.absolute() / 'fleet.db'}"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password hidden, for logs and errors."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+# -- dialects ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    """`:name` → `%(name)s` (and a literal % doubled), for psycopg."""
+    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+@lru_cache(maxsize=1)
+def _loaders() -> tuple[tuple[str, type[Any]], ...]:
+    """psycopg's loaders for the types fleetd reads as text or float (psycopg is
+    imported on first use only: the CLI builds the plugin registry on every command)."""
+    from psycopg.adapt import Loader
+    from psycopg.types.numeric import FloatLoader
+    from psycopg.types.string import TextLoader
+
+    class UtcTimestamp(Loader):
+        """timestamptz → '2024-01-05T08:00:00Z' (the session's TimeZone is UTC, so the
+        server's text is '2024-01-05 08:00:00+00')."""
+
+        def load(self, data: Any) -> str:
+            text = bytes(data).decode()
+            return f"{text[:10]}T{text[11:-3]}Z"
+
+    return (
+        ("uuid", TextLoader),
+        ("date", TextLoader),
+        ("numeric", FloatLoader),
+        ("timestamptz", UtcTimestamp),
+    )
+
+
+def _connect_postgres(url: str) -> psycopg.Connection[Any]:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = conninfo_to_dict(url)
+    defaults: dict[str, str | int] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": "fleetd",
+    }
+    extra = {k: v for k, v in defaults.items() if k not in given}
+    conn = psycopg.connect(make_conninfo(url, **extra))
+    for type_name, loader in _loaders():
+        conn.adapters.register_loader(type_name, loader)
+    # Text dates as YYYY-MM-DD and timestamps in UTC, whatever the server's defaults.
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute("SET DateStyle = 'ISO, YMD'")
+    conn.commit()
+    return conn
+
+
+def _connect_sqlite(path: Path) -> sqlite3.Connection:
+    # check_same_thread=False: a job's connection is used from one worker thread at a
+    # time, but not always the same one (trio's thread cache).
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=SQLITE_BUSY_MS / 1000)
+    conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for a clean-up batch
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL makes this durable enough
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Db:
+    """One open connection (blocking; use it in a worker thread). SQL uses `:name`
+    parameters on both databases."""
+
+    def __init__(self, conn: Any, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect  # "sqlite" | "postgresql"
+        self._pg = dialect == "postgresql"
+
+    def _sql(self, sql: str) -> str:
+        return _pyformat(sql) if self._pg else sql
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; the number of rows it changed."""
+        cur = self.conn.execute(self._sql(sql), params or {})
+        return int(cur.rowcount)
+
+    def all(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        cur = self.conn.execute(self._sql(sql), params or {})
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def one(self, sql: str, params: Params | None = None) -> dict[str, Any] | None:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def value(self, sql: str, params: Params | None = None) -> Any:
+        row = self.conn.execute(self._sql(sql), params or {}).fetchone()
+        return None if row is None else row[0]
+
+    def in_list(self, prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        """`(:p0, :p1, …)` and its parameters, for `col IN (…)` (at least one value)."""
+        names = {f"{prefix}{i}": v for i, v in enumerate(values)}
+        return "(" + ", ".join(f":{n}" for n in names) + ")", names
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Bulk insert (COPY on PostgreSQL); rows may be a generator. Returns the count."""
+        count = 0
+        if self._pg:
+            cols = ", ".join(columns)
+            with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row(row)
+                    count += 1
+            return count
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        chunk: list[Sequence[Any]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= INSERT_CHUNK:
+                self.conn.executemany(sql, chunk)
+                count += len(chunk)
+                chunk.clear()
+        if chunk:
+            self.conn.executemany(sql, chunk)
+            count += len(chunk)
+        return count
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Cursor:
+    """A streaming read: batches of tuples, fetched one batch per call."""
+
+    def __init__(self, db: Db, sql: str, params: Params, name: str) -> None:
+        if db.dialect == "postgresql":
+            # A named cursor lives on the server: only `size` rows cross per fetch.
+            self.cur = db.conn.cursor(name=name)
+        else:
+            self.cur = db.conn.cursor()
+        self.cur.execute(db._sql(sql), params)
+        self.columns = [d[0] for d in self.cur.description]
+
+    def fetch(self, size: int) -> list[tuple[Any, ...]]:
+        return list(self.cur.fetchmany(size))
+
+    def close(self) -> None:
+        self.cur.close()
+
+
+# -- the source ----------------------------------------------------------------------------
+
+
+class FleetData:
+    """The fleet database of one process. Cheap to build: nothing is opened until the
+    first `prepare()` / `session()`."""
+
+    def __init__(self, url: str, *, embedded_default: bool = False, demo_fleet: bool = False):
+        self.url = url
+        self.embedded_default = embedded_default
+        self.demo_fleet = demo_fleet and embedded_default
+        if url.startswith("sqlite:///"):
+            self.dialect = "sqlite"
+            self.path: Path | None = Path(url[len("sqlite:///") :]).expanduser()
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.dialect = "postgresql"
+            self.path = None
+        else:
+            raise ValueError(f"[data] url must be sqlite:///PATH or postgresql://…, got {url!r}")
+        self.limiter = trio.CapacityLimiter(MAX_THREADS)
+        self._prepared = False
+        self._lock: trio.Lock | None = None
+        self._streams = 0  # names server-side cursors
+
+    def __repr__(self) -> str:
+        return f"FleetData({mask_url(self.url)!r})"
+
+    # -- blocking side (worker threads, the CLI) -------------------------------------
+
+    def connect(self) -> Db:
+        """Open a connection (blocking)."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return Db(_connect_sqlite(self.path), "sqlite")
+        return Db(_connect_postgres(self.url), "postgresql")
+
+    def schema_sql(self) -> str:
+        name = f"schema_{self.dialect}.sql"
+        return resources.files(__package__).joinpath(name).read_text("utf-8")
+
+    def create_schema(self, db: Db) -> None:
+        """Create missing tables and indexes (idempotent), in one transaction."""
+        statements = [s.strip() for s in _strip_comments(self.schema_sql()).split(";")]
+        for statement in filter(None, statements):
+            db.execute(statement)
+        db.commit()
+
+    def prepare_sync(self) -> bool:
+        """Schema, and the first-run demo fleet; True when the demo fleet was made."""
+        fresh = self.path is not None and not self.path.exists()
+        db = self.connect()
+        try:
+            self.create_schema(db)
+            if fresh and self.demo_fleet and not db.value("SELECT COUNT(*) FROM companies"):
+                from .demo import FIRST_RUN, write_demo
+
+                counts = write_demo(db, FIRST_RUN)
+                log.info(
+                    "new fleet database %s: created a demo fleet (%s); "
+                    "set [data] demo_fleet = false to start empty",
+                    self.path,
+                    ", ".join(f"{n} {t}" for t, n in counts.items()),
+                )
+                return True
+            return False
+        finally:
+            db.close()
+
+    # -- async side (handlers) ---------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Once per process, before the first query: create the schema (and the demo
+        fleet of a new embedded database)."""
+        if self._prepared:
+            return
+        if self._lock is None:
+            self._lock = trio.Lock()
+        async with self._lock:
+            if not self._prepared:
+                await trio.to_thread.run_sync(self.prepare_sync, limiter=self.limiter)
+                self._prepared = True
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        await self.prepare()
+        db = await trio.to_thread.run_sync(self.connect, limiter=self.limiter)
+        try:
+            yield Session(self, db)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(db.close)
+
+    @asynccontextmanager
+    async def stream(
+        self, sql: str, params: Params, batch_size: int
+    ) -> AsyncIterator[tuple[list[str], AsyncIterator[list[tuple[Any, ...]]]]]:
+        """`async with source.stream(sql, params, n) as (columns, batches)`: rows in
+        batches of up to n, each fetched in a worker thread, all in one read-only
+        transaction on a connection of its own (so a job's other queries, which commit,
+        cannot close its server-side cursor)."""
+        await self.prepare()
+        self._streams += 1
+        name = f"fleetd_stream_{self._streams}"
+        db = await trio.to_thread.run_sync(self.connect, limiter=self.limiter)
+        cursor: _Cursor | None = None
+        try:
+            cursor = await trio.to_thread.run_sync(
+                _Cursor, db, sql, params, name, limiter=self.limiter
+            )
+
+            async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
+                fetch = cursor.fetch
+                while rows := await trio.to_thread.run_sync(
+                    fetch, batch_size, limiter=self.limiter
+                ):
+                    yield rows
+
+            yield cursor.columns, batches()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_close_read, db, cursor)
+
+    async def run(self, fn: Callable[Concatenate[Db, P], T], *args: P.args, **kw: P.kwargs) -> T:
+        """`fn(db, …)` in a worker thread on a connection of its own, in one transaction."""
+        async with self.session() as s:
+            return await s.run(fn, *args, **kw)
+
+
+class Session:
+    """A job's connection. Each `run` is one thread hop and one transaction."""
+
+    def __init__(self, source: FleetData, db: Db) -> None:
+        self.source = source
+        self.db = db
+
+    async def run(self, fn: Callable[Concatenate[Db, P], T], *args: P.args, **kw: P.kwargs) -> T:
+        def call() -> T:
+            try:
+                result = fn(self.db, *args, **kw)
+            except BaseException:
+                self.db.rollback()
+                raise
+            self.db.commit()
+            return result
+
+        return await trio.to_thread.run_sync(call, limiter=self.source.limiter)
+
+    def stream(
+        self, sql: str, params: Params, batch_size: int
+    ) -> AbstractAsyncContextManager[tuple[list[str], AsyncIterator[list[tuple[Any, ...]]]]]:
+        """`async with s.stream(sql, params, n) as (columns, batches)`: rows in batches
+        of up to n (see FleetData.stream); `run` stays usable meanwhile."""
+        return self.source.stream(sql, params, batch_size)
+
+
+def _close_read(db: Db, cursor: _Cursor | None) -> None:
+    try:
+        if cursor is not None:
+            cursor.close()
+        db.rollback()  # a read: nothing to keep, and the snapshot is released
+    finally:
+        db.close()
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
