@@ -27,9 +27,9 @@ __all__ = ["EnqueueBatcher"]
 
 # Rows per hop: enqueue_rows sends 1000 per script call; 500 keeps one hop under ~10 ms.
 MAX_ROWS = 500
-# Hops in flight at once: while one batch is in Redis the next fills up; four keep both
+# Hops in flight at once: while one batch is in Redis the next fills up; two keep both
 # cores busy without a thundering herd of threads (the GIL makes more pointless).
-FLUSHERS = 4
+FLUSHERS = 2
 # Requests waiting for a flusher; beyond it a request waits for room (back-pressure).
 QUEUE = 10_000
 
