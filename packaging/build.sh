@@ -54,8 +54,7 @@ install -d "$root/etc/fleetd" "$root/usr/share/doc/fleetd"
 sed 's#^url = "memory://"#url = "redis://127.0.0.1:6379/0"#' fleetd.toml > "$root/etc/fleetd/fleetd.toml"
 grep -q '^url = "redis://127.0.0.1:6379/0"' "$root/etc/fleetd/fleetd.toml"
 chmod 0640 "$root/etc/fleetd/fleetd.toml"
-install -m 0644 README.md CHANGELOG.md docs/OPERATIONS.md "$root/usr/share/doc/fleetd/" 2>/dev/null \
-    || install -m 0644 README.md CHANGELOG.md "$root/usr/share/doc/fleetd/"
+install -m 0644 README.md CHANGELOG.md docs/OPERATIONS.md "$root/usr/share/doc/fleetd/"
 install -d "$root/DEBIAN"
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" \
     -e "s/@SIZE@/$(du -sk "$root" | cut -f1)/" packaging/deb/control > "$root/DEBIAN/control"

@@ -140,6 +140,7 @@ def test_deb_contents(built: Path, tmp_path: Path) -> None:
     assert unit == (ROOT / "systemd/fleetd.service").read_text()
     assert (root / "usr/lib/sysusers.d/fleetd.conf").exists()
     assert (root / "usr/lib/tmpfiles.d/fleetd.conf").exists()
+    assert (root / "usr/share/doc/fleetd/OPERATIONS.md").exists()
     toml = (root / "etc/fleetd/fleetd.toml").read_text()
     assert 'url = "redis://127.0.0.1:6379/0"' in toml
     ctrl = tmp_path / "ctrl"
