@@ -23,6 +23,7 @@ when the job ends (shielded, also on cancellation).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -267,24 +268,43 @@ class FleetData:
 
     def prepare_sync(self) -> bool:
         """Schema, and the first-run demo fleet; True when the demo fleet was made."""
-        fresh = self.path is not None and not self.path.exists()
+        if self.demo_fleet and self.path is not None and not self.path.exists():
+            return self._first_run(self.path)
         db = self.connect()
         try:
             self.create_schema(db)
-            if fresh and self.demo_fleet and not db.value("SELECT COUNT(*) FROM companies"):
-                from .demo import FIRST_RUN, write_demo
-
-                counts = write_demo(db, FIRST_RUN)
-                log.info(
-                    "new fleet database %s: created a demo fleet (%s); "
-                    "set [data] demo_fleet = false to start empty",
-                    self.path,
-                    ", ".join(f"{n} {t}" for t, n in counts.items()),
-                )
-                return True
-            return False
         finally:
             db.close()
+        return False
+
+    def _first_run(self, path: Path) -> bool:
+        """The embedded default's new database, with a demo fleet: built under a
+        temporary name and renamed into place, so a crash half-way leaves no database
+        (the next start tries again) rather than an empty one."""
+        from .demo import FIRST_RUN, write_demo
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+        db = Db(_connect_sqlite(tmp), "sqlite")
+        try:
+            self.create_schema(db)
+            counts = write_demo(db, FIRST_RUN)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+        finally:
+            db.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        if path.exists():  # another process made it meanwhile: theirs stands
+            tmp.unlink()
+            return False
+        os.replace(tmp, path)
+        log.info(
+            "new fleet database %s: created a demo fleet (%s); "
+            "set [data] demo_fleet = false to start empty",
+            path,
+            ", ".join(f"{n} {t}" for t, n in counts.items()),
+        )
+        return True
 
     # -- async side (handlers) ---------------------------------------------------------
 
