@@ -242,6 +242,24 @@ async def test_one_vehicle_on_request_even_when_not_due(
     assert [t for (t,) in types] == ["brake_inspection", "routine_check"]
 
 
+async def test_a_manager_with_a_broken_address_does_not_stop_the_others(
+    config: Config, url: str, tmp_path: Path
+) -> None:
+    raw = Raw(url)
+    company = company_ids(url)[0]
+    make_due(raw, company)
+    (broken, _), (fine_id, fine) = managers_of(raw, company)
+    raw.execute("UPDATE drivers SET email = 'dispatch at example' WHERE id = ?", broken)
+    cfg = data_config(config, url)
+    with Harness(handlers(cfg), tmp_path=tmp_path, config=cfg) as h:
+        result = await h.run("maintenance_reminder", {}, company_id=company)
+        mails = h.enqueued("email_notification")
+    assert result["due"] >= 2 and result["notified"] == result["due"]
+    assert result["skipped_recipients"] == result["due"] and result["emails"] == len(mails)
+    assert len({m.data["to"] for m in mails}) == 1  # the one manager with a good address
+    assert all(fine in m.data["to"] and fine_id in (m.idempotency_key or "") for m in mails)
+
+
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"vehicle_id": "truck-7"}, "data.vehicle_id: 'truck-7' is not a valid UUID"),
     ({"maintenance_type": "car_wash"}, "data.maintenance_type: must be one of"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fleetd import HandlerDefaults, JobContext, JobHandler, PermanentError
+from fleetd import HandlerDefaults, JobContext, JobHandler, PermanentError, ValidationError
 
 from .due import ServiceDue, service_due
 from .scope import Scope
@@ -191,14 +191,15 @@ class MaintenanceReminderHandler(JobHandler):
             stored = await s.run(_insert, found, now, ctx.job.id)
             managers = await s.run(_managers, sorted({c.vehicle["company_id"] for c in found}))
             by_id = {c.reminder_id: c for c in found}
-            emails = duplicates = notified = 0
+            emails = duplicates = skipped = notified = 0
             for row in stored:
                 if row["notified_at"] is not None:
                     continue
                 c = by_id[row["id"]]
-                new, dup = await self._notify(ctx, c, managers[c.vehicle["company_id"]])
+                new, dup, bad = await self._notify(ctx, c, managers[c.vehicle["company_id"]])
                 await s.run(_mark, c.reminder_id, new + dup, now)
                 emails, duplicates, notified = emails + new, duplicates + dup, notified + 1
+                skipped += bad
         created = sum(1 for r in stored if r["created"])
         return {
             "maintenance_type": mt,
@@ -211,6 +212,8 @@ class MaintenanceReminderHandler(JobHandler):
             "emails": emails,
             # E-mails an earlier attempt had enqueued already (same idempotency key).
             "emails_already_enqueued": duplicates,
+            # Managers whose address the e-mail job type refused (logged, not retried).
+            "skipped_recipients": skipped,
             "reminders": [
                 {
                     "id": c.reminder_id,
@@ -246,18 +249,26 @@ class MaintenanceReminderHandler(JobHandler):
     @staticmethod
     async def _notify(
         ctx: JobContext, c: Candidate, managers: list[dict[str, Any]]
-    ) -> tuple[int, int]:
-        """Enqueue the reminder's e-mails: (new jobs, duplicates of earlier attempts)."""
+    ) -> tuple[int, int, int]:
+        """Enqueue the reminder's e-mails: (new jobs, duplicates of earlier attempts,
+        managers skipped because the e-mail job refused their address)."""
         subject, body = _mail(c)
-        new = dup = 0
+        new = dup = bad = 0
         for m in managers:
-            done = await ctx.enqueue(
-                "email_notification",
-                {"to": _mailbox(m["name"], m["email"]), "subject": subject, "body": body},
-                company_id=c.vehicle["company_id"],
-                idempotency_key=f"maintenance-reminder:{c.reminder_id}:{m['id']}",
-                tags=["maintenance_reminder", f"reminder:{c.reminder_id}"],
-            )
+            try:
+                done = await ctx.enqueue(
+                    "email_notification",
+                    {"to": _mailbox(m["name"], m["email"]), "subject": subject, "body": body},
+                    company_id=c.vehicle["company_id"],
+                    idempotency_key=f"maintenance-reminder:{c.reminder_id}:{m['id']}",
+                    tags=["maintenance_reminder", f"reminder:{c.reminder_id}"],
+                )
+            except ValidationError as exc:
+                # One manager's broken address must not keep the others uninformed.
+                ctx.logger.warning("reminder %s: not e-mailing manager %s: %s",
+                                   c.reminder_id, m["id"], exc)  # fmt: skip
+                bad += 1
+                continue
             dup, new = (dup + 1, new) if done.duplicate else (dup, new + 1)
         if not managers:
             ctx.logger.warning(
@@ -265,4 +276,4 @@ class MaintenanceReminderHandler(JobHandler):
                 c.reminder_id,
                 c.vehicle["company_id"],
             )
-        return new, dup
+        return new, dup, bad
