@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import fleetd_env
-from daemons import Fleet, wait_for
+from daemons import Fleet, run_cli, wait_for
 
 from fleetd.config import Config
 from fleetd.systemd import Notifier
@@ -117,6 +117,10 @@ def test_daemon_notify_sequence(config: Config, listener: NotifyListener, fleet:
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert len(pings) >= 5, pings
     assert max(gaps) < WATCHDOG_USEC / 1e6, gaps  # never late enough to trip systemd
+
+    # STATUS= is refreshed (every 2 s) when the counts change.
+    assert run_cli(env, "enqueue", "noop", "--run-at", "2099-01-01T00:00:00Z").returncode == 0
+    wait_for(lambda: "STATUS=processing 0, pending 1" in listener.lines(), 10, "STATUS", d.tail)
 
     d.send(signal.SIGHUP)
     reloading = wait_for(lambda: seen("RELOADING=1", ready + 1), 10, "RELOADING=1", d.tail) - 1
