@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,7 @@ def built() -> Path:
     done = subprocess.run(
         ["bash", str(ROOT / "packaging" / "build.sh")],
         cwd=ROOT,
+        env=os.environ | {"PYTHON": sys.executable},  # the interpreter running the tests
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
