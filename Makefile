@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check fleetd tests bench plugins
 	$(BIN)/ruff format --check fleetd tests bench plugins
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
