@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from fleetd.model import (
     JobStatus,
 )
 from fleetd.model import ValidationError as Invalid
-from fleetd.queue import MAX_PAGE, EnqueueResult
+from fleetd.queue import MAX_PAGE, EnqueueResult, QueueOps
 from fleetd.redis_link import SyncClient
 
 __all__ = ["bp", "query_limit"]
@@ -265,22 +266,29 @@ async def get_job(job_id: str) -> Any:
     return jsonify(responses.job_body(await _get_visible(job_id)))
 
 
-@bp.delete("/<job_id>")
-@admin
-@audited("job.cancel")
-async def cancel(job_id: str) -> Any:
+async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:
+    """Run `action` in one Redis hop on a job this caller may see; 404 when there is none
+    (or the id is too long to be one)."""
     st = state()
     g.audit_target = job_id
 
     def run(client: SyncClient) -> Any:
         _visible(st.ops.get(client, job_id), job_id)
-        return st.ops.cancel(client, job_id)
+        return action(st.ops, client, job_id)
 
     if len(job_id) > MAX_ID:
         raise ApiError.not_found("no such job")
     result = await redis(run)
     if result.outcome == "missing":
         raise ApiError.not_found(f"no job {job_id!r}")
+    return result
+
+
+@bp.delete("/<job_id>")
+@admin
+@audited("job.cancel")
+async def cancel(job_id: str) -> Any:
+    result = await _act_on(job_id, QueueOps.cancel)
     if result.outcome == "final":
         raise ApiError(
             409,
@@ -296,18 +304,7 @@ async def cancel(job_id: str) -> Any:
 @admin
 @audited("job.reset")
 async def reset(job_id: str) -> Any:
-    st = state()
-    g.audit_target = job_id
-
-    def run(client: SyncClient) -> Any:
-        _visible(st.ops.get(client, job_id), job_id)
-        return st.ops.reset(client, job_id)
-
-    if len(job_id) > MAX_ID:
-        raise ApiError.not_found("no such job")
-    result = await redis(run)
-    if result.outcome == "missing":
-        raise ApiError.not_found(f"no job {job_id!r}")
+    result = await _act_on(job_id, QueueOps.reset)
     if result.outcome == "refused":
         raise ApiError(
             409,
