@@ -168,7 +168,16 @@ class RedisConfig:
     url: str = setting(
         "memory://",
         "Redis server, or memory:// for the embedded store",
-        check=_prefixed("memory://", "redis://", "rediss://", "unix://"),
+        check=_prefixed(
+            "memory://",
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        ),
     )
     namespace: str = setting("main", "keys live under fleetd:{namespace}:", check=_check_namespace)
     memory_listen: str = setting(

@@ -1,7 +1,8 @@
 """The one place that talks to Redis: redis-py's sync client driven from trio.
 
-Owns: opening the client for a URL (`redis://`, `rediss://`, `unix://`, or `memory://`,
-the embedded in-process store), the single thread hop every Redis call takes
+Owns: opening the client for a URL (`redis://`, `rediss://`, `unix://`, a Sentinel-
+managed primary `redis+sentinel://`, a Cluster `redis+cluster://`, or `memory://`, the
+embedded in-process store), the single thread hop every Redis call takes
 (`trio.to_thread.run_sync` behind one CapacityLimiter, so the trio thread never blocks
 on a socket), loading Lua scripts, translating redis-py's errors into fleetd's, and
 knowing whether Redis is reachable right now (`ready`).
@@ -16,6 +17,7 @@ in another terminal reaches the same jobs; its address is written to the state d
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,12 +26,15 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import unquote
 
 import redis
 import redis.exceptions
 import trio
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 __all__ = [
     "Backoff",
@@ -61,6 +66,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ReadOnlyError,  # a replica after failover: wait for the new primary
     redis.exceptions.MasterDownError,
     redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # a Cluster mid-failover
+    redis.exceptions.SlotNotCoveredError,
     OSError,
 )
 
@@ -71,6 +78,43 @@ class RedisUnavailable(Exception):
 
 class RedisCommandError(Exception):
     """Redis answered with an error: a script bug or a misconfigured server."""
+
+
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+_DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
+
+
+class _MultiHostURL:
+    """`<scheme>://[[user]:password@]host[:port][,host[:port]...][/path]`, parsed.
+
+    The `+sentinel`/`+cluster` URLs name several hosts, which urllib does not parse.
+    """
+
+    def __init__(self, url: str, kind: str) -> None:
+        scheme, _, rest = url.partition("://")
+        self.tls = scheme.startswith("rediss+")
+        netloc, _, path = rest.partition("/")
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        self.username = unquote(user) or None
+        self.password = unquote(password) or None
+        self.nodes: list[tuple[str, int]] = []
+        for item in hosts.split(","):
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or "]" in port:  # no port (an IPv6 literal's colons are in [])
+                host, port = item.strip(), ""
+            host = host.strip("[]")
+            if not host or not (port == "" or port.isdigit()):
+                raise ValueError(f"redis.url: bad host {item!r} in {kind} URL")
+            self.nodes.append((host, int(port) if port else _DEFAULT_PORT[kind]))
+        self.path = [part for part in path.split("/") if part]
+
+
+def _parse_db(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"redis.url: database must be a number, got {text!r}")
+    return int(text)
 
 
 def embedded_address_file(state_dir: Path) -> Path:
@@ -133,8 +177,33 @@ class Script:
     ) -> tuple[list[Any], Any]:
         """Send `prelude(pipe)`'s commands and then this script in one round trip; Redis
         runs the script the moment the prelude is done (a BLPOP wake-up, say) with no
-        reply travelling in between. Returns (prelude replies, script reply)."""
-        pipe = client.pipeline(transaction=False)
+        reply travelling in between. Returns (prelude replies, script reply).
+
+        On a Cluster, redis-py refuses EVALSHA in its cluster pipeline, so the same plain
+        pipeline goes to the node that owns the keys' slot (one slot: they share a hash
+        tag). If the slot moved meanwhile (MOVED/ASK: nothing ran), the prelude and the
+        script go through the cluster client, which follows the redirect, in two trips.
+        """
+        if isinstance(client, RedisCluster):
+            cluster: SyncClient = client  # redis-py's cluster module is not annotated
+            node = cluster.get_node_from_key(keys[0])
+            pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+            try:
+                return self._pipelined(cluster, pipe, prelude, keys, args)
+            except (redis.exceptions.MovedError, redis.exceptions.AskError):
+                first = cluster.pipeline(transaction=False)
+                prelude(first)
+                return first.execute(), self(cluster, keys, args)
+        return self._pipelined(client, client.pipeline(transaction=False), prelude, keys, args)
+
+    def _pipelined(
+        self,
+        client: SyncClient,
+        pipe: Any,
+        prelude: Callable[[Any], object],
+        keys: Sequence[str],
+        args: Sequence[Any],
+    ) -> tuple[list[Any], Any]:
         prelude(pipe)
         pipe.evalsha(self.sha, len(keys), *keys, *args)
         replies = pipe.execute(raise_on_error=False)
@@ -174,13 +243,35 @@ class RedisLink:
         self._state_dir = state_dir
         self._tcp: Any = None
         self._tcp_thread: threading.Thread | None = None
+        self._sentinel: Sentinel | None = None
+        self._client: SyncClient = None
+        self._open_lock = threading.Lock()
         self.served_url: str | None = None
         # Hops in flight at once: one per pooled connection, so no thread ever waits
         # for a connection while holding a limiter token.
         self._limiter = trio.CapacityLimiter(max_connections)
         self.ready = False
         self._ready_event = trio.Event()
-        self.client = self._open(url, max_connections, connect_timeout, command_timeout)
+        opened = self._open(url, max_connections, connect_timeout, command_timeout)
+        if isinstance(opened, functools.partial):
+            self._make_client: Callable[[], SyncClient] | None = opened
+        else:
+            self._client, self._make_client = opened, None
+
+    @property
+    def client(self) -> SyncClient:
+        """The sync client. A Cluster client is made on first use: redis-py's connects to
+        the cluster in its constructor, and an unreachable cluster at start-up must mean
+        waiting in connect() (RedisUnavailable), not a crash."""
+        if self._client is None:
+            with self._open_lock:
+                if self._client is None:
+                    assert self._make_client is not None
+                    try:
+                        self._client = self._make_client()
+                    except redis.exceptions.RedisClusterException as exc:
+                        raise RedisUnavailable(str(exc)) from exc
+        return self._client
 
     def _open(self, url: str, max_conn: int, connect_timeout: float, timeout: float) -> SyncClient:
         # RESP2 and decoded strings everywhere; no hidden retries: a retried script could
@@ -194,6 +285,10 @@ class RedisLink:
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
         }
+        if url.startswith(SENTINEL_SCHEMES):
+            return self._open_sentinel(url, max_conn, options)
+        if url.startswith(CLUSTER_SCHEMES):
+            return self._open_cluster(url, max_conn, options)
         if not self.embedded:
             if self._shared_by_threads:
                 # Any number of caller threads: wait for a free connection.
@@ -206,6 +301,56 @@ class RedisLink:
                 pool = redis.ConnectionPool.from_url(url, max_connections=max_conn, **options)
             return redis.Redis(connection_pool=pool)
         return self._open_embedded(options)
+
+    def _open_sentinel(self, url: str, max_conn: int, options: dict[str, Any]) -> SyncClient:
+        """`redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`:
+        the primary Sentinel names for `service`, found again by redis-py after a failover.
+        The password is the primary's; the sentinels are reached with the same timeouts
+        (and TLS for `rediss+sentinel://`) but no password."""
+        parsed = _MultiHostURL(url, "sentinel")
+        if not parsed.path or len(parsed.path) > 2:
+            raise ValueError("redis.url: redis+sentinel:// needs /<service_name>[/<db>]")
+        service = unquote(parsed.path[0])
+        db = _parse_db(parsed.path[1]) if len(parsed.path) == 2 else 0
+        tls: dict[str, Any] = {"ssl": True} if parsed.tls else {}
+        sentinel_options = {
+            "socket_timeout": options["socket_timeout"],
+            "socket_connect_timeout": options["socket_connect_timeout"],
+            "decode_responses": True,
+            "protocol": 2,
+            "retry": Retry(NoBackoff(), 0),
+            **tls,
+        }
+        self._sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+        # Not a blocking pool (redis-py has no Sentinel variant): max_connections bounds
+        # it; call()'s limiter keeps the daemon within it.
+        return self._sentinel.master_for(  # type: ignore[no-untyped-call]
+            service,
+            max_connections=max_conn,
+            db=db,
+            username=parsed.username,
+            password=parsed.password,
+            **tls,
+            **options,
+        )
+
+    @staticmethod
+    def _open_cluster(url: str, max_conn: int, options: dict[str, Any]) -> Callable[[], SyncClient]:
+        """`redis+cluster://[[user]:password@]host[:port][,host[:port]...]`: any reachable
+        nodes; redis-py discovers the rest and follows MOVED/ASK. fleetd's keys share one
+        hash tag, so each script and pipeline goes to one node. Database 0 only."""
+        parsed = _MultiHostURL(url, "cluster")
+        if parsed.path and parsed.path != ["0"]:
+            raise ValueError("redis.url: a Cluster has database 0 only")
+        return functools.partial(
+            RedisCluster,
+            startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
+            max_connections=max_conn,  # per node
+            username=parsed.username,
+            password=parsed.password,
+            ssl=parsed.tls,
+            **options,
+        )
 
     def _open_embedded(self, options: dict[str, Any]) -> SyncClient:
         import fakeredis
@@ -277,7 +422,11 @@ class RedisLink:
             if self._tcp_thread is not None and self._state_dir is not None:
                 self._forget_address(embedded_address_file(self._state_dir))
             self._tcp = None
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.close()
 
     @staticmethod
     def _forget_address(path: Path) -> None:

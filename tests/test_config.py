@@ -481,14 +481,25 @@ def test_roles(tmp_path: Path, roles: str, error: str) -> None:
     assert one_error(tmp_path, f"[daemon]\nroles = {roles}") == f"daemon.roles: {error}"
 
 
-@pytest.mark.parametrize("url", ["memory://", "redis://h:6379/0", "rediss://h", "unix:///r.sock"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://",
+        "redis://h:6379/0",
+        "rediss://h",
+        "unix:///r.sock",
+        "redis+sentinel://s1:26379,s2:26379/mymaster/0",
+        "redis+cluster://n1:6379,n2:6379",
+    ],
+)
 def test_redis_url_schemes(tmp_path: Path, url: str) -> None:
     assert load_config(write(tmp_path, f'[redis]\nurl = "{url}"'), {}).redis.url == url
 
 
 def test_redis_url_rejects_other_schemes(tmp_path: Path) -> None:
     assert one_error(tmp_path, '[redis]\nurl = "http://h"') == (
-        "redis.url: must start with memory://, redis://, rediss:// or unix://, got 'http://h'"
+        "redis.url: must start with memory://, redis://, rediss://, unix://, redis+sentinel://, "
+        "rediss+sentinel://, redis+cluster:// or rediss+cluster://, got 'http://h'"
     )
 
 
