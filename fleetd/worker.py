@@ -59,6 +59,9 @@ MAX_TRACEBACK_CHARS = 8000
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
 RETRY_UNIT_S = RETRY_UNIT_MS / 1000
+# Retries falling due within this many seconds of each other share one wake-up poke;
+# the poke comes at the slot's end, so a retry starts at most this late.
+RETRY_WAKE_SLOT = 0.02
 # Built once: json.dumps with options constructs an encoder on every call.
 _encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
 # Claim ahead only while jobs average less than this: a short job waits at most a
@@ -160,6 +163,7 @@ class WorkerPool:
         self._control_keys = [keys.control(daemon_id), keys.poke(daemon_id, "control")]
         self._quiet = trio.Event()
         self._services: trio.Nursery | None = None
+        self._retry_wakes: set[int] = set()  # pending retry pokes, by RETRY_WAKE_SLOT
         # The BLPOP wait must end well before the socket timeout.
         self._max_wait = max(MIN_WAIT, min(settings.poll_interval, settings.command_timeout / 2))
 
@@ -218,9 +222,24 @@ class WorkerPool:
             await self._poke(self._control_keys[1])
             services.cancel_scope.cancel()
 
-    async def _wake_after(self, delay: float) -> None:
-        await trio.sleep(delay)
-        await self._poke(self._wake_keys[1])
+    def _wake_at_retry(self, delay: float) -> None:
+        """Poke our fetcher when a retry falls due. Retries due within RETRY_WAKE_SLOT of
+        each other share one poke: a failure storm costs one round trip per slot, not
+        one per job."""
+        if self._services is None or self._stopping:
+            return
+        slot = int((trio.current_time() + delay) / RETRY_WAKE_SLOT) + 1
+        if slot in self._retry_wakes:
+            return
+        self._retry_wakes.add(slot)
+        self._services.start_soon(self._wake_after, slot)
+
+    async def _wake_after(self, slot: int) -> None:
+        try:
+            await trio.sleep_until(slot * RETRY_WAKE_SLOT)
+            await self._poke(self._wake_keys[1])
+        finally:
+            self._retry_wakes.discard(slot)
 
     async def _poke_when_quiet(self) -> None:
         await self._quiet.wait()
@@ -486,11 +505,10 @@ class WorkerPool:
                 m.record(o.elapsed, succeeded=True)
             elif o.kind == "fail" and r >= 0:
                 m.record(o.elapsed, succeeded=False, retried=r > 0)
-                if r > 0 and self._services is not None and not self._stopping:
+                if r > 0:
                     # Claim the retry when it is due, not at the next poll (up to
                     # poll_interval late): fail.lua scheduled it (retry_count+1)² s out.
-                    delay = RETRY_UNIT_S * (o.job.retry_count + 1) ** 2
-                    self._services.start_soon(self._wake_after, delay)
+                    self._wake_at_retry(RETRY_UNIT_S * (o.job.retry_count + 1) ** 2)
 
     def _log_outcome(self, o: _Outcome, r: int) -> None:
         """The job's finish line, for an outcome Redis accepted (r as in _account): INFO

@@ -283,3 +283,18 @@ async def test_metrics_count_outcomes(config: Config) -> None:
     assert (m["jobs_processed"], m["jobs_succeeded"], m["jobs_failed"], m["jobs_retried"]) == (
         2, 1, 1, 0,
     )  # fmt: skip
+
+
+async def test_a_failure_storm_shares_its_retry_wake_ups(config: Config) -> None:
+    async with running_pool(config, _registry(), concurrency=30) as (engine, pool):
+        results = await engine.queue.enqueue_many(
+            [{"type": "noop", "data": {"fail_attempts": 1}, "max_retries": 1}] * 30
+        )
+        with trio.fail_after(5):
+            while pool.metrics.jobs_retried < 30:
+                await trio.sleep(0.005)
+        # Thirty retries due within a few milliseconds: a handful of pokes, not thirty.
+        assert 1 <= len(pool._retry_wakes) <= 5
+        for r in results:
+            await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=5)
+    assert pool._retry_wakes == set()
