@@ -136,10 +136,14 @@ def _check_listen(value: str) -> str | None:
     # TCP only: the embedded server (fakeredis's) has no unix-socket listener.
     if value == "":
         return None
-    host, _, port = value.rpartition(":")  # rpartition: "[::1]:0" keeps its colons
-    if host and port.isdigit() and int(port) <= _MAX_PORT:
+    if _is_host_port(value):
         return None
     return f"must be 'host:port' (port 0 picks a free one) or '' (disabled), got {value!r}"
+
+
+def _is_host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")  # rpartition: "[::1]:0" keeps its colons
+    return bool(host) and port.isdigit() and int(port) <= _MAX_PORT
 
 
 @dataclass(frozen=True)
@@ -332,8 +336,7 @@ class ArtifactsConfig:
 def _check_http_listen(value: str) -> str | None:
     if value.startswith("unix:"):
         return None if len(value) > len("unix:") else "a unix socket needs a path (unix:/path)"
-    host, _, port = value.rpartition(":")
-    if host and port.isdigit() and int(port) <= _MAX_PORT:
+    if _is_host_port(value):
         return None
     return f"must be 'host:port' (port 0 picks a free one) or 'unix:/path', got {value!r}"
 
