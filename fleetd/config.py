@@ -41,6 +41,8 @@ __all__ = [
     "DaemonConfig",
     "DataConfig",
     "EmailConfig",
+    "EncryptionConfig",
+    "EventsConfig",
     "HttpConfig",
     "MaintenanceConfig",
     "PluginsConfig",
@@ -376,6 +378,72 @@ class HttpConfig:
     audit_maxlen: int = setting(
         100_000, "approximate cap of the audit log", min=100, max=100_000_000
     )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "browser origins besides the API's own that may open the events WebSocket",
+        unique=True,
+        check=lambda items: next(filter(None, map(_check_origin, items)), None),
+    )
+
+
+def _check_origin(value: str) -> str | None:
+    if value == "*" or re.fullmatch(r"https?://[^/\s]+", value):
+        return None
+    return f"must be '*' or an origin such as 'https://ops.example.com', got {value!r}"
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    buffer: int = setting(
+        1000, "events a subscriber may fall behind before it is closed (1013)", min=10,
+        max=1_000_000,
+    )  # fmt: skip
+    ping_interval: float = setting(
+        20 * SECOND, "WebSocket keepalive ping interval", kind="duration", min=0.1, max=10 * MINUTE
+    )
+    ticket_ttl: float = setting(
+        30 * SECOND, "lifetime of a single-use WebSocket ticket", kind="duration", min=1,
+        max=10 * MINUTE,
+    )  # fmt: skip
+    max_subscribers: int = setting(
+        10_000, "most WebSocket subscribers of one daemon", min=1, max=1_000_000
+    )
+    read_count: int = setting(
+        1000, "events read from Redis per XREAD of the fan-out loop", min=10, max=100_000
+    )
+
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _check_data_key(value: str) -> str | None:
+    import base64
+    import binascii
+
+    kid, sep, material = value.partition(":")
+    if not sep or not _KEY_ID.fullmatch(kid):
+        return "each key must be 'key_id:base64' with a key id of 1 to 32 of A-Z a-z 0-9 _ . -"
+    try:
+        raw = base64.b64decode(material, validate=True)
+    except (binascii.Error, ValueError):
+        return f"key {kid!r}: the key material is not valid base64"
+    if len(raw) != 32:
+        return f"key {kid!r}: must be 32 bytes (AES-256), got {len(raw)}"
+    return None
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    keys: tuple[str, ...] = setting(
+        (),
+        "AES-256-GCM data keys 'key_id:base64'; the first encrypts, all decrypt",
+        unique=True,
+        secret=True,
+        check=lambda items: next(filter(None, map(_check_data_key, items)), None),
+    )
+    key_file: str = setting(
+        "", "file of 'key_id:base64' lines used when keys is empty; '' = generated"
+    )
 
 
 # RFC 7518 §3.2: an HMAC key at least as long as the hash; 32 characters cover HS256.
@@ -476,6 +544,8 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     # Not settings, so not compared: equal settings are equal wherever they came from.
     source: Path | None = field(default=None, compare=False)
     # Where daemon.state_dir = "" points, resolved from the environment the config was

@@ -98,6 +98,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "health_failure_rate": 20,
         "health_backlog": 100,
         "audit_maxlen": 100_000,
+        "allowed_origins": [],
     },
     "auth": {
         "algorithms": ["HS256"],
@@ -118,6 +119,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "webhook_url": "",
         "webhook_timeout": "5s",
     },
+    "events": {
+        "buffer": 1000,
+        "ping_interval": "20s",
+        "ticket_ttl": "30s",
+        "max_subscribers": 10_000,
+        "read_count": 1000,
+    },
+    "encryption": {"keys": [], "key_file": ""},
 }
 
 
@@ -604,3 +613,18 @@ def test_shown_config_masks_secrets() -> None:
     assert 'url = "redis://app:***@db:6379/0"' in shown
     # Unredacted, the document still round-trips.
     assert "hunter2" in dump_toml(cfg)
+
+
+def test_events_and_encryption_keys_checked(tmp_path: Path) -> None:
+    good = "k1:" + "A" * 43 + "="
+    cfg = load_config(write(tmp_path, f'[encryption]\nkeys = ["{good}"]\n'), {})
+    assert cfg.encryption.keys == (good,)
+    assert "32 bytes" in one_error(tmp_path, '[encryption]\nkeys = ["k1:AAAA"]\n')
+    assert "key_id:base64" in one_error(tmp_path, '[encryption]\nkeys = ["nokey"]\n')
+    assert "base64" in one_error(tmp_path, '[encryption]\nkeys = ["k1:%%%"]\n')
+    assert "origin" in one_error(tmp_path, '[http]\nallowed_origins = ["ftp://x"]\n')
+    cfg = load_config(
+        write(tmp_path, '[http]\nallowed_origins = ["https://ops.example.com"]\n'), {}
+    )
+    assert cfg.http.allowed_origins == ("https://ops.example.com",)
+    assert "buffer" in one_error(tmp_path, "[events]\nbuffer = 1\n")
