@@ -300,7 +300,7 @@ class Daemon:
                     create_defaults=s.create_defaults,
                     reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
                     command_timeout=cfg.redis.command_timeout),
-                extra_defaults=default_schedules(pm) if pm is not None else ())  # fmt: skip
+                defaults=default_schedules(pm) if pm is not None else ())  # fmt: skip
             await services.start(self.scheduler.run)
         async with trio.open_nursery() as work:
             if "worker" in self.roles:

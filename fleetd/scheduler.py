@@ -40,7 +40,6 @@ from fleetd.model import ValidationError, format_ts
 from fleetd.redis_link import Backoff, RedisCommandError, RedisLink, RedisUnavailable, SyncClient
 from fleetd.schedule_firing import FireResult, FiringOps
 from fleetd.schedule_store import ScheduleOps
-from fleetd.schedules import DEFAULT_SCHEDULES
 
 __all__ = ["Scheduler", "SchedulerSettings"]
 
@@ -91,16 +90,17 @@ class Scheduler:
         ops: ScheduleOps,
         daemon_id: str,
         settings: SchedulerSettings,
-        extra_defaults: Sequence[Mapping[str, Any]] = (),
+        defaults: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """`extra_defaults`: default schedules contributed by plugins (name, job_type,
-        data, schedule, priority, timezone), created like the spec's own."""
+        """`defaults`: the default schedules the loaded plugins ship (name, job_type,
+        data, schedule, priority, timezone; the spec's three come with the fleetdata
+        plugin, which owns their job types)."""
         self.link = link
         self.ops = ops
         self.firing = FiringOps(ops)
         self.daemon_id = daemon_id
         self.settings = settings
-        self.extra_defaults = list(extra_defaults)
+        self.defaults = list(defaults)
         self._grace_ms = int(settings.misfire_grace * 1000)
         self._wake_key = ops.keys.schedule_wake(daemon_id)
         # The BLPOP must end well before the socket timeout of the connection.
@@ -140,9 +140,9 @@ class Scheduler:
     async def _create_defaults(self) -> None:
         registry = self.ops.queue_ops.registry
         names: set[str] = set()
-        for definition in [*DEFAULT_SCHEDULES, *self.extra_defaults]:
+        for definition in self.defaults:
             name, job_type = definition["name"], definition["job_type"]
-            if name in names:  # a plugin shipping a spec default again
+            if name in names:  # plugins.default_schedules refuses this; kept as a guard
                 continue
             names.add(name)
             if job_type not in registry:

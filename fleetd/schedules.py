@@ -8,7 +8,7 @@ Owns:
   `last_error`; read from the schedule hash the Lua scripts write;
 - `ScheduleSpec`: a create body (the spec's fields plus `id`, `timezone`,
   `misfire_policy`) validated, and `updated()` for a partial update;
-- the default schedules of the spec (`DEFAULT_SCHEDULES`) and their stable ids;
+- the stable ids of default schedules (`default_id`: the same on every daemon);
 - the HTTP/CLI bodies: `{"scheduled_job": …}`, `{"scheduled_jobs": […], "count"}`,
   `{"scheduler_stats": {…}}`.
 
@@ -27,7 +27,6 @@ from fleetd.cadence import Cadence, MisfirePolicy, load_timezone
 from fleetd.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, ValidationError, format_ts, parse_priority
 
 __all__ = [
-    "DEFAULT_SCHEDULES",
     "ScheduleSpec",
     "ScheduledJob",
     "default_id",
@@ -44,32 +43,6 @@ MAX_NAME_LENGTH = 200
 MAX_SCHEDULE_ID_LENGTH = 64
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-# The spec's default scheduled jobs. Each is created once, the first time a scheduler
-# starts with its job type installed (the job types come from plugins).
-DEFAULT_SCHEDULES: tuple[Mapping[str, Any], ...] = (
-    {
-        "name": "Daily Data Cleanup",
-        "job_type": "data_cleanup",
-        "data": {"cleanup_type": "gps_tracks", "older_than_days": 90},
-        "schedule": "@daily",
-        "priority": 1,
-    },
-    {
-        "name": "Weekly Maintenance Check",
-        "job_type": "maintenance_reminder",
-        "data": {"maintenance_type": "routine_check"},
-        "schedule": "@weekly",
-        "priority": 5,
-    },
-    {
-        "name": "Monthly Fleet Report",
-        "job_type": "report_generation",
-        "data": {"report_type": "fleet_summary"},
-        "schedule": "@monthly",
-        "priority": 5,
-    },
-)
 
 
 def default_id(name: str) -> str:

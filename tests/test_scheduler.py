@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import trio
+from fleetd_plugins.fleetdata.plugin import DEFAULT_SCHEDULES as FLEETDATA_DEFAULTS
 
 from fleetd.config import Config
 from fleetd.context import JobContext
 from fleetd.daemon import Daemon
-from fleetd.engine import Engine
+from fleetd.engine import Engine, build_registry
 from fleetd.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.model import Job, JobStatus, parse_ts
 from fleetd.noop import NoopHandler
@@ -46,6 +47,8 @@ class Stub:
 
 
 SPEC_TYPES = ("data_cleanup", "maintenance_reminder", "report_generation")
+# The spec's defaults as the fleetdata plugin ships them (it owns their job types).
+SPEC_DEFAULTS: list[dict[str, Any]] = [dict(d) for d in FLEETDATA_DEFAULTS]
 
 
 def registry(*types: str) -> HandlerRegistry:
@@ -80,12 +83,12 @@ def settings(**changes: Any) -> SchedulerSettings:
 
 @asynccontextmanager
 async def schedulers(
-    engines: list[Engine], extra_defaults: list[dict[str, Any]] | None = None, **changes: Any
+    engines: list[Engine], defaults: list[dict[str, Any]] | None = None, **changes: Any
 ) -> AsyncIterator[list[Scheduler]]:
     """One started Scheduler per engine; all cancelled at the end."""
     started = [
         Scheduler(e.link, ScheduleOps.from_engine(e), f"d{i}", settings(**changes),
-                  extra_defaults=extra_defaults or ())
+                  defaults=defaults or ())
         for i, e in enumerate(engines)
     ]  # fmt: skip
     async with trio.open_nursery() as nursery:
@@ -258,7 +261,7 @@ async def test_defaults_are_created_once_and_deleted_ones_stay_deleted(
 ) -> None:
     eng = engines(registry(*SPEC_TYPES))
     for _ in range(3):  # repeated starts
-        async with schedulers([eng], create_defaults=True):
+        async with schedulers([eng], SPEC_DEFAULTS, create_defaults=True):
             pass
     found = schedules_of(eng)
     assert sorted(found) == [
@@ -273,7 +276,7 @@ async def test_defaults_are_created_once_and_deleted_ones_stay_deleted(
     ops = ScheduleOps.from_engine(eng)
     eng.link.run_sync(ops.remove, "weekly-maintenance-check")
     eng.link.run_sync(ops.update, "daily-data-cleanup", {"schedule": "0 4 * * *"})
-    async with schedulers([eng], create_defaults=True):
+    async with schedulers([eng], SPEC_DEFAULTS, create_defaults=True):
         pass
     found = schedules_of(eng)
     assert sorted(found) == ["daily-data-cleanup", "monthly-fleet-report"]
@@ -285,13 +288,13 @@ async def test_defaults_wait_for_their_job_types_and_say_so(
 ) -> None:
     caplog.set_level(logging.INFO, logger="fleetd.scheduler")
     bare = engines(registry("data_cleanup"))
-    async with schedulers([bare], create_defaults=True):
+    async with schedulers([bare], SPEC_DEFAULTS, create_defaults=True):
         pass
     assert sorted(schedules_of(bare)) == ["daily-data-cleanup"]
     assert "job type 'report_generation' is not installed here" in caplog.text
     # The plugin is installed later: its default appears on the next start.
     full = engines(registry(*SPEC_TYPES))
-    async with schedulers([full], create_defaults=True):
+    async with schedulers([full], SPEC_DEFAULTS, create_defaults=True):
         pass
     assert len(schedules_of(full)) == 3
 
@@ -299,13 +302,14 @@ async def test_defaults_wait_for_their_job_types_and_say_so(
 async def test_plugins_contribute_defaults(engines: Callable[..., Engine]) -> None:
     eng = engines(registry(*SPEC_TYPES))
     extra = [
+        *SPEC_DEFAULTS,
         {"name": "Hourly Geofence Sweep", "job_type": "noop", "data": {"sweep": True},
          "schedule": "@hourly", "priority": 10, "timezone": "Europe/Berlin"},
-        # A plugin shipping a spec default again: the spec's one wins, no duplicate.
+        # A name given twice (plugins.default_schedules refuses it): the first wins.
         {"name": "Daily Data Cleanup", "job_type": "noop", "schedule": "@daily",
          "priority": 5, "timezone": "UTC", "data": {}},
     ]  # fmt: skip
-    async with schedulers([eng], extra_defaults=extra, create_defaults=True):
+    async with schedulers([eng], defaults=extra, create_defaults=True):
         pass
     found = schedules_of(eng)
     assert len(found) == 4 and found["daily-data-cleanup"].job_type == "data_cleanup"
@@ -315,7 +319,7 @@ async def test_plugins_contribute_defaults(engines: Callable[..., Engine]) -> No
 
 async def test_no_defaults_when_disabled(engines: Callable[..., Engine]) -> None:
     eng = engines(registry(*SPEC_TYPES))
-    async with schedulers([eng], create_defaults=False):
+    async with schedulers([eng], SPEC_DEFAULTS, create_defaults=False):
         pass
     assert schedules_of(eng) == {}
 
@@ -324,7 +328,8 @@ async def test_daemons_starting_together_create_each_default_once(config: Config
     cfg = dataclasses.replace(
         config, daemon=dataclasses.replace(config.daemon, roles=("scheduler",))
     )
-    daemons = [Daemon(cfg, registry=registry(*SPEC_TYPES)) for _ in range(5)]
+    # The real plugins, so the defaults come the way they do in production.
+    daemons = [Daemon(cfg, registry=build_registry(cfg)) for _ in range(5)]
     async with trio.open_nursery() as nursery:
         for d in daemons:
             nursery.start_soon(d.run)
@@ -343,10 +348,12 @@ async def test_daemons_starting_together_create_each_default_once(config: Config
     ]
 
 
-# The job types of the spec's defaults and a default schedule of its own, shipped the
-# way a real plugin is: a module plus a dist-info with its `fleetd.plugins` entry point.
+# Stand-ins for the fleetdata plugin (its job types and the spec's defaults it ships)
+# and a default schedule of its own, shipped the way a real plugin is: a module plus
+# a dist-info with its `fleetd.plugins` entry point.
 PLUGIN = """
 from fleetd import JobHandler, hookimpl
+from fleetd_plugins.fleetdata.plugin import DEFAULT_SCHEDULES
 
 class Stub(JobHandler):
     async def run(self, ctx, data):
@@ -361,7 +368,8 @@ def fleetd_handlers():
 
 @hookimpl
 def fleetd_default_schedules():
-    return [{"name": "Hourly Geofence Sweep", "job_type": "noop", "schedule": "@hourly",
+    return [*[dict(d) for d in DEFAULT_SCHEDULES],
+            {"name": "Hourly Geofence Sweep", "job_type": "noop", "schedule": "@hourly",
              "data": {"sweep": True}, "timezone": "Europe/Berlin"}]
 """
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fleetd_plugins.fleetdata.plugin import DEFAULT_SCHEDULES
 
 from fleetd.cadence import MisfirePolicy
 from fleetd.model import ValidationError
 from fleetd.schedules import (
-    DEFAULT_SCHEDULES,
     ScheduledJob,
     ScheduleSpec,
     default_id,

@@ -25,8 +25,8 @@ from .source import FleetData, default_url
 
 __all__ = ["DEFAULT_SCHEDULES", "fleetd_default_schedules", "fleetd_handlers", "open_source"]
 
-# The spec's default scheduled jobs (names as fleetd's scheduler knows them, so each is
-# created once per namespace whichever side ships it). Platform-wide: no company.
+# The spec's default scheduled jobs: this plugin owns their job types, so it ships them
+# (fleetd's scheduler creates each once per namespace). Platform-wide: no company.
 DEFAULT_SCHEDULES: list[ScheduleDefinition] = [
     {
         "name": "Daily Data Cleanup",
