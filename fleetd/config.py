@@ -371,10 +371,6 @@ class HttpConfig:
         5 * SECOND, "grace for requests in flight at stop", kind="duration", min=0, max=5 * MINUTE
     )
     metrics_auth: bool = setting(True, "GET /metrics needs an admin token")
-    health_failure_rate: int = setting(
-        20, "failure rate (%) above which workers are degraded", min=0, max=100
-    )
-    health_backlog: int = setting(100, "pending jobs above which workers are degraded", min=0)
     audit_maxlen: int = setting(
         100_000, "approximate cap of the audit log", min=100, max=100_000_000
     )

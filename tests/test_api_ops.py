@@ -88,11 +88,14 @@ async def test_worker_health_thresholds(config: Config) -> None:
     cfg = dataclasses.replace(
         config, daemon=dataclasses.replace(config.daemon, heartbeat_interval=0.1)
     )
-    async with running_api(api_config(cfg, health_backlog=2)) as api:
+    cfg = dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, backlog=2))
+    async with running_api(api_config(cfg)) as api:
         health = (await api.get(f"{PREFIX}/worker/health")).json()
         assert health["status"] == "unhealthy" and health["reasons"] == ["no live worker daemon"]
     async with running_api(
-        api_config(cfg, health_backlog=2, health_failure_rate=40),
+        api_config(
+            dataclasses.replace(cfg, alerts=dataclasses.replace(cfg.alerts, failure_rate=40))
+        ),
         roles=("api", "worker"),
         registry=registry,
     ) as api:

@@ -95,8 +95,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "redis_timeout": "1.5s",
         "shutdown_timeout": "5s",
         "metrics_auth": True,
-        "health_failure_rate": 20,
-        "health_backlog": 100,
         "audit_maxlen": 100_000,
         "allowed_origins": [],
     },

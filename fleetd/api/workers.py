@@ -3,7 +3,7 @@
 Owns `GET /api/v1/admin/jobs/worker/metrics` (the spec's WorkerMetrics summed over every
 live daemon, plus each daemon's own, from their heartbeats) and
 `GET /api/v1/admin/jobs/worker/health` (healthy, degraded or unhealthy, with the
-thresholds of `[http] health_failure_rate` and `health_backlog`; the backlog is the jobs
+thresholds of the alerts, `[alerts] failure_rate` and `backlog`; the backlog is the jobs
 ready to run and waiting for a worker). Any admin may read them: they name no company's
 data.
 """
@@ -41,13 +41,13 @@ async def worker_health() -> Any:
         return st.ops.daemons(client), int(client.zcard(st.ops.keys.queue))
 
     daemons, backlog = await redis(read)
-    h = st.config.http
+    a = st.config.alerts
     return jsonify(
         responses.health_body(
             daemons,
             int(time.time() * 1000),
             backlog,
-            max_failure_rate=h.health_failure_rate,
-            max_backlog=h.health_backlog,
+            max_failure_rate=a.failure_rate,
+            max_backlog=a.backlog,
         )
     )
