@@ -52,6 +52,12 @@ def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
     p.add_argument("--misfire", choices=["run_once", "skip"], help="misfire policy")
     p.add_argument("--company", help="company id ('' clears it)")
     p.add_argument("--user", help="user id ('' clears it)")
+    p.add_argument(
+        "--encrypt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="seal the whole data at rest, here and in every job it enqueues",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -113,6 +119,7 @@ def _body(a: argparse.Namespace) -> dict[str, Any]:
         ("misfire_policy", a.misfire),
         ("company_id", a.company),
         ("user_id", a.user),
+        ("encrypt", a.encrypt),
     ):
         if value is not None:
             body[key] = value

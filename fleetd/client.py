@@ -42,7 +42,8 @@ class Client:
         self, job_type: str, data: Mapping[str, Any] | None = None, **fields: Any
     ) -> EnqueueResult:
         """Enqueue one job; `fields` are the enqueue request's other fields (priority,
-        max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key)."""
+        max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key, and
+        encrypt=True to seal the whole data at rest)."""
         row = self._ops.prepare({"type": job_type, "data": dict(data or {}), **fields})
         return self._run(self._ops.enqueue_rows, [row])[0]
 

@@ -18,6 +18,7 @@ from fleetd.keys import Keys
 from fleetd.queue import JobDefaults, Queue, QueueOps
 from fleetd.redis_link import RedisLink, embedded_address_file
 from fleetd.scripts import Scripts
+from fleetd.sealing import Sealer
 
 __all__ = ["Engine", "NoDaemonError", "build_registry"]
 
@@ -76,9 +77,8 @@ class Engine:
         scripts = Scripts(keys, r.events_maxlen)
         registry = registry if registry is not None else build_registry(cfg)
         w = cfg.worker
-        ops = QueueOps(
-            keys, scripts, registry, JobDefaults(max_retries=w.max_retries, timeout=w.job_timeout)
-        )
+        defaults = JobDefaults(max_retries=w.max_retries, timeout=w.job_timeout)
+        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg))
         return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops))
 
     def close(self) -> None:

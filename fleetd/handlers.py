@@ -2,9 +2,10 @@
 
 A handler names its job type, declares its data as a JSON Schema checked at enqueue
 (bad data never reaches the queue; every field error is reported), may add checks a
-schema cannot express in `validate(data)`, carries defaults for priority, max_retries and
-timeout, and runs the job: `async run(ctx, data) -> dict`, a JSON object that becomes the
-job's result. `JobHandler` is a convenient base class; any object of that shape works.
+schema cannot express in `validate(data)`, may mark fields `sensitive` (sealed at rest,
+see fleetd.sealing), carries defaults for priority, max_retries and timeout, and runs
+the job: `async run(ctx, data) -> dict`, a JSON object that becomes the job's result.
+`JobHandler` is a convenient base class; any object of that shape works.
 
 Raising `PermanentError` fails a job at once, without retries (a request that can never
 succeed); any other exception is a failed attempt, retried while retries are left.
@@ -27,6 +28,7 @@ from fleetd.model import (
     ValidationError,
 )
 from fleetd.schema import SchemaValidator, compile_schema
+from fleetd.sealing import check_paths
 
 if TYPE_CHECKING:
     from fleetd.context import JobContext
@@ -85,6 +87,10 @@ class JobHandler:
     schema: Mapping[str, Any] | None = None
     #: Defaults for jobs of this type that do not set their own.
     defaults: HandlerDefaults = HandlerDefaults()
+    #: Paths of data fields sealed at rest (AES-GCM) and never shown or logged, e.g.
+    #: ("smtp_password", "recipient.phone"): object keys joined by dots. A value there
+    #: of any JSON type is sealed as a whole; `run` gets the plaintext.
+    sensitive: tuple[str, ...] = ()
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """Runs after the schema passed: return the data to store, or raise
@@ -128,6 +134,10 @@ def check_handler(handler: object) -> SchemaValidator | None:
         raise InvalidHandler(f"{job_type}: default max_retries must be 0-100, got {d.max_retries}")
     if d.timeout is not None and not (math.isfinite(d.timeout) and d.timeout > 0):
         raise InvalidHandler(f"{job_type}: default timeout must be > 0, got {d.timeout}")
+    try:
+        check_paths(getattr(handler, "sensitive", ()))
+    except ValueError as exc:
+        raise InvalidHandler(f"{job_type}: {exc}") from None
     schema = getattr(handler, "schema", None)
     if schema is None:
         return None
@@ -150,6 +160,8 @@ class HandlerRegistry:
         self._handlers: dict[str, Handler] = {}
         self._sources: dict[str, str] = {}
         self._schemas: dict[str, SchemaValidator | None] = {}
+        # Job type → its sensitive paths; only types that declare some are listed.
+        self._sensitive: dict[str, tuple[str, ...]] = {}
         self.disabled = frozenset(disabled)
         # (job type, source) of handlers skipped because [plugins] disable names them.
         self.skipped: list[tuple[str, str]] = []
@@ -172,6 +184,8 @@ class HandlerRegistry:
         self._handlers[job_type] = handler
         self._sources[job_type] = source
         self._schemas[job_type] = schema
+        if paths := check_paths(getattr(handler, "sensitive", ())):
+            self._sensitive[job_type] = paths
 
     def validate(self, handler: Handler, data: dict[str, Any]) -> dict[str, Any]:
         """The data to store for a job of `handler`: its schema first (every field error
@@ -180,6 +194,10 @@ class HandlerRegistry:
         if schema is not None and (errors := schema.errors(data)):
             raise ValidationError.of(errors)
         return handler.validate(data)
+
+    def sensitive(self, job_type: str) -> tuple[str, ...]:
+        """The data paths `job_type`'s handler marks sensitive (usually none)."""
+        return self._sensitive.get(job_type, ())
 
     def schema(self, job_type: str) -> Mapping[str, Any] | None:
         validator = self._schemas.get(job_type)

@@ -198,11 +198,14 @@ class EnqueueRequest:
     tags: tuple[str, ...] = ()
     run_at_ms: int | None = None
     idempotency_key: str | None = None
+    # Seal the whole data at rest (fleetd.sealing); fields the handler marks sensitive
+    # are sealed either way.
+    encrypt: bool = False
 
     KNOWN_FIELDS = frozenset(
         {
             "type", "data", "priority", "max_retries", "timeout", "company_id", "user_id",
-            "tags", "run_at", "idempotency_key",
+            "tags", "run_at", "idempotency_key", "encrypt",
         }
     )  # fmt: skip
 
@@ -262,6 +265,9 @@ class EnqueueRequest:
         run_at = raw.get("run_at")
         if run_at is not None and not isinstance(run_at, str):
             raise ValidationError("run_at", "must be an ISO 8601 time string")
+        encrypt = raw.get("encrypt")
+        if encrypt is not None and not isinstance(encrypt, bool):
+            raise ValidationError("encrypt", "must be true or false")
         return cls(
             type=job_type.strip(),
             data=data,
@@ -273,6 +279,7 @@ class EnqueueRequest:
             tags=tuple(tags),
             run_at_ms=None if run_at is None else parse_ts(run_at),
             idempotency_key=_opt_str(raw, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH),
+            encrypt=bool(encrypt),
         )
 
 
@@ -314,15 +321,23 @@ class Job:
     traceback: str | None = None
     cancel_requested: bool = False
     updated_at_ms: int | None = None
+    # Some or all of `data` is sealed at rest; `data` then shows it redacted.
+    encrypted: bool = False
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Job:
-        """Build from the job hash (field names as the Lua scripts write them)."""
+        """Build from the job hash (field names as the Lua scripts write them). Sealed
+        data (hash field `sealed`) comes out redacted: a Job never holds ciphertext."""
         timeout = h.get("timeout")
+        data = _loads(h.get("data")) or {}
+        if sealed := h.get("sealed"):
+            from fleetd.sealing import redact
+
+            data = redact(data, sealed)
         return cls(
             id=h["id"],
             type=h["type"],
-            data=_loads(h.get("data")) or {},
+            data=data,
             priority=int(h["priority"]),
             status=JobStatus(h["status"]),
             created_at_ms=int(h["created_at"]),
@@ -345,6 +360,7 @@ class Job:
             traceback=h.get("traceback") or None,
             cancel_requested=h.get("cancel_requested") == "1",
             updated_at_ms=_int(h.get("updated_at")),
+            encrypted=bool(sealed),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,6 +400,8 @@ class Job:
             out["stalls"] = self.stalls
         if self.cancel_requested and self.status is JobStatus.PROCESSING:
             out["cancel_requested"] = True
+        if self.encrypted:
+            out["encrypted"] = True
         return out
 
     def to_json(self) -> str:
@@ -426,4 +444,5 @@ class Job:
             traceback=d.get("traceback"),
             cancel_requested=bool(d.get("cancel_requested", False)),
             updated_at_ms=ms("updated_at"),
+            encrypted=bool(d.get("encrypted", False)),
         )

@@ -1,9 +1,10 @@
 """`noop`: the built-in diagnostic job type, always available unless disabled.
 
-Returns `{"echo": data}`. Optional `sleep_ms` sleeps that long (cancellably, so timeouts,
-cancels and graceful stops can be watched); optional `fail_attempts` fails the first N
-attempts (to watch retries). Operators smoke-test a deployment with it; the tests and
-benchmarks use it too.
+Returns `{"echo": data}` (redacted for a job enqueued with `"encrypt": true`: a result
+is stored in plaintext, so the echo must not undo the sealing). Optional `sleep_ms`
+sleeps that long (cancellably, so timeouts, cancels and graceful stops can be watched);
+optional `fail_attempts` fails the first N attempts (to watch retries). Operators
+smoke-test a deployment with it; the tests and benchmarks use it too.
 """
 
 from __future__ import annotations
@@ -50,4 +51,6 @@ class NoopHandler:
             raise RuntimeError(
                 f"noop: failing attempt {ctx.job.attempts} of {fail_attempts} on request"
             )
-        return {"echo": data}
+        # ctx.job.data is `data` itself for a plain job and its redacted form for a
+        # sealed one.
+        return {"echo": ctx.job.data}

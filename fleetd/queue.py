@@ -27,6 +27,7 @@ from fleetd.model import (
 )
 from fleetd.redis_link import RedisLink, SyncClient
 from fleetd.scripts import Scripts
+from fleetd.sealing import EncryptionUnavailable, Sealer, SealError
 
 __all__ = [
     "CancelResult",
@@ -119,22 +120,35 @@ class QueueOps:
     """The queue's logic; every method taking `client` runs inside one Redis hop."""
 
     def __init__(
-        self, keys: Keys, scripts: Scripts, registry: HandlerRegistry, defaults: JobDefaults
+        self,
+        keys: Keys,
+        scripts: Scripts,
+        registry: HandlerRegistry,
+        defaults: JobDefaults,
+        sealer: Sealer | None = None,
     ) -> None:
         self.keys = keys
         self.scripts = scripts
         self.registry = registry
         self.defaults = defaults
+        # Seals sensitive data at enqueue and opens it in the worker; None = this
+        # process has no keys ([encryption]), so a job needing them is refused.
+        self.sealer = sealer
 
     # -- enqueue ---------------------------------------------------------------------
 
-    def prepare(self, req: EnqueueRequest | Mapping[str, Any]) -> list[Any]:
+    def prepare(self, req: EnqueueRequest | Mapping[str, Any], *, seal: bool = True) -> list[Any]:
         """Validate one request against its handler and stamp defaults: the row that
-        enqueue.lua takes. Raises ValidationError (nothing is sent)."""
+        enqueue.lua takes, its data sealed (`encrypt`, or fields the handler marks
+        sensitive) unless `seal` is False. Raises ValidationError (nothing is sent)."""
         if not isinstance(req, EnqueueRequest):
             req = EnqueueRequest.from_dict(req)
         handler = self.registry.require(req.type)
         data = self.registry.validate(handler, dict(req.data))
+        job_id = new_job_id()
+        marker = ""
+        if seal and (req.encrypt or (paths := self.registry.sensitive(req.type))):
+            data, marker = self.seal(data, f"job:{job_id}", None if req.encrypt else paths)
         hd = handler.defaults
         priority = req.priority or hd.priority or self.defaults.priority
         max_retries = req.max_retries
@@ -146,7 +160,7 @@ class QueueOps:
         except (TypeError, ValueError) as exc:
             raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
         return [
-            new_job_id(),
+            job_id,
             req.type,
             data_json,
             priority,
@@ -157,7 +171,22 @@ class QueueOps:
             json.dumps(list(req.tags)) if req.tags else "",
             "" if req.run_at_ms is None else req.run_at_ms,
             req.idempotency_key or "",
+            marker,
         ]
+
+    def seal(
+        self, data: dict[str, Any], context: str, paths: Sequence[str] | None
+    ) -> tuple[dict[str, Any], str]:
+        """`data` sealed for `context` (all of it when `paths` is None) and its marker.
+        Unusable keys raise EncryptionUnavailable (the server's problem, not the data's)."""
+        if self.sealer is None:
+            raise EncryptionUnavailable("cannot encrypt: no [encryption] keys in this process")
+        try:
+            return self.sealer.seal_data(data, context, paths)
+        except SealError as exc:
+            raise EncryptionUnavailable(f"cannot encrypt: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("data", f"cannot encrypt: {exc}") from None
 
     def prepare_many(self, reqs: Sequence[EnqueueRequest | Mapping[str, Any]]) -> list[list[Any]]:
         """All or nothing: the first invalid request raises, its index in the field path."""

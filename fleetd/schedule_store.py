@@ -9,7 +9,9 @@ fleetd.schedule_firing.
 
 A schedule is checked against the handler registry like a job at enqueue (job type
 known, data valid, priority defaulted) when its job is defined or changed; pausing,
-resuming and renaming work without the job type installed.
+resuming and renaming work without the job type installed. Its data is sealed at rest
+like a job's (`encrypt`, or fields the handler marks sensitive), bound to the
+schedule's id; every save re-seals it with the active key.
 
 `ScheduleOps` holds the logic as synchronous methods taking the Redis client, each one
 RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
@@ -26,7 +28,7 @@ from fleetd.keys import Keys
 from fleetd.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.queue import EnqueueResult, QueueOps
 from fleetd.redis_link import RedisLink, SyncClient
-from fleetd.schedule_firing import job_row
+from fleetd.schedule_firing import job_row, open_schedule_data
 from fleetd.schedules import (
     ScheduledJob,
     ScheduleSpec,
@@ -97,12 +99,24 @@ class ScheduleOps:
         priority defaulted, exactly as an enqueue would (QueueOps.prepare)."""
         request = EnqueueRequest(type=spec.job_type, data=dict(spec.data), priority=spec.priority)
         try:
-            row = self.queue_ops.prepare(request)
+            row = self.queue_ops.prepare(request, seal=False)
         except ValidationError as exc:
             if exc.field == "type":
                 raise ValidationError("job_type", exc.message) from None
             raise
         return replace(spec, data=json.loads(row[2]), priority=int(row[3]))
+
+    def spec_of(self, job: ScheduledJob) -> ScheduleSpec:
+        """The stored definition with its data opened (a sealed schedule's `data` is
+        redacted). Raises ValidationError on `data` when it cannot be opened."""
+        spec = job.spec()
+        if not job.sealed:
+            return spec
+        try:
+            plain = open_schedule_data(self.queue_ops, job)
+        except ValidationError as exc:
+            raise ValidationError("data", f"{exc.message} (send the data again)") from None
+        return replace(spec, data=plain)
 
     def parse(self, body: Mapping[str, Any] | ScheduleSpec) -> ScheduleSpec:
         if isinstance(body, ScheduleSpec):
@@ -188,7 +202,16 @@ class ScheduleOps:
     ) -> tuple[str, str]:
         assert spec.id is not None
         event = _encode({"schedule_id": spec.id, "name": spec.name})
-        fields = [*spec.hash_fields(), ("anchor", anchor_ms)]
+        data, marker = spec.data, ""
+        paths = self.queue_ops.registry.sensitive(spec.job_type)
+        if spec.encrypt or paths:
+            context = f"schedule:{spec.id}"
+            data, marker = self.queue_ops.seal(data, context, None if spec.encrypt else paths)
+        fields = [
+            *((k, _encode(data) if k == "data" else v) for k, v in spec.hash_fields()),
+            ("sealed", marker),
+            ("anchor", anchor_ms),
+        ]
         code, detail, _now = self.scripts.schedule_save(
             client, mode, spec.id, rev, name_key(spec.name, spec.company_id), next_due_ms,
             event, fields,
@@ -232,7 +255,7 @@ class ScheduleOps:
     ) -> ScheduledJob | None:
         """Write `spec` over `current` unless it changed since read (then None)."""
         now = self.now_ms(client)
-        retimed = spec.timing_differs(current.spec())
+        retimed = spec.timing_differs(current.spec())  # timing only: data not needed
         # A new expression starts its intervals now; otherwise the grid is kept.
         anchor = now if retimed else current.anchor_ms
         next_due: int | None
@@ -258,10 +281,16 @@ class ScheduleOps:
         recheck = bool({"job_type", "data", "priority"} & changes.keys())
         for _ in range(SAVE_ATTEMPTS):
             current = self.require(client, schedule_id)
-            spec = current.spec().updated(changes)
-            if recheck:
+            try:
+                stored = self.spec_of(current)
+            except ValidationError:
+                if "data" not in changes:
+                    raise
+                stored = current.spec()  # unreadable, but replaced by the new data
+            spec = stored.updated(changes)
+            if recheck or spec.encrypt != stored.encrypt:
                 spec = self.check(spec)
-            if spec == current.spec():
+            if spec == stored:
                 return current
             done = self._update(client, current, spec)
             if done is not None:

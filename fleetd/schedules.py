@@ -5,9 +5,10 @@ Owns:
 - `ScheduledJob`: the spec's struct exactly (id, name, job_type, data, schedule,
   priority, is_active, last_run, next_run, company_id, user_id, created_at, updated_at)
   plus fleetd's `timezone`, `misfire_policy`, `runs`, `missed`, `last_job_id`,
-  `last_error`; read from the schedule hash the Lua scripts write;
+  `last_error`, `encrypt`/`encrypted`; read from the schedule hash the Lua scripts
+  write, sealed data (fleetd.sealing) shown redacted;
 - `ScheduleSpec`: a create body (the spec's fields plus `id`, `timezone`,
-  `misfire_policy`) validated, and `updated()` for a partial update;
+  `misfire_policy`, `encrypt`) validated, and `updated()` for a partial update;
 - the stable ids of default schedules (`default_id`: the same on every daemon);
 - the HTTP/CLI bodies: `{"scheduled_job": …}`, `{"scheduled_jobs": […], "count"}`,
   `{"scheduler_stats": {…}}`.
@@ -20,11 +21,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleetd.cadence import Cadence, MisfirePolicy, load_timezone
 from fleetd.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, ValidationError, format_ts, parse_priority
+from fleetd.sealing import MARK_DATA, redact
 
 __all__ = [
     "ScheduleSpec",
@@ -95,11 +97,13 @@ class ScheduleSpec:
     timezone: str = "UTC"
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
     id: str | None = None
+    # Seal the whole data at rest, in the schedule and in every job it enqueues.
+    encrypt: bool = False
 
     CREATE_FIELDS = frozenset(
         {
             "id", "name", "job_type", "data", "schedule", "priority", "is_active",
-            "company_id", "user_id", "timezone", "misfire_policy",
+            "company_id", "user_id", "timezone", "misfire_policy", "encrypt",
         }
     )  # fmt: skip
     UPDATE_FIELDS = CREATE_FIELDS - {"id"}
@@ -159,6 +163,10 @@ class ScheduleSpec:
             if not isinstance(raw["is_active"], bool):
                 raise ValidationError("is_active", "must be true or false")
             new["is_active"] = raw["is_active"]
+        if "encrypt" in raw:
+            if not isinstance(raw["encrypt"], bool):
+                raise ValidationError("encrypt", "must be true or false")
+            new["encrypt"] = raw["encrypt"]
         for name in ("company_id", "user_id"):
             if name in raw:
                 new[name] = _text(raw, name, MAX_ID_LENGTH)
@@ -229,14 +237,24 @@ class ScheduledJob:
     # Internal: where interval occurrences start, and the revision compared by scripts.
     anchor_ms: int = 0
     rev: int = 0
+    # fleetd.sealing's marker ("" = plain) and, when sealed, the data as stored (for
+    # the firing, which opens it); `data` is then redacted.
+    sealed: str = ""
+    stored_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def encrypt(self) -> bool:
+        return self.sealed == MARK_DATA
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> ScheduledJob:
+        data = json.loads(h.get("data") or "{}")
+        sealed = h.get("sealed") or ""
         return cls(
             id=h["id"],
             name=h["name"],
             job_type=h["job_type"],
-            data=json.loads(h.get("data") or "{}"),
+            data=redact(data, sealed) if sealed else data,
             schedule=h["schedule"],
             priority=int(h["priority"]),
             is_active=h.get("is_active") == "1",
@@ -255,6 +273,8 @@ class ScheduledJob:
             last_occurrence_ms=_int(h.get("last_occurrence")),
             anchor_ms=int(h.get("anchor") or 0),
             rev=int(h.get("rev") or 0),
+            sealed=sealed,
+            stored_data=data if sealed else None,
         )
 
     def spec(self) -> ScheduleSpec:
@@ -270,6 +290,7 @@ class ScheduledJob:
             timezone=self.timezone,
             misfire_policy=self.misfire_policy,
             id=self.id,
+            encrypt=self.encrypt,
         )
 
     def cadence(self) -> Cadence:
@@ -304,6 +325,10 @@ class ScheduledJob:
             out["last_job_id"] = self.last_job_id
         if self.last_error:
             out["last_error"] = self.last_error
+        if self.sealed:
+            out["encrypted"] = True
+        if self.encrypt:
+            out["encrypt"] = True
         return out
 
 

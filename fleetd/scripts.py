@@ -33,7 +33,7 @@ _NAMES = (
     "cancel", "reset", "progress", "prune", "heartbeat",
     "schedule_save", "schedule_remove", "schedule_fire",
 )  # fmt: skip
-_CLAIM_FIELDS = 12
+_CLAIM_FIELDS = 13
 
 
 @dataclass(slots=True)
@@ -53,6 +53,9 @@ class ClaimedJob:
     tags: tuple[str, ...]
     created_at_ms: int
     token: str
+    # fleetd.sealing's marker: "" for plain data; else `data` is sealed as stored
+    # (the worker opens it for the handler and leaves `data` redacted).
+    sealed: str = ""
 
 
 @dataclass(slots=True)
@@ -88,7 +91,7 @@ class Scripts:
     def enqueue(
         self, client: SyncClient, rows: Sequence[Sequence[Any]]
     ) -> list[tuple[str, str, bool, int]]:
-        """rows: per job the 11 values of enqueue.lua. Returns per job (id, status,
+        """rows: per job the 12 values of enqueue.lua. Returns per job (id, status,
         duplicate, created_at ms)."""
         k = self.keys
         args: list[Any] = [len(rows), WAKE_TOKEN_CAP]
@@ -152,6 +155,7 @@ class Scripts:
                     tags=tuple(json.loads(r[b + 10])) if r[b + 10] else (),
                     created_at_ms=int(r[b + 11]),
                     token=token,
+                    sealed=r[b + 12],
                 )
             )
         due = int(r[1])
@@ -316,7 +320,7 @@ class Scripts:
         event_data: str = "{}",
         row: Sequence[Any] = (),
     ) -> tuple[int, int, str, bool]:
-        """action fire | skip | error | manual; `row` is the job (enqueue.lua's 11
+        """action fire | skip | error | manual; `row` is the job (enqueue.lua's 12
         values) for fire and manual. Returns (1 done / 0 lost / -1 not due yet, Redis
         now ms, job id or '', duplicate)."""
         k, s = self.keys, self._s

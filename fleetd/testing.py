@@ -39,6 +39,7 @@ from fleetd.noop import NoopHandler
 from fleetd.queue import JobDefaults, Queue, QueueOps
 from fleetd.redis_link import RedisLink, SyncClient
 from fleetd.scripts import ClaimedJob, Scripts
+from fleetd.sealing import Sealer, SealError, open_claimed
 
 __all__ = ["Harness", "run_handler"]
 
@@ -77,7 +78,11 @@ class Harness:
             self.link.run_sync(script.load)
         w = cfg.worker
         self.ops = QueueOps(
-            keys, self.scripts, self.registry, JobDefaults(max_retries=w.max_retries)
+            keys,
+            self.scripts,
+            self.registry,
+            JobDefaults(max_retries=w.max_retries),
+            Sealer.from_config(cfg),
         )
         self.queue = Queue(self.link, self.ops)
         self._claimed: dict[str, ClaimedJob] = {}
@@ -122,8 +127,14 @@ class Harness:
 
     async def _run(self, job: ClaimedJob) -> dict[str, Any]:
         handler = self.registry.require(job.type)
+        data = job.data
+        if job.sealed:  # sealed data: opened as the worker does (a copy: reruns reopen)
+            job = dataclasses.replace(job)
+            data, error = open_claimed(self.ops.sealer, job)
+            if error:
+                raise SealError(error)
         ctx = JobContext(job, self.queue)
-        result = ctx.finish(await handler.run(ctx, job.data))
+        result = ctx.finish(await handler.run(ctx, data))
         if not isinstance(result, dict):
             raise TypeError(f"handler returned {type(result).__name__}, not a JSON object")
         return result

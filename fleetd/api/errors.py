@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from fleetd.model import ValidationError
 from fleetd.redis_link import RedisCommandError, RedisUnavailable
 from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound
+from fleetd.sealing import EncryptionUnavailable
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
 
@@ -108,6 +109,11 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ValidationError)
     async def _validation(exc: ValidationError) -> Response:
         return error_response(validation_error(exc))
+
+    @app.errorhandler(EncryptionUnavailable)
+    async def _no_keys(exc: EncryptionUnavailable) -> Response:
+        log.error("%s", exc)
+        return error_response(ApiError(500, "encryption_unavailable", str(exc)))
 
     @app.errorhandler(ScheduleNotFound)
     async def _schedule_missing(exc: ScheduleNotFound) -> Response:

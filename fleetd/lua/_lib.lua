@@ -91,15 +91,15 @@ end
 
 -- Enqueue one job: the body of enqueue.lua, shared with schedule_fire.lua so a schedule
 -- enqueues through the very same code, inside its own script. `a` is an array holding
--- the job's 11 values from index `b` on (enqueue.lua's order: id, type, data, priority,
--- max_retries, timeout, company_id, user_id, tags, run_at, idempotency key); `seq` is
+-- the job's 12 values from index `b` on (enqueue.lua's order: id, type, data, priority,
+-- max_retries, timeout, company_id, user_id, tags, run_at, idempotency key, sealed); `seq` is
 -- the last sequence number the caller used. Returns: the job id (the existing one for a
 -- duplicate idempotency key), its status, 1 if duplicate else 0, its creation ms, the
 -- caller's new last sequence number, and 1 if the job is ready now (wake a fetcher).
 local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
   local id, jtype, data, prio = a[b], a[b + 1], a[b + 2], a[b + 3]
   local timeout, company, user = a[b + 5], a[b + 6], a[b + 7]
-  local tags, run_at, idem = a[b + 8], a[b + 9], a[b + 10]
+  local tags, run_at, idem, sealed = a[b + 8], a[b + 9], a[b + 10], a[b + 11]
   if idem ~= '' then
     local ikey = PREFIX .. 'idem:' .. idem
     local existing = redis.call('GET', ikey)
@@ -117,6 +117,7 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
   if user ~= '' then f[#f + 1] = 'user_id'; f[#f + 1] = user end
   if tags ~= '' then f[#f + 1] = 'tags'; f[#f + 1] = tags end
   if idem ~= '' then f[#f + 1] = 'idempotency_key'; f[#f + 1] = idem end
+  if sealed ~= '' then f[#f + 1] = 'sealed'; f[#f + 1] = sealed end
   local due = tonumber(run_at)
   local evdata = '{"priority":' .. prio .. '}'
   local ready = 0

@@ -3,16 +3,17 @@
 -- KEYS[1] queue           KEYS[2] delayed      KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] events       KEYS[6] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] wake token cap
--- ARGV[5..] per job, 11 values:
+-- ARGV[5..] per job, 12 values:
 --   id, type, data (JSON), priority, max_retries, timeout (seconds or ''),
---   company_id, user_id, tags (JSON list or ''), run_at (ms or ''), idempotency key ('')
+--   company_id, user_id, tags (JSON list or ''), run_at (ms or ''), idempotency key (''),
+--   sealed ('' = plain data; else fleetd.sealing's marker, stored as field `sealed`)
 -- Returns {now, then per job: id, status, duplicate (0|1), created_at ms}. A duplicate
 -- (the idempotency key was seen before) names the existing job, its status and its
 -- creation time; nothing is written for it.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, events, wake = KEYS[4], KEYS[5], KEYS[6]
 local n, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
-local FIELDS = 11
+local FIELDS = 12
 
 local now = now_ms()
 local out = {now}

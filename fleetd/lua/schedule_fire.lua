@@ -18,7 +18,7 @@
 -- ARGV[10] the occurrence ms the job is for (fire), else ''
 -- ARGV[11] error text (error), else ''
 -- ARGV[12] event data (JSON)
--- ARGV[13..23] the job's 11 values in enqueue.lua's order (fire, manual)
+-- ARGV[13..24] the job's 12 values in enqueue.lua's order (fire, manual)
 -- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
 -- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
 local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
