@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from fleetd import gctune
 from fleetd.alerts import Alerts
 from fleetd.artifacts import artifacts_root
 from fleetd.config import Config, ConfigError, load_config
@@ -82,8 +83,12 @@ class Daemon:
         *,
         config_path: Path | None = None,
         registry: HandlerRegistry | None = None,
+        tune_gc: bool = False,
     ) -> None:
+        """`tune_gc`: once ready, freeze start-up's objects and raise the collector's
+        threshold (fleetd.gctune) — process-wide, so for `fleetd run`, not a test."""
         self.cfg = cfg
+        self.tune_gc = tune_gc
         self.config_path = config_path
         self.roles = frozenset(cfg.daemon.roles)
         self.daemon_id = new_daemon_id(cfg.daemon.name)
@@ -318,6 +323,8 @@ class Daemon:
                 await work.start(self.pool.run)
             self.ready = True
             task_status.started()
+            if self.tune_gc:
+                gctune.settle()
             self.notifier.ready(await self._status_line())
             log.info(
                 "fleetd %s ready: %s, concurrency %d, job types %s",
