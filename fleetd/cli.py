@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from fleetd_plugins.fleetdata import demo_cli
 
-from fleetd import cli_schedules, responses
+from fleetd import cli_events, cli_schedules, responses
 from fleetd.config import ConfigError, dump_toml, load_config
 from fleetd.durations import parse_duration
 from fleetd.engine import Engine, NoDaemonError
@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     enq.add_argument("--tag", action="append", default=[], help="repeatable")
     enq.add_argument("--run-at", help="ISO 8601 time with an offset, e.g. 2026-01-01T09:00:00Z")
     enq.add_argument("--idempotency-key")
+    enq.add_argument(
+        "--encrypt", action="store_true", help="seal the whole data at rest ([encryption])"
+    )
     enq.add_argument("--wait", action="store_true", help="wait until the job ends; print it")
     enq.add_argument("--jsonl", help="file of job objects, one per line ('-' = stdin)")
     enq.add_argument("--json", action="store_true")
@@ -104,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--json", action="store_true")
 
     cli_schedules.add_parser(sub)
+    cli_events.add_parser(sub)
     demo_cli.add_parser(sub)
     conf = sub.add_parser("config", help="show or check the configuration")
     conf.add_argument("action", choices=["show", "check"])
@@ -115,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--company", help="bind the token to this company_id")
     tok.add_argument("--ttl", default="1h", help="lifetime, e.g. 15m, 1h, 30d (default 1h)")
     tok.add_argument("--subject", default="fleetd-cli", help="the token's sub (default fleetd-cli)")
+
+    kg = sub.add_parser("keygen", help="print a new data key for [encryption] keys")
+    kg.add_argument("--id", default=None, help="key id (default: k<UTC date and time>)")
     return p
 
 
@@ -146,6 +153,8 @@ def _request_from_args(a: argparse.Namespace) -> dict[str, Any]:
             raw[field] = value
     if a.tag:
         raw["tags"] = a.tag
+    if a.encrypt:
+        raw["encrypt"] = True
     return raw
 
 
@@ -398,6 +407,17 @@ def _token(cfg: Any, a: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(a: argparse.Namespace) -> int:
+    from fleetd.sealing import SealError, format_key, new_key
+
+    key_id = a.id or time.strftime("k%Y%m%d%H%M%S", time.gmtime())
+    try:
+        print(format_key(key_id, new_key()))
+    except SealError as exc:
+        _fail(f"--id: {exc}")
+    return 0
+
+
 def _run_daemon(cfg: Any, a: argparse.Namespace) -> int:
     import dataclasses
 
@@ -416,7 +436,7 @@ def _run_daemon(cfg: Any, a: argparse.Namespace) -> int:
             )
         cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, roles=roles))
     configure_logging(cfg.daemon.log_level, cfg.daemon.log_format)
-    daemon = Daemon(cfg, config_path=cfg.source)
+    daemon = Daemon(cfg, config_path=cfg.source, tune_gc=True)
     trio.run(daemon.run)
     return 0
 
@@ -454,6 +474,10 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return _plugins(cfg, a)
     if a.command == "token":
         return _token(cfg, a)
+    if a.command == "events":  # the daemon's API, not Redis
+        return cli_events.run(cfg, a)
+    if a.command == "keygen":
+        return _keygen(a)
     engine = Engine.build(cfg, daemon=False)
     try:
         return COMMANDS[a.command](engine, a)
@@ -466,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fleetd.handlers import DuplicateJobType
     from fleetd.plugins import PluginError
     from fleetd.redis_link import RedisCommandError, RedisUnavailable
+    from fleetd.sealing import EncryptionUnavailable
 
     try:
         return _dispatch(argv)
@@ -484,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NoDaemonError,
         DaemonError,
         DuplicateJobType,
+        EncryptionUnavailable,
         PluginError,
         RedisCommandError,
     ) as exc:

@@ -58,6 +58,7 @@ __all__ = [
 
 ENV_PREFIX = "FLEETD_"
 ENV_CONFIG_PATH = "FLEETD_CONFIG"  # reserved: the config file's path, not a key
+ENV_TOKEN = "FLEETD_TOKEN"  # reserved: the API token `fleetd events` sends, not a key
 # Tried in order when neither a path nor FLEETD_CONFIG is given: the working directory
 # first (a checkout, a container's workdir), then the packaged location.
 SEARCH_PATHS = (Path("fleetd.toml"), Path("/etc/fleetd/fleetd.toml"))
@@ -722,7 +723,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     errors: list[str] = []
     data = _read_toml(source, errors) if source else {}
     schema = _schema()
-    known_vars = {ENV_CONFIG_PATH} | {
+    known_vars = {ENV_CONFIG_PATH, ENV_TOKEN} | {
         _env_var(name, key) for name, (_, keys) in schema.items() for key in keys
     }
     errors.extend(

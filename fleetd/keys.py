@@ -85,6 +85,11 @@ class Keys:
         """Stream of job events, appended by the scripts inside each transition."""
         return f"{self.prefix}events"
 
+    def ws_ticket(self, ticket: str) -> str:
+        """String: a single-use WebSocket ticket → JSON of its token's subject, company
+        and exp; set with a TTL, redeemed with GETDEL (any daemon of the cluster may)."""
+        return f"{self.prefix}ws:ticket:{ticket}"
+
     @property
     def daemons(self) -> str:
         """Hash daemon id → JSON of its WorkerMetrics and identity."""

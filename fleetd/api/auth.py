@@ -159,17 +159,21 @@ class TokenVerifier:
         return self._hmac if alg.startswith("HS") else self._public
 
     def verify(self, authorization: str | None) -> Principal:
+        return self.verify_until(authorization)[0]
+
+    def verify_until(self, authorization: str | None) -> tuple[Principal, float]:
+        """(caller, the token's exp): what a WebSocket needs to close when it expires."""
         cached = self._cache.get(authorization or "")
         if cached is not None:
             if time.time() < cached[1]:
-                return cached[0]
+                return cached
             del self._cache[authorization or ""]
         principal, expires = self._verify(authorization)
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         assert authorization is not None
         self._cache[authorization] = (principal, expires)
-        return principal
+        return principal, expires
 
     def _verify(self, authorization: str | None) -> tuple[Principal, float]:
         if not authorization:

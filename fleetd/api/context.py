@@ -5,9 +5,10 @@ Owns:
   `[http] redis_timeout`, so no request waits on Redis longer than that), the queue and
   schedule operations, the handler registry, the token verifier, the body limits, the
   audit log, the metrics and the daemon's readiness;
-- the auth decision of each view — `@public`, `@admin` or `@metrics_access` — that the
-  app's before-request hook enforces. A view without one is refused (default deny), and
-  a test checks every route has one;
+- the auth decision of each view — `@public`, `@admin`, `@metrics_access`, or for the
+  events WebSocket `@admin_or_ticket` (a bearer token or a single-use ticket) — that
+  the app's before-request and before-websocket hooks enforce. A view without one is
+  refused (default deny), and a test checks every route has one;
 - `state()`, `principal()` and `redis()` for views.
 """
 
@@ -34,13 +35,16 @@ if TYPE_CHECKING:
     from fleetd.api.audit import AuditLog
     from fleetd.api.batcher import EnqueueBatcher
     from fleetd.api.metrics import ApiMetrics
+    from fleetd.events import EventHub
 
 __all__ = [
     "AUTH_ADMIN",
     "AUTH_METRICS",
     "AUTH_PUBLIC",
+    "AUTH_TICKET",
     "ApiState",
     "admin",
+    "admin_or_ticket",
     "audit_action",
     "audited",
     "auth_decision",
@@ -59,6 +63,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 AUTH_PUBLIC = "public"
 AUTH_ADMIN = "admin"
 AUTH_METRICS = "metrics"
+AUTH_TICKET = "ticket"
 _ATTR = "fleetd_auth"
 _AUDIT_ATTR = "fleetd_audit"
 
@@ -77,6 +82,7 @@ class ApiState:
     audit: AuditLog | None = None
     metrics: ApiMetrics | None = None
     batcher: EnqueueBatcher | None = None
+    hub: EventHub | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,6 +142,7 @@ def _decide(kind: str) -> Callable[[F], F]:
 public = _decide(AUTH_PUBLIC)
 admin = _decide(AUTH_ADMIN)
 metrics_access = _decide(AUTH_METRICS)
+admin_or_ticket = _decide(AUTH_TICKET)
 
 
 def audited(action: str) -> Callable[[F], F]:

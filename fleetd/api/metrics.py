@@ -6,29 +6,29 @@ Owns:
   (pending, processing, retrying), by job type;
 - job outcomes by type — `fleetd_jobs_processed_total`, `…_completed_total`,
   `…_failed_total`, `…_retried_total` and the `fleetd_job_duration_seconds` histogram
-  of completed jobs — counted from the events stream, so they cover every worker of the
-  cluster whichever daemon serves the API (counting starts when this API starts;
-  Prometheus' rate() and increase() handle the reset);
+  of completed jobs — counted from the events stream (one consumer of the daemon's
+  event hub, fleetd.events), so they cover every worker of the cluster whichever daemon
+  serves the API (counting starts when this API starts; Prometheus' rate() and
+  increase() handle the reset);
+- `fleetd_websocket_subscribers`: the events WebSocket's open sessions on this daemon;
 - the scheduler's fires, misses and errors (`fleetd_scheduler_*_total`), durable
   counters kept in Redis by the scheduler's scripts;
 - the API's own requests (`fleetd_http_requests_total{method,route,status}` and a
   latency histogram).
 
-Lifecycle: `follow()` runs in the HTTP service's nursery: XREAD from "now" in a loop
-with a short server-side block, backing off while Redis is unreachable.
+No task of its own: the hub calls `count_event` for every event it reads.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter as Tally
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -36,9 +36,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fleetd.events import Event
 from fleetd.keys import Keys
 from fleetd.model import JobStatus
-from fleetd.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.redis_link import SyncClient
 
 __all__ = ["CONTENT_TYPE", "ApiMetrics"]
 
@@ -54,9 +55,6 @@ ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING)
 # 100k HGETs pipelined take ~0.1 s here).
 MAX_TYPE_SCAN = 100_000
 SCAN_CHUNK = 2_000
-# Events read per XREAD, and how long one XREAD blocks in Redis (kept below the API's
-# socket timeout, so a quiet stream never looks like a dead Redis).
-READ_COUNT = 1_000
 # Job durations: 5 ms (a no-op) to 10 min (a large export).
 DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.25, 1, 2.5, 10, 30, 60, 300, 600)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -109,21 +107,27 @@ class ApiMetrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
+        self.ws_subscribers = Gauge(
+            "fleetd_websocket_subscribers",
+            "Open sessions of the events WebSocket on this daemon",
+            registry=r,
+        )
         self._snapshot = _Snapshot()
         r.register(self._snapshot)
 
     # -- events ----------------------------------------------------------------------
 
-    def count_event(self, fields: dict[str, str]) -> None:
-        kind = fields.get("type", "")
-        job_type = fields.get("job_type") or "unknown"
+    def count_subscribers(self, count: Callable[[], int]) -> None:
+        """Read the gauge of WebSocket sessions from `count()` at each scrape."""
+        self.ws_subscribers.set_function(lambda: float(count()))
+
+    def count_event(self, ev: Event) -> None:
+        kind = ev.type
+        job_type = ev.job_type or "unknown"
         if kind == "job.completed":
             self.processed.labels(job_type).inc()
             self.completed.labels(job_type).inc()
-            try:
-                ms = json.loads(fields.get("data") or "{}").get("duration_ms")
-            except ValueError:
-                ms = None
+            ms = ev.data.get("duration_ms")
             if isinstance(ms, int | float):
                 self.duration.labels(job_type).observe(ms / 1000)
         elif kind == "job.failed":
@@ -132,35 +136,6 @@ class ApiMetrics:
         elif kind == "job.retrying":
             self.processed.labels(job_type).inc()
             self.retried.labels(job_type).inc()
-
-    async def follow(self, link: RedisLink, block_s: float, reconnect_cap: float) -> None:
-        """Count job outcomes from the events stream until cancelled."""
-        last_id = "$"
-        block_ms = max(10, int(block_s * 1000))
-        backoff = Backoff(reconnect_cap)
-
-        def read(client: SyncClient) -> list[Any]:
-            reply = client.xread({self.keys.events: last_id}, count=READ_COUNT, block=block_ms)
-            return list(reply or [])
-
-        while True:
-            try:
-                if last_id == "$":
-                    # Pin "now" first, so no event between two reads is skipped.
-                    last_id = await link.call(self._last_id)
-                reply = await link.call(read)
-            except RedisUnavailable:
-                await backoff.sleep()
-                continue
-            backoff.reset()
-            for _stream, entries in reply:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    self.count_event(fields)
-
-    def _last_id(self, client: SyncClient) -> str:
-        info = client.xinfo_stream(self.keys.events) if client.exists(self.keys.events) else None
-        return str(info["last-generated-id"]) if info else "0-0"
 
     # -- scrape ----------------------------------------------------------------------
 

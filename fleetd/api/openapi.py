@@ -47,6 +47,7 @@ _ERRORS = {
     "413": "Body over the size limit",
     "415": "Body is not application/json",
     "422": "Invalid fields (details.fields lists each path)",
+    "426": "A WebSocket endpoint asked for with plain HTTP (Upgrade: websocket)",
     "503": "Redis unreachable (Retry-After says when to retry)",
 }
 
@@ -138,6 +139,11 @@ def _schemas() -> dict[str, Any]:
         "attempts": INT,
         "stalls": INT,
         "cancel_requested": {"type": "boolean"},
+        "encrypted": {
+            "type": "boolean",
+            "description": "data is sealed at rest; shown redacted ('***' per sealed field, "
+            '{"encrypted": true} for sealed whole data)',
+        },
     }
     enqueue_props = {
         "data": OBJ,
@@ -154,6 +160,10 @@ def _schemas() -> dict[str, Any]:
         "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 64},
         "run_at": TS,
         "idempotency_key": STR,
+        "encrypt": {
+            "type": "boolean",
+            "description": "seal the whole data at rest (AES-GCM); the handler sees plaintext",
+        },
     }
     enqueued = obj(
         {"job_id": STR, "status": STR, "enqueued": TS}, {"duplicate": {"type": "boolean"}}
@@ -193,6 +203,8 @@ def _schemas() -> dict[str, Any]:
         "user_id": STR,
         "last_job_id": STR,
         "last_error": STR,
+        "encrypt": {"type": "boolean"},
+        "encrypted": {"type": "boolean"},
     }
     schedule_write = {
         "name": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -209,6 +221,7 @@ def _schemas() -> dict[str, Any]:
         "user_id": STR,
         "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
         "misfire_policy": {"type": "string", "enum": ["run_once", "skip"]},
+        "encrypt": enqueue_props["encrypt"],
     }
     stats_props = {
         k: INT
@@ -488,6 +501,37 @@ def _paths() -> dict[str, Any]:
                 params=[sched_id],
                 tag="scheduled",
             ),
+        },
+        f"{PREFIX}/events": {
+            "get": op(
+                "Live job events (WebSocket; see docs/EVENTS.md for the messages)",
+                {
+                    "101": {
+                        "description": "Switching to the WebSocket protocol. Auth: bearer "
+                        "token or ?ticket=; filters: type, status, job_id, company_id "
+                        "(repeatable or comma-separated); resume: last_event_id. A refused "
+                        "handshake answers 401, 403, 422 or 503 with the error body."
+                    }
+                },
+                "426",
+                params=[
+                    query(name, STR, doc=doc)
+                    for name, doc in (
+                        ("type", "job types"),
+                        ("status", "job statuses"),
+                        ("job_id", "job ids"),
+                        ("company_id", "one company (platform admins)"),
+                        ("last_event_id", "resume after this stream id"),
+                        ("ticket", "a ticket from POST .../events/ticket, instead of a token"),
+                    )
+                ],
+            )
+        },
+        f"{PREFIX}/events/ticket": {
+            "post": op(
+                "A single-use ticket to open the events WebSocket (browsers)",
+                {"201": _json(obj({"ticket": STR, "expires_at": TS}), "Issued")},
+            )
         },
         f"{PREFIX}/{{id}}": {
             "get": op("One job", {"200": _json(ref("JobResponse"))}, "404", params=[job_id]),

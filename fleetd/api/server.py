@@ -5,9 +5,11 @@ Lifecycle: `HttpService(engine, ready)` checks the auth and TLS settings and
 the daemon opens its nursery, so a bad key file or a taken port is one plain start-up
 error. `run(task_status)` listens, records the bound URLs in `<state_dir>/http.json`
 (port 0 picks a free port; the file says which) and calls `task_status.started()`, so
-the daemon is ready only when the API answers. Beside the server it runs the events
-follower of /metrics and the audit writer. `stop()` (called by the daemon when it
-stops) closes the listeners; requests in flight get `[http] shutdown_timeout` to finish.
+the daemon is ready only when the API answers. Beside the server it runs the event hub
+(fleetd.events: the one reader of the events stream, feeding the WebSocket subscribers
+and the counters of /metrics) and the audit writer. `stop()` (called by the daemon when
+it stops) closes every events WebSocket with 1001 and the listeners; requests in flight
+get `[http] shutdown_timeout` to finish.
 
 The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
 unreachable Redis answers 503 within that bound instead of holding requests for the
@@ -38,9 +40,12 @@ from fleetd.api.auth import TokenVerifier
 from fleetd.api.batcher import EnqueueBatcher
 from fleetd.api.body import BodyLimits
 from fleetd.api.context import ApiState
+from fleetd.api.linger import Lingering
 from fleetd.api.metrics import ApiMetrics
+from fleetd.api.ws_stream import install_ws_stream
 from fleetd.artifacts import artifacts_root
 from fleetd.engine import Engine
+from fleetd.events import READ_BLOCK, EventHub
 from fleetd.redis_link import RedisLink
 from fleetd.schedule_store import ScheduleOps
 
@@ -49,10 +54,9 @@ __all__ = ["HTTP_FILE", "HttpError", "HttpService", "build_state"]
 log = logging.getLogger("fleetd.http")
 
 HTTP_FILE = "http.json"
-# How long one XREAD of the metrics' events follower blocks in Redis. A stop waits for
-# the read in flight (a Redis call is never abandoned), so this bounds how much it adds
-# to a stop; idle, it costs four small round trips a second.
-FOLLOW_BLOCK = 0.25
+# Largest message a WebSocket client may send: the feed only takes `subscribe`
+# messages (a few hundred bytes); hypercorn's default is 16 MiB.
+WS_MAX_MESSAGE = 64 * 1024
 
 
 class HttpError(Exception):
@@ -90,6 +94,17 @@ def build_state(
         )
     h = cfg.http
     api = link or api_link(engine)
+    # The XREAD blocks below the link's socket timeout: a quiet stream is not a dead Redis.
+    hub = EventHub(
+        engine.keys,
+        api,
+        cfg.events,
+        block=min(READ_BLOCK, h.redis_timeout / 2),
+        reconnect_cap=cfg.redis.reconnect_max_backoff,
+    )
+    metrics = ApiMetrics(engine.keys)
+    hub.add_consumer(metrics.count_event)
+    metrics.count_subscribers(lambda: len(hub.sessions))
     return ApiState(
         config=cfg,
         link=api,
@@ -101,8 +116,9 @@ def build_state(
         artifacts_root=artifacts_root(cfg),
         ready=ready,
         audit=AuditLog(engine.keys, h.audit_maxlen),
-        metrics=ApiMetrics(engine.keys),
+        metrics=metrics,
         batcher=EnqueueBatcher(api, engine.ops),
+        hub=hub,
     )
 
 
@@ -159,7 +175,10 @@ class HttpService:
         self._done = trio.Event()
 
     def stop(self) -> None:
-        """Close the listeners; requests in flight get [http] shutdown_timeout."""
+        """Close the events WebSockets (1001) and the listeners; requests in flight get
+        [http] shutdown_timeout."""
+        if self.state.hub is not None:
+            self.state.hub.close_all(1001, "server shutting down")
         self._stop.set()
 
     async def stop_and_wait(self) -> None:
@@ -184,6 +203,8 @@ class HttpService:
         hc.errorlog = logging.getLogger("fleetd.http.server")
         # Request headers larger than this are refused by the protocol layer (431).
         hc.h11_max_incomplete_size = 16 * 1024
+        hc.websocket_max_message_size = WS_MAX_MESSAGE
+        install_ws_stream(hc, self.cfg.events.ping_interval)
         for bind in h.listen:
             if bind.startswith("unix:"):
                 _clear_stale_socket(Path(bind[len("unix:") :]))
@@ -232,19 +253,14 @@ class HttpService:
         st = self.state
         try:
             async with trio.open_nursery() as nursery:
-                assert st.metrics is not None
-                nursery.start_soon(
-                    st.metrics.follow,
-                    st.link,
-                    min(FOLLOW_BLOCK, st.redis_timeout / 2),
-                    self.cfg.redis.reconnect_max_backoff,
-                )
+                assert st.hub is not None
+                await nursery.start(st.hub.run)
                 serve_done = trio.Event()
 
                 async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
                     try:
                         await worker_serve(
-                            wrap_app(self.app, hc.wsgi_max_body_size, "asgi"),
+                            wrap_app(Lingering(self.app), hc.wsgi_max_body_size, "asgi"),
                             hc,
                             sockets=self._sockets,
                             shutdown_trigger=self._stop.wait,
@@ -261,7 +277,7 @@ class HttpService:
                 log.info("admin API listening on %s", ", ".join(self.urls))
                 task_status.started()
                 # serve() returns once the listeners are closed and the requests in
-                # flight are done (or their grace ran out); the events follower goes too.
+                # flight are done (or their grace ran out); the event hub goes too.
                 await serve_done.wait()
                 await st.audit.flush()
                 nursery.cancel_scope.cancel()

@@ -1,0 +1,123 @@
+"""The live events feed of the admin API: `GET /api/v1/admin/jobs/events` (WebSocket).
+
+Owns:
+- the handshake, refused with the JSON error of DESIGN §6 before anything is accepted:
+  the Origin check (a browser page of another site must not ride an admin's ticket:
+  only the API's own origin and `[http] allowed_origins` pass; no Origin header — a
+  service, `fleetd events` — passes), the caller (`Authorization: Bearer` or a
+  `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), then the filter
+  and `last_event_id` of the query string (422 naming the field);
+- `POST /api/v1/admin/jobs/events/ticket` (201 `{"ticket", "expires_at"}`);
+- a plain HTTP GET of the feed: 426 with `Upgrade: websocket`;
+- starting the session (fleetd.api.ws_session): more than `[events] max_subscribers`
+  sessions, or a daemon already stopping, are accepted and closed at once (1013, 1001).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, g, jsonify, request, websocket
+
+from fleetd.api import tickets
+from fleetd.api.auth import Principal
+from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
+from fleetd.api.errors import ApiError
+from fleetd.api.ws_session import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, Session, parse_filter
+from fleetd.events import STREAM_ID, HubClosed, HubFull
+from fleetd.model import FieldError, ValidationError
+
+__all__ = ["authenticate", "bp", "check_origin"]
+
+bp = Blueprint("events", __name__, url_prefix="/api/v1/admin/jobs")
+
+
+def check_origin(allowed: tuple[str, ...]) -> None:
+    """403 unless the handshake has no Origin, or the API's own, or an allowed one."""
+    origin = websocket.headers.get("Origin")
+    if origin is None or "*" in allowed:
+        return
+    scheme = "https" if websocket.scheme in ("wss", "https") else "http"
+    own = f"{scheme}://{websocket.headers.get('Host', '')}"
+    norm = origin.strip().rstrip("/").lower()
+    if norm == own.lower() or norm in {a.rstrip("/").lower() for a in allowed}:
+        return
+    raise ApiError(
+        403,
+        "forbidden",
+        f"origin {origin[:100]!r} may not open this WebSocket (see [http] allowed_origins)",
+    )
+
+
+async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, float]:
+    """(caller, token exp) of a handshake: the bearer token if there is one, else the
+    ticket (redeemed: it cannot serve again)."""
+    header = websocket.headers.get("Authorization")
+    ticket = websocket.args.get("ticket")
+    if header or not tickets_too or ticket is None:
+        return st.verifier.verify_until(header)
+    return await redis(lambda c: tickets.redeem(c, st.ops.keys, ticket))
+
+
+def _query() -> tuple[dict[str, Any], str | None]:
+    args = websocket.args
+    raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
+    resume = args.get("last_event_id")
+    if resume is not None and not STREAM_ID.fullmatch(resume):
+        raise ValidationError.of(
+            [FieldError("last_event_id", "must be a stream id such as 1700000000000-0")]
+        )
+    return raw, resume
+
+
+@bp.websocket("/events")
+@admin_or_ticket
+async def events_feed() -> None:
+    st = state()
+    who = principal()
+    raw, resume = _query()
+    flt = parse_filter(raw, who)
+    hub = st.hub
+    if hub is None or hub.position is None:
+        raise ApiError.unavailable("the events stream has not been read yet")
+    try:
+        sub = hub.open(flt)
+    except (HubFull, HubClosed) as exc:
+        await websocket.accept()
+        if isinstance(exc, HubFull):
+            await websocket.close(CLOSE_TRY_AGAIN, "too many subscribers; try again later")
+        else:
+            await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
+        return
+    try:
+        session = Session(websocket._get_current_object(), hub, sub, st.link, who)  # type: ignore[attr-defined]
+        await session.run(g.token_exp, resume)
+    finally:
+        hub.leave(sub)
+
+
+@bp.get("/events")
+@admin
+async def events_over_http() -> Response:
+    response = jsonify(
+        {
+            "error": {
+                "code": "upgrade_required",
+                "message": "this is a WebSocket endpoint: connect with ws:// or wss://",
+                "details": {},
+            }
+        }
+    )
+    response.status_code = 426
+    response.headers["Upgrade"] = "websocket"
+    return response
+
+
+@bp.post("/events/ticket")
+@admin
+async def events_ticket() -> Any:
+    st = state()
+    who, exp = st.verifier.verify_until(request.headers.get("Authorization"))
+    ttl = st.config.events.ticket_ttl
+    ticket = await redis(lambda c: tickets.issue(c, st.ops.keys, who, exp, ttl))
+    return jsonify(ticket.body()), 201

@@ -1,0 +1,206 @@
+"""One subscriber's session on the events WebSocket, after the handshake was accepted.
+
+Owns:
+- `parse_filter`: a filter from the query string or a `subscribe` message — `type`
+  (job types), `status`, `job_id`, each a list or comma-separated, and `company_id`
+  (a platform admin's choice; a company-bound token is always its own company);
+- `Session.run`: the first frame (`subscribed`, with the newest event id at connect),
+  the replay from `last_event_id` (XRANGE exclusive, in chunks; a `gap` frame first if
+  the stream was trimmed past it) and the switch to the hub's live feed with no
+  duplicate and no hole; `subscribe` messages (answered `subscribed`, or an `error`
+  frame); and the close: 1008 when the token expires, 1013 when the subscriber fell
+  behind (with the id to resume from), 1001 when the daemon stops.
+
+Frames are sent one at a time (a lock): with permessage-deflate, frames share one
+compression context and must leave in the order they were built.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+from quart import Websocket
+
+from fleetd.api.auth import Principal
+from fleetd.api.errors import ApiError, error_body, validation_error
+from fleetd.events import Event, EventFilter, EventHub, Subscriber, id_key, oldest_id, read_after
+from fleetd.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, FieldError, JobStatus, ValidationError
+from fleetd.redis_link import RedisLink, RedisUnavailable
+
+__all__ = ["CLOSE_EXPIRED", "CLOSE_GOING_AWAY", "CLOSE_TRY_AGAIN", "Session", "parse_filter"]
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_EXPIRED = 1008
+CLOSE_TRY_AGAIN = 1013
+# Events per XRANGE of a replay: ~200 B each, so one read is ~100 KB and one hop.
+REPLAY_CHUNK = 500
+# Values one filter kind may list: each is a set lookup per event, but a filter is sent
+# by anyone holding a token; this keeps one bounded.
+MAX_FILTER_VALUES = 100
+_STATUSES = frozenset(s.value for s in JobStatus)
+
+
+def _values(field: str, raw: Any, limit: int, errors: list[FieldError]) -> frozenset[str]:
+    items: Iterable[Any] = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else ()
+    if raw is not None and not isinstance(raw, str | list):
+        errors.append(FieldError(field, "must be a list of strings or a comma-separated string"))
+    out: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            errors.append(FieldError(field, "must be a list of strings"))
+            continue
+        for value in (v.strip() for v in item.split(",")):
+            if not value:
+                continue
+            if len(value) > limit or not value.isprintable():
+                errors.append(FieldError(field, f"{value[:40]!r} is too long or not printable"))
+            elif field == "status" and value not in _STATUSES:
+                errors.append(FieldError(field, f"unknown status {value!r}"))
+            else:
+                out.add(value)
+    if len(out) > MAX_FILTER_VALUES:
+        errors.append(FieldError(field, f"at most {MAX_FILTER_VALUES} values"))
+    return frozenset(out)
+
+
+def parse_filter(raw: dict[str, Any], who: Principal) -> EventFilter:
+    """A filter from lists of strings per kind; ValidationError (422) naming the field,
+    or ApiError 403 for another company's events."""
+    errors: list[FieldError] = []
+    types = _values("type", raw.get("type"), MAX_TYPE_LENGTH, errors)
+    statuses = _values("status", raw.get("status"), 20, errors)
+    job_ids = _values("job_id", raw.get("job_id"), MAX_ID_LENGTH, errors)
+    company = raw.get("company_id")
+    if isinstance(company, list):
+        company = company[-1] if company else None
+    if company is not None and (not isinstance(company, str) or len(company) > MAX_ID_LENGTH):
+        errors.append(FieldError("company_id", "must be a string of at most 128 characters"))
+        company = None
+    if errors:
+        raise ValidationError.of(errors)
+    if not who.platform:
+        if company not in (None, "", who.company_id):
+            raise ApiError(403, "forbidden", "a company-bound token sees its own company only")
+        company = who.company_id
+    return EventFilter(types, statuses, job_ids, company or None)
+
+
+class Session:
+    def __init__(
+        self, ws: Websocket, hub: EventHub, sub: Subscriber, link: RedisLink, who: Principal
+    ) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.sub = sub
+        self.link = link
+        self.who = who
+        self.last_id = hub.position or "0-0"  # the last event the client got
+        self._lock = trio.Lock()
+        self._replayed = (0, 0)
+
+    async def _send(self, frame: str) -> None:
+        async with self._lock:
+            await self.ws.send(frame)
+
+    async def _send_json(self, body: dict[str, Any]) -> None:
+        await self._send(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    async def run(self, token_exp: float, resume: str | None) -> None:
+        await self.ws.accept()
+        filters = self.sub.filter.body()
+        await self._send_json(
+            {"type": "subscribed", "filters": filters, "last_event_id": self.last_id}
+        )
+        code, reason = CLOSE_EXPIRED, "token expired"
+        with trio.move_on_after(max(0.0, token_exp - time.time())):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._client_messages)
+                try:
+                    code, reason = await self._deliver(resume)
+                except RedisUnavailable:
+                    code, reason = CLOSE_TRY_AGAIN, "Redis is unreachable; resume later"
+                nursery.cancel_scope.cancel()
+        await self.ws.close(code, reason)
+
+    async def _deliver(self, resume: str | None) -> tuple[int, str]:
+        sub = self.sub
+        seen: tuple[int, int] | None = None
+        if resume is not None:
+            self.last_id = resume
+            done = await self._replay(resume)
+            if done is not None:
+                return done
+            seen = self._replayed
+        self.hub.attach(sub)  # no await since _replay saw the hub's position: no hole
+        async for ev in sub.receive:
+            if sub.closing is not None or sub.behind:
+                break
+            if seen is not None:
+                if ev.key <= seen:
+                    continue  # replayed already
+                seen = None
+            await self._deliver_one(ev)
+        if sub.closing is not None:
+            return sub.closing
+        reason = f"subscriber fell behind; resume with last_event_id={self.last_id}"
+        return CLOSE_TRY_AGAIN, reason
+
+    async def _deliver_one(self, ev: Event) -> None:
+        # The hub filtered with the filter of the moment; a subscribe message since
+        # may have replaced it.
+        if self.sub.filter.matches(ev):
+            await self._send(ev.frame)
+            self.last_id = ev.id
+
+    async def _replay(self, after: str) -> tuple[int, str] | None:
+        keys = self.hub.keys
+        first = await self.link.call(oldest_id, keys)
+        asked = id_key(after)
+        if asked < id_key(first) if first is not None else asked < self.hub.position_key:
+            gap = {"last_event_id": after, "first_available": first}
+            await self._send_json({"type": "gap", "data": gap})
+        while True:
+            if self.sub.closing is not None:
+                return self.sub.closing
+            batch = await self.link.call(read_after, keys, after, REPLAY_CHUNK)
+            for ev in batch:
+                await self._deliver_one(ev)
+                after = ev.id
+            self._replayed = id_key(after)
+            if len(batch) < REPLAY_CHUNK and self.hub.position_key <= self._replayed:
+                # Caught up with the hub: the caller attaches it without awaiting, and
+                # skips what it gets live up to here.
+                return None
+
+    async def _client_messages(self) -> None:
+        while True:
+            raw = await self.ws.receive()
+            try:
+                flt = self._subscribe(raw)
+            except ValidationError as exc:
+                err = validation_error(exc)
+                await self._send_json(
+                    {"type": "error", **error_body(err.code, err.message, err.details)}
+                )
+            except ApiError as err:
+                await self._send_json(
+                    {"type": "error", **error_body(err.code, err.message, err.details)}
+                )
+            else:
+                self.sub.filter = flt
+                await self._send_json({"type": "subscribed", "filters": flt.body()})
+
+    def _subscribe(self, raw: str | bytes) -> EventFilter:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict) or msg.get("action") != "subscribe":
+            raise ApiError(
+                400, "bad_request", 'messages are JSON objects {"action": "subscribe", ...}'
+            )
+        return parse_filter(msg, self.who)

@@ -1,0 +1,161 @@
+"""`fleetd events` (fleetd.cli_events) as a subprocess against `fleetd run` daemons:
+the feed printed as JSON lines or human lines, Ctrl-C exits 0, a refused token or an
+unreachable API is one line on stderr and exit 2, and a daemon restart is resumed
+without losing the events of the jobs enqueued while it was down."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from queue import Empty, Queue
+from typing import IO, Any
+
+import pytest
+from api_client import SECRET, token
+from conftest import fleetd_env
+from daemons import FLEETD, Fleet, run_cli, settings
+
+from fleetd.config import Config
+
+WAIT = 20.0
+
+
+@pytest.fixture
+def env(config: Config) -> dict[str, str]:
+    return fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    daemons = Fleet(tmp_path / "daemons")
+    try:
+        yield daemons
+    finally:
+        daemons.close()
+
+
+class Tail:
+    """A running `fleetd events`; its stdout and stderr lines read by two threads."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [*FLEETD, "events", *args], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: Queue[str] = Queue()
+        self.notices: Queue[str] = Queue()
+        self.readers = [
+            threading.Thread(target=_pump, args=(pipe, queue))
+            for pipe, queue in ((self.proc.stdout, self.lines), (self.proc.stderr, self.notices))
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def following(self) -> None:
+        """Wait until it is connected (its stderr says so)."""
+        try:
+            line = self.notices.get(timeout=WAIT)
+        except Empty:
+            raise AssertionError("fleetd events never connected") from None
+        assert line.startswith("fleetd: events: following ws://"), line
+
+    def next(self) -> str:
+        try:
+            return self.lines.get(timeout=WAIT).rstrip("\n")
+        except Empty:
+            raise AssertionError("no line from fleetd events") from None
+
+    def events_of(self, job_id: str, last: str = "job.completed") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while not out or out[-1]["type"] != last:
+            frame = json.loads(self.next())
+            if frame.get("job_id") == job_id:
+                out.append(frame)
+        return out
+
+    def interrupt(self) -> int:
+        """Ctrl-C; the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=WAIT)
+        finally:
+            self.proc.kill()
+            for reader in self.readers:
+                reader.join(WAIT)
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                assert pipe is not None
+                pipe.close()
+
+
+def _pump(pipe: IO[str], queue: Queue[str]) -> None:
+    for line in pipe:
+        queue.put(line)
+
+
+def enqueue(env: dict[str, str]) -> str:
+    done = run_cli(env, "enqueue", "noop", "--json")
+    assert done.returncode == 0, done.stderr
+    job_id: str = json.loads(done.stdout)["job_id"]
+    return job_id
+
+
+def test_tails_the_feed_as_json_and_exits_0_on_ctrl_c(env: dict[str, str], fleet: Fleet) -> None:
+    fleet.start(env, "--roles", "api,worker")
+    tail = Tail(env, "--json", "--type", "noop")
+    try:
+        tail.following()
+        assert json.loads(tail.next())["type"] == "subscribed"
+        first = enqueue(env)
+        kinds = [e["type"] for e in tail.events_of(first)]
+        assert kinds == ["job.enqueued", "job.started", "job.completed"]
+    finally:
+        assert tail.interrupt() == 0
+
+
+def test_human_lines_and_filters(env: dict[str, str], fleet: Fleet) -> None:
+    fleet.start(env, "--roles", "api,worker")
+    tail = Tail(env, "--status", "completed", "--token", token())
+    try:
+        tail.following()
+        job_id = enqueue(env)
+        line = tail.next()
+        stamp, kind, shown_id, job_type, status = line.split()
+        assert (kind, shown_id, job_type, status) == ("job.completed", job_id, "noop", "completed")
+        assert stamp.endswith("Z")
+    finally:
+        assert tail.interrupt() == 0
+
+
+def test_refused_token_and_unreachable_api_exit_2(env: dict[str, str], fleet: Fleet) -> None:
+    fleet.start(env, "--roles", "api")
+    done = run_cli(env, "events", "--token", "not-a-token")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("fleetd: events: refused (401)") and done.stderr.count("\n") == 1
+    done = run_cli(env, "events", "--status", "done")
+    assert done.returncode == 2 and "(422)" in done.stderr
+    done = run_cli(env, "events", "--url", "http://127.0.0.1:1")
+    assert done.returncode == 2 and "cannot connect" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_resumes_across_a_daemon_restart(env: dict[str, str], fleet: Fleet) -> None:
+    quick = env | settings(http_shutdown_timeout="1s")
+    first = fleet.start(quick, "--roles", "api")
+    tail = Tail(env, "--json")
+    try:
+        tail.following()
+        before = enqueue(env)
+        assert tail.events_of(before, "job.enqueued")[0]["type"] == "job.enqueued"
+        first.send(signal.SIGTERM)
+        assert first.wait_exit(WAIT) == 0
+        # Enqueued while no daemon serves the feed: replayed after the reconnect.
+        missed = enqueue(env)
+        fleet.start(quick, "--roles", "api")
+        tail.following()
+        assert tail.events_of(missed, "job.enqueued")[0]["job_id"] == missed
+    finally:
+        assert tail.interrupt() == 0

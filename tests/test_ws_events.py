@@ -1,0 +1,409 @@
+"""The events WebSocket (fleetd.api.ws, fleetd.api.ws_session, fleetd.events) against a
+real redis-server and an in-process daemon, with trio-websocket as the client.
+
+Refused handshakes are checked with httpx sending the upgrade request (trio-websocket
+leaks its socket when a handshake is refused). Events are appended with XADD where a
+test needs exact shapes (filters, companies, trimming); the cross-daemon test uses real
+jobs. No test waits for something *not* to arrive: a filtered-out event is followed by
+one that matches, and the next frame must be that one.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import trio.lowlevel
+from api_client import PREFIX, Api, api_config, running_api, token
+from conftest import make_config
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+from fleetd.api import tickets
+from fleetd.api.auth import Principal
+from fleetd.cli_events import connect
+from fleetd.config import Config
+from fleetd.daemon import Daemon
+from fleetd.keys import Keys
+
+FEED = f"{PREFIX}/events"
+WAIT = 10.0
+
+
+def cfg_with(redis_url: str, namespace: str, tmp_path: Path, **events: Any) -> Config:
+    return api_config(make_config(redis_url, namespace, tmp_path / "state", events=events))
+
+
+@asynccontextmanager
+async def feed(
+    api: Api, query: str = "", *, tok: str | None = None, headers: dict[str, str] | None = None
+) -> AsyncIterator[WebSocketConnection]:
+    url = api.url.replace("http://", "ws://") + FEED + (f"?{query}" if query else "")
+    hdrs = [(b"Authorization", f"Bearer {tok or token()}".encode())] if tok != "" else []
+    hdrs += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    async with open_websocket_url(url, extra_headers=hdrs) as ws:
+        try:
+            yield ws
+        finally:
+            if ws.closed is not None:  # see fleetd.cli_events.connect
+                await ws._stream.aclose()
+
+
+async def recv(ws: WebSocketConnection) -> dict[str, Any]:
+    with trio.fail_after(WAIT):
+        body: dict[str, Any] = json.loads(await ws.get_message())
+        return body
+
+
+async def closed_with(ws: WebSocketConnection) -> tuple[int, str | None]:
+    """Read until the server closes; (code, reason)."""
+    with trio.fail_after(WAIT):
+        try:
+            while True:
+                await ws.get_message()
+        except ConnectionClosed as exc:
+            assert exc.reason is not None
+            return exc.reason.code, exc.reason.reason
+
+
+async def handshake(api: Api, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An upgrade request the server is expected to refuse."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    return await api.client.get(
+        path, headers={**upgrade, "Sec-WebSocket-Key": key, **(headers or {})}
+    )
+
+
+def xadd(api: Api, kind: str = "job.completed", **fields: Any) -> str:
+    """Append an event the way the scripts do; its id."""
+    row = {"type": kind, "job_id": "job_X", "job_type": "noop", "company_id": "",
+           "status": "completed", "ts": int(time.time() * 1000), "data": "{}"}  # fmt: skip
+    row.update({k: str(v) for k, v in fields.items()})
+    link = api.daemon.engine.link
+    return str(link.run_sync(lambda c: c.xadd(api.daemon.engine.keys.events, row)))
+
+
+def error_of(r: httpx.Response) -> dict[str, Any]:
+    err: dict[str, Any] = r.json()["error"]
+    return err
+
+
+# -- handshake ------------------------------------------------------------------------
+
+
+async def test_handshake_needs_an_admin_token(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        r = await handshake(api, FEED)
+        assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
+        r = await handshake(api, FEED, {"Authorization": "Bearer nope"})
+        assert r.status_code == 401
+        r = await handshake(api, FEED, {"Authorization": f"Bearer {token(secret='x' * 64)}"})
+        assert r.status_code == 401
+        r = await handshake(api, FEED, {"Authorization": f"Bearer {token(role='viewer')}"})
+        assert r.status_code == 403 and error_of(r)["code"] == "forbidden"
+        # A plain GET of the feed says how to use it.
+        r = await api.get(FEED)
+        assert r.status_code == 426 and r.headers["Upgrade"] == "websocket"
+        async with feed(api) as ws:
+            first = await recv(ws)
+        assert first["type"] == "subscribed" and "last_event_id" in first
+        assert first["filters"] == {"type": [], "status": [], "job_id": [], "company_id": None}
+
+
+async def test_ticket_works_once(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        assert (await api.client.post(f"{FEED}/ticket")).status_code == 401
+        r = await api.post(f"{FEED}/ticket")
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert set(body) == {"ticket", "expires_at"} and body["expires_at"].endswith("Z")
+        async with feed(api, f"ticket={body['ticket']}", tok="") as ws:
+            assert (await recv(ws))["type"] == "subscribed"
+        r = await handshake(api, f"{FEED}?ticket={body['ticket']}")
+        assert r.status_code == 401 and "already used" in error_of(r)["message"]
+        r = await handshake(api, f"{FEED}?ticket=../../etc")
+        assert r.status_code == 401
+
+
+async def test_expired_ticket_is_refused(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        link, keys = api.daemon.engine.link, api.daemon.engine.keys
+        who = Principal("tester", None)
+        short = link.run_sync(lambda c: tickets.issue(c, keys, who, time.time() + 60, 0.05))
+        stale = link.run_sync(lambda c: tickets.issue(c, keys, who, time.time() + 60, 60))
+        # The token behind `stale` has expired since the ticket was issued.
+        record = json.dumps({"sub": "tester", "company_id": None, "exp": time.time() - 1})
+        link.run_sync(lambda c: c.set(keys.ws_ticket(stale.value), record))
+        await trio.sleep(0.1)
+        r = await handshake(api, f"{FEED}?ticket={short.value}")
+        assert r.status_code == 401 and "expired" in error_of(r)["message"]
+        r = await handshake(api, f"{FEED}?ticket={stale.value}")
+        assert r.status_code == 401 and error_of(r)["message"] == "token expired"
+
+
+async def test_origin_check(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    cfg = cfg_with(redis_url, namespace, tmp_path)
+    cfg = dataclasses.replace(
+        cfg, http=dataclasses.replace(cfg.http, allowed_origins=("https://ops.example",))
+    )
+    async with running_api(cfg) as api:
+        bearer = {"Authorization": f"Bearer {token()}"}
+        r = await handshake(api, FEED, {**bearer, "Origin": "https://evil.example"})
+        assert r.status_code == 403 and "origin" in error_of(r)["message"]
+        own = api.url.rstrip("/")
+        for origin in (own, "https://ops.example"):
+            async with feed(api, headers={"Origin": origin}) as ws:
+                assert (await recv(ws))["type"] == "subscribed"
+
+
+async def test_socket_closes_when_the_token_expires(config: Config) -> None:
+    async with running_api(api_config(config)) as api, feed(api, tok=token(ttl=2)) as ws:
+        assert (await recv(ws))["type"] == "subscribed"
+        assert await closed_with(ws) == (1008, "token expired")
+
+
+async def test_bad_query_is_refused_naming_the_field(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        bearer = {"Authorization": f"Bearer {token()}"}
+        for query, field in (("status=done", "status"), ("last_event_id=abc", "last_event_id")):
+            r = await handshake(api, f"{FEED}?{query}", bearer)
+            assert r.status_code == 422, query
+            assert error_of(r)["details"]["fields"][0]["field"] == field
+
+
+# -- messages and filters -------------------------------------------------------------
+
+
+async def test_query_filters(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        async with feed(api, "type=email,noop&type=report&status=failed&status=completed") as ws:
+            first = await recv(ws)
+            assert first["filters"]["type"] == ["email", "noop", "report"]
+            xadd(api, job_type="other")
+            xadd(api, status="pending")
+            wanted = xadd(
+                api, "job.failed", job_type="email", status="failed", data='{"error":"x"}'
+            )
+            ev = await recv(ws)
+        assert ev["id"] == wanted and ev["data"] == {"error": "x"}
+        assert set(ev) == {"id", "type", "job_id", "job_type", "company_id", "status", "ts", "data"}
+        assert ev["type"] == "job.failed" and ev["company_id"] is None and isinstance(ev["ts"], int)
+        async with feed(api, "job_id=job_A") as ws:
+            await recv(ws)
+            xadd(api, job_id="job_B")
+            wanted = xadd(api, job_id="job_A")
+            assert (await recv(ws))["id"] == wanted
+
+
+async def test_subscribe_message_replaces_the_filters(config: Config) -> None:
+    async with running_api(api_config(config)) as api, feed(api, "status=failed") as ws:
+        await recv(ws)
+        await ws.send_message(json.dumps({"action": "subscribe", "status": ["pending"]}))
+        reply = await recv(ws)
+        filters = {"type": [], "status": ["pending"], "job_id": [], "company_id": None}
+        assert reply == {"type": "subscribed", "filters": filters}
+        xadd(api, status="failed")
+        wanted = xadd(api, status="pending")
+        assert (await recv(ws))["id"] == wanted
+        await ws.send_message(json.dumps({"action": "subscribe", "status": ["nope"]}))
+        err = await recv(ws)
+        assert err["type"] == "error" and err["error"]["code"] == "validation_failed"
+        assert err["error"]["details"]["fields"][0]["field"] == "status"
+        await ws.send_message("not json")
+        err = await recv(ws)
+        assert err["type"] == "error" and err["error"]["code"] == "bad_request"
+
+
+async def test_company_is_forced_by_the_token(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        acme = token("acme")
+        r = await handshake(api, f"{FEED}?company_id=globex", {"Authorization": f"Bearer {acme}"})
+        assert r.status_code == 403
+        async with (
+            feed(api, tok=acme) as bound,
+            feed(api, "company_id=globex") as chosen,
+            feed(api) as platform,
+        ):
+            assert (await recv(bound))["filters"]["company_id"] == "acme"
+            assert (await recv(chosen))["filters"]["company_id"] == "globex"
+            await recv(platform)
+            alert = xadd(
+                api, "alert.raised", job_id="", job_type="", status="", data='{"alert":"backlog"}'
+            )
+            other = xadd(api, company_id="globex")
+            sched = xadd(api, "schedule.fired", company_id="acme", status="active")
+            assert (await recv(bound))["id"] == sched
+            assert (await recv(chosen))["id"] == other
+            got = [(await recv(platform))["id"] for _ in range(3)]
+            assert got == [alert, other, sched]
+            await bound.send_message(json.dumps({"action": "subscribe", "company_id": "globex"}))
+            assert (await recv(bound))["error"]["code"] == "forbidden"
+
+
+# -- resume ---------------------------------------------------------------------------
+
+
+async def test_resume_has_no_gap_and_no_duplicate(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        async with feed(api) as ws:
+            await recv(ws)
+            seen = [xadd(api, n=i) for i in range(3)]
+            assert [(await recv(ws))["id"] for _ in range(3)] == seen
+        # Events keep coming while the client is away and while it resumes.
+        backlog = [xadd(api, n=i) for i in range(1200)]  # more than one replay chunk
+        async with trio.open_nursery() as nursery, feed(api, f"last_event_id={seen[-1]}") as ws:
+            live: list[str] = []
+
+            async def produce() -> None:
+                for i in range(200):
+                    live.append(xadd(api, n=i))
+                    await trio.lowlevel.checkpoint()
+
+            assert (await recv(ws))["type"] == "subscribed"
+            nursery.start_soon(produce)
+            got = [(await recv(ws))["id"] for _ in range(1400)]
+        assert got == backlog + live
+
+
+async def test_gap_after_trimming(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        ids = [xadd(api, n=i) for i in range(10)]
+        link, keys = api.daemon.engine.link, api.daemon.engine.keys
+        link.run_sync(lambda c: c.xtrim(keys.events, maxlen=3, approximate=False))
+        async with feed(api, f"last_event_id={ids[0]}") as ws:
+            await recv(ws)
+            gap = await recv(ws)
+            assert gap == {
+                "type": "gap",
+                "data": {"last_event_id": ids[0], "first_available": ids[7]},
+            }
+            assert [(await recv(ws))["id"] for _ in range(3)] == ids[7:]
+
+
+# -- slow consumers, limits, keepalive ------------------------------------------------
+
+
+async def test_slow_consumer_is_closed_and_others_are_not(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    async with running_api(cfg_with(redis_url, namespace, tmp_path, buffer=10)) as api:
+        async with feed(api) as slow, feed(api) as fast:
+            await recv(slow)
+            await recv(fast)
+            big = json.dumps({"pad": "x" * 20_000})
+            # ~40 MB: more than the loopback socket buffers hold, so the slow client's
+            # session stops draining and its channel of 10 overflows.
+            # One at a time: a burst larger than the buffer of 10 would overflow `fast`
+            # too (the hub fans out a whole XREAD at once).
+            ids = []
+            for _ in range(2000):
+                ids.append(xadd(api, data=big))
+                assert (await recv(fast))["id"] == ids[-1]
+            received: list[str] = []
+            with trio.fail_after(WAIT):
+                try:
+                    while True:
+                        received.append(json.loads(await slow.get_message())["id"])
+                except ConnectionClosed as exc:
+                    assert exc.reason is not None
+                    code, reason = exc.reason.code, exc.reason.reason
+        assert code == 1013
+        assert 0 < len(received) < len(ids) and received == ids[: len(received)]
+        assert reason == f"subscriber fell behind; resume with last_event_id={received[-1]}"
+
+
+async def test_too_many_subscribers(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    cfg = cfg_with(redis_url, namespace, tmp_path, max_subscribers=1)
+    async with running_api(cfg) as api, feed(api) as first, feed(api) as second:
+        assert (await recv(first))["type"] == "subscribed"
+        code, reason = await closed_with(second)
+        assert code == 1013 and reason is not None and "too many" in reason
+
+
+async def test_silent_peer_is_cut_off(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    cfg = cfg_with(redis_url, namespace, tmp_path, ping_interval=0.5)
+    async with running_api(cfg) as api, feed(api) as alive, feed(api):
+        await recv(alive)
+        # trio-websocket queues one message and stops reading the socket (and so
+        # answering pings) until it is taken: the second client never takes the next.
+        xadd(api)
+        assert (await recv(alive))["type"] == "job.completed"
+        await gauge_is(api, 1)
+        # The one that answered pings all along still gets events.
+        wanted = xadd(api)
+        assert (await recv(alive))["id"] == wanted
+        # The server closes first: a ping crossing a client's own close frame makes
+        # trio-websocket fail (see fleetd.api.ws_stream).
+        api.daemon.request_stop()
+        assert (await closed_with(alive))[0] == 1001
+
+
+# -- fan-out across daemons, stop, metrics --------------------------------------------
+
+
+async def test_events_of_jobs_run_by_another_daemon(config: Config) -> None:
+    cfg = api_config(config)
+    worker = Daemon(
+        dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, roles=("worker",)))
+    )
+    async with running_api(cfg) as api, trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        async with feed(api, "type=noop") as ws:
+            await recv(ws)
+            job = await api.enqueue({"type": "noop", "data": {}})
+            kinds: list[str] = []
+            while not kinds or kinds[-1] != "job.completed":
+                ev = await recv(ws)
+                assert ev["job_id"] == job["job_id"]
+                kinds.append(ev["type"])
+                if ev["type"] == "job.started":
+                    assert ev["data"]["worker"] == worker.daemon_id
+        assert kinds == ["job.enqueued", "job.started", "job.completed"]
+        worker.request_stop()
+
+
+async def test_graceful_stop_closes_with_1001(config: Config) -> None:
+    cfg = api_config(config)
+    daemon = Daemon(
+        dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, roles=("api",)))
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        assert daemon.http is not None
+        url = daemon.http.urls[0].replace("http://", "ws://") + FEED
+        async with connect(url, token()) as ws:
+            await recv(ws)
+            daemon.request_stop()
+            assert await closed_with(ws) == (1001, "server shutting down")
+
+
+async def gauge_is(api: Api, n: int) -> None:
+    with trio.fail_after(WAIT):
+        while True:
+            text = (await api.get("/metrics")).text
+            if f"fleetd_websocket_subscribers {float(n)}" in text:
+                return
+            await trio.sleep(0.02)
+
+
+async def test_subscribers_gauge(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        await gauge_is(api, 0)
+        async with feed(api) as a, feed(api) as b:
+            await recv(a)
+            await recv(b)
+            await gauge_is(api, 2)
+        await gauge_is(api, 0)
+
+
+def test_ticket_key_is_namespaced() -> None:
+    assert Keys("n").ws_ticket("abc") == "fleetd:{n}:ws:ticket:abc"
