@@ -26,6 +26,8 @@ import trio.lowlevel
 from api_client import PREFIX, SECRET, Api, api_config, auth, running_api, token
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from quart import websocket
+from quart.testing import WebsocketResponseError
 
 from fleetd.api.app import create_app
 from fleetd.api.context import auth_decision
@@ -40,7 +42,13 @@ EXPECTED_DECISIONS = {
     "/readyz": "public",
     "/api/v1/openapi.json": "public",
     "/metrics": "metrics",
+    # The dashboard's static files (fleetd.api.web): the data comes from the API.
+    "/admin": "public",
+    "/admin/": "public",
+    "/admin/<asset>": "public",
 }
+# WebSocket routes, by path: the events feed takes a bearer token or a single-use ticket.
+EXPECTED_WS_DECISIONS = {"/api/v1/admin/jobs/events": "ticket"}
 
 
 def b64(data: bytes) -> str:
@@ -232,6 +240,15 @@ async def test_every_route_has_an_auth_decision(config: Config) -> None:
         assert len(rules) >= 20
         for rule in rules:
             decision = auth_decision(app.view_functions[rule.endpoint])
+            if rule.websocket:
+                assert decision == EXPECTED_WS_DECISIONS.get(rule.rule, "admin"), rule.rule
+                # An anonymous handshake is refused before anything is accepted.
+                key = base64.b64encode(os.urandom(16)).decode()
+                upgrade = {"Connection": "Upgrade", "Upgrade": "websocket",
+                           "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key}  # fmt: skip
+                r = await api.client.get(rule.rule, headers=upgrade)
+                assert r.status_code == 401, rule.rule
+                continue
             assert decision in ("public", "admin", "metrics"), rule.rule
             expected = EXPECTED_DECISIONS.get(rule.rule, "admin")
             assert decision == expected, rule.rule
@@ -254,10 +271,20 @@ async def test_a_route_without_a_decision_is_refused(config: Config) -> None:
         async def undecided() -> str:
             return "leaked"
 
+        @app.websocket("/undecided-ws")
+        async def undecided_ws() -> None:
+            await websocket.send("leaked")
+
         client = app.test_client()
         r = await client.get("/undecided", headers=auth())
         assert r.status_code == 403
         assert (await r.get_json())["error"]["code"] == "forbidden"
+        refused = pytest.RaisesExc(
+            WebsocketResponseError, check=lambda e: e.response.status_code == 403
+        )
+        with pytest.RaisesGroup(refused, flatten_subgroups=True, allow_unwrapped=True):
+            async with client.websocket("/undecided-ws", headers=auth()) as ws:
+                await ws.receive()
     finally:
         engine.close()
 

@@ -5,10 +5,13 @@ Owns building the app for one ApiState:
   redirects for a trailing slash, case-sensitive paths — such paths answer 404;
 - the auth hook: each view's decision (`@public`, `@admin`, `@metrics_access`) is
   enforced before the view runs; a view without a decision is refused (default deny);
+  WebSocket handshakes likewise (`@admin_or_ticket` too), after the Origin check of
+  fleetd.api.ws, and refused with the JSON error before anything is accepted;
 - the audit hook: after every call of an `@audited` view, an entry with its outcome;
 - request metrics (route template, not raw path, as label: bounded cardinality);
 - JSON errors for everything (fleetd.api.errors), the body-size limit, and no static
-  files, no automatic OPTIONS answers, no Server header.
+  folder (the dashboard's files come from fleetd.api.web, an allow-list), no automatic
+  OPTIONS answers, no Server header.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import logging
 import time
 from typing import Any
 
-from quart import Response, g, request
+from quart import Response, g, request, websocket
+from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 
-from fleetd.api import jobs, probes, scheduled, workers
+from fleetd.api import jobs, probes, scheduled, web, workers, ws
 from fleetd.api.audit import AuditEntry
 from fleetd.api.auth import Principal
 from fleetd.api.context import (
     AUTH_ADMIN,
     AUTH_METRICS,
     AUTH_PUBLIC,
+    AUTH_TICKET,
     ApiState,
     audit_action,
     auth_decision,
@@ -54,7 +59,7 @@ def create_app(st: ApiState) -> QuartTrio:
     app.url_map.strict_slashes = True
     app.url_map.redirect_defaults = False
     app.extensions["fleetd"] = st
-    for module in (jobs, scheduled, workers, probes):
+    for module in (jobs, scheduled, workers, probes, web, ws):
         app.register_blueprint(module.bp)
     install_error_handlers(app)
 
@@ -76,6 +81,28 @@ def create_app(st: ApiState) -> QuartTrio:
         # A route nobody decided for is refused, whoever calls (default deny).
         log.error("route %s has no auth decision: refused", request.endpoint)
         return error_response(ApiError(403, "forbidden", "this route is not open"))
+
+    @app.before_websocket
+    async def authenticate_websocket() -> Response | None:
+        g.principal = None
+        if websocket.routing_exception is not None:
+            return None
+        view = app.view_functions.get(websocket.endpoint or "")
+        decision = None if view is None else auth_decision(view)
+        if decision == AUTH_PUBLIC:
+            return None
+        if decision in (AUTH_ADMIN, AUTH_TICKET):
+            ws.check_origin(st.config.http.allowed_origins)
+            g.principal, g.token_exp = await ws.authenticate(st, decision == AUTH_TICKET)
+            return None
+        log.error("websocket route %s has no auth decision: refused", websocket.endpoint)
+        return error_response(ApiError(403, "forbidden", "this route is not open"))
+
+    @app.after_websocket
+    async def end_refused(response: ResponseTypes | None) -> ResponseTypes | None:
+        if response is not None:  # a refused handshake: this connection carries no more
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def account(response: Response) -> Response:

@@ -1,0 +1,59 @@
+// Daemons and their health: the spec's worker health (healthy / degraded / unhealthy and
+// why), the WorkerMetrics summed over the live daemons, and one row per daemon from its
+// heartbeat (roles, concurrency, jobs running, readiness, active alerts). Any admin may
+// read them: they name no company's data.
+
+import { api } from "./api.js";
+import { $, fill, fmtNumber, fmtRelative, h, pill } from "./dom.js";
+import { describe } from "./jobs.js";
+
+export class DaemonsView {
+  async load() {
+    $("#daemons-error").textContent = "";
+    try {
+      const [health, metrics] = await Promise.all([api("GET", "worker/health"), api("GET", "worker/metrics")]);
+      this.render(health, metrics);
+    } catch (exc) {
+      $("#daemons-error").textContent = `Daemons: ${describe(exc)}`;
+    }
+  }
+
+  render(health, { metrics, daemons }) {
+    fill($("#daemons-health"),
+      h("div", { class: "health-head" }, pill(health.status),
+        health.reasons.length ? h("span", {}, health.reasons.join("; ")) : h("span", { class: "muted" }, "no problems")),
+      h("div", { class: "stat-row" },
+        stat("Worker daemons", fmtNumber(health.workers)),
+        stat("Concurrency", fmtNumber(health.concurrency)),
+        stat("Backlog", fmtNumber(health.backlog)),
+        stat("Success rate", `${health.success_rate}%`),
+        stat("Failure rate", `${health.failure_rate}%`),
+        stat("Processed", fmtNumber(metrics.jobs_processed)),
+        stat("Succeeded", fmtNumber(metrics.jobs_succeeded)),
+        stat("Failed", fmtNumber(metrics.jobs_failed)),
+        stat("Retried", fmtNumber(metrics.jobs_retried)),
+        stat("Average job", metrics.average_job_time),
+        stat("Last job", metrics.last_job_time ? fmtRelative(metrics.last_job_time) : "—"),
+        stat("Uptime", metrics.uptime)));
+    fill($("#daemons-body"), daemons.map((d) => {
+      const m = d.metrics ?? {};
+      const alerts = Array.isArray(d.alerts) ? d.alerts : [];
+      return h("tr", { "data-daemon-id": d.daemon_id },
+        h("td", {}, h("div", { class: "mono" }, d.daemon_id), h("div", { class: "muted small" }, `${d.host} · pid ${d.pid}`)),
+        h("td", {}, (d.roles ?? []).map((r) => h("span", { class: "tag" }, r))),
+        h("td", {}, pill(d.ready ? "ready" : "starting")),
+        h("td", { class: "num" }, `${fmtNumber(d.running)} / ${fmtNumber(d.concurrency)}`),
+        h("td", { class: "num" }, fmtNumber(m.jobs_processed)),
+        h("td", { class: "num" }, fmtNumber(m.jobs_failed)),
+        h("td", {}, m.average_job_time ?? "—"),
+        h("td", {}, m.uptime ?? "—"),
+        h("td", { title: d.heartbeat_at }, fmtRelative(d.heartbeat_at)),
+        h("td", {}, alerts.length ? alerts.map((a) => h("span", { class: "tag bad" }, typeof a === "string" ? a : JSON.stringify(a))) : h("span", { class: "muted" }, "—")));
+    }));
+    $("#daemons-empty").hidden = daemons.length > 0;
+  }
+}
+
+function stat(label, value) {
+  return h("div", { class: "stat" }, h("span", { class: "label" }, label), h("span", { class: "value" }, value ?? "—"));
+}

@@ -1,0 +1,150 @@
+// Scheduled jobs: the list with the scheduler's statistics, and create, edit, pause /
+// resume (is_active) and delete. A company-bound token sees and changes its company's
+// schedules only (the API scopes them). The form shows the API's field errors as given.
+
+import { api } from "./api.js";
+import { $, confirmButton, debounce, fill, fmtNumber, fmtRelative, fmtTime, h, pill, toast } from "./dom.js";
+import { describe } from "./jobs.js";
+
+export class SchedulesView {
+  constructor() {
+    this.dialog = $("#schedule-dialog");
+    this.form = $("#schedule-form");
+    this.editing = null;
+    this.typesLoaded = false;
+    this.reloadSoon = debounce(() => this.load(), 500);
+    $("#schedule-new").addEventListener("click", () => this.edit(null));
+    $("#schedule-cancel").addEventListener("click", () => this.dialog.close());
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.save();
+    });
+  }
+
+  onEvents(batch) {
+    if (batch.some((e) => String(e.type).startsWith("schedule."))) this.reloadSoon();
+  }
+
+  async load() {
+    $("#schedules-error").textContent = "";
+    try {
+      const [list, stats] = await Promise.all([api("GET", "scheduled"), api("GET", "scheduled/stats")]);
+      this.render(list.scheduled_jobs, stats.scheduler_stats);
+    } catch (exc) {
+      $("#schedules-error").textContent = `Scheduled jobs: ${describe(exc)}`;
+    }
+  }
+
+  render(schedules, stats) {
+    fill($("#schedule-stats"),
+      stat("Schedules", fmtNumber(stats.total_scheduled_jobs)),
+      stat("Active", fmtNumber(stats.active_jobs)),
+      stat("Paused", fmtNumber(stats.inactive_jobs)),
+      stat("Missed runs", fmtNumber(stats.missed_executions)),
+      stat("Next run", stats.next_run ? `${fmtTime(stats.next_run)} (${fmtRelative(stats.next_run)})` : "—"));
+    fill($("#schedules-body"), schedules.map((s) => this._row(s)));
+    $("#schedules-empty").hidden = schedules.length > 0;
+  }
+
+  _row(s) {
+    return h("tr", { "data-schedule-id": s.id },
+      h("td", {}, h("div", {}, s.name), h("div", { class: "mono muted small" }, s.id)),
+      h("td", {}, s.job_type),
+      h("td", {}, h("span", { class: "mono" }, s.schedule), h("div", { class: "muted small" }, s.timezone)),
+      h("td", { title: s.next_run ?? "" }, s.next_run ? [fmtTime(s.next_run), h("div", { class: "muted small" }, fmtRelative(s.next_run))] : "—"),
+      h("td", { title: s.last_run ?? "" }, fmtTime(s.last_run),
+        s.last_error ? h("div", { class: "error-text small", title: s.last_error }, s.last_error) : null),
+      h("td", { class: "num" }, `${s.runs}${s.missed ? ` / ${s.missed} missed` : ""}`),
+      h("td", { class: "platform-only muted" }, s.company_id ?? "—"),
+      h("td", {}, pill(s.is_active ? "active" : "paused")),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "small", "data-action": s.is_active ? "pause" : "resume", onclick: () => this.toggle(s) },
+          s.is_active ? "Pause" : "Resume"),
+        h("button", { type: "button", class: "small", "data-action": "edit", onclick: () => this.edit(s) }, "Edit"),
+        confirmButton("Delete", "Confirm delete", () => this.remove(s), { class: "small danger", "data-action": "delete" })));
+  }
+
+  async toggle(s) {
+    try {
+      await api("PUT", `scheduled/${encodeURIComponent(s.id)}`, { body: { is_active: !s.is_active } });
+      toast(`${s.name}: ${s.is_active ? "paused" : "resumed"}`);
+      this.load();
+    } catch (exc) {
+      toast(`${s.name}: ${describe(exc)}`, "error");
+    }
+  }
+
+  async remove(s) {
+    try {
+      await api("DELETE", `scheduled/${encodeURIComponent(s.id)}`);
+      toast(`Deleted schedule ${s.name}`);
+      this.load();
+    } catch (exc) {
+      toast(`Delete ${s.name}: ${describe(exc)}`, "error");
+    }
+  }
+
+  async _loadTypes() {
+    if (this.typesLoaded) return;
+    try {
+      const { job_types: types } = await api("GET", "types");
+      fill($("#job-type-options"), types.map((t) => h("option", { value: t.type }, t.description || t.type)));
+      this.typesLoaded = true;
+    } catch {
+      // the field stays free text; the API validates the type on save
+    }
+  }
+
+  edit(s) {
+    this.editing = s;
+    this._loadTypes();
+    const f = this.form.elements;
+    $("#schedule-dialog-title").textContent = s ? `Edit ${s.name}` : "New scheduled job";
+    f.name.value = s?.name ?? "";
+    f.job_type.value = s?.job_type ?? "";
+    f.schedule.value = s?.schedule ?? "";
+    f.timezone.value = s?.timezone ?? "UTC";
+    f.priority.value = s?.priority ?? 5;
+    f.misfire_policy.value = s?.misfire_policy ?? "run_once";
+    f.is_active.checked = s?.is_active ?? true;
+    f.data.value = JSON.stringify(s?.data ?? {}, null, 2);
+    $("#schedule-error").textContent = "";
+    this.dialog.showModal();
+    f.name.focus();
+  }
+
+  async save() {
+    const f = this.form.elements;
+    let data;
+    try {
+      data = JSON.parse(f.data.value || "{}");
+    } catch (exc) {
+      $("#schedule-error").textContent = `data: not valid JSON (${exc.message})`;
+      return;
+    }
+    const body = {
+      name: f.name.value.trim(),
+      job_type: f.job_type.value.trim(),
+      schedule: f.schedule.value.trim(),
+      timezone: f.timezone.value.trim() || "UTC",
+      priority: Number(f.priority.value),
+      misfire_policy: f.misfire_policy.value,
+      is_active: f.is_active.checked,
+      data,
+    };
+    const s = this.editing;
+    try {
+      if (s) await api("PUT", `scheduled/${encodeURIComponent(s.id)}`, { body });
+      else await api("POST", "scheduled", { body });
+      this.dialog.close();
+      toast(s ? `Saved ${body.name}` : `Created ${body.name}`);
+      this.load();
+    } catch (exc) {
+      $("#schedule-error").textContent = describe(exc);
+    }
+  }
+}
+
+function stat(label, value) {
+  return h("div", { class: "stat" }, h("span", { class: "label" }, label), h("span", { class: "value" }, value));
+}

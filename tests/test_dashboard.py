@@ -1,0 +1,202 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by Playwright's
+sync API (its async API needs asyncio; the daemon is a `fleetd run` subprocess, so no
+trio loop is involved in this test).
+
+One daemon (roles api, worker) against the test Redis. The page logs in with a minted
+token, watches a job enqueued over HTTP appear and finish live (feed and counters),
+cancels a running job with a click (checked through the API), and shows a company
+admin only that company's jobs. Screenshots go to the test's tmp_path; their paths are
+printed (`pytest -s` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_client import PREFIX, SECRET, token
+from conftest import fleetd_env, make_config
+from daemons import Fleet, wait_for
+from redis_server import RedisServer
+
+from fleetd.api.server import HTTP_FILE
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium as Playwright's browser: no sandbox (containers lack user
+# namespaces), nothing fetched in the background, no QUIC.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Generous bounds for things that take well under a second here: a starved CI box must
+# not fail the test, and nothing here measures speed.
+WAIT_MS = 15_000
+# The job watched live runs this long, so it is seen processing, then completed.
+SLOW_JOB_MS = 1500
+# The job cancelled from the page would run this long (an hour: it never finishes).
+ENDLESS_MS = 3_600_000
+FAR_FUTURE = "2999-01-01T00:00:00Z"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture
+def daemon_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
+    namespace = f"t{uuid.uuid4().hex}"
+    cfg = make_config(redis_server.url, namespace, tmp_path / "state")
+    env = fleetd_env(cfg) | {"FLEETD_AUTH_SECRET": SECRET}
+    fleet = Fleet(tmp_path / "fleet")
+    try:
+        fleet.start(env, "--roles", "api,worker")
+        http_file = Path(cfg.state_dir) / HTTP_FILE
+
+        def recorded() -> list[str]:
+            if not http_file.exists():
+                return []
+            urls: list[str] = json.loads(http_file.read_text())["urls"]
+            return urls
+
+        yield wait_for(recorded, 10, "http.json", fleet.tails)[0]
+    finally:
+        fleet.close()
+        redis_server.delete_matching(f"fleetd:{{{namespace}}}:*")
+
+
+def enqueue(http: httpx.Client, body: dict[str, Any]) -> str:
+    r = http.post(f"{PREFIX}/enqueue", json=body)
+    assert r.status_code == 201, r.text
+    job_id: str = r.json()["job_id"]
+    return job_id
+
+
+def status_of(http: httpx.Client, job_id: str) -> str:
+    r = http.get(f"{PREFIX}/{job_id}")
+    assert r.status_code == 200, r.text
+    status: str = r.json()["status"]
+    return status
+
+
+def test_dashboard_live_cancel_and_company_scope(daemon_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=WAIT_MS)
+    admin = token(subject="ops@fleet", ttl=600)
+    headers = {"Authorization": f"Bearer {admin}"}
+    errors: list[str] = []
+    with (
+        httpx.Client(base_url=daemon_url, headers=headers, timeout=10) as http,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            # Log in with a platform admin's token.
+            page.goto(f"{daemon_url}/admin/")
+            expect(page.locator("#login-form")).to_be_visible()
+            page.fill("#token", admin)
+            page.click("#login-submit")
+            expect(page.locator("#who")).to_contain_text("ops@fleet")
+            expect(page.locator("#who")).to_contain_text("platform admin")
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            completed = page.locator("#counters .value[data-status='completed']")
+            expect(completed).to_have_text("0")
+
+            # A job enqueued over HTTP appears in the feed, runs, and completes, live.
+            watched = enqueue(http, {"type": "noop", "data": {"sleep_ms": SLOW_JOB_MS}})
+            feed = page.locator("#feed")
+            for kind in ("job.enqueued", "job.started", "job.completed"):
+                row = feed.locator(f"li[data-job-id='{watched}'][data-type='{kind}']")
+                expect(row).to_have_count(1)
+            expect(completed).to_have_text("1")
+            assert status_of(http, watched) == "completed"
+
+            # A running job, cancelled from the Jobs page (two clicks: cancel, confirm).
+            endless = enqueue(http, {"type": "noop", "data": {"sleep_ms": ENDLESS_MS}})
+            expect(
+                feed.locator(f"li[data-job-id='{endless}'][data-type='job.started']")
+            ).to_have_count(1)
+            expect(page.locator("#counters .value[data-status='processing']")).to_have_text("1")
+            page.click("nav.views a[data-view='jobs']")
+            page.click("#job-tabs .tab[data-status='processing']")
+            row = page.locator(f"#jobs-body tr[data-job-id='{endless}']")
+            cancel = row.locator("button[data-action='cancel']")
+            cancel.click()
+            expect(cancel).to_have_text("Confirm cancel")
+            cancel.click()
+            wait_for(lambda: status_of(http, endless) == "cancelled", WAIT_MS / 1000, "cancel")
+            expect(row).to_have_count(0)  # the listing follows the live feed
+            page.click("nav.views a[data-view='overview']")
+            expect(page.locator("#counters .value[data-status='cancelled']")).to_have_text("1")
+            cancelled = feed.locator(f"li[data-job-id='{endless}'][data-type='job.cancelled']")
+            expect(cancelled).to_have_count(1)
+
+            # A little traffic for the chart (some failing), then the screenshot.
+            for i in range(12):
+                fails = i % 4 == 0
+                enqueue(
+                    http,
+                    {
+                        "type": "noop",
+                        "data": {"sleep_ms": 50 * i, "fail_attempts": 1 if fails else 0},
+                        "max_retries": 0,
+                    },
+                )
+            expect(completed).to_have_text("10")
+            expect(page.locator("#counters .value[data-status='failed']")).to_have_text("3")
+            expect(page.locator("#chart svg rect.bar.bad")).not_to_have_count(0)
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot))
+            print(f"dashboard screenshot: {shot}")
+
+            # A company admin sees only that company's jobs.
+            ours = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
+            theirs = enqueue(http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE})
+            page.click("#logout")
+            expect(page.locator("#login-error")).to_have_text("Logged out.")
+            assert page.evaluate("sessionStorage.length") == 0
+            page.fill("#token", token("acme", subject="dispatch@acme", ttl=600))
+            page.click("#login-submit")
+            expect(page.locator("#who")).to_contain_text("company acme")
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            # The feed carries this company's events only (the stream keeps order: the
+            # other company's job, enqueued first, would show before ours).
+            theirs_live = enqueue(
+                http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE}
+            )
+            ours_live = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
+            expect(feed.locator(f"li[data-job-id='{ours_live}']")).to_have_count(1)
+            assert feed.locator(f"li[data-job-id='{theirs_live}']").count() == 0
+            assert feed.locator("li", has_text="globex").count() == 0
+            page.click("nav.views a[data-view='jobs']")
+            page.click("#job-tabs .tab[data-status='pending']")
+            expect(page.locator(f"#jobs-body tr[data-job-id='{ours}']")).to_have_count(1)
+            expect(page.locator("#jobs-body tr")).to_have_count(2)
+            for other in (theirs, theirs_live):
+                assert page.locator(f"tr[data-job-id='{other}']").count() == 0
+            # Queue-wide stats are for platform admins: the counters are the company's.
+            page.click("nav.views a[data-view='overview']")
+            expect(page.locator("#counters-note")).to_be_visible()
+            expect(page.locator("#counters .value[data-status='pending']")).to_have_text("2")
+            expect(completed).to_have_text("0")
+            company_shot = tmp_path / "dashboard-company.png"
+            page.screenshot(path=str(company_shot))
+            print(f"company admin screenshot: {company_shot}")
+        finally:
+            browser.close()
+    assert not errors, errors
