@@ -8,11 +8,15 @@ enqueueing `noop` jobs at a paced rate (each job makes three events: enqueued, s
 completed; the worker runs in the same daemon); then printing
 
 - delivery latency p50/p99/max: the event's `ts` (Redis time in the script that appended
-  it) to the moment a client parsed the frame, over every frame of a sample of
-  subscribers (`--sample` per client process);
-- events delivered per subscriber vs appended, and sessions closed early (1013: fell
-  behind; the client does not resume here, so a closed session stops counting);
+  it) to the moment a client parsed the frame holding it, over every event of a sample
+  of subscribers (`--sample` per client process);
+- events delivered per subscriber vs appended, events/s delivered in all, frames per
+  subscriber, and sessions closed early (1013: fell behind; the client does not resume
+  here, so a closed session stops counting);
 - the daemon's CPU % over the producing window (/proc: user + system; one core = 100 %).
+
+Subscribers ask for batch frames (`?batch=1`: a JSON array of the events that queued
+while the previous frame was sent) unless `--single` (one event per frame).
 
 Run: `.venv/bin/python bench/ws_fanout.py [--subscribers 1000 --rate 1000 --seconds 10]`.
 """
@@ -58,11 +62,14 @@ DRAIN = 3.0
 def client_process(
     url: str, token: str, count: int, sample: int, ready: Connection, stop_at: Connection
 ) -> None:
-    """`count` subscribers; report (latencies of `sample` of them, frames per subscriber,
-    early closes) through `ready` once `stop_at` says when to stop."""
+    """`count` subscribers; report (latencies of `sample` of them, events and frames per
+    subscriber, early closes) through `ready` once `stop_at` says when to stop. (Events
+    of unsampled subscribers are counted without parsing — `{"id":` opens each event —
+    as the clients' CPU competes with the daemon's.)"""
 
     async def main() -> None:
         latencies: list[float] = []
+        events = [0] * count
         frames = [0] * count
         closed = 0
         limiter = trio.Semaphore(CONNECT_PARALLEL)
@@ -80,11 +87,16 @@ def client_process(
                     if up == count:
                         connected.set()
                     while True:
-                        raw = await ws.get_message()
+                        raw = str(await ws.get_message())
                         now = time.time() * 1000
                         frames[i] += 1
-                        if i < sample:
-                            latencies.append(now - json.loads(raw)["ts"])
+                        if i >= sample:
+                            events[i] += raw.count('{"id":') if raw[0] == "[" else 1
+                            continue
+                        body = json.loads(raw)
+                        batch = body if isinstance(body, list) else [body]
+                        events[i] += len(batch)
+                        latencies.extend(now - ev["ts"] for ev in batch)
             except ConnectionClosed:
                 closed += 1
 
@@ -96,7 +108,7 @@ def client_process(
             stop_wall = await trio.to_thread.run_sync(stop_at.recv)
             await trio.sleep(max(0.0, stop_wall - time.time()))
             nursery.cancel_scope.cancel()
-        ready.send((latencies, frames, closed))
+        ready.send((latencies, events, frames, closed))
 
     trio.run(main)
 
@@ -116,6 +128,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=4, help="client processes")
     p.add_argument("--sample", type=int, default=25, help="subscribers timed per process")
     p.add_argument("--buffer", type=int, default=1000, help="[events] buffer")
+    p.add_argument("--single", action="store_true", help="one event per frame (no ?batch=1)")
     return p.parse_args(argv)
 
 
@@ -155,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis=dataclasses.replace(cfg.redis, url=redis.url, namespace=namespace),
             )
             token = mint_token(cfg, ttl=3600)[0]
-            url = base.replace("http://", "ws://") + FEED
+            url = base.replace("http://", "ws://") + FEED + ("" if a.single else "?batch=1")
             ctx = multiprocessing.get_context("spawn")
             per = [
                 a.subscribers // a.clients + (i < a.subscribers % a.clients)
@@ -173,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 procs.append(proc)
             for ready_r, _ in pipes:
                 assert ready_r.recv() == "up"
-            print(f"# {a.subscribers} subscribers up in {a.clients} client processes; "
-                  f"producing {a.rate:g} events/s for {a.seconds:g}s (noop jobs)")  # fmt: skip
+            mode = "single" if a.single else "batch"
+            print(f"# {a.subscribers} subscribers ({mode} frames) up in {a.clients} client "
+                  f"processes; producing {a.rate:g} events/s for {a.seconds:g}s")  # fmt: skip
             engine = Engine.build(cfg, daemon=False)
             stop_wall = time.time() + a.seconds + DRAIN
             for _, stop_w in pipes:
@@ -191,11 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             produce_s = time.monotonic() - t0
             cpu = (cpu_seconds(daemon.pid) - cpu0) / produce_s * 100
             latencies: list[float] = []
+            events: list[int] = []
             frames: list[int] = []
             closed = 0
             for ready_r, _ in pipes:
-                lat, fr, cl = ready_r.recv()
+                lat, ev, fr, cl = ready_r.recv()
                 latencies += lat
+                events += ev
                 frames += fr
                 closed += cl
             for proc in procs:
@@ -206,13 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"events_appended: {appended}  (in {produce_s:.1f} s: {appended / produce_s:.0f}/s)"
             )
             print(
-                f"frames_per_subscriber: median {statistics.median(frames):.0f}, min {min(frames)}"
+                f"events_per_subscriber: median {statistics.median(events):.0f}, min {min(events)}"
+                f"  (delivered in all: {sum(events) / produce_s:.0f}/s)"
+            )
+            print(
+                f"frames_per_subscriber: median {statistics.median(frames):.0f}"
+                f"  ({statistics.median(events) / max(1.0, statistics.median(frames)):.1f}"
+                " events per frame)"
             )
             print(f"sessions_closed_early: {closed}  (1013: fell behind)")
             print(f"latency_p50: {pct(latencies, 0.5):.1f} ms")
             print(f"latency_p99: {pct(latencies, 0.99):.1f} ms")
             worst = max(latencies, default=float("nan"))
-            print(f"latency_max: {worst:.1f} ms  ({len(latencies)} frames timed)")
+            print(f"latency_max: {worst:.1f} ms  ({len(latencies)} events timed)")
             print(f"daemon_cpu: {cpu:.0f} %  (user+system while producing; 100 % = one core)")
         finally:
             fleet.close()

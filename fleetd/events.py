@@ -5,12 +5,17 @@ Owns:
   WebSocket frame (`frame`) serialized once, the same string for every subscriber;
 - `EventFilter`: job types, statuses and job ids (OR within a kind, AND between kinds)
   and the one company a subscriber may see (forced by its token);
-- `Subscriber`: a bounded memory channel of `[events] buffer` events. The hub never
-  waits for one: a subscriber whose channel is full is marked `behind` and dropped from
-  the fan-out, and its session closes it (1013);
+- `Delivery`: what one XREAD holds for one distinct filter — its events in stream order
+  and, built at most once, the batch frame (a JSON array of their frames). Every
+  subscriber with that filter gets the same object;
+- `Subscriber`: a memory channel of deliveries and the count of events handed to it and
+  not yet sent. The hub never waits for one: a subscriber that would have more than
+  `[events] buffer` events waiting is marked `behind` and dropped from the fan-out, and
+  its session closes it (1013);
 - `EventHub.run`: ONE XREAD loop per daemon (short server-side block, `[events]
   read_count` per read, capped backoff while Redis is unreachable) that feeds the
-  subscribers and the plain consumers (the /metrics counters);
+  subscribers — one hand-off per read and subscriber, filtered once per distinct
+  filter — and the plain consumers (the /metrics counters, per event);
 - stream ids (`id_key`) and the replay reads (`read_after`, `oldest_id`).
 
 Lifecycle: run() pins "now" (the stream's last generated id) once Redis answers and
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +39,19 @@ from fleetd.config import EventsConfig
 from fleetd.keys import Keys
 from fleetd.redis_link import Backoff, RedisCommandError, RedisLink, RedisUnavailable, SyncClient
 
-__all__ = ["Event", "EventFilter", "EventHub", "Subscriber", "id_key", "oldest_id", "read_after"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "Delivery",
+    "Event",
+    "EventFilter",
+    "EventHub",
+    "Subscriber",
+    "deliveries",
+    "id_key",
+    "oldest_id",
+    "read_after",
+]
 
 log = logging.getLogger("fleetd.events")
 
@@ -44,6 +62,12 @@ READ_BLOCK = 0.25
 STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 # Fields of an entry that are "" when they do not apply (an alert has no job): null.
 _OPTIONAL = ("job_id", "job_type", "company_id", "status")
+# Most events, and about the most characters, in one batch frame: a browser parses a
+# frame in one go (500 events of ~250 B: ~125 KB, a few ms), and a subscriber that fell
+# far behind still gets frames of bounded size. An event larger than this alone is a
+# frame of its own.
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 1 << 20
 
 
 def id_key(stream_id: str) -> tuple[int, int]:
@@ -111,13 +135,56 @@ class EventFilter:
         }
 
 
-class Subscriber:
-    """One session's place in the fan-out. `closing` (code, reason) is set when the hub
-    stops; `behind` when its channel overflowed."""
+class Delivery:
+    """Events of one read that match `filter`, oldest first (at most MAX_BATCH_EVENTS /
+    MAX_BATCH_BYTES), shared by every subscriber with that filter."""
 
-    def __init__(self, flt: EventFilter, buffer: int) -> None:
+    __slots__ = ("_frame", "events", "filter", "size")
+
+    def __init__(self, flt: EventFilter, events: list[Event], size: int) -> None:
         self.filter = flt
-        self._send, self.receive = trio.open_memory_channel[Event](buffer)
+        self.events = events
+        self.size = size  # characters of the events' frames
+        self._frame: str | None = None
+
+    @property
+    def frame(self) -> str:
+        """The batch frame: built by the first session that sends it, then reused."""
+        if self._frame is None:
+            self._frame = "[" + ",".join(ev.frame for ev in self.events) + "]"
+        return self._frame
+
+
+def deliveries(flt: EventFilter, events: list[Event]) -> list[Delivery]:
+    """`events` (already filtered) cut into deliveries within the batch limits."""
+    out: list[Delivery] = []
+    chunk: list[Event] = []
+    size = 0
+    for ev in events:
+        n = len(ev.frame)
+        if chunk and (len(chunk) >= MAX_BATCH_EVENTS or size + n > MAX_BATCH_BYTES):
+            out.append(Delivery(flt, chunk, size))
+            chunk, size = [], 0
+        chunk.append(ev)
+        size += n + 1
+    if chunk:
+        out.append(Delivery(flt, chunk, size))
+    return out
+
+
+class Subscriber:
+    """One session's place in the fan-out. `queued` counts the events handed to it and
+    not yet sent (the session lowers it after each send); `batch` is the session's frame
+    mode (read by the session only). `closing` (code, reason) is set when the hub stops;
+    `behind` when it fell `buffer` events behind."""
+
+    def __init__(self, flt: EventFilter, buffer: int, *, batch: bool = False) -> None:
+        self.filter = flt
+        self.batch = batch
+        # Unbounded: the bound is `queued`, in events (see EventHub._dispatch), and the
+        # deliveries are shared objects, so a subscriber holds references, not copies.
+        self._send, self.receive = trio.open_memory_channel[Delivery](math.inf)
+        self.queued = 0
         self.behind = False
         self.closing: tuple[int, str] | None = None
 
@@ -167,13 +234,13 @@ class EventHub:
         """Call `consume(event)` for every event (it must not block)."""
         self._consumers.append(consume)
 
-    def open(self, flt: EventFilter) -> Subscriber:
+    def open(self, flt: EventFilter, *, batch: bool = False) -> Subscriber:
         """A new session's subscriber, not yet fed (see attach)."""
         if self.closed:
             raise HubClosed
         if len(self.sessions) >= self.cfg.max_subscribers:
             raise HubFull
-        sub = Subscriber(flt, self.cfg.buffer)
+        sub = Subscriber(flt, self.cfg.buffer, batch=batch)
         self.sessions.add(sub)
         return sub
 
@@ -195,17 +262,37 @@ class EventHub:
             sub.closing = (code, reason)
             sub._end()
 
-    def _dispatch(self, ev: Event) -> None:
+    def _dispatch(self, events: list[Event]) -> None:
+        """Hand one read's events out: filtered once per distinct filter (a subscriber's
+        filter is hashable, company included, so dashboards with the same filter share
+        the work and the frames), one hand-off per subscriber.
+
+        A subscriber that has events waiting and would then have more than `buffer` is
+        behind. One with none waiting always takes a whole read, whatever its size: so
+        `buffer` may be smaller than `read_count`, and a burst read at once closes no
+        subscriber that was keeping up."""
         for consume in self._consumers:
-            consume(ev)
-        dropped = False
+            for ev in events:
+                consume(ev)
+        groups: dict[EventFilter, list[Subscriber]] = {}
         for sub in self._live:
-            if sub.filter.matches(ev):
-                try:
-                    sub._send.send_nowait(ev)
-                except trio.WouldBlock:
+            groups.setdefault(sub.filter, []).append(sub)
+        limit = self.cfg.buffer
+        dropped = False
+        for flt, subs in groups.items():
+            matched = [ev for ev in events if flt.matches(ev)]
+            if not matched:
+                continue
+            parts = deliveries(flt, matched)
+            n = len(matched)
+            for sub in subs:
+                if sub.queued and sub.queued + n > limit:
                     sub.behind = dropped = True
                     sub._end()
+                    continue
+                sub.queued += n
+                for part in parts:
+                    sub._send.send_nowait(part)
         if dropped:
             self._live = [s for s in self._live if not s.behind]
 
@@ -234,6 +321,6 @@ class EventHub:
                 await backoff.sleep()
                 continue
             backoff.reset()
-            for entry_id, fields in entries:
-                self.position = entry_id
-                self._dispatch(Event.parse(entry_id, fields))
+            if entries:
+                self.position = entries[-1][0]
+                self._dispatch([Event.parse(i, f) for i, f in entries])

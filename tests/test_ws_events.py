@@ -407,3 +407,158 @@ async def test_subscribers_gauge(config: Config) -> None:
 
 def test_ticket_key_is_namespaced() -> None:
     assert Keys("n").ws_ticket("abc") == "fleetd:{n}:ws:ticket:abc"
+
+
+# -- batch frames ---------------------------------------------------------------------
+
+
+def xadd_many(api: Api, n: int, **fields: Any) -> list[str]:
+    """`n` events appended in one MULTI/EXEC: the hub reads them in one go."""
+    row = {"type": "job.completed", "job_id": "job_X", "job_type": "noop", "company_id": "",
+           "status": "completed", "ts": int(time.time() * 1000), "data": "{}"}  # fmt: skip
+    row.update({k: str(v) for k, v in fields.items()})
+    stream = api.daemon.engine.keys.events
+
+    def append(c: Any) -> list[str]:
+        pipe = c.pipeline()
+        for i in range(n):
+            pipe.xadd(stream, {**row, "data": json.dumps({"n": i})})
+        return [str(i) for i in pipe.execute()]
+
+    return list(api.daemon.engine.link.run_sync(append))
+
+
+async def recv_any(ws: WebSocketConnection) -> Any:
+    with trio.fail_after(WAIT):
+        return json.loads(await ws.get_message())
+
+
+async def frames_until(ws: WebSocketConnection, last: str) -> tuple[list[str], list[Any]]:
+    """Frames until the one holding event `last`: (event ids in order, the frames)."""
+    ids: list[str] = []
+    frames: list[Any] = []
+    while last not in ids:
+        frame = await recv_any(ws)
+        frames.append(frame)
+        ids += [ev["id"] for ev in frame] if isinstance(frame, list) else [frame["id"]]
+    return ids, frames
+
+
+async def test_batch_frames_carry_a_burst_in_order(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    # A burst of 2,000 at once is 2,000 events waiting: more than the default buffer.
+    cfg = cfg_with(redis_url, namespace, tmp_path, buffer=5000)
+    async with running_api(cfg) as api, feed(api, "batch=1") as ws:
+        first = await recv(ws)
+        assert first["type"] == "subscribed" and first["batch"] is True
+        one = xadd(api)
+        ids, frames = await frames_until(ws, one)
+        assert ids == [one] and isinstance(frames[0], list)
+        assert set(frames[0][0]) == {"id", "type", "job_id", "job_type", "company_id",
+                                     "status", "ts", "data"}  # fmt: skip
+        burst = xadd_many(api, 2000)  # two XREADs of [events] read_count (1,000)
+        ids, frames = await frames_until(ws, burst[-1])
+        assert ids == burst
+        assert all(isinstance(f, list) and 1 <= len(f) <= 500 for f in frames)
+        assert len(frames) < len(burst)  # one read of 1,000 is at least two frames of 500
+        assert [ev["data"]["n"] for f in frames for ev in f] == list(range(2000))
+
+
+async def test_batch_mode_is_validated_and_switchable(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        bearer = {"Authorization": f"Bearer {token()}"}
+        r = await handshake(api, f"{FEED}?batch=maybe", bearer)
+        assert r.status_code == 422 and error_of(r)["details"]["fields"][0]["field"] == "batch"
+        async with feed(api, "batch=0") as ws:
+            assert "batch" not in await recv(ws)
+            plain = xadd(api)
+            assert (await recv(ws))["id"] == plain
+            await ws.send_message(json.dumps({"action": "subscribe", "batch": "maybe"}))
+            err = await recv(ws)
+            assert err["type"] == "error" and err["error"]["code"] == "validation_failed"
+            assert err["error"]["details"]["fields"][0]["field"] == "batch"
+            await ws.send_message(json.dumps({"action": "subscribe", "batch": True}))
+            assert (await recv(ws))["batch"] is True
+            batched = xadd(api)
+            ids, frames = await frames_until(ws, batched)
+            assert ids == [batched] and frames == [[frames[0][0]]]
+
+
+async def test_batch_resume_has_no_gap_and_no_duplicate(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        start = xadd(api)
+        backlog = xadd_many(api, 1200)  # more than one replay chunk
+        live: list[str] = []
+
+        async def produce() -> None:
+            for _ in range(20):
+                live.extend(xadd_many(api, 10))
+                await trio.lowlevel.checkpoint()
+
+        async with (
+            trio.open_nursery() as nursery,
+            feed(api, f"last_event_id={start}&batch=1") as ws,
+        ):
+            assert (await recv(ws))["type"] == "subscribed"
+            nursery.start_soon(produce)
+            ids: list[str] = []
+            while len(ids) < 1400:
+                frame = await recv_any(ws)
+                assert isinstance(frame, list)
+                ids += [ev["id"] for ev in frame]
+        assert ids == backlog + live
+
+
+async def test_batch_slow_consumer_is_closed_and_others_are_not(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    async with running_api(cfg_with(redis_url, namespace, tmp_path, buffer=10)) as api:
+        async with feed(api, "batch=1") as slow, feed(api, "batch=1") as fast:
+            await recv(slow)
+            await recv(fast)
+            big = json.dumps({"pad": "x" * 20_000})
+            ids = []
+            for _ in range(2000):  # ~40 MB, one at a time (see the single-frame test)
+                ids.append(xadd(api, data=big))
+                got, _ = await frames_until(fast, ids[-1])
+                assert got == [ids[-1]]
+            received: list[str] = []
+            with trio.fail_after(WAIT):
+                try:
+                    while True:
+                        received += [ev["id"] for ev in json.loads(await slow.get_message())]
+                except ConnectionClosed as exc:
+                    assert exc.reason is not None
+                    code, reason = exc.reason.code, exc.reason.reason
+        assert code == 1013
+        assert 0 < len(received) < len(ids) and received == ids[: len(received)]
+        assert reason == f"subscriber fell behind; resume with last_event_id={received[-1]}"
+
+
+async def test_shared_filters_do_not_leak_across_subscribers(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        async with (
+            feed(api, "type=noop&batch=1") as noop_a,
+            feed(api, "type=noop") as noop_b,  # same filter, single frames
+            feed(api, "type=noop&batch=1", tok=token("acme")) as acme,
+            feed(api, "status=failed&batch=1") as failed,
+        ):
+            for ws in (noop_a, noop_b, acme, failed):
+                await recv(ws)
+            made = [
+                xadd(api, company_id="globex"),
+                xadd(api, company_id="acme"),
+                xadd(api, company_id="acme", job_type="email", status="failed"),
+                xadd(api, company_id="globex", status="failed"),
+            ]
+            made += xadd_many(api, 3, company_id="acme")
+            made += xadd_many(api, 3, company_id="globex", status="failed")
+            last = xadd(api, company_id="acme", status="failed")  # everyone's
+            got = {}
+            for name, ws in (("a", noop_a), ("b", noop_b), ("acme", acme), ("f", failed)):
+                got[name] = (await frames_until(ws, last))[0]
+        m = made
+        assert got["a"] == got["b"] == [m[0], m[1], m[3], *m[4:10], last]
+        assert got["acme"] == [m[1], *m[4:7], last]
+        assert got["f"] == [m[2], m[3], *m[7:10], last]

@@ -6,7 +6,8 @@ Owns:
   only the API's own origin and `[http] allowed_origins` pass; no Origin header — a
   service, `fleetd events` — passes), the caller (`Authorization: Bearer` or a
   `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), then the filter
-  and `last_event_id` of the query string (422 naming the field);
+  `last_event_id` and `batch` (the frame mode) of the query string (422 naming the
+  field);
 - `POST /api/v1/admin/jobs/events/ticket` (201 `{"ticket", "expires_at"}`);
 - a plain HTTP GET of the feed: 426 with `Upgrade: websocket`;
 - starting the session (fleetd.api.ws_session): more than `[events] max_subscribers`
@@ -23,7 +24,13 @@ from fleetd.api import tickets
 from fleetd.api.auth import Principal
 from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
 from fleetd.api.errors import ApiError
-from fleetd.api.ws_session import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, Session, parse_filter
+from fleetd.api.ws_session import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TRY_AGAIN,
+    Session,
+    parse_batch,
+    parse_filter,
+)
 from fleetd.events import STREAM_ID, HubClosed, HubFull
 from fleetd.model import FieldError, ValidationError
 
@@ -59,7 +66,7 @@ async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, floa
     return await redis(lambda c: tickets.redeem(c, st.ops.keys, ticket))
 
 
-def _query() -> tuple[dict[str, Any], str | None]:
+def _query() -> tuple[dict[str, Any], str | None, bool]:
     args = websocket.args
     raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
     resume = args.get("last_event_id")
@@ -67,7 +74,8 @@ def _query() -> tuple[dict[str, Any], str | None]:
         raise ValidationError.of(
             [FieldError("last_event_id", "must be a stream id such as 1700000000000-0")]
         )
-    return raw, resume
+    batch = args.get("batch")
+    return raw, resume, batch is not None and parse_batch(batch)
 
 
 @bp.websocket("/events")
@@ -75,13 +83,13 @@ def _query() -> tuple[dict[str, Any], str | None]:
 async def events_feed() -> None:
     st = state()
     who = principal()
-    raw, resume = _query()
+    raw, resume, batch = _query()
     flt = parse_filter(raw, who)
     hub = st.hub
     if hub is None or hub.position is None:
         raise ApiError.unavailable("the events stream has not been read yet")
     try:
-        sub = hub.open(flt)
+        sub = hub.open(flt, batch=batch)
     except (HubFull, HubClosed) as exc:
         await websocket.accept()
         if isinstance(exc, HubFull):
