@@ -15,8 +15,9 @@ import json
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -26,6 +27,9 @@ from daemons import Fleet, wait_for
 from redis_server import RedisServer
 
 from fleetd.api.server import HTTP_FILE
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = "/usr/bin/chromium"
 # Debian's chromium as Playwright's browser: no sandbox (containers lack user
@@ -90,113 +94,155 @@ def status_of(http: httpx.Client, job_id: str) -> str:
     return status
 
 
-def test_dashboard_live_cancel_and_company_scope(daemon_url: str, tmp_path: Path) -> None:
+@contextmanager
+def dashboard(daemon_url: str, admin: str) -> Iterator[Page]:
+    """Chromium on /admin/, logged in with `admin` (a platform admin's token) and live.
+    Fails the test if the page raised a JavaScript error."""
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=WAIT_MS)
-    admin = token(subject="ops@fleet", ttl=600)
-    headers = {"Authorization": f"Bearer {admin}"}
     errors: list[str] = []
-    with (
-        httpx.Client(base_url=daemon_url, headers=headers, timeout=10) as http,
-        sync_playwright() as p,
-    ):
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-            # Log in with a platform admin's token.
             page.goto(f"{daemon_url}/admin/")
             expect(page.locator("#login-form")).to_be_visible()
             page.fill("#token", admin)
             page.click("#login-submit")
-            expect(page.locator("#who")).to_contain_text("ops@fleet")
             expect(page.locator("#who")).to_contain_text("platform admin")
             expect(page.locator("#live")).to_have_attribute("data-state", "live")
-            completed = page.locator("#counters .value[data-status='completed']")
-            expect(completed).to_have_text("0")
-
-            # A job enqueued over HTTP appears in the feed, runs, and completes, live.
-            watched = enqueue(http, {"type": "noop", "data": {"sleep_ms": SLOW_JOB_MS}})
-            feed = page.locator("#feed")
-            for kind in ("job.enqueued", "job.started", "job.completed"):
-                row = feed.locator(f"li[data-job-id='{watched}'][data-type='{kind}']")
-                expect(row).to_have_count(1)
-            expect(completed).to_have_text("1")
-            assert status_of(http, watched) == "completed"
-
-            # A running job, cancelled from the Jobs page (two clicks: cancel, confirm).
-            endless = enqueue(http, {"type": "noop", "data": {"sleep_ms": ENDLESS_MS}})
-            expect(
-                feed.locator(f"li[data-job-id='{endless}'][data-type='job.started']")
-            ).to_have_count(1)
-            expect(page.locator("#counters .value[data-status='processing']")).to_have_text("1")
-            page.click("nav.views a[data-view='jobs']")
-            page.click("#job-tabs .tab[data-status='processing']")
-            row = page.locator(f"#jobs-body tr[data-job-id='{endless}']")
-            cancel = row.locator("button[data-action='cancel']")
-            cancel.click()
-            expect(cancel).to_have_text("Confirm cancel")
-            cancel.click()
-            wait_for(lambda: status_of(http, endless) == "cancelled", WAIT_MS / 1000, "cancel")
-            expect(row).to_have_count(0)  # the listing follows the live feed
-            page.click("nav.views a[data-view='overview']")
-            expect(page.locator("#counters .value[data-status='cancelled']")).to_have_text("1")
-            cancelled = feed.locator(f"li[data-job-id='{endless}'][data-type='job.cancelled']")
-            expect(cancelled).to_have_count(1)
-
-            # A little traffic for the chart (some failing), then the screenshot.
-            for i in range(12):
-                fails = i % 4 == 0
-                enqueue(
-                    http,
-                    {
-                        "type": "noop",
-                        "data": {"sleep_ms": 50 * i, "fail_attempts": 1 if fails else 0},
-                        "max_retries": 0,
-                    },
-                )
-            expect(completed).to_have_text("10")
-            expect(page.locator("#counters .value[data-status='failed']")).to_have_text("3")
-            expect(page.locator("#chart svg rect.bar.bad")).not_to_have_count(0)
-            shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot))
-            print(f"dashboard screenshot: {shot}")
-
-            # A company admin sees only that company's jobs.
-            ours = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
-            theirs = enqueue(http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE})
-            page.click("#logout")
-            expect(page.locator("#login-error")).to_have_text("Logged out.")
-            assert page.evaluate("sessionStorage.length") == 0
-            page.fill("#token", token("acme", subject="dispatch@acme", ttl=600))
-            page.click("#login-submit")
-            expect(page.locator("#who")).to_contain_text("company acme")
-            expect(page.locator("#live")).to_have_attribute("data-state", "live")
-            # The feed carries this company's events only (the stream keeps order: the
-            # other company's job, enqueued first, would show before ours).
-            theirs_live = enqueue(
-                http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE}
-            )
-            ours_live = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
-            expect(feed.locator(f"li[data-job-id='{ours_live}']")).to_have_count(1)
-            assert feed.locator(f"li[data-job-id='{theirs_live}']").count() == 0
-            assert feed.locator("li", has_text="globex").count() == 0
-            page.click("nav.views a[data-view='jobs']")
-            page.click("#job-tabs .tab[data-status='pending']")
-            expect(page.locator(f"#jobs-body tr[data-job-id='{ours}']")).to_have_count(1)
-            expect(page.locator("#jobs-body tr")).to_have_count(2)
-            for other in (theirs, theirs_live):
-                assert page.locator(f"tr[data-job-id='{other}']").count() == 0
-            # Queue-wide stats are for platform admins: the counters are the company's.
-            page.click("nav.views a[data-view='overview']")
-            expect(page.locator("#counters-note")).to_be_visible()
-            expect(page.locator("#counters .value[data-status='pending']")).to_have_text("2")
-            expect(completed).to_have_text("0")
-            company_shot = tmp_path / "dashboard-company.png"
-            page.screenshot(path=str(company_shot))
-            print(f"company admin screenshot: {company_shot}")
+            yield page
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_dashboard_live_cancel_and_company_scope(daemon_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    admin = token(subject="ops@fleet", ttl=600)
+    headers = {"Authorization": f"Bearer {admin}"}
+    with (
+        httpx.Client(base_url=daemon_url, headers=headers, timeout=10) as http,
+        dashboard(daemon_url, admin) as page,
+    ):
+        expect(page.locator("#who")).to_contain_text("ops@fleet")
+        completed = page.locator("#counters .value[data-status='completed']")
+        expect(completed).to_have_text("0")
+
+        # A job enqueued over HTTP appears in the feed, runs, and completes, live.
+        watched = enqueue(http, {"type": "noop", "data": {"sleep_ms": SLOW_JOB_MS}})
+        feed = page.locator("#feed")
+        for kind in ("job.enqueued", "job.started", "job.completed"):
+            row = feed.locator(f"li[data-job-id='{watched}'][data-type='{kind}']")
+            expect(row).to_have_count(1)
+        expect(completed).to_have_text("1")
+        assert status_of(http, watched) == "completed"
+
+        # A running job, cancelled from the Jobs page (two clicks: cancel, confirm).
+        endless = enqueue(http, {"type": "noop", "data": {"sleep_ms": ENDLESS_MS}})
+        expect(feed.locator(f"li[data-job-id='{endless}'][data-type='job.started']")).to_have_count(
+            1
+        )
+        expect(page.locator("#counters .value[data-status='processing']")).to_have_text("1")
+        page.click("nav.views a[data-view='jobs']")
+        page.click("#job-tabs .tab[data-status='processing']")
+        row = page.locator(f"#jobs-body tr[data-job-id='{endless}']")
+        cancel = row.locator("button[data-action='cancel']")
+        cancel.click()
+        expect(cancel).to_have_text("Confirm cancel")
+        cancel.click()
+        wait_for(lambda: status_of(http, endless) == "cancelled", WAIT_MS / 1000, "cancel")
+        expect(row).to_have_count(0)  # the listing follows the live feed
+        page.click("nav.views a[data-view='overview']")
+        expect(page.locator("#counters .value[data-status='cancelled']")).to_have_text("1")
+        cancelled = feed.locator(f"li[data-job-id='{endless}'][data-type='job.cancelled']")
+        expect(cancelled).to_have_count(1)
+
+        # A little traffic for the chart (some failing), then the screenshot.
+        for i in range(12):
+            fails = i % 4 == 0
+            enqueue(
+                http,
+                {
+                    "type": "noop",
+                    "data": {"sleep_ms": 50 * i, "fail_attempts": 1 if fails else 0},
+                    "max_retries": 0,
+                },
+            )
+        expect(completed).to_have_text("10")
+        expect(page.locator("#counters .value[data-status='failed']")).to_have_text("3")
+        expect(page.locator("#chart svg rect.bar.bad")).not_to_have_count(0)
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot))
+        print(f"dashboard screenshot: {shot}")
+
+        # A company admin sees only that company's jobs.
+        ours = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
+        theirs = enqueue(http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE})
+        page.click("#logout")
+        expect(page.locator("#login-error")).to_have_text("Logged out.")
+        assert page.evaluate("sessionStorage.length") == 0
+        page.fill("#token", token("acme", subject="dispatch@acme", ttl=600))
+        page.click("#login-submit")
+        expect(page.locator("#who")).to_contain_text("company acme")
+        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        # The feed carries this company's events only (the stream keeps order: the
+        # other company's job, enqueued first, would show before ours).
+        theirs_live = enqueue(http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE})
+        ours_live = enqueue(http, {"type": "noop", "company_id": "acme", "run_at": FAR_FUTURE})
+        expect(feed.locator(f"li[data-job-id='{ours_live}']")).to_have_count(1)
+        assert feed.locator(f"li[data-job-id='{theirs_live}']").count() == 0
+        assert feed.locator("li", has_text="globex").count() == 0
+        page.click("nav.views a[data-view='jobs']")
+        page.click("#job-tabs .tab[data-status='pending']")
+        expect(page.locator(f"#jobs-body tr[data-job-id='{ours}']")).to_have_count(1)
+        expect(page.locator("#jobs-body tr")).to_have_count(2)
+        for other in (theirs, theirs_live):
+            assert page.locator(f"tr[data-job-id='{other}']").count() == 0
+        # Queue-wide stats are for platform admins: the counters are the company's.
+        page.click("nav.views a[data-view='overview']")
+        expect(page.locator("#counters-note")).to_be_visible()
+        expect(page.locator("#counters .value[data-status='pending']")).to_have_text("2")
+        expect(completed).to_have_text("0")
+        company_shot = tmp_path / "dashboard-company.png"
+        page.screenshot(path=str(company_shot))
+        print(f"company admin screenshot: {company_shot}")
+
+
+def test_job_detail_downloads_the_artifact(daemon_url: str, tmp_path: Path) -> None:
+    """A real export (the fleetdata plugin on its embedded SQLite demo fleet), opened
+    from the jobs list; its file downloaded by the page equals the API's bytes."""
+    from playwright.sync_api import expect
+
+    admin = token(subject="ops@fleet", ttl=600)
+    headers = {"Authorization": f"Bearer {admin}"}
+    with (
+        httpx.Client(base_url=daemon_url, headers=headers, timeout=10) as http,
+        dashboard(daemon_url, admin) as page,
+    ):
+        job_id = enqueue(http, {"type": "data_export",
+                                "data": {"export_type": "vehicles", "format": "csv"}})  # fmt: skip
+        row = page.locator(f"#feed li[data-job-id='{job_id}'][data-type='job.completed']")
+        expect(row).to_have_count(1)
+        body = http.get(f"{PREFIX}/{job_id}").json()["job"]
+        artifacts = body.get("result", {}).get("artifacts")
+        assert artifacts and len(artifacts) == 1, body
+        name = artifacts[0]["name"]
+        served = http.get(f"{PREFIX}/{job_id}/artifact", params={"name": name})
+        assert served.status_code == 200 and served.content.startswith(b"id,"), served.text[:200]
+
+        page.click("nav.views a[data-view='jobs']")
+        page.click("#job-tabs .tab[data-status='completed']")
+        page.click(f"#jobs-body tr[data-job-id='{job_id}']")
+        detail = page.locator("#job-detail")
+        expect(detail).to_contain_text("export_type")
+        button = detail.locator(".artifacts button", has_text=f"Download {name}")
+        with page.expect_download(timeout=WAIT_MS) as download:
+            button.click()
+        saved = tmp_path / "downloaded" / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name == name
+        assert saved.read_bytes() == served.content
