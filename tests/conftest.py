@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import Fleet
 from redis_server import RedisServer, RedisServerFactory
 
 from fleetd.config import Config
@@ -110,6 +111,16 @@ def engine(config: Config) -> Iterator[Engine]:
         script.load(eng.link.client)
     yield eng
     eng.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """`fleetd run` subprocesses started on demand, all stopped at teardown."""
+    daemons = Fleet(tmp_path / "daemons")
+    try:
+        yield daemons
+    finally:
+        daemons.close()
 
 
 def fleetd_env(cfg: Config) -> dict[str, str]:

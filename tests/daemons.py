@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fleetd.api.server import HTTP_FILE
+
 T = TypeVar("T")
 
 FLEETD = [sys.executable, "-m", "fleetd.cli"]
@@ -200,6 +202,19 @@ class Fleet:
 
     def tails(self) -> str:
         return "\n".join(p.tail() for p in self.procs)
+
+    def api_url(self, state_dir: Path) -> str:
+        """The admin API's first URL, as a daemon with this state directory recorded it
+        in http.json (port 0 picks a free port)."""
+        http_file = state_dir / HTTP_FILE
+
+        def recorded() -> list[str]:
+            if not http_file.exists():
+                return []
+            urls: list[str] = json.loads(http_file.read_text())["urls"]
+            return urls
+
+        return wait_for(recorded, 10, "http.json", self.tails)[0]
 
     def close(self) -> None:
         for proc in self.procs:

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from api_client import auth
 from conftest import fleetd_env, make_config
-from daemons import Fleet, wait_for
+from daemons import Fleet
 from hypothesis import HealthCheck, given, settings
 from redis_server import RedisServer
 from schemathesis.checks import not_a_server_error
@@ -26,7 +26,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from fleetd.api.openapi import document
-from fleetd.api.server import HTTP_FILE
 from fleetd.config import Config
 
 # Examples per operation: enough to hit each error branch of every endpoint, few enough
@@ -80,15 +79,7 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     fleet = Fleet(workdir)
     try:
         fleet.start(env, "--roles", "api,worker")
-        http_file = Path(cfg.state_dir) / HTTP_FILE
-
-        def recorded() -> list[str]:
-            if not http_file.exists():
-                return []
-            urls: list[str] = json.loads(http_file.read_text())["urls"]
-            return urls
-
-        yield wait_for(recorded, 10, "http.json")[0]
+        yield fleet.api_url(Path(cfg.state_dir))
     finally:
         fleet.close()
         redis_server.delete_matching(f"fleetd:{{{namespace}}}:*")

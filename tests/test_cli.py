@@ -13,7 +13,6 @@ import re
 import subprocess
 import time
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,15 +33,6 @@ EMPTY_STATS = dict.fromkeys(STATS_KEYS, 0)
 @pytest.fixture
 def env(config: Config) -> dict[str, str]:
     return fleetd_env(config)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import json
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from queue import Empty, Queue
 from typing import IO, Any
 
@@ -27,15 +25,6 @@ WAIT = 20.0
 @pytest.fixture
 def env(config: Config) -> dict[str, str]:
     return fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
 
 
 class Tail:

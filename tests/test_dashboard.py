@@ -11,7 +11,6 @@ printed (`pytest -s` shows them).
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -25,8 +24,6 @@ from api_client import PREFIX, SECRET, token
 from conftest import fleetd_env, make_config
 from daemons import Fleet, wait_for
 from redis_server import RedisServer
-
-from fleetd.api.server import HTTP_FILE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -66,15 +63,7 @@ def daemon_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
     fleet = Fleet(tmp_path / "fleet")
     try:
         fleet.start(env, "--roles", "api,worker")
-        http_file = Path(cfg.state_dir) / HTTP_FILE
-
-        def recorded() -> list[str]:
-            if not http_file.exists():
-                return []
-            urls: list[str] = json.loads(http_file.read_text())["urls"]
-            return urls
-
-        yield wait_for(recorded, 10, "http.json", fleet.tails)[0]
+        yield fleet.api_url(Path(cfg.state_dir))
     finally:
         fleet.close()
         redis_server.delete_matching(f"fleetd:{{{namespace}}}:*")

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytest
 from conftest import fleetd_env
 from daemons import Fleet, FleetdProcess, settings, wait_for
 
@@ -23,15 +21,6 @@ from fleetd.model import JobStatus
 
 SMTP_PASSWORD = "smtp-Pa55-do-not-log"
 DATA_SECRET = "card-4111-1111-do-not-log"
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
 
 
 def enqueue(engine: Engine, requests: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -14,7 +14,6 @@ import json
 import re
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ def acl_setuser() -> list[str]:
     rules = [r.replace(">CHANGE-ME", f">{PASSWORD}") for r in match.group(1).split()]
     assert f">{PASSWORD}" in rules
     return ["ACL", "SETUSER", "fleetd", *rules]
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
 
 
 def test_fleetd_runs_with_the_documented_acl_user(

@@ -19,7 +19,6 @@ import json
 import signal
 import statistics
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -64,15 +63,6 @@ if _skew:
     _dt.datetime = _SkewedDatetime
 """
 QUIET = settings(daemon_log_format="json", daemon_heartbeat_interval="500ms")
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
 
 
 def add_schedule(env: dict[str, str], name: str, schedule: str, *extra: str) -> dict[str, str]:

@@ -35,15 +35,6 @@ from fleetd.redis_link import RedisUnavailable
 FAST_RECOVERY = settings(worker_lease="2s", maintenance_interval="100ms")
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
-
-
 @contextmanager
 def open_engine(cfg: Config) -> Iterator[Engine]:
     """A client-side Engine for `cfg` with its scripts loaded (the `engine` fixture, for

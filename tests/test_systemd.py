@@ -84,15 +84,6 @@ def listener() -> Iterator[NotifyListener]:
         sock.close()
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    daemons = Fleet(tmp_path / "daemons")
-    try:
-        yield daemons
-    finally:
-        daemons.close()
-
-
 def test_daemon_notify_sequence(config: Config, listener: NotifyListener, fleet: Fleet) -> None:
     env = fleetd_env(config) | {
         "NOTIFY_SOCKET": str(listener.path),
