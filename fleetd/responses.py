@@ -9,8 +9,9 @@ from typing import Any
 
 from fleetd.durations import format_duration
 from fleetd.heartbeat import aggregate_metrics
-from fleetd.model import Job, JobStatus
+from fleetd.model import Job, JobStatus, format_ts
 from fleetd.queue import CancelResult, EnqueueResult, JobPage, ResetResult
+from fleetd.throughput import Throughput
 
 __all__ = [
     "audit_body",
@@ -26,6 +27,7 @@ __all__ = [
     "reset_body",
     "schedule_deleted_body",
     "stats_body",
+    "throughput_body",
 ]
 
 
@@ -76,6 +78,23 @@ def reset_body(job_id: str, result: ResetResult) -> dict[str, Any]:
 def stats_body(stats: Mapping[str, int]) -> dict[str, Any]:
     """GET /jobs/stats: {"stats": {...}}."""
     return {"stats": dict(stats)}
+
+
+def throughput_body(result: Throughput) -> dict[str, Any]:
+    """GET /jobs/throughput?window=…&step=…: {"throughput": {...}} with the window and
+    step in the duration syntax, `until` (the server's clock when counted: finishes at
+    or after it are not in the buckets) and each bucket's start, completed and failed."""
+    return {
+        "throughput": {
+            "window": result.span.window,
+            "step": result.span.step,
+            "until": format_ts(result.until_ms),
+            "buckets": [
+                {"t": format_ts(b.start_ms), "completed": b.completed, "failed": b.failed}
+                for b in result.buckets
+            ],
+        }
+    }
 
 
 def cleanup_body(counts: Mapping[str, int], older_than: float) -> dict[str, Any]:

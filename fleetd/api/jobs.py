@@ -1,14 +1,15 @@
 """Job endpoints of the admin API, under /api/v1/admin/jobs.
 
 Owns: enqueue (one, or many with `/enqueue/bulk`; an `Idempotency-Key` header), get,
-list by status (cursor pages), cancel, reset, queue stats, cleanup, the job types with
-their schemas, and streaming a job's artifact (a report or export file). Bodies come
-from fleetd.responses, the same the CLI prints with --json.
+list by status (cursor pages), cancel, reset, queue stats, throughput history (jobs
+finished per bucket, fleetd.throughput), cleanup, the job types with their schemas, and
+streaming a job's artifact (a report or export file). Bodies come from
+fleetd.responses, the same the CLI prints with --json.
 
 Company isolation: a company-bound token sees and acts on its company's jobs only —
 another company's job answers 404, exactly like a job that does not exist — and its
-enqueues are stamped with its company. Queue-wide operations (stats, cleanup) need a
-platform admin.
+enqueues are stamped with its company. Queue-wide operations (stats, throughput,
+cleanup) need a platform admin.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, g, jsonify, request
 
-from fleetd import responses
+from fleetd import responses, throughput
 from fleetd.api.body import read_json
 from fleetd.api.context import (
     admin,
@@ -204,6 +205,16 @@ async def stats() -> Any:
     require_platform("queue-wide statistics")
     st = state()
     return jsonify(responses.stats_body(await redis(st.ops.stats)))
+
+
+@bp.get("/throughput")
+@admin
+async def throughput_history() -> Any:
+    # The status indexes hold no company: a company admin cannot be served from them.
+    require_platform("throughput history")
+    span = throughput.parse_span(request.args.get("window"), request.args.get("step"))
+    keys = state().ops.keys
+    return jsonify(responses.throughput_body(await redis(lambda c: throughput.read(c, keys, span))))
 
 
 @bp.post("/cleanup")

@@ -252,6 +252,32 @@ def _schemas() -> dict[str, Any]:
         ),
         "ResetResponse": obj({"job_id": STR, "status": STR, "reset": {"type": "boolean"}}),
         "Stats": obj({"stats": obj(stats_props)}),
+        "Throughput": obj(
+            {
+                "throughput": obj(
+                    {
+                        "window": STR,
+                        "step": STR,
+                        "until": {
+                            **TS,
+                            "description": "the server's clock when counted; finishes at or "
+                            "after it are not in the buckets (count live events from it on)",
+                        },
+                        "buckets": {
+                            "type": "array",
+                            "maxItems": 1440,
+                            "items": obj(
+                                {
+                                    "t": {**TS, "description": "bucket start (inclusive)"},
+                                    "completed": {"type": "integer", "minimum": 0},
+                                    "failed": {"type": "integer", "minimum": 0},
+                                }
+                            ),
+                        },
+                    }
+                )
+            }
+        ),
         "Cleanup": obj(
             {
                 "deleted": INT,
@@ -418,6 +444,22 @@ def _paths() -> dict[str, Any]:
         },
         f"{PREFIX}/stats": {
             "get": op("Jobs per status (platform admins)", {"200": _json(ref("Stats"))})
+        },
+        f"{PREFIX}/throughput": {
+            "get": op(
+                "Jobs completed and failed per step over a window, oldest bucket first "
+                "(platform admins: the status indexes hold no company). Buckets are "
+                "[start, start + step), aligned to the step, the last one holding now. "
+                "Counts jobs by their current status and last finish time: a retrying "
+                "attempt is not a failure, and jobs already deleted by clean-up or "
+                "retention (or reset) are not counted.",
+                {"200": _json(ref("Throughput"))},
+                "422",
+                params=[
+                    query("window", STR, doc="1m to 24h, a whole number of steps; default 10m"),
+                    query("step", STR, doc="1s to 1h, at most 1,440 buckets; default 10s"),
+                ],
+            )
         },
         f"{PREFIX}/cleanup": {
             "post": op(

@@ -33,7 +33,7 @@ let daemonsTimer = null;
 const live = new LiveFeed();
 const detail = new JobDetail();
 const openJob = (id) => detail.open(id);
-const overview = new Overview({ openJob });
+const overview = new Overview({ openJob, platform: () => identity?.platform ?? false });
 const jobs = new JobsView({ openJob, platform: () => identity?.platform ?? false });
 const schedules = new SchedulesView();
 const daemons = new DaemonsView();
@@ -46,6 +46,7 @@ live.addEventListener("events", (e) => {
 });
 live.addEventListener("state", (e) => {
   const { state, reason } = e.detail;
+  if (state === "live") overview.onLive();
   const box = $("#live");
   box.dataset.state = state;
   $("#live-text").textContent = LIVE_TEXT[state] ?? state;

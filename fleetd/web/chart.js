@@ -1,7 +1,15 @@
-// Throughput and failure rate of the last ten minutes, from the live feed: finished jobs
-// (job.completed, job.failed) counted in 10 s buckets and drawn as stacked bars in an
-// inline SVG, with the failure rate of each bucket as a line on its own 0–100 % axis.
-// Counting starts when the page opens; nothing is fetched for the past.
+// Throughput and failure rate of the last ten minutes: finished jobs (job.completed,
+// job.failed) counted in 10 s buckets and drawn as stacked bars in an inline SVG, with the
+// failure rate of each bucket as a line on its own 0–100 % axis.
+//
+// History (platform admins): the overview fetches GET throughput for HISTORY_QUERY and
+// hands the answer to seed(); live events are counted on top. No finished job is counted
+// twice: the answer's `until` is the server's clock when it counted (exclusive), and the
+// finish `ts` of every event comes from the same clock, so a live event is counted only
+// if `ts >= until`. Between expectHistory() and seed() live events are held, then
+// replayed through that rule. (The fetch is made once the feed is live, so a job
+// finishing in between is in one of the two.) A company admin's chart, or one whose
+// history failed, is liveOnly(): counting starts when the page opens.
 
 import { fill, svg } from "./dom.js";
 
@@ -10,18 +18,60 @@ const BUCKETS = 60; // 60 × 10 s = the last ten minutes
 const WIDTH = 640;
 const HEIGHT = 180;
 const PAD = { left: 34, right: 40, top: 12, bottom: 22 };
+// The chart's window and step in the API's duration syntax (GET throughput).
+export const HISTORY_QUERY = { window: `${(BUCKETS * BUCKET_MS) / 60_000}m`, step: `${BUCKET_MS / 1000}s` };
+// Finished-job events held while the history is on its way (a second or so; a queue
+// finishing thousands of jobs a second would otherwise hold without bound): past this,
+// the oldest are dropped: the history is about to count them anyway, or they are old.
+const HOLD_LIMIT = 100_000;
 
 export class ThroughputChart {
   constructor(container, summary) {
     this.container = container;
     this.summary = summary;
     this.buckets = new Map(); // bucket number → {completed, failed}
+    // Live events count when ts >= cutoff; null: a history is awaited, events are held.
+    this.cutoff = -Infinity;
+    this.held = [];
+  }
+
+  /** A history is on its way: hold live events until seed() or liveOnly(). */
+  expectHistory() {
+    this.cutoff = null;
+  }
+
+  /** Replace the buckets with a GET throughput answer ({until, buckets: [{t, completed,
+   * failed}]}), then count the held events that finished at or after `until`. */
+  seed({ until, buckets }) {
+    this.buckets = new Map();
+    for (const b of buckets) {
+      this.buckets.set(Math.floor(Date.parse(b.t) / BUCKET_MS), { completed: b.completed, failed: b.failed });
+    }
+    this._release(Date.parse(until));
+  }
+
+  /** No history: count every live event (held ones too) from now on. */
+  liveOnly() {
+    this._release(-Infinity);
+  }
+
+  _release(cutoff) {
+    this.cutoff = cutoff;
+    const held = this.held;
+    this.held = [];
+    for (const event of held) this.record(event);
   }
 
   /** Count one event (others are ignored). */
   record(event) {
     if (event.type !== "job.completed" && event.type !== "job.failed") return;
     const ts = typeof event.ts === "number" ? event.ts : Date.now();
+    if (this.cutoff === null) {
+      if (this.held.length >= HOLD_LIMIT) this.held.shift();
+      this.held.push({ type: event.type, ts });
+      return;
+    }
+    if (ts < this.cutoff) return; // in the history already
     const key = Math.floor(ts / BUCKET_MS);
     const bucket = this.buckets.get(key) ?? { completed: 0, failed: 0 };
     if (event.type === "job.completed") bucket.completed += 1;

@@ -5,9 +5,15 @@
 // refused there (403), so for it each status is counted from its listing, capped at
 // COMPANY_COUNT_CAP ("100+"): that is the company's own view, through the API's scoping.
 // They refresh after events (debounced) and on a slow poll.
+//
+// The chart starts with the last ten minutes from GET throughput (platform admins only:
+// the API's status indexes hold no company). It is fetched once the live feed is first
+// live, so every job finishing around the fetch is either in the answer or in the feed,
+// and again after a gap in the feed; see chart.js for the rule against counting twice.
+// A company admin's chart counts live events only, and says so.
 
 import { ApiError, api } from "./api.js";
-import { ThroughputChart } from "./chart.js";
+import { HISTORY_QUERY, ThroughputChart } from "./chart.js";
 import { $, debounce, fill, fmtInline, fmtNumber, fmtTime, h, pill } from "./dom.js";
 
 export const STATUSES = ["pending", "processing", "retrying", "completed", "failed", "cancelled"];
@@ -18,6 +24,9 @@ const COMPANY_COUNT_CAP = 100;
 const REFRESH_DEBOUNCE_MS = 1000;
 const POLL_MS = 15000;
 const HEALTH_POLL_MS = 10000;
+// The feed is usually live within a second; one that is not after this (a proxy that
+// drops WebSocket upgrades) should not keep the history from showing.
+const HISTORY_FALLBACK_MS = 5000;
 const FILTERS = {
   all: () => true,
   jobs: (e) => String(e.type).startsWith("job."),
@@ -25,8 +34,12 @@ const FILTERS = {
 };
 
 export class Overview {
-  constructor({ openJob }) {
+  constructor({ openJob, platform }) {
     this.openJob = openJob;
+    this.platform = platform;
+    this.historyAsked = false;
+    this.historyTimer = null;
+    this.historyCalls = 0; // only the latest call's answer seeds the chart
     this.companyMode = false;
     this.values = {};
     this.feed = [];
@@ -58,11 +71,49 @@ export class Overview {
   start() {
     this.refreshCounters();
     this.refreshHealth();
+    if (this.platform()) {
+      this.chart.expectHistory();
+      this.historyTimer = setTimeout(() => this.loadHistory(), HISTORY_FALLBACK_MS);
+    } else {
+      this._chartNote("Counted live since this page opened: history needs a platform admin token.");
+    }
     this.chart.render();
     this.renderFeed();
     this.timers.push(setInterval(() => this.refreshCounters(), POLL_MS));
     this.timers.push(setInterval(() => this.refreshHealth(), HEALTH_POLL_MS));
     this.timers.push(setInterval(() => this.chart.render(), 1000));
+  }
+
+  /** The live feed is subscribed (called on every (re)connect): time for the history. */
+  onLive() {
+    if (!this.historyAsked && this.platform()) this.loadHistory();
+  }
+
+  /** Seed the chart with GET throughput; live events wait meanwhile (chart.js). */
+  async loadHistory() {
+    clearTimeout(this.historyTimer);
+    this.historyAsked = true;
+    const call = ++this.historyCalls;
+    this.chart.expectHistory();
+    try {
+      const body = await api("GET", "throughput", { query: HISTORY_QUERY });
+      if (call !== this.historyCalls) return;
+      this.chart.seed(body.throughput);
+      this._chartNote("");
+    } catch (exc) {
+      if (call !== this.historyCalls) return;
+      this.chart.liveOnly();
+      this._chartNote(exc.status === 403
+        ? "Counted live since this page opened: history needs a platform admin token."
+        : `Counted live since this page opened: no history (${exc.message}).`);
+    }
+    this.chart.render();
+  }
+
+  _chartNote(text) {
+    const note = $("#chart-note");
+    note.textContent = text;
+    note.hidden = !text;
   }
 
   /** A batch of frames from the live feed. */
@@ -72,6 +123,8 @@ export class Overview {
       if (event.type === "gap") {
         this.feed.unshift({ type: "gap", ts: Date.now(), data: event });
         jobEvents = true;
+        // Events were lost: the history has them; it replaces the buckets.
+        if (this.historyAsked) this.loadHistory();
         continue;
       }
       this.chart.record(event);
@@ -183,7 +236,7 @@ export class Overview {
     if (event.type === "gap") {
       return h("li", { class: "feed-row gap" }, h("time", {}, fmtTime(event.ts)),
         h("span", { class: "kind" }, "gap"),
-        h("span", { class: "detail" }, "Some events were not delivered (the stream was trimmed); counters and lists were refreshed."));
+        h("span", { class: "detail" }, "Some events were not delivered (the stream was trimmed); counters, lists and the chart were refreshed."));
     }
     const kind = String(event.type);
     const jobLink = event.job_id
