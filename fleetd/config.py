@@ -408,6 +408,9 @@ class EventsConfig:
     read_count: int = setting(
         1000, "events read from Redis per XREAD of the fan-out loop", min=10, max=100_000
     )
+    compression: bool = setting(
+        False, "accept permessage-deflate on the events WebSocket (CPU per subscriber)"
+    )
 
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")

@@ -123,6 +123,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ticket_ttl": "30s",
         "max_subscribers": 10_000,
         "read_count": 1000,
+        "compression": False,
     },
     "encryption": {"keys": [], "key_file": ""},
 }

@@ -562,3 +562,37 @@ async def test_shared_filters_do_not_leak_across_subscribers(config: Config) -> 
         assert got["a"] == got["b"] == [m[0], m[1], m[3], *m[4:10], last]
         assert got["acme"] == [m[1], *m[4:7], last]
         assert got["f"] == [m[2], m[3], *m[7:10], last]
+
+
+async def upgrade_answer(api: Api, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Status and headers of the server's answer to a WebSocket upgrade (raw socket)."""
+    host, _, port = api.url.removeprefix("http://").rstrip("/").rpartition(":")
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {FEED} HTTP/1.1", f"Host: {host}:{port}", "Connection: Upgrade",
+             "Upgrade: websocket", "Sec-WebSocket-Version: 13", f"Sec-WebSocket-Key: {key}",
+             *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        with trio.fail_after(WAIT):
+            while b"\r\n\r\n" not in answer:
+                chunk = await stream.receive_some()
+                assert chunk, answer
+                answer += chunk
+    head = answer.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in head[1:])
+    return int(head[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+
+
+async def test_compression_only_when_configured(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    offer = {"Authorization": f"Bearer {token()}", "Sec-WebSocket-Extensions": "permessage-deflate"}
+    for compression in (False, True):
+        cfg = cfg_with(redis_url, namespace, tmp_path, compression=compression)
+        async with running_api(cfg) as api:
+            status, headers = await upgrade_answer(api, offer)
+            assert status == 101, headers
+            accepted = headers.get("sec-websocket-extensions", "")
+            assert accepted.startswith("permessage-deflate") is compression, headers

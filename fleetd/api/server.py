@@ -204,7 +204,7 @@ class HttpService:
         # Request headers larger than this are refused by the protocol layer (431).
         hc.h11_max_incomplete_size = 16 * 1024
         hc.websocket_max_message_size = WS_MAX_MESSAGE
-        install_ws_stream(hc, self.cfg.events.ping_interval)
+        install_ws_stream(hc, self.cfg.events.ping_interval, self.cfg.events.compression)
         for bind in h.listen:
             if bind.startswith("unix:"):
                 _clear_stale_socket(Path(bind[len("unix:") :]))

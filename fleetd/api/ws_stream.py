@@ -11,6 +11,10 @@ connections) by `install_ws_stream`:
   connection without a close frame (the peer is not reading: a frame written to a full
   socket would wait forever); the app sees a disconnect and its session ends. Each ping
   is sent by its own task, for the same reason.
+- compression only when `[events] compression` is on: hypercorn always accepts
+  permessage-deflate, which browsers always offer, and then compresses every frame once
+  per subscriber; with it off the offer is dropped from the request before the
+  handshake is answered (the client simply gets no extension, as the RFC allows);
 - bytes a client sends after its handshake was refused (a 401 answered, the connection
   about to close) are dropped. hypercorn answers them with a second response, which h11
   refuses with an exception that takes the whole server down: one bad client could stop
@@ -22,13 +26,14 @@ own (its hypercorn Config).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.protocol import h2, h11
-from hypercorn.protocol.events import Body, Data, StreamClosed
+from hypercorn.protocol.events import Body, Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.events import Event, Ping, Pong
@@ -36,6 +41,9 @@ from wsproto.events import Event, Ping, Pong
 __all__ = ["FleetdWSStream", "install_ws_stream"]
 
 _ANSWERED = (ASGIWebsocketState.RESPONSE, ASGIWebsocketState.HTTPCLOSED)
+_EXTENSIONS = b"sec-websocket-extensions"
+# Set on the server's hypercorn Config by install_ws_stream (each server its own).
+_COMPRESSION = "fleetd_websocket_compression"
 
 
 class _PongWatch:
@@ -64,6 +72,9 @@ class FleetdWSStream(WSStream):
     async def handle(self, event: StreamEvent) -> None:
         if isinstance(event, Body | Data) and self.state in _ANSWERED:
             return  # the handshake was refused; the connection closes when the app is done
+        if isinstance(event, Request) and not getattr(self.config, _COMPRESSION, False):
+            headers = [(k, v) for k, v in event.headers if k.lower() != _EXTENSIONS]
+            event = dataclasses.replace(event, headers=headers)
         try:
             await super().handle(event)
         finally:
@@ -90,9 +101,10 @@ class FleetdWSStream(WSStream):
             self.task_group.spawn(self._send_wsproto_event, Ping())
 
 
-def install_ws_stream(hc: HyperConfig, ping_interval: float) -> None:
+def install_ws_stream(hc: HyperConfig, ping_interval: float, compression: bool = False) -> None:
     """Serve WebSockets of servers run with `hc` through FleetdWSStream, pinging every
-    `ping_interval` seconds."""
+    `ping_interval` seconds, accepting permessage-deflate only with `compression`."""
     hc.websocket_ping_interval = ping_interval
+    setattr(hc, _COMPRESSION, compression)
     h11.WSStream = FleetdWSStream  # type: ignore[attr-defined]
     h2.WSStream = FleetdWSStream  # type: ignore[attr-defined]
