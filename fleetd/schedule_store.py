@@ -11,7 +11,11 @@ A schedule is checked against the handler registry like a job at enqueue (job ty
 known, data valid, priority defaulted) when its job is defined or changed; pausing,
 resuming and renaming work without the job type installed. Its data is sealed at rest
 like a job's (`encrypt`, or fields the handler marks sensitive), bound to the
-schedule's id; every save re-seals it with the active key.
+schedule's id. A save never seals less than was sealed, whichever process makes it
+(with or without the handler): new data is sealed at the paths sealed before as well as
+the handler's; unchanged data is sealed again with the active key when this process
+can open it, else kept exactly as stored. A sealed value sent back as its redaction
+placeholder ("***") is refused rather than stored over the secret.
 
 `ScheduleOps` holds the logic as synchronous methods taking the Redis client, each one
 RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
@@ -36,6 +40,7 @@ from fleetd.schedules import (
     name_key,
 )
 from fleetd.scripts import Scripts
+from fleetd.sealing import REDACTED, echoed_redaction, widen
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -199,14 +204,12 @@ class ScheduleOps:
         rev: int | None,
         anchor_ms: int,
         next_due_ms: int | None,
+        current: ScheduledJob | None = None,
+        keep_data: bool = False,
     ) -> tuple[str, str]:
         assert spec.id is not None
         event = _encode({"schedule_id": spec.id, "name": spec.name})
-        data, marker = spec.data, ""
-        paths = self.queue_ops.registry.sensitive(spec.job_type)
-        if spec.encrypt or paths:
-            context = f"schedule:{spec.id}"
-            data, marker = self.queue_ops.seal(data, context, None if spec.encrypt else paths)
+        data, marker = self._at_rest(spec, current, keep_data)
         fields = [
             *((k, _encode(data) if k == "data" else v) for k, v in spec.hash_fields()),
             ("sealed", marker),
@@ -223,6 +226,45 @@ class ScheduleOps:
             )
         return code, detail
 
+    def _at_rest(
+        self, spec: ScheduleSpec, current: ScheduledJob | None, keep_data: bool
+    ) -> tuple[dict[str, Any], str]:
+        """(data as stored, sealing marker) of `spec` saved over `current` (None: new).
+
+        `keep_data`: spec.data is current's, redacted (this process cannot open it), so
+        the stored data is kept as it is, ciphertext and marker. Otherwise spec.data is
+        plaintext, sealed whole with `encrypt`, else at the handler's sensitive paths
+        and at every path current sealed — the registry of this process may lack the
+        handler (not installed here, disabled) or know an older version of it. Only
+        `encrypt` false (an update keeps it unless told) narrows whole-data sealing.
+        """
+        if keep_data:  # only sealed data can be unreadable
+            assert current is not None and current.stored_data is not None
+            return current.stored_data, current.sealed
+        context = f"schedule:{spec.id}"
+        if spec.encrypt:
+            return self.queue_ops.seal(spec.data, context, None)
+        before = current.sealed if current is not None and not current.encrypt else ""
+        paths = widen(before, self.queue_ops.registry.sensitive(spec.job_type))
+        if paths == ():
+            return spec.data, ""
+        return self.queue_ops.seal(spec.data, context, paths)
+
+    @staticmethod
+    def _refuse_redacted(data: Mapping[str, Any], current: ScheduledJob) -> None:
+        """ValidationError when `data` sends back the placeholders readers were shown
+        for current's sealed values (the dashboard's edit dialog would otherwise store
+        "***" over the secret)."""
+        path = echoed_redaction(data, current.sealed) if current.sealed else None
+        if path is None:
+            return
+        shown = f'"{REDACTED}"' if path else '{"encrypted": true}'
+        raise ValidationError(
+            f"data.{path}" if path else "data",
+            f"is the placeholder {shown} shown for a sealed value, which cannot be sent "
+            "back redacted: send the value in full, or leave data out to keep it",
+        )
+
     def add(
         self, client: SyncClient, body: Mapping[str, Any] | ScheduleSpec, *, upsert: bool = False
     ) -> ScheduledJob:
@@ -235,6 +277,7 @@ class ScheduleOps:
         assert spec.id is not None
         for _ in range(SAVE_ATTEMPTS):
             if upsert and (current := self.get(client, spec.id)) is not None:
+                self._refuse_redacted(spec.data, current)
                 done = self._update(client, current, spec)
                 if done is not None:
                     return done
@@ -251,9 +294,15 @@ class ScheduleOps:
         raise ScheduleConflict(f"schedule {spec.id!r} kept changing; try again")
 
     def _update(
-        self, client: SyncClient, current: ScheduledJob, spec: ScheduleSpec
+        self,
+        client: SyncClient,
+        current: ScheduledJob,
+        spec: ScheduleSpec,
+        *,
+        keep_data: bool = False,
     ) -> ScheduledJob | None:
-        """Write `spec` over `current` unless it changed since read (then None)."""
+        """Write `spec` over `current` unless it changed since read (then None);
+        `keep_data`: current's stored data as it is (see `_at_rest`)."""
         now = self.now_ms(client)
         retimed = spec.timing_differs(current.spec())  # timing only: data not needed
         # A new expression starts its intervals now; otherwise the grid is kept.
@@ -267,8 +316,9 @@ class ScheduleOps:
         else:
             next_due = current.next_run_ms
         code, _ = self._save(
-            client, "update", spec, rev=current.rev, anchor_ms=anchor, next_due_ms=next_due
-        )
+            client, "update", spec, rev=current.rev, anchor_ms=anchor, next_due_ms=next_due,
+            current=current, keep_data=keep_data,
+        )  # fmt: skip
         if code == "missing":
             raise ScheduleNotFound(f"no schedule {spec.id!r}")
         return self.require(client, current.id) if code == "updated" else None
@@ -277,22 +327,34 @@ class ScheduleOps:
         self, client: SyncClient, schedule_id: str, changes: Mapping[str, Any]
     ) -> ScheduledJob:
         """Change some fields (PUT /jobs/scheduled/{id}); the rest stay. Run times are
-        recomputed from now when the schedule, its time zone or is_active change."""
-        recheck = bool({"job_type", "data", "priority"} & changes.keys())
+        recomputed from now when the schedule, its time zone or is_active change.
+
+        The data is checked against the handler only when data, job type, priority or
+        `encrypt` change: pausing, resuming or renaming (the dashboard sends the other
+        fields unchanged) works where the handler is not installed, and without keys
+        (sealed data this process cannot open is kept as stored)."""
         for _ in range(SAVE_ATTEMPTS):
             current = self.require(client, schedule_id)
+            if "data" in changes and isinstance(changes["data"], Mapping):
+                self._refuse_redacted(changes["data"], current)
+            unreadable: ValidationError | None = None
             try:
                 stored = self.spec_of(current)
-            except ValidationError:
-                if "data" not in changes:
-                    raise
-                stored = current.spec()  # unreadable, but replaced by the new data
+            except ValidationError as exc:
+                stored, unreadable = current.spec(), exc  # data redacted
             spec = stored.updated(changes)
-            if recheck or spec.encrypt != stored.encrypt:
+            recheck = "data" in changes or spec.encrypt != stored.encrypt
+            recheck |= (spec.job_type, spec.priority) != (stored.job_type, stored.priority)
+            keep_data = False
+            if unreadable is not None and "data" not in changes:
+                if recheck:  # checking or sealing anew needs the plaintext
+                    raise unreadable
+                keep_data = True
+            if recheck:
                 spec = self.check(spec)
             if spec == stored:
                 return current
-            done = self._update(client, current, spec)
+            done = self._update(client, current, spec, keep_data=keep_data)
             if done is not None:
                 return done
         raise ScheduleConflict(f"schedule {schedule_id!r} kept changing; try again")

@@ -17,7 +17,9 @@ Owns:
   a JSON list of paths = the values at those (dot-separated) paths are envelopes of
   their JSON encodings. No marker = plain data, which nothing here ever looks at.
 - `redact`: the data as readers see it — "***" for a sealed field, {"encrypted": true}
-  for sealed whole data; no key needed, and neither plaintext nor ciphertext shown.
+  for sealed whole data; no key needed, and neither plaintext nor ciphertext shown;
+  `echoed_redaction` finds those placeholders sent back in place of sealed values.
+- `widen`: what a save of changed data seals so as to cover at least what was sealed.
 
 Errors are `SealError` with a message fit for a job's error ("unknown key id 'k0'").
 Lifecycle: a Sealer loads its keyring on first use and keeps it until the process
@@ -54,10 +56,12 @@ __all__ = [
     "SealError",
     "Sealer",
     "check_paths",
+    "echoed_redaction",
     "format_key",
     "new_key",
     "open_claimed",
     "redact",
+    "widen",
 ]
 
 VERSION = "v1"
@@ -344,6 +348,38 @@ def redact(data: dict[str, Any], marker: str) -> dict[str, Any]:
         if parent is not None and key in parent:
             parent[key] = REDACTED
     return out
+
+
+def echoed_redaction(data: Mapping[str, Any], marker: str) -> str | None:
+    """Where `data`, sent to replace data sealed as `marker` says, holds the placeholder
+    `redact` showed instead of a sealed value: "" for the whole data, else the first
+    sealed path holding "***"; None when nowhere (the data can be sealed as sent)."""
+    if marker == MARK_DATA:
+        return "" if data == REDACTED_DATA else None
+    try:
+        paths = _marked_paths(marker)
+    except SealError:  # a marker from a newer fleetd: `redact` showed REDACTED_DATA
+        return "" if data == REDACTED_DATA else None
+    for path in paths:
+        parent, key = _locate(dict(data), path)
+        if parent is not None and parent.get(key) == REDACTED:
+            return path
+    return None
+
+
+def widen(marker: str, paths: Sequence[str]) -> tuple[str, ...] | None:
+    """The paths to seal so that new data covers at least what `marker` sealed and
+    `paths` (a handler's sensitive fields): None (the whole data) for a whole-data
+    marker or one from a newer fleetd, else the union without a path lying inside
+    another one (sealed with it: sealing both would nest envelopes)."""
+    if marker == MARK_DATA:
+        return None
+    try:
+        before = _marked_paths(marker) if marker else []
+    except SealError:
+        return None
+    union = list(dict.fromkeys([*paths, *before]))
+    return tuple(p for p in union if not any(p.startswith(q + ".") for q in union))
 
 
 def open_claimed(sealer: Sealer | None, job: ClaimedJob) -> tuple[dict[str, Any], str]:

@@ -397,9 +397,14 @@ async def test_a_schedule_whose_key_is_gone_records_an_error_when_due(config: Co
         assert "cannot decrypt data: unknown key id 'k1'" in result.error
         stored = engine.link.run_sync(ops.require, made.id)
         assert "unknown key id 'k1'" in (stored.last_error or "")
-        # Pausing needs the data (it is written again): refused, saying why …
+        # Pausing needs no key: the data is kept exactly as stored …
+        before = engine.link.client.hget(engine.keys.schedule(made.id), "data")
+        paused = engine.link.run_sync(ops.pause, made.id)
+        assert not paused.is_active and paused.sealed == "data"
+        assert engine.link.client.hget(engine.keys.schedule(made.id), "data") == before
+        # … a change that must check or re-seal the data is refused, saying why …
         with pytest.raises(ValueError, match=r"unknown key id 'k1'.*send the data again"):
-            engine.link.run_sync(ops.pause, made.id)
+            engine.link.run_sync(ops.update, made.id, {"encrypt": False})
         # … while new data replaces it, sealed with the new key.
         fixed = engine.link.run_sync(ops.update, made.id, {"data": {"x": 2}})
         assert engine.link.run_sync(firing.load, [fixed.id])[0]["data"].count("fleetd:v1:k2:")
@@ -422,6 +427,84 @@ async def test_http_schedules_show_sealed_data_redacted(config: Config) -> None:
         engine = api.daemon.engine
         assert engine is not None
         assert_no_secret(everything_stored(engine), "Redis")
+
+
+async def test_a_process_without_the_handler_never_unseals_a_schedule(config: Config) -> None:
+    """Pause, resume and rename from a process (same keys and namespace) that lacks
+    the job type's handler: the data stays sealed at the stored paths, sealed again
+    with its active key, and the next job opens to the plaintext for the handler."""
+    vault = Vault()
+    data = {"to": "a@example.com", "smtp_password": PASSWORD, "recipient": {"phone": PHONE}}
+    rotated = _with_keys(config, K2, K1)
+    a = Engine.build(_with_keys(config, K1), daemon=True, registry=_registry(vault))
+    await a.link.connect(a.scripts.all())
+    try:
+        made = a.link.run_sync(lambda c: _schedule_ops(a).add(c, {
+            "name": "n", "job_type": "vault", "schedule": "@daily", "data": data}))  # fmt: skip
+    finally:
+        a.close()
+    b = Engine.build(rotated, daemon=True, registry=_registry())
+    await b.link.connect(b.scripts.all())
+    try:
+        ops = _schedule_ops(b)
+        for step in (ops.pause, ops.resume):
+            b.link.run_sync(step, made.id)
+        renamed = b.link.run_sync(ops.update, made.id, {"name": "n2"})
+        raw = b.link.client.hgetall(b.keys.schedule(made.id))
+        assert json.loads(raw["sealed"]) == ["smtp_password", "recipient.phone"]
+        assert raw["data"].count('"fleetd:v1:k2:') == 2  # re-sealed with the new key
+        assert renamed.is_active and renamed.name == "n2"
+        assert_no_secret(everything_stored(b), "Redis")
+    finally:
+        b.close()
+    async with running_pool(rotated, _registry(vault)) as (engine, _):
+        result = engine.link.run_sync(_schedule_ops(engine).run_now, made.id)
+        await wait_status(engine, result.job_id, JobStatus.COMPLETED)
+        assert_no_secret(everything_stored(engine), "Redis")
+    assert vault.seen == [data]
+
+
+async def test_http_update_of_a_sealed_schedule_keeps_or_refuses_the_placeholders(
+    config: Config,
+) -> None:
+    vault = Vault()
+    data = {"to": "a@example.com", "smtp_password": PASSWORD}
+    async with running_api(api_config(config), registry=_registry(vault)) as api:
+        r = await api.post(f"{PREFIX}/scheduled", json={
+            "name": "n", "job_type": "vault", "schedule": "@daily", "data": data})  # fmt: skip
+        assert r.status_code == 201, r.text
+        made = r.json()["scheduled_job"]
+        url = f"{PREFIX}/scheduled/{made['id']}"
+        engine = api.daemon.engine
+        assert engine is not None
+        before = engine.link.client.hgetall(engine.keys.schedule(made["id"]))
+        # The edit dialog's old body: everything shown, the placeholder included.
+        echoed = {k: made[k] for k in ("name", "job_type", "schedule", "priority", "data")}
+        r = await api.put(url, json=echoed | {"name": "changed"})
+        assert r.status_code == 422, r.text
+        assert _fields(r) == ["data.smtp_password"]
+        assert "cannot be sent back redacted" in r.text
+        assert engine.link.client.hgetall(engine.keys.schedule(made["id"])) == before
+        # Leaving data out keeps the secret.
+        r = await api.put(url, json={"name": "renamed"})
+        assert r.status_code == 200, r.text
+        assert r.json()["scheduled_job"]["data"] == made["data"]
+        ops = _schedule_ops(engine)
+        assert ops.spec_of(engine.link.run_sync(ops.require, made["id"])).data == data
+        assert_no_secret(everything_stored(engine), "Redis")
+
+
+async def test_whole_data_placeholder_is_refused_for_a_schedule_sealed_whole(
+    config: Config, engine: Engine
+) -> None:
+    ops = _schedule_ops(engine)
+    run = engine.link.run_sync
+    made = run(lambda c: ops.add(c, {"name": "w", "job_type": "noop", "schedule": "@daily",
+                                     "data": {"x": WHOLE}, "encrypt": True}))  # fmt: skip
+    with pytest.raises(ValueError, match="cannot be sent back redacted") as info:
+        run(ops.update, made.id, {"data": {"encrypted": True}, "name": "w2"})
+    assert getattr(info.value, "field", None) == "data"
+    assert ops.spec_of(run(ops.require, made.id)) == ops.spec_of(made)
 
 
 # -- keys the process cannot use ---------------------------------------------------------

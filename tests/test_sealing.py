@@ -21,9 +21,11 @@ from fleetd.sealing import (
     REDACTED,
     Sealer,
     SealError,
+    echoed_redaction,
     format_key,
     new_key,
     redact,
+    widen,
 )
 
 K1 = format_key("k1", b"\x01" * 32)
@@ -147,6 +149,28 @@ def test_a_sealed_field_swapped_between_fields_fails() -> None:
 
 def test_redaction_of_an_unknown_marker_hides_everything() -> None:
     assert redact({"a": "x"}, "something-newer") == {"encrypted": True}
+
+
+def test_the_placeholders_sent_back_are_found_at_sealed_paths_only() -> None:
+    marker = json.dumps(["smtp_password", "recipient.phone"])
+    shown = redact(Sealer([K1]).seal_data(DATA, "schedule:s", json.loads(marker))[0], marker)
+    assert echoed_redaction(shown, marker) == "smtp_password"
+    assert echoed_redaction({**DATA, "recipient": {"phone": REDACTED}}, marker) == (
+        "recipient.phone"
+    )
+    assert echoed_redaction({**DATA, "to": REDACTED}, marker) is None  # not sealed there
+    assert echoed_redaction({"encrypted": True}, "data") == ""
+    assert echoed_redaction({"encrypted": True, "x": 1}, "data") is None
+
+
+def test_widen_never_seals_less_than_before() -> None:
+    assert widen("", ("a",)) == ("a",)
+    assert widen('["b"]', ()) == ("b",)  # the handler is unknown here: the marker's paths
+    assert widen('["b","a"]', ("a", "c")) == ("a", "c", "b")
+    # A path inside another one is sealed with it, whichever side lists it.
+    assert widen('["r.phone"]', ("r",)) == ("r",)
+    assert widen('["r"]', ("r.phone",)) == ("r",)
+    assert widen("data", ("a",)) is None and widen("something-newer", ()) is None
 
 
 # -- keys from the config and the key file ---------------------------------------------

@@ -63,6 +63,16 @@ def test_the_dashboard_is_its_files() -> None:
         assert name in served, name
 
 
+def test_every_element_the_scripts_look_up_by_id_is_in_the_page() -> None:
+    """`$("#x")` of a missing id is null at run time (e.g. the edit dialog's hint that
+    sealed values show as ***): every id looked up is one index.html has."""
+    ids = set(re.findall(r'\bid="([^"]+)"', (WEB / "index.html").read_text()))
+    assert "schedule-sealed-hint" in ids
+    for path in WEB.glob("*.js"):
+        for name in re.findall(r'\$\("#([A-Za-z0-9_-]+)"\)', path.read_text()):
+            assert name in ids, (path.name, name)
+
+
 def test_no_html_from_strings_and_no_persistent_token() -> None:
     """Job data and errors are attacker-controlled: the page builds DOM nodes and sets
     textContent, never parses strings as HTML; the token lives in sessionStorage only."""

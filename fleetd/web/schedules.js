@@ -1,6 +1,9 @@
 // Scheduled jobs: the list with the scheduler's statistics, and create, edit, pause /
 // resume (is_active) and delete. A company-bound token sees and changes its company's
 // schedules only (the API scopes them). The form shows the API's field errors as given.
+// An edit sends `data` only when its text was changed: the API shows sealed values as
+// "***" (or the whole data as {"encrypted": true}), and sending those back would
+// replace the secrets with the placeholders (the API refuses it with a 422).
 
 import { api } from "./api.js";
 import { $, confirmButton, debounce, fill, fmtNumber, fmtRelative, fmtTime, h, pill, toast } from "./dom.js";
@@ -11,6 +14,7 @@ export class SchedulesView {
     this.dialog = $("#schedule-dialog");
     this.form = $("#schedule-form");
     this.editing = null;
+    this.dataShown = "";
     this.typesLoaded = false;
     this.reloadSoon = debounce(() => this.load(), 500);
     $("#schedule-new").addEventListener("click", () => this.edit(null));
@@ -108,6 +112,8 @@ export class SchedulesView {
     f.misfire_policy.value = s?.misfire_policy ?? "run_once";
     f.is_active.checked = s?.is_active ?? true;
     f.data.value = JSON.stringify(s?.data ?? {}, null, 2);
+    this.dataShown = f.data.value;
+    $("#schedule-sealed-hint").hidden = !s?.encrypted;
     $("#schedule-error").textContent = "";
     this.dialog.showModal();
     f.name.focus();
@@ -115,12 +121,15 @@ export class SchedulesView {
 
   async save() {
     const f = this.form.elements;
+    const s = this.editing;
     let data;
-    try {
-      data = JSON.parse(f.data.value || "{}");
-    } catch (exc) {
-      $("#schedule-error").textContent = `data: not valid JSON (${exc.message})`;
-      return;
+    if (!s || f.data.value !== this.dataShown) {
+      try {
+        data = JSON.parse(f.data.value || "{}");
+      } catch (exc) {
+        $("#schedule-error").textContent = `data: not valid JSON (${exc.message})`;
+        return;
+      }
     }
     const body = {
       name: f.name.value.trim(),
@@ -130,9 +139,8 @@ export class SchedulesView {
       priority: Number(f.priority.value),
       misfire_policy: f.misfire_policy.value,
       is_active: f.is_active.checked,
-      data,
     };
-    const s = this.editing;
+    if (data !== undefined) body.data = data;
     try {
       if (s) await api("PUT", `scheduled/${encodeURIComponent(s.id)}`, { body });
       else await api("POST", "scheduled", { body });
