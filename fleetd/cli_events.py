@@ -10,9 +10,12 @@ frames) and prints one line per event — time, type, job id, job type, status �
 `error` frames as they came). A line "following <url>" goes to stderr at each
 connection.
 
-After a close with 1013 (fell behind), 1001 (the daemon stopped) or a dropped connection
-it reconnects with `last_event_id`, so the daemon replays what was missed: nothing lost,
-nothing twice (a `gap` notice if the stream was trimmed meanwhile).
+After a close with 1013 (fell behind, too many subscribers, Redis unavailable), 1001
+(the daemon stopped) or a dropped connection it reconnects with `last_event_id`, so the
+daemon replays what was missed: nothing lost, nothing twice (a `gap` notice if the
+stream was trimmed meanwhile). Between attempts it waits 0.1 s doubling to 5 s, and
+starts over from 0.1 s only once an event has arrived: a daemon that accepts the
+handshake and closes at once (full, Redis down) is not retried ten times a second.
 
 Exit: Ctrl-C 0; the API unreachable at start, or the handshake refused (auth, a bad
 filter): one line on stderr, exit 2.
@@ -24,7 +27,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 from urllib.parse import urlencode
@@ -48,7 +51,8 @@ FEED_PATH = "/api/v1/admin/jobs/events"
 # A token minted here lives this long; the daemon closes the socket at its exp (1008)
 # and we mint another and resume.
 MINTED_TTL = 3600.0
-# Reconnect waits: from 0.1 s doubling to 5 s (a restarting daemon is back in ~1 s).
+# Reconnect waits: from 0.1 s doubling to 5 s (a restarting daemon is back in ~1 s). One
+# terminal per operator: no jitter needed, unlike the dashboard's many tabs.
 RETRY_FIRST, RETRY_CAP = 0.1, 5.0
 CLOSE_EXPIRED = 1008
 # An event of a batch frame printed with --json: as the daemon serializes it.
@@ -99,17 +103,22 @@ def _mint(cfg: Config) -> str:
 
 
 @asynccontextmanager
-async def connect(url: str, token: str | None) -> AsyncIterator[WebSocketConnection]:
+async def connect(
+    url: str, token: str | None, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> AsyncIterator[WebSocketConnection]:
     """A WebSocket to `url` (with the bearer token, if any), closed at the end."""
-    headers = [(b"Authorization", f"Bearer {token}".encode())] if token else []
-    async with open_websocket_url(url, extra_headers=headers) as ws:
-        try:
+    extra = [(b"Authorization", f"Bearer {token}".encode())] if token else []
+    ws: WebSocketConnection | None = None
+    try:
+        async with open_websocket_url(url, extra_headers=[*extra, *headers]) as ws:
             yield ws
-        finally:
-            if ws.closed is not None:
-                # trio-websocket 0.12 never closes the TCP socket of a connection the
-                # server closed first (it waits for the server's FIN, then leaks it).
-                await ws._stream.aclose()
+    finally:
+        if ws is not None:
+            # trio-websocket 0.12 never closes the TCP socket of a connection the server
+            # closed first (it waits for the server's FIN, then leaks it) — and the
+            # server may close while the client closes. Closing the stream again once
+            # trio-websocket is done is harmless (aclose is idempotent) and never leaks.
+            await ws._stream.aclose()
 
 
 def _line(frame: dict[str, Any]) -> str:
@@ -156,6 +165,10 @@ class Tail:
                   file=sys.stderr)  # fmt: skip
         print(raw if self.a.json else _line(frame), file=self.out, flush=True)
 
+    async def _pause(self, seconds: float) -> None:
+        """The wait before the next attempt."""
+        await trio.sleep(seconds)
+
     async def run(self) -> int:
         connected = False
         wait = RETRY_FIRST
@@ -164,18 +177,22 @@ class Tail:
                 if connected:
                     self.base = _base_url(self.cfg, self.a)
                 async with connect(self._url(), self.token) as ws:
-                    connected, wait = True, RETRY_FIRST
+                    connected = True
                     while True:
                         raw = str(await ws.get_message())
                         frame = json.loads(raw)
-                        if not isinstance(frame, list):
+                        if isinstance(frame, list):
+                            for ev in frame:
+                                compact = json.dumps(ev, ensure_ascii=False, separators=_COMPACT)
+                                self._show(ev, compact)
+                        else:
                             self._show(frame, raw)  # a control frame, or a single event
-                            continue
-                        for ev in frame:
-                            self._show(ev, json.dumps(ev, ensure_ascii=False, separators=_COMPACT))
+                        if isinstance(frame, list) or "id" in frame:
+                            wait = RETRY_FIRST  # events flow: this connection worked
             except ConnectionRejected as exc:
                 if exc.status_code == 503 and connected:  # a daemon starting: Redis soon
-                    await trio.sleep(wait)
+                    await self._pause(wait)
+                    wait = min(RETRY_CAP, wait * 2)
                     continue
                 try:
                     message = json.loads(exc.body or b"{}")["error"]["message"]
@@ -193,7 +210,7 @@ class Tail:
                     if isinstance(exc, _Fail):
                         raise
                     raise _Fail(f"cannot connect to {self.base}: {exc.__cause__ or exc}") from None
-            await trio.sleep(wait)
+            await self._pause(wait)
             wait = min(RETRY_CAP, wait * 2)
 
 

@@ -16,7 +16,7 @@ Owns:
   read_count` per read, capped backoff while Redis is unreachable) that feeds the
   subscribers — one hand-off per read and subscriber, filtered once per distinct
   filter — and the plain consumers (the /metrics counters, per event);
-- stream ids (`id_key`) and the replay reads (`read_after`, `oldest_id`).
+- stream ids (`id_key`) and the replay read (`read_replay`).
 
 Lifecycle: run() pins "now" (the stream's last generated id) once Redis answers and
 reads on from there until cancelled; `close_all()` (graceful stop) ends every session
@@ -49,8 +49,7 @@ __all__ = [
     "Subscriber",
     "deliveries",
     "id_key",
-    "oldest_id",
-    "read_after",
+    "read_replay",
 ]
 
 log = logging.getLogger("fleetd.events")
@@ -94,7 +93,7 @@ class Event:
         """A stream entry, whatever a third party put in it (never raises)."""
         try:
             data = json.loads(fields.get("data") or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than ~1,000
             data = {}
         if not isinstance(data, dict):
             data = {"value": data}
@@ -200,14 +199,18 @@ class HubClosed(Exception):
     """The daemon is stopping."""
 
 
-def read_after(client: SyncClient, keys: Keys, after: str, count: int) -> list[Event]:
-    """Up to `count` events after `after` (exclusive), oldest first."""
-    return [Event.parse(i, f) for i, f in client.xrange(keys.events, f"({after}", "+", count)]
-
-
-def oldest_id(client: SyncClient, keys: Keys) -> str | None:
-    first = client.xrange(keys.events, "-", "+", 1)
-    return str(first[0][0]) if first else None
+def read_replay(
+    client: SyncClient, keys: Keys, after: str, count: int
+) -> tuple[str | None, list[Event]]:
+    """(the oldest id in the stream, up to `count` events after `after`, exclusive and
+    oldest first), read together (MULTI): if that oldest id is at most `after`, nothing
+    after `after` was trimmed before these events were read."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xrange(keys.events, "-", "+", 1)
+    pipe.xrange(keys.events, f"({after}", "+", count)
+    first, entries = pipe.execute()
+    oldest = str(first[0][0]) if first else None
+    return oldest, [Event.parse(i, f) for i, f in entries]
 
 
 class EventHub:

@@ -1,22 +1,31 @@
 """`fleetd events` (fleetd.cli_events) as a subprocess against `fleetd run` daemons:
 the feed printed as JSON lines or human lines, Ctrl-C exits 0, a refused token or an
 unreachable API is one line on stderr and exit 2, and a daemon restart is resumed
-without losing the events of the jobs enqueued while it was down."""
+without losing the events of the jobs enqueued while it was down. Its reconnect
+backoff is checked in-process, against an in-process daemon, with the waits recorded
+instead of slept."""
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
+import math
 import signal
 import subprocess
 import threading
+from pathlib import Path
 from queue import Empty, Queue
 from typing import IO, Any
 
 import pytest
-from api_client import SECRET, token
-from conftest import fleetd_env
+import trio
+import trio.lowlevel
+from api_client import SECRET, api_config, running_api, token
+from conftest import fleetd_env, make_config
 from daemons import FLEETD, Fleet, run_cli, settings
 
+from fleetd.cli_events import FEED_PATH, RETRY_FIRST, Tail, connect
 from fleetd.config import Config
 
 WAIT = 20.0
@@ -27,7 +36,7 @@ def env(config: Config) -> dict[str, str]:
     return fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
 
 
-class Tail:
+class TailProcess:
     """A running `fleetd events`; its stdout and stderr lines read by two threads."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
@@ -94,7 +103,7 @@ def enqueue(env: dict[str, str]) -> str:
 
 def test_tails_the_feed_as_json_and_exits_0_on_ctrl_c(env: dict[str, str], fleet: Fleet) -> None:
     fleet.start(env, "--roles", "api,worker")
-    tail = Tail(env, "--json", "--type", "noop")
+    tail = TailProcess(env, "--json", "--type", "noop")
     try:
         tail.following()
         assert json.loads(tail.next())["type"] == "subscribed"
@@ -107,7 +116,7 @@ def test_tails_the_feed_as_json_and_exits_0_on_ctrl_c(env: dict[str, str], fleet
 
 def test_human_lines_and_filters(env: dict[str, str], fleet: Fleet) -> None:
     fleet.start(env, "--roles", "api,worker")
-    tail = Tail(env, "--status", "completed", "--token", token())
+    tail = TailProcess(env, "--status", "completed", "--token", token())
     try:
         tail.following()
         job_id = enqueue(env)
@@ -134,7 +143,7 @@ def test_refused_token_and_unreachable_api_exit_2(env: dict[str, str], fleet: Fl
 def test_resumes_across_a_daemon_restart(env: dict[str, str], fleet: Fleet) -> None:
     quick = env | settings(http_shutdown_timeout="1s")
     first = fleet.start(quick, "--roles", "api")
-    tail = Tail(env, "--json")
+    tail = TailProcess(env, "--json")
     try:
         tail.following()
         before = enqueue(env)
@@ -148,3 +157,73 @@ def test_resumes_across_a_daemon_restart(env: dict[str, str], fleet: Fleet) -> N
         assert tail.events_of(missed, "job.enqueued")[0]["job_id"] == missed
     finally:
         assert tail.interrupt() == 0
+
+
+class Lines(io.StringIO):
+    """The in-process tail's stdout: each complete line onto a channel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._send, self._receive = trio.open_memory_channel[str](math.inf)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *done, self._partial = (self._partial + text).split("\n")
+        for line in done:
+            self._send.send_nowait(line)
+        return len(text)
+
+    async def next(self) -> dict[str, Any]:
+        with trio.fail_after(WAIT):
+            frame: dict[str, Any] = json.loads(await self._receive.receive())
+            return frame
+
+
+async def test_backoff_starts_over_only_once_an_event_arrives(
+    redis_url: str, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config(redis_url, namespace, tmp_path / "state", events={"max_subscribers": 1})
+    async with running_api(api_config(cfg)) as api, trio.open_nursery() as nursery:
+        assert api.daemon.http is not None and api.daemon.http.state.hub is not None
+        hub = api.daemon.http.state.hub
+        args = argparse.Namespace(type=[], status=[], job=[], company=None, json=True,
+                                  url=api.url, token=token())  # fmt: skip
+        out = Lines()
+        tail = Tail(cfg, args, out)
+        waits: list[float] = []
+        # After this many waits: (reached, go on).
+        gates: dict[int, tuple[trio.Event, trio.Event]] = {}
+
+        async def pause(seconds: float) -> None:
+            waits.append(seconds)
+            gate = gates.get(len(waits))
+            if gate is not None:
+                gate[0].set()
+                await gate[1].wait()
+            await trio.lowlevel.checkpoint()
+
+        monkeypatch.setattr(tail, "_pause", pause)
+        # The one subscriber slot is taken: each handshake is accepted and closed at once
+        # (1013 too many subscribers), and the waits grow.
+        gates[3] = (trio.Event(), trio.Event())
+        url = api.url.replace("http://", "ws://") + FEED_PATH
+        async with connect(url, token()) as holder:
+            assert json.loads(await holder.get_message())["type"] == "subscribed"
+            nursery.start_soon(tail.run)
+            with trio.fail_after(WAIT):
+                await gates[3][0].wait()
+            assert waits == [RETRY_FIRST, 2 * RETRY_FIRST, 4 * RETRY_FIRST]
+        gates[3][1].set()
+        assert (await out.next())["type"] == "subscribed"
+        job = await api.enqueue({"type": "noop", "data": {}})
+        while (await out.next()).get("job_id") != job["job_id"]:
+            pass
+        # An event arrived: the next failure (the daemon refusing new sessions from now
+        # on) waits the shortest time again, and the one after that longer.
+        mark = len(waits)
+        gates[mark + 2] = (trio.Event(), trio.Event())
+        hub.close_all(1001, "server shutting down")
+        with trio.fail_after(WAIT):
+            await gates[mark + 2][0].wait()
+        assert waits[mark:] == [RETRY_FIRST, 2 * RETRY_FIRST]
+        nursery.cancel_scope.cancel()

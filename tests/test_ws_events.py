@@ -21,17 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import redis
 import trio
 import trio.lowlevel
 from api_client import PREFIX, Api, api_config, running_api, token
 from conftest import make_config
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from quart.wrappers.websocket import Websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from fleetd.api import tickets
+from fleetd.api import tickets, ws_session
 from fleetd.api.auth import Principal
 from fleetd.cli_events import connect
 from fleetd.config import Config
 from fleetd.daemon import Daemon
+from fleetd.events import Event, EventHub, id_key, read_replay
 from fleetd.keys import Keys
 
 FEED = f"{PREFIX}/events"
@@ -47,14 +51,9 @@ async def feed(
     api: Api, query: str = "", *, tok: str | None = None, headers: dict[str, str] | None = None
 ) -> AsyncIterator[WebSocketConnection]:
     url = api.url.replace("http://", "ws://") + FEED + (f"?{query}" if query else "")
-    hdrs = [(b"Authorization", f"Bearer {tok or token()}".encode())] if tok != "" else []
-    hdrs += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    async with open_websocket_url(url, extra_headers=hdrs) as ws:
-        try:
-            yield ws
-        finally:
-            if ws.closed is not None:  # see fleetd.cli_events.connect
-                await ws._stream.aclose()
+    hdrs = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    async with connect(url, None if tok == "" else tok or token(), hdrs) as ws:
+        yield ws
 
 
 async def recv(ws: WebSocketConnection) -> dict[str, Any]:
@@ -97,6 +96,11 @@ def error_of(r: httpx.Response) -> dict[str, Any]:
     return err
 
 
+def hub_of(api: Api) -> EventHub:
+    assert api.daemon.http is not None and api.daemon.http.state.hub is not None
+    return api.daemon.http.state.hub
+
+
 # -- handshake ------------------------------------------------------------------------
 
 
@@ -132,6 +136,19 @@ async def test_ticket_works_once(config: Config) -> None:
         assert r.status_code == 401 and "already used" in error_of(r)["message"]
         r = await handshake(api, f"{FEED}?ticket=../../etc")
         assert r.status_code == 401
+
+
+async def test_refused_query_leaves_the_ticket_usable(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        ticket = (await api.post(f"{FEED}/ticket")).json()["ticket"]
+        for query, field in (("status=done", "status"), ("last_event_id=abc", "last_event_id"),
+                             ("batch=maybe", "batch")):  # fmt: skip
+            r = await handshake(api, f"{FEED}?ticket={ticket}&{query}")
+            assert r.status_code == 422 and error_of(r)["details"]["fields"][0]["field"] == field
+        async with feed(api, f"ticket={ticket}&status=failed", tok="") as ws:
+            assert (await recv(ws))["filters"]["status"] == ["failed"]
+        r = await handshake(api, f"{FEED}?ticket={ticket}")
+        assert r.status_code == 401 and "already used" in error_of(r)["message"]
 
 
 async def test_expired_ticket_is_refused(config: Config) -> None:
@@ -221,6 +238,33 @@ async def test_subscribe_message_replaces_the_filters(config: Config) -> None:
         await ws.send_message("not json")
         err = await recv(ws)
         assert err["type"] == "error" and err["error"]["code"] == "bad_request"
+        assert "not valid JSON" in err["error"]["message"]
+
+
+# Deeper than Python's recursion limit (1,000): json.loads raises RecursionError. Within
+# the WebSocket message limit (64 KiB).
+NESTED = "[" * 60_000
+
+
+def test_a_nested_entry_parses_like_bad_json() -> None:
+    ev = Event.parse("1700000000000-0", {"type": "job.completed", "data": NESTED})
+    assert ev.data == {} and json.loads(ev.frame)["data"] == {}
+
+
+async def test_deeply_nested_json_is_an_error_not_a_crash(config: Config) -> None:
+    async with running_api(api_config(config)) as api, feed(api) as ws:
+        await recv(ws)
+        await ws.send_message(NESTED)
+        err = await recv(ws)
+        assert err["type"] == "error" and err["error"]["code"] == "bad_request"
+        assert "not valid JSON" in err["error"]["message"]
+        # The same in a stream entry (a third party's): delivered with empty data, and
+        # the hub reads on.
+        deep = xadd(api, data=NESTED)
+        after = xadd(api)
+        ev = await recv(ws)
+        assert ev["id"] == deep and ev["data"] == {}
+        assert (await recv(ws))["id"] == after
 
 
 async def test_company_is_forced_by_the_token(config: Config) -> None:
@@ -249,6 +293,33 @@ async def test_company_is_forced_by_the_token(config: Config) -> None:
             assert (await recv(bound))["error"]["code"] == "forbidden"
 
 
+async def test_events_read_during_the_handshake_are_delivered(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_api(api_config(config)) as api:
+        hub = hub_of(api)
+        injected: list[str] = []
+        accept = Websocket.accept
+
+        async def accept_late(self: Websocket, *args: Any, **kwargs: Any) -> None:
+            # The hub reads and fans out an event after the session took its start
+            # position and before it has accepted the handshake.
+            if not injected:
+                injected.append(xadd(api, n="handshake"))
+                with trio.fail_after(WAIT):
+                    while hub.position_key < id_key(injected[0]):
+                        await trio.sleep(0.01)
+            await accept(self, *args, **kwargs)
+
+        monkeypatch.setattr(Websocket, "accept", accept_late)
+        async with feed(api) as ws:
+            first = await recv(ws)
+            assert id_key(first["last_event_id"]) < id_key(injected[0])
+            after = xadd(api)
+            assert (await recv(ws))["id"] == injected[0]
+            assert (await recv(ws))["id"] == after
+
+
 # -- resume ---------------------------------------------------------------------------
 
 
@@ -268,7 +339,12 @@ async def test_resume_has_no_gap_and_no_duplicate(config: Config) -> None:
                     live.append(xadd(api, n=i))
                     await trio.lowlevel.checkpoint()
 
-            assert (await recv(ws))["type"] == "subscribed"
+            # The resume point, not the hub's newest event: the replay follows.
+            assert await recv(ws) == {
+                "type": "subscribed",
+                "filters": {"type": [], "status": [], "job_id": [], "company_id": None},
+                "last_event_id": seen[-1],
+            }
             nursery.start_soon(produce)
             got = [(await recv(ws))["id"] for _ in range(1400)]
         assert got == backlog + live
@@ -287,6 +363,50 @@ async def test_gap_after_trimming(config: Config) -> None:
                 "data": {"last_event_id": ids[0], "first_available": ids[7]},
             }
             assert [(await recv(ws))["id"] for _ in range(3)] == ids[7:]
+
+
+async def test_gap_when_trimmed_during_the_replay(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_session, "REPLAY_CHUNK", 5)
+    reads = 0
+
+    def trimming(client: Any, keys: Keys, after: str, count: int) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 2:  # between the first chunk and the second
+            client.xtrim(keys.events, maxlen=3, approximate=False)
+        return read_replay(client, keys, after, count)
+
+    monkeypatch.setattr(ws_session, "read_replay", trimming)
+    async with running_api(api_config(config)) as api:
+        ids = [xadd(api, n=i) for i in range(20)]
+        async with feed(api, f"last_event_id={ids[0]}") as ws:
+            assert (await recv(ws))["last_event_id"] == ids[0]
+            assert [(await recv(ws))["id"] for _ in range(5)] == ids[1:6]
+            gap = await recv(ws)
+            assert gap == {
+                "type": "gap",
+                "data": {"last_event_id": ids[5], "first_available": ids[17]},
+            }
+            assert [(await recv(ws))["id"] for _ in range(3)] == ids[17:]
+            after = xadd(api)
+            assert (await recv(ws))["id"] == after
+
+
+async def test_redis_lost_during_a_replay_closes_with_its_own_reason(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(client: Any, keys: Keys, after: str, count: int) -> Any:
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    async with running_api(api_config(config)) as api:
+        start = xadd(api)
+        monkeypatch.setattr(ws_session, "read_replay", unreachable)
+        async with feed(api, f"last_event_id={start}") as ws:
+            await recv(ws)
+            code, reason = await closed_with(ws)
+        assert code == 1013 and reason == f"redis unavailable; resume with last_event_id={start}"
 
 
 # -- slow consumers, limits, keepalive ------------------------------------------------
@@ -326,7 +446,7 @@ async def test_too_many_subscribers(redis_url: str, namespace: str, tmp_path: Pa
     async with running_api(cfg) as api, feed(api) as first, feed(api) as second:
         assert (await recv(first))["type"] == "subscribed"
         code, reason = await closed_with(second)
-        assert code == 1013 and reason is not None and "too many" in reason
+        assert code == 1013 and reason == "too many subscribers; try again later"
 
 
 async def test_silent_peer_is_cut_off(redis_url: str, namespace: str, tmp_path: Path) -> None:

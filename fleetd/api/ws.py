@@ -5,13 +5,15 @@ Owns:
   the Origin check (a browser page of another site must not ride an admin's ticket:
   only the API's own origin and `[http] allowed_origins` pass; no Origin header — a
   service, `fleetd events` — passes), the caller (`Authorization: Bearer` or a
-  `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), then the filter
+  `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), the filter,
   `last_event_id` and `batch` (the frame mode) of the query string (422 naming the
-  field);
+  field) and the hub's readiness (503). A ticket is redeemed last, so a handshake
+  refused for its query or a hub not ready yet leaves it usable;
 - `POST /api/v1/admin/jobs/events/ticket` (201 `{"ticket", "expires_at"}`);
 - a plain HTTP GET of the feed: 426 with `Upgrade: websocket`;
 - starting the session (fleetd.api.ws_session): more than `[events] max_subscribers`
-  sessions, or a daemon already stopping, are accepted and closed at once (1013, 1001).
+  sessions, or a daemon already stopping, are accepted and closed at once (1013 with
+  REASON_FULL, 1001).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from fleetd.api.errors import ApiError
 from fleetd.api.ws_session import (
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN,
+    REASON_FULL,
     Session,
     parse_batch,
     parse_filter,
 )
-from fleetd.events import STREAM_ID, HubClosed, HubFull
+from fleetd.events import STREAM_ID, EventHub, HubClosed, HubFull
 from fleetd.model import FieldError, ValidationError
 
 __all__ = ["authenticate", "bp", "check_origin"]
@@ -58,12 +61,20 @@ def check_origin(allowed: tuple[str, ...]) -> None:
 
 async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, float]:
     """(caller, token exp) of a handshake: the bearer token if there is one, else the
-    ticket (redeemed: it cannot serve again)."""
+    ticket — redeemed (it cannot serve again) only once the checks that need no caller
+    have passed (`_query`, `_hub`), so that a refused handshake does not spend it."""
     header = websocket.headers.get("Authorization")
     ticket = websocket.args.get("ticket")
     if header or not tickets_too or ticket is None:
         return st.verifier.verify_until(header)
+    _query()
+    _hub(st)
     return await redis(lambda c: tickets.redeem(c, st.ops.keys, ticket))
+
+
+# Validates the filter's values (422) before a ticket is redeemed; the company rule,
+# which needs the caller, comes after (parse_filter with the real caller).
+_ANYONE = Principal(subject="", company_id=None)
 
 
 def _query() -> tuple[dict[str, Any], str | None, bool]:
@@ -75,7 +86,16 @@ def _query() -> tuple[dict[str, Any], str | None, bool]:
             [FieldError("last_event_id", "must be a stream id such as 1700000000000-0")]
         )
     batch = args.get("batch")
-    return raw, resume, batch is not None and parse_batch(batch)
+    batch_on = batch is not None and parse_batch(batch)
+    parse_filter(raw, _ANYONE)
+    return raw, resume, batch_on
+
+
+def _hub(st: ApiState) -> EventHub:
+    """The hub, once it has read the stream (503 before: no position to start from)."""
+    if st.hub is None or st.hub.position is None:
+        raise ApiError.unavailable("the events stream has not been read yet")
+    return st.hub
 
 
 @bp.websocket("/events")
@@ -85,15 +105,13 @@ async def events_feed() -> None:
     who = principal()
     raw, resume, batch = _query()
     flt = parse_filter(raw, who)
-    hub = st.hub
-    if hub is None or hub.position is None:
-        raise ApiError.unavailable("the events stream has not been read yet")
+    hub = _hub(st)
     try:
         sub = hub.open(flt, batch=batch)
     except (HubFull, HubClosed) as exc:
         await websocket.accept()
         if isinstance(exc, HubFull):
-            await websocket.close(CLOSE_TRY_AGAIN, "too many subscribers; try again later")
+            await websocket.close(CLOSE_TRY_AGAIN, f"{REASON_FULL}; try again later")
         else:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
         return

@@ -4,12 +4,15 @@ Owns:
 - `parse_filter`: a filter from the query string or a `subscribe` message — `type`
   (job types), `status`, `job_id`, each a list or comma-separated, and `company_id`
   (a platform admin's choice; a company-bound token is always its own company);
-- `Session.run`: the first frame (`subscribed`, with the newest event id at connect),
-  the replay from `last_event_id` (XRANGE exclusive, in chunks; a `gap` frame first if
-  the stream was trimmed past it) and the switch to the hub's live feed with no
-  duplicate and no hole; `subscribe` messages (answered `subscribed`, or an `error`
-  frame); and the close: 1008 when the token expires, 1013 when the subscriber fell
-  behind (with the id to resume from), 1001 when the daemon stops.
+- `Session.run`: the first frame (`subscribed`, with the id after which this socket
+  delivers every event: the newest at connect, or the asked `last_event_id` when
+  resuming), the replay from `last_event_id` (XRANGE exclusive, in chunks; a `gap`
+  frame before a chunk whenever the stream was trimmed past where the replay stands)
+  and the switch to the hub's live feed with no duplicate and no hole; `subscribe`
+  messages (answered `subscribed`, or an `error` frame); and the close: 1008 when the
+  token expires, 1013 when the subscriber fell behind or Redis failed during a replay
+  (reasons REASON_BEHIND, REASON_REDIS, with the id to resume from), 1001 when the
+  daemon stops.
 
 Frame modes: one event per frame, or with `batch` (`?batch=1`, or `"batch": true` in a
 `subscribe` message) a JSON array of the events that queued while the previous frame
@@ -46,8 +49,7 @@ from fleetd.events import (
     Subscriber,
     deliveries,
     id_key,
-    oldest_id,
-    read_after,
+    read_replay,
 )
 from fleetd.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, FieldError, JobStatus, ValidationError
 from fleetd.redis_link import RedisLink, RedisUnavailable
@@ -56,6 +58,9 @@ __all__ = [
     "CLOSE_EXPIRED",
     "CLOSE_GOING_AWAY",
     "CLOSE_TRY_AGAIN",
+    "REASON_BEHIND",
+    "REASON_FULL",
+    "REASON_REDIS",
     "Session",
     "parse_batch",
     "parse_filter",
@@ -64,6 +69,13 @@ __all__ = [
 CLOSE_GOING_AWAY = 1001
 CLOSE_EXPIRED = 1008
 CLOSE_TRY_AGAIN = 1013
+# What a 1013 close reason starts with: the one code (RFC 6455: try again later) for
+# three causes that call for different clients. Only a subscriber that fell behind
+# should reconnect at once (its replay catches up); a full hub or an unreachable Redis
+# is not fixed by hammering the daemon, so clients back off for those.
+REASON_BEHIND = "subscriber fell behind"
+REASON_FULL = "too many subscribers"
+REASON_REDIS = "redis unavailable"
 # Events per XRANGE of a replay: ~200 B each, so one read is ~100 KB and one hop.
 REPLAY_CHUNK = 500
 # Values one filter kind may list: each is a set lookup per event, but a filter is sent
@@ -136,7 +148,7 @@ class Session:
         self.sub = sub
         self.link = link
         self.who = who
-        self.last_id = hub.position or "0-0"  # the last event the client got
+        self.last_id = "0-0"  # the last event the client got (from run() on)
         self._lock = trio.Lock()
         self._replayed = (0, 0)
         # After a replay: the last event replayed, skipped again when it comes live.
@@ -156,6 +168,14 @@ class Session:
         return body
 
     async def run(self, token_exp: float, resume: str | None) -> None:
+        if resume is None:
+            # Fed from before the first await: what the hub reads during the handshake
+            # waits in the channel, so every event after the id `subscribed` announces
+            # comes on this socket.
+            self.last_id = self.hub.position or "0-0"
+            self.hub.attach(self.sub)
+        else:
+            self.last_id = resume  # the replay, after `subscribed`, starts from there
         await self.ws.accept()
         await self._send_json(self._subscribed(last_event_id=self.last_id))
         code, reason = CLOSE_EXPIRED, "token expired"
@@ -164,20 +184,20 @@ class Session:
                 nursery.start_soon(self._client_messages)
                 try:
                     code, reason = await self._deliver(resume)
-                except RedisUnavailable:
-                    code, reason = CLOSE_TRY_AGAIN, "Redis is unreachable; resume later"
+                except RedisUnavailable:  # only a replay calls Redis
+                    code = CLOSE_TRY_AGAIN
+                    reason = f"{REASON_REDIS}; resume with last_event_id={self.last_id}"
                 nursery.cancel_scope.cancel()
         await self.ws.close(code, reason)
 
     async def _deliver(self, resume: str | None) -> tuple[int, str]:
         sub = self.sub
         if resume is not None:
-            self.last_id = resume
             done = await self._replay(resume)
             if done is not None:
                 return done
             self._seen = self._replayed
-        self.hub.attach(sub)  # no await since _replay saw the hub's position: no hole
+            self.hub.attach(sub)  # no await since _replay saw the hub's position: no hole
         pending: deque[Delivery] = deque()
         while True:
             if not pending:
@@ -201,7 +221,7 @@ class Session:
                 sub.queued -= len(part.events)
         if sub.closing is not None:
             return sub.closing
-        reason = f"subscriber fell behind; resume with last_event_id={self.last_id}"
+        reason = f"{REASON_BEHIND}; resume with last_event_id={self.last_id}"
         return CLOSE_TRY_AGAIN, reason
 
     def _wanted(self, parts: list[Delivery]) -> list[Event]:
@@ -244,16 +264,22 @@ class Session:
             self.last_id = ev.id
 
     async def _replay(self, after: str) -> tuple[int, str] | None:
+        """The events after `after`, chunk by chunk, until caught up with the hub. Each
+        chunk is read with the stream's oldest id: MAXLEN trimming goes on during a long
+        replay, so whenever the oldest is past `after` the events in between may be gone,
+        and a `gap` frame says so before the chunk."""
         keys = self.hub.keys
-        first = await self.link.call(oldest_id, keys)
-        asked = id_key(after)
-        if asked < id_key(first) if first is not None else asked < self.hub.position_key:
-            gap = {"last_event_id": after, "first_available": first}
-            await self._send_json({"type": "gap", "data": gap})
         while True:
             if self.sub.closing is not None:
                 return self.sub.closing
-            chunk = await self.link.call(read_after, keys, after, REPLAY_CHUNK)
+            known = self.hub.position or "0-0"  # the hub has read up to here
+            first, chunk = await self.link.call(read_replay, keys, after, REPLAY_CHUNK)
+            at = id_key(after)
+            if at < id_key(first) if first is not None else at < id_key(known):
+                gap = {"last_event_id": after, "first_available": first}
+                await self._send_json({"type": "gap", "data": gap})
+                if first is None:
+                    after = known  # an empty stream: everything up to there is gone
             flt = self.sub.filter
             for part in deliveries(flt, [ev for ev in chunk if flt.matches(ev)]):
                 await self._send_events(part.events)
@@ -288,8 +314,10 @@ class Session:
     def _subscribe(self, raw: str | bytes) -> tuple[EventFilter, bool | None]:
         try:
             msg = json.loads(raw)
-        except ValueError:
-            msg = None
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than ~1,000
+            raise ApiError(
+                400, "bad_request", "the message is not valid JSON (or is nested too deeply)"
+            ) from None
         if not isinstance(msg, dict) or msg.get("action") != "subscribe":
             raise ApiError(
                 400, "bad_request", 'messages are JSON objects {"action": "subscribe", ...}'

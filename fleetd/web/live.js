@@ -3,10 +3,15 @@
 //
 // Lifecycle: start() → "connecting" (POST events/ticket, open the socket) → "live"
 // (after the server's {"type":"subscribed"} frame) → on close:
-//   1013 fell behind   → reconnect at once, resuming after the last event seen;
+//   1013 "subscriber fell behind…" → reconnect at once, resuming after the last event
+//                        seen (the replay catches up);
+//   1013 otherwise      → ("too many subscribers", "redis unavailable": the daemon is
+//                        short of something) reconnect with backoff;
 //   1008 token refused  → the session is over ("fleetd:unauthorized", back to login);
 //   1001 daemon leaving → reconnect with backoff (another daemon, or this one restarted);
 //   anything else       → reconnect with backoff.
+// The backoff starts over once an event arrives, not at the handshake: a daemon that
+// accepts and then closes at once (full, Redis down) must not be retried in a loop.
 // Every reconnect asks for a fresh ticket and passes ?last_event_id=, so the server
 // replays what was missed. stop() closes it for good (log out).
 //
@@ -23,7 +28,8 @@ import { API_BASE, ApiError, api } from "./api.js";
 // open dashboards do not hit a restarted daemon in step.
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
-const CLOSE_BEHIND = 1013;
+const CLOSE_TRY_AGAIN = 1013;
+const REASON_BEHIND = "subscriber fell behind"; // see fleetd/api/ws_session.py
 const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
 const FLUSH_MS = 100;
@@ -106,7 +112,6 @@ export class LiveFeed extends EventTarget {
       return; // not ours to interpret
     }
     if (frame.type === "subscribed") {
-      this._failures = 0;
       if (frame.last_event_id && !this.lastEventId) this.lastEventId = frame.last_event_id;
       this._setState("live", "");
       return;
@@ -119,6 +124,7 @@ export class LiveFeed extends EventTarget {
     if (!events.length) return;
     const last = events[events.length - 1];
     if (last.id) this.lastEventId = last.id;
+    this._failures = 0; // the connection works: the next failure backs off from the start
     for (const event of events) this._pending.push(event);
     if (this._frame === null) {
       this._frame = setTimeout(() => this._flush(), FLUSH_MS);
@@ -139,7 +145,7 @@ export class LiveFeed extends EventTarget {
       window.dispatchEvent(new CustomEvent("fleetd:unauthorized", { detail: `live feed: ${why}` }));
       return;
     }
-    if (close.code === CLOSE_BEHIND) {
+    if (close.code === CLOSE_TRY_AGAIN && close.reason.startsWith(REASON_BEHIND)) {
       // Fell behind: resume at once from the last event seen; the server replays.
       this._failures = 0;
       this._connect(generation);
