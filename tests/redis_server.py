@@ -171,7 +171,7 @@ class RedisServer:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             picked = self._port is None
             if self._port is None:
-                self._port = _free_port()
+                self._port = _free_port(cluster="--cluster-enabled" in self.extra_args)
             try:
                 self._launch()
                 return
@@ -328,11 +328,28 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
+# A cluster node also listens on its port + 10000 (the cluster bus), so its own port
+# must be 55535 or less; the kernel's ephemeral range often goes higher.
+CLUSTER_BUS_OFFSET = 10_000
+
+
+def _free_port(*, cluster: bool = False) -> int:
+    """A port free now; with `cluster`, one whose bus port (+10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if not cluster:
+            return port
+        if port + CLUSTER_BUS_OFFSET > 65_535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind((HOST, port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
         return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _bulk(value: Reply) -> bytes:
