@@ -1,6 +1,5 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by Playwright's
-sync API (its async API needs asyncio; the daemon is a `fleetd run` subprocess, so no
-trio loop is involved in this test).
+sync API (tests/browser.py).
 
 One daemon (roles api, worker) against the test Redis. The page logs in with a minted
 token, watches a job enqueued over HTTP appear and finish live (feed and counters),
@@ -11,8 +10,6 @@ printed (`pytest -s` shows them).
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,53 +17,27 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from api_client import PREFIX, SECRET, token
-from conftest import fleetd_env, make_config
+from api_client import PREFIX, token
+from browser import WAIT_MS, log_in, needs_chromium, open_dashboard, start_daemon
 from daemons import Fleet, wait_for
-from redis_server import RedisServer
+
+from fleetd.config import Config
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
-# Debian's chromium as Playwright's browser: no sandbox (containers lack user
-# namespaces), nothing fetched in the background, no QUIC.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Generous bounds for things that take well under a second here: a starved CI box must
-# not fail the test, and nothing here measures speed.
-WAIT_MS = 15_000
 # The job watched live runs this long, so it is seen processing, then completed.
 SLOW_JOB_MS = 1500
 # The job cancelled from the page would run this long (an hour: it never finishes).
 ENDLESS_MS = 3_600_000
 FAR_FUTURE = "2999-01-01T00:00:00Z"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
-def daemon_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
-    namespace = f"t{uuid.uuid4().hex}"
-    cfg = make_config(redis_server.url, namespace, tmp_path / "state")
-    env = fleetd_env(cfg) | {"FLEETD_AUTH_SECRET": SECRET}
-    fleet = Fleet(tmp_path / "fleet")
-    try:
-        fleet.start(env, "--roles", "api,worker")
-        yield fleet.api_url(Path(cfg.state_dir))
-    finally:
-        fleet.close()
-        redis_server.delete_matching(f"fleetd:{{{namespace}}}:*")
+def daemon_url(config: Config, fleet: Fleet) -> str:
+    return start_daemon(config, fleet)
 
 
 def enqueue(http: httpx.Client, body: dict[str, Any]) -> str:
@@ -85,27 +56,10 @@ def status_of(http: httpx.Client, job_id: str) -> str:
 
 @contextmanager
 def dashboard(daemon_url: str, admin: str) -> Iterator[Page]:
-    """Chromium on /admin/, logged in with `admin` (a platform admin's token) and live.
-    Fails the test if the page raised a JavaScript error."""
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=WAIT_MS)
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{daemon_url}/admin/")
-            expect(page.locator("#login-form")).to_be_visible()
-            page.fill("#token", admin)
-            page.click("#login-submit")
-            expect(page.locator("#who")).to_contain_text("platform admin")
-            expect(page.locator("#live")).to_have_attribute("data-state", "live")
-            yield page
-        finally:
-            browser.close()
-    assert not errors, errors
+    """The dashboard, logged in with `admin` (a platform admin's token) and live."""
+    with open_dashboard(daemon_url) as page:
+        log_in(page, admin, "platform admin")
+        yield page
 
 
 def test_dashboard_live_cancel_and_company_scope(daemon_url: str, tmp_path: Path) -> None:
@@ -174,10 +128,7 @@ def test_dashboard_live_cancel_and_company_scope(daemon_url: str, tmp_path: Path
         page.click("#logout")
         expect(page.locator("#login-error")).to_have_text("Logged out.")
         assert page.evaluate("sessionStorage.length") == 0
-        page.fill("#token", token("acme", subject="dispatch@acme", ttl=600))
-        page.click("#login-submit")
-        expect(page.locator("#who")).to_contain_text("company acme")
-        expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        log_in(page, token("acme", subject="dispatch@acme", ttl=600), "company acme")
         # The feed carries this company's events only (the stream keeps order: the
         # other company's job, enqueued first, would show before ours).
         theirs_live = enqueue(http, {"type": "noop", "company_id": "globex", "run_at": FAR_FUTURE})

@@ -3,43 +3,22 @@ before the page opened are bars as soon as a platform admin logs in (they came f
 GET throughput: the live feed never replays them), live jobs are added on top without
 counting anything twice, and a company admin's chart says it has no history.
 
-Same set-up as tests/test_dashboard.py: one `fleetd run --roles api,worker` subprocess
-against the test Redis, Debian's chromium driven by Playwright's sync API (never
-`playwright install`).
+Same set-up as tests/test_dashboard.py (tests/browser.py).
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
-from api_client import PREFIX, SECRET, token
-from conftest import fleetd_env
+from api_client import PREFIX, token
+from browser import WAIT_MS, log_in, needs_chromium, open_dashboard, start_daemon
 from daemons import Fleet, wait_for
 
 from fleetd.config import Config
 
-if TYPE_CHECKING:
-    from playwright.sync_api import Page
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Generous bound for things that take well under a second: nothing here measures speed.
-WAIT_MS = 15_000
 OK_BEFORE, FAILED_BEFORE = 4, 2
 OK_LIVE, FAILED_LIVE = 2, 1
 
@@ -66,17 +45,12 @@ SEED_RACE = """async () => {
   return { finished: summary.finished.textContent, rate: summary.rate.textContent };
 }"""
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def daemon_url(config: Config, fleet: Fleet) -> str:
-    """One `fleetd run --roles api,worker` on this test's namespace (conftest's fleet
-    stops it, then the namespace fixture deletes its keys)."""
-    fleet.start(fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}, "--roles", "api,worker")
-    return fleet.api_url(Path(config.state_dir))
+    return start_daemon(config, fleet)
 
 
 def run_jobs(http: httpx.Client, ok: int, failed: int) -> None:
@@ -108,35 +82,6 @@ def api_totals(http: httpx.Client) -> tuple[int, int]:
     return sum(b["completed"] for b in buckets), sum(b["failed"] for b in buckets)
 
 
-def log_in(page: Page, admin: str, who: str) -> None:
-    from playwright.sync_api import expect
-
-    page.fill("#token", admin)
-    page.click("#login-submit")
-    expect(page.locator("#who")).to_contain_text(who)
-    expect(page.locator("#live")).to_have_attribute("data-state", "live")
-
-
-@contextmanager
-def dashboard(daemon_url: str) -> Iterator[Page]:
-    """Chromium on /admin/ (the login form). Fails the test if the page raised a
-    JavaScript error."""
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=WAIT_MS)
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{daemon_url}/admin/")
-            yield page
-        finally:
-            browser.close()
-    assert not errors, errors
-
-
 def test_the_chart_shows_jobs_finished_before_the_page_opened(
     daemon_url: str, tmp_path: Path
 ) -> None:
@@ -148,7 +93,7 @@ def test_the_chart_shows_jobs_finished_before_the_page_opened(
         run_jobs(http, OK_BEFORE, FAILED_BEFORE)
         assert api_totals(http) == (OK_BEFORE, FAILED_BEFORE)
 
-        with dashboard(daemon_url) as page:
+        with open_dashboard(daemon_url) as page:
             log_in(page, admin, "platform admin")
             chart = page.locator("#chart")
             # History, not the feed: these jobs finished before the page opened.
