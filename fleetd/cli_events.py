@@ -112,6 +112,13 @@ async def connect(
     try:
         async with open_websocket_url(url, extra_headers=[*extra, *headers]) as ws:
             yield ws
+    except HandshakeError as exc:
+        # A refused handshake leaks its socket in trio-websocket 0.12 too; the
+        # connection that holds it is only reachable from the traceback.
+        refused = _connection_in(exc)
+        if refused is not None:
+            await refused._stream.aclose()
+        raise
     finally:
         if ws is not None:
             # trio-websocket 0.12 never closes the TCP socket of a connection the server
@@ -119,6 +126,17 @@ async def connect(
             # server may close while the client closes. Closing the stream again once
             # trio-websocket is done is harmless (aclose is idempotent) and never leaks.
             await ws._stream.aclose()
+
+
+def _connection_in(exc: BaseException) -> WebSocketConnection | None:
+    """The WebSocketConnection whose method raised `exc` (or None)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("self")
+        if isinstance(candidate, WebSocketConnection):
+            return candidate
+        tb = tb.tb_next
+    return None
 
 
 def _line(frame: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ instead of slept."""
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import math
@@ -24,6 +25,7 @@ import trio.lowlevel
 from api_client import SECRET, api_config, running_api, token
 from conftest import fleetd_env, make_config
 from daemons import FLEETD, Fleet, run_cli, settings
+from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from fleetd.cli_events import FEED_PATH, RETRY_FIRST, Tail, connect
 from fleetd.config import Config
@@ -227,3 +229,25 @@ async def test_backoff_starts_over_only_once_an_event_arrives(
             await gates[mark + 2][0].wait()
         assert waits[mark:] == [RETRY_FIRST, 2 * RETRY_FIRST]
         nursery.cancel_scope.cancel()
+
+
+async def test_connect_leaves_no_socket_open(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """trio-websocket 0.12 leaks the socket of a refused handshake and of a connection
+    the server closed first; `connect` closes both. A leaked socket shows as a
+    ResourceWarning when collected, which the test settings turn into a failure."""
+    cfg = make_config(redis_url, namespace, tmp_path / "state", events={"max_subscribers": 1})
+    async with running_api(api_config(cfg)) as api:
+        feed = api.url.replace("http://", "ws://") + FEED_PATH
+        with pytest.raises(ConnectionRejected):  # 422: an unknown status
+            async with connect(feed + "?status=bogus", token()):
+                pass
+        async with connect(feed, token()) as holder:
+            assert json.loads(await holder.get_message())["type"] == "subscribed"
+            async with connect(feed, token()) as refused:  # over max_subscribers: 1013
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await refused.get_message()
+        await trio.lowlevel.checkpoint()
+        gc.collect()
