@@ -413,22 +413,15 @@ class EventsConfig:
     )
 
 
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-
-
 def _check_data_key(value: str) -> str | None:
-    import base64
-    import binascii
+    # fleetd.sealing parses keys the same way when it loads them (imported here, not at
+    # the top: config is read by every command, the cipher library only by some).
+    from fleetd.sealing import SealError, parse_key
 
-    kid, sep, material = value.partition(":")
-    if not sep or not _KEY_ID.fullmatch(kid):
-        return "each key must be 'key_id:base64' with a key id of 1 to 32 of A-Z a-z 0-9 _ . -"
     try:
-        raw = base64.b64decode(material, validate=True)
-    except (binascii.Error, ValueError):
-        return f"key {kid!r}: the key material is not valid base64"
-    if len(raw) != 32:
-        return f"key {kid!r}: must be 32 bytes (AES-256), got {len(raw)}"
+        parse_key(value, "each key")
+    except SealError as exc:
+        return str(exc)
     return None
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "format_key",
     "new_key",
     "open_claimed",
+    "parse_key",
     "redact",
     "widen",
 ]
@@ -105,7 +106,8 @@ def format_key(key_id: str, key: bytes) -> str:
     return f"{key_id}:{base64.b64encode(key).decode()}"
 
 
-def _parse_key(line: str, where: str) -> tuple[str, bytes]:
+def parse_key(line: str, where: str) -> tuple[str, bytes]:
+    """(key id, key) of a "key_id:base64" line; SealError naming `where` if malformed."""
     kid, sep, material = line.strip().partition(":")
     if not sep or not _KEY_ID.fullmatch(kid):
         raise SealError(f"{where}: expected 'key_id:base64' with a key id of A-Z a-z 0-9 _ . -")
@@ -143,7 +145,7 @@ class Keyring:
     def parse(cls, lines: Sequence[str], where: str) -> Keyring:
         keys: dict[str, AESGCM] = {}
         for n, line in enumerate(lines, 1):
-            kid, raw = _parse_key(line, f"{where}, key {n}")
+            kid, raw = parse_key(line, f"{where}, key {n}")
             if kid in keys:
                 raise SealError(f"{where}: key id {kid!r} appears twice")
             keys[kid] = AESGCM(raw)
