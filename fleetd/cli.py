@@ -46,6 +46,14 @@ def _print_json(body: Any) -> None:
     print(json.dumps(body, indent=2, sort_keys=False))
 
 
+def _duration(flag: str, text: str) -> float:
+    """`text` in seconds, or a usage error naming `flag`."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        _fail(f"{flag}: {exc}")
+
+
 # -- argument parsing ------------------------------------------------------------------
 
 
@@ -346,10 +354,7 @@ def _workers(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
-    try:
-        older_than = parse_duration(a.older_than)
-    except ValueError as exc:
-        _fail(f"--older-than: {exc}")
+    older_than = _duration("--older-than", a.older_than)
     counts = engine.link.run_sync(engine.ops.cleanup, older_than)
     body = responses.cleanup_body(counts, older_than)
     if a.json:
@@ -392,10 +397,7 @@ def _plugins(cfg: Any, a: argparse.Namespace) -> int:
 def _token(cfg: Any, a: argparse.Namespace) -> int:
     from fleetd.api.auth import mint_token
 
-    try:
-        ttl = parse_duration(a.ttl)
-    except ValueError as exc:
-        _fail(f"--ttl: {exc}")
+    ttl = _duration("--ttl", a.ttl)
     try:
         token, path, generated = mint_token(cfg, company_id=a.company, ttl=ttl, subject=a.subject)
     except ValueError as exc:

@@ -274,15 +274,7 @@ class QueueOps:
         for st in order:
             pipe.zcard(self.keys.status(st))
         counts = dict(zip((s.value for s in order), map(int, pipe.execute()), strict=True))
-        return {
-            "pending": counts["pending"],
-            "processing": counts["processing"],
-            "completed": counts["completed"],
-            "failed": counts["failed"],
-            "retrying": counts["retrying"],
-            "cancelled": counts["cancelled"],
-            "total": sum(counts.values()),
-        }
+        return {**counts, "total": sum(counts.values())}
 
     def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
         """Identity and WorkerMetrics of every daemon with a live heartbeat."""

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 from conftest import fleetd_env
 from daemons import Fleet, FleetdProcess, cli_json, run_cli, settings, wait_for
+from test_scheduler import fired as occurrences
 from test_scheduler import install_plugin
 
 from fleetd.config import Config
 from fleetd.engine import Engine
-from fleetd.model import Job, JobStatus, parse_ts
+from fleetd.model import Job, parse_ts
 from fleetd.schedule_store import ScheduleOps
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
@@ -71,17 +72,6 @@ def add_schedule(env: dict[str, str], name: str, schedule: str, *extra: str) -> 
     )
     job: dict[str, str] = body["scheduled_job"]
     return job
-
-
-def occurrences(engine: Engine, schedule_id: str) -> list[tuple[int, Job]]:
-    """(occurrence ms, job) of every job the schedule enqueued, by occurrence."""
-    ids = engine.link.client.zrange(engine.keys.status(JobStatus.PENDING), 0, -1)
-    out = []
-    for job in engine.link.run_sync(engine.ops.get_many, ids):
-        if job is not None and f"schedule:{schedule_id}" in job.tags:
-            tag = next(t for t in job.tags if t.startswith("occurrence:"))
-            out.append((parse_ts(tag.removeprefix("occurrence:")), job))
-    return sorted(out, key=lambda o: o[0])
 
 
 def assert_exactly_once(fired: list[tuple[int, Job]], period_ms: int) -> list[int]:

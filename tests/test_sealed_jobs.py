@@ -18,16 +18,15 @@ import pytest
 from api_client import PREFIX, api_config, running_api
 from conftest import fleetd_env
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
-from test_worker import running_pool, wait_status
+from test_worker import registry_with, running_pool, wait_status
 
 from fleetd.client import Client
 from fleetd.config import Config
 from fleetd.context import JobContext
 from fleetd.engine import Engine
-from fleetd.handlers import HandlerRegistry, JobHandler
+from fleetd.handlers import JobHandler
 from fleetd.log import JsonFormatter
 from fleetd.model import JobStatus
-from fleetd.noop import NoopHandler
 from fleetd.schedule_firing import FiringOps
 from fleetd.schedule_store import ScheduleOps
 from fleetd.sealing import format_key
@@ -79,14 +78,6 @@ class Spy(JobHandler):
         return {}
 
 
-def _registry(*handlers: Any) -> HandlerRegistry:
-    registry = HandlerRegistry()
-    registry.register(NoopHandler())
-    for handler in handlers:
-        registry.register(handler, source="tests")
-    return registry
-
-
 def _with_keys(cfg: Config, *keys: str) -> Config:
     return dataclasses.replace(cfg, encryption=dataclasses.replace(cfg.encryption, keys=keys))
 
@@ -131,7 +122,7 @@ async def test_python_api_seals_at_rest_opens_for_the_handler_and_shows_redacted
     caplog.set_level(logging.DEBUG)
     vault, spy = Vault(), Spy()
     data = {"to": "ada@example.com", "smtp_password": PASSWORD, "recipient": {"phone": PHONE}}
-    async with running_pool(config, _registry(vault, spy)) as (engine, _pool):
+    async with running_pool(config, registry_with(vault, spy)) as (engine, _pool):
         fields = await engine.queue.enqueue({"type": "vault", "data": data})
         whole = await engine.queue.enqueue(
             {"type": "spy", "data": {"note": WHOLE, "n": 1}, "encrypt": True}
@@ -173,13 +164,13 @@ async def test_rotation_old_jobs_still_run_and_new_jobs_use_the_new_key(config: 
     vault = Vault()
     data = {"to": "a@example.com", "smtp_password": PASSWORD}
     old_cfg = _with_keys(config, K1)
-    engine = Engine.build(old_cfg, daemon=True, registry=_registry(vault))
+    engine = Engine.build(old_cfg, daemon=True, registry=registry_with(vault))
     await engine.link.connect(engine.scripts.all())
     try:
         old = await engine.queue.enqueue({"type": "vault", "data": data})
     finally:
         engine.close()
-    async with running_pool(_with_keys(config, K2, K1), _registry(vault)) as (engine, _):
+    async with running_pool(_with_keys(config, K2, K1), registry_with(vault)) as (engine, _):
         new = await engine.queue.enqueue({"type": "vault", "data": data})
         for r in (old, new):
             await wait_status(engine, r.job_id, JobStatus.COMPLETED)
@@ -193,7 +184,7 @@ async def test_a_job_sealed_with_a_removed_key_fails_for_good_and_the_worker_goe
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     vault = Vault()
-    engine = Engine.build(_with_keys(config, K1), daemon=True, registry=_registry(vault))
+    engine = Engine.build(_with_keys(config, K1), daemon=True, registry=registry_with(vault))
     await engine.link.connect(engine.scripts.all())
     try:
         lost = await engine.queue.enqueue(
@@ -201,7 +192,7 @@ async def test_a_job_sealed_with_a_removed_key_fails_for_good_and_the_worker_goe
         )
     finally:
         engine.close()
-    async with running_pool(_with_keys(config, K2), _registry(vault)) as (engine, _):
+    async with running_pool(_with_keys(config, K2), registry_with(vault)) as (engine, _):
         job = await wait_status(engine, lost.job_id, JobStatus.FAILED)
         after = await engine.queue.enqueue({"type": "vault", "data": {"to": "y"}})
         await wait_status(engine, after.job_id, JobStatus.COMPLETED)
@@ -213,7 +204,7 @@ async def test_a_job_sealed_with_a_removed_key_fails_for_good_and_the_worker_goe
 
 async def test_a_sealed_value_moved_into_another_job_fails_to_open(config: Config) -> None:
     spy = Spy()
-    engine = Engine.build(config, daemon=True, registry=_registry(spy))
+    engine = Engine.build(config, daemon=True, registry=registry_with(spy))
     await engine.link.connect(engine.scripts.all())
     try:
         donor = await engine.queue.enqueue({"type": "spy", "data": {"x": WHOLE}, "encrypt": True})
@@ -224,7 +215,7 @@ async def test_a_sealed_value_moved_into_another_job_fails_to_open(config: Confi
         await engine.queue.cancel(donor.job_id)
     finally:
         engine.close()
-    async with running_pool(config, _registry(spy)) as (engine, _):
+    async with running_pool(config, registry_with(spy)) as (engine, _):
         job = await wait_status(engine, victim.job_id, JobStatus.FAILED)
     assert "cannot decrypt data: sealed value of the data failed authentication" in job.error
     assert spy.seen == []
@@ -239,7 +230,7 @@ async def test_http_enqueue_and_bulk_with_encrypt_and_sensitive_fields(
     caplog.set_level(logging.DEBUG)
     vault, spy = Vault(), Spy()
     cfg = api_config(config)
-    async with running_api(cfg, roles=("api", "worker"), registry=_registry(vault, spy)) as api:
+    async with running_api(cfg, roles=("api", "worker"), registry=registry_with(vault, spy)) as api:
         one = await api.enqueue({"type": "spy", "data": {"note": WHOLE}, "encrypt": True})
         r = await api.post(f"{PREFIX}/enqueue/bulk", json={"jobs": [
             {"type": "vault", "data": {"to": "a@example.com", "smtp_password": PASSWORD,
@@ -279,7 +270,7 @@ def _fields(r: Any) -> list[str]:
 
 
 async def test_http_encrypt_must_be_a_boolean(config: Config) -> None:
-    async with running_api(api_config(config), registry=_registry(Spy())) as api:
+    async with running_api(api_config(config), registry=registry_with(Spy())) as api:
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "spy", "encrypt": "yes"})
         assert r.status_code == 422
         assert _fields(r) == ["encrypt"], r.text
@@ -347,7 +338,7 @@ def _schedule_ops(engine: Engine) -> ScheduleOps:
 async def test_schedules_store_sealed_data_and_seal_each_job_again(config: Config) -> None:
     vault, spy = Vault(), Spy()
     data = {"to": "a@example.com", "smtp_password": PASSWORD}
-    async with running_pool(config, _registry(vault, spy)) as (engine, _):
+    async with running_pool(config, registry_with(vault, spy)) as (engine, _):
         ops = _schedule_ops(engine)
         run = engine.link.run_sync
         fields = run(lambda c: ops.add(c, {"name": "f", "job_type": "vault", "schedule": "@daily",
@@ -376,7 +367,7 @@ async def test_schedules_store_sealed_data_and_seal_each_job_again(config: Confi
 
 async def test_a_schedule_whose_key_is_gone_records_an_error_when_due(config: Config) -> None:
     spy = Spy()
-    old = Engine.build(_with_keys(config, K1), daemon=True, registry=_registry(spy))
+    old = Engine.build(_with_keys(config, K1), daemon=True, registry=registry_with(spy))
     await old.link.connect(old.scripts.all())
     try:
         made = old.link.run_sync(lambda c: _schedule_ops(old).add(c, {
@@ -384,7 +375,7 @@ async def test_a_schedule_whose_key_is_gone_records_an_error_when_due(config: Co
             "encrypt": True}))  # fmt: skip
     finally:
         old.close()
-    engine = Engine.build(_with_keys(config, K2), daemon=True, registry=_registry(spy))
+    engine = Engine.build(_with_keys(config, K2), daemon=True, registry=registry_with(spy))
     await engine.link.connect(engine.scripts.all())
     try:
         ops = _schedule_ops(engine)
@@ -414,7 +405,7 @@ async def test_a_schedule_whose_key_is_gone_records_an_error_when_due(config: Co
 
 async def test_http_schedules_show_sealed_data_redacted(config: Config) -> None:
     cfg = api_config(config)
-    async with running_api(cfg, registry=_registry(Vault())) as api:
+    async with running_api(cfg, registry=registry_with(Vault())) as api:
         r = await api.post(f"{PREFIX}/scheduled", json={
             "name": "nightly", "job_type": "vault", "schedule": "@daily",
             "data": {"to": "a@example.com", "recipient": {"phone": PHONE}}})  # fmt: skip
@@ -436,14 +427,14 @@ async def test_a_process_without_the_handler_never_unseals_a_schedule(config: Co
     vault = Vault()
     data = {"to": "a@example.com", "smtp_password": PASSWORD, "recipient": {"phone": PHONE}}
     rotated = _with_keys(config, K2, K1)
-    a = Engine.build(_with_keys(config, K1), daemon=True, registry=_registry(vault))
+    a = Engine.build(_with_keys(config, K1), daemon=True, registry=registry_with(vault))
     await a.link.connect(a.scripts.all())
     try:
         made = a.link.run_sync(lambda c: _schedule_ops(a).add(c, {
             "name": "n", "job_type": "vault", "schedule": "@daily", "data": data}))  # fmt: skip
     finally:
         a.close()
-    b = Engine.build(rotated, daemon=True, registry=_registry())
+    b = Engine.build(rotated, daemon=True, registry=registry_with())
     await b.link.connect(b.scripts.all())
     try:
         ops = _schedule_ops(b)
@@ -457,7 +448,7 @@ async def test_a_process_without_the_handler_never_unseals_a_schedule(config: Co
         assert_no_secret(everything_stored(b), "Redis")
     finally:
         b.close()
-    async with running_pool(rotated, _registry(vault)) as (engine, _):
+    async with running_pool(rotated, registry_with(vault)) as (engine, _):
         result = engine.link.run_sync(_schedule_ops(engine).run_now, made.id)
         await wait_status(engine, result.job_id, JobStatus.COMPLETED)
         assert_no_secret(everything_stored(engine), "Redis")
@@ -469,7 +460,7 @@ async def test_http_update_of_a_sealed_schedule_keeps_or_refuses_the_placeholder
 ) -> None:
     vault = Vault()
     data = {"to": "a@example.com", "smtp_password": PASSWORD}
-    async with running_api(api_config(config), registry=_registry(vault)) as api:
+    async with running_api(api_config(config), registry=registry_with(vault)) as api:
         r = await api.post(f"{PREFIX}/scheduled", json={
             "name": "n", "job_type": "vault", "schedule": "@daily", "data": data})  # fmt: skip
         assert r.status_code == 201, r.text
@@ -517,7 +508,7 @@ async def test_unusable_keys_are_the_servers_error_and_nothing_is_enqueued(
     cfg = dataclasses.replace(
         config, encryption=dataclasses.replace(config.encryption, key_file=str(missing))
     )
-    async with running_api(api_config(cfg), registry=_registry(Spy())) as api:
+    async with running_api(api_config(cfg), registry=registry_with(Spy())) as api:
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "spy", "encrypt": True})
         assert r.status_code == 500, r.text
         error = r.json()["error"]

@@ -60,7 +60,7 @@ class Recorder:
         return {"name": data["name"]}
 
 
-def _registry(*extra: Any) -> HandlerRegistry:
+def registry_with(*extra: Any) -> HandlerRegistry:
     registry = HandlerRegistry()
     registry.register(NoopHandler())
     for handler in extra:
@@ -132,7 +132,7 @@ def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:
 
 async def test_runs_in_priority_order_fifo_within_a_priority(config: Config) -> None:
     rec = Recorder()
-    engine = Engine.build(config, daemon=True, registry=_registry(rec))
+    engine = Engine.build(config, daemon=True, registry=registry_with(rec))
     await engine.link.connect(engine.scripts.all())
     plan = [("low-1", "low"), ("normal", 5), ("crit-1", "critical"), ("high", "high"),
             ("crit-2", 20), ("low-2", 1)]  # fmt: skip
@@ -140,7 +140,7 @@ async def test_runs_in_priority_order_fifo_within_a_priority(config: Config) -> 
         [{"type": "record", "data": {"name": n}, "priority": p} for n, p in plan]
     )
     engine.close()
-    async with running_pool(config, _registry(rec), concurrency=1) as (_eng, _pool):
+    async with running_pool(config, registry_with(rec), concurrency=1) as (_eng, _pool):
         with trio.fail_after(10):
             while len(rec.order) < len(plan):
                 await trio.sleep(0.01)
@@ -149,7 +149,7 @@ async def test_runs_in_priority_order_fifo_within_a_priority(config: Config) -> 
 
 @pytest.mark.slow
 async def test_retries_after_1_4_9_seconds_then_fails(config: Config) -> None:
-    async with running_pool(config, _registry()) as (engine, _pool):
+    async with running_pool(config, registry_with()) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "noop", "data": {"fail_attempts": 10}})
         job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=30)
     assert job.retry_count == 3
@@ -167,7 +167,7 @@ async def test_retries_after_1_4_9_seconds_then_fails(config: Config) -> None:
 
 
 async def test_timeout_is_a_failed_attempt_and_retried(config: Config) -> None:
-    async with running_pool(config, _registry()) as (engine, _pool):
+    async with running_pool(config, registry_with()) as (engine, _pool):
         r = await engine.queue.enqueue(
             {"type": "noop", "data": {"sleep_ms": 5000}, "timeout": "200ms", "max_retries": 1}
         )
@@ -181,7 +181,7 @@ async def test_timeout_is_a_failed_attempt_and_retried(config: Config) -> None:
 
 async def test_cancel_of_a_running_job_cancels_its_handler(config: Config) -> None:
     rec = Recorder()
-    async with running_pool(config, _registry(rec)) as (engine, _pool):
+    async with running_pool(config, registry_with(rec)) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
         await wait_status(engine, r.job_id, JobStatus.PROCESSING)
         result = await engine.queue.cancel(r.job_id)
@@ -194,7 +194,7 @@ async def test_cancel_of_a_running_job_cancels_its_handler(config: Config) -> No
 
 async def test_lost_lease_stops_the_handler_and_writes_nothing(config: Config) -> None:
     rec = Recorder()
-    async with running_pool(config, _registry(rec), lease=1.2) as (engine, _pool):
+    async with running_pool(config, registry_with(rec), lease=1.2) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
         await wait_status(engine, r.job_id, JobStatus.PROCESSING)
         # Another daemon took the job over: its lease token changed.
@@ -210,7 +210,7 @@ async def test_lost_lease_stops_the_handler_and_writes_nothing(config: Config) -
 
 async def test_stop_releases_running_jobs_to_pending_without_counting(config: Config) -> None:
     rec = Recorder()
-    async with running_pool(config, _registry(rec), shutdown_timeout=0.1) as (engine, pool):
+    async with running_pool(config, registry_with(rec), shutdown_timeout=0.1) as (engine, pool):
         r = await engine.queue.enqueue({"type": "record", "data": {"name": "x", "block": True}})
         await wait_status(engine, r.job_id, JobStatus.PROCESSING)
     job = engine.ops.get(engine.link.client, r.job_id)
@@ -223,7 +223,7 @@ async def test_stop_releases_running_jobs_to_pending_without_counting(config: Co
 
 async def test_handler_contract_violations(config: Config) -> None:
     rec = Recorder()
-    async with running_pool(config, _registry(rec)) as (engine, _pool):
+    async with running_pool(config, registry_with(rec)) as (engine, _pool):
         perm = await engine.queue.enqueue({"type": "record", "data": {"name": "p", "permanent": 1}})
         bad = await engine.queue.enqueue({"type": "record", "data": {"name": "b", "bad_result": 1}})
         job_p = await wait_status(engine, perm.job_id, JobStatus.FAILED)
@@ -238,18 +238,18 @@ async def test_handler_contract_violations(config: Config) -> None:
 async def test_unknown_type_in_queue_fails_with_a_clear_error(config: Config) -> None:
     rec = Recorder()
     # Enqueued by a process that knows `record`, run by one that does not.
-    producer = Engine.build(config, daemon=True, registry=_registry(rec))
+    producer = Engine.build(config, daemon=True, registry=registry_with(rec))
     await producer.link.connect(producer.scripts.all())
     r = await producer.queue.enqueue({"type": "record", "data": {"name": "x"}, "max_retries": 0})
     producer.close()
-    async with running_pool(config, _registry()) as (engine, _pool):
+    async with running_pool(config, registry_with()) as (engine, _pool):
         job = await wait_status(engine, r.job_id, JobStatus.FAILED)
     assert job.error == f"no handler for job type 'record' on {DAEMON}"
 
 
 async def test_progress_and_follow_up_jobs(config: Config) -> None:
     rec = Recorder()
-    async with running_pool(config, _registry(rec)) as (engine, _pool):
+    async with running_pool(config, registry_with(rec)) as (engine, _pool):
         r = await engine.queue.enqueue(
             {"type": "record", "data": {"name": "x", "progress": 1, "follow_up": 1},
              "company_id": "acme"}
@@ -269,7 +269,7 @@ async def test_progress_and_follow_up_jobs(config: Config) -> None:
 
 
 async def test_metrics_count_outcomes(config: Config) -> None:
-    async with running_pool(config, _registry()) as (engine, pool):
+    async with running_pool(config, registry_with()) as (engine, pool):
         ok = await engine.queue.enqueue({"type": "noop", "data": {}})
         bad = await engine.queue.enqueue(
             {"type": "noop", "data": {"fail_attempts": 5}, "max_retries": 0}
@@ -286,7 +286,7 @@ async def test_metrics_count_outcomes(config: Config) -> None:
 
 
 async def test_a_failure_storm_shares_its_retry_wake_ups(config: Config) -> None:
-    async with running_pool(config, _registry(), concurrency=30) as (engine, pool):
+    async with running_pool(config, registry_with(), concurrency=30) as (engine, pool):
         results = await engine.queue.enqueue_many(
             [{"type": "noop", "data": {"fail_attempts": 1}, "max_retries": 1}] * 30
         )
