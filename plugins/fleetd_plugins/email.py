@@ -98,6 +98,11 @@ def _address(text: str) -> Address:
     return address
 
 
+def _recipients(data: dict[str, Any]) -> set[str]:
+    """Every address of to, cc and bcc, once (the envelope's RCPT TO)."""
+    return {_address(a).addr_spec for key in ("to", "cc", "bcc") for a in _as_list(data.get(key))}
+
+
 def sender_address(cfg: EmailConfig) -> str:
     """`[email] from`, or fleetd@<host name>; raises ValueError when it is unusable."""
     text = cfg.from_ or f"fleetd@{socket.getfqdn()}"
@@ -136,16 +141,14 @@ class EmailNotificationHandler(JobHandler):
         self.cfg = cfg
         self.outbox_dir = outbox_dir
         self.sender = sender_address(cfg)
-        self.domain = _address(self.sender).domain
+        sender = _address(self.sender)
+        self.envelope_from = sender.addr_spec  # MAIL FROM
+        self.domain = sender.domain
         self.transport = SmtpTransport(cfg)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        recipients = {
-            _address(a).addr_spec.lower()
-            for key in ("to", "cc", "bcc")
-            for a in _as_list(data.get(key))
-        }
-        if len(recipients) > MAX_RECIPIENTS:
+        # Counted ignoring case: Bob@x and bob@x are one recipient towards the cap.
+        if len({a.lower() for a in _recipients(data)}) > MAX_RECIPIENTS:
             raise ValidationError("data", f"at most {MAX_RECIPIENTS} recipients in all")
         return data
 
@@ -161,9 +164,7 @@ class EmailNotificationHandler(JobHandler):
             return {**note["result"], "already_delivered": True}
         message_id = self.message_id(ctx.job.id)
         msg = build_message(data, sender=self.sender, message_id=message_id)
-        recipients = sorted(
-            {_address(a).addr_spec for key in ("to", "cc", "bcc") for a in _as_list(data.get(key))}
-        )
+        recipients = sorted(_recipients(data))
         result: dict[str, Any] = {
             "message_id": message_id,
             "mode": self.cfg.mode,
@@ -187,7 +188,7 @@ class EmailNotificationHandler(JobHandler):
             # Not abandoned on cancel (a time-out or a stop): once the message is on
             # its way, the answer must be known so the record below is right.
             sent = await trio.to_thread.run_sync(
-                self.transport.send, msg, _address(self.sender).addr_spec, recipients
+                self.transport.send, msg, self.envelope_from, recipients
             )
         except Exception as exc:
             permanent, text = classify(exc)

@@ -10,10 +10,12 @@ little early, so a weekly check does not remind a week late.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-__all__ = ["ServiceDue", "service_due"]
+__all__ = ["ServiceDue", "due_columns", "service_due", "vehicle_due"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +59,33 @@ def service_due(
         else None
     )  # fmt: skip
     return ServiceDue(last_date, last_km, due_km, due_date, km_left, days_left, reason)
+
+
+def due_columns(maintenance_type: str) -> str:
+    """The SELECT columns `vehicle_due` reads, for a vehicle aliased `v`: its interval and
+    odometer, and its last service of `maintenance_type` (a bind parameter such as
+    `:mt`, or an SQL literal), found through the maintenance_logs_vehicle_type index."""
+    return (
+        "v.odometer_km, v.service_interval_km, v.service_interval_days, v.in_service_date, "
+        "(SELECT MAX(l.service_date) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
+        f" AND l.maintenance_type = {maintenance_type}) AS last_date, "
+        "(SELECT MAX(l.odometer_km) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
+        f" AND l.maintenance_type = {maintenance_type}) AS last_km"
+    )
+
+
+def vehicle_due(
+    row: Mapping[str, Any], today: date, *, within_km: float = 0, within_days: int = 0
+) -> ServiceDue:
+    """`service_due` of a row selected with `due_columns`."""
+    return service_due(
+        odometer_km=row["odometer_km"],
+        interval_km=row["service_interval_km"],
+        interval_days=row["service_interval_days"],
+        last_date=date.fromisoformat(row["last_date"]) if row["last_date"] else None,
+        last_km=row["last_km"],
+        in_service=date.fromisoformat(row["in_service_date"]),
+        today=today,
+        within_km=within_km,
+        within_days=within_days,
+    )

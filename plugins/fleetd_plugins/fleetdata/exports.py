@@ -16,7 +16,6 @@ it whole), so the job is idempotent.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ import trio
 
 from fleetd import Config, HandlerDefaults, JobContext, JobHandler, ValidationError
 
-from .formats import FORMATS, Column, CsvEncoder, JsonEncoder, XlsxBook, media_type
+from .formats import FORMATS, Column, CsvEncoder, JsonEncoder, XlsxBook, media_type, parse_columns
 from .period import DATE, Period, parse_period
 from .progress import Progress
 from .scope import Scope
+from .scratch import scratch_artifact
 from .source import Db, FleetData
 
 __all__ = ["EXPORTS", "DataExportHandler"]
@@ -49,11 +49,7 @@ class ExportSpec:
 
 def _cols(alias: str, *spec: str) -> tuple[tuple[str, Column], ...]:
     """`"name:kind"` → (`alias.name`, Column(name, kind)); kind defaults to text."""
-    out = []
-    for item in spec:
-        name, _, kind = item.partition(":")
-        out.append((f"{alias}.{name}", Column(name, kind or "text")))
-    return tuple(out)
+    return tuple((f"{alias}.{c.name}", c) for c in parse_columns(*spec))
 
 
 EXPORTS: dict[str, ExportSpec] = {
@@ -122,7 +118,6 @@ def export_query(spec: ExportSpec, scope: Scope, period: Period) -> tuple[str, s
 
 
 def _new_book(path: Path, title: str, columns: list[Column]) -> XlsxBook:
-    path.parent.mkdir(parents=True, exist_ok=True)
     book = XlsxBook(path)
     book.sheet(title, columns)  # opens openpyxl's temporary sheet file
     return book
@@ -208,19 +203,12 @@ class DataExportHandler(JobHandler):
         ctx: JobContext, name: str, kind: str, columns: list[Column], batches: Any,
         progress: Progress,
     ) -> int:  # fmt: skip
-        # openpyxl saves to a path: a hidden file in the job's artifact folder, then
-        # copied in as the artifact (atomically, hashed) and removed.
-        tmp = ctx.artifacts.dir / f".{name}.{secrets.token_hex(4)}.partial"
-        book = await trio.to_thread.run_sync(_new_book, tmp, kind, columns)
         rows = 0
-        try:
+        async with scratch_artifact(ctx.artifacts, name) as tmp:
+            book = await trio.to_thread.run_sync(_new_book, tmp, kind, columns)
             async for batch in batches:
                 await trio.to_thread.run_sync(book.append, batch)
                 rows += len(batch)
                 await progress.update(rows, f"{rows:,} rows written")
             await trio.to_thread.run_sync(book.save)
-            await ctx.artifacts.add_file(name, tmp)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(Path.unlink, tmp, True)
         return rows

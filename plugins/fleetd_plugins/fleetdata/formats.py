@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-__all__ = ["FORMATS", "Column", "CsvEncoder", "JsonEncoder", "XlsxBook", "media_type"]
+__all__ = [
+    "FORMATS",
+    "Column",
+    "CsvEncoder",
+    "JsonEncoder",
+    "XlsxBook",
+    "media_type",
+    "parse_columns",
+]
 
 FORMATS = ("json", "csv", "xlsx")
 # Excel's hard limit per sheet (2^20 rows), the header included.
@@ -52,6 +60,15 @@ class Column:
 
     name: str
     kind: str = "text"
+
+
+def parse_columns(*spec: str) -> list[Column]:
+    """`"name:kind"` → Column(name, kind); kind defaults to text."""
+    out = []
+    for item in spec:
+        name, _, kind = item.partition(":")
+        out.append(Column(name, kind or "text"))
+    return out
 
 
 class CsvEncoder:

@@ -28,7 +28,7 @@ from typing import Any
 
 from fleetd import HandlerDefaults, JobContext, JobHandler, PermanentError, ValidationError
 
-from .due import ServiceDue, service_due
+from .due import ServiceDue, due_columns, vehicle_due
 from .scope import Scope
 from .source import Db, FleetData
 
@@ -39,6 +39,9 @@ MAINTENANCE_TYPES = ("routine_check", "oil_change", "tire_rotation", "brake_insp
 REMINDER_NAMESPACE = uuid.UUID("6f1e6c1e-5d1b-4c57-9a55-8e3c1f0b7a42")
 # Reminders listed in a job's result (the count is always complete).
 MAX_LISTED = 100
+# Reminders per INSERT: 8 parameters each, 4,000 in all, well under SQLite's limit of
+# 32,766 bound parameters (and PostgreSQL's 65,535).
+INSERT_CHUNK = 500
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -68,12 +71,7 @@ def _vehicles(db: Db, scope: Scope, mt: str, vehicle_id: str | None) -> list[dic
     one = " AND v.id = :vehicle_id" if vehicle_id else " AND v.status = 'active'"
     rows = db.all(
         "SELECT v.id, v.company_id, c.name AS company, v.name, v.plate_number, v.status, "
-        "v.odometer_km, v.service_interval_km, v.service_interval_days, v.in_service_date, "
-        "(SELECT MAX(l.service_date) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
-        " AND l.maintenance_type = :mt) AS last_date, "
-        "(SELECT MAX(l.odometer_km) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
-        " AND l.maintenance_type = :mt) AS last_km "
-        "FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        f"{due_columns(':mt')} FROM vehicles v JOIN companies c ON c.id = v.company_id "
         f"WHERE 1 = 1{one}{scope.where('v')} ORDER BY v.company_id, v.name, v.id",
         scope.params(mt=mt, vehicle_id=vehicle_id),
     )
@@ -82,29 +80,38 @@ def _vehicles(db: Db, scope: Scope, mt: str, vehicle_id: str | None) -> list[dic
 
 def _insert(db: Db, found: list[Candidate], now: str, job_id: str) -> list[dict[str, Any]]:
     """Insert the reminders that do not exist yet; all of them, as stored, with
-    `created` telling which this call inserted."""
-    created = set()
-    for c in found:
-        v, d = c.vehicle, c.due
-        n = db.execute(
+    `created` telling which this call inserted (the ids its INSERT returned). Two
+    statements per INSERT_CHUNK reminders, not one per reminder."""
+    out: list[dict[str, Any]] = []
+    for first in range(0, len(found), INSERT_CHUNK):
+        chunk = found[first : first + INSERT_CHUNK]
+        values: list[str] = []
+        params: dict[str, Any] = {"now": now, "job_id": job_id}
+        for i, c in enumerate(chunk):
+            v, d = c.vehicle, c.due
+            values.append(f"(:id{i}, :company_id{i}, :vehicle_id{i}, :mt{i}, :due_km{i}, "
+                          f":due_date{i}, :reason{i}, :odometer{i}, :now, :job_id)")  # fmt: skip
+            params |= {
+                f"id{i}": c.reminder_id, f"company_id{i}": v["company_id"],
+                f"vehicle_id{i}": v["id"], f"mt{i}": v["mt"], f"due_km{i}": d.due_odometer_km,
+                f"due_date{i}": d.due_date.isoformat(), f"reason{i}": c.reason,
+                f"odometer{i}": v["odometer_km"],
+            }  # fmt: skip
+        inserted = db.all(
             "INSERT INTO maintenance_reminders (id, company_id, vehicle_id, maintenance_type, "
             "due_odometer_km, due_date, reason, odometer_km, created_at, job_id) VALUES "
-            "(:id, :company_id, :vehicle_id, :mt, :due_km, :due_date, :reason, :odometer, "
-            ":now, :job_id) ON CONFLICT (vehicle_id, maintenance_type, due_odometer_km, "
-            "due_date) DO NOTHING",
-            {"id": c.reminder_id, "company_id": v["company_id"], "vehicle_id": v["id"],
-             "mt": v["mt"], "due_km": d.due_odometer_km, "due_date": d.due_date.isoformat(),
-             "reason": c.reason, "odometer": v["odometer_km"], "now": now, "job_id": job_id},
-        )  # fmt: skip
-        if n:
-            created.add(c.reminder_id)
-    if not found:
-        return []
-    where, params = db.in_list("r", [c.reminder_id for c in found])
-    stored = db.all(
-        "SELECT id, notified_at, emails FROM maintenance_reminders WHERE id IN " + where, params
-    )
-    return [{**row, "created": row["id"] in created} for row in stored]
+            + ", ".join(values)
+            + " ON CONFLICT (vehicle_id, maintenance_type, due_odometer_km, due_date) "
+            "DO NOTHING RETURNING id",
+            params,
+        )
+        created = {row["id"] for row in inserted}
+        where, ids = db.in_list("r", [c.reminder_id for c in chunk])
+        stored = db.all(
+            "SELECT id, notified_at, emails FROM maintenance_reminders WHERE id IN " + where, ids
+        )
+        out += [{**row, "created": row["id"] in created} for row in stored]
+    return out
 
 
 def _managers(db: Db, company_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -234,12 +241,8 @@ class MaintenanceReminderHandler(JobHandler):
     ) -> list[Candidate]:
         out = []
         for v in vehicles:
-            state = service_due(
-                odometer_km=v["odometer_km"], interval_km=v["service_interval_km"],
-                interval_days=v["service_interval_days"],
-                last_date=date.fromisoformat(v["last_date"]) if v["last_date"] else None,
-                last_km=v["last_km"], in_service=date.fromisoformat(v["in_service_date"]),
-                today=today, within_km=data.get("within_km", 500),
+            state = vehicle_due(
+                v, today, within_km=data.get("within_km", 500),
                 within_days=data.get("within_days", 7),
             )  # fmt: skip
             if state.due or requested:

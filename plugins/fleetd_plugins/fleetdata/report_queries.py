@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .due import service_due
-from .formats import Column
+from .due import due_columns, vehicle_due
+from .formats import Column, parse_columns
 from .period import Period
 from .scope import Scope
 from .source import Db
@@ -33,6 +33,8 @@ EVENT_TYPES = ("harsh_braking", "harsh_acceleration", "sharp_cornering", "speedi
 # Speeding weighs double in the driver score: it is the one event a driver chooses.
 EVENT_WEIGHTS = {"harsh_braking": 1, "harsh_acceleration": 1, "sharp_cornering": 1, "speeding": 2}
 SCORE_PER_WEIGHTED_EVENT_PER_100KM = 10.0
+# The maintenance report's due point is the next routine check (as the reminders' default).
+ROUTINE_DUE_COLUMNS = due_columns("'routine_check'")
 
 
 @dataclass
@@ -50,14 +52,6 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 def _ratio(num: float, den: float, scale: float = 1.0, digits: int = 2) -> float | None:
     return round(num / den * scale, digits) if den else None
-
-
-def _cols(*spec: str) -> list[Column]:
-    out = []
-    for item in spec:
-        name, _, kind = item.partition(":")
-        out.append(Column(name, kind or "text"))
-    return out
 
 
 def _params(scope: Scope, period: Period) -> dict[str, Any]:
@@ -134,7 +128,7 @@ def fleet_summary(db: Db, scope: Scope, period: Period, today: date) -> Report:
         "maintenance_cost": _r(total["maint"]),
         "cost_per_km": _ratio(total["fuel_cost"] + total["maint"], km, 1, 3),
     }
-    columns = _cols(
+    columns = parse_columns(
         "vehicle_id", "company_id", "name", "plate_number", "status", "odometer_km:float",
         "trips:int", "distance_km:float", "driving_hours:float", "fuel_used_l:float",
         "l_per_100km:float", "fuel_cost:float", "maintenance_cost:float",
@@ -194,7 +188,7 @@ def driver_performance(db: Db, scope: Scope, period: Period, today: date) -> Rep
         "best_driver": best and {"driver_id": best[1], "name": best[2], "score": best[0]},
         "worst_driver": worst and {"driver_id": worst[1], "name": worst[2], "score": worst[0]},
     }
-    columns = _cols(
+    columns = parse_columns(
         "driver_id", "company_id", "name", "status", "trips:int", "distance_km:float",
         "driving_hours:float", *(f"{e}:int" for e in EVENT_TYPES), "events:int",
         "events_per_100km:float", "score:float",
@@ -234,7 +228,7 @@ def fuel_consumption(db: Db, scope: Scope, period: Period, today: date) -> Repor
         "l_per_100km": _ratio(fuel, km, 100),
         "cost_per_km": _ratio(cost, km, 1, 3),
     }
-    columns = _cols(
+    columns = parse_columns(
         "vehicle_id", "company_id", "name", "plate_number", "fuel_type", "fill_ups:int",
         "liters:float", "fuel_cost:float", "avg_price_per_liter:float", "distance_km:float",
         "fuel_used_l:float", "l_per_100km:float", "cost_per_km:float",
@@ -245,13 +239,8 @@ def fuel_consumption(db: Db, scope: Scope, period: Period, today: date) -> Repor
 def maintenance(db: Db, scope: Scope, period: Period, today: date) -> Report:
     params = _params(scope, period)
     rows = db.all(
-        "SELECT v.id, v.company_id, v.name, v.plate_number, v.status, v.odometer_km, "
-        "v.service_interval_km, v.service_interval_days, v.in_service_date, "
-        "m.services, m.cost, m.routine, "
-        "(SELECT MAX(l.service_date) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
-        " AND l.maintenance_type = 'routine_check') AS last_date, "
-        "(SELECT MAX(l.odometer_km) FROM maintenance_logs l WHERE l.vehicle_id = v.id "
-        " AND l.maintenance_type = 'routine_check') AS last_km "
+        "SELECT v.id, v.company_id, v.name, v.plate_number, v.status, m.services, m.cost, "
+        f"m.routine, {ROUTINE_DUE_COLUMNS} "
         f"FROM vehicles v LEFT JOIN ({_maint(scope)}) m ON m.k = v.id "
         f"WHERE 1 = 1{scope.where('v')} ORDER BY v.company_id, v.name, v.id",
         params,
@@ -260,13 +249,7 @@ def maintenance(db: Db, scope: Scope, period: Period, today: date) -> Report:
     services = cost = 0.0
     serviced = due = 0
     for r in rows:
-        state = service_due(
-            odometer_km=r["odometer_km"], interval_km=r["service_interval_km"],
-            interval_days=r["service_interval_days"],
-            last_date=date.fromisoformat(r["last_date"]) if r["last_date"] else None,
-            last_km=r["last_km"], in_service=date.fromisoformat(r["in_service_date"]),
-            today=today,
-        )  # fmt: skip
+        state = vehicle_due(r, today)
         services += r["services"] or 0
         cost += r["cost"] or 0.0
         serviced += 1 if r["services"] else 0
@@ -295,14 +278,15 @@ def maintenance(db: Db, scope: Scope, period: Period, today: date) -> Report:
             t["maintenance_type"]: {"services": t["services"], "cost": _r(t["cost"])} for t in types
         },
     }
-    columns = _cols(
+    columns = parse_columns(
         "vehicle_id", "company_id", "name", "plate_number", "status", "odometer_km:float",
         "services:int", "routine_checks:int", "cost:float", "last_service_date:date",
         "last_service_km:float", "next_due_km:int", "next_due_date:date", "km_to_due:float",
         "days_to_due:int", "due",
     )  # fmt: skip
     by_type = [(t["maintenance_type"], t["services"], _r(t["cost"])) for t in types]
-    sections = {"By type": (_cols("maintenance_type", "services:int", "cost:float"), by_type)}
+    by_type_columns = parse_columns("maintenance_type", "services:int", "cost:float")
+    sections = {"By type": (by_type_columns, by_type)}
     return Report(summary, "Vehicles", columns, out, sections)
 
 

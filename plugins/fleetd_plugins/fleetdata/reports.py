@@ -18,7 +18,6 @@ Re-running the job rewrites the same file from the same data: idempotent.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from .formats import FORMATS, Column, CsvEncoder, XlsxBook, media_type
 from .period import DATE, Period, parse_period, previous_month
 from .report_queries import BUILDERS, Report
 from .scope import Scope
+from .scratch import scratch_artifact
 from .source import FleetData
 
 __all__ = ["ReportGenerationHandler"]
@@ -146,15 +146,5 @@ class ReportGenerationHandler(JobHandler):
 
             await ctx.artifacts.write_chunks(name, chunks())
         else:
-            tmp = ctx.artifacts.dir / f".{name}.{secrets.token_hex(4)}.partial"
-
-            def write() -> None:
-                tmp.parent.mkdir(parents=True, exist_ok=True)
-                _write_xlsx(tmp, kind, scope, period, report)
-
-            try:
-                await trio.to_thread.run_sync(write)
-                await ctx.artifacts.add_file(name, tmp)
-            finally:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(Path.unlink, tmp, True)
+            async with scratch_artifact(ctx.artifacts, name) as tmp:
+                await trio.to_thread.run_sync(_write_xlsx, tmp, kind, scope, period, report)
