@@ -186,6 +186,21 @@ def handlers(cfg: Any) -> list[Any]:
     return [*plugin.fleetd_handlers(cfg), *email.fleetd_handlers(cfg)]
 
 
+async def assert_refused_at_enqueue(
+    engine: Any, job_type: str, data: dict[str, Any], error: str
+) -> None:
+    """Enqueueing `data` raises ValidationError with an error starting with `error`,
+    and nothing is queued."""
+    import pytest
+
+    from fleetd.model import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        await engine.queue.enqueue({"type": job_type, "data": data})
+    assert any(str(e).startswith(error) for e in info.value.errors), info.value.errors
+    assert (await engine.queue.stats())["total"] == 0
+
+
 def period_inside() -> tuple[str, str]:
     """A range well inside the seeded days, ending on a weekday with trips."""
     end = SPEC.last_day() - timedelta(days=3)

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from aiosmtpd.controller import Controller
 from test_worker import running_pool, wait_status
 
 from fleetd.config import Config
-from fleetd.engine import build_registry
+from fleetd.engine import Engine, build_registry
 from fleetd.model import JobStatus, ValidationError
 
 SENDER = "FleetTracker Pro <noreply@fleet.example.com>"
@@ -62,16 +63,22 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Recorder, int]]:
-    recorder = Recorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+@contextmanager
+def smtp_server(**controller_options: Any) -> Iterator[tuple[Recorder, int]]:
+    """An aiosmtpd server on a free loopback port (TLS options passed on)."""
+    recorder, port = Recorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, **controller_options)
     controller.start()
     try:
         yield recorder, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    with smtp_server() as server:
+        yield server
 
 
 def email_config(config: Config, **email_changes: Any) -> Config:
@@ -81,6 +88,16 @@ def email_config(config: Config, **email_changes: Any) -> Config:
 def smtp_config(config: Config, port: int, **changes: Any) -> Config:
     settings = {"mode": "smtp", "host": "127.0.0.1", "port": port, "security": "none"}
     return email_config(config, **(settings | {"from_": SENDER} | changes))
+
+
+async def deliver(
+    cfg: Config, *statuses: JobStatus, data: dict[str, Any] = MAIL, **fields: Any
+) -> tuple[str, list[Any]]:
+    """Enqueue one email_notification (job `fields` such as max_retries) on a worker pool
+    for `cfg`: its id, and the job as it was at each of `statuses`, in turn."""
+    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
+        r = await engine.queue.enqueue({"type": "email_notification", "data": data, **fields})
+        return r.job_id, [await wait_status(engine, r.job_id, s) for s in statuses]
 
 
 # -- enqueue-time validation -----------------------------------------------------------
@@ -102,22 +119,16 @@ def smtp_config(config: Config, port: int, **changes: Any) -> Config:
     ],
 )
 async def test_bad_data_is_refused_at_enqueue(
-    config: Config, data: dict[str, Any], errors: list[str]
+    engine: Engine, data: dict[str, Any], errors: list[str]
 ) -> None:
-    from fleetd.engine import Engine
-
-    engine = Engine.build(config, daemon=False)
-    try:
-        with pytest.raises(ValidationError) as info:
-            await engine.queue.enqueue({"type": "email_notification", "data": data})
-        got = [str(e) for e in info.value.errors]
-        assert len(got) == len(errors)
-        assert all(g.startswith(e) for g, e in zip(got, errors, strict=True)), got
-        assert await engine.queue.stats() == dict.fromkeys(
-            ["pending", "processing", "completed", "failed", "retrying", "cancelled", "total"], 0
-        )
-    finally:
-        engine.close()
+    with pytest.raises(ValidationError) as info:
+        await engine.queue.enqueue({"type": "email_notification", "data": data})
+    got = [str(e) for e in info.value.errors]
+    assert len(got) == len(errors)
+    assert all(g.startswith(e) for g, e in zip(got, errors, strict=True)), got
+    assert await engine.queue.stats() == dict.fromkeys(
+        ["pending", "processing", "completed", "failed", "retrying", "cancelled", "total"], 0
+    )
 
 
 def test_a_bad_sender_stops_start_up(config: Config) -> None:
@@ -144,9 +155,7 @@ async def test_delivered_over_smtp_with_the_right_headers(
         "body": "Plain text body",
         "html": "<p>HTML <b>body</b></p>",
     }
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue({"type": "email_notification", "data": data})
-        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
+    job_id, [job] = await deliver(cfg, JobStatus.COMPLETED, data=data)
     [(mail_from, rcpts, msg)] = server.messages
     assert mail_from == "noreply@fleet.example.com"
     assert sorted(rcpts) == sorted(
@@ -158,7 +167,7 @@ async def test_delivered_over_smtp_with_the_right_headers(
     assert msg["Bcc"] is None and b"audit@" not in msg.as_bytes()
     assert msg["Reply-To"] == "dispatch@example.com"
     assert msg["Subject"] == "Wartung fällig: LKW 7"
-    assert msg["Message-ID"] == f"<{r.job_id}@fleet.example.com>"
+    assert msg["Message-ID"] == f"<{job_id}@fleet.example.com>"
     assert msg.get_content_type() == "multipart/alternative"
     plain = msg.get_body(("plain",))
     html = msg.get_body(("html",))
@@ -175,11 +184,8 @@ async def test_a_4xx_answer_is_retried_then_delivered(
     server, port = smtp
     server.data_answers = ["451 4.3.0 Mailbox temporarily unavailable"]
     cfg = smtp_config(config, port)
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
-        retrying = await wait_status(engine, r.job_id, JobStatus.RETRYING)
-        assert "SMTP 451 4.3.0 Mailbox temporarily unavailable" in retrying.error
-        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
+    _, [retrying, job] = await deliver(cfg, JobStatus.RETRYING, JobStatus.COMPLETED)
+    assert "SMTP 451 4.3.0 Mailbox temporarily unavailable" in retrying.error
     assert (job.attempts, job.retry_count) == (2, 1)
     assert len(server.messages) == 1
 
@@ -189,10 +195,7 @@ async def test_a_5xx_answer_fails_without_retries(
 ) -> None:
     server, port = smtp
     server.data_answers = ["554 5.7.1 Message rejected as spam"]
-    cfg = smtp_config(config, port)
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
-        job = await wait_status(engine, r.job_id, JobStatus.FAILED)
+    _, [job] = await deliver(smtp_config(config, port), JobStatus.FAILED)
     assert (job.attempts, job.retry_count) == (1, 0)
     assert job.error == "PermanentError: SMTP 554 5.7.1 Message rejected as spam"
     assert server.messages == []
@@ -200,22 +203,15 @@ async def test_a_5xx_answer_fails_without_retries(
 
 async def test_a_refused_connection_is_retried(config: Config) -> None:
     cfg = smtp_config(config, free_port())  # nothing listens there
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue(
-            {"type": "email_notification", "data": MAIL, "max_retries": 1}
-        )
-        retrying = await wait_status(engine, r.job_id, JobStatus.RETRYING)
-        assert "ConnectionRefusedError" in retrying.error
+    _, [retrying] = await deliver(cfg, JobStatus.RETRYING, max_retries=1)
+    assert "ConnectionRefusedError" in retrying.error
 
 
 async def test_starttls_required_but_not_offered_fails_for_good(
     config: Config, smtp: tuple[Recorder, int]
 ) -> None:
     server, port = smtp
-    cfg = smtp_config(config, port, security="starttls")
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
-        job = await wait_status(engine, r.job_id, JobStatus.FAILED)
+    _, [job] = await deliver(smtp_config(config, port, security="starttls"), JobStatus.FAILED)
     assert job.attempts == 1 and "STARTTLS extension not supported" in job.error
     assert server.messages == []  # never fell back to clear text
 
@@ -249,28 +245,23 @@ async def test_outbox_writes_an_eml_the_email_package_parses(
     config: Config, tmp_path: Path
 ) -> None:
     cfg = email_config(config, outbox_dir=str(tmp_path / "out"), from_=SENDER)
-    async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-        r = await engine.queue.enqueue(
-            {"type": "email_notification", "data": {**MAIL, "bcc": "hidden@example.com"}}
-        )
-        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
-    path = tmp_path / "out" / f"{r.job_id}.eml"
+    data = {**MAIL, "bcc": "hidden@example.com"}
+    job_id, [job] = await deliver(cfg, JobStatus.COMPLETED, data=data)
+    path = tmp_path / "out" / f"{job_id}.eml"
     assert job.result["path"] == str(path) and job.result["mode"] == "outbox"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
     assert (msg["To"], msg["Subject"], msg["From"]) == (MAIL["to"], MAIL["subject"], SENDER)
-    assert msg["Bcc"] is None and msg["Message-ID"] == f"<{r.job_id}@fleet.example.com>"
+    assert msg["Bcc"] is None and msg["Message-ID"] == f"<{job_id}@fleet.example.com>"
     body = msg.get_body(("plain",))
     assert body is not None and body.get_content().strip() == MAIL["body"]
 
 
 async def test_outbox_is_the_embedded_default(config: Config) -> None:
     assert config.email.mode == "outbox"
-    async with running_pool(config, build_registry(config)) as (engine, _):
-        r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
-        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
-    assert Path(job.result["path"]) == config.state_dir / "outbox" / f"{r.job_id}.eml"
+    job_id, [job] = await deliver(config, JobStatus.COMPLETED)
+    assert Path(job.result["path"]) == config.state_dir / "outbox" / f"{job_id}.eml"
     assert Path(job.result["path"]).is_file()
 
 
@@ -301,24 +292,17 @@ def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
 async def test_delivered_over_verified_tls(
     config: Config, certificate: tuple[Path, Path], security: str
 ) -> None:
-    recorder, port = Recorder(), free_port()
     context = _server_context(certificate)
-    if security == "starttls":
-        controller = Controller(
-            recorder, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
-        )
-    else:
-        controller = Controller(recorder, hostname="127.0.0.1", port=port, ssl_context=context)
-    controller.start()
-    try:
+    tls: dict[str, Any] = (
+        {"tls_context": context, "require_starttls": True}
+        if security == "starttls"
+        else {"ssl_context": context}
+    )
+    with smtp_server(**tls) as (recorder, port):
         cfg = smtp_config(
             config, port, host="localhost", security=security, ca_file=str(certificate[0])
         )
-        async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-            r = await engine.queue.enqueue({"type": "email_notification", "data": MAIL})
-            await wait_status(engine, r.job_id, JobStatus.COMPLETED)
-    finally:
-        controller.stop()
+        await deliver(cfg, JobStatus.COMPLETED)
     [(_, rcpts, msg)] = recorder.messages
     assert rcpts == ["driver@example.com"]
     assert msg["Subject"] == "Fleet Update"
@@ -327,20 +311,9 @@ async def test_delivered_over_verified_tls(
 async def test_an_untrusted_certificate_delivers_nothing(
     config: Config, certificate: tuple[Path, Path]
 ) -> None:
-    recorder, port = Recorder(), free_port()
-    controller = Controller(
-        recorder, hostname="127.0.0.1", port=port, ssl_context=_server_context(certificate)
-    )
-    controller.start()
-    try:
+    with smtp_server(ssl_context=_server_context(certificate)) as (recorder, port):
         # The system's CAs do not know our self-signed certificate.
         cfg = smtp_config(config, port, host="localhost", security="tls")
-        async with running_pool(cfg, build_registry(cfg)) as (engine, _):
-            r = await engine.queue.enqueue(
-                {"type": "email_notification", "data": MAIL, "max_retries": 0}
-            )
-            job = await wait_status(engine, r.job_id, JobStatus.FAILED)
-    finally:
-        controller.stop()
+        _, [job] = await deliver(cfg, JobStatus.FAILED, max_retries=0)
     assert recorder.messages == []
     assert "CERTIFICATE_VERIFY_FAILED" in (job.error or "")

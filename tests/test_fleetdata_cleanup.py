@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 import trio
-from fleetdata_db import BACKENDS, SPEC, Raw, company_ids, data_config, drop, fresh_url, handlers
+from fleetdata_db import (
+    BACKENDS,
+    SPEC,
+    Raw,
+    assert_refused_at_enqueue,
+    company_ids,
+    data_config,
+    drop,
+    fresh_url,
+    handlers,
+)
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -145,7 +155,4 @@ BAD: list[tuple[dict[str, Any], str]] = [
 async def test_bad_data_and_the_default_floor_are_refused_at_enqueue(
     engine: Engine, data: dict[str, Any], error: str
 ) -> None:
-    with pytest.raises(ValidationError) as info:
-        await engine.queue.enqueue({"type": "data_cleanup", "data": data})
-    assert any(str(e).startswith(error) for e in info.value.errors), info.value.errors
-    assert (await engine.queue.stats())["total"] == 0
+    await assert_refused_at_enqueue(engine, "data_cleanup", data, error)

@@ -15,6 +15,7 @@ import pytest
 from fleetdata_db import (
     BACKENDS,
     Raw,
+    assert_refused_at_enqueue,
     bounds,
     company_ids,
     data_config,
@@ -301,10 +302,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
 async def test_bad_data_is_refused_at_enqueue_naming_the_field(
     engine: Engine, data: dict[str, Any], error: str
 ) -> None:
-    with pytest.raises(ValidationError) as info:
-        await engine.queue.enqueue({"type": "report_generation", "data": data})
-    assert any(str(e).startswith(error) for e in info.value.errors), info.value.errors
-    assert (await engine.queue.stats())["total"] == 0
+    await assert_refused_at_enqueue(engine, "report_generation", data, error)
 
 
 async def test_the_span_limit_comes_from_the_config(config: Config, tmp_path: Path) -> None:
