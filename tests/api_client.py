@@ -23,11 +23,22 @@ import jwt
 import trio
 
 from fleetd.config import Config
+from fleetd.context import JobContext
 from fleetd.daemon import Daemon
-from fleetd.handlers import HandlerRegistry
+from fleetd.handlers import HandlerRegistry, JobHandler
 
 SECRET = "test-secret-" + "x" * 60
 PREFIX = "/api/v1/admin/jobs"
+
+
+class Sleeper(JobHandler):
+    """Runs until cancelled (30 s): a job that stays processing."""
+
+    job_type = "sleeper"
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        await trio.sleep(30)
+        return {}
 
 
 def api_config(cfg: Config, **http: Any) -> Config:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from api_client import PREFIX, api_config, running_api
+from api_client import PREFIX, Sleeper, api_config, running_api
 
 from fleetd.config import Config
 from fleetd.context import JobContext
@@ -119,14 +119,6 @@ async def test_cancel_and_reset(config: Config) -> None:
             missing = await getattr(api, method)(f"{PREFIX}/job_NOPE")
             assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
         assert (await api.post(f"{PREFIX}/job_NOPE/reset")).status_code == 404
-
-
-class Sleeper(JobHandler):
-    job_type = "sleeper"
-
-    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
-        await trio.sleep(30)
-        return {}
 
 
 async def test_cancelling_a_running_job_answers_202_then_it_is_cancelled(config: Config) -> None:

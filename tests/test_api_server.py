@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from api_client import PREFIX, SECRET, api_config, auth, running_api
+from api_client import PREFIX, SECRET, Sleeper, api_config, auth, running_api
 from conftest import make_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -233,14 +233,6 @@ async def test_auth_config_errors_stop_start_up(config: Config, tmp_path: Path) 
         config, auth=dataclasses.replace(config.auth, algorithms=("HS512",), secret=SECRET[:40])
     )
     assert re.search("at least 64 bytes", await start_error(cfg))
-
-
-class Sleeper(JobHandler):
-    job_type = "sleeper"
-
-    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
-        await trio.sleep(30)
-        return {}
 
 
 async def test_the_api_serves_while_jobs_drain_and_readyz_says_503(config: Config) -> None:

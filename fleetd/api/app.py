@@ -76,11 +76,13 @@ def create_app(st: ApiState) -> QuartTrio:
         if decision == AUTH_METRICS and not st.config.http.metrics_auth:
             return None
         if decision in (AUTH_ADMIN, AUTH_METRICS):
-            g.principal = st.verifier.verify(request.headers.get("Authorization"))
+            # exp too: POST …/events/ticket bounds its ticket by it.
+            header = request.headers.get("Authorization")
+            g.principal, g.token_exp = st.verifier.verify_until(header)
             return None
         # A route nobody decided for is refused, whoever calls (default deny).
         log.error("route %s has no auth decision: refused", request.endpoint)
-        return error_response(ApiError(403, "forbidden", "this route is not open"))
+        return error_response(ApiError.forbidden("this route is not open"))
 
     @app.before_websocket
     async def authenticate_websocket() -> Response | None:
@@ -96,7 +98,7 @@ def create_app(st: ApiState) -> QuartTrio:
             g.principal, g.token_exp = await ws.authenticate(st, decision == AUTH_TICKET)
             return None
         log.error("websocket route %s has no auth decision: refused", websocket.endpoint)
-        return error_response(ApiError(403, "forbidden", "this route is not open"))
+        return error_response(ApiError.forbidden("this route is not open"))
 
     @app.after_websocket
     async def end_refused(response: ResponseTypes | None) -> ResponseTypes | None:

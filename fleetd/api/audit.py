@@ -162,10 +162,10 @@ class AuditLog:
         cursor: str | None = None,
         since_ms: int | None = None,
         until_ms: int | None = None,
-        filters: Mapping[str, str] | None = None,
+        filters: Mapping[str, str | None] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. The cursor is the id of the last entry returned; the next page
-        starts below it."""
+        starts below it. A filter of None matches every entry."""
         filters = {k: v for k, v in (filters or {}).items() if v is not None}
         top = "+" if until_ms is None else str(until_ms)
         if cursor is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "TokenVerifier",
     "hmac_secret",
     "mint_token",
+    "unauthorized",
 ]
 
 log = logging.getLogger("fleetd.api.auth")
@@ -95,7 +96,8 @@ def hmac_secret(cfg: Config, *, create: bool = True) -> tuple[str, Path | None, 
     return secret, path, True
 
 
-def _unauthorized(message: str, error: str = "invalid_token") -> ApiError:
+def unauthorized(message: str, error: str = "invalid_token") -> ApiError:
+    """401 with the WWW-Authenticate challenge of RFC 6750 (tokens and tickets alike)."""
     return ApiError(
         401,
         "unauthorized",
@@ -109,10 +111,10 @@ def _claim(payload: dict[str, Any], name: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str | int) or isinstance(value, bool):
-        raise _unauthorized(f"claim {name!r} must be a string")
+        raise unauthorized(f"claim {name!r} must be a string")
     text = str(value)
     if len(text) > MAX_CLAIM_LENGTH or not text.isprintable():
-        raise _unauthorized(f"claim {name!r} is too long or not printable")
+        raise unauthorized(f"claim {name!r} is too long or not printable")
     return text
 
 
@@ -158,9 +160,6 @@ class TokenVerifier:
         # is never used as an HMAC secret (the classic algorithm-confusion attack).
         return self._hmac if alg.startswith("HS") else self._public
 
-    def verify(self, authorization: str | None) -> Principal:
-        return self.verify_until(authorization)[0]
-
     def verify_until(self, authorization: str | None) -> tuple[Principal, float]:
         """(caller, the token's exp): what a WebSocket needs to close when it expires."""
         cached = self._cache.get(authorization or "")
@@ -177,18 +176,18 @@ class TokenVerifier:
 
     def _verify(self, authorization: str | None) -> tuple[Principal, float]:
         if not authorization:
-            raise _unauthorized("an Authorization: Bearer <token> header is required", "")
+            raise unauthorized("an Authorization: Bearer <token> header is required", "")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+            raise unauthorized("the Authorization header must be 'Bearer <token>'")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _unauthorized("malformed token") from None
+            raise unauthorized("malformed token") from None
         alg = header.get("alg")
         if alg not in self.algorithms:
-            raise _unauthorized(f"token algorithm {alg!r} is not accepted")
+            raise unauthorized(f"token algorithm {alg!r} is not accepted")
         required = ["exp"]
         if self.issuer is not None:
             required.append("iss")
@@ -209,25 +208,25 @@ class TokenVerifier:
                 options=options,
             )
         except jwt.ExpiredSignatureError:
-            raise _unauthorized("token expired") from None
+            raise unauthorized("token expired") from None
         except jwt.ImmatureSignatureError:
-            raise _unauthorized("token not valid yet (nbf or iat in the future)") from None
+            raise unauthorized("token not valid yet (nbf or iat in the future)") from None
         except jwt.InvalidAudienceError:
-            raise _unauthorized("token audience is not accepted") from None
+            raise unauthorized("token audience is not accepted") from None
         except jwt.InvalidIssuerError:
-            raise _unauthorized("token issuer is not accepted") from None
+            raise unauthorized("token issuer is not accepted") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise _unauthorized(f"token lacks the {exc.claim!r} claim") from None
+            raise unauthorized(f"token lacks the {exc.claim!r} claim") from None
         except (jwt.PyJWTError, ValueError, TypeError):
-            raise _unauthorized("token signature or claims are invalid") from None
+            raise unauthorized("token signature or claims are invalid") from None
         if not isinstance(payload, dict):
-            raise _unauthorized("token payload must be a JSON object")
+            raise unauthorized("token payload must be a JSON object")
         roles = payload.get("roles")
         has_role = payload.get("role") == ADMIN_ROLE or (
             isinstance(roles, list) and ADMIN_ROLE in roles
         )
         if not has_role:
-            raise ApiError(403, "forbidden", "the admin role is required")
+            raise ApiError.forbidden("the admin role is required")
         principal = Principal(
             subject=_claim(payload, "sub") or "unknown", company_id=_claim(payload, "company_id")
         )

@@ -71,25 +71,19 @@ def check_tree(value: Any, max_depth: int) -> None:
             raise ValidationError.of([FieldError(_path(where), "integer out of 64-bit range")])
 
 
+def _too_large(message: str, limits: BodyLimits) -> ApiError:
+    return ApiError(413, "payload_too_large", message, {"max_bytes": limits.max_size})
+
+
 async def _raw_body(limits: BodyLimits) -> bytes:
     length = request.content_length
     if length is not None and length > limits.max_size:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"body of {length} bytes is over the limit of {limits.max_size}",
-            {"max_bytes": limits.max_size},
-        )
+        raise _too_large(f"body of {length} bytes is over the limit of {limits.max_size}", limits)
     try:
         data = await request.get_data(cache=False, as_text=False)
         return data if isinstance(data, bytes) else data.encode()
     except RequestEntityTooLarge:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"body is over the limit of {limits.max_size} bytes",
-            {"max_bytes": limits.max_size},
-        ) from None
+        raise _too_large(f"body is over the limit of {limits.max_size} bytes", limits) from None
 
 
 def _parse(raw: bytes, limits: BodyLimits) -> Any:

@@ -9,12 +9,13 @@ Owns:
   events WebSocket `@admin_or_ticket` (a bearer token or a single-use ticket) — that
   the app's before-request and before-websocket hooks enforce. A view without one is
   refused (default deny), and a test checks every route has one;
-- `state()`, `principal()` and `redis()` for views.
+- `state()`, `principal()`, `require_platform()`, `bind_company()` and `redis()` for
+  views.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -42,12 +43,14 @@ __all__ = [
     "AUTH_METRICS",
     "AUTH_PUBLIC",
     "AUTH_TICKET",
+    "REDIS_GRACE",
     "ApiState",
     "admin",
     "admin_or_ticket",
     "audit_action",
     "audited",
     "auth_decision",
+    "bind_company",
     "enqueue_rows",
     "metrics_access",
     "principal",
@@ -103,20 +106,37 @@ def require_platform(what: str) -> Principal:
     """The caller, who must be a platform admin (a token without company_id)."""
     p = principal()
     if not p.platform:
-        raise ApiError(
-            403, "forbidden", f"{what} needs a platform admin token (one without company_id)"
-        )
+        raise ApiError.forbidden(f"{what} needs a platform admin token (one without company_id)")
     return p
+
+
+def bind_company(requested: Any, field: str = "") -> str | None:
+    """The company a body may name: the caller's own for a company-bound token (403 if
+    the body names another; `field` prefixes the message, e.g. "jobs[3]."), else None."""
+    company = principal().company_id
+    if company is not None and requested not in (None, company):
+        raise ApiError.forbidden(f"{field}company_id: this token is bound to company {company!r}")
+    return company
+
+
+# Beyond the socket timeout: a hop already under way is bounded by the socket, this
+# bounds the wait for a free connection (or the batcher) on top of it.
+REDIS_GRACE = 0.25
+
+
+async def _bounded(call: Callable[[], Awaitable[T]]) -> T:
+    st = state()
+    with trio.move_on_after(st.redis_timeout + REDIS_GRACE):
+        return await call()
+    raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
 
 
 async def redis(fn: Callable[[SyncClient], T]) -> T:
     """Run `fn(client)` in one Redis hop, answering 503 if Redis does not within
     `[http] redis_timeout` (the socket timeout bounds a hop already under way; the
     deadline bounds the wait for a free connection)."""
-    st = state()
-    with trio.move_on_after(st.redis_timeout + 0.25):
-        return await st.link.call(fn)
-    raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
+    link = state().link
+    return await _bounded(lambda: link.call(fn))
 
 
 async def enqueue_rows(rows: list[list[Any]]) -> list[EnqueueResult]:
@@ -126,9 +146,8 @@ async def enqueue_rows(rows: list[list[Any]]) -> list[EnqueueResult]:
     st = state()
     if st.batcher is None:
         return await redis(lambda c: st.ops.enqueue_rows(c, rows))
-    with trio.move_on_after(st.redis_timeout + 0.25):
-        return await st.batcher.enqueue(rows)
-    raise ApiError.unavailable(f"no answer within {st.redis_timeout:g}s")
+    batcher = st.batcher
+    return await _bounded(lambda: batcher.enqueue(rows))
 
 
 def _decide(kind: str) -> Callable[[F], F]:

@@ -77,6 +77,14 @@ class ApiError(Exception):
     def not_found(cls, what: str) -> ApiError:
         return cls(404, "not_found", what)
 
+    @classmethod
+    def forbidden(cls, why: str) -> ApiError:
+        return cls(403, "forbidden", why)
+
+    @classmethod
+    def conflict(cls, why: str, details: Mapping[str, Any] | None = None) -> ApiError:
+        return cls(409, "conflict", why, details)
+
 
 def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": dict(details or {})}}
@@ -117,11 +125,11 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(ScheduleNotFound)
     async def _schedule_missing(exc: ScheduleNotFound) -> Response:
-        return error_response(ApiError(404, "not_found", str(exc)))
+        return error_response(ApiError.not_found(str(exc)))
 
     @app.errorhandler(ScheduleConflict)
     async def _schedule_conflict(exc: ScheduleConflict) -> Response:
-        return error_response(ApiError(409, "conflict", str(exc)))
+        return error_response(ApiError.conflict(str(exc)))
 
     @app.errorhandler(RedisUnavailable)
     async def _redis_down(exc: RedisUnavailable) -> Response:

@@ -28,6 +28,7 @@ from fleetd.api.body import read_json
 from fleetd.api.context import (
     admin,
     audited,
+    bind_company,
     enqueue_rows,
     principal,
     redis,
@@ -92,17 +93,10 @@ def _idempotency_header() -> str | None:
 def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
     """Apply the caller's company (forced for company-bound tokens), default user and
     the idempotency key (scoped by company, so two companies never share a key)."""
-    p = principal()
-    if p.company_id is not None:
-        if req.company_id not in (None, p.company_id):
-            raise ApiError(
-                403,
-                "forbidden",
-                f"{field}company_id: this token is bound to company {p.company_id!r}",
-            )
-        req.company_id = p.company_id
+    if (company := bind_company(req.company_id, field)) is not None:
+        req.company_id = company
     if req.user_id is None:
-        req.user_id = p.subject
+        req.user_id = principal().subject
     if key is not None:
         if req.idempotency_key not in (None, key):
             raise Invalid(f"{field}idempotency_key", "differs from the Idempotency-Key header")
@@ -264,9 +258,13 @@ def _visible(job: Job | None, job_id: str) -> Job:
     return job
 
 
-async def _get_visible(job_id: str) -> Job:
+def _check_id(job_id: str) -> None:
     if len(job_id) > MAX_ID:
         raise ApiError.not_found("no such job")
+
+
+async def _get_visible(job_id: str) -> Job:
+    _check_id(job_id)
     st = state()
     return _visible(await redis(lambda c: st.ops.get(c, job_id)), job_id)
 
@@ -280,15 +278,14 @@ async def get_job(job_id: str) -> Any:
 async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:
     """Run `action` in one Redis hop on a job this caller may see; 404 when there is none
     (or the id is too long to be one)."""
-    st = state()
     g.audit_target = job_id
+    _check_id(job_id)
+    ops = state().ops
 
     def run(client: SyncClient) -> Any:
-        _visible(st.ops.get(client, job_id), job_id)
-        return action(st.ops, client, job_id)
+        _visible(ops.get(client, job_id), job_id)
+        return action(ops, client, job_id)
 
-    if len(job_id) > MAX_ID:
-        raise ApiError.not_found("no such job")
     result = await redis(run)
     if result.outcome == "missing":
         raise ApiError.not_found(f"no job {job_id!r}")
@@ -301,9 +298,7 @@ async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any
 async def cancel(job_id: str) -> Any:
     result = await _act_on(job_id, QueueOps.cancel)
     if result.outcome == "final":
-        raise ApiError(
-            409,
-            "conflict",
+        raise ApiError.conflict(
             f"job {job_id} is already {result.status}; nothing to cancel",
             {"status": result.status},
         )
@@ -317,9 +312,7 @@ async def cancel(job_id: str) -> Any:
 async def reset(job_id: str) -> Any:
     result = await _act_on(job_id, QueueOps.reset)
     if result.outcome == "refused":
-        raise ApiError(
-            409,
-            "conflict",
+        raise ApiError.conflict(
             f"job {job_id} is {result.status}; only failed or cancelled jobs can be reset",
             {"status": result.status},
         )

@@ -108,6 +108,7 @@ def query(
 
 LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
 CURSOR = query("cursor", STR, doc="next_cursor of the previous page")
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}
 
 
 def _schemas() -> dict[str, Any]:
@@ -421,9 +422,7 @@ def _paths() -> dict[str, Any]:
                     ),
                 },
                 body=ref("EnqueueRequest"),
-                params=[
-                    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}
-                ],
+                params=[IDEMPOTENCY_KEY],
             )
         },
         f"{PREFIX}/enqueue/bulk": {
@@ -434,9 +433,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json(ref("BulkEnqueueResponse"), "All were duplicates"),
                 },
                 body=ref("BulkEnqueueRequest"),
-                params=[
-                    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STR}
-                ],
+                params=[IDEMPOTENCY_KEY],
             )
         },
         f"{PREFIX}/types": {

@@ -16,7 +16,16 @@ import trio
 from quart import Blueprint, Response, jsonify, request
 
 from fleetd import responses
-from fleetd.api.context import admin, metrics_access, principal, public, redis, state
+from fleetd.api.audit import FILTERS
+from fleetd.api.context import (
+    REDIS_GRACE,
+    admin,
+    metrics_access,
+    principal,
+    public,
+    redis,
+    state,
+)
 from fleetd.api.errors import RETRY_AFTER, ApiError
 from fleetd.api.jobs import query_limit
 from fleetd.api.metrics import CONTENT_TYPE
@@ -40,7 +49,7 @@ async def readyz() -> Any:
     checks: dict[str, str] = {
         "services": "started" if st.ready() else "not running (starting or stopping)"
     }
-    with trio.move_on_after(st.redis_timeout + 0.25) as scope:
+    with trio.move_on_after(st.redis_timeout + REDIS_GRACE) as scope:
         try:
             await st.link.call(lambda c: c.ping())
             checks["redis"] = "ok"
@@ -93,9 +102,10 @@ async def audit() -> Any:
     st = state()
     assert st.audit is not None
     log = st.audit
-    filters = {k: request.args.get(k) for k in ("action", "subject", "target", "outcome")}
+    filters = {k: request.args.get(k) for k in FILTERS}
     company = principal().company_id
-    filters["company_id"] = company if company is not None else request.args.get("company_id")
+    if company is not None:  # a company-bound token reads its own company's entries only
+        filters["company_id"] = company
     limit = query_limit()
     cursor = request.args.get("cursor") or None
     since, until = _time_param("since"), _time_param("until")
@@ -106,7 +116,7 @@ async def audit() -> Any:
             cursor=cursor,
             since_ms=since,
             until_ms=until,
-            filters={k: v for k, v in filters.items() if v is not None},
+            filters=filters,
         )
     )
     return jsonify(responses.audit_body(entries, next_cursor))

@@ -9,15 +9,14 @@ company's schedule answers 404.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from quart import Blueprint, g, jsonify
 
 from fleetd import responses, schedules
 from fleetd.api.body import read_json
-from fleetd.api.context import admin, audited, principal, redis, state
-from fleetd.api.errors import ApiError
+from fleetd.api.context import admin, audited, bind_company, principal, redis, state
 from fleetd.model import ValidationError as Invalid
 from fleetd.redis_link import SyncClient
 from fleetd.schedule_store import ScheduleNotFound
@@ -27,6 +26,9 @@ __all__ = ["bp"]
 
 bp = Blueprint("scheduled", __name__, url_prefix="/api/v1/admin/jobs/scheduled")
 
+T = TypeVar("T")
+
+# Ids longer than this are never valid (as for jobs); refused without a Redis hop.
 MAX_ID = 128
 
 
@@ -35,16 +37,11 @@ def _company_body(body: Any, creating: bool) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise Invalid("body", "must be a JSON object")
     out = dict(body)
-    p = principal()
-    if p.company_id is not None:
-        if out.get("company_id") not in (None, p.company_id):
-            raise ApiError(
-                403, "forbidden", f"company_id: this token is bound to company {p.company_id!r}"
-            )
-        if creating or "company_id" in out:
-            out["company_id"] = p.company_id
+    company = bind_company(out.get("company_id"))
+    if company is not None and (creating or "company_id" in out):
+        out["company_id"] = company
     if creating and not out.get("user_id"):
-        out["user_id"] = p.subject
+        out["user_id"] = principal().subject
     return out
 
 
@@ -54,6 +51,17 @@ def _visible(client: SyncClient, schedule_id: str) -> ScheduledJob:
     if job is None or (company is not None and job.company_id != company):
         raise ScheduleNotFound(f"no schedule {schedule_id!r}")
     return job
+
+
+async def _on_visible(schedule_id: str, action: Callable[[SyncClient], T]) -> T:
+    """Run `action` in one Redis hop on a schedule this caller may see (else 404)."""
+    g.audit_target = schedule_id
+
+    def run(client: SyncClient) -> T:
+        _visible(client, schedule_id)
+        return action(client)
+
+    return await redis(run)
 
 
 @bp.post("")
@@ -101,12 +109,7 @@ async def update(schedule_id: str) -> Any:
     st = state()
     g.audit_target = schedule_id
     changes = _company_body(await read_json(st.limits), creating=False)
-
-    def run(client: SyncClient) -> ScheduledJob:
-        _visible(client, schedule_id)
-        return st.schedules.update(client, schedule_id, changes)
-
-    job = await redis(run)
+    job = await _on_visible(schedule_id, lambda c: st.schedules.update(c, schedule_id, changes))
     g.audit_detail = {"fields": sorted(changes)}
     return jsonify(schedules.scheduled_job_body(job))
 
@@ -116,11 +119,5 @@ async def update(schedule_id: str) -> Any:
 @audited("schedule.delete")
 async def delete(schedule_id: str) -> Any:
     st = state()
-    g.audit_target = schedule_id
-
-    def run(client: SyncClient) -> None:
-        _visible(client, schedule_id)
-        st.schedules.remove(client, schedule_id)
-
-    await redis(run)
+    await _on_visible(schedule_id, lambda c: st.schedules.remove(c, schedule_id))
     return jsonify(responses.schedule_deleted_body(schedule_id))

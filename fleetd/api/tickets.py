@@ -17,8 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from fleetd.api.auth import Principal
-from fleetd.api.errors import ApiError
+from fleetd.api.auth import Principal, unauthorized
 from fleetd.keys import Keys
 from fleetd.model import format_ts
 from fleetd.redis_link import SyncClient
@@ -39,21 +38,12 @@ class Ticket:
         return {"ticket": self.value, "expires_at": format_ts(self.expires_ms)}
 
 
-def _refused(message: str) -> ApiError:
-    return ApiError(
-        401,
-        "unauthorized",
-        message,
-        headers={"WWW-Authenticate": 'Bearer realm="fleetd", error="invalid_token"'},
-    )
-
-
 def issue(client: SyncClient, keys: Keys, who: Principal, token_exp: float, ttl: float) -> Ticket:
     """A new ticket for `who`, valid `ttl` seconds or until the token expires."""
     now = time.time()
     life_ms = int(min(ttl, token_exp - now) * 1000)
     if life_ms <= 0:
-        raise _refused("token expired")
+        raise unauthorized("token expired")
     value = secrets.token_urlsafe(TICKET_BYTES)
     record = {"sub": who.subject, "company_id": who.company_id, "exp": token_exp}
     client.set(keys.ws_ticket(value), json.dumps(record), px=life_ms)
@@ -64,12 +54,12 @@ def redeem(client: SyncClient, keys: Keys, value: str) -> tuple[Principal, float
     """(who, token exp) of a ticket, which no one can redeem again; 401 if it is unknown,
     used, expired, or its token has expired since."""
     if not _SHAPE.fullmatch(value):
-        raise _refused("malformed ticket")
+        raise unauthorized("malformed ticket")
     raw = client.getdel(keys.ws_ticket(value))
     if raw is None:
-        raise _refused("ticket is unknown, expired or already used")
+        raise unauthorized("ticket is unknown, expired or already used")
     record = json.loads(raw)
     exp = float(record["exp"])
     if exp <= time.time():
-        raise _refused("token expired")
+        raise unauthorized("token expired")
     return Principal(subject=str(record["sub"]), company_id=record.get("company_id")), exp

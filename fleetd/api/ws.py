@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, g, jsonify, request, websocket
+from quart import Blueprint, Response, g, jsonify, websocket
 
 from fleetd.api import tickets
 from fleetd.api.auth import Principal
@@ -52,10 +52,8 @@ def check_origin(allowed: tuple[str, ...]) -> None:
     norm = origin.strip().rstrip("/").lower()
     if norm == own.lower() or norm in {a.rstrip("/").lower() for a in allowed}:
         return
-    raise ApiError(
-        403,
-        "forbidden",
-        f"origin {origin[:100]!r} may not open this WebSocket (see [http] allowed_origins)",
+    raise ApiError.forbidden(
+        f"origin {origin[:100]!r} may not open this WebSocket (see [http] allowed_origins)"
     )
 
 
@@ -125,25 +123,19 @@ async def events_feed() -> None:
 @bp.get("/events")
 @admin
 async def events_over_http() -> Response:
-    response = jsonify(
-        {
-            "error": {
-                "code": "upgrade_required",
-                "message": "this is a WebSocket endpoint: connect with ws:// or wss://",
-                "details": {},
-            }
-        }
+    raise ApiError(
+        426,
+        "upgrade_required",
+        "this is a WebSocket endpoint: connect with ws:// or wss://",
+        headers={"Upgrade": "websocket"},
     )
-    response.status_code = 426
-    response.headers["Upgrade"] = "websocket"
-    return response
 
 
 @bp.post("/events/ticket")
 @admin
 async def events_ticket() -> Any:
     st = state()
-    who, exp = st.verifier.verify_until(request.headers.get("Authorization"))
+    who, exp = principal(), g.token_exp  # both from the app's auth hook
     ttl = st.config.events.ticket_ttl
     ticket = await redis(lambda c: tickets.issue(c, st.ops.keys, who, exp, ttl))
     return jsonify(ticket.body()), 201
