@@ -29,7 +29,7 @@ import pluggy
 
 from fleetd import hookspecs
 from fleetd.artifacts import artifacts_root
-from fleetd.config import Config
+from fleetd.config import Config, WorkerConfig
 from fleetd.handlers import Handler, HandlerRegistry, InvalidHandler
 from fleetd.hookspecs import hookimpl
 from fleetd.model import ValidationError, parse_priority
@@ -44,6 +44,7 @@ __all__ = [
     "build_registry",
     "default_schedules",
     "describe",
+    "describe_type",
 ]
 
 log = logging.getLogger("fleetd.plugins")
@@ -354,6 +355,23 @@ def default_schedules(pm: PluginManager) -> list[dict[str, Any]]:
 # -- listing ---------------------------------------------------------------------------
 
 
+def describe_type(registry: HandlerRegistry, job_type: str, worker: WorkerConfig) -> dict[str, Any]:
+    """One job type as listings show it: description, schema and effective defaults
+    (the handler's, else the `[worker]` ones)."""
+    handler = registry.require(job_type)
+    d = handler.defaults
+    return {
+        "type": job_type,
+        "description": str(getattr(handler, "description", "") or ""),
+        "defaults": {
+            "priority": d.priority or 5,
+            "max_retries": worker.max_retries if d.max_retries is None else d.max_retries,
+            "timeout": d.timeout or worker.job_timeout,
+        },
+        "schema": registry.schema(job_type),
+    }
+
+
 def describe(registry: HandlerRegistry) -> dict[str, Any]:
     """The body of `fleetd plugins --json`: plugins, their job types (schema and
     effective defaults), and what [plugins] disable turned off."""
@@ -362,22 +380,7 @@ def describe(registry: HandlerRegistry) -> dict[str, Any]:
     w = pm.config.worker
     plugins = []
     for info in pm.infos.values():
-        job_types = []
-        for job_type in info.job_types:
-            handler = registry.require(job_type)
-            d = handler.defaults
-            job_types.append(
-                {
-                    "type": job_type,
-                    "description": str(getattr(handler, "description", "") or ""),
-                    "defaults": {
-                        "priority": d.priority or 5,
-                        "max_retries": w.max_retries if d.max_retries is None else d.max_retries,
-                        "timeout": d.timeout or w.job_timeout,
-                    },
-                    "schema": registry.schema(job_type),
-                }
-            )
+        job_types = [describe_type(registry, t, w) for t in info.job_types]
         plugins.append(
             {
                 "name": info.name,

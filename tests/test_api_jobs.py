@@ -17,8 +17,9 @@ from api_client import PREFIX, Sleeper, api_config, running_api
 from fleetd.config import Config
 from fleetd.context import JobContext
 from fleetd.engine import build_registry
-from fleetd.handlers import JobHandler
+from fleetd.handlers import HandlerRegistry, JobHandler
 from fleetd.model import parse_ts
+from fleetd.noop import NoopHandler
 
 # The spec's example request of POST /api/v1/admin/jobs/enqueue.
 SPEC_ENQUEUE = {
@@ -247,6 +248,18 @@ async def test_job_types_list_schemas(config: Config) -> None:
         assert set(email) == {"type", "description", "defaults", "schema", "plugin"}
         assert "to" in email["schema"]["properties"]
         assert types["noop"]["defaults"]["max_retries"] == config.worker.max_retries
+
+
+async def test_job_types_of_a_registry_built_without_plugins(config: Config) -> None:
+    registry = HandlerRegistry()
+    registry.register(NoopHandler(), source="fleetd")
+    async with running_api(api_config(config), registry=registry) as api:
+        body = (await api.get(f"{PREFIX}/types")).json()
+    assert [t["type"] for t in body["job_types"]] == ["noop"]
+    noop = body["job_types"][0]
+    assert noop["plugin"] == "fleetd"
+    assert noop["defaults"] == {"priority": 5, "max_retries": config.worker.max_retries,
+                                "timeout": config.worker.job_timeout}  # fmt: skip
 
 
 class Exporter(JobHandler):

@@ -162,32 +162,15 @@ async def enqueue_bulk() -> Any:
 async def job_types() -> Any:
     st = state()
     registry = st.registry
-    if registry.plugins is not None:
-        from fleetd.plugins import describe
+    from fleetd.plugins import describe, describe_type
 
+    if registry.plugins is not None:
         return jsonify(responses.job_types_body(describe(registry)))
     w = st.config.worker
     plugins = {
         "plugins": [
-            {
-                "name": registry.source(t),
-                "job_types": [
-                    {
-                        "type": t,
-                        "description": str(getattr(h, "description", "") or ""),
-                        "defaults": {
-                            "priority": h.defaults.priority or 5,
-                            "max_retries": w.max_retries
-                            if h.defaults.max_retries is None
-                            else h.defaults.max_retries,
-                            "timeout": h.defaults.timeout or w.job_timeout,
-                        },
-                        "schema": registry.schema(t),
-                    }
-                ],
-            }
+            {"name": registry.source(t), "job_types": [describe_type(registry, t, w)]}
             for t in registry.types()
-            if (h := registry.require(t))
         ]
     }
     return jsonify(responses.job_types_body(plugins))
