@@ -424,6 +424,12 @@ class RedisLink:
             self._tcp = None
         if self._client is not None:
             self._client.close()
+            # A Redis client given its pool (ours are: we size and type them) leaves the
+            # pool's sockets open on close(); they would only go at garbage collection.
+            # RedisCluster has no single pool: its close() closes its nodes' connections.
+            pool = getattr(self._client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 sentinel.close()
