@@ -321,10 +321,10 @@ class RedisLink:
             "retry": Retry(NoBackoff(), 0),
             **tls,
         }
-        self._sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_options)
         # Not a blocking pool (redis-py has no Sentinel variant): max_connections bounds
         # it; call()'s limiter keeps the daemon within it.
-        return self._sentinel.master_for(  # type: ignore[no-untyped-call]
+        return self._sentinel.master_for(
             service,
             max_connections=max_conn,
             db=db,
