@@ -17,7 +17,7 @@ PostgreSQL: a throwaway database `fleetd_bench_<hex>` on --pg-server (default
 postgresql://postgres@127.0.0.1:5432), created from the `test` database and dropped at
 the end. One line per format: `export_<backend>_<format>: <growth> MB peak growth (rows,
 seconds, file size)`, and a last `target:` line. The suite's
-tests/test_fleetdata_exports.py runs the same measurement on 200,000 points.
+tests/fleetd_plugins/test_fleetdata_exports.py runs the same measurement on 200,000 points.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The cost of sealed job data (fleetd.sealing): seal/open per job, and drain rates of
+"""The cost of sealed job data (fleetd.jobs.sealing): seal/open per job, and drain rates of
 plain vs encrypted jobs, against a private, real redis-server.
 
 Owns, with throughput.py's helpers (its redis-server, config and drain clock):
@@ -36,9 +36,9 @@ from throughput import (
     redis_now_ms,
 )
 
-from fleetd.daemon import Daemon
-from fleetd.model import JobStatus
-from fleetd.sealing import Sealer, format_key, new_key
+from fleetd.jobs.model import JobStatus
+from fleetd.jobs.sealing import Sealer, format_key, new_key
+from fleetd.runtime.daemon import Daemon
 
 DEFAULT_JOBS = 20_000
 QUICK_JOBS = 2_000

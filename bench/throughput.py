@@ -44,12 +44,12 @@ from redis_server import RedisServer
 
 from fleetd import __version__
 from fleetd.config import Config
-from fleetd.context import JobContext
-from fleetd.daemon import Daemon
 from fleetd.engine import Engine
-from fleetd.handlers import HandlerRegistry
-from fleetd.model import JobStatus
-from fleetd.noop import NoopHandler
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.model import JobStatus
+from fleetd.plugins.noop import NoopHandler
+from fleetd.runtime.daemon import Daemon
 
 # Default jobs per phase: big enough that start-up costs (~10 ms) are <1% of a drain at
 # the 20k jobs/s target, small enough that every phase fits the 2-minute budget.

@@ -55,10 +55,10 @@ from daemons import Fleet, cpu_seconds, wait_for
 from redis_server import RedisServer
 
 from fleetd.api.auth import mint_token
-from fleetd.cli_events import connect
+from fleetd.backend.redis_link import SyncClient
+from fleetd.cli.events import connect
 from fleetd.config import Config
 from fleetd.engine import Engine
-from fleetd.redis_link import SyncClient
 
 SECRET = "bench-secret-" + "x" * 60
 FEED = "/api/v1/admin/jobs/events"

@@ -7,11 +7,11 @@ else is internal and may change without notice. Plugin authors need `hookimpl`,
 see docs/PLUGINS.md.
 """
 
-from fleetd.artifacts import Artifact, ArtifactStore
-from fleetd.cadence import MisfirePolicy
+from fleetd.backend.scripts import ClaimedJob
 from fleetd.config import Config, ConfigError, EmailConfig, load_config
-from fleetd.context import JobContext
-from fleetd.handlers import (
+from fleetd.jobs.artifacts import Artifact, ArtifactStore
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import (
     DuplicateJobType,
     Handler,
     HandlerDefaults,
@@ -20,13 +20,13 @@ from fleetd.handlers import (
     JobHandler,
     PermanentError,
 )
-from fleetd.hookspecs import ScheduleDefinition, hookimpl
-from fleetd.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
-from fleetd.plugins import PluginError
-from fleetd.queue import EnqueueResult, JobPage, Queue
-from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound, Schedules
-from fleetd.schedules import ScheduledJob, ScheduleSpec
-from fleetd.scripts import ClaimedJob
+from fleetd.jobs.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
+from fleetd.jobs.queue import EnqueueResult, JobPage, Queue
+from fleetd.plugins.discovery import PluginError
+from fleetd.plugins.hookspecs import ScheduleDefinition, hookimpl
+from fleetd.schedules.cadence import MisfirePolicy
+from fleetd.schedules.model import ScheduledJob, ScheduleSpec
+from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, Schedules
 
 __version__ = "0.1.0"
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from fleetd.config import Config, load_config
 from fleetd.engine import Engine
-from fleetd.model import Job, JobStatus
-from fleetd.queue import CancelResult, EnqueueResult, JobPage, ResetResult
+from fleetd.jobs.model import Job, JobStatus
+from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
 
 __all__ = ["Client"]
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from fleetd import plugins
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, embedded_address_file
+from fleetd.backend.scripts import Scripts
 from fleetd.config import Config
-from fleetd.handlers import HandlerRegistry
-from fleetd.keys import Keys
-from fleetd.queue import JobDefaults, Queue, QueueOps
-from fleetd.redis_link import RedisLink, embedded_address_file
-from fleetd.scripts import Scripts
-from fleetd.sealing import Sealer
+from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
+from fleetd.jobs.sealing import Sealer
+from fleetd.plugins import discovery
 
 __all__ = ["Engine", "NoDaemonError", "build_registry"]
 
@@ -31,7 +31,7 @@ def build_registry(cfg: Config) -> HandlerRegistry:
     """The job types this process knows: the core `noop` and every installed plugin's
     (entry-point group `fleetd.plugins`), less `[plugins] disable`. Raises PluginError
     or DuplicateJobType naming the culprit."""
-    return plugins.build_registry(cfg)
+    return discovery.build_registry(cfg)
 
 
 def client_url(cfg: Config) -> str:

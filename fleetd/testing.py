@@ -29,17 +29,17 @@ from typing import Any
 
 import trio
 
-from fleetd.artifacts import artifacts_root
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config import Config
-from fleetd.context import JobContext
-from fleetd.handlers import Handler, HandlerRegistry
-from fleetd.keys import Keys
-from fleetd.model import EnqueueRequest, Job, JobStatus
-from fleetd.noop import NoopHandler
-from fleetd.queue import JobDefaults, Queue, QueueOps
-from fleetd.redis_link import RedisLink, SyncClient
-from fleetd.scripts import ClaimedJob, Scripts
-from fleetd.sealing import Sealer, SealError, open_claimed
+from fleetd.jobs.artifacts import artifacts_root
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import Handler, HandlerRegistry
+from fleetd.jobs.model import EnqueueRequest, Job, JobStatus
+from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
+from fleetd.jobs.sealing import Sealer, SealError, open_claimed
+from fleetd.plugins.noop import NoopHandler
 
 __all__ = ["Harness", "run_handler"]
 

@@ -35,7 +35,7 @@ rm -rf "$work/site/bin"
 
 # 2. The zipapp. --reproducible: the same inputs give the same file (and the same
 #    unpack directory, so an upgrade unpacks anew and a rebuild does not).
-"$PYTHON" -m shiv --site-packages "$work/site" --entry-point fleetd.cli:main \
+"$PYTHON" -m shiv --site-packages "$work/site" --entry-point fleetd.cli.commands:main \
     --python "/usr/bin/env python3" --reproducible \
     --output-file dist/fleetd
 echo "built dist/fleetd ($(du -h dist/fleetd | cut -f1))"

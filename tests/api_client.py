@@ -23,9 +23,9 @@ import jwt
 import trio
 
 from fleetd.config import Config
-from fleetd.context import JobContext
-from fleetd.daemon import Daemon
-from fleetd.handlers import HandlerRegistry, JobHandler
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import HandlerRegistry, JobHandler
+from fleetd.runtime.daemon import Daemon
 
 SECRET = "test-secret-" + "x" * 60
 PREFIX = "/api/v1/admin/jobs"

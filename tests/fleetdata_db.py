@@ -193,7 +193,7 @@ async def assert_refused_at_enqueue(
     and nothing is queued."""
     import pytest
 
-    from fleetd.model import ValidationError
+    from fleetd.jobs.model import ValidationError
 
     with pytest.raises(ValidationError) as info:
         await engine.queue.enqueue({"type": job_type, "data": data})

@@ -5,9 +5,3 @@ context (shared state, auth decisions, bounded Redis calls), errors (the JSON er
 body), body (request limits), auth (JWT), jobs, scheduled, workers, probes (health,
 readiness, metrics, OpenAPI, audit listing), audit, metrics, openapi.
 """
-
-from __future__ import annotations
-
-from fleetd.api.server import HttpError, HttpService
-
-__all__ = ["HttpError", "HttpService"]

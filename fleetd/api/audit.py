@@ -25,9 +25,9 @@ from typing import Any
 
 import trio
 
-from fleetd.keys import Keys
-from fleetd.model import ValidationError, format_ts
-from fleetd.redis_link import RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
+from fleetd.jobs.model import ValidationError, format_ts
 
 __all__ = ["FILTERS", "AuditEntry", "AuditLog"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from fleetd.queue import EnqueueResult, QueueOps
-from fleetd.redis_link import RedisLink, RedisUnavailable
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable
+from fleetd.jobs.queue import EnqueueResult, QueueOps
 
 __all__ = ["EnqueueBatcher"]
 

@@ -20,7 +20,7 @@ from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from fleetd.api.errors import ApiError
-from fleetd.model import FieldError, ValidationError
+from fleetd.jobs.model import FieldError, ValidationError
 
 __all__ = ["BodyLimits", "check_tree", "read_json", "read_optional_json"]
 

@@ -26,17 +26,17 @@ from quart import current_app, g
 from fleetd.api.auth import Principal, TokenVerifier
 from fleetd.api.body import BodyLimits
 from fleetd.api.errors import ApiError
+from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.config import Config
-from fleetd.handlers import HandlerRegistry
-from fleetd.queue import EnqueueResult, QueueOps
-from fleetd.redis_link import RedisLink, SyncClient
-from fleetd.schedule_store import ScheduleOps
+from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.schedules.store import ScheduleOps
 
 if TYPE_CHECKING:
     from fleetd.api.audit import AuditLog
     from fleetd.api.batcher import EnqueueBatcher
     from fleetd.api.metrics import ApiMetrics
-    from fleetd.events import EventHub
+    from fleetd.runtime.events import EventHub
 
 __all__ = [
     "AUTH_ADMIN",

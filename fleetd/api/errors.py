@@ -17,10 +17,10 @@ from typing import Any
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from fleetd.model import ValidationError
-from fleetd.redis_link import RedisCommandError, RedisUnavailable
-from fleetd.schedule_store import ScheduleConflict, ScheduleNotFound
-from fleetd.sealing import EncryptionUnavailable
+from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
+from fleetd.jobs.model import ValidationError
+from fleetd.jobs.sealing import EncryptionUnavailable
+from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
 

@@ -2,9 +2,9 @@
 
 Owns: enqueue (one, or many with `/enqueue/bulk`; an `Idempotency-Key` header), get,
 list by status (cursor pages), cancel, reset, queue stats, throughput history (jobs
-finished per bucket, fleetd.throughput), cleanup, the job types with their schemas, and
+finished per bucket, fleetd.jobs.throughput), cleanup, the job types with their schemas, and
 streaming a job's artifact (a report or export file). Bodies come from
-fleetd.responses, the same the CLI prints with --json.
+fleetd.api.responses, the same the CLI prints with --json.
 
 Company isolation: a company-bound token sees and acts on its company's jobs only —
 another company's job answers 404, exactly like a job that does not exist — and its
@@ -23,7 +23,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, g, jsonify, request
 
-from fleetd import responses, throughput
+from fleetd.api import responses
 from fleetd.api.body import read_json
 from fleetd.api.context import (
     admin,
@@ -36,18 +36,19 @@ from fleetd.api.context import (
     state,
 )
 from fleetd.api.errors import ApiError
-from fleetd.artifacts import check_name
-from fleetd.durations import parse_duration
-from fleetd.model import (
+from fleetd.backend.redis_link import SyncClient
+from fleetd.config.durations import parse_duration
+from fleetd.jobs import throughput
+from fleetd.jobs.artifacts import check_name
+from fleetd.jobs.model import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     EnqueueRequest,
     FieldError,
     Job,
     JobStatus,
 )
-from fleetd.model import ValidationError as Invalid
-from fleetd.queue import MAX_PAGE, EnqueueResult, QueueOps
-from fleetd.redis_link import SyncClient
+from fleetd.jobs.model import ValidationError as Invalid
+from fleetd.jobs.queue import MAX_PAGE, EnqueueResult, QueueOps
 
 __all__ = ["bp", "query_limit"]
 
@@ -162,7 +163,7 @@ async def enqueue_bulk() -> Any:
 async def job_types() -> Any:
     st = state()
     registry = st.registry
-    from fleetd.plugins import describe, describe_type
+    from fleetd.plugins.discovery import describe, describe_type
 
     if registry.plugins is not None:
         return jsonify(responses.job_types_body(describe(registry)))

@@ -36,10 +36,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from fleetd.events import Event
-from fleetd.keys import Keys
-from fleetd.model import JobStatus
-from fleetd.redis_link import SyncClient
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.model import JobStatus
+from fleetd.runtime.events import Event
 
 __all__ = ["CONTENT_TYPE", "ApiMetrics"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from fleetd.model import JobStatus
+from fleetd.jobs.model import JobStatus
 
 __all__ = ["document"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, jsonify, request
 
-from fleetd import responses
+from fleetd.api import responses
 from fleetd.api.audit import FILTERS
 from fleetd.api.context import (
     REDIS_GRACE,
@@ -29,7 +29,7 @@ from fleetd.api.context import (
 from fleetd.api.errors import RETRY_AFTER, ApiError
 from fleetd.api.jobs import query_limit
 from fleetd.api.metrics import CONTENT_TYPE
-from fleetd.model import ValidationError, parse_ts
+from fleetd.jobs.model import ValidationError, parse_ts
 
 __all__ = ["bp"]
 

@@ -2,7 +2,7 @@
 
 Owns create (POST), list (GET), scheduler stats, get one (GET /{id}, an extension),
 update (PUT, partial: the fields given change, the rest stay) and delete. Bodies come
-from fleetd.schedules, the same `fleetd schedules … --json` prints. A company-bound
+from fleetd.schedules.model, the same `fleetd schedules … --json` prints. A company-bound
 token creates its company's schedules and sees, changes and deletes only those; another
 company's schedule answers 404.
 """
@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 from quart import Blueprint, g, jsonify
 
-from fleetd import responses, schedules
+from fleetd.api import responses
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, principal, redis, state
-from fleetd.model import ValidationError as Invalid
-from fleetd.redis_link import SyncClient
-from fleetd.schedule_store import ScheduleNotFound
-from fleetd.schedules import ScheduledJob
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.model import ValidationError as Invalid
+from fleetd.schedules import model as schedules
+from fleetd.schedules.model import ScheduledJob
+from fleetd.schedules.store import ScheduleNotFound
 
 __all__ = ["bp"]
 

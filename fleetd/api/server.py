@@ -43,11 +43,11 @@ from fleetd.api.context import ApiState
 from fleetd.api.linger import Lingering
 from fleetd.api.metrics import ApiMetrics
 from fleetd.api.ws_stream import install_ws_stream
-from fleetd.artifacts import artifacts_root
+from fleetd.backend.redis_link import RedisLink
 from fleetd.engine import Engine
-from fleetd.events import READ_BLOCK, EventHub
-from fleetd.redis_link import RedisLink
-from fleetd.schedule_store import ScheduleOps
+from fleetd.jobs.artifacts import artifacts_root
+from fleetd.runtime.events import READ_BLOCK, EventHub
+from fleetd.schedules.store import ScheduleOps
 
 __all__ = ["HTTP_FILE", "HttpError", "HttpService", "build_state"]
 

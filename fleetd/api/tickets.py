@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 
 from fleetd.api.auth import Principal, unauthorized
-from fleetd.keys import Keys
-from fleetd.model import format_ts
-from fleetd.redis_link import SyncClient
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.model import format_ts
 
 __all__ = ["Ticket", "issue", "redeem"]
 

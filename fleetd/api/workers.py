@@ -15,9 +15,9 @@ from typing import Any
 
 from quart import Blueprint, jsonify
 
-from fleetd import responses
+from fleetd.api import responses
 from fleetd.api.context import admin, redis, state
-from fleetd.redis_link import SyncClient
+from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]
 

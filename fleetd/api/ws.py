@@ -34,8 +34,8 @@ from fleetd.api.ws_session import (
     parse_batch,
     parse_filter,
 )
-from fleetd.events import STREAM_ID, EventHub, HubClosed, HubFull
-from fleetd.model import FieldError, ValidationError
+from fleetd.jobs.model import FieldError, ValidationError
+from fleetd.runtime.events import STREAM_ID, EventHub, HubClosed, HubFull
 
 __all__ = ["authenticate", "bp", "check_origin"]
 

@@ -39,7 +39,9 @@ from quart import Websocket
 
 from fleetd.api.auth import Principal
 from fleetd.api.errors import ApiError, error_body, validation_error
-from fleetd.events import (
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable
+from fleetd.jobs.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, FieldError, JobStatus, ValidationError
+from fleetd.runtime.events import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     Delivery,
@@ -51,8 +53,6 @@ from fleetd.events import (
     id_key,
     read_replay,
 )
-from fleetd.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, FieldError, JobStatus, ValidationError
-from fleetd.redis_link import RedisLink, RedisUnavailable
 
 __all__ = [
     "CLOSE_EXPIRED",

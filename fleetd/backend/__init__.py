@@ -1,0 +1,1 @@
+"""The Redis side: the one link, key names, the Lua transition scripts and their row codec."""

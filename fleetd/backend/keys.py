@@ -1,0 +1,151 @@
+"""The one place that builds Redis key names.
+
+Every key lives under `fleetd:{<namespace>}:`. The braces are a Redis Cluster hash tag:
+all of a namespace's keys hash to one slot, so every Lua script may touch any of them,
+including keys a script builds itself from the prefix (job hashes, idempotency keys,
+control lists), which carry the same tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.jobs.model import JobStatus
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
+    (`<prefix>job:<id>`, `<prefix>idem:<key>`, `<prefix>ctl:<daemon>`,
+    `<prefix>schedules:wake:<daemon>`) the same way."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"fleetd:{{{self.namespace}}}:"
+
+    def job(self, job_id: str) -> str:
+        """Hash of one job (fields as fleetd.jobs.model.Job.from_hash reads them)."""
+        return f"{self.prefix}job:{job_id}"
+
+    def idem(self, key: str) -> str:
+        """String: idempotency key → job id."""
+        return f"{self.prefix}idem:{key}"
+
+    def control(self, daemon_id: str) -> str:
+        """List of control messages for one daemon (cancel requests for its jobs)."""
+        return f"{self.prefix}ctl:{daemon_id}"
+
+    def poke(self, daemon_id: str, loop: str) -> str:
+        """List a daemon pushes to itself to end its own blocking waits at once when it
+        stops (`loop` is fetch or control), instead of waiting out their timeouts."""
+        return f"{self.prefix}poke:{daemon_id}:{loop}"
+
+    def status(self, status: JobStatus | str) -> str:
+        """Zset index of the jobs in one status: scored by creation time for pending and
+        retrying; by finish time for completed, failed and cancelled. Processing jobs
+        are indexed by `leases` itself (scored by lease deadline, so the most recently
+        claimed or renewed come first): one zset less to write per claim and finish."""
+        st = JobStatus(status)
+        if st is JobStatus.PROCESSING:
+            return self.leases
+        return f"{self.prefix}status:{st.value}"
+
+    @property
+    def queue(self) -> str:
+        """Zset of ready jobs; score = (20 - priority) * 1e13 + sequence: strict priority,
+        FIFO within one."""
+        return f"{self.prefix}queue"
+
+    @property
+    def delayed(self) -> str:
+        """Zset of jobs waiting for a time (run_at or a retry's backoff), scored by due ms."""
+        return f"{self.prefix}delayed"
+
+    @property
+    def leases(self) -> str:
+        """Zset of processing jobs scored by lease deadline ms (what the reaper scans)."""
+        return f"{self.prefix}leases"
+
+    @property
+    def seq(self) -> str:
+        """Counter giving FIFO order within a priority."""
+        return f"{self.prefix}seq"
+
+    @property
+    def wake(self) -> str:
+        """List of wake-up tokens: idle fetchers block on it (never on the jobs)."""
+        return f"{self.prefix}wake"
+
+    @property
+    def events(self) -> str:
+        """Stream of job events, appended by the scripts inside each transition."""
+        return f"{self.prefix}events"
+
+    def ws_ticket(self, ticket: str) -> str:
+        """String: a single-use WebSocket ticket → JSON of its token's subject, company
+        and exp; set with a TTL, redeemed with GETDEL (any daemon of the cluster may)."""
+        return f"{self.prefix}ws:ticket:{ticket}"
+
+    @property
+    def daemons(self) -> str:
+        """Hash daemon id → JSON of its WorkerMetrics and identity."""
+        return f"{self.prefix}daemons"
+
+    @property
+    def heartbeats(self) -> str:
+        """Zset daemon id → last heartbeat ms."""
+        return f"{self.prefix}daemons:hb"
+
+    # -- schedules (hashes under `schedule:`, indexes under `schedules:`, so no schedule
+    # id can collide with an index name) ----------------------------------------------
+
+    def schedule(self, schedule_id: str) -> str:
+        """Hash of one schedule (fields as fleetd.schedules.ScheduledJob.from_hash reads)."""
+        return f"{self.prefix}schedule:{schedule_id}"
+
+    @property
+    def schedules_due(self) -> str:
+        """Zset of active schedules scored by next due ms: what the scheduler sleeps on."""
+        return f"{self.prefix}schedules:due"
+
+    @property
+    def schedules_all(self) -> str:
+        """Zset of every schedule scored by creation ms (listing order)."""
+        return f"{self.prefix}schedules:all"
+
+    @property
+    def schedules_names(self) -> str:
+        """Hash `<name>\n<company_id>` → schedule id: names are unique per company."""
+        return f"{self.prefix}schedules:names"
+
+    @property
+    def schedules_defaults(self) -> str:
+        """Set of default schedule ids ever created: a deleted default stays deleted."""
+        return f"{self.prefix}schedules:defaults"
+
+    @property
+    def schedulers(self) -> str:
+        """Zset daemon id → registration expiry ms of the running schedulers; a schedule
+        change pushes a token to each one's wake list (`<prefix>schedules:wake:<id>`)."""
+        return f"{self.prefix}schedules:daemons"
+
+    def schedule_wake(self, daemon_id: str) -> str:
+        """List one scheduler blocks on between due times (woken by schedule changes)."""
+        return f"{self.prefix}schedules:wake:{daemon_id}"
+
+    @property
+    def schedules_stats(self) -> str:
+        """Hash of scheduler counters across all schedules (missed, fired, errors)."""
+        return f"{self.prefix}schedules:stats"
+
+    @property
+    def audit(self) -> str:
+        """Stream of the admin API's mutating calls (who, company, what, outcome)."""
+        return f"{self.prefix}audit"
+
+    def status_keys(self) -> dict[JobStatus, str]:
+        return {s: self.status(s) for s in JobStatus}

@@ -1,0 +1,336 @@
+"""One typed method per Lua transition script; argument order defined here only.
+
+Each method mirrors its script's header (fleetd/lua/<name>.lua): it builds KEYS from
+`Keys` and ARGV in the documented order, calls the script through the sync client it is
+given, and decodes the reply. Methods are synchronous: callers run them inside one
+RedisLink hop (several in one hop when they batch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import Script, SyncClient
+from fleetd.jobs.model import JobStatus
+
+__all__ = ["ClaimResult", "ClaimedJob", "Scripts"]
+
+# Most wake-up tokens kept in the wake list: enough to wake every idle fetcher of a
+# large cluster at once, small enough that stale tokens cost a few empty claims at most.
+WAKE_TOKEN_CAP = 64
+# The retry delay unit: retry n waits n² units (spec: 1 s, 4 s, 9 s).
+RETRY_UNIT_MS = 1000
+# A dead daemon's control list expires after a day.
+CONTROL_TTL_S = 86400
+
+_NAMES = (
+    "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
+    "cancel", "reset", "progress", "prune", "heartbeat",
+    "schedule_save", "schedule_remove", "schedule_fire",
+)  # fmt: skip
+_CLAIM_FIELDS = 13
+
+
+@dataclass(slots=True)
+class ClaimedJob:
+    """A job this daemon holds a lease on, as claim.lua returns it."""
+
+    id: str
+    type: str
+    data: dict[str, Any]
+    priority: int
+    attempts: int
+    retry_count: int
+    max_retries: int
+    timeout: float | None
+    company_id: str | None
+    user_id: str | None
+    tags: tuple[str, ...]
+    created_at_ms: int
+    token: str
+    # fleetd.jobs.sealing's marker: "" for plain data; else `data` is sealed as stored
+    # (the worker opens it for the handler and leaves `data` redacted).
+    sealed: str = ""
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    now_ms: int
+    next_due_ms: int | None
+    jobs: list[ClaimedJob]
+
+
+def _read(name: str) -> str:
+    return resources.files("fleetd.backend").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+class Scripts:
+    """The loaded scripts of one namespace, with typed call methods."""
+
+    def __init__(self, keys: Keys, events_maxlen: int) -> None:
+        self.keys = keys
+        self._head = [keys.prefix, events_maxlen]
+        lib = _read("_lib")
+        self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
+        s = {st: keys.status(st) for st in JobStatus}
+        self._s = s
+
+    def all(self) -> list[Script]:
+        return list(self._scripts.values())
+
+    def _run(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return self._scripts[name](client, keys, [*self._head, *args])
+
+    # -- enqueue / claim -------------------------------------------------------------
+
+    def enqueue(
+        self, client: SyncClient, rows: Sequence[Sequence[Any]]
+    ) -> list[tuple[str, str, bool, int]]:
+        """rows: per job the 12 values of enqueue.lua. Returns per job (id, status,
+        duplicate, created_at ms)."""
+        k = self.keys
+        args: list[Any] = [len(rows), WAKE_TOKEN_CAP]
+        for row in rows:
+            args.extend(row)
+        keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
+        reply = self._run(client, "enqueue", keys, args)
+        it = iter(reply[1:])
+        return [(i, st, d == 1, int(t)) for i, st, d, t in zip(it, it, it, it, strict=True)]
+
+    def _claim_call(
+        self, count: int, lease_ms: int, token: str, daemon_id: str
+    ) -> tuple[list[str], list[Any]]:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
+            k.leases, k.events, k.wake,
+        ]  # fmt: skip
+        return keys, [*self._head, count, lease_ms, token, daemon_id]
+
+    def claim(
+        self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
+    ) -> ClaimResult:
+        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
+        return self._parse_claim(self._scripts["claim"](client, keys, args), token)
+
+    def wait_then_claim(
+        self,
+        client: SyncClient,
+        wait_keys: Sequence[str],
+        timeout: float,
+        count: int,
+        lease_ms: int,
+        token: str,
+        daemon_id: str,
+    ) -> ClaimResult:
+        """BLPOP on `wait_keys` (server-side timeout), then claim, in one round trip:
+        a wake-up token reaches the claim without a reply travelling to us first."""
+        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
+        _, reply = self._scripts["claim"].after(
+            client, lambda pipe: pipe.blpop(wait_keys, timeout=timeout), keys, args
+        )
+        return self._parse_claim(reply, token)
+
+    @staticmethod
+    def _parse_claim(r: Any, token: str) -> ClaimResult:
+        jobs = []
+        for b in range(3, 3 + int(r[2]) * _CLAIM_FIELDS, _CLAIM_FIELDS):
+            jobs.append(
+                ClaimedJob(
+                    id=r[b],
+                    type=r[b + 1],
+                    data=json.loads(r[b + 2]),
+                    priority=int(r[b + 3]),
+                    attempts=int(r[b + 4]),
+                    retry_count=int(r[b + 5]),
+                    max_retries=int(r[b + 6]),
+                    timeout=float(r[b + 7]) if r[b + 7] else None,
+                    company_id=r[b + 8] or None,
+                    user_id=r[b + 9] or None,
+                    tags=tuple(json.loads(r[b + 10])) if r[b + 10] else (),
+                    created_at_ms=int(r[b + 11]),
+                    token=token,
+                    sealed=r[b + 12],
+                )
+            )
+        due = int(r[1])
+        return ClaimResult(int(r[0]), None if due < 0 else due, jobs)
+
+    # -- outcomes of running jobs (batched) ------------------------------------------
+
+    def complete(self, client: SyncClient, items: Sequence[tuple[str, str, str, str]]) -> list[int]:
+        """items: (id, token, result JSON, event data JSON). Returns 1 done / 0 stale."""
+        s = self._s
+        keys = [self.keys.leases, s[JobStatus.COMPLETED], self.keys.events]
+        args: list[Any] = [len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "complete", keys, args)]
+
+    def fail(
+        self, client: SyncClient, items: Sequence[tuple[str, str, str, str, bool]]
+    ) -> list[int]:
+        """items: (id, token, error, traceback, retryable). Returns per job the retry's
+        due ms, 0 for failed for good, -1 for stale."""
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, s[JobStatus.RETRYING], s[JobStatus.FAILED], k.delayed, k.events,
+        ]  # fmt: skip
+        args: list[Any] = [len(items), RETRY_UNIT_MS]
+        for job_id, token, error, tb, retryable in items:
+            args.extend((job_id, token, error, json.dumps(error), tb, 1 if retryable else 0))
+        return [int(x) for x in self._run(client, "fail", keys, args)]
+
+    def abort(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
+        """items: (id, token) of running jobs cancelled on request."""
+        s = self._s
+        keys = [self.keys.leases, s[JobStatus.CANCELLED], self.keys.events]
+        args: list[Any] = [len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "abort", keys, args)]
+
+    def release(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
+        """items: (id, token) of running jobs given back at a graceful stop."""
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, s[JobStatus.PENDING], k.queue, k.events, k.wake, s[JobStatus.CANCELLED],
+        ]  # fmt: skip
+        args: list[Any] = [len(items), WAKE_TOKEN_CAP]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "release", keys, args)]
+
+    def renew(
+        self, client: SyncClient, lease_ms: int, items: Sequence[tuple[str, str]]
+    ) -> list[int]:
+        """Returns per job 1 renewed, 2 renewed with a cancel requested, 0 lost."""
+        args: list[Any] = [lease_ms, len(items)]
+        for item in items:
+            args.extend(item)
+        return [int(x) for x in self._run(client, "renew", [self.keys.leases], args)]
+
+    def progress(self, client: SyncClient, job_id: str, token: str, progress: str) -> bool:
+        return bool(self._run(client, "progress", [self.keys.events], [job_id, token, progress]))
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def reap(self, client: SyncClient, max_stalls: int, limit: int) -> tuple[int, int, int]:
+        k, s = self.keys, self._s
+        keys = [
+            k.leases, k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED],
+            s[JobStatus.CANCELLED], k.events, k.wake,
+        ]  # fmt: skip
+        r = self._run(client, "reap", keys, [max_stalls, limit, WAKE_TOKEN_CAP])
+        return int(r[0]), int(r[1]), int(r[2])
+
+    def promote(self, client: SyncClient) -> tuple[int, int | None, int]:
+        """Returns (moved, next due ms or None, Redis now ms)."""
+        k, s = self.keys, self._s
+        keys = [k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING], k.wake]
+        r = self._run(client, "promote", keys, [WAKE_TOKEN_CAP])
+        due = int(r[1])
+        return int(r[0]), None if due < 0 else due, int(r[2])
+
+    def prune(self, client: SyncClient, status: JobStatus, age_ms: int, limit: int) -> int:
+        keys = [self._s[status], self.keys.events]
+        return int(self._run(client, "prune", keys, [age_ms, limit, status.value]))
+
+    def heartbeat(
+        self, client: SyncClient, daemon_id: str, payload: str, ttl_ms: int, leaving: bool = False
+    ) -> int:
+        """Publish one daemon's metrics; returns Redis now ms."""
+        keys = [self.keys.daemons, self.keys.heartbeats]
+        return int(self._run(client, "heartbeat", keys, [daemon_id, payload, ttl_ms, int(leaving)]))
+
+    # -- admin -----------------------------------------------------------------------
+
+    def cancel(self, client: SyncClient, job_id: str) -> tuple[str, str]:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.delayed, s[JobStatus.PENDING], s[JobStatus.RETRYING],
+            s[JobStatus.CANCELLED], k.events,
+        ]  # fmt: skip
+        r = self._run(client, "cancel", keys, [job_id, CONTROL_TTL_S])
+        return str(r[0]), str(r[1])
+
+    def reset(self, client: SyncClient, job_id: str) -> tuple[str, str]:
+        k, s = self.keys, self._s
+        keys = [
+            k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED], s[JobStatus.CANCELLED],
+            k.events, k.wake,
+        ]  # fmt: skip
+        r = self._run(client, "reset", keys, [job_id, WAKE_TOKEN_CAP])
+        return str(r[0]), str(r[1])
+
+    # -- schedules -------------------------------------------------------------------
+
+    def schedule_save(
+        self,
+        client: SyncClient,
+        mode: str,
+        schedule_id: str,
+        rev: int | None,
+        name_field: str,
+        next_due_ms: int | None,
+        event_data: str,
+        fields: Sequence[tuple[str, Any]],
+    ) -> tuple[str, str, int]:
+        """mode create | update | seed. Returns (code, detail, Redis now ms); see
+        schedule_save.lua for the codes."""
+        k = self.keys
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_all, k.schedules_names,
+            k.schedules_defaults, k.schedulers, k.events,
+        ]  # fmt: skip
+        args: list[Any] = [
+            mode, schedule_id, "" if rev is None else rev, name_field,
+            "" if next_due_ms is None else next_due_ms, event_data,
+        ]  # fmt: skip
+        for name, value in fields:
+            args.extend((name, value))
+        code, detail, now = self._run(client, "schedule_save", keys, args)
+        return str(code), str(detail), int(now)
+
+    def schedule_remove(self, client: SyncClient, schedule_id: str, event_data: str) -> bool:
+        k = self.keys
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_all, k.schedules_names,
+            k.events,
+        ]  # fmt: skip
+        return bool(self._run(client, "schedule_remove", keys, [schedule_id, event_data]))
+
+    def schedule_fire(
+        self,
+        client: SyncClient,
+        schedule_id: str,
+        action: str,
+        *,
+        due_ms: int = 0,
+        rev: int = 0,
+        next_due_ms: int = 0,
+        missed: int = 0,
+        occurrence_ms: int | None = None,
+        error: str = "",
+        event_data: str = "{}",
+        row: Sequence[Any] = (),
+    ) -> tuple[int, int, str, bool]:
+        """action fire | skip | error | manual; `row` is the job (enqueue.lua's 12
+        values) for fire and manual. Returns (1 done / 0 lost / -1 not due yet, Redis
+        now ms, job id or '', duplicate)."""
+        k, s = self.keys, self._s
+        keys = [
+            k.schedule(schedule_id), k.schedules_due, k.schedules_stats, k.queue, k.delayed,
+            k.seq, s[JobStatus.PENDING], k.events, k.wake,
+        ]  # fmt: skip
+        args: list[Any] = [
+            WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
+            "" if occurrence_ms is None else occurrence_ms, error, event_data, *row,
+        ]  # fmt: skip
+        code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
+        return int(code), int(now), str(job_id), int(dup) == 1

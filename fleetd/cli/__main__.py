@@ -1,0 +1,7 @@
+"""`python -m fleetd.cli`: the same as the `fleetd` command."""
+
+import sys
+
+from fleetd.cli.commands import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""`fleetd schedules …`: manage recurring jobs from the command line.
+
+Actions: list, show, add, update, rm, pause, resume, run-now, stats. Each is one call of
+fleetd.schedules.store (the operations the HTTP API uses) against Redis directly.
+A schedule is named by its id or, when no id matches, by its name. `--json` prints the
+body of the matching HTTP endpoint:
+
+    list               {"scheduled_jobs": [ScheduledJob...], "count": n}
+    show, add, update,
+    pause, resume      {"scheduled_job": ScheduledJob}
+    rm                 {"id": ..., "deleted": true}
+    run-now            {"job_id", "status", "enqueued", "schedule_id"}
+    stats              {"scheduler_stats": {total_scheduled_jobs, active_jobs,
+                        inactive_jobs, next_run, missed_executions}}
+
+Errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from fleetd.jobs.model import ValidationError, format_ts
+from fleetd.schedules.model import ScheduledJob, list_body, scheduled_job_body, stats_body
+from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, ScheduleOps
+
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+
+__all__ = ["add_parser", "run"]
+
+EXIT_USAGE = 2
+
+
+class _Usage(Exception):
+    pass
+
+
+def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
+    p.add_argument("--type", dest="job_type", required=creating, help="job type, e.g. noop")
+    p.add_argument(
+        "--schedule",
+        required=creating,
+        help="@hourly @daily @weekly @monthly @yearly, an interval (30m, 1h, 10s) or cron",
+    )
+    p.add_argument("--data", help="job data as a JSON object")
+    p.add_argument("--priority", help="1-20 or low, normal, high, critical")
+    p.add_argument("--timezone", help="IANA time zone, e.g. Europe/Berlin (default: config)")
+    p.add_argument("--misfire", choices=["run_once", "skip"], help="misfire policy")
+    p.add_argument("--company", help="company id ('' clears it)")
+    p.add_argument("--user", help="user id ('' clears it)")
+    p.add_argument(
+        "--encrypt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="seal the whole data at rest, here and in every job it enqueues",
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `schedules` and its actions to the `fleetd` parser's subcommands."""
+    top = subparsers.add_parser("schedules", help="list, add, change or run recurring jobs")
+    sub = top.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
+
+    ls = sub.add_parser("list", help="every schedule, oldest first")
+    ls.add_argument("--company", help="only this company's schedules")
+    ls.add_argument("--json", action="store_true")
+
+    add = sub.add_parser("add", help="create a schedule")
+    add.add_argument("name")
+    _definition_flags(add, creating=True)
+    add.add_argument("--id", help="choose the id (default: generated)")
+    add.add_argument("--paused", action="store_true", help="create it inactive")
+    add.add_argument(
+        "--upsert", action="store_true", help="with --id: update the schedule if it exists"
+    )
+    add.add_argument("--json", action="store_true")
+
+    upd = sub.add_parser("update", help="change some fields of a schedule")
+    upd.add_argument("ref", metavar="ID|NAME")
+    upd.add_argument("--name", help="new name")
+    _definition_flags(upd, creating=False)
+    upd.add_argument("--json", action="store_true")
+
+    for action, text in (
+        ("show", "one schedule"),
+        ("rm", "delete a schedule (its jobs already enqueued stay)"),
+        ("pause", "stop firing (is_active false)"),
+        ("resume", "fire again, from the next occurrence after now"),
+        ("run-now", "enqueue the schedule's job now; the cadence is unchanged"),
+    ):
+        one = sub.add_parser(action, help=text)
+        one.add_argument("ref", metavar="ID|NAME")
+        one.add_argument("--json", action="store_true")
+
+    stats = sub.add_parser("stats", help="counts, next run and missed executions")
+    stats.add_argument("--company", help="only this company's schedules")
+    stats.add_argument("--json", action="store_true")
+
+
+def _body(a: argparse.Namespace) -> dict[str, Any]:
+    """The create/update body from the flags that were given."""
+    body: dict[str, Any] = {}
+    if getattr(a, "name", None) is not None:
+        body["name"] = a.name
+    if a.data is not None:
+        try:
+            body["data"] = json.loads(a.data)
+        except json.JSONDecodeError as exc:
+            raise _Usage(f"--data is not valid JSON: {exc}") from None
+    for key, value in (
+        ("job_type", a.job_type),
+        ("schedule", a.schedule),
+        ("priority", a.priority),
+        ("timezone", a.timezone),
+        ("misfire_policy", a.misfire),
+        ("company_id", a.company),
+        ("user_id", a.user),
+        ("encrypt", a.encrypt),
+    ):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def _print_json(body: Any) -> None:
+    print(json.dumps(body, indent=2))
+
+
+def _line(j: ScheduledJob) -> str:
+    state = "active" if j.is_active else "paused"
+    nxt = format_ts(j.next_run_ms) if j.next_run_ms is not None else "-"
+    last = format_ts(j.last_run_ms) if j.last_run_ms is not None else "never"
+    company = f"  company {j.company_id}" if j.company_id else ""
+    return (
+        f"{j.id}  {j.name!r}  {j.job_type}  {j.schedule} ({j.timezone})  {state}  "
+        f"next {nxt}  last {last}  runs {j.runs}  missed {j.missed}{company}"
+    )
+
+
+def _show(j: ScheduledJob) -> None:
+    print(_line(j))
+    print(f"  data: {json.dumps(j.data)}")
+    print(f"  priority {j.priority}, misfire_policy {j.misfire_policy}")
+    if j.last_error:
+        print(f"  last error: {j.last_error}")
+
+
+def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
+    cmd = a.schedules_command
+    if cmd == "list":
+        jobs = run(ops.list_schedules, a.company)
+        if a.json:
+            _print_json(list_body(jobs))
+        else:
+            for j in jobs:
+                print(_line(j))
+            print(f"{len(jobs)} schedule(s)")
+        return 0
+    if cmd == "stats":
+        stats = run(ops.stats, a.company)
+        if a.json:
+            _print_json(stats_body(stats))
+        else:
+            for key, value in stats.items():
+                print(f"{key:<21} {value}")
+        return 0
+    if cmd == "add":
+        body = _body(a)
+        if a.id is not None:
+            body["id"] = a.id
+        elif a.upsert:
+            raise _Usage("--upsert needs --id (the schedule to create or update)")
+        if a.paused:
+            body["is_active"] = False
+        job = run(lambda c: ops.add(c, body, upsert=a.upsert))
+    else:
+        job = run(ops.find, a.ref)
+        if cmd == "update":
+            changes = _body(a)
+            if not changes:
+                raise _Usage("nothing to change: give --name, --schedule, --data, …")
+            job = run(ops.update, job.id, changes)
+        elif cmd == "pause":
+            job = run(ops.pause, job.id)
+        elif cmd == "resume":
+            job = run(ops.resume, job.id)
+        elif cmd == "rm":
+            run(ops.remove, job.id)
+            if a.json:
+                _print_json({"id": job.id, "deleted": True})
+            else:
+                print(f"deleted {job.id} ({job.name!r})")
+            return 0
+        elif cmd == "run-now":
+            result = run(ops.run_now, job.id)
+            if a.json:
+                _print_json({**result.to_dict(), "schedule_id": job.id})
+            else:
+                print(f"{result.job_id} {result.status} (run now of {job.id})")
+            return 0
+    if a.json:
+        _print_json(scheduled_job_body(job))
+    else:
+        _show(job)
+    return 0
+
+
+def run(engine: Engine, a: argparse.Namespace) -> int:
+    """Carry out one `fleetd schedules` action; returns the exit code."""
+    try:
+        return _dispatch(ScheduleOps.from_engine(engine), engine.link.run_sync, a)
+    except ValidationError as exc:
+        print(f"fleetd: schedules: invalid schedule: {exc}", file=sys.stderr)
+    except (ScheduleNotFound, ScheduleConflict, _Usage) as exc:
+        print(f"fleetd: schedules: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,2 @@
+"""Jobs: the model, queue operations, handler contract and registry, data schemas,
+sealing, artifacts."""

@@ -1,0 +1,127 @@
+"""What a running handler gets: `ctx` — its job, company, logger, progress, follow-ups,
+an artifact store, and durable per-job notes for idempotency.
+
+One JobContext per attempt. Everything here goes through the daemon's RedisLink (never
+a Redis call on the trio thread) and is company-scoped: a follow-up job inherits the
+company and user of the job that enqueued it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from fleetd.jobs.artifacts import ArtifactStore
+from fleetd.jobs.model import EnqueueRequest
+
+if TYPE_CHECKING:
+    from fleetd.backend.redis_link import SyncClient
+    from fleetd.backend.scripts import ClaimedJob
+    from fleetd.jobs.queue import EnqueueResult, Queue
+
+__all__ = ["JobContext"]
+
+_log = logging.getLogger("fleetd.job")
+# Job-hash fields holding handlers' notes (`remember`) start with this; no field the
+# Lua scripts write does, and reset.lua leaves them alone, so notes outlive resets.
+NOTE_PREFIX = "note:"
+# A note is for small facts ("delivered at …"), not data: the job hash stays small.
+MAX_NOTE_BYTES = 16_384
+
+
+class JobContext:
+    def __init__(self, job: ClaimedJob, queue: Queue) -> None:
+        self.job = job
+        self._queue = queue
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._artifacts: ArtifactStore | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that stamps every line with the job's id and type (made on first use:
+        most handlers of short jobs never log)."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                _log, {"job_id": self.job.id, "job_type": self.job.type}
+            )
+        return self._logger
+
+    @property
+    def company_id(self) -> str | None:
+        return self.job.company_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.job.user_id
+
+    async def progress(self, percent: float, message: str = "") -> bool:
+        """Record progress (0–100) on the job and publish a `job.progress` event.
+
+        Returns False when this daemon no longer holds the job (it was recovered
+        elsewhere); a handler may stop early then.
+        """
+        pct = max(0.0, min(100.0, float(percent)))
+        payload = json.dumps({"percent": round(pct, 2), "message": message})
+        ops = self._queue.ops
+        return await self._queue.link.call(
+            ops.scripts.progress, self.job.id, self.job.token, payload
+        )
+
+    async def enqueue(
+        self, job_type: str, data: Mapping[str, Any] | None = None, **fields: Any
+    ) -> EnqueueResult:
+        """Enqueue a follow-up job in this job's company (validated like any enqueue)."""
+        raw: dict[str, Any] = {"type": job_type, "data": dict(data or {}), **fields}
+        raw.setdefault("company_id", self.job.company_id)
+        raw.setdefault("user_id", self.job.user_id)
+        return await self._queue.enqueue(EnqueueRequest.from_dict(raw))
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Files this job produces, under `[artifacts] dir`/<job id>/, listed in the
+        job's result as {"artifacts": [{name, path, size, sha256}]}."""
+        if self._artifacts is None:
+            root = self._queue.ops.registry.artifacts_dir
+            if root is None:
+                raise RuntimeError("no artifact directory: build the registry with build_registry")
+            self._artifacts = ArtifactStore(root, self.job.id)
+        return self._artifacts
+
+    def finish(self, result: Any) -> Any:
+        """The result to store: the handler's, with the artifacts it wrote merged in.
+        (Called by the worker; raises PermanentError when the two cannot be merged.)"""
+        if self._artifacts is None:
+            return result
+        try:
+            return self._artifacts.merge_into(result)
+        except ValueError as exc:
+            from fleetd.jobs.handlers import PermanentError
+
+            raise PermanentError(str(exc)) from None
+
+    async def remember(self, key: str, value: Any) -> None:
+        """Store a small JSON value with this job, kept across retries and resets and
+        deleted with the job: record a side effect right after it happened ("sent",
+        "charged"), check it with `recall` before doing it again."""
+        field = NOTE_PREFIX + key
+        payload = json.dumps(value, separators=(",", ":"))
+        if len(payload) > MAX_NOTE_BYTES:
+            raise ValueError(f"note {key!r} is larger than {MAX_NOTE_BYTES} bytes")
+        job_key = self._queue.ops.keys.job(self.job.id)
+
+        def write(client: SyncClient) -> None:
+            # Only while the job exists: a note must never resurrect a deleted job
+            # as a hash without fields. (A job being run is never pruned.)
+            if client.exists(job_key):
+                client.hset(job_key, field, payload)
+
+        await self._queue.link.call(write)
+
+    async def recall(self, key: str, default: Any = None) -> Any:
+        """The value `remember` stored under `key` for this job, or `default`."""
+        raw = await self._queue.link.call(
+            lambda c: c.hget(self._queue.ops.keys.job(self.job.id), NOTE_PREFIX + key)
+        )
+        return default if raw is None else json.loads(raw)

@@ -1,0 +1,373 @@
+"""Queue operations shared by the HTTP layer, the CLI and the sync client.
+
+Owns what a caller can do to jobs: enqueue one or many (one round trip), get, list by
+status (newest first, cursor-paginated), cancel, reset, stats, cleanup, and the live
+daemons' metrics. `QueueOps` holds the logic as synchronous methods that take a Redis
+client, so each operation is one RedisLink hop; `Queue` is the async (trio) facade and
+`fleetd.client.Client` the synchronous one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.scripts import Scripts
+from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.model import (
+    TERMINAL_STATUSES,
+    EnqueueRequest,
+    Job,
+    JobStatus,
+    ValidationError,
+    format_ts,
+    new_job_id,
+)
+from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
+
+__all__ = [
+    "CancelResult",
+    "EnqueueResult",
+    "JobDefaults",
+    "JobPage",
+    "Queue",
+    "QueueOps",
+    "ResetResult",
+]
+
+# One encoder for every job's data: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+# Jobs one enqueue_many call sends in one script call; larger inputs go in chunks of
+# this size inside the same hop (a script call must stay short: Redis runs one at a time).
+ENQUEUE_CHUNK = 1000
+# Most jobs one listing page returns (the HTTP layer caps at 500 too).
+MAX_PAGE = 500
+# Finished jobs deleted per prune call while cleaning up.
+PRUNE_BATCH = 500
+# A filtered listing examines at most this many index entries per requested job before
+# it returns a shorter page with a cursor (bounds the work of a sparse filter).
+FILTER_SCAN_FACTOR = 20
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefaults:
+    """The config's [worker] defaults, used where neither caller nor handler says."""
+
+    priority: int = 5
+    max_retries: int = 3
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    job_id: str
+    status: str
+    enqueued_at_ms: int
+    duplicate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec's enqueue response, plus `duplicate` when an idempotency key matched."""
+        out: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "enqueued": format_ts(self.enqueued_at_ms),
+        }
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """outcome: cancelled (done), cancelling (running; its daemon was told), final (already
+    completed, failed or cancelled), missing (no such job)."""
+
+    outcome: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    """outcome: reset, refused (not failed or cancelled), missing."""
+
+    outcome: str
+    status: str
+
+
+def _encode_cursor(score: int, skip: int) -> str:
+    return f"{score}.{skip}"
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    score, _, skip = cursor.partition(".")
+    try:
+        return int(score), int(skip)
+    except ValueError:
+        raise ValidationError("cursor", f"malformed cursor {cursor!r}") from None
+
+
+class QueueOps:
+    """The queue's logic; every method taking `client` runs inside one Redis hop."""
+
+    def __init__(
+        self,
+        keys: Keys,
+        scripts: Scripts,
+        registry: HandlerRegistry,
+        defaults: JobDefaults,
+        sealer: Sealer | None = None,
+    ) -> None:
+        self.keys = keys
+        self.scripts = scripts
+        self.registry = registry
+        self.defaults = defaults
+        # Seals sensitive data at enqueue and opens it in the worker; None = this
+        # process has no keys ([encryption]), so a job needing them is refused.
+        self.sealer = sealer
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def prepare(self, req: EnqueueRequest | Mapping[str, Any], *, seal: bool = True) -> list[Any]:
+        """Validate one request against its handler and stamp defaults: the row that
+        enqueue.lua takes, its data sealed (`encrypt`, or fields the handler marks
+        sensitive) unless `seal` is False. Raises ValidationError (nothing is sent)."""
+        if not isinstance(req, EnqueueRequest):
+            req = EnqueueRequest.from_dict(req)
+        handler = self.registry.require(req.type)
+        data = self.registry.validate(handler, dict(req.data))
+        job_id = new_job_id()
+        marker = ""
+        if seal and (req.encrypt or (paths := self.registry.sensitive(req.type))):
+            data, marker = self.seal(data, f"job:{job_id}", None if req.encrypt else paths)
+        hd = handler.defaults
+        priority = req.priority or hd.priority or self.defaults.priority
+        max_retries = req.max_retries
+        if max_retries is None:
+            max_retries = self.defaults.max_retries if hd.max_retries is None else hd.max_retries
+        timeout = req.timeout or hd.timeout
+        try:
+            data_json = _encode(data)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
+        return [
+            job_id,
+            req.type,
+            data_json,
+            priority,
+            max_retries,
+            "" if timeout is None else repr(float(timeout)),
+            req.company_id or "",
+            req.user_id or "",
+            json.dumps(list(req.tags)) if req.tags else "",
+            "" if req.run_at_ms is None else req.run_at_ms,
+            req.idempotency_key or "",
+            marker,
+        ]
+
+    def seal(
+        self, data: dict[str, Any], context: str, paths: Sequence[str] | None
+    ) -> tuple[dict[str, Any], str]:
+        """`data` sealed for `context` (all of it when `paths` is None) and its marker.
+        Unusable keys raise EncryptionUnavailable (the server's problem, not the data's)."""
+        if self.sealer is None:
+            raise EncryptionUnavailable("cannot encrypt: no [encryption] keys in this process")
+        try:
+            return self.sealer.seal_data(data, context, paths)
+        except SealError as exc:
+            raise EncryptionUnavailable(f"cannot encrypt: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("data", f"cannot encrypt: {exc}") from None
+
+    def prepare_many(self, reqs: Sequence[EnqueueRequest | Mapping[str, Any]]) -> list[list[Any]]:
+        """All or nothing: the first invalid request raises, its index in the field path."""
+        rows = []
+        for i, req in enumerate(reqs):
+            try:
+                rows.append(self.prepare(req))
+            except ValidationError as exc:
+                raise exc.prefixed(f"jobs[{i}].") from None
+        return rows
+
+    def enqueue_rows(
+        self, client: SyncClient, rows: Sequence[Sequence[Any]]
+    ) -> list[EnqueueResult]:
+        out: list[EnqueueResult] = []
+        for start in range(0, len(rows), ENQUEUE_CHUNK):
+            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])
+            out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
+        return out
+
+    # -- read ------------------------------------------------------------------------
+
+    def get(self, client: SyncClient, job_id: str) -> Job | None:
+        h = client.hgetall(self.keys.job(job_id))
+        return Job.from_hash(h) if h else None
+
+    def get_many(self, client: SyncClient, job_ids: Sequence[str]) -> list[Job | None]:
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [Job.from_hash(h) if h else None for h in pipe.execute()]
+
+    def list_jobs(
+        self,
+        client: SyncClient,
+        status: JobStatus,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        company_id: str | None = None,
+        job_type: str | None = None,
+    ) -> JobPage:
+        """Newest first (by creation for pending/processing/retrying, by finish time for
+        completed/failed/cancelled). The cursor is "<score>.<entries at that score seen>",
+        stable while jobs are added."""
+        limit = max(1, min(limit, MAX_PAGE))
+        filtered = company_id is not None or job_type is not None
+        window = limit * FILTER_SCAN_FACTOR if filtered else limit
+        top, skip = ("+inf", 0) if cursor is None else _decode_cursor(cursor)
+        entries = client.zrevrangebyscore(
+            self.keys.status(status), top, "-inf", start=skip, num=window + 1, withscores=True
+        )
+        has_more = len(entries) > window
+        entries = entries[:window]
+        jobs: list[Job] = []
+        last_score, seen_at_score = (None if cursor is None else int(top)), skip
+        for (job_id, score), job in zip(
+            entries, self.get_many(client, [e[0] for e in entries]), strict=True
+        ):
+            s = int(score)
+            seen_at_score = seen_at_score + 1 if s == last_score else 1
+            last_score = s
+            if job is None:
+                continue  # pruned between the two reads
+            if (company_id is not None and job.company_id != company_id) or (
+                job_type is not None and job.type != job_type
+            ):
+                continue
+            jobs.append(job)
+            if len(jobs) == limit:
+                has_more = has_more or entries[-1][0] != job_id
+                break
+        next_cursor = None
+        if has_more and last_score is not None:
+            next_cursor = _encode_cursor(last_score, seen_at_score)
+        return JobPage(jobs, next_cursor)
+
+    def stats(self, client: SyncClient) -> dict[str, int]:
+        """The spec's stats plus retrying and cancelled; total is their sum."""
+        order = [
+            JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED,
+            JobStatus.RETRYING, JobStatus.CANCELLED,
+        ]  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for st in order:
+            pipe.zcard(self.keys.status(st))
+        counts = dict(zip((s.value for s in order), map(int, pipe.execute()), strict=True))
+        return {**counts, "total": sum(counts.values())}
+
+    def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
+        """Identity and WorkerMetrics of every daemon with a live heartbeat."""
+        sec, usec = client.time()
+        now = int(sec) * 1000 + int(usec) // 1000
+        alive = client.zrangebyscore(self.keys.heartbeats, now, "+inf")
+        if not alive:
+            return []
+        payloads = client.hmget(self.keys.daemons, alive)
+        return [json.loads(p) for p in payloads if p]
+
+    # -- admin -----------------------------------------------------------------------
+
+    def cancel(self, client: SyncClient, job_id: str) -> CancelResult:
+        return CancelResult(*self.scripts.cancel(client, job_id))
+
+    def reset(self, client: SyncClient, job_id: str) -> ResetResult:
+        return ResetResult(*self.scripts.reset(client, job_id))
+
+    def cleanup(
+        self,
+        client: SyncClient,
+        older_than: float,
+        statuses: Sequence[JobStatus] = tuple(TERMINAL_STATUSES),
+    ) -> dict[str, int]:
+        """Delete finished jobs that finished more than `older_than` seconds ago, in
+        bounded batches. Returns the count per status and `deleted` in all."""
+        for status in statuses:
+            if status not in TERMINAL_STATUSES:
+                raise ValidationError("status", f"only finished jobs are cleaned up, not {status}")
+        counts: dict[str, int] = {}
+        for status in sorted(statuses, key=lambda s: s.value):
+            total = 0
+            while True:
+                n = self.scripts.prune(client, status, int(older_than * 1000), PRUNE_BATCH)
+                total += n
+                if n < PRUNE_BATCH:
+                    break
+            counts[status.value] = total
+        counts["deleted"] = sum(counts.values())
+        return counts
+
+
+class Queue:
+    """The async facade: each call validates on the trio thread, then takes one hop."""
+
+    def __init__(self, link: RedisLink, ops: QueueOps) -> None:
+        self.link = link
+        self.ops = ops
+
+    async def enqueue(self, req: EnqueueRequest | Mapping[str, Any]) -> EnqueueResult:
+        row = self.ops.prepare(req)
+        return (await self.link.call(self.ops.enqueue_rows, [row]))[0]
+
+    async def enqueue_many(
+        self, reqs: Sequence[EnqueueRequest | Mapping[str, Any]]
+    ) -> list[EnqueueResult]:
+        rows = self.ops.prepare_many(reqs)
+        return await self.link.call(self.ops.enqueue_rows, rows)
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.link.call(self.ops.get, job_id)
+
+    async def list_jobs(
+        self,
+        status: JobStatus | str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        company_id: str | None = None,
+        job_type: str | None = None,
+    ) -> JobPage:
+        try:
+            st = JobStatus(status)
+        except ValueError:
+            raise ValidationError("status", f"unknown status {status!r}") from None
+        return await self.link.call(
+            lambda c: self.ops.list_jobs(
+                c, st, limit=limit, cursor=cursor, company_id=company_id, job_type=job_type
+            )
+        )
+
+    async def cancel(self, job_id: str) -> CancelResult:
+        return await self.link.call(self.ops.cancel, job_id)
+
+    async def reset(self, job_id: str) -> ResetResult:
+        return await self.link.call(self.ops.reset, job_id)
+
+    async def stats(self) -> dict[str, int]:
+        return await self.link.call(self.ops.stats)
+
+    async def cleanup(self, older_than: float) -> dict[str, int]:
+        return await self.link.call(self.ops.cleanup, older_than)
+
+    async def daemons(self) -> list[dict[str, Any]]:
+        return await self.link.call(self.ops.daemons)

@@ -1,0 +1,1 @@
+"""Plugins: the hook specifications, discovery through entry points, the built-in noop."""

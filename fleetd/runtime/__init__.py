@@ -1,0 +1,1 @@
+"""The daemon and its services: worker pool, maintenance, heartbeat, alerts, event hub, systemd."""

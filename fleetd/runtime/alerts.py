@@ -1,0 +1,260 @@
+"""Alerts from the spec's Monitoring section, with hysteresis.
+
+Owns five alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
+
+    failure_rate       failed / finished jobs over `window` above `failure_rate` %
+                       (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
+    backlog            ready jobs waiting (the queue) above `backlog` (clears at CLEAR_RATIO)
+    no_worker          no live daemon has the worker role
+    redis_unreachable  this daemon's link to Redis is down
+    scheduler_missed   the scheduler's `missed` counter grew within `window`
+
+An alert is raised once its condition held for `raise_after` and resolved once its
+clear condition held for `clear_after`, so a value hovering at a threshold does not
+flap. Each transition is logged, kept in `active` (the daemon's state, its heartbeat,
+`fleetd_alert_active` on /metrics), appended to the events stream as `alert.raised` /
+`alert.resolved`, and POSTed as JSON to `[alerts] webhook_url` if set.
+
+Every daemon evaluates the cluster-wide alerts; only the leader (the live daemon with
+the smallest id among those evaluating) writes events and calls the webhook, so one
+cluster sends one of each. `redis_unreachable` is each daemon's own: it is sent by the
+daemon that sees it, and its events are written once Redis answers again.
+
+Lifecycle: run() → first evaluation → started → every interval until cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable, SyncClient
+from fleetd.config import AlertsConfig
+from fleetd.engine import Engine
+from fleetd.jobs.model import JobStatus
+
+__all__ = ["ALERTS", "Alerts", "Hysteresis"]
+
+log = logging.getLogger("fleetd.alerts")
+
+ALERTS = ("failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed")
+# A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
+MIN_SAMPLE = 10
+# A raised threshold alert clears only below this share of its threshold (backlog 100:
+# raised above 100, resolved at 80 or less), so a queue hovering at 100 stays raised.
+CLEAR_RATIO = 0.8
+# Webhook posts waiting to be sent; past this, new ones are dropped (and logged): a dead
+# webhook must not grow the daemon's memory.
+WEBHOOK_QUEUE = 100
+
+
+@dataclass
+class Hysteresis:
+    """Sans-IO: raised after `over` held `raise_after` s, resolved after `clear` held
+    `clear_after` s. update() returns "raised", "resolved" or None."""
+
+    raise_after: float
+    clear_after: float
+    active: bool = False
+    since: float | None = None  # when the pending transition's condition started
+
+    def update(self, over: bool, clear: bool, now: float) -> str | None:
+        want = clear if self.active else over
+        if not want:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = now
+        if now - self.since < (self.clear_after if self.active else self.raise_after):
+            return None
+        self.active, self.since = not self.active, None
+        return "raised" if self.active else "resolved"
+
+
+class AlertCollector:
+    def __init__(self, alerts: Alerts) -> None:
+        self.alerts = alerts
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily  # role api only
+
+        family = GaugeMetricFamily(
+            "fleetd_alert_active", "1 while an alert is raised on this daemon", labels=["alert"]
+        )
+        for name, rule in self.alerts.rules.items():
+            family.add_metric([name], 1 if rule.active else 0)
+        yield family
+
+
+@dataclass
+class Reading:
+    over: bool
+    clear: bool
+    value: float
+    text: str
+
+
+@dataclass
+class Alerts:
+    engine: Engine
+    daemon_id: str
+    settings: AlertsConfig
+    clock: Callable[[], float] = time.monotonic
+    rules: dict[str, Hysteresis] = field(init=False)
+    values: dict[str, Reading] = field(default_factory=dict)
+    _missed: deque[tuple[float, int]] = field(default_factory=deque)
+    _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.rules = {name: Hysteresis(s.raise_after, s.clear_after) for name in ALERTS}
+        self._hooks_send, self._hooks_recv = trio.open_memory_channel[dict[str, Any]](WEBHOOK_QUEUE)
+
+    @property
+    def active(self) -> list[str]:
+        return [name for name, rule in self.rules.items() if rule.active]
+
+    def collector(self) -> AlertCollector:
+        """`fleetd_alert_active{alert}`, for the API's Prometheus registry."""
+        return AlertCollector(self)
+
+    # -- readings ---------------------------------------------------------------------
+
+    def _read(self, client: SyncClient) -> dict[str, Any]:
+        k, window_ms = self.engine.keys, int(self.settings.window * 1000)
+        sec, usec = client.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        pipe = client.pipeline(transaction=False)
+        pipe.zcount(k.status(JobStatus.COMPLETED), now_ms - window_ms, "+inf")
+        pipe.zcount(k.status(JobStatus.FAILED), now_ms - window_ms, "+inf")
+        pipe.zcard(k.queue)
+        pipe.hget(k.schedules_stats, "missed")
+        completed, failed, ready, missed = pipe.execute()
+        return {
+            "completed": int(completed),
+            "failed": int(failed),
+            "ready": int(ready),
+            "missed": int(missed or 0),
+            "daemons": self.engine.ops.daemons(client),
+        }
+
+    def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
+        """Sans-IO: the five readings from one Redis read (None: Redis unreachable)."""
+        s = self.settings
+        down = raw is None
+        text = "Redis unreachable" if down else "Redis ok"
+        out = {"redis_unreachable": Reading(down, not down, float(down), text)}
+        if raw is None:
+            return out
+        done = raw["completed"] + raw["failed"]
+        rate = 100 * raw["failed"] / done if done >= MIN_SAMPLE else 0.0
+        out["failure_rate"] = Reading(rate > s.failure_rate, rate <= s.failure_rate * CLEAR_RATIO,
+            rate, f"{rate:.0f}% of {done} jobs failed in the last {s.window:g}s")  # fmt: skip
+        n = raw["ready"]
+        out["backlog"] = Reading(n > s.backlog, n <= s.backlog * CLEAR_RATIO, n,
+                                 f"{n} jobs waiting")  # fmt: skip
+        workers = [d for d in raw["daemons"] if "worker" in d.get("roles", ())]
+        out["no_worker"] = Reading(not workers, bool(workers), len(workers),
+                                   f"{len(workers)} worker daemons alive")  # fmt: skip
+        self._missed.append((now, raw["missed"]))
+        while len(self._missed) > 1 and self._missed[1][0] <= now - s.window:
+            self._missed.popleft()
+        grew = raw["missed"] - self._missed[0][1]
+        out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
+            f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
+        return out
+
+    def leader(self, daemons: list[dict[str, Any]]) -> bool:
+        ids = [d["daemon_id"] for d in daemons if isinstance(d.get("alerts"), list)]
+        return not ids or min([*ids, self.daemon_id]) == self.daemon_id
+
+    # -- evaluation -------------------------------------------------------------------
+
+    async def evaluate(self) -> None:
+        link = self.engine.link
+        raw: dict[str, Any] | None
+        try:
+            raw = await link.call(self._read)
+        except (RedisUnavailable, RedisCommandError):
+            raw = None
+        now = self.clock()
+        self.values = self.readings(raw, now)
+        lead = raw is not None and self.leader(raw["daemons"])
+        events: list[dict[str, Any]] = []
+        for name, reading in self.values.items():
+            change = self.rules[name].update(reading.over, reading.clear, now)
+            if change is None:
+                continue
+            level = logging.WARNING if change == "raised" else logging.INFO
+            log.log(level, "alert %s %s: %s", name, change, reading.text,
+                    extra={"alert": name, "change": change})  # fmt: skip
+            event = {"type": f"alert.{change}", "alert": name, "value": reading.value,
+                     "message": reading.text, "daemon_id": self.daemon_id,
+                     "ts": int(time.time() * 1000)}  # fmt: skip
+            if name == "redis_unreachable":
+                self._unsent.append(event)
+                self._webhook(event)
+            elif lead:
+                events.append(event)
+                self._webhook(event)
+        if raw is not None and (events or self._unsent):
+            batch, self._unsent = self._unsent + events, []
+            try:
+                await link.call(self._write_events, batch)
+            except (RedisUnavailable, RedisCommandError):
+                self._unsent[:0] = [e for e in batch if e["alert"] == "redis_unreachable"]
+
+    def _write_events(self, client: SyncClient, events: list[dict[str, Any]]) -> None:
+        pipe = client.pipeline(transaction=False)
+        maxlen = self.engine.config.redis.events_maxlen
+        for e in events:
+            fields = {"type": e["type"], "job_id": "", "job_type": "", "company_id": "",
+                      "status": "", "ts": e["ts"], "data": json.dumps(e)}  # fmt: skip
+            pipe.xadd(self.engine.keys.events, fields, maxlen=maxlen, approximate=True)
+        pipe.execute()
+
+    # -- webhook ----------------------------------------------------------------------
+
+    def _webhook(self, event: dict[str, Any]) -> None:
+        if not self.settings.webhook_url:
+            return
+        try:
+            self._hooks_send.send_nowait(event)
+        except trio.WouldBlock:
+            log.warning("alert webhook queue full: %s not sent", event["type"])
+
+    def _post(self, event: dict[str, Any]) -> None:
+        req = urllib.request.Request(
+            self.settings.webhook_url,
+            data=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "fleetd"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=self.settings.webhook_timeout) as resp:
+            resp.read()
+
+    async def _sender(self) -> None:
+        async for event in self._hooks_recv:
+            try:
+                await trio.to_thread.run_sync(self._post, event)
+            except OSError as exc:  # URLError, HTTPError and timeouts are OSErrors
+                log.warning(
+                    "alert webhook failed for %s %s: %s", event["type"], event["alert"], exc
+                )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as tasks:
+            tasks.start_soon(self._sender)
+            await self.evaluate()
+            task_status.started()
+            while True:
+                await trio.sleep(self.settings.interval)
+                await self.evaluate()

@@ -1,0 +1,172 @@
+"""Queue upkeep that every daemon with the worker role runs (each step is one atomic
+script, so many daemons doing it at once is safe and cheap):
+
+- promote: due delayed jobs (run_at reached, retry backoff over) move to the queue and
+  wake idle fetchers; it sleeps until the next due time, at most `interval`;
+- reap: jobs whose lease expired (their daemon died or hung) go back to pending, or
+  fail after max_stalls;
+- prune: finished jobs older than their retention (completed_ttl, failed_ttl,
+  cancelled_ttl; 0 keeps them) are deleted in bounded batches, once a minute;
+- sweep: this host's artifact folders (`<artifacts dir>/<job id>/`) whose job no longer
+  exists in Redis (pruned or cleaned up) are deleted, once a minute. Each host sweeps
+  its own disk, since a job's files live where it ran.
+
+Lifecycle: run() → started → loops until cancelled. Redis errors are waited out with
+capped backoff; nothing here ever stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.scripts import Scripts
+from fleetd.jobs.model import JobStatus
+from fleetd.jobs.queue import QueueOps
+
+__all__ = ["Maintenance", "MaintenanceSettings"]
+
+log = logging.getLogger("fleetd.maintenance")
+
+# Leases examined per reap call: bounds one script's run time on a huge backlog.
+REAP_LIMIT = 1000
+# Retention is enforced once a minute: finished jobs are not urgent, and each prune
+# pass scans three indexes.
+PRUNE_EVERY = 60.0
+# A folder is swept only once it is this old: a job that is being enqueued or has just
+# written its first file is never mistaken for a gone one.
+SWEEP_MIN_AGE = 3600.0
+# Job ids checked per Redis round trip while sweeping.
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceSettings:
+    interval: float
+    max_stalls: int
+    completed_ttl: float
+    failed_ttl: float
+    cancelled_ttl: float
+    reconnect_max_backoff: float
+    artifacts_dir: Path | None = None
+
+
+class Maintenance:
+    def __init__(
+        self, link: RedisLink, scripts: Scripts, ops: QueueOps, settings: MaintenanceSettings
+    ) -> None:
+        self.link = link
+        self.scripts = scripts
+        self.ops = ops
+        self.settings = settings
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._promote_loop)
+            nursery.start_soon(self._reap_loop)
+            nursery.start_soon(self._prune_loop)
+            task_status.started()
+
+    async def _promote_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                _moved, next_due, now = await self.link.call(self.scripts.promote)
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            wait = self.settings.interval
+            if next_due is not None:
+                wait = min(wait, max(0.0, (next_due - now) / 1000))
+            await trio.sleep(wait)
+
+    async def _reap_loop(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                requeued, failed, cancelled = await self.link.call(
+                    self.scripts.reap, self.settings.max_stalls, REAP_LIMIT
+                )
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            if requeued or failed or cancelled:
+                log.warning(
+                    "recovered jobs with expired leases: %d back to pending, "
+                    "%d failed (stalled too often), %d cancelled",
+                    requeued,
+                    failed,
+                    cancelled,
+                )
+            if requeued + failed + cancelled < REAP_LIMIT:
+                await trio.sleep(self.settings.interval)
+
+    async def prune_once(self) -> dict[str, int]:
+        s = self.settings
+        ttls = {
+            JobStatus.COMPLETED: s.completed_ttl,
+            JobStatus.FAILED: s.failed_ttl,
+            JobStatus.CANCELLED: s.cancelled_ttl,
+        }
+        counts: dict[str, int] = {}
+        for status, ttl in ttls.items():
+            if ttl > 0:
+                done = await self.link.call(self.ops.cleanup, ttl, (status,))
+                counts[status.value] = done[status.value]
+        return counts
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                counts = await self.prune_once()
+                if any(counts.values()):
+                    log.info("retention: deleted %s", counts)
+                if swept := await self.sweep_artifacts():
+                    log.info("artifacts: deleted the folders of %d gone job(s)", swept)
+            except RedisUnavailable:
+                pass
+            await trio.sleep(PRUNE_EVERY)
+
+    async def sweep_artifacts(self, min_age: float = SWEEP_MIN_AGE) -> int:
+        """Delete artifact folders of jobs that no longer exist; returns how many."""
+        root = self.settings.artifacts_dir
+        if root is None:
+            return 0
+        candidates = await trio.to_thread.run_sync(_old_job_folders, root, min_age)
+        gone: list[Path] = []
+        for start in range(0, len(candidates), SWEEP_BATCH):
+            batch = candidates[start : start + SWEEP_BATCH]
+            exists = await self.link.call(self._exists, [p.name for p in batch])
+            gone.extend(p for p, alive in zip(batch, exists, strict=True) if not alive)
+        for path in gone:
+            await trio.to_thread.run_sync(shutil.rmtree, path, True)
+        return len(gone)
+
+    def _exists(self, client: SyncClient, job_ids: list[str]) -> list[bool]:
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(self.scripts.keys.job(job_id))
+        return [bool(n) for n in pipe.execute()]
+
+
+def _old_job_folders(root: Path, min_age: float) -> list[Path]:
+    """Folders named like job ids under `root`, last modified over `min_age` s ago."""
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - min_age
+    out = []
+    for path in root.iterdir():
+        try:
+            if path.name.startswith("job_") and path.is_dir() and path.stat().st_mtime < cutoff:
+                out.append(path)
+        except OSError:
+            continue  # vanished meanwhile
+    return out

@@ -1,0 +1,1 @@
+"""Schedules: the model, cadence (when they fire), the store, firing, and the scheduler service."""

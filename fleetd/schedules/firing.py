@@ -1,0 +1,188 @@
+"""Firing schedules: the scheduler's Redis side, apart from its loop.
+
+Owns:
+- `job_row`: the enqueue row (enqueue.lua's 12 values) of one occurrence — tagged
+  `schedule:<id>` and `occurrence:<ISO time>`, with the idempotency key
+  `schedule:<id>:<ISO time>` — or of a manual run (tagged `run-now`); a sealed
+  schedule's data is opened here and sealed again for the new job;
+- what is due by Redis time (`due`, `due_head`);
+- handling one due occurrence (`fire_due`): plan it with fleetd.schedules.cadence (fire, skip as
+  a misfire, or record an error) and carry the plan out with schedule_fire.lua, which
+  compares the due time and revision this scheduler read with the stored ones, so of
+  many schedulers racing for one occurrence exactly one acts;
+- registering a running scheduler, so schedule changes wake it.
+
+Every method taking `client` runs inside one RedisLink hop (the scheduler's tick).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
+from fleetd.jobs.queue import QueueOps
+from fleetd.jobs.sealing import SealError
+from fleetd.schedules.cadence import plan_firing
+from fleetd.schedules.model import ScheduledJob, occurrence_tags
+
+if TYPE_CHECKING:
+    from fleetd.schedules.store import ScheduleOps
+
+__all__ = ["ERROR_RETRY_MS", "FireResult", "FiringOps", "job_row", "open_schedule_data"]
+
+# A schedule whose run times cannot be computed any more (its time zone vanished from
+# tzdata) is retried this long after the error, not in a busy loop.
+ERROR_RETRY_MS = 60_000
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class FireResult:
+    """One occurrence handled by a scheduler (action fire, skip or error)."""
+
+    schedule_id: str
+    name: str
+    action: str
+    due_ms: int
+    occurrence_ms: int | None
+    next_ms: int
+    missed: int
+    job_id: str
+    duplicate: bool
+    now_ms: int
+    error: str = ""
+
+
+def job_row(queue_ops: QueueOps, job: ScheduledJob, occurrence_ms: int | None) -> list[Any]:
+    """The enqueue row of one occurrence, or of a manual run when occurrence_ms is None.
+    Raises ValidationError when the installed handler rejects the stored data (its
+    schema changed since the schedule was saved) or sealed data cannot be opened."""
+    if occurrence_ms is None:
+        tags, idem = [f"schedule:{job.id}", "run-now"], None
+    else:
+        tags, idem = occurrence_tags(job.id, occurrence_ms)
+    data = job.data
+    if job.sealed:
+        data = open_schedule_data(queue_ops, job)
+    if job.job_type in queue_ops.registry:
+        return queue_ops.prepare(
+            EnqueueRequest(
+                type=job.job_type, data=data, priority=job.priority,
+                company_id=job.company_id, user_id=job.user_id, tags=tuple(tags),
+                idempotency_key=idem, encrypt=job.encrypt,
+            )
+        )  # fmt: skip
+    # Not installed in this process: enqueue it all the same, with the config's
+    # defaults; a daemon that has the handler runs it (the data was checked when the
+    # schedule was saved). Sealed parts are sealed again, for the job this time.
+    job_id, marker = new_job_id(), ""
+    if job.sealed:
+        paths = None if job.encrypt else json.loads(job.sealed)
+        data, marker = queue_ops.seal(data, f"job:{job_id}", paths)
+    return [
+        job_id, job.job_type, _encode(data), job.priority,
+        queue_ops.defaults.max_retries, "", job.company_id or "", job.user_id or "",
+        json.dumps(tags), "", idem or "", marker,
+    ]  # fmt: skip
+
+
+def open_schedule_data(queue_ops: QueueOps, job: ScheduledJob) -> dict[str, Any]:
+    """A sealed schedule's data in plaintext; ValidationError on `data` if it cannot be."""
+    sealer = queue_ops.sealer
+    try:
+        if sealer is None or job.stored_data is None:
+            raise SealError("no [encryption] keys in this process")
+        return sealer.open_data(job.stored_data, job.sealed, f"schedule:{job.id}")
+    except SealError as exc:
+        raise ValidationError("data", f"cannot decrypt data: {exc}") from None
+
+
+class FiringOps:
+    def __init__(self, store: ScheduleOps) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.scripts = store.scripts
+        self.queue_ops = store.queue_ops
+
+    def due(self, client: SyncClient, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """Active schedules due at now_ms, earliest first: (id, due ms)."""
+        entries = client.zrangebyscore(
+            self.keys.schedules_due, "-inf", now_ms, start=0, num=limit, withscores=True
+        )
+        return [(schedule_id, int(score)) for schedule_id, score in entries]
+
+    def due_head(self, client: SyncClient, count: int) -> list[tuple[str, int]]:
+        """The `count` earliest due schedules, due or not: (id, due ms)."""
+        first = client.zrange(self.keys.schedules_due, 0, count - 1, withscores=True)
+        return [(schedule_id, int(score)) for schedule_id, score in first]
+
+    def load(self, client: SyncClient, schedule_ids: Sequence[str]) -> list[dict[str, str]]:
+        """The hashes of several schedules in one round trip ({} for a deleted one)."""
+        pipe = client.pipeline(transaction=False)
+        for schedule_id in schedule_ids:
+            pipe.hgetall(self.keys.schedule(schedule_id))
+        return list(pipe.execute())
+
+    def fire_due(
+        self,
+        client: SyncClient,
+        schedule_id: str,
+        due_ms: int,
+        now_ms: int,
+        grace_ms: int,
+        h: Mapping[str, str] | None = None,
+    ) -> FireResult | None:
+        """Handle the occurrence of `schedule_id` due at due_ms: fire it, skip it as a
+        misfire, or record why its job cannot be built. None when another scheduler
+        (or an edit) got there first. `h`: its hash, if already read."""
+        if h is None:
+            h = client.hgetall(self.keys.schedule(schedule_id))
+        if not h:  # deleted between the two reads
+            return None
+        job = ScheduledJob.from_hash(h)
+        action, error, row = "fire", "", []
+        occurrence: int | None = None
+        try:
+            plan = plan_firing(job.cadence(), due_ms, now_ms, grace_ms, job.misfire_policy)
+            action, occurrence, next_ms, missed = (
+                plan.action, plan.occurrence_ms, plan.next_ms, plan.missed
+            )  # fmt: skip
+        except (ValidationError, RuntimeError) as exc:
+            action, error = "error", f"cannot compute run times: {exc}"
+            next_ms, missed = now_ms + ERROR_RETRY_MS, 0
+        if action == "fire":
+            try:
+                row = job_row(self.queue_ops, job, occurrence)
+            except ValidationError as exc:
+                action, error = "error", f"job not enqueued: {exc}"
+        event = _encode(
+            {
+                "schedule_id": schedule_id,
+                "due": format_ts(due_ms),
+                "occurrence": format_ts(occurrence),
+                "missed": missed,
+                "error": error or None,
+            }
+        )
+        code, now, job_id, dup = self.scripts.schedule_fire(
+            client, schedule_id, action, due_ms=due_ms, rev=job.rev, next_due_ms=next_ms,
+            missed=missed, occurrence_ms=occurrence, error=error, event_data=event, row=row,
+        )  # fmt: skip
+        if code != 1:
+            return None
+        return FireResult(
+            schedule_id, job.name, action, due_ms, occurrence, next_ms, missed, job_id, dup,
+            now, error,
+        )  # fmt: skip
+
+    def register(self, client: SyncClient, daemon_id: str, now_ms: int, ttl_ms: int) -> None:
+        """Announce a running scheduler (schedule changes wake it) and forget expired ones."""
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(self.keys.schedulers, {daemon_id: now_ms + ttl_ms})
+        pipe.zremrangebyscore(self.keys.schedulers, "-inf", now_ms)
+        pipe.execute()

@@ -1,0 +1,356 @@
+"""The scheduled-job model: the spec's ScheduledJob, what callers may ask for, and the
+JSON bodies of the schedule endpoints (sans-IO).
+
+Owns:
+- `ScheduledJob`: the spec's struct exactly (id, name, job_type, data, schedule,
+  priority, is_active, last_run, next_run, company_id, user_id, created_at, updated_at)
+  plus fleetd's `timezone`, `misfire_policy`, `runs`, `missed`, `last_job_id`,
+  `last_error`, `encrypt`/`encrypted`; read from the schedule hash the Lua scripts
+  write, sealed data (fleetd.jobs.sealing) shown redacted;
+- `ScheduleSpec`: a create body (the spec's fields plus `id`, `timezone`,
+  `misfire_policy`, `encrypt`) validated, and `updated()` for a partial update;
+- the stable ids of default schedules (`default_id`: the same on every daemon);
+- the HTTP/CLI bodies: `{"scheduled_job": …}`, `{"scheduled_jobs": […], "count"}`,
+  `{"scheduler_stats": {…}}`.
+
+Time arithmetic lives in fleetd.schedules.cadence; Redis in fleetd.schedules.store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fleetd.jobs.model import (
+    MAX_ID_LENGTH,
+    MAX_TYPE_LENGTH,
+    ValidationError,
+    format_ts,
+    parse_priority,
+)
+from fleetd.jobs.sealing import MARK_DATA, redact
+from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
+
+__all__ = [
+    "ScheduleSpec",
+    "ScheduledJob",
+    "default_id",
+    "list_body",
+    "name_key",
+    "occurrence_tags",
+    "scheduled_job_body",
+    "stats_body",
+]
+
+# Names are shown in listings and logs; 200 characters is a sentence.
+MAX_NAME_LENGTH = 200
+# Schedule ids appear in tags (`schedule:<id>`, at most 128 characters) and URLs.
+MAX_SCHEDULE_ID_LENGTH = 64
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def default_id(name: str) -> str:
+    """The stable id of a default schedule: its name as a slug ("Daily Data Cleanup" →
+    "daily-data-cleanup"), the same on every daemon and every start."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:MAX_SCHEDULE_ID_LENGTH].rstrip("-") or "default"
+
+
+def name_key(name: str, company_id: str | None) -> str:
+    """The field of the names index: names are unique per company (a name holds no
+    control characters, so the first newline splits the two unambiguously)."""
+    return f"{name}\n{company_id or ''}"
+
+
+def occurrence_tags(schedule_id: str, occurrence_ms: int) -> tuple[list[str], str]:
+    """The tags and the idempotency key of the job for one occurrence."""
+    when = format_ts(occurrence_ms)
+    return [f"schedule:{schedule_id}", f"occurrence:{when}"], f"schedule:{schedule_id}:{when}"
+
+
+def _text(raw: Mapping[str, Any], name: str, limit: int, required: bool = False) -> str | None:
+    value = raw.get(name)
+    if value is None or value == "":
+        if required:
+            raise ValidationError(name, "is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, "must be a non-empty string")
+    if len(value) > limit:
+        raise ValidationError(name, f"must be at most {limit} characters")
+    if _CONTROL.search(value):
+        raise ValidationError(name, "must not contain control characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A schedule's definition as a caller gives it. `priority` None takes the job
+    type's default when the store checks the spec against the handler registry."""
+
+    name: str
+    job_type: str
+    schedule: str
+    data: dict[str, Any]
+    priority: int | None = None
+    is_active: bool = True
+    company_id: str | None = None
+    user_id: str | None = None
+    timezone: str = "UTC"
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    id: str | None = None
+    # Seal the whole data at rest, in the schedule and in every job it enqueues.
+    encrypt: bool = False
+
+    CREATE_FIELDS = frozenset(
+        {
+            "id", "name", "job_type", "data", "schedule", "priority", "is_active",
+            "company_id", "user_id", "timezone", "misfire_policy", "encrypt",
+        }
+    )  # fmt: skip
+    UPDATE_FIELDS = CREATE_FIELDS - {"id"}
+
+    @classmethod
+    def from_dict(cls, raw: object, *, default_timezone: str = "UTC") -> ScheduleSpec:
+        """Validate a create body; raises ValidationError naming the field."""
+        if not isinstance(raw, Mapping):
+            raise ValidationError("body", "must be a JSON object")
+        if unknown := raw.keys() - cls.CREATE_FIELDS:
+            raise ValidationError(min(unknown), "unknown field")
+        schedule_id = raw.get("id")
+        if schedule_id is not None and (
+            not isinstance(schedule_id, str) or not _ID.fullmatch(schedule_id)
+        ):
+            raise ValidationError(
+                "id", "must be 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
+            )
+        spec = cls(
+            name="",
+            job_type="",
+            schedule="",
+            data={},
+            timezone=default_timezone,
+            id=schedule_id,
+        )
+        return spec._apply(raw, creating=True)
+
+    def updated(self, changes: object) -> ScheduleSpec:
+        """This spec with the fields of a partial update body changed (validated)."""
+        if not isinstance(changes, Mapping):
+            raise ValidationError("body", "must be a JSON object")
+        if "id" in changes and changes["id"] != self.id:
+            raise ValidationError("id", "cannot be changed")
+        if unknown := changes.keys() - self.CREATE_FIELDS:
+            raise ValidationError(min(unknown), "unknown field")
+        return self._apply({k: v for k, v in changes.items() if k != "id"}, creating=False)
+
+    def _apply(self, raw: Mapping[str, Any], creating: bool) -> ScheduleSpec:
+        new: dict[str, Any] = {}
+        for name, limit in (("name", MAX_NAME_LENGTH), ("job_type", MAX_TYPE_LENGTH)):
+            if name in raw or creating:
+                new[name] = _text(raw, name, limit, required=True)
+        if "schedule" in raw or creating:
+            schedule = raw.get("schedule")
+            if not isinstance(schedule, str) or not schedule.strip():
+                raise ValidationError("schedule", "is required (e.g. @daily, 30m, '0 9 * * 1-5')")
+            new["schedule"] = " ".join(schedule.split())
+        if "data" in raw:
+            data = raw["data"] if raw["data"] is not None else {}
+            if not isinstance(data, dict):
+                raise ValidationError("data", "must be a JSON object")
+            new["data"] = data
+        if "priority" in raw:
+            new["priority"] = None if raw["priority"] is None else parse_priority(raw["priority"])
+        if "is_active" in raw:
+            if not isinstance(raw["is_active"], bool):
+                raise ValidationError("is_active", "must be true or false")
+            new["is_active"] = raw["is_active"]
+        if "encrypt" in raw:
+            if not isinstance(raw["encrypt"], bool):
+                raise ValidationError("encrypt", "must be true or false")
+            new["encrypt"] = raw["encrypt"]
+        for name in ("company_id", "user_id"):
+            if name in raw:
+                new[name] = _text(raw, name, MAX_ID_LENGTH)
+        if "timezone" in raw:
+            load_timezone(raw["timezone"])
+            new["timezone"] = raw["timezone"]
+        if "misfire_policy" in raw:
+            try:
+                new["misfire_policy"] = MisfirePolicy(raw["misfire_policy"])
+            except ValueError:
+                raise ValidationError("misfire_policy", "must be run_once or skip") from None
+        spec = replace(self, **new)
+        spec.cadence()  # the schedule must parse in the (possibly new) time zone
+        return spec
+
+    def cadence(self, anchor_ms: int = 0) -> Cadence:
+        return Cadence.parse(self.schedule, self.timezone, anchor_ms)
+
+    def timing_differs(self, other: ScheduleSpec) -> bool:
+        """True when the run times change (expression or time zone)."""
+        return (self.schedule, self.timezone) != (other.schedule, other.timezone)
+
+    def hash_fields(self) -> list[tuple[str, Any]]:
+        """The definition as schedule-hash fields (schedule_save.lua writes them)."""
+        return [
+            ("name", self.name),
+            ("job_type", self.job_type),
+            ("data", json.dumps(self.data, separators=(",", ":"))),
+            ("schedule", self.schedule),
+            ("priority", self.priority if self.priority is not None else 5),
+            ("is_active", 1 if self.is_active else 0),
+            ("company_id", self.company_id or ""),
+            ("user_id", self.user_id or ""),
+            ("timezone", self.timezone),
+            ("misfire_policy", self.misfire_policy.value),
+        ]
+
+
+def _int(raw: str | None) -> int | None:
+    return None if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A schedule as stored: the spec's fields, then fleetd's extensions. Times are ms."""
+
+    id: str
+    name: str
+    job_type: str
+    data: dict[str, Any]
+    schedule: str
+    priority: int
+    is_active: bool
+    next_run_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+    last_run_ms: int | None = None
+    company_id: str | None = None
+    user_id: str | None = None
+    # Extensions.
+    timezone: str = "UTC"
+    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
+    runs: int = 0
+    missed: int = 0
+    last_job_id: str | None = None
+    last_error: str | None = None
+    last_occurrence_ms: int | None = None
+    # Internal: where interval occurrences start, and the revision compared by scripts.
+    anchor_ms: int = 0
+    rev: int = 0
+    # fleetd.jobs.sealing's marker ("" = plain) and, when sealed, the data as stored (for
+    # the firing, which opens it); `data` is then redacted.
+    sealed: str = ""
+    stored_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def encrypt(self) -> bool:
+        return self.sealed == MARK_DATA
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> ScheduledJob:
+        data = json.loads(h.get("data") or "{}")
+        sealed = h.get("sealed") or ""
+        return cls(
+            id=h["id"],
+            name=h["name"],
+            job_type=h["job_type"],
+            data=redact(data, sealed) if sealed else data,
+            schedule=h["schedule"],
+            priority=int(h["priority"]),
+            is_active=h.get("is_active") == "1",
+            next_run_ms=_int(h.get("next_run")),
+            created_at_ms=int(h["created_at"]),
+            updated_at_ms=int(h["updated_at"]),
+            last_run_ms=_int(h.get("last_run")),
+            company_id=h.get("company_id") or None,
+            user_id=h.get("user_id") or None,
+            timezone=h.get("timezone") or "UTC",
+            misfire_policy=MisfirePolicy(h.get("misfire_policy") or "run_once"),
+            runs=int(h.get("runs") or 0),
+            missed=int(h.get("missed") or 0),
+            last_job_id=h.get("last_job_id") or None,
+            last_error=h.get("last_error") or None,
+            last_occurrence_ms=_int(h.get("last_occurrence")),
+            anchor_ms=int(h.get("anchor") or 0),
+            rev=int(h.get("rev") or 0),
+            sealed=sealed,
+            stored_data=data if sealed else None,
+        )
+
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec(
+            name=self.name,
+            job_type=self.job_type,
+            schedule=self.schedule,
+            data=dict(self.data),
+            priority=self.priority,
+            is_active=self.is_active,
+            company_id=self.company_id,
+            user_id=self.user_id,
+            timezone=self.timezone,
+            misfire_policy=self.misfire_policy,
+            id=self.id,
+            encrypt=self.encrypt,
+        )
+
+    def cadence(self) -> Cadence:
+        return Cadence.parse(self.schedule, self.timezone, self.anchor_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec's JSON shape (last_run, company_id and user_id omitted when empty;
+        next_run null while paused), then fleetd's extensions."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "job_type": self.job_type,
+            "data": self.data,
+            "schedule": self.schedule,
+            "priority": self.priority,
+            "is_active": self.is_active,
+        }
+        if self.last_run_ms is not None:
+            out["last_run"] = format_ts(self.last_run_ms)
+        out["next_run"] = format_ts(self.next_run_ms)
+        if self.company_id:
+            out["company_id"] = self.company_id
+        if self.user_id:
+            out["user_id"] = self.user_id
+        out["created_at"] = format_ts(self.created_at_ms)
+        out["updated_at"] = format_ts(self.updated_at_ms)
+        out["timezone"] = self.timezone
+        out["misfire_policy"] = self.misfire_policy.value
+        out["runs"] = self.runs
+        out["missed"] = self.missed
+        if self.last_job_id:
+            out["last_job_id"] = self.last_job_id
+        if self.last_error:
+            out["last_error"] = self.last_error
+        if self.sealed:
+            out["encrypted"] = True
+        if self.encrypt:
+            out["encrypt"] = True
+        return out
+
+
+# -- bodies of the schedule endpoints (HTTP and `fleetd schedules … --json`) ------------
+
+
+def scheduled_job_body(job: ScheduledJob) -> dict[str, Any]:
+    """POST/PUT /jobs/scheduled[/{id}] and the CLI's add, update, pause, resume, show."""
+    return {"scheduled_job": job.to_dict()}
+
+
+def list_body(jobs: Sequence[ScheduledJob]) -> dict[str, Any]:
+    """GET /jobs/scheduled: every schedule (of one company when filtered), oldest first."""
+    return {"scheduled_jobs": [j.to_dict() for j in jobs], "count": len(jobs)}
+
+
+def stats_body(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """GET /jobs/scheduled/stats: the spec's four fields plus missed_executions."""
+    return {"scheduler_stats": dict(stats)}

@@ -1,0 +1,438 @@
+"""Schedules in Redis: the Python API of the CLI, the HTTP layer and the scheduler.
+
+Owns every read and write of schedules: add (optionally upserting a caller-chosen id),
+update, pause, resume, remove, run now, get, list (by company), stats, and seeding a
+default once. Each write is one Lua script (schedule_save, schedule_remove,
+schedule_fire for a run now); run times are computed here (fleetd.schedules.cadence) from Redis
+time, never from this host's clock. What the scheduler does is in
+fleetd.schedules.firing.
+
+A schedule is checked against the handler registry like a job at enqueue (job type
+known, data valid, priority defaulted) when its job is defined or changed; pausing,
+resuming and renaming work without the job type installed. Its data is sealed at rest
+like a job's (`encrypt`, or fields the handler marks sensitive), bound to the
+schedule's id. A save never seals less than was sealed, whichever process makes it
+(with or without the handler): new data is sealed at the paths sealed before as well as
+the handler's; unchanged data is sealed again with the active key when this process
+can open it, else kept exactly as stored. A sealed value sent back as its redaction
+placeholder ("***") is refused rather than stored over the secret.
+
+`ScheduleOps` holds the logic as synchronous methods taking the Redis client, each one
+RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.scripts import Scripts
+from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
+from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.jobs.sealing import REDACTED, echoed_redaction, widen
+from fleetd.schedules.firing import job_row, open_schedule_data
+from fleetd.schedules.model import (
+    ScheduledJob,
+    ScheduleSpec,
+    default_id,
+    name_key,
+)
+
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+
+__all__ = [
+    "ScheduleConflict",
+    "ScheduleNotFound",
+    "ScheduleOps",
+    "Schedules",
+    "new_schedule_id",
+]
+
+# An update re-reads and retries when the schedule changed between its read and its
+# write (a firing bumps the rev every occurrence): a handful of tries always suffices
+# unless something rewrites the schedule in a tight loop.
+SAVE_ATTEMPTS = 5
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class ScheduleNotFound(LookupError):
+    """No schedule has this id (HTTP 404)."""
+
+
+class ScheduleConflict(Exception):
+    """The id or the name is taken, or the schedule kept changing (HTTP 409)."""
+
+
+def new_schedule_id() -> str:
+    """`sch_` + a ULID, like job ids: sortable by creation time."""
+    return "sch_" + new_job_id()[4:]
+
+
+class ScheduleOps:
+    """The schedules' logic; every method taking `client` runs inside one Redis hop."""
+
+    def __init__(
+        self, keys: Keys, scripts: Scripts, queue_ops: QueueOps, *, default_timezone: str = "UTC"
+    ) -> None:
+        self.keys = keys
+        self.scripts = scripts
+        self.queue_ops = queue_ops
+        self.default_timezone = default_timezone
+
+    @classmethod
+    def from_engine(cls, engine: Engine) -> ScheduleOps:
+        """The schedule operations of an engine's namespace, registry and config."""
+        tz = engine.config.scheduler.timezone
+        return cls(engine.keys, engine.scripts, engine.ops, default_timezone=tz)
+
+    @staticmethod
+    def now_ms(client: SyncClient) -> int:
+        """Redis's clock: the one clock every daemon and CLI agrees on."""
+        sec, usec = client.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    # -- checking --------------------------------------------------------------------
+
+    def check(self, spec: ScheduleSpec) -> ScheduleSpec:
+        """The spec with its data as the job type's handler normalises it and its
+        priority defaulted, exactly as an enqueue would (QueueOps.prepare)."""
+        request = EnqueueRequest(type=spec.job_type, data=dict(spec.data), priority=spec.priority)
+        try:
+            row = self.queue_ops.prepare(request, seal=False)
+        except ValidationError as exc:
+            if exc.field == "type":
+                raise ValidationError("job_type", exc.message) from None
+            raise
+        return replace(spec, data=json.loads(row[2]), priority=int(row[3]))
+
+    def spec_of(self, job: ScheduledJob) -> ScheduleSpec:
+        """The stored definition with its data opened (a sealed schedule's `data` is
+        redacted). Raises ValidationError on `data` when it cannot be opened."""
+        spec = job.spec()
+        if not job.sealed:
+            return spec
+        try:
+            plain = open_schedule_data(self.queue_ops, job)
+        except ValidationError as exc:
+            raise ValidationError("data", f"{exc.message} (send the data again)") from None
+        return replace(spec, data=plain)
+
+    def parse(self, body: Mapping[str, Any] | ScheduleSpec) -> ScheduleSpec:
+        if isinstance(body, ScheduleSpec):
+            return body
+        return ScheduleSpec.from_dict(body, default_timezone=self.default_timezone)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, client: SyncClient, schedule_id: str) -> ScheduledJob | None:
+        h = client.hgetall(self.keys.schedule(schedule_id))
+        return ScheduledJob.from_hash(h) if h else None
+
+    def require(self, client: SyncClient, schedule_id: str) -> ScheduledJob:
+        job = self.get(client, schedule_id)
+        if job is None:
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+        return job
+
+    def find(self, client: SyncClient, ref: str) -> ScheduledJob:
+        """A schedule by id, else by name (the CLI's convenience); raises
+        ScheduleNotFound, or ScheduleConflict when several companies use the name."""
+        job = self.get(client, ref)
+        if job is not None:
+            return job
+        named = [j for j in self.list_schedules(client) if j.name == ref]
+        if len(named) > 1:
+            ids = ", ".join(j.id for j in named)
+            raise ScheduleConflict(f"{len(named)} schedules are named {ref!r} ({ids}); use an id")
+        if not named:
+            raise ScheduleNotFound(f"no schedule with id or name {ref!r}")
+        return named[0]
+
+    def list_schedules(
+        self, client: SyncClient, company_id: str | None = None
+    ) -> list[ScheduledJob]:
+        """Every schedule, oldest first; only one company's when `company_id` is set."""
+        ids = client.zrange(self.keys.schedules_all, 0, -1)
+        pipe = client.pipeline(transaction=False)
+        for schedule_id in ids:
+            pipe.hgetall(self.keys.schedule(schedule_id))
+        jobs = [ScheduledJob.from_hash(h) for h in pipe.execute() if h]
+        if company_id is not None:
+            jobs = [j for j in jobs if j.company_id == company_id]
+        return jobs
+
+    def stats(self, client: SyncClient, company_id: str | None = None) -> dict[str, Any]:
+        """The spec's scheduler stats plus missed_executions (all time, all schedules;
+        a company's schedules' own `missed` summed when `company_id` is set)."""
+        if company_id is not None:
+            jobs = self.list_schedules(client, company_id)
+            active = [j.next_run_ms for j in jobs if j.is_active and j.next_run_ms is not None]
+            return {
+                "total_scheduled_jobs": len(jobs),
+                "active_jobs": len(active),
+                "inactive_jobs": len(jobs) - len(active),
+                "next_run": format_ts(min(active)) if active else None,
+                "missed_executions": sum(j.missed for j in jobs),
+            }
+        k = self.keys
+        pipe = client.pipeline(transaction=False)
+        pipe.zcard(k.schedules_all).zcard(k.schedules_due)
+        pipe.zrange(k.schedules_due, 0, 0, withscores=True).hget(k.schedules_stats, "missed")
+        total, active, first, missed = pipe.execute()
+        return {
+            "total_scheduled_jobs": int(total),
+            "active_jobs": int(active),
+            "inactive_jobs": int(total) - int(active),
+            "next_run": format_ts(int(first[0][1])) if first else None,
+            "missed_executions": int(missed or 0),
+        }
+
+    # -- writes ----------------------------------------------------------------------
+
+    def _save(
+        self,
+        client: SyncClient,
+        mode: str,
+        spec: ScheduleSpec,
+        *,
+        rev: int | None,
+        anchor_ms: int,
+        next_due_ms: int | None,
+        current: ScheduledJob | None = None,
+        keep_data: bool = False,
+    ) -> tuple[str, str]:
+        assert spec.id is not None
+        event = _encode({"schedule_id": spec.id, "name": spec.name})
+        data, marker = self._at_rest(spec, current, keep_data)
+        fields = [
+            *((k, _encode(data) if k == "data" else v) for k, v in spec.hash_fields()),
+            ("sealed", marker),
+            ("anchor", anchor_ms),
+        ]
+        code, detail, _now = self.scripts.schedule_save(
+            client, mode, spec.id, rev, name_key(spec.name, spec.company_id), next_due_ms,
+            event, fields,
+        )  # fmt: skip
+        if code == "name_taken":
+            company = f" for company {spec.company_id!r}" if spec.company_id else ""
+            raise ScheduleConflict(
+                f"schedule {detail!r} is already named {spec.name!r}{company}; names are unique"
+            )
+        return code, detail
+
+    def _at_rest(
+        self, spec: ScheduleSpec, current: ScheduledJob | None, keep_data: bool
+    ) -> tuple[dict[str, Any], str]:
+        """(data as stored, sealing marker) of `spec` saved over `current` (None: new).
+
+        `keep_data`: spec.data is current's, redacted (this process cannot open it), so
+        the stored data is kept as it is, ciphertext and marker. Otherwise spec.data is
+        plaintext, sealed whole with `encrypt`, else at the handler's sensitive paths
+        and at every path current sealed — the registry of this process may lack the
+        handler (not installed here, disabled) or know an older version of it. Only
+        `encrypt` false (an update keeps it unless told) narrows whole-data sealing.
+        """
+        if keep_data:  # only sealed data can be unreadable
+            assert current is not None and current.stored_data is not None
+            return current.stored_data, current.sealed
+        context = f"schedule:{spec.id}"
+        if spec.encrypt:
+            return self.queue_ops.seal(spec.data, context, None)
+        before = current.sealed if current is not None and not current.encrypt else ""
+        paths = widen(before, self.queue_ops.registry.sensitive(spec.job_type))
+        if paths == ():
+            return spec.data, ""
+        return self.queue_ops.seal(spec.data, context, paths)
+
+    @staticmethod
+    def _refuse_redacted(data: Mapping[str, Any], current: ScheduledJob) -> None:
+        """ValidationError when `data` sends back the placeholders readers were shown
+        for current's sealed values (the dashboard's edit dialog would otherwise store
+        "***" over the secret)."""
+        path = echoed_redaction(data, current.sealed) if current.sealed else None
+        if path is None:
+            return
+        shown = f'"{REDACTED}"' if path else '{"encrypted": true}'
+        raise ValidationError(
+            f"data.{path}" if path else "data",
+            f"is the placeholder {shown} shown for a sealed value, which cannot be sent "
+            "back redacted: send the value in full, or leave data out to keep it",
+        )
+
+    def add(
+        self, client: SyncClient, body: Mapping[str, Any] | ScheduleSpec, *, upsert: bool = False
+    ) -> ScheduledJob:
+        """Create a schedule (the spec's create body; `id` optional). With `upsert`, a
+        schedule of that id is updated instead, keeping its counters: re-running a
+        deployment's `add --upsert` never duplicates anything."""
+        spec = self.check(self.parse(body))
+        if spec.id is None:
+            spec = replace(spec, id=new_schedule_id())
+        assert spec.id is not None
+        for _ in range(SAVE_ATTEMPTS):
+            if upsert and (current := self.get(client, spec.id)) is not None:
+                self._refuse_redacted(spec.data, current)
+                done = self._update(client, current, spec)
+                if done is not None:
+                    return done
+                continue
+            now = self.now_ms(client)
+            next_due = spec.cadence(now).next_after_ms(now) if spec.is_active else None
+            code, _ = self._save(
+                client, "create", spec, rev=None, anchor_ms=now, next_due_ms=next_due
+            )
+            if code == "created":
+                return self.require(client, spec.id)
+            if not upsert:
+                raise ScheduleConflict(f"a schedule with id {spec.id!r} exists")
+        raise ScheduleConflict(f"schedule {spec.id!r} kept changing; try again")
+
+    def _update(
+        self,
+        client: SyncClient,
+        current: ScheduledJob,
+        spec: ScheduleSpec,
+        *,
+        keep_data: bool = False,
+    ) -> ScheduledJob | None:
+        """Write `spec` over `current` unless it changed since read (then None);
+        `keep_data`: current's stored data as it is (see `_at_rest`)."""
+        now = self.now_ms(client)
+        retimed = spec.timing_differs(current.spec())  # timing only: data not needed
+        # A new expression starts its intervals now; otherwise the grid is kept.
+        anchor = now if retimed else current.anchor_ms
+        next_due: int | None
+        if not spec.is_active:
+            next_due = None
+        elif retimed or not current.is_active or current.next_run_ms is None:
+            # Changed or resumed: the next occurrence after now; a pause is not a misfire.
+            next_due = spec.cadence(anchor).next_after_ms(now)
+        else:
+            next_due = current.next_run_ms
+        code, _ = self._save(
+            client, "update", spec, rev=current.rev, anchor_ms=anchor, next_due_ms=next_due,
+            current=current, keep_data=keep_data,
+        )  # fmt: skip
+        if code == "missing":
+            raise ScheduleNotFound(f"no schedule {spec.id!r}")
+        return self.require(client, current.id) if code == "updated" else None
+
+    def update(
+        self, client: SyncClient, schedule_id: str, changes: Mapping[str, Any]
+    ) -> ScheduledJob:
+        """Change some fields (PUT /jobs/scheduled/{id}); the rest stay. Run times are
+        recomputed from now when the schedule, its time zone or is_active change.
+
+        The data is checked against the handler only when data, job type, priority or
+        `encrypt` change: pausing, resuming or renaming (the dashboard sends the other
+        fields unchanged) works where the handler is not installed, and without keys
+        (sealed data this process cannot open is kept as stored)."""
+        for _ in range(SAVE_ATTEMPTS):
+            current = self.require(client, schedule_id)
+            if "data" in changes and isinstance(changes["data"], Mapping):
+                self._refuse_redacted(changes["data"], current)
+            unreadable: ValidationError | None = None
+            try:
+                stored = self.spec_of(current)
+            except ValidationError as exc:
+                stored, unreadable = current.spec(), exc  # data redacted
+            spec = stored.updated(changes)
+            recheck = "data" in changes or spec.encrypt != stored.encrypt
+            recheck |= (spec.job_type, spec.priority) != (stored.job_type, stored.priority)
+            keep_data = False
+            if unreadable is not None and "data" not in changes:
+                if recheck:  # checking or sealing anew needs the plaintext
+                    raise unreadable
+                keep_data = True
+            if recheck:
+                spec = self.check(spec)
+            if spec == stored:
+                return current
+            done = self._update(client, current, spec, keep_data=keep_data)
+            if done is not None:
+                return done
+        raise ScheduleConflict(f"schedule {schedule_id!r} kept changing; try again")
+
+    def pause(self, client: SyncClient, schedule_id: str) -> ScheduledJob:
+        return self.update(client, schedule_id, {"is_active": False})
+
+    def resume(self, client: SyncClient, schedule_id: str) -> ScheduledJob:
+        return self.update(client, schedule_id, {"is_active": True})
+
+    def remove(self, client: SyncClient, schedule_id: str) -> None:
+        """Delete a schedule (its jobs already enqueued stay)."""
+        event = _encode({"schedule_id": schedule_id})
+        if not self.scripts.schedule_remove(client, schedule_id, event):
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+
+    def run_now(self, client: SyncClient, schedule_id: str) -> EnqueueResult:
+        """Enqueue the schedule's job now, tagged `schedule:<id>` and `run-now`; the
+        cadence (next_run) is left alone. Works for paused schedules too."""
+        current = self.require(client, schedule_id)
+        row = job_row(self.queue_ops, current, None)
+        event = _encode({"schedule_id": schedule_id})
+        code, now, job_id, dup = self.scripts.schedule_fire(
+            client, schedule_id, "manual", event_data=event, row=row
+        )
+        if code != 1:
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+        return EnqueueResult(job_id, "pending", now, dup)
+
+    def seed(self, client: SyncClient, definition: Mapping[str, Any]) -> tuple[str, str]:
+        """Create a default schedule unless it was ever created (deleted stays deleted).
+        Its id is derived from its name. Returns (outcome, id): outcome created, seen
+        (created before), exists (the id is taken) or name_taken."""
+        spec = self.check(self.parse({**definition, "id": default_id(definition["name"])}))
+        assert spec.id is not None
+        now = self.now_ms(client)
+        next_due = spec.cadence(now).next_after_ms(now)
+        try:
+            code, _ = self._save(
+                client, "seed", spec, rev=None, anchor_ms=now, next_due_ms=next_due
+            )
+        except ScheduleConflict:
+            code = "name_taken"
+        return code, spec.id
+
+
+class Schedules:
+    """The async facade: validation on the trio thread where possible, one hop each."""
+
+    def __init__(self, link: RedisLink, ops: ScheduleOps) -> None:
+        self.link = link
+        self.ops = ops
+
+    async def add(
+        self, body: Mapping[str, Any] | ScheduleSpec, *, upsert: bool = False
+    ) -> ScheduledJob:
+        return await self.link.call(lambda c: self.ops.add(c, body, upsert=upsert))
+
+    async def update(self, schedule_id: str, changes: Mapping[str, Any]) -> ScheduledJob:
+        return await self.link.call(self.ops.update, schedule_id, changes)
+
+    async def pause(self, schedule_id: str) -> ScheduledJob:
+        return await self.link.call(self.ops.pause, schedule_id)
+
+    async def resume(self, schedule_id: str) -> ScheduledJob:
+        return await self.link.call(self.ops.resume, schedule_id)
+
+    async def remove(self, schedule_id: str) -> None:
+        await self.link.call(self.ops.remove, schedule_id)
+
+    async def run_now(self, schedule_id: str) -> EnqueueResult:
+        return await self.link.call(self.ops.run_now, schedule_id)
+
+    async def get(self, schedule_id: str) -> ScheduledJob | None:
+        return await self.link.call(self.ops.get, schedule_id)
+
+    async def list_schedules(self, company_id: str | None = None) -> list[ScheduledJob]:
+        return await self.link.call(self.ops.list_schedules, company_id)
+
+    async def stats(self, company_id: str | None = None) -> dict[str, Any]:
+        return await self.link.call(self.ops.stats, company_id)

@@ -1,0 +1,152 @@
+"""packaging/build.sh: the one-file binary and the .deb, built for real (slow, ~30 s).
+
+The built `dist/fleetd` runs a daemon against the test redis-server with a plugin wheel
+in its plugins directory (built here as a zip, as pip would), and a job of that
+plugin's type completes through it; `fleetd plugins` lists the entry-point plugins
+packed inside the binary. The .deb holds the binary, the unit, sysusers/tmpfiles
+entries, the default config as a conffile, and maintainer scripts that parse.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import daemons
+import pytest
+from conftest import fleetd_env
+from daemons import Fleet, wait_for
+
+from fleetd.config import Config
+
+ROOT = Path(__file__).parents[2]
+BINARY = ROOT / "dist" / "fleetd"
+# The build: ~16 s of pip (wheels cached), ~4 s of shiv, ~3 s of dpkg-deb here.
+BUILD_TIMEOUT = 240
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("shiv") is None, reason="shiv not installed"),
+]
+
+PLUGIN = """
+from fleetd import HandlerDefaults, JobHandler, hookimpl
+
+class Shout(JobHandler):
+    job_type = "shout"
+    description = "Upper-cases data.text (a plugin loaded from a wheel)"
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+    defaults = HandlerDefaults()
+
+    async def run(self, ctx, data):
+        return {"text": data["text"].upper()}
+
+@hookimpl
+def fleetd_handlers():
+    return [Shout()]
+"""
+
+
+def build_wheel(folder: Path) -> Path:
+    """A pure-Python wheel of one module with a `fleetd.plugins` entry point."""
+    wheel = folder / "fleetd_shout-1.0-py3-none-any.whl"
+    info = "fleetd_shout-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("fleetd_shout.py", PLUGIN)
+        z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: fleetd-shout\nVersion: 1.0\n")
+        z.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        z.writestr(f"{info}/entry_points.txt", "[fleetd.plugins]\nshout = fleetd_shout\n")
+        z.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def binary(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BINARY), *args], env=dict(env), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    done = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build.sh")],
+        cwd=ROOT,
+        env=os.environ | {"PYTHON": sys.executable},  # the interpreter running the tests
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [deb] = (ROOT / "dist").glob("fleetd_*.deb")
+    return deb
+
+
+def test_binary_runs_a_job_of_a_wheel_plugin(
+    built: Path, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    build_wheel(plugins)
+    env = fleetd_env(config) | {
+        "FLEETD_PLUGINS_DIRECTORY": str(plugins),
+        "SHIV_ROOT": str(tmp_path / "shiv"),  # as the unit's /var/cache/fleetd
+    }
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = "/usr/bin:/bin"  # the system python3, not the test venv's
+    listed = binary(env, "plugins")
+    assert listed.returncode == 0, listed.stderr
+    for plugin_type in ("shout", "email_notification", "noop"):
+        assert plugin_type in listed.stdout, listed.stdout
+
+    monkeypatch.setattr(daemons, "FLEETD", [str(BINARY)])  # `fleetd run` is the binary
+    fleet = Fleet(tmp_path / "daemons")
+    try:
+        d = fleet.start(env)
+        job = binary(env, "enqueue", "shout", "--data", '{"text": "hi"}', "--wait", "--json")
+        assert job.returncode == 0, job.stderr + d.tail()
+        body = json.loads(job.stdout)
+        assert body["status"] == "completed" and body["job"]["result"]["text"] == "HI", body
+        job_id = body["job"]["id"]
+        wait_for(lambda: f"job {job_id} (shout) completed in" in d.log(), 5, "its log line")
+    finally:
+        fleet.close()
+
+
+def test_deb_contents(built: Path, tmp_path: Path) -> None:
+    info = subprocess.run(
+        ["dpkg-deb", "--info", str(built)], capture_output=True, text=True, check=False
+    )
+    assert info.returncode == 0, info.stderr
+    for field in ("Package: fleetd", "Depends: python3 (>= 3.11)", "postinst", "prerm", "postrm"):
+        assert field in info.stdout, info.stdout
+    conffiles = subprocess.run(
+        ["dpkg-deb", "--ctrl-tarfile", str(built)], capture_output=True, check=True
+    ).stdout
+    assert b"/etc/fleetd/fleetd.toml" in conffiles
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(built), str(root)], check=True)
+    assert (root / "usr/bin/fleetd").read_bytes() == BINARY.read_bytes()
+    assert os.access(root / "usr/bin/fleetd", os.X_OK)
+    unit = (root / "usr/lib/systemd/system/fleetd.service").read_text()
+    assert unit == (ROOT / "systemd/fleetd.service").read_text()
+    assert (root / "usr/lib/sysusers.d/fleetd.conf").exists()
+    assert (root / "usr/lib/tmpfiles.d/fleetd.conf").exists()
+    assert (root / "usr/share/doc/fleetd/OPERATIONS.md").exists()
+    toml = (root / "etc/fleetd/fleetd.toml").read_text()
+    assert 'url = "redis://127.0.0.1:6379/0"' in toml
+    ctrl = tmp_path / "ctrl"
+    subprocess.run(["dpkg-deb", "-e", str(built), str(ctrl)], check=True)
+    for script in ("postinst", "prerm", "postrm"):
+        assert os.access(ctrl / script, os.X_OK)
+        subprocess.run(["sh", "-n", str(ctrl / script)], check=True)  # parses
