@@ -36,6 +36,7 @@ from fleetd.api.context import (
     state,
 )
 from fleetd.api.errors import ApiError
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import SyncClient
 from fleetd.config.durations import parse_duration
 from fleetd.jobs import throughput
@@ -93,7 +94,7 @@ def _idempotency_header() -> str | None:
 
 def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
     """Apply the caller's company (forced for company-bound tokens), default user and
-    the idempotency key (scoped by company, so two companies never share a key)."""
+    the idempotency key (enqueue.lua scopes it by company: two never share a key)."""
     if (company := bind_company(req.company_id, field)) is not None:
         req.company_id = company
     if req.user_id is None:
@@ -102,8 +103,6 @@ def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequ
         if req.idempotency_key not in (None, key):
             raise Invalid(f"{field}idempotency_key", "differs from the Idempotency-Key header")
         req.idempotency_key = key
-    if req.idempotency_key is not None and req.company_id is not None:
-        req.idempotency_key = f"{req.company_id}:{req.idempotency_key}"
     return req
 
 
@@ -140,7 +139,7 @@ async def enqueue_bulk() -> Any:
     if len(items) > limit:
         raise Invalid("jobs", f"at most {limit} jobs per request, got {len(items)}")
     key = _idempotency_header()
-    rows: list[list[Any]] = []
+    rows: list[JobRow] = []
     errors: list[FieldError] = []
     for i, item in enumerate(items):
         # Every job is checked and every problem reported, then all or none is sent.

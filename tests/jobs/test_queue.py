@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 import trio
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.scripts import ClaimedJob, ClaimResult
 from fleetd.engine import Engine
 from fleetd.jobs import queue as queue_module
 from fleetd.jobs.handlers import HandlerDefaults
 from fleetd.jobs.model import JobStatus, ValidationError, format_ts
 from fleetd.jobs.queue import EnqueueResult, JobPage
+from fleetd.jobs.retry import DEFAULT_RETRY_POLICY
 
 DAEMON = "test-daemon:1:abc"
 LEASE_MS = 30_000
@@ -78,7 +80,8 @@ def complete(engine: Engine, job: ClaimedJob, result: dict[str, Any] | None = No
 
 
 def fail(engine: Engine, job: ClaimedJob, *, retryable: bool = True) -> int:
-    item = (job.id, job.token, "boom", "Traceback: boom", retryable)
+    delay = DEFAULT_RETRY_POLICY.next_delay_ms(job.retry_count, job.id)
+    item = (job.id, job.token, "boom", "Traceback: boom", retryable, delay)
     return engine.scripts.fail(engine.link.client, [item])[0]
 
 
@@ -195,7 +198,7 @@ async def test_enqueue_many_in_one_hop_and_chunks(
     real_enqueue = engine.scripts.enqueue
     real_run_sync = engine.link.run_sync
 
-    def counting_enqueue(client: Any, rows: Sequence[Sequence[Any]]) -> Any:
+    def counting_enqueue(client: Any, rows: Sequence[JobRow]) -> Any:
         script_calls.append(len(rows))
         return real_enqueue(client, rows)
 
@@ -265,7 +268,7 @@ async def test_idempotency_key_returns_the_same_job(engine: Engine) -> None:
     assert stats(engine)["total"] == 1
     assert event_types(engine) == [("job.enqueued", first.job_id)]
     client = engine.link.client
-    assert client.get(engine.keys.idem("report-2024-01")) == first.job_id
+    assert client.get(engine.keys.idem(None, "report-2024-01")) == first.job_id
 
     job = claim_one(engine)
     assert job.id == first.job_id
@@ -645,7 +648,7 @@ async def test_cleanup_deletes_only_old_finished_jobs(engine: Engine) -> None:
     assert status_of(engine, pending_id) is JobStatus.PENDING
     assert stats(engine) == {**ZERO_STATS, "pending": 1, "processing": 1, "total": 2}
     client = engine.link.client
-    assert client.get(engine.keys.idem("k0")) is None
+    assert client.get(engine.keys.idem(None, "k0")) is None
     pruned = [f for _, f in client.xrange(engine.keys.events) if f["type"] == "jobs.pruned"]
     assert sorted((f["status"], json.loads(f["data"])["count"]) for f in pruned) == [
         ("cancelled", 1),
