@@ -283,6 +283,52 @@ async def test_idempotency_key_returns_the_same_job(engine: Engine) -> None:
     assert other.job_id != first.job_id and not other.duplicate
 
 
+async def test_idempotency_keys_of_companies_whose_ids_hold_colons_never_meet(
+    engine: Engine,
+) -> None:
+    """`acme` + `eu:order-1` and `acme:eu` + `order-1` once shared `idem:acme:eu:order-1`:
+    the second job was dropped as a duplicate and told the first company's job id."""
+    # Also: no company against a key shaped like a namespaced one, and multi-byte company
+    # ids (the length counts UTF-8 bytes on both sides).
+    pairs = [("acme", "eu:order-1"), ("acme:eu", "order-1"), (None, "4:acme:eu:order-1"),
+             ("żółw", "x"), ("żó", "łw:x")]  # fmt: skip
+    first = []
+    for company, key in pairs:
+        req = {"type": "noop", "company_id": company, "idempotency_key": key}
+        first.append(await engine.queue.enqueue(req))
+    assert [r.duplicate for r in first] == [False] * len(pairs)
+    assert len({r.job_id for r in first}) == len(pairs)
+    client = engine.link.client
+    for (company, key), result in zip(pairs, first, strict=True):
+        assert client.get(engine.keys.idem(company, key)) == result.job_id
+        job = await engine.queue.get(result.job_id)
+        assert job is not None and job.idempotency_key == key  # stored as given
+        again = await engine.queue.enqueue(
+            {"type": "noop", "company_id": company, "idempotency_key": key}
+        )
+        assert (again.job_id, again.duplicate) == (result.job_id, True)
+    assert stats(engine)["total"] == len(pairs)
+
+
+async def test_cleanup_deletes_idempotency_keys_old_and_new(engine: Engine) -> None:
+    """A job enqueued before keys were namespaced by company left `idem:<key>`; cleanup
+    deletes it with the job, but never a key that names another job."""
+    client = engine.link.client
+    done = await engine.queue.enqueue(
+        {"type": "noop", "company_id": "acme", "idempotency_key": "k"}
+    )
+    other = await engine.queue.enqueue({"type": "noop"})
+    legacy, foreign = f"{engine.keys.prefix}idem:k", f"{engine.keys.prefix}idem:acme:k"
+    client.set(legacy, done.job_id)
+    client.set(foreign, other.job_id)
+    job = claim_one(engine)
+    assert job.id == done.job_id
+    complete(engine, job)
+    assert (await engine.queue.cleanup(0))["deleted"] == 1
+    assert client.exists(engine.keys.idem("acme", "k"), legacy) == 0
+    assert client.get(foreign) == other.job_id
+
+
 def test_idempotency_key_repeated_inside_one_bulk(engine: Engine) -> None:
     res = enqueue_many(
         engine,
