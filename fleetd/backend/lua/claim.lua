@@ -7,9 +7,10 @@
 -- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
--- Returns {now, next delayed due ms or -1, then per job one JSON object (fleetd.backend.
---   codec.ClaimedJob): its id and the CLAIMED fields of _lib.lua, named as in the job
---   hash, absent ones left out, `attempts` already counting this claim}
+-- Returns {now, next delayed due ms or -1, the claimed jobs as one JSON array}: per job
+--   an object (fleetd.backend.codec.ClaimedJob) of its id and the CLAIMED fields of
+--   _lib.lua, named as in the job hash, absent ones left out, `attempts` counting this
+--   claim.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, retrying_idx = KEYS[4], KEYS[5]
 local leases, events, wake = KEYS[6], KEYS[7], KEYS[8]
@@ -19,7 +20,7 @@ local token, worker = ARGV[5], ARGV[6]
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
 local popped = redis.call('ZPOPMIN', queue, count)
-local out = {now, -1}
+local jobs = {}
 local deadline = int(now + lease_ms)
 for i = 1, #popped, 2 do
   local id = popped[i]
@@ -34,10 +35,9 @@ for i = 1, #popped, 2 do
     emit(events, 'job.started', id, job.type, job.company_id, 'processing', now,
       '{"attempt":' .. attempts .. ',"worker":"' .. worker .. '"}')
     job.attempts = tostring(attempts)
-    out[#out + 1] = cjson.encode(job)
+    jobs[#jobs + 1] = job
   end
 end
 -- Nothing left to take: stale wake tokens would only cause empty claims.
 if redis.call('ZCARD', queue) == 0 then redis.call('DEL', wake) end
-out[2] = next_due(delayed)
-return out
+return {now, next_due(delayed), encode_claimed(jobs)}
