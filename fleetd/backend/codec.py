@@ -3,10 +3,12 @@
 Owns the two shapes a job takes on its way through Redis, each with its fields named
 once on this side (the `codec` section of lua/_lib.lua names them on the other):
 
-- `JobRow`, what enqueue.lua and schedule_fire.lua take for a new job: encoded by
-  `encode_row` into one JSON object per job. The scripts store its fields in the job
-  hash under the same names (`run_at_ms` is the hash's `run_at`), so a field added here
-  and to the Lua list is carried and stored without touching any script;
+- `JobRow`, what enqueue.lua and schedule_fire.lua take for a new job: built by
+  `row_from_request` (fields the caller's EnqueueRequest has under the same name are
+  copied as given; the queue computes the rest), encoded by `encode_row` into one JSON
+  object per job. The scripts store its fields in the job hash under the same names
+  (`run_at_ms` is the hash's `run_at`), so a field added to EnqueueRequest, here and to
+  the Lua list is carried and stored without touching anything else;
 - `ClaimedJob`, what claim.lua hands back: one JSON object per claimed job, named as
   in the job hash, all of one claim in one JSON array (one parse per claim: ~4x cheaper
   per job than one parse each), decoded by `decode_claim` into a `ClaimResult`.
@@ -29,9 +31,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetd.jobs.model import EnqueueRequest
 
 __all__ = [
+    "COMPUTED_FIELDS",
     "ROW_FIELDS",
     "ClaimResult",
     "ClaimedJob",
@@ -39,6 +45,7 @@ __all__ = [
     "decode_claim",
     "decode_claimed",
     "encode_row",
+    "row_from_request",
 ]
 
 
@@ -78,9 +85,30 @@ class JobRow:
 ROW_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = tuple(
     (f.name, f.metadata.get("wire", f.name), f.metadata.get("text", str)) for f in fields(JobRow)
 )
+# Fields the queue computes (fleetd.jobs.queue.QueueOps.build_row); every other field is
+# the request's own, copied by name.
+COMPUTED_FIELDS = ("id", "data", "priority", "max_retries", "timeout", "sealed")
+_FROM_REQUEST = tuple(f.name for f in fields(JobRow) if f.name not in COMPUTED_FIELDS)
 _ABSENT = (None, "", ())
 # One encoder for every row: json.dumps with options builds a new encoder per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def row_from_request(
+    req: EnqueueRequest,
+    *,
+    id: str,
+    data: str,
+    priority: int,
+    max_retries: int,
+    timeout: float | None,
+    sealed: str,
+) -> JobRow:
+    """The row of `req` with the values the queue computed (defaults, encoding, sealing)."""
+    return JobRow(
+        id=id, data=data, priority=priority, max_retries=max_retries, timeout=timeout,
+        sealed=sealed, **{name: getattr(req, name) for name in _FROM_REQUEST},
+    )  # fmt: skip
 
 
 def encode_row(row: JobRow) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleetd.backend.codec import JobRow
+from fleetd.backend.codec import JobRow, row_from_request
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
@@ -174,18 +174,13 @@ class QueueOps:
             data_json = _encode(data)
         except (TypeError, ValueError) as exc:
             raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
-        return JobRow(
+        return row_from_request(
+            req,
             id=job_id,
-            type=req.type,
             data=data_json,
             priority=req.priority or hd.priority or self.defaults.priority,
             max_retries=max_retries,
             timeout=req.timeout or hd.timeout,
-            company_id=req.company_id,
-            user_id=req.user_id,
-            tags=req.tags,
-            run_at_ms=req.run_at_ms,
-            idempotency_key=req.idempotency_key,
             sealed=marker,
         )
 

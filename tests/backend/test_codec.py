@@ -23,9 +23,18 @@ from typing import Any
 import pytest
 from conftest import make_config
 
-from fleetd.backend.codec import ROW_FIELDS, ClaimedJob, JobRow, decode_claim, encode_row
+from fleetd.backend.codec import (
+    COMPUTED_FIELDS,
+    ROW_FIELDS,
+    ClaimedJob,
+    JobRow,
+    decode_claim,
+    encode_row,
+    row_from_request,
+)
 from fleetd.config import Config
 from fleetd.engine import Engine
+from fleetd.jobs.model import EnqueueRequest
 from fleetd.schedules.store import ScheduleOps
 
 # A string no JSON or Lua layer passes through by accident: multi-byte and astral
@@ -186,6 +195,14 @@ def test_every_row_field_is_exercised() -> None:
     assert [a for a, _, _ in ROW_FIELDS if getattr(minimal_row(), a) not in ABSENT] == [
         f.name for f in dataclasses.fields(JobRow) if f.default is dataclasses.MISSING
     ]
+
+
+def test_a_row_copies_every_field_the_queue_does_not_compute_from_the_request() -> None:
+    full = full_row()
+    copied = {f.name for f in dataclasses.fields(JobRow)} - set(COMPUTED_FIELDS)
+    req = EnqueueRequest(**{name: getattr(full, name) for name in copied})
+    computed = {name: getattr(full, name) for name in COMPUTED_FIELDS}
+    assert row_from_request(req, **computed) == full
 
 
 def test_encoding_is_one_json_object_of_strings_without_absent_fields() -> None:

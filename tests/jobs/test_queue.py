@@ -324,6 +324,7 @@ async def test_cleanup_deletes_idempotency_keys_old_and_new(engine: Engine) -> N
     job = claim_one(engine)
     assert job.id == done.job_id
     complete(engine, job)
+    await trio.sleep(0.005)  # cleanup(0) takes jobs finished before this millisecond
     assert (await engine.queue.cleanup(0))["deleted"] == 1
     assert client.exists(engine.keys.idem("acme", "k"), legacy) == 0
     assert client.get(foreign) == other.job_id
