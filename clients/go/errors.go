@@ -95,6 +95,11 @@ func IsValidation(err error) bool { return hasStatus(err, http.StatusUnprocessab
 // wrongly signed token.
 func IsUnauthorized(err error) bool { return hasStatus(err, http.StatusUnauthorized) }
 
+// IsUnavailable reports whether err is a 503 answer: the daemon could not reach Redis
+// in time (or is stopping). After a 503 on enqueue the outcome is unknown: enqueue again
+// with the same idempotency key.
+func IsUnavailable(err error) bool { return hasStatus(err, http.StatusServiceUnavailable) }
+
 func hasStatus(err error, status int) bool {
 	var e *Error
 	return errors.As(err, &e) && e.StatusCode == status
