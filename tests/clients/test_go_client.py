@@ -107,7 +107,7 @@ def live_env(url: str) -> dict[str, str]:
 
 
 def test_go_sources_are_formatted_and_vet_clean(go_env: dict[str, str]) -> None:
-    gofmt = shutil.which("gofmt") or str(Path(str(GO)).with_name("gofmt"))
+    gofmt = shutil.which("gofmt") or str(Path(str(GO)).resolve().with_name("gofmt"))
     done = subprocess.run(
         [gofmt, "-l", "."], cwd=CLIENT_DIR, capture_output=True, text=True, check=False
     )
