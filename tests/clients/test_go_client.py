@@ -118,8 +118,11 @@ def test_go_sources_are_formatted_and_vet_clean(go_env: dict[str, str]) -> None:
 
 
 def live_test_names() -> list[str]:
-    source = (CLIENT_DIR / "live_test.go").read_text()
-    return re.findall(r"^func (TestLive\w+)\(", source, re.MULTILINE)
+    """The live Go tests, from live*_test.go."""
+    names: list[str] = []
+    for path in sorted(CLIENT_DIR.glob("live*_test.go")):
+        names += re.findall(r"^func (TestLive\w+)\(", path.read_text(), re.MULTILINE)
+    return names
 
 
 def test_go_test_passes_against_a_live_daemon(go_env: dict[str, str], daemon_url: str) -> None:
