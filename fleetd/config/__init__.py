@@ -372,6 +372,9 @@ class HttpConfig:
         5 * SECOND, "grace for requests in flight at stop", kind="duration", min=0, max=5 * MINUTE
     )
     metrics_auth: bool = setting(True, "GET /metrics needs an admin token")
+    max_in_flight: int = setting(
+        128, "requests served at once; more answer 503 overloaded", min=1, max=100_000
+    )
     audit_maxlen: int = setting(
         100_000, "approximate cap of the audit log", min=100, max=100_000_000
     )

@@ -95,6 +95,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "redis_timeout": "1.5s",
         "shutdown_timeout": "5s",
         "metrics_auth": True,
+        "max_in_flight": 128,
         "audit_maxlen": 100_000,
         "allowed_origins": [],
     },
