@@ -42,7 +42,7 @@ import trio
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import RETRY_UNIT_MS, ClaimedJob, ClaimResult, Scripts
 from fleetd.config.durations import format_duration
-from fleetd.jobs.context import JobContext
+from fleetd.jobs.context import JobContext, JobServices
 from fleetd.jobs.handlers import HandlerRegistry, PermanentError
 from fleetd.jobs.queue import Queue
 from fleetd.jobs.sealing import open_claimed
@@ -145,6 +145,10 @@ class WorkerPool:
         # Plugins' lifecycle hooks, resolved once: None when no plugin implements any,
         # so a job then costs no hook call at all.
         self._hooks = registry.hooks
+        # What every job's JobContext shares: built once, not per job.
+        self._job_services = JobServices(
+            link, queue.ops.keys, scripts, queue, registry.artifacts_dir
+        )
         self._lease_ms = int(settings.lease * 1000)
         self._tokens = itertools.count(1)
         self._running: dict[str, _Running] = {}
@@ -371,7 +375,7 @@ class WorkerPool:
                     outcome = _Outcome("fail", job, 0.0, error=error, retryable=False)
                     return
             timeout = job.timeout or handler.defaults.timeout or self.settings.job_timeout
-            ctx = JobContext(job, self.queue)
+            ctx = JobContext(job, self._job_services)
             result: Any = None
             finished = False
             # One scope for the time limit and for stop requests (cancel, lost lease,
