@@ -29,7 +29,7 @@ from fleetd.cli import schedules as cli_schedules
 from fleetd.cli.common import EXIT_USAGE, CliError
 from fleetd.config import ConfigError, load_config
 from fleetd.engine import Engine, NoDaemonError
-from fleetd.jobs.handlers import DuplicateJobType
+from fleetd.jobs.errors import DuplicateJobType
 from fleetd.jobs.model import ValidationError
 from fleetd.jobs.sealing import EncryptionUnavailable
 from fleetd.plugins.discovery import PluginError
