@@ -24,9 +24,9 @@ from fleetd.jobs.model import (
     Job,
     JobStatus,
     ValidationError,
-    format_ts,
     new_job_id,
 )
+from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
 
 __all__ = [
@@ -65,25 +65,6 @@ class JobDefaults:
     priority: int = 5
     max_retries: int = 3
     timeout: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    job_id: str
-    status: str
-    enqueued_at_ms: int
-    duplicate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec's enqueue response, plus `duplicate` when an idempotency key matched."""
-        out: dict[str, Any] = {
-            "job_id": self.job_id,
-            "status": self.status,
-            "enqueued": format_ts(self.enqueued_at_ms),
-        }
-        if self.duplicate:
-            out["duplicate"] = True
-        return out
 
 
 @dataclass(frozen=True, slots=True)

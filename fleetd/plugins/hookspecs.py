@@ -33,7 +33,7 @@ import pluggy
 if TYPE_CHECKING:
     from fleetd.backend.scripts import ClaimedJob
     from fleetd.config import Config
-    from fleetd.jobs.handlers import Handler
+    from fleetd.jobs.contract import Handler
 
 __all__ = ["PROJECT", "ScheduleDefinition", "hookimpl", "hookspec"]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleetd_plugins.fleetdata.db import Db, _pyformat
 from fleetd_plugins.fleetdata.demo import DemoSpec, company_ids, delete_companies, write_demo
 from fleetd_plugins.fleetdata.plugin import open_source
-from fleetd_plugins.fleetdata.source import Db, FleetData, _pyformat, mask_url
+from fleetd_plugins.fleetdata.source import FleetData, mask_url
 from fleetdata_db import BACKENDS, Raw, drop, empty_url, shared_url
 
 from fleetd.config import Config, ConfigError, load_config
