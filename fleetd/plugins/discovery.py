@@ -49,7 +49,7 @@ __all__ = [
 
 log = logging.getLogger("fleetd.plugins")
 
-ENTRY_POINT_GROUP = "fleetd.plugins"
+ENTRY_POINT_GROUP = hookspecs.ENTRY_POINT_GROUP
 CORE_PLUGIN = "noop"
 _LIFECYCLE = ("fleetd_job_started", "fleetd_job_finished", "fleetd_job_failed")
 _SCHEDULE_KEYS = frozenset({"name", "job_type", "data", "schedule", "priority", "timezone"})
