@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def fleetd_handlers():
 
 def handler_plugin(site: Path, name: str, job_type: str) -> str:
     return make_plugin(site, name, HANDLER.format(name=name, job_type=job_type))
+
+
+def with_site(env: dict[str, str], site: Path) -> dict[str, str]:
+    """`env` with `site` first on the import path (before what PYTHONPATH already held)."""
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}
 
 
 def with_disable(cfg: Config, *names: str) -> Config:
@@ -222,7 +228,7 @@ def test_start_up_errors_are_one_line_exit_2(
         handler_plugin(site, "dupe", "noop")
     else:
         make_plugin(site, "broken", "raise RuntimeError('boom at import')\n")
-    env = fleetd_env(config) | {"PYTHONPATH": str(site)}
+    env = with_site(fleetd_env(config), site)
     for args in (["plugins"], ["enqueue", "noop"], ["run"]):
         done = run_cli(env, *args)
         assert done.returncode == 2, (args, done.stderr)
@@ -467,7 +473,7 @@ def test_plugins_import_only_the_public_api() -> None:
     assert len(files) >= 4
     assert [bad for f in files for bad in _fleetd_imports(f)] == []
     # and the pin itself works
-    probe = PLUGINS.parent / "tests" / "test_plugins.py"
+    probe = Path(__file__)
     assert "test_plugins.py: from fleetd.config import ..." in _fleetd_imports(probe)
 
 
@@ -498,7 +504,7 @@ def test_example_plugin_installed_with_pip_lists_runs_and_disables(
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr
-    env = fleetd_env(config) | {"PYTHONPATH": str(site)}
+    env = with_site(fleetd_env(config), site)
 
     listed = cli_json(env, "plugins", "--json")
     example = next(p for p in listed["plugins"] if p["name"] == "example")
