@@ -192,6 +192,20 @@ def test_a_broken_plugin_stops_start_up_naming_it(
     build_registry(with_disable(config, "culprit"))  # disabling it is the way out
 
 
+def test_fleetdata_without_the_builtins_extra_names_what_to_install(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules: the library is not importable (as when it is not installed).
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(PluginError) as info:
+        build_registry(config)
+    message = str(info.value)
+    assert message.startswith("plugin 'fleetdata': ") and "\n" not in message
+    assert "needs psycopg, not installed: install 'fleetd[builtins]'" in message
+    assert "openpyxl" not in message  # only what is missing
+    build_registry(with_disable(config, "fleetdata"))  # or turn it off
+
+
 def test_one_plugin_name_from_two_packages_is_an_error(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
