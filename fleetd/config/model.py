@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
@@ -36,7 +35,7 @@ from fleetd.config.sections import (
     WorkerConfig,
 )
 
-__all__ = ["APP_DIR", "Config", "resolve_state_dir"]
+__all__ = ["APP_DIR", "Config", "SectionMap", "resolve_state_dir"]
 
 APP_DIR = "fleetd"
 S = TypeVar("S")
@@ -56,6 +55,26 @@ def resolve_state_dir(configured: str, env: Mapping[str, str] | None = None) -> 
         return Path(xdg) / APP_DIR
     home = Path(env["HOME"]) if env.get("HOME") else Path.home()
     return home / ".local" / "state" / APP_DIR
+
+
+class SectionMap(Mapping[str, Any]):
+    """The plugin sections of a Config by name: read-only, and (unlike a
+    MappingProxyType) picklable and copyable with the Config."""
+
+    def __init__(self, sections: Mapping[str, Any]) -> None:
+        self._sections = dict(sections)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._sections[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sections)
+
+    def __len__(self) -> int:
+        return len(self._sections)
+
+    def __repr__(self) -> str:
+        return repr(self._sections)
 
 
 @dataclass(frozen=True)
@@ -89,8 +108,8 @@ class Config:
         for name in self.plugin_sections:
             if name in CORE_SECTIONS:
                 raise ValueError(f"[{name}] is a core section, not a plugin's")
-        # A copy behind a read-only view: the Config stays frozen all the way down.
-        object.__setattr__(self, "plugin_sections", MappingProxyType(dict(self.plugin_sections)))
+        # A read-only copy: the Config stays frozen all the way down.
+        object.__setattr__(self, "plugin_sections", SectionMap(self.plugin_sections))
 
     @classmethod
     def default(cls) -> Config:

@@ -8,8 +8,10 @@ loading the config imports no heavy library and nothing of the jobs package."""
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -321,6 +323,10 @@ def test_section_and_with_section() -> None:
         Config().with_section(EmailConfig())
     with pytest.raises(ValueError, match="core section"):
         Config(plugin_sections={"worker": EmailConfig()})
+    # Read-only, and travels with the Config (copies, a pickle for another process).
+    with pytest.raises(TypeError):
+        changed.plugin_sections["email"] = EmailConfig()  # type: ignore[index]
+    assert pickle.loads(pickle.dumps(changed)) == changed == copy.deepcopy(changed)
 
 
 def test_loading_the_config_imports_no_heavy_library() -> None:
