@@ -3,12 +3,13 @@
 The public API: what plugins, embedding applications and tests may import. Everything
 else is internal and may change without notice. Plugin authors need `hookimpl`,
 `JobHandler` (or the `Handler` shape), `HandlerDefaults`, `JobContext`,
-`PermanentError`, `ValidationError`/`FieldError`, and `fleetd.testing` for their tests;
+`PermanentError`, `ValidationError`/`FieldError`, `ConfigSection` and `setting` for
+their config section, and `fleetd.testing` for their tests;
 see docs/PLUGINS.md.
 """
 
 from fleetd.backend.scripts import ClaimedJob
-from fleetd.config import Config, ConfigError, EmailConfig, load_config
+from fleetd.config import Config, ConfigError, ConfigSection, load_config, setting
 from fleetd.jobs.artifacts import Artifact, ArtifactStore
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
@@ -30,8 +31,8 @@ __all__ = [
     "ClaimedJob",
     "Config",
     "ConfigError",
+    "ConfigSection",
     "DuplicateJobType",
-    "EmailConfig",
     "EnqueueRequest",
     "EnqueueResult",
     "FieldError",
@@ -59,4 +60,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_config",
+    "setting",
 ]

@@ -32,7 +32,7 @@ from fleetd.jobs.contract import Handler
 from fleetd.jobs.errors import InvalidHandler
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.model import ValidationError, parse_priority
-from fleetd.plugins.hookspecs import hookimpl
+from fleetd.plugins.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from fleetd.plugins.lifecycle import JobHooks
 from fleetd.plugins.manager import PluginInfo, PluginManager
 from fleetd.plugins.noop import NoopHandler
@@ -52,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("fleetd.plugins")
 
-ENTRY_POINT_GROUP = "fleetd.plugins"
+
 CORE_PLUGIN = "noop"
 _SCHEDULE_KEYS = frozenset({"name", "job_type", "data", "schedule", "priority", "timezone"})
 
