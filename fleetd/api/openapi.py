@@ -399,7 +399,7 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": op(
-                "Prometheus metrics (auth per [http] metrics_auth)",
+                "Prometheus metrics (platform admins; auth per [http] metrics_auth)",
                 {
                     "200": {
                         "description": "Prometheus text format",
@@ -497,10 +497,13 @@ def _paths() -> dict[str, Any]:
             )
         },
         f"{PREFIX}/worker/metrics": {
-            "get": op("Worker metrics of the live daemons", {"200": _json(ref("WorkerMetrics"))})
+            "get": op(
+                "Worker metrics of the live daemons (platform admins)",
+                {"200": _json(ref("WorkerMetrics"))},
+            )
         },
         f"{PREFIX}/worker/health": {
-            "get": op("Worker health", {"200": _json(ref("WorkerHealth"))})
+            "get": op("Worker health (platform admins)", {"200": _json(ref("WorkerHealth"))})
         },
         f"{PREFIX}/scheduled": {
             "get": op("Scheduled jobs", {"200": _json(ref("ScheduledJobList"))}, tag="scheduled"),

@@ -4,8 +4,8 @@ Owns `GET /api/v1/admin/jobs/worker/metrics` (the spec's WorkerMetrics summed ov
 live daemon, plus each daemon's own, from their heartbeats) and
 `GET /api/v1/admin/jobs/worker/health` (healthy, degraded or unhealthy, with the
 thresholds of the alerts, `[alerts] failure_rate` and `backlog`; the backlog is the jobs
-ready to run and waiting for a worker). Any admin may read them: they name no company's
-data.
+ready to run and waiting for a worker). Both count every company's jobs, so they are for
+platform admins; a company-bound token gets 403, as for stats (context.require_platform).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from quart import Blueprint, jsonify
 
 from fleetd.api import responses
-from fleetd.api.context import admin, redis, state
+from fleetd.api.context import admin, redis, require_platform, state
 from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]
@@ -27,6 +27,7 @@ bp = Blueprint("workers", __name__, url_prefix="/api/v1/admin/jobs/worker")
 @bp.get("/metrics")
 @admin
 async def worker_metrics() -> Any:
+    require_platform("worker metrics (every company's jobs)")
     st = state()
     daemons = await redis(st.ops.daemons)
     return jsonify(responses.metrics_body(daemons, int(time.time() * 1000)))
@@ -35,6 +36,7 @@ async def worker_metrics() -> Any:
 @bp.get("/health")
 @admin
 async def worker_health() -> Any:
+    require_platform("worker health (every company's jobs)")
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
