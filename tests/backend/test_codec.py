@@ -219,16 +219,16 @@ def test_encoding_is_one_json_object_of_strings_without_absent_fields() -> None:
 
 def test_decode_claim_reads_named_fields_in_any_order() -> None:
     job = {"sealed": "", "created_at": "17", "tags": '["a"]', "retry_count": "2",
-           "attempts": "3", "max_retries": "4", "priority": "5", "data": '{"k": 1}',
-           "type": "t", "id": "j"}  # fmt: skip
-    result = decode_claim([100, -1, json.dumps([job])], "tok")
+           "attempts": "3", "max_retries": "4", "priority": "5", "type": "t",
+           "id": "j"}  # fmt: skip
+    result = decode_claim([100, -1, json.dumps([job]), '[{"k": 1}]'], "tok")
     assert (result.now_ms, result.next_due_ms) == (100, None)
     assert result.jobs == [
         ClaimedJob(id="j", type="t", data={"k": 1}, priority=5, attempts=3, retry_count=2,
                    max_retries=4, timeout=None, company_id=None, user_id=None, tags=("a",),
                    created_at_ms=17, token="tok")
     ]  # fmt: skip
-    assert decode_claim([5, 42, "[]"], "tok") == type(result)(5, 42, [])
+    assert decode_claim([5, 42, "[]", "[]"], "tok") == type(result)(5, 42, [])
 
 
 def test_a_null_in_a_row_reads_as_absent(store: Engine) -> None:

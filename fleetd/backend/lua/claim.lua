@@ -7,10 +7,10 @@
 -- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
--- Returns {now, next delayed due ms or -1, the claimed jobs as one JSON array}: per job
---   an object (fleetd.backend.codec.ClaimedJob) of its id and the CLAIMED fields of
---   _lib.lua, named as in the job hash, absent ones left out, `attempts` counting this
---   claim.
+-- Returns {now, next delayed due ms or -1, jobs, data} (encode_claimed): `jobs` a JSON
+--   array with per job an object (fleetd.backend.codec.ClaimedJob) of its id and the
+--   CLAIMED fields of _lib.lua but data, named as in the job hash, absent ones left out,
+--   `attempts` counting this claim; `data` a JSON array of their data, in that order.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, retrying_idx = KEYS[4], KEYS[5]
 local leases, events, wake = KEYS[6], KEYS[7], KEYS[8]
@@ -40,4 +40,5 @@ for i = 1, #popped, 2 do
 end
 -- Nothing left to take: stale wake tokens would only cause empty claims.
 if redis.call('ZCARD', queue) == 0 then redis.call('DEL', wake) end
-return {now, next_due(delayed), encode_claimed(jobs)}
+local encoded, data = encode_claimed(jobs)
+return {now, next_due(delayed), encoded, data}
