@@ -16,8 +16,8 @@ once on this side (the `codec` section of lua/_lib.lua names them on the other):
   `ClaimResult`.
 
 Every value travels as a JSON *string*, never a JSON number: Lua numbers are doubles
-that print with 14 significant digits, so a 16-digit integer sent as a number would be
-stored as "1e+15". Absent optional fields are left out (never JSON null: Lua's cjson
+that print with 14 significant digits, so 2^53 + 1 sent as a number would be stored as
+"9.007199254741e+15". Absent optional fields are left out (never JSON null: Lua's cjson
 turns null into `cjson.null`, a truthy value). Text is sent as UTF-8, not \\u escapes.
 The job hash keeps its field names and value formats, so jobs written before this codec
 read the same.
