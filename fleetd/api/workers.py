@@ -15,8 +15,9 @@ from typing import Any
 
 from quart import Blueprint, jsonify
 
-from fleetd.api import responses
+from fleetd.api import bodies, responses
 from fleetd.api.context import admin, redis, state
+from fleetd.api.openapi import documented
 from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]
@@ -25,6 +26,7 @@ bp = Blueprint("workers", __name__, url_prefix="/api/v1/admin/jobs/worker")
 
 
 @bp.get("/metrics")
+@documented("Worker metrics of the live daemons", {200: (bodies.WorkerMetrics, "OK")})
 @admin
 async def worker_metrics() -> Any:
     st = state()
@@ -33,6 +35,7 @@ async def worker_metrics() -> Any:
 
 
 @bp.get("/health")
+@documented("Worker health", {200: (bodies.WorkerHealth, "OK")})
 @admin
 async def worker_health() -> Any:
     st = state()

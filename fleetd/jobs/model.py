@@ -121,12 +121,12 @@ def format_ts(ms: int | None) -> str | None:
 
 
 class EnqueueRequest(BaseModel):
-    """What a caller asks for: the spec's enqueue body plus fleetd's extensions.
+    """A job to enqueue: the spec's body plus fleetd's extensions. Fields left out take
+    the job type's defaults, then the server's."""
 
-    `priority`, `max_retries` and `timeout` left as None take the handler's or the
-    config's defaults when the queue stamps the job. The body's `run_at` is held as
-    `run_at_ms`; Python callers may give either name.
-    """
+    # `priority`, `max_retries` and `timeout` left as None take the handler's or the
+    # config's defaults when the queue stamps the job. The body's `run_at` is held as
+    # `run_at_ms`; Python callers may give either name.
 
     model_config = ConfigDict(
         extra="forbid",
@@ -154,6 +154,14 @@ class EnqueueRequest(BaseModel):
     encrypt: OptionalFlag = False
     """Seal the whole data at rest (AES-GCM); the handler sees plaintext. Fields the
     handler marks sensitive are sealed either way."""
+
+    def __init__(self, **fields: Any) -> None:
+        """Python callers (the scheduler, the test harness) get fleetd's ValidationError
+        too, not pydantic's."""
+        try:
+            super().__init__(**fields)
+        except pydantic.ValidationError as exc:
+            raise from_pydantic(exc) from None
 
     @classmethod
     def from_dict(cls, raw: object) -> EnqueueRequest:
