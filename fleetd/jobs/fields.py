@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, MaxLen, MinLen
-from pydantic import AwareDatetime, BeforeValidator, Strict
+from pydantic import AwareDatetime, BeforeValidator, Strict, StringConstraints
 
 from fleetd.jobs.validation import ValidationError, explained, rule
 
@@ -153,14 +153,14 @@ def _none_is_false(value: object) -> object:
     return False if value is None else value
 
 
-def _strip(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
-
-
 _PRIORITY_NAMES = tuple(p.name.lower() for p in Priority)
 
 # A job type as sent; surrounding blanks are dropped.
-JobTypeName = Annotated[str, Strict(), MinLen(1), MaxLen(MAX_TYPE_LENGTH), BeforeValidator(_strip)]
+JobTypeName = Annotated[
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TYPE_LENGTH),
+]
 # A job's data: a JSON object; null is the empty object.
 JobData = Annotated[dict[str, Any], rule(_data, dict[str, Any])]
 # An integer 1-20 or a name (case and blanks ignored).

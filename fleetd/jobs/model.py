@@ -126,14 +126,11 @@ class EnqueueRequest(BaseModel):
 
     # `priority`, `max_retries` and `timeout` left as None take the handler's or the
     # config's defaults when the queue stamps the job. The body's `run_at` is held as
-    # `run_at_ms`; Python callers may give either name.
+    # `run_at_ms`. Built directly (EnqueueRequest(type=…)), a bad field raises
+    # pydantic's ValidationError (a ValueError); from_dict raises fleetd's.
 
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_alias=True,
-        validate_by_name=True,
-        use_attribute_docstrings=True,
-    )
+    # Only the wire names (`run_at`, not `run_at_ms`), for Python callers too.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     type: JobTypeName
     """The job type (GET /jobs/types lists them)."""
@@ -155,20 +152,12 @@ class EnqueueRequest(BaseModel):
     """Seal the whole data at rest (AES-GCM); the handler sees plaintext. Fields the
     handler marks sensitive are sealed either way."""
 
-    def __init__(self, **fields: Any) -> None:
-        """Python callers (the scheduler, the test harness) get fleetd's ValidationError
-        too, not pydantic's."""
-        try:
-            super().__init__(**fields)
-        except pydantic.ValidationError as exc:
-            raise from_pydantic(exc) from None
-
     @classmethod
     def from_dict(cls, raw: object) -> EnqueueRequest:
-        """Validate a JSON-shaped request (wire names only); raises ValidationError
-        listing every problem."""
+        """Validate a JSON-shaped request; raises ValidationError listing every
+        problem."""
         try:
-            return cls.model_validate(raw, by_alias=True, by_name=False)
+            return cls.model_validate(raw)
         except pydantic.ValidationError as exc:
             raise from_pydantic(exc) from None
 
