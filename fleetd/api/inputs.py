@@ -137,9 +137,9 @@ class CleanupQuery(Query):
 class ThroughputQuery(Query):
     """GET /jobs/throughput (fleetd.jobs.throughput checks the span)."""
 
-    window: Text = None
+    window: str | None = None
     """1m to 24h, a whole number of steps; default 10m"""
-    step: Text = None
+    step: str | None = None
     """1s to 1h, at most 1,440 buckets; default 10s"""
 
 
