@@ -110,16 +110,15 @@ def measure(url: str, fmt: str, work: Path) -> dict[str, Any]:
     import trio
     from fleetd_plugins import email
     from fleetd_plugins.fleetdata import plugin
+    from fleetd_plugins.fleetdata.config import DataConfig
 
     from fleetd.config import Config
     from fleetd.testing import Harness
 
     cfg = Config.default()
     cfg = dataclasses.replace(
-        cfg,
-        daemon=dataclasses.replace(cfg.daemon, state_dir=str(work / "state")),
-        data=dataclasses.replace(cfg.data, url=url),
-    )
+        cfg, daemon=dataclasses.replace(cfg.daemon, state_dir=str(work / "state"))
+    ).with_section(dataclasses.replace(cfg.section(DataConfig), url=url))
     handlers = [*plugin.fleetd_handlers(cfg), *email.fleetd_handlers(cfg)]
     with Harness(handlers, tmp_path=work, config=cfg) as h:
         # Warm up the machinery (first connection, thread pool, scripts) on a tiny export.

@@ -3,32 +3,27 @@
 The public API: what plugins, embedding applications and tests may import. Everything
 else is internal and may change without notice. Plugin authors need `hookimpl`,
 `JobHandler` (or the `Handler` shape), `HandlerDefaults`, `JobContext`,
-`PermanentError`, `ValidationError`/`FieldError`, and `fleetd.testing` for their tests;
+`PermanentError`, `ValidationError`/`FieldError`, `ConfigSection` and `setting` for
+their config section, and `fleetd.testing` for their tests;
 see docs/PLUGINS.md.
 """
 
 from fleetd.backend.scripts import ClaimedJob
-from fleetd.config import Config, ConfigError, EmailConfig, load_config
+from fleetd.config import Config, ConfigError, ConfigSection, load_config, setting
 from fleetd.jobs.artifacts import Artifact, ArtifactStore
 from fleetd.jobs.context import JobContext
-from fleetd.jobs.handlers import (
-    DuplicateJobType,
-    Handler,
-    HandlerDefaults,
-    HandlerRegistry,
-    InvalidHandler,
-    JobHandler,
-    PermanentError,
-)
+from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
+from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
+from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
-from fleetd.jobs.queue import EnqueueResult, JobPage, Queue
+from fleetd.jobs.queue import JobPage, Queue
+from fleetd.jobs.receipts import EnqueueResult
 from fleetd.plugins.discovery import PluginError
 from fleetd.plugins.hookspecs import ScheduleDefinition, hookimpl
 from fleetd.schedules.cadence import MisfirePolicy
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec
 from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, Schedules
-
-__version__ = "0.1.0"
+from fleetd.version import __version__
 
 __all__ = [
     "Artifact",
@@ -36,8 +31,8 @@ __all__ = [
     "ClaimedJob",
     "Config",
     "ConfigError",
+    "ConfigSection",
     "DuplicateJobType",
-    "EmailConfig",
     "EnqueueRequest",
     "EnqueueResult",
     "FieldError",
@@ -65,4 +60,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_config",
+    "setting",
 ]

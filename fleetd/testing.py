@@ -34,7 +34,7 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config import Config
 from fleetd.jobs.artifacts import artifacts_root
-from fleetd.jobs.context import JobContext
+from fleetd.jobs.context import JobContext, JobServices
 from fleetd.jobs.handlers import Handler, HandlerRegistry
 from fleetd.jobs.model import EnqueueRequest, Job, JobStatus
 from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
@@ -133,7 +133,10 @@ class Harness:
             data, error = open_claimed(self.ops.sealer, job)
             if error:
                 raise SealError(error)
-        ctx = JobContext(job, self.queue)
+        services = JobServices(
+            self.link, self.ops.keys, self.ops.scripts, self.queue, self.registry.artifacts_dir
+        )
+        ctx = JobContext(job, services)
         result = ctx.finish(await handler.run(ctx, data))
         if not isinstance(result, dict):
             raise TypeError(f"handler returned {type(result).__name__}, not a JSON object")

@@ -23,14 +23,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p dist
 
-# 1. fleetd and its runtime dependencies into one site-packages (wheels come from pip's
-#    cache after the first build). Not editable, so the zipapp holds the code itself.
+# 1. fleetd, its runtime dependencies and those of the built-in plugins (the `builtins`
+#    extra) into one site-packages (wheels come from pip's cache after the first build).
+#    Not editable, so the zipapp holds the code itself.
 #    async-timeout: redis-py needs it on Python < 3.11.3 only, and pip resolves markers
 #    for the build interpreter, while the binary runs on the target's python3 (Debian
 #    12 ships 3.11.2). Every version is the one constraints.txt pins, as in `make test`.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     -c constraints.txt --build-constraint constraints.txt \
-    --target "$work/site" . "async-timeout>=4.0.3"
+    --target "$work/site" ".[builtins]" "async-timeout>=4.0.3"
 rm -rf "$work/site/bin"
 
 # 2. The zipapp. --reproducible: the same inputs give the same file (and the same

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from fleetd_plugins.fleetdata.config import DataConfig
 from fleetd_plugins.fleetdata.demo import DemoSpec, write_demo
 from fleetd_plugins.fleetdata.source import FleetData
 
@@ -174,7 +175,7 @@ def data_config(cfg: Any, url: str, **data: Any) -> Any:
     """`cfg` (a fleetd Config) pointed at the fleet database `url`, with [data] changes."""
     import dataclasses
 
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, url=url, **data))
+    return cfg.with_section(dataclasses.replace(cfg.section(DataConfig), url=url, **data))
 
 
 def handlers(cfg: Any) -> list[Any]:

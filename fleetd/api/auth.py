@@ -9,7 +9,9 @@ Owns:
   verifies: each algorithm family has its own key), `exp` required, `nbf` and `iat`
   honoured with `[auth] leeway`, `aud`/`iss` when configured, and the `admin` role
   (`role: "admin"` or `"admin"` in `roles`). A `company_id` claim binds the caller to
-  that company; none makes a platform admin;
+  that company; no claim at all makes a platform admin, and a claim that names no
+  company ("", null, a number, a list, blank, over-long, control characters) is
+  refused with 401 — never read as "no company" (`check_company`);
 - `Principal`: who is calling, as the views and the audit log see them;
 - `mint_token`: what `fleetd token` prints (HS* only: RS*/ES* tokens come from your
   identity provider).
@@ -38,6 +40,7 @@ __all__ = [
     "SECRET_FILE",
     "Principal",
     "TokenVerifier",
+    "check_company",
     "hmac_secret",
     "mint_token",
     "unauthorized",
@@ -116,6 +119,37 @@ def _claim(payload: dict[str, Any], name: str) -> str | None:
     if len(text) > MAX_CLAIM_LENGTH or not text.isprintable():
         raise unauthorized(f"claim {name!r} is too long or not printable")
     return text
+
+
+def check_company(value: object) -> str:
+    """A present `company_id` claim as the company it names, or why it names none.
+
+    Absent means platform admin; present, it must name one company unambiguously: a
+    string of 1 to MAX_CLAIM_LENGTH printable characters (no control characters, no
+    lone surrogates), not blank and without surrounding whitespace ("acme " would be
+    a different tenant that looks the same in every log). Anything else — "", null,
+    a number, a list — is refused rather than read as "no company", which would make
+    its bearer a platform admin (fail open). Raises ValueError with the reason.
+    """
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise ValueError(f"must be a string naming one company, got {kind}")
+    if not value.strip():
+        raise ValueError("must name a company (empty or blank); omit it for a platform admin")
+    if len(value) > MAX_CLAIM_LENGTH:
+        raise ValueError(f"must be at most {MAX_CLAIM_LENGTH} characters")
+    if not value.isprintable() or value != value.strip():
+        raise ValueError("must be printable, without control characters or surrounding whitespace")
+    return value
+
+
+def _company(payload: dict[str, Any]) -> str | None:
+    if "company_id" not in payload:
+        return None
+    try:
+        return check_company(payload["company_id"])
+    except ValueError as exc:
+        raise unauthorized(f"claim 'company_id' {exc}") from None
 
 
 class TokenVerifier:
@@ -228,7 +262,7 @@ class TokenVerifier:
         if not has_role:
             raise ApiError.forbidden("the admin role is required")
         principal = Principal(
-            subject=_claim(payload, "sub") or "unknown", company_id=_claim(payload, "company_id")
+            subject=_claim(payload, "sub") or "unknown", company_id=_company(payload)
         )
         # exp is required and checked above; remembered without the leeway.
         return principal, float(payload["exp"])
@@ -258,8 +292,12 @@ def mint_token(
         "nbf": issued,
         "exp": issued + int(ttl),
     }
-    if company_id:
-        claims["company_id"] = company_id
+    if company_id is not None:
+        # The rule the daemon applies: `--company ""` is an error, not a platform token.
+        try:
+            claims["company_id"] = check_company(company_id)
+        except ValueError as exc:
+            raise ValueError(f"company_id {exc}") from None
     if cfg.auth.audience:
         claims["aud"] = cfg.auth.audience
     if cfg.auth.issuer:

@@ -9,8 +9,9 @@ Owns:
   events WebSocket `@admin_or_ticket` (a bearer token or a single-use ticket) — that
   the app's before-request and before-websocket hooks enforce. A view without one is
   refused (default deny), and a test checks every route has one;
-- `state()`, `principal()`, `require_platform()`, `bind_company()` and `redis()` for
-  views.
+- `state()`, `principal()`, `require_platform()` (the tenant rule for aggregate
+  data: counts over every company are for platform admins only), `bind_company()` and
+  `redis()` for views.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ __all__ = [
     "public",
     "redis",
     "require_platform",
+    "require_platform_if_authenticated",
     "state",
 ]
 
@@ -103,11 +105,26 @@ def principal() -> Principal:
 
 
 def require_platform(what: str) -> Principal:
-    """The caller, who must be a platform admin (a token without company_id)."""
+    """The caller, who must be a platform admin (a token without company_id).
+
+    The tenant rule for aggregate data: a number that counts every company's jobs
+    (stats, throughput, /metrics, worker metrics and health, clean-up) is for platform
+    admins; a company admin gets 403 there, always the same way. A company's own
+    figures are served only where the data is stored by company (listings, schedules,
+    audit, events): the status indexes and the daemons' counters hold no company, and
+    counting one company's jobs would mean a write per transition or a scan of every
+    index per request."""
     p = principal()
     if not p.platform:
         raise ApiError.forbidden(f"{what} needs a platform admin token (one without company_id)")
     return p
+
+
+def require_platform_if_authenticated(what: str) -> None:
+    """require_platform() for a view that may be public by config (`/metrics` with
+    `[http] metrics_auth = false` has no caller to check: the operator opened it)."""
+    if g.get("principal") is not None:
+        require_platform(what)
 
 
 def bind_company(requested: Any, field: str = "") -> str | None:

@@ -14,7 +14,9 @@ Owns:
 - the scheduler's fires, misses and errors (`fleetd_scheduler_*_total`), durable
   counters kept in Redis by the scheduler's scripts;
 - the API's own requests (`fleetd_http_requests_total{method,route,status}` and a
-  latency histogram).
+  latency histogram), and its admission control (fleetd.api.admission):
+  `fleetd_http_in_flight` and `fleetd_http_overloaded_total`, the requests refused
+  with 503 because `[http] max_in_flight` were in flight.
 
 No task of its own: the hub calls `count_event` for every event it reads.
 """
@@ -107,6 +109,16 @@ class ApiMetrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
+        self.in_flight = Gauge(
+            "fleetd_http_in_flight",
+            "Admin API requests in flight on this daemon (probes not counted)",
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "fleetd_http_overloaded",
+            "Admin API requests refused with 503 overloaded ([http] max_in_flight)",
+            registry=r,
+        )
         self.ws_subscribers = Gauge(
             "fleetd_websocket_subscribers",
             "Open sessions of the events WebSocket on this daemon",
@@ -120,6 +132,10 @@ class ApiMetrics:
     def count_subscribers(self, count: Callable[[], int]) -> None:
         """Read the gauge of WebSocket sessions from `count()` at each scrape."""
         self.ws_subscribers.set_function(lambda: float(count()))
+
+    def count_in_flight(self, count: Callable[[], int]) -> None:
+        """Read the gauge of requests in flight from `count()` at each scrape."""
+        self.in_flight.set_function(lambda: float(count()))
 
     def count_event(self, ev: Event) -> None:
         kind = ev.type

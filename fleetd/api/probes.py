@@ -3,8 +3,9 @@ and the audit log listing.
 
 Owns `GET /healthz` (the process serves; no auth, no Redis), `GET /readyz` (Redis
 answers within `[http] redis_timeout` and every service of the daemon has started; 503
-with the failing checks otherwise; no auth), `GET /metrics` (Prometheus text; an admin
-token unless `[http] metrics_auth = false`), `GET /api/v1/openapi.json` (public: it
+with the failing checks otherwise; no auth), `GET /metrics` (Prometheus text, every
+company's counts: a platform admin token unless `[http] metrics_auth = false`; a
+company-bound token gets 403), `GET /api/v1/openapi.json` (public: it
 describes the API, it holds no data) and `GET /api/v1/admin/jobs/audit`.
 """
 
@@ -23,6 +24,7 @@ from fleetd.api.context import (
     principal,
     public,
     redis,
+    require_platform_if_authenticated,
     state,
 )
 from fleetd.api.errors import RETRY_AFTER, ApiError
@@ -77,13 +79,14 @@ async def readyz() -> Any:
 
 @bp.get("/metrics")
 @documented(
-    "Prometheus metrics (auth per [http] metrics_auth)",
+    "Prometheus metrics (platform admins; auth per [http] metrics_auth)",
     {200: (str, "Prometheus text format")},
     tag="operations",
     media="text/plain",
 )
 @metrics_access
 async def metrics() -> Any:
+    require_platform_if_authenticated("cluster-wide metrics (every company's jobs)")
     st = state()
     assert st.metrics is not None
     snapshot = await redis(st.metrics.read_redis)

@@ -11,6 +11,11 @@ and the counters of /metrics) and the audit writer. `stop()` (called by the daem
 it stops) closes every events WebSocket with 1001 and the listeners; requests in flight
 get `[http] shutdown_timeout` to finish.
 
+In front of the app: admission control (fleetd.api.admission: at most `[http]
+max_in_flight` requests in flight, an immediate 503 beyond) and graceful early answers
+(fleetd.api.linger). The listen backlog is LISTEN_BACKLOG, so that a burst of
+connections waits in the kernel instead of being dropped.
+
 The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
 unreachable Redis answers 503 within that bound instead of holding requests for the
 worker pool's longer command timeout. With `memory://` it shares the daemon's link (the
@@ -34,6 +39,7 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from fleetd.api.admission import Admission
 from fleetd.api.app import create_app
 from fleetd.api.audit import AuditLog
 from fleetd.api.auth import TokenVerifier
@@ -57,6 +63,11 @@ HTTP_FILE = "http.json"
 # Largest message a WebSocket client may send: the feed only takes `subscribe`
 # messages (a few hundred bytes); hypercorn's default is 16 MiB.
 WS_MAX_MESSAGE = 64 * 1024
+# Connections the kernel completes and queues for accept() on each listener. hypercorn's
+# default of 100 overflowed when 2,000 clients connected at once: the kernel dropped
+# their handshakes' last ACK, clients retransmitted for up to a minute and some were
+# reset. The kernel caps this at net.core.somaxconn (4096 by default since Linux 5.4).
+LISTEN_BACKLOG = 4096
 
 
 class HttpError(Exception):
@@ -168,6 +179,14 @@ class HttpService:
         self.cfg = engine.config
         self.state = build_state(engine, ready)
         self.app = create_app(self.state)
+        metrics = self.state.metrics
+        self.admission = Admission(
+            self.app,
+            self.cfg.http.max_in_flight,
+            on_refused=metrics.overloaded.inc if metrics is not None else lambda: None,
+        )
+        if metrics is not None:
+            metrics.count_in_flight(lambda: self.admission.in_flight)
         self.urls: list[str] = []
         self._hc = self._hyper_config()
         self._sockets: Sockets | None = None
@@ -198,6 +217,7 @@ class HttpService:
             hc.certfile = str(Path(h.tls_cert).expanduser())
             hc.keyfile = str(Path(h.tls_key).expanduser())
         hc.graceful_timeout = h.shutdown_timeout
+        hc.backlog = LISTEN_BACKLOG
         hc.include_server_header = False
         hc.accesslog = None
         hc.errorlog = logging.getLogger("fleetd.http.server")
@@ -260,7 +280,7 @@ class HttpService:
                 async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
                     try:
                         await worker_serve(
-                            wrap_app(Lingering(self.app), hc.wsgi_max_body_size, "asgi"),
+                            wrap_app(Lingering(self.admission), hc.wsgi_max_body_size, "asgi"),
                             hc,
                             sockets=self._sockets,
                             shutdown_trigger=self._stop.wait,

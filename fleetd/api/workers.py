@@ -4,8 +4,8 @@ Owns `GET /api/v1/admin/jobs/worker/metrics` (the spec's WorkerMetrics summed ov
 live daemon, plus each daemon's own, from their heartbeats) and
 `GET /api/v1/admin/jobs/worker/health` (healthy, degraded or unhealthy, with the
 thresholds of the alerts, `[alerts] failure_rate` and `backlog`; the backlog is the jobs
-ready to run and waiting for a worker). Any admin may read them: they name no company's
-data.
+ready to run and waiting for a worker). Both count every company's jobs, so they are for
+platform admins; a company-bound token gets 403, as for stats (context.require_platform).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from quart import Blueprint, jsonify
 
 from fleetd.api import bodies, responses
-from fleetd.api.context import admin, redis, state
+from fleetd.api.context import admin, redis, require_platform, state
 from fleetd.api.openapi import documented
 from fleetd.backend.redis_link import SyncClient
 
@@ -26,18 +26,22 @@ bp = Blueprint("workers", __name__, url_prefix="/api/v1/admin/jobs/worker")
 
 
 @bp.get("/metrics")
-@documented("Worker metrics of the live daemons", {200: (bodies.WorkerMetrics, "OK")})
+@documented(
+    "Worker metrics of the live daemons (platform admins)", {200: (bodies.WorkerMetrics, "OK")}
+)
 @admin
 async def worker_metrics() -> Any:
+    require_platform("worker metrics (every company's jobs)")
     st = state()
     daemons = await redis(st.ops.daemons)
     return jsonify(responses.metrics_body(daemons, int(time.time() * 1000)))
 
 
 @bp.get("/health")
-@documented("Worker health", {200: (bodies.WorkerHealth, "OK")})
+@documented("Worker health (platform admins)", {200: (bodies.WorkerHealth, "OK")})
 @admin
 async def worker_health() -> Any:
+    require_platform("worker health (every company's jobs)")
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:

@@ -1,14 +1,16 @@
 """The one place that talks to Redis: redis-py's sync client driven from trio.
 
-Owns: opening the client for a URL (`redis://`, `rediss://`, `unix://`, a Sentinel-
-managed primary `redis+sentinel://`, a Cluster `redis+cluster://`, or `memory://`, the
-embedded in-process store), the single thread hop every Redis call takes
+Owns: the client for a URL (`redis://`, `rediss://`, `unix://`, a Sentinel-managed
+primary `redis+sentinel://`, a Cluster `redis+cluster://`, or `memory://`, the embedded
+in-process store; what each scheme means and how it is opened is
+fleetd.backend.topologies), the single thread hop every Redis call takes
 (`trio.to_thread.run_sync` behind one CapacityLimiter, so the trio thread never blocks
 on a socket), loading Lua scripts, translating redis-py's errors into fleetd's, and
 knowing whether Redis is reachable right now (`ready`).
 
-Nothing else in fleetd imports redis. Callers hand `call()` a plain function that takes
-the sync client, so a batch of commands costs one hop, not one per command.
+Nothing else in fleetd imports redis (but fleetd.backend.topologies, for this module).
+Callers hand `call()` a plain function that takes the sync client, so a batch of
+commands costs one hop, not one per command.
 
 Lifecycle: open() → connect() (waits with capped backoff until Redis answers) →
 call()… → close(). With `memory://` the store is also served on loopback TCP so the CLI
@@ -26,15 +28,22 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import unquote
 
 import redis
 import redis.exceptions
 import trio
-from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
+
+from fleetd.backend.topologies import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    client_options,
+    open_cluster,
+    open_direct,
+    open_embedded,
+    open_sentinel,
+)
 
 __all__ = [
     "Backoff",
@@ -78,43 +87,6 @@ class RedisUnavailable(Exception):
 
 class RedisCommandError(Exception):
     """Redis answered with an error: a script bug or a misconfigured server."""
-
-
-SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
-CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-_DEFAULT_PORT = {"sentinel": 26379, "cluster": 6379}
-
-
-class _MultiHostURL:
-    """`<scheme>://[[user]:password@]host[:port][,host[:port]...][/path]`, parsed.
-
-    The `+sentinel`/`+cluster` URLs name several hosts, which urllib does not parse.
-    """
-
-    def __init__(self, url: str, kind: str) -> None:
-        scheme, _, rest = url.partition("://")
-        self.tls = scheme.startswith("rediss+")
-        netloc, _, path = rest.partition("/")
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, _, password = userinfo.partition(":")
-        self.username = unquote(user) or None
-        self.password = unquote(password) or None
-        self.nodes: list[tuple[str, int]] = []
-        for item in hosts.split(","):
-            host, sep, port = item.strip().rpartition(":")
-            if not sep or "]" in port:  # no port (an IPv6 literal's colons are in [])
-                host, port = item.strip(), ""
-            host = host.strip("[]")
-            if not host or not (port == "" or port.isdigit()):
-                raise ValueError(f"redis.url: bad host {item!r} in {kind} URL")
-            self.nodes.append((host, int(port) if port else _DEFAULT_PORT[kind]))
-        self.path = [part for part in path.split("/") if part]
-
-
-def _parse_db(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"redis.url: database must be a number, got {text!r}")
-    return int(text)
 
 
 def embedded_address_file(state_dir: Path) -> Path:
@@ -274,103 +246,18 @@ class RedisLink:
         return self._client
 
     def _open(self, url: str, max_conn: int, connect_timeout: float, timeout: float) -> SyncClient:
-        # RESP2 and decoded strings everywhere; no hidden retries: a retried script could
-        # run twice (an enqueue without an idempotency key would duplicate a job).
-        # No health-check PINGs: a dead connection shows as an error on first use,
-        # which the caller already handles (they cost ~10 µs on every command).
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "protocol": 2,
-            "retry": Retry(NoBackoff(), 0),
-            "socket_timeout": timeout,
-            "socket_connect_timeout": connect_timeout,
-        }
+        options = client_options(connect_timeout, timeout)
         if url.startswith(SENTINEL_SCHEMES):
-            return self._open_sentinel(url, max_conn, options)
+            self._sentinel, client = open_sentinel(url, max_conn, options)
+            return client
         if url.startswith(CLUSTER_SCHEMES):
-            return self._open_cluster(url, max_conn, options)
+            return open_cluster(url, max_conn, options)
         if not self.embedded:
-            if self._shared_by_threads:
-                # Any number of caller threads: wait for a free connection.
-                pool: redis.ConnectionPool = redis.BlockingConnectionPool.from_url(
-                    url, max_connections=max_conn, timeout=timeout, **options
-                )
-            else:
-                # Only call() uses it, and its CapacityLimiter keeps in-flight hops at
-                # max_connections, so a plain pool (cheaper get/release) never runs dry.
-                pool = redis.ConnectionPool.from_url(url, max_connections=max_conn, **options)
-            return redis.Redis(connection_pool=pool)
-        return self._open_embedded(options)
-
-    def _open_sentinel(self, url: str, max_conn: int, options: dict[str, Any]) -> SyncClient:
-        """`redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`:
-        the primary Sentinel names for `service`, found again by redis-py after a failover.
-        The password is the primary's; the sentinels are reached with the same timeouts
-        (and TLS for `rediss+sentinel://`) but no password."""
-        parsed = _MultiHostURL(url, "sentinel")
-        if not parsed.path or len(parsed.path) > 2:
-            raise ValueError("redis.url: redis+sentinel:// needs /<service_name>[/<db>]")
-        service = unquote(parsed.path[0])
-        db = _parse_db(parsed.path[1]) if len(parsed.path) == 2 else 0
-        tls: dict[str, Any] = {"ssl": True} if parsed.tls else {}
-        sentinel_options = {
-            "socket_timeout": options["socket_timeout"],
-            "socket_connect_timeout": options["socket_connect_timeout"],
-            "decode_responses": True,
-            "protocol": 2,
-            "retry": Retry(NoBackoff(), 0),
-            **tls,
-        }
-        self._sentinel = Sentinel(parsed.nodes, sentinel_kwargs=sentinel_options)
-        # Not a blocking pool (redis-py has no Sentinel variant): max_connections bounds
-        # it; call()'s limiter keeps the daemon within it.
-        return self._sentinel.master_for(
-            service,
-            max_connections=max_conn,
-            db=db,
-            username=parsed.username,
-            password=parsed.password,
-            **tls,
-            **options,
+            return open_direct(url, max_conn, options, shared_by_threads=self._shared_by_threads)
+        self._tcp, self.served_url, client = open_embedded(
+            self._memory_listen if self._state_dir is not None else "", options
         )
-
-    @staticmethod
-    def _open_cluster(url: str, max_conn: int, options: dict[str, Any]) -> Callable[[], SyncClient]:
-        """`redis+cluster://[[user]:password@]host[:port][,host[:port]...]`: any reachable
-        nodes; redis-py discovers the rest and follows MOVED/ASK. fleetd's keys share one
-        hash tag, so each script and pipeline goes to one node. Database 0 only."""
-        parsed = _MultiHostURL(url, "cluster")
-        if parsed.path and parsed.path != ["0"]:
-            raise ValueError("redis.url: a Cluster has database 0 only")
-        return functools.partial(
-            RedisCluster,
-            startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
-            max_connections=max_conn,  # per node
-            username=parsed.username,
-            password=parsed.password,
-            ssl=parsed.tls,
-            **options,
-        )
-
-    def _open_embedded(self, options: dict[str, Any]) -> SyncClient:
-        import fakeredis
-
-        server: Any
-        if self._memory_listen and self._state_dir is not None:
-            host, _, port = self._memory_listen.rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(
-                    f"redis.memory_listen must be host:port, got {self._memory_listen!r}"
-                )
-            self._tcp = fakeredis.TcpFakeServer((host, int(port)), server_type="redis")
-            self._tcp.daemon_threads = True
-            server = self._tcp.fake_server
-            bound_host, bound_port = self._tcp.server_address[:2]
-            self.served_url = f"redis://{bound_host}:{bound_port}/0"
-        else:
-            server = fakeredis.FakeServer()
-        options.pop("socket_connect_timeout")
-        return fakeredis.FakeRedis(server=server, **options)
+        return client
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -4,6 +4,13 @@ an artifact store, and durable per-job notes for idempotency.
 One JobContext per attempt. Everything here goes through the daemon's RedisLink (never
 a Redis call on the trio thread) and is company-scoped: a follow-up job inherits the
 company and user of the job that enqueued it.
+
+What the contexts of one process share is a `JobServices`, built once by the worker
+(or fleetd.testing): the link, keys, scripts, artifact directory, and where follow-up
+jobs go — any `FollowUps`, i.e. an object with `async enqueue(request)`, which is
+fleetd.jobs.queue.Queue in practice. The context depends on that small Protocol, not
+on the queue: the queue depends on the handler registry, and handlers take a
+JobContext, so a concrete dependency would close a cycle (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -11,17 +18,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleetd.jobs.artifacts import ArtifactStore
+from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.model import EnqueueRequest
 
 if TYPE_CHECKING:
-    from fleetd.backend.redis_link import SyncClient
-    from fleetd.backend.scripts import ClaimedJob
-    from fleetd.jobs.queue import EnqueueResult, Queue
+    from fleetd.backend.keys import Keys
+    from fleetd.backend.redis_link import RedisLink, SyncClient
+    from fleetd.backend.scripts import ClaimedJob, Scripts
+    from fleetd.jobs.receipts import EnqueueResult
 
-__all__ = ["JobContext"]
+__all__ = ["FollowUps", "JobContext", "JobServices"]
 
 _log = logging.getLogger("fleetd.job")
 # Job-hash fields holding handlers' notes (`remember`) start with this; no field the
@@ -31,10 +42,28 @@ NOTE_PREFIX = "note:"
 MAX_NOTE_BYTES = 16_384
 
 
+class FollowUps(Protocol):
+    """Where `ctx.enqueue` sends follow-up jobs (fleetd.jobs.queue.Queue is one)."""
+
+    async def enqueue(self, req: EnqueueRequest) -> EnqueueResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobServices:
+    """What every JobContext of one process shares (built once, not per job)."""
+
+    link: RedisLink
+    keys: Keys
+    scripts: Scripts
+    follow_ups: FollowUps
+    # `[artifacts] dir`; None when the registry was not built by build_registry.
+    artifacts_dir: Path | None
+
+
 class JobContext:
-    def __init__(self, job: ClaimedJob, queue: Queue) -> None:
+    def __init__(self, job: ClaimedJob, services: JobServices) -> None:
         self.job = job
-        self._queue = queue
+        self._services = services
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._artifacts: ArtifactStore | None = None
 
@@ -64,10 +93,8 @@ class JobContext:
         """
         pct = max(0.0, min(100.0, float(percent)))
         payload = json.dumps({"percent": round(pct, 2), "message": message})
-        ops = self._queue.ops
-        return await self._queue.link.call(
-            ops.scripts.progress, self.job.id, self.job.token, payload
-        )
+        s = self._services
+        return await s.link.call(s.scripts.progress, self.job.id, self.job.token, payload)
 
     async def enqueue(
         self, job_type: str, data: Mapping[str, Any] | None = None, **fields: Any
@@ -76,14 +103,14 @@ class JobContext:
         raw: dict[str, Any] = {"type": job_type, "data": dict(data or {}), **fields}
         raw.setdefault("company_id", self.job.company_id)
         raw.setdefault("user_id", self.job.user_id)
-        return await self._queue.enqueue(EnqueueRequest.from_dict(raw))
+        return await self._services.follow_ups.enqueue(EnqueueRequest.from_dict(raw))
 
     @property
     def artifacts(self) -> ArtifactStore:
         """Files this job produces, under `[artifacts] dir`/<job id>/, listed in the
         job's result as {"artifacts": [{name, path, size, sha256}]}."""
         if self._artifacts is None:
-            root = self._queue.ops.registry.artifacts_dir
+            root = self._services.artifacts_dir
             if root is None:
                 raise RuntimeError("no artifact directory: build the registry with build_registry")
             self._artifacts = ArtifactStore(root, self.job.id)
@@ -97,8 +124,6 @@ class JobContext:
         try:
             return self._artifacts.merge_into(result)
         except ValueError as exc:
-            from fleetd.jobs.handlers import PermanentError
-
             raise PermanentError(str(exc)) from None
 
     async def remember(self, key: str, value: Any) -> None:
@@ -109,7 +134,7 @@ class JobContext:
         payload = json.dumps(value, separators=(",", ":"))
         if len(payload) > MAX_NOTE_BYTES:
             raise ValueError(f"note {key!r} is larger than {MAX_NOTE_BYTES} bytes")
-        job_key = self._queue.ops.keys.job(self.job.id)
+        job_key = self._services.keys.job(self.job.id)
 
         def write(client: SyncClient) -> None:
             # Only while the job exists: a note must never resurrect a deleted job
@@ -117,11 +142,10 @@ class JobContext:
             if client.exists(job_key):
                 client.hset(job_key, field, payload)
 
-        await self._queue.link.call(write)
+        await self._services.link.call(write)
 
     async def recall(self, key: str, default: Any = None) -> Any:
         """The value `remember` stored under `key` for this job, or `default`."""
-        raw = await self._queue.link.call(
-            lambda c: c.hget(self._queue.ops.keys.job(self.job.id), NOTE_PREFIX + key)
-        )
+        job_key = self._services.keys.job(self.job.id)
+        raw = await self._services.link.call(lambda c: c.hget(job_key, NOTE_PREFIX + key))
         return default if raw is None else json.loads(raw)

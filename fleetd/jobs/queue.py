@@ -24,9 +24,9 @@ from fleetd.jobs.model import (
     Job,
     JobStatus,
     ValidationError,
-    format_ts,
     new_job_id,
 )
+from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
 
 __all__ = [
@@ -49,8 +49,13 @@ MAX_PAGE = 500
 # Finished jobs deleted per prune call while cleaning up.
 PRUNE_BATCH = 500
 # A filtered listing examines at most this many index entries per requested job before
-# it returns a shorter page with a cursor (bounds the work of a sparse filter).
+# it returns a shorter page with a cursor (bounds the work of a sparse filter)...
 FILTER_SCAN_FACTOR = 20
+# ...and at most this many in all, whatever the page size. Each costs one HMGET of two
+# short fields, ~10 µs here (mostly redis-py's pipeline): 2,000 bound a page's filter
+# work to ~20 ms. Before, a 500-job page of a company with no jobs in a 50k index read
+# 10,000 whole hashes: ~0.2 s with 1 KB of data each, more with larger data.
+MAX_FILTER_SCAN = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,25 +65,6 @@ class JobDefaults:
     priority: int = 5
     max_retries: int = 3
     timeout: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    job_id: str
-    status: str
-    enqueued_at_ms: int
-    duplicate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec's enqueue response, plus `duplicate` when an idempotency key matched."""
-        out: dict[str, Any] = {
-            "job_id": self.job_id,
-            "status": self.status,
-            "enqueued": format_ts(self.enqueued_at_ms),
-        }
-        if self.duplicate:
-            out["duplicate"] = True
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +100,11 @@ def _decode_cursor(cursor: str) -> tuple[int, int]:
         return int(score), int(skip)
     except ValueError:
         raise ValidationError("cursor", f"malformed cursor {cursor!r}") from None
+
+
+def _scan_window(limit: int) -> int:
+    """Index entries one filtered page may examine."""
+    return min(limit * FILTER_SCAN_FACTOR, MAX_FILTER_SCAN)
 
 
 class QueueOps:
@@ -231,38 +222,56 @@ class QueueOps:
     ) -> JobPage:
         """Newest first (by creation for pending/processing/retrying, by finish time for
         completed/failed/cancelled). The cursor is "<score>.<entries at that score seen>",
-        stable while jobs are added."""
+        stable while jobs are added.
+
+        A filtered page (company, type) examines at most `_scan_window(limit)` index
+        entries, reading only the two fields the filter needs, then the whole hash of
+        the jobs it returns: a sparse filter answers a shorter page, or an empty one,
+        with a cursor to go on, instead of reading the whole index in one request."""
         limit = max(1, min(limit, MAX_PAGE))
         filtered = company_id is not None or job_type is not None
-        window = limit * FILTER_SCAN_FACTOR if filtered else limit
+        window = _scan_window(limit) if filtered else limit
         top, skip = ("+inf", 0) if cursor is None else _decode_cursor(cursor)
         entries = client.zrevrangebyscore(
             self.keys.status(status), top, "-inf", start=skip, num=window + 1, withscores=True
         )
         has_more = len(entries) > window
         entries = entries[:window]
-        jobs: list[Job] = []
+        ids = [e[0] for e in entries]
+        wanted = self._matching(client, ids, company_id, job_type) if filtered else set(ids)
+        picked: list[str] = []
         last_score, seen_at_score = (None if cursor is None else int(top)), skip
-        for (job_id, score), job in zip(
-            entries, self.get_many(client, [e[0] for e in entries]), strict=True
-        ):
+        for i, (job_id, score) in enumerate(entries):
             s = int(score)
             seen_at_score = seen_at_score + 1 if s == last_score else 1
             last_score = s
-            if job is None:
-                continue  # pruned between the two reads
-            if (company_id is not None and job.company_id != company_id) or (
-                job_type is not None and job.type != job_type
-            ):
-                continue
-            jobs.append(job)
-            if len(jobs) == limit:
-                has_more = has_more or entries[-1][0] != job_id
-                break
+            if job_id in wanted:
+                picked.append(job_id)
+                if len(picked) == limit:
+                    has_more = has_more or i < len(entries) - 1
+                    break
+        # A job pruned between the reads is left out (the page is one shorter).
+        jobs = [job for job in self.get_many(client, picked) if job is not None]
         next_cursor = None
         if has_more and last_score is not None:
             next_cursor = _encode_cursor(last_score, seen_at_score)
         return JobPage(jobs, next_cursor)
+
+    def _matching(
+        self, client: SyncClient, ids: Sequence[str], company_id: str | None, job_type: str | None
+    ) -> set[str]:
+        """The ids whose job is of `company_id` and `job_type` (None = any): two short
+        fields per job, not the whole hash (its data may be kilobytes)."""
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "company_id", "type")
+        return {
+            job_id
+            for job_id, (company, kind) in zip(ids, pipe.execute(), strict=True)
+            if kind is not None  # pruned between the two reads
+            and (company_id is None or company == company_id)
+            and (job_type is None or kind == job_type)
+        }
 
     def stats(self, client: SyncClient) -> dict[str, int]:
         """The spec's stats plus retrying and cancelled; total is their sum."""

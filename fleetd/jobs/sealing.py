@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fleetd.config.datakeys import SealError, format_key, new_key, parse_key
+
 if TYPE_CHECKING:
     from fleetd.backend.scripts import ClaimedJob
     from fleetd.config import Config
@@ -69,9 +71,9 @@ VERSION = "v1"
 PREFIX = f"fleetd:{VERSION}:"
 # The key file's name under the state directory when `[encryption] key_file` is "".
 KEY_FILE = "encryption-keys"
-# AES-256: 32-byte keys. GCM's standard nonce is 96 bits; random nonces stay safe for
-# 2^32 seals per key (NIST SP 800-38D §8.3) — rotate long before that.
-KEY_BYTES = 32
+# AES-256 keys (their text form: fleetd.config.datakeys). GCM's standard nonce is 96
+# bits; random nonces stay safe for 2^32 seals per key (NIST SP 800-38D §8.3) — rotate
+# long before that.
 NONCE_BYTES = 12
 # The marker of whole-data sealing, and the key its envelope is stored under.
 MARK_DATA = "data"
@@ -80,44 +82,14 @@ WHOLE_PATH = "*"
 # What readers see in place of a sealed value.
 REDACTED = "***"
 REDACTED_DATA: dict[str, Any] = {"encrypted": True}
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # A sensitive path: object keys joined by dots ("recipient.phone"); no wildcards.
 _PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-class SealError(ValueError):
-    """A value cannot be sealed or opened; the message says why (never the value)."""
-
-
 class EncryptionUnavailable(Exception):
     """This process cannot seal: its keys are missing or unusable. The operator's to
     fix, not the caller's (the API answers 500 encryption_unavailable, not 422)."""
-
-
-def new_key() -> bytes:
-    return secrets.token_bytes(KEY_BYTES)
-
-
-def format_key(key_id: str, key: bytes) -> str:
-    """The config form of a key: "key_id:base64"."""
-    if not _KEY_ID.fullmatch(key_id):
-        raise SealError(f"key id {key_id!r} must be 1 to 32 of A-Z a-z 0-9 _ . -")
-    return f"{key_id}:{base64.b64encode(key).decode()}"
-
-
-def parse_key(line: str, where: str) -> tuple[str, bytes]:
-    """(key id, key) of a "key_id:base64" line; SealError naming `where` if malformed."""
-    kid, sep, material = line.strip().partition(":")
-    if not sep or not _KEY_ID.fullmatch(kid):
-        raise SealError(f"{where}: expected 'key_id:base64' with a key id of A-Z a-z 0-9 _ . -")
-    try:
-        raw = base64.b64decode(material, validate=True)
-    except (binascii.Error, ValueError):
-        raise SealError(f"{where}: key {kid!r} is not valid base64") from None
-    if len(raw) != KEY_BYTES:
-        raise SealError(f"{where}: key {kid!r} must be {KEY_BYTES} bytes, got {len(raw)}")
-    return kid, raw
 
 
 def check_paths(paths: object) -> tuple[str, ...]:

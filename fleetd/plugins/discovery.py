@@ -11,7 +11,9 @@ Owns, for every process that knows job types (the daemon and the CLI alike, thro
 - start-up errors, each one line naming the culprit (`PluginError`, `DuplicateJobType`):
   a plugin that fails to import, breaks the hook contract, returns something that is
   not a handler, claims a job type another plugin claims, or ships a bad schedule;
-- `JobHooks`: the lifecycle hooks, resolved once; None when no plugin implements one;
+- `JobHooks` (fleetd.plugins.lifecycle): the lifecycle hooks, resolved once and kept on
+  the registry; None when no plugin implements one;
+- the `PluginManager` (fleetd.plugins.manager) holding what was loaded;
 - `default_schedules(pm)`: the checked default schedules (for the scheduler);
 - `describe(pm)`: what `fleetd plugins` prints.
 """
@@ -20,20 +22,21 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pluggy
-
 from fleetd.config import Config, WorkerConfig
 from fleetd.jobs.artifacts import artifacts_root
-from fleetd.jobs.handlers import Handler, HandlerRegistry, InvalidHandler
+from fleetd.jobs.contract import Handler
+from fleetd.jobs.errors import InvalidHandler
+from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.model import ValidationError, parse_priority
-from fleetd.plugins import hookspecs
-from fleetd.plugins.hookspecs import hookimpl
+from fleetd.plugins.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from fleetd.plugins.lifecycle import JobHooks
+from fleetd.plugins.manager import PluginInfo, PluginManager
 from fleetd.plugins.noop import NoopHandler
+from fleetd.version import __version__
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -49,9 +52,8 @@ __all__ = [
 
 log = logging.getLogger("fleetd.plugins")
 
-ENTRY_POINT_GROUP = "fleetd.plugins"
+
 CORE_PLUGIN = "noop"
-_LIFECYCLE = ("fleetd_job_started", "fleetd_job_finished", "fleetd_job_failed")
 _SCHEDULE_KEYS = frozenset({"name", "job_type", "data", "schedule", "priority", "timezone"})
 
 
@@ -65,84 +67,6 @@ class _CorePlugin:
     @hookimpl
     def fleetd_handlers(self) -> list[Handler]:
         return [NoopHandler()]
-
-
-@dataclass
-class PluginInfo:
-    """One loaded plugin, as `fleetd plugins` shows it."""
-
-    name: str
-    module: str
-    distribution: str
-    version: str
-    source: str  # "core", or "entry point <group>: <name> = <value>"
-    hooks: list[str] = field(default_factory=list)
-    job_types: list[str] = field(default_factory=list)
-
-
-class PluginManager(pluggy.PluginManager):
-    """pluggy's manager for project "fleetd", plus what this process loaded."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(hookspecs.PROJECT)
-        self.add_hookspecs(hookspecs)
-        self.config = config
-        self.infos: dict[str, PluginInfo] = {}
-        self.blocked_plugins: list[str] = []
-        self.schedules: list[dict[str, Any]] = []
-        self.schedule_owners: dict[str, str] = {}  # schedule name -> plugin name
-        self.registry = HandlerRegistry()  # replaced by build_registry
-
-
-# -- lifecycle hooks -------------------------------------------------------------------
-
-_Impl = tuple[str, Callable[..., object], tuple[str, ...]]
-
-
-class JobHooks:
-    """The lifecycle hook implementations, resolved once at start-up.
-
-    Each implementation is called on its own: one that raises is logged with its
-    plugin's name, and the others still run.
-    """
-
-    def __init__(self, impls: dict[str, list[_Impl]]) -> None:
-        self._started = impls.get("fleetd_job_started", [])
-        self._finished = impls.get("fleetd_job_finished", [])
-        self._failed = impls.get("fleetd_job_failed", [])
-        self.wants_started = bool(self._started)
-        self.wants_finished = bool(self._finished)
-        self.wants_failed = bool(self._failed)
-
-    @classmethod
-    def build(cls, pm: pluggy.PluginManager) -> JobHooks | None:
-        impls: dict[str, list[_Impl]] = {}
-        for name in _LIFECYCLE:
-            # pluggy calls the last registered (or tryfirst) implementation first.
-            found = reversed(getattr(pm.hook, name).get_hookimpls())
-            impls[name] = [(i.plugin_name, i.function, tuple(i.argnames)) for i in found]
-        return cls(impls) if any(impls.values()) else None
-
-    @staticmethod
-    def _call(hook: str, impls: list[_Impl], kwargs: dict[str, Any]) -> None:
-        for plugin, function, argnames in impls:
-            try:
-                function(*[kwargs[a] for a in argnames])
-            except Exception:
-                log.exception("plugin %r: %s raised (ignored)", plugin, hook)
-
-    def started(self, job: Any) -> None:
-        if self._started:
-            self._call("fleetd_job_started", self._started, {"job": job})
-
-    def finished(self, job: Any, result: dict[str, Any]) -> None:
-        if self._finished:
-            self._call("fleetd_job_finished", self._finished, {"job": job, "result": result})
-
-    def failed(self, job: Any, error: str, will_retry: bool) -> None:
-        if self._failed:
-            kwargs = {"job": job, "error": error, "will_retry": will_retry}
-            self._call("fleetd_job_failed", self._failed, kwargs)
 
 
 # -- discovery -------------------------------------------------------------------------
@@ -241,10 +165,8 @@ def build_plugin_manager(cfg: Config) -> PluginManager:
         pm.blocked_plugins.append(CORE_PLUGIN)
     else:
         pm.register(_CorePlugin(), name=CORE_PLUGIN)
-        import fleetd
-
         pm.infos[CORE_PLUGIN] = PluginInfo(
-            CORE_PLUGIN, "fleetd.plugins.noop", "fleetd", fleetd.__version__, "core"
+            CORE_PLUGIN, "fleetd.plugins.noop", "fleetd", __version__, "core"
         )
     _load_entry_points(pm)
     for name, info in pm.infos.items():
@@ -269,8 +191,7 @@ def build_registry(cfg: Config) -> HandlerRegistry:
     registry.hooks = JobHooks.build(pm)
     registry.artifacts_dir = artifacts_root(cfg)
     registry.plugins = pm
-    pm.registry = registry
-    pm.schedules = _check_schedules(pm)
+    pm.schedules = _check_schedules(pm, registry)
     known = set(pm.infos) | set(pm.blocked_plugins) | set(registry.types())
     known |= {job_type for job_type, _ in registry.skipped}
     for name in cfg.plugins.disable:
@@ -282,7 +203,9 @@ def build_registry(cfg: Config) -> HandlerRegistry:
 # -- default schedules -----------------------------------------------------------------
 
 
-def _schedule(pm: PluginManager, plugin: str, raw: object) -> dict[str, Any] | None:
+def _schedule(
+    pm: PluginManager, registry: HandlerRegistry, plugin: str, raw: object
+) -> dict[str, Any] | None:
     """One checked schedule definition, or None when its job type is disabled."""
     if not isinstance(raw, dict):
         raise PluginError(f"plugin {plugin!r}: a default schedule must be a dict, got {raw!r}")
@@ -296,7 +219,6 @@ def _schedule(pm: PluginManager, plugin: str, raw: object) -> dict[str, Any] | N
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise PluginError(f"{what}: {key!r} must be a non-empty string")
     job_type = raw["job_type"]
-    registry = pm.registry
     handler = registry.get(job_type)
     if handler is None:
         # Disabled by job type, or possibly the job type of a disabled plugin (whose
@@ -328,12 +250,12 @@ def _schedule(pm: PluginManager, plugin: str, raw: object) -> dict[str, Any] | N
     }
 
 
-def _check_schedules(pm: PluginManager) -> list[dict[str, Any]]:
+def _check_schedules(pm: PluginManager, registry: HandlerRegistry) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     owners = pm.schedule_owners
     for plugin, items in _hook_results(pm, "fleetd_default_schedules"):
         for raw in items:
-            checked = _schedule(pm, plugin, raw)
+            checked = _schedule(pm, registry, plugin, raw)
             if checked is None:
                 continue
             name = checked["name"]

@@ -15,8 +15,10 @@ arguments than its spec names (pluggy passes only those it asks for). None of th
 hooks is `firstresult` or `historic`: every plugin's answer counts, and all plugins are
 registered before any hook is called.
 
-Themes: registration (`fleetd_handlers`, `fleetd_default_schedules`), called at
-start-up by every process that builds the registry (daemon and CLI alike); and the job
+Themes: configuration (`fleetd_config_sections`), called whenever the config is loaded
+— by every command, before anything else, so it must only declare; registration
+(`fleetd_handlers`, `fleetd_default_schedules`), called at start-up by every process
+that builds the registry (daemon and CLI alike); and the job
 lifecycle (`fleetd_job_started`, `fleetd_job_finished`, `fleetd_job_failed`), called by
 the worker on the trio thread. Lifecycle hooks must be quick and must not block (no
 network or disk I/O: hand such work to a job of its own); one that raises is logged
@@ -32,12 +34,14 @@ import pluggy
 
 if TYPE_CHECKING:
     from fleetd.backend.scripts import ClaimedJob
-    from fleetd.config import Config
-    from fleetd.jobs.handlers import Handler
+    from fleetd.config import Config, ConfigSection
+    from fleetd.jobs.contract import Handler
 
-__all__ = ["PROJECT", "ScheduleDefinition", "hookimpl", "hookspec"]
+__all__ = ["ENTRY_POINT_GROUP", "PROJECT", "ScheduleDefinition", "hookimpl", "hookspec"]
 
 PROJECT = "fleetd"
+# Where installed packages (the built-in plugins included) register their plugins.
+ENTRY_POINT_GROUP = "fleetd.plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -58,6 +62,27 @@ class ScheduleDefinition(TypedDict):
     data: NotRequired[dict[str, Any]]
     priority: NotRequired[int | str]
     timezone: NotRequired[str]
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@hookspec
+def fleetd_config_sections() -> list[ConfigSection]:
+    """Return the config sections this plugin owns (e.g. `[email]`).
+
+    Called when the config is loaded, before `fleetd_handlers`, by every command: it must
+    only declare (no I/O, no heavy imports). Each section's keys are checked with the
+    core sections', every error reported at once; they are overridden from the
+    environment as FLEETD_<SECTION>_<KEY> and shown by `fleetd config show`. The plugin
+    reads its values from the loaded config: `config.section(MyConfig)`. The section of
+    a plugin disabled in `[plugins] disable` is accepted without being checked.
+
+    :return: a list of `fleetd.ConfigSection(name, schema)`: `name` is the TOML table
+        (not a core section's, not another plugin's), `schema` a frozen dataclass whose
+        fields are all `fleetd.setting(default, help, ...)`, as fleetd's own sections.
+    """
+    raise NotImplementedError  # pragma: no cover - a spec, never called
 
 
 # -- registration ----------------------------------------------------------------------

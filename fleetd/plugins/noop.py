@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from fleetd.jobs.handlers import HandlerDefaults
+from fleetd.jobs.contract import HandlerDefaults
 from fleetd.jobs.model import ValidationError
 
 if TYPE_CHECKING:

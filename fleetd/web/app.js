@@ -90,8 +90,9 @@ async function login(event) {
   session.set(token);
   button.disabled = true;
   try {
-    // Any admin may read the workers' health: a cheap check that the API accepts the token.
-    await api("GET", "worker/health");
+    // Any admin may read the job types (worker health is for platform admins only): a
+    // cheap check that the API accepts the token.
+    await api("GET", "types");
   } catch (exc) {
     session.clear();
     showLogin(exc.status === 401 || exc.status === 403 ? `Refused: ${exc.message}` : describe(exc));

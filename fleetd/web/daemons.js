@@ -1,7 +1,7 @@
 // Daemons and their health: the spec's worker health (healthy / degraded / unhealthy and
 // why), the WorkerMetrics summed over the live daemons, and one row per daemon from its
-// heartbeat (roles, concurrency, jobs running, readiness, active alerts). Any admin may
-// read them: they name no company's data.
+// heartbeat (roles, concurrency, jobs running, readiness, active alerts). They count
+// every company's jobs: platform admins only (a company admin's token gets 403).
 
 import { api } from "./api.js";
 import { $, fill, fmtNumber, fmtRelative, h, pill } from "./dom.js";

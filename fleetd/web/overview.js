@@ -206,6 +206,8 @@ export class Overview {
   }
 
   async refreshHealth() {
+    // Worker health counts every company's jobs: platform admins only (the card is hidden).
+    if (!document.body.classList.contains("platform")) return;
     const box = $("#health-summary");
     try {
       const health = await api("GET", "worker/health");

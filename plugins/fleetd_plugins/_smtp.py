@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from fleetd import EmailConfig
+from ._email_config import EmailConfig
 
 __all__ = ["SmtpTransport", "classify", "write_outbox"]
 

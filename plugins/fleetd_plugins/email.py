@@ -6,6 +6,7 @@ alternative: the message becomes multipart/alternative) and `reply_to`. `to`, `c
 (`"Jane Doe <jane@example.com>"`). Addresses are checked at enqueue (syntax only, no
 DNS). Bcc recipients get the message but never appear in its headers.
 
+Config: the `[email]` section, which this plugin owns (`EmailConfig`, _email_config.py).
 Delivery (`[email] mode`): "outbox" (the default) writes `<outbox_dir>/<job id>.eml`;
 "smtp" sends through `[email] host`. A 5xx answer fails the job at once
 (PermanentError); a 4xx answer, a refused connection or a time-out is retried.
@@ -33,7 +34,7 @@ import trio
 
 from fleetd import (
     Config,
-    EmailConfig,
+    ConfigSection,
     HandlerDefaults,
     JobContext,
     JobHandler,
@@ -42,9 +43,10 @@ from fleetd import (
     hookimpl,
 )
 
+from ._email_config import SECTION, EmailConfig
 from ._smtp import SmtpTransport, classify, write_outbox
 
-__all__ = ["EmailNotificationHandler", "fleetd_handlers"]
+__all__ = ["EmailConfig", "EmailNotificationHandler", "fleetd_config_sections", "fleetd_handlers"]
 
 # RFC 5322 caps a line at 998 characters; a subject longer than that is a bug upstream.
 MAX_SUBJECT = 998
@@ -215,8 +217,13 @@ class EmailNotificationHandler(JobHandler):
 
 
 @hookimpl
+def fleetd_config_sections() -> list[ConfigSection]:
+    return [SECTION]
+
+
+@hookimpl
 def fleetd_handlers(config: Config) -> list[JobHandler]:
-    email = config.email
+    email = config.section(EmailConfig)
     outbox = Path(email.outbox_dir).expanduser() if email.outbox_dir else None
     outbox = outbox or config.state_dir / "outbox"
     return [EmailNotificationHandler(email, outbox.absolute())]

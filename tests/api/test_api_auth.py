@@ -232,6 +232,70 @@ async def test_company_bound_admin_sees_only_its_company(config: Config) -> None
         assert a["job_id"] != g["job_id"] and "duplicate" not in g
 
 
+# company_id claims that name no company: each is refused (401), never read as "no
+# company" (which would make the bearer a platform admin: fail open).
+BAD_COMPANY_CLAIMS: dict[str, Any] = {
+    "empty": "",
+    "null": None,
+    "blank": "   ",
+    "tab": "\t",
+    "number": 42,
+    "zero": 0,
+    "float": 1.5,
+    "boolean": True,
+    "list": ["acme"],
+    "empty list": [],
+    "object": {"id": "acme"},
+    "over-long": "a" * 129,
+    "newline": "acme\nglobex",
+    "NUL": "acme\x00",
+    "escape": "\x1b[31macme",
+    "lone surrogate": "acme\ud800",
+    "surrounding whitespace": " acme ",
+}
+
+
+async def test_company_claim_absent_is_platform_present_must_name_a_company(
+    config: Config,
+) -> None:
+    async with running_api(api_config(config)) as api:
+        pending = f"{PREFIX}/status/pending"
+        theirs = await api.enqueue({"type": "noop", "company_id": "globex"})
+        for what, value in BAD_COMPANY_CLAIMS.items():
+            # json.dumps keeps a lone surrogate as the escape "\ud800", as a real
+            # identity provider's token would carry it.
+            tok = jwt.encode(claims(company_id=value), SECRET, "HS256")
+            for path in (f"{PREFIX}/stats", pending, f"{PREFIX}/{theirs['job_id']}"):
+                r = await api.get(path, headers=bearer(tok))
+                assert r.status_code == 401, (what, path, r.text)
+                error = r.json()["error"]
+                assert error["code"] == "unauthorized", what
+                assert "company_id" in error["message"], (what, error)
+                assert r.headers["www-authenticate"].startswith("Bearer"), what
+        # Absent: a platform admin, who sees every company.
+        platform = bearer(jwt.encode(claims(), SECRET, "HS256"))
+        assert await status_of(api, platform) == 200
+        listed = (await api.get(pending, headers=platform)).json()["jobs"]
+        assert [j["id"] for j in listed] == [theirs["job_id"]]
+        # Present and valid (long, non-ASCII, inner spaces): that company only.
+        for company in ("acme", "société générale", "c" * 128):
+            bound = bearer(jwt.encode(claims(company_id=company), SECRET, "HS256"))
+            assert await status_of(api, bound) == 403, company
+            r = await api.get(pending, headers=bound)
+            assert r.status_code == 200 and r.json()["jobs"] == [], company
+
+
+def test_fleetd_token_refuses_a_company_that_names_none(config: Config) -> None:
+    from fleetd.api.auth import mint_token
+
+    cfg = api_config(config)
+    for value in ("", "  ", "a" * 129, "x\ny"):
+        with pytest.raises(ValueError, match="company_id"):
+            mint_token(cfg, company_id=value)
+    tok, _, _ = mint_token(cfg, company_id="acme")
+    assert jwt.decode(tok, SECRET, algorithms=["HS256"])["company_id"] == "acme"
+
+
 async def test_every_route_has_an_auth_decision(config: Config) -> None:
     async with running_api(api_config(config)) as api:
         assert api.daemon.http is not None
@@ -312,6 +376,8 @@ def test_fleetd_token_generates_a_secret_once_and_mints_tokens(
         out.strip(), secret_file.read_text().strip(), algorithms=["HS256"]
     )
     assert main(["token", "--ttl", "soon"]) == 2
+    assert main(["token", "--company", ""]) == 2  # not a platform token
+    assert "company_id" in capsys.readouterr().err
     monkeypatch.setenv("FLEETD_AUTH_ALGORITHMS", "RS256")
     assert main(["token"]) == 2
     assert "identity provider" in capsys.readouterr().err

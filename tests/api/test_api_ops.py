@@ -156,3 +156,38 @@ async def test_audit_log_records_mutations_with_outcomes(config: Config) -> None
         since = entries[2]["at"]
         recent = (await api.get(f"{PREFIX}/audit", params={"since": since})).json()
         assert len(recent["entries"]) >= 3
+
+
+# Every view that counts every company's jobs: a company-bound token gets the same 403.
+AGGREGATES = [
+    ("GET", "/metrics"),
+    ("GET", f"{PREFIX}/worker/metrics"),
+    ("GET", f"{PREFIX}/worker/health"),
+    ("GET", f"{PREFIX}/stats"),
+    ("GET", f"{PREFIX}/throughput"),
+    ("POST", f"{PREFIX}/cleanup?older_than=1d"),
+]
+
+
+async def test_company_tokens_get_403_on_every_aggregate(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        await api.enqueue({"type": "noop", "company_id": "globex"})
+        acme = auth("acme")
+        for method, path in AGGREGATES:
+            r = await api.client.request(method, path, headers=acme)
+            assert r.status_code == 403, (path, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "forbidden", path
+            assert "platform admin" in error["message"], path
+            assert "globex" not in r.text, path
+            r = await api.client.request(method, path, headers=auth())
+            assert r.status_code == 200, (path, r.text)
+        # What is stored by company stays the company's own: its listing, its audit
+        # entries, its schedules' stats.
+        for path in (f"{PREFIX}/status/pending", f"{PREFIX}/audit", f"{PREFIX}/scheduled/stats"):
+            r = await api.get(path, headers=acme)
+            assert r.status_code == 200 and "globex" not in r.text, path
+    # [http] metrics_auth = false opens /metrics to anyone the operator lets reach it.
+    async with running_api(api_config(config, metrics_auth=False)) as api:
+        for headers in ({}, auth("acme")):
+            assert (await api.client.get("/metrics", headers=headers)).status_code == 200

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from fleetd import config as config_module
 from fleetd.config import (
     SEARCH_PATHS,
     Config,
@@ -21,6 +20,7 @@ from fleetd.config import (
     load_config,
     resolve_state_dir,
 )
+from fleetd.config import settings as config_module
 
 REPO_TOML = Path(__file__).resolve().parents[2] / "fleetd.toml"
 
@@ -95,6 +95,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "redis_timeout": "1.5s",
         "shutdown_timeout": "5s",
         "metrics_auth": True,
+        "max_in_flight": 128,
         "audit_maxlen": 100_000,
         "allowed_origins": [],
     },
@@ -287,12 +288,12 @@ def test_env_overrides_each_kind(tmp_path: Path) -> None:
 )
 def test_env_bool(raw: str, value: bool) -> None:
     # No section has a bool key yet; the parser the schema would use is tested directly.
-    assert config_module._parse("bool", raw, True) is value
+    assert config_module.parse_value("bool", raw, True) is value
 
 
 def test_env_bool_rejects_other_words() -> None:
     with pytest.raises(ValueError):
-        config_module._parse("bool", "maybe", True)
+        config_module.parse_value("bool", "maybe", True)
 
 
 def test_env_errors_name_the_variable(tmp_path: Path) -> None:

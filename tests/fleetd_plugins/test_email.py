@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from fleetd_plugins.email import EmailConfig
 from pool import running_pool, wait_status
 
 from fleetd.config import Config
@@ -82,7 +83,7 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
 
 
 def email_config(config: Config, **email_changes: Any) -> Config:
-    return dataclasses.replace(config, email=dataclasses.replace(config.email, **email_changes))
+    return config.with_section(dataclasses.replace(config.section(EmailConfig), **email_changes))
 
 
 def smtp_config(config: Config, port: int, **changes: Any) -> Config:
@@ -259,7 +260,7 @@ async def test_outbox_writes_an_eml_the_email_package_parses(
 
 
 async def test_outbox_is_the_embedded_default(config: Config) -> None:
-    assert config.email.mode == "outbox"
+    assert config.section(EmailConfig).mode == "outbox"
     job_id, [job] = await deliver(config, JobStatus.COMPLETED)
     assert Path(job.result["path"]) == config.state_dir / "outbox" / f"{job_id}.eml"
     assert Path(job.result["path"]).is_file()

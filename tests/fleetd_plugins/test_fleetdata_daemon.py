@@ -19,6 +19,7 @@ import pytest
 import trio
 from conftest import fleetd_env
 from daemons import Fleet, cli_json, run_cli
+from fleetd_plugins.email import EmailConfig
 from fleetdata_db import (
     BACKENDS,
     Raw,
@@ -68,8 +69,7 @@ async def test_every_job_type_through_a_daemon(config: Config, url: str, tmp_pat
     cfg = dataclasses.replace(
         cfg,
         daemon=dataclasses.replace(cfg.daemon, roles=("worker", "scheduler")),
-        email=dataclasses.replace(cfg.email, outbox_dir=str(outbox)),
-    )
+    ).with_section(dataclasses.replace(cfg.section(EmailConfig), outbox_dir=str(outbox)))
     start, end = period_inside()
     lo, hi = bounds(start, end)
     daemon = Daemon(cfg)

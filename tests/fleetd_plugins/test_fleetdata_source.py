@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleetd_plugins.fleetdata.config import DataConfig
+from fleetd_plugins.fleetdata.db import Db, _pyformat
 from fleetd_plugins.fleetdata.demo import DemoSpec, company_ids, delete_companies, write_demo
 from fleetd_plugins.fleetdata.plugin import open_source
-from fleetd_plugins.fleetdata.source import Db, FleetData, _pyformat, mask_url
+from fleetd_plugins.fleetdata.source import FleetData, mask_url
 from fleetdata_db import BACKENDS, Raw, drop, empty_url, shared_url
 
 from fleetd.config import Config, ConfigError, load_config
@@ -212,8 +214,7 @@ def _embedded(tmp_path: Path, **data: Any) -> Config:
     return dataclasses.replace(
         cfg,
         daemon=dataclasses.replace(cfg.daemon, state_dir=str(tmp_path / "state")),
-        data=dataclasses.replace(cfg.data, **data),
-    )
+    ).with_section(dataclasses.replace(cfg.section(DataConfig), **data))
 
 
 async def test_the_embedded_default_starts_with_a_demo_fleet(
@@ -259,4 +260,4 @@ def test_the_data_url_setting(tmp_path: Path) -> None:
     ]
     path.write_text("")
     env = {"FLEETD_DATA_URL": "postgresql://fleet:pw@db/fleet"}
-    assert load_config(path, env=env).data.url == env["FLEETD_DATA_URL"]
+    assert load_config(path, env=env).section(DataConfig).url == env["FLEETD_DATA_URL"]

@@ -613,6 +613,80 @@ def test_filters_by_company_and_type(engine: Engine) -> None:
         assert all(j.type == job_type for j in page.jobs if job_type)
 
 
+class CountingClient:
+    """A Redis client that counts the job-hash reads its pipelines queue: the work a
+    listing page does, whatever Redis' speed."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.reads = {"hmget": 0, "hgetall": 0}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def pipeline(self, **kw: Any) -> Any:
+        pipe = self.client.pipeline(**kw)
+        reads = self.reads
+
+        class Counted:
+            def __getattr__(self, name: str) -> Any:
+                if name in reads:
+                    reads[name] += 1
+                return getattr(pipe, name)
+
+        return Counted()
+
+
+def test_a_sparse_filter_examines_a_bounded_window_per_page(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan = 40
+    monkeypatch.setattr(queue_module, "MAX_FILTER_SCAN", scan)
+    # 200 jobs of another company, 3 of ours among them (newest, middle, oldest).
+    ours = {3, 101, 199}
+    reqs = [
+        {"type": "noop", "company_id": "acme" if i in ours else "globex", "data": {"n": i}}
+        for i in range(200)
+    ]
+    engine.ops.enqueue_rows(engine.link.client, engine.ops.prepare_many(reqs))
+    everything = [i for p in walk(engine, JobStatus.PENDING, limit=500) for i in p]
+    assert len(everything) == 200
+    acme = {
+        j.id
+        for j in engine.ops.get_many(engine.link.client, everything)
+        if j and j.company_id == "acme"
+    }
+    expected = [i for i in everything if i in acme]
+
+    counting = CountingClient(engine.link.client)
+    found: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        before = dict(counting.reads)
+        page = engine.ops.list_jobs(
+            counting, JobStatus.PENDING, limit=500, cursor=cursor, company_id="acme"
+        )
+        pages += 1
+        # One page: at most `scan` two-field probes, whole hashes only for its jobs.
+        assert counting.reads["hmget"] - before["hmget"] <= scan
+        assert counting.reads["hgetall"] - before["hgetall"] == len(page.jobs)
+        assert all(j.company_id == "acme" for j in page.jobs)
+        found += [j.id for j in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert pages < 20, "pagination does not end"
+    assert found == expected  # every job of ours once, newest first, none skipped
+    assert pages == 200 // scan  # the index, walked in windows of `scan`
+    # A page that fills up stops early; unfiltered listings read the page only.
+    page = engine.ops.list_jobs(counting, JobStatus.PENDING, limit=1, company_id="globex")
+    assert len(page.jobs) == 1 and page.next_cursor is not None
+    counting.reads = {"hmget": 0, "hgetall": 0}
+    page = engine.ops.list_jobs(counting, JobStatus.PENDING, limit=7)
+    assert counting.reads == {"hmget": 0, "hgetall": 7} and len(page.jobs) == 7
+
+
 # --- cleanup --------------------------------------------------------------------------
 
 

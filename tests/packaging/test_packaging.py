@@ -106,7 +106,8 @@ def test_binary_runs_a_job_of_a_wheel_plugin(
     env["PATH"] = "/usr/bin:/bin"  # the system python3, not the test venv's
     listed = binary(env, "plugins")
     assert listed.returncode == 0, listed.stderr
-    for plugin_type in ("shout", "email_notification", "noop"):
+    # The built-ins come with their libraries (the builtins extra): fleetdata loads.
+    for plugin_type in ("shout", "email_notification", "noop", "report_generation"):
         assert plugin_type in listed.stdout, listed.stdout
 
     monkeypatch.setattr(daemons, "FLEETD", [str(BINARY)])  # `fleetd run` is the binary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def fleetd_handlers():
 
 def handler_plugin(site: Path, name: str, job_type: str) -> str:
     return make_plugin(site, name, HANDLER.format(name=name, job_type=job_type))
+
+
+def with_site(env: dict[str, str], site: Path) -> dict[str, str]:
+    """`env` with `site` first on the import path (before what PYTHONPATH already held)."""
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}
 
 
 def with_disable(cfg: Config, *names: str) -> Config:
@@ -186,6 +192,20 @@ def test_a_broken_plugin_stops_start_up_naming_it(
     build_registry(with_disable(config, "culprit"))  # disabling it is the way out
 
 
+def test_fleetdata_without_the_builtins_extra_names_what_to_install(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules: the library is not importable (as when it is not installed).
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(PluginError) as info:
+        build_registry(config)
+    message = str(info.value)
+    assert message.startswith("plugin 'fleetdata': ") and "\n" not in message
+    assert "needs psycopg, not installed: install 'fleetd[builtins]'" in message
+    assert "openpyxl" not in message  # only what is missing
+    build_registry(with_disable(config, "fleetdata"))  # or turn it off
+
+
 def test_one_plugin_name_from_two_packages_is_an_error(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +242,7 @@ def test_start_up_errors_are_one_line_exit_2(
         handler_plugin(site, "dupe", "noop")
     else:
         make_plugin(site, "broken", "raise RuntimeError('boom at import')\n")
-    env = fleetd_env(config) | {"PYTHONPATH": str(site)}
+    env = with_site(fleetd_env(config), site)
     for args in (["plugins"], ["enqueue", "noop"], ["run"]):
         done = run_cli(env, *args)
         assert done.returncode == 2, (args, done.stderr)
@@ -467,7 +487,7 @@ def test_plugins_import_only_the_public_api() -> None:
     assert len(files) >= 4
     assert [bad for f in files for bad in _fleetd_imports(f)] == []
     # and the pin itself works
-    probe = PLUGINS.parent / "tests" / "test_plugins.py"
+    probe = Path(__file__)
     assert "test_plugins.py: from fleetd.config import ..." in _fleetd_imports(probe)
 
 
@@ -498,7 +518,7 @@ def test_example_plugin_installed_with_pip_lists_runs_and_disables(
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr
-    env = fleetd_env(config) | {"PYTHONPATH": str(site)}
+    env = with_site(fleetd_env(config), site)
 
     listed = cli_json(env, "plugins", "--json")
     example = next(p for p in listed["plugins"] if p["name"] == "example")

@@ -22,6 +22,7 @@ import trio
 
 from fleetd import Config, HandlerDefaults, JobContext, JobHandler, ValidationError
 
+from .config import DataConfig
 from .progress import Progress
 from .scope import Scope
 from .source import Db, FleetData
@@ -74,9 +75,10 @@ class DataCleanupHandler(JobHandler):
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source
-        self.floor = config.data.cleanup_floor_days
-        self.batch = config.data.cleanup_batch
-        self.pause = config.data.cleanup_pause
+        data = config.section(DataConfig)
+        self.floor = data.cleanup_floor_days
+        self.batch = data.cleanup_batch
+        self.pause = data.cleanup_pause
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         days = data["older_than_days"]

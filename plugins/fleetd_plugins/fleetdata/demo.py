@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from .db import INSERT_CHUNK, Db
 from .demo_sim import COLUMNS, Company, Driver, Rows, Vehicle, new_uuid, simulate_company
-from .source import INSERT_CHUNK, Db
 
 __all__ = ["FIRST_RUN", "DemoSpec", "company_ids", "delete_companies", "write_demo"]
 

@@ -24,6 +24,7 @@ import trio
 
 from fleetd import Config, HandlerDefaults, JobContext, JobHandler, ValidationError
 
+from .config import DataConfig
 from .formats import FORMATS, Column, CsvEncoder, JsonEncoder, XlsxBook, media_type, parse_columns
 from .period import DATE, Period, parse_period
 from .progress import Progress
@@ -136,7 +137,7 @@ class DataExportHandler(JobHandler):
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source
-        self.batch = config.data.export_batch
+        self.batch = config.section(DataConfig).export_batch
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         spec = EXPORTS[data["export_type"]]

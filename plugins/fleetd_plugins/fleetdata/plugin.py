@@ -6,24 +6,42 @@ default, PostgreSQL in production. Registered through the entry-point group
 `fleetd.plugins` as `fleetdata`, like any third-party plugin, importing only fleetd's
 public API; disable it (or one of its job types) in `[plugins] disable`.
 
-Hooks: `fleetd_handlers(config)` builds the data source from the config (opening
-nothing: the first job connects, creates missing tables and, for the embedded default,
-a demo fleet) and returns the four handlers sharing it; `fleetd_default_schedules`
-returns the spec's three recurring jobs. `fleetd demo-data` (demo_cli.py) fills any
+Hooks: `fleetd_config_sections` declares `[data]` (config.py), the section this plugin
+owns; `fleetd_handlers(config)` checks that the libraries of the `builtins` extra are
+installed, builds the data source from the config (opening nothing: the first job
+connects, creates missing tables and, for the embedded default, a demo fleet) and
+returns the four handlers sharing it; `fleetd_default_schedules` returns the spec's
+three recurring jobs. `fleetd demo-data` (demo_cli.py) fills any
 configured database with a demo fleet.
 """
 
 from __future__ import annotations
 
-from fleetd import Config, JobHandler, ScheduleDefinition, hookimpl
+import importlib.util
+
+from fleetd import Config, ConfigSection, JobHandler, PluginError, ScheduleDefinition, hookimpl
 
 from .cleanup import DataCleanupHandler
+from .config import SECTION, DataConfig
 from .exports import DataExportHandler
 from .reminders import MaintenanceReminderHandler
 from .reports import ReportGenerationHandler
 from .source import FleetData, default_url
 
-__all__ = ["DEFAULT_SCHEDULES", "fleetd_default_schedules", "fleetd_handlers", "open_source"]
+__all__ = [
+    "DEFAULT_SCHEDULES",
+    "check_libraries",
+    "fleetd_config_sections",
+    "fleetd_default_schedules",
+    "fleetd_handlers",
+    "open_source",
+]
+
+# The libraries of the extra `fleetd[builtins]` this plugin imports when a job needs
+# them (PostgreSQL, XLSX); checked at start-up so a missing one is not a job failure
+# hours later. lxml is in the extra too, but openpyxl only runs faster with it.
+LIBRARIES = ("psycopg", "openpyxl")
+EXTRA = "builtins"
 
 # The spec's default scheduled jobs: this plugin owns their job types, so it ships them
 # (fleetd's scheduler creates each once per namespace). Platform-wide: no company.
@@ -55,16 +73,32 @@ DEFAULT_SCHEDULES: list[ScheduleDefinition] = [
 def open_source(config: Config) -> FleetData:
     """The fleet database of `[data] url` ("" = SQLite under the state directory).
     Opens nothing yet."""
-    url = config.data.url
-    if url:
-        return FleetData(url)
+    data = config.section(DataConfig)
+    if data.url:
+        return FleetData(data.url)
     return FleetData(
-        default_url(config.state_dir), embedded_default=True, demo_fleet=config.data.demo_fleet
+        default_url(config.state_dir), embedded_default=True, demo_fleet=data.demo_fleet
     )
+
+
+def check_libraries() -> None:
+    """PluginError naming the missing libraries and the extra that installs them.
+    find_spec only looks: nothing is imported (psycopg alone takes ~0.1 s)."""
+    if missing := [name for name in LIBRARIES if importlib.util.find_spec(name) is None]:
+        raise PluginError(
+            f"the fleetdata plugin needs {', '.join(missing)}, not installed: install "
+            f"'fleetd[{EXTRA}]', or turn the plugin off with [plugins] disable = [\"fleetdata\"]"
+        )
+
+
+@hookimpl
+def fleetd_config_sections() -> list[ConfigSection]:
+    return [SECTION]
 
 
 @hookimpl
 def fleetd_handlers(config: Config) -> list[JobHandler]:
+    check_libraries()
     source = open_source(config)
     return [
         ReportGenerationHandler(source, config),

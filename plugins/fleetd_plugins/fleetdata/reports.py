@@ -27,6 +27,7 @@ import trio
 
 from fleetd import Config, HandlerDefaults, JobContext, JobHandler
 
+from .config import DataConfig
 from .formats import FORMATS, Column, CsvEncoder, XlsxBook, media_type
 from .period import DATE, Period, parse_period, previous_month
 from .report_queries import BUILDERS, Report
@@ -97,7 +98,7 @@ class ReportGenerationHandler(JobHandler):
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source
-        self.max_days = config.data.report_max_days
+        self.max_days = config.section(DataConfig).report_max_days
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         parse_period(data, both_or_neither=True, max_days=self.max_days)

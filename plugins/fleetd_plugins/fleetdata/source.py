@@ -6,8 +6,8 @@ Owns:
   (`trio.to_thread`, at most `MAX_THREADS` at once per source);
 - the schema (schema_sqlite.sql / schema_postgresql.sql), created on first use, and, for
   the embedded default only, the first-run demo fleet (`[data] demo_fleet`);
-- the differences handlers must not see: SQL is written once with `:name` parameters
-  (rewritten to `%(name)s` for psycopg), and every value reads back the same from both
+- the differences handlers must not see (implemented by `Db`, fleetdata.db): SQL is
+  written once with `:name` parameters, and every value reads back the same from both
   databases: ids and dates as text, timestamps as 'YYYY-MM-DDTHH:MM:SSZ' (UTC), money
   as float;
 - transactions (one per `run` call) and streaming reads in batches: a server-side
@@ -25,39 +25,27 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
-if TYPE_CHECKING:
-    import psycopg
+from .db import Cursor, Db, Params, connect_postgres, connect_sqlite
 
+# Db is re-exported: the fleetdata modules that run queries take it from here.
 __all__ = ["Db", "FleetData", "Session", "default_url", "mask_url"]
 
 log = logging.getLogger("fleetd.fleetdata")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Params = Mapping[str, Any]
 
 # Connections (threads) one source uses at once: the daemon's concurrency is 5 by
 # default; 8 leaves room for a CLI or a burst without letting 100 jobs open 100.
 MAX_THREADS = 8
-# SQLite waits this long for another writer (a clean-up batch) before failing: far
-# longer than one batch (~50 ms for 5,000 rows).
-SQLITE_BUSY_MS = 30_000
-# Rows per executemany/COPY chunk when bulk-inserting (the demo generator).
-INSERT_CHUNK = 10_000
-# libpq waits for a TCP connect without limit by default; a dead host would hold a job
-# (and a thread) until the job's own time-out. A URL may set its own connect_timeout.
-CONNECT_TIMEOUT_S = 10
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 def default_url(state_dir: Path) -> str:
@@ -67,156 +55,6 @@ def default_url(state_dir: Path) -> str:
 def mask_url(url: str) -> str:
     """The URL with its password hidden, for logs and errors."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-# -- dialects ----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def _pyformat(sql: str) -> str:
-    """`:name` → `%(name)s` (and a literal % doubled), for psycopg."""
-    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
-
-
-@lru_cache(maxsize=1)
-def _loaders() -> tuple[tuple[str, type[Any]], ...]:
-    """psycopg's loaders for the types fleetd reads as text or float (psycopg is
-    imported on first use only: the CLI builds the plugin registry on every command)."""
-    from psycopg.adapt import Loader
-    from psycopg.types.numeric import FloatLoader
-    from psycopg.types.string import TextLoader
-
-    class UtcTimestamp(Loader):
-        """timestamptz → '2024-01-05T08:00:00Z' (the session's TimeZone is UTC, so the
-        server's text is '2024-01-05 08:00:00+00')."""
-
-        def load(self, data: Any) -> str:
-            text = bytes(data).decode()
-            return f"{text[:10]}T{text[11:-3]}Z"
-
-    return (
-        ("uuid", TextLoader),
-        ("date", TextLoader),
-        ("numeric", FloatLoader),
-        ("timestamptz", UtcTimestamp),
-    )
-
-
-def _connect_postgres(url: str) -> psycopg.Connection[Any]:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    given = conninfo_to_dict(url)
-    defaults: dict[str, str | int] = {
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "application_name": "fleetd",
-    }
-    extra = {k: v for k, v in defaults.items() if k not in given}
-    conn = psycopg.connect(make_conninfo(url, **extra))
-    for type_name, loader in _loaders():
-        conn.adapters.register_loader(type_name, loader)
-    # Text dates as YYYY-MM-DD and timestamps in UTC, whatever the server's defaults.
-    conn.execute("SET TIME ZONE 'UTC'")
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.commit()
-    return conn
-
-
-def _connect_sqlite(path: Path) -> sqlite3.Connection:
-    # check_same_thread=False: a job's connection is used from one worker thread at a
-    # time, but not always the same one (trio's thread cache).
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=SQLITE_BUSY_MS / 1000)
-    conn.execute("PRAGMA journal_mode = WAL")  # readers never wait for a clean-up batch
-    conn.execute("PRAGMA synchronous = NORMAL")  # WAL makes this durable enough
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-class Db:
-    """One open connection (blocking; use it in a worker thread). SQL uses `:name`
-    parameters on both databases."""
-
-    def __init__(self, conn: Any, dialect: str) -> None:
-        self.conn = conn
-        self.dialect = dialect  # "sqlite" | "postgresql"
-        self._pg = dialect == "postgresql"
-
-    def _sql(self, sql: str) -> str:
-        return _pyformat(sql) if self._pg else sql
-
-    def execute(self, sql: str, params: Params | None = None) -> int:
-        """Run one statement; the number of rows it changed."""
-        cur = self.conn.execute(self._sql(sql), params or {})
-        return int(cur.rowcount)
-
-    def all(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
-        cur = self.conn.execute(self._sql(sql), params or {})
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def one(self, sql: str, params: Params | None = None) -> dict[str, Any] | None:
-        rows = self.all(sql, params)
-        return rows[0] if rows else None
-
-    def value(self, sql: str, params: Params | None = None) -> Any:
-        row = self.conn.execute(self._sql(sql), params or {}).fetchone()
-        return None if row is None else row[0]
-
-    def in_list(self, prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-        """`(:p0, :p1, …)` and its parameters, for `col IN (…)` (at least one value)."""
-        names = {f"{prefix}{i}": v for i, v in enumerate(values)}
-        return "(" + ", ".join(f":{n}" for n in names) + ")", names
-
-    def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """Bulk insert (COPY on PostgreSQL); rows may be a generator. Returns the count."""
-        count = 0
-        if self._pg:
-            cols = ", ".join(columns)
-            with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-                    count += 1
-            return count
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        chunk: list[Sequence[Any]] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= INSERT_CHUNK:
-                self.conn.executemany(sql, chunk)
-                count += len(chunk)
-                chunk.clear()
-        if chunk:
-            self.conn.executemany(sql, chunk)
-            count += len(chunk)
-        return count
-
-    def commit(self) -> None:
-        self.conn.commit()
-
-    def rollback(self) -> None:
-        self.conn.rollback()
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class _Cursor:
-    """A streaming read: batches of tuples, fetched one batch per call."""
-
-    def __init__(self, db: Db, sql: str, params: Params, name: str) -> None:
-        if db.dialect == "postgresql":
-            # A named cursor lives on the server: only `size` rows cross per fetch.
-            self.cur = db.conn.cursor(name=name)
-        else:
-            self.cur = db.conn.cursor()
-        self.cur.execute(db._sql(sql), params)
-        self.columns = [d[0] for d in self.cur.description]
-
-    def fetch(self, size: int) -> list[tuple[Any, ...]]:
-        return list(self.cur.fetchmany(size))
-
-    def close(self) -> None:
-        self.cur.close()
 
 
 # -- the source ----------------------------------------------------------------------------
@@ -252,8 +90,8 @@ class FleetData:
         """Open a connection (blocking)."""
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return Db(_connect_sqlite(self.path), "sqlite")
-        return Db(_connect_postgres(self.url), "postgresql")
+            return Db(connect_sqlite(self.path), "sqlite")
+        return Db(connect_postgres(self.url), "postgresql")
 
     def schema_sql(self) -> str:
         name = f"schema_{self.dialect}.sql"
@@ -285,7 +123,7 @@ class FleetData:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-        db = Db(_connect_sqlite(tmp), "sqlite")
+        db = Db(connect_sqlite(tmp), "sqlite")
         try:
             self.create_schema(db)
             counts = write_demo(db, FIRST_RUN)
@@ -342,10 +180,10 @@ class FleetData:
         self._streams += 1
         name = f"fleetd_stream_{self._streams}"
         db = await trio.to_thread.run_sync(self.connect, limiter=self.limiter)
-        cursor: _Cursor | None = None
+        cursor: Cursor | None = None
         try:
             cursor = await trio.to_thread.run_sync(
-                _Cursor, db, sql, params, name, limiter=self.limiter
+                Cursor, db, sql, params, name, limiter=self.limiter
             )
 
             async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
@@ -393,7 +231,7 @@ class Session:
         return self.source.stream(sql, params, batch_size)
 
 
-def _close_read(db: Db, cursor: _Cursor | None) -> None:
+def _close_read(db: Db, cursor: Cursor | None) -> None:
     try:
         if cursor is not None:
             cursor.close()

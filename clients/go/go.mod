@@ -1,0 +1,3 @@
+module fleetd/clients/go
+
+go 1.19

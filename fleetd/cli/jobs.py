@@ -1,0 +1,310 @@
+"""`fleetd enqueue`, `jobs list|show|cancel|reset`, `stats`, `workers`, `cleanup`: the
+job commands, each synchronous against Redis through the queue operations the HTTP API
+uses (with memory://, the running daemon's embedded store). `--json` prints exactly the
+body of the matching HTTP endpoint; `enqueue --wait` exits 1 when the job ended other
+than completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+from fleetd.api import responses
+from fleetd.cli.common import duration, fail, print_json
+from fleetd.engine import Engine
+from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, Job, JobStatus
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+# --wait polls the job; start fast (a noop finishes in a millisecond), back off to this.
+WAIT_POLL_MAX = 0.5
+# How long `jobs cancel` waits for a running job's daemon to stop its handler.
+CANCEL_WAIT = 10.0
+
+
+def add_parsers(sub: Any) -> None:
+    enq = sub.add_parser("enqueue", help="enqueue a job (or many with --jsonl)")
+    enq.add_argument("type", nargs="?", help="job type, e.g. noop")
+    enq.add_argument("--data", default="{}", help="job data as a JSON object")
+    enq.add_argument("--priority", help="1-20 or low, normal, high, critical")
+    enq.add_argument("--max-retries", type=int)
+    enq.add_argument("--timeout", help="time limit, e.g. 30s, 5m")
+    enq.add_argument("--company")
+    enq.add_argument("--user")
+    enq.add_argument("--tag", action="append", default=[], help="repeatable")
+    enq.add_argument("--run-at", help="ISO 8601 time with an offset, e.g. 2026-01-01T09:00:00Z")
+    enq.add_argument("--idempotency-key")
+    enq.add_argument(
+        "--encrypt", action="store_true", help="seal the whole data at rest ([encryption])"
+    )
+    enq.add_argument("--wait", action="store_true", help="wait until the job ends; print it")
+    enq.add_argument("--jsonl", help="file of job objects, one per line ('-' = stdin)")
+    enq.add_argument("--json", action="store_true")
+
+    jobs = sub.add_parser("jobs", help="list, show, cancel or reset jobs")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    ls = jsub.add_parser("list", help="jobs in one status, newest first")
+    ls.add_argument("--status", required=True, choices=[s.value for s in JobStatus])
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--cursor")
+    ls.add_argument("--company")
+    ls.add_argument("--type")
+    ls.add_argument("--json", action="store_true")
+    for name, text in (
+        ("show", "one job"),
+        ("cancel", "cancel a job"),
+        ("reset", "put a failed or cancelled job back to pending"),
+    ):
+        one = jsub.add_parser(name, help=text)
+        one.add_argument("id")
+        one.add_argument("--json", action="store_true")
+
+    stats = sub.add_parser("stats", help="jobs per status")
+    stats.add_argument("--json", action="store_true")
+    workers = sub.add_parser("workers", help="metrics of the live daemons")
+    workers.add_argument("--json", action="store_true")
+    clean = sub.add_parser("cleanup", help="delete finished jobs older than a duration")
+    clean.add_argument("--older-than", required=True, help="e.g. 24h, 7d")
+    clean.add_argument("--json", action="store_true")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _parse_data(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--data is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        fail(f"--data must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _request_from_args(a: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = {"type": a.type, "data": _parse_data(a.data)}
+    for field, value in (
+        ("priority", a.priority),
+        ("max_retries", a.max_retries),
+        ("timeout", a.timeout),
+        ("company_id", a.company),
+        ("user_id", a.user),
+        ("run_at", a.run_at),
+        ("idempotency_key", a.idempotency_key),
+    ):
+        if value is not None:
+            raw[field] = value
+    if a.tag:
+        raw["tags"] = a.tag
+    if a.encrypt:
+        raw["encrypt"] = True
+    return raw
+
+
+def _read_jsonl(source: str) -> list[dict[str, Any]]:
+    stream: TextIO
+    try:
+        stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror}")
+    items = []
+    with stream:
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                fail(f"{source}:{n}: not valid JSON: {exc.msg}")
+            if not isinstance(item, dict):
+                fail(f"{source}:{n}: each line must be a JSON object")
+            items.append(item)
+    if not items:
+        fail(f"{source}: no jobs")
+    return items
+
+
+def _poll(engine: Engine, job_id: str, until: Callable[[Job], bool], limit: float | None) -> Job:
+    delay, deadline = 0.005, None if limit is None else time.monotonic() + limit
+    while True:
+        job = engine.link.run_sync(engine.ops.get, job_id)
+        if job is None:
+            fail(f"job {job_id} disappeared")
+        if until(job) or (deadline is not None and time.monotonic() > deadline):
+            return job
+        time.sleep(delay)
+        delay = min(delay * 2, WAIT_POLL_MAX)
+
+
+def _job_lines(job: Job) -> Iterator[str]:
+    d = job.to_dict()
+    yield f"{job.id}  {job.type}  {job.status.value}  priority {job.priority}"
+    for key in (
+        "created_at",
+        "started_at",
+        "completed_at",
+        "run_at",
+        "company_id",
+        "user_id",
+        "tags",
+        "retry_count",
+        "max_retries",
+        "attempts",
+        "worker",
+        "error",
+    ):
+        if key in d:
+            yield f"  {key}: {d[key]}"
+    yield f"  data: {json.dumps(job.data)}"
+    if job.result is not None:
+        yield f"  result: {json.dumps(job.result)}"
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
+    if a.jsonl:
+        if a.type or a.wait:
+            fail("--jsonl takes no job type and no --wait")
+        rows = engine.ops.prepare_many(_read_jsonl(a.jsonl))
+        results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
+        if a.json:
+            print_json(responses.bulk_enqueue_body(results))
+        else:
+            dups = sum(r.duplicate for r in results)
+            print(
+                f"enqueued {len(results) - dups} job(s)"
+                + (f", {dups} duplicate(s)" if dups else "")
+            )
+        return 0
+    if not a.type:
+        fail("give a job type (e.g. `fleetd enqueue noop`) or --jsonl FILE")
+    row = engine.ops.prepare(EnqueueRequest.from_dict(_request_from_args(a)))
+    [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+    if not a.wait:
+        if a.json:
+            print_json(responses.enqueue_body(result))
+        else:
+            note = " (duplicate: existing job)" if result.duplicate else ""
+            print(f"{result.job_id} {result.status}{note}")
+        return 0
+    job = _poll(engine, result.job_id, lambda j: j.status in TERMINAL_STATUSES, None)
+    if a.json:
+        print_json(responses.job_body(job))
+    else:
+        print("\n".join(_job_lines(job)))
+    return 0 if job.status is JobStatus.COMPLETED else 1
+
+
+def _jobs(engine: Engine, a: argparse.Namespace) -> int:
+    ops, run = engine.ops, engine.link.run_sync
+    if a.jobs_command == "list":
+        status = JobStatus(a.status)
+        if not 1 <= a.limit <= 500:
+            fail("--limit must be from 1 to 500")
+        page = run(
+            lambda c: ops.list_jobs(
+                c, status, limit=a.limit, cursor=a.cursor, company_id=a.company, job_type=a.type
+            )
+        )
+        if a.json:
+            print_json(responses.list_body(page, status, a.limit))
+        else:
+            for j in page.jobs:
+                print(
+                    f"{j.id}  {j.type:<20} priority {j.priority:<3} {j.to_dict()['created_at']}"
+                    + (f"  {j.error}" if j.error else "")
+                )
+            print(
+                f"{len(page.jobs)} job(s)"
+                + (f"; next page: --cursor {page.next_cursor}" if page.next_cursor else "")
+            )
+        return 0
+    job = run(ops.get, a.id)
+    if job is None:
+        fail(f"no job {a.id}")
+    if a.jobs_command == "show":
+        if a.json:
+            print_json(responses.job_body(job))
+        else:
+            print("\n".join(_job_lines(job)))
+        return 0
+    if a.jobs_command == "cancel":
+        result = run(ops.cancel, a.id)
+        if result.outcome == "final":
+            fail(f"job {a.id} is already {result.status}; nothing to cancel")
+        if result.outcome == "cancelling":
+            done = _poll(engine, a.id, lambda j: j.status is not JobStatus.PROCESSING, CANCEL_WAIT)
+            result = type(result)("cancelling", done.status.value)
+        if a.json:
+            print_json(responses.cancel_body(a.id, result))
+        else:
+            print(
+                f"{a.id} {result.status}"
+                + (
+                    " (cancel requested; its daemon has not stopped it yet)"
+                    if result.status == "processing"
+                    else ""
+                )
+            )
+        return 0
+    reset = run(ops.reset, a.id)
+    if reset.outcome == "refused":
+        fail(f"job {a.id} is {reset.status}; only failed or cancelled jobs can be reset")
+    if a.json:
+        print_json(responses.reset_body(a.id, reset))
+    else:
+        print(f"{a.id} {reset.status}")
+    return 0
+
+
+def _stats(engine: Engine, a: argparse.Namespace) -> int:
+    stats = engine.link.run_sync(engine.ops.stats)
+    if a.json:
+        print_json(responses.stats_body(stats))
+    else:
+        for key, value in stats.items():
+            print(f"{key:<11} {value}")
+    return 0
+
+
+def _workers(engine: Engine, a: argparse.Namespace) -> int:
+    daemons = engine.link.run_sync(engine.ops.daemons)
+    body = responses.metrics_body(daemons, int(time.time() * 1000))
+    if a.json:
+        print_json(body)
+        return 0
+    m = body["metrics"]
+    print(
+        f"{len(daemons)} live daemon(s); processed {m['jobs_processed']}, succeeded "
+        f"{m['jobs_succeeded']}, failed {m['jobs_failed']}, retried {m['jobs_retried']}"
+    )
+    for d in body["daemons"]:
+        print(
+            f"  {d['daemon_id']}  {','.join(d.get('roles', []))}  running "
+            f"{d.get('running', 0)}/{d.get('concurrency', 0)}  up {d['metrics']['uptime']}"
+        )
+    return 0
+
+
+def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
+    older_than = duration("--older-than", a.older_than)
+    counts = engine.link.run_sync(engine.ops.cleanup, older_than)
+    body = responses.cleanup_body(counts, older_than)
+    if a.json:
+        print_json(body)
+    else:
+        print(f"deleted {body['deleted']} finished job(s) older than {body['older_than']}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
+    "enqueue": _enqueue, "jobs": _jobs, "stats": _stats, "workers": _workers,
+    "cleanup": _cleanup,
+}  # fmt: skip

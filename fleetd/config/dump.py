@@ -1,0 +1,67 @@
+"""The config as TOML spells it, for `fleetd config show` and round trips.
+
+Owns `config_to_dict()` (every setting of every section, core and plugin, by section:
+durations as "30s", lists as lists), `redacted()` (secret keys and passwords inside
+URLs masked) and `dump_toml()`, whose unredacted output load_config reads back to an
+equal Config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+
+from fleetd.config.durations import format_duration
+from fleetd.config.model import Config
+from fleetd.config.settings import section_keys
+
+__all__ = ["config_to_dict", "dump_toml", "redacted"]
+
+
+def _as_toml(kind: str, value: Any) -> Any:
+    if kind == "duration":
+        return format_duration(value)
+    return list(value) if kind == "list" else value
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every setting by section as TOML spells it: durations as "30s", lists as lists."""
+    return {
+        name: {
+            key: _as_toml(kind, getattr(section, meta["field"]))
+            for key, (kind, meta) in section_keys(type(section)).items()
+        }
+        for name, section in cfg.all_sections().items()
+    }
+
+
+def _mask_url(url: str) -> str:
+    """`redis://user:secret@host` → `redis://user:***@host`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else url
+
+
+def redacted(cfg: Config, values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """config_to_dict(cfg)'s output with secrets masked: secret keys as "***" when set,
+    and passwords inside URLs."""
+    out = {name: dict(section) for name, section in values.items()}
+    for name, section in cfg.all_sections().items():
+        for key, (_kind, meta) in section_keys(type(section)).items():
+            value = out[name].get(key)
+            if meta.get("secret") and value:
+                out[name][key] = "***"
+            elif isinstance(value, str) and "://" in value:
+                out[name][key] = _mask_url(value)
+    return out
+
+
+def dump_toml(cfg: Config, *, redact: bool = False) -> str:
+    """The settings as a TOML document that load_config reads back to an equal Config
+    (with `redact`, secrets are masked and the document is for reading only)."""
+    values = config_to_dict(cfg)
+    return tomli_w.dumps(redacted(cfg, values) if redact else values)

@@ -1,0 +1,124 @@
+"""The handler contract: what a job type's handler is, and the check that an object is one.
+
+A handler names its job type, declares its data as a JSON Schema checked at enqueue
+(bad data never reaches the queue; every field error is reported), may add checks a
+schema cannot express in `validate(data)`, may mark fields `sensitive` (sealed at rest,
+see fleetd.jobs.sealing), carries defaults for priority, max_retries and timeout, and runs
+the job: `async run(ctx, data) -> dict`, a JSON object that becomes the job's result.
+`JobHandler` is a convenient base class; any object of that shape works (`Handler`).
+
+Raising `PermanentError` (fleetd.jobs.errors) fails a job at once, without retries (a
+request that can never succeed); any other exception is a failed attempt, retried while
+retries are left. The registry of the handlers a process knows is fleetd.jobs.handlers.
+
+Depends on fleetd.jobs.context only for the type of `ctx`; the context depends on
+nothing here, nor on the registry or the queue (see its docstring), so the contract,
+the context and the registry import in that order, without a cycle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from fleetd.jobs.errors import InvalidHandler
+from fleetd.jobs.model import MAX_PRIORITY, MAX_RETRIES_LIMIT, MAX_TYPE_LENGTH, MIN_PRIORITY
+from fleetd.jobs.schema import SchemaValidator, compile_schema
+from fleetd.jobs.sealing import check_paths
+
+if TYPE_CHECKING:
+    from fleetd.jobs.context import JobContext
+
+__all__ = ["Handler", "HandlerDefaults", "JobHandler", "check_handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDefaults:
+    """Per-type defaults; None falls back to the config's [worker] values."""
+
+    priority: int | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """What the worker pool runs. See docs/PLUGINS.md for the contract in prose."""
+
+    job_type: str
+    defaults: HandlerDefaults
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Return the data to store (normalised), or raise ValidationError naming the field."""
+        ...
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        """Do the work; return a JSON object (the job's result)."""
+        ...
+
+
+class JobHandler:
+    """Base class for handlers: set the attributes, override `run` (and `validate` for
+    checks a schema cannot express, e.g. "end_date after start_date")."""
+
+    #: The job type this handler runs, e.g. "email_notification".
+    job_type: str = ""
+    #: One line for `fleetd plugins`.
+    description: str = ""
+    #: JSON Schema (draft 2020-12) of the job's data, checked at enqueue; None = any object.
+    schema: Mapping[str, Any] | None = None
+    #: Defaults for jobs of this type that do not set their own.
+    defaults: HandlerDefaults = HandlerDefaults()
+    #: Paths of data fields sealed at rest (AES-GCM) and never shown or logged, e.g.
+    #: ("smtp_password", "recipient.phone"): object keys joined by dots. A value there
+    #: of any JSON type is sealed as a whole; `run` gets the plaintext.
+    sensitive: tuple[str, ...] = ()
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Runs after the schema passed: return the data to store, or raise
+        ValidationError naming the field (`data.<name>`)."""
+        return data
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+
+def check_handler(handler: object) -> SchemaValidator | None:
+    """Check an object against the handler contract; return its compiled schema.
+
+    Raises InvalidHandler naming the first problem: done once at start-up, so a broken
+    handler stops the daemon instead of failing its first job.
+    """
+    name = type(handler).__name__
+    job_type = getattr(handler, "job_type", None)
+    if not isinstance(job_type, str) or not job_type.strip() or job_type != job_type.strip():
+        raise InvalidHandler(f"{name}.job_type must be a non-empty string, got {job_type!r}")
+    if len(job_type) > MAX_TYPE_LENGTH:
+        raise InvalidHandler(f"{name}.job_type is longer than {MAX_TYPE_LENGTH} characters")
+    if not inspect.iscoroutinefunction(getattr(handler, "run", None)):
+        raise InvalidHandler(f"{name} ({job_type}) needs `async def run(self, ctx, data)`")
+    if not callable(getattr(handler, "validate", None)):
+        raise InvalidHandler(f"{name} ({job_type}) needs `validate(self, data)`")
+    d = getattr(handler, "defaults", None)
+    if not isinstance(d, HandlerDefaults):
+        raise InvalidHandler(f"{name} ({job_type}).defaults must be a HandlerDefaults")
+    if d.priority is not None and not MIN_PRIORITY <= d.priority <= MAX_PRIORITY:
+        raise InvalidHandler(f"{job_type}: default priority must be 1-20, got {d.priority}")
+    if d.max_retries is not None and not 0 <= d.max_retries <= MAX_RETRIES_LIMIT:
+        raise InvalidHandler(f"{job_type}: default max_retries must be 0-100, got {d.max_retries}")
+    if d.timeout is not None and not (math.isfinite(d.timeout) and d.timeout > 0):
+        raise InvalidHandler(f"{job_type}: default timeout must be > 0, got {d.timeout}")
+    try:
+        check_paths(getattr(handler, "sensitive", ()))
+    except ValueError as exc:
+        raise InvalidHandler(f"{job_type}: {exc}") from None
+    schema = getattr(handler, "schema", None)
+    if schema is None:
+        return None
+    try:
+        return compile_schema(schema)
+    except ValueError as exc:
+        raise InvalidHandler(f"{job_type}: {exc}") from None

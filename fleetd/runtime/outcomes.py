@@ -1,0 +1,189 @@
+"""The completion batcher: every job outcome of a worker pool, written to Redis in
+batches by one task.
+
+Job tasks never call Redis: they `emit` an `Outcome` (complete, fail, abort, release)
+into a buffer, and `run()` (the flusher, in the pool's service nursery) writes what
+gathered in one hop per batch, one script call per kind — under load one hop carries
+many outcomes (DESIGN.md §3: unbatched, the prototype ran at half the speed). Then it
+accounts each outcome Redis accepted: metrics, the job's finish line in the log, the
+plugins' lifecycle hooks, and a wake-up for a retry when it falls due. On Redis errors
+it keeps the batch, in order, and retries with backoff; `final_flush()` gives a
+stopping daemon FINAL_FLUSH_PATIENCE to write the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.scripts import RETRY_UNIT_MS, ClaimedJob, Scripts
+from fleetd.plugins.lifecycle import JobHooks
+from fleetd.runtime.heartbeat import WorkerMetrics
+
+__all__ = ["Outcome", "OutcomeWriter"]
+
+log = logging.getLogger("fleetd.worker")
+
+# How long a stopping daemon keeps trying to write its last outcomes while Redis is
+# unreachable before it gives up (the leases then expire and the reaper recovers them).
+FINAL_FLUSH_PATIENCE = 10.0
+RETRY_UNIT_S = RETRY_UNIT_MS / 1000
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: str  # complete | fail | abort | release
+    job: ClaimedJob
+    elapsed: float
+    result: str = ""
+    error: str = ""
+    traceback: str = ""
+    retryable: bool = True
+
+
+class OutcomeWriter:
+    """The outcome buffer of one pool and the task that writes it."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        scripts: Scripts,
+        metrics: WorkerMetrics,
+        hooks: JobHooks | None,
+        *,
+        log_jobs: bool,
+        max_backoff: float,
+        wake_at_retry: Callable[[float], None],
+    ) -> None:
+        self.link = link
+        self.scripts = scripts
+        self.metrics = metrics
+        self._hooks = hooks
+        self._log_jobs = log_jobs
+        self._max_backoff = max_backoff
+        # Called with the delay until a retry the fail script scheduled falls due.
+        self._wake_at_retry = wake_at_retry
+        self._outcomes: list[Outcome] = []
+        self._outcome_ready = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def emit(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._outcome_ready.set()
+
+    async def run(self) -> None:
+        """The flusher: runs until cancelled (its nursery closes after final_flush)."""
+        backoff = Backoff(self._max_backoff)
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready = trio.Event()
+            while self._outcomes:
+                try:
+                    await self._flush_once()
+                    backoff.reset()
+                except RedisUnavailable:
+                    await backoff.sleep()
+
+    async def _flush_once(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        try:
+            # Shielded: once the writes left, their results must come back to us.
+            with trio.CancelScope(shield=True):
+                results = await self.link.call(self._write, batch)
+        except RedisUnavailable:
+            self._outcomes[:0] = batch  # keep order; try again
+            raise
+        self._account(batch, results)
+
+    def _write(self, client: SyncClient, batch: Sequence[Outcome]) -> dict[str, list[int]]:
+        by_kind: dict[str, list[Outcome]] = {}
+        for o in batch:
+            by_kind.setdefault(o.kind, []).append(o)
+        out: dict[str, list[int]] = {}
+        s = self.scripts
+        if done := by_kind.get("complete"):
+            out["complete"] = s.complete(client, [
+                (o.job.id, o.job.token, o.result,
+                 f'{{"duration_ms":{int(o.elapsed * 1000)},"attempt":{o.job.attempts}}}')
+                for o in done])  # fmt: skip
+        if failed := by_kind.get("fail"):
+            out["fail"] = s.fail(
+                client, [(o.job.id, o.job.token, o.error, o.traceback, o.retryable) for o in failed]
+            )
+        if aborted := by_kind.get("abort"):
+            out["abort"] = s.abort(client, [(o.job.id, o.job.token) for o in aborted])
+        if released := by_kind.get("release"):
+            out["release"] = s.release(client, [(o.job.id, o.job.token) for o in released])
+        return out
+
+    def _account(self, batch: Sequence[Outcome], results: dict[str, list[int]]) -> None:
+        counters = {kind: iter(values) for kind, values in results.items()}
+        m = self.metrics
+        for o in batch:
+            r = next(counters[o.kind])
+            if self._hooks is not None:
+                self._call_hooks(o, r)
+            if r >= 0:
+                self._log_outcome(o, r)
+            if o.kind == "complete" and r == 1:
+                m.record(o.elapsed, succeeded=True)
+            elif o.kind == "fail" and r >= 0:
+                m.record(o.elapsed, succeeded=False, retried=r > 0)
+                if r > 0:
+                    # Claim the retry when it is due, not at the next poll (up to
+                    # poll_interval late): fail.lua scheduled it (retry_count+1)² s out.
+                    self._wake_at_retry(RETRY_UNIT_S * (o.job.retry_count + 1) ** 2)
+
+    def _log_outcome(self, o: Outcome, r: int) -> None:
+        """The job's finish line, for an outcome Redis accepted (r as in _account): INFO
+        when log_jobs is on, WARNING for a final failure always. Never the job's data or
+        result (they may hold personal data); the error text is the handler's own."""
+        level, what = logging.INFO, "completed"
+        if o.kind == "complete" and r != 1:
+            return
+        if o.kind == "fail":
+            level, what = (logging.INFO, "failed, retrying") if r else (logging.WARNING, "failed")
+        elif o.kind != "complete":
+            level, what = logging.INFO, "cancelled" if o.kind == "abort" else "released (stopping)"
+        if (level == logging.INFO and not self._log_jobs) or not log.isEnabledFor(level):
+            return
+        job, ms = o.job, round(o.elapsed * 1000, 1)
+        extra = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts,
+                 "duration_ms": ms, "outcome": what}  # fmt: skip
+        if o.error:
+            log.log(level, "job %s (%s) %s after %.1f ms, attempt %d: %s",
+                    job.id, job.type, what, ms, job.attempts, o.error, extra=extra)  # fmt: skip
+        else:
+            log.log(level, "job %s (%s) %s in %.1f ms, attempt %d",
+                    job.id, job.type, what, ms, job.attempts, extra=extra)  # fmt: skip
+
+    def _call_hooks(self, o: Outcome, r: int) -> None:
+        """Lifecycle hooks for an outcome Redis accepted (r as in _account)."""
+        hooks = self._hooks
+        assert hooks is not None
+        if o.kind == "complete" and r == 1 and hooks.wants_finished:
+            hooks.finished(o.job, json.loads(o.result))
+        elif o.kind == "fail" and r >= 0 and hooks.wants_failed:
+            hooks.failed(o.job, o.error, r > 0)
+
+    async def final_flush(self) -> None:
+        with trio.move_on_after(FINAL_FLUSH_PATIENCE):
+            backoff = Backoff(self._max_backoff)
+            while self._outcomes:
+                try:
+                    await self._flush_once()
+                except RedisUnavailable:
+                    await backoff.sleep()
+        if self._outcomes:
+            log.error(
+                "Redis unreachable: %d job outcome(s) not written; their leases will "
+                "expire and the jobs run again",
+                len(self._outcomes),
+            )

@@ -1,0 +1,162 @@
+"""Running one claimed job: `JobRunner.run(entry)` finds its handler, opens sealed data,
+builds its JobContext, runs the handler inside the entry's cancel scope, and turns what
+happened into an `Outcome` for the completion batcher (fleetd.runtime.outcomes).
+
+`Running` is a job a pool holds: its cancel scope carries both the time limit and stop
+requests, and `reason` tells them apart (cancel, lost lease, shutdown; None with a
+cancel = the deadline passed). The pool does the bookkeeping around a run (slots, the
+moving average of job times); nothing here touches Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from fleetd.backend.scripts import ClaimedJob
+from fleetd.config.durations import format_duration
+from fleetd.jobs.context import JobContext, JobServices
+from fleetd.jobs.errors import PermanentError
+from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.sealing import Sealer, open_claimed
+from fleetd.runtime.outcomes import Outcome
+
+__all__ = ["JobRunner", "Running"]
+
+log = logging.getLogger("fleetd.worker")
+
+# Error texts and tracebacks are cut to these lengths: a job hash must stay small, and
+# the tail of a traceback is the part that names the failing line.
+MAX_ERROR_CHARS = 2000
+MAX_TRACEBACK_CHARS = 8000
+# Built once: json.dumps with options constructs an encoder on every call.
+_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
+
+
+@dataclass(slots=True, eq=False)
+class Running:
+    job: ClaimedJob
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    reason: str | None = None  # cancel | lost | shutdown; None with a cancel = timeout
+    claimed_at: float = 0.0  # trio clock, for the claim-ahead buffer
+    started_at: float = 0.0  # trio clock, set when its handler starts
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+class JobRunner:
+    """What running a job needs, gathered once per pool."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        sealer: Sealer | None,
+        services: JobServices,
+        *,
+        job_timeout: float,
+        daemon_id: str,
+    ) -> None:
+        self.registry = registry
+        self._sealer = sealer
+        # What every job's JobContext shares: built once, not per job.
+        self._services = services
+        self._job_timeout = job_timeout
+        self.daemon_id = daemon_id
+        # Plugins' lifecycle hooks, resolved once: None when no plugin implements any,
+        # so a job then costs no hook call at all.
+        self._hooks = registry.hooks
+
+    async def run(self, entry: Running, start: float) -> Outcome | None:
+        """The job's outcome; None when there is nothing to write (its lease was lost:
+        another daemon owns the job now)."""
+        job = entry.job
+        outcome: Outcome | None = None
+        handler = self.registry.get(job.type)
+        if handler is None:
+            error = f"no handler for job type {job.type!r} on {self.daemon_id}"
+            return Outcome("fail", job, 0.0, error=error)
+        data = job.data
+        if job.sealed:  # the one check a plain job pays; no crypto for it
+            data, error = open_claimed(self._sealer, job)
+            if error:
+                return Outcome("fail", job, 0.0, error=error, retryable=False)
+        timeout = job.timeout or handler.defaults.timeout or self._job_timeout
+        ctx = JobContext(job, self._services)
+        result: Any = None
+        finished = False
+        # One scope for the time limit and for stop requests (cancel, lost lease,
+        # shutdown): `reason` tells them apart; a deadline leaves it None.
+        entry.scope.deadline = start + timeout
+        if self._hooks is not None:
+            self._hooks.started(job)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "job %s (%s) started, attempt %d", job.id, job.type, job.attempts,
+                extra={"job_id": job.id, "job_type": job.type, "attempt": job.attempts},
+            )  # fmt: skip
+        with entry.scope:
+            try:
+                result = ctx.finish(await handler.run(ctx, data))
+                finished = True
+            except PermanentError as exc:
+                outcome = self._failure(job, start, exc, retryable=False)
+            except Exception as exc:
+                outcome = self._failure(job, start, exc, retryable=True)
+        elapsed = trio.current_time() - start
+        if finished:
+            outcome = self._success(job, elapsed, result)
+        elif outcome is None and entry.reason is None:
+            outcome = Outcome(
+                "fail", job, elapsed, error=f"timed out after {format_duration(timeout)}"
+            )
+        elif outcome is None and entry.reason == "cancel":
+            outcome = Outcome("abort", job, elapsed)
+        elif outcome is None and entry.reason == "shutdown":
+            outcome = Outcome("release", job, elapsed)
+        # reason "lost": another daemon owns the job now; write nothing.
+        return outcome
+
+    def _success(self, job: ClaimedJob, elapsed: float, result: Any) -> Outcome:
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            return Outcome(
+                "fail",
+                job,
+                elapsed,
+                retryable=False,
+                error=f"handler returned {type(result).__name__}, not a JSON object",
+            )
+        try:
+            encoded = _encode_result(result)
+        except (TypeError, ValueError) as exc:
+            return Outcome(
+                "fail", job, elapsed, retryable=False, error=f"handler result is not JSON: {exc}"
+            )
+        return Outcome("complete", job, elapsed, result=encoded)
+
+    @staticmethod
+    def _failure(job: ClaimedJob, start: float, exc: BaseException, retryable: bool) -> Outcome:
+        tb = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
+        log.debug("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, exc)
+        return Outcome(
+            "fail",
+            job,
+            trio.current_time() - start,
+            error=_error_text(exc),
+            traceback=tb,
+            retryable=retryable,
+        )

@@ -1,0 +1,50 @@
+"""`[data]`: the fleetdata plugin's config section (declared through the hook
+`fleetd_config_sections`, checked with the rest of the config file at start-up).
+
+Owns `DataConfig` — which fleet database, the demo fleet of the embedded default, and
+the limits and batch sizes of reports, exports and clean-up — and its declaration
+`SECTION`. The plugin's modules read it as `config.section(DataConfig)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd import ConfigSection, setting
+
+__all__ = ["SECTION", "DataConfig"]
+
+# Clean-up pauses between batches so other database users get their turn; longer than
+# 10 s would make a big clean-up take days.
+MAX_CLEANUP_PAUSE = 10.0
+
+
+def _check_data_url(value: str) -> str | None:
+    if value == "" or value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return None
+    return (
+        "must be '' (SQLite under the state directory), sqlite:///PATH or "
+        f"postgresql://user@host/db, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    url: str = setting(
+        "",
+        "fleet database: sqlite:///PATH, postgresql://…; '' = <state_dir>/fleet.db",
+        check=_check_data_url,
+    )
+    demo_fleet: bool = setting(True, "url '': a new database starts with a small demo fleet")
+    report_max_days: int = setting(366, "longest date range of one report", min=1, max=3660)
+    export_batch: int = setting(5000, "rows per batch of an export", min=100, max=100_000)
+    cleanup_floor_days: int = setting(
+        7, "smallest older_than_days a clean-up job may ask for", min=1, max=3650
+    )
+    cleanup_batch: int = setting(5000, "rows deleted per transaction", min=100, max=100_000)
+    cleanup_pause: float = setting(
+        0.05, "pause between clean-up batches", kind="duration", min=0, max=MAX_CLEANUP_PAUSE
+    )
+
+
+SECTION = ConfigSection("data", DataConfig)
