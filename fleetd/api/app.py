@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
-from quart import Quart, Response, g, request, websocket
+from quart import Response, g, request, websocket
 from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 
-from fleetd.api import jobs, probes, scheduled, web, workers, ws
+from fleetd.api import openapi, routes, ws
 from fleetd.api.audit import AuditEntry
 from fleetd.api.auth import Principal
 from fleetd.api.context import (
@@ -39,7 +38,7 @@ from fleetd.api.context import (
 )
 from fleetd.api.errors import ApiError, error_response, install_error_handlers
 
-__all__ = ["create_app", "route_table"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("fleetd.api")
 
@@ -57,7 +56,10 @@ def create_app(st: ApiState) -> QuartTrio:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["fleetd"] = st
-    _route(app)
+    # GET /api/v1/openapi.json serves it (fleetd.api.probes cannot import the
+    # generator: the generator reads every endpoint module).
+    app.extensions["fleetd.openapi"] = openapi.document
+    routes.install(app)
     install_error_handlers(app)
 
     @app.before_request
@@ -119,24 +121,6 @@ def create_app(st: ApiState) -> QuartTrio:
         return response
 
     return app
-
-
-def _route(app: Quart) -> None:
-    app.url_map.merge_slashes = False
-    app.url_map.strict_slashes = True
-    app.url_map.redirect_defaults = False
-    for module in (jobs, scheduled, workers, probes, web, ws):
-        app.register_blueprint(module.bp)
-
-
-def route_table() -> Iterator[tuple[Any, Callable[..., Any]]]:
-    """Every API route (rule, view) of the app, the dashboard's files left out: what
-    the OpenAPI document (fleetd.api.openapi) describes."""
-    app = QuartTrio("fleetd.api", static_folder=None)
-    _route(app)
-    for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("web."):
-            yield rule, app.view_functions[rule.endpoint]
 
 
 async def _audit(st: ApiState, action: str, response: Response) -> None:

@@ -1,22 +1,20 @@
 """Job endpoints of the admin API, under /api/v1/admin/jobs.
 
-Owns: enqueue (one, or many with `/enqueue/bulk`; an `Idempotency-Key` header), get,
-list by status (cursor pages), cancel, reset, queue stats, throughput history (jobs
-finished per bucket, fleetd.jobs.throughput), cleanup, the job types with their schemas, and
-streaming a job's artifact (a report or export file). Bodies come from
-fleetd.api.responses, the same the CLI prints with --json.
+Owns: get, list by status (cursor pages), cancel, reset, queue stats, throughput
+history (jobs finished per bucket, fleetd.jobs.throughput), cleanup, the job types with
+their schemas, and streaming a job's artifact (a report or export file); enqueueing is
+fleetd.api.enqueue. Bodies come from fleetd.api.responses, the same the CLI prints with
+--json.
 
 Company isolation: a company-bound token sees and acts on its company's jobs only —
-another company's job answers 404, exactly like a job that does not exist — and its
-enqueues are stamped with its company. Queue-wide operations (stats, throughput,
-cleanup) need a platform admin.
+another company's job answers 404, exactly like a job that does not exist. Queue-wide
+operations (stats, throughput, cleanup) need a platform admin.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,35 +23,16 @@ import trio
 from quart import Blueprint, Response, g, jsonify, request
 
 from fleetd.api import bodies, responses
-from fleetd.api.body import read_json
-from fleetd.api.context import (
-    admin,
-    audited,
-    bind_company,
-    enqueue_rows,
-    principal,
-    redis,
-    require_platform,
-    state,
-)
+from fleetd.api.context import admin, audited, principal, redis, require_platform, state
 from fleetd.api.errors import ApiError
-from fleetd.api.inputs import (
-    ArtifactQuery,
-    BulkEnqueueRequest,
-    CleanupQuery,
-    IdempotencyHeader,
-    PageQuery,
-    ThroughputQuery,
-    header_key,
-    parse,
-)
-from fleetd.api.openapi import documented
+from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, ThroughputQuery, parse
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs import throughput
 from fleetd.jobs.artifacts import check_name
-from fleetd.jobs.model import EnqueueRequest, FieldError, Job, JobStatus
+from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
-from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.jobs.queue import QueueOps
 
 __all__ = ["bp"]
 
@@ -63,133 +42,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1/admin/jobs")
 CHUNK = 64 * 1024
 # Ids longer than this are never valid (job ids are 30 characters); refused early.
 MAX_ID = 128
-
-
-def _created(result: EnqueueResult) -> int:
-    return 200 if result.duplicate else 201
-
-
-def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
-    """Apply the caller's company (forced for company-bound tokens), default user and
-    the idempotency key (scoped by company, so two companies never share a key)."""
-    if (company := bind_company(req.company_id, field)) is not None:
-        req.company_id = company
-    if req.user_id is None:
-        req.user_id = principal().subject
-    if key is not None:
-        if req.idempotency_key not in (None, key):
-            raise Invalid(f"{field}idempotency_key", "differs from the Idempotency-Key header")
-        req.idempotency_key = key
-    if req.idempotency_key is not None and req.company_id is not None:
-        req.idempotency_key = f"{req.company_id}:{req.idempotency_key}"
-    return req
-
-
-@bp.post("/enqueue")
-@documented(
-    "Enqueue a job (Idempotency-Key header: at most one job per key)",
-    {
-        201: (bodies.EnqueueResponse, "Enqueued"),
-        200: (bodies.EnqueueResponse, "Duplicate: the job of this idempotency key"),
-    },
-    body=EnqueueRequest,
-    headers=IdempotencyHeader,
-)
-@admin
-@audited("job.enqueue")
-async def enqueue() -> Any:
-    st = state()
-    body = await read_json(st.limits)
-    key = header_key(request.headers)
-    try:
-        req = EnqueueRequest.from_dict(body)
-    except Invalid as exc:
-        raise Invalid.of(exc.errors + _data_errors(body)) from None
-    row = st.ops.prepare(_stamp(req, key))
-    [result] = await enqueue_rows([row])
-    g.audit_target = result.job_id
-    g.audit_detail = {"type": req.type, "duplicate": result.duplicate}
-    response = jsonify(responses.enqueue_body(result))
-    response.headers["Location"] = f"{bp.url_prefix}/{result.job_id}"
-    return response, _created(result)
-
-
-def _data_errors(body: object) -> list[FieldError]:
-    """The job data's problems in a body refused for others: all of them in one
-    answer, when its type is known and its data an object."""
-    registry = state().registry
-    if not isinstance(body, dict) or not isinstance(data := body.get("data"), dict):
-        return []
-    handler = registry.get(str(body.get("type", "")).strip())
-    if handler is None:
-        return []
-    try:
-        registry.validate(handler, dict(data))
-    except Invalid as exc:
-        return exc.errors
-    return []
-
-
-_JOB_INDEX = re.compile(r"jobs\[(\d+)\]")
-
-
-def _by_job(error: FieldError) -> int:
-    """Errors of the bulk body first, then each job's in request order."""
-    found = _JOB_INDEX.match(error.field)
-    return -1 if found is None else int(found[1])
-
-
-@bp.post("/enqueue/bulk")
-@documented(
-    "Enqueue many jobs at once, all or none",
-    {
-        201: (bodies.BulkEnqueueResponse, "Enqueued"),
-        200: (bodies.BulkEnqueueResponse, "All were duplicates"),
-    },
-    body=BulkEnqueueRequest,
-    headers=IdempotencyHeader,
-)
-@admin
-@audited("job.enqueue_bulk")
-async def enqueue_bulk() -> Any:
-    st = state()
-    body = await read_json(st.limits)
-    items = body.get("jobs") if isinstance(body, dict) else None
-    limit = st.config.http.max_bulk_jobs
-    if isinstance(items, list) and len(items) > limit:
-        # Refused before any job is read: the limit bounds the work of one request.
-        raise Invalid("jobs", f"at most {limit} jobs per request, got {len(items)}")
-    key = header_key(request.headers)
-    errors: list[FieldError] = []
-    reqs: list[EnqueueRequest | None]
-    try:
-        reqs = list(parse(BulkEnqueueRequest, body).jobs)
-    except Invalid as exc:
-        # Every job is checked and every problem reported, then all or none is sent.
-        errors.extend(exc.errors)
-        reqs = [_valid(item) for item in items] if isinstance(items, list) else []
-    rows: list[list[Any]] = []
-    for i, req in enumerate(reqs):
-        if req is None:
-            continue
-        try:
-            stamped = _stamp(req, None if key is None else f"{key}:{i}", f"jobs[{i}].")
-            rows.append(st.ops.prepare(stamped))
-        except Invalid as exc:
-            errors.extend(exc.prefixed(f"jobs[{i}].").errors)
-    if errors:
-        raise Invalid.of(sorted(errors, key=_by_job))
-    results = await enqueue_rows(rows)
-    g.audit_detail = {"count": len(results), "duplicates": sum(r.duplicate for r in results)}
-    status = 200 if all(r.duplicate for r in results) else 201
-    return jsonify(responses.bulk_enqueue_body(results)), status
-
-
-def _valid(item: object) -> EnqueueRequest | None:
-    try:
-        return EnqueueRequest.from_dict(item)
-    except Invalid:
-        return None  # its problems are in the bulk body's errors already
 
 
 @bp.get("/types")

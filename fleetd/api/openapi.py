@@ -1,9 +1,7 @@
 """The OpenAPI 3.1 document of the admin API, served at /api/v1/openapi.json — generated.
 
-Owns `documented()`, the decorator that states what a view is about (summary, its
-answers and their body classes, the error statuses it adds, its request body, query,
-headers and path parameters), and `document()`, which walks the app's route table
-(fleetd.api.app.route_table) and builds every operation from those statements:
+Owns `document()`, which walks the app's route table (fleetd.api.routes) and builds
+every operation from what its view states with `documented()` (fleetd.api.operations):
 schemas come from the pydantic declarations (fleetd.api.bodies for answers,
 EnqueueRequest, ScheduleSpec and fleetd.api.inputs for what is sent), never written
 here. A route without `documented()` is an error, so the document cannot miss one.
@@ -16,21 +14,20 @@ is the Error body (fleetd.api.errors).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
+from fleetd import __version__
 from fleetd.api.bodies import Error
+from fleetd.api.context import AUTH_PUBLIC, auth_decision
+from fleetd.api.operations import Operation, operation_of
+from fleetd.api.routes import route_table
 
-__all__ = ["Operation", "document", "documented", "operation_of"]
+__all__ = ["document"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-_ATTR = "_fleetd_openapi"
 REF = "#/components/schemas/{model}"
 # Path parameters keep the spec's names (`{id}`), whatever the view calls them.
 _PATH_NAMES = {"job_id": "id", "schedule_id": "id"}
@@ -48,63 +45,6 @@ _ERRORS = {
     426: "A WebSocket endpoint asked for with plain HTTP (Upgrade: websocket)",
     503: "Redis unreachable (Retry-After says when to retry)",
 }
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What `documented()` states about one view."""
-
-    summary: str
-    # status → (the answer's type, or None for no body; description)
-    ok: Mapping[int, tuple[Any, str]]
-    errors: tuple[int, ...] = ()
-    body: Any = None
-    partial: bool = False
-    query: type[BaseModel] | None = None
-    headers: type[BaseModel] | None = None
-    path: Mapping[str, Any] = field(default_factory=dict)
-    tag: str = "jobs"
-    media: str = "application/json"
-
-
-def documented(
-    summary: str,
-    ok: Mapping[int, tuple[Any, str]],
-    errors: str = "",
-    *,
-    body: Any = None,
-    partial: bool = False,
-    query: type[BaseModel] | None = None,
-    headers: type[BaseModel] | None = None,
-    path: Mapping[str, Any] | None = None,
-    tag: str = "jobs",
-    media: str = "application/json",
-) -> Callable[[F], F]:
-    """State what a view answers and reads. `errors` lists its own error statuses
-    ("404 409"); `partial` documents `body` with no field required (PUT)."""
-    op = Operation(
-        summary,
-        ok,
-        tuple(int(code) for code in errors.split()),
-        body,
-        partial,
-        query,
-        headers,
-        dict(path or {}),
-        tag,
-        media,
-    )
-
-    def mark(view: F) -> F:
-        setattr(view, _ATTR, op)
-        return view
-
-    return mark
-
-
-def operation_of(view: Callable[..., Any]) -> Operation | None:
-    op = getattr(view, _ATTR, None)
-    return op if isinstance(op, Operation) else None
 
 
 class _Schemas:
@@ -154,8 +94,6 @@ def _error(code: int) -> dict[str, Any]:
 
 
 def _operation(op: Operation, names: list[str], decision: str | None, s: _Schemas) -> Any:
-    from fleetd.api.context import AUTH_PUBLIC
-
     responses: dict[str, Any] = {}
     for status, (kind, description) in sorted(op.ok.items()):
         answer: dict[str, Any] = {"description": description}
@@ -196,10 +134,6 @@ def _operation(op: Operation, names: list[str], decision: str | None, s: _Schema
 
 @cache
 def document() -> dict[str, Any]:
-    from fleetd import __version__
-    from fleetd.api.app import route_table
-    from fleetd.api.context import auth_decision
-
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for rule, view in route_table():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 
 from fleetd.api import bodies, responses
 from fleetd.api.context import (
@@ -30,7 +30,7 @@ from fleetd.api.context import (
 from fleetd.api.errors import RETRY_AFTER, ApiError
 from fleetd.api.inputs import AuditQuery, parse
 from fleetd.api.metrics import CONTENT_TYPE
-from fleetd.api.openapi import documented
+from fleetd.api.operations import documented
 
 __all__ = ["bp"]
 
@@ -97,9 +97,7 @@ async def metrics() -> Any:
 @documented("This document", {200: (dict[str, Any], "OK")}, tag="operations")
 @public
 async def openapi() -> Any:
-    from fleetd.api.openapi import document
-
-    return jsonify(document())
+    return jsonify(current_app.extensions["fleetd.openapi"]())
 
 
 @bp.get("/api/v1/admin/jobs/audit")

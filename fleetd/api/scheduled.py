@@ -17,7 +17,7 @@ from quart import Blueprint, g, jsonify
 from fleetd.api import bodies, responses
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, principal, redis, state
-from fleetd.api.openapi import documented
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.schedules import model as schedules

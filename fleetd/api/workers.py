@@ -17,7 +17,7 @@ from quart import Blueprint, jsonify
 
 from fleetd.api import bodies, responses
 from fleetd.api.context import admin, redis, require_platform, state
-from fleetd.api.openapi import documented
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]

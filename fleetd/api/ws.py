@@ -27,7 +27,7 @@ from fleetd.api.auth import Principal
 from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import EventsQuery
-from fleetd.api.openapi import documented
+from fleetd.api.operations import documented
 from fleetd.api.ws_session import (
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN,
