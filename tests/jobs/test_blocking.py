@@ -130,7 +130,7 @@ async def test_a_runner_failing_as_a_whole_fails_each_call_it_left() -> None:
 
     async def job(arg: str) -> None:
         try:
-            got[arg] = await ex.run(print, arg)
+            got[arg] = await ex.run(str, arg)
         except RuntimeError as exc:
             got[arg] = str(exc)
 
