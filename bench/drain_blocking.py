@@ -360,7 +360,8 @@ class Bench:
     def _profile(self, system: System, pid: int) -> Any:
         """py-spy on one worker from its first completion to the end of the drain."""
         out = Path(self.args.profile) / f"{system.name}.txt"
-        argv = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        argv = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
                 "--nonblocking", "--gil", "-o", str(out)]  # fmt: skip
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
