@@ -1,14 +1,16 @@
 """What a running handler gets: `ctx` — its job, company, logger, progress, follow-ups,
-an artifact store, and durable per-job notes for idempotency.
+an artifact store, durable per-job notes for idempotency, and the fast ways to do
+blocking work: `run_blocking` (fleetd.jobs.blocking) and `redis`
+(fleetd.jobs.handler_redis), both batched across the jobs of the process.
 
 One JobContext per attempt. Everything here goes through the daemon's RedisLink (never
 a Redis call on the trio thread) and is company-scoped: a follow-up job inherits the
 company and user of the job that enqueued it.
 
 What the contexts of one process share is a `JobServices`, built once by the worker
-(or fleetd.testing): the link, keys, scripts, artifact directory, and where follow-up
-jobs go — any `FollowUps`, i.e. an object with `async enqueue(request)`, which is
-fleetd.jobs.queue.Queue in practice. The context depends on that small Protocol, not
+(or fleetd.testing): the link, keys, scripts, artifact directory, the blocking-call
+executor, the handlers' Redis, and where follow-up jobs go — any `FollowUps`, i.e. an
+object with `async enqueue(request)`, which is fleetd.jobs.queue.Queue in practice. The context depends on that small Protocol, not
 on the queue: the queue depends on the handler registry, and handlers take a
 JobContext, so a concrete dependency would close a cycle (tests/test_architecture.py).
 """
