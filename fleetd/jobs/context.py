@@ -11,8 +11,9 @@ What the contexts of one process share is a `JobServices`, built once by the wor
 (or fleetd.testing): the link, keys, scripts, artifact directory, the blocking-call
 executor, the handlers' Redis, and where follow-up jobs go — any `FollowUps`, i.e. an
 object with `async enqueue(request)`, which is fleetd.jobs.queue.Queue in practice.
-The context depends on that small Protocol, not on the queue: the queue depends on the handler registry, and handlers take a
-JobContext, so a concrete dependency would close a cycle (tests/test_architecture.py).
+The context depends on that small Protocol, not on the queue: the queue depends on the
+handler registry, and handlers take a JobContext, so a concrete dependency would close
+a cycle (tests/test_architecture.py).
 """
 
 from __future__ import annotations
