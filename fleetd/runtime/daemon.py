@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,11 +90,18 @@ class Daemon:
         config_path: Path | None = None,
         registry: HandlerRegistry | None = None,
         tune_gc: bool = False,
+        listen_fds: Sequence[int] = (),
+        supervisor_pid: int | None = None,
     ) -> None:
         """`tune_gc`: once ready, freeze start-up's objects and raise the collector's
-        threshold (fleetd.runtime.gctune) — process-wide, so for `fleetd run`, not a test."""
+        threshold (fleetd.runtime.gctune) — process-wide, so for `fleetd run`, not a test.
+        `listen_fds`, `supervisor_pid`: this daemon is a child of a supervisor
+        (fleetd.runtime.supervisor) that bound the API's sockets; it stops gracefully
+        when that parent is gone."""
         self.cfg = cfg
         self.tune_gc = tune_gc
+        self.listen_fds = tuple(listen_fds)
+        self.supervisor_pid = supervisor_pid
         self.config_path = config_path
         self.roles = frozenset(cfg.daemon.roles)
         self.daemon_id = new_daemon_id(cfg.daemon.name)
@@ -233,6 +241,8 @@ class Daemon:
                 self._prepare_http()
             async with trio.open_nursery() as services:
                 services.start_soon(self._signals)
+                if self.supervisor_pid is not None:
+                    services.start_soon(self._watch_supervisor, self.supervisor_pid)
                 await services.start(self.notifier.run, self._status_line)
                 log.info(
                     "fleetd %s starting: roles %s, Redis %s",
@@ -270,9 +280,32 @@ class Daemon:
 
         try:
             self.http = HttpService(self.engine, lambda: self.ready)
-            self.http.bind()
+            self.http.bind(self.listen_fds)
         except HttpError as exc:
             raise DaemonError(str(exc)) from None
+
+    async def _watch_supervisor(self, pid: int) -> None:
+        """A supervised daemon whose parent died (SIGKILLed, say) stops gracefully
+        instead of running on unsupervised, holding the API's sockets. A pidfd becomes
+        readable when that process exits (PR_SET_PDEATHSIG would not do: it fires when
+        the parent's forking *thread* exits, and trio starts processes from its worker
+        threads, which exit when idle)."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            fd = None
+        except OSError as exc:  # a kernel before 5.3
+            log.warning("cannot watch the supervisor (pid %d): %s", pid, exc)
+            return
+        if fd is not None:
+            try:
+                # Checked once the pidfd is open: the pid cannot be reused under it.
+                if os.getppid() == pid:
+                    await trio.lowlevel.wait_readable(fd)
+            finally:
+                os.close(fd)
+        log.warning("supervisor (pid %d) is gone: stopping", pid)
+        self.request_stop()
 
     async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
         await self._stop.wait()
