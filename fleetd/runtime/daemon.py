@@ -1,4 +1,4 @@
-"""`fleetd run`: the daemon's supervision tree.
+"""`fleetd run`: the daemon's supervision tree (one of N with `[daemon] processes`).
 
     daemon (signals: TERM/INT graceful stop, a second one stops at once; HUP reload;
             USR1 dump state)
@@ -95,9 +95,7 @@ class Daemon:
     ) -> None:
         """`tune_gc`: once ready, freeze start-up's objects and raise the collector's
         threshold (fleetd.runtime.gctune) — process-wide, so for `fleetd run`, not a test.
-        `listen_fds`, `supervisor_pid`: this daemon is a child of a supervisor
-        (fleetd.runtime.supervisor) that bound the API's sockets; it stops gracefully
-        when that parent is gone."""
+        `listen_fds`, `supervisor_pid`: a child of fleetd.runtime.supervisor."""
         self.cfg = cfg
         self.tune_gc = tune_gc
         self.listen_fds = tuple(listen_fds)
@@ -285,24 +283,18 @@ class Daemon:
             raise DaemonError(str(exc)) from None
 
     async def _watch_supervisor(self, pid: int) -> None:
-        """A supervised daemon whose parent died (SIGKILLed, say) stops gracefully
-        instead of running on unsupervised, holding the API's sockets. A pidfd becomes
-        readable when that process exits (PR_SET_PDEATHSIG would not do: it fires when
-        the parent's forking *thread* exits, and trio starts processes from its worker
-        threads, which exit when idle)."""
+        """Stop gracefully when the supervisor dies (SIGKILLed, say) rather than run on
+        unsupervised: its pidfd turns readable at its exit. (PR_SET_PDEATHSIG would fire
+        when the forking *thread* exits; trio forks from worker threads that come and go.)"""
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            fd = None
-        except OSError as exc:  # a kernel before 5.3
-            log.warning("cannot watch the supervisor (pid %d): %s", pid, exc)
-            return
-        if fd is not None:
-            try:
-                # Checked once the pidfd is open: the pid cannot be reused under it.
-                if os.getppid() == pid:
-                    await trio.lowlevel.wait_readable(fd)
-            finally:
+            fd = -1
+        try:  # checked with the pidfd open: the pid cannot be reused under it
+            if fd >= 0 and os.getppid() == pid:
+                await trio.lowlevel.wait_readable(fd)
+        finally:
+            if fd >= 0:
                 os.close(fd)
         log.warning("supervisor (pid %d) is gone: stopping", pid)
         self.request_stop()
