@@ -90,8 +90,10 @@ def cpu_seconds(pid: int) -> float:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and its live children: `--processes N` runs N daemons under
     one supervisor, whose own share is near zero."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return cpu_seconds(pid) + sum(cpu_seconds(int(c)) for c in children)
+    # Every thread's list: trio starts processes from its worker threads.
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    children = {int(c) for task in tasks for c in task.read_text().split()}
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children)
 
 
 def token() -> str:
