@@ -24,7 +24,7 @@ from quart import Response, g, request, websocket
 from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 
-from fleetd.api import jobs, probes, scheduled, web, workers, ws
+from fleetd.api import openapi, routes, ws
 from fleetd.api.audit import AuditEntry
 from fleetd.api.auth import Principal
 from fleetd.api.context import (
@@ -55,12 +55,11 @@ def create_app(st: ApiState) -> QuartTrio:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.url_map.merge_slashes = False
-    app.url_map.strict_slashes = True
-    app.url_map.redirect_defaults = False
     app.extensions["fleetd"] = st
-    for module in (jobs, scheduled, workers, probes, web, ws):
-        app.register_blueprint(module.bp)
+    # GET /api/v1/openapi.json serves it (fleetd.api.probes cannot import the
+    # generator: the generator reads every endpoint module).
+    app.extensions["fleetd.openapi"] = openapi.document
+    routes.install(app)
     install_error_handlers(app)
 
     @app.before_request

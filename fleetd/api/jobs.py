@@ -1,15 +1,14 @@
 """Job endpoints of the admin API, under /api/v1/admin/jobs.
 
-Owns: enqueue (one, or many with `/enqueue/bulk`; an `Idempotency-Key` header), get,
-list by status (cursor pages), cancel, reset, queue stats, throughput history (jobs
-finished per bucket, fleetd.jobs.throughput), cleanup, the job types with their schemas, and
-streaming a job's artifact (a report or export file). Bodies come from
-fleetd.api.responses, the same the CLI prints with --json.
+Owns: get, list by status (cursor pages), cancel, reset, queue stats, throughput
+history (jobs finished per bucket, fleetd.jobs.throughput), cleanup, the job types with
+their schemas, and streaming a job's artifact (a report or export file); enqueueing is
+fleetd.api.enqueue. Bodies come from fleetd.api.responses, the same the CLI prints with
+--json.
 
 Company isolation: a company-bound token sees and acts on its company's jobs only —
-another company's job answers 404, exactly like a job that does not exist — and its
-enqueues are stamped with its company. Queue-wide operations (stats, throughput,
-cleanup) need a platform admin.
+another company's job answers 404, exactly like a job that does not exist. Queue-wide
+operations (stats, throughput, cleanup) need a platform admin.
 """
 
 from __future__ import annotations
@@ -23,141 +22,30 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, g, jsonify, request
 
-from fleetd.api import responses
-from fleetd.api.body import read_json
-from fleetd.api.context import (
-    admin,
-    audited,
-    bind_company,
-    enqueue_rows,
-    principal,
-    redis,
-    require_platform,
-    state,
-)
+from fleetd.api import bodies, responses
+from fleetd.api.context import admin, audited, principal, redis, require_platform, state
 from fleetd.api.errors import ApiError
-from fleetd.backend.codec import JobRow
+from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, ThroughputQuery, parse
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
-from fleetd.config.durations import parse_duration
 from fleetd.jobs import throughput
 from fleetd.jobs.artifacts import check_name
-from fleetd.jobs.model import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    EnqueueRequest,
-    FieldError,
-    Job,
-    JobStatus,
-)
+from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
-from fleetd.jobs.queue import MAX_PAGE, EnqueueResult, QueueOps
+from fleetd.jobs.queue import QueueOps
 
-__all__ = ["bp", "query_limit"]
+__all__ = ["bp"]
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/admin/jobs")
 
-DEFAULT_PAGE = 50
 # Artifact files are streamed in chunks of this size (one thread hop each).
 CHUNK = 64 * 1024
 # Ids longer than this are never valid (job ids are 30 characters); refused early.
 MAX_ID = 128
 
 
-def query_limit(default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid("limit", f"must be an integer from 1 to {maximum}") from None
-    if not 1 <= value <= maximum:
-        raise Invalid("limit", f"must be an integer from 1 to {maximum}")
-    return value
-
-
-def _created(result: EnqueueResult) -> int:
-    return 200 if result.duplicate else 201
-
-
-def _idempotency_header() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    key = key.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
-        raise Invalid(
-            "Idempotency-Key",
-            f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
-        )
-    return key
-
-
-def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
-    """Apply the caller's company (forced for company-bound tokens), default user and
-    the idempotency key (enqueue.lua scopes it by company: two never share a key)."""
-    if (company := bind_company(req.company_id, field)) is not None:
-        req.company_id = company
-    if req.user_id is None:
-        req.user_id = principal().subject
-    if key is not None:
-        if req.idempotency_key not in (None, key):
-            raise Invalid(f"{field}idempotency_key", "differs from the Idempotency-Key header")
-        req.idempotency_key = key
-    return req
-
-
-@bp.post("/enqueue")
-@admin
-@audited("job.enqueue")
-async def enqueue() -> Any:
-    st = state()
-    body = await read_json(st.limits)
-    req = _stamp(EnqueueRequest.from_dict(body), _idempotency_header())
-    row = st.ops.prepare(req)
-    [result] = await enqueue_rows([row])
-    g.audit_target = result.job_id
-    g.audit_detail = {"type": req.type, "duplicate": result.duplicate}
-    response = jsonify(responses.enqueue_body(result))
-    response.headers["Location"] = f"{bp.url_prefix}/{result.job_id}"
-    return response, _created(result)
-
-
-@bp.post("/enqueue/bulk")
-@admin
-@audited("job.enqueue_bulk")
-async def enqueue_bulk() -> Any:
-    st = state()
-    body = await read_json(st.limits)
-    if not isinstance(body, dict):
-        raise Invalid("body", 'must be a JSON object {"jobs": [...]}')
-    if unknown := body.keys() - {"jobs"}:
-        raise Invalid(min(unknown), "unknown field")
-    items = body.get("jobs")
-    limit = st.config.http.max_bulk_jobs
-    if not isinstance(items, list) or not items:
-        raise Invalid("jobs", "must be a non-empty list of job objects")
-    if len(items) > limit:
-        raise Invalid("jobs", f"at most {limit} jobs per request, got {len(items)}")
-    key = _idempotency_header()
-    rows: list[JobRow] = []
-    errors: list[FieldError] = []
-    for i, item in enumerate(items):
-        # Every job is checked and every problem reported, then all or none is sent.
-        try:
-            req = EnqueueRequest.from_dict(item)
-            req = _stamp(req, None if key is None else f"{key}:{i}", f"jobs[{i}].")
-            rows.append(st.ops.prepare(req))
-        except Invalid as exc:
-            errors.extend(exc.prefixed(f"jobs[{i}].").errors)
-    if errors:
-        raise Invalid.of(errors)
-    results = await enqueue_rows(rows)
-    g.audit_detail = {"count": len(results), "duplicates": sum(r.duplicate for r in results)}
-    status = 200 if all(r.duplicate for r in results) else 201
-    return jsonify(responses.bulk_enqueue_body(results)), status
-
-
 @bp.get("/types")
+@documented("Job types, their defaults and data schemas", {200: (bodies.JobTypes, "OK")})
 @admin
 async def job_types() -> Any:
     st = state()
@@ -177,6 +65,7 @@ async def job_types() -> Any:
 
 
 @bp.get("/stats")
+@documented("Jobs per status (platform admins)", {200: (bodies.Stats, "OK")})
 @admin
 async def stats() -> Any:
     require_platform("queue-wide statistics")
@@ -185,34 +74,50 @@ async def stats() -> Any:
 
 
 @bp.get("/throughput")
+@documented(
+    "Jobs completed and failed per step over a window, oldest bucket first "
+    "(platform admins: the status indexes hold no company). Buckets are "
+    "[start, start + step), aligned to the step, the last one holding now. "
+    "Counts jobs by their current status and last finish time: a retrying "
+    "attempt is not a failure, and jobs already deleted by clean-up or "
+    "retention (or reset) are not counted.",
+    {200: (bodies.Throughput, "OK")},
+    query=ThroughputQuery,
+)
 @admin
 async def throughput_history() -> Any:
     # The status indexes hold no company: a company admin cannot be served from them.
     require_platform("throughput history")
-    span = throughput.parse_span(request.args.get("window"), request.args.get("step"))
+    q = parse(ThroughputQuery, request.args.to_dict())
+    span = throughput.parse_span(q.window, q.step)
     keys = state().ops.keys
     return jsonify(responses.throughput_body(await redis(lambda c: throughput.read(c, keys, span))))
 
 
 @bp.post("/cleanup")
+@documented(
+    "Delete finished jobs older than a duration (platform admins)",
+    {200: (bodies.Cleanup, "OK")},
+    query=CleanupQuery,
+)
 @admin
 @audited("job.cleanup")
 async def cleanup() -> Any:
     require_platform("cleaning up every company's jobs")
     st = state()
-    raw = request.args.get("older_than")
-    if raw is None:
-        raise Invalid("older_than", "is required, e.g. ?older_than=24h")
-    try:
-        older_than = parse_duration(raw)
-    except ValueError as exc:
-        raise Invalid("older_than", str(exc)) from None
+    older_than = parse(CleanupQuery, request.args.to_dict()).older_than
     counts = await redis(lambda c: st.ops.cleanup(c, older_than))
-    g.audit_detail = {"older_than": raw, "deleted": counts["deleted"]}
+    g.audit_detail = {"older_than": request.args["older_than"], "deleted": counts["deleted"]}
     return jsonify(responses.cleanup_body(counts, older_than))
 
 
 @bp.get("/status/<status>")
+@documented(
+    "Jobs in one status, newest first",
+    {200: (bodies.JobList, "OK")},
+    query=PageQuery,
+    path={"status": JobStatus},
+)
 @admin
 async def by_status(status: str) -> Any:
     st = state()
@@ -221,16 +126,14 @@ async def by_status(status: str) -> Any:
     except ValueError:
         known = ", ".join(s.value for s in JobStatus)
         raise Invalid("status", f"unknown status {status!r} (one of {known})") from None
-    limit = query_limit()
-    cursor = request.args.get("cursor") or None
-    job_type = request.args.get("type") or None
+    q = parse(PageQuery, request.args.to_dict())
     company = principal().company_id
     page = await redis(
         lambda c: st.ops.list_jobs(
-            c, wanted, limit=limit, cursor=cursor, company_id=company, job_type=job_type
+            c, wanted, limit=q.limit, cursor=q.cursor, company_id=company, job_type=q.type
         )
     )
-    return jsonify(responses.list_body(page, wanted, limit))
+    return jsonify(responses.list_body(page, wanted, q.limit))
 
 
 def _visible(job: Job | None, job_id: str) -> Job:
@@ -253,6 +156,7 @@ async def _get_visible(job_id: str) -> Job:
 
 
 @bp.get("/<job_id>")
+@documented("One job", {200: (bodies.JobResponse, "OK")}, "404")
 @admin
 async def get_job(job_id: str) -> Any:
     return jsonify(responses.job_body(await _get_visible(job_id)))
@@ -276,6 +180,14 @@ async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any
 
 
 @bp.delete("/<job_id>")
+@documented(
+    "Cancel a job",
+    {
+        200: (bodies.CancelResponse, "Cancelled"),
+        202: (bodies.CancelResponse, "Running: its daemon was told"),
+    },
+    "404 409",
+)
 @admin
 @audited("job.cancel")
 async def cancel(job_id: str) -> Any:
@@ -290,6 +202,11 @@ async def cancel(job_id: str) -> Any:
 
 
 @bp.post("/<job_id>/reset")
+@documented(
+    "Put a failed or cancelled job back to pending",
+    {200: (bodies.ResetResponse, "OK")},
+    "404 409",
+)
 @admin
 @audited("job.reset")
 async def reset(job_id: str) -> Any:
@@ -303,13 +220,20 @@ async def reset(job_id: str) -> Any:
 
 
 @bp.get("/<job_id>/artifact")
+@documented(
+    "Download a file the job produced",
+    {200: (bytes, "The file, streamed")},
+    "404",
+    query=ArtifactQuery,
+    media="application/octet-stream",
+)
 @admin
 async def artifact(job_id: str) -> Any:
     """Stream one file the job produced: `?name=` picks it when there are several."""
     job = await _get_visible(job_id)
     listed = (job.result or {}).get("artifacts") or []
     names = [a.get("name") for a in listed if isinstance(a, dict)]
-    name = request.args.get("name")
+    name = parse(ArtifactQuery, request.args.to_dict()).name
     if not names:
         raise ApiError.not_found(f"job {job_id} has no artifact")
     if name is None:

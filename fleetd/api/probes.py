@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 
-from fleetd.api import responses
-from fleetd.api.audit import FILTERS
+from fleetd.api import bodies, responses
 from fleetd.api.context import (
     REDIS_GRACE,
     admin,
@@ -29,9 +28,9 @@ from fleetd.api.context import (
     state,
 )
 from fleetd.api.errors import RETRY_AFTER, ApiError
-from fleetd.api.jobs import query_limit
+from fleetd.api.inputs import AuditQuery, parse
 from fleetd.api.metrics import CONTENT_TYPE
-from fleetd.jobs.model import ValidationError, parse_ts
+from fleetd.api.operations import documented
 
 __all__ = ["bp"]
 
@@ -39,12 +38,19 @@ bp = Blueprint("probes", __name__)
 
 
 @bp.get("/healthz")
+@documented("Liveness", {200: (bodies.Liveness, "OK")}, tag="operations")
 @public
 async def healthz() -> Any:
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@documented(
+    "Readiness: Redis reachable and every service started",
+    {200: (bodies.Readiness, "OK")},
+    "503",
+    tag="operations",
+)
 @public
 async def readyz() -> Any:
     st = state()
@@ -72,6 +78,12 @@ async def readyz() -> Any:
 
 
 @bp.get("/metrics")
+@documented(
+    "Prometheus metrics (platform admins; auth per [http] metrics_auth)",
+    {200: (str, "Prometheus text format")},
+    tag="operations",
+    media="text/plain",
+)
 @metrics_access
 async def metrics() -> Any:
     require_platform_if_authenticated("cluster-wide metrics (every company's jobs)")
@@ -82,43 +94,33 @@ async def metrics() -> Any:
 
 
 @bp.get("/api/v1/openapi.json")
+@documented("This document", {200: (dict[str, Any], "OK")}, tag="operations")
 @public
 async def openapi() -> Any:
-    from fleetd.api.openapi import document
-
-    return jsonify(document())
-
-
-def _time_param(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    ms = parse_ts(raw, name)
-    if ms < 0:
-        raise ValidationError(name, "must be after 1970-01-01T00:00:00Z")
-    return ms
+    return jsonify(current_app.extensions["fleetd.openapi"]())
 
 
 @bp.get("/api/v1/admin/jobs/audit")
+@documented(
+    "Audit log of mutating calls, newest first", {200: (bodies.AuditList, "OK")}, query=AuditQuery
+)
 @admin
 async def audit() -> Any:
     st = state()
     assert st.audit is not None
     log = st.audit
-    filters = {k: request.args.get(k) for k in FILTERS}
+    q = parse(AuditQuery, request.args.to_dict())
+    filters = q.filters()
     company = principal().company_id
     if company is not None:  # a company-bound token reads its own company's entries only
         filters["company_id"] = company
-    limit = query_limit()
-    cursor = request.args.get("cursor") or None
-    since, until = _time_param("since"), _time_param("until")
     entries, next_cursor = await redis(
         lambda c: log.read(
             c,
-            limit=limit,
-            cursor=cursor,
-            since_ms=since,
-            until_ms=until,
+            limit=q.limit,
+            cursor=q.cursor,
+            since_ms=q.since,
+            until_ms=q.until,
             filters=filters,
         )
     )

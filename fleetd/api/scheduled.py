@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 from quart import Blueprint, g, jsonify
 
-from fleetd.api import responses
+from fleetd.api import bodies, responses
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, principal, redis, state
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.schedules import model as schedules
-from fleetd.schedules.model import ScheduledJob
+from fleetd.schedules.model import ScheduledJob, ScheduleSpec
 from fleetd.schedules.store import ScheduleNotFound
 
 __all__ = ["bp"]
@@ -66,6 +67,13 @@ async def _on_visible(schedule_id: str, action: Callable[[SyncClient], T]) -> T:
 
 
 @bp.post("")
+@documented(
+    "Create a scheduled job",
+    {201: (bodies.ScheduledJobResponse, "Created")},
+    "409",
+    body=ScheduleSpec,
+    tag="scheduled",
+)
 @admin
 @audited("schedule.create")
 async def create() -> Any:
@@ -80,6 +88,7 @@ async def create() -> Any:
 
 
 @bp.get("")
+@documented("Scheduled jobs", {200: (bodies.ScheduledJobList, "OK")}, tag="scheduled")
 @admin
 async def list_all() -> Any:
     st = state()
@@ -89,6 +98,7 @@ async def list_all() -> Any:
 
 
 @bp.get("/stats")
+@documented("Scheduler statistics", {200: (bodies.SchedulerStats, "OK")}, tag="scheduled")
 @admin
 async def stats() -> Any:
     st = state()
@@ -97,6 +107,7 @@ async def stats() -> Any:
 
 
 @bp.get("/<schedule_id>")
+@documented("One scheduled job", {200: (bodies.ScheduledJobResponse, "OK")}, "404", tag="scheduled")
 @admin
 async def get_one(schedule_id: str) -> Any:
     job = await redis(lambda c: _visible(c, schedule_id))
@@ -104,6 +115,14 @@ async def get_one(schedule_id: str) -> Any:
 
 
 @bp.put("/<schedule_id>")
+@documented(
+    "Change some fields of a scheduled job",
+    {200: (bodies.ScheduledJobResponse, "OK")},
+    "404 409",
+    body=ScheduleSpec,
+    partial=True,
+    tag="scheduled",
+)
 @admin
 @audited("schedule.update")
 async def update(schedule_id: str) -> Any:
@@ -116,6 +135,7 @@ async def update(schedule_id: str) -> Any:
 
 
 @bp.delete("/<schedule_id>")
+@documented("Delete a scheduled job", {200: (bodies.ScheduleDeleted, "OK")}, "404", tag="scheduled")
 @admin
 @audited("schedule.delete")
 async def delete(schedule_id: str) -> Any:

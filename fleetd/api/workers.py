@@ -15,8 +15,9 @@ from typing import Any
 
 from quart import Blueprint, jsonify
 
-from fleetd.api import responses
+from fleetd.api import bodies, responses
 from fleetd.api.context import admin, redis, require_platform, state
+from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]
@@ -25,6 +26,9 @@ bp = Blueprint("workers", __name__, url_prefix="/api/v1/admin/jobs/worker")
 
 
 @bp.get("/metrics")
+@documented(
+    "Worker metrics of the live daemons (platform admins)", {200: (bodies.WorkerMetrics, "OK")}
+)
 @admin
 async def worker_metrics() -> Any:
     require_platform("worker metrics (every company's jobs)")
@@ -34,6 +38,7 @@ async def worker_metrics() -> Any:
 
 
 @bp.get("/health")
+@documented("Worker health (platform admins)", {200: (bodies.WorkerHealth, "OK")})
 @admin
 async def worker_health() -> Any:
     require_platform("worker health (every company's jobs)")

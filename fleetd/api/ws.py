@@ -22,10 +22,12 @@ from typing import Any
 
 from quart import Blueprint, Response, g, jsonify, websocket
 
-from fleetd.api import tickets
+from fleetd.api import bodies, tickets
 from fleetd.api.auth import Principal
 from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
 from fleetd.api.errors import ApiError
+from fleetd.api.inputs import EventsQuery
+from fleetd.api.operations import documented
 from fleetd.api.ws_session import (
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN,
@@ -97,6 +99,20 @@ def _hub(st: ApiState) -> EventHub:
 
 
 @bp.websocket("/events")
+@documented(
+    "Live job events (WebSocket; see docs/EVENTS.md for the messages)",
+    {
+        101: (
+            None,
+            "Switching to the WebSocket protocol. Auth: bearer token or ?ticket=; filters: "
+            "type, status, job_id, company_id (repeatable or comma-separated); resume: "
+            "last_event_id. A refused handshake answers 401, 403, 422 or 503 with the "
+            "error body.",
+        )
+    },
+    "426",
+    query=EventsQuery,
+)
 @admin_or_ticket
 async def events_feed() -> None:
     st = state()
@@ -121,6 +137,7 @@ async def events_feed() -> None:
 
 
 @bp.get("/events")
+@documented("The events WebSocket asked for with plain HTTP", {}, "426", query=EventsQuery)
 @admin
 async def events_over_http() -> Response:
     raise ApiError(
@@ -132,6 +149,10 @@ async def events_over_http() -> Response:
 
 
 @bp.post("/events/ticket")
+@documented(
+    "A single-use ticket to open the events WebSocket (browsers)",
+    {201: (bodies.Ticket, "Issued")},
+)
 @admin
 async def events_ticket() -> Any:
     st = state()

@@ -1,25 +1,65 @@
-"""The job model: statuses, priorities, ids, and the Job record with its JSON shape.
+"""The job model: statuses, ids, times, the Job record with its JSON shape, and the
+enqueue request.
 
-Owns the spec's `Job` struct exactly (field names and meaning), the six statuses, the
-four named priorities, and validation of what a caller may ask for at enqueue. Pure
-data and validation, no I/O: the queue turns these into Redis writes.
+Owns the spec's `Job` struct exactly (field names and meaning), the six statuses, job
+ids, RFC 3339 times, and `EnqueueRequest`: what a caller may ask for at enqueue,
+declared once (pydantic) from the field rules of fleetd.jobs.fields and validated from
+that declaration — every problem at once, unknown fields included — by the HTTP API,
+the CLI, the Python client, follow-up jobs and the scheduler alike. Pure data and
+validation, no I/O: the queue turns these into Redis writes.
+
+The names of fleetd.jobs.fields and fleetd.jobs.validation that callers used to import
+from here (Priority, ValidationError, parse_ts …) are re-exported.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetd.jobs.fields import (
+    MAX_ID_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_PRIORITY,
+    MAX_RETRIES_LIMIT,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_TYPE_LENGTH,
+    MIN_PRIORITY,
+    IdempotencyKey,
+    JobData,
+    JobTypeName,
+    MaxRetries,
+    OptionalFlag,
+    OptionalId,
+    Priority,
+    PriorityValue,
+    RunAt,
+    Tags,
+    Timeout,
+    parse_priority,
+    parse_ts,
+)
+from fleetd.jobs.validation import FieldError, ValidationError, from_pydantic
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MAX_ID_LENGTH",
     "MAX_PRIORITY",
+    "MAX_RETRIES_LIMIT",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
+    "MAX_TYPE_LENGTH",
     "MIN_PRIORITY",
     "TERMINAL_STATUSES",
     "EnqueueRequest",
@@ -53,66 +93,9 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING})
 
 
-class Priority(enum.IntEnum):
-    """Named priorities of the spec; any integer from 1 to 20 is accepted too."""
-
-    LOW = 1
-    NORMAL = 5
-    HIGH = 10
-    CRITICAL = 20
-
-
-MIN_PRIORITY = 1
-MAX_PRIORITY = 20
-
-# Caps that keep one job hash and one enqueue bounded; the HTTP layer has its own
-# body limit on top. 64 tags of 128 characters cover every tagging scheme we know of.
-MAX_TAGS = 64
-MAX_TAG_LENGTH = 128
-MAX_TYPE_LENGTH = 128
-MAX_IDEMPOTENCY_KEY_LENGTH = 256
-MAX_RETRIES_LIMIT = 100
-# Ids are kept short enough to sit in URLs and log lines.
-MAX_ID_LENGTH = 128
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _PAIR_SHIFTS = range(120, -10, -10)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem of a request: `field` is its path (`data.to`, `data.cc[1]`)."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-class ValidationError(ValueError):
-    """Bad enqueue input. `field` and `message` describe the first problem; `errors`
-    lists every problem found (a data schema reports all of them at once), for the CLI
-    to print and the HTTP layer to return as a 422."""
-
-    def __init__(
-        self, field: str, message: str, errors: Sequence[FieldError] | None = None
-    ) -> None:
-        self.errors: list[FieldError] = list(errors) if errors else [FieldError(field, message)]
-        super().__init__("; ".join(map(str, self.errors)))
-        self.field = field
-        self.message = message
-
-    @classmethod
-    def of(cls, errors: Sequence[FieldError]) -> ValidationError:
-        """One error for many field errors (at least one)."""
-        return cls(errors[0].field, errors[0].message, errors)
-
-    def prefixed(self, prefix: str) -> ValidationError:
-        """The same errors with each field path under `prefix` (e.g. `jobs[3].`)."""
-        return ValidationError.of([FieldError(prefix + e.field, e.message) for e in self.errors])
 
 
 def new_job_id(now_ms: int | None = None) -> str:
@@ -137,150 +120,46 @@ def format_ts(ms: int | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def parse_ts(text: str, field: str = "run_at") -> int:
-    """ISO 8601 → milliseconds since the epoch. A time without an offset is an error:
-    guessing a zone for a job's start time is how jobs run an hour off."""
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, AttributeError):
-        raise ValidationError(field, f"not an ISO 8601 time: {text!r}") from None
-    if dt.tzinfo is None:
-        raise ValidationError(field, f"needs a UTC offset or Z: {text!r}")
-    # Integer arithmetic: int(timestamp() * 1000) loses a millisecond to float rounding.
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+class EnqueueRequest(BaseModel):
+    """A job to enqueue: the spec's body plus fleetd's extensions. Fields left out take
+    the job type's defaults, then the server's."""
 
+    # `priority`, `max_retries` and `timeout` left as None take the handler's or the
+    # config's defaults when the queue stamps the job. The body's `run_at` is held as
+    # `run_at_ms`. Built directly (EnqueueRequest(type=…)), a bad field raises
+    # pydantic's ValidationError (a ValueError); from_dict raises fleetd's.
 
-def parse_priority(value: object, field: str = "priority") -> int:
-    """An integer 1–20 or one of the names low/normal/high/critical."""
-    if isinstance(value, str):
-        try:
-            return int(Priority[value.strip().upper()])
-        except KeyError:
-            if value.strip().lstrip("-").isdigit():
-                value = int(value.strip())
-            else:
-                raise ValidationError(
-                    field, f"unknown priority {value!r} (use low, normal, high, critical or 1-20)"
-                ) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(field, "must be an integer from 1 to 20 or a priority name")
-    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValidationError(field, f"must be from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value}")
-    return value
+    # Only the wire names (`run_at`, not `run_at_ms`), for Python callers too.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-
-def _opt_str(raw: Mapping[str, Any], name: str, limit: int = MAX_ID_LENGTH) -> str | None:
-    value = raw.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(name, "must be a string")
-    if len(value) > limit:
-        raise ValidationError(name, f"must be at most {limit} characters")
-    return value
-
-
-@dataclass(slots=True)
-class EnqueueRequest:
-    """What a caller asks for: the spec's enqueue body plus fleetd's extensions.
-
-    `priority`, `max_retries` and `timeout` left as None take the handler's or the
-    config's defaults when the queue stamps the job.
-    """
-
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
-    priority: int | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    company_id: str | None = None
-    user_id: str | None = None
-    tags: tuple[str, ...] = ()
-    run_at_ms: int | None = None
-    idempotency_key: str | None = None
-    # Seal the whole data at rest (fleetd.jobs.sealing); fields the handler marks sensitive
-    # are sealed either way.
-    encrypt: bool = False
-
-    KNOWN_FIELDS = frozenset(
-        {
-            "type", "data", "priority", "max_retries", "timeout", "company_id", "user_id",
-            "tags", "run_at", "idempotency_key", "encrypt",
-        }
-    )  # fmt: skip
+    type: JobTypeName
+    """The job type (GET /jobs/types lists them)."""
+    data: JobData = Field(default_factory=dict)
+    """The handler's input, checked against its data schema."""
+    priority: PriorityValue | None = None
+    """1 (low) to 20 (critical), or low, normal, high, critical."""
+    max_retries: MaxRetries | None = None
+    timeout: Timeout | None = None
+    """Seconds, or a duration such as 30s or 5m."""
+    company_id: OptionalId = None
+    user_id: OptionalId = None
+    tags: Tags = ()
+    run_at_ms: RunAt | None = Field(default=None, alias="run_at")
+    """Run no earlier than this time (RFC 3339 with an offset)."""
+    idempotency_key: IdempotencyKey = None
+    """At most one job per key (per company)."""
+    encrypt: OptionalFlag = False
+    """Seal the whole data at rest (AES-GCM); the handler sees plaintext. Fields the
+    handler marks sensitive are sealed either way."""
 
     @classmethod
     def from_dict(cls, raw: object) -> EnqueueRequest:
-        """Validate a JSON-shaped request; raises ValidationError naming the field."""
-        if not isinstance(raw, Mapping):
-            raise ValidationError("body", "must be a JSON object")
-        if unknown := raw.keys() - cls.KNOWN_FIELDS:
-            raise ValidationError(min(unknown), "unknown field")
-        job_type = raw.get("type")
-        if not isinstance(job_type, str) or not job_type.strip():
-            raise ValidationError("type", "is required and must be a non-empty string")
-        if len(job_type) > MAX_TYPE_LENGTH:
-            raise ValidationError("type", f"must be at most {MAX_TYPE_LENGTH} characters")
-        data = raw.get("data", {})
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ValidationError("data", "must be a JSON object")
-        priority = None if raw.get("priority") is None else parse_priority(raw["priority"])
-        max_retries = raw.get("max_retries")
-        if max_retries is not None and (
-            isinstance(max_retries, bool)
-            or not isinstance(max_retries, int)
-            or not 0 <= max_retries <= MAX_RETRIES_LIMIT
-        ):
-            raise ValidationError(
-                "max_retries", f"must be an integer from 0 to {MAX_RETRIES_LIMIT}"
-            )
-        timeout = raw.get("timeout")
-        if timeout is not None:
-            if isinstance(timeout, str):
-                from fleetd.config.durations import parse_duration
-
-                try:
-                    timeout = parse_duration(timeout)
-                except ValueError as exc:
-                    raise ValidationError("timeout", str(exc)) from None
-            if (
-                isinstance(timeout, bool)
-                or not isinstance(timeout, int | float)
-                or not math.isfinite(timeout)
-                or timeout <= 0
-            ):
-                raise ValidationError("timeout", "must be a positive duration such as 30s or 5m")
-            timeout = float(timeout)
-        tags = raw.get("tags")
-        if tags is None:
-            tags = []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
-            raise ValidationError("tags", "must be a list of non-empty strings")
-        if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LENGTH for t in tags):
-            raise ValidationError(
-                "tags", f"at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters"
-            )
-        run_at = raw.get("run_at")
-        if run_at is not None and not isinstance(run_at, str):
-            raise ValidationError("run_at", "must be an ISO 8601 time string")
-        encrypt = raw.get("encrypt")
-        if encrypt is not None and not isinstance(encrypt, bool):
-            raise ValidationError("encrypt", "must be true or false")
-        return cls(
-            type=job_type.strip(),
-            data=data,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            company_id=_opt_str(raw, "company_id"),
-            user_id=_opt_str(raw, "user_id"),
-            tags=tuple(tags),
-            run_at_ms=None if run_at is None else parse_ts(run_at),
-            idempotency_key=_opt_str(raw, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH),
-            encrypt=bool(encrypt),
-        )
+        """Validate a JSON-shaped request; raises ValidationError listing every
+        problem."""
+        try:
+            return cls.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise from_pydantic(exc) from None
 
 
 def _loads(raw: str | None) -> Any:

@@ -18,20 +18,27 @@ Time arithmetic lives in fleetd.schedules.cadence; Redis in fleetd.schedules.sto
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
-from fleetd.jobs.model import (
+import pydantic
+from annotated_types import MaxLen, MinLen
+from pydantic import ConfigDict, Field, PlainValidator, Strict, StringConstraints, TypeAdapter
+from pydantic.dataclasses import dataclass
+
+from fleetd.jobs.fields import (
     MAX_ID_LENGTH,
     MAX_TYPE_LENGTH,
-    ValidationError,
-    format_ts,
-    parse_priority,
+    Flag,
+    JobData,
+    PriorityValue,
 )
+from fleetd.jobs.model import format_ts
 from fleetd.jobs.sealing import MARK_DATA, redact
+from fleetd.jobs.validation import FieldError, ValidationError, explained, from_pydantic, rule
 from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
 
 __all__ = [
@@ -49,7 +56,7 @@ __all__ = [
 MAX_NAME_LENGTH = 200
 # Schedule ids appear in tags (`schedule:<id>`, at most 128 characters) and URLs.
 MAX_SCHEDULE_ID_LENGTH = 64
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -72,120 +79,100 @@ def occurrence_tags(schedule_id: str, occurrence_ms: int) -> tuple[list[str], st
     return [f"schedule:{schedule_id}", f"occurrence:{when}"], f"schedule:{schedule_id}:{when}"
 
 
-def _text(raw: Mapping[str, Any], name: str, limit: int, required: bool = False) -> str | None:
-    value = raw.get(name)
-    if value is None or value == "":
-        if required:
-            raise ValidationError(name, "is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, "must be a non-empty string")
-    if len(value) > limit:
-        raise ValidationError(name, f"must be at most {limit} characters")
-    if _CONTROL.search(value):
-        raise ValidationError(name, "must not contain control characters")
-    return value
+def _text(limit: int, *, required: bool) -> PlainValidator:
+    """The rule of a line of text (name, job type, ids): not blank, at most `limit`
+    characters, no control characters; "" and null are absent."""
+
+    def check(value: object) -> str | None:
+        if value is None or value == "":
+            if required:
+                raise ValidationError("", "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError("", "must be a non-empty string")
+        if len(value) > limit:
+            raise ValidationError("", f"must be at most {limit} characters")
+        if _CONTROL.search(value):
+            raise ValidationError("", "must not contain control characters")
+        return value
+
+    return rule(check, Annotated[str, MinLen(1), MaxLen(limit)])
 
 
-@dataclass(frozen=True, slots=True)
+def _expression(value: object) -> str:
+    """The schedule's syntax (time zone apart: both are valid in any zone)."""
+    Cadence.parse(value, "UTC")  # type: ignore[arg-type]  # raises on a non-string
+    return " ".join(str(value).split())
+
+
+def _timezone(value: object) -> str:
+    load_timezone(value)  # type: ignore[arg-type]  # raises on a non-string
+    return str(value)
+
+
+Name = Annotated[str, _text(MAX_NAME_LENGTH, required=True)]
+JobTypeText = Annotated[str, _text(MAX_TYPE_LENGTH, required=True)]
+OptionalText = Annotated[str | None, _text(MAX_ID_LENGTH, required=False)]
+ScheduleId = Annotated[
+    str,
+    Strict(),
+    StringConstraints(pattern=_ID_PATTERN),
+    explained("must be 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"),
+]
+Expression = Annotated[str, rule(_expression, Annotated[str, MinLen(1)])]
+TimezoneName = Annotated[str, rule(_timezone, str)]
+Misfire = Annotated[MisfirePolicy, explained("must be run_once or skip")]
+
+
+@dataclass(
+    frozen=True,
+    slots=True,
+    config=ConfigDict(extra="forbid", use_attribute_docstrings=True, title="ScheduleSpec"),
+)
 class ScheduleSpec:
-    """A schedule's definition as a caller gives it. `priority` None takes the job
-    type's default when the store checks the spec against the handler registry."""
+    """A schedule's definition as a caller gives it (the create body). `priority` None
+    takes the job type's default when the store checks the spec against the handler
+    registry."""
 
-    name: str
-    job_type: str
-    schedule: str
-    data: dict[str, Any]
-    priority: int | None = None
-    is_active: bool = True
-    company_id: str | None = None
-    user_id: str | None = None
-    timezone: str = "UTC"
-    misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
-    id: str | None = None
-    # Seal the whole data at rest, in the schedule and in every job it enqueues.
-    encrypt: bool = False
-
-    CREATE_FIELDS = frozenset(
-        {
-            "id", "name", "job_type", "data", "schedule", "priority", "is_active",
-            "company_id", "user_id", "timezone", "misfire_policy", "encrypt",
-        }
-    )  # fmt: skip
-    UPDATE_FIELDS = CREATE_FIELDS - {"id"}
+    name: Name
+    job_type: JobTypeText
+    schedule: Expression
+    """@hourly, @daily, @weekly, @monthly, @yearly, an interval (30m, 1h, 1d, 1w) or a
+    5-field cron expression."""
+    data: JobData = Field(default_factory=dict)
+    priority: PriorityValue | None = None
+    is_active: Flag = True
+    company_id: OptionalText = None
+    user_id: OptionalText = None
+    timezone: TimezoneName = "UTC"
+    """IANA time zone, e.g. Europe/Berlin."""
+    misfire_policy: Misfire = MisfirePolicy.RUN_ONCE
+    id: ScheduleId | None = None
+    encrypt: Flag = False
+    """Seal the whole data at rest, in the schedule and in every job it enqueues."""
 
     @classmethod
     def from_dict(cls, raw: object, *, default_timezone: str = "UTC") -> ScheduleSpec:
-        """Validate a create body; raises ValidationError naming the field."""
-        if not isinstance(raw, Mapping):
-            raise ValidationError("body", "must be a JSON object")
-        if unknown := raw.keys() - cls.CREATE_FIELDS:
-            raise ValidationError(min(unknown), "unknown field")
-        schedule_id = raw.get("id")
-        if schedule_id is not None and (
-            not isinstance(schedule_id, str) or not _ID.fullmatch(schedule_id)
-        ):
-            raise ValidationError(
-                "id", "must be 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit"
-            )
-        spec = cls(
-            name="",
-            job_type="",
-            schedule="",
-            data={},
-            timezone=default_timezone,
-            id=schedule_id,
-        )
-        return spec._apply(raw, creating=True)
+        """Validate a create body; raises ValidationError listing every problem."""
+        if isinstance(raw, Mapping) and "timezone" not in raw:
+            raw = {**raw, "timezone": default_timezone}
+        return _validate(raw)
 
     def updated(self, changes: object) -> ScheduleSpec:
-        """This spec with the fields of a partial update body changed (validated)."""
+        """This spec with the fields of a partial update body changed (validated; the
+        fields not given keep their values)."""
         if not isinstance(changes, Mapping):
             raise ValidationError("body", "must be a JSON object")
+        problems: list[FieldError] = []
         if "id" in changes and changes["id"] != self.id:
-            raise ValidationError("id", "cannot be changed")
-        if unknown := changes.keys() - self.CREATE_FIELDS:
-            raise ValidationError(min(unknown), "unknown field")
-        return self._apply({k: v for k, v in changes.items() if k != "id"}, creating=False)
-
-    def _apply(self, raw: Mapping[str, Any], creating: bool) -> ScheduleSpec:
-        new: dict[str, Any] = {}
-        for name, limit in (("name", MAX_NAME_LENGTH), ("job_type", MAX_TYPE_LENGTH)):
-            if name in raw or creating:
-                new[name] = _text(raw, name, limit, required=True)
-        if "schedule" in raw or creating:
-            schedule = raw.get("schedule")
-            if not isinstance(schedule, str) or not schedule.strip():
-                raise ValidationError("schedule", "is required (e.g. @daily, 30m, '0 9 * * 1-5')")
-            new["schedule"] = " ".join(schedule.split())
-        if "data" in raw:
-            data = raw["data"] if raw["data"] is not None else {}
-            if not isinstance(data, dict):
-                raise ValidationError("data", "must be a JSON object")
-            new["data"] = data
-        if "priority" in raw:
-            new["priority"] = None if raw["priority"] is None else parse_priority(raw["priority"])
-        if "is_active" in raw:
-            if not isinstance(raw["is_active"], bool):
-                raise ValidationError("is_active", "must be true or false")
-            new["is_active"] = raw["is_active"]
-        if "encrypt" in raw:
-            if not isinstance(raw["encrypt"], bool):
-                raise ValidationError("encrypt", "must be true or false")
-            new["encrypt"] = raw["encrypt"]
-        for name in ("company_id", "user_id"):
-            if name in raw:
-                new[name] = _text(raw, name, MAX_ID_LENGTH)
-        if "timezone" in raw:
-            load_timezone(raw["timezone"])
-            new["timezone"] = raw["timezone"]
-        if "misfire_policy" in raw:
-            try:
-                new["misfire_policy"] = MisfirePolicy(raw["misfire_policy"])
-            except ValueError:
-                raise ValidationError("misfire_policy", "must be run_once or skip") from None
-        spec = replace(self, **new)
-        spec.cadence()  # the schedule must parse in the (possibly new) time zone
+            problems.append(FieldError("id", "cannot be changed"))
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        try:
+            spec = _validate({**current, **{k: v for k, v in changes.items() if k != "id"}})
+        except ValidationError as exc:
+            raise ValidationError.of(problems + exc.errors) from None
+        if problems:
+            raise ValidationError.of(problems)
         return spec
 
     def cadence(self, anchor_ms: int = 0) -> Cadence:
@@ -211,11 +198,21 @@ class ScheduleSpec:
         ]
 
 
+SPEC = TypeAdapter(ScheduleSpec)
+
+
+def _validate(raw: object) -> ScheduleSpec:
+    try:
+        return SPEC.validate_python(raw)
+    except pydantic.ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
 def _int(raw: str | None) -> int | None:
     return None if raw in (None, "") else int(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ScheduledJob:
     """A schedule as stored: the spec's fields, then fleetd's extensions. Times are ms."""
 
@@ -246,7 +243,7 @@ class ScheduledJob:
     # fleetd.jobs.sealing's marker ("" = plain) and, when sealed, the data as stored (for
     # the firing, which opens it); `data` is then redacted.
     sealed: str = ""
-    stored_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    stored_data: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def encrypt(self) -> bool:

@@ -115,6 +115,12 @@ async def test_fields_types_and_schemas(config: Config) -> None:
                 {"type": "email_notification", "data": {"to": "not-an-address", "cc": 3}},
                 ["data.body", "data.cc", "data.subject", "data.to"],
             ),
+            # Every problem at once: unknown fields, bad fields and the data's own.
+            (
+                {"type": "email_notification", "colour": "red", "priority": 0, "data": {}},
+                ["colour", "data.body", "data.subject", "data.to", "priority"],
+            ),
+            ({"type": "noop", "tags": [""], "encrypt": "yes", "x": 1}, ["encrypt", "tags", "x"]),
         ]
         for body, expected in cases:
             r = await api.post(f"{PREFIX}/enqueue", json=body)
@@ -142,6 +148,9 @@ async def test_bad_schedules(config: Config) -> None:
             r = await api.post(f"{PREFIX}/scheduled", json=body)
             assert r.status_code == 422, (body, r.text)
             assert fields(r)[0] == field, (body, r.text)
+        every = {**good, "name": "", "timezone": "Mars/Olympus", "next_run": "soon"}
+        r = await api.post(f"{PREFIX}/scheduled", json=every)
+        assert r.status_code == 422 and fields(r) == ["name", "timezone", "next_run"]
 
 
 async def test_query_and_header_inputs(config: Config) -> None:

@@ -35,4 +35,7 @@ def test_sync_client_rejects_bad_input_before_sending(config: Config, engine: En
         with pytest.raises(ValidationError) as info:
             client.enqueue_many([{"type": "noop"}, {"type": "noop", "priority": 0}])
         assert info.value.field == "jobs[1].priority"
+        with pytest.raises(ValidationError) as info:
+            client.enqueue("noop", {}, priority=0, colour="red")
+        assert [e.field for e in info.value.errors] == ["priority", "colour"]
         assert client.stats()["total"] == 0

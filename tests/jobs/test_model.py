@@ -254,6 +254,19 @@ def test_empty_id_fields_mean_absent() -> None:
     assert (r.company_id, r.user_id, r.idempotency_key) == (None, None, None)
 
 
+def test_every_problem_is_reported_at_once_unknown_fields_last() -> None:
+    err = rejected({"type": "noop", "zzz": 1, "priority": 0, "tags": "a", "run_at": 5, "aaa": 2})
+    assert [e.field for e in err.errors] == ["priority", "tags", "run_at", "aaa", "zzz"]
+    assert err.field == "priority" and "from 1 to 20" in err.message
+    assert "unknown field" in err.errors[-1].message
+    assert str(err) == "; ".join(map(str, err.errors))
+
+
+def test_wire_names_only() -> None:
+    assert rejected({"type": "noop", "run_at_ms": 5}).field == "run_at_ms"
+    assert req(run_at="2024-01-15T10:30:00Z").run_at_ms == 1_705_314_600_000
+
+
 def test_validation_error_carries_field_and_message() -> None:
     err = rejected({"type": "noop", "priority": 0})
     assert str(err) == f"priority: {err.message}"

@@ -81,6 +81,17 @@ def test_create_errors_name_the_field(change: dict[str, Any], field: str, messag
     assert message in info.value.message
 
 
+def test_every_problem_is_reported_at_once() -> None:
+    bad = {**BODY, "name": "", "priority": 0, "timezone": "Nowhere/Land", "colour": "red"}
+    with pytest.raises(ValidationError) as info:
+        ScheduleSpec.from_dict(bad)
+    assert [e.field for e in info.value.errors] == ["name", "priority", "timezone", "colour"]
+    spec = ScheduleSpec.from_dict({**BODY, "id": "r1"})
+    with pytest.raises(ValidationError) as info:
+        spec.updated({"id": "r2", "is_active": "no", "schedule": "@sometimes"})
+    assert [e.field for e in info.value.errors] == ["id", "schedule", "is_active"]
+
+
 def test_partial_update() -> None:
     spec = ScheduleSpec.from_dict({**BODY, "id": "r1"})
     changed = spec.updated({"schedule": "30m", "data": {"report_type": "maintenance"}})

@@ -1,0 +1,182 @@
+"""What the admin API reads besides a job's or a schedule's own body, declared once.
+
+Owns the bulk enqueue body (`{"jobs": [EnqueueRequest, …]}`), the query strings of
+the endpoints that take one (list pages, cleanup, throughput, audit, artifact, the
+events feed), the `Idempotency-Key` header, and `parse()`: one pydantic validation
+whose every problem becomes fleetd's ValidationError (422 with the field paths). The
+OpenAPI document (fleetd.api.openapi) lists the parameters from these classes.
+
+Query models ignore parameters they do not declare (a proxy's cache buster is not an
+error); bodies refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import pydantic
+from annotated_types import Ge, Le, MinLen
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from fleetd.config.durations import parse_duration
+from fleetd.jobs.fields import MAX_IDEMPOTENCY_KEY_LENGTH, parse_ts
+from fleetd.jobs.model import EnqueueRequest
+from fleetd.jobs.queue import MAX_PAGE
+from fleetd.jobs.validation import ValidationError, explained, from_pydantic, rule
+
+__all__ = [
+    "ArtifactQuery",
+    "AuditQuery",
+    "BulkEnqueueRequest",
+    "CleanupQuery",
+    "EventsQuery",
+    "IdempotencyHeader",
+    "PageQuery",
+    "ThroughputQuery",
+    "parse",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_PAGE = 50
+
+
+def parse(model: type[M], raw: object) -> M:
+    """`raw` validated by `model` (wire names); ValidationError lists every problem."""
+    try:
+        return model.model_validate(raw, by_alias=True, by_name=False)
+    except pydantic.ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+def _duration(value: object) -> float:
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]  # a query value is a str
+    except ValueError as exc:
+        raise ValidationError("", str(exc)) from None
+
+
+def _since_epoch(value: object) -> int:
+    if not isinstance(value, str):
+        raise ValidationError("", "must be an ISO 8601 time string")
+    ms = parse_ts(value)
+    if ms < 0:
+        raise ValidationError("", "must be after 1970-01-01T00:00:00Z")
+    return ms
+
+
+def _idempotency_key(value: object) -> str:
+    key = value.strip() if isinstance(value, str) else ""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise ValidationError("", f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters")
+    return key
+
+
+Text = Annotated[str | None, BeforeValidator(_blank_is_none)]
+Limit = Annotated[int, Ge(1), Le(MAX_PAGE), explained(f"must be an integer from 1 to {MAX_PAGE}")]
+Time = Annotated[int, rule(_since_epoch, AwareDatetime)]
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+
+class BulkEnqueueRequest(BaseModel):
+    """Many jobs at once, all or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: Annotated[list[EnqueueRequest], MinLen(1)]
+
+
+class PageQuery(Query):
+    """GET /jobs/status/{status}."""
+
+    limit: Limit = DEFAULT_PAGE
+    cursor: Text = None
+    """next_cursor of the previous page"""
+    type: Text = None
+    """only jobs of this type"""
+
+
+class AuditQuery(Query):
+    """GET /jobs/audit: the filters (fleetd.api.audit.FILTERS) and a time range."""
+
+    limit: Limit = DEFAULT_PAGE
+    cursor: Text = None
+    """next_cursor of the previous page"""
+    action: Text = None
+    subject: Text = None
+    company_id: Text = None
+    target: Text = None
+    outcome: Text = None
+    since: Time | None = None
+    until: Time | None = None
+
+    def filters(self) -> dict[str, str | None]:
+        return {
+            "action": self.action,
+            "subject": self.subject,
+            "company_id": self.company_id,
+            "target": self.target,
+            "outcome": self.outcome,
+        }
+
+
+class CleanupQuery(Query):
+    """POST /jobs/cleanup."""
+
+    older_than: Annotated[float, rule(_duration, str)]
+    """e.g. 24h, 7d"""
+
+
+class ThroughputQuery(Query):
+    """GET /jobs/throughput (fleetd.jobs.throughput checks the span)."""
+
+    window: str | None = None
+    """1m to 24h, a whole number of steps; default 10m"""
+    step: str | None = None
+    """1s to 1h, at most 1,440 buckets; default 10s"""
+
+
+class ArtifactQuery(Query):
+    """GET /jobs/{id}/artifact."""
+
+    name: str | None = None
+    """which artifact, when there are several"""
+
+
+class EventsQuery(Query):
+    """The events WebSocket's query (fleetd.api.ws_session reads the repeatable
+    filters; each may also be comma-separated)."""
+
+    type: str | None = None
+    """job types"""
+    status: str | None = None
+    """job statuses"""
+    job_id: str | None = None
+    """job ids"""
+    company_id: str | None = None
+    """one company (platform admins)"""
+    last_event_id: str | None = None
+    """resume after this stream id"""
+    ticket: str | None = None
+    """a ticket from POST .../events/ticket, instead of a token"""
+
+
+class IdempotencyHeader(Query):
+    """The enqueue endpoints' header: at most one job per key (per company)."""
+
+    key: Annotated[str | None, rule(_idempotency_key, str)] = Field(
+        default=None, alias="Idempotency-Key"
+    )
+
+
+def header_key(headers: Any) -> str | None:
+    """The Idempotency-Key header, checked (None when absent)."""
+    raw = headers.get("Idempotency-Key")
+    return None if raw is None else parse(IdempotencyHeader, {"Idempotency-Key": raw}).key
