@@ -355,7 +355,7 @@ class Daemon:
             task_status.started()
             if self.tune_gc:
                 gctune.settle()
-            self.notifier.ready(await self._status_line())
+            # Logged before READY: a supervisor's "ready" line follows its children's.
             log.info(
                 "fleetd %s ready: %s, concurrency %d, job types %s",
                 self.daemon_id,
@@ -363,6 +363,7 @@ class Daemon:
                 cfg.worker.concurrency,
                 ",".join(e.registry.types()) or "none",
             )
+            self.notifier.ready(await self._status_line())
             await self._stop.wait()
             self.ready = False
             self.notifier.stopping(await self._status_line())
