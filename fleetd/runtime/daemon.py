@@ -395,6 +395,6 @@ class Daemon:
             "running": pool.running if pool else 0,
             "ready": self.ready and self.engine.link.ready,
             "job_types": self.engine.registry.types(),
-            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.alerts).
+            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.runtime.alerts).
             "alerts": self.alerts.active if self.alerts is not None else None,
         }
