@@ -32,17 +32,19 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from fleetd.config.durations import parse_duration
+from fleetd.jobs.fields import MAX_DURATION, shown, text_problem
 from fleetd.jobs.model import ValidationError
 
 __all__ = [
@@ -57,8 +59,13 @@ __all__ = [
     "to_ms",
 ]
 
+log = logging.getLogger("fleetd.schedules.cadence")
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+# The longest IANA key is 32 characters ("America/Argentina/ComodRivadavia"); twice
+# that bounds what is looked up at all.
+MAX_TIMEZONE_LENGTH = 64
 
 PREDEFINED = {
     "@yearly": "0 0 1 1 *",
@@ -80,6 +87,12 @@ _FIELDS = (
 # Shortest interval: the scheduler's precision is milliseconds, but a schedule firing
 # more often than once a second is a queue, not a schedule.
 MIN_INTERVAL_MS = 1000
+# Longest interval: fleetd.jobs.fields.MAX_DURATION (ten years), so that the next run
+# of any schedule stays a time that datetimes, Redis scores and RFC 3339 can hold.
+MAX_INTERVAL_MS = MAX_DURATION * 1000
+# Longest expression: five cron fields listing every minute, hour, day and month
+# ("0,1,…,59 0,1,…,23 …") take ~330 characters; 400 leaves room for ranges and steps.
+MAX_EXPRESSION_LENGTH = 400
 # Wall times examined in one next-run search before giving up. A search visits a few
 # matching wall times (a few dozen around a DST change for "* * * * *"); croniter
 # itself jumps straight to the next match, so even `0 0 29 2 *` takes one step.
@@ -112,16 +125,33 @@ def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+@lru_cache(maxsize=1)
+def known_timezones() -> frozenset[str]:
+    """Every IANA key of this host's time zone database (system and tzdata), read once
+    (~600 keys, a few ms)."""
+    return frozenset(available_timezones())
+
+
 def load_timezone(name: str, field: str = "timezone") -> ZoneInfo:
-    """The IANA zone `name` (e.g. Europe/Berlin); ValidationError if there is none."""
+    """The IANA zone `name` (e.g. Europe/Berlin); ValidationError if there is none.
+
+    Only keys listed by the time zone database are opened: ZoneInfo(name) reads a file
+    named after its argument, and for a path-like or huge name it raises ValueError,
+    OSError (name too long, quoting the install path) or IsADirectoryError. The name
+    is checked against the list first, so no caller-chosen name reaches the filesystem
+    and no error carries a path."""
     if not isinstance(name, str) or not name:
         raise ValidationError(field, "must be an IANA time zone name such as Europe/Berlin")
+    if len(name) > MAX_TIMEZONE_LENGTH or name not in known_timezones():
+        raise ValidationError(
+            field,
+            f"unknown time zone {shown(name)} (use an IANA name such as Europe/Berlin or UTC)",
+        )
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(
-            field, f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC)"
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        log.warning("time zone %r is listed but cannot be loaded", name)
+        raise ValidationError(field, f"time zone {shown(name)} cannot be loaded") from None
 
 
 def _cron_error(expression: str, fields: list[str]) -> str:
@@ -165,6 +195,8 @@ class Cadence:
             load_timezone(timezone)  # raises
         if not isinstance(expression, str) or not expression.strip():
             raise ValidationError("schedule", "is required (e.g. @daily, 30m, '0 9 * * 1-5')")
+        if problem := text_problem(expression, MAX_EXPRESSION_LENGTH, line=False):
+            raise ValidationError("schedule", problem)
         cadence = _parse(" ".join(expression.split()), timezone)
         if cadence.interval_ms is None or cadence.anchor_ms == anchor_ms:
             return cadence
@@ -204,6 +236,8 @@ class Cadence:
 
     @classmethod
     def _interval(cls, text: str, tz: ZoneInfo) -> Cadence:
+        if len(text) > MAX_EXPRESSION_LENGTH:
+            raise ValidationError("schedule", f"is not a schedule: {shown(text)}")
         try:
             seconds = parse_duration(text)
         except ValueError as exc:
@@ -215,6 +249,8 @@ class Cadence:
         interval_ms = round(seconds * 1000)
         if interval_ms < MIN_INTERVAL_MS:
             raise ValidationError("schedule", f"interval {text!r} is shorter than 1s")
+        if interval_ms > MAX_INTERVAL_MS:
+            raise ValidationError("schedule", f"interval {text!r} is longer than 10 years")
         return cls(text, tz, interval_ms=interval_ms)
 
     @cached_property
