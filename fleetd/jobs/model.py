@@ -198,7 +198,7 @@ def _object(name: str) -> Callable[[Mapping[str, str]], dict[str, Any] | None]:
 
 
 def _tags(h: Mapping[str, str]) -> tuple[str, ...]:
-    tags = _loads(h.get("tags")) or ()
+    tags = _loads(h.get("tags")) or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("tags is not a list of strings")
     return tuple(tags)
