@@ -3,9 +3,9 @@
 Owns the JSON Schema of `start_date`/`end_date`, the checks a schema cannot express
 (start ≤ end, a bounded span, both or neither, each date from FIRST_DATE to LAST_DATE)
 as enqueue-time `ValidationError`s naming the field, and the timestamps a query
-compares with (`start_ts` inclusive, `end_ts` exclusive: midnight after the end date). A report without dates covers the previous
-calendar month of the day its job was created (what the monthly default schedule
-wants, the same on every retry). Pure logic, no I/O.
+compares with (`start_ts` inclusive, `end_ts` exclusive: midnight after the end date).
+A report without dates covers the previous calendar month of the day its job was
+created (what the monthly default schedule wants, the same on every retry). Pure logic, no I/O.
 """
 
 from __future__ import annotations
