@@ -10,7 +10,6 @@ client, so each operation is one RedisLink hop; `Queue` is the async (trio) faca
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,16 +19,14 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.model import (
-    SURROGATE,
     TERMINAL_STATUSES,
     EnqueueRequest,
-    FieldError,
     Job,
     JobStatus,
     ValidationError,
-    data_problem,
     new_job_id,
 )
+from fleetd.jobs.payload import MAX_DATA_BYTES, MAX_DATA_DEPTH, encode_data
 from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
 
@@ -43,18 +40,6 @@ __all__ = [
     "ResetResult",
 ]
 
-# One encoder for every job's data: json.dumps with options builds a new encoder per call.
-# Not ASCII-escaped: the UTF-8 encoding of its output is what Redis stores and what the
-# size limit counts, and it fails on a lone surrogate, which no reader could answer.
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
-# Largest job data by default, in bytes of JSON: [http] max_body_size's default, so the
-# Python client, the CLI, schedules and follow-up jobs hold what HTTP holds (the engine
-# passes the configured value).
-MAX_DATA_BYTES = 256 * 1024
-# Deepest data nesting by default ([http] max_json_depth's default, likewise).
-MAX_DATA_DEPTH = 32
-# 19 digits in a row: the shortest integer that may lie beyond 64 bits.
-_LONG_NUMBER = re.compile(r"[0-9]{19}")
 # Jobs one enqueue_many call sends in one script call; larger inputs go in chunks of
 # this size inside the same hop (a script call must stay short: Redis runs one at a time).
 ENQUEUE_CHUNK = 1000
@@ -164,7 +149,7 @@ class QueueOps:
         if max_retries is None:
             max_retries = self.defaults.max_retries if hd.max_retries is None else hd.max_retries
         timeout = req.timeout or hd.timeout
-        data_json = self._data_json(data)
+        data_json = encode_data(data, self.defaults.max_data_bytes, self.defaults.max_data_depth)
         return [
             job_id,
             req.type,
@@ -179,32 +164,6 @@ class QueueOps:
             req.idempotency_key or "",
             marker,
         ]
-
-    def _data_json(self, data: dict[str, Any]) -> str:
-        """`data` as the JSON text stored, within the limits of every door: encodable
-        as UTF-8 (no lone surrogate), at most `max_data_bytes`, nested at most
-        `max_data_depth` deep, integers within 64 bits. Raises ValidationError."""
-        limits = self.defaults
-        try:
-            text = _encode(data)
-            size = len(text.encode("utf-8"))
-        except RecursionError:
-            raise ValidationError("data", "is nested too deeply") from None
-        except UnicodeEncodeError:
-            where = data_problem(data, limits.max_data_depth) or FieldError("data", "")
-            raise ValidationError(where.field, where.message or SURROGATE) from None
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
-        if size > limits.max_data_bytes:
-            raise ValidationError(
-                "data", f"is {size} bytes of JSON, over the limit of {limits.max_data_bytes}"
-            )
-        # Walked only when it could matter: nesting d deep takes 2·d characters, and an
-        # integer beyond 64 bits at least 19 digits.
-        deep = len(text) > 2 * limits.max_data_depth or _LONG_NUMBER.search(text)
-        if deep and (found := data_problem(data, limits.max_data_depth)):
-            raise ValidationError(found.field, found.message)
-        return text
 
     def seal(
         self, data: dict[str, Any], context: str, paths: Sequence[str] | None

@@ -32,20 +32,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import logging
 import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from fleetd.config.durations import parse_duration
 from fleetd.jobs.fields import MAX_DURATION, shown, text_problem
 from fleetd.jobs.model import ValidationError
+from fleetd.schedules.timezones import load_timezone
 
 __all__ = [
     "PREDEFINED",
@@ -59,13 +59,9 @@ __all__ = [
     "to_ms",
 ]
 
-log = logging.getLogger("fleetd.schedules.cadence")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-# The longest IANA key is 32 characters ("America/Argentina/ComodRivadavia"); twice
-# that bounds what is looked up at all.
-MAX_TIMEZONE_LENGTH = 64
 
 PREDEFINED = {
     "@yearly": "0 0 1 1 *",
@@ -123,35 +119,6 @@ def to_ms(dt: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """Milliseconds since the epoch → an aware UTC datetime."""
     return _EPOCH + timedelta(milliseconds=ms)
-
-
-@lru_cache(maxsize=1)
-def known_timezones() -> frozenset[str]:
-    """Every IANA key of this host's time zone database (system and tzdata), read once
-    (~600 keys, a few ms)."""
-    return frozenset(available_timezones())
-
-
-def load_timezone(name: str, field: str = "timezone") -> ZoneInfo:
-    """The IANA zone `name` (e.g. Europe/Berlin); ValidationError if there is none.
-
-    Only keys listed by the time zone database are opened: ZoneInfo(name) reads a file
-    named after its argument, and for a path-like or huge name it raises ValueError,
-    OSError (name too long, quoting the install path) or IsADirectoryError. The name
-    is checked against the list first, so no caller-chosen name reaches the filesystem
-    and no error carries a path."""
-    if not isinstance(name, str) or not name:
-        raise ValidationError(field, "must be an IANA time zone name such as Europe/Berlin")
-    if len(name) > MAX_TIMEZONE_LENGTH or name not in known_timezones():
-        raise ValidationError(
-            field,
-            f"unknown time zone {shown(name)} (use an IANA name such as Europe/Berlin or UTC)",
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        log.warning("time zone %r is listed but cannot be loaded", name)
-        raise ValidationError(field, f"time zone {shown(name)} cannot be loaded") from None
 
 
 def _cron_error(expression: str, fields: list[str]) -> str:

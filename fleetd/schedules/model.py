@@ -39,9 +39,10 @@ from fleetd.jobs.fields import (
 )
 from fleetd.jobs.model import format_ts
 from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, salvage, unreadable_body
-from fleetd.jobs.sealing import MARK_DATA, redact
+from fleetd.jobs.sealing import MARK_DATA
 from fleetd.jobs.validation import FieldError, ValidationError, explained, from_pydantic, rule
 from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
+from fleetd.schedules.model_hash import HASH_FIELDS
 
 __all__ = [
     "ScheduleSpec",
@@ -207,56 +208,6 @@ def _validate(raw: object) -> ScheduleSpec:
         raise from_pydantic(exc) from None
 
 
-def _int(raw: str | None) -> int | None:
-    return None if raw in (None, "") else int(raw)
-
-
-def _data(h: Mapping[str, str]) -> dict[str, Any]:
-    data = json.loads(h.get("data") or "{}")
-    if not isinstance(data, dict):
-        raise ValueError("data is not an object")
-    sealed = h.get("sealed") or ""
-    return redact(data, sealed) if sealed else data
-
-
-def _stored_data(h: Mapping[str, str]) -> dict[str, Any] | None:
-    return json.loads(h.get("data") or "{}") if h.get("sealed") else None
-
-
-# How a schedule hash is read: (attribute, reader, default when the stored value cannot
-# be read; ScheduledJob.readable). Names as schedule_save.lua writes them.
-_HASH_FIELDS: list[tuple[str, Callable[[Mapping[str, str]], Any], Any]] = [
-    ("id", lambda h: h["id"], "?"),
-    ("name", lambda h: h["name"], "?"),
-    ("job_type", lambda h: h["job_type"], "?"),
-    ("data", _data, {}),
-    ("schedule", lambda h: h["schedule"], "?"),
-    ("priority", lambda h: int(h["priority"]), 0),
-    ("is_active", lambda h: h.get("is_active") == "1", False),
-    ("next_run_ms", lambda h: _int(h.get("next_run")), None),
-    ("created_at_ms", lambda h: int(h["created_at"]), 0),
-    ("updated_at_ms", lambda h: int(h["updated_at"]), 0),
-    ("last_run_ms", lambda h: _int(h.get("last_run")), None),
-    ("company_id", lambda h: h.get("company_id") or None, None),
-    ("user_id", lambda h: h.get("user_id") or None, None),
-    ("timezone", lambda h: h.get("timezone") or "UTC", "UTC"),
-    (
-        "misfire_policy",
-        lambda h: MisfirePolicy(h.get("misfire_policy") or "run_once"),
-        MisfirePolicy.RUN_ONCE,
-    ),
-    ("runs", lambda h: int(h.get("runs") or 0), 0),
-    ("missed", lambda h: int(h.get("missed") or 0), 0),
-    ("last_job_id", lambda h: h.get("last_job_id") or None, None),
-    ("last_error", lambda h: h.get("last_error") or None, None),
-    ("last_occurrence_ms", lambda h: _int(h.get("last_occurrence")), None),
-    ("anchor_ms", lambda h: int(h.get("anchor") or 0), 0),
-    ("rev", lambda h: int(h.get("rev") or 0), 0),
-    ("sealed", lambda h: h.get("sealed") or "", ""),
-    ("stored_data", _stored_data, None),
-]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScheduledJob:
     """A schedule as stored: the spec's fields, then fleetd's extensions. Times are ms."""
@@ -301,7 +252,7 @@ class ScheduledJob:
     def from_hash(cls, h: Mapping[str, str]) -> ScheduledJob:
         """Build from the schedule hash; raises when a stored value cannot be read (the
         firing must not run a schedule it cannot read)."""
-        return cls(**{name: read(h) for name, read, _ in _HASH_FIELDS})
+        return cls(**{name: read(h) for name, read, _ in HASH_FIELDS})
 
     @classmethod
     def readable(cls, h: Mapping[str, str]) -> ScheduledJob:
@@ -312,7 +263,7 @@ class ScheduledJob:
             return cls.from_hash(h)
         except Exception:  # a reader's error: read again field by field
             found = salvage(h)
-            values = {name: found.read(name, read, default) for name, read, default in _HASH_FIELDS}
+            values = {name: found.read(name, read, default) for name, read, default in HASH_FIELDS}
             report("schedule", values["id"], found.failed)
             return cls(**values, unreadable=tuple(found.failed))
 
