@@ -13,8 +13,11 @@ client then takes more CPU than the daemon and the figure is a floor). Either wa
 client shares the machine with the daemon and Redis.
 
 Prints one `name: value unit` line per figure, per role set; `#` lines say how.
+With `--processes N` the daemon is N processes under one supervisor sharing the port
+(`[daemon] processes`); its CPU figure is theirs summed.
+
 Run: `.venv/bin/python bench/http_enqueue.py [--roles api|default|both]
-[--connections C] [--seconds S] [--client wrk|httpx]`.
+[--connections C] [--seconds S] [--client wrk|httpx] [--processes N]`.
 """
 
 from __future__ import annotations
@@ -84,12 +87,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live children: `--processes N` runs N daemons under
+    one supervisor, whose own share is near zero."""
+    # Every thread's list: trio starts processes from its worker threads.
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    children = {int(c) for task in tasks for c in task.read_text().split()}
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children)
+
+
 def token() -> str:
     now = int(time.time())
     return jwt.encode({"sub": "bench", "role": "admin", "iat": now, "exp": now + 3600}, SECRET)
 
 
-def start_daemon(redis_url: str, state: Path, roles: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_daemon(
+    redis_url: str, state: Path, roles: str, processes: int
+) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
     env |= {
         "FLEETD_CONFIG": str(Path(__file__).resolve().parent.parent / "tests" / "empty.toml"),
@@ -99,6 +113,7 @@ def start_daemon(redis_url: str, state: Path, roles: str) -> tuple[subprocess.Po
         "FLEETD_DAEMON_LOG_LEVEL": "warning",
         "FLEETD_HTTP_LISTEN": "127.0.0.1:0",
         "FLEETD_AUTH_SECRET": SECRET,
+        "FLEETD_DAEMON_PROCESSES": str(processes),
     }
     log = (state.parent / "daemon.log").open("ab")
     proc = subprocess.Popen(
@@ -194,25 +209,25 @@ def measure(server: RedisServer, workdir: Path, name: str, a: argparse.Namespace
     info = server.command("INFO", "server")
     info = info.decode() if isinstance(info, bytes) else str(info)
     redis_pid = int(info.split("process_id:")[1].split()[0])
-    proc, url = start_daemon(server.url, workdir / f"state-{name}", ROLE_SETS[name])
+    proc, url = start_daemon(server.url, workdir / f"state-{name}", ROLE_SETS[name], a.processes)
     try:
         if a.client == "wrk":
             run_wrk(url, a.connections, WARMUP_SECONDS, workdir)
-        cpu0, redis0, own0 = cpu_seconds(proc.pid), cpu_seconds(redis_pid), time.process_time()
+        cpu0, redis0, own0 = tree_cpu_seconds(proc.pid), cpu_seconds(redis_pid), time.process_time()
         if a.client == "wrk":
             r = run_wrk(url, a.connections, a.seconds, workdir)
         else:
             r = trio.run(_httpx_load, url, a.connections, a.seconds)
-        daemon_cpu = cpu_seconds(proc.pid) - cpu0
+        daemon_cpu = tree_cpu_seconds(proc.pid) - cpu0
         redis_cpu = cpu_seconds(redis_pid) - redis0
         client_cpu = time.process_time() - own0  # httpx only; wrk is a child process
     finally:
         proc.terminate()
         proc.wait(10)
     n = max(r.sent, 1)
-    print(f"# roles {ROLE_SETS[name]}: {a.connections} connections, {r.requests} requests "
-          f"in {r.wall:.1f} s via {a.client}, cpus {os.cpu_count()}, "
-          f"python {sys.version.split()[0]}")  # fmt: skip
+    print(f"# roles {ROLE_SETS[name]}, processes {a.processes}: {a.connections} connections, "
+          f"{r.requests} requests in {r.wall:.1f} s via {a.client}, cpus {os.cpu_count()}, "
+          f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"http_enqueue_{name}_rate: {r.requests / r.wall:,.0f} requests/s")
     for p in ("50", "90", "99", "99.9", "max"):
         if p in r.ms:
@@ -232,6 +247,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS)
     p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     p.add_argument("--client", choices=("wrk", "httpx"), default=None)
+    p.add_argument("--processes", type=int, default=1, help="[daemon] processes (default 1)")
     a = p.parse_args()
     if a.client is None:
         a.client = "wrk" if shutil.which("wrk") else "httpx"

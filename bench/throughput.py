@@ -226,7 +226,7 @@ def bench_drain(url: str, state_dir: Path, n: int, concurrency: int) -> None:
         cpu_after, cmds = redis_usage(engine)
         c = engine.link.client
         last = c.zrevrange(engine.keys.status(JobStatus.COMPLETED), 0, 0, withscores=True)
-        first_started = int(c.hget(engine.keys.job(rows[0][0]), "started_at") or 0)
+        first_started = int(c.hget(engine.keys.job(rows[0].id), "started_at") or 0)
     finally:
         engine.close()
     if completed < n:

@@ -11,7 +11,8 @@ validates the data against its schema and `validate` (raising `ValidationError` 
 every field error, as an enqueue would), then runs it with a real `JobContext` on an
 in-memory store (fleetd's own Lua scripts on fakeredis): `ctx.progress`, `ctx.enqueue`,
 `ctx.remember`/`ctx.recall` and `ctx.artifacts` all work, and the result has the
-artifacts merged in, exactly as the worker stores it. Exceptions the handler raises
+artifacts merged in, exactly as the worker stores it; `ctx.run_blocking` and `ctx.redis`
+(on the in-memory store) work as in the worker. Exceptions the handler raises
 propagate (`pytest.raises(PermanentError)`).
 
 `Harness` does the same with more control: several handlers (for follow-up jobs), runs
@@ -34,7 +35,9 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config import Config
 from fleetd.jobs.artifacts import artifacts_root
+from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.context import JobContext, JobServices
+from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.handlers import Handler, HandlerRegistry
 from fleetd.jobs.model import EnqueueRequest, Job, JobStatus
 from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
@@ -86,6 +89,10 @@ class Harness:
         )
         self.queue = Queue(self.link, self.ops)
         self._claimed: dict[str, ClaimedJob] = {}
+        # What `ctx.run_blocking` and `ctx.redis` use, as in the worker (ctx.redis on
+        # the in-memory store).
+        self._blocking = BlockingExecutor()
+        self._redis = HandlerRedis(self.link)
         self.last_job_id = ""  # the job `run` ran last
 
     # -- running ---------------------------------------------------------------------
@@ -134,7 +141,13 @@ class Harness:
             if error:
                 raise SealError(error)
         services = JobServices(
-            self.link, self.ops.keys, self.ops.scripts, self.queue, self.registry.artifacts_dir
+            self.link,
+            self.ops.keys,
+            self.ops.scripts,
+            self.queue,
+            self.registry.artifacts_dir,
+            blocking=self._blocking,
+            redis=self._redis,
         )
         ctx = JobContext(job, services)
         result = ctx.finish(await handler.run(ctx, data))
@@ -162,6 +175,7 @@ class Harness:
         return list(reversed(page.jobs))
 
     def close(self) -> None:
+        self._redis.close()
         self.link.close()
 
     def __enter__(self) -> Harness:

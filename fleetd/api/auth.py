@@ -78,8 +78,9 @@ def _secret_path(cfg: Config) -> Path:
 def hmac_secret(cfg: Config, *, create: bool = True) -> tuple[str, Path | None, bool]:
     """(secret, file it came from or None, whether it was generated just now).
 
-    `[auth] secret` wins; else the state directory's file, created with O_EXCL so that a
-    daemon and a CLI starting together agree on one secret.
+    `[auth] secret` wins; else the state directory's file, written aside and linked into
+    place (link fails if the name exists) so that daemons and a CLI starting together
+    agree on one secret and none reads a half-written file.
     """
     if cfg.auth.secret:
         return cfg.auth.secret, None, False
@@ -90,12 +91,17 @@ def hmac_secret(cfg: Config, *, create: bool = True) -> tuple[str, Path | None, 
         raise FileNotFoundError(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(SECRET_BYTES)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip(), path, False
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process won: use its secret
+            return path.read_text().strip(), path, False
+    finally:
+        tmp.unlink(missing_ok=True)
     return secret, path, True
 
 

@@ -16,10 +16,10 @@ cancelled; rows still queued then fail with RedisUnavailable (answered 503).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import trio
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import RedisLink, RedisUnavailable
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 
@@ -37,7 +37,7 @@ QUEUE = 10_000
 class _Pending:
     __slots__ = ("done", "error", "results", "rows")
 
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+    def __init__(self, rows: Sequence[JobRow]) -> None:
         self.rows = rows
         self.done = trio.Event()
         self.results: list[EnqueueResult] = []
@@ -51,7 +51,7 @@ class EnqueueBatcher:
         self._send, self._receive = trio.open_memory_channel[_Pending](QUEUE)
         self._running = False
 
-    async def enqueue(self, rows: Sequence[Sequence[Any]]) -> list[EnqueueResult]:
+    async def enqueue(self, rows: Sequence[JobRow]) -> list[EnqueueResult]:
         if not self._running:  # not serving (an app built without the service)
             return await self.link.call(self.ops.enqueue_rows, rows)
         pending = _Pending(rows)

@@ -27,6 +27,7 @@ from quart import current_app, g
 from fleetd.api.auth import Principal, TokenVerifier
 from fleetd.api.body import BodyLimits
 from fleetd.api.errors import ApiError
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.config import Config
 from fleetd.jobs.handlers import HandlerRegistry
@@ -156,7 +157,7 @@ async def redis(fn: Callable[[SyncClient], T]) -> T:
     return await _bounded(lambda: link.call(fn))
 
 
-async def enqueue_rows(rows: list[list[Any]]) -> list[EnqueueResult]:
+async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     """Enqueue prepared rows, sharing a Redis round trip with concurrent requests
     (fleetd.api.batcher); 503 past `[http] redis_timeout` as for `redis()`. A 503 leaves
     the outcome unknown: retry with the same Idempotency-Key."""

@@ -21,6 +21,7 @@ from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, enqueue_rows, principal, state
 from fleetd.api.inputs import BulkEnqueueRequest, IdempotencyHeader, header_key, parse
 from fleetd.api.operations import documented
+from fleetd.backend.codec import JobRow
 from fleetd.jobs.model import EnqueueRequest, FieldError
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import EnqueueResult
@@ -36,7 +37,7 @@ def _created(result: EnqueueResult) -> int:
 
 def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
     """Apply the caller's company (forced for company-bound tokens), default user and
-    the idempotency key (scoped by company, so two companies never share a key)."""
+    the idempotency key (enqueue.lua scopes it by company: two never share a key)."""
     if (company := bind_company(req.company_id, field)) is not None:
         req.company_id = company
     if req.user_id is None:
@@ -45,8 +46,6 @@ def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequ
         if req.idempotency_key not in (None, key):
             raise Invalid(f"{field}idempotency_key", "differs from the Idempotency-Key header")
         req.idempotency_key = key
-    if req.idempotency_key is not None and req.company_id is not None:
-        req.idempotency_key = f"{req.company_id}:{req.idempotency_key}"
     return req
 
 
@@ -133,7 +132,7 @@ async def enqueue_bulk() -> Any:
         # Every job is checked and every problem reported, then all or none is sent.
         errors.extend(exc.errors)
         reqs = [_valid(item) for item in items] if isinstance(items, list) else []
-    rows: list[list[Any]] = []
+    rows: list[JobRow] = []
     for i, req in enumerate(reqs):
         if req is None:
             continue

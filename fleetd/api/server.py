@@ -1,7 +1,8 @@
 """The http service of the daemon (role api): the admin API on hypercorn.trio.serve.
 
 Lifecycle: `HttpService(engine, ready)` checks the auth and TLS settings and
-`bind()` binds every `[http] listen` address (host:port, or unix:/path) — both before
+`bind()` binds every `[http] listen` address (host:port, or unix:/path; or adopts the
+sockets a supervisor bound, fleetd.api.listeners) — both before
 the daemon opens its nursery, so a bad key file or a taken port is one plain start-up
 error. `run(task_status)` listens, records the bound URLs in `<state_dir>/http.json`
 (port 0 picks a free port; the file says which) and calls `task_status.started()`, so
@@ -28,10 +29,8 @@ import contextlib
 import json
 import logging
 import os
-import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -47,6 +46,13 @@ from fleetd.api.batcher import EnqueueBatcher
 from fleetd.api.body import BodyLimits
 from fleetd.api.context import ApiState
 from fleetd.api.linger import Lingering
+from fleetd.api.listeners import (
+    LISTEN_BACKLOG,
+    HttpError,
+    adopt_listeners,
+    bind_listeners,
+    clear_stale_sockets,
+)
 from fleetd.api.metrics import ApiMetrics
 from fleetd.api.ws_stream import install_ws_stream
 from fleetd.backend.redis_link import RedisLink
@@ -55,7 +61,7 @@ from fleetd.jobs.artifacts import artifacts_root
 from fleetd.runtime.events import READ_BLOCK, EventHub
 from fleetd.schedules.store import ScheduleOps
 
-__all__ = ["HTTP_FILE", "HttpError", "HttpService", "build_state"]
+__all__ = ["HTTP_FILE", "LISTEN_BACKLOG", "HttpError", "HttpService", "build_state"]
 
 log = logging.getLogger("fleetd.http")
 
@@ -63,15 +69,6 @@ HTTP_FILE = "http.json"
 # Largest message a WebSocket client may send: the feed only takes `subscribe`
 # messages (a few hundred bytes); hypercorn's default is 16 MiB.
 WS_MAX_MESSAGE = 64 * 1024
-# Connections the kernel completes and queues for accept() on each listener. hypercorn's
-# default of 100 overflowed when 2,000 clients connected at once: the kernel dropped
-# their handshakes' last ACK, clients retransmitted for up to a minute and some were
-# reset. The kernel caps this at net.core.somaxconn (4096 by default since Linux 5.4).
-LISTEN_BACKLOG = 4096
-
-
-class HttpError(Exception):
-    """The API cannot start (an address is taken, a TLS or key file does not load)."""
 
 
 def api_link(engine: Engine) -> RedisLink:
@@ -133,46 +130,6 @@ def build_state(
     )
 
 
-def _listen(bind: str, backlog: int) -> socket.socket:
-    """A listening socket for `host:port` or `unix:/path`, closed again on any error
-    (hypercorn's own create_sockets leaks the socket of a failed bind)."""
-    if bind.startswith("unix:"):
-        family: int = socket.AF_UNIX
-        address: Any = bind[len("unix:") :]
-    else:
-        host, _, port = bind.rpartition(":")
-        info = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-        family, address = info[0][0], info[0][4]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if family != socket.AF_UNIX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _clear_stale_socket(path: Path) -> None:
-    """Remove a unix socket left by a dead daemon; refuse one somebody listens on."""
-    if not path.exists():
-        return
-    if not path.is_socket():
-        raise HttpError(f"http.listen unix:{path}: exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()
-        return
-    finally:
-        probe.close()
-    raise HttpError(f"http.listen unix:{path}: another process listens there")
-
-
 class HttpService:
     def __init__(self, engine: Engine, ready: Callable[[], bool]) -> None:
         self.engine = engine
@@ -225,9 +182,6 @@ class HttpService:
         hc.h11_max_incomplete_size = 16 * 1024
         hc.websocket_max_message_size = WS_MAX_MESSAGE
         install_ws_stream(hc, self.cfg.events.ping_interval, self.cfg.events.compression)
-        for bind in h.listen:
-            if bind.startswith("unix:"):
-                _clear_stale_socket(Path(bind[len("unix:") :]))
         return hc
 
     def _record(self) -> None:
@@ -243,16 +197,15 @@ class HttpService:
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
 
-    def bind(self) -> None:
-        """Bind every listen address now (a taken one raises HttpError naming it)."""
-        opened: list[socket.socket] = []
-        for bind in self._hc.bind:
-            try:
-                opened.append(_listen(bind, self._hc.backlog))
-            except OSError as exc:
-                for sock in opened:
-                    sock.close()
-                raise HttpError(f"http.listen: cannot listen on {bind}: {exc}") from None
+    def bind(self, inherited: Sequence[int] = ()) -> None:
+        """Bind every listen address now (a taken one raises HttpError naming it), or
+        adopt the listening sockets a supervisor bound and passed down as `inherited`
+        (fleetd.runtime.supervisor: every child accepts from the same sockets)."""
+        if inherited:
+            opened = adopt_listeners(inherited, self._hc.bind)
+        else:
+            clear_stale_sockets(self._hc.bind)
+            opened = bind_listeners(self._hc.bind, self._hc.backlog)
         tls = self._hc.ssl_enabled
         self._sockets = Sockets(opened if tls else [], [] if tls else opened, [])
 

@@ -18,8 +18,13 @@ __all__ = ["Keys"]
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
-    (`<prefix>job:<id>`, `<prefix>idem:<key>`, `<prefix>ctl:<daemon>`,
-    `<prefix>schedules:wake:<daemon>`) the same way."""
+    (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
+    `<prefix>schedules:wake:<daemon>`) the same way.
+
+    Composite names never join two free-form strings with a separator either may
+    contain: each name below has at most one variable part, at its end, after a fixed
+    prefix no other family shares (`schedule:` vs `schedules:`), except `idem` (length
+    prefix) and `poke`, whose second part is one of two fixed loop names."""
 
     namespace: str
 
@@ -31,9 +36,13 @@ class Keys:
         """Hash of one job (fields as fleetd.jobs.model.Job.from_hash reads them)."""
         return f"{self.prefix}job:{job_id}"
 
-    def idem(self, key: str) -> str:
-        """String: idempotency key → job id."""
-        return f"{self.prefix}idem:{key}"
+    def idem(self, company_id: str | None, key: str) -> str:
+        """String: one company's idempotency key → job id, as `idem:<length>:<company>:
+        <key>` (the length in UTF-8 bytes, as Lua's `#` counts; no company = the empty
+        one). Company ids may contain ':', so without the length `acme` + `eu:order-1`
+        and `acme:eu` + `order-1` would be one key. enqueue.lua builds it the same way."""
+        company = company_id or ""
+        return f"{self.prefix}idem:{len(company.encode())}:{company}:{key}"
 
     def control(self, daemon_id: str) -> str:
         """List of control messages for one daemon (cancel requests for its jobs)."""

@@ -1,30 +1,30 @@
 """One typed method per Lua transition script; argument order defined here only.
 
-Each method mirrors its script's header (fleetd/lua/<name>.lua): it builds KEYS from
-`Keys` and ARGV in the documented order, calls the script through the sync client it is
-given, and decodes the reply. Methods are synchronous: callers run them inside one
-RedisLink hop (several in one hop when they batch).
+Each method mirrors its script's header (fleetd/backend/lua/<name>.lua): it builds KEYS
+from `Keys` and ARGV in the documented order, calls the script through the sync client it
+is given, and decodes the reply. Job rows and claimed jobs go through
+fleetd.backend.codec (named fields), never by position. Methods are synchronous: callers
+run them inside one RedisLink hop (several in one hop when they batch).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from fleetd.backend.codec import ClaimedJob, ClaimResult, JobRow, decode_claim, encode_row
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import Script, SyncClient
 from fleetd.jobs.model import JobStatus
 
+# ClaimedJob and ClaimResult are defined by the codec; re-exported for their users.
 __all__ = ["ClaimResult", "ClaimedJob", "Scripts"]
 
 # Most wake-up tokens kept in the wake list: enough to wake every idle fetcher of a
 # large cluster at once, small enough that stale tokens cost a few empty claims at most.
 WAKE_TOKEN_CAP = 64
-# The retry delay unit: retry n waits n² units (spec: 1 s, 4 s, 9 s).
-RETRY_UNIT_MS = 1000
 # A dead daemon's control list expires after a day.
 CONTROL_TTL_S = 86400
 
@@ -33,36 +33,6 @@ _NAMES = (
     "cancel", "reset", "progress", "prune", "heartbeat",
     "schedule_save", "schedule_remove", "schedule_fire",
 )  # fmt: skip
-_CLAIM_FIELDS = 13
-
-
-@dataclass(slots=True)
-class ClaimedJob:
-    """A job this daemon holds a lease on, as claim.lua returns it."""
-
-    id: str
-    type: str
-    data: dict[str, Any]
-    priority: int
-    attempts: int
-    retry_count: int
-    max_retries: int
-    timeout: float | None
-    company_id: str | None
-    user_id: str | None
-    tags: tuple[str, ...]
-    created_at_ms: int
-    token: str
-    # fleetd.jobs.sealing's marker: "" for plain data; else `data` is sealed as stored
-    # (the worker opens it for the handler and leaves `data` redacted).
-    sealed: str = ""
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    now_ms: int
-    next_due_ms: int | None
-    jobs: list[ClaimedJob]
 
 
 def _read(name: str) -> str:
@@ -89,14 +59,11 @@ class Scripts:
     # -- enqueue / claim -------------------------------------------------------------
 
     def enqueue(
-        self, client: SyncClient, rows: Sequence[Sequence[Any]]
+        self, client: SyncClient, rows: Sequence[JobRow]
     ) -> list[tuple[str, str, bool, int]]:
-        """rows: per job the 12 values of enqueue.lua. Returns per job (id, status,
-        duplicate, created_at ms)."""
+        """Returns per job (id, status, duplicate, created_at ms)."""
         k = self.keys
-        args: list[Any] = [len(rows), WAKE_TOKEN_CAP]
-        for row in rows:
-            args.extend(row)
+        args: list[Any] = [len(rows), WAKE_TOKEN_CAP, *map(encode_row, rows)]
         keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
         reply = self._run(client, "enqueue", keys, args)
         it = iter(reply[1:])
@@ -116,7 +83,7 @@ class Scripts:
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
     ) -> ClaimResult:
         keys, args = self._claim_call(count, lease_ms, token, daemon_id)
-        return self._parse_claim(self._scripts["claim"](client, keys, args), token)
+        return decode_claim(self._scripts["claim"](client, keys, args), token)
 
     def wait_then_claim(
         self,
@@ -134,32 +101,7 @@ class Scripts:
         _, reply = self._scripts["claim"].after(
             client, lambda pipe: pipe.blpop(wait_keys, timeout=timeout), keys, args
         )
-        return self._parse_claim(reply, token)
-
-    @staticmethod
-    def _parse_claim(r: Any, token: str) -> ClaimResult:
-        jobs = []
-        for b in range(3, 3 + int(r[2]) * _CLAIM_FIELDS, _CLAIM_FIELDS):
-            jobs.append(
-                ClaimedJob(
-                    id=r[b],
-                    type=r[b + 1],
-                    data=json.loads(r[b + 2]),
-                    priority=int(r[b + 3]),
-                    attempts=int(r[b + 4]),
-                    retry_count=int(r[b + 5]),
-                    max_retries=int(r[b + 6]),
-                    timeout=float(r[b + 7]) if r[b + 7] else None,
-                    company_id=r[b + 8] or None,
-                    user_id=r[b + 9] or None,
-                    tags=tuple(json.loads(r[b + 10])) if r[b + 10] else (),
-                    created_at_ms=int(r[b + 11]),
-                    token=token,
-                    sealed=r[b + 12],
-                )
-            )
-        due = int(r[1])
-        return ClaimResult(int(r[0]), None if due < 0 else due, jobs)
+        return decode_claim(reply, token)
 
     # -- outcomes of running jobs (batched) ------------------------------------------
 
@@ -173,17 +115,20 @@ class Scripts:
         return [int(x) for x in self._run(client, "complete", keys, args)]
 
     def fail(
-        self, client: SyncClient, items: Sequence[tuple[str, str, str, str, bool]]
+        self, client: SyncClient, items: Sequence[tuple[str, str, str, str, bool, int]]
     ) -> list[int]:
-        """items: (id, token, error, traceback, retryable). Returns per job the retry's
-        due ms, 0 for failed for good, -1 for stale."""
+        """items: (id, token, error, traceback, retryable, retry delay ms — from
+        fleetd.jobs.retry). Returns per job the retry's due ms, 0 for failed for good,
+        -1 for stale."""
         k, s = self.keys, self._s
         keys = [
             k.leases, s[JobStatus.RETRYING], s[JobStatus.FAILED], k.delayed, k.events,
         ]  # fmt: skip
-        args: list[Any] = [len(items), RETRY_UNIT_MS]
-        for job_id, token, error, tb, retryable in items:
-            args.extend((job_id, token, error, json.dumps(error), tb, 1 if retryable else 0))
+        args: list[Any] = [len(items)]
+        for job_id, token, error, tb, retryable, delay_ms in items:
+            args.extend(
+                (job_id, token, error, json.dumps(error), tb, 1 if retryable else 0, delay_ms)
+            )
         return [int(x) for x in self._run(client, "fail", keys, args)]
 
     def abort(self, client: SyncClient, items: Sequence[tuple[str, str]]) -> list[int]:
@@ -318,10 +263,10 @@ class Scripts:
         occurrence_ms: int | None = None,
         error: str = "",
         event_data: str = "{}",
-        row: Sequence[Any] = (),
+        row: JobRow | None = None,
     ) -> tuple[int, int, str, bool]:
-        """action fire | skip | error | manual; `row` is the job (enqueue.lua's 12
-        values) for fire and manual. Returns (1 done / 0 lost / -1 not due yet, Redis
+        """action fire | skip | error | manual; `row` is the job for fire and manual.
+        Returns (1 done / 0 lost / -1 not due yet, Redis
         now ms, job id or '', duplicate)."""
         k, s = self.keys, self._s
         keys = [
@@ -330,7 +275,8 @@ class Scripts:
         ]  # fmt: skip
         args: list[Any] = [
             WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
-            "" if occurrence_ms is None else occurrence_ms, error, event_data, *row,
+            "" if occurrence_ms is None else occurrence_ms, error, event_data,
+            "" if row is None else encode_row(row),
         ]  # fmt: skip
         code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
         return int(code), int(now), str(job_id), int(dup) == 1

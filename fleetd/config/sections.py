@@ -81,6 +81,12 @@ class DaemonConfig:
     heartbeat_interval: float = setting(
         2 * SECOND, "how often the daemon records it is alive", kind="duration", min=0.1, max=MINUTE
     )
+    # "auto" is resolved at start-up (fleetd.runtime.supervisor.resolve_processes); 256
+    # processes of ~80 MB each already fill a large host.
+    processes: int | str = setting(
+        1, 'daemon processes `fleetd run` supervises; "auto" = one per core', kind="count",
+        min=1, max=256,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ _KINDS: dict[object, str] = {str: "str", int: "int", bool: "bool", tuple[str, ..
 _TOML_TYPES: dict[str, type] = {"str": str, "duration": str, "bool": bool, "int": int}
 _NOUNS = {
     "int": "an integer",
+    "count": "an integer",
     "duration": "a duration",
     "bool": "true or false",
     "list": "a list of strings",
@@ -88,7 +89,8 @@ def setting(
 ) -> Any:
     """A config key: a dataclass field whose metadata drives parsing and validation.
 
-    kind: "duration" for float seconds written "30s"; else from the type (str, int, bool,
+    kind: "duration" for float seconds written "30s"; "count" for an int or the string
+    "auto" (resolved by the code that uses it); else from the type (str, int, bool,
     tuple[str, ...] = "list"). min/max are inclusive (item count for lists), above is
     exclusive. choices: allowed values (of each item for lists). check: error or None.
     key: the TOML key when it differs from the field name (`from`, a Python keyword).
@@ -198,6 +200,8 @@ def _describe(kind: str, meta: Mapping[str, Any]) -> str:
         return ("a list of " if kind == "list" else "one of ") + ", ".join(meta["choices"])
     low, high, above, noun = meta["min"], meta["max"], meta["above"], _NOUNS[kind]
     show: Callable[[float], str] = format_duration if kind == "duration" else str
+    if kind == "count":
+        return _describe("int", meta) + ' or "auto"'
     if kind not in ("int", "duration"):
         return noun
     if low is not None and high is not None:
@@ -210,6 +214,10 @@ def _describe(kind: str, meta: Mapping[str, Any]) -> str:
 def parse_value(kind: str, raw: Any, from_env: bool) -> Any:
     """The typed value of a TOML value or an environment string; ValueError if it does
     not parse or, from TOML, has the wrong type (TOML's types are checked, not coerced)."""
+    if kind == "count":  # an integer, or "auto"
+        if raw == "auto":
+            return raw
+        kind = "int"
     if from_env:
         if kind == "bool" and raw.strip().lower() in _TRUE | _FALSE:
             return raw.strip().lower() in _TRUE
@@ -235,7 +243,7 @@ def _violation(kind: str, meta: Mapping[str, Any], value: Any, raw: object) -> s
             return f"unknown item {bad[0]!r} (choose from {', '.join(meta['choices'])})"
         if meta["unique"] and (dupes := sorted({i for i in value if value.count(i) > 1})):
             return f"duplicate item(s) {', '.join(dupes)}"
-    elif (
+    elif not (kind == "count" and value == "auto") and (
         (low is not None and value < low)
         or (high is not None and value > high)
         or (above is not None and value <= above)

@@ -1,29 +1,34 @@
 """What a running handler gets: `ctx` — its job, company, logger, progress, follow-ups,
-an artifact store, and durable per-job notes for idempotency.
+an artifact store, durable per-job notes for idempotency, and the fast ways to do
+blocking work: `run_blocking` (fleetd.jobs.blocking) and `redis`
+(fleetd.jobs.handler_redis), both batched across the jobs of the process.
 
 One JobContext per attempt. Everything here goes through the daemon's RedisLink (never
 a Redis call on the trio thread) and is company-scoped: a follow-up job inherits the
 company and user of the job that enqueued it.
 
 What the contexts of one process share is a `JobServices`, built once by the worker
-(or fleetd.testing): the link, keys, scripts, artifact directory, and where follow-up
-jobs go — any `FollowUps`, i.e. an object with `async enqueue(request)`, which is
-fleetd.jobs.queue.Queue in practice. The context depends on that small Protocol, not
-on the queue: the queue depends on the handler registry, and handlers take a
-JobContext, so a concrete dependency would close a cycle (tests/test_architecture.py).
+(or fleetd.testing): the link, keys, scripts, artifact directory, the blocking-call
+executor, the handlers' Redis, and where follow-up jobs go — any `FollowUps`, i.e. an
+object with `async enqueue(request)`, which is fleetd.jobs.queue.Queue in practice.
+The context depends on that small Protocol, not on the queue: the queue depends on the
+handler registry, and handlers take a JobContext, so a concrete dependency would close
+a cycle (tests/test_architecture.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fleetd.jobs.artifacts import ArtifactStore
+from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.errors import PermanentError
+from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.model import EnqueueRequest
 
 if TYPE_CHECKING:
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     from fleetd.jobs.receipts import EnqueueResult
 
 __all__ = ["FollowUps", "JobContext", "JobServices"]
+
+T = TypeVar("T")
 
 _log = logging.getLogger("fleetd.job")
 # Job-hash fields holding handlers' notes (`remember`) start with this; no field the
@@ -58,6 +65,10 @@ class JobServices:
     follow_ups: FollowUps
     # `[artifacts] dir`; None when the registry was not built by build_registry.
     artifacts_dir: Path | None
+    # Where `ctx.run_blocking` batches the blocking calls of all jobs of the process.
+    blocking: BlockingExecutor = field(default_factory=BlockingExecutor)
+    # `ctx.redis`; None where nothing built one (then `ctx.redis` raises).
+    redis: HandlerRedis | None = None
 
 
 class JobContext:
@@ -84,6 +95,25 @@ class JobContext:
     @property
     def user_id(self) -> str | None:
         return self.job.user_id
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread, batched with the blocking calls of the other
+        jobs of this process: one thread hand-off per batch instead of one per call
+        (fleetd.jobs.blocking). For short calls (a Redis or SQL command, a small file);
+        a call that may take seconds (an SMTP session, a big report query) belongs in
+        `trio.to_thread.run_sync`, where it holds up nobody. On cancel it behaves like
+        `trio.to_thread.run_sync`: a call not yet started is dropped, a started one
+        finishes."""
+        return await self._services.blocking.run(fn, *args)
+
+    @property
+    def redis(self) -> HandlerRedis:
+        """Redis commands for the handler, on their own connections to fleetd's Redis,
+        pipelined with the commands of the other jobs of this process: one round trip
+        per batch (fleetd.jobs.handler_redis)."""
+        if self._services.redis is None:
+            raise RuntimeError("no handler Redis: this JobServices was built without one")
+        return self._services.redis
 
     async def progress(self, percent: float, message: str = "") -> bool:
         """Record progress (0–100) on the job and publish a `job.progress` event.

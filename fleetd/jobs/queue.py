@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleetd.backend.codec import JobRow, row_from_request
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
-from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
     TERMINAL_STATUSES,
     EnqueueRequest,
@@ -131,7 +132,7 @@ class QueueOps:
 
     # -- enqueue ---------------------------------------------------------------------
 
-    def prepare(self, req: EnqueueRequest | Mapping[str, Any], *, seal: bool = True) -> list[Any]:
+    def prepare(self, req: EnqueueRequest | Mapping[str, Any], *, seal: bool = True) -> JobRow:
         """Validate one request against its handler and stamp defaults: the row that
         enqueue.lua takes, its data sealed (`encrypt`, or fields the handler marks
         sensitive) unless `seal` is False. Raises ValidationError (nothing is sent)."""
@@ -139,31 +140,40 @@ class QueueOps:
             req = EnqueueRequest.from_dict(req)
         handler = self.registry.require(req.type)
         data = self.registry.validate(handler, dict(req.data))
+        paths: Sequence[str] | None = ()
+        if seal:
+            paths = None if req.encrypt else self.registry.sensitive(req.type)
+        return self.build_row(req, data, handler.defaults, paths)
+
+    def build_row(
+        self,
+        req: EnqueueRequest,
+        data: dict[str, Any],
+        handler_defaults: HandlerDefaults | None,
+        seal_paths: Sequence[str] | None,
+    ) -> JobRow:
+        """The one constructor of a job's row, for `prepare` and for schedules whose
+        handler is not installed here (`handler_defaults` None: the config's defaults).
+        `data` is already validated; it is sealed whole when `seal_paths` is None, at
+        those paths when there are some, not at all when empty."""
         job_id = new_job_id()
         marker = ""
-        if seal and (req.encrypt or (paths := self.registry.sensitive(req.type))):
-            data, marker = self.seal(data, f"job:{job_id}", None if req.encrypt else paths)
-        hd = handler.defaults
-        priority = req.priority or hd.priority or self.defaults.priority
+        if seal_paths is None or seal_paths:
+            data, marker = self.seal(data, f"job:{job_id}", seal_paths)
+        hd = HandlerDefaults() if handler_defaults is None else handler_defaults
         max_retries = req.max_retries
         if max_retries is None:
             max_retries = self.defaults.max_retries if hd.max_retries is None else hd.max_retries
-        timeout = req.timeout or hd.timeout
         data_json = encode_data(data, self.defaults.max_data_bytes, self.defaults.max_data_depth)
-        return [
-            job_id,
-            req.type,
-            data_json,
-            priority,
-            max_retries,
-            "" if timeout is None else repr(float(timeout)),
-            req.company_id or "",
-            req.user_id or "",
-            json.dumps(list(req.tags)) if req.tags else "",
-            "" if req.run_at_ms is None else req.run_at_ms,
-            req.idempotency_key or "",
-            marker,
-        ]
+        return row_from_request(
+            req,
+            id=job_id,
+            data=data_json,
+            priority=req.priority or hd.priority or self.defaults.priority,
+            max_retries=max_retries,
+            timeout=req.timeout or hd.timeout,
+            sealed=marker,
+        )
 
     def seal(
         self, data: dict[str, Any], context: str, paths: Sequence[str] | None
@@ -179,7 +189,7 @@ class QueueOps:
         except (TypeError, ValueError) as exc:
             raise ValidationError("data", f"cannot encrypt: {exc}") from None
 
-    def prepare_many(self, reqs: Sequence[EnqueueRequest | Mapping[str, Any]]) -> list[list[Any]]:
+    def prepare_many(self, reqs: Sequence[EnqueueRequest | Mapping[str, Any]]) -> list[JobRow]:
         """All or nothing: the first invalid request raises, its index in the field path."""
         rows = []
         for i, req in enumerate(reqs):
@@ -189,9 +199,7 @@ class QueueOps:
                 raise exc.prefixed(f"jobs[{i}].") from None
         return rows
 
-    def enqueue_rows(
-        self, client: SyncClient, rows: Sequence[Sequence[Any]]
-    ) -> list[EnqueueResult]:
+    def enqueue_rows(self, client: SyncClient, rows: Sequence[JobRow]) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
             results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])

@@ -1,4 +1,4 @@
-"""`fleetd run`: the daemon's supervision tree.
+"""`fleetd run`: the daemon's supervision tree (one of N with `[daemon] processes`).
 
     daemon (signals: TERM/INT graceful stop, a second one stops at once; HUP reload;
             USR1 dump state)
@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,11 +90,16 @@ class Daemon:
         config_path: Path | None = None,
         registry: HandlerRegistry | None = None,
         tune_gc: bool = False,
+        listen_fds: Sequence[int] = (),
+        supervisor_pid: int | None = None,
     ) -> None:
         """`tune_gc`: once ready, freeze start-up's objects and raise the collector's
-        threshold (fleetd.runtime.gctune) — process-wide, so for `fleetd run`, not a test."""
+        threshold (fleetd.runtime.gctune) — process-wide, so for `fleetd run`, not a test.
+        `listen_fds`, `supervisor_pid`: a child of fleetd.runtime.supervisor."""
         self.cfg = cfg
         self.tune_gc = tune_gc
+        self.listen_fds = tuple(listen_fds)
+        self.supervisor_pid = supervisor_pid
         self.config_path = config_path
         self.roles = frozenset(cfg.daemon.roles)
         self.daemon_id = new_daemon_id(cfg.daemon.name)
@@ -233,6 +239,8 @@ class Daemon:
                 self._prepare_http()
             async with trio.open_nursery() as services:
                 services.start_soon(self._signals)
+                if self.supervisor_pid is not None:
+                    services.start_soon(self._watch_supervisor, self.supervisor_pid)
                 await services.start(self.notifier.run, self._status_line)
                 log.info(
                     "fleetd %s starting: roles %s, Redis %s",
@@ -270,9 +278,26 @@ class Daemon:
 
         try:
             self.http = HttpService(self.engine, lambda: self.ready)
-            self.http.bind()
+            self.http.bind(self.listen_fds)
         except HttpError as exc:
             raise DaemonError(str(exc)) from None
+
+    async def _watch_supervisor(self, pid: int) -> None:
+        """Stop gracefully when the supervisor dies (SIGKILLed, say) rather than run on
+        unsupervised: its pidfd turns readable at its exit. (PR_SET_PDEATHSIG would fire
+        when the forking *thread* exits; trio forks from worker threads that come and go.)"""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            fd = -1
+        try:  # checked with the pidfd open: the pid cannot be reused under it
+            if fd >= 0 and os.getppid() == pid:
+                await trio.lowlevel.wait_readable(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        log.warning("supervisor (pid %d) is gone: stopping", pid)
+        self.request_stop()
 
     async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
         await self._stop.wait()
@@ -330,7 +355,7 @@ class Daemon:
             task_status.started()
             if self.tune_gc:
                 gctune.settle()
-            self.notifier.ready(await self._status_line())
+            # Logged before READY: a supervisor's "ready" line follows its children's.
             log.info(
                 "fleetd %s ready: %s, concurrency %d, job types %s",
                 self.daemon_id,
@@ -338,6 +363,7 @@ class Daemon:
                 cfg.worker.concurrency,
                 ",".join(e.registry.types()) or "none",
             )
+            self.notifier.ready(await self._status_line())
             await self._stop.wait()
             self.ready = False
             self.notifier.stopping(await self._status_line())

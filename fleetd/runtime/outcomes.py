@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import trio
 
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
-from fleetd.backend.scripts import RETRY_UNIT_MS, ClaimedJob, Scripts
+from fleetd.backend.scripts import ClaimedJob, Scripts
+from fleetd.jobs.retry import DEFAULT_RETRY_POLICY as RETRY
 from fleetd.plugins.lifecycle import JobHooks
 from fleetd.runtime.heartbeat import WorkerMetrics
 
@@ -32,7 +33,6 @@ log = logging.getLogger("fleetd.worker")
 # How long a stopping daemon keeps trying to write its last outcomes while Redis is
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
-RETRY_UNIT_S = RETRY_UNIT_MS / 1000
 
 
 @dataclass(slots=True)
@@ -115,8 +115,10 @@ class OutcomeWriter:
                 for o in done])  # fmt: skip
         if failed := by_kind.get("fail"):
             out["fail"] = s.fail(
-                client, [(o.job.id, o.job.token, o.error, o.traceback, o.retryable) for o in failed]
-            )
+                client,
+                [(o.job.id, o.job.token, o.error, o.traceback, o.retryable,
+                  RETRY.next_delay_ms(o.job.retry_count, o.job.id)) for o in failed],
+            )  # fmt: skip
         if aborted := by_kind.get("abort"):
             out["abort"] = s.abort(client, [(o.job.id, o.job.token) for o in aborted])
         if released := by_kind.get("release"):
@@ -138,8 +140,8 @@ class OutcomeWriter:
                 m.record(o.elapsed, succeeded=False, retried=r > 0)
                 if r > 0:
                     # Claim the retry when it is due, not at the next poll (up to
-                    # poll_interval late): fail.lua scheduled it (retry_count+1)² s out.
-                    self._wake_at_retry(RETRY_UNIT_S * (o.job.retry_count + 1) ** 2)
+                    # poll_interval late): fail.lua scheduled it this far out.
+                    self._wake_at_retry(RETRY.next_delay_ms(o.job.retry_count, o.job.id) / 1000)
 
     def _log_outcome(self, o: Outcome, r: int) -> None:
         """The job's finish line, for an outcome Redis accepted (r as in _account): INFO

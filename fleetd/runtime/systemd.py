@@ -6,14 +6,17 @@ trio tasks:
 
 - the watchdog ping, WATCHDOG=1 every half of $WATCHDOG_USEC. It is a trio task on
   purpose: when the trio loop is stuck (a handler blocking the thread, a deadlock) the
-  pings stop and systemd restarts the service, which is what the watchdog is for;
+  pings stop and systemd restarts the service, which is what the watchdog is for (a
+  supervisor, fleetd.runtime.supervisor, pings only while every child pings it);
 - the status line, STATUS=<text> refreshed every STATUS_INTERVAL from a callback
   ("processing 3, pending 120"), sent only when it changed.
 
 Lifecycle: run() → both tasks started, the daemon sends ready() once every service
 started → reloading()/ready() around each SIGHUP → stopping() at a graceful stop →
 cancelled with the daemon's nursery. Outside systemd ($NOTIFY_SOCKET unset) every call
-is a no-op; a send that fails is logged once and never stops the daemon.
+is a no-op; a send that fails is logged once and never stops the daemon. The child
+daemons of a supervisor speak the same protocol to the supervisor's socket
+(fleetd.runtime.notify_relay), which alone talks to systemd.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ STATUS_INTERVAL = 2.0
 EXTEND_PINGS = 3
 
 StatusFn = Callable[[], Awaitable[str]]
+HealthFn = Callable[[], bool]
 
 
 def _address(value: str) -> str | None:
@@ -111,22 +115,29 @@ class Notifier:
     # -- service ----------------------------------------------------------------------
 
     async def run(
-        self, status: StatusFn, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        status: StatusFn,
+        healthy: HealthFn | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """`healthy`: when given, a watchdog ping is sent only while it answers True (the
+        supervisor's children: systemd restarts the service when one stays stuck)."""
         try:
             async with trio.open_nursery() as tasks:
                 if self.enabled:
                     if self.watchdog_interval is not None:
-                        tasks.start_soon(self._ping, self.watchdog_interval)
+                        tasks.start_soon(self._ping, self.watchdog_interval, healthy)
                     tasks.start_soon(self._refresh, status)
                 task_status.started()
         finally:
             self.close()
 
-    async def _ping(self, interval: float) -> None:
+    async def _ping(self, interval: float, healthy: HealthFn | None) -> None:
         extend = f"EXTEND_TIMEOUT_USEC={int(interval * EXTEND_PINGS * 1e6)}"
         while True:
-            self.send("WATCHDOG=1", *(() if self._ready else (extend,)))
+            if healthy is None or healthy():
+                self.send("WATCHDOG=1", *(() if self._ready else (extend,)))
             await trio.sleep(interval)
 
     async def _refresh(self, status: StatusFn) -> None:

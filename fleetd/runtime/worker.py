@@ -44,6 +44,7 @@ from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, Sync
 from fleetd.backend.scripts import ClaimedJob, ClaimResult, Scripts
 from fleetd.config.durations import format_duration
 from fleetd.jobs.context import JobServices
+from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import Queue
 from fleetd.runtime.heartbeat import WorkerMetrics
@@ -104,7 +105,15 @@ class WorkerPool:
         self.concurrency = settings.concurrency
         self.daemon_id = daemon_id
         self.metrics = metrics
-        services = JobServices(link, queue.ops.keys, scripts, queue, registry.artifacts_dir)
+        self._handler_redis = HandlerRedis(link)
+        services = JobServices(
+            link,
+            queue.ops.keys,
+            scripts,
+            queue,
+            registry.artifacts_dir,
+            redis=self._handler_redis,
+        )
         self._runner = JobRunner(
             registry,
             queue.ops.sealer,
@@ -186,6 +195,12 @@ class WorkerPool:
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            self._handler_redis.close()  # the handlers' own connections (ctx.redis)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as services:
             self._services = services
             services.start_soon(self._writer.run)

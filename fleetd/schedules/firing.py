@@ -1,15 +1,12 @@
 """Firing schedules: the scheduler's Redis side, apart from its loop.
 
 Owns:
-- `job_row`: the enqueue row (enqueue.lua's 12 values) of one occurrence — tagged
-  `schedule:<id>` and `occurrence:<ISO time>`, with the idempotency key
-  `schedule:<id>:<ISO time>` — or of a manual run (tagged `run-now`); a sealed
-  schedule's data is opened here and sealed again for the new job;
 - what is due by Redis time (`due`, `due_head`);
 - handling one due occurrence (`fire_due`): plan it with fleetd.schedules.cadence (fire, skip as
   a misfire, or record an error) and carry the plan out with schedule_fire.lua, which
   compares the due time and revision this scheduler read with the stored ones, so of
-  many schedulers racing for one occurrence exactly one acts;
+  many schedulers racing for one occurrence exactly one acts (the job itself is built by
+  fleetd.schedules.payload.job_row, as for a manual run);
 - registering a running scheduler, so schedule changes wake it.
 
 Every method taking `client` runs inside one RedisLink hop (the scheduler's tick).
@@ -20,19 +17,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import SyncClient
-from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
-from fleetd.jobs.queue import QueueOps
-from fleetd.jobs.sealing import SealError
+from fleetd.jobs.model import ValidationError, format_ts
 from fleetd.schedules.cadence import plan_firing
-from fleetd.schedules.model import ScheduledJob, occurrence_tags
+from fleetd.schedules.model import ScheduledJob
+from fleetd.schedules.payload import job_row
+from fleetd.schedules.store import ScheduleOps
 
-if TYPE_CHECKING:
-    from fleetd.schedules.store import ScheduleOps
-
-__all__ = ["ERROR_RETRY_MS", "FireResult", "FiringOps", "job_row", "open_schedule_data"]
+__all__ = ["ERROR_RETRY_MS", "FireResult", "FiringOps"]
 
 # A schedule whose run times cannot be computed any more (its time zone vanished from
 # tzdata) is retried this long after the error, not in a busy loop.
@@ -56,50 +50,6 @@ class FireResult:
     duplicate: bool
     now_ms: int
     error: str = ""
-
-
-def job_row(queue_ops: QueueOps, job: ScheduledJob, occurrence_ms: int | None) -> list[Any]:
-    """The enqueue row of one occurrence, or of a manual run when occurrence_ms is None.
-    Raises ValidationError when the installed handler rejects the stored data (its
-    schema changed since the schedule was saved) or sealed data cannot be opened."""
-    if occurrence_ms is None:
-        tags, idem = [f"schedule:{job.id}", "run-now"], None
-    else:
-        tags, idem = occurrence_tags(job.id, occurrence_ms)
-    data = job.data
-    if job.sealed:
-        data = open_schedule_data(queue_ops, job)
-    if job.job_type in queue_ops.registry:
-        return queue_ops.prepare(
-            EnqueueRequest(
-                type=job.job_type, data=data, priority=job.priority,
-                company_id=job.company_id, user_id=job.user_id, tags=tuple(tags),
-                idempotency_key=idem, encrypt=job.encrypt,
-            )
-        )  # fmt: skip
-    # Not installed in this process: enqueue it all the same, with the config's
-    # defaults; a daemon that has the handler runs it (the data was checked when the
-    # schedule was saved). Sealed parts are sealed again, for the job this time.
-    job_id, marker = new_job_id(), ""
-    if job.sealed:
-        paths = None if job.encrypt else json.loads(job.sealed)
-        data, marker = queue_ops.seal(data, f"job:{job_id}", paths)
-    return [
-        job_id, job.job_type, _encode(data), job.priority,
-        queue_ops.defaults.max_retries, "", job.company_id or "", job.user_id or "",
-        json.dumps(tags), "", idem or "", marker,
-    ]  # fmt: skip
-
-
-def open_schedule_data(queue_ops: QueueOps, job: ScheduledJob) -> dict[str, Any]:
-    """A sealed schedule's data in plaintext; ValidationError on `data` if it cannot be."""
-    sealer = queue_ops.sealer
-    try:
-        if sealer is None or job.stored_data is None:
-            raise SealError("no [encryption] keys in this process")
-        return sealer.open_data(job.stored_data, job.sealed, f"schedule:{job.id}")
-    except SealError as exc:
-        raise ValidationError("data", f"cannot decrypt data: {exc}") from None
 
 
 class FiringOps:
@@ -145,7 +95,8 @@ class FiringOps:
         if not h:  # deleted between the two reads
             return None
         job = ScheduledJob.from_hash(h)
-        action, error, row = "fire", "", []
+        action, error = "fire", ""
+        row: JobRow | None = None
         occurrence: int | None = None
         try:
             plan = plan_firing(job.cadence(), due_ms, now_ms, grace_ms, job.misfire_policy)

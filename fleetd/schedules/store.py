@@ -10,12 +10,12 @@ fleetd.schedules.firing.
 A schedule is checked against the handler registry like a job at enqueue (job type
 known, data valid, priority defaulted) when its job is defined or changed; pausing,
 resuming and renaming work without the job type installed. Its data is sealed at rest
-like a job's (`encrypt`, or fields the handler marks sensitive), bound to the
-schedule's id. A save never seals less than was sealed, whichever process makes it
-(with or without the handler): new data is sealed at the paths sealed before as well as
-the handler's; unchanged data is sealed again with the active key when this process
-can open it, else kept exactly as stored. A sealed value sent back as its redaction
-placeholder ("***") is refused rather than stored over the secret.
+like a job's (fleetd.schedules.payload decides how). A save never seals less than was
+sealed, whichever process makes it (with or without the handler): new data is sealed at
+the paths sealed before as well as the handler's; unchanged data is sealed again with
+the active key when this process can open it, else kept exactly as stored. A sealed
+value sent back as its redaction placeholder ("***") is refused rather than stored over
+the secret.
 
 `ScheduleOps` holds the logic as synchronous methods taking the Redis client, each one
 RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
@@ -33,14 +33,13 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.jobs.queue import EnqueueResult, QueueOps
-from fleetd.jobs.sealing import REDACTED, echoed_redaction, widen
-from fleetd.schedules.firing import job_row, open_schedule_data
 from fleetd.schedules.model import (
     ScheduledJob,
     ScheduleSpec,
     default_id,
     name_key,
 )
+from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -109,7 +108,7 @@ class ScheduleOps:
             if exc.field == "type":
                 raise ValidationError("job_type", exc.message) from None
             raise
-        return replace(spec, data=json.loads(row[2]), priority=int(row[3]))
+        return replace(spec, data=json.loads(row.data), priority=row.priority)
 
     def spec_of(self, job: ScheduledJob) -> ScheduleSpec:
         """The stored definition with its data opened (a sealed schedule's `data` is
@@ -209,7 +208,7 @@ class ScheduleOps:
     ) -> tuple[str, str]:
         assert spec.id is not None
         event = _encode({"schedule_id": spec.id, "name": spec.name})
-        data, marker = self._at_rest(spec, current, keep_data)
+        data, marker = at_rest(self.queue_ops, spec, current, keep_data)
         fields = [
             *((k, _encode(data) if k == "data" else v) for k, v in spec.hash_fields()),
             ("sealed", marker),
@@ -226,45 +225,6 @@ class ScheduleOps:
             )
         return code, detail
 
-    def _at_rest(
-        self, spec: ScheduleSpec, current: ScheduledJob | None, keep_data: bool
-    ) -> tuple[dict[str, Any], str]:
-        """(data as stored, sealing marker) of `spec` saved over `current` (None: new).
-
-        `keep_data`: spec.data is current's, redacted (this process cannot open it), so
-        the stored data is kept as it is, ciphertext and marker. Otherwise spec.data is
-        plaintext, sealed whole with `encrypt`, else at the handler's sensitive paths
-        and at every path current sealed — the registry of this process may lack the
-        handler (not installed here, disabled) or know an older version of it. Only
-        `encrypt` false (an update keeps it unless told) narrows whole-data sealing.
-        """
-        if keep_data:  # only sealed data can be unreadable
-            assert current is not None and current.stored_data is not None
-            return current.stored_data, current.sealed
-        context = f"schedule:{spec.id}"
-        if spec.encrypt:
-            return self.queue_ops.seal(spec.data, context, None)
-        before = current.sealed if current is not None and not current.encrypt else ""
-        paths = widen(before, self.queue_ops.registry.sensitive(spec.job_type))
-        if paths == ():
-            return spec.data, ""
-        return self.queue_ops.seal(spec.data, context, paths)
-
-    @staticmethod
-    def _refuse_redacted(data: Mapping[str, Any], current: ScheduledJob) -> None:
-        """ValidationError when `data` sends back the placeholders readers were shown
-        for current's sealed values (the dashboard's edit dialog would otherwise store
-        "***" over the secret)."""
-        path = echoed_redaction(data, current.sealed) if current.sealed else None
-        if path is None:
-            return
-        shown = f'"{REDACTED}"' if path else '{"encrypted": true}'
-        raise ValidationError(
-            f"data.{path}" if path else "data",
-            f"is the placeholder {shown} shown for a sealed value, which cannot be sent "
-            "back redacted: send the value in full, or leave data out to keep it",
-        )
-
     def add(
         self, client: SyncClient, body: Mapping[str, Any] | ScheduleSpec, *, upsert: bool = False
     ) -> ScheduledJob:
@@ -277,7 +237,7 @@ class ScheduleOps:
         assert spec.id is not None
         for _ in range(SAVE_ATTEMPTS):
             if upsert and (current := self.get(client, spec.id)) is not None:
-                self._refuse_redacted(spec.data, current)
+                refuse_redacted(spec.data, current)
                 done = self._update(client, current, spec)
                 if done is not None:
                     return done
@@ -336,7 +296,7 @@ class ScheduleOps:
         for _ in range(SAVE_ATTEMPTS):
             current = self.require(client, schedule_id)
             if "data" in changes and isinstance(changes["data"], Mapping):
-                self._refuse_redacted(changes["data"], current)
+                refuse_redacted(changes["data"], current)
             unreadable: ValidationError | None = None
             try:
                 stored = self.spec_of(current)

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from conftest import make_config
 
-from fleetd.backend.scripts import RETRY_UNIT_MS, ClaimedJob, ClaimResult
+from fleetd.backend.scripts import ClaimedJob, ClaimResult
 from fleetd.engine import Engine
 from fleetd.jobs.model import Job, JobStatus, format_ts
+from fleetd.jobs.retry import DEFAULT_RETRY_POLICY, RETRY_UNIT_MS
 
 DAEMON = "test-daemon:1:abc"
 LEASE_MS = 30_000
@@ -53,7 +54,8 @@ def complete(engine: Engine, job_id: str, token: str, result: str = "{}") -> int
 
 
 def fail(engine: Engine, job: ClaimedJob, *, retryable: bool = True, error: str = "boom") -> int:
-    item = (job.id, job.token, error, "Traceback: " + error, retryable)
+    delay = DEFAULT_RETRY_POLICY.next_delay_ms(job.retry_count, job.id)
+    item = (job.id, job.token, error, "Traceback: " + error, retryable, delay)
     return engine.scripts.fail(engine.link.client, [item])[0]
 
 
@@ -552,7 +554,7 @@ def test_prune_deletes_old_finished_jobs_and_emits_jobs_pruned(engine: Engine) -
     assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == 2
     assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == 1
     assert all(client.exists(engine.keys.job(i)) == 0 for i in ids)
-    assert all(client.exists(engine.keys.idem(f"k{i}")) == 0 for i in range(3))
+    assert all(client.exists(engine.keys.idem(None, f"k{i}")) == 0 for i in range(3))
     assert client.zcard(engine.keys.status(JobStatus.COMPLETED)) == 0
     pruned = events(engine)[-2:]
     assert [(e["type"], e["job_id"], e["status"]) for e in pruned] == [

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "log_format": "text",
         "log_jobs": True,
         "heartbeat_interval": "2s",
+        "processes": 1,
     },
     "redis": {
         "url": "memory://",

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 import trio
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.scripts import ClaimedJob, ClaimResult
 from fleetd.engine import Engine
 from fleetd.jobs import queue as queue_module
 from fleetd.jobs.handlers import HandlerDefaults
 from fleetd.jobs.model import JobStatus, ValidationError, format_ts
 from fleetd.jobs.queue import EnqueueResult, JobPage
+from fleetd.jobs.retry import DEFAULT_RETRY_POLICY
 
 DAEMON = "test-daemon:1:abc"
 LEASE_MS = 30_000
@@ -78,7 +80,8 @@ def complete(engine: Engine, job: ClaimedJob, result: dict[str, Any] | None = No
 
 
 def fail(engine: Engine, job: ClaimedJob, *, retryable: bool = True) -> int:
-    item = (job.id, job.token, "boom", "Traceback: boom", retryable)
+    delay = DEFAULT_RETRY_POLICY.next_delay_ms(job.retry_count, job.id)
+    item = (job.id, job.token, "boom", "Traceback: boom", retryable, delay)
     return engine.scripts.fail(engine.link.client, [item])[0]
 
 
@@ -195,7 +198,7 @@ async def test_enqueue_many_in_one_hop_and_chunks(
     real_enqueue = engine.scripts.enqueue
     real_run_sync = engine.link.run_sync
 
-    def counting_enqueue(client: Any, rows: Sequence[Sequence[Any]]) -> Any:
+    def counting_enqueue(client: Any, rows: Sequence[JobRow]) -> Any:
         script_calls.append(len(rows))
         return real_enqueue(client, rows)
 
@@ -265,7 +268,7 @@ async def test_idempotency_key_returns_the_same_job(engine: Engine) -> None:
     assert stats(engine)["total"] == 1
     assert event_types(engine) == [("job.enqueued", first.job_id)]
     client = engine.link.client
-    assert client.get(engine.keys.idem("report-2024-01")) == first.job_id
+    assert client.get(engine.keys.idem(None, "report-2024-01")) == first.job_id
 
     job = claim_one(engine)
     assert job.id == first.job_id
@@ -278,6 +281,53 @@ async def test_idempotency_key_returns_the_same_job(engine: Engine) -> None:
     # A different key is a different job.
     other = await engine.queue.enqueue({"type": "noop", "idempotency_key": "report-2024-02"})
     assert other.job_id != first.job_id and not other.duplicate
+
+
+async def test_idempotency_keys_of_companies_whose_ids_hold_colons_never_meet(
+    engine: Engine,
+) -> None:
+    """`acme` + `eu:order-1` and `acme:eu` + `order-1` once shared `idem:acme:eu:order-1`:
+    the second job was dropped as a duplicate and told the first company's job id."""
+    # Also: no company against a key shaped like a namespaced one, and multi-byte company
+    # ids (the length counts UTF-8 bytes on both sides).
+    pairs = [("acme", "eu:order-1"), ("acme:eu", "order-1"), (None, "4:acme:eu:order-1"),
+             ("żółw", "x"), ("żó", "łw:x")]  # fmt: skip
+    first = []
+    for company, key in pairs:
+        req = {"type": "noop", "company_id": company, "idempotency_key": key}
+        first.append(await engine.queue.enqueue(req))
+    assert [r.duplicate for r in first] == [False] * len(pairs)
+    assert len({r.job_id for r in first}) == len(pairs)
+    client = engine.link.client
+    for (company, key), result in zip(pairs, first, strict=True):
+        assert client.get(engine.keys.idem(company, key)) == result.job_id
+        job = await engine.queue.get(result.job_id)
+        assert job is not None and job.idempotency_key == key  # stored as given
+        again = await engine.queue.enqueue(
+            {"type": "noop", "company_id": company, "idempotency_key": key}
+        )
+        assert (again.job_id, again.duplicate) == (result.job_id, True)
+    assert stats(engine)["total"] == len(pairs)
+
+
+async def test_cleanup_deletes_idempotency_keys_old_and_new(engine: Engine) -> None:
+    """A job enqueued before keys were namespaced by company left `idem:<key>`; cleanup
+    deletes it with the job, but never a key that names another job."""
+    client = engine.link.client
+    done = await engine.queue.enqueue(
+        {"type": "noop", "company_id": "acme", "idempotency_key": "k"}
+    )
+    other = await engine.queue.enqueue({"type": "noop"})
+    legacy, foreign = f"{engine.keys.prefix}idem:k", f"{engine.keys.prefix}idem:acme:k"
+    client.set(legacy, done.job_id)
+    client.set(foreign, other.job_id)
+    job = claim_one(engine)
+    assert job.id == done.job_id
+    complete(engine, job)
+    await trio.sleep(0.005)  # cleanup(0) takes jobs finished before this millisecond
+    assert (await engine.queue.cleanup(0))["deleted"] == 1
+    assert client.exists(engine.keys.idem("acme", "k"), legacy) == 0
+    assert client.get(foreign) == other.job_id
 
 
 def test_idempotency_key_repeated_inside_one_bulk(engine: Engine) -> None:
@@ -719,7 +769,7 @@ async def test_cleanup_deletes_only_old_finished_jobs(engine: Engine) -> None:
     assert status_of(engine, pending_id) is JobStatus.PENDING
     assert stats(engine) == {**ZERO_STATS, "pending": 1, "processing": 1, "total": 2}
     client = engine.link.client
-    assert client.get(engine.keys.idem("k0")) is None
+    assert client.get(engine.keys.idem(None, "k0")) is None
     pruned = [f for _, f in client.xrange(engine.keys.events) if f["type"] == "jobs.pruned"]
     assert sorted((f["status"], json.loads(f["data"])["count"]) for f in pruned) == [
         ("cancelled", 1),

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -120,6 +121,33 @@ def test_binary_runs_a_job_of_a_wheel_plugin(
         assert body["status"] == "completed" and body["job"]["result"]["text"] == "HI", body
         job_id = body["job"]["id"]
         wait_for(lambda: f"job {job_id} (shout) completed in" in d.log(), 5, "its log line")
+    finally:
+        fleet.close()
+
+
+def test_binary_supervises_children_started_from_itself(
+    built: Path, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # [daemon] processes = 2: the children are the same one-file binary, run again.
+    env = fleetd_env(config) | {"SHIV_ROOT": str(tmp_path / "shiv")}
+    env |= {"FLEETD_DAEMON_PROCESSES": "2"}
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = "/usr/bin:/bin"
+    monkeypatch.setattr(daemons, "FLEETD", [str(BINARY)])
+    fleet = Fleet(tmp_path / "daemons")
+    try:
+        s = fleet.start(env, ready=False)
+        wait_for(lambda: "supervisor ready:" in s.log(), 60, "the supervisor", s.tail)
+        tasks = Path(f"/proc/{s.pid}/task").glob("*/children")
+        children = [int(c) for t in tasks for c in t.read_text().split()]
+        assert len(children) == 2, s.tail()
+        for pid in children:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert argv[1].decode() == str(BINARY) and b"--supervisor" in argv, argv
+        job = binary(env, "enqueue", "noop", "--wait", "--json")
+        assert job.returncode == 0, job.stderr + s.tail()
+        s.send(signal.SIGTERM)
+        assert s.wait_exit(30) == 0
     finally:
         fleet.close()
 

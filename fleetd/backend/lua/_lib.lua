@@ -5,8 +5,8 @@
 --            the same Cluster hash tag as the KEYS, so they live in the same slot.
 --   ARGV[2]  approximate MAXLEN of the events stream.
 -- Times are Redis server time in milliseconds: hosts' clocks never decide anything.
--- Event payloads ("data") arrive from Python already JSON-encoded, so no script needs
--- cjson and no message text is ever escaped by hand.
+-- Event payloads ("data") arrive from Python already JSON-encoded, so no message text is
+-- ever escaped by hand. Job rows travel through the codec below (cjson).
 
 local unpack = unpack or table.unpack
 local PREFIX = ARGV[1]
@@ -89,19 +89,95 @@ local function drop_lease(leases, id, k, ...)
   redis.call('HDEL', k, 'lease', 'cancel_requested', ...)
 end
 
+-- codec: job rows between Python and Lua -------------------------------------------
+-- One JSON object per job with named fields, every value a string (Lua numbers are
+-- doubles printed with 14 digits: a large integer sent as a number would come back as
+-- 1e+15). fleetd/backend/codec.py is the Python side: JobRow for ROW_STORED (plus id and
+-- run_at), ClaimedJob for CLAIMED. A field added there and here needs no other change.
+
+-- Fields of an enqueue row stored in the job hash under the same name when present. Not
+-- listed: `id` (the key) and `run_at` (stored only while in the future: enqueue_one).
+local ROW_STORED = {'type', 'data', 'priority', 'max_retries', 'timeout', 'company_id',
+  'user_id', 'tags', 'idempotency_key', 'sealed'}
+-- Job hash fields a claimed job carries to its worker (with `id`), named as stored.
+local CLAIMED = {'type', 'data', 'priority', 'attempts', 'retry_count', 'max_retries',
+  'timeout', 'company_id', 'user_id', 'tags', 'created_at', 'sealed'}
+
+-- cjson decodes JSON null to this value, which is truthy: it must read as absent.
+local NULL = cjson.null
+
+-- A row from its JSON text. Python never sends null (it leaves absent fields out);
+-- store_row clears a stray one before anything reads the row's optional fields.
+local function decode_row(text)
+  return cjson.decode(text)
+end
+
+-- The HSET arguments of a new job from its row: fixed fields, then each ROW_STORED
+-- field present; a NULL one is cleared from the row. Numeric for loops, not ipairs, and
+-- no type() call: measured 0.70 us a row against 0.83 (ipairs) and 2.2 (type) in
+-- redis-server 7.0.
+local function store_row(row, now)
+  local f = {'id', row.id, 'status', 'pending', 'created_at', now, 'updated_at', now,
+    'retry_count', 0, 'attempts', 0}
+  for i = 1, #ROW_STORED do
+    local name = ROW_STORED[i]
+    local value = row[name]
+    if value == NULL then
+      row[name] = nil
+    elseif value then
+      f[#f + 1] = name; f[#f + 1] = value
+    end
+  end
+  return f
+end
+
+-- The CLAIMED fields of job `id` as a table (absent fields left out) and its status;
+-- nil when the job hash is gone.
+local function read_claimed(k, id)
+  local h = redis.call('HMGET', k, 'status', unpack(CLAIMED))
+  if not h[1] then return nil end
+  local job = {id = id}
+  for i = 1, #CLAIMED do
+    local value = h[i + 1]
+    if value then job[CLAIMED[i]] = value end
+  end
+  return job, h[1]
+end
+
+-- Claimed jobs (read_claimed tables) as two JSON arrays in the same order: their fields
+-- but `data`, and their data spliced in raw (it is stored as JSON text). Measured per
+-- job: 1.74 us of Lua, as for one array with data as an escaped string, while Python
+-- parses 3.4 us instead of 4.7 (data parsed once per claim, nothing unescaped).
+-- cjson encodes an empty table as {}, so an empty claim is spelled '[]'.
+local function encode_claimed(jobs)
+  if #jobs == 0 then return '[]', '[]' end
+  local data = {}
+  for i = 1, #jobs do
+    data[i] = jobs[i].data or '{}'
+    jobs[i].data = nil
+  end
+  return cjson.encode(jobs), '[' .. table.concat(data, ',') .. ']'
+end
+
+-- The key of an idempotency key, namespaced by company with a length prefix: company
+-- ids may contain ':', and `acme` + `eu:order-1` must not meet `acme:eu` + `order-1`.
+-- No company (platform admin) is the empty company, which no tenant can have.
+local function idem_key(company, key)
+  company = company or ''
+  return PREFIX .. 'idem:' .. #company .. ':' .. company .. ':' .. key
+end
+
 -- Enqueue one job: the body of enqueue.lua, shared with schedule_fire.lua so a schedule
--- enqueues through the very same code, inside its own script. `a` is an array holding
--- the job's 12 values from index `b` on (enqueue.lua's order: id, type, data, priority,
--- max_retries, timeout, company_id, user_id, tags, run_at, idempotency key, sealed); `seq` is
--- the last sequence number the caller used. Returns: the job id (the existing one for a
--- duplicate idempotency key), its status, 1 if duplicate else 0, its creation ms, the
--- caller's new last sequence number, and 1 if the job is ready now (wake a fetcher).
-local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
-  local id, jtype, data, prio = a[b], a[b + 1], a[b + 2], a[b + 3]
-  local timeout, company, user = a[b + 5], a[b + 6], a[b + 7]
-  local tags, run_at, idem, sealed = a[b + 8], a[b + 9], a[b + 10], a[b + 11]
-  if idem ~= '' then
-    local ikey = PREFIX .. 'idem:' .. idem
+-- enqueues through the very same code, inside its own script. `row` is a decoded row
+-- (decode_row); `seq` is the last sequence number the caller used. Returns: the job id
+-- (the existing one for a duplicate idempotency key), its status, 1 if duplicate else 0,
+-- its creation ms, the caller's new last sequence number, and 1 if the job is ready now
+-- (wake a fetcher).
+local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row)
+  local f = store_row(row, now)
+  local id, prio, run_at = row.id, row.priority, row.run_at
+  if row.idempotency_key then
+    local ikey = idem_key(row.company_id, row.idempotency_key)
     local existing = redis.call('GET', ikey)
     if existing then
       local h = redis.call('HMGET', job_key(existing), 'status', 'created_at')
@@ -109,15 +185,6 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
     end
     redis.call('SET', ikey, id)
   end
-  local f = {'id', id, 'type', jtype, 'data', data, 'priority', prio, 'status', 'pending',
-    'created_at', now, 'updated_at', now, 'retry_count', 0, 'max_retries', a[b + 4],
-    'attempts', 0}
-  if timeout ~= '' then f[#f + 1] = 'timeout'; f[#f + 1] = timeout end
-  if company ~= '' then f[#f + 1] = 'company_id'; f[#f + 1] = company end
-  if user ~= '' then f[#f + 1] = 'user_id'; f[#f + 1] = user end
-  if tags ~= '' then f[#f + 1] = 'tags'; f[#f + 1] = tags end
-  if idem ~= '' then f[#f + 1] = 'idempotency_key'; f[#f + 1] = idem end
-  if sealed ~= '' then f[#f + 1] = 'sealed'; f[#f + 1] = sealed end
   local due = tonumber(run_at)
   local evdata = '{"priority":' .. prio .. '}'
   local ready = 0
@@ -132,6 +199,6 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, a, b)
   end
   redis.call('HSET', job_key(id), unpack(f))
   redis.call('ZADD', pending_idx, now, id)
-  emit(events, 'job.enqueued', id, jtype, company, 'pending', now, evdata)
+  emit(events, 'job.enqueued', id, row.type, row.company_id, 'pending', now, evdata)
   return id, 'pending', 0, now, seq, ready
 end

@@ -7,9 +7,10 @@
 -- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
--- Returns {now, next delayed due ms or -1, count, then per job 13 values:
---   id, type, data, priority, attempts, retry_count, max_retries, timeout ('' = default),
---   company_id, user_id, tags, created_at, sealed ('' = plain data)}
+-- Returns {now, next delayed due ms or -1, jobs, data} (encode_claimed): `jobs` a JSON
+--   array with per job an object (fleetd.backend.codec.ClaimedJob) of its id and the
+--   CLAIMED fields of _lib.lua but data, named as in the job hash, absent ones left out,
+--   `attempts` counting this claim; `data` a JSON array of their data, in that order.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, retrying_idx = KEYS[4], KEYS[5]
 local leases, events, wake = KEYS[6], KEYS[7], KEYS[8]
@@ -19,33 +20,25 @@ local token, worker = ARGV[5], ARGV[6]
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
 local popped = redis.call('ZPOPMIN', queue, count)
-local out = {now, -1, 0}
+local jobs = {}
 local deadline = int(now + lease_ms)
-local taken = 0
 for i = 1, #popped, 2 do
   local id = popped[i]
   local k = job_key(id)
-  local h = redis.call('HMGET', k, 'type', 'data', 'priority', 'attempts', 'retry_count',
-    'max_retries', 'timeout', 'company_id', 'user_id', 'tags', 'created_at', 'status',
-    'sealed')
-  if h[1] and h[12] == 'pending' then
-    local attempts = tonumber(h[4]) + 1
+  local job, status = read_claimed(k, id)
+  if job and status == 'pending' then
+    local attempts = tonumber(job.attempts) + 1
     redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
       'attempts', attempts, 'lease', token, 'worker', worker)
     redis.call('ZREM', pending_idx, id)
     redis.call('ZADD', leases, deadline, id)
-    emit(events, 'job.started', id, h[1], h[8], 'processing', now,
+    emit(events, 'job.started', id, job.type, job.company_id, 'processing', now,
       '{"attempt":' .. attempts .. ',"worker":"' .. worker .. '"}')
-    local o = #out
-    out[o + 1] = id; out[o + 2] = h[1]; out[o + 3] = h[2]; out[o + 4] = h[3]
-    out[o + 5] = attempts; out[o + 6] = h[5]; out[o + 7] = h[6]; out[o + 8] = h[7] or ''
-    out[o + 9] = h[8] or ''; out[o + 10] = h[9] or ''; out[o + 11] = h[10] or ''
-    out[o + 12] = h[11]; out[o + 13] = h[13] or ''
-    taken = taken + 1
+    job.attempts = tostring(attempts)
+    jobs[#jobs + 1] = job
   end
 end
-out[3] = taken
 -- Nothing left to take: stale wake tokens would only cause empty claims.
 if redis.call('ZCARD', queue) == 0 then redis.call('DEL', wake) end
-out[2] = next_due(delayed)
-return out
+local encoded, data = encode_claimed(jobs)
+return {now, next_due(delayed), encoded, data}

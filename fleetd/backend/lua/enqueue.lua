@@ -3,27 +3,24 @@
 -- KEYS[1] queue           KEYS[2] delayed      KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] events       KEYS[6] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] wake token cap
--- ARGV[5..] per job, 12 values:
---   id, type, data (JSON), priority, max_retries, timeout (seconds or ''),
---   company_id, user_id, tags (JSON list or ''), run_at (ms or ''), idempotency key (''),
---   sealed ('' = plain data; else fleetd.sealing's marker, stored as field `sealed`)
+-- ARGV[5..] one job row per job (fleetd.backend.codec: a JSON object of named fields,
+--   decoded by decode_row)
 -- Returns {now, then per job: id, status, duplicate (0|1), created_at ms}. A duplicate
--- (the idempotency key was seen before) names the existing job, its status and its
--- creation time; nothing is written for it.
+-- (its company's idempotency key was seen before) names the existing job, its status
+-- and its creation time; nothing is written for it.
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, events, wake = KEYS[4], KEYS[5], KEYS[6]
 local n, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
-local FIELDS = 12
 
 local now = now_ms()
 local out = {now}
 local ready = 0
 -- One INCRBY reserves the sequence numbers of the whole call (FIFO order within it).
 local seq = redis.call('INCRBY', seq_key, n) - n
-for i = 0, n - 1 do
+for i = 1, n do
   local id, status, dup, created, ready_now
   id, status, dup, created, seq, ready_now =
-    enqueue_one(queue, delayed, pending_idx, events, now, seq, ARGV, 5 + i * FIELDS)
+    enqueue_one(queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[4 + i]))
   out[#out + 1] = id
   out[#out + 1] = status
   out[#out + 1] = dup

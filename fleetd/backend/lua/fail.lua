@@ -1,21 +1,23 @@
--- fail.lua: record failed attempts of running jobs, in one batch: retry after n^2
--- seconds (n = the retry's number: 1 s, 4 s, 9 s) while retries are left, else failed.
+-- fail.lua: record failed attempts of running jobs, in one batch: retry after the delay
+-- the caller gives (fleetd.jobs.retry decides it; this script only adds it to Redis's
+-- clock) while retries are left, else failed.
 --
 -- KEYS[1] leases  KEYS[2] status:retrying  KEYS[3] status:failed  KEYS[4] delayed
 -- KEYS[5] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] retry unit ms
--- ARGV[5..] per job, 6 values: id, lease token, error text, error as a JSON string,
---   traceback, retryable (1|0: 0 fails at once, e.g. a permanent SMTP rejection)
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
+-- ARGV[4..] per job, 7 values: id, lease token, error text, error as a JSON string,
+--   traceback, retryable (1|0: 0 fails at once, e.g. a permanent SMTP rejection),
+--   retry delay ms (used when it retries)
 -- Returns per job: the due ms of its retry, 0 when it failed for good, -1 when stale.
 local leases, retrying_idx, failed_idx = KEYS[1], KEYS[2], KEYS[3]
 local delayed, events = KEYS[4], KEYS[5]
-local n, unit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 6
+  local b = 4 + i * 7
   local id, token, err, err_json = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local tb, retryable = ARGV[b + 4], ARGV[b + 5]
+  local tb, retryable, delay = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'lease', 'status', 'retry_count', 'max_retries', 'type',
     'company_id', 'created_at', 'attempts')
@@ -24,7 +26,7 @@ for i = 0, n - 1 do
     local rc, mr = tonumber(h[3]), tonumber(h[4])
     if retryable == '1' and rc < mr then
       rc = rc + 1
-      local due = now + rc * rc * unit
+      local due = now + tonumber(delay)
       redis.call('HSET', k, 'status', 'retrying', 'retry_count', rc, 'error', err,
         'traceback', tb, 'run_at', int(due), 'updated_at', now)
       redis.call('ZADD', retrying_idx, h[7], id)

@@ -12,8 +12,14 @@ local ids = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. int(before), 'LIMIT'
   tonumber(ARGV[4]))
 for _, id in ipairs(ids) do
   local k = job_key(id)
-  local idem = redis.call('HGET', k, 'idempotency_key')
-  if idem then redis.call('DEL', PREFIX .. 'idem:' .. idem) end
+  local h = redis.call('HMGET', k, 'idempotency_key', 'company_id')
+  if h[1] then
+    -- Its key, and the key a job enqueued before keys were namespaced by company used
+    -- (`idem:<key>`): each deleted only while it still names this job.
+    for _, ikey in ipairs({idem_key(h[2], h[1]), PREFIX .. 'idem:' .. h[1]}) do
+      if redis.call('GET', ikey) == id then redis.call('DEL', ikey) end
+    end
+  end
   redis.call('DEL', k)
   redis.call('ZREM', idx, id)
 end

@@ -18,7 +18,8 @@
 -- ARGV[10] the occurrence ms the job is for (fire), else ''
 -- ARGV[11] error text (error), else ''
 -- ARGV[12] event data (JSON)
--- ARGV[13..24] the job's 12 values in enqueue.lua's order (fire, manual)
+-- ARGV[13] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and manual,
+--          else ''
 -- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
 -- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
 local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
@@ -44,7 +45,7 @@ if action == 'fire' or action == 'manual' then
   local status, created, ready
   local seq = redis.call('INCR', seq_key) - 1
   job_id, status, dup, created, seq, ready =
-    enqueue_one(queue, delayed, pending_idx, events, now, seq, ARGV, 13)
+    enqueue_one(queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[13]))
   wake_up(wake, ready, cap)
   redis.call('HSET', key, 'last_run', now, 'last_job_id', job_id)
   if dup == 0 then redis.call('HINCRBY', key, 'runs', 1) end

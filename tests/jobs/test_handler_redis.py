@@ -1,0 +1,122 @@
+"""`ctx.redis` (fleetd.jobs.handler_redis) against the real test redis-server: the
+commands of concurrent jobs pipelined into few round trips, per-command errors,
+order within a job, cancellation; and ctx.run_blocking / ctx.redis in fleetd.testing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from fleetd import HandlerDefaults, JobContext, JobHandler
+from fleetd.backend.redis_link import RedisCommandError, RedisLink
+from fleetd.jobs.handler_redis import HandlerRedis
+from fleetd.testing import Harness
+
+
+@pytest.fixture
+async def facade(redis_url: str) -> AsyncIterator[HandlerRedis]:
+    link = RedisLink(redis_url)
+    handler_redis = HandlerRedis(link)
+    yield handler_redis
+    handler_redis.close()
+    link.close()
+
+
+def key(namespace: str, name: str) -> str:
+    return f"fleetd:{{{namespace}}}:test:{name}"  # deleted with the namespace
+
+
+async def test_concurrent_commands_are_pipelined(facade: HandlerRedis, namespace: str) -> None:
+    counter = key(namespace, "counter")
+    got: list[int] = []
+
+    async def job() -> None:
+        got.append(await facade.incr(counter))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(job)
+    assert sorted(got) == list(range(1, 51))
+    assert await facade.get(counter) == "50"
+    assert facade.executor.calls == 51
+    assert facade.executor.hops <= 6  # 50 jobs, a handful of round trips
+
+
+async def test_an_error_reply_fails_its_own_command_only(
+    facade: HandlerRedis, namespace: str
+) -> None:
+    a_hash, counter = key(namespace, "hash"), key(namespace, "n")
+    await facade.hset(a_hash, {"f": "v"})
+    got: dict[str, Any] = {}
+
+    async def incr(name: str, k: str) -> None:
+        try:
+            got[name] = await facade.incr(k)
+        except RedisCommandError as exc:
+            got[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(incr, "ok1", counter)
+        nursery.start_soon(incr, "bad", a_hash)
+        nursery.start_soon(incr, "ok2", counter)
+    assert isinstance(got["bad"], RedisCommandError)
+    assert "WRONGTYPE" in str(got["bad"])
+    assert sorted([got["ok1"], got["ok2"]]) == [1, 2]
+    assert await facade.hget(a_hash, "f") == "v"
+
+
+async def test_commands_of_one_job_keep_their_order(facade: HandlerRedis, namespace: str) -> None:
+    async def job(i: int) -> None:
+        for k in range(5):
+            await facade.execute("RPUSH", key(namespace, f"list{i}"), k)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(job, i)
+    for i in range(10):
+        assert await facade.execute("LRANGE", key(namespace, f"list{i}"), 0, -1) == list("01234")
+
+
+async def test_cancel_drops_a_queued_command(facade: HandlerRedis, namespace: str) -> None:
+    counter, empty = key(namespace, "c"), key(namespace, "empty")
+    async with trio.open_nursery() as nursery:
+        # BLPOP on an empty list holds its batch (and its connection) for 0.5 s.
+        nursery.start_soon(facade.execute, "BLPOP", empty, 0.5)
+        await trio.sleep(0.001)
+        with trio.move_on_after(0.005) as scope:  # before the batch counts as stuck
+            await facade.incr(counter)
+        assert scope.cancelled_caught
+    assert await facade.get(counter) is None  # never sent
+    with trio.CancelScope() as cancelled:
+        cancelled.cancel()
+        await facade.incr(counter)
+    assert await facade.get(counter) is None
+
+
+async def test_set_with_expiry_delete_and_expire(facade: HandlerRedis, namespace: str) -> None:
+    k = key(namespace, "s")
+    assert await facade.set(k, "v", ex=30)
+    assert 0 < await facade.execute("PTTL", k) <= 30_000
+    assert await facade.expire(k, 60)
+    assert await facade.delete(k) == 1
+    assert await facade.get(k) is None
+
+
+class _UsesBoth(JobHandler):
+    job_type = "uses_both"
+    defaults = HandlerDefaults()
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        doubled = await ctx.run_blocking(lambda x: x * 2, data["n"])
+        visits = await ctx.redis.incr("visits")
+        return {"doubled": doubled, "visits": visits}
+
+
+async def test_the_harness_supports_run_blocking_and_redis(tmp_path: Path) -> None:
+    with Harness([_UsesBoth()], tmp_path=tmp_path) as harness:
+        assert await harness.run("uses_both", {"n": 21}) == {"doubled": 42, "visits": 1}
+        assert await harness.run("uses_both", {"n": 1}) == {"doubled": 2, "visits": 2}
