@@ -7,7 +7,13 @@ Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
 (fleetd.cli.admin) and `demo-data` (the fleetdata plugin). Every command but `run` is
 synchronous. `--json` prints exactly the body of the matching HTTP endpoint. Errors are
 one line on stderr and exit code 2; `enqueue --wait` exits 1 when the job ended other
-than completed.
+than completed. `--version` prints `fleetd <version>`.
+
+Start-up time is the interpreter's plus what the command imports: `import fleetd` is
+lazy (its names load on first use), the command modules import their heavy libraries
+inside the functions that use them, and this module imports the config and the Engine
+only once the arguments parsed. bench/cli_startup.py measures `--help`, `--version` and
+`stats`.
 """
 
 from __future__ import annotations
@@ -20,19 +26,13 @@ from pathlib import Path
 
 from fleetd_plugins.fleetdata import demo_cli
 
-from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
 from fleetd.cli import admin as cli_admin
 from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
 from fleetd.cli.common import EXIT_USAGE, CliError
-from fleetd.config import ConfigError, load_config
-from fleetd.engine import Engine, NoDaemonError
-from fleetd.jobs.errors import DuplicateJobType
-from fleetd.jobs.model import ValidationError
-from fleetd.jobs.sealing import EncryptionUnavailable
-from fleetd.plugins.discovery import PluginError
+from fleetd.version import __version__
 
 __all__ = ["main"]
 
@@ -42,6 +42,7 @@ _ENGINE_COMMANDS = {**cli_jobs.COMMANDS, "schedules": cli_schedules.run}
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fleetd", description="FleetTracker background-job daemon")
+    p.add_argument("--version", action="version", version=f"fleetd {__version__}")
     p.add_argument(
         "-c",
         "--config",
@@ -69,6 +70,12 @@ def _add_plugin_wheels(directory: str) -> None:
 
 def _dispatch(argv: Sequence[str] | None) -> int:
     a = _parser().parse_args(argv)
+    # Start-up time: the config package and the Engine (redis-py, trio, the job model)
+    # cost ~0.2 s that `--help` and `--version` never need (bench/cli_startup.py). These
+    # imports close no cycle (tests/test_architecture.py checks).
+    from fleetd.config import load_config
+    from fleetd.engine import Engine
+
     cfg = load_config(a.config)
     _add_plugin_wheels(cfg.plugins.directory)
     if a.command == "config":
@@ -92,32 +99,45 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         engine.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # Start-up time only (the daemon's modules cost ~20 ms that no other command needs);
-    # this import closes no cycle (tests/test_architecture.py checks).
+def _error_lines(exc: Exception) -> list[str] | None:
+    """What to print for a user-facing error, or None for a bug (re-raised).
+
+    The error classes are imported here, on the error path only: importing them up
+    front would load the daemon, the job model and redis-py (~0.25 s measured) for every
+    command, `--help` included. These imports close no cycle
+    (tests/test_architecture.py checks)."""
+    from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
+    from fleetd.config import ConfigError
+    from fleetd.engine import NoDaemonError
+    from fleetd.jobs.errors import DuplicateJobType
+    from fleetd.jobs.model import ValidationError
+    from fleetd.jobs.sealing import EncryptionUnavailable
+    from fleetd.plugins.discovery import PluginError
     from fleetd.runtime.daemon import DaemonError
 
+    if isinstance(exc, ConfigError):
+        return [f"fleetd: config: {error}" for error in exc.errors]
+    if isinstance(exc, ValidationError):
+        return [f"fleetd: invalid job: {'; '.join(map(str, exc.errors))}"]
+    if isinstance(exc, RedisUnavailable):
+        return [f"fleetd: Redis unreachable: {exc}"]
+    if isinstance(
+        exc,
+        NoDaemonError
+        | DaemonError
+        | DuplicateJobType
+        | EncryptionUnavailable
+        | PluginError
+        | RedisCommandError,
+    ):
+        return [f"fleetd: {exc}"]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(argv)
-    except ConfigError as exc:
-        for error in exc.errors:
-            print(f"fleetd: config: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValidationError as exc:
-        print(f"fleetd: invalid job: {'; '.join(map(str, exc.errors))}", file=sys.stderr)
-        return EXIT_USAGE
-    except RedisUnavailable as exc:
-        print(f"fleetd: Redis unreachable: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (
-        CliError,
-        NoDaemonError,
-        DaemonError,
-        DuplicateJobType,
-        EncryptionUnavailable,
-        PluginError,
-        RedisCommandError,
-    ) as exc:
+    except CliError as exc:
         print(f"fleetd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -127,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        lines = _error_lines(exc)
+        if lines is None:
+            raise
+        for line in lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
