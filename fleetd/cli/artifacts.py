@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from fleetd.cli.common import fail
 
@@ -77,18 +77,11 @@ def sweep_here(engine: Engine) -> int:
     ([artifacts] retention); returns how many. No minimum age, unlike maintenance: a
     folder whose job is gone right after a cleanup is one that cleanup left (a running
     job's folder always has its job)."""
-    from fleetd.jobs.artifacts import artifacts_root, sweep
+    from fleetd.jobs.artifacts import artifacts_root, jobs_exist, sweep
 
     return sweep(
         artifacts_root(engine.config),
-        lambda ids: engine.link.run_sync(_existing, engine, ids),
+        lambda ids: engine.link.run_sync(jobs_exist, engine.keys.job, ids),
         min_age=0.0,
         retention=engine.config.artifacts.retention,
     )
-
-
-def _existing(client: Any, engine: Engine, job_ids: list[str]) -> list[bool]:
-    pipe = client.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.exists(engine.keys.job(job_id))
-    return [bool(n) for n in pipe.execute()]

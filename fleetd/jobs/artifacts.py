@@ -25,7 +25,14 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +51,10 @@ __all__ = [
     "by_age",
     "copy_out",
     "job_folders",
+    "jobs_exist",
     "remove",
     "sweep",
+    "sweep_async",
 ]
 
 # Names are single path components: no folders, nothing hidden (temporary files start
@@ -259,6 +268,15 @@ def remove(folders: Iterable[Path]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def jobs_exist(client: Any, job_key: Callable[[str], str], job_ids: list[str]) -> list[bool]:
+    """Whether each job's hash still exists (one pipelined round trip); `job_key` is
+    fleetd.backend.keys.Keys.job of the namespace."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(job_key(job_id))
+    return [bool(n) for n in pipe.execute()]
+
+
 def sweep(
     root: Path,
     exists: Callable[[list[str]], Sequence[bool]],
@@ -268,21 +286,35 @@ def sweep(
 ) -> int:
     """Delete the job folders under `root` whose job is gone (`exists(ids)` answers for
     a batch of ids) or that expired (`by_age`); returns how many went. Blocking: the
-    synchronous form, for the CLI (maintenance does the same steps from trio)."""
+    form for the CLI; `sweep_async` is the same from trio."""
     expired, check = by_age(
         job_folders(root), min_age=min_age, retention=retention, now=time.time()
     )
-    gone = expired + [
-        path
-        for start in range(0, len(check), SWEEP_BATCH)
-        for path, live in zip(
-            check[start : start + SWEEP_BATCH],
-            exists([p.name for p in check[start : start + SWEEP_BATCH]]),
-            strict=True,
-        )
-        if not live
-    ]
+    gone = expired
+    for start in range(0, len(check), SWEEP_BATCH):
+        batch = check[start : start + SWEEP_BATCH]
+        alive = exists([p.name for p in batch])
+        gone.extend(p for p, live in zip(batch, alive, strict=True) if not live)
     remove(gone)
+    return len(gone)
+
+
+async def sweep_async(
+    root: Path,
+    exists: Callable[[list[str]], Awaitable[Sequence[bool]]],
+    *,
+    min_age: float,
+    retention: float,
+) -> int:
+    """`sweep` from trio (maintenance, POST /jobs/cleanup): the disk work in worker
+    threads, `exists` awaited (a RedisLink hop) for each batch of ids."""
+    folders = await trio.to_thread.run_sync(job_folders, root)
+    gone, check = by_age(folders, min_age=min_age, retention=retention, now=time.time())
+    for start in range(0, len(check), SWEEP_BATCH):
+        batch = check[start : start + SWEEP_BATCH]
+        alive = await exists([p.name for p in batch])
+        gone.extend(p for p, live in zip(batch, alive, strict=True) if not live)
+    await trio.to_thread.run_sync(remove, gone)
     return len(gone)
 
 

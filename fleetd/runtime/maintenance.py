@@ -19,13 +19,12 @@ capped backoff; nothing here ever stops the daemon.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs import artifacts
 from fleetd.jobs.model import JobStatus
@@ -142,19 +141,10 @@ class Maintenance:
         root = self.settings.artifacts_dir
         if root is None:
             return 0
-        folders = await trio.to_thread.run_sync(artifacts.job_folders, root)
-        gone, check = artifacts.by_age(
-            folders, min_age=min_age, retention=self.settings.artifacts_retention, now=time.time()
+        job_key = self.scripts.keys.job
+        return await artifacts.sweep_async(
+            root,
+            lambda ids: self.link.call(artifacts.jobs_exist, job_key, ids),
+            min_age=min_age,
+            retention=self.settings.artifacts_retention,
         )
-        for start in range(0, len(check), artifacts.SWEEP_BATCH):
-            batch = check[start : start + artifacts.SWEEP_BATCH]
-            exists = await self.link.call(self._exists, [p.name for p in batch])
-            gone.extend(p for p, alive in zip(batch, exists, strict=True) if not alive)
-        await trio.to_thread.run_sync(artifacts.remove, gone)
-        return len(gone)
-
-    def _exists(self, client: SyncClient, job_ids: list[str]) -> list[bool]:
-        pipe = client.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.exists(self.scripts.keys.job(job_id))
-        return [bool(n) for n in pipe.execute()]
