@@ -4,10 +4,10 @@ dispatch from a command to the module that runs it.
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
 `workers`, `cleanup` (fleetd.cli.jobs), `schedules` (fleetd.cli.schedules), `events`
 (fleetd.cli.events), the admin commands `config`, `plugins`, `token`, `keygen`
-(fleetd.cli.admin) and `demo-data` (the fleetdata plugin). Every command but `run` is
-synchronous. `--json` prints exactly the body of the matching HTTP endpoint. Errors are
-one line on stderr and exit code 2; `enqueue --wait` exits 1 when the job ended other
-than completed. `--version` prints `fleetd <version>`.
+(fleetd.cli.admin), and `demo-data` and `data companies` (the fleetdata plugin). Every
+command but `run` is synchronous. `--json` prints exactly the body of the matching HTTP
+endpoint. Errors are one line on stderr and exit code 2; `enqueue --wait` exits 1 when
+the job ended other than completed. `--version` prints `fleetd <version>`.
 
 Start-up time is the interpreter's plus what the command imports: `import fleetd` is
 lazy (its names load on first use), the command modules import their heavy libraries
@@ -85,7 +85,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     _add_plugin_wheels(cfg.plugins.directory)
     if a.command == "config":
         return cli_admin.config(cfg, a)
-    if a.command == "demo-data":  # the fleet database, not Redis
+    if a.command in ("demo-data", "data"):  # the fleet database, not Redis
         return demo_cli.run(cfg, a)
     if a.command == "run":
         return cli_run.run(cfg, a)
