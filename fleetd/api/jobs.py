@@ -29,7 +29,7 @@ from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, Throughput
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs import throughput
-from fleetd.jobs.artifacts import check_name
+from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import QueueOps
@@ -107,6 +107,13 @@ async def cleanup() -> Any:
     st = state()
     older_than = parse(CleanupQuery, request.args.to_dict()).older_than
     counts = await redis(lambda c: st.ops.cleanup(c, older_than))
+    # The removed jobs' files on this host (each worker host's maintenance sweeps its own).
+    await sweep_async(
+        st.artifacts_root,
+        lambda ids: redis(lambda c: jobs_exist(c, st.ops.keys.job, ids)),
+        min_age=0.0,
+        retention=st.config.artifacts.retention,
+    )
     g.audit_detail = {"older_than": request.args["older_than"], "deleted": counts["deleted"]}
     return jsonify(responses.cleanup_body(counts, older_than))
 

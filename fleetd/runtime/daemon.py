@@ -326,7 +326,8 @@ class Daemon:
                 completed_ttl=m.completed_ttl, failed_ttl=m.failed_ttl,
                 cancelled_ttl=m.cancelled_ttl,
                 reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                artifacts_dir=artifacts_root(cfg)))  # fmt: skip
+                artifacts_dir=artifacts_root(cfg),
+                artifacts_retention=cfg.artifacts.retention))  # fmt: skip
             await services.start(maintenance.run)
         if "scheduler" in self.roles:
             s, pm = cfg.scheduler, e.registry.plugins
