@@ -1,7 +1,6 @@
 """`fleetd run`: the daemon's supervision tree (one of N with `[daemon] processes`).
 
-    daemon (signals: TERM/INT graceful stop, a second one stops at once; HUP reload;
-            USR1 dump state)
+    daemon (TERM/INT graceful stop, a second one at once; HUP reload; USR1 dump state)
     ├── redis link      connect (waits with capped backoff), load every script
     ├── heartbeat       this daemon's metrics, visible to every daemon
     ├── maintenance     promote / reap / prune                     (role worker)
