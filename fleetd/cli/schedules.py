@@ -190,6 +190,7 @@ def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace, rec: Record) ->
         rec.target, rec.company_id = a.id, a.company
         rec.detail = {"upsert": True} if a.upsert else {}
         job = run(lambda c: ops.add(c, body, upsert=a.upsert))
+        rec.target, rec.company_id = job.id, job.company_id
         rec.detail.update(name=job.name, job_type=job.job_type, schedule=job.schedule)
     else:
         rec.target = a.ref
