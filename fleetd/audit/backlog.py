@@ -15,6 +15,7 @@ all in memory or all in the spool — never written by two processes in two orde
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -68,7 +69,7 @@ class Backlog:
         self._items.append((time.monotonic(), Stamped(self.epoch, self._seq, entry)))
 
     def head(self, n: int) -> list[Stamped]:
-        return [s for _, s in list(self._items)[:n]]
+        return [s for _, s in itertools.islice(self._items, n)]
 
     def drop(self, n: int) -> None:
         for _ in range(min(n, len(self._items))):

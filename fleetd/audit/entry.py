@@ -99,7 +99,7 @@ _OUTCOMES = {
     "ValidationError": "validation_failed",
     "ScheduleNotFound": "not_found",
     "ScheduleConflict": "conflict",
-    "RedisUnavailable": "unavailable",
+    "RedisUnavailable": "redis_unavailable",
     "EncryptionUnavailable": "encryption_unavailable",
     "CliError": "refused",
 }

@@ -100,7 +100,7 @@ async def test_cli_mutations_are_audited_with_the_os_user(
         await cli("schedules", "resume", sid)
         run_now = await cli("schedules", "run-now", sid)
         await cli("schedules", "rm", sid)
-        # A refusal is audited too: the job is gone from nowhere, but this one never was.
+        # A refusal is audited too (there is no such job).
         assert await trio.to_thread.run_sync(main, ["jobs", "cancel", "job_nope"]) == 2
         found = await entries(api, 11, door="cli")
         assert brief(found) == [

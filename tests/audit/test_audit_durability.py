@@ -61,13 +61,13 @@ def test_a_cli_entry_spooled_in_an_outage_is_written_once_by_the_next_command(
     assert done.returncode == 2 and "Redis unreachable" in done.stderr
     [entry] = spooled(cfg)
     assert (entry["action"], entry["door"], entry["target"]) == ("job.cancel", "cli", job_id)
-    assert entry["outcome"] == "unavailable"
+    assert entry["outcome"] == "redis_unavailable"  # the code a 503 of the API says
     server.start()  # same port, empty (no AOF): only what is written from now on
     assert run_cli(env, "stats").returncode == 0  # the next command replays the spool
     assert spooled(cfg) == []
     log = audit_log(cfg)
     assert [(e["action"], e["outcome"], e["uid"]) for e in log] == [
-        ("job.cancel", "unavailable", entry["uid"])
+        ("job.cancel", "redis_unavailable", entry["uid"])
     ]
     assert log[0]["at"] != log[0]["id"]  # when it happened, not when it was written
     assert run_cli(env, "stats").returncode == 0
