@@ -14,6 +14,7 @@ import enum
 import getpass
 import json
 import os
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,8 +90,10 @@ def handler_subject(parent_job_id: str) -> str:
 
 
 def new_entry_id() -> str:
-    """16 random bytes, hex: unique across hosts without coordination."""
-    return os.urandom(16).hex()
+    """128 random bits, hex: unique across hosts without coordination. From `random`
+    (seeded from os.urandom, reseeded after fork), not os.urandom: a system call per
+    entry is a third of the cost of building one."""
+    return f"{random.getrandbits(128):032x}"
 
 
 # Exceptions → outcome codes, by class name so this module imports nothing that would

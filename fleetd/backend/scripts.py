@@ -295,8 +295,6 @@ class Scripts:
         added (those at or below the epoch's mark were written before)."""
         args: list[Any] = [maxlen, mark_ttl_s, len(entries)]
         for seq, fields in entries:
-            args.extend((seq, len(fields)))
-            for name, value in fields.items():
-                args.extend((name, value))
+            args.extend((seq, json.dumps(fields, separators=(",", ":"))))
         keys = [self.keys.audit, self.keys.audit_writer(epoch)]
         return int(self._run(client, "audit_write", keys, args))
