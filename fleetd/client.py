@@ -10,6 +10,11 @@ one Redis round trip each:
 Validation happens before anything is sent (unknown job types and bad data raise
 ValidationError). Only job types this process knows can be enqueued: the built-ins, and
 plugins installed in the same environment.
+
+Every enqueue, cancel and reset is recorded in the audit log (door `client`, subject
+`client:<name>`, the OS user unless `name` is given), written in the background in
+batches — no extra round trip per call — and on `close` (or at the interpreter's
+exit); entries Redis does not take are spooled to the state directory.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from fleetd.audit.entry import Action, AuditEntry, Door, client_subject, outcome_of
 from fleetd.config import Config, load_config
 from fleetd.engine import Engine
 from fleetd.jobs.model import Job, JobStatus
@@ -26,17 +32,40 @@ from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
 
 __all__ = ["Client"]
 
+# A cancel or reset the queue refused, as the HTTP API answers it (409, 404).
+_REFUSALS = {"final": "conflict", "refused": "conflict", "missing": "not_found"}
+
+
+def _outcome(result: str) -> str:
+    return _REFUSALS.get(result, "ok")
+
 
 class Client:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, name: str | None = None) -> None:
+        """`name`: who this client is in the audit log (`client:<name>`)."""
         self._engine = Engine.build(config, daemon=False)
         self._ops = self._engine.ops
         self._run = self._engine.link.run_sync
+        self._subject = client_subject(name)
 
     @classmethod
-    def from_config(cls, path: str | Path | None = None) -> Client:
+    def from_config(cls, path: str | Path | None = None, *, name: str | None = None) -> Client:
         """Read fleetd.toml the way the daemon does (FLEETD_* overrides included)."""
-        return cls(load_config(path))
+        return cls(load_config(path), name=name)
+
+    def _audit(
+        self,
+        action: Action,
+        outcome: str,
+        target: str | None = None,
+        company_id: Any = None,
+        **detail: Any,
+    ) -> None:
+        self._engine.audit.submit(AuditEntry(
+            action, self._subject, Door.CLIENT, outcome,
+            company_id=company_id if isinstance(company_id, str) else None,
+            target=target, detail=detail,
+        ))  # fmt: skip
 
     def enqueue(
         self, job_type: str, data: Mapping[str, Any] | None = None, **fields: Any
@@ -44,12 +73,29 @@ class Client:
         """Enqueue one job; `fields` are the enqueue request's other fields (priority,
         max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key, and
         encrypt=True to seal the whole data at rest)."""
-        row = self._ops.prepare({"type": job_type, "data": dict(data or {}), **fields})
-        return self._run(self._ops.enqueue_rows, [row])[0]
+        company = fields.get("company_id")
+        try:
+            row = self._ops.prepare({"type": job_type, "data": dict(data or {}), **fields})
+            result = self._run(self._ops.enqueue_rows, [row])[0]
+        except Exception as exc:
+            self._audit(Action.JOB_ENQUEUE, outcome_of(exc), None, company, type=job_type)
+            raise
+        self._audit(
+            Action.JOB_ENQUEUE, "ok", result.job_id, company, type=job_type,
+            duplicate=result.duplicate,
+        )  # fmt: skip
+        return result
 
     def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[EnqueueResult]:
         """Enqueue request objects in bulk; all are validated before any is sent."""
-        return self._run(self._ops.enqueue_rows, self._ops.prepare_many(jobs))
+        try:
+            results = self._run(self._ops.enqueue_rows, self._ops.prepare_many(jobs))
+        except Exception as exc:
+            self._audit(Action.JOB_ENQUEUE_BULK, outcome_of(exc), count=len(jobs))
+            raise
+        dups = sum(r.duplicate for r in results)
+        self._audit(Action.JOB_ENQUEUE_BULK, "ok", count=len(results), duplicates=dups)
+        return results
 
     def get(self, job_id: str) -> Job | None:
         return self._run(self._ops.get, job_id)
@@ -61,10 +107,22 @@ class Client:
         return self._run(lambda c: self._ops.list_jobs(c, st, limit=limit, cursor=cursor))
 
     def cancel(self, job_id: str) -> CancelResult:
-        return self._run(self._ops.cancel, job_id)
+        try:
+            result = self._run(self._ops.cancel, job_id)
+        except Exception as exc:
+            self._audit(Action.JOB_CANCEL, outcome_of(exc), job_id)
+            raise
+        self._audit(Action.JOB_CANCEL, _outcome(result.outcome), job_id, status=result.status)
+        return result
 
     def reset(self, job_id: str) -> ResetResult:
-        return self._run(self._ops.reset, job_id)
+        try:
+            result = self._run(self._ops.reset, job_id)
+        except Exception as exc:
+            self._audit(Action.JOB_RESET, outcome_of(exc), job_id)
+            raise
+        self._audit(Action.JOB_RESET, _outcome(result.outcome), job_id, status=result.status)
+        return result
 
     def stats(self) -> dict[str, int]:
         return self._run(self._ops.stats)

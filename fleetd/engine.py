@@ -1,7 +1,9 @@
 """The core objects for one configuration, wired together once.
 
-Owns building the RedisLink, the scripts, the handler registry, the queue operations and
-their async facade from a Config, for the daemon and the CLI alike. The CLI talks to
+Owns building the RedisLink, the scripts, the handler registry, the queue operations,
+their async facade and the audit writer (fleetd.audit: the daemon's trio service, or
+the CLI's and the client's background writer, which `close` flushes) from a Config,
+for the daemon and the CLI alike. The CLI talks to
 Redis directly; with `memory://` it reaches the running daemon's embedded store through
 the address the daemon recorded in its state directory.
 """
@@ -11,6 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from fleetd.audit.background import BackgroundWriter
+from fleetd.audit.backlog import AuditTrail
+from fleetd.audit.spool import SPOOL_NAME, AuditSpool
+from fleetd.audit.store import AuditStore
+from fleetd.audit.writer import AuditWriter
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, embedded_address_file
 from fleetd.backend.scripts import Scripts
@@ -57,6 +64,7 @@ class Engine:
     registry: HandlerRegistry
     ops: QueueOps
     queue: Queue
+    audit: AuditWriter | BackgroundWriter
 
     @classmethod
     def build(cls, cfg: Config, *, daemon: bool, registry: HandlerRegistry | None = None) -> Engine:
@@ -84,7 +92,14 @@ class Engine:
             max_data_depth=cfg.http.max_json_depth,
         )
         ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg))
-        return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops))
+        trail = AuditTrail(
+            AuditStore(keys, scripts, cfg.http.audit_maxlen),
+            AuditSpool(cfg.state_dir / SPOOL_NAME),
+        )
+        audit: AuditWriter | BackgroundWriter
+        audit = AuditWriter(trail, link) if daemon else BackgroundWriter(trail, link)
+        return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops), audit)
 
     def close(self) -> None:
+        self.audit.close()  # before the link: it may still write (or spool) entries
         self.link.close()

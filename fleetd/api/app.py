@@ -25,7 +25,7 @@ from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 
 from fleetd.api import openapi, routes, ws
-from fleetd.api.audit import AuditEntry
+from fleetd.api.audit import http_entry
 from fleetd.api.auth import Principal
 from fleetd.api.context import (
     AUTH_ADMIN,
@@ -134,9 +134,9 @@ async def _audit(st: ApiState, action: str, response: Response) -> None:
             code = f"http_{response.status_code}"
     view_args = request.view_args or {}
     target = g.get("audit_target") or next(iter(view_args.values()), None)
-    entry = AuditEntry(
-        action=action,
-        subject=p.subject if p is not None else "anonymous",
+    entry = http_entry(
+        action,
+        subject=p.subject if p is not None else None,
         company_id=p.company_id if p is not None else None,
         target=None if target is None else str(target),
         outcome=code,

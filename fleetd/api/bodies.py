@@ -313,6 +313,9 @@ class AuditEntry(Body):
     id: str
     at: AwareDatetime
     action: str
+    """one of fleetd.audit.Action (docs/OPERATIONS.md, "Audit log")"""
+    door: str
+    """http, cli, client, scheduler or handler"""
     subject: str
     company_id: str | None
     target: str | None
@@ -322,6 +325,8 @@ class AuditEntry(Body):
     path: str
     remote: str | None
     detail: dict[str, Any]
+    uid: str | None
+    """unique per entry (null for entries written before it was recorded)"""
 
 
 class AuditList(Body):

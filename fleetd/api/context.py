@@ -27,6 +27,7 @@ from quart import current_app, g
 from fleetd.api.auth import Principal, TokenVerifier
 from fleetd.api.body import BodyLimits
 from fleetd.api.errors import ApiError
+from fleetd.audit.entry import Action
 from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.config import Config
@@ -183,7 +184,9 @@ admin_or_ticket = _decide(AUTH_TICKET)
 
 
 def audited(action: str) -> Callable[[F], F]:
-    """Record every call of this (mutating) view in the audit log, whatever its outcome."""
+    """Record every call of this (mutating) view in the audit log, whatever its outcome;
+    `action` is one of fleetd.audit.Action (checked here, at import)."""
+    Action(action)
 
     def mark(view: F) -> F:
         setattr(view, _AUDIT_ATTR, action)

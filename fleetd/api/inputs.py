@@ -126,7 +126,7 @@ class PageQuery(Query):
 
 
 class AuditQuery(Query):
-    """GET /jobs/audit: the filters (fleetd.api.audit.FILTERS) and a time range."""
+    """GET /jobs/audit: the filters (fleetd.audit.reader.FILTERS) and a time range."""
 
     limit: Limit = DEFAULT_PAGE
     cursor: StreamCursor = None
@@ -136,6 +136,7 @@ class AuditQuery(Query):
     company_id: Text = None
     target: Text = None
     outcome: Text = None
+    door: Text = None
     since: Time | None = None
     until: Time | None = None
 
@@ -146,6 +147,7 @@ class AuditQuery(Query):
             "company_id": self.company_id,
             "target": self.target,
             "outcome": self.outcome,
+            "door": self.door,
         }
 
 

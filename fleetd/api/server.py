@@ -55,6 +55,8 @@ from fleetd.api.listeners import (
 )
 from fleetd.api.metrics import ApiMetrics
 from fleetd.api.ws_stream import install_ws_stream
+from fleetd.audit.reader import AuditReader
+from fleetd.audit.writer import AuditWriter
 from fleetd.backend.redis_link import RedisLink
 from fleetd.engine import Engine
 from fleetd.jobs.artifacts import artifacts_root
@@ -83,6 +85,13 @@ def api_link(engine: Engine) -> RedisLink:
         command_timeout=timeout,
         reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
     )
+
+
+def _audit_writer(engine: Engine) -> AuditWriter:
+    """The daemon's audit writer (the daemon runs it; the API only submits)."""
+    if not isinstance(engine.audit, AuditWriter):
+        raise TypeError("the admin API needs a daemon engine (Engine.build(daemon=True))")
+    return engine.audit
 
 
 def build_state(
@@ -123,7 +132,7 @@ def build_state(
         limits=BodyLimits(h.max_body_size, h.max_json_depth),
         artifacts_root=artifacts_root(cfg),
         ready=ready,
-        audit=AuditLog(engine.keys, h.audit_maxlen),
+        audit=AuditLog(_audit_writer(engine), AuditReader(engine.keys)),
         metrics=metrics,
         batcher=EnqueueBatcher(api, engine.ops),
         hub=hub,
@@ -243,7 +252,6 @@ class HttpService:
                         serve_done.set()
 
                 assert st.audit is not None and st.batcher is not None
-                nursery.start_soon(st.audit.run_writer, st.link)
                 nursery.start_soon(st.batcher.run)
                 self.urls = list(await nursery.start(serve_http))
                 self._record()

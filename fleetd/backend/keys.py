@@ -153,8 +153,12 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """Stream of the admin API's mutating calls (who, company, what, outcome)."""
+        """Stream of every mutation, whichever door it came through (fleetd.audit)."""
         return f"{self.prefix}audit"
+
+    def audit_writer(self, epoch: str) -> str:
+        """The highest entry number one audit writer epoch wrote (audit_write.lua)."""
+        return f"{self.prefix}audit:writer:{epoch}"
 
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

@@ -10,7 +10,7 @@ run them inside one RedisLink hop (several in one hop when they batch).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -31,7 +31,7 @@ CONTROL_TTL_S = 86400
 _NAMES = (
     "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
     "cancel", "reset", "progress", "prune", "heartbeat",
-    "schedule_save", "schedule_remove", "schedule_fire",
+    "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
 )  # fmt: skip
 
 
@@ -280,3 +280,21 @@ class Scripts:
         ]  # fmt: skip
         code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
         return int(code), int(now), str(job_id), int(dup) == 1
+
+    # -- audit -----------------------------------------------------------------------
+
+    def audit_write(
+        self,
+        client: SyncClient,
+        epoch: str,
+        maxlen: int,
+        mark_ttl_s: int,
+        entries: Sequence[tuple[int, Mapping[str, str]]],
+    ) -> int:
+        """(seq, stream fields) of one writer epoch, in seq order; returns how many were
+        added (those at or below the epoch's mark were written before)."""
+        args: list[Any] = [maxlen, mark_ttl_s, len(entries)]
+        for seq, fields in entries:
+            args.extend((seq, json.dumps(fields, separators=(",", ":"))))
+        keys = [self.keys.audit, self.keys.audit_writer(epoch)]
+        return int(self._run(client, "audit_write", keys, args))

@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from fleetd.audit.entry import Action
 from fleetd.cli import artifacts as cli_artifacts
+from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 
 if TYPE_CHECKING:
@@ -197,12 +199,14 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     if a.jsonl:
         if a.type or a.wait:
             fail("--jsonl takes no job type and no --wait")
-        rows = engine.ops.prepare_many(_read_jsonl(a.jsonl))
-        results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
+        with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
+            rows = engine.ops.prepare_many(_read_jsonl(a.jsonl))
+            results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
+            dups = sum(r.duplicate for r in results)
+            rec.detail = {"count": len(results), "duplicates": dups}
         if a.json:
             print_json(responses.bulk_enqueue_body(results))
         else:
-            dups = sum(r.duplicate for r in results)
             print(
                 f"enqueued {len(results) - dups} job(s)"
                 + (f", {dups} duplicate(s)" if dups else "")
@@ -210,8 +214,11 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
         return 0
     if not a.type:
         fail("give a job type (e.g. `fleetd enqueue noop`) or --jsonl FILE")
-    row = engine.ops.prepare(EnqueueRequest.from_dict(_request_from_args(a)))
-    [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+    with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
+        rec.detail = {"type": a.type}
+        row = engine.ops.prepare(EnqueueRequest.from_dict(_request_from_args(a)))
+        [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+        rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
     if not a.wait:
         if a.json:
             print_json(responses.enqueue_body(result))
@@ -272,25 +279,40 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
 
 def _jobs(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
-    from fleetd.jobs.model import JobStatus
 
-    ops, run = engine.ops, engine.link.run_sync
     if a.jobs_command == "list":
         return _list(engine, a)
-    job = run(ops.get, a.id)
-    if job is None:
-        fail(f"no job {a.id}")
-    if a.jobs_command == "artifact":
-        return cli_artifacts.download(engine, job, a)
-    if a.jobs_command == "show":
+    if a.jobs_command in ("show", "artifact"):
+        job = engine.link.run_sync(engine.ops.get, a.id)
+        if job is None:
+            fail(f"no job {a.id}")
+        if a.jobs_command == "artifact":
+            return cli_artifacts.download(engine, job, a)
         if a.json:
             print_json(responses.job_body(job))
         else:
             print("\n".join(_job_lines(job)))
         return 0
+    # cancel and reset are audited, a refusal (no such job, nothing to do) included
+    action = Action.JOB_CANCEL if a.jobs_command == "cancel" else Action.JOB_RESET
+    with recorded(engine, action, a.id) as rec:
+        return _cancel_or_reset(engine, a, rec)
+
+
+def _cancel_or_reset(engine: Engine, a: argparse.Namespace, rec: Record) -> int:
+    from fleetd.api import responses
+    from fleetd.jobs.model import JobStatus
+
+    ops, run = engine.ops, engine.link.run_sync
+    job = run(ops.get, a.id)
+    if job is None:
+        rec.outcome = "not_found"
+        fail(f"no job {a.id}")
+    rec.company_id = job.company_id
     if a.jobs_command == "cancel":
         result = run(ops.cancel, a.id)
         if result.outcome == "final":
+            rec.outcome = "conflict"
             fail(f"job {a.id} is already {result.status}; nothing to cancel")
         if result.outcome == "cancelling":
             done = _poll(engine, a.id, lambda j: j.status is not JobStatus.PROCESSING, CANCEL_WAIT)
@@ -309,6 +331,7 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
         return 0
     reset = run(ops.reset, a.id)
     if reset.outcome == "refused":
+        rec.outcome = "conflict"
         fail(f"job {a.id} is {reset.status}; only failed or cancelled jobs can be reset")
     if a.json:
         print_json(responses.reset_body(a.id, reset))
@@ -354,7 +377,10 @@ def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
 
     older_than = duration("--older-than", a.older_than)
-    counts = engine.link.run_sync(engine.ops.cleanup, older_than)
+    with recorded(engine, Action.JOB_CLEANUP) as rec:
+        rec.detail = {"older_than": a.older_than}
+        counts = engine.link.run_sync(engine.ops.cleanup, older_than)
+        rec.detail["deleted"] = counts["deleted"]
     body = responses.cleanup_body(counts, older_than)
     swept = cli_artifacts.sweep_here(engine)
     if a.json:

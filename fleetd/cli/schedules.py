@@ -23,6 +23,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from fleetd.audit.entry import Action
+from fleetd.cli.auditing import Record, recorded
+from fleetd.cli.common import CliError
+
 if TYPE_CHECKING:
     from fleetd.engine import Engine
     from fleetd.schedules.model import ScheduledJob
@@ -33,8 +37,8 @@ __all__ = ["add_parser", "run"]
 EXIT_USAGE = 2
 
 
-class _Usage(Exception):
-    pass
+class _Usage(CliError):
+    """A usage error of this command (audited as outcome "refused")."""
 
 
 def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
@@ -149,8 +153,17 @@ def _show(j: ScheduledJob) -> None:
         print(f"  last error: {j.last_error}")
 
 
-def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
+# The commands that change a schedule (or enqueue its job), as audited.
+_ACTIONS = {
+    "add": Action.SCHEDULE_CREATE, "update": Action.SCHEDULE_UPDATE,
+    "rm": Action.SCHEDULE_DELETE, "pause": Action.SCHEDULE_PAUSE,
+    "resume": Action.SCHEDULE_RESUME, "run-now": Action.SCHEDULE_RUN_NOW,
+}  # fmt: skip
+
+
+def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace, rec: Record) -> int:
     from fleetd.schedules.model import list_body, scheduled_job_body, stats_body
+    from fleetd.schedules.store import ScheduleNotFound
 
     cmd = a.schedules_command
     if cmd == "list":
@@ -178,11 +191,22 @@ def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
             raise _Usage("--upsert needs --id (the schedule to create or update)")
         if a.paused:
             body["is_active"] = False
+        rec.target, rec.company_id = a.id, a.company
+        rec.detail = {"upsert": True} if a.upsert else {}
         job = run(lambda c: ops.add(c, body, upsert=a.upsert))
+        rec.target, rec.company_id = job.id, job.company_id
+        rec.detail.update(name=job.name, job_type=job.job_type, schedule=job.schedule)
     else:
-        job = run(ops.find, a.ref)
+        rec.target = a.ref
+        try:
+            job = run(ops.find, a.ref)
+        except ScheduleNotFound:
+            rec.outcome = "not_found"
+            raise
+        rec.target, rec.company_id = job.id, job.company_id
         if cmd == "update":
             changes = _body(a)
+            rec.detail = {"fields": sorted(changes)}  # names only: values may be sealed
             if not changes:
                 raise _Usage("nothing to change: give --name, --schedule, --data, …")
             job = run(ops.update, job.id, changes)
@@ -199,6 +223,7 @@ def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
             return 0
         elif cmd == "run-now":
             result = run(ops.run_now, job.id)
+            rec.detail = {"job_id": result.job_id, "duplicate": result.duplicate}
             if a.json:
                 _print_json({**result.to_dict(), "schedule_id": job.id})
             else:
@@ -219,7 +244,12 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, ScheduleOps
 
     try:
-        return _dispatch(ScheduleOps.from_engine(engine), engine.link.run_sync, a)
+        ops, run_sync = ScheduleOps.from_engine(engine), engine.link.run_sync
+        action = _ACTIONS.get(a.schedules_command)
+        if action is None:  # list, show, stats: reads
+            return _dispatch(ops, run_sync, a, Record())
+        with recorded(engine, action) as rec:
+            return _dispatch(ops, run_sync, a, rec)
     except ValidationError as exc:
         print(f"fleetd: schedules: invalid schedule: {exc}", file=sys.stderr)
     except (ScheduleNotFound, ScheduleConflict, _Usage) as exc:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from fleetd.audit.entry import Action, AuditEntry, Door, handler_subject, outcome_of
 from fleetd.jobs.artifacts import ArtifactStore
 from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.errors import PermanentError
@@ -32,6 +33,7 @@ from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.model import EnqueueRequest
 
 if TYPE_CHECKING:
+    from fleetd.audit.backlog import AuditSink
     from fleetd.backend.keys import Keys
     from fleetd.backend.redis_link import RedisLink, SyncClient
     from fleetd.backend.scripts import ClaimedJob, Scripts
@@ -69,6 +71,8 @@ class JobServices:
     blocking: BlockingExecutor = field(default_factory=BlockingExecutor)
     # `ctx.redis`; None where nothing built one (then `ctx.redis` raises).
     redis: HandlerRedis | None = None
+    # Where `ctx.enqueue` records its follow-up jobs (fleetd.audit); None: nowhere.
+    audit: AuditSink | None = None
 
 
 class JobContext:
@@ -133,7 +137,23 @@ class JobContext:
         raw: dict[str, Any] = {"type": job_type, "data": dict(data or {}), **fields}
         raw.setdefault("company_id", self.job.company_id)
         raw.setdefault("user_id", self.job.user_id)
-        return await self._services.follow_ups.enqueue(EnqueueRequest.from_dict(raw))
+        try:
+            result = await self._services.follow_ups.enqueue(EnqueueRequest.from_dict(raw))
+        except Exception as exc:
+            self._audit(raw, None, exc)
+            raise
+        self._audit(raw, result, None)
+        return result
+
+    def _audit(self, raw: Mapping[str, Any], result: EnqueueResult | None, exc: Any) -> None:
+        """The audit entry of a follow-up job: door handler, subject job:<this job>."""
+        if self._services.audit is not None:
+            detail = {"type": raw["type"], "duplicate": result is not None and result.duplicate}
+            self._services.audit.submit(AuditEntry(
+                Action.JOB_ENQUEUE, handler_subject(self.job.id), Door.HANDLER, outcome_of(exc),
+                company_id=raw.get("company_id"), target=result.job_id if result else None,
+                detail=detail,
+            ))  # fmt: skip
 
     @property
     def artifacts(self) -> ArtifactStore:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from fleetd.audit.writer import AuditWriter
 from fleetd.backend.redis_link import (
     RedisCommandError,
     RedisUnavailable,
@@ -304,14 +305,10 @@ class Daemon:
 
     async def _serve(self, services: trio.Nursery, task_status: trio.TaskStatus[None]) -> None:
         e, cfg = self.engine, self.cfg
-        heartbeat = Heartbeat(
-            e.link,
-            e.scripts,
-            self.daemon_id,
-            self.metrics,
-            cfg.daemon.heartbeat_interval,
-            self._details,
-        )
+        assert isinstance(e.audit, AuditWriter)  # what Engine.build(daemon=True) makes
+        await services.start(e.audit.run)
+        heartbeat = Heartbeat(e.link, e.scripts, self.daemon_id, self.metrics,
+            cfg.daemon.heartbeat_interval, self._details)  # fmt: skip
         await services.start(heartbeat.run)
         if cfg.alerts.enabled:
             self.alerts = Alerts(e, self.daemon_id, cfg.alerts)
@@ -348,8 +345,9 @@ class Daemon:
                     command_timeout=cfg.redis.command_timeout,
                     log_jobs=cfg.daemon.log_jobs)  # fmt: skip
                 self.pool = WorkerPool(
-                    e.link, e.scripts, e.queue, e.registry, settings, self.daemon_id, self.metrics
-                )
+                    e.link, e.scripts, e.queue, e.registry, settings, self.daemon_id, self.metrics,
+                    audit=e.audit,
+                )  # fmt: skip
                 await work.start(self.pool.run)
             self.ready = True
             task_status.started()

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import trio
 
+from fleetd.audit.backlog import AuditSink
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import ClaimedJob, ClaimResult, Scripts
 from fleetd.config.durations import format_duration
@@ -96,7 +97,10 @@ class WorkerPool:
         settings: PoolSettings,
         daemon_id: str,
         metrics: WorkerMetrics,
+        *,
+        audit: AuditSink | None = None,
     ) -> None:
+        """`audit`: where the entries of handlers' `ctx.enqueue` go."""
         self.link = link
         self.scripts = scripts
         self.queue = queue
@@ -113,6 +117,7 @@ class WorkerPool:
             queue,
             registry.artifacts_dir,
             redis=self._handler_redis,
+            audit=audit,
         )
         self._runner = JobRunner(
             registry,

@@ -50,6 +50,7 @@ class FireResult:
     duplicate: bool
     now_ms: int
     error: str = ""
+    company_id: str | None = None
 
 
 class FiringOps:
@@ -128,7 +129,7 @@ class FiringOps:
             return None
         return FireResult(
             schedule_id, job.name, action, due_ms, occurrence, next_ms, missed, job_id, dup,
-            now, error,
+            now, error, job.company_id,
         )  # fmt: skip
 
     def register(self, client: SyncClient, daemon_id: str, now_ms: int, ttl_ms: int) -> None:

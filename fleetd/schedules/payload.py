@@ -6,6 +6,9 @@ Owns, for fleetd.schedules.store (saving) and fleetd.schedules.firing (running):
   was sealed before; `refuse_redacted` stops a redaction placeholder ("***") sent back
   from being stored over the secret;
 - `open_schedule_data`: a sealed schedule's data in plaintext;
+- `sealed_errors`: a ValidationError about data opened from a sealed schedule, its
+  messages (which may quote the value) replaced, so no answer, log line, event or
+  `last_error` repeats sealed plaintext;
 - `job_row`: the job row (fleetd.backend.codec.JobRow, built by QueueOps like every
   enqueue) of one occurrence — tagged `schedule:<id>` and `occurrence:<ISO time>`, with
   the idempotency key `schedule:<id>:<ISO time>` — or of a manual run (tagged
@@ -24,9 +27,24 @@ from fleetd.backend.codec import JobRow
 from fleetd.jobs.model import EnqueueRequest, ValidationError
 from fleetd.jobs.queue import QueueOps
 from fleetd.jobs.sealing import REDACTED, SealError, echoed_redaction, widen
+from fleetd.jobs.validation import FieldError
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, occurrence_tags
 
-__all__ = ["at_rest", "job_row", "open_schedule_data", "refuse_redacted"]
+__all__ = ["at_rest", "job_row", "open_schedule_data", "refuse_redacted", "sealed_errors"]
+
+# What a check of sealed stored data says instead of the handler's message, which may
+# quote the value ("'x@y' is not a valid email").
+SEALED_INVALID = (
+    "the stored value (sealed, not shown) is not valid for this job type; send the data again"
+)
+
+
+def sealed_errors(exc: ValidationError, job: ScheduledJob) -> ValidationError:
+    """`exc` (raised checking `job`'s opened data) without the values it quotes: every
+    message replaced; with whole-data sealing the paths too (they name its keys)."""
+    if job.encrypt:
+        return ValidationError("data", SEALED_INVALID)
+    return ValidationError.of([FieldError(e.field, SEALED_INVALID) for e in exc.errors])
 
 
 def job_row(queue_ops: QueueOps, job: ScheduledJob, occurrence_ms: int | None) -> JobRow:
@@ -46,7 +64,10 @@ def job_row(queue_ops: QueueOps, job: ScheduledJob, occurrence_ms: int | None) -
         user_id=job.user_id, tags=tags, idempotency_key=idem, encrypt=job.encrypt,
     )  # fmt: skip
     if job.job_type in queue_ops.registry:
-        return queue_ops.prepare(req)
+        try:
+            return queue_ops.prepare(req)
+        except ValidationError as exc:
+            raise (sealed_errors(exc, job) if job.sealed else exc) from None
     # Not installed in this process: enqueue it all the same, with the config's
     # defaults; a daemon that has the handler runs it (the data was checked when the
     # schedule was saved). Sealed parts are sealed again, for the job this time.

@@ -36,6 +36,7 @@ from typing import Any
 
 import trio
 
+from fleetd.audit.entry import Action, AuditEntry, Door, scheduler_subject
 from fleetd.backend.redis_link import (
     Backoff,
     RedisCommandError,
@@ -171,6 +172,9 @@ class Scheduler:
                     outcome = "invalid"
                     break
             if outcome == "created":
+                self._audit(Action.SCHEDULE_CREATE, schedule_id, None, schedule_id, {
+                    "name": name, "job_type": job_type, "schedule": definition["schedule"],
+                    "default": True})  # fmt: skip
                 log.info(
                     "created default schedule %r (id %s, %s %s)",
                     name, schedule_id, job_type, definition["schedule"],
@@ -255,8 +259,35 @@ class Scheduler:
                 return due_ms
         return None
 
+    def _audit(
+        self,
+        action: Action,
+        schedule_id: str,
+        company_id: str | None,
+        target: str | None,
+        detail: Mapping[str, Any],
+        outcome: str = "ok",
+    ) -> None:
+        if self.ops.audit is not None:
+            self.ops.audit.submit(AuditEntry(
+                action, scheduler_subject(schedule_id), Door.SCHEDULER, outcome,
+                company_id=company_id, target=target, detail=detail,
+            ))  # fmt: skip
+
     def _account(self, results: Sequence[FireResult]) -> None:
         for r in results:
+            if r.action in ("fire", "error"):  # a job enqueued, or one that could not be
+                detail: dict[str, Any] = {
+                    "schedule_id": r.schedule_id,
+                    "occurrence": format_ts(r.occurrence_ms),
+                }
+                if r.action == "fire":
+                    detail["duplicate"] = r.duplicate
+                else:
+                    detail["error"] = r.error
+                outcome = "ok" if r.action == "fire" else "error"
+                self._audit(Action.JOB_ENQUEUE, r.schedule_id, r.company_id, r.job_id or None,
+                    detail, outcome)  # fmt: skip
             if r.action == "fire" and r.occurrence_ms is not None:
                 self.fired += 1
                 if r.missed == 0:

@@ -40,8 +40,10 @@ from fleetd.schedules.model import (
     name_key,
 )
 from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
+from fleetd.schedules.update import plan_update
 
 if TYPE_CHECKING:
+    from fleetd.audit.backlog import AuditSink
     from fleetd.engine import Engine
 
 __all__ = [
@@ -77,18 +79,28 @@ class ScheduleOps:
     """The schedules' logic; every method taking `client` runs inside one Redis hop."""
 
     def __init__(
-        self, keys: Keys, scripts: Scripts, queue_ops: QueueOps, *, default_timezone: str = "UTC"
+        self,
+        keys: Keys,
+        scripts: Scripts,
+        queue_ops: QueueOps,
+        *,
+        default_timezone: str = "UTC",
+        audit: AuditSink | None = None,
     ) -> None:
+        """`audit`: where the scheduler records what it does on its own (the jobs it
+        fires, the defaults it seeds); the methods here record nothing — the door that
+        calls them (HTTP, CLI) does."""
         self.keys = keys
         self.scripts = scripts
         self.queue_ops = queue_ops
         self.default_timezone = default_timezone
+        self.audit = audit
 
     @classmethod
     def from_engine(cls, engine: Engine) -> ScheduleOps:
         """The schedule operations of an engine's namespace, registry and config."""
         tz = engine.config.scheduler.timezone
-        return cls(engine.keys, engine.scripts, engine.ops, default_timezone=tz)
+        return cls(engine.keys, engine.scripts, engine.ops, default_timezone=tz, audit=engine.audit)
 
     @staticmethod
     def now_ms(client: SyncClient) -> int:
@@ -292,26 +304,11 @@ class ScheduleOps:
         The data is checked against the handler only when data, job type, priority or
         `encrypt` change: pausing, resuming or renaming (the dashboard sends the other
         fields unchanged) works where the handler is not installed, and without keys
-        (sealed data this process cannot open is kept as stored)."""
+        (sealed data this process cannot open is kept as stored). Turning `encrypt`
+        off needs the data sent again (fleetd.schedules.update has the rules)."""
         for _ in range(SAVE_ATTEMPTS):
             current = self.require(client, schedule_id)
-            if "data" in changes and isinstance(changes["data"], Mapping):
-                refuse_redacted(changes["data"], current)
-            unreadable: ValidationError | None = None
-            try:
-                stored = self.spec_of(current)
-            except ValidationError as exc:
-                stored, unreadable = current.spec(), exc  # data redacted
-            spec = stored.updated(changes)
-            recheck = "data" in changes or spec.encrypt != stored.encrypt
-            recheck |= (spec.job_type, spec.priority) != (stored.job_type, stored.priority)
-            keep_data = False
-            if unreadable is not None and "data" not in changes:
-                if recheck:  # checking or sealing anew needs the plaintext
-                    raise unreadable
-                keep_data = True
-            if recheck:
-                spec = self.check(spec)
+            stored, spec, keep_data = plan_update(self, current, changes)
             if spec == stored:
                 return current
             done = self._update(client, current, spec, keep_data=keep_data)

@@ -25,7 +25,7 @@ from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import JobHandler
-from fleetd.jobs.model import JobStatus
+from fleetd.jobs.model import JobStatus, ValidationError
 from fleetd.jobs.sealing import format_key
 from fleetd.runtime.log import JsonFormatter
 from fleetd.schedules.firing import FiringOps
@@ -359,9 +359,14 @@ async def test_schedules_store_sealed_data_and_seal_each_job_again(config: Confi
         raw = [engine.link.client.hgetall(engine.keys.job(r.job_id)) for r in results]
         assert json.loads(raw[0]["sealed"]) == ["smtp_password"] and raw[1]["sealed"] == "data"
         assert_no_secret(everything_stored(engine), "Redis")
-        # Turning encrypt off keeps the handler's sensitive field sealed.
-        off = run(lambda c: ops.update(c, whole.id, {"encrypt": False}))
-        assert not off.sealed and off.data == {"x": WHOLE}
+        # Turning encrypt off needs the data sent again: sealed data never comes back
+        # plain (the answer would show it), and the refusal does not quote it.
+        with pytest.raises(ValidationError) as refused:
+            run(lambda c: ops.update(c, whole.id, {"encrypt": False}))
+        assert refused.value.field == "data" and WHOLE not in str(refused.value)
+        assert run(ops.require, whole.id).encrypt
+        off = run(lambda c: ops.update(c, whole.id, {"encrypt": False, "data": {"x": "new"}}))
+        assert not off.sealed and off.data == {"x": "new"}
     assert vault.seen == [data] and spy.seen == [{"x": WHOLE}]
 
 

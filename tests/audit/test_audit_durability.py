@@ -1,0 +1,149 @@
+"""Audit entries survive a Redis outage, against real redis-server processes of the
+test's own (`own_redis`): kept in memory and written once Redis is back; spooled to the
+state directory when the process stops (or is SIGKILLed after SPILL_AFTER) and written
+by the next process — exactly once, however many processes replay the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from api_client import PREFIX, SECRET, api_config, auth, running_api
+from conftest import fleetd_env, make_config
+from daemons import Fleet, cli_json, run_cli, settings, wait_for
+from redis_server import RedisServer, RedisServerFactory
+
+from fleetd.audit.backlog import SPILL_AFTER, AuditTrail, Stamped
+from fleetd.audit.entry import Action, AuditEntry, Door
+from fleetd.audit.reader import AuditReader
+from fleetd.audit.spool import SPOOL_NAME, AuditSpool
+from fleetd.audit.store import AuditStore
+from fleetd.config import Config
+from fleetd.engine import Engine
+
+
+def audit_log(cfg: Config) -> list[dict[str, Any]]:
+    """Every entry of the namespace's audit stream, oldest first."""
+    engine = Engine.build(cfg, daemon=True)
+    try:
+        found, _ = engine.link.run_sync(lambda c: AuditReader(engine.keys).read(c, limit=1000))
+    finally:
+        engine.link.close()  # not engine.close(): this reader must not replay the spool
+    return list(reversed(found))
+
+
+def spooled(cfg: Config) -> list[dict[str, Any]]:
+    path = cfg.state_dir / SPOOL_NAME
+    if not path.exists():
+        return []
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    return [json.loads(line)["entry"] for line in path.read_text().splitlines()]
+
+
+def setup(own_redis: RedisServerFactory, tmp_path: Path) -> tuple[RedisServer, Config]:
+    server = own_redis()
+    return server, api_config(make_config(server.url, "audit", tmp_path / "state"))
+
+
+def test_a_cli_entry_spooled_in_an_outage_is_written_once_by_the_next_command(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server, cfg = setup(own_redis, tmp_path)
+    env = fleetd_env(cfg)
+    job_id = cli_json(env, "enqueue", "noop", "--json")["job_id"]
+    server.stop()
+    done = run_cli(env, "jobs", "cancel", job_id)
+    assert done.returncode == 2 and "Redis unreachable" in done.stderr
+    [entry] = spooled(cfg)
+    assert (entry["action"], entry["door"], entry["target"]) == ("job.cancel", "cli", job_id)
+    assert entry["outcome"] == "redis_unavailable"  # the code a 503 of the API says
+    server.start()  # same port, empty (no AOF): only what is written from now on
+    assert run_cli(env, "stats").returncode == 0  # the next command replays the spool
+    assert spooled(cfg) == []
+    log = audit_log(cfg)
+    assert [(e["action"], e["outcome"], e["uid"]) for e in log] == [
+        ("job.cancel", "redis_unavailable", entry["uid"])
+    ]
+    assert log[0]["at"] != log[0]["id"]  # when it happened, not when it was written
+    assert run_cli(env, "stats").returncode == 0
+    assert len(audit_log(cfg)) == 1
+
+
+async def test_an_http_entry_answered_503_lands_once_redis_is_back(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server, cfg = setup(own_redis, tmp_path)
+    async with running_api(cfg) as api:
+        server.kill()
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})
+        assert r.status_code == 503
+        await trio.to_thread.run_sync(server.start)
+        with trio.fail_after(10):
+            while not (log := await trio.to_thread.run_sync(audit_log, cfg)):
+                await trio.sleep(0.1)
+        assert [(e["action"], e["status"], e["door"]) for e in log] == [
+            ("job.enqueue", 503, "http")
+        ]
+    assert spooled(cfg) == [] and len(audit_log(cfg)) == 1
+
+
+async def test_entries_of_a_daemon_stopped_in_an_outage_are_written_by_the_next_process(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server, cfg = setup(own_redis, tmp_path)
+    async with running_api(cfg) as api:
+        server.kill()
+        for _ in range(3):
+            r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})
+            assert r.status_code == 503
+    # Stopped with Redis away: nothing dropped, all three in the spool.
+    assert [e["action"] for e in spooled(cfg)] == ["job.enqueue"] * 3
+    server.start()
+    env = fleetd_env(cfg)
+    assert run_cli(env, "stats").returncode == 0
+    assert [e["status"] for e in audit_log(cfg)] == [503, 503, 503]
+    assert spooled(cfg) == []
+
+
+def test_a_sigkilled_daemon_leaves_its_unwritten_entries_in_the_spool(
+    own_redis: RedisServerFactory, tmp_path: Path, fleet: Fleet
+) -> None:
+    server, cfg = setup(own_redis, tmp_path)
+    env = {**fleetd_env(cfg), **settings(auth_secret=SECRET, daemon_roles="api")}
+    daemon = fleet.start(env)
+    url = fleet.api_url(cfg.state_dir)
+    server.kill()
+    r = httpx.post(f"{url}{PREFIX}/enqueue", json={"type": "noop"}, headers=auth(), timeout=10)
+    assert r.status_code == 503
+    # Unwritten for SPILL_AFTER: spooled while the daemon still runs, so a crash keeps it.
+    wait_for(lambda: spooled(cfg), SPILL_AFTER + 5, "the spool", fleet.tails)
+    daemon.kill()
+    server.start()
+    assert run_cli(env, "stats").returncode == 0
+    assert [(e["action"], e["status"]) for e in audit_log(cfg)] == [("job.enqueue", 503)]
+
+
+def test_replaying_a_spool_twice_or_after_a_lost_answer_writes_each_entry_once(
+    config: Config, engine: Engine, tmp_path: Path
+) -> None:
+    store = AuditStore(engine.keys, engine.scripts, 1000)
+    spool = AuditSpool(tmp_path / SPOOL_NAME)
+    trail = AuditTrail(store, spool)
+    items = [
+        Stamped("epoch-a", n, AuditEntry(Action.JOB_RESET, "cli:x", Door.CLI, target=f"job_{n}"))
+        for n in (1, 2, 3)
+    ]
+    client = engine.link.client
+    # The first two reached Redis, but the answer was lost: the whole batch is sent again.
+    assert store.write(client, "epoch-a", items[:2]) == 2
+    trail.spool.append(items)
+    trail.spool.append(items)  # and spooled twice, as two crashed processes might
+    assert spool.replay(lambda e, s: store.write(client, e, s)) == 1
+    assert spool.replay(lambda e, s: store.write(client, e, s)) == 0
+    found, _ = AuditReader(engine.keys).read(client, limit=10)
+    assert sorted(e["target"] for e in found) == ["job_1", "job_2", "job_3"]
