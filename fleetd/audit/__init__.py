@@ -13,31 +13,3 @@ cancel, reset), the scheduler (each job it enqueues, each default schedule it
 creates) and handlers (`ctx.enqueue`) — are wired where each door is; they build the
 entry and `submit` it to their process's writer (`Engine.audit`).
 """
-
-from fleetd.audit.backlog import AuditSink, AuditTrail
-from fleetd.audit.entry import (
-    Action,
-    AuditEntry,
-    Door,
-    cli_subject,
-    client_subject,
-    handler_subject,
-    outcome_of,
-    scheduler_subject,
-)
-from fleetd.audit.reader import FILTERS, AuditReader
-
-__all__ = [
-    "FILTERS",
-    "Action",
-    "AuditEntry",
-    "AuditReader",
-    "AuditSink",
-    "AuditTrail",
-    "Door",
-    "cli_subject",
-    "client_subject",
-    "handler_subject",
-    "outcome_of",
-    "scheduler_subject",
-]

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action, AuditEntry, Door, cli_subject, outcome_of
-from fleetd.engine import Engine
+
+if TYPE_CHECKING:  # the parser of every command imports this module: no engine yet
+    from fleetd.engine import Engine
 
 __all__ = ["Record", "recorded"]
 
