@@ -17,6 +17,7 @@ validate built answers against the same declarations (tests/api/test_bodies.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -48,8 +49,16 @@ def format_ts(ms: int | None) -> str | None:
     """Milliseconds since the epoch → RFC 3339 UTC (`2024-01-15T10:30:00.123Z`)."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_second(ms // 1000)}{ms % 1000:03d}Z"
+
+
+# The times of one job (created, started, completed, updated) and of the jobs of one
+# listing mostly fall in a few seconds: the text up to the second is cached, which
+# takes a time from 3 µs (datetime + strftime) to 0.4 µs, up to 5 times per job shown.
+# 4096 seconds of ~100 bytes each: 0.4 MB at most.
+@functools.lru_cache(maxsize=4096)
+def _second(s: int) -> str:
+    return datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def _rfc3339(text: str) -> str:
