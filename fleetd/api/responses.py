@@ -236,11 +236,11 @@ def answer(body: Body | dict[str, Any], status: int = 200) -> tuple[Response, in
     jsonify)."""
     if isinstance(body, Body):
         try:
-            text = body.model_dump_json().encode() + b"\n"  # as jsonify ends its bodies
+            encoded = body.model_dump_json().encode() + b"\n"  # as jsonify ends its bodies
         except PydanticSerializationError:  # a lone surrogate: find the row below
             body = body.jsonable()
         else:
-            return Response(text, status=status, mimetype="application/json"), status
+            return Response(encoded, status=status, mimetype="application/json"), status
     try:
         return jsonify(body), status
     except UnicodeEncodeError:
