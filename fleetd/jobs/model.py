@@ -1,15 +1,16 @@
-"""The job model: statuses, ids, times, the Job record with its JSON shape, and the
-enqueue request.
+"""The job model: ids, the Job record (its JSON answer declared in fleetd.jobs.answer),
+and the enqueue request.
 
-Owns the spec's `Job` struct exactly (field names and meaning), the six statuses, job
-ids, RFC 3339 times, and `EnqueueRequest`: what a caller may ask for at enqueue,
+Owns the spec's `Job` struct exactly (field names and meaning), job ids, and
+`EnqueueRequest`: what a caller may ask for at enqueue,
 declared once (pydantic) from the field rules of fleetd.jobs.fields and validated from
 that declaration — every problem at once, unknown fields included — by the HTTP API,
 the CLI, the Python client, follow-up jobs and the scheduler alike. Pure data and
 validation, no I/O: the queue turns these into Redis writes.
 
-The names of fleetd.jobs.fields and fleetd.jobs.validation that callers used to import
-from here (Priority, ValidationError, parse_ts …) are re-exported.
+The names of fleetd.jobs.fields, fleetd.jobs.validation, fleetd.jobs.status and
+fleetd.jobs.answer that callers used to import from here (Priority, ValidationError,
+parse_ts, JobStatus, format_ts …) are re-exported.
 """
 
 from __future__ import annotations
@@ -279,6 +280,7 @@ class Job:
         return answer.Job.of(self).jsonable()
 
     def to_json(self) -> str:
+        """to_dict() as compact JSON, non-ASCII escaped (a lone surrogate too)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod

@@ -11,7 +11,8 @@ Owns:
   `misfire_policy`, `encrypt`) validated, and `updated()` for a partial update;
 - the stable ids of default schedules (`default_id`: the same on every daemon);
 - the HTTP/CLI bodies: `{"scheduled_job": …}`, `{"scheduled_jobs": […], "count"}`,
-  `{"scheduler_stats": {…}}`.
+  `{"scheduler_stats": {…}}`, as JSON values built through their declarations
+  (fleetd.schedules.answer).
 
 Time arithmetic lives in fleetd.schedules.cadence; Redis in fleetd.schedules.store.
 """
