@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetd.jobs.answer import Body, Omitted, Shown, Timestamp, Unreadable, format_ts
 from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report
-from fleetd.schedules.cadence import MisfirePolicy
+from fleetd.schedules.misfire import MisfirePolicy
 
 if TYPE_CHECKING:
     from fleetd.jobs.answer import TimeText
