@@ -1,15 +1,19 @@
-"""The response bodies of the admin API, declared once (pydantic).
+"""The response bodies of the admin API, declared once (pydantic), and the one way
+they become JSON.
 
-Owns the shape of every JSON answer: the spec's structs (Job, ScheduledJob, the stats,
-WorkerMetrics, worker health, scheduler stats) plus fleetd's extensions, and the error
-body of DESIGN §6. fleetd.api.openapi generates the document's schemas from these
-classes; fleetd.api.responses (jobs) and fleetd.schedules.model (schedules) build the
-bodies that the endpoints and the CLI's `--json` print, and tests hold the two
-together (tests/api/test_bodies.py; schemathesis checks a live daemon's answers).
+Owns the shape of every JSON answer: the spec's structs (the stats, WorkerMetrics,
+worker health) plus fleetd's extensions, and the error body of DESIGN §6; the rows and
+the bodies around them are declared next to their records and re-exported here (Job,
+Unreadable and the enqueue answer in fleetd.jobs.answer; ScheduledJob and the
+schedule bodies in fleetd.schedules.answer). fleetd.api.openapi generates the
+document's schemas from these classes, and the answers are built through them
+(fleetd.api.responses, fleetd.schedules.model, `Job.to_dict()`): the endpoints, the
+CLI's `--json` and Python callers print what the declaration serializes, nothing else.
 
 Objects are closed (`extra="forbid"`, additionalProperties false in the document): a
 field added to a body without its declaration fails the checks. A field that the body
-leaves out when empty is declared with a default.
+leaves out when empty is declared so (`Omitted`: left out while None; `Shown`: only
+when true or non-zero), and the serializer leaves it out.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, MaxLen
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from fleetd.jobs.model import JobStatus
-from fleetd.schedules.cadence import MisfirePolicy
+from fleetd.jobs.answer import Body, EnqueueResponse, Job, Shown, Timestamp
+from fleetd.jobs.status import JobStatus
+from fleetd.schedules.answer import (
+    ScheduledJob,
+    ScheduledJobList,
+    ScheduledJobResponse,
+    SchedulerStats,
+)
 
 __all__ = [
     "AuditList",
@@ -52,12 +62,6 @@ __all__ = [
 MAX_BUCKETS = 1440
 
 
-class Body(BaseModel):
-    """A closed JSON object; field docstrings become the document's descriptions."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
 Count = Annotated[int, Ge(0)]
 
 
@@ -74,62 +78,9 @@ class Error(Body):
     error: ErrorDetail
 
 
-class EnqueueResponse(Body):
-    job_id: str
-    status: str
-    enqueued: AwareDatetime
-    duplicate: bool = False
-    """Present (true) when the idempotency key matched an existing job."""
-
-
 class BulkEnqueueResponse(Body):
     jobs: list[EnqueueResponse]
     count: int
-
-
-class Unreadable(Body):
-    """A degraded row: stored values that cannot be read or shown were left out."""
-
-    code: Literal["unreadable"]
-    message: str
-    fields: list[str]
-    """The fields left out (or shown at a placeholder when required)."""
-
-
-class Job(Body):
-    """The spec's Job struct (empty fields left out), then fleetd's extensions."""
-
-    id: str
-    type: str
-    data: dict[str, Any]
-    priority: int
-    status: JobStatus
-    created_at: AwareDatetime
-    started_at: AwareDatetime | None = None
-    completed_at: AwareDatetime | None = None
-    retry_count: int
-    max_retries: int
-    error: str | None = None
-    result: dict[str, Any] | None = None
-    company_id: str | None = None
-    user_id: str | None = None
-    tags: list[str] | None = None
-    run_at: AwareDatetime | None = None
-    timeout: float | None = None
-    idempotency_key: str | None = None
-    worker: str | None = None
-    progress: dict[str, Any] | None = None
-    traceback: str | None = None
-    updated_at: AwareDatetime | None = None
-    attempts: int
-    stalls: int = 0
-    cancel_requested: bool = False
-    encrypted: bool = False
-    """data is sealed at rest; shown redacted ('***' per sealed field,
-    {"encrypted": true} for sealed whole data)."""
-    unreadable: Unreadable | None = None
-    """Present on a degraded row: a stored value (from an older version, or written
-    by hand) cannot be read or shown; the rest of the listing is unaffected."""
 
 
 class JobResponse(Body):
@@ -149,7 +100,7 @@ class CancelResponse(Body):
     job_id: str
     status: str
     cancelled: bool
-    cancel_requested: bool = False
+    cancel_requested: Shown[bool] = False
 
 
 class ResetResponse(Body):
@@ -173,7 +124,7 @@ class Stats(Body):
 
 
 class Bucket(Body):
-    t: AwareDatetime
+    t: Timestamp
     """Bucket start (inclusive)."""
     completed: Count
     failed: Count
@@ -182,7 +133,7 @@ class Bucket(Body):
 class ThroughputWindow(Body):
     window: str
     step: str
-    until: AwareDatetime
+    until: Timestamp
     """The server's clock when counted; finishes at or after it are not in the buckets
     (count live events from it on)."""
     buckets: Annotated[list[Bucket], MaxLen(MAX_BUCKETS)]
@@ -207,8 +158,8 @@ class MetricsTotals(Body):
     jobs_retried: int
     average_job_time: str
     total_job_time: str
-    last_job_time: AwareDatetime | None
-    start_time: AwareDatetime
+    last_job_time: Timestamp | None
+    start_time: Timestamp
     uptime: str
 
 
@@ -225,7 +176,7 @@ class WorkerHealth(Body):
     jobs_failed: int
     jobs_retried: int
     average_job_time: str
-    last_job_time: AwareDatetime | None
+    last_job_time: Timestamp | None
     concurrency: int
     success_rate: float
     failure_rate: float
@@ -254,64 +205,14 @@ class JobTypes(Body):
     count: int
 
 
-class ScheduledJob(Body):
-    """The spec's ScheduledJob struct, then fleetd's extensions."""
-
-    id: str
-    name: str
-    job_type: str
-    data: dict[str, Any]
-    schedule: str
-    priority: int
-    is_active: bool
-    last_run: AwareDatetime | None = None
-    next_run: AwareDatetime | None
-    """null while paused."""
-    company_id: str | None = None
-    user_id: str | None = None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    timezone: str
-    misfire_policy: MisfirePolicy
-    runs: int
-    missed: int
-    last_job_id: str | None = None
-    last_error: str | None = None
-    encrypted: bool = False
-    encrypt: bool = False
-    unreadable: Unreadable | None = None
-    """Present on a degraded row (see Job.unreadable)."""
-
-
-class ScheduledJobResponse(Body):
-    scheduled_job: ScheduledJob
-
-
-class ScheduledJobList(Body):
-    scheduled_jobs: list[ScheduledJob]
-    count: int
-
-
 class ScheduleDeleted(Body):
     id: str
     deleted: bool
 
 
-class SchedulerCounts(Body):
-    total_scheduled_jobs: int
-    active_jobs: int
-    inactive_jobs: int
-    next_run: AwareDatetime | None
-    missed_executions: int
-
-
-class SchedulerStats(Body):
-    scheduler_stats: SchedulerCounts
-
-
 class AuditEntry(Body):
     id: str
-    at: AwareDatetime
+    at: Timestamp
     action: str
     """one of fleetd.audit.Action (docs/OPERATIONS.md, "Audit log")"""
     door: str
@@ -346,4 +247,4 @@ class Readiness(Body):
 
 class Ticket(Body):
     ticket: str
-    expires_at: AwareDatetime
+    expires_at: Timestamp

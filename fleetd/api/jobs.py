@@ -140,7 +140,7 @@ async def by_status(status: str) -> Any:
             c, wanted, limit=q.limit, cursor=q.cursor, company_id=company, job_type=q.type
         )
     )
-    return responses.answer(responses.list_body(page, wanted, q.limit))
+    return responses.answer(responses.list_answer(page, wanted, q.limit))
 
 
 def _visible(job: Job | None, job_id: str) -> Job:
@@ -166,7 +166,7 @@ async def _get_visible(job_id: str) -> Job:
 @documented("One job", {200: (bodies.JobResponse, "OK")}, "404")
 @admin
 async def get_job(job_id: str) -> Any:
-    return responses.answer(responses.job_body(await _get_visible(job_id)))
+    return responses.answer(responses.job_answer(await _get_visible(job_id)))
 
 
 async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:

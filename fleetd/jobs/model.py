@@ -1,32 +1,33 @@
-"""The job model: statuses, ids, times, the Job record with its JSON shape, and the
-enqueue request.
+"""The job model: ids, the Job record (its JSON answer declared in fleetd.jobs.answer),
+and the enqueue request.
 
-Owns the spec's `Job` struct exactly (field names and meaning), the six statuses, job
-ids, RFC 3339 times, and `EnqueueRequest`: what a caller may ask for at enqueue,
+Owns the spec's `Job` struct exactly (field names and meaning), job ids, and
+`EnqueueRequest`: what a caller may ask for at enqueue,
 declared once (pydantic) from the field rules of fleetd.jobs.fields and validated from
 that declaration — every problem at once, unknown fields included — by the HTTP API,
 the CLI, the Python client, follow-up jobs and the scheduler alike. Pure data and
 validation, no I/O: the queue turns these into Redis writes.
 
-The names of fleetd.jobs.fields and fleetd.jobs.validation that callers used to import
-from here (Priority, ValidationError, parse_ts …) are re-exported.
+The names of fleetd.jobs.fields, fleetd.jobs.validation, fleetd.jobs.status and
+fleetd.jobs.answer that callers used to import from here (Priority, ValidationError,
+parse_ts, JobStatus, format_ts …) are re-exported.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetd.jobs import answer
+from fleetd.jobs.answer import format_ts
 from fleetd.jobs.fields import (
     MAX_ID_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -52,7 +53,8 @@ from fleetd.jobs.fields import (
     parse_priority,
     parse_ts,
 )
-from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, salvage, unreadable_body
+from fleetd.jobs.model_salvage import report, salvage
+from fleetd.jobs.status import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus
 from fleetd.jobs.validation import FieldError, ValidationError, from_pydantic
 
 __all__ = [
@@ -81,24 +83,6 @@ __all__ = [
 ]
 
 
-class JobStatus(enum.StrEnum):
-    """The spec's six statuses. A future `run_at` job is `pending` with a `run_at`."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RETRYING = "retrying"
-    CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRYING})
-
-
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _PAIR_SHIFTS = range(120, -10, -10)
@@ -116,14 +100,6 @@ def new_job_id(now_ms: int | None = None) -> str:
     value = (ms << 80) | random.getrandbits(80)
     # 130 bits as 13 pairs of base32 digits, most significant first.
     return "job_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
-
-
-def format_ts(ms: int | None) -> str | None:
-    """Milliseconds since the epoch → RFC 3339 UTC (`2024-01-15T10:30:00.123Z`)."""
-    if ms is None:
-        return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 class EnqueueRequest(BaseModel):
@@ -298,64 +274,13 @@ class Job:
             return cls(**values, unreadable=tuple(found.failed))
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec's JSON shape (omitempty fields left out when empty), plus extensions.
-        A time that cannot be shown (beyond year 9999) is left out, and the row carries
-        `unreadable` naming it (created_at, required, then shows the epoch)."""
-        try:
-            out = self._to_dict(lambda ms, _name: format_ts(ms))
-        except (ValueError, OverflowError, OSError):
-            times = Timestamps(format_ts)
-            out = self._to_dict(times)
-            if out["created_at"] is None:
-                out["created_at"] = EPOCH_TEXT
-            report("job", self.id, times.failed)
-            out["unreadable"] = unreadable_body([*self.unreadable, *times.failed])
-            return out
-        if self.unreadable:
-            out["unreadable"] = unreadable_body(list(self.unreadable))
-        return out
-
-    def _to_dict(self, ts: Callable[[int | None, str], str | None]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            "data": self.data,
-            "priority": self.priority,
-            "status": self.status.value,
-            "created_at": ts(self.created_at_ms, "created_at"),
-        }
-        optional: Sequence[tuple[str, Any]] = (
-            ("started_at", ts(self.started_at_ms, "started_at")),
-            ("completed_at", ts(self.completed_at_ms, "completed_at")),
-        )
-        out.update((k, v) for k, v in optional if v is not None)
-        out["retry_count"] = self.retry_count
-        out["max_retries"] = self.max_retries
-        extras: Sequence[tuple[str, Any]] = (
-            ("error", self.error),
-            ("result", self.result),
-            ("company_id", self.company_id),
-            ("user_id", self.user_id),
-            ("tags", list(self.tags) or None),
-            ("run_at", ts(self.run_at_ms, "run_at")),
-            ("timeout", self.timeout),
-            ("idempotency_key", self.idempotency_key),
-            ("worker", self.worker),
-            ("progress", self.progress),
-            ("traceback", self.traceback),
-            ("updated_at", ts(self.updated_at_ms, "updated_at")),
-        )
-        out.update((k, v) for k, v in extras if v is not None)
-        out["attempts"] = self.attempts
-        if self.stalls:
-            out["stalls"] = self.stalls
-        if self.cancel_requested and self.status is JobStatus.PROCESSING:
-            out["cancel_requested"] = True
-        if self.encrypted:
-            out["encrypted"] = True
-        return out
+        """The job's JSON answer (fleetd.jobs.answer.Job: the spec's shape, empty
+        fields left out, then fleetd's extensions; a time that cannot be shown degrades
+        the row). The same object the HTTP API sends and the CLI's `--json` prints."""
+        return answer.Job.of(self).jsonable()
 
     def to_json(self) -> str:
+        """to_dict() as compact JSON, non-ASCII escaped (a lone surrogate too)."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod

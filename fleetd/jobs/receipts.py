@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fleetd.jobs.model import format_ts
+from fleetd.jobs.answer import EnqueueResponse
 
 __all__ = ["EnqueueResult"]
 
@@ -24,12 +24,6 @@ class EnqueueResult:
     duplicate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec's enqueue response, plus `duplicate` when an idempotency key matched."""
-        out: dict[str, Any] = {
-            "job_id": self.job_id,
-            "status": self.status,
-            "enqueued": format_ts(self.enqueued_at_ms),
-        }
-        if self.duplicate:
-            out["duplicate"] = True
-        return out
+        """The spec's enqueue response, plus `duplicate` when an idempotency key matched
+        (declared by fleetd.jobs.answer.EnqueueResponse)."""
+        return EnqueueResponse.of(self).jsonable()

@@ -31,7 +31,6 @@ down or Redis was unreachable) — to fire once for the latest missed occurrence
 from __future__ import annotations
 
 import dataclasses
-import enum
 import re
 import threading
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 from fleetd.config.durations import parse_duration
 from fleetd.jobs.fields import MAX_DURATION, shown, text_problem
 from fleetd.jobs.model import ValidationError
+from fleetd.schedules.misfire import MisfirePolicy
 from fleetd.schedules.timezones import load_timezone
 
 __all__ = [
@@ -99,16 +99,6 @@ MISSED_COUNT_CAP = 10_000
 # Parsed expressions kept (by expression and time zone): parsing and checking a cron
 # expression costs ~0.2 ms, and most schedules share a handful of expressions.
 PARSE_CACHE = 4096
-
-
-class MisfirePolicy(enum.StrEnum):
-    """What a schedule does about occurrences missed by more than the grace period."""
-
-    RUN_ONCE = "run_once"
-    SKIP = "skip"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def to_ms(dt: datetime) -> int:

@@ -11,7 +11,8 @@ Owns:
   `misfire_policy`, `encrypt`) validated, and `updated()` for a partial update;
 - the stable ids of default schedules (`default_id`: the same on every daemon);
 - the HTTP/CLI bodies: `{"scheduled_job": …}`, `{"scheduled_jobs": […], "count"}`,
-  `{"scheduler_stats": {…}}`.
+  `{"scheduler_stats": {…}}`, as JSON values built through their declarations
+  (fleetd.schedules.answer).
 
 Time arithmetic lives in fleetd.schedules.cadence; Redis in fleetd.schedules.store.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import pydantic
@@ -38,9 +39,10 @@ from fleetd.jobs.fields import (
     text_problem,
 )
 from fleetd.jobs.model import format_ts
-from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, salvage, unreadable_body
+from fleetd.jobs.model_salvage import report, salvage
 from fleetd.jobs.sealing import MARK_DATA
 from fleetd.jobs.validation import FieldError, ValidationError, explained, from_pydantic, rule
+from fleetd.schedules import answer
 from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
 from fleetd.schedules.model_hash import HASH_FIELDS
 
@@ -293,56 +295,9 @@ class ScheduledJob:
         return Cadence.parse(self.schedule, self.timezone, self.anchor_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec's JSON shape (last_run, company_id and user_id omitted when empty;
-        next_run null while paused), then fleetd's extensions. A time that cannot be
-        shown is left out (null) and named in the row's `unreadable`."""
-        try:
-            out = self._to_dict(lambda ms, _name: format_ts(ms))
-        except (ValueError, OverflowError, OSError):
-            times = Timestamps(format_ts)
-            out = self._to_dict(times)
-            for required in ("created_at", "updated_at"):
-                if out[required] is None:
-                    out[required] = EPOCH_TEXT
-            report("schedule", self.id, times.failed)
-            out["unreadable"] = unreadable_body([*self.unreadable, *times.failed])
-            return out
-        if self.unreadable:
-            out["unreadable"] = unreadable_body(list(self.unreadable))
-        return out
-
-    def _to_dict(self, ts: Callable[[int | None, str], str | None]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "job_type": self.job_type,
-            "data": self.data,
-            "schedule": self.schedule,
-            "priority": self.priority,
-            "is_active": self.is_active,
-        }
-        if self.last_run_ms is not None and (last := ts(self.last_run_ms, "last_run")):
-            out["last_run"] = last
-        out["next_run"] = ts(self.next_run_ms, "next_run")
-        if self.company_id:
-            out["company_id"] = self.company_id
-        if self.user_id:
-            out["user_id"] = self.user_id
-        out["created_at"] = ts(self.created_at_ms, "created_at")
-        out["updated_at"] = ts(self.updated_at_ms, "updated_at")
-        out["timezone"] = self.timezone
-        out["misfire_policy"] = self.misfire_policy.value
-        out["runs"] = self.runs
-        out["missed"] = self.missed
-        if self.last_job_id:
-            out["last_job_id"] = self.last_job_id
-        if self.last_error:
-            out["last_error"] = self.last_error
-        if self.sealed:
-            out["encrypted"] = True
-        if self.encrypt:
-            out["encrypt"] = True
-        return out
+        """The schedule's JSON answer (fleetd.schedules.answer.ScheduledJob: the spec's
+        shape, then fleetd's extensions; a time that cannot be shown degrades the row)."""
+        return answer.ScheduledJob.of(self).jsonable()
 
 
 # -- bodies of the schedule endpoints (HTTP and `fleetd schedules … --json`) ------------
@@ -350,14 +305,14 @@ class ScheduledJob:
 
 def scheduled_job_body(job: ScheduledJob) -> dict[str, Any]:
     """POST/PUT /jobs/scheduled[/{id}] and the CLI's add, update, pause, resume, show."""
-    return {"scheduled_job": job.to_dict()}
+    return answer.ScheduledJobResponse.of(job).jsonable()
 
 
 def list_body(jobs: Sequence[ScheduledJob]) -> dict[str, Any]:
     """GET /jobs/scheduled: every schedule (of one company when filtered), oldest first."""
-    return {"scheduled_jobs": [j.to_dict() for j in jobs], "count": len(jobs)}
+    return answer.ScheduledJobList.of(jobs).jsonable()
 
 
 def stats_body(stats: Mapping[str, Any]) -> dict[str, Any]:
     """GET /jobs/scheduled/stats: the spec's four fields plus missed_executions."""
-    return {"scheduler_stats": dict(stats)}
+    return answer.SchedulerStats.of(stats).jsonable()

@@ -1,6 +1,9 @@
-"""fleetd.api.bodies against the builders: every body the endpoints and the CLI's
-`--json` print (fleetd.api.responses, fleetd.schedules.model) is what its declaration
-says — no field undeclared, none missing, each of the declared type (no I/O)."""
+"""fleetd.api.bodies, the single source of every answer: each body the endpoints and the
+CLI's `--json` print (fleetd.api.responses, fleetd.schedules.model) and each row Python
+callers get (`Job.to_dict()`, `ScheduledJob.to_dict()`, `EnqueueResult.to_dict()`) is
+built through its declaration; built without validation (model_construct), so these
+tests validate what is built against the same declaration, and check that the
+declaration gives the very same JSON back (no I/O)."""
 
 from __future__ import annotations
 
@@ -50,6 +53,22 @@ DAEMON = {
     "raw": {"jobs_processed": 4, "jobs_succeeded": 3, "jobs_failed": 1, "start_time_ms": T0},
 }
 
+PLUGINS = {
+    "plugins": [
+        {
+            "name": "builtin",
+            "job_types": [
+                {
+                    "type": "noop",
+                    "description": "Does nothing",
+                    "defaults": {"priority": 5, "max_retries": 3, "timeout": 30.0},
+                    "schema": {"type": "object"},
+                }
+            ],
+        }
+    ]
+}
+
 CASES: list[tuple[type[BaseModel], Any]] = [
     (bodies.EnqueueResponse, responses.enqueue_body(EnqueueResult("job_1", "pending", T0))),
     (bodies.EnqueueResponse, responses.enqueue_body(EnqueueResult("job_1", "pending", T0, True))),
@@ -79,6 +98,7 @@ CASES: list[tuple[type[BaseModel], Any]] = [
         responses.health_body([DAEMON], T0, 3, max_failure_rate=20.0, max_backlog=100),
     ),
     (bodies.ScheduleDeleted, responses.schedule_deleted_body("sch_1")),
+    (bodies.JobTypes, responses.job_types_body(PLUGINS)),
     (bodies.AuditList, responses.audit_body([], None)),
     (
         bodies.ScheduledJobResponse,
@@ -107,6 +127,53 @@ CASES: list[tuple[type[BaseModel], Any]] = [
 @pytest.mark.parametrize(("model", "body"), CASES, ids=[m.__name__ for m, _ in CASES])
 def test_each_body_is_its_declaration(model: type[BaseModel], body: Any) -> None:
     model.model_validate(body)
+
+
+@pytest.mark.parametrize(("model", "body"), CASES, ids=[m.__name__ for m, _ in CASES])
+def test_the_declaration_gives_the_same_json_back(model: type[BaseModel], body: Any) -> None:
+    # Times stay RFC 3339 text with milliseconds, empty fields stay left out.
+    assert model.model_validate(body).model_dump(mode="json") == body
+
+
+def test_rows_are_the_same_everywhere() -> None:
+    job, schedule = full_job(), schedules.ScheduledJob.from_hash(SCHEDULE_HASH)
+    assert responses.job_body(job)["job"] == job.to_dict() == bodies.Job.of(job).jsonable()
+    page = responses.list_body(JobPage([job], None), JobStatus.PROCESSING, 1)
+    assert page["jobs"] == [job.to_dict()]
+    assert schedules.scheduled_job_body(schedule)["scheduled_job"] == schedule.to_dict()
+    assert schedules.list_body([schedule])["scheduled_jobs"] == [schedule.to_dict()]
+    result = EnqueueResult("job_1", "pending", T0, True)
+    assert responses.enqueue_body(result) == result.to_dict()
+
+
+def test_empty_fields_are_left_out_by_the_declaration() -> None:
+    d = minimal_job().to_dict()
+    assert set(d) == {
+        "id", "type", "data", "priority", "status", "created_at", "retry_count",
+        "max_retries", "attempts",
+    }  # fmt: skip
+    assert "cancel_requested" not in responses.cancel_body(
+        "job_1", CancelResult("cancelled", "cancelled")
+    )
+    paused = schedules.ScheduledJob.from_hash({**SCHEDULE_HASH, "next_run": ""}).to_dict()
+    assert paused["next_run"] is None  # null while paused, not left out
+
+
+def test_a_degraded_row_is_its_declaration() -> None:
+    beyond = 400_000_000_000_000  # year 14645: no datetime holds it
+    job = Job(new_job_id(T0), "noop", {}, 5, JobStatus.PENDING, beyond, updated_at_ms=beyond)
+    body = responses.job_body(job)
+    bodies.JobResponse.model_validate(body)
+    assert body["job"]["created_at"] == "1970-01-01T00:00:00.000Z"
+    assert "updated_at" not in body["job"]
+    assert body["job"]["unreadable"]["fields"] == ["created_at", "updated_at"]
+
+
+def test_a_time_without_an_offset_is_not_a_timestamp() -> None:
+    body = responses.job_body(minimal_job())
+    body["job"]["created_at"] = "2024-01-15T10:30:00.123"
+    with pytest.raises(ValueError, match="offset"):
+        bodies.JobResponse.model_validate(body)
 
 
 def test_an_undeclared_field_fails() -> None:

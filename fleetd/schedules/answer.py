@@ -1,0 +1,146 @@
+"""The JSON answers of the schedule endpoints, declared once (pydantic) and built
+from the ScheduledJob record.
+
+Owns the shape a schedule takes wherever it is shown — the HTTP API, `fleetd
+schedules … --json`, `ScheduledJob.to_dict()` — as the `ScheduledJob` declaration (the
+spec's struct: last_run, company_id and user_id left out when empty, next_run null
+while paused; then fleetd's extensions), and the bodies around it: `{"scheduled_job":
+…}`, `{"scheduled_jobs": […], "count"}`, `{"scheduler_stats": {…}}`. fleetd.api.bodies
+re-exports them; the OpenAPI document is generated from them. Built from trusted
+records with `model_construct`, as fleetd.jobs.answer explains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fleetd.jobs.answer import Body, Omitted, Shown, Timestamp, Unreadable, format_ts
+from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report
+from fleetd.schedules.misfire import MisfirePolicy
+
+if TYPE_CHECKING:
+    from fleetd.jobs.answer import TimeText
+    from fleetd.schedules.model import ScheduledJob as ScheduleRecord
+
+__all__ = [
+    "ScheduledJob",
+    "ScheduledJobList",
+    "ScheduledJobResponse",
+    "SchedulerCounts",
+    "SchedulerStats",
+]
+
+
+def _plain(ms: int | None, _name: str) -> str | None:
+    return format_ts(ms)
+
+
+class ScheduledJob(Body):
+    """The spec's ScheduledJob struct, then fleetd's extensions."""
+
+    id: str
+    name: str
+    job_type: str
+    data: dict[str, Any]
+    schedule: str
+    priority: int
+    is_active: bool
+    last_run: Omitted[Timestamp] = None
+    next_run: Timestamp | None
+    """null while paused."""
+    company_id: Omitted[str] = None
+    user_id: Omitted[str] = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    timezone: str
+    misfire_policy: MisfirePolicy
+    runs: int
+    missed: int
+    last_job_id: Omitted[str] = None
+    last_error: Omitted[str] = None
+    encrypted: Shown[bool] = False
+    encrypt: Shown[bool] = False
+    unreadable: Omitted[Unreadable] = None
+    """Present on a degraded row (see Job.unreadable)."""
+
+    @classmethod
+    def of(cls, job: ScheduleRecord) -> ScheduledJob:
+        """The answer of `job`. A time that cannot be shown is left out (null) and
+        named in the row's `unreadable` (created_at and updated_at, required, then
+        show the epoch)."""
+        try:
+            return cls._of(job, _plain, [])
+        except (ValueError, OverflowError, OSError):
+            times = Timestamps(format_ts)
+            answer = cls._of(job, times, times.failed)
+            report("schedule", job.id, times.failed)
+            return answer
+
+    @classmethod
+    def _of(cls, job: ScheduleRecord, ts: TimeText, failed: list[str]) -> ScheduledJob:
+        last_run = ts(job.last_run_ms, "last_run")
+        next_run = ts(job.next_run_ms, "next_run")
+        created = ts(job.created_at_ms, "created_at") or EPOCH_TEXT
+        updated = ts(job.updated_at_ms, "updated_at") or EPOCH_TEXT
+        gone = [*job.unreadable, *failed]  # `failed` is filled by the calls above
+        return cls.model_construct(
+            id=job.id,
+            name=job.name,
+            job_type=job.job_type,
+            data=job.data,
+            schedule=job.schedule,
+            priority=job.priority,
+            is_active=job.is_active,
+            last_run=last_run,
+            next_run=next_run,
+            company_id=job.company_id or None,
+            user_id=job.user_id or None,
+            created_at=created,
+            updated_at=updated,
+            timezone=job.timezone,
+            misfire_policy=job.misfire_policy,
+            runs=job.runs,
+            missed=job.missed,
+            last_job_id=job.last_job_id or None,
+            last_error=job.last_error or None,
+            encrypted=bool(job.sealed),
+            encrypt=job.encrypt,
+            unreadable=Unreadable.naming(gone) if gone else None,
+        )
+
+
+class ScheduledJobResponse(Body):
+    scheduled_job: ScheduledJob
+
+    @classmethod
+    def of(cls, job: ScheduleRecord) -> ScheduledJobResponse:
+        return cls.model_construct(scheduled_job=ScheduledJob.of(job))
+
+
+class ScheduledJobList(Body):
+    scheduled_jobs: list[ScheduledJob]
+    count: int
+
+    @classmethod
+    def of(cls, jobs: Sequence[ScheduleRecord]) -> ScheduledJobList:
+        return cls.model_construct(
+            scheduled_jobs=[ScheduledJob.of(j) for j in jobs], count=len(jobs)
+        )
+
+
+class SchedulerCounts(Body):
+    total_scheduled_jobs: int
+    active_jobs: int
+    inactive_jobs: int
+    next_run: Timestamp | None
+    missed_executions: int
+
+
+class SchedulerStats(Body):
+    scheduler_stats: SchedulerCounts
+
+    @classmethod
+    def of(cls, stats: Mapping[str, Any]) -> SchedulerStats:
+        """Validated: the counts come from a Redis script, not a record."""
+        return cls(scheduler_stats=SchedulerCounts.model_validate(stats))
