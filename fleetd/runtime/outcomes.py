@@ -10,9 +10,9 @@ prototype ran at half the speed). Two carriers take batches from the buffer:
   back, the outcomes ride in the claim's hop (`take` → `write` in the thread, before
   the claim → `account`), which saves one thread hand-off per batch (~1/3 of a busy
   pool's hand-offs);
-- `run()`, the flusher, in the pool's service nursery, for everything else. When a
-  claim that will carry them is in flight (`ride`), it waits for that hop to come back
-  (at most RIDE_PATIENCE) and writes what is left; else it writes at once, so at
+- `run()`, the flusher, in the pool's service nursery, for everything else. While the
+  fetcher claims back to back (`riding`), it leaves new outcomes to the next claim for
+  up to RIDE_PATIENCE and writes what is left then; else it writes at once, so at
   light load a completion is written as soon as it happens.
 
 Then each outcome Redis accepted is accounted: metrics, the job's finish line in the
@@ -45,9 +45,10 @@ log = logging.getLogger("fleetd.worker")
 # How long a stopping daemon keeps trying to write its last outcomes while Redis is
 # unreachable before it gives up (the leases then expire and the reaper recovers them).
 FINAL_FLUSH_PATIENCE = 10.0
-# How long the flusher leaves outcomes to a claim in flight that will carry them. A busy
-# pool's claim hop comes back in ~1-3 ms here (a 100-job claim is ~1 ms of Lua); the
-# bound only matters if that claim ends up waiting for work after all.
+# How long the flusher leaves outcomes to the fetcher's next claim while it claims back
+# to back. A busy pool's claim hop comes back in ~1-3 ms here (a 100-job claim is ~1 ms
+# of Lua) and a slot frees every ~0.1 ms at 10,000 jobs/s, so the next claim leaves
+# within a few ms; the bound caps what a job's outcome waits when it does not.
 RIDE_PATIENCE = 0.005
 
 
@@ -86,9 +87,10 @@ class OutcomeWriter:
         self._wake_at_retry = wake_at_retry
         self._outcomes: list[Outcome] = []
         self._outcome_ready = trio.Event()
-        # Set by the fetcher while a claim that will take the outcomes is in flight: the
-        # event is set when its hop is back (see RIDE_PATIENCE).
-        self.ride: trio.Event | None = None
+        # Whether the fetcher claims back to back, taking outcomes with each claim
+        # (set_riding; see RIDE_PATIENCE); _taken is set when it takes them.
+        self.riding = False
+        self._taken = trio.Event()
 
     def __len__(self) -> int:
         return len(self._outcomes)
@@ -101,7 +103,15 @@ class OutcomeWriter:
         """Every outcome buffered now, for a carrier that will `write` and `account`
         them (or `put_back` on RedisUnavailable)."""
         batch, self._outcomes = self._outcomes, []
+        self._taken.set()
         return batch
+
+    def set_riding(self, riding: bool) -> None:
+        """The fetcher's word: its next claims will (True) or may not (False) come soon
+        and take the outcomes."""
+        self.riding = riding
+        if not riding:
+            self._taken.set()  # the flusher waits no more
 
     def put_back(self, batch: list[Outcome]) -> None:
         """A batch that could not be written: ahead of newer ones, to be tried again."""
@@ -115,9 +125,10 @@ class OutcomeWriter:
         while True:
             await self._outcome_ready.wait()
             self._outcome_ready = trio.Event()
-            if (ride := self.ride) is not None:
-                with trio.move_on_after(RIDE_PATIENCE):
-                    await ride.wait()
+            with trio.move_on_after(RIDE_PATIENCE):
+                while self.riding and self._outcomes:
+                    self._taken = trio.Event()
+                    await self._taken.wait()
             while self._outcomes:
                 try:
                     await self._flush_once()

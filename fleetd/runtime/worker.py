@@ -182,6 +182,7 @@ class WorkerPool:
         """Stop claiming; running jobs go on (the first half of a graceful stop)."""
         self._stopping = True
         self._stop_flag.set()
+        self._writer.set_riding(False)  # no more claims to carry outcomes
         self._slot_freed.set()
         self._quiet.set()
         # Claimed ahead but never started: straight back to pending.
@@ -300,26 +301,24 @@ class WorkerPool:
             # While claims come back full the outcomes buffered now ride in this hop
             # (fleetd.runtime.outcomes); else the flusher writes them at once.
             outcomes = writer.take() if full else []
-            hop = writer.ride = trio.Event() if full else None
             try:
                 # Shielded as the flusher's writes are: their results must come back.
                 with trio.CancelScope(shield=bool(outcomes)):
                     written, result = await self.link.call(self._write_then_claim, count, outcomes)
             except RedisUnavailable:
                 writer.put_back(outcomes)
+                writer.set_riding(full := False)
                 await backoff.sleep()
                 continue
-            finally:
-                writer.ride = None
-                if hop is not None:
-                    hop.set()
             if outcomes:
                 writer.account(outcomes, written)
             if isinstance(result, RedisUnavailable):  # written, but the claim failed
+                writer.set_riding(full := False)
                 await backoff.sleep()
                 continue
             backoff.reset()
-            full = len(result.jobs) >= count
+            full = len(result.jobs) >= count and not self._stopping
+            writer.set_riding(full)
             if self._stopping:  # claimed while quieting: give them back untouched
                 for job in result.jobs:
                     self._emit(Outcome("release", job, 0.0))
