@@ -287,7 +287,7 @@ def test_duplicates_inside_one_bulk_call_keep_their_places(engine: Engine) -> No
     """enqueue.lua lists only the duplicates of a call, by position: the others are
     the rows' own ids, pending, created at the call's time."""
     earlier = enqueue_many(engine, [{"type": "noop", "idempotency_key": "k0"}])[0]
-    reqs = [
+    reqs: list[dict[str, Any]] = [
         {"type": "noop"},
         {"type": "noop", "idempotency_key": "k1"},
         {"type": "noop", "idempotency_key": "k0"},  # the earlier call's job
@@ -718,7 +718,7 @@ def test_a_sparse_filter_examines_a_bounded_window_per_page(
     monkeypatch.setattr(queue_module, "MAX_FILTER_SCAN", scan)
     # 200 jobs of another company, 3 of ours among them (newest, middle, oldest).
     ours = {3, 101, 199}
-    reqs = [
+    reqs: list[dict[str, Any]] = [
         {"type": "noop", "company_id": "acme" if i in ours else "globex", "data": {"n": i}}
         for i in range(200)
     ]
