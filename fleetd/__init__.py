@@ -6,24 +6,81 @@ else is internal and may change without notice. Plugin authors need `hookimpl`,
 `PermanentError`, `ValidationError`/`FieldError`, `ConfigSection` and `setting` for
 their config section, and `fleetd.testing` for their tests;
 see docs/PLUGINS.md.
+
+The names load on first use (PEP 562 `__getattr__`): `import fleetd` alone costs ~1 ms,
+not the ~390 ms of importing every module behind the public API (pydantic, redis,
+jsonschema, trio, ...), which every `fleetd` command paid before its own work
+(`fleetd --version` and `--help` need none of it; bench/cli_startup.py measures).
 """
 
-from fleetd.backend.scripts import ClaimedJob
-from fleetd.config import Config, ConfigError, ConfigSection, load_config, setting
-from fleetd.jobs.artifacts import Artifact, ArtifactStore
-from fleetd.jobs.context import JobContext
-from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
-from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
-from fleetd.jobs.handlers import HandlerRegistry
-from fleetd.jobs.model import EnqueueRequest, FieldError, Job, JobStatus, Priority, ValidationError
-from fleetd.jobs.queue import JobPage, Queue
-from fleetd.jobs.receipts import EnqueueResult
-from fleetd.plugins.discovery import PluginError
-from fleetd.plugins.hookspecs import ScheduleDefinition, hookimpl
-from fleetd.schedules.cadence import MisfirePolicy
-from fleetd.schedules.model import ScheduledJob, ScheduleSpec
-from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, Schedules
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fleetd.version import __version__
+
+if TYPE_CHECKING:
+    from fleetd.backend.scripts import ClaimedJob
+    from fleetd.config import Config, ConfigError, ConfigSection, load_config, setting
+    from fleetd.jobs.artifacts import Artifact, ArtifactStore
+    from fleetd.jobs.context import JobContext
+    from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
+    from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
+    from fleetd.jobs.handlers import HandlerRegistry
+    from fleetd.jobs.model import (
+        EnqueueRequest,
+        FieldError,
+        Job,
+        JobStatus,
+        Priority,
+        ValidationError,
+    )
+    from fleetd.jobs.queue import JobPage, Queue
+    from fleetd.jobs.receipts import EnqueueResult
+    from fleetd.plugins.discovery import PluginError
+    from fleetd.plugins.hookspecs import ScheduleDefinition, hookimpl
+    from fleetd.schedules.cadence import MisfirePolicy
+    from fleetd.schedules.model import ScheduledJob, ScheduleSpec
+    from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, Schedules
+
+# Public name -> the module that defines it (what the imports above say, for run time).
+_EXPORTS = {
+    "ClaimedJob": "fleetd.backend.scripts",
+    "Config": "fleetd.config",
+    "ConfigError": "fleetd.config",
+    "ConfigSection": "fleetd.config",
+    "load_config": "fleetd.config",
+    "setting": "fleetd.config",
+    "Artifact": "fleetd.jobs.artifacts",
+    "ArtifactStore": "fleetd.jobs.artifacts",
+    "JobContext": "fleetd.jobs.context",
+    "Handler": "fleetd.jobs.contract",
+    "HandlerDefaults": "fleetd.jobs.contract",
+    "JobHandler": "fleetd.jobs.contract",
+    "DuplicateJobType": "fleetd.jobs.errors",
+    "InvalidHandler": "fleetd.jobs.errors",
+    "PermanentError": "fleetd.jobs.errors",
+    "HandlerRegistry": "fleetd.jobs.handlers",
+    "EnqueueRequest": "fleetd.jobs.model",
+    "FieldError": "fleetd.jobs.model",
+    "Job": "fleetd.jobs.model",
+    "JobStatus": "fleetd.jobs.model",
+    "Priority": "fleetd.jobs.model",
+    "ValidationError": "fleetd.jobs.model",
+    "JobPage": "fleetd.jobs.queue",
+    "Queue": "fleetd.jobs.queue",
+    "EnqueueResult": "fleetd.jobs.receipts",
+    "PluginError": "fleetd.plugins.discovery",
+    "ScheduleDefinition": "fleetd.plugins.hookspecs",
+    "hookimpl": "fleetd.plugins.hookspecs",
+    "MisfirePolicy": "fleetd.schedules.cadence",
+    "ScheduledJob": "fleetd.schedules.model",
+    "ScheduleSpec": "fleetd.schedules.model",
+    "ScheduleConflict": "fleetd.schedules.store",
+    "ScheduleNotFound": "fleetd.schedules.store",
+    "Schedules": "fleetd.schedules.store",
+}
 
 __all__ = [
     "Artifact",
@@ -62,3 +119,16 @@ __all__ = [
     "load_config",
     "setting",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fleetd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is an ordinary global
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -77,7 +77,12 @@ class Engine:
         scripts = Scripts(keys, r.events_maxlen)
         registry = registry if registry is not None else build_registry(cfg)
         w = cfg.worker
-        defaults = JobDefaults(max_retries=w.max_retries, timeout=w.job_timeout)
+        defaults = JobDefaults(
+            max_retries=w.max_retries,
+            timeout=w.job_timeout,
+            max_data_bytes=cfg.http.max_body_size,
+            max_data_depth=cfg.http.max_json_depth,
+        )
         ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg))
         return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops))
 

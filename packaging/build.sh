@@ -5,8 +5,17 @@
 #                               machine's architecture: hiredis, lupa, psycopg and
 #                               cryptography ship compiled code)
 #   fleetd_<version>_<arch>.deb that file as /usr/bin/fleetd, the systemd unit, sysusers
-#                               and tmpfiles entries, /etc/fleetd/fleetd.toml (a conffile)
-#                               and maintainer scripts
+#                               and tmpfiles entries, /etc/fleetd/fleetd.toml (a conffile),
+#                               maintainer scripts, and in /usr/share/doc/fleetd the
+#                               copyright file (Debian's machine-readable format: fleetd's
+#                               own license and every bundled distribution's), their
+#                               license files, README.md, CHANGELOG.md (and changelog.gz)
+#                               and docs/*.md
+#
+# From a fresh clone, by itself: it makes its own build environment in build/venv
+# (git-ignored; `python3 -m venv`, then pip, setuptools and shiv at the versions
+# constraints.txt pins) and reuses it on the next build. It needs python3 3.11 with the
+# venv module, a package index pip can reach (or its cache), and dpkg-deb for the .deb.
 #
 # Why shiv: a zipapp keeps the installed distributions' metadata, so entry-point plugin
 # discovery (importlib.metadata) works unchanged; it unpacks once into $SHIV_ROOT
@@ -14,10 +23,19 @@
 # afterwards. PyInstaller would bundle CPython too but loses entry points unless each
 # plugin is declared at build time.
 #
-# Usage: packaging/build.sh [--zipapp-only]    (PYTHON=… picks the build interpreter)
+# Usage: packaging/build.sh [--zipapp-only]
+#   BUILD_PYTHON=…  the interpreter the build environment is made from (python3)
+#   PYTHON=…        use this interpreter as it is instead (it needs pip and shiv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-.venv/bin/python}
+if [[ -z "${PYTHON:-}" ]]; then
+    # The build tools at their pinned versions; the build venv only holds these, the
+    # packages of fleetd go to a separate --target below.
+    [[ -x build/venv/bin/python ]] || "${BUILD_PYTHON:-python3}" -m venv build/venv
+    build/venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        -c constraints.txt pip setuptools shiv
+    PYTHON=build/venv/bin/python
+fi
 VERSION=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -56,7 +74,11 @@ install -d "$root/etc/fleetd" "$root/usr/share/doc/fleetd"
 sed 's#^url = "memory://"#url = "redis://127.0.0.1:6379/0"#' fleetd.toml > "$root/etc/fleetd/fleetd.toml"
 grep -q '^url = "redis://127.0.0.1:6379/0"' "$root/etc/fleetd/fleetd.toml"
 chmod 0640 "$root/etc/fleetd/fleetd.toml"
-install -m 0644 README.md CHANGELOG.md docs/OPERATIONS.md "$root/usr/share/doc/fleetd/"
+doc="$root/usr/share/doc/fleetd"
+install -m 0644 README.md CHANGELOG.md docs/*.md "$doc/"
+gzip -9n < CHANGELOG.md > "$doc/changelog.gz"  # Debian's name for the upstream changelog
+"$PYTHON" packaging/copyright.py "$work/site" "$doc"
+find "$doc" -type d -exec chmod 0755 {} + && find "$doc" -type f -exec chmod 0644 {} +
 install -d "$root/DEBIAN"
 sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$ARCH/" \
     -e "s/@SIZE@/$(du -sk "$root" | cut -f1)/" packaging/deb/control > "$root/DEBIAN/control"

@@ -3,8 +3,9 @@
 Owns one queue of prepared job rows and a few flusher tasks. A request hands its rows
 over and waits; a flusher takes every row queued at that moment (up to MAX_ROWS) and
 sends them in one `enqueue_rows` hop — one thread hop and one script call for many
-requests instead of one each (DESIGN §3: a thread hop costs ~0.2–0.6 ms here, the script
-~20 µs a job). Alone, a request goes out at once: no timer, no added latency.
+requests instead of one each (docs/ARCHITECTURE.md#redis-access: a thread hop costs
+~0.2–0.6 ms here, the script ~20 µs a job). Alone, a request goes out at once: no
+timer, no added latency.
 
 Each request still gets its own results, in its order, or the error of its batch
 (Redis unreachable → 503). A batch's hop is bounded by the API link's socket timeout.

@@ -87,6 +87,15 @@ class BulkEnqueueResponse(Body):
     count: int
 
 
+class Unreadable(Body):
+    """A degraded row: stored values that cannot be read or shown were left out."""
+
+    code: Literal["unreadable"]
+    message: str
+    fields: list[str]
+    """The fields left out (or shown at a placeholder when required)."""
+
+
 class Job(Body):
     """The spec's Job struct (empty fields left out), then fleetd's extensions."""
 
@@ -118,6 +127,9 @@ class Job(Body):
     encrypted: bool = False
     """data is sealed at rest; shown redacted ('***' per sealed field,
     {"encrypted": true} for sealed whole data)."""
+    unreadable: Unreadable | None = None
+    """Present on a degraded row: a stored value (from an older version, or written
+    by hand) cannot be read or shown; the rest of the listing is unaffected."""
 
 
 class JobResponse(Body):
@@ -267,6 +279,8 @@ class ScheduledJob(Body):
     last_error: str | None = None
     encrypted: bool = False
     encrypt: bool = False
+    unreadable: Unreadable | None = None
+    """Present on a degraded row (see Job.unreadable)."""
 
 
 class ScheduledJobResponse(Body):

@@ -1,4 +1,4 @@
-"""Errors of the admin API: one exception type, one JSON body (DESIGN §6).
+"""Errors of the admin API: one exception type, one JSON body (docs/ARCHITECTURE.md#http-api).
 
 Owns `ApiError` (status, code, message, details, extra headers), the body
 `{"error": {"code", "message", "details"}}`, and the translation of everything else a

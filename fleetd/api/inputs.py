@@ -15,11 +15,15 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 import pydantic
-from annotated_types import Ge, Le, MinLen
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from annotated_types import Ge, Le, MaxLen, MinLen
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from fleetd.config.durations import parse_duration
-from fleetd.jobs.fields import MAX_IDEMPOTENCY_KEY_LENGTH, parse_ts
+from fleetd.jobs.fields import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    Line,
+    parse_duration_text,
+    parse_ts,
+)
 from fleetd.jobs.model import EnqueueRequest
 from fleetd.jobs.queue import MAX_PAGE
 from fleetd.jobs.validation import ValidationError, explained, from_pydantic, rule
@@ -54,10 +58,9 @@ def _blank_is_none(value: object) -> object:
 
 
 def _duration(value: object) -> float:
-    try:
-        return parse_duration(value)  # type: ignore[arg-type]  # a query value is a str
-    except ValueError as exc:
-        raise ValidationError("", str(exc)) from None
+    if not isinstance(value, str):
+        raise ValidationError("", "must be a duration such as 24h or 7d")
+    return parse_duration_text(value, "")
 
 
 def _since_epoch(value: object) -> int:
@@ -76,7 +79,26 @@ def _idempotency_key(value: object) -> str:
     return key
 
 
-Text = Annotated[str | None, BeforeValidator(_blank_is_none)]
+# A filter value: ids, types, actions are at most 128 characters (fleetd.jobs.fields);
+# 256 leaves room and bounds what a lookup compares.
+MAX_FILTER_LENGTH = 256
+Text = Annotated[
+    Annotated[str, MaxLen(MAX_FILTER_LENGTH), Line] | None, BeforeValidator(_blank_is_none)
+]
+# next_cursor of a job listing: "<score>.<entries seen at that score>" (fleetd.jobs.queue);
+# 17 digits hold any score an index uses (priority·10^13 + sequence, or ms times).
+JobCursor = Annotated[
+    Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,17}\.[0-9]{1,9}$")] | None,
+    explained("must be the next_cursor of the previous page"),
+    BeforeValidator(_blank_is_none),
+]
+# next_cursor of the audit log: a stream id "<ms>-<seq>"; Redis takes 64-bit parts,
+# and 19 digits stay below 2^64.
+StreamCursor = Annotated[
+    Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}(-[0-9]{1,19})?$")] | None,
+    explained("must be the next_cursor of the previous page"),
+    BeforeValidator(_blank_is_none),
+]
 Limit = Annotated[int, Ge(1), Le(MAX_PAGE), explained(f"must be an integer from 1 to {MAX_PAGE}")]
 Time = Annotated[int, rule(_since_epoch, AwareDatetime)]
 
@@ -97,7 +119,7 @@ class PageQuery(Query):
     """GET /jobs/status/{status}."""
 
     limit: Limit = DEFAULT_PAGE
-    cursor: Text = None
+    cursor: JobCursor = None
     """next_cursor of the previous page"""
     type: Text = None
     """only jobs of this type"""
@@ -107,7 +129,7 @@ class AuditQuery(Query):
     """GET /jobs/audit: the filters (fleetd.api.audit.FILTERS) and a time range."""
 
     limit: Limit = DEFAULT_PAGE
-    cursor: Text = None
+    cursor: StreamCursor = None
     """next_cursor of the previous page"""
     action: Text = None
     subject: Text = None
@@ -131,7 +153,7 @@ class CleanupQuery(Query):
     """POST /jobs/cleanup."""
 
     older_than: Annotated[float, rule(_duration, str)]
-    """e.g. 24h, 7d"""
+    """e.g. 24h, 7d; at most 10 years"""
 
 
 class ThroughputQuery(Query):

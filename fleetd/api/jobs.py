@@ -29,7 +29,7 @@ from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, Throughput
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs import throughput
-from fleetd.jobs.artifacts import check_name
+from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import QueueOps
@@ -107,6 +107,13 @@ async def cleanup() -> Any:
     st = state()
     older_than = parse(CleanupQuery, request.args.to_dict()).older_than
     counts = await redis(lambda c: st.ops.cleanup(c, older_than))
+    # The removed jobs' files on this host (each worker host's maintenance sweeps its own).
+    await sweep_async(
+        st.artifacts_root,
+        lambda ids: redis(lambda c: jobs_exist(c, st.ops.keys.job, ids)),
+        min_age=0.0,
+        retention=st.config.artifacts.retention,
+    )
     g.audit_detail = {"older_than": request.args["older_than"], "deleted": counts["deleted"]}
     return jsonify(responses.cleanup_body(counts, older_than))
 
@@ -133,7 +140,7 @@ async def by_status(status: str) -> Any:
             c, wanted, limit=q.limit, cursor=q.cursor, company_id=company, job_type=q.type
         )
     )
-    return jsonify(responses.list_body(page, wanted, q.limit))
+    return responses.answer(responses.list_body(page, wanted, q.limit))
 
 
 def _visible(job: Job | None, job_id: str) -> Job:
@@ -159,7 +166,7 @@ async def _get_visible(job_id: str) -> Job:
 @documented("One job", {200: (bodies.JobResponse, "OK")}, "404")
 @admin
 async def get_job(job_id: str) -> Any:
-    return jsonify(responses.job_body(await _get_visible(job_id)))
+    return responses.answer(responses.job_body(await _get_visible(job_id)))
 
 
 async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:

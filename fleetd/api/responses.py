@@ -1,19 +1,32 @@
 """The JSON bodies of the admin API, built in one place so that the HTTP endpoints and
-the CLI's `--json` print exactly the same shapes (the spec's, plus fleetd's extensions).
+the CLI's `--json` print exactly the same shapes (the spec's, plus fleetd's extensions),
+and `answer()`, which sends a body that holds stored rows.
+
+A stored row may hold a string no UTF-8 encoder can write (a lone surrogate, stored by
+an older version or by hand): `answer()` then degrades that row only — the values that
+cannot be encoded left out, its `unreadable` naming them — and the rest of the listing
+is sent as usual. The check costs nothing on the usual path: the body is encoded once,
+and rows are examined only when that fails.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from quart import Response, jsonify
+
 from fleetd.config.durations import format_duration
 from fleetd.jobs.model import Job, JobStatus, format_ts
+from fleetd.jobs.model_salvage import report, unreadable_body
 from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
 from fleetd.jobs.throughput import Throughput
 from fleetd.runtime.heartbeat import aggregate_metrics
 
 __all__ = [
+    "answer",
     "audit_body",
     "bulk_enqueue_body",
     "cancel_body",
@@ -175,3 +188,60 @@ def schedule_deleted_body(schedule_id: str) -> dict[str, Any]:
 def audit_body(entries: Sequence[Mapping[str, Any]], next_cursor: str | None) -> dict[str, Any]:
     """GET /jobs/audit: newest first, with a cursor for the next page."""
     return {"entries": list(entries), "count": len(entries), "next_cursor": next_cursor}
+
+
+# Keys of the bodies that hold stored rows: one row, or a list of them.
+_ROW_KEYS = ("job", "scheduled_job")
+_ROWS_KEYS = ("jobs", "scheduled_jobs", "entries")
+# Fields a row cannot leave out (fleetd.api.bodies): a string shown with its lone
+# surrogates replaced (U+FFFD), an object shown empty.
+_REQUIRED_TEXT = frozenset({"id", "type", "name", "job_type", "schedule", "timezone"})
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def answer(body: dict[str, Any], status: int = 200) -> tuple[Response, int]:
+    """`body` as a JSON response; a row that cannot be encoded is sent degraded."""
+    try:
+        return jsonify(body), status
+    except UnicodeEncodeError:
+        pass
+    fixed = dict(body)
+    for key in _ROW_KEYS:
+        if isinstance(fixed.get(key), dict):
+            fixed[key] = _encodable_row(fixed[key])
+    for key in _ROWS_KEYS:
+        if isinstance(fixed.get(key), list):
+            fixed[key] = [_encodable_row(r) if isinstance(r, dict) else r for r in fixed[key]]
+    try:
+        return jsonify(fixed), status
+    except UnicodeEncodeError:  # outside the rows: escaped, as JSON allows
+        text = json.dumps(fixed, ensure_ascii=True)
+        return Response(text, status=status, mimetype="application/json"), status
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encodable_row(row: dict[str, Any]) -> dict[str, Any]:
+    if _encodes(row):
+        return row
+    out: dict[str, Any] = {}
+    failed: list[str] = []
+    for key, value in row.items():
+        if key == "unreadable" or _encodes(value):
+            out[key] = value
+            continue
+        failed.append(key)
+        if key in _REQUIRED_TEXT and isinstance(value, str):
+            out[key] = _SURROGATES.sub("\ufffd", value)
+        elif key == "data":
+            out[key] = {}
+    earlier = row.get("unreadable", {}).get("fields", []) if "unreadable" in row else []
+    out["unreadable"] = unreadable_body([*earlier, *failed])
+    report("row", out.get("id"), failed)
+    return out

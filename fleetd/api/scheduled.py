@@ -82,9 +82,9 @@ async def create() -> Any:
     job = await redis(lambda c: st.schedules.add(c, body))
     g.audit_target = job.id
     g.audit_detail = {"name": job.name, "job_type": job.job_type, "schedule": job.schedule}
-    response = jsonify(schedules.scheduled_job_body(job))
+    response, status = responses.answer(schedules.scheduled_job_body(job), 201)
     response.headers["Location"] = f"{bp.url_prefix}/{job.id}"
-    return response, 201
+    return response, status
 
 
 @bp.get("")
@@ -94,7 +94,7 @@ async def list_all() -> Any:
     st = state()
     company = principal().company_id
     jobs = await redis(lambda c: st.schedules.list_schedules(c, company))
-    return jsonify(schedules.list_body(jobs))
+    return responses.answer(schedules.list_body(jobs))
 
 
 @bp.get("/stats")
@@ -111,7 +111,7 @@ async def stats() -> Any:
 @admin
 async def get_one(schedule_id: str) -> Any:
     job = await redis(lambda c: _visible(c, schedule_id))
-    return jsonify(schedules.scheduled_job_body(job))
+    return responses.answer(schedules.scheduled_job_body(job))
 
 
 @bp.put("/<schedule_id>")
@@ -131,7 +131,7 @@ async def update(schedule_id: str) -> Any:
     changes = _company_body(await read_json(st.limits), creating=False)
     job = await _on_visible(schedule_id, lambda c: st.schedules.update(c, schedule_id, changes))
     g.audit_detail = {"fields": sorted(changes)}
-    return jsonify(schedules.scheduled_job_body(job))
+    return responses.answer(schedules.scheduled_job_body(job))
 
 
 @bp.delete("/<schedule_id>")

@@ -1,9 +1,9 @@
 """The live events feed of the admin API: `GET /api/v1/admin/jobs/events` (WebSocket).
 
 Owns:
-- the handshake, refused with the JSON error of DESIGN §6 before anything is accepted:
-  the Origin check (a browser page of another site must not ride an admin's ticket:
-  only the API's own origin and `[http] allowed_origins` pass; no Origin header — a
+- the handshake, refused with the JSON error (docs/ARCHITECTURE.md#http-api) before
+  anything is accepted: the Origin check (a browser page of another site must not ride
+  an admin's ticket: only the API's own origin and `[http] allowed_origins` pass; no Origin header — a
   service, `fleetd events` — passes), the caller (`Authorization: Bearer` or a
   `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), the filter,
   `last_event_id` and `batch` (the frame mode) of the query string (422 naming the

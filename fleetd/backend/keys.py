@@ -113,7 +113,7 @@ class Keys:
     # id can collide with an index name) ----------------------------------------------
 
     def schedule(self, schedule_id: str) -> str:
-        """Hash of one schedule (fields as fleetd.schedules.ScheduledJob.from_hash reads)."""
+        """Hash of one schedule (fields as fleetd.schedules.model.ScheduledJob.from_hash reads)."""
         return f"{self.prefix}schedule:{schedule_id}"
 
     @property

@@ -81,8 +81,12 @@ def client_options(connect_timeout: float, timeout: float) -> dict[str, Any]:
     # run twice (an enqueue without an idempotency key would duplicate a job).
     # No health-check PINGs: a dead connection shows as an error on first use,
     # which the caller already handles (they cost ~10 µs on every command).
+    # Bytes that are not UTF-8 (a value written by hand or by another program) read
+    # as lone surrogates instead of failing the whole reply: the row holding them is
+    # shown degraded (fleetd.jobs.model_salvage), and written back they round-trip.
     return {
         "decode_responses": True,
+        "encoding_errors": "surrogateescape",
         "protocol": 2,
         "retry": Retry(NoBackoff(), 0),
         "socket_timeout": timeout,

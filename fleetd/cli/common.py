@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from fleetd.config.durations import parse_duration
-
 __all__ = ["EXIT_USAGE", "CliError", "duration", "fail", "print_json"]
 
 EXIT_USAGE = 2
@@ -27,6 +25,10 @@ def print_json(body: Any) -> None:
 
 def duration(flag: str, text: str) -> float:
     """`text` in seconds, or a usage error naming `flag`."""
+    # Here, not at the top: importing any fleetd.config module runs the config
+    # package's __init__ (~30 ms), which the parser of every command would then pay.
+    from fleetd.config.durations import parse_duration
+
     try:
         return parse_duration(text)
     except ValueError as exc:

@@ -29,20 +29,17 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlencode
 
-import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
 
-from fleetd.config import ENV_TOKEN, Config
-from fleetd.jobs.model import format_ts
+    from fleetd.config import Config
+
+# fleetd.config.ENV_TOKEN, spelled out for the parser's help: importing the config
+# package costs every command's parser ~30 ms (tests/cli/test_cli.py pins the two).
+TOKEN_VARIABLE = "FLEETD_TOKEN"
 
 __all__ = ["add_parser", "connect", "run"]
 
@@ -71,7 +68,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--company", help="only this company's events (platform token)")
     p.add_argument("--json", action="store_true", help="print each frame as JSON")
     p.add_argument("--url", help="the daemon's API, e.g. http://127.0.0.1:8080")
-    p.add_argument("--token", help=f"bearer token (default: ${ENV_TOKEN}, else minted)")
+    p.add_argument("--token", help=f"bearer token (default: ${TOKEN_VARIABLE}, else minted)")
 
 
 def _base_url(cfg: Config, a: argparse.Namespace) -> str:
@@ -107,6 +104,10 @@ async def connect(
     url: str, token: str | None, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> AsyncIterator[WebSocketConnection]:
     """A WebSocket to `url` (with the bearer token, if any), closed at the end."""
+    # trio and trio-websocket are imported where used (here and below): ~50 ms that no
+    # other command needs (bench/cli_startup.py); no cycle (tests/test_architecture.py).
+    from trio_websocket import HandshakeError, open_websocket_url
+
     extra = [(b"Authorization", f"Bearer {token}".encode())] if token else []
     ws: WebSocketConnection | None = None
     try:
@@ -130,6 +131,8 @@ async def connect(
 
 def _connection_in(exc: BaseException) -> WebSocketConnection | None:
     """The WebSocketConnection whose method raised `exc` (or None)."""
+    from trio_websocket import WebSocketConnection
+
     tb = exc.__traceback__
     while tb is not None:
         candidate = tb.tb_frame.f_locals.get("self")
@@ -140,6 +143,8 @@ def _connection_in(exc: BaseException) -> WebSocketConnection | None:
 
 
 def _line(frame: dict[str, Any]) -> str:
+    from fleetd.jobs.model import format_ts
+
     cells = [format_ts(frame.get("ts")) or "-", frame.get("type") or "-"]
     cells += [str(frame.get(k) or "-") for k in ("job_id", "job_type", "status")]
     return "  ".join(cells)
@@ -152,7 +157,7 @@ class Tail:
         self.out = out
         self.base = _base_url(cfg, a)  # read again at each reconnect: a restarted
         # daemon may listen on another port (port 0), and http.json says which
-        given = a.token or os.environ.get(ENV_TOKEN)
+        given = a.token or os.environ.get(TOKEN_VARIABLE)
         self.minted = not given
         self.token = given or _mint(cfg)
         self.last: str | None = None
@@ -185,9 +190,13 @@ class Tail:
 
     async def _pause(self, seconds: float) -> None:
         """The wait before the next attempt."""
+        import trio
+
         await trio.sleep(seconds)
 
     async def run(self) -> int:
+        from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
+
         connected = False
         wait = RETRY_FIRST
         while True:
@@ -233,6 +242,8 @@ class Tail:
 
 
 def run(cfg: Config, a: argparse.Namespace) -> int:
+    import trio
+
     try:
         tail = Tail(cfg, a, sys.stdout)
         return trio.run(tail.run)

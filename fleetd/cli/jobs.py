@@ -1,8 +1,18 @@
-"""`fleetd enqueue`, `jobs list|show|cancel|reset`, `stats`, `workers`, `cleanup`: the
-job commands, each synchronous against Redis through the queue operations the HTTP API
-uses (with memory://, the running daemon's embedded store). `--json` prints exactly the
-body of the matching HTTP endpoint; `enqueue --wait` exits 1 when the job ended other
-than completed.
+"""`fleetd enqueue`, `jobs list|show|cancel|reset|artifact`, `stats`, `workers`,
+`cleanup`: the job commands, each synchronous against Redis through the queue operations
+the HTTP API uses (with memory://, the running daemon's embedded store). `--json` prints
+exactly the body of the matching HTTP endpoint; `enqueue --wait` exits 1 when the job
+ended other than completed.
+
+`jobs list` without `--status` lists every status, newest first (fleetd.jobs.listing;
+its `--json` body is that of GET /jobs/status/{status} with "status": null). `jobs
+artifact` copies a job's file from this host's `[artifacts] dir`; `cleanup` also deletes
+this host's artifact folders of the jobs it removed.
+
+The job model, the API's bodies and the listing are imported inside the commands: the
+parser (built for every command, `--help` included) needs none of them (~0.1 s
+measured with bench/cli_startup.py); these imports close no cycle
+(tests/test_architecture.py checks).
 """
 
 from __future__ import annotations
@@ -12,14 +22,20 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from fleetd.api import responses
+from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.common import duration, fail, print_json
-from fleetd.engine import Engine
-from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, Job, JobStatus
 
-__all__ = ["COMMANDS", "add_parsers"]
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+    from fleetd.jobs.model import Job
+
+__all__ = ["COMMANDS", "STATUSES", "add_parsers"]
+
+# fleetd.jobs.model.JobStatus's values, for the parser without importing the job model
+# (tests/cli/test_cli.py pins them to it).
+STATUSES = ("pending", "processing", "completed", "failed", "retrying", "cancelled")
 
 # --wait polls the job; start fast (a noop finishes in a millisecond), back off to this.
 WAIT_POLL_MAX = 0.5
@@ -48,8 +64,8 @@ def add_parsers(sub: Any) -> None:
 
     jobs = sub.add_parser("jobs", help="list, show, cancel or reset jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
-    ls = jsub.add_parser("list", help="jobs in one status, newest first")
-    ls.add_argument("--status", required=True, choices=[s.value for s in JobStatus])
+    ls = jsub.add_parser("list", help="jobs in one status or all, newest first")
+    ls.add_argument("--status", choices=STATUSES, help="only this status (default: every one)")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--cursor")
     ls.add_argument("--company")
@@ -63,6 +79,12 @@ def add_parsers(sub: Any) -> None:
         one = jsub.add_parser(name, help=text)
         one.add_argument("id")
         one.add_argument("--json", action="store_true")
+    art = jsub.add_parser("artifact", help="copy a job's file (report, export) from this host")
+    art.add_argument("id")
+    art.add_argument("name", nargs="?", help="which file, when the job made several")
+    art.add_argument(
+        "-o", "--output", help="where to write it ('-' = stdout; default: its name, here)"
+    )
 
     stats = sub.add_parser("stats", help="jobs per status")
     stats.add_argument("--json", action="store_true")
@@ -169,6 +191,9 @@ def _job_lines(job: Job) -> Iterator[str]:
 
 
 def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+    from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, JobStatus
+
     if a.jsonl:
         if a.type or a.wait:
             fail("--jsonl takes no job type and no --wait")
@@ -202,33 +227,61 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     return 0 if job.status is JobStatus.COMPLETED else 1
 
 
-def _jobs(engine: Engine, a: argparse.Namespace) -> int:
-    ops, run = engine.ops, engine.link.run_sync
-    if a.jobs_command == "list":
-        status = JobStatus(a.status)
-        if not 1 <= a.limit <= 500:
-            fail("--limit must be from 1 to 500")
-        page = run(
-            lambda c: ops.list_jobs(
+def _list(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+    from fleetd.jobs.listing import list_all_statuses
+    from fleetd.jobs.model import JobStatus
+
+    if not 1 <= a.limit <= 500:
+        fail("--limit must be from 1 to 500")
+    ops = engine.ops
+    status = None if a.status is None else JobStatus(a.status)
+    page = engine.link.run_sync(
+        lambda c: (
+            list_all_statuses(
+                ops, c, limit=a.limit, cursor=a.cursor, company_id=a.company, job_type=a.type
+            )
+            if status is None
+            else ops.list_jobs(
                 c, status, limit=a.limit, cursor=a.cursor, company_id=a.company, job_type=a.type
             )
         )
-        if a.json:
+    )
+    if a.json:
+        if status is not None:
             print_json(responses.list_body(page, status, a.limit))
         else:
-            for j in page.jobs:
-                print(
-                    f"{j.id}  {j.type:<20} priority {j.priority:<3} {j.to_dict()['created_at']}"
-                    + (f"  {j.error}" if j.error else "")
-                )
-            print(
-                f"{len(page.jobs)} job(s)"
-                + (f"; next page: --cursor {page.next_cursor}" if page.next_cursor else "")
-            )
+            print_json(
+                {"jobs": [j.to_dict() for j in page.jobs], "status": None,
+                 "count": len(page.jobs), "limit": a.limit, "next_cursor": page.next_cursor}
+            )  # fmt: skip
         return 0
+    for j in page.jobs:
+        print(
+            f"{j.id}  {j.type:<20} "
+            + ("" if status is not None else f"{j.status.value:<10} ")
+            + f"priority {j.priority:<3} {j.to_dict()['created_at']}"
+            + (f"  {j.error}" if j.error else "")
+        )
+    print(
+        f"{len(page.jobs)} job(s)"
+        + (f"; next page: --cursor {page.next_cursor}" if page.next_cursor else "")
+    )
+    return 0
+
+
+def _jobs(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+    from fleetd.jobs.model import JobStatus
+
+    ops, run = engine.ops, engine.link.run_sync
+    if a.jobs_command == "list":
+        return _list(engine, a)
     job = run(ops.get, a.id)
     if job is None:
         fail(f"no job {a.id}")
+    if a.jobs_command == "artifact":
+        return cli_artifacts.download(engine, job, a)
     if a.jobs_command == "show":
         if a.json:
             print_json(responses.job_body(job))
@@ -265,6 +318,8 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _stats(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+
     stats = engine.link.run_sync(engine.ops.stats)
     if a.json:
         print_json(responses.stats_body(stats))
@@ -275,6 +330,8 @@ def _stats(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _workers(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+
     daemons = engine.link.run_sync(engine.ops.daemons)
     body = responses.metrics_body(daemons, int(time.time() * 1000))
     if a.json:
@@ -294,13 +351,20 @@ def _workers(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.api import responses
+
     older_than = duration("--older-than", a.older_than)
     counts = engine.link.run_sync(engine.ops.cleanup, older_than)
     body = responses.cleanup_body(counts, older_than)
+    swept = cli_artifacts.sweep_here(engine)
     if a.json:
+        # The HTTP body as it is; what went from this host's disk on stderr.
         print_json(body)
+        if swept:
+            print(f"deleted the artifact folders of {swept} job(s) on this host", file=sys.stderr)
     else:
         print(f"deleted {body['deleted']} finished job(s) older than {body['older_than']}")
+        print(f"deleted the artifact folders of {swept} job(s) on this host")
     return 0
 
 

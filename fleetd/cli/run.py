@@ -11,11 +11,12 @@ them. The import closes no cycle (tests/test_architecture.py checks).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetd.cli.common import fail
-from fleetd.config import Config, DaemonConfig
-from fleetd.config.settings import convert, section_keys
+
+if TYPE_CHECKING:
+    from fleetd.config import Config
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +37,9 @@ def add_parser(sub: Any) -> None:
 
 def _overlay(cfg: Config, a: argparse.Namespace) -> Config:
     import dataclasses
+
+    from fleetd.config import DaemonConfig
+    from fleetd.config.settings import convert, section_keys
 
     daemon = cfg.daemon
     if a.roles:

@@ -23,12 +23,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from fleetd.jobs.model import ValidationError, format_ts
-from fleetd.schedules.model import ScheduledJob, list_body, scheduled_job_body, stats_body
-from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, ScheduleOps
-
 if TYPE_CHECKING:
     from fleetd.engine import Engine
+    from fleetd.schedules.model import ScheduledJob
+    from fleetd.schedules.store import ScheduleOps
 
 __all__ = ["add_parser", "run"]
 
@@ -131,6 +129,8 @@ def _print_json(body: Any) -> None:
 
 
 def _line(j: ScheduledJob) -> str:
+    from fleetd.jobs.model import format_ts
+
     state = "active" if j.is_active else "paused"
     nxt = format_ts(j.next_run_ms) if j.next_run_ms is not None else "-"
     last = format_ts(j.last_run_ms) if j.last_run_ms is not None else "never"
@@ -150,6 +150,8 @@ def _show(j: ScheduledJob) -> None:
 
 
 def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
+    from fleetd.schedules.model import list_body, scheduled_job_body, stats_body
+
     cmd = a.schedules_command
     if cmd == "list":
         jobs = run(ops.list_schedules, a.company)
@@ -211,6 +213,11 @@ def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace) -> int:
 
 def run(engine: Engine, a: argparse.Namespace) -> int:
     """Carry out one `fleetd schedules` action; returns the exit code."""
+    # The schedule modules (croniter, the pydantic models: ~40 ms measured) load here,
+    # not for every command's parser; no cycle (tests/test_architecture.py checks).
+    from fleetd.jobs.model import ValidationError
+    from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, ScheduleOps
+
     try:
         return _dispatch(ScheduleOps.from_engine(engine), engine.link.run_sync, a)
     except ValidationError as exc:

@@ -198,6 +198,10 @@ class PluginsConfig:
 @dataclass(frozen=True)
 class ArtifactsConfig:
     dir: str = setting("", "where jobs' files are kept; '' = <state_dir>/artifacts")
+    retention: float = setting(
+        30 * DAY, "delete a job's files this long after they were written; 0 = never",
+        kind="duration", min=0,
+    )  # fmt: skip
 
 
 def _check_data_key(value: str) -> str | None:

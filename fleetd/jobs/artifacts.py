@@ -4,6 +4,12 @@ Owns one folder per job (`<dir>/<job id>/`), writing files into it and recording
 as `{"name", "path" (absolute), "size", "sha256"}`; the worker merges the records into
 the job's result under `"artifacts"` (next to the handler's own keys).
 
+Also owns their end: `sweep()` deletes the folders of jobs that no longer exist (cleaned
+up, pruned by retention) and any older than `[artifacts] retention`, on the host it runs
+on (a job's files live where it ran); maintenance runs it once a minute, `fleetd
+cleanup` and `POST /jobs/cleanup` right after deleting jobs. `copy_out()` copies one
+artifact out, checking its recorded size and sha256 (`fleetd jobs artifact`).
+
 Every write is streamed to a hidden temporary file in that folder, hashed as it goes,
 fsynced, then renamed into place: a reader never sees half a file, and a retry that
 writes the same name replaces it whole. Disk work runs in worker threads
@@ -17,7 +23,16 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import shutil
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +43,30 @@ import trio
 if TYPE_CHECKING:
     from fleetd.config import Config
 
-__all__ = ["Artifact", "ArtifactStore", "ArtifactWriter", "artifacts_root"]
+__all__ = [
+    "Artifact",
+    "ArtifactStore",
+    "ArtifactWriter",
+    "artifacts_root",
+    "by_age",
+    "copy_out",
+    "job_folders",
+    "jobs_exist",
+    "remove",
+    "sweep",
+    "sweep_async",
+]
 
 # Names are single path components: no folders, nothing hidden (temporary files start
 # with a dot), at most 200 characters so `<name>.<token>.tmp` stays under NAME_MAX 255.
 MAX_NAME_LENGTH = 200
 # Copy buffer of add_file: 1 MiB keeps the number of thread hops and syscalls small.
 COPY_CHUNK = 1 << 20
+# Job ids checked per Redis round trip while sweeping: 500 EXISTS in one pipeline take
+# ~5 ms here, short enough not to hold up other clients of the connection.
+SWEEP_BATCH = 500
+# Job ids (fleetd.jobs.model.new_job_id) start so; nothing else in the folder is swept.
+JOB_FOLDER_PREFIX = "job_"
 
 
 def artifacts_root(cfg: Config) -> Path:
@@ -201,3 +233,104 @@ class ArtifactStore:
         listed = {a.get("path") for a in own if isinstance(a, dict)}
         extra = [a.to_dict() for a in self._recorded.values() if a.path not in listed]
         return {**result, "artifacts": [*own, *extra]}
+
+
+def job_folders(root: Path) -> list[tuple[Path, float]]:
+    """Each `<root>/<job id>/` folder with its last modification time (epoch s)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for path in root.iterdir():
+        try:
+            if path.name.startswith(JOB_FOLDER_PREFIX) and path.is_dir():
+                out.append((path, path.stat().st_mtime))
+        except OSError:
+            continue  # vanished meanwhile
+    return out
+
+
+def by_age(
+    folders: Iterable[tuple[Path, float]], *, min_age: float, retention: float, now: float
+) -> tuple[list[Path], list[Path]]:
+    """(expired, to check): folders last changed over `retention` s ago (0 = no limit)
+    go whatever their job; those over `min_age` s old go if their job is gone."""
+    expired, check = [], []
+    for path, mtime in folders:
+        if retention > 0 and mtime < now - retention:
+            expired.append(path)
+        elif mtime < now - min_age:
+            check.append(path)
+    return expired, check
+
+
+def remove(folders: Iterable[Path]) -> None:
+    for path in folders:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def jobs_exist(client: Any, job_key: Callable[[str], str], job_ids: list[str]) -> list[bool]:
+    """Whether each job's hash still exists (one pipelined round trip); `job_key` is
+    fleetd.backend.keys.Keys.job of the namespace."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.exists(job_key(job_id))
+    return [bool(n) for n in pipe.execute()]
+
+
+def sweep(
+    root: Path,
+    exists: Callable[[list[str]], Sequence[bool]],
+    *,
+    min_age: float,
+    retention: float,
+) -> int:
+    """Delete the job folders under `root` whose job is gone (`exists(ids)` answers for
+    a batch of ids) or that expired (`by_age`); returns how many went. Blocking: the
+    form for the CLI; `sweep_async` is the same from trio."""
+    expired, check = by_age(
+        job_folders(root), min_age=min_age, retention=retention, now=time.time()
+    )
+    gone = expired
+    for start in range(0, len(check), SWEEP_BATCH):
+        batch = check[start : start + SWEEP_BATCH]
+        alive = exists([p.name for p in batch])
+        gone.extend(p for p, live in zip(batch, alive, strict=True) if not live)
+    remove(gone)
+    return len(gone)
+
+
+async def sweep_async(
+    root: Path,
+    exists: Callable[[list[str]], Awaitable[Sequence[bool]]],
+    *,
+    min_age: float,
+    retention: float,
+) -> int:
+    """`sweep` from trio (maintenance, POST /jobs/cleanup): the disk work in worker
+    threads, `exists` awaited (a RedisLink hop) for each batch of ids."""
+    folders = await trio.to_thread.run_sync(job_folders, root)
+    gone, check = by_age(folders, min_age=min_age, retention=retention, now=time.time())
+    for start in range(0, len(check), SWEEP_BATCH):
+        batch = check[start : start + SWEEP_BATCH]
+        alive = await exists([p.name for p in batch])
+        gone.extend(p for p, live in zip(batch, alive, strict=True) if not live)
+    await trio.to_thread.run_sync(remove, gone)
+    return len(gone)
+
+
+def copy_out(source: Path, target: IO[bytes], record: dict[str, Any]) -> int:
+    """Copy the artifact at `source` to `target`; raises ValueError when it is not what
+    the job recorded (size or sha256: changed or truncated since). Returns its size."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            target.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    if size != record.get("size") or digest.hexdigest() != record.get("sha256"):
+        raise ValueError(
+            f"{source} is not the file the job recorded (its size or sha256 differ): "
+            "it changed since the job wrote it"
+        )
+    return size

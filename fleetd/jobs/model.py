@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from fleetd.jobs.fields import (
     MAX_TAGS,
     MAX_TYPE_LENGTH,
     MIN_PRIORITY,
+    SURROGATE,
     IdempotencyKey,
     JobData,
     JobTypeName,
@@ -46,9 +48,11 @@ from fleetd.jobs.fields import (
     RunAt,
     Tags,
     Timeout,
+    data_problem,
     parse_priority,
     parse_ts,
 )
+from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, salvage, unreadable_body
 from fleetd.jobs.validation import FieldError, ValidationError, from_pydantic
 
 __all__ = [
@@ -61,6 +65,7 @@ __all__ = [
     "MAX_TAG_LENGTH",
     "MAX_TYPE_LENGTH",
     "MIN_PRIORITY",
+    "SURROGATE",
     "TERMINAL_STATUSES",
     "EnqueueRequest",
     "FieldError",
@@ -68,6 +73,7 @@ __all__ = [
     "JobStatus",
     "Priority",
     "ValidationError",
+    "data_problem",
     "format_ts",
     "new_job_id",
     "parse_priority",
@@ -170,6 +176,76 @@ def _int(raw: str | None) -> int | None:
     return None if raw in (None, "") else int(raw)
 
 
+def _data(h: Mapping[str, str]) -> dict[str, Any]:
+    data = _loads(h.get("data")) or {}
+    if not isinstance(data, dict):
+        raise ValueError("data is not an object")
+    if sealed := h.get("sealed"):
+        from fleetd.jobs.sealing import redact
+
+        data = redact(data, sealed)
+    return data
+
+
+def _object(name: str) -> Callable[[Mapping[str, str]], dict[str, Any] | None]:
+    def read(h: Mapping[str, str]) -> dict[str, Any] | None:
+        value = _loads(h.get(name))
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} is not an object")
+        return value
+
+    return read
+
+
+def _tags(h: Mapping[str, str]) -> tuple[str, ...]:
+    tags = _loads(h.get("tags")) or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError("tags is not a list of strings")
+    return tuple(tags)
+
+
+def _finite(h: Mapping[str, str]) -> float | None:
+    timeout = h.get("timeout")
+    if not timeout:
+        return None
+    value = float(timeout)
+    if not math.isfinite(value):
+        raise ValueError("timeout is not finite")
+    return value
+
+
+# How Job.from_hash reads each field of a job hash: (attribute, reader, default when the
+# stored value cannot be read). Names as the Lua scripts write them.
+_HASH_FIELDS: list[tuple[str, Callable[[Mapping[str, str]], Any], Any]] = [
+    ("id", lambda h: h["id"], "?"),
+    ("type", lambda h: h["type"], "?"),
+    ("data", _data, {}),
+    ("priority", lambda h: int(h["priority"]), 0),
+    ("status", lambda h: JobStatus(h["status"]), JobStatus.FAILED),
+    ("created_at_ms", lambda h: int(h["created_at"]), 0),
+    ("started_at_ms", lambda h: _int(h.get("started_at")), None),
+    ("completed_at_ms", lambda h: _int(h.get("completed_at")), None),
+    ("retry_count", lambda h: int(h.get("retry_count") or 0), 0),
+    ("max_retries", lambda h: int(h.get("max_retries") or 0), 0),
+    ("error", lambda h: h.get("error") or None, None),
+    ("result", _object("result"), None),
+    ("company_id", lambda h: h.get("company_id") or None, None),
+    ("user_id", lambda h: h.get("user_id") or None, None),
+    ("tags", _tags, ()),
+    ("run_at_ms", lambda h: _int(h.get("run_at")), None),
+    ("timeout", _finite, None),
+    ("attempts", lambda h: int(h.get("attempts") or 0), 0),
+    ("stalls", lambda h: int(h.get("stalls") or 0), 0),
+    ("idempotency_key", lambda h: h.get("idempotency_key") or None, None),
+    ("worker", lambda h: h.get("worker") or None, None),
+    ("progress", _object("progress"), None),
+    ("traceback", lambda h: h.get("traceback") or None, None),
+    ("cancel_requested", lambda h: h.get("cancel_requested") == "1", False),
+    ("updated_at_ms", lambda h: _int(h.get("updated_at")), None),
+    ("encrypted", lambda h: bool(h.get("sealed")), False),
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job as stored: the spec's fields, then fleetd's extensions."""
@@ -203,58 +279,54 @@ class Job:
     # Some or all of `data` is sealed at rest; `data` then shows it redacted.
     encrypted: bool = False
 
+    # Stored fields that could not be read (fleetd.jobs.model_salvage): the row is
+    # shown degraded, with those fields left out or at their defaults.
+    unreadable: tuple[str, ...] = ()
+
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Job:
         """Build from the job hash (field names as the Lua scripts write them). Sealed
-        data (hash field `sealed`) comes out redacted: a Job never holds ciphertext."""
-        timeout = h.get("timeout")
-        data = _loads(h.get("data")) or {}
-        if sealed := h.get("sealed"):
-            from fleetd.jobs.sealing import redact
-
-            data = redact(data, sealed)
-        return cls(
-            id=h["id"],
-            type=h["type"],
-            data=data,
-            priority=int(h["priority"]),
-            status=JobStatus(h["status"]),
-            created_at_ms=int(h["created_at"]),
-            started_at_ms=_int(h.get("started_at")),
-            completed_at_ms=_int(h.get("completed_at")),
-            retry_count=int(h.get("retry_count") or 0),
-            max_retries=int(h.get("max_retries") or 0),
-            error=h.get("error") or None,
-            result=_loads(h.get("result")),
-            company_id=h.get("company_id") or None,
-            user_id=h.get("user_id") or None,
-            tags=tuple(_loads(h.get("tags")) or ()),
-            run_at_ms=_int(h.get("run_at")),
-            timeout=float(timeout) if timeout else None,
-            attempts=int(h.get("attempts") or 0),
-            stalls=int(h.get("stalls") or 0),
-            idempotency_key=h.get("idempotency_key") or None,
-            worker=h.get("worker") or None,
-            progress=_loads(h.get("progress")),
-            traceback=h.get("traceback") or None,
-            cancel_requested=h.get("cancel_requested") == "1",
-            updated_at_ms=_int(h.get("updated_at")),
-            encrypted=bool(sealed),
-        )
+        data (hash field `sealed`) comes out redacted: a Job never holds ciphertext.
+        Never raises: a field that cannot be read takes its default and is named in
+        `unreadable` (one poison value degrades its row, not the listing)."""
+        try:
+            return cls(**{name: read(h) for name, read, _ in _HASH_FIELDS})
+        except Exception:  # a reader's error: read again field by field
+            found = salvage(h)
+            values = {name: found.read(name, read, default) for name, read, default in _HASH_FIELDS}
+            report("job", values["id"], found.failed)
+            return cls(**values, unreadable=tuple(found.failed))
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec's JSON shape (omitempty fields left out when empty), plus extensions."""
+        """The spec's JSON shape (omitempty fields left out when empty), plus extensions.
+        A time that cannot be shown (beyond year 9999) is left out, and the row carries
+        `unreadable` naming it (created_at, required, then shows the epoch)."""
+        try:
+            out = self._to_dict(lambda ms, _name: format_ts(ms))
+        except (ValueError, OverflowError, OSError):
+            times = Timestamps(format_ts)
+            out = self._to_dict(times)
+            if out["created_at"] is None:
+                out["created_at"] = EPOCH_TEXT
+            report("job", self.id, times.failed)
+            out["unreadable"] = unreadable_body([*self.unreadable, *times.failed])
+            return out
+        if self.unreadable:
+            out["unreadable"] = unreadable_body(list(self.unreadable))
+        return out
+
+    def _to_dict(self, ts: Callable[[int | None, str], str | None]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "data": self.data,
             "priority": self.priority,
             "status": self.status.value,
-            "created_at": format_ts(self.created_at_ms),
+            "created_at": ts(self.created_at_ms, "created_at"),
         }
         optional: Sequence[tuple[str, Any]] = (
-            ("started_at", format_ts(self.started_at_ms)),
-            ("completed_at", format_ts(self.completed_at_ms)),
+            ("started_at", ts(self.started_at_ms, "started_at")),
+            ("completed_at", ts(self.completed_at_ms, "completed_at")),
         )
         out.update((k, v) for k, v in optional if v is not None)
         out["retry_count"] = self.retry_count
@@ -265,13 +337,13 @@ class Job:
             ("company_id", self.company_id),
             ("user_id", self.user_id),
             ("tags", list(self.tags) or None),
-            ("run_at", format_ts(self.run_at_ms)),
+            ("run_at", ts(self.run_at_ms, "run_at")),
             ("timeout", self.timeout),
             ("idempotency_key", self.idempotency_key),
             ("worker", self.worker),
             ("progress", self.progress),
             ("traceback", self.traceback),
-            ("updated_at", format_ts(self.updated_at_ms)),
+            ("updated_at", ts(self.updated_at_ms, "updated_at")),
         )
         out.update((k, v) for k, v in extras if v is not None)
         out["attempts"] = self.attempts

@@ -27,6 +27,7 @@ from fleetd.jobs.model import (
     ValidationError,
     new_job_id,
 )
+from fleetd.jobs.payload import MAX_DATA_BYTES, MAX_DATA_DEPTH, encode_data
 from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
 
@@ -40,8 +41,6 @@ __all__ = [
     "ResetResult",
 ]
 
-# One encoder for every job's data: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 # Jobs one enqueue_many call sends in one script call; larger inputs go in chunks of
 # this size inside the same hop (a script call must stay short: Redis runs one at a time).
 ENQUEUE_CHUNK = 1000
@@ -66,6 +65,10 @@ class JobDefaults:
     priority: int = 5
     max_retries: int = 3
     timeout: float = 300.0
+    # The limits every door holds, whatever HTTP adds ([http] max_body_size and
+    # max_json_depth): bytes of a job's data as JSON, and its nesting.
+    max_data_bytes: int = MAX_DATA_BYTES
+    max_data_depth: int = MAX_DATA_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +164,7 @@ class QueueOps:
         max_retries = req.max_retries
         if max_retries is None:
             max_retries = self.defaults.max_retries if hd.max_retries is None else hd.max_retries
-        try:
-            data_json = _encode(data)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("data", f"is not JSON-serialisable: {exc}") from None
+        data_json = encode_data(data, self.defaults.max_data_bytes, self.defaults.max_data_depth)
         return row_from_request(
             req,
             id=job_id,

@@ -10,24 +10,29 @@ Owns:
   refuses schemas that use others.
 
 Pure logic, no I/O: e-mail addresses are checked for syntax only (no DNS lookups).
+
+jsonschema and email-validator are imported when a schema is first compiled or an
+address checked, not with this module: they cost ~45 ms of start-up that the CLI's
+commands which never validate job data (`fleetd stats`, `jobs list`, …) would pay for
+importing the handler contract (bench/cli_startup.py).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import email_validator
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema import ValidationError as SchemaError
-from jsonschema.exceptions import SchemaError as BadSchema
-
 from fleetd.jobs.model import FieldError
+
+if TYPE_CHECKING:
+    from jsonschema import FormatChecker
+    from jsonschema import ValidationError as SchemaError
 
 __all__ = ["FORMATS", "SchemaValidator", "compile_schema", "field_path"]
 
@@ -52,6 +57,8 @@ def _check_email(value: object, *, display_name: bool) -> bool:
         return True  # "format" constrains strings only; "type" catches the rest
     if "\r" in value or "\n" in value:
         raise ValueError("must not contain line breaks")
+    import email_validator
+
     try:
         email_validator.validate_email(
             value, check_deliverability=False, allow_display_name=display_name
@@ -117,14 +124,15 @@ FORMATS: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
+@functools.cache
 def _format_checker() -> FormatChecker:
+    """The one checker of FORMATS, built on first use."""
+    from jsonschema import FormatChecker
+
     checker = FormatChecker(formats=())
     for name, (func, _) in FORMATS.items():
         checker.checks(name, raises=(ValueError, TypeError))(func)
     return checker
-
-
-_CHECKER = _format_checker()
 
 
 def field_path(path: Iterable[object], root: str = "data") -> str:
@@ -253,8 +261,10 @@ class SchemaValidator:
     """One compiled schema. `errors(data)` lists every problem, sorted by path."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
         self.schema = schema
-        self._validator = Draft202012Validator(schema, format_checker=_CHECKER)
+        self._validator = Draft202012Validator(schema, format_checker=_format_checker())
 
     def errors(self, data: object) -> list[FieldError]:
         found: list[FieldError] = []
@@ -273,6 +283,9 @@ def compile_schema(schema: object) -> SchemaValidator:
     """Check a schema (raises ValueError saying what is wrong) and compile it."""
     if not isinstance(schema, Mapping):
         raise ValueError(f"schema must be a JSON Schema object, got {type(schema).__name__}")
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError as BadSchema
+
     try:
         Draft202012Validator.check_schema(schema)
     except BadSchema as exc:

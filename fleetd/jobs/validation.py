@@ -52,6 +52,7 @@ MESSAGES: dict[str, str] = {
     "dataclass_exact_type": "must be a JSON object",
     "dict_type": "must be a JSON object",
     "string_type": "must be a string",
+    "string_unicode": "must be valid Unicode text (no lone UTF-16 surrogates)",
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most {max_length} characters",
     "bool_type": "must be true or false",

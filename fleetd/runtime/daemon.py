@@ -1,7 +1,6 @@
 """`fleetd run`: the daemon's supervision tree (one of N with `[daemon] processes`).
 
-    daemon (signals: TERM/INT graceful stop, a second one stops at once; HUP reload;
-            USR1 dump state)
+    daemon (TERM/INT graceful stop, a second one at once; HUP reload; USR1 dump state)
     ├── redis link      connect (waits with capped backoff), load every script
     ├── heartbeat       this daemon's metrics, visible to every daemon
     ├── maintenance     promote / reap / prune                     (role worker)
@@ -326,7 +325,8 @@ class Daemon:
                 completed_ttl=m.completed_ttl, failed_ttl=m.failed_ttl,
                 cancelled_ttl=m.cancelled_ttl,
                 reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                artifacts_dir=artifacts_root(cfg)))  # fmt: skip
+                artifacts_dir=artifacts_root(cfg),
+                artifacts_retention=cfg.artifacts.retention))  # fmt: skip
             await services.start(maintenance.run)
         if "scheduler" in self.roles:
             s, pm = cfg.scheduler, e.registry.plugins
@@ -395,6 +395,6 @@ class Daemon:
             "running": pool.running if pool else 0,
             "ready": self.ready and self.engine.link.ready,
             "job_types": self.engine.registry.types(),
-            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.alerts).
+            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.runtime.alerts).
             "alerts": self.alerts.active if self.alerts is not None else None,
         }

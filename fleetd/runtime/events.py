@@ -1,8 +1,9 @@
 """The event hub: the one reader of the events stream in a daemon, and its fan-out.
 
 Owns:
-- `Event`: one stream entry (DESIGN §5), parsed once — `data` decoded from JSON and the
-  WebSocket frame (`frame`) serialized once, the same string for every subscriber;
+- `Event`: one stream entry (docs/ARCHITECTURE.md#events), parsed once — `data`
+  decoded from JSON and the WebSocket frame (`frame`) serialized once, the same string
+  for every subscriber;
 - `EventFilter`: job types, statuses and job ids (OR within a kind, AND between kinds)
   and the one company a subscriber may see (forced by its token);
 - `Delivery`: what one XREAD holds for one distinct filter — its events in stream order

@@ -8,8 +8,9 @@ script, so many daemons doing it at once is safe and cheap):
 - prune: finished jobs older than their retention (completed_ttl, failed_ttl,
   cancelled_ttl; 0 keeps them) are deleted in bounded batches, once a minute;
 - sweep: this host's artifact folders (`<artifacts dir>/<job id>/`) whose job no longer
-  exists in Redis (pruned or cleaned up) are deleted, once a minute. Each host sweeps
-  its own disk, since a job's files live where it ran.
+  exists in Redis (pruned or cleaned up), and those older than `[artifacts] retention`
+  whatever their job, are deleted, once a minute (fleetd.jobs.artifacts.sweep). Each
+  host sweeps its own disk, since a job's files live where it ran.
 
 Lifecycle: run() → started → loops until cancelled. Redis errors are waited out with
 capped backoff; nothing here ever stops the daemon.
@@ -18,15 +19,14 @@ capped backoff; nothing here ever stops the daemon.
 from __future__ import annotations
 
 import logging
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable
 from fleetd.backend.scripts import Scripts
+from fleetd.jobs import artifacts
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.queue import QueueOps
 
@@ -42,8 +42,6 @@ PRUNE_EVERY = 60.0
 # A folder is swept only once it is this old: a job that is being enqueued or has just
 # written its first file is never mistaken for a gone one.
 SWEEP_MIN_AGE = 3600.0
-# Job ids checked per Redis round trip while sweeping.
-SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +53,9 @@ class MaintenanceSettings:
     cancelled_ttl: float
     reconnect_max_backoff: float
     artifacts_dir: Path | None = None
+    # [artifacts] retention: folders older than this go whatever their job; 0 = kept
+    # as long as their job.
+    artifacts_retention: float = 0.0
 
 
 class Maintenance:
@@ -130,43 +131,20 @@ class Maintenance:
                 if any(counts.values()):
                     log.info("retention: deleted %s", counts)
                 if swept := await self.sweep_artifacts():
-                    log.info("artifacts: deleted the folders of %d gone job(s)", swept)
+                    log.info("artifacts: deleted the folders of %d gone or expired job(s)", swept)
             except RedisUnavailable:
                 pass
             await trio.sleep(PRUNE_EVERY)
 
     async def sweep_artifacts(self, min_age: float = SWEEP_MIN_AGE) -> int:
-        """Delete artifact folders of jobs that no longer exist; returns how many."""
+        """Delete the artifact folders of gone jobs and expired ones; returns how many."""
         root = self.settings.artifacts_dir
         if root is None:
             return 0
-        candidates = await trio.to_thread.run_sync(_old_job_folders, root, min_age)
-        gone: list[Path] = []
-        for start in range(0, len(candidates), SWEEP_BATCH):
-            batch = candidates[start : start + SWEEP_BATCH]
-            exists = await self.link.call(self._exists, [p.name for p in batch])
-            gone.extend(p for p, alive in zip(batch, exists, strict=True) if not alive)
-        for path in gone:
-            await trio.to_thread.run_sync(shutil.rmtree, path, True)
-        return len(gone)
-
-    def _exists(self, client: SyncClient, job_ids: list[str]) -> list[bool]:
-        pipe = client.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.exists(self.scripts.keys.job(job_id))
-        return [bool(n) for n in pipe.execute()]
-
-
-def _old_job_folders(root: Path, min_age: float) -> list[Path]:
-    """Folders named like job ids under `root`, last modified over `min_age` s ago."""
-    if not root.is_dir():
-        return []
-    cutoff = time.time() - min_age
-    out = []
-    for path in root.iterdir():
-        try:
-            if path.name.startswith("job_") and path.is_dir() and path.stat().st_mtime < cutoff:
-                out.append(path)
-        except OSError:
-            continue  # vanished meanwhile
-    return out
+        job_key = self.scripts.keys.job
+        return await artifacts.sweep_async(
+            root,
+            lambda ids: self.link.call(artifacts.jobs_exist, job_key, ids),
+            min_age=min_age,
+            retention=self.settings.artifacts_retention,
+        )

@@ -52,6 +52,12 @@ FINAL_FLUSH_PATIENCE = 10.0
 RIDE_PATIENCE = 0.005
 
 
+def retry_delay(job: ClaimedJob) -> float:
+    """Seconds until the retry of `job`'s failed attempt, as the retry policy decides it
+    (fleetd.jobs.retry; spec: 1 s, 4 s, 9 s) and fail.lua is told."""
+    return RETRY.next_delay_ms(job.retry_count, job.id) / 1000
+
+
 @dataclass(slots=True)
 class Outcome:
     kind: str  # complete | fail | abort | release
@@ -193,7 +199,7 @@ class OutcomeWriter:
                 if r > 0:
                     # Claim the retry when it is due, not at the next poll (up to
                     # poll_interval late): fail.lua scheduled it this far out.
-                    self._wake_at_retry(RETRY.next_delay_ms(o.job.retry_count, o.job.id) / 1000)
+                    self._wake_at_retry(retry_delay(o.job))
 
     def _log_outcome(self, o: Outcome, r: int) -> None:
         """The job's finish line, for an outcome Redis accepted (r as in account): INFO
@@ -211,7 +217,16 @@ class OutcomeWriter:
         job, ms = o.job, round(o.elapsed * 1000, 1)
         extra = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts,
                  "duration_ms": ms, "outcome": what}  # fmt: skip
-        if o.error:
+        if o.kind == "fail" and r > 0:
+            # The attempt's duration and the wait before the next one, each named: a
+            # bare "retrying after 0.0 ms" (a job type without a handler here fails in
+            # no time) read as a retry with no delay.
+            delay = retry_delay(job)
+            extra["retry_in_ms"] = round(delay * 1000)
+            log_record(log, level,
+                       "job %s (%s) failed after %.1f ms, attempt %d, next attempt in %g s: %s",
+                       (job.id, job.type, ms, job.attempts, delay, o.error), extra)  # fmt: skip
+        elif o.error:
             log_record(log, level, "job %s (%s) %s after %.1f ms, attempt %d: %s",
                        (job.id, job.type, what, ms, job.attempts, o.error), extra)  # fmt: skip
         else:

@@ -38,12 +38,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from fleetd.config.durations import parse_duration
+from fleetd.jobs.fields import MAX_DURATION, shown, text_problem
 from fleetd.jobs.model import ValidationError
+from fleetd.schedules.timezones import load_timezone
 
 __all__ = [
     "PREDEFINED",
@@ -56,6 +58,7 @@ __all__ = [
     "plan_firing",
     "to_ms",
 ]
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -80,6 +83,12 @@ _FIELDS = (
 # Shortest interval: the scheduler's precision is milliseconds, but a schedule firing
 # more often than once a second is a queue, not a schedule.
 MIN_INTERVAL_MS = 1000
+# Longest interval: fleetd.jobs.fields.MAX_DURATION (ten years), so that the next run
+# of any schedule stays a time that datetimes, Redis scores and RFC 3339 can hold.
+MAX_INTERVAL_MS = MAX_DURATION * 1000
+# Longest expression: five cron fields listing every minute, hour, day and month
+# ("0,1,…,59 0,1,…,23 …") take ~330 characters; 400 leaves room for ranges and steps.
+MAX_EXPRESSION_LENGTH = 400
 # Wall times examined in one next-run search before giving up. A search visits a few
 # matching wall times (a few dozen around a DST change for "* * * * *"); croniter
 # itself jumps straight to the next match, so even `0 0 29 2 *` takes one step.
@@ -110,18 +119,6 @@ def to_ms(dt: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """Milliseconds since the epoch → an aware UTC datetime."""
     return _EPOCH + timedelta(milliseconds=ms)
-
-
-def load_timezone(name: str, field: str = "timezone") -> ZoneInfo:
-    """The IANA zone `name` (e.g. Europe/Berlin); ValidationError if there is none."""
-    if not isinstance(name, str) or not name:
-        raise ValidationError(field, "must be an IANA time zone name such as Europe/Berlin")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(
-            field, f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin or UTC)"
-        ) from None
 
 
 def _cron_error(expression: str, fields: list[str]) -> str:
@@ -165,6 +162,8 @@ class Cadence:
             load_timezone(timezone)  # raises
         if not isinstance(expression, str) or not expression.strip():
             raise ValidationError("schedule", "is required (e.g. @daily, 30m, '0 9 * * 1-5')")
+        if problem := text_problem(expression, MAX_EXPRESSION_LENGTH, line=False):
+            raise ValidationError("schedule", problem)
         cadence = _parse(" ".join(expression.split()), timezone)
         if cadence.interval_ms is None or cadence.anchor_ms == anchor_ms:
             return cadence
@@ -204,6 +203,8 @@ class Cadence:
 
     @classmethod
     def _interval(cls, text: str, tz: ZoneInfo) -> Cadence:
+        if len(text) > MAX_EXPRESSION_LENGTH:
+            raise ValidationError("schedule", f"is not a schedule: {shown(text)}")
         try:
             seconds = parse_duration(text)
         except ValueError as exc:
@@ -215,6 +216,8 @@ class Cadence:
         interval_ms = round(seconds * 1000)
         if interval_ms < MIN_INTERVAL_MS:
             raise ValidationError("schedule", f"interval {text!r} is shorter than 1s")
+        if interval_ms > MAX_INTERVAL_MS:
+            raise ValidationError("schedule", f"interval {text!r} is longer than 10 years")
         return cls(text, tz, interval_ms=interval_ms)
 
     @cached_property

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import pydantic
@@ -35,11 +35,14 @@ from fleetd.jobs.fields import (
     Flag,
     JobData,
     PriorityValue,
+    text_problem,
 )
 from fleetd.jobs.model import format_ts
-from fleetd.jobs.sealing import MARK_DATA, redact
+from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, salvage, unreadable_body
+from fleetd.jobs.sealing import MARK_DATA
 from fleetd.jobs.validation import FieldError, ValidationError, explained, from_pydantic, rule
 from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
+from fleetd.schedules.model_hash import HASH_FIELDS
 
 __all__ = [
     "ScheduleSpec",
@@ -57,7 +60,6 @@ MAX_NAME_LENGTH = 200
 # Schedule ids appear in tags (`schedule:<id>`, at most 128 characters) and URLs.
 MAX_SCHEDULE_ID_LENGTH = 64
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def default_id(name: str) -> str:
@@ -90,10 +92,8 @@ def _text(limit: int, *, required: bool) -> PlainValidator:
             return None
         if not isinstance(value, str) or not value.strip():
             raise ValidationError("", "must be a non-empty string")
-        if len(value) > limit:
-            raise ValidationError("", f"must be at most {limit} characters")
-        if _CONTROL.search(value):
-            raise ValidationError("", "must not contain control characters")
+        if problem := text_problem(value, limit):
+            raise ValidationError("", problem)
         return value
 
     return rule(check, Annotated[str, MinLen(1), MaxLen(limit)])
@@ -208,10 +208,6 @@ def _validate(raw: object) -> ScheduleSpec:
         raise from_pydantic(exc) from None
 
 
-def _int(raw: str | None) -> int | None:
-    return None if raw in (None, "") else int(raw)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScheduledJob:
     """A schedule as stored: the spec's fields, then fleetd's extensions. Times are ms."""
@@ -249,38 +245,35 @@ class ScheduledJob:
     def encrypt(self) -> bool:
         return self.sealed == MARK_DATA
 
+    # Stored fields that could not be read (see `readable`).
+    unreadable: tuple[str, ...] = ()
+
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> ScheduledJob:
-        data = json.loads(h.get("data") or "{}")
-        sealed = h.get("sealed") or ""
-        return cls(
-            id=h["id"],
-            name=h["name"],
-            job_type=h["job_type"],
-            data=redact(data, sealed) if sealed else data,
-            schedule=h["schedule"],
-            priority=int(h["priority"]),
-            is_active=h.get("is_active") == "1",
-            next_run_ms=_int(h.get("next_run")),
-            created_at_ms=int(h["created_at"]),
-            updated_at_ms=int(h["updated_at"]),
-            last_run_ms=_int(h.get("last_run")),
-            company_id=h.get("company_id") or None,
-            user_id=h.get("user_id") or None,
-            timezone=h.get("timezone") or "UTC",
-            misfire_policy=MisfirePolicy(h.get("misfire_policy") or "run_once"),
-            runs=int(h.get("runs") or 0),
-            missed=int(h.get("missed") or 0),
-            last_job_id=h.get("last_job_id") or None,
-            last_error=h.get("last_error") or None,
-            last_occurrence_ms=_int(h.get("last_occurrence")),
-            anchor_ms=int(h.get("anchor") or 0),
-            rev=int(h.get("rev") or 0),
-            sealed=sealed,
-            stored_data=data if sealed else None,
-        )
+        """Build from the schedule hash; raises when a stored value cannot be read (the
+        firing must not run a schedule it cannot read)."""
+        return cls(**{name: read(h) for name, read, _ in HASH_FIELDS})
+
+    @classmethod
+    def readable(cls, h: Mapping[str, str]) -> ScheduledJob:
+        """from_hash for listing and showing: never raises; a field that cannot be
+        read takes its default and is named in `unreadable` (one poison value
+        degrades its row, not the listing)."""
+        try:
+            return cls.from_hash(h)
+        except Exception:  # a reader's error: read again field by field
+            found = salvage(h)
+            values = {name: found.read(name, read, default) for name, read, default in HASH_FIELDS}
+            report("schedule", values["id"], found.failed)
+            return cls(**values, unreadable=tuple(found.failed))
 
     def spec(self) -> ScheduleSpec:
+        if self.unreadable:
+            raise ValidationError(
+                "body",
+                f"stored schedule {self.id} cannot be read ({', '.join(self.unreadable)}): "
+                "delete it and create it again",
+            )
         return ScheduleSpec(
             name=self.name,
             job_type=self.job_type,
@@ -301,7 +294,24 @@ class ScheduledJob:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec's JSON shape (last_run, company_id and user_id omitted when empty;
-        next_run null while paused), then fleetd's extensions."""
+        next_run null while paused), then fleetd's extensions. A time that cannot be
+        shown is left out (null) and named in the row's `unreadable`."""
+        try:
+            out = self._to_dict(lambda ms, _name: format_ts(ms))
+        except (ValueError, OverflowError, OSError):
+            times = Timestamps(format_ts)
+            out = self._to_dict(times)
+            for required in ("created_at", "updated_at"):
+                if out[required] is None:
+                    out[required] = EPOCH_TEXT
+            report("schedule", self.id, times.failed)
+            out["unreadable"] = unreadable_body([*self.unreadable, *times.failed])
+            return out
+        if self.unreadable:
+            out["unreadable"] = unreadable_body(list(self.unreadable))
+        return out
+
+    def _to_dict(self, ts: Callable[[int | None, str], str | None]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -311,15 +321,15 @@ class ScheduledJob:
             "priority": self.priority,
             "is_active": self.is_active,
         }
-        if self.last_run_ms is not None:
-            out["last_run"] = format_ts(self.last_run_ms)
-        out["next_run"] = format_ts(self.next_run_ms)
+        if self.last_run_ms is not None and (last := ts(self.last_run_ms, "last_run")):
+            out["last_run"] = last
+        out["next_run"] = ts(self.next_run_ms, "next_run")
         if self.company_id:
             out["company_id"] = self.company_id
         if self.user_id:
             out["user_id"] = self.user_id
-        out["created_at"] = format_ts(self.created_at_ms)
-        out["updated_at"] = format_ts(self.updated_at_ms)
+        out["created_at"] = ts(self.created_at_ms, "created_at")
+        out["updated_at"] = ts(self.updated_at_ms, "updated_at")
         out["timezone"] = self.timezone
         out["misfire_policy"] = self.misfire_policy.value
         out["runs"] = self.runs

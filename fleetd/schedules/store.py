@@ -131,7 +131,7 @@ class ScheduleOps:
 
     def get(self, client: SyncClient, schedule_id: str) -> ScheduledJob | None:
         h = client.hgetall(self.keys.schedule(schedule_id))
-        return ScheduledJob.from_hash(h) if h else None
+        return ScheduledJob.readable(h) if h else None
 
     def require(self, client: SyncClient, schedule_id: str) -> ScheduledJob:
         job = self.get(client, schedule_id)
@@ -161,7 +161,7 @@ class ScheduleOps:
         pipe = client.pipeline(transaction=False)
         for schedule_id in ids:
             pipe.hgetall(self.keys.schedule(schedule_id))
-        jobs = [ScheduledJob.from_hash(h) for h in pipe.execute() if h]
+        jobs = [ScheduledJob.readable(h) for h in pipe.execute() if h]
         if company_id is not None:
             jobs = [j for j in jobs if j.company_id == company_id]
         return jobs

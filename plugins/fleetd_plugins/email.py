@@ -69,12 +69,14 @@ SCHEMA: dict[str, Any] = {
         "cc": _ADDRESSES,
         "bcc": _ADDRESSES,
         "reply_to": _ADDRESS,
-        # No line breaks: a subject must not smuggle in headers.
+        # No line breaks: a subject must not smuggle in headers. Every control character
+        # and Unicode line separator is refused, not only CR and LF: the email package
+        # splits header values on all of them (str.splitlines) and raises at send time.
         "subject": {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_SUBJECT,
-            "pattern": "^[^\\r\\n]*$",
+            "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$",
         },
         "body": {"type": "string"},
         "html": {"type": "string"},

@@ -1,5 +1,5 @@
 """The bad-input battery: each refused with the right status and error code, never a 500,
-and every error is the JSON body of DESIGN §6."""
+and every error is the JSON body of docs/ARCHITECTURE.md#http-api."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def test_fleetd_runs_with_the_documented_acl_user(
     with urllib.request.urlopen(f"{port}/metrics", timeout=5) as resp:
         scrape = resp.read()
     assert b"fleetd_jobs" in scrape
-    assert b'fleetd_alert_active{alert="backlog"} 0.0' in scrape  # fleetd.alerts' gauge
+    assert b'fleetd_alert_active{alert="backlog"} 0.0' in scrape  # fleetd.runtime.alerts' gauge
     d.send(signal.SIGTERM)
     assert d.wait_exit(15) == 0, d.tail()
 

@@ -85,7 +85,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cleanup_batch": 5000,
         "cleanup_pause": "50ms",
     },
-    "artifacts": {"dir": ""},
+    "artifacts": {"dir": "", "retention": "720h"},
     "http": {
         "listen": ["127.0.0.1:8080"],
         "tls_cert": "",

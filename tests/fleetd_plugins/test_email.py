@@ -114,6 +114,10 @@ async def deliver(
         ({**MAIL, "cc": ["a@example.com", "b@localhost"]}, ["data.cc[1]: 'b@localhost' is not"]),
         ({**MAIL, "reply_to": ["a@example.com"]}, ["data.reply_to: must be a string"]),
         ({**MAIL, "subject": "Hi\r\nBcc: victim@example.com"}, ["data.subject: 'Hi"]),
+        # Header line breaks beyond CR and LF (the email package splits on them all).
+        ({**MAIL, "subject": "Hi\x0bthere"}, ["data.subject: 'Hi"]),
+        ({**MAIL, "subject": "Hi\u2028there"}, ["data.subject: 'Hi"]),
+        ({**MAIL, "subject": "Hi\x85there"}, ["data.subject: 'Hi"]),
         ({"to": "a@example.com"}, ["data.body: is required", "data.subject: is required"]),
         ({**MAIL, "attachments": []}, ["data.attachments: unknown field"]),
         ({**MAIL, "bcc": [f"u{i}@example.com" for i in range(100)]}, ["data: at most 100"]),

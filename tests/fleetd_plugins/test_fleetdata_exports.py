@@ -243,6 +243,8 @@ def test_memory_stays_flat_while_streaming(tmp_path: Path) -> None:
 # -- refused at enqueue -----------------------------------------------------------------
 
 BAD: list[tuple[dict[str, Any], str]] = [
+    ({"export_type": "trips", "end_date": "9999-12-31"},
+     "data.end_date: must be from 1970-01-01 to 8999-12-31"),
     ({"export_type": "invoices"}, "data.export_type: must be one of 'vehicles'"),
     ({"export_type": "trips", "format": "parquet"}, "data.format: must be one of 'json'"),
     ({"export_type": "vehicles", "start_date": "2024-01-01"},

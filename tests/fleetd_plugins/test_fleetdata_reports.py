@@ -295,6 +295,14 @@ BAD: list[tuple[dict[str, Any], str]] = [
      "data.end_date: '03/01/2024' is not a valid date"),
     ({"start_date": "2024-03-01", "end_date": "2024-03-02"}, "data.report_type: is required"),
     ({"report_type": "maintenance", "fromat": "csv"}, "data.fromat: unknown field"),
+    # Valid dates that would raise at run time (the midnight after 9999-12-31) or lie
+    # beyond fleetd's times: refused at enqueue, not retried in vain.
+    ({"report_type": "maintenance", "start_date": "9999-12-31", "end_date": "9999-12-31"},
+     "data.start_date: must be from 1970-01-01 to 8999-12-31"),
+    ({"report_type": "maintenance", "start_date": "2024-01-01", "end_date": "9999-12-31"},
+     "data.end_date: must be from 1970-01-01 to 8999-12-31"),
+    ({"report_type": "maintenance", "start_date": "0001-01-01", "end_date": "0001-01-02"},
+     "data.start_date: must be from 1970-01-01"),
 ]  # fmt: skip
 
 

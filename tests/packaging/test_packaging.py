@@ -1,17 +1,23 @@
-"""packaging/build.sh: the one-file binary and the .deb, built for real (slow, ~30 s).
+"""packaging/build.sh: the one-file binary and the .deb, built for real (slow, ~1 min),
+once, in a fresh `git clone` of this repository's HEAD (commit first: uncommitted changes
+are not in the clone) with no .venv: the script makes its own build environment.
 
 The built `dist/fleetd` runs a daemon against the test redis-server with a plugin wheel
 in its plugins directory (built here as a zip, as pip would), and a job of that
 plugin's type completes through it; `fleetd plugins` lists the entry-point plugins
 packed inside the binary. The .deb holds the binary, the unit, sysusers/tmpfiles
-entries, the default config as a conffile, and maintainer scripts that parse.
+entries, the default config as a conffile, maintainer scripts that parse, and the
+documentation: a machine-readable copyright file naming every bundled distribution's
+license, their license files, README, CHANGELOG (and changelog.gz) and docs/*.md.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,9 +34,9 @@ from daemons import Fleet, wait_for
 from fleetd.config import Config
 
 ROOT = Path(__file__).parents[2]
-BINARY = ROOT / "dist" / "fleetd"
-# The build: ~16 s of pip (wheels cached), ~4 s of shiv, ~3 s of dpkg-deb here.
-BUILD_TIMEOUT = 240
+# The build, in the clone: ~15 s for the build venv (pip, setuptools, shiv), ~16 s of
+# pip (wheels cached), ~4 s of shiv, ~3 s of dpkg-deb here; a cold pip cache, more.
+BUILD_TIMEOUT = 600
 
 pytestmark = [
     pytest.mark.slow,
@@ -71,25 +77,36 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-def binary(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def binary(deb: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the one-file binary built next to `deb` (dist/fleetd)."""
     return subprocess.run(
-        [str(BINARY), *args], env=dict(env), capture_output=True, text=True, timeout=60, check=False
+        [str(deb.parent / "fleetd"), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
-def built() -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb built by packaging/build.sh alone in a fresh clone (the binary is next
+    to it, in the clone's dist/)."""
+    clone = tmp_path_factory.mktemp("clone") / "fleetd"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+    # Nothing of this checkout's environment: not its venv's interpreter, not its code.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    assert not (clone / ".venv").exists()
     done = subprocess.run(
-        ["bash", str(ROOT / "packaging" / "build.sh")],
-        cwd=ROOT,
-        env=os.environ | {"PYTHON": sys.executable},  # the interpreter running the tests
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
+        ["bash", "packaging/build.sh"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    [deb] = (ROOT / "dist").glob("fleetd_*.deb")
+    assert (clone / "build" / "venv" / "bin" / "shiv").exists()
+    [deb] = (clone / "dist").glob("fleetd_*.deb")
     return deb
 
 
@@ -105,17 +122,19 @@ def test_binary_runs_a_job_of_a_wheel_plugin(
     }
     env.pop("PYTHONPATH", None)
     env["PATH"] = "/usr/bin:/bin"  # the system python3, not the test venv's
-    listed = binary(env, "plugins")
+    listed = binary(built, env, "plugins")
     assert listed.returncode == 0, listed.stderr
     # The built-ins come with their libraries (the builtins extra): fleetdata loads.
     for plugin_type in ("shout", "email_notification", "noop", "report_generation"):
         assert plugin_type in listed.stdout, listed.stdout
 
-    monkeypatch.setattr(daemons, "FLEETD", [str(BINARY)])  # `fleetd run` is the binary
+    monkeypatch.setattr(
+        daemons, "FLEETD", [str(built.parent / "fleetd")]
+    )  # `fleetd run` is the binary
     fleet = Fleet(tmp_path / "daemons")
     try:
         d = fleet.start(env)
-        job = binary(env, "enqueue", "shout", "--data", '{"text": "hi"}', "--wait", "--json")
+        job = binary(built, env, "enqueue", "shout", "--data", '{"text": "hi"}', "--wait", "--json")
         assert job.returncode == 0, job.stderr + d.tail()
         body = json.loads(job.stdout)
         assert body["status"] == "completed" and body["job"]["result"]["text"] == "HI", body
@@ -133,7 +152,7 @@ def test_binary_supervises_children_started_from_itself(
     env |= {"FLEETD_DAEMON_PROCESSES": "2"}
     env.pop("PYTHONPATH", None)
     env["PATH"] = "/usr/bin:/bin"
-    monkeypatch.setattr(daemons, "FLEETD", [str(BINARY)])
+    monkeypatch.setattr(daemons, "FLEETD", [str(built.parent / "fleetd")])
     fleet = Fleet(tmp_path / "daemons")
     try:
         s = fleet.start(env, ready=False)
@@ -143,8 +162,10 @@ def test_binary_supervises_children_started_from_itself(
         assert len(children) == 2, s.tail()
         for pid in children:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            assert argv[1].decode() == str(BINARY) and b"--supervisor" in argv, argv
-        job = binary(env, "enqueue", "noop", "--wait", "--json")
+            assert argv[1].decode() == str(built.parent / "fleetd") and b"--supervisor" in argv, (
+                argv
+            )
+        job = binary(built, env, "enqueue", "noop", "--wait", "--json")
         assert job.returncode == 0, job.stderr + s.tail()
         s.send(signal.SIGTERM)
         assert s.wait_exit(30) == 0
@@ -165,13 +186,35 @@ def test_deb_contents(built: Path, tmp_path: Path) -> None:
     assert b"/etc/fleetd/fleetd.toml" in conffiles
     root = tmp_path / "root"
     subprocess.run(["dpkg-deb", "-x", str(built), str(root)], check=True)
-    assert (root / "usr/bin/fleetd").read_bytes() == BINARY.read_bytes()
+    assert (root / "usr/bin/fleetd").read_bytes() == (built.parent / "fleetd").read_bytes()
     assert os.access(root / "usr/bin/fleetd", os.X_OK)
     unit = (root / "usr/lib/systemd/system/fleetd.service").read_text()
     assert unit == (ROOT / "systemd/fleetd.service").read_text()
     assert (root / "usr/lib/sysusers.d/fleetd.conf").exists()
     assert (root / "usr/lib/tmpfiles.d/fleetd.conf").exists()
-    assert (root / "usr/share/doc/fleetd/OPERATIONS.md").exists()
+    doc = root / "usr/share/doc/fleetd"
+    clone = built.parent.parent  # what was built: HEAD, not this working tree
+    shipped = {"README.md": clone / "README.md", "CHANGELOG.md": clone / "CHANGELOG.md"}
+    shipped |= {p.name: p for p in (clone / "docs").glob("*.md")}
+    assert len(shipped) >= 7 and "OPERATIONS.md" in shipped
+    for name, source in shipped.items():
+        assert (doc / name).read_bytes() == source.read_bytes(), name
+    changelog = gzip.decompress((doc / "changelog.gz").read_bytes())
+    assert changelog == (clone / "CHANGELOG.md").read_bytes()
+    copyright_text = (doc / "copyright").read_text()
+    assert copyright_text.startswith(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+    )
+    assert "Files: *\nCopyright: FleetTracker Pro\nLicense: LicenseRef-Proprietary\n" in (
+        copyright_text
+    )
+    # Every bundled distribution, with its version and license as its metadata says.
+    listed = dict(re.findall(r"^ (\S+) (\S+): .*$", copyright_text, re.MULTILINE))
+    for dist in ("redis", "trio", "pydantic", "cryptography", "psycopg", "openpyxl"):
+        assert dist in listed, sorted(listed)
+    assert "fleetd" not in listed and "shiv" not in listed  # itself; a build tool
+    assert " redis " + listed["redis"] + ": MIT;" in copyright_text
+    assert any((doc / "licenses" / "cryptography").iterdir())
     toml = (root / "etc/fleetd/fleetd.toml").read_text()
     assert 'url = "redis://127.0.0.1:6379/0"' in toml
     ctrl = tmp_path / "ctrl"

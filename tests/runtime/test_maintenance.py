@@ -13,10 +13,12 @@ from fleetd.jobs.model import JobStatus
 from fleetd.runtime.maintenance import Maintenance, MaintenanceSettings
 
 
-def _maintenance(engine: Engine, artifacts: Path | None, ttl: float = 0.0) -> Maintenance:
+def _maintenance(
+    engine: Engine, artifacts: Path | None, ttl: float = 0.0, retention: float = 0.0
+) -> Maintenance:
     settings = MaintenanceSettings(
         interval=0.1, max_stalls=3, completed_ttl=ttl, failed_ttl=ttl, cancelled_ttl=ttl,
-        reconnect_max_backoff=1.0, artifacts_dir=artifacts,
+        reconnect_max_backoff=1.0, artifacts_dir=artifacts, artifacts_retention=retention,
     )  # fmt: skip
     return Maintenance(engine.link, engine.scripts, engine.ops, settings)
 
@@ -41,6 +43,23 @@ async def test_sweep_deletes_only_old_folders_of_gone_jobs(engine: Engine, tmp_p
     assert swept == 1
     assert not gone.exists()
     assert kept_live.exists() and fresh.exists() and other.exists()
+
+
+async def test_retention_deletes_old_folders_even_of_kept_jobs(
+    engine: Engine, tmp_path: Path
+) -> None:
+    live = await engine.queue.enqueue({"type": "noop", "data": {}})
+    younger = await engine.queue.enqueue({"type": "noop", "data": {}})
+    root = tmp_path / "artifacts"
+    expired = _folder(root, live.job_id, age=3 * 86400)
+    kept = _folder(root, younger.job_id, age=86400)
+    gone = _folder(root, "job_01GONEGONEGONEGONEGONEGONE", age=7200)
+    other = _folder(root, "not-a-job", age=30 * 86400)
+    swept = await _maintenance(engine, root, retention=2 * 86400).sweep_artifacts()
+    assert swept == 2
+    assert not expired.exists() and not gone.exists()
+    assert kept.exists() and other.exists()
+    assert await engine.queue.get(live.job_id) is not None  # the job itself stays
 
 
 async def test_sweep_without_a_folder_is_a_no_op(engine: Engine, tmp_path: Path) -> None:

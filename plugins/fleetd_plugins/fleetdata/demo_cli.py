@@ -1,14 +1,22 @@
-"""`fleetd demo-data`: fill the configured fleet database with a demo fleet.
+"""`fleetd demo-data`: fill the configured fleet database with a demo fleet; `fleetd
+data companies`: list the companies in it (what `--company` takes).
 
     fleetd demo-data [--companies N] [--vehicles N] [--days N] [--seed S]
                      [--until YYYY-MM-DD] [--replace] [--json]
+    fleetd data companies [-q] [--json]
 
 Writes into `[data] url` (creating missing tables first): N companies with N vehicles
 each, simulated over the N days up to `--until` (default yesterday, UTC). The same seed
 and days give the same data. The companies' ids come from the seed, so running it twice
 with one seed is refused unless `--replace` deletes those companies' rows first (only
-theirs: other data is never touched); another `--seed` adds more companies. Errors are
-one line on stderr, exit code 2, like every fleetd command.
+theirs: other data is never touched); another `--seed` adds more companies.
+
+`data companies` prints each company's id, name, vehicles, drivers and the first and
+last day with trips (the dates a report over them has figures for), by name; `-q` the
+ids only, one a line (for `C=$(fleetd data companies -q | head -n 1)`). Like a job's
+first query, it creates the schema, and on the embedded default's new database the
+first-run demo fleet, so it lists what a report would see. Errors are one line on
+stderr, exit code 2, like every fleetd command.
 """
 
 from __future__ import annotations
@@ -18,13 +26,26 @@ import json
 import sys
 import time
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fleetd import Config
+if TYPE_CHECKING:
+    # Only for annotations: every `fleetd` command builds this parser, and importing
+    # the config package for it costs ~30 ms that --help and --version do not need.
+    from fleetd import Config
 
 __all__ = ["add_parser", "run"]
 
 EXIT_USAGE = 2
+# The first and last trip come from the (company_id, started_at) index; counting a
+# company's trips would read all of them (millions in production), so none are counted.
+COMPANIES_SQL = """
+SELECT c.id, c.name,
+       (SELECT COUNT(*) FROM vehicles v WHERE v.company_id = c.id) AS vehicles,
+       (SELECT COUNT(*) FROM drivers d WHERE d.company_id = c.id) AS drivers,
+       (SELECT MIN(t.started_at) FROM trips t WHERE t.company_id = c.id) AS first_trip,
+       (SELECT MAX(t.started_at) FROM trips t WHERE t.company_id = c.id) AS last_trip
+FROM companies c ORDER BY c.name, c.id
+"""
 
 
 def _positive(text: str) -> int:
@@ -50,8 +71,67 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--replace", action="store_true", help="replace this seed's companies")
     p.add_argument("--json", action="store_true")
 
+    data = subparsers.add_parser("data", help="look into the fleet database ([data] url)")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    comp = dsub.add_parser("companies", help="the companies: ids, names, days with trips")
+    comp.add_argument("-q", "--quiet", action="store_true", help="only the ids, one a line")
+    comp.add_argument("--json", action="store_true")
+
 
 def run(cfg: Config, a: argparse.Namespace) -> int:
+    """`demo-data` or `data ACTION`; the exit code."""
+    if a.command == "data":
+        return _companies(cfg, a)
+    return _demo_data(cfg, a)
+
+
+def _day(moment: object) -> str | None:
+    # "2026-11-30T08:15:00Z" (SQLite text, and psycopg's loader for PostgreSQL) -> the day.
+    return None if moment is None else str(moment)[:10]
+
+
+def _companies(cfg: Config, a: argparse.Namespace) -> int:
+    from .plugin import open_source
+    from .source import mask_url
+
+    source = open_source(cfg)
+    where = mask_url(source.url)
+    try:
+        source.prepare_sync()
+        db = source.connect()
+    except Exception as exc:
+        print(f"fleetd: cannot open the fleet database {where}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = db.all(COMPANIES_SQL)
+    finally:
+        db.close()
+    companies = [
+        {"id": r["id"], "name": r["name"], "vehicles": int(r["vehicles"]),
+         "drivers": int(r["drivers"]), "first_trip_day": _day(r["first_trip"]),
+         "last_trip_day": _day(r["last_trip"])}
+        for r in rows
+    ]  # fmt: skip
+    if a.json:
+        print(json.dumps({"url": where, "companies": companies, "count": len(companies)},
+                         indent=2))  # fmt: skip
+    elif a.quiet:
+        for c in companies:
+            print(c["id"])
+    else:
+        for c in companies:
+            trips = (
+                f"trips {c['first_trip_day']} to {c['last_trip_day']}"
+                if c["first_trip_day"]
+                else "no trips"
+            )
+            print(f"{c['id']}  {c['name']}  vehicles {c['vehicles']}  drivers {c['drivers']}  "
+                  f"{trips}")  # fmt: skip
+        print(f"{len(companies)} company(ies) in {where}")
+    return 0
+
+
+def _demo_data(cfg: Config, a: argparse.Namespace) -> int:
     from .demo import DemoSpec, company_ids, delete_companies, write_demo
     from .plugin import open_source
     from .source import mask_url

@@ -1,11 +1,11 @@
 """Date ranges of reports and exports: ISO dates, both ends included, in UTC.
 
 Owns the JSON Schema of `start_date`/`end_date`, the checks a schema cannot express
-(start ≤ end, a bounded span, both or neither) as enqueue-time `ValidationError`s naming
-the field, and the timestamps a query compares with (`start_ts` inclusive, `end_ts`
-exclusive: midnight after the end date). A report without dates covers the previous
-calendar month of the day its job was created (what the monthly default schedule
-wants, the same on every retry). Pure logic, no I/O.
+(start ≤ end, a bounded span, both or neither, each date from FIRST_DATE to LAST_DATE)
+as enqueue-time `ValidationError`s naming the field, and the timestamps a query
+compares with (`start_ts` inclusive, `end_ts` exclusive: midnight after the end date).
+A report without dates covers the previous calendar month of the day its job was
+created (what the monthly default schedule wants, the same on every retry). Pure logic, no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +19,12 @@ from fleetd import FieldError, ValidationError
 __all__ = ["DATE", "Period", "parse_period", "previous_month"]
 
 DATE: dict[str, Any] = {"type": "string", "format": "date"}
+# The dates a period may name. The job's own times end before 9000-01-01 (fleetd's
+# MAX_TIME); a date near 9999-12-31 passes the schema but raises at run time (the end
+# timestamp is the midnight after the end date) and would be retried in vain. Fleet
+# data starts long after 1970.
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(8999, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,13 @@ def parse_period(
     start_text, end_text = data.get("start_date"), data.get("end_date")
     start = None if start_text is None else date.fromisoformat(start_text)
     end = None if end_text is None else date.fromisoformat(end_text)
-    errors: list[FieldError] = []
+    errors: list[FieldError] = [
+        FieldError(f"data.{name}", f"must be from {FIRST_DATE} to {LAST_DATE}")
+        for name, day in (("start_date", start), ("end_date", end))
+        if day is not None and not FIRST_DATE <= day <= LAST_DATE
+    ]
+    if errors:
+        raise ValidationError.of(errors)
     if both_or_neither and (start is None) != (end is None):
         missing = "data.start_date" if start is None else "data.end_date"
         other = "end_date" if start is None else "start_date"

@@ -1,0 +1,155 @@
+"""CLI start-up time: `fleetd --help`, `fleetd --version` and `fleetd stats`, each run
+N times as a fresh process, min / median / max wall time.
+
+Owns: a throwaway redis-server on a free 127.0.0.1 port (tests/redis_server.py; never
+the machine's Redis on 6379) and one `fleetd run --roles worker` daemon against it, so
+`fleetd stats` does what an operator's does (config, Redis link, one script call). Each
+command runs as `python -m fleetd.cli ARGS` with the environment the daemon has, so the
+figure is the interpreter's start plus fleetd's imports plus the command's work.
+
+Byte code is cached as in an installed fleetd (pip and the .deb compile it), but in
+the scratch directory (PYTHONPYCACHEPREFIX), so no checkout is written to; one untimed
+run per command fills the cache. Without the cache (PYTHONDONTWRITEBYTECODE=1, as some
+shells set) each run also compiles every fleetd module it imports: ~60 ms more here.
+
+Every process runs in a scratch directory: `python -m` puts the working directory first
+on sys.path, which would otherwise win over PYTHONPATH.
+
+`--baseline DIR` runs the same commands with another checkout first on PYTHONPATH
+(`DIR:DIR/plugins`; e.g. a `git worktree` of main) and prints both: how much a change
+saved. A command the baseline does not know (exit code not 0) is reported as such.
+
+Prints one `name: min / median / max ms` line per command and checkout; `#` lines say
+how (with the load average: other work on this machine shows there).
+Run: `.venv/bin/python bench/cli_startup.py [--runs N] [--baseline DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from redis_server import RedisServer
+
+HERE = Path(__file__).resolve().parent.parent
+
+# 20 runs: the median of a ~0.2 s command settles within ~5 ms on a quiet 2-core VM.
+DEFAULT_RUNS = 20
+COMMANDS = (("help", ["--help"]), ("version", ["--version"]), ("stats", ["stats"]))
+# The daemon is up when `fleetd stats` answers; a cold one starts in ~1 s, 30 s is slack
+# for a loaded machine.
+DAEMON_START_TIMEOUT = 30.0
+# The issue's goal for `fleetd stats` (#19).
+STATS_GOAL_MS = 250.0
+
+
+def checkout_env(base: dict[str, str], checkout: Path) -> dict[str, str]:
+    return base | {"PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'plugins'}"}
+
+
+def time_command(argv: list[str], env: dict[str, str], runs: int, cwd: Path) -> list[float] | None:
+    """Wall seconds of each run, or None when the command failed (the first run)."""
+    times = []
+    subprocess.run(  # fills the byte-code cache; not timed
+        [sys.executable, "-m", "fleetd.cli", *argv], cwd=cwd, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "fleetd.cli", *argv], cwd=cwd, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        times.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            return None
+    return times
+
+
+def wait_for_daemon(
+    env: dict[str, str], proc: subprocess.Popen[bytes], log: Path, cwd: Path
+) -> None:
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT
+    while True:
+        workers = subprocess.run(
+            [sys.executable, "-m", "fleetd.cli", "workers", "--json"],
+            cwd=cwd, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if workers.returncode == 0 and '"daemon_id"' in workers.stdout:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"daemon did not start; see {log}")
+        time.sleep(0.1)
+
+
+def report(label: str, checkouts: dict[str, dict[str, str]], runs: int, cwd: Path) -> None:
+    for name, argv in COMMANDS:
+        for which, env in checkouts.items():
+            times = time_command(argv, env, runs, cwd)
+            if times is None:
+                print(f"cli_{name}_{which}: fails (exit code not 0)")
+                continue
+            ms = sorted(t * 1000 for t in times)
+            print(
+                f"cli_{name}_{which}: {ms[0]:.0f} / {statistics.median(ms):.0f} / "
+                f"{ms[-1]:.0f} ms  (min / median / max of {runs})"
+            )
+            if name == "stats" and which == label:
+                goal = "meets" if statistics.median(ms) < STATS_GOAL_MS else "misses"
+                print(f"# stats median {goal} the goal of < {STATS_GOAL_MS:.0f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    p.add_argument("--baseline", type=Path, help="another checkout to compare against")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetd-cli-startup-") as tmp:
+        workdir = Path(tmp)
+        with RedisServer(workdir / "redis") as server:
+            base = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("FLEETD_") and k != "PYTHONDONTWRITEBYTECODE"
+            }
+            base |= {
+                "PYTHONPYCACHEPREFIX": str(workdir / "pycache"),
+                "FLEETD_CONFIG": str(HERE / "tests" / "empty.toml"),
+                "FLEETD_REDIS_URL": server.url,
+                "FLEETD_REDIS_NAMESPACE": "bench-cli",
+                "FLEETD_DAEMON_STATE_DIR": str(workdir / "state"),
+                "FLEETD_DAEMON_LOG_LEVEL": "warning",
+            }
+            checkouts = {"this": checkout_env(base, HERE)}
+            if a.baseline:
+                checkouts["baseline"] = checkout_env(base, a.baseline.resolve())
+            log = workdir / "daemon.log"
+            with log.open("ab") as out:
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "fleetd.cli", "run", "--roles", "worker"],
+                    cwd=workdir, env=checkouts["this"], stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+            try:
+                wait_for_daemon(checkouts["this"], daemon, log, workdir)
+                print(
+                    f"# {a.runs} runs per command, python {sys.version.split()[0]}, cpus "
+                    f"{os.cpu_count()}, load average {os.getloadavg()[0]:.2f} before"
+                )
+                report("this", checkouts, a.runs, workdir)
+                print(f"# load average {os.getloadavg()[0]:.2f} after")
+            finally:
+                daemon.terminate()
+                daemon.wait(30)
+
+
+if __name__ == "__main__":
+    main()
