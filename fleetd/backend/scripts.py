@@ -66,8 +66,12 @@ class Scripts:
         args: list[Any] = [len(rows), WAKE_TOKEN_CAP, *map(encode_row, rows)]
         keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
         reply = self._run(client, "enqueue", keys, args)
-        it = iter(reply[1:])
-        return [(i, st, d == 1, int(t)) for i, st, d, t in zip(it, it, it, it, strict=True)]
+        now = int(reply[0])
+        out = [(row.id, "pending", False, now) for row in rows]
+        it = iter(reply[1:])  # the duplicates only (see enqueue.lua)
+        for pos, job_id, status, created in zip(it, it, it, it, strict=True):
+            out[int(pos) - 1] = (job_id, status, True, int(created))
+        return out
 
     def _claim_call(
         self, count: int, lease_ms: int, token: str, daemon_id: str

@@ -18,8 +18,10 @@ Tasks (all in the pool's nurseries):
   pending at once when the daemon stops. Long jobs never wait behind each other here.
 - job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
   lost lease, shutdown). Outcomes go to an in-memory buffer, never straight to Redis.
-- flusher (OutcomeWriter.run): writes buffered outcomes in one hop per batch; on Redis
-  errors it keeps them and retries with backoff.
+- outcomes: buffered (OutcomeWriter) and written in one hop per batch — by the next
+  claim while claims come back full (the queue has more: the claim is not going to
+  wait), else by the flusher (OutcomeWriter.run); on Redis errors a batch is kept and
+  retried with backoff.
 - renewer and control (LeaseKeeper): renew the leases of all held jobs in one call
   every lease/3; a lost lease or a cancel request cancels the handler.
 - retry wake-ups: a poke to our own fetcher when a retry falls due.
@@ -185,6 +187,7 @@ class WorkerPool:
         """Stop claiming; running jobs go on (the first half of a graceful stop)."""
         self._stopping = True
         self._stop_flag.set()
+        self._writer.set_riding(False)  # no more claims to carry outcomes
         self._slot_freed.set()
         self._quiet.set()
         # Claimed ahead but never started: straight back to pending.
@@ -291,20 +294,36 @@ class WorkerPool:
 
     async def _fetch_loop(self, jobs: trio.Nursery) -> None:
         backoff = Backoff(self.settings.reconnect_max_backoff)
+        writer = self._writer
+        full = False  # the last claim got all it asked for: the next one will not wait
         while not self._stopping:
             room = self.concurrency + self._prefetch() - len(self._running) - len(self._buffer)
             if room <= 0:
                 self._slot_freed = trio.Event()
                 await self._slot_freed.wait()
                 continue
+            count = min(room, self.settings.claim_batch)
+            # While claims come back full the outcomes buffered now ride in this hop
+            # (fleetd.runtime.outcomes); else the flusher writes them at once.
+            outcomes = writer.take() if full else []
             try:
-                result = await self.link.call(
-                    self._claim_or_wait, min(room, self.settings.claim_batch)
-                )
+                # Shielded as the flusher's writes are: their results must come back.
+                with trio.CancelScope(shield=bool(outcomes)):
+                    written, result = await self.link.call(self._write_then_claim, count, outcomes)
             except RedisUnavailable:
+                writer.put_back(outcomes)
+                writer.set_riding(full := False)
+                await backoff.sleep()
+                continue
+            if outcomes:
+                writer.account(outcomes, written)
+            if isinstance(result, RedisUnavailable):  # written, but the claim failed
+                writer.set_riding(full := False)
                 await backoff.sleep()
                 continue
             backoff.reset()
+            full = len(result.jobs) >= count and not self._stopping
+            writer.set_riding(full)
             if self._stopping:  # claimed while quieting: give them back untouched
                 for job in result.jobs:
                     self._emit(Outcome("release", job, 0.0))
@@ -331,20 +350,35 @@ class WorkerPool:
             self._running[entry.job.id] = entry
             self._jobs.start_soon(self._run_job, entry)
 
-    def _claim_or_wait(self, client: SyncClient, count: int) -> ClaimResult:
+    def _write_then_claim(
+        self, client: SyncClient, count: int, outcomes: list[Outcome]
+    ) -> tuple[dict[str, list[int]], ClaimResult | RedisUnavailable]:
+        """In the worker thread: write the riding outcomes, then claim — without waiting
+        for work if nothing is ready, so they are accounted now. A claim that fails
+        after the outcomes were written is returned, not raised, so that they are
+        accounted all the same."""
+        if not outcomes:
+            return {}, self._claim_or_wait(client, count)
+        written = self._writer.write(client, outcomes)
+        try:
+            return written, self.link.run_sync(self._claim_or_wait, count, False)
+        except RedisUnavailable as exc:
+            return written, exc
+
+    def _claim_or_wait(self, client: SyncClient, count: int, wait: bool = True) -> ClaimResult:
         """In the worker thread: claim; if nothing was ready, wait for a wake-up token
         (or the next delayed job's due time) and claim once more, in the same round
         trip as the wait."""
         token = f"{self.daemon_id}:{next(self._tokens)}"
         result = self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
-        if result.jobs or self._stop_flag.is_set():
+        if result.jobs or not wait or self._stop_flag.is_set():
             return result
-        wait = self._max_wait
+        timeout = self._max_wait
         if result.next_due_ms is not None:
-            wait = max(MIN_WAIT, min(wait, (result.next_due_ms - result.now_ms) / 1000))
+            timeout = max(MIN_WAIT, min(timeout, (result.next_due_ms - result.now_ms) / 1000))
         # A claim made after a stop poke is given back by the fetch loop.
         return self.scripts.wait_then_claim(
-            client, self._wake_keys, wait, count, self._lease_ms, token, self.daemon_id
+            client, self._wake_keys, timeout, count, self._lease_ms, token, self.daemon_id
         )
 
     # -- running one job -------------------------------------------------------------

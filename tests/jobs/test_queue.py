@@ -283,6 +283,30 @@ async def test_idempotency_key_returns_the_same_job(engine: Engine) -> None:
     assert other.job_id != first.job_id and not other.duplicate
 
 
+def test_duplicates_inside_one_bulk_call_keep_their_places(engine: Engine) -> None:
+    """enqueue.lua lists only the duplicates of a call, by position: the others are
+    the rows' own ids, pending, created at the call's time."""
+    earlier = enqueue_many(engine, [{"type": "noop", "idempotency_key": "k0"}])[0]
+    reqs: list[dict[str, Any]] = [
+        {"type": "noop"},
+        {"type": "noop", "idempotency_key": "k1"},
+        {"type": "noop", "idempotency_key": "k0"},  # the earlier call's job
+        {"type": "noop", "idempotency_key": "k1"},  # the second job of this call
+        {"type": "noop", "priority": 10},
+    ]
+    out = enqueue_many(engine, reqs)
+    assert [r.duplicate for r in out] == [False, False, True, True, False]
+    assert out[2].job_id == earlier.job_id and out[3].job_id == out[1].job_id
+    assert out[2].enqueued_at_ms == earlier.enqueued_at_ms
+    assert len({out[0].job_id, out[1].job_id, out[4].job_id, earlier.job_id}) == 4
+    assert {r.status for r in out} == {"pending"}
+    assert stats(engine)["pending"] == 4
+    # FIFO within a priority and priority first, as with one ZADD per job.
+    assert [j.id for j in claim(engine, 4).jobs] == [
+        out[4].job_id, earlier.job_id, out[0].job_id, out[1].job_id,
+    ]  # fmt: skip
+
+
 async def test_idempotency_keys_of_companies_whose_ids_hold_colons_never_meet(
     engine: Engine,
 ) -> None:
@@ -694,7 +718,7 @@ def test_a_sparse_filter_examines_a_bounded_window_per_page(
     monkeypatch.setattr(queue_module, "MAX_FILTER_SCAN", scan)
     # 200 jobs of another company, 3 of ours among them (newest, middle, oldest).
     ours = {3, 101, 199}
-    reqs = [
+    reqs: list[dict[str, Any]] = [
         {"type": "noop", "company_id": "acme" if i in ours else "globex", "data": {"n": i}}
         for i in range(200)
     ]

@@ -5,9 +5,11 @@
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] wake token cap
 -- ARGV[5..] one job row per job (fleetd.backend.codec: a JSON object of named fields,
 --   decoded by decode_row)
--- Returns {now, then per job: id, status, duplicate (0|1), created_at ms}. A duplicate
--- (its company's idempotency key was seen before) names the existing job, its status
--- and its creation time; nothing is written for it.
+-- Returns {now, then per duplicate: its position (1-based), id, status, created_at ms}.
+-- Every job not listed was stored as its row's id, `pending`, created at `now`. A
+-- duplicate (its company's idempotency key was seen before) names the existing job, its
+-- status and its creation time; nothing is written for it. (Only duplicates are listed:
+-- a reply of four values per job cost the client more to parse than the job to store.)
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, events, wake = KEYS[4], KEYS[5], KEYS[6]
 local n, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -17,15 +19,20 @@ local out = {now}
 local ready = 0
 -- One INCRBY reserves the sequence numbers of the whole call (FIFO order within it).
 local seq = redis.call('INCRBY', seq_key, n) - n
+-- The index entries of all the call's jobs go in one ZADD per index.
+local batch = new_batch()
 for i = 1, n do
   local id, status, dup, created, ready_now
-  id, status, dup, created, seq, ready_now =
-    enqueue_one(queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[4 + i]))
-  out[#out + 1] = id
-  out[#out + 1] = status
-  out[#out + 1] = dup
-  out[#out + 1] = created
+  id, status, dup, created, seq, ready_now = enqueue_one(
+    queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[4 + i]), batch)
+  if dup == 1 then
+    out[#out + 1] = i
+    out[#out + 1] = id
+    out[#out + 1] = status
+    out[#out + 1] = created
+  end
   ready = ready + ready_now
 end
+flush_batch(queue, pending_idx, batch)
 wake_up(wake, ready, cap)
 return out
