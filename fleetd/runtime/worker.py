@@ -13,9 +13,8 @@ Tasks (all in the pool's nurseries):
   freeing slots, so claims batch themselves under load. When jobs are short (a moving
   average under PREFETCH_MAX_JOB_TIME) it also claims ahead, as many as the slots get
   through in a quarter second (at most claim_batch), so the next claim is in flight
-  while the current jobs run;
-  claimed-ahead jobs wait in a local buffer with their leases renewed, and go back to
-  pending at once when the daemon stops. Long jobs never wait behind each other here.
+  while the current jobs run; claimed-ahead jobs wait in a local buffer with their
+  leases renewed, and go back to pending at once when the daemon stops.
 - job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
   lost lease, shutdown). Outcomes go to an in-memory buffer, never straight to Redis.
 - outcomes: buffered (OutcomeWriter) and written in one hop per batch — by the next
@@ -113,14 +112,9 @@ class WorkerPool:
         self.metrics = metrics
         self._handler_redis = HandlerRedis(link)
         services = JobServices(
-            link,
-            queue.ops.keys,
-            scripts,
-            queue,
-            registry.artifacts_dir,
-            redis=self._handler_redis,
-            audit=audit,
-        )
+            link, queue.ops.keys, scripts, queue, registry.artifacts_dir,
+            redis=self._handler_redis, audit=audit,
+        )  # fmt: skip
         self._runner = JobRunner(
             registry,
             queue.ops.sealer,
