@@ -35,9 +35,9 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from fleetd.api.acceptor import serve
 from fleetd.api.admission import Admission
 from fleetd.api.app import create_app
 from fleetd.api.audit import AuditLog
@@ -54,6 +54,7 @@ from fleetd.api.listeners import (
     clear_stale_sockets,
 )
 from fleetd.api.metrics import ApiMetrics
+from fleetd.api.probes import ProbeShortcut
 from fleetd.api.ws_stream import install_ws_stream
 from fleetd.backend.redis_link import RedisLink
 from fleetd.engine import Engine
@@ -231,12 +232,14 @@ class HttpService:
                 serve_done = trio.Event()
 
                 async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                    assert self._sockets is not None
                     try:
-                        await worker_serve(
+                        await serve(
                             wrap_app(Lingering(self.admission), hc.wsgi_max_body_size, "asgi"),
                             hc,
-                            sockets=self._sockets,
+                            self._sockets,
                             shutdown_trigger=self._stop.wait,
+                            shortcut=ProbeShortcut(st.metrics, date=hc.include_date_header),
                             task_status=task_status,
                         )
                     finally:

@@ -1,0 +1,318 @@
+"""The admin API's accept loop: connections taken from the listening sockets in
+batches, probes answered on the spot, every other connection handed to hypercorn.
+
+Why not hypercorn's own worker: it accepts through trio's `serve_listeners`, one
+connection per scheduling round, and a round runs every busy connection's task once.
+With 2,000 enqueue connections opened at once (bench/overload.py) the last of them,
+and every `/healthz` probe sent meanwhile, waited in the kernel's accept queue behind
+the others for seconds: `/healthz` p50 2.5 s, p99 5.6 s, where a load balancer or
+systemd gives up after 1–5 s.
+
+Owns `serve()`, hypercorn 0.18's trio `worker_serve` for our own listening sockets:
+lifespan start-up, one accept loop per socket, each connection served by hypercorn's
+`TCPServer` (HTTP/1.1 and h2, TLS, keep-alive reaping, the app with fleetd.api.linger
+and fleetd.api.admission — unchanged), and hypercorn's graceful stop.
+
+The accept loop (`Acceptor`): when its socket is readable, accept without blocking
+until the queue is empty or ACCEPT_BATCH connections were taken, start a task for each,
+and wait again. Several processes may accept from one socket (`[daemon] processes`,
+fleetd.api.listeners): each takes what it finds when it wakes, so an idle process
+takes the connections a busy one is too slow to come back for. A new plain (not TLS)
+connection whose first bytes already hold a whole `GET /healthz` gets its answer
+inside the accept itself (fleetd.api.probes.ProbeShortcut): no task, no parsing by
+h11, no quart — a few µs however many connections are being served.
+
+Lifecycle: `serve(..., task_status)` calls `task_status.started(urls)` once listening
+→ the shutdown trigger fires → the listening sockets close → connections in flight get
+`graceful_timeout` ([http] shutdown_timeout) → lifespan shutdown → return.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
+
+__all__ = ["ACCEPT_BATCH", "Acceptor", "ProbeFirst", "Shortcut", "serve"]
+
+log = logging.getLogger("fleetd.http.accept")
+
+# Connections accepted per wake-up of one accept loop, at most. An accept costs ~5 µs
+# here and starting its task ~20 µs, so a full batch is ~6 ms of work on the trio
+# thread; the 2,000 connections of the overload bench are taken in 8 wake-ups instead
+# of 2,000 scheduling rounds. The bound keeps one wake-up from starving the
+# connections already being served (and leaves some for a sibling process).
+ACCEPT_BATCH = 256
+# Bytes of a new connection looked at for a probe: a probe's request head is ~40–300
+# bytes; a longer head (or one not there yet) goes to hypercorn like any request.
+PEEK_BYTES = 1024
+# accept() errors that concern one connection (reset or refused before we took it;
+# trio's SocketListener skips the same ones): skip it and go on.
+SKIPPED_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in [
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+    ]
+    if hasattr(errno, name)
+)
+# ...and those that say the process is out of descriptors or memory: the pending
+# connections stay queued in the kernel; retry after CAPACITY_PAUSE (trio's value).
+CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+CAPACITY_PAUSE = 0.1
+
+
+class Shortcut(Protocol):
+    """Answers some requests from their raw bytes (fleetd.api.probes.ProbeShortcut)."""
+
+    def match(self, data: bytes) -> bool | None:
+        """Whether `data` is exactly one request this answers: None if not, else
+        whether the connection stays open after the answer (keep-alive)."""
+
+    def answer(self, keep_alive: bool) -> bytes:
+        """The whole answer to the request `match` took."""
+
+
+class Acceptor:
+    """The accept loop of one listening socket (non-blocking, listening)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        serve_stream: Callable[[trio.abc.Stream], Awaitable[None]],
+        *,
+        tls: ssl.SSLContext | None = None,
+        shortcut: Shortcut | None = None,
+    ) -> None:
+        self.sock = sock
+        self.serve_stream = serve_stream
+        self.tls = tls
+        self.shortcut = shortcut
+
+    async def run(self, handlers: trio.Nursery) -> None:
+        """Accept until cancelled (then the socket is closed); each connection is
+        served by a task in `handlers`."""
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self.sock)
+                try:
+                    self.accept_batch(handlers)
+                except OSError as exc:
+                    if exc.errno not in CAPACITY_ERRNOS:
+                        raise
+                    log.error("accept: %s; retrying in %g s", exc.strerror or exc, CAPACITY_PAUSE)
+                    await trio.sleep(CAPACITY_PAUSE)
+        finally:
+            self.sock.close()
+
+    def accept_batch(self, handlers: trio.Nursery) -> int:
+        """Accept what is pending, up to ACCEPT_BATCH connections; returns how many.
+        Synchronous: no other task runs meanwhile."""
+        taken = 0
+        while taken < ACCEPT_BATCH:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in SKIPPED_ERRNOS:
+                    continue
+                raise
+            taken += 1
+            self._start(conn, handlers)
+        return taken
+
+    def _start(self, conn: socket.socket, handlers: trio.Nursery) -> None:
+        answered = None
+        if self.shortcut is not None and self.tls is None:
+            try:
+                answered = _answer_probe(conn, self.shortcut)
+            except OSError:  # the client is already gone (reset)
+                conn.close()
+                return
+            if answered is not None and not answered.unsent and not answered.keep_alive:
+                conn.close()  # the probe was all it sent: nothing unread, a plain FIN
+                return
+        stream: trio.abc.Stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+        if self.tls is not None:
+            stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
+        handlers.start_soon(self._serve, stream, answered)
+
+    async def _serve(self, stream: trio.abc.Stream, answered: _Answered | None) -> None:
+        try:
+            if answered is not None and answered.unsent:
+                await stream.send_all(answered.unsent)
+            if answered is not None and not answered.keep_alive:
+                return
+            with trio.CancelScope() as scope:
+                if answered is None and self.shortcut is not None:
+                    stream = ProbeFirst(stream, self.shortcut, scope)
+                await self.serve_stream(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away before the rest of a probe's answer
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
+class ProbeFirst(trio.abc.Stream):
+    """A connection whose first request may be a probe, for hypercorn's TCPServer: the
+    probe is answered here when its bytes are read (the first read of the connection,
+    after the TLS handshake if any), and hypercorn never sees it. After a keep-alive
+    answer hypercorn reads the connection's next request (its idle timer runs from the
+    accept, not from the answer); after a closing one, `scope` — the connection
+    handler's — is cancelled: the connection ends there, as hypercorn would end it.
+    Everything else is the wrapped stream's (TCPServer finds `socket`, or the TLS
+    methods, through it)."""
+
+    def __init__(
+        self, stream: trio.abc.Stream, shortcut: Shortcut, scope: trio.CancelScope
+    ) -> None:
+        self._stream = stream
+        self._shortcut: Shortcut | None = shortcut
+        self._scope = scope
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self._stream.receive_some(max_bytes)
+        shortcut, self._shortcut = self._shortcut, None
+        if shortcut is None:
+            return data
+        keep_alive = shortcut.match(bytes(data))
+        if keep_alive is None:
+            return data
+        await self._stream.send_all(shortcut.answer(keep_alive))
+        if not keep_alive:
+            self._scope.cancel()
+            await trio.lowlevel.checkpoint()  # raises Cancelled
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A probe answered in the accept loop."""
+
+    unsent: bytes  # the part of the answer the socket did not take at once
+    keep_alive: bool  # hypercorn serves the connection's next requests
+
+
+def _answer_probe(conn: socket.socket, shortcut: Shortcut) -> _Answered | None:
+    """Answers the connection's first request if `shortcut` takes it; None (nothing
+    read) if it does not, or if the client has sent nothing yet."""
+    try:
+        data = conn.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None  # hypercorn reads the request when it comes
+    keep_alive = shortcut.match(data)
+    if keep_alive is None:
+        return None
+    conn.recv(len(data))  # the probe's bytes, now read for real (all there: peeked)
+    answer = shortcut.answer(keep_alive)
+    try:
+        sent = conn.send(answer, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        sent = 0
+    return _Answered(answer[sent:], keep_alive)
+
+
+async def serve(
+    app: AppWrapper,
+    config: HyperConfig,
+    sockets: Sockets,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    shortcut: Shortcut | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on the listening `sockets` until `shutdown_trigger` returns; hypercorn
+    0.18's `worker_serve` (hypercorn/trio/run.py) with our accept loops. Calls
+    `task_status.started(urls)` once listening."""
+    config.set_statsd_logger_class(StatsdLogger)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)  # no [http] max_requests: a worker never retires
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as handlers:
+            tcp_server = partial(
+                TCPServer, app, config, context, ConnectionState(lifespan_state.copy())
+            )
+
+            async def serve_stream(stream: trio.abc.Stream) -> None:
+                await tcp_server(stream)  # type: ignore[arg-type]  # plain or TLS
+
+            acceptors, urls = _acceptors(config, sockets, serve_stream, shortcut)
+            for url in urls:
+                await config.log.info(f"Running on {url}")
+            task_status.started(urls)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    for acceptor in acceptors:
+                        nursery.start_soon(acceptor.run, handlers)
+            except BaseExceptionGroup as error:
+                _, other_errors = error.split((ShutdownError, KeyboardInterrupt))
+                if other_errors is not None:
+                    raise other_errors from None
+            finally:
+                # Idle keep-alive connections close now; the others get the grace.
+                await context.terminated.set()
+                handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+def _acceptors(
+    config: HyperConfig,
+    sockets: Sockets,
+    serve_stream: Callable[[trio.abc.Stream], Awaitable[None]],
+    shortcut: Shortcut | None,
+) -> tuple[list[Acceptor], list[str]]:
+    tls = config.create_ssl_context() if sockets.secure_sockets else None
+    acceptors: list[Acceptor] = []
+    urls: list[str] = []
+    plain: Sequence[tuple[socket.socket, ssl.SSLContext | None]] = [
+        *((sock, tls) for sock in sockets.secure_sockets),
+        *((sock, None) for sock in sockets.insecure_sockets),
+    ]
+    for sock, context in plain:
+        acceptors.append(Acceptor(sock, serve_stream, tls=context, shortcut=shortcut))
+        scheme = "https" if context is not None else "http"
+        urls.append(f"{scheme}://{repr_socket_addr(sock.family, sock.getsockname())}")
+    return acceptors, urls
