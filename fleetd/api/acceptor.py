@@ -29,6 +29,7 @@ Lifecycle: `serve(..., task_status)` calls `task_status.started(urls)` once list
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import socket
@@ -36,7 +37,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -48,7 +49,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
-__all__ = ["ACCEPT_BATCH", "Acceptor", "ProbeFirst", "Shortcut", "serve"]
+__all__ = ["ACCEPT_BATCH", "Acceptor", "Shortcut", "serve"]
 
 log = logging.getLogger("fleetd.http.accept")
 
@@ -98,7 +99,14 @@ class Shortcut(Protocol):
 
 
 class Acceptor:
-    """The accept loop of one listening socket (non-blocking, listening)."""
+    """The accept loop of one listening socket (non-blocking, listening).
+
+    With a `shortcut` (plain sockets only: TLS bytes cannot be read before the
+    handshake, which is hypercorn's), each connection's first request is looked at
+    before hypercorn gets the connection: at the accept if its bytes are there, else
+    by the connection's task as soon as they come (within `first_bytes_timeout`,
+    hypercorn's keep-alive timeout: a connection silent for that long is closed, as
+    hypercorn closes it)."""
 
     def __init__(
         self,
@@ -107,11 +115,15 @@ class Acceptor:
         *,
         tls: ssl.SSLContext | None = None,
         shortcut: Shortcut | None = None,
+        first_bytes_timeout: float = 5.0,
     ) -> None:
         self.sock = sock
         self.serve_stream = serve_stream
         self.tls = tls
-        self.shortcut = shortcut
+        self.shortcut = shortcut if tls is None else None
+        self.first_bytes_timeout = first_bytes_timeout
+        self._waiting: set[trio.CancelScope] = set()
+        self._stopping = False
 
     async def run(self, handlers: trio.Nursery) -> None:
         """Accept until cancelled (then the socket is closed); each connection is
@@ -128,6 +140,13 @@ class Acceptor:
                     await trio.sleep(CAPACITY_PAUSE)
         finally:
             self.sock.close()
+
+    def stop_waiting(self) -> None:
+        """Close the connections that have sent nothing yet (at stop: hypercorn closes
+        its idle connections at once too)."""
+        self._stopping = True
+        for scope in self._waiting:
+            scope.cancel()
 
     def accept_batch(self, handlers: trio.Nursery) -> int:
         """Accept what is pending, up to ACCEPT_BATCH connections; returns how many.
@@ -147,105 +166,93 @@ class Acceptor:
         return taken
 
     def _start(self, conn: socket.socket, handlers: trio.Nursery) -> None:
-        answered = None
-        if self.shortcut is not None and self.tls is None:
-            try:
-                answered = _answer_probe(conn, self.shortcut)
-            except OSError:  # the client is already gone (reset)
-                conn.close()
+        first: _First = _NOT_A_PROBE
+        if self.shortcut is not None:
+            first = _answer_probe(conn, self.shortcut)
+            if first is _CLOSED:
                 return
-            if answered is not None and not answered.unsent and not answered.keep_alive:
-                conn.close()  # the probe was all it sent: nothing unread, a plain FIN
-                return
-        stream: trio.abc.Stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
         if self.tls is not None:
             stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
-        handlers.start_soon(self._serve, stream, answered)
+        handlers.start_soon(self._serve, conn, stream, first)
 
-    async def _serve(self, stream: trio.abc.Stream, answered: _Answered | None) -> None:
+    async def _serve(self, conn: socket.socket, stream: trio.abc.Stream, first: _First) -> None:
         try:
-            if answered is not None and answered.unsent:
-                await stream.send_all(answered.unsent)
-            if answered is not None and not answered.keep_alive:
-                return
-            with trio.CancelScope() as scope:
-                if answered is None and self.shortcut is not None:
-                    stream = ProbeFirst(stream, self.shortcut, scope)
-                await self.serve_stream(stream)
+            if first is _NOTHING_YET:
+                assert self.shortcut is not None
+                if not await self._wait_first_bytes(conn):
+                    return
+                first = _answer_probe(conn, self.shortcut)
+                if first is _CLOSED:
+                    return
+            if isinstance(first, _Answered):
+                await stream.send_all(first.unsent)  # the rest of a probe's answer
+                if not first.keep_alive:
+                    return
+            await self.serve_stream(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away before the rest of a probe's answer
         finally:
             await trio.aclose_forcefully(stream)
 
-
-class ProbeFirst(trio.abc.Stream):
-    """A connection whose first request may be a probe, for hypercorn's TCPServer: the
-    probe is answered here when its bytes are read (the first read of the connection,
-    after the TLS handshake if any), and hypercorn never sees it. After a keep-alive
-    answer hypercorn reads the connection's next request (its idle timer runs from the
-    accept, not from the answer); after a closing one, `scope` — the connection
-    handler's — is cancelled: the connection ends there, as hypercorn would end it.
-    Everything else is the wrapped stream's (TCPServer finds `socket`, or the TLS
-    methods, through it)."""
-
-    def __init__(
-        self, stream: trio.abc.Stream, shortcut: Shortcut, scope: trio.CancelScope
-    ) -> None:
-        self._stream = stream
-        self._shortcut: Shortcut | None = shortcut
-        self._scope = scope
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self._stream.receive_some(max_bytes)
-        shortcut, self._shortcut = self._shortcut, None
-        if shortcut is None:
-            return data
-        keep_alive = shortcut.match(bytes(data))
-        if keep_alive is None:
-            return data
-        await self._stream.send_all(shortcut.answer(keep_alive))
-        if not keep_alive:
-            self._scope.cancel()
-            await trio.lowlevel.checkpoint()  # raises Cancelled
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
+    async def _wait_first_bytes(self, conn: socket.socket) -> bool:
+        if self._stopping:
+            return False
+        with trio.move_on_after(self.first_bytes_timeout) as scope:
+            self._waiting.add(scope)
+            try:
+                await trio.lowlevel.wait_readable(conn)
+            finally:
+                self._waiting.discard(scope)
+        return not scope.cancelled_caught
 
 
 @dataclass(frozen=True, slots=True)
 class _Answered:
-    """A probe answered in the accept loop."""
+    """A probe answered; the connection goes on to hypercorn (keep-alive), or is
+    closed once `unsent` — the part of the answer the socket did not take at once —
+    is sent."""
 
-    unsent: bytes  # the part of the answer the socket did not take at once
-    keep_alive: bool  # hypercorn serves the connection's next requests
+    unsent: bytes
+    keep_alive: bool
 
 
-def _answer_probe(conn: socket.socket, shortcut: Shortcut) -> _Answered | None:
-    """Answers the connection's first request if `shortcut` takes it; None (nothing
-    read) if it does not, or if the client has sent nothing yet."""
+class _Outcome(enum.Enum):
+    NOT_A_PROBE = "not a probe (nothing read): hypercorn's"
+    NOTHING_YET = "no bytes yet"
+    CLOSED = "answered and closed, or gone"
+
+
+_NOT_A_PROBE, _NOTHING_YET, _CLOSED = _Outcome
+_First = _Answered | _Outcome
+
+
+def _answer_probe(conn: socket.socket, shortcut: Shortcut) -> _First:
+    """Answers the connection's first request now if it is there and `shortcut` takes
+    it. Synchronous, no await: a probe costs a few µs however busy the loop is."""
     try:
         data = conn.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return None  # hypercorn reads the request when it comes
+        return _NOTHING_YET
+    except OSError:  # reset by the client
+        conn.close()
+        return _CLOSED
     keep_alive = shortcut.match(data)
     if keep_alive is None:
-        return None
-    conn.recv(len(data))  # the probe's bytes, now read for real (all there: peeked)
+        return _NOT_A_PROBE  # hypercorn reads it (b"": the client closed; it sees that)
     answer = shortcut.answer(keep_alive)
     try:
+        conn.recv(len(data))  # the probe's bytes, now read for real (all there: peeked)
         sent = conn.send(answer, socket.MSG_DONTWAIT)
     except BlockingIOError:
-        sent = 0
+        sent = 0  # a socket buffer that cannot take ~200 bytes; the task sends them
+    except OSError:
+        conn.close()
+        return _CLOSED
+    if sent == len(answer) and not keep_alive:
+        conn.close()  # the probe was all it sent: nothing unread, so a plain FIN
+        return _CLOSED
     return _Answered(answer[sent:], keep_alive)
 
 
@@ -291,7 +298,9 @@ async def serve(
                 if other_errors is not None:
                     raise other_errors from None
             finally:
-                # Idle keep-alive connections close now; the others get the grace.
+                # Idle connections close now; the others get the grace.
+                for acceptor in acceptors:
+                    acceptor.stop_waiting()
                 await context.terminated.set()
                 handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
@@ -307,12 +316,19 @@ def _acceptors(
     tls = config.create_ssl_context() if sockets.secure_sockets else None
     acceptors: list[Acceptor] = []
     urls: list[str] = []
-    plain: Sequence[tuple[socket.socket, ssl.SSLContext | None]] = [
+    listening: Sequence[tuple[socket.socket, ssl.SSLContext | None]] = [
         *((sock, tls) for sock in sockets.secure_sockets),
         *((sock, None) for sock in sockets.insecure_sockets),
     ]
-    for sock, context in plain:
-        acceptors.append(Acceptor(sock, serve_stream, tls=context, shortcut=shortcut))
+    for sock, context in listening:
+        acceptor = Acceptor(
+            sock,
+            serve_stream,
+            tls=context,
+            shortcut=shortcut,
+            first_bytes_timeout=config.keep_alive_timeout,
+        )
+        acceptors.append(acceptor)
         scheme = "https" if context is not None else "http"
         urls.append(f"{scheme}://{repr_socket_addr(sock.family, sock.getsockname())}")
     return acceptors, urls
