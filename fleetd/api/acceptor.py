@@ -3,10 +3,11 @@ batches, probes answered on the spot, every other connection handed to hypercorn
 
 Why not hypercorn's own worker: it accepts through trio's `serve_listeners`, one
 connection per scheduling round, and a round runs every busy connection's task once.
-With 2,000 enqueue connections opened at once (bench/overload.py) the last of them,
-and every `/healthz` probe sent meanwhile, waited in the kernel's accept queue behind
-the others for seconds: `/healthz` p50 2.5 s, p99 5.6 s, where a load balancer or
-systemd gives up after 1–5 s.
+With 2,000 enqueue connections opened at once (bench/overload.py) every `/healthz`
+probe sent meanwhile waited in the kernel's accept queue behind them: p50 1.9 s, p99
+3.5 s here (5.6 s in the issue), where a load balancer or systemd gives up after
+1–5 s. With this loop: p50 ~60 ms, p99 ~170–270 ms; the storm takes 1.5–1.8 s instead
+of 3.6–3.8 s, and the daemon half the CPU.
 
 Owns `serve()`, hypercorn 0.18's trio `worker_serve` for our own listening sockets:
 lifespan start-up, one accept loop per socket, each connection served by hypercorn's
@@ -14,13 +15,12 @@ lifespan start-up, one accept loop per socket, each connection served by hyperco
 and fleetd.api.admission — unchanged), and hypercorn's graceful stop.
 
 The accept loop (`Acceptor`): when its socket is readable, accept without blocking
-until the queue is empty or ACCEPT_BATCH connections were taken, start a task for each,
-and wait again. Several processes may accept from one socket (`[daemon] processes`,
-fleetd.api.listeners): each takes what it finds when it wakes, so an idle process
-takes the connections a busy one is too slow to come back for. A new plain (not TLS)
-connection whose first bytes already hold a whole `GET /healthz` gets its answer
-inside the accept itself (fleetd.api.probes.ProbeShortcut): no task, no parsing by
-h11, no quart — a few µs however many connections are being served.
+until the queue is empty or ACCEPT_BATCH connections were taken, start a task for
+each, and wait again — one per wake-up when other processes accept from the same
+socket (SHARED_ACCEPT_BATCH). A new plain (not TLS) connection whose first bytes
+already hold a whole `GET /healthz` gets its answer inside the accept itself
+(fleetd.api.probes.ProbeShortcut): no task, no parsing by h11, no quart — ~10 µs
+however many connections are being served.
 
 Lifecycle: `serve(..., task_status)` calls `task_status.started(urls)` once listening
 → the shutdown trigger fires → the listening sockets close → connections in flight get
@@ -29,7 +29,6 @@ Lifecycle: `serve(..., task_status)` calls `task_status.started(urls)` once list
 
 from __future__ import annotations
 
-import enum
 import errno
 import logging
 import socket
@@ -49,7 +48,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
-__all__ = ["ACCEPT_BATCH", "Acceptor", "Shortcut", "serve"]
+__all__ = ["ACCEPT_BATCH", "SHARED_ACCEPT_BATCH", "Acceptor", "Shortcut", "serve"]
 
 log = logging.getLogger("fleetd.http.accept")
 
@@ -59,6 +58,12 @@ log = logging.getLogger("fleetd.http.accept")
 # of 2,000 scheduling rounds. The bound keeps one wake-up from starving the
 # connections already being served (and leaves some for a sibling process).
 ACCEPT_BATCH = 256
+# ...unless several processes accept from the socket (`[daemon] processes` > 1): then
+# one per wake-up, as hypercorn did. A process awake in its loop beats a sleeping
+# sibling to the queue, and with batches took whole bursts alone (40 connections
+# opened one after the other all landed in one child in 3 runs of 8); one at a time,
+# the process busy with the connection it took leaves the next to its sibling.
+SHARED_ACCEPT_BATCH = 1
 # Bytes of a new connection looked at for a probe: a probe's request head is ~40–300
 # bytes; a longer head (or one not there yet) goes to hypercorn like any request.
 PEEK_BYTES = 1024
@@ -102,11 +107,12 @@ class Acceptor:
     """The accept loop of one listening socket (non-blocking, listening).
 
     With a `shortcut` (plain sockets only: TLS bytes cannot be read before the
-    handshake, which is hypercorn's), each connection's first request is looked at
-    before hypercorn gets the connection: at the accept if its bytes are there, else
-    by the connection's task as soon as they come (within `first_bytes_timeout`,
-    hypercorn's keep-alive timeout: a connection silent for that long is closed, as
-    hypercorn closes it)."""
+    handshake, which is hypercorn's), a connection whose first request is already
+    there when it is accepted and is one the shortcut takes gets its answer there and
+    then. Under load that is every probe: a connection waits in the kernel's queue for
+    a scheduling round or more (~100 ms in a storm), a client sends its request within
+    a round trip of connecting (~0.1 ms here). On an idle daemon a probe may be
+    accepted before its bytes come; hypercorn and quart answer it, in ~2 ms."""
 
     def __init__(
         self,
@@ -115,15 +121,13 @@ class Acceptor:
         *,
         tls: ssl.SSLContext | None = None,
         shortcut: Shortcut | None = None,
-        first_bytes_timeout: float = 5.0,
+        batch: int = ACCEPT_BATCH,
     ) -> None:
         self.sock = sock
         self.serve_stream = serve_stream
         self.tls = tls
         self.shortcut = shortcut if tls is None else None
-        self.first_bytes_timeout = first_bytes_timeout
-        self._waiting: set[trio.CancelScope] = set()
-        self._stopping = False
+        self.batch = batch
 
     async def run(self, handlers: trio.Nursery) -> None:
         """Accept until cancelled (then the socket is closed); each connection is
@@ -141,18 +145,11 @@ class Acceptor:
         finally:
             self.sock.close()
 
-    def stop_waiting(self) -> None:
-        """Close the connections that have sent nothing yet (at stop: hypercorn closes
-        its idle connections at once too)."""
-        self._stopping = True
-        for scope in self._waiting:
-            scope.cancel()
-
     def accept_batch(self, handlers: trio.Nursery) -> int:
-        """Accept what is pending, up to ACCEPT_BATCH connections; returns how many.
+        """Accept what is pending, up to `batch` connections; returns how many.
         Synchronous: no other task runs meanwhile."""
         taken = 0
-        while taken < ACCEPT_BATCH:
+        while taken < self.batch:
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
@@ -166,46 +163,29 @@ class Acceptor:
         return taken
 
     def _start(self, conn: socket.socket, handlers: trio.Nursery) -> None:
-        first: _First = _NOT_A_PROBE
+        answered = None
         if self.shortcut is not None:
             first = _answer_probe(conn, self.shortcut)
-            if first is _CLOSED:
+            if isinstance(first, _Closed):
                 return
+            answered = first
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
         if self.tls is not None:
             stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
-        handlers.start_soon(self._serve, conn, stream, first)
+        handlers.start_soon(self._serve, stream, answered)
 
-    async def _serve(self, conn: socket.socket, stream: trio.abc.Stream, first: _First) -> None:
+    async def _serve(self, stream: trio.abc.Stream, answered: _Answered | None) -> None:
         try:
-            if first is _NOTHING_YET:
-                assert self.shortcut is not None
-                if not await self._wait_first_bytes(conn):
-                    return
-                first = _answer_probe(conn, self.shortcut)
-                if first is _CLOSED:
-                    return
-            if isinstance(first, _Answered):
-                await stream.send_all(first.unsent)  # the rest of a probe's answer
-                if not first.keep_alive:
+            if answered is not None:
+                await stream.send_all(answered.unsent)  # the rest of a probe's answer
+                if not answered.keep_alive:
                     return
             await self.serve_stream(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away before the rest of a probe's answer
         finally:
             await trio.aclose_forcefully(stream)
-
-    async def _wait_first_bytes(self, conn: socket.socket) -> bool:
-        if self._stopping:
-            return False
-        with trio.move_on_after(self.first_bytes_timeout) as scope:
-            self._waiting.add(scope)
-            try:
-                await trio.lowlevel.wait_readable(conn)
-            finally:
-                self._waiting.discard(scope)
-        return not scope.cancelled_caught
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,29 +198,27 @@ class _Answered:
     keep_alive: bool
 
 
-class _Outcome(enum.Enum):
-    NOT_A_PROBE = "not a probe (nothing read): hypercorn's"
-    NOTHING_YET = "no bytes yet"
-    CLOSED = "answered and closed, or gone"
+class _Closed:
+    """The connection was answered and closed, or found reset: nothing to serve."""
 
 
-_NOT_A_PROBE, _NOTHING_YET, _CLOSED = _Outcome
-_First = _Answered | _Outcome
+_CLOSED = _Closed()
 
 
-def _answer_probe(conn: socket.socket, shortcut: Shortcut) -> _First:
+def _answer_probe(conn: socket.socket, shortcut: Shortcut) -> _Answered | _Closed | None:
     """Answers the connection's first request now if it is there and `shortcut` takes
-    it. Synchronous, no await: a probe costs a few µs however busy the loop is."""
+    it; None (nothing read) if not. Synchronous: a probe costs ~10 µs however busy the
+    loop is."""
     try:
         data = conn.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return _NOTHING_YET
+        return None  # not sent yet: hypercorn reads it when it comes
     except OSError:  # reset by the client
         conn.close()
         return _CLOSED
     keep_alive = shortcut.match(data)
     if keep_alive is None:
-        return _NOT_A_PROBE  # hypercorn reads it (b"": the client closed; it sees that)
+        return None  # hypercorn reads it (b"": the client closed; it sees that too)
     answer = shortcut.answer(keep_alive)
     try:
         conn.recv(len(data))  # the probe's bytes, now read for real (all there: peeked)
@@ -263,11 +241,13 @@ async def serve(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]],
     shortcut: Shortcut | None = None,
+    shared: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on the listening `sockets` until `shutdown_trigger` returns; hypercorn
-    0.18's `worker_serve` (hypercorn/trio/run.py) with our accept loops. Calls
-    `task_status.started(urls)` once listening."""
+    0.18's `worker_serve` (hypercorn/trio/run.py) with our accept loops. `shared`: other
+    processes accept from the same sockets. Calls `task_status.started(urls)` once
+    listening."""
     config.set_statsd_logger_class(StatsdLogger)
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
@@ -283,7 +263,8 @@ async def serve(
             async def serve_stream(stream: trio.abc.Stream) -> None:
                 await tcp_server(stream)  # type: ignore[arg-type]  # plain or TLS
 
-            acceptors, urls = _acceptors(config, sockets, serve_stream, shortcut)
+            batch = SHARED_ACCEPT_BATCH if shared else ACCEPT_BATCH
+            acceptors, urls = _acceptors(config, sockets, serve_stream, shortcut, batch)
             for url in urls:
                 await config.log.info(f"Running on {url}")
             task_status.started(urls)
@@ -298,9 +279,7 @@ async def serve(
                 if other_errors is not None:
                     raise other_errors from None
             finally:
-                # Idle connections close now; the others get the grace.
-                for acceptor in acceptors:
-                    acceptor.stop_waiting()
+                # Idle keep-alive connections close now; the others get the grace.
                 await context.terminated.set()
                 handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
@@ -312,6 +291,7 @@ def _acceptors(
     sockets: Sockets,
     serve_stream: Callable[[trio.abc.Stream], Awaitable[None]],
     shortcut: Shortcut | None,
+    batch: int,
 ) -> tuple[list[Acceptor], list[str]]:
     tls = config.create_ssl_context() if sockets.secure_sockets else None
     acceptors: list[Acceptor] = []
@@ -321,13 +301,7 @@ def _acceptors(
         *((sock, None) for sock in sockets.insecure_sockets),
     ]
     for sock, context in listening:
-        acceptor = Acceptor(
-            sock,
-            serve_stream,
-            tls=context,
-            shortcut=shortcut,
-            first_bytes_timeout=config.keep_alive_timeout,
-        )
+        acceptor = Acceptor(sock, serve_stream, tls=context, shortcut=shortcut, batch=batch)
         acceptors.append(acceptor)
         scheme = "https" if context is not None else "http"
         urls.append(f"{scheme}://{repr_socket_addr(sock.family, sock.getsockname())}")

@@ -14,7 +14,8 @@ the route sends, counted in the same metrics: during a storm of connections a pr
 costs ~10 µs once accepted, instead of waiting for its turn through h11, hypercorn's
 tasks and quart (seconds when 2,000 connections are being served). Anything that is
 not exactly such a request — another path or method, a query, a body, an upgrade, a
-malformed or incomplete head, TLS — goes the normal way.
+malformed or incomplete head, TLS, bytes not there yet when the connection is
+accepted — goes the normal way.
 """
 
 from __future__ import annotations

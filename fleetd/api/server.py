@@ -1,4 +1,5 @@
-"""The http service of the daemon (role api): the admin API on hypercorn.trio.serve.
+"""The http service of the daemon (role api): the admin API on hypercorn, through our
+accept loop (fleetd.api.acceptor).
 
 Lifecycle: `HttpService(engine, ready)` checks the auth and TLS settings and
 `bind()` binds every `[http] listen` address (host:port, or unix:/path; or adopts the
@@ -15,7 +16,9 @@ get `[http] shutdown_timeout` to finish.
 In front of the app: admission control (fleetd.api.admission: at most `[http]
 max_in_flight` requests in flight, an immediate 503 beyond) and graceful early answers
 (fleetd.api.linger). The listen backlog is LISTEN_BACKLOG, so that a burst of
-connections waits in the kernel instead of being dropped.
+connections waits in the kernel instead of being dropped; the accept loop takes such a
+burst in batches and answers a plain `GET /healthz` as it accepts it
+(fleetd.api.probes.ProbeShortcut).
 
 The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
 unreachable Redis answers 503 within that bound instead of holding requests for the
@@ -148,6 +151,7 @@ class HttpService:
         self.urls: list[str] = []
         self._hc = self._hyper_config()
         self._sockets: Sockets | None = None
+        self._shared = False  # other processes accept from the same sockets
         self._stop = trio.Event()
         self._done = trio.Event()
 
@@ -204,6 +208,7 @@ class HttpService:
         (fleetd.runtime.supervisor: every child accepts from the same sockets)."""
         if inherited:
             opened = adopt_listeners(inherited, self._hc.bind)
+            self._shared = True
         else:
             clear_stale_sockets(self._hc.bind)
             opened = bind_listeners(self._hc.bind, self._hc.backlog)
@@ -240,6 +245,7 @@ class HttpService:
                             self._sockets,
                             shutdown_trigger=self._stop.wait,
                             shortcut=ProbeShortcut(st.metrics, date=hc.include_date_header),
+                            shared=self._shared,
                             task_status=task_status,
                         )
                     finally:

@@ -58,12 +58,13 @@ async def test_http_json_records_the_urls_and_probes_answer(config: Config) -> N
 
 
 async def raw_exchange(url: str, request: bytes, *, late: bool = False) -> bytes:
-    """`request` on a new connection (sent a moment after connecting if `late`), and
+    """`request` on a new connection (sent a moment after connecting if `late`: the
+    connection is accepted before its bytes come, and hypercorn answers), and
     everything the server sends until it closes or a whole answer has come."""
     host, _, port = url.removeprefix("http://").rpartition(":")
     async with await trio.open_tcp_stream(host, int(port)) as stream:
         if late:
-            await trio.sleep(0.1)  # accepted before its bytes came
+            await trio.sleep(0.1)
         await stream.send_all(request)
         data = b""
         with trio.fail_after(10):
@@ -86,12 +87,12 @@ async def test_the_probe_shortcut_answers_what_the_route_answers(config: Config)
             head = b"Host: fleetd\r\n" + connection + b"\r\n"
             # The query keeps the request off the shortcut: quart answers it.
             by_app = await raw_exchange(api.url, b"GET /healthz?via=app HTTP/1.1\r\n" + head)
-            for late in (False, True):
-                by_shortcut = await raw_exchange(
+            for late in (False, True):  # the shortcut's answer, then the app's again
+                answer = await raw_exchange(
                     api.url, b"GET /healthz HTTP/1.1\r\n" + head, late=late
                 )
-                assert re.search(rb"(?m)^date: \w{3}, \d\d \w{3} \d{4} ", by_shortcut)
-                assert without_date(by_shortcut) == without_date(by_app), connection
+                assert re.search(rb"(?m)^date: \w{3}, \d\d \w{3} \d{4} ", answer)
+                assert without_date(answer) == without_date(by_app), connection
         text = (await api.client.get("/metrics")).text
         assert 'fleetd_http_requests_total{method="GET",route="/healthz",status="200"} 6.0' in text
 
