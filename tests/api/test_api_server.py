@@ -88,9 +88,7 @@ async def test_the_probe_shortcut_answers_what_the_route_answers(config: Config)
             # The query keeps the request off the shortcut: quart answers it.
             by_app = await raw_exchange(api.url, b"GET /healthz?via=app HTTP/1.1\r\n" + head)
             for late in (False, True):  # the shortcut's answer, then the app's again
-                answer = await raw_exchange(
-                    api.url, b"GET /healthz HTTP/1.1\r\n" + head, late=late
-                )
+                answer = await raw_exchange(api.url, b"GET /healthz HTTP/1.1\r\n" + head, late=late)
                 assert re.search(rb"(?m)^date: \w{3}, \d\d \w{3} \d{4} ", answer)
                 assert without_date(answer) == without_date(by_app), connection
         text = (await api.client.get("/metrics")).text
