@@ -56,7 +56,7 @@ log = logging.getLogger("fleetd.http.accept")
 # here and starting its task ~20 µs, so a full batch is ~6 ms of work on the trio
 # thread; the 2,000 connections of the overload bench are taken in 8 wake-ups instead
 # of 2,000 scheduling rounds. The bound keeps one wake-up from starving the
-# connections already being served (and leaves some for a sibling process).
+# connections already being served.
 ACCEPT_BATCH = 256
 # ...unless several processes accept from the socket (`[daemon] processes` > 1): then
 # one per wake-up, as hypercorn did. A process awake in its loop beats a sleeping
