@@ -5,7 +5,10 @@ never the machine's Redis on 6379) and one `fleetd run` subprocess on a free loo
 port, then opening `--connections` TCP connections at the same instant, each sending one
 `noop` enqueue (HTTP/1.1, `Connection: close`) and reading its answer. Meanwhile a
 prober opens a new connection for `GET /healthz` every PROBE_INTERVAL, as a load
-balancer would. Afterwards every job id that was acknowledged (201) is looked up in
+balancer would: in a process of its own (`--probe HOST PORT`, started by the run), so
+that its figures are the daemon's and not the delays of this process' own 2,000
+tasks; a second prober inside this process (the figure the issue first quoted) shows
+that difference. Afterwards every job id that was acknowledged (201) is looked up in
 Redis.
 
 The client is trio on raw sockets in this process (~0.1 ms of CPU per connection, well
@@ -15,10 +18,11 @@ limit of open files is raised to the hard one first (2,000 sockets, plus the pro
 Prints the counts of answers by kind — 2xx, 503 and 429 with and without Retry-After,
 other statuses, resets, connections closed without an answer, connects refused or
 failed, and no answer within NO_ANSWER seconds — the answer-time percentiles, the
-`/healthz` percentiles during the storm, whether every acknowledged job is in Redis,
-the CPU the daemon, Redis and this client spent, and the load average. The run passes (exit 0) when
-every connection got an HTTP answer that is 2xx or 503/429 with Retry-After, and every
-acknowledged job exists.
+`/healthz` percentiles during the storm (`overload_healthz_during_storm`: the prober
+process; `overload_healthz_in_client`: the in-process one), whether every acknowledged
+job is in Redis, the CPU the daemon, Redis and this client spent, and the load
+average. The run passes (exit 0) when every connection got an HTTP answer that is 2xx
+or 503/429 with Retry-After, every probe got a 200, and every acknowledged job exists.
 Run: `.venv/bin/python bench/overload.py [--connections N] [--roles api|default]
 [--max-in-flight N]` (the last overrides `[http] max_in_flight`).
 """
@@ -62,12 +66,17 @@ HEAD_END = b"\r\n\r\n"
 
 
 @dataclass
+class Probes:
+    times: list[float] = field(default_factory=list)  # seconds to a whole 200
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
 class Storm:
     kinds: Counter[str] = field(default_factory=Counter)
     times: dict[str, list[float]] = field(default_factory=dict)  # kind → seconds
     acknowledged: list[str] = field(default_factory=list)
-    probes: list[float] = field(default_factory=list)
-    probe_failures: Counter[str] = field(default_factory=Counter)
+    in_client: Probes = field(default_factory=Probes)
 
     def record(self, kind: str, seconds: float) -> None:
         self.kinds[kind] += 1
@@ -177,8 +186,81 @@ def classify(data: bytes) -> tuple[str, str | None]:
     return f"status_{status}", None
 
 
-async def storm(host: str, port: int, connections: int, stats: Storm) -> float:
-    """All connections at once; returns the storm's wall time."""
+async def probing(host: str, port: int, go: trio.Event, done: trio.Event, out: Probes) -> None:
+    """From `go` until `done`, a new `GET /healthz` every PROBE_INTERVAL, each on its own
+    connection, not waiting for the one before (what a load balancer's health checks
+    look like to the daemon); returns when every probe has its answer."""
+    ask = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+    async def probe() -> None:
+        started = trio.current_time()
+        kind, data = "no_answer", b""
+        with trio.move_on_after(NO_ANSWER):
+            kind, data = await exchange(host, port, ask)
+        if kind == "answer" and data.startswith(b"HTTP/1.1 200"):
+            out.times.append(trio.current_time() - started)
+        else:
+            out.failures[kind if kind != "answer" else data[:12].decode()] += 1
+
+    async with trio.open_nursery() as nursery:
+        await go.wait()
+        while not done.is_set():
+            nursery.start_soon(probe)
+            await trio.sleep(PROBE_INTERVAL)
+
+
+def probe_process(host: str, port: int) -> None:
+    """`--probe HOST PORT`: says `ready`, probes from a line `go` on stdin until stdin
+    ends, then prints the answer times and failures as JSON."""
+    out = Probes()
+
+    async def main() -> None:
+        go, done = trio.Event(), trio.Event()
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+
+        async def control() -> None:
+            async with stdin:
+                print("ready", flush=True)
+                while chunk := await stdin.receive_some():
+                    if b"go" in chunk:
+                        go.set()
+            go.set()
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(control)
+            await probing(host, port, go, done, out)
+
+    trio.run(main)
+    print(json.dumps({"times": out.times, "failures": out.failures}), flush=True)
+
+
+def start_prober(host: str, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--probe", host, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        proc.kill()
+        raise SystemExit("the prober process did not start")
+    return proc
+
+
+def prober_results(proc: subprocess.Popen[bytes]) -> Probes:
+    """The prober's figures, once its stdin was closed (its probes all answered)."""
+    assert proc.stdout is not None
+    body = json.loads(proc.stdout.read())
+    proc.wait(10)
+    return Probes(body["times"], Counter(body["failures"]))
+
+
+async def storm(
+    host: str, port: int, connections: int, stats: Storm, prober: subprocess.Popen[bytes]
+) -> float:
+    """All connections at once; returns the storm's wall time. `prober` (the prober
+    process) is told to start with the storm and to stop after it."""
     request = (
         f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token()}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
@@ -186,6 +268,7 @@ async def storm(host: str, port: int, connections: int, stats: Storm) -> float:
     ).encode()
     go = trio.Event()
     done = trio.Event()
+    assert prober.stdin is not None
 
     async def one() -> None:
         await go.wait()
@@ -200,34 +283,18 @@ async def storm(host: str, port: int, connections: int, stats: Storm) -> float:
         if job_id is not None:
             stats.acknowledged.append(job_id)
 
-    async def probe(ask: bytes) -> None:
-        started = trio.current_time()
-        kind, data = "no_answer", b""
-        with trio.move_on_after(NO_ANSWER):
-            kind, data = await exchange(host, port, ask)
-        if kind == "answer" and data.startswith(b"HTTP/1.1 200"):
-            stats.probes.append(trio.current_time() - started)
-        else:
-            stats.probe_failures[kind if kind != "answer" else data[:12].decode()] += 1
-
-    async def prober(nursery: trio.Nursery) -> None:
-        # A new probe every PROBE_INTERVAL, each on its own connection, not waiting for
-        # the one before: what a load balancer's health checks look like to the daemon.
-        ask = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-        await go.wait()
-        while not done.is_set():
-            nursery.start_soon(probe, ask)
-            await trio.sleep(PROBE_INTERVAL)
-
     async with trio.open_nursery() as outer:
-        outer.start_soon(prober, outer)
+        outer.start_soon(probing, host, port, go, done, stats.in_client)
         async with trio.open_nursery() as nursery:
             for _ in range(connections):
                 nursery.start_soon(one)
             await trio.sleep(0.2)  # every task is parked on `go`
             begin = trio.current_time()
+            prober.stdin.write(b"go\n")  # a few bytes into an empty pipe: never blocks
+            prober.stdin.flush()
             go.set()
         wall = trio.current_time() - begin
+        prober.stdin.close()
         done.set()
     return wall
 
@@ -263,7 +330,11 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS)
     p.add_argument("--roles", choices=tuple(ROLE_SETS), default="default")
     p.add_argument("--max-in-flight", type=int, default=None)
+    p.add_argument("--probe", nargs=2, metavar=("HOST", "PORT"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.probe:
+        probe_process(a.probe[0], int(a.probe[1]))
+        return
     raise_open_files(a.connections + 256)
     with (
         tempfile.TemporaryDirectory(prefix="fleetd-overload-") as tmp,
@@ -281,10 +352,15 @@ def main() -> None:
         try:
             cpu0, redis0 = cpu_seconds(proc.pid), cpu_seconds(redis_pid)
             own0 = time.process_time()
-            wall = trio.run(storm, host, port, a.connections, stats)
-            client_cpu = time.process_time() - own0
-            daemon_cpu = cpu_seconds(proc.pid) - cpu0
-            redis_cpu = cpu_seconds(redis_pid) - redis0
+            prober = start_prober(host, port)
+            try:
+                wall = trio.run(storm, host, port, a.connections, stats, prober)
+                client_cpu = time.process_time() - own0
+                daemon_cpu = cpu_seconds(proc.pid) - cpu0
+                redis_cpu = cpu_seconds(redis_pid) - redis0
+                probes = prober_results(prober)
+            finally:
+                prober.kill()
         finally:
             proc.terminate()
             proc.wait(10)
@@ -305,8 +381,10 @@ def main() -> None:
     for kind in ("2xx", "503", "429"):
         if kind in stats.times:
             percentiles(f"overload_answer_time_{kind}", stats.times[kind])
-    percentiles("overload_healthz_during_storm", stats.probes)
-    for kind, n in sorted(stats.probe_failures.items()):
+    percentiles("overload_healthz_during_storm", probes.times)
+    percentiles("overload_healthz_in_client", stats.in_client.times)
+    failures = probes.failures + stats.in_client.failures
+    for kind, n in sorted(failures.items()):
         print(f"overload_healthz_failed_{kind}: {n}")
     print(f"overload_acknowledged: {len(stats.acknowledged)}")
     print(f"overload_acknowledged_missing_in_redis: {len(missing)}")
@@ -314,7 +392,7 @@ def main() -> None:
           f"client {client_cpu:.2f} s")  # fmt: skip
     good = {"2xx", "503", "429"}
     bad = {k: n for k, n in stats.kinds.items() if k not in good}
-    ok = not bad and not missing and not stats.probe_failures
+    ok = not bad and not missing and not failures
     print(f"overload_verdict: {'pass' if ok else 'FAIL'}" + (f" {bad}" if bad else ""))
     sys.exit(0 if ok else 1)
 

@@ -1,4 +1,5 @@
-"""The http service of the daemon (role api): the admin API on hypercorn.trio.serve.
+"""The http service of the daemon (role api): the admin API on hypercorn, through our
+accept loop (fleetd.api.acceptor).
 
 Lifecycle: `HttpService(engine, ready)` checks the auth and TLS settings and
 `bind()` binds every `[http] listen` address (host:port, or unix:/path; or adopts the
@@ -15,7 +16,9 @@ get `[http] shutdown_timeout` to finish.
 In front of the app: admission control (fleetd.api.admission: at most `[http]
 max_in_flight` requests in flight, an immediate 503 beyond) and graceful early answers
 (fleetd.api.linger). The listen backlog is LISTEN_BACKLOG, so that a burst of
-connections waits in the kernel instead of being dropped.
+connections waits in the kernel instead of being dropped; the accept loop takes such a
+burst in batches and answers a plain `GET /healthz` as it accepts it
+(fleetd.api.probes.ProbeShortcut).
 
 The API has its own Redis link whose socket timeout is `[http] redis_timeout`: a hung or
 unreachable Redis answers 503 within that bound instead of holding requests for the
@@ -35,9 +38,9 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from fleetd.api.acceptor import serve
 from fleetd.api.admission import Admission
 from fleetd.api.app import create_app
 from fleetd.api.audit import AuditLog
@@ -54,6 +57,7 @@ from fleetd.api.listeners import (
     clear_stale_sockets,
 )
 from fleetd.api.metrics import ApiMetrics
+from fleetd.api.probes import ProbeShortcut
 from fleetd.api.ws_stream import install_ws_stream
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.writer import AuditWriter
@@ -156,6 +160,7 @@ class HttpService:
         self.urls: list[str] = []
         self._hc = self._hyper_config()
         self._sockets: Sockets | None = None
+        self._shared = False  # other processes accept from the same sockets
         self._stop = trio.Event()
         self._done = trio.Event()
 
@@ -212,6 +217,7 @@ class HttpService:
         (fleetd.runtime.supervisor: every child accepts from the same sockets)."""
         if inherited:
             opened = adopt_listeners(inherited, self._hc.bind)
+            self._shared = True
         else:
             clear_stale_sockets(self._hc.bind)
             opened = bind_listeners(self._hc.bind, self._hc.backlog)
@@ -240,12 +246,15 @@ class HttpService:
                 serve_done = trio.Event()
 
                 async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                    assert self._sockets is not None
                     try:
-                        await worker_serve(
+                        await serve(
                             wrap_app(Lingering(self.admission), hc.wsgi_max_body_size, "asgi"),
                             hc,
-                            sockets=self._sockets,
+                            self._sockets,
                             shutdown_trigger=self._stop.wait,
+                            shortcut=ProbeShortcut(st.metrics, date=hc.include_date_header),
+                            shared=self._shared,
                             task_status=task_status,
                         )
                     finally:

@@ -4,14 +4,16 @@ Admission control (fleetd.api.admission): past `[http] max_in_flight` requests i
 flight, an immediate 503 `overloaded` with Retry-After and the JSON error body; the
 probes and the events WebSocket still served; the slots come back. A burst of
 connections at once: every one answered (2xx or 503 with Retry-After), none reset, every
-acknowledged job in Redis. The listen backlog. And a company admin's filtered listing
-does bounded work per page.
+acknowledged job in Redis. A probe queued behind a burst does not wait for the burst
+(fleetd.api.acceptor). The listen backlog. And a company admin's filtered listing does
+bounded work per page.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import trio
 from api_client import PREFIX, Api, api_config, auth, running_api, token
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleetd.api.acceptor import ACCEPT_BATCH
 from fleetd.api.admission import RETRY_AFTER
 from fleetd.api.server import LISTEN_BACKLOG
 from fleetd.cli.events import connect
@@ -163,6 +166,42 @@ async def test_a_burst_of_connections_is_answered_never_reset(config: Config) ->
         assert all(job is not None for job in jobs)
         stats = (await api.get(f"{PREFIX}/stats")).json()["stats"]
         assert stats["total"] == len(acknowledged)  # a refusal wrote nothing
+
+
+async def test_a_probe_queued_behind_a_burst_is_answered_before_the_burst_is_served(
+    config: Config,
+) -> None:
+    burst = ACCEPT_BATCH + 44  # the probe is in the second batch the daemon accepts
+    async with running_api(api_config(config, max_in_flight=burst)) as api:
+        host, port = address(api)
+        # Connected and sent while the daemon cannot run (no await here): the kernel
+        # queues them all, then the probe, for the daemon's accept loop.
+        held = [socket.create_connection((host, port), timeout=10) for _ in range(burst)]
+        for sock in held:
+            sock.sendall(enqueue_request(host, port, body_sent=3))  # bodies held back
+        probe = socket.create_connection((host, port), timeout=10)
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: fleetd\r\nConnection: close\r\n\r\n")
+        try:
+            with trio.fail_after(30):
+                probe_stream = trio.SocketStream(trio.socket.from_stdlib_socket(probe))
+                status, _, body = await read_answer(probe_stream)
+            assert status == 200 and json.loads(body) == {"status": "ok"}
+            # Answered before the requests queued ahead of it had all even started;
+            # hypercorn's one accept per scheduling round served them all first.
+            assert in_flight(api) < burst
+            streams = [trio.SocketStream(trio.socket.from_stdlib_socket(s)) for s in held]
+            with trio.fail_after(60):
+                while in_flight(api) < burst:
+                    await trio.sleep(0.01)
+                for stream in streams:
+                    await stream.send_all(BODY[3:])
+                for stream in streams:
+                    status, _, body = await read_answer(stream)
+                    assert status == 201, body
+        finally:
+            probe.close()
+            for sock in held:
+                sock.close()
 
 
 def somaxconn() -> int:

@@ -1,5 +1,6 @@
 """The http service in the daemon: listening (TCP, unix socket, TLS), readiness, Redis
-outages answered with 503 in bounded time, a graceful stop, and start-up errors."""
+outages answered with 503 in bounded time, a graceful stop, start-up errors, and the
+probe shortcut (fleetd.api.probes.ProbeShortcut) answering what the route answers."""
 
 from __future__ import annotations
 
@@ -54,6 +55,44 @@ async def test_http_json_records_the_urls_and_probes_answer(config: Config) -> N
         assert r.json() == {"status": "ready", "checks": {"services": "started", "redis": "ok"}}
         assert "server" not in r.headers
     assert not (config.state_dir / "http.json").exists()
+
+
+async def raw_exchange(url: str, request: bytes, *, late: bool = False) -> bytes:
+    """`request` on a new connection (sent a moment after connecting if `late`: the
+    connection is accepted before its bytes come, and hypercorn answers), and
+    everything the server sends until it closes or a whole answer has come."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        if late:
+            await trio.sleep(0.1)
+        await stream.send_all(request)
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length: *(\d+)", head)
+                if sep and length and len(body) >= int(length[1]) and b"close" not in head:
+                    break
+    return data
+
+
+def without_date(answer: bytes) -> bytes:
+    return re.sub(rb"(?m)^date: [^\r]*\r\n", b"", answer)
+
+
+async def test_the_probe_shortcut_answers_what_the_route_answers(config: Config) -> None:
+    async with running_api(api_config(config, metrics_auth=False)) as api:
+        for connection in (b"", b"Connection: close\r\n"):
+            head = b"Host: fleetd\r\n" + connection + b"\r\n"
+            # The query keeps the request off the shortcut: quart answers it.
+            by_app = await raw_exchange(api.url, b"GET /healthz?via=app HTTP/1.1\r\n" + head)
+            for late in (False, True):  # the shortcut's answer, then the app's again
+                answer = await raw_exchange(api.url, b"GET /healthz HTTP/1.1\r\n" + head, late=late)
+                assert re.search(rb"(?m)^date: \w{3}, \d\d \w{3} \d{4} ", answer)
+                assert without_date(answer) == without_date(by_app), connection
+        text = (await api.client.get("/metrics")).text
+        assert 'fleetd_http_requests_total{method="GET",route="/healthz",status="200"} 6.0' in text
 
 
 async def test_unix_socket(config: Config, tmp_path: Path) -> None:
