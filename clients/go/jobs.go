@@ -126,6 +126,11 @@ type ListOptions struct {
 	Cursor string
 	// Type keeps only jobs of this job type.
 	Type string
+	// UserID keeps only jobs of this user (the spec's user-specific job tracking).
+	UserID string
+	// Search keeps only jobs whose id, type, company or user holds this text
+	// (case-insensitive).
+	Search string
 }
 
 // JobPage is one page of a listing, newest first.
@@ -151,6 +156,12 @@ func (c *Client) ListByStatus(ctx context.Context, status JobStatus, opts *ListO
 		}
 		if opts.Type != "" {
 			q.Set("type", opts.Type)
+		}
+		if opts.UserID != "" {
+			q.Set("user_id", opts.UserID)
+		}
+		if opts.Search != "" {
+			q.Set("q", opts.Search)
 		}
 	}
 	var out JobPage

@@ -123,6 +123,10 @@ class PageQuery(Query):
     """next_cursor of the previous page"""
     type: Text = None
     """only jobs of this type"""
+    user_id: Text = None
+    """only jobs of this user (the spec's user-specific job tracking)"""
+    q: Text = None
+    """only jobs whose id, type, company or user holds this text (case-insensitive)"""
 
 
 class AuditQuery(Query):

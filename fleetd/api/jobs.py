@@ -137,7 +137,14 @@ async def by_status(status: str) -> Any:
     company = principal().company_id
     page = await redis(
         lambda c: st.ops.list_jobs(
-            c, wanted, limit=q.limit, cursor=q.cursor, company_id=company, job_type=q.type
+            c,
+            wanted,
+            limit=q.limit,
+            cursor=q.cursor,
+            company_id=company,
+            job_type=q.type,
+            user_id=q.user_id,
+            text=q.q,
         )
     )
     return responses.answer(responses.list_answer(page, wanted, q.limit))

@@ -72,6 +72,7 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--cursor")
     ls.add_argument("--company")
     ls.add_argument("--type")
+    ls.add_argument("--user", help="only jobs of this user_id")
     ls.add_argument("--json", action="store_true")
     for name, text in (
         ("show", "one job"),
@@ -246,11 +247,23 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
     page = engine.link.run_sync(
         lambda c: (
             list_all_statuses(
-                ops, c, limit=a.limit, cursor=a.cursor, company_id=a.company, job_type=a.type
+                ops,
+                c,
+                limit=a.limit,
+                cursor=a.cursor,
+                company_id=a.company,
+                job_type=a.type,
+                user_id=a.user,
             )
             if status is None
             else ops.list_jobs(
-                c, status, limit=a.limit, cursor=a.cursor, company_id=a.company, job_type=a.type
+                c,
+                status,
+                limit=a.limit,
+                cursor=a.cursor,
+                company_id=a.company,
+                job_type=a.type,
+                user_id=a.user,
             )
         )
     )

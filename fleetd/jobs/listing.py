@@ -9,8 +9,9 @@ form a single-status listing uses ("<score>.<entries at that score seen>",
 fleetd.jobs.queue), so a page continues every index where it stopped.
 
 Bounded work per page, like QueueOps.list_jobs: at most `window + 1` entries of each of
-the six indexes (window = the page size, or the filter's scan window with --company or
---type), HMGETs of two short fields for at most `window` of them when filtered, and the
+the six indexes (window = the page size, or the filter's scan window with --company,
+--type, --user or a search text), HMGETs of three short fields for at most `window` of
+them when filtered (fleetd.jobs.queue.JobFilter), and the
 whole hash of the jobs returned only. A job that changes status between two pages may
 show up on both or on neither, as with listing by status.
 """
@@ -22,7 +23,14 @@ import itertools
 from typing import TYPE_CHECKING
 
 from fleetd.jobs.model import JobStatus, ValidationError
-from fleetd.jobs.queue import MAX_PAGE, JobPage, _decode_cursor, _encode_cursor, _scan_window
+from fleetd.jobs.queue import (
+    MAX_PAGE,
+    JobFilter,
+    JobPage,
+    _decode_cursor,
+    _encode_cursor,
+    _scan_window,
+)
 
 if TYPE_CHECKING:
     from fleetd.backend.redis_link import SyncClient
@@ -53,10 +61,13 @@ def list_all_statuses(
     cursor: str | None = None,
     company_id: str | None = None,
     job_type: str | None = None,
+    user_id: str | None = None,
+    text: str | None = None,
 ) -> JobPage:
     """One page of jobs of every status, newest first (see the module doc)."""
     limit = max(1, min(limit, MAX_PAGE))
-    filtered = company_id is not None or job_type is not None
+    match = JobFilter(company_id, job_type, user_id, text)
+    filtered = match.active
     window = _scan_window(limit) if filtered else limit
     positions = _decode(cursor)
     pipe = client.pipeline(transaction=False)
@@ -79,7 +90,7 @@ def list_all_statuses(
     )
     examined = list(itertools.islice(merged, window))
     ids = [job_id for *_, job_id in examined]
-    wanted = ops._matching(client, ids, company_id, job_type) if filtered else set(ids)
+    wanted = ops._matching(client, ids, match) if filtered else set(ids)
     picked: list[str] = []
     consumed = [0] * len(STATUS_ORDER)  # entries of each index this page went past
     for _, i, _, job_id in examined:

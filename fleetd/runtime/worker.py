@@ -130,6 +130,7 @@ class WorkerPool:
             log_jobs=settings.log_jobs,
             max_backoff=settings.reconnect_max_backoff,
             wake_at_retry=self._wake_at_retry,
+            worker_id=daemon_id,
         )
         # Bound once: every outcome of every job goes through it.
         self._emit = self._writer.emit

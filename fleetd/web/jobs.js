@@ -1,6 +1,7 @@
-// Jobs by status: a tab per status, the listing newest first with cursor pages
-// ("Load more"), a search box (a job id opens that job; other text filters the loaded
-// rows), and the actions a job's status allows: cancel (pending, retrying, processing),
+// Jobs by status: a tab per status with its count, the listing newest first with cursor
+// pages ("Load more"), a search box (a job id opens that job; other text is searched
+// server-side, `?q=` on every status: the listing shows the matches of this status and
+// each tab how many of its jobs match), and the actions a job's status allows: cancel (pending, retrying, processing),
 // retry (a failed job: reset puts it back to pending) and reset (a cancelled job).
 // The listing reloads after events that touch it, keeping as many rows as were loaded.
 
@@ -12,6 +13,8 @@ const PAGE = 50;
 const MAX_PAGE = 500; // the API's cap on ?limit=
 const JOB_ID = /^job_[0-9A-Za-z]{26}$/;
 const RELOAD_DEBOUNCE_MS = 600;
+// Typing waits this long before the search goes to the server (one query per status).
+const SEARCH_DEBOUNCE_MS = 300;
 
 /** The buttons a job's status allows; `done` runs after a successful action. */
 export function jobActions(job, done) {
@@ -62,12 +65,20 @@ export class JobsView {
     this.rows = [];
     this.cursor = null;
     this.filter = "";
+    this.counts = {}; // the overview's counters, shown on the tabs while not searching
     this.loading = false;
     this.reloadSoon = debounce(() => this.load({ keep: true }), RELOAD_DEBOUNCE_MS);
+    this.searchSoon = debounce(() => this.load(), SEARCH_DEBOUNCE_MS);
     this._buildTabs();
     $("#job-search").addEventListener("input", (e) => {
-      this.filter = e.target.value.trim().toLowerCase();
-      this.renderRows();
+      const text = e.target.value.trim();
+      if (JOB_ID.test(text) || text === this.filter) return;
+      this.filter = text;
+      this.searchSoon();
+    });
+    window.addEventListener("fleetd:counts", (e) => {
+      this.counts = e.detail;
+      if (!this.filter) this.renderTabCounts(this.counts);
     });
     $("#job-search-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -83,7 +94,29 @@ export class JobsView {
       role: "tab",
       class: `tab s-${s}`,
       "data-status": s,
-    }, s)));
+    }, s, h("span", { class: "tab-count", "data-count": s }, ""))));
+  }
+
+  /** counts: status → number or text ("100+"); a status left out shows no count. */
+  renderTabCounts(counts) {
+    for (const el of document.querySelectorAll("#job-tabs .tab-count")) {
+      const value = counts[el.dataset.count];
+      el.textContent = value === undefined ? "" : String(value);
+    }
+  }
+
+  /** Matches of the search on every status: one bounded page each (the server scans a
+   * window per page; "+" when it has more to look at). */
+  async searchCounts(text) {
+    const pages = await Promise.all(STATUSES.map((s) =>
+      api("GET", `status/${s}`, { query: { limit: PAGE, q: text } }).catch(() => null)));
+    if (text !== this.filter) return;
+    const counts = {};
+    STATUSES.forEach((s, i) => {
+      const page = pages[i];
+      if (page) counts[s] = `${page.count}${page.next_cursor ? "+" : ""}`;
+    });
+    this.renderTabCounts(counts);
   }
 
   show(status) {
@@ -108,14 +141,23 @@ export class JobsView {
   }
 
   async load({ more = false, keep = false } = {}) {
-    if (this.loading && !more) return;
+    if (this.loading && !more) {
+      this.again = true; // a search or tab changed mid-load: load once more after it
+      return;
+    }
     this.loading = true;
+    this.again = false;
     const limit = keep ? Math.min(MAX_PAGE, Math.max(PAGE, this.rows.length)) : PAGE;
     const status = this.status;
+    const q = this.filter || undefined;
     $("#jobs-error").textContent = "";
+    if (!more) {
+      if (q) this.searchCounts(q);
+      else this.renderTabCounts(this.counts);
+    }
     try {
-      const page = await api("GET", `status/${status}`, { query: { limit, cursor: more ? this.cursor : undefined } });
-      if (status !== this.status) return;
+      const page = await api("GET", `status/${status}`, { query: { limit, q, cursor: more ? this.cursor : undefined } });
+      if (status !== this.status || (q ?? "") !== this.filter) return;
       this.rows = more ? [...this.rows, ...page.jobs] : page.jobs;
       this.cursor = page.next_cursor;
       this.renderRows();
@@ -123,6 +165,7 @@ export class JobsView {
       $("#jobs-error").textContent = `Jobs: ${describe(exc)}`;
     } finally {
       this.loading = false;
+      if (this.again) this.load({ keep: true });
     }
   }
 
@@ -132,18 +175,19 @@ export class JobsView {
       this.openJob(text);
       return;
     }
-    if (!this.rows.some((r) => matches(r, text.toLowerCase()))) {
-      toast(`No loaded ${this.status} job matches “${text}” (a job id opens any job)`);
+    if (text !== this.filter) {
+      this.filter = text;
+      await this.load();
     }
   }
 
   renderRows() {
     const body = $("#jobs-body");
-    const rows = this.filter ? this.rows.filter((r) => matches(r, this.filter)) : this.rows;
+    const rows = this.rows;
     fill(body, rows.map((job) => this._row(job)));
     $("#jobs-empty").hidden = rows.length > 0;
-    $("#jobs-empty").textContent = this.filter && this.rows.length
-      ? `None of the ${this.rows.length} loaded jobs matches.`
+    $("#jobs-empty").textContent = this.filter
+      ? `No ${this.status} job matches “${this.filter}”${this.cursor ? " in the jobs looked at so far (Load more looks further)" : ""}.`
       : `No ${this.status} jobs.`;
     $("#jobs-more").hidden = !this.cursor;
     $("#jobs-count").textContent = `${this.rows.length} loaded${this.cursor ? ", more available" : ""}`;
@@ -164,11 +208,6 @@ export class JobsView {
       h("td", { class: "info" }, info(job)),
       h("td", { class: "actions" }, jobActions(job, () => this.load({ keep: true }))));
   }
-}
-
-function matches(job, text) {
-  return [job.id, job.type, job.company_id, job.error, ...(job.tags ?? [])]
-    .some((v) => typeof v === "string" && v.toLowerCase().includes(text));
 }
 
 function info(job) {

@@ -186,6 +186,8 @@ export class Overview {
       el.textContent = text;
     }
     this.values = counts;
+    // The jobs view shows these on its status tabs.
+    window.dispatchEvent(new CustomEvent("fleetd:counts", { detail: counts }));
   }
 
   async _companyCounts() {
@@ -259,7 +261,7 @@ function fact(label, value) {
 }
 
 /** The interesting part of an event's data, in one line. */
-function describe(event) {
+export function describe(event) {
   const d = event.data ?? {};
   switch (event.type) {
     case "job.progress":
@@ -277,7 +279,29 @@ function describe(event) {
       return d.attempt ? `attempt ${d.attempt}${d.worker ? ` on ${d.worker}` : ""}` : fmtInline(d);
     case "job.enqueued":
       return d.run_at ? `priority ${d.priority}, runs ${fmtTime(d.run_at)}` : d.priority ? `priority ${d.priority}` : "";
+    case "schedule.fired":
+    case "schedule.run_now":
+    case "schedule.missed":
+    case "schedule.error":
+      return describeSchedule(event.type, d);
     default:
       return Object.keys(d).length ? fmtInline(d) : "";
+  }
+}
+
+/** A schedule event (fleetd.schedules.firing's data: schedule_id, due, occurrence,
+ * missed, error) as a sentence, not its JSON. */
+function describeSchedule(type, d) {
+  const name = d.schedule_id ? `schedule ${d.schedule_id}` : "schedule";
+  const missed = d.missed ? `, ${d.missed} run${d.missed === 1 ? "" : "s"} missed` : "";
+  switch (type) {
+    case "schedule.fired":
+      return `${name} fired${d.occurrence ? ` for ${fmtTime(d.occurrence)}` : ""}${missed}`;
+    case "schedule.run_now":
+      return `${name} run now`;
+    case "schedule.missed":
+      return `${name}: run${d.occurrence ? ` of ${fmtTime(d.occurrence)}` : ""} skipped${missed}`;
+    default:
+      return `${name}: ${d.error ?? "error"}`;
   }
 }

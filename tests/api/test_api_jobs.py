@@ -72,7 +72,24 @@ async def test_enqueue_with_the_spec_example_then_get_it_completed(config: Confi
         assert job["user_id"] == "tester"  # the token's subject
         assert all(is_ts(job[k]) for k in ("created_at", "started_at", "completed_at"))
         assert isinstance(job["result"], dict)
+        # The spec's example result: the run's time and the worker (the daemon's id).
+        assert job["result"]["worker_id"] == job["worker"]
+        assert job["result"]["processing_time"].endswith("s")
         assert "company_id" not in job  # omitempty
+
+
+async def test_jobs_by_status_filter_by_user_and_by_text(config: Config) -> None:
+    async with running_api(api_config(config)) as api:
+        ids = [(await api.enqueue({"type": "noop", "data": {"n": i}}))["job_id"] for i in range(2)]
+        pending = f"{PREFIX}/status/pending"
+        mine = (await api.get(pending, params={"user_id": "tester"})).json()
+        assert [j["id"] for j in mine["jobs"]] == ids[::-1]  # the token's subject
+        assert (await api.get(pending, params={"user_id": "nobody"})).json()["jobs"] == []
+        found = (await api.get(pending, params={"q": "NOO"})).json()
+        assert [j["id"] for j in found["jobs"]] == ids[::-1]
+        assert (await api.get(pending, params={"q": "zzz"})).json()["jobs"] == []
+        by_id = (await api.get(pending, params={"q": ids[0][-6:], "limit": 1})).json()
+        assert [j["id"] for j in by_id["jobs"]] == [ids[0]]
 
 
 async def test_jobs_by_status_pages_with_a_cursor(config: Config) -> None:

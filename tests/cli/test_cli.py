@@ -184,6 +184,16 @@ def test_jobs_list_json_shape_newest_first_with_a_cursor(env: dict[str, str]) ->
     assert human.splitlines()[-1] == "3 job(s)"
 
 
+def test_jobs_list_by_user(env: dict[str, str]) -> None:
+    alice = enqueue_id(env, "--user", "alice")
+    bob = enqueue_id(env, "--user", "bob")
+    body = cli_json(env, "jobs", "list", "--user", "alice", "--json")
+    assert [j["id"] for j in body["jobs"]] == [alice]
+    by_status = cli_json(env, "jobs", "list", "--status", "pending", "--user", "bob", "--json")
+    assert [j["id"] for j in by_status["jobs"]] == [bob]
+    assert cli_json(env, "jobs", "list", "--user", "carol", "--json")["jobs"] == []
+
+
 def test_jobs_show_cancel_and_reset_a_waiting_job(env: dict[str, str], engine: Engine) -> None:
     job_id = enqueue_id(env)
     human = ok(run_cli(env, "jobs", "show", job_id))
@@ -224,7 +234,10 @@ def test_wait_exit_codes_run_at_and_cleanup(
     body = json.loads(ok(done))
     assert set(body) == {"job", "status"}
     assert body["status"] == "completed"
-    assert body["job"]["result"] == {"echo": {"x": 1}}
+    result = body["job"]["result"]
+    # The handler's result, then the spec's facts of the run (processing_time, worker_id).
+    assert result.pop("processing_time").endswith("s")
+    assert result == {"echo": {"x": 1}, "worker_id": body["job"]["worker"]}
 
     failing = ["--data", '{"fail_attempts": 1}', "--max-retries", "0", "--wait", "--json"]
     failed = run_cli(env, "enqueue", "noop", *failing)

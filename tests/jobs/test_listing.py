@@ -54,6 +54,20 @@ def test_pages_cover_every_job_once_newest_first(engine: Engine) -> None:
     assert sorted(j.id for j in globex) == sorted(ids[::3])
 
 
+def test_user_and_text_filters_span_every_status(engine: Engine) -> None:
+    rows = engine.ops.prepare_many(
+        [{"type": "noop", "data": {}, "user_id": f"user-{i % 2}"} for i in range(10)]
+    )
+    ids = [r.job_id for r in engine.link.run_sync(engine.ops.enqueue_rows, rows)]
+    for job_id in ids[:4]:
+        engine.link.run_sync(engine.ops.cancel, job_id)
+    mine = [j for page in _all_pages(engine, limit=2, user_id="user-1") for j in page]
+    assert sorted(j.id for j in mine) == sorted(ids[1::2])
+    assert {j.status for j in mine} == {JobStatus.PENDING, JobStatus.CANCELLED}
+    found = [j for page in _all_pages(engine, limit=3, text="USER-0") for j in page]
+    assert sorted(j.id for j in found) == sorted(ids[::2])
+
+
 def test_one_page_reads_a_bounded_window(engine: Engine) -> None:
     rows = engine.ops.prepare_many([{"type": "noop", "data": {}}] * 30)
     engine.link.run_sync(engine.ops.enqueue_rows, rows)

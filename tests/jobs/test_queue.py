@@ -687,6 +687,31 @@ def test_filters_by_company_and_type(engine: Engine) -> None:
         assert all(j.type == job_type for j in page.jobs if job_type)
 
 
+def test_filters_by_user_and_by_text(engine: Engine) -> None:
+    # The spec's user-specific job tracking (#19), and the dashboard's search.
+    made = [
+        enqueue(engine, user_id="alice", company_id="acme"),
+        enqueue(engine, user_id="bob", company_id="acme"),
+        enqueue(engine, user_id="alice", company_id="globex"),
+        enqueue(engine),
+    ]
+    alice = list_page(engine, JobStatus.PENDING, user_id="alice").jobs
+    assert sorted(j.id for j in alice) == sorted([made[0], made[2]])
+    both = list_page(engine, JobStatus.PENDING, user_id="alice", company_id="acme").jobs
+    assert [j.id for j in both] == [made[0]]
+    assert [i for p in walk(engine, JobStatus.PENDING, limit=1, user_id="bob") for i in p] == [
+        made[1]
+    ]
+    assert list_page(engine, JobStatus.PENDING, user_id="carol").jobs == []
+    # Text: a case-insensitive part of the id, type, company or user.
+    assert {j.id for j in list_page(engine, JobStatus.PENDING, text="GLOB").jobs} == {made[2]}
+    assert {j.id for j in list_page(engine, JobStatus.PENDING, text="li").jobs} == {
+        made[0], made[2]
+    }  # fmt: skip
+    assert [j.id for j in list_page(engine, JobStatus.PENDING, text=made[3][-8:]).jobs] == [made[3]]
+    assert len(list_page(engine, JobStatus.PENDING, text="").jobs) == 4  # blank: no filter
+
+
 class CountingClient:
     """A Redis client that counts the job-hash reads its pipelines queue: the work a
     listing page does, whatever Redis' speed."""

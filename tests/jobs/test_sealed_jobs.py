@@ -310,7 +310,7 @@ def test_cli_enqueue_encrypt_with_a_daemon_that_never_logs_the_data(
         job = body["job"]
         assert job["status"] == "completed", body
         assert job["data"] == {"encrypted": True} and job["encrypted"] is True
-        assert job["result"] == {"echo": {"encrypted": True}}
+        assert job["result"]["echo"] == {"encrypted": True}
         shown = run_cli(env, "jobs", "show", job["id"])
         assert shown.returncode == 0 and "encrypted" in shown.stdout
         assert_no_secret(shown.stdout + json.dumps(body), "the CLI output")
