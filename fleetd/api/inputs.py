@@ -58,9 +58,10 @@ def _blank_is_none(value: object) -> object:
 
 
 def _duration(value: object) -> float:
+    # 0s is a cleanup of every finished job, as it always was
     if not isinstance(value, str):
         raise ValidationError("", "must be a duration such as 24h or 7d")
-    return parse_duration_text(value, "")
+    return parse_duration_text(value, "", zero=True)
 
 
 def _since_epoch(value: object) -> int:

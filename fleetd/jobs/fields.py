@@ -197,9 +197,10 @@ def data_problem(data: object, max_depth: int, root: str = "data") -> FieldError
     return None
 
 
-def check_duration(seconds: float, field: str) -> float:
-    """`seconds` if finite, positive and at most MAX_DURATION; else ValidationError."""
-    if not math.isfinite(seconds) or seconds <= 0:
+def check_duration(seconds: float, field: str, *, zero: bool = False) -> float:
+    """`seconds` if finite, positive (or 0 with `zero`) and at most MAX_DURATION; else
+    ValidationError."""
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
         raise ValidationError(field, "must be a positive duration such as 30s or 5m")
     if seconds > MAX_DURATION:
         raise ValidationError(field, f"must be at most {_MAX_DURATION_TEXT}")
@@ -243,7 +244,7 @@ def _timeout(value: object) -> float:
         raise ValidationError("timeout", f"must be at most {_MAX_DURATION_TEXT}") from None
 
 
-def parse_duration_text(text: str, field: str) -> float:
+def parse_duration_text(text: str, field: str, *, zero: bool = False) -> float:
     """A duration such as 30s, 1h30m or 7d (fleetd.config.durations), checked by
     `check_duration`; ValidationError on `field` quoting at most the text's start."""
     from fleetd.config.durations import parse_duration
@@ -255,7 +256,7 @@ def parse_duration_text(text: str, field: str) -> float:
     except ValueError as exc:
         message = str(exc) if len(text) <= 40 else f"invalid duration {shown(text)}"
         raise ValidationError(field, message) from None
-    return check_duration(seconds, field)
+    return check_duration(seconds, field, zero=zero)
 
 
 def _data(value: object) -> dict[str, Any]:

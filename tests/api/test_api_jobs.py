@@ -181,10 +181,13 @@ async def test_stats_and_cleanup(config: Config) -> None:
         r = await api.post(f"{PREFIX}/cleanup", params={"older_than": "1ms"})
         assert r.json()["deleted"] == 1 and r.json()["by_status"]["cancelled"] == 1
         assert (await api.get(f"{PREFIX}/{job_id}")).status_code == 404
-        for bad in ({}, {"older_than": "soon"}):
+        for bad in ({}, {"older_than": "soon"}, {"older_than": "-1h"}, {"older_than": "600w"}):
             r = await api.post(f"{PREFIX}/cleanup", params=bad)
             assert r.status_code == 422
             assert r.json()["error"]["details"]["fields"][0]["field"] == "older_than"
+        # 0s: every finished job, whatever its age (as the Go client's Cleanup(ctx, 0))
+        r = await api.post(f"{PREFIX}/cleanup", params={"older_than": "0s"})
+        assert r.status_code == 200 and r.json()["older_than"] == "0s"
 
 
 async def test_bulk_enqueue_all_or_nothing(config: Config) -> None:
