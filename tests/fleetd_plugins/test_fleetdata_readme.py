@@ -27,6 +27,11 @@ fleetd enqueue report_generation --company "$C" --wait --data \\
 """
 
 
+def test_the_readme_shows_this_example() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert README_EXAMPLE in readme
+
+
 def test_the_readme_report_example_reports_the_demo_fleet(config: Config, tmp_path: Path) -> None:
     env = fleetd_env(config) | {"FLEETD_DAEMON_ROLES": "worker"}
     # The console script of this interpreter's environment, first on PATH.
