@@ -18,7 +18,8 @@ Owns:
   cursor on PostgreSQL, `fetchmany` on SQLite, so memory stays flat however many rows.
 
 Lifecycle: FleetData(url) (no I/O) → `prepare()` on the first job (once per process:
-the refusal, or the demo database's schema and fleet) → per job `async with source.session() as s`: one connection held
+the refusal, or the demo database's schema and fleet) → per job
+`async with source.session() as s`: one connection held
 for the job, each `await s.run(fn, …)` one thread hop and one transaction; a streaming
 read (`s.stream`) gets a connection of its own for its one long transaction → closed
 when the job ends (shielded, also on cancellation).
