@@ -54,7 +54,10 @@ needs_chromium = pytest.mark.skipif(
 def start_daemon(config: Config, fleet: Fleet) -> str:
     """One `fleetd run --roles api,worker` on `config`'s namespace; its API URL (the
     fleet fixture stops it, then the namespace fixture deletes its keys)."""
-    fleet.start(fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}, "--roles", "api,worker")
+    # The dashboard's fleet-data jobs run on the demo fleet: a real Redis without [data]
+    # url uses it only when asked (fleetdata plugin, #19).
+    env = fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET, "FLEETD_DATA_DEMO": "true"}
+    fleet.start(env, "--roles", "api,worker")
     return fleet.api_url(Path(config.state_dir))
 
 

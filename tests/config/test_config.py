@@ -78,6 +78,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "data": {
         "url": "",
+        "demo": False,
         "demo_fleet": True,
         "report_max_days": 366,
         "export_batch": 5000,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+from fleetd_plugins.fleetdata.source import FleetData
 from fleetdata_db import (
     BACKENDS,
     SPEC,
@@ -128,7 +129,12 @@ async def test_each_batch_is_committed_so_a_cancelled_job_keeps_its_work(
 
 
 async def test_the_floor_comes_from_the_config(config: Config, tmp_path: Path) -> None:
-    cfg = data_config(config, f"sqlite:///{tmp_path / 'fleet.db'}", cleanup_floor_days=30)
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    source = FleetData(url)  # the test's own database: the tables, no rows
+    db = source.connect()
+    source.create_schema(db)
+    db.close()
+    cfg = data_config(config, url, cleanup_floor_days=30)
     with Harness(handlers(cfg), tmp_path=tmp_path, config=cfg) as h:
         with pytest.raises(ValidationError) as info:
             await h.run("data_cleanup", {"cleanup_type": "gps_tracks", "older_than_days": 29})

@@ -147,7 +147,8 @@ def test_fleetd_run_on_the_embedded_default(config: Config, tmp_path: Path) -> N
     """A newcomer's first run: no [data] url, so fleet.db appears in the state directory
     with a demo fleet on the first job, and last month's report has content; the
     default schedules exist and run."""
-    env = fleetd_env(config) | {"FLEETD_DAEMON_ROLES": "worker,scheduler"}
+    env = fleetd_env(config) | {"FLEETD_DAEMON_ROLES": "worker,scheduler",
+                                "FLEETD_DATA_DEMO": "true"}  # fmt: skip
     fleet = Fleet(tmp_path / "fleet")
     try:
         fleet.start(env)
@@ -193,8 +194,12 @@ def test_demo_data_command_fills_postgresql(config: Config, tmp_path: Path) -> N
     try:
         env = fleetd_env(config) | {"FLEETD_DATA_URL": url}
         args = ("demo-data", "--companies", "2", "--vehicles", "2", "--days", "3", "--seed", "4")
-        body = cli_json(env, *args, "--json")
+        bare = run_cli(env, *args)  # fleetd makes no tables unless told to
+        assert bare.returncode == 2 and "use --create for a new demo database" in bare.stderr
+        body = cli_json(env, *args, "--create", "--json")
         raw = Raw(url)
+        again_create = run_cli(env, *args, "--create")
+        assert again_create.returncode == 2 and "already holds tables" in again_create.stderr
         for table, n in body["rows"].items():
             assert raw.value(f"SELECT COUNT(*) FROM {table}") == n
         assert body["rows"]["companies"] == 2 and body["rows"]["vehicles"] == 4

@@ -33,7 +33,8 @@ def test_the_readme_shows_this_example() -> None:
 
 
 def test_the_readme_report_example_reports_the_demo_fleet(config: Config, tmp_path: Path) -> None:
-    env = fleetd_env(config) | {"FLEETD_DAEMON_ROLES": "worker"}
+    # A real Redis and no [data] url: the demo fleet only when asked for (#19 point 3).
+    env = fleetd_env(config) | {"FLEETD_DAEMON_ROLES": "worker", "FLEETD_DATA_DEMO": "true"}
     # The console script of this interpreter's environment, first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     fleet = Fleet(tmp_path / "fleet")
@@ -62,8 +63,8 @@ def test_the_readme_report_example_reports_the_demo_fleet(config: Config, tmp_pa
 
 def test_data_companies_lists_every_company_by_name(config: Config, tmp_path: Path) -> None:
     env = fleetd_env(config) | {"FLEETD_DATA_URL": f"sqlite:///{tmp_path / 'fleet.db'}"}
-    made = cli_json(env, "demo-data", "--companies", "3", "--vehicles", "2", "--days", "3",
-                    "--until", "2025-06-30", "--json")  # fmt: skip
+    made = cli_json(env, "demo-data", "--create", "--companies", "3", "--vehicles", "2",
+                    "--days", "3", "--until", "2025-06-30", "--json")  # fmt: skip
     body = cli_json(env, "data", "companies", "--json")
     assert body["count"] == 3 and body["url"] == made["url"]
     companies = body["companies"]
@@ -78,4 +79,5 @@ def test_data_companies_lists_every_company_by_name(config: Config, tmp_path: Pa
     assert quiet.stdout.splitlines() == [c["id"] for c in companies]
     empty = run_cli(env | {"FLEETD_DATA_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
                     "data", "companies")  # fmt: skip
-    assert empty.returncode == 0 and empty.stdout.startswith("0 company(ies) in sqlite:///")
+    # A database without the fleet tables: fleetd creates none, and says where to look.
+    assert empty.returncode == 2 and "`fleetd data check` lists what is missing" in empty.stderr

@@ -6,6 +6,7 @@ embedded default's first-run demo fleet, and the `[data] url` setting."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from fleetd_plugins.fleetdata.plugin import open_source
 from fleetd_plugins.fleetdata.source import FleetData, mask_url
 from fleetdata_db import BACKENDS, Raw, drop, empty_url, shared_url
 
+from fleetd import PermanentError
 from fleetd.config import Config, ConfigError, load_config
 
 TABLES = {
@@ -245,7 +247,59 @@ async def test_no_demo_fleet_when_turned_off_or_for_a_configured_url(tmp_path: P
     url = f"sqlite:///{tmp_path / 'mine.db'}"
     configured = open_source(_embedded(tmp_path / "mine", url=url))
     await configured.prepare()
-    assert Raw(url).value("SELECT COUNT(*) FROM companies") == 0
+    # The platform's database: nothing is created in it, not even a table.
+    assert Raw(url).rows("SELECT name FROM sqlite_master") == []
+
+
+def _real_redis(cfg: Config) -> Config:
+    return dataclasses.replace(
+        cfg, redis=dataclasses.replace(cfg.redis, url="redis://127.0.0.1:6379/0")
+    )
+
+
+async def test_no_data_url_on_a_real_redis_refuses_every_job(tmp_path: Path) -> None:
+    cfg = _real_redis(_embedded(tmp_path))
+    source = open_source(cfg)
+    with pytest.raises(PermanentError) as info:
+        await source.prepare()
+    assert str(info.value) == (
+        "no fleet database: set [data] url (or FLEETD_DATA_URL) to the platform's "
+        "database, or [data] demo = true to run on the demo fleet"
+    )
+    with pytest.raises(PermanentError):
+        async with source.session():
+            pass
+    assert not (tmp_path / "state" / "fleet.db").exists()  # no demo fleet made
+
+
+async def test_demo_true_uses_the_demo_fleet_on_a_real_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetd_plugins.fleetdata import demo
+
+    monkeypatch.setattr(demo, "FIRST_RUN", dataclasses.replace(SMALL, until=None))
+    cfg = _real_redis(_embedded(tmp_path))
+    cfg = cfg.with_section(dataclasses.replace(cfg.section(DataConfig), demo=True))
+    source = open_source(cfg)
+    assert source.refusal is None
+    await source.prepare()
+    assert Raw(source.url).value("SELECT COUNT(*) FROM companies") == 1
+
+
+def test_a_refusing_source_is_announced_at_start_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fleetd_plugins.fleetdata import plugin
+
+    with caplog.at_level(logging.WARNING, logger="fleetd.fleetdata"):
+        plugin.fleetd_handlers(_embedded(tmp_path / "trial"))  # memory://: no warning
+        assert caplog.messages == []
+        plugin.fleetd_handlers(_real_redis(_embedded(tmp_path)))
+    assert caplog.messages == [
+        "the fleet-data job types will fail: no fleet database: set [data] url (or "
+        "FLEETD_DATA_URL) to the platform's database, or [data] demo = true to run on "
+        "the demo fleet"
+    ]
 
 
 def test_the_data_url_setting(tmp_path: Path) -> None:

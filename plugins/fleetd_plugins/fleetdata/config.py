@@ -35,6 +35,7 @@ class DataConfig:
         "fleet database: sqlite:///PATH, postgresql://…; '' = <state_dir>/fleet.db",
         check=_check_data_url,
     )
+    demo: bool = setting(False, "url '' on a real Redis: use the embedded demo database anyway")
     demo_fleet: bool = setting(True, "url '': a new database starts with a small demo fleet")
     report_max_days: int = setting(366, "longest date range of one report", min=1, max=3660)
     export_batch: int = setting(5000, "rows per batch of an export", min=100, max=100_000)

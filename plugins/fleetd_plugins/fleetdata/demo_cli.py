@@ -1,15 +1,22 @@
 """`fleetd demo-data`: fill the configured fleet database with a demo fleet; `fleetd
 data companies`: list the companies in it (what `--company` takes).
 
-    fleetd demo-data [--companies N] [--vehicles N] [--days N] [--seed S]
+    fleetd demo-data [--create] [--companies N] [--vehicles N] [--days N] [--seed S]
                      [--until YYYY-MM-DD] [--replace] [--json]
     fleetd data companies [-q] [--json]
+    fleetd data check [--json]
 
-Writes into `[data] url` (creating missing tables first): N companies with N vehicles
+Writes into `[data] url`: N companies with N vehicles
 each, simulated over the N days up to `--until` (default yesterday, UTC). The same seed
 and days give the same data. The companies' ids come from the seed, so running it twice
 with one seed is refused unless `--replace` deletes those companies' rows first (only
-theirs: other data is never touched); another `--seed` adds more companies.
+theirs: other data is never touched); another `--seed` adds more companies. Only
+`--create` runs DDL (the demo schema), and only on a database made for the demo: a new
+SQLite file, or a PostgreSQL database with no tables yet. Otherwise the tables must be
+there already (fleetd never changes the schema of the platform's database).
+
+`data check` compares the database with the declared contract (contract.py): one line
+per missing relation, column, type or privilege, exit code 2; "fits" and 0 otherwise.
 
 `data companies` prints each company's id, name, vehicles, drivers and the first and
 last day with trips (the dates a report over them has figures for), by name; `-q` the
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
     # Only for annotations: every `fleetd` command builds this parser, and importing
     # the config package for it costs ~30 ms that --help and --version do not need.
     from fleetd import Config
+
+    from .db import Db
 
 __all__ = ["add_parser", "run"]
 
@@ -69,6 +78,11 @@ def add_parser(subparsers: Any) -> None:
         "--until", type=date.fromisoformat, help="last day, YYYY-MM-DD (default yesterday)"
     )
     p.add_argument("--replace", action="store_true", help="replace this seed's companies")
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="create the demo schema first (a new SQLite file or an empty database only)",
+    )
     p.add_argument("--json", action="store_true")
 
     data = subparsers.add_parser("data", help="look into the fleet database ([data] url)")
@@ -76,12 +90,14 @@ def add_parser(subparsers: Any) -> None:
     comp = dsub.add_parser("companies", help="the companies: ids, names, days with trips")
     comp.add_argument("-q", "--quiet", action="store_true", help="only the ids, one a line")
     comp.add_argument("--json", action="store_true")
+    chk = dsub.add_parser("check", help="check the database against the fleet-data contract")
+    chk.add_argument("--json", action="store_true")
 
 
 def run(cfg: Config, a: argparse.Namespace) -> int:
     """`demo-data` or `data ACTION`; the exit code."""
     if a.command == "data":
-        return _companies(cfg, a)
+        return _check(cfg, a) if a.data_command == "check" else _companies(cfg, a)
     return _demo_data(cfg, a)
 
 
@@ -104,6 +120,13 @@ def _companies(cfg: Config, a: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         rows = db.all(COMPANIES_SQL)
+    except Exception as exc:  # tables missing: fleetd creates none in the platform's db
+        print(
+            f"fleetd: cannot read the companies of {where}: {str(exc).splitlines()[0]} "
+            "(`fleetd data check` lists what is missing)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     finally:
         db.close()
     companies = [
@@ -131,7 +154,52 @@ def _companies(cfg: Config, a: argparse.Namespace) -> int:
     return 0
 
 
+def _check(cfg: Config, a: argparse.Namespace) -> int:
+    from .contract import check
+    from .plugin import open_source
+    from .source import mask_url
+
+    source = open_source(cfg)
+    where = mask_url(source.url)
+    try:
+        source.prepare_sync()
+        db = source.connect()
+    except Exception as exc:
+        print(f"fleetd: cannot open the fleet database {where}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        problems = check(db)
+    finally:
+        db.rollback()
+        db.close()
+    if a.json:
+        print(json.dumps({"url": where, "problems": [str(p) for p in problems],
+                          "fits": not problems}, indent=2))  # fmt: skip
+    else:
+        for problem in problems:
+            print(problem)
+        print(
+            f"{where}: {len(problems)} problem(s) with the fleet-data contract"
+            if problems
+            else f"{where} fits the fleet-data contract",
+            file=sys.stderr if problems else sys.stdout,
+        )
+    return EXIT_USAGE if problems else 0
+
+
+def _has_tables(db: Db) -> bool:
+    if db.dialect == "sqlite":
+        return bool(db.value("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"))
+    return bool(
+        db.value(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = ANY(current_schemas(false))"
+        )
+    )
+
+
 def _demo_data(cfg: Config, a: argparse.Namespace) -> int:
+    from .contract import check
     from .demo import DemoSpec, company_ids, delete_companies, write_demo
     from .plugin import open_source
     from .source import mask_url
@@ -148,7 +216,22 @@ def _demo_data(cfg: Config, a: argparse.Namespace) -> int:
         print(f"fleetd: cannot open the fleet database {where}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        source.create_schema(db)
+        if a.create:
+            if _has_tables(db):
+                print(
+                    f"fleetd: {where} already holds tables: --create only makes the demo "
+                    "schema in a new SQLite file or an empty database made for the demo",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            source.create_schema(db)
+        elif problems := check(db):
+            print(
+                f"fleetd: {where} does not hold the fleet tables ({problems[0]}); "
+                "use --create for a new demo database",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         ids = company_ids(spec)
         in_list, params = db.in_list("c", ids)
         existing = [

@@ -18,6 +18,7 @@ configured database with a demo fleet.
 from __future__ import annotations
 
 import importlib.util
+import logging
 
 from fleetd import Config, ConfigSection, JobHandler, PluginError, ScheduleDefinition, hookimpl
 
@@ -28,13 +29,17 @@ from .reminders import MaintenanceReminderHandler
 from .reports import ReportGenerationHandler
 from .source import FleetData, default_url
 
+log = logging.getLogger("fleetd.fleetdata")
+
 __all__ = [
     "DEFAULT_SCHEDULES",
     "check_libraries",
     "fleetd_config_sections",
     "fleetd_default_schedules",
     "fleetd_handlers",
+    "no_data_url",
     "open_source",
+    "uses_demo",
 ]
 
 # The libraries of the extra `fleetd[builtins]` this plugin imports when a job needs
@@ -70,14 +75,36 @@ DEFAULT_SCHEDULES: list[ScheduleDefinition] = [
 ]
 
 
+def uses_demo(config: Config) -> bool:
+    """No `[data] url`, and the demo database is wanted: `memory://` (a trial run) or
+    `[data] demo = true`."""
+    data = config.section(DataConfig)
+    return not data.url and (config.redis.url.startswith("memory://") or data.demo)
+
+
+def no_data_url(config: Config) -> str | None:
+    """Why the fleet-data job types refuse to run (None: they run). A real Redis means
+    real jobs: made-up figures from a demo fleet would pass for the platform's."""
+    if config.section(DataConfig).url or uses_demo(config):
+        return None
+    return (
+        "no fleet database: set [data] url (or FLEETD_DATA_URL) to the platform's "
+        "database, or [data] demo = true to run on the demo fleet"
+    )
+
+
 def open_source(config: Config) -> FleetData:
-    """The fleet database of `[data] url` ("" = SQLite under the state directory).
-    Opens nothing yet."""
+    """The fleet database of `[data] url`; without one, the embedded demo database
+    (SQLite under the state directory) when `uses_demo`, else a source that refuses
+    every job. Opens nothing yet."""
     data = config.section(DataConfig)
     if data.url:
         return FleetData(data.url)
     return FleetData(
-        default_url(config.state_dir), embedded_default=True, demo_fleet=data.demo_fleet
+        default_url(config.state_dir),
+        embedded_default=True,
+        demo_fleet=data.demo_fleet,
+        refusal=no_data_url(config),
     )
 
 
@@ -100,6 +127,10 @@ def fleetd_config_sections() -> list[ConfigSection]:
 def fleetd_handlers(config: Config) -> list[JobHandler]:
     check_libraries()
     source = open_source(config)
+    # Announced where a process has set up logging (the daemon); a CLI command, which
+    # builds the handlers too, would print it on every call.
+    if source.refusal is not None and logging.getLogger().handlers:
+        log.warning("the fleet-data job types will fail: %s", source.refusal)
     return [
         ReportGenerationHandler(source, config),
         DataExportHandler(source, config),

@@ -4,8 +4,12 @@ Owns:
 - the URL (`sqlite:///PATH`, `postgresql://…`, "" = `<state_dir>/fleet.db`) and the
   connections it opens: blocking DB-API calls, made only in worker threads
   (`trio.to_thread`, at most `MAX_THREADS` at once per source);
-- the schema (schema_sqlite.sql / schema_postgresql.sql), created on first use, and, for
-  the embedded default only, the first-run demo fleet (`[data] demo_fleet`);
+- the demo database's schema (schema_sqlite.sql / schema_postgresql.sql) and first-run
+  demo fleet (`[data] demo_fleet`), for the embedded demo file only: fleetd never runs
+  DDL on a database it did not create (the platform's database meets the declared
+  contract, contract.py, instead);
+- the refusal of a source that must not be used (no `[data] url` on a real Redis):
+  every job fails at once with a PermanentError naming the fix;
 - the differences handlers must not see (implemented by `Db`, fleetdata.db): SQL is
   written once with `:name` parameters, and every value reads back the same from both
   databases: ids and dates as text, timestamps as 'YYYY-MM-DDTHH:MM:SSZ' (UTC), money
@@ -14,7 +18,8 @@ Owns:
   cursor on PostgreSQL, `fetchmany` on SQLite, so memory stays flat however many rows.
 
 Lifecycle: FleetData(url) (no I/O) → `prepare()` on the first job (once per process:
-schema, demo fleet) → per job `async with source.session() as s`: one connection held
+the refusal, or the demo database's schema and fleet) → per job
+`async with source.session() as s`: one connection held
 for the job, each `await s.run(fn, …)` one thread hop and one transaction; a streaming
 read (`s.stream`) gets a connection of its own for its one long transaction → closed
 when the job ends (shielded, also on cancellation).
@@ -32,6 +37,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
+
+from fleetd import PermanentError
 
 from .db import Cursor, Db, Params, connect_postgres, connect_sqlite
 
@@ -64,9 +71,18 @@ class FleetData:
     """The fleet database of one process. Cheap to build: nothing is opened until the
     first `prepare()` / `session()`."""
 
-    def __init__(self, url: str, *, embedded_default: bool = False, demo_fleet: bool = False):
+    def __init__(
+        self,
+        url: str,
+        *,
+        embedded_default: bool = False,
+        demo_fleet: bool = False,
+        refusal: str | None = None,
+    ):
         self.url = url
+        # The embedded default is fleetd's own demo file: the only database it runs DDL on.
         self.embedded_default = embedded_default
+        self.refusal = refusal
         self.demo_fleet = demo_fleet and embedded_default
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
@@ -105,7 +121,13 @@ class FleetData:
         db.commit()
 
     def prepare_sync(self) -> bool:
-        """Schema, and the first-run demo fleet; True when the demo fleet was made."""
+        """The refusal (PermanentError); for the embedded demo file only, its schema and
+        first-run demo fleet. True when the demo fleet was made. Any other database is
+        the platform's: nothing is created in it."""
+        if self.refusal is not None:
+            raise PermanentError(self.refusal)
+        if not self.embedded_default:
+            return False
         if self.demo_fleet and self.path is not None and not self.path.exists():
             return self._first_run(self.path)
         db = self.connect()
@@ -147,8 +169,10 @@ class FleetData:
     # -- async side (handlers) ---------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Once per process, before the first query: create the schema (and the demo
-        fleet of a new embedded database)."""
+        """Once per process, before the first query: the refusal, or the embedded demo
+        database's schema (and demo fleet when it is new)."""
+        if self.refusal is not None:
+            raise PermanentError(self.refusal)
         if self._prepared:
             return
         if self._lock is None:
