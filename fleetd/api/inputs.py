@@ -25,7 +25,7 @@ from fleetd.jobs.fields import (
     parse_ts,
 )
 from fleetd.jobs.model import EnqueueRequest
-from fleetd.jobs.queue import MAX_PAGE
+from fleetd.jobs.pages import MAX_PAGE
 from fleetd.jobs.validation import ValidationError, explained, from_pydantic, rule
 
 __all__ = [

@@ -22,12 +22,13 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
+from fleetd.cli.job_input import read_jsonl, request_from_args
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -101,59 +102,6 @@ def add_parsers(sub: Any) -> None:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _parse_data(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"--data is not valid JSON: {exc}")
-    if not isinstance(data, dict):
-        fail(f"--data must be a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _request_from_args(a: argparse.Namespace) -> dict[str, Any]:
-    raw: dict[str, Any] = {"type": a.type, "data": _parse_data(a.data)}
-    for field, value in (
-        ("priority", a.priority),
-        ("max_retries", a.max_retries),
-        ("timeout", a.timeout),
-        ("company_id", a.company),
-        ("user_id", a.user),
-        ("run_at", a.run_at),
-        ("idempotency_key", a.idempotency_key),
-    ):
-        if value is not None:
-            raw[field] = value
-    if a.tag:
-        raw["tags"] = a.tag
-    if a.encrypt:
-        raw["encrypt"] = True
-    return raw
-
-
-def _read_jsonl(source: str) -> list[dict[str, Any]]:
-    stream: TextIO
-    try:
-        stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        fail(f"cannot read {source}: {exc.strerror}")
-    items = []
-    with stream:
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                fail(f"{source}:{n}: not valid JSON: {exc.msg}")
-            if not isinstance(item, dict):
-                fail(f"{source}:{n}: each line must be a JSON object")
-            items.append(item)
-    if not items:
-        fail(f"{source}: no jobs")
-    return items
-
-
 def _poll(engine: Engine, job_id: str, until: Callable[[Job], bool], limit: float | None) -> Job:
     delay, deadline = 0.005, None if limit is None else time.monotonic() + limit
     while True:
@@ -201,7 +149,7 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
         if a.type or a.wait:
             fail("--jsonl takes no job type and no --wait")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
-            rows = engine.ops.prepare_many(_read_jsonl(a.jsonl))
+            rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
             results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
             dups = sum(r.duplicate for r in results)
             rec.detail = {"count": len(results), "duplicates": dups}
@@ -217,7 +165,7 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
         fail("give a job type (e.g. `fleetd enqueue noop`) or --jsonl FILE")
     with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
         rec.detail = {"type": a.type}
-        row = engine.ops.prepare(EnqueueRequest.from_dict(_request_from_args(a)))
+        row = engine.ops.prepare(EnqueueRequest.from_dict(request_from_args(a)))
         [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
         rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
     if not a.wait:

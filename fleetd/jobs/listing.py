@@ -23,13 +23,14 @@ import itertools
 from typing import TYPE_CHECKING
 
 from fleetd.jobs.model import JobStatus, ValidationError
-from fleetd.jobs.queue import (
+from fleetd.jobs.pages import (
     MAX_PAGE,
     JobFilter,
     JobPage,
-    _decode_cursor,
-    _encode_cursor,
-    _scan_window,
+    decode_cursor,
+    encode_cursor,
+    matching,
+    scan_window,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _decode(cursor: str | None) -> list[tuple[int | None, int]]:
     parts = cursor.split(_SEP)
     if len(parts) != len(STATUS_ORDER):
         raise ValidationError("cursor", f"malformed cursor {cursor!r}")
-    return [(None, 0) if not p else _decode_cursor(p) for p in parts]
+    return [(None, 0) if not p else decode_cursor(p) for p in parts]
 
 
 def list_all_statuses(
@@ -68,7 +69,7 @@ def list_all_statuses(
     limit = max(1, min(limit, MAX_PAGE))
     match = JobFilter(company_id, job_type, user_id, text)
     filtered = match.active
-    window = _scan_window(limit) if filtered else limit
+    window = scan_window(limit) if filtered else limit
     positions = _decode(cursor)
     pipe = client.pipeline(transaction=False)
     for status, (top, skip) in zip(STATUS_ORDER, positions, strict=True):
@@ -90,7 +91,7 @@ def list_all_statuses(
     )
     examined = list(itertools.islice(merged, window))
     ids = [job_id for *_, job_id in examined]
-    wanted = ops._matching(client, ids, match) if filtered else set(ids)
+    wanted = matching(ops, client, ids, match) if filtered else set(ids)
     picked: list[str] = []
     consumed = [0] * len(STATUS_ORDER)  # entries of each index this page went past
     for _, i, _, job_id in examined:
@@ -109,6 +110,6 @@ def list_all_statuses(
             skip = skip + at_last if top == last else at_last
             top = last
         more = more or len(entries) > consumed[i]
-        parts.append("" if top is None else _encode_cursor(top, skip))
+        parts.append("" if top is None else encode_cursor(top, skip))
     jobs = [job for job in ops.get_many(client, picked) if job is not None]
     return JobPage(jobs, _SEP.join(parts) if more else None)

@@ -27,6 +27,7 @@ from fleetd.jobs.model import (
     ValidationError,
     new_job_id,
 )
+from fleetd.jobs.pages import JobFilter, JobPage, list_status
 from fleetd.jobs.payload import MAX_DATA_BYTES, MAX_DATA_DEPTH, encode_data
 from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
@@ -45,18 +46,8 @@ __all__ = [
 # Jobs one enqueue_many call sends in one script call; larger inputs go in chunks of
 # this size inside the same hop (a script call must stay short: Redis runs one at a time).
 ENQUEUE_CHUNK = 1000
-# Most jobs one listing page returns (the HTTP layer caps at 500 too).
-MAX_PAGE = 500
 # Finished jobs deleted per prune call while cleaning up.
 PRUNE_BATCH = 500
-# A filtered listing examines at most this many index entries per requested job before
-# it returns a shorter page with a cursor (bounds the work of a sparse filter)...
-FILTER_SCAN_FACTOR = 20
-# ...and at most this many in all, whatever the page size. Each costs one HMGET of three
-# short fields, ~10 µs here (mostly redis-py's pipeline): 2,000 bound a page's filter
-# work to ~20 ms. Before, a 500-job page of a company with no jobs in a 50k index read
-# 10,000 whole hashes: ~0.2 s with 1 KB of data each, more with larger data.
-MAX_FILTER_SCAN = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,41 +61,6 @@ class JobDefaults:
     # max_json_depth): bytes of a job's data as JSON, and its nesting.
     max_data_bytes: int = MAX_DATA_BYTES
     max_data_depth: int = MAX_DATA_DEPTH
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    jobs: list[Job]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """What a filtered listing keeps: every given field equal (None = any), and
-    `text` a case-insensitive part of the job's id, type, company or user."""
-
-    company_id: str | None = None
-    job_type: str | None = None
-    user_id: str | None = None
-    text: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return any(v is not None for v in (self.company_id, self.job_type, self.user_id)) or bool(
-            self.text
-        )
-
-    def accepts(self, job_id: str, kind: str, company: str | None, user: str | None) -> bool:
-        if self.company_id is not None and company != self.company_id:
-            return False
-        if self.job_type is not None and kind != self.job_type:
-            return False
-        if self.user_id is not None and user != self.user_id:
-            return False
-        if self.text:
-            needle = self.text.casefold()
-            return any(needle in v.casefold() for v in (job_id, kind, company, user) if v)
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,23 +78,6 @@ class ResetResult:
 
     outcome: str
     status: str
-
-
-def _encode_cursor(score: int, skip: int) -> str:
-    return f"{score}.{skip}"
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int]:
-    score, _, skip = cursor.partition(".")
-    try:
-        return int(score), int(skip)
-    except ValueError:
-        raise ValidationError("cursor", f"malformed cursor {cursor!r}") from None
-
-
-def _scan_window(limit: int) -> int:
-    """Index entries one filtered page may examine."""
-    return min(limit * FILTER_SCAN_FACTOR, MAX_FILTER_SCAN)
 
 
 class QueueOps:
@@ -260,58 +199,9 @@ class QueueOps:
         user_id: str | None = None,
         text: str | None = None,
     ) -> JobPage:
-        """Newest first (by creation for pending/processing/retrying, by finish time for
-        completed/failed/cancelled). The cursor is "<score>.<entries at that score seen>",
-        stable while jobs are added.
-
-        A filtered page (company, type, user, text) examines at most
-        `_scan_window(limit)` index entries, reading only the short fields the filter
-        needs, then the whole hash of the jobs it returns: a sparse filter answers a
-        shorter page, or an empty one, with a cursor to go on, instead of reading the
-        whole index in one request. `text` matches (case-insensitive, a part of) the
-        job's id, type, company or user: the dashboard's search."""
-        limit = max(1, min(limit, MAX_PAGE))
+        """One page of `status`, newest first (fleetd.jobs.pages.list_status)."""
         match = JobFilter(company_id, job_type, user_id, text)
-        filtered = match.active
-        window = _scan_window(limit) if filtered else limit
-        top, skip = ("+inf", 0) if cursor is None else _decode_cursor(cursor)
-        entries = client.zrevrangebyscore(
-            self.keys.status(status), top, "-inf", start=skip, num=window + 1, withscores=True
-        )
-        has_more = len(entries) > window
-        entries = entries[:window]
-        ids = [e[0] for e in entries]
-        wanted = self._matching(client, ids, match) if filtered else set(ids)
-        picked: list[str] = []
-        last_score, seen_at_score = (None if cursor is None else int(top)), skip
-        for i, (job_id, score) in enumerate(entries):
-            s = int(score)
-            seen_at_score = seen_at_score + 1 if s == last_score else 1
-            last_score = s
-            if job_id in wanted:
-                picked.append(job_id)
-                if len(picked) == limit:
-                    has_more = has_more or i < len(entries) - 1
-                    break
-        # A job pruned between the reads is left out (the page is one shorter).
-        jobs = [job for job in self.get_many(client, picked) if job is not None]
-        next_cursor = None
-        if has_more and last_score is not None:
-            next_cursor = _encode_cursor(last_score, seen_at_score)
-        return JobPage(jobs, next_cursor)
-
-    def _matching(self, client: SyncClient, ids: Sequence[str], match: JobFilter) -> set[str]:
-        """The ids whose job `match` accepts: three short fields per job, not the
-        whole hash (its data may be kilobytes)."""
-        pipe = client.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), "company_id", "type", "user_id")
-        return {
-            job_id
-            for job_id, (company, kind, user) in zip(ids, pipe.execute(), strict=True)
-            if kind is not None  # pruned between the two reads
-            and match.accepts(job_id, kind, company, user)
-        }
+        return list_status(self, client, status, limit=limit, cursor=cursor, match=match)
 
     def stats(self, client: SyncClient) -> dict[str, int]:
         """The spec's stats plus retrying and cancelled; total is their sum."""

@@ -27,7 +27,7 @@ from fleetd.api.admission import RETRY_AFTER
 from fleetd.api.server import LISTEN_BACKLOG
 from fleetd.cli.events import connect
 from fleetd.config import Config
-from fleetd.jobs import queue as queue_module
+from fleetd.jobs import pages as pages_module
 
 BODY = json.dumps({"type": "noop"}).encode()
 # A refusal does no work: it must come back well within this, however busy the daemon.
@@ -225,7 +225,7 @@ async def test_a_company_admins_filtered_listing_does_bounded_work_per_page(
     config: Config, monkeypatch: Any
 ) -> None:
     scan = 100
-    monkeypatch.setattr(queue_module, "MAX_FILTER_SCAN", scan)
+    monkeypatch.setattr(pages_module, "MAX_FILTER_SCAN", scan)
     async with running_api(api_config(config)) as api:
         ours = await api.enqueue({"type": "noop"}, headers=auth("acme"))
         others = {"jobs": [{"type": "noop", "company_id": "globex"}] * 250}

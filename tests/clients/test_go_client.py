@@ -93,7 +93,9 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def daemon_url(config: Config, fleet: Fleet) -> Iterator[str]:
     """A `fleetd run` (api, worker, scheduler) that accepts the test tokens; its URL."""
-    fleet.start(fleetd_env(config) | settings(auth_secret=SECRET) | FAST_HEARTBEAT)
+    # The spec's report example runs on the demo fleet ([data] demo: no platform database)
+    demo = {"FLEETD_DATA_DEMO": "true"}
+    fleet.start(fleetd_env(config) | settings(auth_secret=SECRET) | FAST_HEARTBEAT | demo)
     yield fleet.api_url(config.state_dir)
 
 

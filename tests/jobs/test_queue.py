@@ -19,6 +19,7 @@ import trio
 from fleetd.backend.codec import JobRow
 from fleetd.backend.scripts import ClaimedJob, ClaimResult
 from fleetd.engine import Engine
+from fleetd.jobs import pages as pages_module
 from fleetd.jobs import queue as queue_module
 from fleetd.jobs.handlers import HandlerDefaults
 from fleetd.jobs.model import JobStatus, ValidationError, format_ts
@@ -740,7 +741,7 @@ def test_a_sparse_filter_examines_a_bounded_window_per_page(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scan = 40
-    monkeypatch.setattr(queue_module, "MAX_FILTER_SCAN", scan)
+    monkeypatch.setattr(pages_module, "MAX_FILTER_SCAN", scan)
     # 200 jobs of another company, 3 of ours among them (newest, middle, oldest).
     ours = {3, 101, 199}
     reqs: list[dict[str, Any]] = [
