@@ -2,8 +2,9 @@
 they become JSON.
 
 Owns the shape of every JSON answer: the spec's structs (the stats, WorkerMetrics,
-worker health) plus fleetd's extensions, and the error body of DESIGN §6; the rows and
-the bodies around them are declared next to their records and re-exported here (Job,
+worker health) plus fleetd's extensions, and the error body
+(docs/ARCHITECTURE.md#http-api); the rows and the bodies around them are declared next
+to their records and re-exported here (Job,
 Unreadable and the enqueue answer in fleetd.jobs.answer; ScheduledJob and the
 schedule bodies in fleetd.schedules.answer). fleetd.api.openapi generates the
 document's schemas from these classes, and the answers are built through them

@@ -3,8 +3,8 @@ batches.
 
 Job tasks never call Redis: they `emit` an `Outcome` (complete, fail, abort, release)
 into a buffer, and what gathered goes out in one hop per batch, one script call per
-kind — under load one hop carries many outcomes (DESIGN.md §3: unbatched, the
-prototype ran at half the speed). Two carriers take batches from the buffer:
+kind — under load one hop carries many outcomes (docs/ARCHITECTURE.md#redis-access:
+unbatched, a prototype ran at half the speed). Two carriers take batches from the buffer:
 
 - the fetcher's next claim (fleetd.runtime.worker): while jobs are claimed back to
   back, the outcomes ride in the claim's hop (`take` → `write` in the thread, before
