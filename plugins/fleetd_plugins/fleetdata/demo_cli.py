@@ -106,7 +106,9 @@ def _day(moment: object) -> str | None:
     return None if moment is None else str(moment)[:10]
 
 
-def _companies(cfg: Config, a: argparse.Namespace) -> int:
+def _open(cfg: Config) -> tuple[Db, str] | None:
+    """The fleet database of `cfg` and its masked URL; None (told on stderr) when it
+    cannot be opened."""
     from .plugin import open_source
     from .source import mask_url
 
@@ -114,10 +116,16 @@ def _companies(cfg: Config, a: argparse.Namespace) -> int:
     where = mask_url(source.url)
     try:
         source.prepare_sync()
-        db = source.connect()
+        return source.connect(), where
     except Exception as exc:
         print(f"fleetd: cannot open the fleet database {where}: {exc}", file=sys.stderr)
+        return None
+
+
+def _companies(cfg: Config, a: argparse.Namespace) -> int:
+    if (opened := _open(cfg)) is None:
         return EXIT_USAGE
+    db, where = opened
     try:
         rows = db.all(COMPANIES_SQL)
     except Exception as exc:  # tables missing: fleetd creates none in the platform's db
@@ -156,17 +164,10 @@ def _companies(cfg: Config, a: argparse.Namespace) -> int:
 
 def _check(cfg: Config, a: argparse.Namespace) -> int:
     from .contract import check
-    from .plugin import open_source
-    from .source import mask_url
 
-    source = open_source(cfg)
-    where = mask_url(source.url)
-    try:
-        source.prepare_sync()
-        db = source.connect()
-    except Exception as exc:
-        print(f"fleetd: cannot open the fleet database {where}: {exc}", file=sys.stderr)
+    if (opened := _open(cfg)) is None:
         return EXIT_USAGE
+    db, where = opened
     try:
         problems = check(db)
     finally:
