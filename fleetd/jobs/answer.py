@@ -144,6 +144,19 @@ def _plain(ms: int | None, _name: str) -> str | None:
     return format_ts(ms)
 
 
+def with_times(kind: str, ident: str, build: Callable[[TimeText, list[str]], T]) -> T:
+    """`build(format, failed)` with plain times; when a time cannot be shown (beyond
+    year 9999), built again with the times that fail left out and named in `failed`,
+    and reported once (the job and schedule answers share this)."""
+    try:
+        return build(_plain, [])
+    except (ValueError, OverflowError, OSError):
+        times = Timestamps(format_ts)
+        answer = build(times, times.failed)
+        report(kind, ident, times.failed)
+        return answer
+
+
 class Job(Body):
     """The spec's Job struct (empty fields left out), then fleetd's extensions."""
 
@@ -184,13 +197,7 @@ class Job(Body):
         """The answer of `job`. A time that cannot be shown (beyond year 9999) is left
         out, and the row carries `unreadable` naming it (created_at, required, then
         shows the epoch)."""
-        try:
-            return cls._of(job, _plain, [])
-        except (ValueError, OverflowError, OSError):
-            times = Timestamps(format_ts)
-            answer = cls._of(job, times, times.failed)
-            report("job", job.id, times.failed)
-            return answer
+        return with_times("job", job.id, lambda ts, failed: cls._of(job, ts, failed))
 
     @classmethod
     def _of(cls, job: JobRecord, ts: TimeText, failed: list[str]) -> Job:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fleetd.jobs.answer import Body, Omitted, Shown, Timestamp, Unreadable, format_ts
-from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report
+from fleetd.jobs.answer import Body, Omitted, Shown, Timestamp, Unreadable, with_times
+from fleetd.jobs.model_salvage import EPOCH_TEXT
 from fleetd.schedules.misfire import MisfirePolicy
 
 if TYPE_CHECKING:
@@ -30,10 +30,6 @@ __all__ = [
     "SchedulerCounts",
     "SchedulerStats",
 ]
-
-
-def _plain(ms: int | None, _name: str) -> str | None:
-    return format_ts(ms)
 
 
 class ScheduledJob(Body):
@@ -69,13 +65,7 @@ class ScheduledJob(Body):
         """The answer of `job`. A time that cannot be shown is left out (null) and
         named in the row's `unreadable` (created_at and updated_at, required, then
         show the epoch)."""
-        try:
-            return cls._of(job, _plain, [])
-        except (ValueError, OverflowError, OSError):
-            times = Timestamps(format_ts)
-            answer = cls._of(job, times, times.failed)
-            report("schedule", job.id, times.failed)
-            return answer
+        return with_times("schedule", job.id, lambda ts, failed: cls._of(job, ts, failed))
 
     @classmethod
     def _of(cls, job: ScheduleRecord, ts: TimeText, failed: list[str]) -> ScheduledJob:
