@@ -32,8 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import jwt
@@ -102,8 +104,10 @@ def token() -> str:
 
 
 def start_daemon(
-    redis_url: str, state: Path, roles: str, processes: int
+    redis_url: str, state: Path, roles: str, settings: Mapping[str, str] = MappingProxyType({})
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """`fleetd run --roles ROLES` on its own state dir, quiet, with these FLEETD_* settings
+    on top; its API's URL once it serves (bench/overload.py starts its daemon here too)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
     env |= {
         "FLEETD_CONFIG": str(Path(__file__).resolve().parent.parent / "tests" / "empty.toml"),
@@ -113,7 +117,7 @@ def start_daemon(
         "FLEETD_DAEMON_LOG_LEVEL": "warning",
         "FLEETD_HTTP_LISTEN": "127.0.0.1:0",
         "FLEETD_AUTH_SECRET": SECRET,
-        "FLEETD_DAEMON_PROCESSES": str(processes),
+        **settings,
     }
     log = (state.parent / "daemon.log").open("ab")
     proc = subprocess.Popen(
@@ -132,7 +136,8 @@ def start_daemon(
             break
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit(f"daemon did not start; see {state.parent / 'daemon.log'}")
+    tail = (state.parent / "daemon.log").read_text(errors="replace").splitlines()[-20:]
+    raise SystemExit("daemon did not start:\n" + "\n".join(tail))
 
 
 # -- wrk -------------------------------------------------------------------------------
@@ -209,7 +214,10 @@ def measure(server: RedisServer, workdir: Path, name: str, a: argparse.Namespace
     info = server.command("INFO", "server")
     info = info.decode() if isinstance(info, bytes) else str(info)
     redis_pid = int(info.split("process_id:")[1].split()[0])
-    proc, url = start_daemon(server.url, workdir / f"state-{name}", ROLE_SETS[name], a.processes)
+    proc, url = start_daemon(
+            server.url, workdir / f"state-{name}", ROLE_SETS[name],
+            {"FLEETD_DAEMON_PROCESSES": str(a.processes)},
+        )  # fmt: skip
     try:
         if a.client == "wrk":
             run_wrk(url, a.connections, WARMUP_SECONDS, workdir)

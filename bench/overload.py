@@ -48,9 +48,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from http_enqueue import SECRET, start_daemon  # bench/ is the script's folder
 from redis_server import RedisServer
 
-SECRET = "bench-secret-" + "b" * 60
 NAMESPACE = "bench"
 DEFAULT_CONNECTIONS = 2000
 # The bound: a client that has no answer after a minute counts as unanswered.
@@ -58,7 +58,6 @@ NO_ANSWER = 60.0
 # A load balancer probes every few seconds; 20 ms gives ~100+ samples in a storm of a
 # few seconds, so the p99 is a measured value, not the maximum.
 PROBE_INTERVAL = 0.02
-START_TIMEOUT = 20.0
 PATH = "/api/v1/admin/jobs/enqueue"
 BODY = json.dumps({"type": "noop", "data": {"vehicle_id": "veh-1"}, "tags": ["overload"]})
 ROLE_SETS = {"api": "api", "default": "worker,scheduler,api"}
@@ -100,43 +99,6 @@ def raise_open_files(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         if new < needed:
             raise SystemExit(f"open files limited to {new}; {needed} needed (ulimit -Hn)")
-
-
-def start_daemon(
-    redis_url: str, state: Path, roles: str, max_in_flight: int | None
-) -> tuple[subprocess.Popen[bytes], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
-    env |= {
-        "FLEETD_CONFIG": str(Path(__file__).resolve().parent.parent / "tests" / "empty.toml"),
-        "FLEETD_REDIS_URL": redis_url,
-        "FLEETD_REDIS_NAMESPACE": NAMESPACE,
-        "FLEETD_DAEMON_STATE_DIR": str(state),
-        "FLEETD_DAEMON_LOG_LEVEL": "warning",
-        "FLEETD_DAEMON_LOG_JOBS": "false",
-        "FLEETD_HTTP_LISTEN": "127.0.0.1:0",
-        "FLEETD_AUTH_SECRET": SECRET,
-    }
-    if max_in_flight is not None:
-        env["FLEETD_HTTP_MAX_IN_FLIGHT"] = str(max_in_flight)
-    log = (state.parent / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetd.cli", "run", "--roles", roles],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + START_TIMEOUT
-    http_file = state / "http.json"
-    while time.monotonic() < deadline:
-        if http_file.exists():
-            return proc, str(json.loads(http_file.read_text())["urls"][0])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    tail = (state.parent / "daemon.log").read_text(errors="replace").splitlines()[-20:]
-    raise SystemExit("daemon did not start:\n" + "\n".join(tail))
 
 
 # -- one exchange on raw sockets -------------------------------------------------------
@@ -343,8 +305,10 @@ def main() -> None:
         info = server.command("INFO", "server")
         info = info.decode() if isinstance(info, bytes) else str(info)
         redis_pid = int(info.split("process_id:")[1].split()[0])
-        proc, url = start_daemon(server.url, Path(tmp) / "state", ROLE_SETS[a.roles],
-                                 a.max_in_flight)  # fmt: skip
+        settings = {"FLEETD_DAEMON_LOG_JOBS": "false"}
+        if a.max_in_flight is not None:
+            settings["FLEETD_HTTP_MAX_IN_FLIGHT"] = str(a.max_in_flight)
+        proc, url = start_daemon(server.url, Path(tmp) / "state", ROLE_SETS[a.roles], settings)
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         stats = Storm()
