@@ -98,14 +98,7 @@ class BackgroundWriter:
                         self._spill()
 
     def _spill(self) -> None:
-        items = self.backlog.take_all()
-        if not items:
-            return
-        try:
-            self.trail.spool.append(items)
-        except OSError as exc:
-            for s in items:
-                log.error("audit: entry neither written nor spooled (%s): %s", exc, s.entry)
+        self.trail.spill(self.backlog)
 
     def close(self) -> None:
         """Write what is left and the host's spool; spool what cannot be written."""

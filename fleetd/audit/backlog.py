@@ -16,6 +16,7 @@ all in memory or all in the spool — never written by two processes in two orde
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from fleetd.audit.spool import AuditSpool, Stamped
 from fleetd.audit.store import AuditStore
 
 __all__ = ["BACKLOG_LIMIT", "SPILL_AFTER", "AuditSink", "AuditTrail", "Backlog", "Stamped"]
+
+log = logging.getLogger("fleetd.audit")
 
 # Past this many unwritten entries (Redis away at ~1,100 audited requests/s: ~9 s) the
 # backlog goes to the spool instead of growing: ~1 KB each, so at most ~10 MB held.
@@ -48,6 +51,21 @@ class AuditTrail:
 
     store: AuditStore
     spool: AuditSpool
+
+    def spill(self, backlog: Backlog) -> int:
+        """Move the whole backlog to the spool (a new epoch follows); the count spooled.
+        When even the spool cannot be written, the entries go to the log whole — the
+        last resort, rather than nowhere."""
+        items = backlog.take_all()
+        if not items:
+            return 0
+        try:
+            self.spool.append(items)
+        except OSError as exc:
+            for s in items:
+                log.error("audit: entry neither written nor spooled (%s): %s", exc, s.entry)
+            return 0
+        return len(items)
 
 
 class Backlog:

@@ -109,17 +109,9 @@ class AuditWriter:
 
     def close(self) -> None:
         """Move the unwritten entries to the spool (idempotent, synchronous)."""
-        items = self.backlog.take_all()
-        if not items:
-            return
-        try:
-            self.trail.spool.append(items)
-        except OSError as exc:
-            # The last resort: the entries in the log, whole, rather than nowhere.
-            for s in items:
-                log.error("audit: entry neither written nor spooled (%s): %s", exc, s.entry)
-            return
-        self.spooled += len(items)
-        log.warning(
-            "audit: %d entries spooled to %s until Redis is back", len(items), self.trail.spool.path
-        )
+        if spooled := self.trail.spill(self.backlog):
+            self.spooled += spooled
+            log.warning(
+                "audit: %d entries spooled to %s until Redis is back",
+                spooled, self.trail.spool.path,
+            )  # fmt: skip
