@@ -62,6 +62,7 @@ from fleetd.api.ws_stream import install_ws_stream
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.writer import AuditWriter
 from fleetd.backend.redis_link import RedisLink
+from fleetd.config.statefiles import write_json_atomically
 from fleetd.engine import Engine
 from fleetd.jobs.artifacts import artifacts_root
 from fleetd.runtime.events import READ_BLOCK, EventHub
@@ -199,11 +200,9 @@ class HttpService:
         return hc
 
     def _record(self) -> None:
-        path = self.cfg.state_dir / HTTP_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"urls": self.urls, "pid": os.getpid()}))
-        tmp.replace(path)
+        write_json_atomically(
+            self.cfg.state_dir / HTTP_FILE, {"urls": self.urls, "pid": os.getpid()}
+        )
 
     def _forget(self) -> None:
         path = self.cfg.state_dir / HTTP_FILE

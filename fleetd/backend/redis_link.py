@@ -44,6 +44,7 @@ from fleetd.backend.topologies import (
     open_embedded,
     open_sentinel,
 )
+from fleetd.config.statefiles import write_json_atomically
 
 __all__ = [
     "Backoff",
@@ -270,11 +271,9 @@ class RedisLink:
         )
         self._tcp_thread.start()
         assert self._state_dir is not None
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        path = embedded_address_file(self._state_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": self.served_url, "pid": os.getpid()}))
-        tmp.replace(path)
+        write_json_atomically(
+            embedded_address_file(self._state_dir), {"url": self.served_url, "pid": os.getpid()}
+        )
 
     async def connect(self, scripts: Sequence[Script] = ()) -> None:
         """Wait until Redis answers (capped backoff, no spinning), then load `scripts`.
