@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from fleetd import HandlerDefaults, JobContext, JobHandler
 from fleetd.backend.redis_link import RedisCommandError, RedisLink
@@ -81,13 +82,18 @@ async def test_commands_of_one_job_keep_their_order(facade: HandlerRedis, namesp
         assert await facade.execute("LRANGE", key(namespace, f"list{i}"), 0, -1) == list("01234")
 
 
-async def test_cancel_drops_a_queued_command(facade: HandlerRedis, namespace: str) -> None:
+async def test_cancel_drops_a_queued_command(
+    facade: HandlerRedis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     counter, empty = key(namespace, "c"), key(namespace, "empty")
+    # No extra lane for a slow batch here: on a loaded machine the BLPOP below can
+    # outlast SLOW_BATCH before the INCR is queued, and the INCR would then run at once.
+    monkeypatch.setattr(facade.executor, "_slow", 3600.0)
     async with trio.open_nursery() as nursery:
         # BLPOP on an empty list holds its batch (and its connection) for 0.5 s.
         nursery.start_soon(facade.execute, "BLPOP", empty, 0.5)
-        await trio.sleep(0.001)
-        with trio.move_on_after(0.005) as scope:  # before the batch counts as stuck
+        await trio.testing.wait_all_tasks_blocked()  # the BLPOP's batch is running
+        with trio.move_on_after(0.005) as scope:
             await facade.incr(counter)
         assert scope.cancelled_caught
     assert await facade.get(counter) is None  # never sent
