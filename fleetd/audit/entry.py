@@ -54,6 +54,11 @@ class Action(enum.StrEnum):
     SCHEDULE_RESUME = "schedule.resume"
     SCHEDULE_RUN_NOW = "schedule.run_now"
     """the schedule's job enqueued now (target: the schedule; detail: job_id)"""
+    WORKFLOW_RUN = "workflow.run"
+    """a workflow stored (target: its id; detail: name, nodes)"""
+    WORKFLOW_CANCEL = "workflow.cancel"
+    WORKFLOW_RESUME = "workflow.resume"
+    """a failed or cancelled workflow run again (detail: nodes)"""
 
 
 class Door(enum.StrEnum):
