@@ -162,7 +162,10 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [
-            {"name": "jobs"}, {"name": "scheduled"}, {"name": "workflows"}, {"name": "operations"},
+            {"name": "jobs"},
+            {"name": "scheduled"},
+            {"name": "workflows"},
+            {"name": "operations"},
         ],
         "paths": dict(sorted(paths.items())),
         "components": {

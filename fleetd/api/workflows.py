@@ -64,7 +64,9 @@ async def run() -> Any:
         req.user_id = principal().subject
     ops = _ops()
     size = sum(len(getattr(req, k) or ()) for k in ("nodes", "chain", "group"))
-    plan = await trio.to_thread.run_sync(ops.plan, req) if size > THREAD_PLAN_NODES else ops.plan(req)
+    plan = (
+        await trio.to_thread.run_sync(ops.plan, req) if size > THREAD_PLAN_NODES else ops.plan(req)
+    )
     submitted = await redis(lambda c: ops.submit(c, plan))
     g.audit_target = plan.workflow_id
     g.audit_detail = {"name": req.name, "nodes": len(plan.nodes)}
@@ -75,7 +77,9 @@ async def run() -> Any:
 
 def _check_visible(client: SyncClient, ops: WorkflowOps, workflow_id: str) -> None:
     company = principal().company_id
-    exists, owner = (False, None) if len(workflow_id) > MAX_ID else ops.company_of(client, workflow_id)
+    exists, owner = (
+        (False, None) if len(workflow_id) > MAX_ID else ops.company_of(client, workflow_id)
+    )
     if not exists or (company is not None and owner != company):
         raise ApiError.not_found(f"no workflow {workflow_id!r}")
 
@@ -107,7 +111,11 @@ async def _act(workflow_id: str, action: str) -> ActionResult:
 
     def act(client: SyncClient) -> ActionResult:
         _check_visible(client, ops, workflow_id)
-        return ops.cancel(client, workflow_id) if action == "cancel" else ops.resume(client, workflow_id)
+        return (
+            ops.cancel(client, workflow_id)
+            if action == "cancel"
+            else ops.resume(client, workflow_id)
+        )
 
     result = await redis(act)
     if result.outcome == "missing":
@@ -157,5 +165,7 @@ async def resume(workflow_id: str) -> Any:
             {"status": result.status},
         )
     g.audit_detail = {"nodes": result.count}
-    body = answer.WorkflowResumed(workflow_id=workflow_id, status=result.status, resumed=result.count)
+    body = answer.WorkflowResumed(
+        workflow_id=workflow_id, status=result.status, resumed=result.count
+    )
     return jsonify(body.jsonable())

@@ -76,7 +76,9 @@ def _edges(node: WorkflowNode) -> list[Edge]:
     return [d if isinstance(d, Edge) else Edge(node=d) for d in node.depends_on]
 
 
-def _cycle_errors(order: list[tuple[str, WorkflowNode]], parents: dict[str, list[Edge]]) -> list[FieldError]:
+def _cycle_errors(
+    order: list[tuple[str, WorkflowNode]], parents: dict[str, list[Edge]]
+) -> list[FieldError]:
     kids: dict[str, list[str]] = {name: [] for name in parents}
     waiting = {name: len(edges) for name, edges in parents.items()}
     for name, edges in parents.items():
@@ -93,7 +95,11 @@ def _cycle_errors(order: list[tuple[str, WorkflowNode]], parents: dict[str, list
         return []
     shown = ", ".join(stuck[:CYCLE_NAMES_SHOWN]) + (", …" if len(stuck) > CYCLE_NAMES_SHOWN else "")
     path = next(p for p, node in order if node.name == stuck[0])
-    return [FieldError(f"{path}.depends_on", f"forms a cycle: {len(stuck)} nodes wait on each other ({shown})")]
+    return [
+        FieldError(
+            f"{path}.depends_on", f"forms a cycle: {len(stuck)} nodes wait on each other ({shown})"
+        )
+    ]
 
 
 def _check_refs(path: str, node: WorkflowNode, parent_names: set[str]) -> list[FieldError]:
@@ -101,9 +107,13 @@ def _check_refs(path: str, node: WorkflowNode, parent_names: set[str]) -> list[F
     for field, ref in from_refs(node.data, f"{path}.data"):
         parts = ref.split(".") if isinstance(ref, str) else []
         if len(parts) < 2 or parts[1] != "result" or not all(parts):
-            errors.append(FieldError(field, "$from must be '<parent>.result' or '<parent>.result.<field>…'"))
+            errors.append(
+                FieldError(field, "$from must be '<parent>.result' or '<parent>.result.<field>…'")
+            )
         elif parts[0] not in parent_names:
-            errors.append(FieldError(field, f"$from names {parts[0]!r}, which is not a parent of this node"))
+            errors.append(
+                FieldError(field, f"$from names {parts[0]!r}, which is not a parent of this node")
+            )
     return errors
 
 
@@ -127,7 +137,9 @@ def build_plan(req: WorkflowRequest, ops: QueueOps) -> Plan:
         if node.name is None:
             continue
         if node.name in seen:
-            errors.append(FieldError(f"{path}.name", f"{node.name!r} is also the name of {seen[node.name]}"))
+            errors.append(
+                FieldError(f"{path}.name", f"{node.name!r} is also the name of {seen[node.name]}")
+            )
         else:
             seen[node.name] = path
     parents: dict[str, list[Edge]] = {}
@@ -191,7 +203,11 @@ def _plan(
         }
         if node.condition is not None:
             extra["wf_cond"] = node.condition
-        if node.condition is not None or node.with_parents or any(True for _ in from_refs(node.data)):
+        if (
+            node.condition is not None
+            or node.with_parents
+            or any(True for _ in from_refs(node.data))
+        ):
             extra["wf_in"] = "1"
         nodes.append(PlannedNode(name, rows[name], extra))
     meta = {"name": req.name, "policy": req.on_failure}

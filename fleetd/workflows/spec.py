@@ -164,8 +164,8 @@ def expand(req: WorkflowRequest) -> tuple[list[tuple[str, WorkflowNode]], list[t
             out.append((f"nodes[{i}]", node))
     elif req.chain is not None:
         prev: str | None = None
-        for i, node in enumerate(req.chain):
-            node = _named(node, f"step-{i + 1}")
+        for i, given in enumerate(req.chain):
+            node = _named(given, f"step-{i + 1}")
             if prev is not None:
                 node = node.model_copy(update={"depends_on": [*node.depends_on, _edge(prev)]})
             out.append((f"chain[{i}]", node))

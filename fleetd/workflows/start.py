@@ -47,7 +47,9 @@ class NodeStart:
     error: str | None = None
 
 
-def _read(client: SyncClient, services: JobServices, job_id: str) -> tuple[str | None, dict[str, dict[str, Any]]]:
+def _read(
+    client: SyncClient, services: JobServices, job_id: str
+) -> tuple[str | None, dict[str, dict[str, Any]]]:
     keys = services.keys
     raw_parents, cond = client.hmget(keys.job(job_id), ["wf_parents", "wf_cond"])
     parents: dict[str, list[str]] = json.loads(raw_parents or "{}")
@@ -85,7 +87,11 @@ def _resolve(data: Any, parents: dict[str, dict[str, Any]], problems: list[str])
 
 
 async def start_node(
-    services: JobServices, registry: HandlerRegistry, handler: Handler, job: ClaimedJob, data: dict[str, Any]
+    services: JobServices,
+    registry: HandlerRegistry,
+    handler: Handler,
+    job: ClaimedJob,
+    data: dict[str, Any],
 ) -> NodeStart:
     cond, parents = await services.link.call(_read, services, job.id)
     results = {name: p["result"] for name, p in parents.items()}

@@ -78,7 +78,8 @@ class WorkflowOps:
             pipe.hmget(self.keys.job(job_id), list(_NODE_FIELDS))
         rows = [dict(zip(_NODE_FIELDS, r, strict=True)) for r in pipe.execute()]
         states = {row["wf_node"] or "": _state(row) for row in rows}
-        nodes, counts = [], {}
+        nodes: list[NodeState] = []
+        counts: dict[str, int] = {}
         for job_id, row in zip(names.values(), rows, strict=True):
             parents = json.loads(row["wf_parents"] or "{}")
             state = _state(row)
@@ -91,8 +92,8 @@ class WorkflowOps:
                 error=row["error"] or None,
             ))  # fmt: skip
         return WorkflowAnswer(
-            id=workflow_id, name=w.get("name", ""), status=w["status"],  # type: ignore[arg-type]
-            on_failure=w.get("policy", "fail"),  # type: ignore[arg-type]
+            id=workflow_id, name=w.get("name", ""), status=w["status"],
+            on_failure=w.get("policy", "fail"),
             company_id=w.get("company_id") or None, user_id=w.get("user_id") or None,
             created_at=str(format_ts(int(w["created_at"]))),
             finished_at=format_ts(int(w["finished_at"])) if w.get("finished_at") else None,

@@ -46,8 +46,12 @@ async def test_run_get_and_isolation(config: Config) -> None:
                            headers=auth("acme"))  # fmt: skip
         assert r.status_code == 403
         again = await api.delete(f"{WF}/{wid}")
-        assert again.status_code == 409 and again.json()["error"]["details"]["status"] == "completed"
-        audit = (await api.get("/api/v1/admin/jobs/audit", params={"action": "workflow.run"})).json()
+        assert (
+            again.status_code == 409 and again.json()["error"]["details"]["status"] == "completed"
+        )
+        audit = (
+            await api.get("/api/v1/admin/jobs/audit", params={"action": "workflow.run"})
+        ).json()
         assert [e["target"] for e in audit["entries"] if e["outcome"] == "ok"] == [wid]
 
 

@@ -26,8 +26,13 @@ async def test_a_chain_runs_in_order_and_passes_results_along(config: Config) ->
     assert [data for data, _ in step.seen][:2] == [{"n": 1}, {"n": 1}]
     got = step.seen[2][0]["got"]  # a whole result: the worker's run facts included
     assert got["n"] == 1 and got["worker_id"] == "test-daemon:1:abc"
-    assert step.seen[1][1] == {"step-1": {"n": 1, "processing_time": step.seen[1][1]["step-1"][
-        "processing_time"], "worker_id": "test-daemon:1:abc"}}  # ctx.parents by name
+    assert step.seen[1][1] == {
+        "step-1": {
+            "n": 1,
+            "processing_time": step.seen[1][1]["step-1"]["processing_time"],
+            "worker_id": "test-daemon:1:abc",
+        }
+    }  # ctx.parents by name
     assert step.seen[0][1] == {}  # a node without parents to read has none
 
 
@@ -84,11 +89,20 @@ async def test_a_false_condition_skips_the_node_and_what_needed_it(config: Confi
 
 async def test_an_on_failure_branch_runs_only_on_failure(config: Config) -> None:
     step = Step()
-    spec = lambda fail: {"nodes": [  # noqa: E731
-        {"name": "work", "type": "step", "data": {"fail": fail}},
-        {"name": "cleanup", "type": "step", "depends_on": [{"node": "work", "on": "failure"}]},
-        {"name": "report", "type": "step", "depends_on": ["work"]},
-    ]}
+
+    def spec(fail: bool) -> dict[str, object]:
+        return {
+            "nodes": [
+                {"name": "work", "type": "step", "data": {"fail": fail}},
+                {
+                    "name": "cleanup",
+                    "type": "step",
+                    "depends_on": [{"node": "work", "on": "failure"}],
+                },
+                {"name": "report", "type": "step", "depends_on": ["work"]},
+            ]
+        }
+
     async with running_pool(config, registry_with(step)) as (engine, _):
         ok = await run_to_end(engine, spec(False))
         bad = await run_to_end(engine, spec(True))
@@ -137,7 +151,11 @@ async def test_cancel_a_workflow_then_resume_it(config: Config) -> None:
         assert result.outcome == "cancelling"
         cancelled = await wait_end(engine, plan.workflow_id)
         assert cancelled.status == "cancelled"
-        assert states(cancelled) == {"done": "completed", "stuck": "cancelled", "later": "cancelled"}
+        assert states(cancelled) == {
+            "done": "completed",
+            "stuck": "cancelled",
+            "later": "cancelled",
+        }
         # Resume: "stuck" runs again (unblocked this time), "done" does not.
         node = engine.keys.job(plan.nodes[1].row.id)
         await engine.link.call(lambda c: c.hset(node, "data", json.dumps({"n": 2})))

@@ -20,7 +20,8 @@ def test_bad_graphs_are_refused_with_every_problem_listed(engine: Engine) -> Non
             {"name": "c", "type": "noop", "depends_on": ["a", "ghost"]},
             {"name": "a", "type": "noop", "data": {"sleep_ms": -1}},
             {"name": "d", "type": "noop", "condition": "parents.[[["},
-            {"name": "e", "type": "noop", "depends_on": ["b"], "data": {"x": {"$from": "a.result.x"}}},
+            {"name": "e", "type": "noop", "depends_on": ["b"],
+             "data": {"x": {"$from": "a.result.x"}}},
         ]})  # fmt: skip
     fields = {e.field for e in caught.value.errors}
     assert {
