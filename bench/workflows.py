@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tempfile
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
