@@ -30,11 +30,13 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ for throughput.py's helpers; tests/ for the test suite's redis-server helper.
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(_ROOT / "bench"), str(_ROOT / "tests")]
+from redis_server import RedisServer
 from throughput import (
     LOOPBACK,
     NOOP,
-    RedisServer,
     client_engine,
     emit,
     fresh_namespace,

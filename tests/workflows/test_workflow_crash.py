@@ -91,7 +91,7 @@ def test_sigkill_five_times_every_node_runs_every_child_released_once(
     pipe = engine.link.client.pipeline(transaction=False)
     for n in plan.nodes:
         pipe.hmget(engine.keys.job(n.row.id), ["attempts", "stalls"])
-    counts = defaultdict(int)
+    counts: defaultdict[int, int] = defaultdict(int)
     for attempts, stalls in pipe.execute():
         assert int(attempts) == int(stalls or 0) + 1
         counts[int(attempts)] += 1
