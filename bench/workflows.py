@@ -31,8 +31,8 @@ from typing import Any
 import trio
 
 # bench/ for throughput.py's helpers; tests/ for the test suite's redis-server helper.
-_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(_ROOT / "bench"), str(_ROOT / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from redis_server import RedisServer
 from throughput import (
     LOOPBACK,
