@@ -30,7 +30,7 @@ __all__ = ["document"]
 
 REF = "#/components/schemas/{model}"
 # Path parameters keep the spec's names (`{id}`), whatever the view calls them.
-_PATH_NAMES = {"job_id": "id", "schedule_id": "id", "workflow_id": "id"}
+_PATH_NAMES = {"job_id": "id", "schedule_id": "id", "workflow_id": "id", "name": "name"}
 _RULE_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 _ERRORS = {
@@ -165,6 +165,7 @@ def document() -> dict[str, Any]:
             {"name": "jobs"},
             {"name": "scheduled"},
             {"name": "workflows"},
+            {"name": "templates"},
             {"name": "operations"},
         ],
         "paths": dict(sorted(paths.items())),

@@ -59,6 +59,11 @@ class Action(enum.StrEnum):
     WORKFLOW_CANCEL = "workflow.cancel"
     WORKFLOW_RESUME = "workflow.resume"
     """a failed or cancelled workflow run again (detail: nodes)"""
+    TEMPLATE_SAVE = "template.save"
+    """a new version of a template (target: its name; detail: version, kind)"""
+    TEMPLATE_DELETE = "template.delete"
+    TEMPLATE_RUN = "template.run"
+    """a template's job or workflow created (detail: version, kind, id)"""
 
 
 class Door(enum.StrEnum):

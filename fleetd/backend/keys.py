@@ -175,5 +175,17 @@ class Keys:
         """Zset of every workflow id by creation ms."""
         return f"{self.prefix}workflows"
 
+    # -- templates (fleetd.templates) ---------------------------------------------------
+
+    def template(self, member: str) -> str:
+        """Hash of one template's versions (`latest`, `v<N>` → JSON); `member` is
+        `<n>:<company>:<name>` (fleetd.templates.store.member: length-prefixed as idem)."""
+        return f"{self.prefix}template:{member}"
+
+    @property
+    def templates(self) -> str:
+        """Zset of template members by last save ms."""
+        return f"{self.prefix}templates"
+
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

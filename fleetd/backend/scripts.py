@@ -34,6 +34,8 @@ _NAMES = (
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
     # Workflows (typed methods in fleetd.workflows.scripts).
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume",
+    # Templates (fleetd.templates.store).
+    "template_save",
 )  # fmt: skip
 
 
