@@ -48,7 +48,8 @@ def add_parser(sub: Any) -> None:
         a.add_argument("--json", action="store_true")
 
 
-def _read(path: str) -> Any:
+def read_json_file(path: str) -> Any:
+    """The JSON in `path` (`-`: stdin); a usage error when unreadable or not JSON."""
     try:
         text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
     except OSError as exc:
@@ -70,7 +71,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
     ops = WorkflowOps(engine.ops)
     call = engine.link.run_sync
     if a.action == "run":
-        raw = _read(a.file)
+        raw = read_json_file(a.file)
         with recorded(engine, Action.WORKFLOW_RUN) as rec:
             if isinstance(raw, dict) and isinstance(raw.get("company_id"), str):
                 rec.company_id = raw["company_id"]

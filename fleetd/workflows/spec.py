@@ -13,7 +13,7 @@ Pure declarations, no I/O. The OpenAPI document describes these classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import pydantic
 from annotated_types import Ge, Le, MaxLen, MinLen
@@ -41,6 +41,7 @@ __all__ = [
     "WorkflowNode",
     "WorkflowRequest",
     "expand",
+    "parse_model",
     "parse_request",
 ]
 
@@ -131,12 +132,20 @@ class WorkflowRequest(BaseModel):
     """the default priority of nodes that give none"""
 
 
-def parse_request(raw: object) -> WorkflowRequest:
-    """`raw` (JSON-shaped) validated; fleetd's ValidationError lists every problem."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], raw: object) -> M:
+    """`raw` (JSON-shaped) validated by `model`; fleetd's ValidationError lists every
+    problem."""
     try:
-        return WorkflowRequest.model_validate(raw)
+        return model.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise from_pydantic(exc) from None
+
+
+def parse_request(raw: object) -> WorkflowRequest:
+    return parse_model(WorkflowRequest, raw)
 
 
 @dataclass(frozen=True, slots=True)

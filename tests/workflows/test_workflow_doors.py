@@ -68,3 +68,25 @@ def test_client_runs_gets_cancels_and_refuses(config: Config, engine: Engine) ->
             client.run_workflow({"chain": [{"type": "noop", "condition": "(("}]})
         assert caught.value.errors[0].field == "chain[0].condition"
         assert client.get_workflow("wf_missing") is None
+
+
+def test_cli_templates_add_list_run_rm(config: Config, engine: Engine, tmp_path: Path) -> None:
+    env = fleetd_env(config)
+    spec = tmp_path / "tpl.json"
+    spec.write_text(json.dumps({
+        "name": "ping", "company_id": "acme",
+        "params": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        "job": {"type": "noop", "data": {"n": {"$param": "n"}}},
+    }))  # fmt: skip
+    assert cli_json(env, "template", "add", str(spec), "--json")["template"]["version"] == 1
+    listed = cli_json(env, "template", "list", "--json")
+    assert [(t["name"], t["company_id"]) for t in listed["templates"]] == [("ping", "acme")]
+    bad = run_cli(env, "template", "run", "ping", "--company", "acme", "--params", '{"n": "x"}')
+    assert bad.returncode == 2 and "params.n" in bad.stderr and bad.stderr.count("\n") == 1
+    ran = cli_json(env, "template", "run", "ping", "--company", "acme", "--params", '{"n": 4}',
+                   "--json")  # fmt: skip
+    job = engine.ops.get(engine.link.client, ran["job_id"])
+    assert job is not None and job.company_id == "acme" and job.data == {"n": 4}
+    missing = run_cli(env, "template", "run", "ping")  # the platform has no "ping"
+    assert missing.returncode == 2 and "no template 'ping'" in missing.stderr
+    assert cli_json(env, "template", "rm", "ping", "--company", "acme", "--json")["deleted"]
