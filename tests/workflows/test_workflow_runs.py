@@ -3,6 +3,7 @@ along, failure policy, cancel and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import trio
@@ -10,7 +11,10 @@ from pool import registry_with, running_pool
 from wf_helpers import Step, run_to_end, states, wait_end
 
 from fleetd.config import Config
+from fleetd.jobs.sealing import format_key
 from fleetd.workflows.store import WorkflowOps
+
+KEY = format_key("k1", b"\x11" * 32)
 
 
 async def test_a_chain_runs_in_order_and_passes_results_along(config: Config) -> None:
@@ -166,3 +170,21 @@ async def test_cancel_a_workflow_then_resume_it(config: Config) -> None:
         assert [d.get("n") for d, _ in step.seen] == [7, None, 2, None]
         refused = await engine.link.call(ops.resume, plan.workflow_id)
         assert refused.outcome == "refused"
+
+
+async def test_encrypted_nodes_are_sealed_at_rest_and_pass_results_along(config: Config) -> None:
+    sealed = dataclasses.replace(
+        config, encryption=dataclasses.replace(config.encryption, keys=(KEY,))
+    )
+    step = Step()
+    async with running_pool(sealed, registry_with(step)) as (engine, _):
+        answer = await run_to_end(engine, {"chain": [
+            {"type": "step", "data": {"out": {"token": "s3cret"}}, "encrypt": True},
+            {"type": "step", "encrypt": True,
+             "data": {"n": 1, "got": {"$from": "step-1.result.token"}}},
+        ]})  # fmt: skip
+        stored = [engine.link.client.hget(engine.keys.job(n.job_id), "data") for n in answer.nodes]
+    assert answer.status == "completed"
+    assert all("s3cret" not in (raw or "") and "n" not in json.loads(raw or "{}") for raw in stored)
+    assert step.seen[0][0] == {"out": {"token": "s3cret"}}  # the handler sees plaintext
+    assert step.seen[1][0] == {"n": 1, "got": "s3cret"}
