@@ -97,3 +97,18 @@ async def _wait_state(api: object, wid: str, node: str, state: str) -> None:
             if any(n["name"] == node and n["state"] == state for n in body["nodes"]):
                 return
             await trio.sleep(0.05)
+
+
+async def test_a_large_graph_over_http_within_max_body_size(config: Config) -> None:
+    body = {"first": {"type": "noop"}, "then": {"type": "noop"},
+            "group": [{"type": "noop", "data": {"i": i}} for i in range(8000)]}  # fmt: skip
+    async with running_api(api_config(config)) as api:
+        # ~0.4 MB: over the default [http] max_body_size (256 KiB).
+        r = await api.post(WF, json=body)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    async with running_api(api_config(config, max_body_size=2 * 1024 * 1024)) as api:
+        r = await api.post(WF, json=body)  # planned in a worker thread (> 200 nodes)
+        assert r.status_code == 201, r.text
+        assert len(r.json()["nodes"]) == 8002
+        got = (await api.get(f"{WF}/{r.json()['workflow_id']}")).json()["workflow"]
+        assert got["counts"] == {"pending": 1, "waiting": 8001}
