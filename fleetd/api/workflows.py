@@ -31,6 +31,10 @@ bp = Blueprint("workflows", __name__, url_prefix="/api/v1/admin/workflows")
 
 # Ids longer than this are never valid (workflow ids are 29 characters).
 MAX_ID = 128
+# Redis stores a workflow in one script call: ~0.1-0.25 ms a node on a busy 2-core box
+# (bench/README.md), so a large graph may need longer than `[http] redis_timeout` (1.5 s),
+# which bounds ordinary requests: the submit's answer waits this much more per node.
+SUBMIT_MS_PER_NODE = 0.5
 # Plans of more nodes than this are built in a worker thread: checking 10,000 nodes'
 # data takes ~0.5 s, which must not stall the daemon's trio thread.
 THREAD_PLAN_NODES = 200
@@ -68,7 +72,12 @@ async def run() -> Any:
     plan = (
         await trio.to_thread.run_sync(ops.plan, req) if size > THREAD_PLAN_NODES else ops.plan(req)
     )
-    submitted = await redis(lambda c: ops.submit(c, plan))
+    st = state()
+    submitted: answer.WorkflowSubmitted | None = None
+    with trio.move_on_after(st.redis_timeout + len(plan.nodes) * SUBMIT_MS_PER_NODE / 1000):
+        submitted = await st.link.call(ops.submit, plan)
+    if submitted is None:  # the deadline passed: stored or not, the caller cannot know
+        raise ApiError.unavailable(f"no answer from Redis for workflow {plan.workflow_id}")
     g.audit_target = plan.workflow_id
     g.audit_detail = {"name": req.name, "nodes": len(plan.nodes)}
     response = jsonify(submitted.jsonable())
