@@ -80,6 +80,11 @@ _EXPORTS = {
     "ScheduleConflict": "fleetd.schedules.store",
     "ScheduleNotFound": "fleetd.schedules.store",
     "Schedules": "fleetd.schedules.store",
+    "WorkflowAnswer": "fleetd.workflows.answer",
+    "WorkflowSubmitted": "fleetd.workflows.answer",
+    "WorkflowNode": "fleetd.workflows.spec",
+    "WorkflowRequest": "fleetd.workflows.spec",
+    "WorkflowOps": "fleetd.workflows.store",
 }
 
 __all__ = [
@@ -114,6 +119,11 @@ __all__ = [
     "ScheduledJob",
     "Schedules",
     "ValidationError",
+    "WorkflowAnswer",
+    "WorkflowNode",
+    "WorkflowOps",
+    "WorkflowRequest",
+    "WorkflowSubmitted",
     "__version__",
     "hookimpl",
     "load_config",

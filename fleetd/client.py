@@ -29,6 +29,8 @@ from fleetd.config import Config, load_config
 from fleetd.engine import Engine
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
+from fleetd.workflows.answer import WorkflowAnswer, WorkflowSubmitted
+from fleetd.workflows.store import ActionResult, WorkflowOps
 
 __all__ = ["Client"]
 
@@ -45,6 +47,7 @@ class Client:
         """`name`: who this client is in the audit log (`client:<name>`)."""
         self._engine = Engine.build(config, daemon=False)
         self._ops = self._engine.ops
+        self._workflows = WorkflowOps(self._ops)
         self._run = self._engine.link.run_sync
         self._subject = client_subject(name)
 
@@ -126,6 +129,40 @@ class Client:
 
     def stats(self) -> dict[str, int]:
         return self._run(self._ops.stats)
+
+    # -- workflows (docs/WORKFLOWS.md) --------------------------------------------------
+
+    def run_workflow(self, spec: Mapping[str, Any]) -> WorkflowSubmitted:
+        """Store a whole workflow (its JSON shape as a dict) in one call, all or nothing;
+        ValidationError lists every problem before anything is sent."""
+        try:
+            plan = self._workflows.plan(spec)
+            submitted = self._run(self._workflows.submit, plan)
+        except Exception as exc:
+            self._audit(Action.WORKFLOW_RUN, outcome_of(exc), None, spec.get("company_id"))
+            raise
+        self._audit(
+            Action.WORKFLOW_RUN, "ok", plan.workflow_id, spec.get("company_id"),
+            name=plan.meta["name"], nodes=len(plan.nodes),
+        )  # fmt: skip
+        return submitted
+
+    def get_workflow(self, workflow_id: str) -> WorkflowAnswer | None:
+        return self._run(self._workflows.get, workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> ActionResult:
+        """outcome cancelled | cancelling | final | missing."""
+        result = self._run(self._workflows.cancel, workflow_id)
+        self._audit(Action.WORKFLOW_CANCEL, _outcome(result.outcome), workflow_id)
+        return result
+
+    def resume_workflow(self, workflow_id: str) -> ActionResult:
+        """outcome resumed | refused | missing; `count` nodes run again."""
+        result = self._run(self._workflows.resume, workflow_id)
+        self._audit(
+            Action.WORKFLOW_RESUME, _outcome(result.outcome), workflow_id, nodes=result.count
+        )
+        return result
 
     def close(self) -> None:
         self._engine.close()

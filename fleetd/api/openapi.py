@@ -30,7 +30,7 @@ __all__ = ["document"]
 
 REF = "#/components/schemas/{model}"
 # Path parameters keep the spec's names (`{id}`), whatever the view calls them.
-_PATH_NAMES = {"job_id": "id", "schedule_id": "id"}
+_PATH_NAMES = {"job_id": "id", "schedule_id": "id", "workflow_id": "id", "name": "name"}
 _RULE_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 _ERRORS = {
@@ -161,7 +161,13 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": "jobs"}, {"name": "scheduled"}, {"name": "operations"}],
+        "tags": [
+            {"name": "jobs"},
+            {"name": "scheduled"},
+            {"name": "workflows"},
+            {"name": "templates"},
+            {"name": "operations"},
+        ],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas.components(),

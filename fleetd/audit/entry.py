@@ -54,6 +54,16 @@ class Action(enum.StrEnum):
     SCHEDULE_RESUME = "schedule.resume"
     SCHEDULE_RUN_NOW = "schedule.run_now"
     """the schedule's job enqueued now (target: the schedule; detail: job_id)"""
+    WORKFLOW_RUN = "workflow.run"
+    """a workflow stored (target: its id; detail: name, nodes)"""
+    WORKFLOW_CANCEL = "workflow.cancel"
+    WORKFLOW_RESUME = "workflow.resume"
+    """a failed or cancelled workflow run again (detail: nodes)"""
+    TEMPLATE_SAVE = "template.save"
+    """a new version of a template (target: its name; detail: version, kind)"""
+    TEMPLATE_DELETE = "template.delete"
+    TEMPLATE_RUN = "template.run"
+    """a template's job or workflow created (detail: version, kind, id)"""
 
 
 class Door(enum.StrEnum):

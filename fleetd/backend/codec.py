@@ -143,6 +143,9 @@ class ClaimedJob:
     # fleetd.jobs.sealing's marker: "" for plain data; else `data` is sealed as stored
     # (the worker opens it for the handler and leaves `data` redacted).
     sealed: str = ""
+    # "1" for a workflow node that reads its parents when it starts (a condition, a
+    # `$from` reference, `with_parents`): fleetd.workflows.start; "" for any other job.
+    wf_in: str = ""
 
 
 @dataclass(slots=True)
@@ -170,6 +173,7 @@ def decode_claimed(d: Mapping[str, str], data: dict[str, Any], token: str) -> Cl
         created_at_ms=int(d["created_at"]),
         token=token,
         sealed=d.get("sealed", ""),
+        wf_in=d.get("wf_in", ""),
     )
 
 

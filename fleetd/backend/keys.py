@@ -160,5 +160,32 @@ class Keys:
         """The highest entry number one audit writer epoch wrote (audit_write.lua)."""
         return f"{self.prefix}audit:writer:{epoch}"
 
+    # -- workflows (fleetd.workflows; node fields in lua/_workflow.lua) ----------------
+
+    def workflow(self, workflow_id: str) -> str:
+        """Hash of one workflow: status, policy, counts (left, failures, n_<state>)."""
+        return f"{self.prefix}wf:{workflow_id}"
+
+    def workflow_nodes(self, workflow_id: str) -> str:
+        """Hash node name → job id of one workflow."""
+        return f"{self.prefix}wf:{workflow_id}:nodes"
+
+    @property
+    def workflows(self) -> str:
+        """Zset of every workflow id by creation ms."""
+        return f"{self.prefix}workflows"
+
+    # -- templates (fleetd.templates) ---------------------------------------------------
+
+    def template(self, member: str) -> str:
+        """Hash of one template's versions (`latest`, `v<N>` → JSON); `member` is
+        `<n>:<company>:<name>` (fleetd.templates.store.member: length-prefixed as idem)."""
+        return f"{self.prefix}template:{member}"
+
+    @property
+    def templates(self) -> str:
+        """Zset of template members by last save ms."""
+        return f"{self.prefix}templates"
+
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

@@ -32,6 +32,10 @@ _NAMES = (
     "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
     "cancel", "reset", "progress", "prune", "heartbeat",
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
+    # Workflows (typed methods in fleetd.workflows.scripts).
+    "wf_submit", "wf_skip", "wf_cancel", "wf_resume",
+    # Templates (fleetd.templates.store).
+    "template_save",
 )  # fmt: skip
 
 
@@ -45,7 +49,9 @@ class Scripts:
     def __init__(self, keys: Keys, events_maxlen: int) -> None:
         self.keys = keys
         self._head = [keys.prefix, events_maxlen]
-        lib = _read("_lib")
+        # The workflow helpers (wf_settle) follow the shared ones: every finishing
+        # script settles a workflow node's children in its own atomic step.
+        lib = _read("_lib") + "\n" + _read("_workflow")
         self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
         s = {st: keys.status(st) for st in JobStatus}
         self._s = s
@@ -55,6 +61,11 @@ class Scripts:
 
     def _run(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self._scripts[name](client, keys, [*self._head, *args])
+
+    def call(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Script `name` with the prefix and events MAXLEN put first: for the typed
+        methods kept beside their feature (fleetd.workflows.scripts)."""
+        return self._run(client, name, keys, args)
 
     # -- enqueue / claim -------------------------------------------------------------
 

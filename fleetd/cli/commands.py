@@ -2,7 +2,8 @@
 dispatch from a command to the module that runs it.
 
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
-`workers`, `cleanup` (fleetd.cli.jobs), `schedules` (fleetd.cli.schedules), `events`
+`workers`, `cleanup` (fleetd.cli.jobs), `schedules` (fleetd.cli.schedules), `workflow`
+(fleetd.cli.workflows), `template` (fleetd.cli.templates), `events`
 (fleetd.cli.events), the admin commands `config`, `plugins`, `token`, `keygen`
 (fleetd.cli.admin), and `demo-data` and `data companies` (the fleetdata plugin). Every
 command but `run` is synchronous. `--json` prints exactly the body of the matching HTTP
@@ -31,17 +32,24 @@ from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
+from fleetd.cli import templates as cli_templates
+from fleetd.cli import workflows as cli_workflows
 from fleetd.cli.common import EXIT_USAGE, CliError
 from fleetd.version import __version__
 
 __all__ = ["main"]
 
 # The commands that take an Engine (a Redis link and the queue operations).
-_ENGINE_COMMANDS = {**cli_jobs.COMMANDS, "schedules": cli_schedules.run}
+_ENGINE_COMMANDS = {
+    **cli_jobs.COMMANDS,
+    "schedules": cli_schedules.run,
+    "workflow": cli_workflows.run,
+    "template": cli_templates.run,
+}
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
 # cleanup) do without: they read and change jobs, never validate one.
-_HANDLER_COMMANDS = {"enqueue", "schedules"}
+_HANDLER_COMMANDS = {"enqueue", "schedules", "workflow", "template"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_run.add_parser(sub)
     cli_jobs.add_parsers(sub)
     cli_schedules.add_parser(sub)
+    cli_workflows.add_parser(sub)
+    cli_templates.add_parser(sub)
     cli_events.add_parser(sub)
     demo_cli.add_parser(sub)
     cli_admin.add_parsers(sub)

@@ -81,6 +81,9 @@ class JobContext:
         self._services = services
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self._artifacts: ArtifactStore | None = None
+        # A workflow node's parents' results by node name (fleetd.workflows.start);
+        # filled for nodes with a condition, `$from` data or `with_parents`.
+        self.parents: dict[str, Any] = {}
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -29,6 +29,7 @@ from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.sealing import Sealer, open_claimed
 from fleetd.runtime.outcomes import Outcome
+from fleetd.workflows.start import start_node
 
 __all__ = ["JobRunner", "Running"]
 
@@ -101,6 +102,13 @@ class JobRunner:
                 return Outcome("fail", job, 0.0, error=error, retryable=False)
         timeout = job.timeout or handler.defaults.timeout or self._job_timeout
         ctx = JobContext(job, self._services)
+        if job.wf_in:  # a workflow node reading its parents (fleetd.workflows.start)
+            node = await start_node(self._services, self.registry, handler, job, data)
+            if node.error is not None:
+                return Outcome("fail", job, 0.0, error=node.error, retryable=False)
+            if node.skipped:
+                return None  # written by wf_skip.lua already
+            data, ctx.parents = node.data, node.parents
         result: Any = None
         finished = False
         # One scope for the time limit and for stop requests (cancel, lost lease,

@@ -13,8 +13,9 @@ import { JobDetail, JobsView, describe } from "./jobs.js";
 import { LiveFeed } from "./live.js";
 import { Overview } from "./overview.js";
 import { SchedulesView } from "./schedules.js";
+import { WorkflowView } from "./workflows.js";
 
-const VIEWS = ["overview", "jobs", "scheduled", "daemons"];
+const VIEWS = ["overview", "jobs", "scheduled", "workflows", "daemons"];
 // Why the login form is back (shown once after the reload of a log out).
 const NOTICE_KEY = "fleetd.notice";
 const DAEMONS_POLL_MS = 10000;
@@ -37,12 +38,14 @@ const overview = new Overview({ openJob, platform: () => identity?.platform ?? f
 const jobs = new JobsView({ openJob, platform: () => identity?.platform ?? false });
 const schedules = new SchedulesView();
 const daemons = new DaemonsView();
+const workflows = new WorkflowView({ openJob });
 
 live.addEventListener("events", (e) => {
   overview.onEvents(e.detail);
   jobs.onEvents(e.detail);
   detail.onEvents(e.detail);
   schedules.onEvents(e.detail);
+  workflows.onEvents(e.detail);
 });
 live.addEventListener("state", (e) => {
   const { state, reason } = e.detail;
@@ -154,6 +157,7 @@ function route() {
   clearInterval(daemonsTimer);
   if (view === "jobs") jobs.show(arg ?? jobs.status);
   if (view === "scheduled") schedules.load();
+  if (view === "workflows") workflows.show(arg ? decodeURIComponent(arg) : null);
   if (view === "daemons") {
     daemons.load();
     daemonsTimer = setInterval(() => daemons.load(), DAEMONS_POLL_MS);

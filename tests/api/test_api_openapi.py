@@ -32,7 +32,9 @@ from fleetd.config import Config
 # that the run takes seconds (about 25 operations).
 EXAMPLES = 15
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
-_NAMES = {"job_id": "id", "schedule_id": "id", "status": "status"}
+_NAMES = {
+    "job_id": "id", "schedule_id": "id", "workflow_id": "id", "status": "status", "name": "name",
+}  # fmt: skip
 
 
 def route_table(app: Any) -> set[tuple[str, str]]:

@@ -60,7 +60,9 @@ OVERRIDES: dict[str, Any] = {
 # What the codec leaves out as absent.
 ABSENT = (None, "", ())
 # ClaimedJob fields claim.lua makes rather than carries from the row.
-CLAIM_MADE = {"attempts", "retry_count", "created_at_ms", "token"}
+# Made by the scripts, not carried from the row (`wf_in`: wf_submit.lua marks workflow
+# nodes that read their parents; tests/workflows send it through a claim).
+CLAIM_MADE = {"attempts", "retry_count", "created_at_ms", "token", "wf_in"}
 # What each event type carries of a row: event field -> row attribute.
 EVENT_FIELDS = {"job_id": "id", "job_type": "type", "company_id": "company_id"}
 EVENT_DATA_FIELDS = {"priority": "priority", "run_at": "run_at_ms"}

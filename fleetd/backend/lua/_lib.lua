@@ -101,7 +101,7 @@ local ROW_STORED = {'type', 'data', 'priority', 'max_retries', 'timeout', 'compa
   'user_id', 'tags', 'idempotency_key', 'sealed'}
 -- Job hash fields a claimed job carries to its worker (with `id`), named as stored.
 local CLAIMED = {'type', 'data', 'priority', 'attempts', 'retry_count', 'max_retries',
-  'timeout', 'company_id', 'user_id', 'tags', 'created_at', 'sealed'}
+  'timeout', 'company_id', 'user_id', 'tags', 'created_at', 'sealed', 'wf_in'}
 
 -- cjson decodes JSON null to this value, which is truthy: it must read as absent.
 local NULL = cjson.null

@@ -18,6 +18,7 @@ for i = 0, n - 1 do
       'error', 'cancelled while running')
     redis.call('ZADD', cancelled_idx, now, id)
     emit(events, 'job.cancelled', id, h[3], h[4], 'cancelled', now, '{"running":true}')
+    wf_settle(id, 'cancelled', now)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

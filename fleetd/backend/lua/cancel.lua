@@ -23,6 +23,7 @@ if status == 'pending' or status == 'retrying' then
   redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now)
   redis.call('ZADD', cancelled_idx, now, id)
   emit(events, 'job.cancelled', id, h[2], h[3], 'cancelled', now, '{"running":false}')
+  wf_settle(id, 'cancelled', now)
   return {'cancelled', 'cancelled'}
 elseif status == 'processing' then
   redis.call('HSET', k, 'cancel_requested', '1', 'updated_at', now)

@@ -20,6 +20,7 @@ for i = 0, n - 1 do
       'result', result)
     redis.call('ZADD', completed_idx, now, id)
     emit(events, 'job.completed', id, h[3], h[4], 'completed', now, evdata)
+    wf_settle(id, 'completed', now)  -- a workflow node releases its children (_workflow.lua)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

@@ -41,6 +41,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', failed_idx, now, id)
       emit(events, 'job.failed', id, h[5], h[6], 'failed', now,
         '{"error":' .. err_json .. ',"attempt":' .. h[8] .. '}')
+      wf_settle(id, 'failed', now)
       out[#out + 1] = 0
     end
   else

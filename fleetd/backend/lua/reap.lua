@@ -30,6 +30,7 @@ for _, id in ipairs(expired) do
         'error', 'cancelled (its daemon stopped answering)')
       redis.call('ZADD', cancelled_idx, now, id)
       emit(events, 'job.cancelled', id, h[2], h[3], 'cancelled', now, '{"running":true}')
+      wf_settle(id, 'cancelled', now)
       cancelled = cancelled + 1
     elseif stalls >= max_stalls then
       redis.call('HSET', k, 'status', 'failed', 'completed_at', now,
@@ -37,6 +38,7 @@ for _, id in ipairs(expired) do
       redis.call('ZADD', failed_idx, now, id)
       emit(events, 'job.failed', id, h[2], h[3], 'failed', now,
         '{"error":"stalled","stalls":' .. stalls .. '}')
+      wf_settle(id, 'failed', now)
       failed = failed + 1
     else
       redis.call('HSET', k, 'status', 'pending')

@@ -23,6 +23,7 @@ for i = 0, n - 1 do
     redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now)
     redis.call('ZADD', cancelled_idx, now, id)
     emit(events, 'job.cancelled', id, h[3], h[4], 'cancelled', now, '{"running":true}')
+    wf_settle(id, 'cancelled', now)
     out[#out + 1] = 1
   elseif h[1] == token and h[2] == 'processing' then
     drop_lease(leases, id, k)

@@ -1,0 +1,187 @@
+"""Workflow benchmarks: submit a 10,000-node graph, drain it, release latency.
+
+Starts its own redis-server (tests/redis_server.py: a free port on 127.0.0.1, never the
+machine's Redis on 6379), one namespace per phase:
+
+    .venv/bin/python bench/workflows.py            # 10,000 nodes, ~1 min
+    .venv/bin/python bench/workflows.py --quick    # 2,000 nodes, smoke run
+
+Phases:
+- `submit`: one fan-out/fan-in graph of N nodes (first → N-2 → then): `plan` (the
+  checks and rows, Python) and `submit` (one wf_submit.lua call), wall time each;
+- `drain`: that graph run by an in-process Daemon (concurrency 50) against N
+  independent noop jobs, Redis clock from the daemon's start to the last completion
+  (as bench/throughput.py's drain); the goal is a graph rate ≥ 70% of the independent;
+- `release`: a chain of CHAIN nodes at concurrency 5: per edge, the child's start
+  (`started_at`) minus its parent's completion (`completed_at`), both Redis ms in the
+  job hashes — the time from the completion that releases a child to its claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+# bench/ for throughput.py's helpers; tests/ for the test suite's redis-server helper.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis_server import RedisServer
+from throughput import (
+    LOOPBACK,
+    NOOP,
+    client_engine,
+    emit,
+    fresh_namespace,
+    make_config,
+    quantile,
+    redis_now_ms,
+)
+
+from fleetd.engine import Engine
+from fleetd.jobs.model import JobStatus
+from fleetd.runtime.daemon import Daemon
+from fleetd.workflows.store import WorkflowOps
+
+DEFAULT_NODES = 10_000
+QUICK_NODES = 2_000
+DRAIN_CONCURRENCY = 50
+CHAIN = 300
+RELEASE_CONCURRENCY = 5
+DRAIN_TIMEOUT = 300.0
+POLL = 0.02
+GOAL = 0.70
+
+
+def fan(n: int) -> dict[str, Any]:
+    return {"first": NOOP, "group": [NOOP] * (n - 2), "then": NOOP}
+
+
+async def _run_until(cfg: Any, engine: Engine, n: int) -> None:
+    daemon = Daemon(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.run)
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            while (await engine.queue.stats())["completed"] < n:
+                await trio.sleep(POLL)
+        daemon.request_stop()
+
+
+def _last_completion(engine: Engine) -> int:
+    last = engine.link.client.zrevrange(
+        engine.keys.status(JobStatus.COMPLETED), 0, 0, withscores=True
+    )
+    return int(last[0][1])
+
+
+def bench_submit(url: str, state_dir: Path, n: int) -> None:
+    cfg = make_config(url, fresh_namespace("wf-submit"), state_dir)
+    engine = client_engine(cfg)
+    try:
+        ops = WorkflowOps(engine.ops)
+        t0 = time.perf_counter()
+        plan = ops.plan(fan(n))
+        t1 = time.perf_counter()
+        ops.submit(engine.link.client, plan)
+        t2 = time.perf_counter()
+    finally:
+        engine.close()
+    emit("submit_plan", (t1 - t0) * 1000, "ms", f"{n} nodes: checks, rows (Python)")
+    emit("submit_store", (t2 - t1) * 1000, "ms", "one wf_submit.lua call, sent and stored")
+    emit("submit_total", (t2 - t0) * 1000, "ms", f"{n / (t2 - t0):.0f} nodes/s")
+
+
+def _drain(url: str, state_dir: Path, n: int, graph: bool) -> float:
+    name = "wf" if graph else "jobs"
+    cfg = make_config(url, fresh_namespace(f"drain-{name}"), state_dir,
+                      concurrency=DRAIN_CONCURRENCY)  # fmt: skip
+    engine = client_engine(cfg)
+    try:
+        if graph:
+            ops = WorkflowOps(engine.ops)
+            ops.submit(engine.link.client, ops.plan(fan(n)))
+        else:
+            engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many([NOOP] * n))
+        start = redis_now_ms(engine)
+        trio.run(_run_until, cfg, engine, n)
+        done = engine.link.client.zcard(engine.keys.status(JobStatus.COMPLETED))
+        if done < n:
+            print(f"drain_{name}: FAILED only {done}/{n} completed")
+            return 0.0
+        return n / (max(1, _last_completion(engine) - start) / 1000)
+    finally:
+        engine.close()
+
+
+def bench_drain(url: str, state_dir: Path, n: int) -> None:
+    independent = _drain(url, state_dir, n, graph=False)
+    graph = _drain(url, state_dir, n, graph=True)
+    emit(
+        "drain_independent",
+        independent,
+        "jobs/s",
+        f"{n} noop jobs, concurrency {DRAIN_CONCURRENCY}",
+    )
+    emit("drain_fan_out_in", graph, "jobs/s", f"first -> {n - 2} -> then, same daemon")
+    ratio = graph / independent if independent else 0.0
+    verdict = "meets" if ratio >= GOAL else "misses"
+    emit("drain_ratio", ratio * 100, "%", f"{verdict} the {GOAL:.0%} goal")
+
+
+def bench_release(url: str, state_dir: Path, chain: int) -> None:
+    cfg = make_config(url, fresh_namespace("wf-release"), state_dir,
+                      concurrency=RELEASE_CONCURRENCY)  # fmt: skip
+    engine = client_engine(cfg)
+    try:
+        ops = WorkflowOps(engine.ops)
+        plan = ops.plan({"chain": [NOOP] * chain})
+        ops.submit(engine.link.client, plan)
+        trio.run(_run_until, cfg, engine, chain)
+        pipe = engine.link.client.pipeline(transaction=False)
+        for node in plan.nodes:
+            pipe.hmget(engine.keys.job(node.row.id), ["started_at", "completed_at"])
+        times = [(int(s), int(c)) for s, c in pipe.execute()]
+    finally:
+        engine.close()
+    gaps = [child[0] - parent[1] for parent, child in itertools.pairwise(times)]
+    emit(
+        "release_p50",
+        quantile(gaps, 0.50),
+        "ms",
+        f"{len(gaps)} edges: parent completed -> child started",
+    )
+    emit("release_p99", quantile(gaps, 0.99), "ms", "Redis ms clock: each end floored")
+    emit("release_max", max(gaps), "ms")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--phases", default="submit,drain,release")
+    a = p.parse_args(argv)
+    n = a.nodes or (QUICK_NODES if a.quick else DEFAULT_NODES)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
+        assert server.url.startswith(f"redis://{LOOPBACK}:")
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        print(f"# workflows: {n} nodes; load average {' '.join(load)}")
+        state = Path(tmp) / "state"
+        phases = a.phases.split(",")
+        if "submit" in phases:
+            bench_submit(server.url, state, n)
+        if "drain" in phases:
+            bench_drain(server.url, state, n)
+        if "release" in phases:
+            bench_release(server.url, state, CHAIN if not a.quick else 100)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

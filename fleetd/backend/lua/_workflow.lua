@@ -1,0 +1,162 @@
+-- _workflow.lua: workflow helpers, prepended after _lib.lua to every script (not a
+-- script itself). fleetd/workflows/ is the Python side; docs/WORKFLOWS.md the guide.
+--
+-- A workflow node is an ordinary job whose hash also holds:
+--   wf          the workflow id (wf:<id> is its hash, wf:<id>:nodes name -> job id)
+--   wf_node     its name
+--   wf_kids     JSON [[child job id, on], ...]; on is success | failure | any
+--   wf_parents  JSON {name: [job id, on], ...}
+--   wf_wait     parents not finished yet (decremented once per parent, below)
+--   wf_waiting  '1' while it waits for parents: `pending`, in status:pending, not queued
+--   wf_blocked  '1' once a parent ended in a way its edge does not accept
+--   wf_done     the node's final state, set exactly once: completed | failed |
+--               cancelled | skipped (a skipped node's job is `cancelled`, error
+--               "skipped: ...": the spec's six statuses stay the only job statuses)
+-- wf_settle runs inside the script that finishes the parent (complete, fail, abort,
+-- reap, cancel, wf_skip, wf_cancel), so a child is released exactly once, atomically
+-- with its last parent's finish, whichever daemon dies when.
+--
+-- Keys built here from the prefix carry the namespace's hash tag (same slot).
+local WF_QUEUE = PREFIX .. 'queue'
+local WF_DELAYED = PREFIX .. 'delayed'
+local WF_SEQ = PREFIX .. 'seq'
+local WF_WAKE = PREFIX .. 'wake'
+local WF_EVENTS = PREFIX .. 'events'
+local WF_PENDING = PREFIX .. 'status:pending'
+local WF_RETRYING = PREFIX .. 'status:retrying'
+local WF_CANCELLED = PREFIX .. 'status:cancelled'
+-- As fleetd.backend.scripts.WAKE_TOKEN_CAP.
+local WF_WAKE_CAP = 64
+
+local function wf_key(wf)
+  return PREFIX .. 'wf:' .. wf
+end
+
+local function wf_nodes_key(wf)
+  return PREFIX .. 'wf:' .. wf .. ':nodes'
+end
+
+-- Does a parent that ended `outcome` satisfy an edge that requires `on`?
+local function wf_accepts(on, outcome)
+  if on == 'failure' then return outcome == 'failed' end
+  if on == 'any' then return outcome ~= 'cancelled' end
+  return outcome == 'completed'
+end
+
+local function wf_node_event(wf, id, jtype, company, state, now, name)
+  emit(WF_EVENTS, 'workflow.node', id, jtype, company, state, now,
+    '{"workflow":"' .. wf .. '","node":' .. cjson.encode(name or '') .. '}')
+end
+
+-- End a node that has not started (waiting, queued or waiting for a retry) as
+-- `cancelled`; `skipped` says why in its error. Returns true if it was ended.
+local function wf_end_unstarted(id, why, skipped, now)
+  local k = job_key(id)
+  local h = redis.call('HMGET', k, 'status', 'type', 'company_id')
+  if h[1] ~= 'pending' and h[1] ~= 'retrying' then return false end
+  redis.call('ZREM', WF_QUEUE, id)
+  redis.call('ZREM', WF_DELAYED, id)
+  redis.call('ZREM', WF_PENDING, id)
+  redis.call('ZREM', WF_RETRYING, id)
+  redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now,
+    'error', why)
+  redis.call('HDEL', k, 'wf_waiting')
+  redis.call('ZADD', WF_CANCELLED, now, id)
+  emit(WF_EVENTS, 'job.cancelled', id, h[2], h[3], 'cancelled', now,
+    '{"running":false,"skipped":' .. tostring(skipped) .. '}')
+  return true
+end
+
+-- Every node of workflow `wf` that has not started ends, appended to `work` as
+-- (id, state) for wf_settle (fail the rest, cancel the workflow).
+local function wf_end_rest(wf, why, state, now, work)
+  local ids = redis.call('HVALS', wf_nodes_key(wf))
+  for _, id in ipairs(ids) do
+    if wf_end_unstarted(id, why, state == 'skipped', now) then
+      work[#work + 1] = {id, state}
+    end
+  end
+end
+
+-- The workflow is over once every node has a final state.
+local function wf_finish(wf, wk, w, now)
+  local failures = tonumber(redis.call('HGET', wk, 'failures') or '0')
+  local state = 'completed'
+  if w.status == 'cancelling' then
+    state = 'cancelled'
+  elseif failures > 0 then
+    state = 'failed'
+  end
+  redis.call('HSET', wk, 'status', state, 'finished_at', now, 'updated_at', now)
+  emit(WF_EVENTS, 'workflow.' .. state, wf, w.name, w.company, state, now,
+    '{"workflow":"' .. wf .. '","failures":' .. failures .. '}')
+end
+
+-- Node `id` ended `outcome` (completed | failed | cancelled | skipped): record it once,
+-- then per child: one parent fewer to wait for; the last one releases the child to the
+-- queue, or skips it when an edge was not satisfied (or the workflow is failing or
+-- cancelled), which settles that child in turn (a work list, not recursion: a chain of
+-- 10,000 skips is one loop). A plain job (no `wf`) costs one HGET.
+local function wf_settle(id, outcome, now, work)
+  local wf = redis.call('HGET', job_key(id), 'wf')
+  if not wf then return end
+  local wk = wf_key(wf)
+  local m = redis.call('HMGET', wk, 'status', 'policy', 'company_id', 'name')
+  if not m[1] then return end
+  local w = {status = m[1], policy = m[2], company = m[3], name = m[4]}
+  work = work or {}
+  table.insert(work, 1, {id, outcome})
+  local i, ready, finished = 1, 0, false
+  while i <= #work do
+    local nid, state = work[i][1], work[i][2]
+    i = i + 1
+    local k = job_key(nid)
+    local h = redis.call('HMGET', k, 'wf_done', 'wf_kids', 'wf_node', 'type')
+    if not h[1] then
+      redis.call('HSET', k, 'wf_done', state)
+      local left = redis.call('HINCRBY', wk, 'left', -1)
+      redis.call('HINCRBY', wk, 'n_' .. state, 1)
+      wf_node_event(wf, nid, h[4], w.company, state, now, h[3])
+      local kids = cjson.decode(h[2] or '[]')
+      if state == 'failed' then
+        local handled = false
+        for j = 1, #kids do
+          if kids[j][2] ~= 'success' then handled = true end
+        end
+        if not handled then
+          redis.call('HINCRBY', wk, 'failures', 1)
+          if w.policy == 'fail' and w.status == 'running' then
+            w.status = 'failing'
+            redis.call('HSET', wk, 'status', 'failing', 'updated_at', now)
+            wf_end_rest(wf, 'skipped: node ' .. (h[3] or nid) .. ' failed', 'skipped', now, work)
+          end
+        end
+      end
+      for j = 1, #kids do
+        local cid, on = kids[j][1], kids[j][2]
+        local ck = job_key(cid)
+        local c = redis.call('HMGET', ck, 'status', 'wf_waiting')
+        if c[1] == 'pending' and c[2] == '1' then
+          if not wf_accepts(on, state) then redis.call('HSET', ck, 'wf_blocked', '1') end
+          if redis.call('HINCRBY', ck, 'wf_wait', -1) <= 0 then
+            local b = redis.call('HMGET', ck, 'wf_blocked', 'priority', 'type', 'wf_node')
+            if b[1] or w.status ~= 'running' then
+              local why = 'skipped: a parent did not end as its edge requires'
+              if w.status ~= 'running' then why = 'skipped: the workflow is ' .. w.status end
+              if wf_end_unstarted(cid, why, true, now) then work[#work + 1] = {cid, 'skipped'} end
+            else
+              redis.call('HDEL', ck, 'wf_waiting')
+              local seq = redis.call('INCR', WF_SEQ)
+              redis.call('ZADD', WF_QUEUE, queue_score(b[2], seq), cid)
+              wf_node_event(wf, cid, b[3], w.company, 'released', now, b[4])
+              ready = ready + 1
+            end
+          end
+        end
+      end
+      if left <= 0 then finished = true end
+    end
+  end
+  if finished then wf_finish(wf, wk, w, now) end
+  wake_up(WF_WAKE, ready, WF_WAKE_CAP)
+end

@@ -1,0 +1,68 @@
+-- wf_resume.lua: run a failed or cancelled workflow again from the nodes that did not
+-- complete: each goes back to pending (retries cleared, as reset.lua), waiting for its
+-- parents that run again; completed nodes keep their results and are not re-run.
+--
+-- KEYS[1] wf:<id>  KEYS[2] status:failed  KEYS[3] status:cancelled
+-- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] workflow id
+-- Returns {outcome, status, nodes reset}: outcome resumed | refused (not failed or
+--   cancelled) | missing.
+local wk, failed_idx, cancelled_idx = KEYS[1], KEYS[2], KEYS[3]
+local wf = ARGV[3]
+local m = redis.call('HMGET', wk, 'status', 'name', 'company_id')
+if not m[1] then return {'missing', '', 0} end
+if m[1] ~= 'failed' and m[1] ~= 'cancelled' then return {'refused', m[1], 0} end
+local now = now_ms()
+local again, order = {}, {}
+for _, id in ipairs(redis.call('HVALS', wf_nodes_key(wf))) do
+  if redis.call('HGET', job_key(id), 'wf_done') ~= 'completed' then
+    again[id] = true
+    order[#order + 1] = id
+  end
+end
+redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0,
+  'n_failed', 0, 'n_cancelled', 0, 'n_skipped', 0, 'updated_at', now)
+redis.call('HDEL', wk, 'finished_at')
+local ready, skip = 0, {}
+for _, id in ipairs(order) do
+  local k = job_key(id)
+  local h = redis.call('HMGET', k, 'wf_parents', 'priority', 'created_at')
+  local wait, blocked = 0, false
+  for _, edge in pairs(cjson.decode(h[1] or '{}')) do
+    if again[edge[1]] then
+      wait = wait + 1
+    elseif not wf_accepts(edge[2], 'completed') then
+      blocked = true
+    end
+  end
+  redis.call('ZREM', failed_idx, id)
+  redis.call('ZREM', cancelled_idx, id)
+  redis.call('HSET', k, 'status', 'pending', 'retry_count', 0, 'stalls', 0, 'updated_at', now,
+    'wf_wait', wait)
+  redis.call('HDEL', k, 'error', 'traceback', 'result', 'completed_at', 'started_at',
+    'run_at', 'worker', 'progress', 'wf_done', 'wf_blocked', 'wf_waiting')
+  redis.call('ZADD', WF_PENDING, h[3], id)
+  if blocked then redis.call('HSET', k, 'wf_blocked', '1') end
+  if wait > 0 then
+    redis.call('HSET', k, 'wf_waiting', '1')
+  elseif blocked then
+    skip[#skip + 1] = id
+  else
+    local seq = redis.call('INCR', WF_SEQ)
+    redis.call('ZADD', WF_QUEUE, queue_score(h[2], seq), id)
+    ready = ready + 1
+  end
+end
+emit(WF_EVENTS, 'workflow.resumed', wf, m[2], m[3], 'running', now,
+  '{"workflow":"' .. wf .. '","nodes":' .. #order .. '}')
+wake_up(WF_WAKE, ready, WF_WAKE_CAP)
+local work = {}
+for _, id in ipairs(skip) do
+  if wf_end_unstarted(id, 'skipped: a parent did not end as its edge requires', true, now) then
+    work[#work + 1] = {id, 'skipped'}
+  end
+end
+if #work > 0 then
+  local first = table.remove(work, 1)
+  wf_settle(first[1], first[2], now, work)
+end
+return {'resumed', redis.call('HGET', wk, 'status'), #order}

@@ -1,0 +1,61 @@
+"""Typed calls of the workflow scripts (lua/wf_*.lua); argument order defined here only.
+
+Each method mirrors its script's header, builds KEYS from `Keys` and ARGV in the
+documented order and runs through fleetd.backend.scripts.Scripts (which loads every
+script at start-up, with lua/_workflow.lua's helpers prepended). Synchronous: callers
+run them inside one RedisLink hop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fleetd.backend.codec import encode_row
+from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.scripts import CONTROL_TTL_S, WAKE_TOKEN_CAP, Scripts
+from fleetd.jobs.model import JobStatus
+from fleetd.workflows.plan import Plan
+
+__all__ = ["WorkflowScripts"]
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class WorkflowScripts:
+    def __init__(self, scripts: Scripts) -> None:
+        self._scripts = scripts
+        self.keys = scripts.keys
+
+    def submit(self, client: SyncClient, plan: Plan) -> int:
+        """Store the whole plan in one script call; returns Redis now ms."""
+        k = self.keys
+        keys = [
+            k.queue, k.delayed, k.seq, k.status(JobStatus.PENDING), k.events, k.wake,
+            k.workflows,
+        ]  # fmt: skip
+        args: list[Any] = [plan.workflow_id, WAKE_TOKEN_CAP, _encode(plan.meta), len(plan.nodes)]
+        for node in plan.nodes:
+            args.extend((encode_row(node.row), _encode(node.extra)))
+        return int(self._scripts.call(client, "wf_submit", keys, args))
+
+    def skip(self, client: SyncClient, job_id: str, token: str, why: str) -> bool:
+        """A started node whose condition is false ends skipped; False when stale."""
+        k = self.keys
+        keys = [k.leases, k.status(JobStatus.CANCELLED), k.events]
+        return bool(self._scripts.call(client, "wf_skip", keys, [job_id, token, why]))
+
+    def cancel(self, client: SyncClient, workflow_id: str) -> tuple[str, str]:
+        """(outcome cancelled | cancelling | final | missing, the workflow's status)."""
+        keys = [self.keys.workflow(workflow_id)]
+        r = self._scripts.call(client, "wf_cancel", keys, [workflow_id, CONTROL_TTL_S])
+        return str(r[0]), str(r[1])
+
+    def resume(self, client: SyncClient, workflow_id: str) -> tuple[str, str, int]:
+        """(outcome resumed | refused | missing, the workflow's status, nodes reset)."""
+        k = self.keys
+        keys = [
+            k.workflow(workflow_id), k.status(JobStatus.FAILED), k.status(JobStatus.CANCELLED),
+        ]  # fmt: skip
+        r = self._scripts.call(client, "wf_resume", keys, [workflow_id])
+        return str(r[0]), str(r[1]), int(r[2])
