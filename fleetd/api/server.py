@@ -141,6 +141,7 @@ def build_state(
         metrics=metrics,
         batcher=EnqueueBatcher(api, engine.ops),
         hub=hub,
+        spool=engine.spooler,
     )
 
 

@@ -54,6 +54,11 @@ class Action(enum.StrEnum):
     SCHEDULE_RESUME = "schedule.resume"
     SCHEDULE_RUN_NOW = "schedule.run_now"
     """the schedule's job enqueued now (target: the schedule; detail: job_id)"""
+    JOB_REPLAY = "job.replay"
+    """a job spooled while Redis was away reached Redis (subject and door: who
+    enqueued it; detail: spooled_at, duplicate)"""
+    SPOOL_DROP = "spool.drop"
+    """spooled jobs deleted by an operator before they reached Redis (detail: count)"""
 
 
 class Door(enum.StrEnum):
