@@ -31,13 +31,14 @@ from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
+from fleetd.cli import spool as cli_spool
 from fleetd.cli.common import EXIT_USAGE, CliError
 from fleetd.version import __version__
 
 __all__ = ["main"]
 
 # The commands that take an Engine (a Redis link and the queue operations).
-_ENGINE_COMMANDS = {**cli_jobs.COMMANDS, "schedules": cli_schedules.run}
+_ENGINE_COMMANDS = {**cli_jobs.COMMANDS, "schedules": cli_schedules.run, "spool": cli_spool.run}
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
 # cleanup) do without: they read and change jobs, never validate one.
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_run.add_parser(sub)
     cli_jobs.add_parsers(sub)
     cli_schedules.add_parser(sub)
+    cli_spool.add_parser(sub)
     cli_events.add_parser(sub)
     demo_cli.add_parser(sub)
     cli_admin.add_parsers(sub)

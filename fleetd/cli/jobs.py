@@ -24,15 +24,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from fleetd.audit.entry import Action
+from fleetd.audit.entry import Action, cli_subject
 from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 from fleetd.cli.job_input import read_jsonl, request_from_args
 
 if TYPE_CHECKING:
+    from fleetd.backend.codec import JobRow
     from fleetd.engine import Engine
     from fleetd.jobs.model import Job
+    from fleetd.jobs.queue import EnqueueResult
 
 __all__ = ["COMMANDS", "STATUSES", "add_parsers"]
 
@@ -141,34 +143,48 @@ def _job_lines(job: Job) -> Iterator[str]:
 # -- commands --------------------------------------------------------------------------
 
 
+def _send(engine: Engine, rows: list[JobRow]) -> list[EnqueueResult]:
+    """Enqueue, or spool while Redis is away (fleetd.spool; exit 2 when it cannot)."""
+    from fleetd.spool.outage import enqueue_or_spool
+
+    run, ops = engine.link.run_sync, engine.ops
+    return enqueue_or_spool(run, ops, engine.spool, rows, door="cli", subject=cli_subject())
+
+
 def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
     from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, JobStatus
+    from fleetd.spool.outage import SPOOLED
 
     if a.jsonl:
         if a.type or a.wait:
             fail("--jsonl takes no job type and no --wait")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
             rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
-            results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
+            results = _send(engine, rows)
             dups = sum(r.duplicate for r in results)
             rec.detail = {"count": len(results), "duplicates": dups}
+            if spooled := bool(results) and results[0].status == SPOOLED:
+                rec.detail["spooled"] = True
         if a.json:
             print_json(responses.bulk_enqueue_body(results))
         else:
-            print(
-                f"enqueued {len(results) - dups} job(s)"
-                + (f", {dups} duplicate(s)" if dups else "")
-            )
+            verb = "spooled (Redis is away)" if spooled else "enqueued"
+            extra = f", {dups} duplicate(s)" if dups else ""
+            print(f"{verb} {len(results) - dups} job(s){extra}")
         return 0
     if not a.type:
         fail("give a job type (e.g. `fleetd enqueue noop`) or --jsonl FILE")
     with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
         rec.detail = {"type": a.type}
         row = engine.ops.prepare(EnqueueRequest.from_dict(request_from_args(a)))
-        [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+        [result] = _send(engine, [row])
         rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
-    if not a.wait:
+        if result.status == SPOOLED:
+            rec.detail["spooled"] = True
+    if a.wait and result.status == SPOOLED:
+        print("spooled while Redis is away: not waiting for it", file=sys.stderr)
+    if not a.wait or result.status == SPOOLED:
         if a.json:
             print_json(responses.enqueue_body(result))
         else:

@@ -248,6 +248,24 @@ class JobSpool:
                 raise
             return cur.rowcount
 
+    def drop(self, job_ids: Sequence[str] | None) -> int:
+        """Delete the named jobs (every job when None) before they reach Redis: an
+        operator's decision (`fleetd spool drop`, audited). Returns how many."""
+        with self._conn() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if job_ids is None:
+                    cur = db.execute("DELETE FROM jobs")
+                else:
+                    cur = db.executemany(
+                        "DELETE FROM jobs WHERE job_id = ?", [(j,) for j in job_ids]
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return cur.rowcount
+
     # -- reading ---------------------------------------------------------------------
 
     def depth(self) -> tuple[int, int]:
