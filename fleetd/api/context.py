@@ -170,7 +170,13 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     st = state()
     spool = st.spool
     if spool is not None and spool.diverts():
-        return await _spool(rows)
+        try:
+            return await _spool(rows)
+        except ApiError:
+            if not spool.link.ready:
+                raise
+            # Diverted only to keep the order behind spooled jobs, and the spool is full
+            # (or broken): Redis answers, so it takes them now.
     try:
         if st.batcher is None:
             return await redis(lambda c: st.ops.enqueue_rows(c, rows))

@@ -131,17 +131,31 @@ class JobSpool:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        """The open database (opened, or set aside and made anew, on first use)."""
+        """The open database (opened on first use; set aside and made anew when SQLite
+        finds it damaged — then the call that found it fails, the next one works)."""
         with self._lock:
             if self._db is None:
                 try:
                     self._db = self._connect()
                 except sqlite3.DatabaseError as exc:
-                    salvaged = self._set_aside(exc)
-                    self._db = self._connect()
-                    if salvaged:  # held before: kept past the caps rather than lost
-                        self._insert(self._db, salvaged, capped=False)
-            yield self._db
+                    if not _corrupt(exc):
+                        raise
+                    self._renew(exc)
+            assert self._db is not None
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as exc:
+                if _corrupt(exc):
+                    self._db.close()
+                    self._renew(exc)
+                raise
+
+    def _renew(self, exc: Exception) -> None:
+        self._db = None
+        salvaged = self._set_aside(exc)
+        self._db = self._connect()
+        if salvaged:  # held before: kept past the caps rather than lost
+            self._insert(self._db, salvaged, capped=False)
 
     def _set_aside(self, exc: Exception) -> list[SpooledJob]:
         """Rename the unreadable file (and its WAL) aside; the rows still readable."""
@@ -293,6 +307,15 @@ class JobSpool:
 
 
 _COLUMNS = "seq, job_id, company_id, row, spooled_at, door, subject"
+# SQLite's result codes of a damaged file (a lock or an I/O error is not damage).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):  # locked, busy, read-only, disk full
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is None or code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def _job(r: tuple[object, ...]) -> SpooledJob:

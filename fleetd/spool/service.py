@@ -125,6 +125,10 @@ class DaemonSpool:
                 log.debug("spool: %d jobs wait for Redis: %s", self.jobs, exc)
                 await backoff.sleep()
                 continue
+            except Exception as exc:  # the file: logged (set aside if damaged), tried again
+                log.error("spool: replay of %s failed: %s", self.spool.path, exc)
+                await backoff.sleep()
+                continue
             backoff.reset()
             if not done.ran:  # another process of the host replays it
                 await trio.sleep(self.interval)

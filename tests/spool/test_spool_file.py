@@ -6,6 +6,7 @@ once, also when the replaying process is SIGKILLed between Redis and the removal
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from fleetd.backend.codec import JobRow, decode_row, encode_row
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
-from fleetd.spool import SPOOL_FILE, JobSpool, SpoolFull, replay_all, replay_pass
+from fleetd.spool import SPOOL_FILE, JobSpool, SpoolError, SpoolFull, replay_all, replay_pass
 
 
 def rows(engine: Engine, n: int, **fields: object) -> list[JobRow]:
@@ -182,3 +183,23 @@ def test_a_second_replayer_waits_its_turn(engine: Engine, tmp_path: Path) -> Non
         assert not done.ran and spool.depth()[0] == 2
     done = engine.link.run_sync(lambda c: replay_pass(c, spool, engine.ops, store(engine), 9))
     assert done.landed == 2
+
+
+def test_a_locked_spool_is_refused_not_set_aside(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fleetd.spool.file.BUSY_TIMEOUT_MS", 50)
+    spool = spool_of(tmp_path)
+    spool.add(rows(engine, 1), door="http", subject="a")
+    holder = sqlite3.connect(spool.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for a long while
+    try:
+        late = spool_of(tmp_path)
+        with pytest.raises(SpoolError, match="locked"):
+            late.add(rows(engine, 1), door="http", subject="a")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert late.set_aside() == []  # a lock is not damage: nothing renamed
+    late.add(rows(engine, 1), door="http", subject="a")
+    assert late.depth()[0] == 2
