@@ -23,6 +23,7 @@ still be read are copied into a new spool, and the file stays for the operator.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -58,8 +59,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   bytes INTEGER NOT NULL,
   spooled_at INTEGER NOT NULL,
   door TEXT NOT NULL,
-  subject TEXT NOT NULL
+  subject TEXT NOT NULL,
+  idem TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
 CREATE TABLE IF NOT EXISTS totals (
   id INTEGER PRIMARY KEY CHECK (id = 1), jobs INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
@@ -209,26 +212,43 @@ class JobSpool:
 
     # -- writing ---------------------------------------------------------------------
 
-    def add(self, rows: Sequence[JobRow], *, door: str, subject: str) -> int:
-        """Spool `rows` in order, all or none, durably; returns the spooling time in ms
-        (the host's clock). Raises SpoolFull past a cap."""
+    def add(
+        self, rows: Sequence[JobRow], *, door: str, subject: str
+    ) -> tuple[int, dict[int, tuple[str, int]]]:
+        """Spool `rows` in order, all or none, durably. Returns the spooling time in ms
+        (the host's clock) and, by position, the rows whose company and idempotency key
+        a spooled job has already: that job's id and spooling time (nothing is added for
+        them, as enqueue.lua does). Raises SpoolFull past a cap, SpoolError when the
+        file cannot be written."""
         now = int(time.time() * 1000)
         items = [SpooledJob(0, r.id, r.company_id, encode_row(r), now, door, subject) for r in rows]
         try:
             with self._conn() as db:
-                self._insert(db, items)
+                return now, self._insert(db, items)
         except (sqlite3.Error, OSError) as exc:  # a full disk, a read-only state dir
             raise SpoolError(f"the spool {self.path} cannot be written: {exc}") from exc
-        return now
 
     def _insert(
         self, db: sqlite3.Connection, items: Sequence[SpooledJob], *, capped: bool = True
-    ) -> None:
-        size = sum(len(i.row.encode()) for i in items)
+    ) -> dict[int, tuple[str, int]]:
         db.execute("BEGIN IMMEDIATE")
         try:
+            dups: dict[int, tuple[str, int]] = {}
+            seen: dict[str, tuple[str, int]] = {}
+            values = []
+            for n, i in enumerate(items):
+                idem = _idem(i.row)
+                if idem is not None:
+                    found = seen.get(idem) or _spooled_for(db, idem)
+                    if found is not None:
+                        dups[n] = found
+                        continue
+                    seen[idem] = (i.job_id, i.spooled_at_ms)
+                values.append((i.job_id, i.company_id or "", i.row, len(i.row.encode()),
+                               i.spooled_at_ms, i.door, i.subject, idem))  # fmt: skip
+            size = sum(v[3] for v in values)
             jobs, nbytes = db.execute("SELECT jobs, bytes FROM totals").fetchone()
-            over = jobs + len(items) > self.max_jobs or nbytes + size > self.max_bytes
+            over = jobs + len(values) > self.max_jobs or nbytes + size > self.max_bytes
             if capped and over:
                 raise SpoolFull(
                     f"the spool holds {jobs} jobs, {nbytes} bytes "
@@ -236,14 +256,11 @@ class JobSpool:
                 )
             db.executemany(
                 "INSERT OR IGNORE INTO jobs (job_id, company_id, row, bytes, spooled_at, door,"
-                " subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (i.job_id, i.company_id or "", i.row, len(i.row.encode()), i.spooled_at_ms,
-                     i.door, i.subject)
-                    for i in items
-                ],
-            )  # fmt: skip
+                " subject, idem) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
             db.execute("COMMIT")
+            return dups
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -324,6 +341,23 @@ def _job(r: tuple[object, ...]) -> SpooledJob:
         int(str(seq)), str(job_id), str(company) or None, str(row), int(str(at)), str(door),
         str(subject),
     )  # fmt: skip
+
+
+def _idem(row: str) -> str | None:
+    """The row's idempotency key scoped by company as enqueue.lua scopes it (a length
+    prefix: no company and key can spell another's), or None."""
+    raw = json.loads(row)
+    key = raw.get("idempotency_key")
+    if not key:
+        return None
+    company = str(raw.get("company_id") or "")
+    return f"{len(company)}:{company}:{key}"
+
+
+def _spooled_for(db: sqlite3.Connection, idem: str) -> tuple[str, int] | None:
+    q = "SELECT job_id, spooled_at FROM jobs WHERE idem = ?"
+    found = db.execute(q, (idem,)).fetchone()
+    return None if found is None else (str(found[0]), int(found[1]))
 
 
 def _salvage(path: Path) -> list[SpooledJob]:

@@ -9,7 +9,7 @@ caps, or with no spool (`[spool] enabled = false`), Redis's error is raised as i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fleetd.backend.codec import JobRow
@@ -24,8 +24,19 @@ __all__ = ["SPOOLED", "enqueue_or_spool", "spooled_results"]
 SPOOLED = "spooled"
 
 
-def spooled_results(rows: Sequence[JobRow], at_ms: int) -> list[EnqueueResult]:
-    return [EnqueueResult(row.id, SPOOLED, at_ms) for row in rows]
+def spooled_results(
+    rows: Sequence[JobRow], at_ms: int, duplicates: Mapping[int, tuple[str, int]]
+) -> list[EnqueueResult]:
+    """The answers of spooled rows; a row whose idempotency key a spooled job has
+    already is answered with that job (`duplicate`), as Redis would."""
+    out = []
+    for n, row in enumerate(rows):
+        if n in duplicates:
+            job_id, spooled_at = duplicates[n]
+            out.append(EnqueueResult(job_id, SPOOLED, spooled_at, duplicate=True))
+        else:
+            out.append(EnqueueResult(row.id, SPOOLED, at_ms))
+    return out
 
 
 def enqueue_or_spool(
@@ -45,7 +56,7 @@ def enqueue_or_spool(
         if spool is None:
             raise
         try:
-            at = spool.add(rows, door=door, subject=subject)
+            at, duplicates = spool.add(rows, door=door, subject=subject)
         except SpoolError as refused:
             raise RedisUnavailable(f"{exc}; not spooled: {refused}") from None
-        return spooled_results(rows, at)
+        return spooled_results(rows, at, duplicates)

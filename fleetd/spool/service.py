@@ -77,13 +77,13 @@ class DaemonSpool:
     async def add(self, rows: Sequence[JobRow], *, door: str, subject: str) -> list[EnqueueResult]:
         """Spool rows durably (raises SpoolError: full, or the file cannot be written)."""
         add = functools.partial(self.spool.add, rows, door=door, subject=subject)
-        at = await trio.to_thread.run_sync(add, limiter=self._limiter)
+        at, duplicates = await trio.to_thread.run_sync(add, limiter=self._limiter)
         if self.jobs == 0:
             self.oldest_ms = at
-        self.jobs += len(rows)
-        self.spooled_total += len(rows)
+        self.jobs += len(rows) - len(duplicates)
+        self.spooled_total += len(rows) - len(duplicates)
         self._wake.set()
-        return spooled_results(rows, at)
+        return spooled_results(rows, at, duplicates)
 
     async def lookup(self, job_id: str) -> SpooledJob | None:
         return await trio.to_thread.run_sync(self.spool.get, job_id, limiter=self._limiter)

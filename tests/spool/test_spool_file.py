@@ -203,3 +203,17 @@ def test_a_locked_spool_is_refused_not_set_aside(
     assert late.set_aside() == []  # a lock is not damage: nothing renamed
     late.add(rows(engine, 1), door="http", subject="a")
     assert late.depth()[0] == 2
+
+
+def test_an_idempotency_key_already_spooled_answers_its_job(engine: Engine, tmp_path: Path) -> None:
+    spool = spool_of(tmp_path)
+    [first] = rows(engine, 1, idempotency_key="order-1", company_id="acme")
+    _, dups = spool.add([first], door="http", subject="a")
+    assert dups == {}
+    again = rows(engine, 1, idempotency_key="order-1", company_id="acme")
+    other = rows(engine, 1, idempotency_key="order-1", company_id="acme:eu")
+    twice = rows(engine, 2, idempotency_key="order-2", company_id="acme")
+    _, dups = spool.add([*again, *other, *twice], door="http", subject="a")
+    assert {n: job_id for n, (job_id, _) in dups.items()} == {0: first.id, 3: twice[0].id}
+    # Per company; within one call too.
+    assert [j.job_id for j in spool.head(10)] == [first.id, other[0].id, twice[0].id]

@@ -67,6 +67,12 @@ async def test_http_enqueues_are_spooled_shown_and_land_once_redis_is_back(
         bulk = [j["job_id"] for j in r.json()["jobs"]]
         assert {j["status"] for j in r.json()["jobs"]} == {"spooled"}
         ids = [one["job_id"], *bulk]
+        keyed = {"Idempotency-Key": "order-7", **api.headers}
+        r1 = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=keyed)
+        r2 = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=keyed)
+        assert (r1.status_code, r2.status_code) == (202, 202)
+        assert r2.json() == {**r1.json(), "duplicate": True}  # a retry: the same job
+        ids.append(r1.json()["job_id"])
 
         shown = await api.get(f"{PREFIX}/{one['job_id']}")
         assert shown.status_code == 200, shown.text
@@ -80,9 +86,9 @@ async def test_http_enqueues_are_spooled_shown_and_land_once_redis_is_back(
         assert other.json()["error"]["code"] == missing.json()["error"]["code"]
 
         metrics = (await api.get("/metrics")).text
-        assert "fleetd_spool_jobs 4.0" in metrics and "fleetd_redis_up 0.0" in metrics
+        assert "fleetd_spool_jobs 5.0" in metrics and "fleetd_redis_up 0.0" in metrics
         health = (await api.get(f"{PREFIX}/worker/health")).json()
-        assert health["status"] == "unhealthy" and health["spool"]["jobs"] == 4
+        assert health["status"] == "unhealthy" and health["spool"]["jobs"] == 5
         assert any("Redis is unreachable" in r for r in health["reasons"])
 
         await trio.to_thread.run_sync(server.start)  # AOF: the first job is still there
