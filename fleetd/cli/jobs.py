@@ -24,17 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from fleetd.audit.entry import Action, cli_subject
+from fleetd.audit.entry import Action
 from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 from fleetd.cli.job_input import read_jsonl, request_from_args
+from fleetd.cli.spool import find_job, send
 
 if TYPE_CHECKING:
-    from fleetd.backend.codec import JobRow
     from fleetd.engine import Engine
     from fleetd.jobs.model import Job
-    from fleetd.jobs.queue import EnqueueResult
 
 __all__ = ["COMMANDS", "STATUSES", "add_parsers"]
 
@@ -143,14 +142,6 @@ def _job_lines(job: Job) -> Iterator[str]:
 # -- commands --------------------------------------------------------------------------
 
 
-def _send(engine: Engine, rows: list[JobRow]) -> list[EnqueueResult]:
-    """Enqueue, or spool while Redis is away (fleetd.spool; exit 2 when it cannot)."""
-    from fleetd.spool.outage import enqueue_or_spool
-
-    run, ops = engine.link.run_sync, engine.ops
-    return enqueue_or_spool(run, ops, engine.spool, rows, door="cli", subject=cli_subject())
-
-
 def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
     from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, JobStatus
@@ -161,7 +152,7 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
             fail("--jsonl takes no job type and no --wait")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
             rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
-            results = _send(engine, rows)
+            results = send(engine, rows)
             dups = sum(r.duplicate for r in results)
             rec.detail = {"count": len(results), "duplicates": dups}
             if spooled := bool(results) and results[0].status == SPOOLED:
@@ -178,7 +169,7 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
         rec.detail = {"type": a.type}
         row = engine.ops.prepare(EnqueueRequest.from_dict(request_from_args(a)))
-        [result] = _send(engine, [row])
+        [result] = send(engine, [row])
         rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
         if result.status == SPOOLED:
             rec.detail["spooled"] = True
@@ -260,7 +251,13 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
     if a.jobs_command == "list":
         return _list(engine, a)
     if a.jobs_command in ("show", "artifact"):
-        job = engine.link.run_sync(engine.ops.get, a.id)
+        job, spooled = find_job(engine, a.id, spool_too=a.jobs_command == "show")
+        if spooled is not None:
+            if a.json:
+                print_json(spooled)
+            else:
+                print(f"{a.id} spooled (waiting for Redis)")
+            return 0
         if job is None:
             fail(f"no job {a.id}")
         if a.jobs_command == "artifact":

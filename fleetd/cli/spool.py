@@ -7,7 +7,9 @@ enqueue spool (fleetd.spool), the jobs acknowledged while Redis was away.
   does on its own within `[spool] replay_interval` of Redis coming back); exit 2 when
   Redis is still away;
 - `drop --all | JOB_ID…`: delete spooled jobs before they reach Redis (audited,
-  `spool.drop`).
+  `spool.drop`);
+and, for `fleetd enqueue` and `jobs show`, `send` (to Redis, or to the spool while Redis
+is away) and `find_job` (a job still spooled shows as `spooled`).
 
 The spool's modules are imported inside the commands, like the other commands' heavy
 imports (start-up time); they close no cycle (tests/test_architecture.py checks).
@@ -19,15 +21,18 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from fleetd.audit.entry import Action
+from fleetd.audit.entry import Action, cli_subject
 from fleetd.cli.auditing import recorded
 from fleetd.cli.common import fail, print_json
 
 if TYPE_CHECKING:
+    from fleetd.backend.codec import JobRow
     from fleetd.engine import Engine
+    from fleetd.jobs.model import Job
+    from fleetd.jobs.queue import EnqueueResult
     from fleetd.spool.file import JobSpool
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "find_job", "run", "send", "spooled_body"]
 
 
 def add_parser(sub: Any) -> None:
@@ -99,3 +104,42 @@ def _replay(engine: Engine, spool: JobSpool, a: argparse.Namespace) -> int:
     else:
         print(f"replayed {sent} job(s) in {took:.2f}s; {left} left")
     return 0
+
+
+# -- the job commands' side (fleetd.cli.jobs): enqueue and show during an outage --
+
+
+def find_job(engine: Engine, job_id: str, *, spool_too: bool) -> tuple[Job | None, Any]:
+    """The job from Redis, or (`spool_too`) its spooled body when Redis has none or is
+    away; Redis's error when neither has it."""
+    from fleetd.backend.redis_link import RedisUnavailable
+
+    try:
+        job = engine.link.run_sync(engine.ops.get, job_id)
+    except RedisUnavailable:
+        if not spool_too or (spooled := spooled_body(engine, job_id)) is None:
+            raise
+        return None, spooled
+    if job is None and spool_too:
+        return None, spooled_body(engine, job_id)
+    return job, None
+
+
+def spooled_body(engine: Engine, job_id: str) -> dict[str, Any] | None:
+    """`jobs show` of a job still in this state directory's spool (fleetd.spool): the
+    body GET /jobs/{id} answers for it, status `spooled`."""
+    from fleetd.spool.answer import spooled_job_body
+
+    spool = engine.spool
+    if spool is None or not spool.path.exists():  # no outage ever: no file to open
+        return None
+    found = spool.get(job_id)
+    return None if found is None else spooled_job_body(found)
+
+
+def send(engine: Engine, rows: list[JobRow]) -> list[EnqueueResult]:
+    """Enqueue, or spool while Redis is away (fleetd.spool; exit 2 when it cannot)."""
+    from fleetd.spool.outage import enqueue_or_spool
+
+    run, ops = engine.link.run_sync, engine.ops
+    return enqueue_or_spool(run, ops, engine.spool, rows, door="cli", subject=cli_subject())

@@ -123,6 +123,10 @@ def test_the_cli_and_the_client_spool_and_the_operator_commands(
     server.kill()
     first = cli_json(env, "enqueue", "noop", "--json")
     assert first["status"] == "spooled"
+    shown = cli_json(env, "jobs", "show", first["job_id"], "--json")
+    assert (shown["status"], shown["job"]["id"]) == ("spooled", first["job_id"])
+    missing = run_cli(env, "jobs", "show", "job_nope")
+    assert missing.returncode == 2 and "Redis unreachable" in missing.stderr
     with Client(cfg, name="web") as client:
         second = client.enqueue("noop", {"n": 1})
         many = client.enqueue_many([{"type": "noop"}, {"type": "noop"}])
