@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from fleetd.schedules.cadence import MisfirePolicy
     from fleetd.schedules.model import ScheduledJob, ScheduleSpec
     from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, Schedules
+    from fleetd.spool.outage import SPOOLED
 
 # Public name -> the module that defines it (what the imports above say, for run time).
 _EXPORTS = {
@@ -85,9 +86,11 @@ _EXPORTS = {
     "WorkflowNode": "fleetd.workflows.spec",
     "WorkflowRequest": "fleetd.workflows.spec",
     "WorkflowOps": "fleetd.workflows.store",
+    "SPOOLED": "fleetd.spool.outage",
 }
 
 __all__ = [
+    "SPOOLED",
     "Artifact",
     "ArtifactStore",
     "ClaimedJob",

@@ -15,6 +15,12 @@ Every enqueue, cancel and reset is recorded in the audit log (door `client`, sub
 `client:<name>`, the OS user unless `name` is given), written in the background in
 batches — no extra round trip per call — and on `close` (or at the interpreter's
 exit); entries Redis does not take are spooled to the state directory.
+
+While Redis is unreachable, `enqueue` and `enqueue_many` write the jobs to the state
+directory's enqueue spool instead (fleetd.spool) and answer them with status `spooled`
+and the id each will have; a daemon on that state directory sends them to Redis, in
+order, each once, when Redis is back. Past the spool's caps they raise RedisUnavailable
+as without one.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from types import TracebackType
 from typing import Any
 
 from fleetd.audit.entry import Action, AuditEntry, Door, client_subject, outcome_of
+from fleetd.backend.codec import JobRow
 from fleetd.config import Config, load_config
 from fleetd.engine import Engine
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
+from fleetd.spool.outage import SPOOLED, enqueue_or_spool
 from fleetd.workflows.answer import WorkflowAnswer, WorkflowSubmitted
 from fleetd.workflows.store import ActionResult, WorkflowOps
 
@@ -79,25 +87,35 @@ class Client:
         company = fields.get("company_id")
         try:
             row = self._ops.prepare({"type": job_type, "data": dict(data or {}), **fields})
-            result = self._run(self._ops.enqueue_rows, [row])[0]
+            result = self._send([row])[0]
         except Exception as exc:
             self._audit(Action.JOB_ENQUEUE, outcome_of(exc), None, company, type=job_type)
             raise
+        spooled: dict[str, Any] = {"spooled": True} if result.status == SPOOLED else {}
         self._audit(
             Action.JOB_ENQUEUE, "ok", result.job_id, company, type=job_type,
-            duplicate=result.duplicate,
+            duplicate=result.duplicate, **spooled,
         )  # fmt: skip
         return result
+
+    def _send(self, rows: list[JobRow]) -> list[EnqueueResult]:
+        """To Redis, or to the spool while Redis is away (status `spooled`)."""
+        return enqueue_or_spool(
+            self._run, self._ops, self._engine.spool, rows, door="client", subject=self._subject
+        )
 
     def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[EnqueueResult]:
         """Enqueue request objects in bulk; all are validated before any is sent."""
         try:
-            results = self._run(self._ops.enqueue_rows, self._ops.prepare_many(jobs))
+            results = self._send(self._ops.prepare_many(jobs))
         except Exception as exc:
             self._audit(Action.JOB_ENQUEUE_BULK, outcome_of(exc), count=len(jobs))
             raise
         dups = sum(r.duplicate for r in results)
-        self._audit(Action.JOB_ENQUEUE_BULK, "ok", count=len(results), duplicates=dups)
+        spooled: dict[str, Any] = {}
+        if results and results[0].status == SPOOLED:
+            spooled["spooled"] = True
+        self._audit(Action.JOB_ENQUEUE_BULK, "ok", count=len(results), duplicates=dups, **spooled)
         return results
 
     def get(self, job_id: str) -> Job | None:

@@ -1,8 +1,9 @@
 """The core objects for one configuration, wired together once.
 
 Owns building the RedisLink, the scripts, the handler registry, the queue operations,
-their async facade and the audit writer (fleetd.audit: the daemon's trio service, or
-the CLI's and the client's background writer, which `close` flushes) from a Config,
+their async facade, the audit writer (fleetd.audit: the daemon's trio service, or
+the CLI's and the client's background writer, which `close` flushes) and the enqueue
+spool (fleetd.spool; in a daemon with its replayer) from a Config,
 for the daemon and the CLI alike. The CLI talks to
 Redis directly; with `memory://` it reaches the running daemon's embedded store through
 the address the daemon recorded in its state directory.
@@ -26,6 +27,8 @@ from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
 from fleetd.jobs.sealing import Sealer
 from fleetd.plugins import discovery
+from fleetd.spool.file import SPOOL_FILE, JobSpool
+from fleetd.spool.service import DaemonSpool
 
 __all__ = ["Engine", "NoDaemonError", "build_registry"]
 
@@ -65,6 +68,10 @@ class Engine:
     ops: QueueOps
     queue: Queue
     audit: AuditWriter | BackgroundWriter
+    # The enqueue spool of the state directory ([spool] enabled), and in a daemon its
+    # API's side and replayer (fleetd.spool).
+    spool: JobSpool | None = None
+    spooler: DaemonSpool | None = None
 
     @classmethod
     def build(cls, cfg: Config, *, daemon: bool, registry: HandlerRegistry | None = None) -> Engine:
@@ -98,8 +105,17 @@ class Engine:
         )
         audit: AuditWriter | BackgroundWriter
         audit = AuditWriter(trail, link) if daemon else BackgroundWriter(trail, link)
-        return cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops), audit)
+        engine = cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops), audit)
+        if (sp := cfg.spool).enabled:
+            spool_path = cfg.state_dir / SPOOL_FILE
+            engine.spool = JobSpool(spool_path, max_jobs=sp.max_jobs, max_bytes=sp.max_bytes)
+            if daemon:
+                engine.spooler = DaemonSpool(engine.spool, link, ops, trail.store,
+                    batch=sp.replay_batch, interval=sp.replay_interval)  # fmt: skip
+        return engine
 
     def close(self) -> None:
         self.audit.close()  # before the link: it may still write (or spool) entries
+        if self.spool is not None:
+            self.spool.close()
         self.link.close()

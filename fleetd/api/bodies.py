@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, MaxLen
 from pydantic import Field
 
-from fleetd.jobs.answer import Body, EnqueueResponse, Job, Shown, Timestamp
+from fleetd.jobs.answer import Body, EnqueueResponse, Job, Omitted, Shown, Timestamp
 from fleetd.jobs.status import JobStatus
 from fleetd.schedules.answer import (
     ScheduledJob,
@@ -52,6 +52,7 @@ __all__ = [
     "ScheduledJobList",
     "ScheduledJobResponse",
     "SchedulerStats",
+    "SpoolStatus",
     "Stats",
     "Throughput",
     "Ticket",
@@ -169,6 +170,15 @@ class WorkerMetrics(Body):
     daemons: list[dict[str, Any]]
 
 
+class SpoolStatus(Body):
+    jobs: int
+    bytes: int
+    oldest_age_seconds: float
+    path: str
+    set_aside: list[str]
+    """Unreadable spool files, renamed aside and kept for an operator."""
+
+
 class WorkerHealth(Body):
     status: Literal["healthy", "degraded", "unhealthy"]
     uptime: str
@@ -184,6 +194,9 @@ class WorkerHealth(Body):
     backlog: int
     workers: int
     reasons: list[str]
+    spool: Omitted[SpoolStatus] = None
+    """This daemon's enqueue spool (jobs acknowledged while Redis was away); absent
+    when [spool] is off."""
 
 
 class TypeDefaults(Body):

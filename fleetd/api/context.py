@@ -29,17 +29,19 @@ from fleetd.api.body import BodyLimits
 from fleetd.api.errors import ApiError
 from fleetd.audit.entry import Action
 from fleetd.backend.codec import JobRow
-from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
 from fleetd.config import Config
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.schedules.store import ScheduleOps
+from fleetd.spool.file import SpoolError
 
 if TYPE_CHECKING:
     from fleetd.api.audit import AuditLog
     from fleetd.api.batcher import EnqueueBatcher
     from fleetd.api.metrics import ApiMetrics
     from fleetd.runtime.events import EventHub
+    from fleetd.spool.service import DaemonSpool
 
 __all__ = [
     "AUTH_ADMIN",
@@ -90,6 +92,7 @@ class ApiState:
     metrics: ApiMetrics | None = None
     batcher: EnqueueBatcher | None = None
     hub: EventHub | None = None
+    spool: DaemonSpool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -161,12 +164,39 @@ async def redis(fn: Callable[[SyncClient], T]) -> T:
 async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     """Enqueue prepared rows, sharing a Redis round trip with concurrent requests
     (fleetd.api.batcher); 503 past `[http] redis_timeout` as for `redis()`. A 503 leaves
-    the outcome unknown: retry with the same Idempotency-Key."""
+    the outcome unknown: retry with the same Idempotency-Key. With a spool (fleetd.spool)
+    the rows go there instead while Redis is away — answered `spooled` — and 503 only
+    when the spool cannot take them either."""
     st = state()
-    if st.batcher is None:
-        return await redis(lambda c: st.ops.enqueue_rows(c, rows))
-    batcher = st.batcher
-    return await _bounded(lambda: batcher.enqueue(rows))
+    spool = st.spool
+    if spool is not None and spool.diverts():
+        try:
+            return await _spool(rows)
+        except ApiError:
+            if not spool.link.ready:
+                raise
+            # Diverted only to keep the order behind spooled jobs, and the spool is full
+            # (or broken): Redis answers, so it takes them now.
+    try:
+        if st.batcher is None:
+            return await redis(lambda c: st.ops.enqueue_rows(c, rows))
+        batcher = st.batcher
+        return await _bounded(lambda: batcher.enqueue(rows))
+    except (RedisUnavailable, ApiError) as exc:
+        if spool is None or (isinstance(exc, ApiError) and exc.status != 503):
+            raise
+        # Unanswered rows may have reached Redis: a replay of one is a no-op (its id).
+        return await _spool(rows, exc)
+
+
+async def _spool(rows: list[JobRow], error: Exception | None = None) -> list[EnqueueResult]:
+    spool = state().spool
+    assert spool is not None
+    try:
+        return await spool.add(rows, door="http", subject=principal().subject)
+    except SpoolError as exc:
+        why = f"{error}; not spooled: {exc}" if error else f"not spooled: {exc}"
+        raise ApiError.unavailable(why) from None
 
 
 def _decide(kind: str) -> Callable[[F], F]:

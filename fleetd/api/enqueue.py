@@ -25,6 +25,7 @@ from fleetd.backend.codec import JobRow
 from fleetd.jobs.model import EnqueueRequest, FieldError
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import EnqueueResult
+from fleetd.spool.outage import SPOOLED
 
 __all__ = ["bp"]
 
@@ -32,7 +33,8 @@ bp = Blueprint("enqueue", __name__, url_prefix="/api/v1/admin/jobs")
 
 
 def _created(result: EnqueueResult) -> int:
-    return 200 if result.duplicate else 201
+    """201 stored, 200 a duplicate, 202 spooled while Redis is away (fleetd.spool)."""
+    return 202 if result.status == SPOOLED else 200 if result.duplicate else 201
 
 
 def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequest:
@@ -55,6 +57,7 @@ def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequ
     {
         201: (bodies.EnqueueResponse, "Enqueued"),
         200: (bodies.EnqueueResponse, "Duplicate: the job of this idempotency key"),
+        202: (bodies.EnqueueResponse, "Spooled while Redis is away: status `spooled`"),
     },
     body=EnqueueRequest,
     headers=IdempotencyHeader,
@@ -73,6 +76,8 @@ async def enqueue() -> Any:
     [result] = await enqueue_rows([row])
     g.audit_target = result.job_id
     g.audit_detail = {"type": req.type, "duplicate": result.duplicate}
+    if result.status == SPOOLED:
+        g.audit_detail["spooled"] = True
     response = jsonify(responses.enqueue_body(result))
     response.headers["Location"] = f"{bp.url_prefix}/{result.job_id}"
     return response, _created(result)
@@ -109,6 +114,7 @@ def _by_job(error: FieldError) -> int:
     {
         201: (bodies.BulkEnqueueResponse, "Enqueued"),
         200: (bodies.BulkEnqueueResponse, "All were duplicates"),
+        202: (bodies.BulkEnqueueResponse, "Spooled while Redis is away"),
     },
     body=BulkEnqueueRequest,
     headers=IdempotencyHeader,
@@ -146,6 +152,9 @@ async def enqueue_bulk() -> Any:
     results = await enqueue_rows(rows)
     g.audit_detail = {"count": len(results), "duplicates": sum(r.duplicate for r in results)}
     status = 200 if all(r.duplicate for r in results) else 201
+    if results and results[0].status == SPOOLED:  # all or none are spooled
+        g.audit_detail["spooled"] = True
+        status = 202
     return jsonify(responses.bulk_enqueue_body(results)), status
 
 

@@ -27,12 +27,14 @@ from fleetd.api.context import admin, audited, principal, redis, require_platfor
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, ThroughputQuery, parse
 from fleetd.api.operations import documented
-from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.redis_link import RedisUnavailable, SyncClient
 from fleetd.jobs import throughput
 from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import QueueOps
+from fleetd.spool.answer import spooled_job_body
+from fleetd.spool.file import SpooledJob
 
 __all__ = ["bp"]
 
@@ -170,10 +172,30 @@ async def _get_visible(job_id: str) -> Job:
 
 
 @bp.get("/<job_id>")
-@documented("One job", {200: (bodies.JobResponse, "OK")}, "404")
+@documented(
+    "One job (status `spooled` while it waits in this daemon's spool for Redis)",
+    {200: (bodies.JobResponse, "OK")},
+    "404",
+)
 @admin
 async def get_job(job_id: str) -> Any:
-    return responses.answer(responses.job_answer(await _get_visible(job_id)))
+    try:
+        return responses.answer(responses.job_answer(await _get_visible(job_id)))
+    except (ApiError, RedisUnavailable) as exc:
+        if isinstance(exc, ApiError) and exc.status not in (404, 503):
+            raise
+        if (spooled := await _spooled(job_id)) is None:
+            raise
+        return jsonify(spooled_job_body(spooled))
+
+
+async def _spooled(job_id: str) -> SpooledJob | None:
+    """The job in this daemon's spool, if the caller may see it (the same 404 else)."""
+    spool, company = state().spool, principal().company_id
+    found = None if spool is None else await spool.lookup(job_id)
+    if found is None or (company is not None and found.company_id != company):
+        return None
+    return found
 
 
 async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:

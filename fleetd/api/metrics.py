@@ -16,7 +16,10 @@ Owns:
 - the API's own requests (`fleetd_http_requests_total{method,route,status}` and a
   latency histogram), and its admission control (fleetd.api.admission):
   `fleetd_http_in_flight` and `fleetd_http_overloaded_total`, the requests refused
-  with 503 because `[http] max_in_flight` were in flight.
+  with 503 because `[http] max_in_flight` were in flight;
+- the enqueue spool of this daemon (`fleetd_spool_*`: jobs, bytes, the oldest one's
+  age, files set aside, spooled and replayed totals) and `fleetd_redis_up`; while Redis
+  is away a scrape answers these and the API's own series, without the Redis ones.
 
 No task of its own: the hub calls `count_event` for every event it reads.
 """
@@ -42,6 +45,7 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.events import Event
+from fleetd.spool.service import DaemonSpool
 
 __all__ = ["CONTENT_TYPE", "ApiMetrics"]
 
@@ -70,6 +74,27 @@ class _Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.families
+
+
+class _SpoolCollector(Collector):
+    def __init__(self, spool: DaemonSpool) -> None:
+        self.spool = spool
+
+    def collect(self) -> Iterator[Metric]:
+        sp = self.spool
+        for name, text, value in (
+            ("jobs", "Jobs in this state directory's enqueue spool, waiting for Redis", sp.jobs),
+            ("bytes", "Bytes of job rows in the enqueue spool", sp.bytes),
+            ("oldest_age_seconds", "How long the oldest spooled job has waited", sp.age()),
+            ("set_aside_files", "Unreadable spool files set aside for an operator",
+             len(sp.set_aside)),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(f"fleetd_spool_{name}", text, value=value)
+        for name, text, count in (
+            ("spooled", "Jobs this daemon spooled while Redis was away", sp.spooled_total),
+            ("replayed", "Spooled jobs this daemon sent to Redis", sp.replayed_total),
+        ):
+            yield CounterMetricFamily(f"fleetd_spool_{name}", text, value=count)
 
 
 class ApiMetrics:
@@ -126,6 +151,15 @@ class ApiMetrics:
         )
         self._snapshot = _Snapshot()
         r.register(self._snapshot)
+        self.redis_up = Gauge(
+            "fleetd_redis_up", "1 when the last scrape read Redis, 0 when it could not",
+            registry=r,
+        )  # fmt: skip
+
+    def watch_spool(self, spool: DaemonSpool) -> None:
+        """The enqueue spool's gauges and counters of this daemon (fleetd.spool), read
+        at each scrape (and served while Redis is away)."""
+        self.registry.register(_SpoolCollector(spool))
 
     # -- events ----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from fleetd.api.errors import RETRY_AFTER, ApiError
 from fleetd.api.inputs import AuditQuery, parse
 from fleetd.api.metrics import CONTENT_TYPE, ApiMetrics
 from fleetd.api.operations import documented
+from fleetd.backend.redis_link import RedisUnavailable
 
 __all__ = ["LIVENESS", "ProbeShortcut", "bp"]
 
@@ -105,7 +106,13 @@ async def metrics() -> Any:
     require_platform_if_authenticated("cluster-wide metrics (every company's jobs)")
     st = state()
     assert st.metrics is not None
-    snapshot = await redis(st.metrics.read_redis)
+    try:
+        snapshot = await redis(st.metrics.read_redis)
+    except (ApiError, RedisUnavailable) as exc:
+        if isinstance(exc, ApiError) and exc.status != 503:
+            raise
+        snapshot = []  # Redis away: this daemon's own series (its spool first) still count
+    st.metrics.redis_up.set(1 if snapshot else 0)
     return Response(st.metrics.render(snapshot), content_type=CONTENT_TYPE)
 
 

@@ -159,11 +159,14 @@ def health_body(
     *,
     max_failure_rate: float,
     max_backlog: int,
+    spool: Mapping[str, Any] | None = None,
+    redis_error: str | None = None,
 ) -> dict[str, Any]:
     """GET /jobs/worker/health: the spec's fields, then `failure_rate`, `backlog`
     (pending jobs), `workers` (live worker daemons) and `reasons`. Status: unhealthy
-    with no live worker daemon; degraded when the failure rate (failed / processed, %)
-    is over `max_failure_rate` or the backlog over `max_backlog`; else healthy."""
+    with no live worker daemon (or Redis unreachable: `redis_error`); degraded when the
+    failure rate (failed / processed, %) is over `max_failure_rate`, the backlog over
+    `max_backlog`, or jobs wait in this daemon's `spool`; else healthy."""
     m = aggregate_metrics(daemons, now_ms)
     workers = [d for d in daemons if "worker" in d.get("roles", ())]
     processed = m["jobs_processed"]
@@ -176,6 +179,12 @@ def health_body(
         reasons.append(f"failure rate {failure_rate:g}% is over {max_failure_rate:g}%")
     if backlog > max_backlog:
         reasons.append(f"backlog of {backlog} pending jobs is over {max_backlog}")
+    if redis_error is not None:
+        reasons.append(f"Redis is unreachable: {redis_error}")
+    if spool is not None and spool["jobs"]:
+        reasons.append(f"{spool['jobs']} enqueued jobs wait in the spool for Redis")
+    if spool is not None and spool["set_aside"]:
+        reasons.append(f"{len(spool['set_aside'])} unreadable spool file(s) set aside")
     return bodies.WorkerHealth(
         status="unhealthy" if not workers else "degraded" if reasons else "healthy",
         uptime=m["uptime"],
@@ -191,6 +200,7 @@ def health_body(
         backlog=backlog,
         workers=len(workers),
         reasons=reasons,
+        spool=None if spool is None else bodies.SpoolStatus.model_construct(**spool),
     ).jsonable()
 
 

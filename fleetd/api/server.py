@@ -127,6 +127,8 @@ def build_state(
     metrics = ApiMetrics(engine.keys)
     hub.add_consumer(metrics.count_event)
     metrics.count_subscribers(lambda: len(hub.sessions))
+    if engine.spooler is not None:
+        metrics.watch_spool(engine.spooler)
     return ApiState(
         config=cfg,
         link=api,
@@ -141,6 +143,7 @@ def build_state(
         metrics=metrics,
         batcher=EnqueueBatcher(api, engine.ops),
         hub=hub,
+        spool=engine.spooler,
     )
 
 

@@ -6,6 +6,8 @@ live daemon, plus each daemon's own, from their heartbeats) and
 thresholds of the alerts, `[alerts] failure_rate` and `backlog`; the backlog is the jobs
 ready to run and waiting for a worker). Both count every company's jobs, so they are for
 platform admins; a company-bound token gets 403, as for stats (context.require_platform).
+Health also shows this daemon's enqueue spool (fleetd.spool), and with one answers
+`unhealthy` while Redis is unreachable (enqueues are still acknowledged) instead of 503.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from quart import Blueprint, jsonify
 
 from fleetd.api import bodies, responses
 from fleetd.api.context import admin, redis, require_platform, state
+from fleetd.api.errors import ApiError
 from fleetd.api.operations import documented
-from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.redis_link import RedisUnavailable, SyncClient
 
 __all__ = ["bp"]
 
@@ -47,7 +50,16 @@ async def worker_health() -> Any:
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
         return st.ops.daemons(client), int(client.zcard(st.ops.keys.queue))
 
-    daemons, backlog = await redis(read)
+    spool, down = st.spool, None
+    try:
+        daemons, backlog = await redis(read)
+    except (ApiError, RedisUnavailable) as exc:
+        if spool is None or (isinstance(exc, ApiError) and exc.status != 503):
+            raise
+        # With a spool the daemon still takes enqueues: say so rather than answer 503.
+        daemons, backlog, down = [], 0, str(exc)
+    if spool is not None:
+        await spool.refresh()
     a = st.config.alerts
     return jsonify(
         responses.health_body(
@@ -56,5 +68,7 @@ async def worker_health() -> Any:
             backlog,
             max_failure_rate=a.failure_rate,
             max_backlog=a.backlog,
+            spool=None if spool is None else spool.status(),
+            redis_error=down,
         )
     )

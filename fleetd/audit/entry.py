@@ -64,6 +64,11 @@ class Action(enum.StrEnum):
     TEMPLATE_DELETE = "template.delete"
     TEMPLATE_RUN = "template.run"
     """a template's job or workflow created (detail: version, kind, id)"""
+    JOB_REPLAY = "job.replay"
+    """a job spooled while Redis was away reached Redis (subject and door: who
+    enqueued it; detail: spooled_at, duplicate)"""
+    SPOOL_DROP = "spool.drop"
+    """spooled jobs deleted by an operator before they reached Redis (detail: count)"""
 
 
 class Door(enum.StrEnum):

@@ -6,9 +6,10 @@ once on this side (the `codec` section of lua/_lib.lua names them on the other):
 - `JobRow`, what enqueue.lua and schedule_fire.lua take for a new job: built by
   `row_from_request` (fields the caller's EnqueueRequest has under the same name are
   copied as given; the queue computes the rest), encoded by `encode_row` into one JSON
-  object per job. The scripts store its fields in the job hash under the same names
-  (`run_at_ms` is the hash's `run_at`), so a field added to EnqueueRequest, here and to
-  the Lua list is carried and stored without touching anything else;
+  object per job (and back by `decode_row`, for a spooled row sent again). The
+  scripts store its fields in the job hash under the same names (`run_at_ms` is the
+  hash's `run_at`), so a field added to EnqueueRequest, here and to the Lua list is
+  carried and stored without touching anything else;
 - `ClaimedJob`, what claim.lua hands back: one JSON object per claimed job, named as
   in the job hash, all of one claim in one JSON array (one parse per claim: ~4x cheaper
   per job than one parse each), their data beside it in a second array (spliced raw,
@@ -46,6 +47,7 @@ __all__ = [
     "JobRow",
     "decode_claim",
     "decode_claimed",
+    "decode_row",
     "encode_row",
     "row_from_request",
 ]
@@ -121,6 +123,25 @@ def encode_row(row: JobRow) -> str:
         if value not in _ABSENT:
             out[wire] = text(value)
     return _encode(out)
+
+
+# Text → value of the row's fields that are not strings (the inverse of their `text`).
+_PARSE: dict[str, Callable[[str], Any]] = {
+    "priority": int, "max_retries": int, "timeout": float, "run_at_ms": int,
+    "tags": lambda text: tuple(json.loads(text)),
+}  # fmt: skip
+
+
+def decode_row(text: str) -> JobRow:
+    """The row `encode_row` turned into `text` (a spooled enqueue, fleetd.spool, sent
+    again). Raises ValueError, KeyError or TypeError when `text` is not such a row."""
+    raw = json.loads(text)
+    values: dict[str, Any] = {}
+    for attr, wire, _ in ROW_FIELDS:
+        if wire in raw:
+            value = raw[wire]
+            values[attr] = _PARSE[attr](value) if attr in _PARSE else str(value)
+    return JobRow(**values)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
+from fleetd.cli import spool as cli_spool
 from fleetd.cli import templates as cli_templates
 from fleetd.cli import workflows as cli_workflows
 from fleetd.cli.common import EXIT_USAGE, CliError
@@ -45,6 +46,7 @@ _ENGINE_COMMANDS = {
     "schedules": cli_schedules.run,
     "workflow": cli_workflows.run,
     "template": cli_templates.run,
+    "spool": cli_spool.run,
 }
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_schedules.add_parser(sub)
     cli_workflows.add_parser(sub)
     cli_templates.add_parser(sub)
+    cli_spool.add_parser(sub)
     cli_events.add_parser(sub)
     demo_cli.add_parser(sub)
     cli_admin.add_parsers(sub)

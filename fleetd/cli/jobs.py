@@ -29,6 +29,7 @@ from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 from fleetd.cli.job_input import read_jsonl, request_from_args
+from fleetd.cli.spool import find_job, send
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -144,31 +145,37 @@ def _job_lines(job: Job) -> Iterator[str]:
 def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
     from fleetd.jobs.model import TERMINAL_STATUSES, EnqueueRequest, JobStatus
+    from fleetd.spool.outage import SPOOLED
 
     if a.jsonl:
         if a.type or a.wait:
             fail("--jsonl takes no job type and no --wait")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
             rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
-            results = engine.link.run_sync(engine.ops.enqueue_rows, rows)
+            results = send(engine, rows)
             dups = sum(r.duplicate for r in results)
             rec.detail = {"count": len(results), "duplicates": dups}
+            if spooled := bool(results) and results[0].status == SPOOLED:
+                rec.detail["spooled"] = True
         if a.json:
             print_json(responses.bulk_enqueue_body(results))
         else:
-            print(
-                f"enqueued {len(results) - dups} job(s)"
-                + (f", {dups} duplicate(s)" if dups else "")
-            )
+            verb = "spooled (Redis is away)" if spooled else "enqueued"
+            extra = f", {dups} duplicate(s)" if dups else ""
+            print(f"{verb} {len(results) - dups} job(s){extra}")
         return 0
     if not a.type:
         fail("give a job type (e.g. `fleetd enqueue noop`) or --jsonl FILE")
     with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
         rec.detail = {"type": a.type}
         row = engine.ops.prepare(EnqueueRequest.from_dict(request_from_args(a)))
-        [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+        [result] = send(engine, [row])
         rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
-    if not a.wait:
+        if result.status == SPOOLED:
+            rec.detail["spooled"] = True
+    if a.wait and result.status == SPOOLED:
+        print("spooled while Redis is away: not waiting for it", file=sys.stderr)
+    if not a.wait or result.status == SPOOLED:
         if a.json:
             print_json(responses.enqueue_body(result))
         else:
@@ -244,7 +251,13 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
     if a.jobs_command == "list":
         return _list(engine, a)
     if a.jobs_command in ("show", "artifact"):
-        job = engine.link.run_sync(engine.ops.get, a.id)
+        job, spooled = find_job(engine, a.id, spool_too=a.jobs_command == "show")
+        if spooled is not None:
+            if a.json:
+                print_json(spooled)
+            else:
+                print(f"{a.id} spooled (waiting for Redis)")
+            return 0
         if job is None:
             fail(f"no job {a.id}")
         if a.jobs_command == "artifact":

@@ -51,6 +51,7 @@ from fleetd.config.settings import (
     ConfigSection,
     setting,
 )
+from fleetd.config.spool_section import SpoolConfig
 
 __all__ = [
     "APP_DIR",
@@ -79,6 +80,7 @@ __all__ = [
     "PluginsConfig",
     "RedisConfig",
     "SchedulerConfig",
+    "SpoolConfig",
     "WorkerConfig",
     "config_to_dict",
     "dump_toml",

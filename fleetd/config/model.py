@@ -34,6 +34,7 @@ from fleetd.config.sections import (
     SchedulerConfig,
     WorkerConfig,
 )
+from fleetd.config.spool_section import SpoolConfig
 
 __all__ = ["APP_DIR", "Config", "SectionMap", "resolve_state_dir"]
 
@@ -93,6 +94,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     # The loaded plugins' sections by name (hook fleetd_config_sections), read-only.
     # Compared, not hashed: a mapping has no hash.
     plugin_sections: Mapping[str, Any] = field(default_factory=dict, hash=False)

@@ -2,11 +2,11 @@
 
 Owns the schema of every section fleetd itself reads — [daemon], [redis], [worker],
 [maintenance], [scheduler], [plugins], [artifacts], [alerts], [encryption], and (from
-fleetd.config.api_sections) [http], [auth], [events] — each key declared once with
-`setting()` (default, limits, help), plus the checks of values that limits cannot
-express (URL schemes, listen addresses, time zones, key formats). Plugins declare their
-own sections the same way (`fleetd.ConfigSection`); `Config` (fleetd.config.model)
-gathers both.
+fleetd.config.api_sections) [http], [auth], [events], and [spool] (spool_section) —
+each key declared once with `setting()` (default, limits, help), plus the checks of
+values that limits cannot express (URL schemes, listen addresses, time zones, key
+formats). Plugins declare their own sections the same way (`fleetd.ConfigSection`);
+`Config` (fleetd.config.model) gathers both.
 
 The annotated defaults live in the repository's fleetd.toml, which a test pins to these.
 """
@@ -27,6 +27,7 @@ from fleetd.config.settings import (
     prefixed,
     setting,
 )
+from fleetd.config.spool_section import SpoolConfig
 
 __all__ = [
     "CORE_SECTIONS",
@@ -276,4 +277,5 @@ CORE_SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "events": EventsConfig,
     "encryption": EncryptionConfig,
+    "spool": SpoolConfig,
 }

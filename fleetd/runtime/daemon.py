@@ -307,6 +307,8 @@ class Daemon:
         e, cfg = self.engine, self.cfg
         assert isinstance(e.audit, AuditWriter)  # what Engine.build(daemon=True) makes
         await services.start(e.audit.run)
+        if e.spooler is not None:  # replays this state directory's spool (fleetd.spool)
+            await services.start(e.spooler.run)
         heartbeat = Heartbeat(e.link, e.scripts, self.daemon_id, self.metrics,
             cfg.daemon.heartbeat_interval, self._details)  # fmt: skip
         await services.start(heartbeat.run)

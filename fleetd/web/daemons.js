@@ -26,6 +26,7 @@ export class DaemonsView {
         stat("Worker daemons", fmtNumber(health.workers)),
         stat("Concurrency", fmtNumber(health.concurrency)),
         stat("Backlog", fmtNumber(health.backlog)),
+        health.spool ? stat("Spooled", fmtNumber(health.spool.jobs)) : null,
         stat("Success rate", `${health.success_rate}%`),
         stat("Failure rate", `${health.failure_rate}%`),
         stat("Processed", fmtNumber(metrics.jobs_processed)),

@@ -219,6 +219,8 @@ export class Overview {
         h("dl", { class: "facts" },
           fact("Concurrency", fmtNumber(health.concurrency)),
           fact("Backlog", fmtNumber(health.backlog)),
+          // Jobs this daemon acknowledged while Redis was away, not yet in Redis.
+          health.spool ? fact("Spooled", fmtNumber(health.spool.jobs)) : null,
           fact("Success rate", `${health.success_rate}%`),
           fact("Average job", health.average_job_time),
           fact("Processed", fmtNumber(health.jobs_processed)),

@@ -168,7 +168,9 @@ async def test_redis_outage_answers_503_quickly_and_readyz_follows(
     own_redis: RedisServerFactory, namespace: str, tmp_path: Path
 ) -> None:
     server = own_redis()
-    cfg = api_config(make_config(server.url, namespace, tmp_path / "state"))
+    # The enqueue spool off: an enqueue answers 503 too (tests/spool: 202 spooled).
+    state = tmp_path / "state"
+    cfg = api_config(make_config(server.url, namespace, state, spool={"enabled": False}))
     async with running_api(cfg) as api:
         assert (await api.client.get("/readyz")).status_code == 200
         proc: Any = server._proc  # the test's own server: paused, then killed

@@ -47,7 +47,10 @@ def spooled(cfg: Config) -> list[dict[str, Any]]:
 
 def setup(own_redis: RedisServerFactory, tmp_path: Path) -> tuple[RedisServer, Config]:
     server = own_redis()
-    return server, api_config(make_config(server.url, "audit", tmp_path / "state"))
+    # The enqueue spool off: these tests need requests that fail (503) during the outage
+    # (tests/spool covers enqueues spooled and replayed).
+    cfg = make_config(server.url, "audit", tmp_path / "state", spool={"enabled": False})
+    return server, api_config(cfg)
 
 
 def test_a_cli_entry_spooled_in_an_outage_is_written_once_by_the_next_command(
@@ -114,7 +117,10 @@ def test_a_sigkilled_daemon_leaves_its_unwritten_entries_in_the_spool(
     own_redis: RedisServerFactory, tmp_path: Path, fleet: Fleet
 ) -> None:
     server, cfg = setup(own_redis, tmp_path)
-    env = {**fleetd_env(cfg), **settings(auth_secret=SECRET, daemon_roles="api")}
+    env = {
+        **fleetd_env(cfg),
+        **settings(auth_secret=SECRET, daemon_roles="api", spool_enabled="false"),
+    }
     daemon = fleet.start(env)
     url = fleet.api_url(cfg.state_dir)
     server.kill()

@@ -129,6 +129,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "compression": False,
     },
     "encryption": {"keys": [], "key_file": ""},
+    "spool": {
+        "enabled": True,
+        "max_jobs": 100_000,
+        "max_bytes": 268_435_456,
+        "replay_batch": 500,
+        "replay_interval": "1s",
+    },
 }
 
 

@@ -172,12 +172,18 @@ end
 -- (decode_row); `seq` is the last sequence number the caller used. `batch` (optional,
 -- new_batch) gathers the queue and pending-index entries of many jobs for one ZADD
 -- each (flush_batch) instead of two per job; nil adds them at once. Returns: the job id
--- (the existing one for a duplicate idempotency key), its status, 1 if duplicate else 0,
--- its creation ms, the caller's new last sequence number, and 1 if the job is ready now
--- (wake a fetcher).
+-- (the existing one for a duplicate idempotency key), its status, 1 if duplicate (the
+-- key was seen, or the id is stored already) else 0, its creation ms, the caller's new
+-- last sequence number, and 1 if the job is ready now (wake a fetcher).
 local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, batch)
   local f = store_row(row, now)
   local id, prio, run_at = row.id, row.priority, row.run_at
+  -- A job id already stored is a replay of a job that landed (fleetd.spool sends its
+  -- rows again after a crash between Redis and marking them replayed): already done.
+  local landed = redis.call('HMGET', job_key(id), 'status', 'created_at')
+  if landed[1] then
+    return id, landed[1], 1, landed[2] or now, seq, 0
+  end
   if row.idempotency_key then
     local ikey = idem_key(row.company_id, row.idempotency_key)
     local existing = redis.call('GET', ikey)

@@ -8,7 +8,8 @@
 -- Returns {now, then per duplicate: its position (1-based), id, status, created_at ms}.
 -- Every job not listed was stored as its row's id, `pending`, created at `now`. A
 -- duplicate (its company's idempotency key was seen before) names the existing job, its
--- status and its creation time; nothing is written for it. (Only duplicates are listed:
+-- status and its creation time; nothing is written for it. A row whose id is stored
+-- already (a spooled job replayed twice) is a duplicate of itself. (Only duplicates are listed:
 -- a reply of four values per job cost the client more to parse than the job to store.)
 local queue, delayed, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, events, wake = KEYS[4], KEYS[5], KEYS[6]

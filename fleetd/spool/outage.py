@@ -1,0 +1,62 @@
+"""What a synchronous door does when Redis is away: the CLI's and the client's enqueue.
+
+Owns `enqueue_or_spool`: send the rows to Redis (one round trip); when Redis is
+unreachable, write them to the spool instead and answer each with status `spooled`
+and the id it will have (fleetd.spool.file; a daemon replays them). Past the spool's
+caps, or with no spool (`[spool] enabled = false`), Redis's error is raised as it was.
+`spooled_results` is the answer the daemon's API gives the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fleetd.backend.codec import JobRow
+from fleetd.backend.redis_link import RedisUnavailable
+from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.spool.file import JobSpool, SpoolError
+
+__all__ = ["SPOOLED", "enqueue_or_spool", "spooled_results"]
+
+# The status of an acknowledged enqueue kept in the spool (not a job status: the job
+# is `pending` once it reaches Redis).
+SPOOLED = "spooled"
+
+
+def spooled_results(
+    rows: Sequence[JobRow], at_ms: int, duplicates: Mapping[int, tuple[str, int]]
+) -> list[EnqueueResult]:
+    """The answers of spooled rows; a row whose idempotency key a spooled job has
+    already is answered with that job (`duplicate`), as Redis would."""
+    out = []
+    for n, row in enumerate(rows):
+        if n in duplicates:
+            job_id, spooled_at = duplicates[n]
+            out.append(EnqueueResult(job_id, SPOOLED, spooled_at, duplicate=True))
+        else:
+            out.append(EnqueueResult(row.id, SPOOLED, at_ms))
+    return out
+
+
+def enqueue_or_spool(
+    run: Callable[..., Any],
+    ops: QueueOps,
+    spool: JobSpool | None,
+    rows: Sequence[JobRow],
+    *,
+    door: str,
+    subject: str,
+) -> list[EnqueueResult]:
+    """`run(ops.enqueue_rows, rows)` (a RedisLink's run_sync), or the spool's answer."""
+    try:
+        results: list[EnqueueResult] = run(ops.enqueue_rows, rows)
+        return results
+    except RedisUnavailable as exc:
+        if spool is None:
+            raise
+        try:
+            at, duplicates = spool.add(rows, door=door, subject=subject)
+        except SpoolError as refused:
+            raise RedisUnavailable(f"{exc}; not spooled: {refused}") from None
+        return spooled_results(rows, at, duplicates)
