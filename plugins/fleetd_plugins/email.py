@@ -7,9 +7,12 @@ alternative: the message becomes multipart/alternative) and `reply_to`. `to`, `c
 DNS). Bcc recipients get the message but never appear in its headers.
 
 Config: the `[email]` section, which this plugin owns (`EmailConfig`, _email_config.py).
-Delivery (`[email] mode`): "outbox" (the default) writes `<outbox_dir>/<job id>.eml`;
-"smtp" sends through `[email] host`. A 5xx answer fails the job at once
-(PermanentError); a 4xx answer, a refused connection or a time-out is retried.
+Delivery (`[email] mode`): "outbox" (the default) writes `<outbox_dir>/<job id>.eml`
+and sends nothing; "smtp" sends through `[email] host`. A 5xx answer fails the job at
+once (PermanentError); a 4xx answer, a refused connection or a time-out is retried.
+Outbox mode must never pass for delivery: the daemon logs a WARNING at start-up naming
+the folder, and each job's result says `"delivery": "outbox", "sent": false` and where
+the message went (the dashboard marks such jobs "not sent").
 
 Exactly once: the Message-ID is derived from the job id, and the job records the
 delivery with `ctx.remember` right after the server accepted the message and before the
@@ -21,6 +24,7 @@ Message-ID, which mail systems use to spot the duplicate; fleetd logs a warning 
 
 from __future__ import annotations
 
+import logging
 import socket
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -46,7 +50,15 @@ from fleetd import (
 from ._email_config import SECTION, EmailConfig
 from ._smtp import SmtpTransport, classify, write_outbox
 
-__all__ = ["EmailConfig", "EmailNotificationHandler", "fleetd_config_sections", "fleetd_handlers"]
+__all__ = [
+    "EmailConfig",
+    "EmailNotificationHandler",
+    "fleetd_config_sections",
+    "fleetd_handlers",
+    "outbox_warning",
+]
+
+log = logging.getLogger("fleetd.email")
 
 # RFC 5322 caps a line at 998 characters; a subject longer than that is a bug upstream.
 MAX_SUBJECT = 998
@@ -176,7 +188,8 @@ class EmailNotificationHandler(JobHandler):
         }
         if self.cfg.mode == "outbox":
             path = await trio.to_thread.run_sync(write_outbox, self.outbox_dir, ctx.job.id, msg)
-            result["path"] = str(path)
+            # Completed, but nobody got mail: the result says so where it is shown.
+            result.update(delivery="outbox", sent=False, path=str(path))
             await self._record(ctx, result)
             return result
         if note and note.get("state") == "sending":
@@ -187,6 +200,7 @@ class EmailNotificationHandler(JobHandler):
                 message_id,
             )
             result["resent"] = True
+        result.update(delivery="smtp", sent=True, server=self.transport.address)
         await ctx.remember(NOTE, {"state": "sending", "attempt": ctx.job.attempts})
         try:
             # Not abandoned on cancel (a time-out or a stop): once the message is on
@@ -223,9 +237,24 @@ def fleetd_config_sections() -> list[ConfigSection]:
     return [SECTION]
 
 
+def outbox_warning(email: EmailConfig, outbox: Path) -> str | None:
+    """The start-up warning of outbox mode (None in smtp mode)."""
+    if email.mode != "outbox":
+        return None
+    return (
+        f"[email] mode = outbox: e-mail is NOT sent; each email_notification job writes "
+        f'its message to {outbox}/<job id>.eml (set [email] mode = "smtp" and host to send)'
+    )
+
+
 @hookimpl
 def fleetd_handlers(config: Config) -> list[JobHandler]:
     email = config.section(EmailConfig)
     outbox = Path(email.outbox_dir).expanduser() if email.outbox_dir else None
-    outbox = outbox or config.state_dir / "outbox"
-    return [EmailNotificationHandler(email, outbox.absolute())]
+    outbox = (outbox or config.state_dir / "outbox").absolute()
+    # Announced where a process has set up logging (the daemon), like memory:// and the
+    # fleetdata plugin's refusal; a CLI command, which builds the handlers too, would
+    # print it on every call.
+    if (warning := outbox_warning(email, outbox)) and logging.getLogger().handlers:
+        log.warning("%s", warning)
+    return [EmailNotificationHandler(email, outbox)]
