@@ -19,8 +19,10 @@ on sys.path, which would otherwise win over PYTHONPATH.
 (`DIR:DIR/plugins`; e.g. a `git worktree` of main) and prints both: how much a change
 saved. A command the baseline does not know (exit code not 0) is reported as such.
 
-Prints one `name: min / median / max ms` line per command and checkout; `#` lines say
-how (with the load average: other work on this machine shows there).
+Prints one `name: min / median / max ms` line per command and checkout, with the median
+CPU time (user + system) of the process: on a busy machine the wall time mostly measures
+the wait for a core, the CPU time much less so. `#` lines say how (with the load
+average: other work on this machine shows there).
 Run: `.venv/bin/python bench/cli_startup.py [--runs N] [--baseline DIR]`.
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,23 +58,32 @@ def checkout_env(base: dict[str, str], checkout: Path) -> dict[str, str]:
     return base | {"PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'plugins'}"}
 
 
-def time_command(argv: list[str], env: dict[str, str], runs: int, cwd: Path) -> list[float] | None:
-    """Wall seconds of each run, or None when the command failed (the first run)."""
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(
+    argv: list[str], env: dict[str, str], runs: int, cwd: Path
+) -> tuple[list[float], list[float]] | None:
+    """Wall and CPU seconds of each run, or None when the command failed (the first)."""
+    times, cpu = [], []
     subprocess.run(  # fills the byte-code cache; not timed
         [sys.executable, "-m", "fleetd.cli", *argv], cwd=cwd, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     for _ in range(runs):
+        c0 = _children_cpu()
         t0 = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "fleetd.cli", *argv], cwd=cwd, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
         )  # fmt: skip
         times.append(time.perf_counter() - t0)
+        cpu.append(_children_cpu() - c0)
         if done.returncode != 0:
             return None
-    return times
+    return times, cpu
 
 
 def wait_for_daemon(
@@ -93,14 +105,15 @@ def wait_for_daemon(
 def report(label: str, checkouts: dict[str, dict[str, str]], runs: int, cwd: Path) -> None:
     for name, argv in COMMANDS:
         for which, env in checkouts.items():
-            times = time_command(argv, env, runs, cwd)
-            if times is None:
+            timed = time_command(argv, env, runs, cwd)
+            if timed is None:
                 print(f"cli_{name}_{which}: fails (exit code not 0)")
                 continue
-            ms = sorted(t * 1000 for t in times)
+            ms = sorted(t * 1000 for t in timed[0])
+            cpu = statistics.median(t * 1000 for t in timed[1])
             print(
                 f"cli_{name}_{which}: {ms[0]:.0f} / {statistics.median(ms):.0f} / "
-                f"{ms[-1]:.0f} ms  (min / median / max of {runs})"
+                f"{ms[-1]:.0f} ms  (min / median / max of {runs}), CPU {cpu:.0f} ms median"
             )
             if name == "stats" and which == label:
                 goal = "meets" if statistics.median(ms) < STATS_GOAL_MS else "misses"

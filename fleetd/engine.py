@@ -7,28 +7,36 @@ spool (fleetd.spool; in a daemon with its replayer) from a Config,
 for the daemon and the CLI alike. The CLI talks to
 Redis directly; with `memory://` it reaches the running daemon's embedded store through
 the address the daemon recorded in its state directory.
+
+The registry, the queue operations, their facade and the spool are built on first use, and the
+daemon's audit writer (a trio service) imported by the daemon only: they bring in
+the job model (pydantic), the handler contract, cryptography and trio, ~0.15 s that
+`fleetd stats` and the other read-only commands never need (bench/cli_startup.py). The
+daemon and the client touch them at once, so a broken plugin still fails start-up.
+These function-level imports close no cycle (tests/test_architecture.py checks).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from fleetd.audit.background import BackgroundWriter
 from fleetd.audit.backlog import AuditTrail
 from fleetd.audit.spool import SPOOL_NAME, AuditSpool
 from fleetd.audit.store import AuditStore
-from fleetd.audit.writer import AuditWriter
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, embedded_address_file
 from fleetd.backend.scripts import Scripts
 from fleetd.config import Config
-from fleetd.jobs.handlers import HandlerRegistry
-from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
-from fleetd.jobs.sealing import Sealer
-from fleetd.plugins import discovery
-from fleetd.spool.file import SPOOL_FILE, JobSpool
-from fleetd.spool.service import DaemonSpool
+
+if TYPE_CHECKING:
+    from fleetd.audit.writer import AuditWriter
+    from fleetd.jobs.handlers import HandlerRegistry
+    from fleetd.jobs.queue import Queue, QueueOps
+    from fleetd.spool.file import JobSpool
+    from fleetd.spool.service import DaemonSpool
 
 __all__ = ["Engine", "NoDaemonError", "build_registry"]
 
@@ -41,6 +49,8 @@ def build_registry(cfg: Config) -> HandlerRegistry:
     """The job types this process knows: the core `noop` and every installed plugin's
     (entry-point group `fleetd.plugins`), less `[plugins] disable`. Raises PluginError
     or DuplicateJobType naming the culprit."""
+    from fleetd.plugins import discovery  # start-up time (module docstring)
+
     return discovery.build_registry(cfg)
 
 
@@ -58,25 +68,41 @@ def client_url(cfg: Config) -> str:
         ) from None
 
 
-@dataclass
 class Engine:
-    config: Config
-    link: RedisLink
-    keys: Keys
-    scripts: Scripts
-    registry: HandlerRegistry
-    ops: QueueOps
-    queue: Queue
-    audit: AuditWriter | BackgroundWriter
-    # The enqueue spool of the state directory ([spool] enabled), and in a daemon its
-    # API's side and replayer (fleetd.spool).
-    spool: JobSpool | None = None
-    spooler: DaemonSpool | None = None
+    def __init__(
+        self,
+        config: Config,
+        link: RedisLink,
+        keys: Keys,
+        scripts: Scripts,
+        audit: AuditWriter | BackgroundWriter,
+        *,
+        registry: HandlerRegistry | None,
+        handlers: bool,
+    ) -> None:
+        self.config = config
+        self.link = link
+        self.keys = keys
+        self.scripts = scripts
+        self.audit = audit
+        self._registry = registry
+        self._handlers = handlers
+        # In a daemon with [spool] enabled: the API's side of the spool and its replayer.
+        self.spooler: DaemonSpool | None = None
 
     @classmethod
-    def build(cls, cfg: Config, *, daemon: bool, registry: HandlerRegistry | None = None) -> Engine:
+    def build(
+        cls,
+        cfg: Config,
+        *,
+        daemon: bool,
+        registry: HandlerRegistry | None = None,
+        handlers: bool = True,
+    ) -> Engine:
         """`daemon=True` opens the configured URL (memory:// becomes the embedded store,
-        served on loopback); `daemon=False` opens what a client should use."""
+        served on loopback); `daemon=False` opens what a client should use. The
+        registry: `registry` if given, else the plugins' handlers (`build_registry`),
+        or none with `handlers=False` (commands that never validate a job's data)."""
         r = cfg.redis
         link = RedisLink(
             r.url if daemon else client_url(cfg),
@@ -90,32 +116,71 @@ class Engine:
         )
         keys = Keys(r.namespace)
         scripts = Scripts(keys, r.events_maxlen)
-        registry = registry if registry is not None else build_registry(cfg)
-        w = cfg.worker
+        trail = AuditTrail(
+            AuditStore(keys, scripts, cfg.http.audit_maxlen),
+            AuditSpool(cfg.state_dir / SPOOL_NAME),
+        )
+        audit: AuditWriter | BackgroundWriter
+        if daemon:
+            from fleetd.audit.writer import AuditWriter  # a trio service: start-up time
+
+            audit = AuditWriter(trail, link)
+        else:
+            audit = BackgroundWriter(trail, link)
+        engine = cls(cfg, link, keys, scripts, audit, registry=registry, handlers=handlers)
+        if handlers:
+            engine.queue  # noqa: B018 - built now: a broken plugin fails here, not later
+        if daemon and (sp := cfg.spool).enabled and (spool := engine.spool) is not None:
+            from fleetd.spool.service import DaemonSpool  # a trio service: start-up time
+
+            engine.spooler = DaemonSpool(spool, link, engine.ops, trail.store,
+                batch=sp.replay_batch, interval=sp.replay_interval)  # fmt: skip
+        return engine
+
+    @cached_property
+    def registry(self) -> HandlerRegistry:
+        if self._registry is not None:
+            return self._registry
+        if self._handlers:
+            return build_registry(self.config)
+        from fleetd.jobs.handlers import HandlerRegistry  # start-up time (module docstring)
+
+        return HandlerRegistry()
+
+    @cached_property
+    def ops(self) -> QueueOps:
+        from fleetd.jobs.queue import JobDefaults, QueueOps  # start-up time (docstring)
+        from fleetd.jobs.sealing import Sealer
+
+        cfg, w = self.config, self.config.worker
         defaults = JobDefaults(
             max_retries=w.max_retries,
             timeout=w.job_timeout,
             max_data_bytes=cfg.http.max_body_size,
             max_data_depth=cfg.http.max_json_depth,
         )
-        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg))
-        trail = AuditTrail(
-            AuditStore(keys, scripts, cfg.http.audit_maxlen),
-            AuditSpool(cfg.state_dir / SPOOL_NAME),
+        return QueueOps(self.keys, self.scripts, self.registry, defaults, Sealer.from_config(cfg))
+
+    @cached_property
+    def queue(self) -> Queue:
+        from fleetd.jobs.queue import Queue  # start-up time (module docstring)
+
+        return Queue(self.link, self.ops)
+
+    @cached_property
+    def spool(self) -> JobSpool | None:
+        """The enqueue spool of the state directory, None with [spool] enabled = false."""
+        sp = self.config.spool
+        if not sp.enabled:
+            return None
+        from fleetd.spool.file import SPOOL_FILE, JobSpool  # start-up time (docstring)
+
+        return JobSpool(
+            self.config.state_dir / SPOOL_FILE, max_jobs=sp.max_jobs, max_bytes=sp.max_bytes
         )
-        audit: AuditWriter | BackgroundWriter
-        audit = AuditWriter(trail, link) if daemon else BackgroundWriter(trail, link)
-        engine = cls(cfg, link, keys, scripts, registry, ops, Queue(link, ops), audit)
-        if (sp := cfg.spool).enabled:
-            spool_path = cfg.state_dir / SPOOL_FILE
-            engine.spool = JobSpool(spool_path, max_jobs=sp.max_jobs, max_bytes=sp.max_bytes)
-            if daemon:
-                engine.spooler = DaemonSpool(engine.spool, link, ops, trail.store,
-                    batch=sp.replay_batch, interval=sp.replay_interval)  # fmt: skip
-        return engine
 
     def close(self) -> None:
         self.audit.close()  # before the link: it may still write (or spool) entries
-        if self.spool is not None:
+        if "spool" in self.__dict__ and self.spool is not None:  # opened: close it
             self.spool.close()
         self.link.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetd.jobs.model import JobStatus
+from fleetd.jobs.status import JobStatus
 
 __all__ = ["Keys"]
 

@@ -13,8 +13,11 @@ Callers hand `call()` a plain function that takes the sync client, so a batch of
 commands costs one hop, not one per command.
 
 Lifecycle: open() → connect() (waits with capped backoff until Redis answers) →
-call()… → close(). With `memory://` the store is also served on loopback TCP so the CLI
-in another terminal reaches the same jobs; its address is written to the state directory.
+call()… → close(). trio is imported, and its objects made, on first async use only: a
+CLI command talks to Redis through run_sync and never needs it (importing trio is
+~60 ms of `fleetd stats`' start-up, bench/cli_startup.py). With `memory://` the store
+is also served on loopback TCP so the CLI in another terminal reaches the same jobs;
+its address is written to the state directory.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import redis
 import redis.exceptions
-import trio
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
@@ -45,6 +47,9 @@ from fleetd.backend.topologies import (
     open_sentinel,
 )
 from fleetd.config.statefiles import write_json_atomically
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = [
     "Backoff",
@@ -115,7 +120,13 @@ class Backoff:
         self.attempt = 0
 
     async def sleep(self) -> None:
-        await trio.sleep(self.next_delay())
+        await self.pause(self.next_delay())
+
+    @staticmethod
+    async def pause(seconds: float) -> None:
+        import trio  # first async use (module docstring)
+
+        await trio.sleep(seconds)
 
 
 class Script:
@@ -221,10 +232,11 @@ class RedisLink:
         self._open_lock = threading.Lock()
         self.served_url: str | None = None
         # Hops in flight at once: one per pooled connection, so no thread ever waits
-        # for a connection while holding a limiter token.
-        self._limiter = trio.CapacityLimiter(max_connections)
+        # for a connection while holding a limiter token. Made on the first call().
+        self._max_connections = max_connections
+        self._limiter: trio.CapacityLimiter | None = None
         self.ready = False
-        self._ready_event = trio.Event()
+        self._ready_event: trio.Event | None = None  # made by wait_ready()
         opened = self._open(url, max_connections, connect_timeout, command_timeout)
         if isinstance(opened, functools.partial):
             self._make_client: Callable[[], SyncClient] | None = opened
@@ -291,7 +303,7 @@ class RedisLink:
                 log.warning(
                     "Redis at %s unreachable (%s); retrying in %.1fs", self.safe_url, exc, delay
                 )
-                await trio.sleep(delay)
+                await Backoff.pause(delay)
 
     @staticmethod
     def _ping_and_load(client: SyncClient, scripts: Sequence[Script]) -> None:
@@ -343,11 +355,12 @@ class RedisLink:
     def _mark(self, ok: bool, error: BaseException | None = None) -> None:
         if ok and not self.ready:
             self.ready = True
-            self._ready_event.set()
+            if self._ready_event is not None:
+                self._ready_event.set()
             log.info("Redis at %s is reachable", self.safe_url)
         elif not ok and self.ready:
             self.ready = False
-            self._ready_event = trio.Event()
+            self._ready_event = None
             log.error("Redis at %s became unreachable: %s", self.safe_url, error)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
@@ -366,6 +379,9 @@ class RedisLink:
         outcome (a claimed job, a completion) is known. Keep `fn` short or bounded by a
         server-side timeout (blocking waits are ≤ the poll interval).
         """
+        import trio  # first async use (module docstring)
+
+        self._limiter = self._limiter or trio.CapacityLimiter(self._max_connections)
         try:
             result = await trio.to_thread.run_sync(self.run_sync, fn, *args, limiter=self._limiter)
         except RedisUnavailable as exc:
@@ -375,4 +391,8 @@ class RedisLink:
         return result
 
     async def wait_ready(self) -> None:
-        await self._ready_event.wait()
+        import trio  # first async use (module docstring)
+
+        if not self.ready:
+            self._ready_event = self._ready_event or trio.Event()
+            await self._ready_event.wait()

@@ -17,7 +17,7 @@ from typing import Any
 from fleetd.backend.codec import ClaimedJob, ClaimResult, JobRow, decode_claim, encode_row
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import Script, SyncClient
-from fleetd.jobs.model import JobStatus
+from fleetd.jobs.status import JobStatus
 
 # ClaimedJob and ClaimResult are defined by the codec; re-exported for their users.
 __all__ = ["ClaimResult", "ClaimedJob", "Scripts"]

@@ -92,7 +92,6 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     # imports close no cycle (tests/test_architecture.py checks).
     from fleetd.config import load_config
     from fleetd.engine import Engine
-    from fleetd.jobs.handlers import HandlerRegistry
 
     cfg = load_config(a.config)
     _add_plugin_wheels(cfg.plugins.directory)
@@ -110,8 +109,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return cli_events.run(cfg, a)
     if a.command == "keygen":
         return cli_admin.keygen(a)
-    registry = None if a.command in _HANDLER_COMMANDS else HandlerRegistry()
-    engine = Engine.build(cfg, daemon=False, registry=registry)
+    engine = Engine.build(cfg, daemon=False, handlers=a.command in _HANDLER_COMMANDS)
     try:
         return _ENGINE_COMMANDS[a.command](engine, a)
     finally:

@@ -315,10 +315,12 @@ def _cancel_or_reset(engine: Engine, a: argparse.Namespace, rec: Record) -> int:
 
 
 def _stats(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.api import responses
+    from fleetd.jobs import counts  # not the queue operations: no job model (docstring)
 
-    stats = engine.link.run_sync(engine.ops.stats)
+    stats = engine.link.run_sync(counts.stats, engine.keys)
     if a.json:
+        from fleetd.api import responses
+
         print_json(responses.stats_body(stats))
     else:
         for key, value in stats.items():
@@ -328,8 +330,9 @@ def _stats(engine: Engine, a: argparse.Namespace) -> int:
 
 def _workers(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
+    from fleetd.jobs import counts  # not the queue operations: no job model (docstring)
 
-    daemons = engine.link.run_sync(engine.ops.daemons)
+    daemons = engine.link.run_sync(counts.daemons, engine.keys)
     body = responses.metrics_body(daemons, int(time.time() * 1000))
     if a.json:
         print_json(body)

@@ -9,7 +9,6 @@ client, so each operation is one RedisLink hop; `Queue` is the async (trio) faca
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from fleetd.backend.codec import JobRow, row_from_request
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
+from fleetd.jobs import counts
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
     TERMINAL_STATUSES,
@@ -205,25 +205,11 @@ class QueueOps:
 
     def stats(self, client: SyncClient) -> dict[str, int]:
         """The spec's stats plus retrying and cancelled; total is their sum."""
-        order = [
-            JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED,
-            JobStatus.RETRYING, JobStatus.CANCELLED,
-        ]  # fmt: skip
-        pipe = client.pipeline(transaction=False)
-        for st in order:
-            pipe.zcard(self.keys.status(st))
-        counts = dict(zip((s.value for s in order), map(int, pipe.execute()), strict=True))
-        return {**counts, "total": sum(counts.values())}
+        return counts.stats(client, self.keys)
 
     def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
         """Identity and WorkerMetrics of every daemon with a live heartbeat."""
-        sec, usec = client.time()
-        now = int(sec) * 1000 + int(usec) // 1000
-        alive = client.zrangebyscore(self.keys.heartbeats, now, "+inf")
-        if not alive:
-            return []
-        payloads = client.hmget(self.keys.daemons, alive)
-        return [json.loads(p) for p in payloads if p]
+        return counts.daemons(client, self.keys)
 
     # -- admin -----------------------------------------------------------------------
 

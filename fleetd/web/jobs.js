@@ -4,6 +4,8 @@
 // each tab how many of its jobs match), and the actions a job's status allows: cancel (pending, retrying, processing),
 // retry (a failed job: reset puts it back to pending) and reset (a cancelled job).
 // The listing reloads after events that touch it, keeping as many rows as were loaded.
+// An e-mail job that completed in outbox mode (written to a folder, never sent) is
+// marked "not sent" in its row and its detail, so it cannot pass for a delivered one.
 
 import { ApiError, api, download } from "./api.js";
 import { $, confirmButton, debounce, fill, fmtInline, fmtJson, fmtTime, h, pill, toast } from "./dom.js";
@@ -218,7 +220,17 @@ function info(job) {
   if (job.run_at && job.status === "pending") return `runs ${fmtTime(job.run_at)}`;
   if (job.cancel_requested) return pill("cancelling");
   if (job.worker && job.status === "processing") return `on ${job.worker}`;
+  const outbox = outboxDelivery(job);
+  if (outbox) return h("span", { class: "tag warn", "data-delivery": "outbox", title: outbox }, "e-mail not sent: outbox");
   return "";
+}
+
+/** For a job whose e-mail went to the outbox folder instead of a mail server: where it
+ * went, as a sentence; otherwise null. */
+export function outboxDelivery(job) {
+  const r = job.result;
+  if (!r || typeof r !== "object" || r.delivery !== "outbox") return null;
+  return `Not sent: [email] mode is outbox, the message was written to ${r.path ?? "the outbox folder"}`;
 }
 
 /** The job detail dialog: every field, data, result, error, artifacts; live while open. */
@@ -275,6 +287,7 @@ export class JobDetail {
       ["Tags", job.tags?.length ? job.tags.join(", ") : null],
       ["Idempotency key", job.idempotency_key ?? null],
       ["Progress", job.progress ? `${job.progress.percent}% ${job.progress.message ?? ""}` : null],
+      ["Delivery", outboxDelivery(job) ? h("span", { class: "tag warn", "data-delivery": "outbox" }, outboxDelivery(job)) : null],
     ].filter(([, v]) => v !== null && v !== undefined);
     const artifacts = (job.result?.artifacts ?? []).filter((a) => a && typeof a.name === "string");
     fill($("#job-detail"),

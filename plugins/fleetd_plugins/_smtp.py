@@ -56,6 +56,8 @@ class SmtpTransport:
     def __init__(self, cfg: EmailConfig) -> None:
         self.cfg = cfg
         self.port = cfg.port or DEFAULT_PORTS[cfg.security]
+        # host:port, as a job's result names the server it handed the message to.
+        self.address = f"{cfg.host}:{self.port}"
 
     def _tls(self) -> ssl.SSLContext:
         """Verifying context: the system's CAs, or `[email] ca_file` for a private CA."""

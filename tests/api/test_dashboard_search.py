@@ -2,7 +2,7 @@
 Debian's chromium (tests/browser.py): the search goes to the server on every status
 (`?q=`), each status tab shows its count (the overview's counters, or the matches of a
 search), a `schedule.fired` feed row reads as a sentence, and the counter cards fit a
-420 px wide screen."""
+420 px wide screen; an e-mail written to the outbox reads "not sent"."""
 
 from __future__ import annotations
 
@@ -108,3 +108,36 @@ def test_schedule_rows_read_and_cards_fit_420px(daemon_url: str, tmp_path: Path)
             assert scroll <= client, boxes  # nothing spills out of a card
         assert page.evaluate("document.documentElement.scrollWidth") <= 420
         page.screenshot(path=str(tmp_path / "narrow.png"))
+
+
+def test_an_outbox_email_is_marked_not_sent(daemon_url: str, tmp_path: Path) -> None:
+    """The test daemon runs in outbox mode (the default): its e-mail job completes,
+    and its row and detail say the message was not sent, and where it went."""
+    from playwright.sync_api import expect
+
+    admin = token(subject="ops@fleet", ttl=600)
+    headers = {"Authorization": f"Bearer {admin}"}
+    with (
+        httpx.Client(base_url=daemon_url, headers=headers, timeout=10) as http,
+        open_dashboard(daemon_url) as page,
+    ):
+        mail = {"to": "ops@example.com", "subject": "Fleet Update", "body": "Status changed"}
+        sent = enqueue(http, {"type": "email_notification", "data": mail})
+        other = enqueue(http, {"type": "noop", "data": {}})
+        log_in(page, admin, "platform admin")
+        expect(page.locator("#counters .value[data-status='completed']")).to_have_text("2")
+        path = http.get(f"{PREFIX}/{sent}").json()["job"]["result"]["path"]
+        page.click("nav.views a[data-view='jobs']")
+        page.click("#job-tabs .tab[data-status='completed']")
+        row = page.locator(f"#jobs-body tr[data-job-id='{sent}']")
+        mark = row.locator("[data-delivery='outbox']")
+        expect(mark).to_have_text("e-mail not sent: outbox")
+        assert path in (mark.get_attribute("title") or "")
+        plain = page.locator(f"#jobs-body tr[data-job-id='{other}'] [data-delivery]")
+        expect(plain).to_have_count(0)
+        row.click()
+        detail = page.locator("#job-detail [data-delivery='outbox']")
+        expect(detail).to_contain_text(
+            f"Not sent: [email] mode is outbox, the message was written to {path}"
+        )
+        page.screenshot(path=str(tmp_path / "outbox.png"))

@@ -31,6 +31,18 @@ NOT_FOR_READS = (
 )  # fmt: skip
 # ...and what `--help` and `--version` need none of.
 NOT_FOR_HELP = (*NOT_FOR_READS, "pydantic", "redis", "trio", "cryptography", "pluggy")
+# What `fleetd stats` needs none of (its goal: 0.25 s): trio (the
+# Redis link makes its trio objects on first async use), the job model and pydantic,
+# the handler contract, cryptography, and the plugins' handlers (their modules are
+# loaded for their config sections only).
+NOT_FOR_COUNTS = (*NOT_FOR_READS, "pydantic", "trio")
+HEAVY_MODULES = (
+    "fleetd.jobs.model", "fleetd.jobs.handlers", "fleetd.jobs.queue", "fleetd.audit.writer",
+    "fleetd.plugins.discovery", "fleetd.api.bodies", "fleetd_plugins._email_handler",
+    "fleetd_plugins._smtp", "fleetd_plugins.fleetdata.source",
+    "fleetd_plugins.fleetdata.cleanup", "fleetd_plugins.fleetdata.reports",
+    "cryptography.hazmat",  # redis-py imports the package, sealing its ciphers
+)  # fmt: skip
 
 _PROBE = """
 import contextlib, io, json, sys
@@ -45,16 +57,17 @@ print(json.dumps({"code": code, "out": out.getvalue(), "modules": sorted(sys.mod
 """
 
 
-def probe(env: dict[str, str], *args: str) -> tuple[int, str, set[str]]:
+def probe(env: dict[str, str], *args: str, full: bool = False) -> tuple[int, str, set[str]]:
     """(exit code, stdout, top-level packages imported) of `fleetd ARGS` in a fresh
-    interpreter."""
+    interpreter; with `full`, every module's dotted name."""
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout.splitlines()[-1])
-    return body["code"], body["out"], {m.split(".")[0] for m in body["modules"]}
+    modules = set(body["modules"]) if full else {m.split(".")[0] for m in body["modules"]}
+    return body["code"], body["out"], modules
 
 
 @pytest.mark.parametrize("flag", ["--version", "--help"])
@@ -69,6 +82,19 @@ def test_read_commands_import_only_what_they_use(config: Config, args: list[str]
     code, _out, modules = probe(fleetd_env(config), *args)
     assert code == 0
     assert sorted(modules & set(NOT_FOR_READS)) == []
+
+
+def test_stats_imports_no_trio_no_model_no_handlers(config: Config) -> None:
+    code, out, modules = probe(fleetd_env(config), "stats", full=True)
+    assert code == 0 and out
+    top = {m.split(".")[0] for m in modules}
+    assert sorted(top & set(NOT_FOR_COUNTS)) == [], sorted(
+        m for m in modules if m.split(".")[0] in NOT_FOR_COUNTS
+    )[:20]
+    assert sorted(modules & set(HEAVY_MODULES)) == []
+    # --json prints the API's body: that one needs the declarations (pydantic).
+    code, out, modules = probe(fleetd_env(config), "stats", "--json")
+    assert code == 0 and json.loads(out) and "pydantic" in modules
 
 
 def test_version_prints_the_package_version(config: Config) -> None:

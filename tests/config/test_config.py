@@ -85,6 +85,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cleanup_floor_days": 7,
         "cleanup_batch": 5000,
         "cleanup_pause": "50ms",
+        "cleanup_gps_tracks": "gps_tracks.recorded_at",
+        "cleanup_audit_logs": "audit_logs.created_at",
+        "cleanup_driver_events": "driver_events.occurred_at",
     },
     "artifacts": {"dir": "", "retention": "720h"},
     "http": {

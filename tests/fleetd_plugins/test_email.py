@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import email
 import email.policy
+import logging
 import socket
 import ssl
 import subprocess
@@ -181,6 +182,8 @@ async def test_delivered_over_smtp_with_the_right_headers(
     assert html.get_content().strip() == "<p>HTML <b>body</b></p>"
     assert job.result["message_id"] == msg["Message-ID"]
     assert (job.result["mode"], job.result["recipients"]) == ("smtp", 4)
+    assert (job.result["delivery"], job.result["sent"]) == ("smtp", True)
+    assert job.result["server"] == f"127.0.0.1:{port}"
 
 
 async def test_a_4xx_answer_is_retried_then_delivered(
@@ -254,6 +257,7 @@ async def test_outbox_writes_an_eml_the_email_package_parses(
     job_id, [job] = await deliver(cfg, JobStatus.COMPLETED, data=data)
     path = tmp_path / "out" / f"{job_id}.eml"
     assert job.result["path"] == str(path) and job.result["mode"] == "outbox"
+    assert (job.result["delivery"], job.result["sent"]) == ("outbox", False)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
@@ -261,6 +265,22 @@ async def test_outbox_writes_an_eml_the_email_package_parses(
     assert msg["Bcc"] is None and msg["Message-ID"] == f"<{job_id}@fleet.example.com>"
     body = msg.get_body(("plain",))
     assert body is not None and body.get_content().strip() == MAIL["body"]
+
+
+def test_outbox_mode_is_announced_at_start_up(
+    config: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fleetd_plugins import email as plugin
+
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="fleetd.email"):
+        plugin.fleetd_handlers(smtp_config(config, 25))  # smtp: nothing to say
+        assert caplog.messages == []
+        plugin.fleetd_handlers(email_config(config, outbox_dir=str(out)))
+    assert caplog.messages == [
+        f"[email] mode = outbox: e-mail is NOT sent; each email_notification job writes "
+        f'its message to {out}/<job id>.eml (set [email] mode = "smtp" and host to send)'
+    ]
 
 
 async def test_outbox_is_the_embedded_default(config: Config) -> None:

@@ -5,6 +5,10 @@ Data: `{"cleanup_type": "gps_tracks"|"audit_logs"|"driver_events", "older_than_d
 refused at enqueue, so a slip of the finger cannot wipe last week's tracks. Scoped to the
 job's company when it has one; otherwise every company's rows (the daily default).
 
+Where: the relation and timestamp column of `[data] cleanup_<type>` (targets.py): the
+contract's view by default, or the platform's own table; the names are validated at
+config load and quoted by the database library (`Db.ident`), never pasted as text.
+
 Deleted in bounded batches, oldest first: each batch of `[data] cleanup_batch` rows
 (5,000) is one short transaction, followed by a pause of `[data] cleanup_pause` (50 ms),
 so other users of the database never wait long behind it and a huge backlog drains
@@ -26,15 +30,11 @@ from .config import DataConfig
 from .progress import Progress
 from .scope import Scope
 from .source import Db, FleetData
+from .targets import DEFAULTS, Target
 
 __all__ = ["CLEANUP_TYPES", "DataCleanupHandler"]
 
-# cleanup_type → the table's time column.
-CLEANUP_TYPES = {
-    "gps_tracks": "recorded_at",
-    "audit_logs": "created_at",
-    "driver_events": "occurred_at",
-}
+CLEANUP_TYPES = tuple(DEFAULTS)
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -47,7 +47,8 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def _count(db: Db, table: str, column: str, scope: Scope, cutoff: str) -> int:
+def _count(db: Db, target: Target, scope: Scope, cutoff: str) -> int:
+    table, column = db.ident(*target.parts), db.ident(target.column)
     return int(
         db.value(
             f"SELECT COUNT(*) FROM {table} x WHERE x.{column} < :cutoff{scope.where('x')}",
@@ -57,8 +58,9 @@ def _count(db: Db, table: str, column: str, scope: Scope, cutoff: str) -> int:
     )
 
 
-def _delete_batch(db: Db, table: str, column: str, scope: Scope, cutoff: str, size: int) -> int:
+def _delete_batch(db: Db, target: Target, scope: Scope, cutoff: str, size: int) -> int:
     """One batch, oldest first, in the caller's transaction (committed by Session.run)."""
+    table, column = db.ident(*target.parts), db.ident(target.column)
     return db.execute(
         f"DELETE FROM {table} WHERE id IN (SELECT x.id FROM {table} x WHERE x.{column} < "
         f":cutoff{scope.where('x')} ORDER BY x.{column} LIMIT :size)",
@@ -79,6 +81,7 @@ class DataCleanupHandler(JobHandler):
         self.floor = data.cleanup_floor_days
         self.batch = data.cleanup_batch
         self.pause = data.cleanup_pause
+        self.targets = data.cleanup_targets()
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         days = data["older_than_days"]
@@ -91,7 +94,7 @@ class DataCleanupHandler(JobHandler):
 
     async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
         kind, days = data["cleanup_type"], data["older_than_days"]
-        column = CLEANUP_TYPES[kind]
+        target = self.targets[kind]
         scope = Scope.of(ctx.company_id)
         cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
         result: dict[str, Any] = {
@@ -99,15 +102,16 @@ class DataCleanupHandler(JobHandler):
             "older_than_days": days,
             "cutoff": cutoff,
             "company_id": scope.company_id,
+            "target": str(target),
         }
         deleted = batches = 0
         async with self.source.session() as s:
-            total = await s.run(_count, kind, column, scope, cutoff)
+            total = await s.run(_count, target, scope, cutoff)
             if data.get("dry_run"):
                 return {**result, "dry_run": True, "would_delete": total, "deleted": 0}
             progress = Progress(ctx, total)
             while True:
-                n = await s.run(_delete_batch, kind, column, scope, cutoff, self.batch)
+                n = await s.run(_delete_batch, target, scope, cutoff, self.batch)
                 deleted += n
                 batches += 1
                 await progress.update(deleted, f"deleted {deleted:,} of {total:,} {kind} rows")

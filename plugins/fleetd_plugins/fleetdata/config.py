@@ -1,8 +1,9 @@
 """`[data]`: the fleetdata plugin's config section (declared through the hook
 `fleetd_config_sections`, checked with the rest of the config file at start-up).
 
-Owns `DataConfig` — which fleet database, the demo fleet of the embedded default, and
-the limits and batch sizes of reports, exports and clean-up — and its declaration
+Owns `DataConfig` — which fleet database, the demo fleet of the embedded default, the
+limits and batch sizes of reports, exports and clean-up, and where clean-up deletes
+(`cleanup_targets()`) — and its declaration
 `SECTION`. The plugin's modules read it as `config.section(DataConfig)`.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetd import ConfigSection, setting
+
+from .targets import DEFAULTS, Target, check_target, parse_target
 
 __all__ = ["SECTION", "DataConfig"]
 
@@ -46,6 +49,30 @@ class DataConfig:
     cleanup_pause: float = setting(
         0.05, "pause between clean-up batches", kind="duration", min=0, max=MAX_CLEANUP_PAUSE
     )
+    # Where data_cleanup deletes (targets.py): a contract view, or the platform's table.
+    cleanup_gps_tracks: str = setting(
+        str(DEFAULTS["gps_tracks"]),
+        "data_cleanup gps_tracks deletes from [schema.]relation.timestamp_column",
+        check=check_target,
+    )
+    cleanup_audit_logs: str = setting(
+        str(DEFAULTS["audit_logs"]),
+        "data_cleanup audit_logs deletes from [schema.]relation.timestamp_column",
+        check=check_target,
+    )
+    cleanup_driver_events: str = setting(
+        str(DEFAULTS["driver_events"]),
+        "data_cleanup driver_events deletes from [schema.]relation.timestamp_column",
+        check=check_target,
+    )
+
+    def cleanup_targets(self) -> dict[str, Target]:
+        """cleanup_type → where it deletes (the values were checked at load)."""
+        return {
+            "gps_tracks": parse_target(self.cleanup_gps_tracks),
+            "audit_logs": parse_target(self.cleanup_audit_logs),
+            "driver_events": parse_target(self.cleanup_driver_events),
+        }
 
 
 SECTION = ConfigSection("data", DataConfig)

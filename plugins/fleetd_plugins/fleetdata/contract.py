@@ -6,7 +6,9 @@ The platform owns its database: fleetd never creates or alters anything in it (o
 `fleetd demo-data --create` makes the demo schema, in a database of its own). A platform
 maps its real tables onto these names with views — simple ones (one table, plain
 columns) are auto-updatable on PostgreSQL, so clean-up deletes through them — and
-`fleetd data check` lists every missing relation, column or type, one line each.
+`fleetd data check` lists every missing relation, column or type, one line each, and
+checks where clean-up deletes (`[data] cleanup_*`, targets.py) the same way: a relation
+with `id`, `company_id` and the timestamp column, and the DELETE privilege.
 
 Types are kinds, not exact names, because a view may widen or narrow a column: `id`
 (uuid, text or an integer), `text`, `int`, `number` (any numeric type: money is read as
@@ -17,10 +19,12 @@ loosely: a column with no declared type (a view's expression) passes any kind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .db import Db
+from .targets import DEFAULTS, Target
 
 __all__ = ["CONTRACT", "WRITES", "Problem", "check"]
 
@@ -157,9 +161,13 @@ def _type_ok(dialect: str, kind: str, actual: str) -> bool:
     return actual == "" or _affinity(actual) in _SQLITE_AFFINITY[kind]
 
 
-def check(db: Db) -> list[Problem]:
-    """Every way the database falls short of the contract (empty: it fits). Reads the
-    catalog only."""
+def check(db: Db, cleanup: Mapping[str, Target] | None = None) -> list[Problem]:
+    """Every way the database falls short of the contract (empty: it fits), with
+    clean-up deleting where `cleanup` says (cleanup_type → Target; default: the
+    contract's views). Reads the catalog only."""
+    cleanup = {**DEFAULTS, **(cleanup or {})}
+    # A view clean-up does not delete through needs SELECT only.
+    elsewhere = {kind for kind, target in cleanup.items() if target != DEFAULTS[kind]}
     schema_of: dict[str, str] = {}
     if db.dialect == "postgresql":
         found, schema_of = _pg_columns(db)
@@ -178,13 +186,62 @@ def check(db: Db) -> list[Problem]:
             elif not _type_ok(db.dialect, kind, actual):
                 problems.append(Problem(rel, column, f"type {actual}, expected {kind}"))
         if db.dialect == "postgresql":
-            problems += _pg_privileges(db, rel, schema_of[rel])
+            writes = () if rel in elsewhere else WRITES.get(rel, ())
+            problems += _pg_privileges(db, rel, schema_of[rel], writes)
+    for kind in sorted(elsewhere):
+        problems += _check_target(db, cleanup[kind])
     return problems
 
 
-def _pg_privileges(db: Db, rel: str, schema: str) -> list[Problem]:
-    needed: tuple[str, ...] = ("SELECT", *WRITES.get(rel, ()))
-    name = f'"{schema}"."{rel}"'
+# The columns clean-up reads besides the configured timestamp column (cleanup.py).
+_TARGET_COLUMNS = {"id": "id", "company_id": "id"}
+
+
+def _target_columns(db: Db, target: Target) -> tuple[dict[str, str], str | None]:
+    """column → declared type of the target relation, and its schema (PostgreSQL)."""
+    if db.dialect == "postgresql":
+        rows = db.all(
+            "SELECT table_schema, column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = :rel AND (table_schema = :schema OR (CAST(:schema AS text) "
+            "IS NULL AND table_schema = ANY(current_schemas(false)))) "
+            "ORDER BY array_position(current_schemas(false), table_schema::name), "
+            "ordinal_position",
+            {"rel": target.relation, "schema": target.schema},
+        )
+        schema = rows[0]["table_schema"] if rows else None
+        return {r["column_name"]: r["data_type"] for r in rows
+                if r["table_schema"] == schema}, schema  # fmt: skip
+    pragma = "PRAGMA " + (f"{db.ident(target.schema)}." if target.schema else "")
+    rows = db.all(f"{pragma}table_info({db.ident(target.relation)})")
+    return {r["name"]: r["type"] or "" for r in rows}, None
+
+
+def _check_target(db: Db, target: Target) -> list[Problem]:
+    """A configured clean-up relation: present, with id, company_id and the timestamp
+    column, and deletable by this role (PostgreSQL)."""
+    relation = ".".join(target.parts)
+    have, schema = _target_columns(db, target)
+    if not have:
+        return [Problem(relation, None, "missing (no table or view of that name; "
+                                        "[data] cleanup_* names it)")]  # fmt: skip
+    problems = []
+    for column, kind in {**_TARGET_COLUMNS, target.column: "timestamp"}.items():
+        actual = have.get(column)
+        if actual is None:
+            problems.append(Problem(relation, column, f"missing column ({kind})"))
+        elif not _type_ok(db.dialect, kind, actual):
+            problems.append(Problem(relation, column, f"type {actual}, expected {kind}"))
+    if db.dialect == "postgresql" and schema is not None:
+        problems += _pg_privileges(db, relation, schema, ("DELETE",), name=target.relation)
+    return problems
+
+
+def _pg_privileges(
+    db: Db, rel: str, schema: str, writes: tuple[str, ...], *, name: str | None = None
+) -> list[Problem]:
+    """`rel` as problems name it; `name` the relation's own name (default: `rel`)."""
+    needed: tuple[str, ...] = ("SELECT", *writes)
+    name = db.ident(schema, name or rel)
     problems = []
     for privilege in needed:
         granted: Any = db.value(

@@ -111,6 +111,17 @@ class Db:
     def _sql(self, sql: str) -> str:
         return _pyformat(sql) if self._pg else sql
 
+    def ident(self, *parts: str) -> str:
+        """A (qualified) name quoted as an identifier, for names that come from the
+        config: psycopg's `sql.Identifier` on PostgreSQL (libpq's escaping); on SQLite,
+        which has no such call, its documented rule (double quotes, a quote doubled).
+        Callers also validate the names (targets.py): no quoting is the only defence."""
+        if self._pg:
+            from psycopg import sql
+
+            return sql.Identifier(*parts).as_string(self.conn)
+        return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one statement; the number of rows it changed."""
         cur = self.conn.execute(self._sql(sql), params or {})

@@ -15,8 +15,9 @@ theirs: other data is never touched); another `--seed` adds more companies. Only
 SQLite file, or a PostgreSQL database with no tables yet. Otherwise the tables must be
 there already (fleetd never changes the schema of the platform's database).
 
-`data check` compares the database with the declared contract (contract.py): one line
-per missing relation, column, type or privilege, exit code 2; "fits" and 0 otherwise.
+`data check` compares the database with the declared contract (contract.py), with
+clean-up's relations as `[data] cleanup_*` names them: one line per missing relation,
+column, type or privilege, exit code 2; "fits" and 0 otherwise.
 
 `data companies` prints each company's id, name, vehicles, drivers and the first and
 last day with trips (the dates a report over them has figures for), by name; `-q` the
@@ -163,13 +164,14 @@ def _companies(cfg: Config, a: argparse.Namespace) -> int:
 
 
 def _check(cfg: Config, a: argparse.Namespace) -> int:
+    from .config import DataConfig
     from .contract import check
 
     if (opened := _open(cfg)) is None:
         return EXIT_USAGE
     db, where = opened
     try:
-        problems = check(db)
+        problems = check(db, cfg.section(DataConfig).cleanup_targets())
     finally:
         db.rollback()
         db.close()

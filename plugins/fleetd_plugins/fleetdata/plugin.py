@@ -13,21 +13,26 @@ connects, creates missing tables and, for the embedded default, a demo fleet) an
 returns the four handlers sharing it; `fleetd_default_schedules` returns the spec's
 three recurring jobs. `fleetd demo-data` (demo_cli.py) fills any
 configured database with a demo fleet.
+
+Every command loads this module to read `[data]`, so it imports the handlers, the data
+source and trio inside the hooks that need them (~50 ms of a CLI command's start-up,
+bench/cli_startup.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from typing import TYPE_CHECKING
 
-from fleetd import Config, ConfigSection, JobHandler, PluginError, ScheduleDefinition, hookimpl
+from fleetd import Config, ConfigSection, ScheduleDefinition, hookimpl
 
-from .cleanup import DataCleanupHandler
 from .config import SECTION, DataConfig
-from .exports import DataExportHandler
-from .reminders import MaintenanceReminderHandler
-from .reports import ReportGenerationHandler
-from .source import FleetData, default_url
+
+if TYPE_CHECKING:
+    from fleetd import JobHandler
+
+    from .source import FleetData
 
 log = logging.getLogger("fleetd.fleetdata")
 
@@ -97,6 +102,8 @@ def open_source(config: Config) -> FleetData:
     """The fleet database of `[data] url`; without one, the embedded demo database
     (SQLite under the state directory) when `uses_demo`, else a source that refuses
     every job. Opens nothing yet."""
+    from .source import FleetData, default_url  # start-up time (module docstring)
+
     data = config.section(DataConfig)
     if data.url:
         return FleetData(data.url)
@@ -112,6 +119,8 @@ def check_libraries() -> None:
     """PluginError naming the missing libraries and the extra that installs them.
     find_spec only looks: nothing is imported (psycopg alone takes ~0.1 s)."""
     if missing := [name for name in LIBRARIES if importlib.util.find_spec(name) is None]:
+        from fleetd import PluginError
+
         raise PluginError(
             f"the fleetdata plugin needs {', '.join(missing)}, not installed: install "
             f"'fleetd[{EXTRA}]', or turn the plugin off with [plugins] disable = [\"fleetdata\"]"
@@ -125,6 +134,11 @@ def fleetd_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def fleetd_handlers(config: Config) -> list[JobHandler]:
+    from .cleanup import DataCleanupHandler  # start-up time (module docstring)
+    from .exports import DataExportHandler
+    from .reminders import MaintenanceReminderHandler
+    from .reports import ReportGenerationHandler
+
     check_libraries()
     source = open_source(config)
     # Announced where a process has set up logging (the daemon); a CLI command, which

@@ -1,0 +1,44 @@
+"""Counting the queue: the spec's stats per status and the live daemons' heartbeats.
+
+Reads only, one Redis hop each (callers hand these to `RedisLink.call` or `run_sync`).
+Apart from the queue operations (fleetd.jobs.queue, which delegates here) so that
+`fleetd stats` and `fleetd workers` import neither the job model nor pydantic: that
+is ~65 ms of a CLI command's start-up (bench/cli_startup.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.status import JobStatus
+
+__all__ = ["STATS_ORDER", "daemons", "stats"]
+
+# The spec's four, then retrying and cancelled; `total` is their sum.
+STATS_ORDER = (
+    JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED, JobStatus.FAILED,
+    JobStatus.RETRYING, JobStatus.CANCELLED,
+)  # fmt: skip
+
+
+def stats(client: SyncClient, keys: Keys) -> dict[str, int]:
+    """The spec's stats plus retrying and cancelled; total is their sum."""
+    pipe = client.pipeline(transaction=False)
+    for st in STATS_ORDER:
+        pipe.zcard(keys.status(st))
+    counts = dict(zip((s.value for s in STATS_ORDER), map(int, pipe.execute()), strict=True))
+    return {**counts, "total": sum(counts.values())}
+
+
+def daemons(client: SyncClient, keys: Keys) -> list[dict[str, Any]]:
+    """Identity and WorkerMetrics of every daemon with a live heartbeat."""
+    sec, usec = client.time()
+    now = int(sec) * 1000 + int(usec) // 1000
+    alive = client.zrangebyscore(keys.heartbeats, now, "+inf")
+    if not alive:
+        return []
+    payloads = client.hmget(keys.daemons, alive)
+    return [json.loads(p) for p in payloads if p]
