@@ -2,12 +2,13 @@
 dispatch from a command to the module that runs it.
 
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
-`workers`, `cleanup` (fleetd.cli.jobs), `schedules` (fleetd.cli.schedules), `events`
-(fleetd.cli.events), the admin commands `config`, `plugins`, `token`, `keygen`
-(fleetd.cli.admin), and `demo-data` and `data companies` (the fleetdata plugin). Every
-command but `run` is synchronous. `--json` prints exactly the body of the matching HTTP
-endpoint. Errors are one line on stderr and exit code 2; `enqueue --wait` exits 1 when
-the job ended other than completed. `--version` prints `fleetd <version>`.
+`workers`, `cleanup` (fleetd.cli.jobs), `analytics` (fleetd.cli.analytics),
+`schedules` (fleetd.cli.schedules), `events` (fleetd.cli.events), the admin commands
+`config`, `plugins`, `token`, `keygen` (fleetd.cli.admin), and `demo-data` and
+`data companies` (the fleetdata plugin). Every command but `run` is synchronous.
+`--json` prints exactly the body of the matching HTTP endpoint. Errors are one line on
+stderr and exit code 2; `enqueue --wait` exits 1 when the job ended other than
+completed. `--version` prints `fleetd <version>`.
 
 Start-up time is the interpreter's plus what the command imports: `import fleetd` is
 lazy (its names load on first use), the command modules import their heavy libraries
@@ -27,6 +28,7 @@ from pathlib import Path
 from fleetd_plugins.fleetdata import demo_cli
 
 from fleetd.cli import admin as cli_admin
+from fleetd.cli import analytics as cli_analytics
 from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
@@ -37,7 +39,11 @@ from fleetd.version import __version__
 __all__ = ["main"]
 
 # The commands that take an Engine (a Redis link and the queue operations).
-_ENGINE_COMMANDS = {**cli_jobs.COMMANDS, "schedules": cli_schedules.run}
+_ENGINE_COMMANDS = {
+    **cli_jobs.COMMANDS,
+    "schedules": cli_schedules.run,
+    "analytics": cli_analytics.run,
+}
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
 # cleanup) do without: they read and change jobs, never validate one.
@@ -56,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parser(sub)
     cli_jobs.add_parsers(sub)
+    cli_analytics.add_parser(sub)
     cli_schedules.add_parser(sub)
     cli_events.add_parser(sub)
     demo_cli.add_parser(sub)

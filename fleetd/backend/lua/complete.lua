@@ -9,6 +9,7 @@ local leases, completed_idx, events = KEYS[1], KEYS[2], KEYS[3]
 local n = tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
+local an = an_new()
 for i = 0, n - 1 do
   local b = 4 + i * 4
   local id, token, result, evdata = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -20,9 +21,11 @@ for i = 0, n - 1 do
       'result', result)
     redis.call('ZADD', completed_idx, now, id)
     emit(events, 'job.completed', id, h[3], h[4], 'completed', now, evdata)
+    an_finished(an, k, id, h[3], h[4], 'ok', now)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
+an_flush(an, now)
 return out

@@ -1,0 +1,69 @@
+"""`fleetd analytics`: run and wait time percentiles, throughput, failure rate and the
+slowest attempts per job type, read straight from Redis (fleetd.analytics).
+
+`--json` prints the body of `GET /api/v1/admin/jobs/analytics` with the same options;
+the table shows one line per group and, with `--slowest`, its slowest attempts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from fleetd.cli.common import print_json
+
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("analytics", help="run/wait percentiles and failure rate per job type")
+    p.add_argument("--window", choices=["hour", "day", "week"], default="hour")
+    p.add_argument("--by", choices=["type", "company", "type_company"], default="type")
+    p.add_argument("--type", help="only this job type")
+    p.add_argument("--company", help="only this company ('' = jobs of no company)")
+    p.add_argument("--slowest", action="store_true", help="list each group's slowest attempts")
+    p.add_argument("--json", action="store_true", help="print the API's JSON body")
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}ms" if v < 10_000 else f"{v / 1000:.1f}s"
+
+
+def run(engine: Engine, a: argparse.Namespace) -> int:
+    # The analytics package imports nothing the other commands need at start-up.
+    from fleetd.analytics import answer, store
+
+    window = store.WINDOWS[a.window]
+    data = engine.link.run_sync(store.read, engine.keys, window, a.company)
+    body = answer.build(data, a.by, a.type)
+    if a.json:
+        print_json(body.jsonable())
+        return 0
+    w = body.analytics
+    print(f"last {w.window} ({w.step} buckets), percentiles within ±{w.error_bound:.1%}")
+    head = ("GROUP", "DONE", "FAILED", "RETRIED", "FAIL%", "PER MIN", "RUN p50", "p95",
+            "p99", "WAIT p50", "p95", "p99")  # fmt: skip
+    rows = [head]
+    for g in w.groups:
+        name = "/".join(x if x else "(none)" for x in (g.type, g.company_id) if x is not None)
+        rows.append((
+            name, str(g.completed), str(g.failed), str(g.retried), f"{g.failure_rate:.1%}",
+            f"{g.throughput_per_min:.1f}", _ms(g.run.p50), _ms(g.run.p95), _ms(g.run.p99),
+            _ms(g.wait.p50), _ms(g.wait.p95), _ms(g.wait.p99),
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    for r in rows:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    if not w.groups:
+        print("(no jobs in this window)")
+    if a.slowest:
+        for g in w.groups:
+            name = "/".join(x if x else "(none)" for x in (g.type, g.company_id) if x is not None)
+            slow = ", ".join(f"{s.job_id} {_ms(s.run_ms)}" for s in g.slowest) or "-"
+            print(f"slowest {name}: {slow}")
+    return 0
