@@ -176,9 +176,9 @@ class ThroughputQuery(Query):
 class AnalyticsQuery(Query):
     """GET /jobs/analytics (fleetd.analytics)."""
 
-    window: Annotated[
-        Literal["hour", "day", "week"], explained("must be hour, day or week")
-    ] = "hour"
+    window: Annotated[Literal["hour", "day", "week"], explained("must be hour, day or week")] = (
+        "hour"
+    )
     """hour (1-minute buckets), day or week (1-hour buckets)"""
     by: Annotated[
         Literal["type", "company", "type_company"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from api_client import PREFIX, api_config, auth, running_api
 from conftest import fleetd_env
@@ -19,7 +20,7 @@ URL = f"{PREFIX}/analytics"
 
 async def test_analytics_answers_per_type_and_keeps_companies_apart(config: Config) -> None:
     async with running_api(api_config(config), roles=("api", "worker")) as api:
-        jobs = [
+        jobs: list[dict[str, Any]] = [
             {"type": "noop", "company_id": "acme", "data": {"sleep_ms": 30}},
             {"type": "noop", "company_id": "acme"},
             {"type": "noop", "company_id": "beta", "data": {"fail_attempts": 1},
