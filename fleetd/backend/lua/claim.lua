@@ -28,7 +28,6 @@ for i = 1, #popped, 2 do
   local job, status = read_claimed(k, id)
   if job and status == 'pending' then
     local attempts = tonumber(job.attempts) + 1
-    an_claimed(k, attempts, now)
     redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
       'attempts', attempts, 'lease', token, 'worker', worker)
     redis.call('ZREM', pending_idx, id)
