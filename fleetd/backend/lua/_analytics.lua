@@ -163,3 +163,16 @@ local function an_enqueued(batch, row, now)
   an_count(an_group(acc, row.type, row.company_id), 'in', 1)
   if not batch then an_flush(acc, now) end
 end
+
+-- A schedule's occurrence due at `due_ms` fired at `now`: its lateness (fire - due) in
+-- the schedule hash `key` and in the scheduler's `stats` hash, as histogram fields
+-- `late:<bucket>` (same buckets as run times) and their sum `late_ms`.
+local function an_fired(key, stats, due_ms, now)
+  if not AN_ENABLED then return end
+  local late = now - tonumber(due_ms)
+  if late < 0 then late = 0 end
+  local f = 'late:' .. an_bucket(late)
+  redis.call('HINCRBY', key, f, 1)
+  redis.call('HINCRBY', key, 'late_ms', string.format('%.0f', late))
+  redis.call('HINCRBY', stats, f, 1)
+end
