@@ -85,8 +85,9 @@ def config(url: str, namespace: str, state: Path) -> Config:
     )
 
 
-def drain_once(url: str, state: Path, n: int, analytics: bool) -> tuple[float, float]:
-    """(jobs/s by Redis's clock from first claim to last completion, Lua µs per job)."""
+def drain_once(url: str, state: Path, n: int, analytics: bool) -> tuple[float, float, float]:
+    """(jobs/s by Redis's clock from first claim to last completion, Lua µs per job,
+    Redis commands the scripts ran per job: the count the noise does not change)."""
     cfg = config(url, f"bench-an-{uuid.uuid4().hex[:8]}", state)
     # The daemon builds its scripts through fleetd.engine: swap in the chosen variant.
     setattr(fleetd.engine, "Scripts", functools.partial(Scripts, analytics=analytics))  # noqa: B010
@@ -114,24 +115,29 @@ def drain_once(url: str, state: Path, n: int, analytics: bool) -> tuple[float, f
             raise SystemExit(f"drain did not finish in {DRAIN_TIMEOUT:.0f} s")
         last = int(c.zrevrange(completed, 0, 0, withscores=True)[0][1])
         first = int(c.hget(engine.keys.job(rows[0].id), "started_at"))
-        lua_us = int(c.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
+        stats = c.info("commandstats")
+        lua_us = int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+        skip = {"cmdstat_evalsha", "cmdstat_info", "cmdstat_config|resetstat"}
+        calls = sum(int(v["calls"]) for k, v in stats.items() if k not in skip)
         if analytics != bool(c.keys(engine.keys.prefix + "an:*")):
             raise SystemExit("the analytics switch did not take")
         c.delete(*c.keys(engine.keys.prefix + "*"))
     finally:
         engine.close()
         setattr(fleetd.engine, "Scripts", Scripts)  # noqa: B010
-    return n / (max(1, last - first) / 1000), lua_us / n
+    return n / (max(1, last - first) / 1000), lua_us / n, calls / n
 
 
 def bench_drain(url: str, state: Path, n: int) -> None:
     rates: dict[bool, list[float]] = {False: [], True: []}
     lua: dict[bool, list[float]] = {False: [], True: []}
+    calls: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(ROUNDS):
         for on in (False, True):
-            rate, us = drain_once(url, state, n, on)
+            rate, us, per_job = drain_once(url, state, n, on)
             rates[on].append(rate)
             lua[on].append(us)
+            calls[on].append(per_job)
     off_rate, on_rate = statistics.median(rates[False]), statistics.median(rates[True])
     off_lua, on_lua = statistics.median(lua[False]), statistics.median(lua[True])
     note = f"median of {ROUNDS}, {n} noop jobs, concurrency {CONCURRENCY}"
@@ -140,7 +146,11 @@ def bench_drain(url: str, state: Path, n: int) -> None:
     emit("drain_cost", (off_rate - on_rate) / off_rate * 100, "%", "of the drain rate")
     emit("lua_without_analytics", off_lua, "us/job", "EVALSHA time, all scripts")
     emit("lua_with_analytics", on_lua, "us/job", "EVALSHA time, all scripts")
-    print(f"#   all rounds (jobs/s): off {rates[False]!r}, on {rates[True]!r}")
+    emit("commands_without_analytics", statistics.median(calls[False]), "per job",
+         "Redis commands run by the scripts (and the stats poll)")  # fmt: skip
+    emit("commands_with_analytics", statistics.median(calls[True]), "per job")
+    shown = {on: ", ".join(f"{r:.0f}" for r in rates[on]) for on in (False, True)}
+    print(f"#   all rounds (jobs/s): off {shown[False]}; on {shown[True]}")
 
 
 def fields_of_a_type(rng: random.Random, jtype: str, company: str) -> dict[str, int]:

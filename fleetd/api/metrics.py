@@ -11,6 +11,8 @@ Owns:
   serves the API (counting starts when this API starts; Prometheus' rate() and
   increase() handle the reset);
 - `fleetd_websocket_subscribers`: the events WebSocket's open sessions on this daemon;
+- every live daemon's resource use from its heartbeat (fleetd.api.metrics_daemons:
+  CPU %, RSS, open fds, trio loop lag);
 - the scheduler's fires, misses and errors (`fleetd_scheduler_*_total`), durable
   counters kept in Redis by the scheduler's scripts, and schedule accuracy
   (fleetd.analytics.prometheus: the lateness histogram of every firing, and per
@@ -41,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fleetd.analytics.prometheus import schedule_families
+from fleetd.api.metrics_daemons import daemon_families
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import JobStatus
@@ -187,6 +190,7 @@ class ApiMetrics:
             family.add_metric([], int(sched.get(name) or 0))
             out.append(family)
         out.extend(schedule_families(client, k, sched))
+        out.extend(daemon_families(client, k))
         return out
 
     def _types(self, client: SyncClient, status: JobStatus) -> Tally[str]:
