@@ -1,10 +1,12 @@
-"""The analytics endpoint of the admin API: percentiles, throughput and failure rate
-per job type, from the buckets the transition scripts keep (fleetd.analytics).
+"""The analytics endpoints of the admin API: percentiles, throughput and failure rate
+per job type, from the buckets the transition scripts keep (fleetd.analytics), and the
+capacity planner (fleetd.analytics.capacity).
 
 Owns `GET /api/v1/admin/jobs/analytics?window=hour|day|week&by=type|company|type_company
 &type=…&company_id=…`. Unlike stats and throughput, the buckets are stored per company,
 so a company-bound token is served too: its own company's figures only (naming another
-company answers 403).
+company answers 403). Owns `GET /api/v1/admin/jobs/capacity` too: it counts every
+company's jobs and every worker, so it is for platform admins.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
-from fleetd.analytics import answer, store
-from fleetd.api.context import admin, bind_company, redis, state
+from fleetd.analytics import answer, capacity_read, store
+from fleetd.api.context import admin, bind_company, redis, require_platform, state
 from fleetd.api.inputs import AnalyticsQuery, parse
 from fleetd.api.operations import documented
 
@@ -42,3 +44,20 @@ async def analytics() -> Any:
     keys = state().ops.keys
     data = await redis(lambda c: store.read(c, keys, window, company))
     return jsonify(answer.build(data, q.by, q.type).jsonable())
+
+
+@bp.get("/capacity")
+@documented(
+    "The capacity planner (platform admins): arrival rate, job time, utilisation, "
+    "predicted wait (M/M/c, Erlang C), the concurrency that keeps the wait p95 under "
+    "[capacity] wait_p95_target, the backlog's drain time and the arrivals' trend.",
+    {200: (capacity_read.Capacity, "OK")},
+    "403",
+)
+@admin
+async def capacity() -> Any:
+    require_platform("the capacity plan (every company's jobs)")
+    st = state()
+    c, keys = st.config.capacity, st.ops.keys
+    body = await redis(lambda cl: capacity_read.read(cl, keys, c.window, c.wait_p95_target))
+    return jsonify(body.jsonable())

@@ -1,8 +1,10 @@
 """`fleetd analytics`: run and wait time percentiles, throughput, failure rate and the
-slowest attempts per job type, read straight from Redis (fleetd.analytics).
+slowest attempts per job type, read straight from Redis (fleetd.analytics); and
+`fleetd capacity`, the capacity planner (fleetd.analytics.capacity).
 
-`--json` prints the body of `GET /api/v1/admin/jobs/analytics` with the same options;
-the table shows one line per group and, with `--slowest`, its slowest attempts.
+`--json` prints the body of `GET /api/v1/admin/jobs/analytics` (or `/capacity`) with
+the same options; the table shows one line per group and, with `--slowest`, its
+slowest attempts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fleetd.cli.common import print_json
 if TYPE_CHECKING:
     from fleetd.engine import Engine
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "capacity", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -26,6 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--company", help="only this company ('' = jobs of no company)")
     p.add_argument("--slowest", action="store_true", help="list each group's slowest attempts")
     p.add_argument("--json", action="store_true", help="print the API's JSON body")
+    cap = sub.add_parser("capacity", help="utilisation, predicted wait, concurrency needed")
+    cap.add_argument("--target", help="wait p95 target, e.g. 2s (default [capacity])")
+    cap.add_argument("--json", action="store_true", help="print the API's JSON body")
 
 
 def _ms(v: float | None) -> str:
@@ -66,4 +71,41 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
             name = "/".join(x if x else "(none)" for x in (g.type, g.company_id) if x is not None)
             slow = ", ".join(f"{s.job_id} {_ms(s.run_ms)}" for s in g.slowest) or "-"
             print(f"slowest {name}: {slow}")
+    return 0
+
+
+def _s(v: float | None) -> str:
+    return "unbounded" if v is None else f"{v:.3g}s"
+
+
+def capacity(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.analytics import capacity_read
+    from fleetd.cli.common import duration
+
+    c = engine.config.capacity
+    target = duration("--target", a.target) if a.target else c.wait_p95_target
+    if target <= 0:
+        from fleetd.cli.common import fail
+
+        fail("--target: must be more than 0s")
+    body = engine.link.run_sync(capacity_read.read, engine.keys, c.window, target)
+    if a.json:
+        print_json(body.jsonable())
+        return 0
+    p = body.capacity
+    util = "-" if p.utilisation is None else f"{p.utilisation:.0%}"
+    print(f"load over the last {p.window_s:.0f}s: {p.arrival_rate:.3g} jobs/s x "
+          f"{p.service_time:.3g}s = {p.arrival_rate * p.service_time:.3g} busy slots")  # fmt: skip
+    print(f"concurrency {p.concurrency}, utilisation {util}, "
+          f"{p.wait_probability:.0%} of jobs wait")  # fmt: skip
+    print(f"predicted wait: mean {_s(p.wait_mean)}, p95 {_s(p.wait_p95)} "
+          f"(target {p.wait_p95_target:g}s)")  # fmt: skip
+    print(f"concurrency needed for the target: {p.concurrency_needed}")
+    eta = "never at this load" if p.drain_eta is None else f"{p.drain_eta:.0f}s"
+    print(f"backlog {p.backlog}, drained in {eta}")
+    full = "" if p.full_in_days is None else f", full in {p.full_in_days:.1f} days"
+    print(f"trend: {p.trend_per_day:+.3g} jobs/s per day{full}")
+    for t in p.types:
+        st = "-" if t.service_time is None else f"{t.service_time:.3g}s"
+        print(f"  {t.type}: {t.arrival_rate:.3g} jobs/s x {st} = {t.load:.3g} slots")
     return 0

@@ -2,7 +2,7 @@
 dispatch from a command to the module that runs it.
 
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
-`workers`, `cleanup` (fleetd.cli.jobs), `analytics` (fleetd.cli.analytics),
+`workers`, `cleanup` (fleetd.cli.jobs), `analytics`, `capacity` (fleetd.cli.analytics),
 `schedules` (fleetd.cli.schedules), `events` (fleetd.cli.events), the admin commands
 `config`, `plugins`, `token`, `keygen` (fleetd.cli.admin), and `demo-data` and
 `data companies` (the fleetdata plugin). Every command but `run` is synchronous.
@@ -43,6 +43,7 @@ _ENGINE_COMMANDS = {
     **cli_jobs.COMMANDS,
     "schedules": cli_schedules.run,
     "analytics": cli_analytics.run,
+    "capacity": cli_analytics.capacity,
 }
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
