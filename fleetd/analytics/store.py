@@ -165,8 +165,8 @@ def read(client: SyncClient, keys: Keys, window: Window, company: str | None = N
             for h in hours:
                 # The highest scores by negative ranks: ZRANGE is in the ACL of
                 # docs/OPERATIONS.md, ZREVRANGE is not; sorted below.
-                key = keys.analytics_slowest(h, g[1], g[0])
-                pipe.zrange(key, -SLOWEST, -1, withscores=True)
+                slow = keys.analytics_slowest(h, g[1], g[0])
+                pipe.zrange(slow, -SLOWEST, -1, withscores=True)
         replies = iter(pipe.execute())
         for g in groups:
             found = [(_text(m), int(s)) for h in hours for m, s in next(replies)]

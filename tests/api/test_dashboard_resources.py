@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from api_client import PREFIX, token
-from browser import SECRET, log_in, needs_chromium, open_dashboard
+from api_client import PREFIX, SECRET, token
+from browser import log_in, needs_chromium, open_dashboard
 from conftest import fleetd_env
 from daemons import Fleet, wait_for
 
