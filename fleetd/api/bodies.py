@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, MaxLen
 from pydantic import Field
 
+from fleetd.analytics.answer import Analytics
 from fleetd.jobs.answer import Body, EnqueueResponse, Job, Omitted, Shown, Timestamp
 from fleetd.jobs.status import JobStatus
 from fleetd.schedules.answer import (
@@ -34,6 +35,7 @@ from fleetd.schedules.answer import (
 )
 
 __all__ = [
+    "Analytics",
     "AuditList",
     "BulkEnqueueResponse",
     "CancelResponse",

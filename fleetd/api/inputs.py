@@ -12,7 +12,7 @@ error); bodies refuse unknown fields.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from annotated_types import Ge, Le, MaxLen, MinLen
@@ -29,6 +29,7 @@ from fleetd.jobs.pages import MAX_PAGE
 from fleetd.jobs.validation import ValidationError, explained, from_pydantic, rule
 
 __all__ = [
+    "AnalyticsQuery",
     "ArtifactQuery",
     "AuditQuery",
     "BulkEnqueueRequest",
@@ -170,6 +171,24 @@ class ThroughputQuery(Query):
     """1m to 24h, a whole number of steps; default 10m"""
     step: str | None = None
     """1s to 1h, at most 1,440 buckets; default 10s"""
+
+
+class AnalyticsQuery(Query):
+    """GET /jobs/analytics (fleetd.analytics)."""
+
+    window: Annotated[Literal["hour", "day", "week"], explained("must be hour, day or week")] = (
+        "hour"
+    )
+    """hour (1-minute buckets), day or week (1-hour buckets)"""
+    by: Annotated[
+        Literal["type", "company", "type_company"],
+        explained("must be type, company or type_company"),
+    ] = "type"
+    """group by job type, company, or both"""
+    type: Text = None
+    """only this job type"""
+    company_id: Text = None
+    """only this company (a company-bound token: its own, the default)"""
 
 
 class ArtifactQuery(Query):

@@ -11,8 +11,12 @@ Owns:
   serves the API (counting starts when this API starts; Prometheus' rate() and
   increase() handle the reset);
 - `fleetd_websocket_subscribers`: the events WebSocket's open sessions on this daemon;
+- every live daemon's resource use from its heartbeat (fleetd.api.metrics_daemons:
+  CPU %, RSS, open fds, trio loop lag);
 - the scheduler's fires, misses and errors (`fleetd_scheduler_*_total`), durable
-  counters kept in Redis by the scheduler's scripts;
+  counters kept in Redis by the scheduler's scripts, and schedule accuracy
+  (fleetd.analytics.prometheus: the lateness histogram of every firing, and per
+  schedule its lateness p50 and p99 and its missed occurrences);
 - the API's own requests (`fleetd_http_requests_total{method,route,status}` and a
   latency histogram), and its admission control (fleetd.api.admission):
   `fleetd_http_in_flight` and `fleetd_http_overloaded_total`, the requests refused
@@ -41,6 +45,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fleetd.analytics.prometheus import schedule_families
+from fleetd.api.metrics_daemons import daemon_families
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import JobStatus
@@ -217,6 +223,8 @@ class ApiMetrics:
             family = CounterMetricFamily(f"fleetd_scheduler_{name}", text)
             family.add_metric([], int(sched.get(name) or 0))
             out.append(family)
+        out.extend(schedule_families(client, k, sched))
+        out.extend(daemon_families(client, k))
         return out
 
     def _types(self, client: SyncClient, status: JobStatus) -> Tally[str]:

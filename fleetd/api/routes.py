@@ -14,7 +14,18 @@ from typing import Any
 from quart import Quart
 from quart_trio import QuartTrio
 
-from fleetd.api import enqueue, jobs, probes, scheduled, templates, web, workers, workflows, ws
+from fleetd.api import (
+    analytics,
+    enqueue,
+    jobs,
+    probes,
+    scheduled,
+    templates,
+    web,
+    workers,
+    workflows,
+    ws,
+)
 
 __all__ = ["install", "route_table"]
 
@@ -26,7 +37,18 @@ def install(app: Quart) -> None:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = True
     app.url_map.redirect_defaults = False
-    for module in (enqueue, jobs, scheduled, workflows, templates, workers, probes, web, ws):
+    for module in (
+        enqueue,
+        jobs,
+        analytics,
+        scheduled,
+        workflows,
+        templates,
+        workers,
+        probes,
+        web,
+        ws,
+    ):
         app.register_blueprint(module.bp)
 
 

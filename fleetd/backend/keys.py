@@ -187,5 +187,21 @@ class Keys:
         """Zset of template members by last save ms."""
         return f"{self.prefix}templates"
 
+    # -- analytics (written by fleetd/backend/lua/_analytics.lua, read by fleetd.analytics)
+
+    def analytics_minute(self, minute: int) -> str:
+        """Hash of one minute's figures per type and company (minutes since the epoch)."""
+        return f"{self.prefix}an:m:{minute}"
+
+    def analytics_hour(self, hour: int) -> str:
+        """Hash of one hour's figures per type and company (hours since the epoch)."""
+        return f"{self.prefix}an:h:{hour}"
+
+    def analytics_slowest(self, hour: int, company_id: str | None, job_type: str) -> str:
+        """Zset job id → run ms of one hour's slowest attempts of a type and company,
+        `an:slow:<hour>:<length>:<company>:<type>` (the length as for `idem`)."""
+        company = company_id or ""
+        return f"{self.prefix}an:slow:{hour}:{len(company.encode())}:{company}:{job_type}"
+
     def status_keys(self) -> dict[JobStatus, str]:
         return {s: self.status(s) for s in JobStatus}

@@ -43,15 +43,24 @@ def _read(name: str) -> str:
     return resources.files("fleetd.backend").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+def _analytics_lib(enabled: bool) -> str:
+    text = _read("_analytics")
+    if enabled:
+        return text
+    return text.replace("local AN_ENABLED = true", "local AN_ENABLED = false", 1)
+
+
 class Scripts:
     """The loaded scripts of one namespace, with typed call methods."""
 
-    def __init__(self, keys: Keys, events_maxlen: int) -> None:
+    def __init__(self, keys: Keys, events_maxlen: int, *, analytics: bool = True) -> None:
+        """`analytics=False` loads the scripts without the analytics bookkeeping
+        (_analytics.lua's functions do nothing): bench/analytics.py's control."""
         self.keys = keys
         self._head = [keys.prefix, events_maxlen]
         # The workflow helpers (wf_settle) follow the shared ones: every finishing
         # script settles a workflow node's children in its own atomic step.
-        lib = _read("_lib") + "\n" + _read("_workflow")
+        lib = _analytics_lib(analytics) + "\n" + _read("_lib") + "\n" + _read("_workflow")
         self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
         s = {st: keys.status(st) for st in JobStatus}
         self._s = s

@@ -2,13 +2,14 @@
 dispatch from a command to the module that runs it.
 
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
-`workers`, `cleanup` (fleetd.cli.jobs), `schedules` (fleetd.cli.schedules), `workflow`
-(fleetd.cli.workflows), `template` (fleetd.cli.templates), `events`
-(fleetd.cli.events), the admin commands `config`, `plugins`, `token`, `keygen`
-(fleetd.cli.admin), and `demo-data` and `data companies` (the fleetdata plugin). Every
-command but `run` is synchronous. `--json` prints exactly the body of the matching HTTP
-endpoint. Errors are one line on stderr and exit code 2; `enqueue --wait` exits 1 when
-the job ended other than completed. `--version` prints `fleetd <version>`.
+`workers`, `cleanup` (fleetd.cli.jobs), `analytics`, `capacity` (fleetd.cli.analytics),
+`schedules` (fleetd.cli.schedules), `workflow` (fleetd.cli.workflows), `template`
+(fleetd.cli.templates), `spool` (fleetd.cli.spool), `events` (fleetd.cli.events), the
+admin commands `config`, `plugins`, `token`, `keygen` (fleetd.cli.admin), and
+`demo-data` and `data companies` (the fleetdata plugin). Every command but `run` is
+synchronous. `--json` prints exactly the body of the matching HTTP endpoint. Errors
+are one line on stderr and exit code 2; `enqueue --wait` exits 1 when the job ended
+other than completed. `--version` prints `fleetd <version>`.
 
 Start-up time is the interpreter's plus what the command imports: `import fleetd` is
 lazy (its names load on first use), the command modules import their heavy libraries
@@ -28,6 +29,7 @@ from pathlib import Path
 from fleetd_plugins.fleetdata import demo_cli
 
 from fleetd.cli import admin as cli_admin
+from fleetd.cli import analytics as cli_analytics
 from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import run as cli_run
@@ -47,6 +49,8 @@ _ENGINE_COMMANDS = {
     "workflow": cli_workflows.run,
     "template": cli_templates.run,
     "spool": cli_spool.run,
+    "analytics": cli_analytics.run,
+    "capacity": cli_analytics.capacity,
 }
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
@@ -66,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_run.add_parser(sub)
     cli_jobs.add_parsers(sub)
+    cli_analytics.add_parser(sub)
     cli_schedules.add_parser(sub)
     cli_workflows.add_parser(sub)
     cli_templates.add_parser(sub)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
+from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.plugin_sections import declared_sections
 from fleetd.config.sections import (
     CORE_SECTIONS,
@@ -92,6 +93,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
+from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
 from fleetd.config.settings import (
     DAY,
@@ -275,6 +276,7 @@ CORE_SECTIONS: dict[str, type] = {
     "http": HttpConfig,
     "auth": AuthConfig,
     "alerts": AlertsConfig,
+    "capacity": CapacityConfig,
     "events": EventsConfig,
     "encryption": EncryptionConfig,
     "spool": SpoolConfig,

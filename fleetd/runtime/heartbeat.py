@@ -1,12 +1,13 @@
 """This daemon's identity and WorkerMetrics, published to Redis with a heartbeat.
 
 Owns the spec's WorkerMetrics (counters kept by the worker pool) plus the daemon's id,
-host, pid, roles, concurrency and running jobs. Every `heartbeat_interval` the payload
+host, pid, roles, concurrency, running jobs and resource use (fleetd.runtime.resources:
+CPU %, RSS, open fds, trio loop lag). Every `heartbeat_interval` the payload
 is written by heartbeat.lua with an expiry of three intervals, so any daemon (and the
 CLI) can report all live daemons, and a dead one drops out on its own.
 
-Lifecycle: run() → publishes at once, then every interval → on exit publishes "leaving"
-(the entry is removed) when Redis is reachable.
+Lifecycle: run() → starts the loop-lag probe, publishes at once, then every interval →
+on exit publishes "leaving" (the entry is removed) when Redis is reachable.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fleetd.backend.redis_link import RedisLink, RedisUnavailable
 from fleetd.backend.scripts import Scripts
 from fleetd.config.durations import format_duration
 from fleetd.jobs.model import format_ts
+from fleetd.runtime.resources import ResourceMeter
 
 __all__ = ["Heartbeat", "WorkerMetrics", "aggregate_metrics", "new_daemon_id"]
 
@@ -135,6 +137,7 @@ class Heartbeat:
         self.interval = interval
         self._details = details
         self._ttl_ms = int(interval * LIVENESS_FACTOR * 1000)
+        self.resources = ResourceMeter()
 
     def payload(self) -> str:
         now = int(time.time() * 1000)
@@ -145,6 +148,7 @@ class Heartbeat:
             **self._details(),
             "metrics": self.metrics.to_dict(now),
             "raw": self.metrics.raw(),
+            "resources": self.resources.snapshot(),
             "heartbeat_at": format_ts(now),
         })  # fmt: skip
 
@@ -156,11 +160,13 @@ class Heartbeat:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
-            while True:
-                # The link logs reachability changes once; a missed beat is harmless.
-                with contextlib.suppress(RedisUnavailable):
-                    await self.beat()
-                await trio.sleep(self.interval)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.resources.probe)
+                while True:
+                    # The link logs reachability changes once; a missed beat is harmless.
+                    with contextlib.suppress(RedisUnavailable):
+                        await self.beat()
+                    await trio.sleep(self.interval)
         finally:
             with (
                 trio.CancelScope(shield=True),

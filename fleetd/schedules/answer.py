@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fleetd.analytics.histogram import percentile
 from fleetd.jobs.answer import Body, Omitted, Shown, Timestamp, Unreadable, with_times
 from fleetd.jobs.model_salvage import EPOCH_TEXT
 from fleetd.schedules.misfire import MisfirePolicy
@@ -24,12 +25,38 @@ if TYPE_CHECKING:
     from fleetd.schedules.model import ScheduledJob as ScheduleRecord
 
 __all__ = [
+    "Lateness",
     "ScheduledJob",
     "ScheduledJobList",
     "ScheduledJobResponse",
     "SchedulerCounts",
     "SchedulerStats",
 ]
+
+
+class Lateness(Body):
+    """How late a schedule's firings were (fire time - due time), over all its firings
+    since it was created; percentiles within fleetd.analytics' bound (±9.05 %, or
+    0.5 ms below 1 ms)."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @classmethod
+    def of(cls, hist: Mapping[int, int]) -> Lateness | None:
+        """From the record's histogram (its sum in ms under -1); None before a firing."""
+        buckets = {k: n for k, n in hist.items() if k >= 0}
+        count = sum(buckets.values())
+        if not count:
+            return None
+        return cls.model_construct(
+            count=count,
+            p50_ms=round(percentile(buckets, 50) or 0.0, 2),
+            p99_ms=round(percentile(buckets, 99) or 0.0, 2),
+            mean_ms=round(hist.get(-1, 0) / count, 2),
+        )
 
 
 class ScheduledJob(Body):
@@ -53,6 +80,8 @@ class ScheduledJob(Body):
     misfire_policy: MisfirePolicy
     runs: int
     missed: int
+    lateness: Omitted[Lateness] = None
+    """how late its firings were (fire - due); left out before its first firing"""
     last_job_id: Omitted[str] = None
     last_error: Omitted[str] = None
     encrypted: Shown[bool] = False
@@ -92,6 +121,7 @@ class ScheduledJob(Body):
             misfire_policy=job.misfire_policy,
             runs=job.runs,
             missed=job.missed,
+            lateness=Lateness.of(job.lateness),
             last_job_id=job.last_job_id or None,
             last_error=job.last_error or None,
             encrypted=bool(job.sealed),

@@ -232,6 +232,8 @@ class ScheduledJob:
     misfire_policy: MisfirePolicy = MisfirePolicy.RUN_ONCE
     runs: int = 0
     missed: int = 0
+    # Lateness of its firings: histogram bucket → count, the sum in ms under -1.
+    lateness: dict[int, int] = dataclasses.field(default_factory=dict, compare=False)
     last_job_id: str | None = None
     last_error: str | None = None
     last_occurrence_ms: int | None = None

@@ -31,6 +31,15 @@ def _data(h: Mapping[str, str]) -> dict[str, Any]:
     return redact(data, sealed) if sealed else data
 
 
+def _lateness(h: Mapping[str, str]) -> dict[int, int]:
+    """The lateness histogram schedule_fire.lua keeps (`late:<bucket>` fields,
+    fleetd.analytics.histogram's buckets), with `late_ms` (their sum) under -1."""
+    out = {int(k[5:]): int(v) for k, v in h.items() if k.startswith("late:")}
+    if out:
+        out[-1] = int(h.get("late_ms") or 0)
+    return out
+
+
 def _stored_data(h: Mapping[str, str]) -> dict[str, Any] | None:
     return json.loads(h.get("data") or "{}") if h.get("sealed") else None
 
@@ -59,6 +68,7 @@ HASH_FIELDS: list[tuple[str, Callable[[Mapping[str, str]], Any], Any]] = [
     ),
     ("runs", lambda h: int(h.get("runs") or 0), 0),
     ("missed", lambda h: int(h.get("missed") or 0), 0),
+    ("lateness", _lateness, {}),
     ("last_job_id", lambda h: h.get("last_job_id") or None, None),
     ("last_error", lambda h: h.get("last_error") or None, None),
     ("last_occurrence_ms", lambda h: _int(h.get("last_occurrence")), None),

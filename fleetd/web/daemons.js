@@ -48,11 +48,20 @@ export class DaemonsView {
         h("td", { class: "num" }, fmtNumber(m.jobs_failed)),
         h("td", {}, m.average_job_time ?? "—"),
         h("td", {}, m.uptime ?? "—"),
+        h("td", { class: "num", "data-resources": "" }, resources(d.resources)),
         h("td", { title: d.heartbeat_at }, fmtRelative(d.heartbeat_at)),
         h("td", {}, alerts.length ? alerts.map((a) => h("span", { class: "tag bad" }, typeof a === "string" ? a : JSON.stringify(a))) : h("span", { class: "muted" }, "—")));
     }));
     $("#daemons-empty").hidden = daemons.length > 0;
   }
+}
+
+// CPU %, RSS, open fds and loop lag from the heartbeat (fleetd.runtime.resources).
+function resources(r) {
+  if (!r) return h("span", { class: "muted" }, "—");
+  const mib = (r.rss_bytes / 1048576).toFixed(0);
+  return [h("div", {}, `${r.cpu_percent}% · ${mib} MiB`),
+    h("div", { class: "muted small" }, `${r.open_fds ?? "?"} fds · lag ${r.loop_lag_ms} ms`)];
 }
 
 function stat(label, value) {

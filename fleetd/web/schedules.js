@@ -51,6 +51,7 @@ export class SchedulesView {
   }
 
   _row(s) {
+    const fmtLate = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
     return h("tr", { "data-schedule-id": s.id },
       h("td", {}, h("div", {}, s.name), h("div", { class: "mono muted small" }, s.id)),
       h("td", {}, s.job_type),
@@ -58,7 +59,9 @@ export class SchedulesView {
       h("td", { title: s.next_run ?? "" }, s.next_run ? [fmtTime(s.next_run), h("div", { class: "muted small" }, fmtRelative(s.next_run))] : "—"),
       h("td", { title: s.last_run ?? "" }, fmtTime(s.last_run),
         s.last_error ? h("div", { class: "error-text small", title: s.last_error }, s.last_error) : null),
-      h("td", { class: "num" }, `${s.runs}${s.missed ? ` / ${s.missed} missed` : ""}`),
+      h("td", { class: "num" }, `${s.runs}${s.missed ? ` / ${s.missed} missed` : ""}`,
+        s.lateness ? h("div", { class: "muted small", "data-lateness": "", title: "lateness of its firings (fire − due), p50 / p99" },
+          `late ${fmtLate(s.lateness.p50_ms)} / ${fmtLate(s.lateness.p99_ms)}`) : null),
       h("td", { class: "platform-only muted" }, s.company_id ?? "—"),
       h("td", {}, pill(s.is_active ? "active" : "paused")),
       h("td", { class: "actions" },

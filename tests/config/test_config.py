@@ -123,6 +123,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "webhook_url": "",
         "webhook_timeout": "5s",
     },
+    "capacity": {"wait_p95_target": "5s", "window": "15m"},
     "events": {
         "buffer": 1000,
         "ping_interval": "20s",

@@ -193,6 +193,7 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, b
     end
     redis.call('SET', ikey, id)
   end
+  an_enqueued(batch, row, now)
   local due = tonumber(run_at)
   local evdata = '{"priority":' .. prio .. '}'
   local ready = 0
@@ -225,9 +226,10 @@ end
 -- (LUAI_MAXCSTACK, 8000 in Redis's Lua 5.1).
 local ZADD_BATCH = 500
 
--- An empty batch for enqueue_one: {queue = {score, id, ...}, pending = {ms, id, ...}}.
+-- An empty batch for enqueue_one: {queue = {score, id, ...}, pending = {ms, id, ...},
+-- an = analytics accumulator (_analytics.lua)}.
 local function new_batch()
-  return {queue = {}, pending = {}}
+  return {queue = {}, pending = {}, an = an_new()}
 end
 
 local function zadd_all(key, args)
@@ -242,4 +244,5 @@ end
 local function flush_batch(queue, pending_idx, batch)
   zadd_all(queue, batch.queue)
   zadd_all(pending_idx, batch.pending)
+  an_flush(batch.an, now_ms())
 end

@@ -14,6 +14,7 @@ local delayed, events = KEYS[4], KEYS[5]
 local n = tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
+local an = an_new()
 for i = 0, n - 1 do
   local b = 4 + i * 7
   local id, token, err, err_json = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -34,6 +35,7 @@ for i = 0, n - 1 do
       emit(events, 'job.retrying', id, h[5], h[6], 'retrying', now,
         '{"error":' .. err_json .. ',"retry_count":' .. rc .. ',"run_at":' .. int(due) ..
         ',"attempt":' .. h[8] .. '}')
+      an_finished(an, k, id, h[5], h[6], 'retry', now)
       out[#out + 1] = due
     else
       redis.call('HSET', k, 'status', 'failed', 'completed_at', now, 'updated_at', now,
@@ -42,10 +44,12 @@ for i = 0, n - 1 do
       emit(events, 'job.failed', id, h[5], h[6], 'failed', now,
         '{"error":' .. err_json .. ',"attempt":' .. h[8] .. '}')
       wf_settle(id, 'failed', now)
+      an_finished(an, k, id, h[5], h[6], 'fail', now)
       out[#out + 1] = 0
     end
   else
     out[#out + 1] = -1
   end
 end
+an_flush(an, now)
 return out

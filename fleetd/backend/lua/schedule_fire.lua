@@ -66,6 +66,7 @@ end
 if action == 'fire' then
   redis.call('HSET', key, 'last_occurrence', occurrence)
   redis.call('HDEL', key, 'last_error')
+  an_fired(key, stats, due_ms, now)
   emit(events, 'schedule.fired', job_id, h[1], h[2], 'active', now, evdata)
 elseif action == 'skip' then
   emit(events, 'schedule.missed', '', h[1], h[2], 'active', now, evdata)

@@ -1,0 +1,63 @@
+"""The analytics endpoints of the admin API: percentiles, throughput and failure rate
+per job type, from the buckets the transition scripts keep (fleetd.analytics), and the
+capacity planner (fleetd.analytics.capacity).
+
+Owns `GET /api/v1/admin/jobs/analytics?window=hour|day|week&by=type|company|type_company
+&type=…&company_id=…`. Unlike stats and throughput, the buckets are stored per company,
+so a company-bound token is served too: its own company's figures only (naming another
+company answers 403). Owns `GET /api/v1/admin/jobs/capacity` too: it counts every
+company's jobs and every worker, so it is for platform admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, jsonify, request
+
+from fleetd.analytics import answer, capacity_read, store
+from fleetd.api.context import admin, bind_company, redis, require_platform, state
+from fleetd.api.inputs import AnalyticsQuery, parse
+from fleetd.api.operations import documented
+
+__all__ = ["bp"]
+
+bp = Blueprint("analytics", __name__, url_prefix="/api/v1/admin/jobs")
+
+
+@bp.get("/analytics")
+@documented(
+    "Run and wait time percentiles (p50, p95, p99), throughput, failure rate and the "
+    "slowest attempts per job type (or company) over the last hour, day or week, with "
+    "one point per bucket for charts. Percentiles are estimates from log-spaced "
+    "buckets, within `error_bound` of the exact value. A company-bound token sees its "
+    "own company only.",
+    {200: (answer.Analytics, "OK")},
+    "403",
+    query=AnalyticsQuery,
+)
+@admin
+async def analytics() -> Any:
+    q = parse(AnalyticsQuery, request.args.to_dict())
+    company = bind_company(q.company_id) or q.company_id
+    window = store.WINDOWS[q.window]
+    keys = state().ops.keys
+    data = await redis(lambda c: store.read(c, keys, window, company))
+    return jsonify(answer.build(data, q.by, q.type).jsonable())
+
+
+@bp.get("/capacity")
+@documented(
+    "The capacity planner (platform admins): arrival rate, job time, utilisation, "
+    "predicted wait (M/M/c, Erlang C), the concurrency that keeps the wait p95 under "
+    "[capacity] wait_p95_target, the backlog's drain time and the arrivals' trend.",
+    {200: (capacity_read.Capacity, "OK")},
+    "403",
+)
+@admin
+async def capacity() -> Any:
+    require_platform("the capacity plan (every company's jobs)")
+    st = state()
+    c, keys = st.config.capacity, st.ops.keys
+    body = await redis(lambda cl: capacity_read.read(cl, keys, c.window, c.wait_p95_target))
+    return jsonify(body.jsonable())
