@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.datakeys import SealError, parse_key
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -276,4 +277,5 @@ CORE_SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "events": EventsConfig,
     "encryption": EncryptionConfig,
+    "isolation": IsolationConfig,
 }

@@ -129,6 +129,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "compression": False,
     },
     "encryption": {"keys": [], "key_file": ""},
+    "isolation": {
+        "modes": [],
+        "memory_mb": 2048,
+        "memory": [],
+        "cpu_seconds": 0,
+        "cpu": [],
+        "no_retry": [],
+        "max_children": 4,
+        "max_jobs_per_child": 100,
+        "idle_timeout": "5m",
+        "scratch_dir": "",
+    },
 }
 
 
