@@ -133,7 +133,9 @@ class DataExportHandler(JobHandler):
     description = "Export vehicles, drivers, trips or GPS tracks as CSV, JSON or XLSX"
     schema = SCHEMA
     # A million GPS points take ~5 s as CSV and ~40 s as XLSX; an hour covers far more.
-    defaults = HandlerDefaults(timeout=3600.0)
+    # A child process of its own, as report_generation: an XLSX of a million rows peaks
+    # near 600 MiB, in the child, not in the daemon.
+    defaults = HandlerDefaults(timeout=3600.0, isolation="process")
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source
