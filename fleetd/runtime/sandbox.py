@@ -148,7 +148,7 @@ class Sandbox:
             with trio.CancelScope(shield=True):
                 os.close(keep_open)
                 await reader.aclose()
-                await trio.to_thread.run_sync(shutil.rmtree, scratch, True)
+                await _remove(scratch, fifo)
 
     async def run_thread(
         self, handler: Any, job: ClaimedJob, data: dict[str, Any], ctx: JobContext
@@ -179,6 +179,16 @@ class _Init:
 
     def __call__(self) -> None:
         sandbox_child.init(self.memory_mb, self.env, self.max_jobs, self.log_level)
+
+
+async def _remove(scratch: Path, fifo: Path) -> None:
+    """The job's scratch directory: emptied by a child that finished (two syscalls
+    here), else (killed, crashed) removed in a worker thread, whatever it holds."""
+    try:
+        os.unlink(fifo)  # a directory entry each: cheaper than a thread hop
+        os.rmdir(scratch)
+    except OSError:
+        await trio.to_thread.run_sync(shutil.rmtree, scratch, True)
 
 
 async def _relay_progress(reader: trio.lowlevel.FdStream, ctx: JobContext) -> None:
