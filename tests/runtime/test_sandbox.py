@@ -80,6 +80,24 @@ async def test_memory_hog_is_resource_exhausted_and_not_retried(
     assert rss_kib() - before < 100 * 1024
 
 
+async def test_other_jobs_complete_while_a_child_fills_its_memory(
+    config: Config, tmp_path: Path
+) -> None:
+    iso = isolation(tmp_path)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        hog = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "hog"}})
+        await wait_status(engine, hog.job_id, JobStatus.PROCESSING)
+        before = rss_kib()
+        done = []
+        for _ in range(20):  # inline no-ops, one after the other, while the hog grows
+            r = await engine.queue.enqueue({"type": "noop", "data": {}})
+            done.append(await wait_status(engine, r.job_id, JobStatus.COMPLETED))
+        failed = await wait_status(engine, hog.job_id, JobStatus.FAILED, limit=LIMIT)
+    assert len(done) == 20
+    assert failed.error.startswith("resource_exhausted: memory")
+    assert rss_kib() - before < 100 * 1024
+
+
 async def test_cpu_loop_is_killed_at_its_cpu_limit(config: Config, tmp_path: Path) -> None:
     job, _ = await run_one(
         config, tmp_path, {"do": "spin"}, JobStatus.FAILED, max_retries=0, timeout="60s"
