@@ -62,14 +62,16 @@ def emit(name: str, value: float, unit: str, note: str = "") -> None:
     print(f"{name}: {shown} {unit}" + (f"  ({note})" if note else ""), flush=True)
 
 
-def config(url: str, state: Path, concurrency: int) -> Config:
+def config(url: str, state: Path, concurrency: int, per_child: int) -> Config:
     cfg = Config.default()
     return dataclasses.replace(
         cfg,
         redis=dataclasses.replace(cfg.redis, url=url, namespace=f"bench-{uuid.uuid4().hex[:8]}"),
         daemon=dataclasses.replace(cfg.daemon, state_dir=str(state), roles=("worker",)),
         worker=dataclasses.replace(cfg.worker, concurrency=concurrency),
-        isolation=dataclasses.replace(cfg.isolation, max_children=concurrency),
+        isolation=dataclasses.replace(
+            cfg.isolation, max_children=concurrency, max_jobs_per_child=per_child
+        ),
     )
 
 
@@ -119,8 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
     parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument(
+        "--per-child", type=int, default=1000, help="[isolation] max_jobs_per_child (1000)"
+    )
     args = parser.parse_args()
-    print(f"# {os.cpu_count()} cores, load {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(f"# {os.cpu_count()} cores, load {Path('/proc/loadavg').read_text().split()[:3]}, "
+          f"max_jobs_per_child {args.per_child}")  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp,
         RedisServer(Path(tmp) / "redis", aof=False) as server,
@@ -130,7 +136,7 @@ def main() -> None:
         for c in (int(x) for x in args.concurrency.split(",")):
             per_job = {}
             for mode in ("inline", "process"):
-                cfg = config(server.url, Path(tmp) / "state", c)
+                cfg = config(server.url, Path(tmp) / "state", c, args.per_child)
                 seconds = trio.run(drain, cfg, f"short_{mode}", args.jobs)
                 per_job[mode] = seconds / args.jobs * 1000
                 emit(f"drain_{mode}_c{c}", args.jobs / seconds, "jobs/s", f"{args.jobs} jobs")

@@ -60,8 +60,10 @@ class IsolationConfig:
     )  # fmt: skip
     max_children: int = setting(4, "process jobs running at once in this daemon", min=1, max=1024)
     # A warm child is reused; after this many jobs it is replaced, so whatever a handler
-    # leaked (memory, file handles, module state) goes with it.
-    max_jobs_per_child: int = setting(100, "jobs a warm child runs before it is replaced", min=1)
+    # leaked (memory, file handles, module state) goes with it. A new child costs ~0.5 s
+    # of CPU (a fresh interpreter importing fleetd), 3-5 s of wall time on a loaded 2-core
+    # box: every 100 jobs that was ~40 ms a job (bench/isolation.py), every 1,000 ~4 ms.
+    max_jobs_per_child: int = setting(1000, "jobs a warm child runs before it is replaced", min=1)
     idle_timeout: float = setting(
         5 * MINUTE, "an idle warm child exits after this long", kind="duration", min=SECOND
     )

@@ -137,7 +137,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cpu": [],
         "no_retry": [],
         "max_children": 4,
-        "max_jobs_per_child": 100,
+        "max_jobs_per_child": 1000,
         "idle_timeout": "5m",
         "scratch_dir": "",
     },
