@@ -87,9 +87,10 @@ class Policy:
         return kind not in self.no_retry and (not exc_name or exc_name not in self.no_retry)
 
     @property
-    def limits(self) -> tuple[int, int, tuple[str, ...]]:
-        """What a warm child is started with: jobs whose limits are equal share a pool."""
-        return (self.memory_mb, self.cpu_seconds, self.env)
+    def limits(self) -> tuple[int, tuple[str, ...]]:
+        """What a warm child is started with: types with equal ones share its pool (the
+        CPU limit is set per job, so it does not split pools)."""
+        return (self.memory_mb, self.env)
 
 
 def kinds_of(names: Iterable[str]) -> frozenset[str]:

@@ -1,7 +1,7 @@
 """The daemon side of isolated jobs (fleetd.jobs.isolation): `thread` and `process`.
 
 `Sandbox` owns the warm child processes of a worker pool: one trio-parallel worker
-context per distinct set of limits (memory, CPU, kept environment) among the job
+context per distinct memory limit and kept environment among the job
 types that run `process`, all behind one CapacityLimiter of `[isolation]
 max_children`. Lifecycle: `run(task_status=...)` in the pool's service nursery opens
 the contexts (children start on first use and stay warm for `idle_timeout`) →
@@ -83,7 +83,7 @@ class Sandbox:
         self._root = str(artifacts_root) if artifacts_root else None
         self._log_level = log_level
         self._limiter = trio.CapacityLimiter(settings.max_children)
-        self._contexts: dict[tuple[int, int, tuple[str, ...]], Any] = {}
+        self._contexts: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._scratch = settings.scratch_dir or None
 
     async def run(
@@ -97,7 +97,7 @@ class Sandbox:
         s = self.settings
         async with contextlib.AsyncExitStack() as stack:
             for limits in sorted({p.limits for p in policies if p.mode == "process"}):
-                memory_mb, _cpu, env = limits
+                memory_mb, env = limits
                 self._contexts[limits] = await stack.enter_async_context(
                     trio_parallel.open_worker_context(
                         idle_timeout=s.idle_timeout,
