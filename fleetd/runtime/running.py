@@ -1,6 +1,10 @@
 """Running one claimed job: `JobRunner.run(entry)` finds its handler, opens sealed data,
-builds its JobContext, runs the handler inside the entry's cancel scope, and turns what
-happened into an `Outcome` for the completion batcher (fleetd.runtime.outcomes).
+builds its JobContext, runs the handler inside the entry's cancel scope — inline, or
+through the sandbox (fleetd.runtime.sandbox) in a thread or a child process, as the
+type's isolation policy says (fleetd.jobs.isolation, resolved once per type) — and
+turns what happened into an `Outcome` for the completion batcher
+(fleetd.runtime.outcomes): the error's kind opens its text (`timeout: …`), the
+policy decides whether it is retried, and a RetryAfter sets the retry's delay.
 
 `Running` is a job a pool holds: its cancel scope carries both the time limit and stop
 requests, and `reason` tells them apart (cancel, lost lease, shutdown; None with a
