@@ -56,6 +56,7 @@ class Sandboxed:
             return {"env": dict(os.environ), "initial": initial, "cwd": os.getcwd(),
                     "pid": os.getpid()}  # fmt: skip
         if do == "progress":
+            ctx.logger.warning("hello from pid %d", os.getpid())
             await ctx.progress(40, "child at 40")
             await ctx.artifacts.write_text("out.txt", "made in a child\n")
             if data.get("scratch"):  # the cwd: the job's scratch directory in a child

@@ -101,7 +101,13 @@ class Sandbox:
                 self._contexts[limits] = await stack.enter_async_context(
                     trio_parallel.open_worker_context(
                         idle_timeout=s.idle_timeout,
-                        init=_Init(memory_mb, env, s.max_jobs_per_child, self._log_level),
+                        init=_Init(
+                            memory_mb,
+                            env,
+                            s.max_jobs_per_child,
+                            self._log_level,
+                            sandbox_child.log_format(),
+                        ),
                         retire=sandbox_child.retire,
                         grace_period=5.0,
                     )
@@ -176,9 +182,10 @@ class _Init:
     env: tuple[str, ...]
     max_jobs: int
     log_level: int
+    log_format: str
 
     def __call__(self) -> None:
-        sandbox_child.init(self.memory_mb, self.env, self.max_jobs, self.log_level)
+        sandbox_child.init(self.memory_mb, self.env, self.max_jobs, self.log_level, self.log_format)
 
 
 async def _remove(scratch: Path, fifo: Path) -> None:

@@ -3,9 +3,10 @@ worker process of trio-parallel, and the classification of a handler's exception
 shared with thread isolation.
 
 Lifecycle of a child: `init` (once, as trio-parallel starts it: clean environment,
-RLIMIT_AS, logging to the inherited stderr) → `run_job` per job (chdir into the job's
-scratch directory, RLIMIT_CPU's soft limit moved to this job's budget, the handler
-run on a trio loop of its own, its result encoded) → `retire` after each job (True
+RLIMIT_AS, logging to the inherited stderr in the daemon's format) → `run_job` per
+job (chdir into the job's scratch directory, RLIMIT_CPU's soft limit moved to this
+job's budget, the handler run on a trio loop of its own, its result encoded, the
+scratch directory emptied) → `retire` after each job (True
 once the child ran `max_jobs` jobs or saw a MemoryError: it exits and a fresh one
 replaces it) — or death by the kernel (SIGXCPU at the CPU limit, SIGKILL by the OOM
 killer) or by the daemon (SIGKILL on timeout or cancel), which the daemon classifies.
@@ -26,7 +27,6 @@ import math
 import os
 import resource
 import shutil
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ import trio
 from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.isolation import ERROR, MEMORY, RetryAfter
 from fleetd.jobs.local_context import LocalContext
+from fleetd.runtime.log import JsonFormatter, configure_logging
 
-__all__ = ["execute", "init", "retire", "run_job"]
+__all__ = ["execute", "init", "log_format", "retire", "run_job"]
 
 # Variables a child keeps whatever the handler declares: what programs and libraries
 # need to find themselves, their locale and time zone. Everything else (FLEETD_*, the
@@ -53,7 +54,9 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).
 _state: dict[str, int] = {"jobs": 0, "max_jobs": 0, "broken": 0}
 
 
-def init(memory_mb: int, keep_env: tuple[str, ...], max_jobs: int, log_level: int) -> None:
+def init(
+    memory_mb: int, keep_env: tuple[str, ...], max_jobs: int, log_level: int, log_format: str
+) -> None:
     """Runs once in a new child, before any job."""
     keep = set(BASE_ENV) | set(keep_env)
     drop = {name for name in os.environ if name not in keep and not name.startswith("LC_")}
@@ -64,11 +67,9 @@ def init(memory_mb: int, keep_env: tuple[str, ...], max_jobs: int, log_level: in
         limit = memory_mb * MIB
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     _state["max_jobs"] = max_jobs
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=log_level,
-        format="%(asctime)s %(levelname)s %(name)s[child %(process)d]: %(message)s",
-    )
+    # The daemon's own format on the inherited stderr: a handler's `ctx.logger` lines
+    # (with job_id and job_type in JSON) read as if it ran inline.
+    configure_logging(logging.getLevelName(log_level).lower(), log_format)
 
 
 def _wipe_initial_environment(names: set[str]) -> None:
@@ -88,6 +89,13 @@ def _wipe_initial_environment(names: set[str]) -> None:
         if sep and os.fsdecode(name) in names:
             ctypes.memset(address + len(name) + 1, 0, len(value))
         i += 1
+
+
+def log_format() -> str:
+    """The daemon's log format ("json" or "text"), for its children's init."""
+    handlers = logging.getLogger().handlers
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
+    return "json" if json_lines else "text"
 
 
 def retire() -> bool:

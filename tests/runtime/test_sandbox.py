@@ -51,10 +51,12 @@ def rss_kib() -> int:
 
 
 async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
-    config: Config, tmp_path: Path
+    config: Config, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     data = {"do": "progress", "scratch": True}
     job, events = await run_one(config, tmp_path, data, JobStatus.COMPLETED)
+    # The handler's log line, written by the child to the stderr it shares with us.
+    assert f"hello from pid {job.result['pid']}" in capfd.readouterr().err
     assert job.result["pid"] != os.getpid()
     scratch = Path(job.result["cwd"])
     assert scratch.parent == tmp_path / "scratch"
