@@ -40,8 +40,9 @@ class IsolationConfig:
         (), "per type: inline, thread or process, e.g. 'data_export=process'",
         check=lambda v: check_entries(v, "mode"),
     )  # fmt: skip
-    # 2 GiB: an XLSX export of a million GPS rows peaks near 600 MiB in its child; the
-    # address space of a Python process with a few threads is ~4x its RSS at start.
+    # 2 GiB: RLIMIT_AS counts address space, not resident memory (a child exporting a
+    # million GPS rows to XLSX had 82 MB resident in 161 MB of address space;
+    # bench/export_memory.py --sandboxed), and each thread reserves its stack and arena.
     memory_mb: int = setting(
         2048, "address-space limit of a process job's child in MiB; 0 = none", min=0
     )
