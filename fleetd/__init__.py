@@ -3,7 +3,7 @@
 The public API: what plugins, embedding applications and tests may import. Everything
 else is internal and may change without notice. Plugin authors need `hookimpl`,
 `JobHandler` (or the `Handler` shape), `HandlerDefaults`, `JobContext`,
-`PermanentError`, `ValidationError`/`FieldError`, `ConfigSection` and `setting` for
+`PermanentError`, `RetryAfter`, `ValidationError`/`FieldError`, `ConfigSection` and `setting` for
 their config section, and `fleetd.testing` for their tests;
 see docs/PLUGINS.md.
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
     from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
     from fleetd.jobs.handlers import HandlerRegistry
+    from fleetd.jobs.isolation import RetryAfter
+    from fleetd.jobs.local_context import IsolationError
     from fleetd.jobs.model import (
         EnqueueRequest,
         FieldError,
@@ -63,6 +65,8 @@ _EXPORTS = {
     "InvalidHandler": "fleetd.jobs.errors",
     "PermanentError": "fleetd.jobs.errors",
     "HandlerRegistry": "fleetd.jobs.handlers",
+    "RetryAfter": "fleetd.jobs.isolation",
+    "IsolationError": "fleetd.jobs.local_context",
     "EnqueueRequest": "fleetd.jobs.model",
     "FieldError": "fleetd.jobs.model",
     "Job": "fleetd.jobs.model",
@@ -105,6 +109,7 @@ __all__ = [
     "HandlerDefaults",
     "HandlerRegistry",
     "InvalidHandler",
+    "IsolationError",
     "Job",
     "JobContext",
     "JobHandler",
@@ -115,6 +120,7 @@ __all__ = [
     "PluginError",
     "Priority",
     "Queue",
+    "RetryAfter",
     "ScheduleConflict",
     "ScheduleDefinition",
     "ScheduleNotFound",

@@ -5,7 +5,9 @@ Owns:
   ZCARDs) and `fleetd_queue_depth{status,type}` for the waiting and running statuses
   (pending, processing, retrying), by job type;
 - job outcomes by type — `fleetd_jobs_processed_total`, `…_completed_total`,
-  `…_failed_total`, `…_retried_total` and the `fleetd_job_duration_seconds` histogram
+  `…_failed_total`, `…_retried_total`, failed attempts by error kind
+  (`fleetd_job_errors_total{type,kind}`: error, timeout, crash, resource_exhausted:
+  memory / cpu) and the `fleetd_job_duration_seconds` histogram
   of completed jobs — counted from the events stream (one consumer of the daemon's
   event hub, fleetd.events), so they cover every worker of the cluster whichever daemon
   serves the API (counting starts when this API starts; Prometheus' rate() and
@@ -49,6 +51,7 @@ from fleetd.analytics.prometheus import schedule_families
 from fleetd.api.metrics_daemons import daemon_families
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.isolation import error_kind
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.events import Event
 from fleetd.spool.service import DaemonSpool
@@ -120,6 +123,13 @@ class ApiMetrics:
         self.retried = Counter(
             "fleetd_jobs_retried", "Failed attempts to be retried, by type", ["type"], registry=r
         )
+        self.errors = Counter(
+            "fleetd_job_errors",
+            "Failed attempts by type and error kind (error, timeout, crash, "
+            "resource_exhausted: memory / cpu)",
+            ["type", "kind"],
+            registry=r,
+        )
         self.duration = Histogram(
             "fleetd_job_duration_seconds",
             "Run time of completed jobs, by type",
@@ -189,9 +199,16 @@ class ApiMetrics:
         elif kind == "job.failed":
             self.processed.labels(job_type).inc()
             self.failed.labels(job_type).inc()
+            self._count_error(job_type, ev.data.get("error"))
         elif kind == "job.retrying":
             self.processed.labels(job_type).inc()
             self.retried.labels(job_type).inc()
+            self._count_error(job_type, ev.data.get("error"))
+
+    def _count_error(self, job_type: str, error: object) -> None:
+        """The attempt's error kind, which opens its error text (fleetd.jobs.isolation)."""
+        if isinstance(error, str):
+            self.errors.labels(job_type, error_kind(error)).inc()
 
     # -- scrape ----------------------------------------------------------------------
 

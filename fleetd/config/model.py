@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.plugin_sections import declared_sections
 from fleetd.config.sections import (
     CORE_SECTIONS,
@@ -97,6 +98,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    isolation: IsolationConfig = field(default_factory=IsolationConfig)
     # The loaded plugins' sections by name (hook fleetd_config_sections), read-only.
     # Compared, not hashed: a mapping has no hash.
     plugin_sections: Mapping[str, Any] = field(default_factory=dict, hash=False)

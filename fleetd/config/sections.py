@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -280,4 +281,5 @@ CORE_SECTIONS: dict[str, type] = {
     "events": EventsConfig,
     "encryption": EncryptionConfig,
     "spool": SpoolConfig,
+    "isolation": IsolationConfig,
 }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fleetd.jobs.errors import InvalidHandler
+from fleetd.jobs.isolation import MODES, Policy, kinds_of
 from fleetd.jobs.model import MAX_PRIORITY, MAX_RETRIES_LIMIT, MAX_TYPE_LENGTH, MIN_PRIORITY
 from fleetd.jobs.schema import SchemaValidator, compile_schema
 from fleetd.jobs.sealing import check_paths
@@ -42,6 +43,21 @@ class HandlerDefaults:
     priority: int | None = None
     max_retries: int | None = None
     timeout: float | None = None
+    # How the handler runs (fleetd.jobs.isolation): "inline", "thread" or "process".
+    isolation: str = "inline"
+    # Limits of a "process" job's child, 0 = the [isolation] default.
+    memory_mb: int = 0
+    cpu_seconds: int = 0
+    # Error kinds ("memory", "cpu", "timeout", "crash", "error") or exception class
+    # names that are not retried.
+    no_retry: tuple[str, ...] = ("memory",)
+    # Environment variables a "process" child keeps (it gets a clean environment).
+    env: tuple[str, ...] = ()
+
+    def policy(self) -> Policy:
+        """The isolation this handler declares, before the config's overrides."""
+        return Policy(self.isolation, self.memory_mb, self.cpu_seconds,
+                      kinds_of(self.no_retry), tuple(self.env))  # fmt: skip
 
 
 @runtime_checkable
@@ -111,6 +127,10 @@ def check_handler(handler: object) -> SchemaValidator | None:
         raise InvalidHandler(f"{job_type}: default max_retries must be 0-100, got {d.max_retries}")
     if d.timeout is not None and not (math.isfinite(d.timeout) and d.timeout > 0):
         raise InvalidHandler(f"{job_type}: default timeout must be > 0, got {d.timeout}")
+    if d.isolation not in MODES:
+        raise InvalidHandler(f"{job_type}: isolation must be one of {', '.join(MODES)}")
+    if min(d.memory_mb, d.cpu_seconds) < 0:
+        raise InvalidHandler(f"{job_type}: memory_mb and cpu_seconds must be >= 0")
     try:
         check_paths(getattr(handler, "sensitive", ()))
     except ValueError as exc:

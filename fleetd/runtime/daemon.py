@@ -345,7 +345,7 @@ class Daemon:
                     claim_batch=w.claim_batch, lease=w.lease,
                     reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
                     command_timeout=cfg.redis.command_timeout,
-                    log_jobs=cfg.daemon.log_jobs)  # fmt: skip
+                    log_jobs=cfg.daemon.log_jobs, isolation=cfg.isolation)  # fmt: skip
                 self.pool = WorkerPool(
                     e.link, e.scripts, e.queue, e.registry, settings, self.daemon_id, self.metrics,
                     audit=e.audit,

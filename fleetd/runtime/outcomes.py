@@ -81,12 +81,6 @@ def with_run_facts(result: str, elapsed: float, worker_id: str) -> str:
     return json.dumps(parsed, separators=(",", ":"))
 
 
-def retry_delay(job: ClaimedJob) -> float:
-    """Seconds until the retry of `job`'s failed attempt, as the retry policy decides it
-    (fleetd.jobs.retry; spec: 1 s, 4 s, 9 s) and fail.lua is told."""
-    return RETRY.next_delay_ms(job.retry_count, job.id) / 1000
-
-
 @dataclass(slots=True)
 class Outcome:
     kind: str  # complete | fail | abort | release
@@ -96,6 +90,14 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     retryable: bool = True
+    # A handler's RetryAfter (fleetd.jobs.isolation) in ms; None: the retry policy's.
+    delay_ms: int | None = None
+
+    def retry_delay_ms(self) -> int:
+        """The wait before this failed attempt's retry, as fail.lua is told."""
+        if self.delay_ms is not None:
+            return self.delay_ms
+        return RETRY.next_delay_ms(self.job.retry_count, self.job.id)
 
 
 class OutcomeWriter:
@@ -202,7 +204,7 @@ class OutcomeWriter:
             out["fail"] = s.fail(
                 client,
                 [(o.job.id, o.job.token, o.error, o.traceback, o.retryable,
-                  RETRY.next_delay_ms(o.job.retry_count, o.job.id)) for o in failed],
+                  o.retry_delay_ms()) for o in failed],
             )  # fmt: skip
         if aborted := by_kind.get("abort"):
             out["abort"] = s.abort(client, [(o.job.id, o.job.token) for o in aborted])
@@ -232,7 +234,7 @@ class OutcomeWriter:
                 if r > 0:
                     # Claim the retry when it is due, not at the next poll (up to
                     # poll_interval late): fail.lua scheduled it this far out.
-                    self._wake_at_retry(retry_delay(o.job))
+                    self._wake_at_retry(o.retry_delay_ms() / 1000)
 
     def _log_outcome(self, o: Outcome, r: int) -> None:
         """The job's finish line, for an outcome Redis accepted (r as in account): INFO
@@ -254,7 +256,7 @@ class OutcomeWriter:
             # The attempt's duration and the wait before the next one, each named: a
             # bare "retrying after 0.0 ms" (a job type without a handler here fails in
             # no time) read as a retry with no delay.
-            delay = retry_delay(job)
+            delay = o.retry_delay_ms() / 1000
             extra["retry_in_ms"] = round(delay * 1000)
             log_record(log, level,
                        "job %s (%s) failed after %.1f ms, attempt %d, next attempt in %g s: %s",

@@ -1,6 +1,10 @@
 """Running one claimed job: `JobRunner.run(entry)` finds its handler, opens sealed data,
-builds its JobContext, runs the handler inside the entry's cancel scope, and turns what
-happened into an `Outcome` for the completion batcher (fleetd.runtime.outcomes).
+builds its JobContext, runs the handler inside the entry's cancel scope — inline, or
+through the sandbox (fleetd.runtime.sandbox) in a thread or a child process, as the
+type's isolation policy says (fleetd.jobs.isolation, resolved once per type) — and
+turns what happened into an `Outcome` for the completion batcher
+(fleetd.runtime.outcomes): the error's kind opens its text (`timeout: …`), the
+policy decides whether it is retried, and a RetryAfter sets the retry's delay.
 
 `Running` is a job a pool holds: its cancel scope carries both the time limit and stop
 requests, and `reason` tells them apart (cancel, lost lease, shutdown; None with a
@@ -17,18 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
 
 from fleetd.backend.scripts import ClaimedJob
 from fleetd.config.durations import format_duration
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs.context import JobContext, JobServices
 from fleetd.jobs.errors import PermanentError
-from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.handlers import Handler, HandlerRegistry
+from fleetd.jobs.isolation import ERROR, TIMEOUT, Overrides, Policy, RetryAfter, resolve
 from fleetd.jobs.sealing import Sealer, open_claimed
 from fleetd.runtime.outcomes import Outcome
+from fleetd.runtime.sandbox import ChildResult, Sandbox
 from fleetd.workflows.start import start_node
 
 __all__ = ["JobRunner", "Running"]
@@ -41,6 +48,8 @@ MAX_ERROR_CHARS = 2000
 MAX_TRACEBACK_CHARS = 8000
 # Built once: json.dumps with options constructs an encoder on every call.
 _encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
+# The policy of a job type this daemon has no handler for (it fails before it runs).
+_INLINE = Policy()
 
 
 @dataclass(slots=True, eq=False)
@@ -75,8 +84,23 @@ class JobRunner:
         *,
         job_timeout: float,
         daemon_id: str,
+        isolation: IsolationConfig | None = None,
     ) -> None:
+        """`isolation`: the config's [isolation]; None runs every type inline."""
         self.registry = registry
+        sandbox = None
+        if isolation is not None:
+            level = logging.getLogger("fleetd").getEffectiveLevel()
+            sandbox = Sandbox(isolation, registry.artifacts_dir, level)
+        overrides = Overrides.of(isolation) if isolation is not None else None
+        self.sandbox = sandbox
+        # Each type's isolation, resolved once (fleetd.jobs.isolation).
+        self.policies: dict[str, Policy] = {}
+        for job_type in registry.types():
+            handler = registry.require(job_type)
+            declared = handler.defaults.policy()
+            policy = resolve(job_type, declared, overrides) if overrides else declared
+            self.policies[job_type] = policy if sandbox else replace(policy, mode="inline")
         self._sealer = sealer
         # What every job's JobContext shares: built once, not per job.
         self._services = services
@@ -85,6 +109,13 @@ class JobRunner:
         # Plugins' lifecycle hooks, resolved once: None when no plugin implements any,
         # so a job then costs no hook call at all.
         self._hooks = registry.hooks
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The sandbox's service (warm children), for the pool's service nursery."""
+        if self.sandbox is None:
+            task_status.started()
+            return
+        await self.sandbox.run(self.policies.values(), task_status=task_status)
 
     async def run(self, entry: Running, start: float) -> Outcome | None:
         """The job's outcome; None when there is nothing to write (its lease was lost:
@@ -123,27 +154,59 @@ class JobRunner:
                 "job %s (%s) started, attempt %d", job.id, job.type, job.attempts,
                 extra={"job_id": job.id, "job_type": job.type, "attempt": job.attempts},
             )  # fmt: skip
+        policy = self.policies.get(job.type) or _INLINE
         with scope:
             try:
-                result = ctx.finish(await handler.run(ctx, data))
-                finished = True
+                if policy.mode == "inline":
+                    result = ctx.finish(await handler.run(ctx, data))
+                    finished = True
+                else:
+                    outcome = self._isolated(
+                        job, start, policy, await self._run_isolated(policy, handler, data, ctx)
+                    )
             except PermanentError as exc:
                 outcome = self._failure(job, start, exc, retryable=False)
-            except Exception as exc:
+            except RetryAfter as exc:
                 outcome = self._failure(job, start, exc, retryable=True)
+                outcome.delay_ms = int(exc.seconds * 1000)
+            except Exception as exc:
+                retryable = policy.retryable(ERROR, type(exc).__name__)
+                outcome = self._failure(job, start, exc, retryable=retryable)
         elapsed = trio.current_time() - start
         if finished:
             outcome = self._success(job, elapsed, result)
         elif outcome is None and entry.reason is None:
-            outcome = Outcome(
-                "fail", job, elapsed, error=f"timed out after {format_duration(timeout)}"
-            )
+            error = f"{TIMEOUT}: timed out after {format_duration(timeout)}"
+            retry = policy.retryable(TIMEOUT)
+            outcome = Outcome("fail", job, elapsed, error=error, retryable=retry)
         elif outcome is None and entry.reason == "cancel":
             outcome = Outcome("abort", job, elapsed)
         elif outcome is None and entry.reason == "shutdown":
             outcome = Outcome("release", job, elapsed)
         # reason "lost": another daemon owns the job now; write nothing.
         return outcome
+
+    async def _run_isolated(
+        self, policy: Policy, handler: Handler, data: dict[str, Any], ctx: JobContext
+    ) -> ChildResult:
+        assert self.sandbox is not None  # policies are all inline without one
+        if policy.mode == "process":
+            return await self.sandbox.run_process(policy, handler, ctx.job, data, ctx)
+        return await self.sandbox.run_thread(handler, ctx.job, data, ctx)
+
+    @staticmethod
+    def _isolated(job: ClaimedJob, start: float, policy: Policy, r: ChildResult) -> Outcome:
+        """The outcome of a thread or process attempt."""
+        elapsed = trio.current_time() - start
+        if r.result is not None:
+            return Outcome("complete", job, elapsed, result=r.result)
+        retryable = r.retryable
+        if retryable is None:
+            retryable = policy.retryable(r.kind or ERROR, r.exc_name)
+        delay = None if r.retry_after is None else int(r.retry_after * 1000)
+        log.debug("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, r.error)
+        return Outcome("fail", job, elapsed, error=r.error, traceback=r.traceback,
+                       retryable=retryable, delay_ms=delay)  # fmt: skip
 
     def _success(self, job: ClaimedJob, elapsed: float, result: Any) -> Outcome:
         if result is None:

@@ -45,6 +45,7 @@ from fleetd.audit.backlog import AuditSink
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import ClaimedJob, ClaimResult, Scripts
 from fleetd.config.durations import format_duration
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs.context import JobServices
 from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.handlers import HandlerRegistry
@@ -86,6 +87,7 @@ class PoolSettings:
     command_timeout: float
     # One INFO line per finished job ([daemon] log_jobs); start lines are DEBUG.
     log_jobs: bool = True
+    isolation: IsolationConfig | None = None  # None: every job type runs inline
 
 
 class WorkerPool:
@@ -116,12 +118,9 @@ class WorkerPool:
             redis=self._handler_redis, audit=audit,
         )  # fmt: skip
         self._runner = JobRunner(
-            registry,
-            queue.ops.sealer,
-            services,
-            job_timeout=settings.job_timeout,
-            daemon_id=daemon_id,
-        )
+            registry, queue.ops.sealer, services, job_timeout=settings.job_timeout,
+            daemon_id=daemon_id, isolation=settings.isolation,
+        )  # fmt: skip
         self._writer = OutcomeWriter(
             link,
             scripts,
@@ -210,6 +209,7 @@ class WorkerPool:
             services.start_soon(self._leases.renew_loop)
             services.start_soon(self._leases.control_loop)
             services.start_soon(self._buffer_janitor)
+            await services.start(self._runner.serve)  # warm children of process jobs
             async with trio.open_nursery() as jobs:
                 self._jobs = jobs
                 task_status.started()

@@ -8,6 +8,7 @@ from typing import Any
 import trio
 from api_client import PREFIX, Api, api_config, auth, running_api
 from prometheus_client.parser import text_string_to_metric_families
+from sandbox_handlers import Sandboxed
 
 from fleetd.config import Config
 from fleetd.engine import build_registry
@@ -29,6 +30,8 @@ class Flaky(JobHandler):
     async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("fail"):
             raise PermanentError("no")
+        if data.get("stall"):
+            await trio.sleep_forever()
         return {}
 
 
@@ -67,6 +70,22 @@ async def test_metrics_count_outcomes_depth_and_requests(config: Config) -> None
         ) == 2  # fmt: skip
         # Anonymous scrapes are refused unless [http] metrics_auth = false.
         assert (await api.client.get("/metrics")).status_code == 401
+
+
+async def test_metrics_count_failed_attempts_by_error_kind(config: Config) -> None:
+    registry = build_registry(config)
+    registry.register(Flaky(), source="tests")
+    registry.register(Sandboxed(), source="tests")
+    async with running_api(api_config(config), roles=("api", "worker"), registry=registry) as api:
+        crash = {"type": "sandboxed", "data": {"do": "exit"}, "max_retries": 0}
+        stall = {"type": "flaky", "data": {"stall": True}, "timeout": "100ms", "max_retries": 0}
+        for body in (crash, stall):
+            await api.wait_status((await api.enqueue(body))["job_id"], "failed", limit=30)
+        with trio.fail_after(5):
+            while await metric(api, "fleetd_jobs_failed_total", type="flaky") < 1:
+                await trio.sleep(0.05)
+        assert await metric(api, "fleetd_job_errors_total", type="sandboxed", kind="crash") == 1
+        assert await metric(api, "fleetd_job_errors_total", type="flaky", kind="timeout") == 1
 
 
 async def test_queue_depth_by_type_and_public_metrics(config: Config) -> None:

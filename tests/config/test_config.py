@@ -140,6 +140,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "replay_batch": 500,
         "replay_interval": "1s",
     },
+    "isolation": {
+        "modes": [],
+        "memory_mb": 2048,
+        "memory": [],
+        "cpu_seconds": 0,
+        "cpu": [],
+        "no_retry": [],
+        "max_children": 4,
+        "max_jobs_per_child": 1000,
+        "idle_timeout": "5m",
+        "scratch_dir": "",
+    },
 }
 
 

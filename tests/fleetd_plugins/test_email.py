@@ -237,7 +237,7 @@ async def test_never_sent_twice_when_the_attempt_fails_after_acceptance(
             {"type": "email_notification", "data": MAIL, "timeout": "1s"}
         )
         retrying = await wait_status(engine, r.job_id, JobStatus.RETRYING)
-        assert retrying.error.startswith("timed out after 1s")
+        assert retrying.error.startswith("timeout: timed out after 1s")
         server.quit_stall = 0.0
         job = await wait_status(engine, r.job_id, JobStatus.COMPLETED)
     assert job.attempts == 2

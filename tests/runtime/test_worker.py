@@ -55,7 +55,7 @@ async def test_timeout_is_a_failed_attempt_and_retried(config: Config) -> None:
             {"type": "noop", "data": {"sleep_ms": 5000}, "timeout": "200ms", "max_retries": 1}
         )
         job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=10)
-    assert job.error == "timed out after 200ms"
+    assert job.error == "timeout: timed out after 200ms"
     assert job.attempts == 2
     assert [e["type"] for e in events_of(engine, r.job_id)] == [
         "job.enqueued", "job.started", "job.retrying", "job.started", "job.failed",

@@ -133,7 +133,9 @@ class DataExportHandler(JobHandler):
     description = "Export vehicles, drivers, trips or GPS tracks as CSV, JSON or XLSX"
     schema = SCHEMA
     # A million GPS points take ~5 s as CSV and ~40 s as XLSX; an hour covers far more.
-    defaults = HandlerDefaults(timeout=3600.0)
+    # A child process of its own, as report_generation: an export's memory and CPU are
+    # the child's, and a runaway one is killed without touching the daemon.
+    defaults = HandlerDefaults(timeout=3600.0, isolation="process")
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source

@@ -94,7 +94,9 @@ class ReportGenerationHandler(JobHandler):
     description = "Fleet summary, driver performance, fuel or maintenance report (JSON/CSV/XLSX)"
     schema = SCHEMA
     # One aggregate query per table: seconds on millions of rows.
-    defaults = HandlerDefaults(timeout=600.0)
+    # A child process of its own (docs/PLUGINS.md, "Isolation modes"): a report over a
+    # big fleet must not take the daemon's memory or its event loop with it.
+    defaults = HandlerDefaults(timeout=600.0, isolation="process")
 
     def __init__(self, source: FleetData, config: Config) -> None:
         self.source = source

@@ -1,0 +1,71 @@
+"""The `[isolation]` config section: how job types run (fleetd.jobs.isolation) and the
+limits of their sandboxes (fleetd.runtime.sandbox), each key declared once with
+`setting()`; gathered into `Config` by fleetd.config.model.
+
+Per-type keys are lists of `"<job type>=<value>"` entries (`"*"` for every type): a
+handler declares its own mode, limits and retry policy (`HandlerDefaults`), an entry
+here overrides it for one deployment without touching the plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.config.settings import MINUTE, SECOND, setting
+
+__all__ = ["MODES", "IsolationConfig", "check_entries"]
+
+
+# The modes of fleetd.jobs.isolation (the config package imports nothing of fleetd.jobs).
+MODES = ("inline", "thread", "process")
+
+
+def check_entries(entries: tuple[str, ...], kind: str) -> str | None:
+    """Every entry is `<job type>=<value>` and its value is a `kind` ("mode", "int",
+    "kinds": a comma list)."""
+    for entry in entries:
+        job_type, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not job_type or not value:
+            return f"{entry!r} is not '<job type>=<value>'"
+        if kind == "mode" and value not in MODES:
+            return f"{job_type}: mode must be one of {', '.join(MODES)}, got {value!r}"
+        if kind == "int" and not (value.isdigit() and int(value) < 2**31):
+            return f"{job_type}: must be a whole number, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class IsolationConfig:
+    modes: tuple[str, ...] = setting(
+        (), "per type: inline, thread or process, e.g. 'data_export=process'",
+        check=lambda v: check_entries(v, "mode"),
+    )  # fmt: skip
+    # 2 GiB: RLIMIT_AS counts address space, not resident memory (a child exporting a
+    # million GPS rows to XLSX had 82 MB resident in 161 MB of address space;
+    # bench/export_memory.py --sandboxed), and each thread reserves its stack and arena.
+    memory_mb: int = setting(
+        2048, "address-space limit of a process job's child in MiB; 0 = none", min=0
+    )
+    memory: tuple[str, ...] = setting(
+        (), "per type: memory limit in MiB, e.g. 'report_generation=1024'",
+        check=lambda v: check_entries(v, "int"),
+    )  # fmt: skip
+    cpu_seconds: int = setting(0, "CPU-time limit of one process job in seconds; 0 = none", min=0)
+    cpu: tuple[str, ...] = setting(
+        (), "per type: CPU-time limit in seconds, e.g. 'data_export=600'",
+        check=lambda v: check_entries(v, "int"),
+    )  # fmt: skip
+    no_retry: tuple[str, ...] = setting(
+        (), "per type: error kinds not retried, e.g. 'data_export=memory,crash'",
+        check=lambda v: check_entries(v, "kinds"),
+    )  # fmt: skip
+    max_children: int = setting(4, "process jobs running at once in this daemon", min=1, max=1024)
+    # A warm child is reused; after this many jobs it is replaced, so whatever a handler
+    # leaked (memory, file handles, module state) goes with it. A new child costs ~0.5 s
+    # of CPU (a fresh interpreter importing fleetd), 3-5 s of wall time on a loaded 2-core
+    # box: every 100 jobs that was ~40 ms a job (bench/isolation.py), every 1,000 ~4 ms.
+    max_jobs_per_child: int = setting(1000, "jobs a warm child runs before it is replaced", min=1)
+    idle_timeout: float = setting(
+        5 * MINUTE, "an idle warm child exits after this long", kind="duration", min=SECOND
+    )
+    scratch_dir: str = setting("", "per-job working directories; '' = the system's temp dir")

@@ -1,0 +1,196 @@
+"""Isolated jobs (fleetd.runtime.sandbox) in a worker pool in this process, against the
+real test redis-server, with real child processes: resource errors classified and
+retried per policy, kills on timeout and cancel, a clean environment and scratch
+directory, progress and artifacts from the child, thread isolation."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from pool import events_of, registry_with, running_pool, wait_status
+from sandbox_handlers import SECRETS, Sandboxed, Threaded
+
+from fleetd.config import Config
+from fleetd.config.isolation_section import IsolationConfig
+from fleetd.engine import Engine
+from fleetd.jobs.model import JobStatus
+
+# A child starts in ~0.3-1 s (a fresh interpreter importing fleetd); generous bounds.
+LIMIT = 30
+
+
+def isolation(tmp_path: Path, **changes: Any) -> IsolationConfig:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return IsolationConfig(scratch_dir=str(scratch), **changes)
+
+
+def registry(tmp_path: Path) -> Any:
+    reg = registry_with(Sandboxed(), Threaded())
+    reg.artifacts_dir = tmp_path / "artifacts"
+    return reg
+
+
+async def run_one(
+    config: Config, tmp_path: Path, data: dict[str, Any], *statuses: JobStatus, **job: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    iso = job.pop("isolation", None) or isolation(tmp_path)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": job.pop("type", "sandboxed"), "data": data, **job})
+        done = await wait_status(engine, r.job_id, *statuses, limit=LIMIT)
+        return done, events_of(engine, r.job_id)
+
+
+def rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
+    config: Config, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = {"do": "progress", "scratch": True}
+    job, events = await run_one(config, tmp_path, data, JobStatus.COMPLETED)
+    # The handler's log line, written by the child to the stderr it shares with us.
+    assert f"hello from pid {job.result['pid']}" in capfd.readouterr().err
+    assert job.result["pid"] != os.getpid()
+    scratch = Path(job.result["cwd"])
+    assert scratch.parent == tmp_path / "scratch"
+    assert not scratch.exists()  # removed after the job
+    assert list((tmp_path / "scratch").iterdir()) == []
+    artifact = job.result["artifacts"][0]
+    assert artifact["name"] == "out.txt"
+    assert Path(artifact["path"]).read_text() == "made in a child\n"
+    progress = [e for e in events if e["type"] == "job.progress"]
+    assert progress and progress[0]["data"]["percent"] == 40
+
+
+async def test_memory_hog_is_resource_exhausted_and_not_retried(
+    config: Config, tmp_path: Path
+) -> None:
+    before = rss_kib()
+    job, events = await run_one(config, tmp_path, {"do": "hog"}, JobStatus.FAILED)
+    assert job.error.startswith("resource_exhausted: memory"), job.error
+    assert job.attempts == 1 and job.retry_count == 0  # memory exhaustion: no retry
+    assert events[-1]["type"] == "job.failed"
+    assert events[-1]["data"]["error"].startswith("resource_exhausted: memory")
+    # The hog filled 512 MiB in its child; this process (the daemon) grew by far less.
+    assert rss_kib() - before < 100 * 1024
+
+
+async def test_other_jobs_complete_while_a_child_fills_its_memory(
+    config: Config, tmp_path: Path
+) -> None:
+    iso = isolation(tmp_path)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        hog = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "hog"}})
+        await wait_status(engine, hog.job_id, JobStatus.PROCESSING)
+        before = rss_kib()
+        done = []
+        for _ in range(20):  # inline no-ops, one after the other, while the hog grows
+            r = await engine.queue.enqueue({"type": "noop", "data": {}})
+            done.append(await wait_status(engine, r.job_id, JobStatus.COMPLETED))
+        failed = await wait_status(engine, hog.job_id, JobStatus.FAILED, limit=LIMIT)
+    assert len(done) == 20
+    assert failed.error.startswith("resource_exhausted: memory")
+    assert rss_kib() - before < 100 * 1024
+
+
+async def test_cpu_loop_is_killed_at_its_cpu_limit(config: Config, tmp_path: Path) -> None:
+    job, _ = await run_one(
+        config, tmp_path, {"do": "spin"}, JobStatus.FAILED, max_retries=0, timeout="60s"
+    )
+    assert job.error.startswith("resource_exhausted: cpu"), job.error
+
+
+async def test_blocked_child_is_killed_when_its_timeout_passes(
+    config: Config, tmp_path: Path
+) -> None:
+    with trio.fail_after(LIMIT):  # far below the handler's 3600 s sleep
+        job, events = await run_one(
+            config, tmp_path, {"do": "sleep"}, JobStatus.FAILED, max_retries=0, timeout="1s"
+        )
+    assert job.error == "timeout: timed out after 1s"
+    assert events[-1]["data"]["error"] == "timeout: timed out after 1s"
+
+
+async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
+    config: Config, tmp_path: Path
+) -> None:
+    iso = isolation(tmp_path, max_children=1)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "env"}})
+        first = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        pid = first.result["pid"]
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "sleep"}})
+        await wait_status(engine, r.job_id, JobStatus.PROCESSING)
+        await trio.sleep(0.5)  # the child is inside time.sleep now
+        await engine.queue.cancel(r.job_id)
+        await wait_status(engine, r.job_id, JobStatus.CANCELLED, limit=10)
+        with pytest.raises(ProcessLookupError):  # the warm child that ran it: killed
+            for _ in range(100):
+                os.kill(pid, 0)
+                await trio.sleep(0.05)
+        # The one slot is free again: the next job runs.
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+
+
+async def test_os_exit_is_a_crash_and_retried(config: Config, tmp_path: Path) -> None:
+    job, events = await run_one(config, tmp_path, {"do": "exit"}, JobStatus.FAILED, max_retries=1)
+    assert job.error == "crash: the job's process exited with code 3"
+    assert job.attempts == 2  # retried once, per the default policy
+    assert [e["type"] for e in events].count("job.retrying") == 1
+
+
+async def test_no_retry_policy_from_config(config: Config, tmp_path: Path) -> None:
+    iso = isolation(tmp_path, no_retry=("sandboxed=crash",))
+    job, _ = await run_one(
+        config, tmp_path, {"do": "exit"}, JobStatus.FAILED, max_retries=2, isolation=iso
+    )
+    assert job.attempts == 1
+
+
+async def test_retry_after_sets_the_delay(config: Config, tmp_path: Path) -> None:
+    job, events = await run_one(config, tmp_path, {"do": "retry_after"}, JobStatus.RETRYING)
+    retrying = events[-1]
+    assert retrying["type"] == "job.retrying"
+    assert retrying["data"]["run_at"] - int(retrying["ts"]) == 7000
+    assert "upstream says 421" in job.error
+
+
+async def test_secrets_are_absent_from_the_child(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    iso = isolation(tmp_path, max_jobs_per_child=1)
+    job, _ = await run_one(config, tmp_path, {"do": "env"}, JobStatus.COMPLETED, isolation=iso)
+    env = job.result["env"]
+    assert not [k for k in env if k.startswith("FLEETD_") or k in SECRETS]
+    assert not [v for v in SECRETS.values() if v in repr(env)]
+    # Nor in the environment block the child process was started with.
+    assert not [v for v in SECRETS.values() if v in job.result["initial"]]
+    assert "PATH" in env
+
+
+async def test_thread_isolation_runs_off_the_trio_thread(config: Config, tmp_path: Path) -> None:
+    job, events = await run_one(
+        config, tmp_path, {"do": "progress", "linger": 0}, JobStatus.COMPLETED, type="threaded"
+    )
+    assert job.result["pid"] == os.getpid()
+    assert [e for e in events if e["type"] == "job.progress"]
+
+
+async def test_without_a_sandbox_every_type_runs_inline(config: Config, tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    async with running_pool(config, reg) as (engine, _pool):
+        data = {"do": "progress", "linger": 0}
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": data})
+        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert job.result["pid"] == os.getpid()
+    assert isinstance(engine, Engine)

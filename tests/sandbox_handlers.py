@@ -1,0 +1,72 @@
+"""Handlers for the isolation tests, in a module of their own: a `process` job's handler
+is pickled to a child, which imports this module by name (tests/ is on its path).
+Blocking the loop is their point: a child's loop runs nothing else."""
+
+# ruff: noqa: ASYNC230, ASYNC251
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import HandlerDefaults
+from fleetd.jobs.isolation import RetryAfter
+
+# Environment variables the secrets test plants in the daemon; none may reach a child.
+SECRETS = {
+    "FLEETD_AUTH_JWT_SECRET": "jwt-secret-" + "x" * 32,
+    "FLEETD_ENCRYPTION_KEYS": "k1:c2VjcmV0LWRhdGEta2V5",
+    "FLEETD_REDIS_URL": "redis://:redis-password@127.0.0.1:1/0",
+    "REDIS_PASSWORD": "redis-password",
+}
+
+
+class Sandboxed:
+    """Does what `data["do"]` says, in a child process (isolation "process")."""
+
+    job_type = "sandboxed"
+    defaults = HandlerDefaults(isolation="process", memory_mb=512, cpu_seconds=2, max_retries=2)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        do = data.get("do", "ok")
+        if do == "hog":  # grows a list of 1 MiB blocks until the address space is full
+            blocks = []
+            while True:
+                blocks.append(bytearray(1024 * 1024))
+        if do == "spin":  # a tight loop that never yields: only the CPU limit stops it
+            n = 0
+            while True:
+                n += 1
+        if do == "sleep":  # blocks in C, deaf to cancellation
+            time.sleep(3600)
+        if do == "exit":
+            os._exit(3)
+        if do == "retry_after":
+            raise RetryAfter(7, "upstream says 421")
+        if do == "fail":
+            raise ValueError("plain failure")
+        if do == "env":
+            with open("/proc/self/environ", "rb") as f:
+                initial = f.read().decode(errors="replace")
+            return {"env": dict(os.environ), "initial": initial, "cwd": os.getcwd(),
+                    "pid": os.getpid()}  # fmt: skip
+        if do == "progress":
+            ctx.logger.warning("hello from pid %d", os.getpid())
+            await ctx.progress(40, "child at 40")
+            await ctx.artifacts.write_text("out.txt", "made in a child\n")
+            if data.get("scratch"):  # the cwd: the job's scratch directory in a child
+                with open("scratch.tmp", "w") as f:
+                    f.write("scratch")
+            time.sleep(float(data.get("linger", 0.5)))  # lets the relay forward it
+            return {"cwd": os.getcwd(), "pid": os.getpid()}
+        return {"pid": os.getpid(), "cwd": os.getcwd()}
+
+
+class Threaded(Sandboxed):
+    job_type = "threaded"
+    defaults = HandlerDefaults(isolation="thread", max_retries=0)
