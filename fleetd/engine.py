@@ -66,6 +66,11 @@ class Engine:
     queue: Queue
     audit: AuditWriter | BackgroundWriter
 
+    def worker_scripts(self) -> Scripts:
+        """The scripts a worker pool claims with: only the job types this process has
+        handlers for, within [limits] (claim only what you can run)."""
+        return self.scripts.for_claims(self.registry.types(), self.config.limits.build().encode())
+
     @classmethod
     def build(cls, cfg: Config, *, daemon: bool, registry: HandlerRegistry | None = None) -> Engine:
         """`daemon=True` opens the configured URL (memory:// becomes the embedded store,

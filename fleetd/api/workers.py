@@ -19,6 +19,7 @@ from fleetd.api import bodies, responses
 from fleetd.api.context import admin, redis, require_platform, state
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.parts import ready_depth
 
 __all__ = ["bp"]
 
@@ -45,7 +46,7 @@ async def worker_health() -> Any:
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
-        return st.ops.daemons(client), int(client.zcard(st.ops.keys.queue))
+        return st.ops.daemons(client), ready_depth(client, st.ops.keys)
 
     daemons, backlog = await redis(read)
     a = st.config.alerts

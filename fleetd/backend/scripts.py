@@ -9,6 +9,7 @@ run them inside one RedisLink hop (several in one hop when they batch).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -49,6 +50,18 @@ class Scripts:
         self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
         s = {st: keys.status(st) for st in JobStatus}
         self._s = s
+        # What claims send beyond the call's own arguments (for_claims): the job types
+        # the daemon has handlers for ('' = every type) and the encoded [limits].
+        self._claim_types = ""
+        self._claim_limits = ""
+
+    def for_claims(self, types: Sequence[str] | None, limits: str) -> Scripts:
+        """These scripts, claiming only jobs of `types` (None: every type) within
+        `limits` (fleetd.jobs.limits.Limits.encode; '' = none)."""
+        bound = copy.copy(self)
+        bound._claim_types = "" if types is None else json.dumps(sorted(types))
+        bound._claim_limits = limits
+        return bound
 
     def all(self) -> list[Script]:
         return list(self._scripts.values())
@@ -81,7 +94,8 @@ class Scripts:
             k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
             k.leases, k.events, k.wake,
         ]  # fmt: skip
-        return keys, [*self._head, count, lease_ms, token, daemon_id]
+        args = [*self._head, count, lease_ms, token, daemon_id, self._claim_types]
+        return keys, [*args, self._claim_limits]
 
     def claim(
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str

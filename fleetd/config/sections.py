@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.datakeys import SealError, parse_key
+from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -34,6 +35,7 @@ __all__ = [
     "ArtifactsConfig",
     "DaemonConfig",
     "EncryptionConfig",
+    "LimitsConfig",
     "MaintenanceConfig",
     "PluginsConfig",
     "RedisConfig",
@@ -267,6 +269,7 @@ CORE_SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
     "redis": RedisConfig,
     "worker": WorkerConfig,
+    "limits": LimitsConfig,
     "maintenance": MaintenanceConfig,
     "scheduler": SchedulerConfig,
     "plugins": PluginsConfig,

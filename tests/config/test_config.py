@@ -56,6 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lease": "30s",
         "max_stalls": 3,
     },
+    "limits": {"types": [], "company_concurrency": 0, "company_rate": ""},
     "maintenance": {
         "interval": "1s",
         "completed_ttl": "168h",
