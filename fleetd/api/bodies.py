@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, MaxLen
 from pydantic import Field
 
-from fleetd.jobs.answer import Body, EnqueueResponse, Job, Shown, Timestamp
+from fleetd.jobs.answer import Body, EnqueueResponse, Job, Omitted, Shown, Timestamp
 from fleetd.jobs.status import JobStatus
 from fleetd.schedules.answer import (
     ScheduledJob,
@@ -87,6 +87,9 @@ class BulkEnqueueResponse(Body):
 class JobResponse(Body):
     job: Job
     status: JobStatus
+    waiting: Omitted[str] = None
+    """Present on a ready pending job that a global limit holds back, or whose type no
+    live daemon has a handler for: why it waits."""
 
 
 class JobList(Body):

@@ -30,6 +30,7 @@ from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs import throughput
 from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
+from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import QueueOps
@@ -173,7 +174,16 @@ async def _get_visible(job_id: str) -> Job:
 @documented("One job", {200: (bodies.JobResponse, "OK")}, "404")
 @admin
 async def get_job(job_id: str) -> Any:
-    return responses.answer(responses.job_answer(await _get_visible(job_id)))
+    _check_id(job_id)
+    st = state()
+    limits = st.config.limits.build()
+
+    def read(client: SyncClient) -> tuple[Job, str | None]:
+        job = _visible(st.ops.get(client, job_id), job_id)
+        return job, read_waiting(client, st.ops.keys, limits, st.ops.daemons(client), job)
+
+    job, waiting = await redis(read)
+    return responses.answer(responses.job_answer(job, waiting))
 
 
 async def _act_on(job_id: str, action: Callable[[QueueOps, SyncClient, str], Any]) -> Any:

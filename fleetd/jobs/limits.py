@@ -7,11 +7,15 @@ the daemons' heartbeats; this module only compares.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
 from fleetd.config.limit_sections import Limit, Limits, parse_limit, parse_types
+from fleetd.jobs.model import Job, JobStatus
 
-__all__ = ["Limit", "Limits", "parse_limit", "parse_types", "waiting_reason"]
+__all__ = ["Limit", "Limits", "parse_limit", "parse_types", "read_waiting", "waiting_reason"]
 
 
 def waiting_reason(
@@ -36,3 +40,31 @@ def waiting_reason(
         if lim.starts and started.get(name, 0) >= lim.starts:
             return f"rate limit of {what}: {lim.starts} starts per {lim.per:g}s reached"
     return None
+
+
+def read_waiting(
+    client: SyncClient, keys: Keys, limits: Limits, daemons: Sequence[Mapping[str, Any]], job: Job
+) -> str | None:
+    """`waiting_reason` of a ready pending job, reading the counts it needs in one
+    pipeline (None for any other job, and while nothing holds it back)."""
+    if job.status is not JobStatus.PENDING or job.worker:
+        return None
+    if job.run_at_ms is not None and client.zscore(keys.delayed, job.id) is not None:
+        return None  # waiting for its run_at, which the answer shows
+    workers = [d for d in daemons if "worker" in d.get("roles", ())]
+    handled = any(job.type in d.get("job_types", ()) for d in workers)
+    fields = limits.for_job(job.type, job.company_id)
+    running: dict[str, int] = {}
+    started: dict[str, int] = {}
+    if fields:
+        sec, usec = client.time()
+        now = int(sec) * 1000 + int(usec) // 1000
+        pipe = client.pipeline(transaction=False)
+        for name, lim in fields:
+            pipe.hget(keys.limits_running, name)
+            pipe.zcount(keys.limits_rate(name), now - int(lim.per * 1000), "+inf")
+        got = pipe.execute()
+        for i, (name, _lim) in enumerate(fields):
+            running[name] = int(got[2 * i] or 0)
+            started[name] = int(got[2 * i + 1])
+    return waiting_reason(limits, job.type, job.company_id, running, started, handled)
