@@ -121,17 +121,20 @@ end
 
 -- End a running job's lease: it leaves `leases` (which is also the index of processing
 -- jobs) and loses its lease fields, plus any `extra` fields named, in one HDEL. The
--- concurrency slots it held (claim.lua, `held`) are given back, and a fetcher woken for
--- the job the slot lets through.
+-- concurrency slots it held (claim.lua, `held`: [[field, limit], ...]) are given back;
+-- a slot of a full limit wakes a fetcher for the job it lets through.
 local function drop_lease(leases, id, k, ...)
   redis.call('ZREM', leases, id)
   local held = redis.call('HGET', k, 'held')
   if held then
     local running = PREFIX .. 'limits:running'
-    for _, field in ipairs(cjson.decode(held)) do redis.call('HINCRBY', running, field, -1) end
-    local wake = PREFIX .. 'wake'
-    redis.call('LPUSH', wake, '1')
-    redis.call('LTRIM', wake, 0, 63)
+    for _, slot in ipairs(cjson.decode(held)) do
+      if redis.call('HINCRBY', running, slot[1], -1) + 1 >= slot[2] then
+        local wake = PREFIX .. 'wake'
+        redis.call('LPUSH', wake, '1')
+        redis.call('LTRIM', wake, 0, 63)
+      end
+    end
   end
   redis.call('HDEL', k, 'lease', 'cancel_requested', 'held', ...)
 end

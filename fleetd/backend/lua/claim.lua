@@ -43,7 +43,9 @@ local running_key = PREFIX .. 'limits:running'
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
 
--- The limits of a part: a list of {field, concurrency, starts, per ms}.
+-- The limits of a part: a list of {field, concurrency, starts, per ms}, and `held`: the
+-- JSON its jobs carry, [[field, concurrency], ...] of the concurrency limits (read back
+-- by drop_lease), or nil.
 local part_limits = {}
 local function limits_of(part, jtype, company)
   local got = part_limits[part]
@@ -54,45 +56,71 @@ local function limits_of(part, jtype, company)
     if t then got[#got + 1] = {'t:' .. jtype, t[1], t[2], t[3]} end
     local c = limits.c
     if c and company ~= '' then got[#got + 1] = {'c:' .. company, c[1], c[2], c[3]} end
+    local held = {}
+    for i = 1, #got do
+      if got[i][2] > 0 then held[#held + 1] = {got[i][1], got[i][2]} end
+    end
+    if #held > 0 then got.held = cjson.encode(held) end
   end
   part_limits[part] = got
   return got
 end
+
+-- Room left per limit field in this call: read once, then counted down locally; the
+-- starts are written once per field at the end (count_starts).
+local avail = {}
+local started = {}
 
 -- How many more jobs of a part the limits let start now.
 local function room(lims)
   local r = count
   for i = 1, #lims do
     local l = lims[i]
-    if l[2] > 0 then
-      r = math.min(r, l[2] - tonumber(redis.call('HGET', running_key, l[1]) or 0))
+    local a = avail[l[1]]
+    if a == nil then
+      a = count
+      if l[2] > 0 then
+        a = math.min(a, l[2] - tonumber(redis.call('HGET', running_key, l[1]) or 0))
+      end
+      if l[3] > 0 then
+        local rk = PREFIX .. 'limits:rate:' .. l[1]
+        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
+        a = math.min(a, l[3] - redis.call('ZCARD', rk))
+      end
+      avail[l[1]] = a
     end
-    if l[3] > 0 then
-      local rk = PREFIX .. 'limits:rate:' .. l[1]
-      redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
-      r = math.min(r, l[3] - redis.call('ZCARD', rk))
-    end
+    r = math.min(r, a)
   end
   return r
 end
 
--- Count one start against a part's limits; returns the concurrency fields held (JSON).
+-- Count one start against a part's limits (written by count_starts).
 local function take(lims, id, attempts)
-  local held = {}
   for i = 1, #lims do
     local l = lims[i]
-    if l[2] > 0 then
-      redis.call('HINCRBY', running_key, l[1], 1)
-      held[#held + 1] = l[1]
+    avail[l[1]] = avail[l[1]] - 1
+    local st = started[l[1]]
+    if not st then
+      st = {lim = l, n = 0, log = {}}
+      started[l[1]] = st
     end
+    st.n = st.n + 1
     if l[3] > 0 then
-      local rk = PREFIX .. 'limits:rate:' .. l[1]
-      redis.call('ZADD', rk, now, id .. ':' .. attempts)
+      st.log[#st.log + 1] = now; st.log[#st.log + 1] = id .. ':' .. attempts
+    end
+  end
+end
+
+local function count_starts()
+  for field, st in pairs(started) do
+    local l = st.lim
+    if l[2] > 0 then redis.call('HINCRBY', running_key, field, st.n) end
+    if l[3] > 0 then
+      local rk = PREFIX .. 'limits:rate:' .. field
+      zadd_all(rk, st.log)
       redis.call('PEXPIRE', rk, l[4])
     end
   end
-  if #held == 0 then return nil end
-  return cjson.encode(held)
 end
 
 local function split_part(part)
@@ -117,12 +145,14 @@ local function claim_job(id, lims)
   local job, status = read_claimed(k, id)
   if not job or status ~= 'pending' then return false end
   local attempts = tonumber(job.attempts) + 1
-  redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
-    'attempts', attempts, 'lease', token, 'worker', worker)
-  if #lims > 0 then
-    local held = take(lims, id, attempts)
-    if held then redis.call('HSET', k, 'held', held) end
+  if lims.held then
+    redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
+      'attempts', attempts, 'lease', token, 'worker', worker, 'held', lims.held)
+  else
+    redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
+      'attempts', attempts, 'lease', token, 'worker', worker)
   end
+  if #lims > 0 then take(lims, id, attempts) end
   redis.call('ZREM', pending_idx, id)
   redis.call('ZADD', leases, deadline, id)
   emit(events, 'job.started', id, job.type, job.company_id, 'processing', now,
@@ -157,8 +187,8 @@ for _ = 1, MAX_SCANS do
     if band or #idx < SCAN * 2 then break end
   end
   if not band then break end
-  -- Round robin: one job per part per round while the part's head is of this priority;
-  -- a part alone in its priority gives all it may in one call.
+  -- Round robin: each part of this priority gives its share of what is left to take,
+  -- round after round while its head is of this priority.
   local below = '(' .. int((band + 1) * SEQ_SPAN)
   while #turns > 0 and #jobs < count do
     local still = {}
@@ -166,8 +196,8 @@ for _ = 1, MAX_SCANS do
       if #jobs >= count then break end
       local part, lims = p[1], p[2]
       local pk = part_key(part)
-      local want = 1
-      if #turns == 1 then want = count - #jobs end
+      -- An equal share of what is left to take (FIFO within the part).
+      local want = math.ceil((count - #jobs) / #turns)
       if #lims > 0 then want = math.min(want, room(lims)) end
       local ids = {}
       if want > 0 then
@@ -200,6 +230,7 @@ for _ = 1, MAX_SCANS do
     turns = still
   end
 end
+count_starts()
 -- Nothing left to take: stale wake tokens would only cause empty claims.
 if redis.call('EXISTS', queue) == 0 then redis.call('DEL', wake) end
 local encoded, data = encode_claimed(jobs)
