@@ -217,3 +217,16 @@ def test_waiting_reason_names_what_holds_a_job() -> None:
                                             {}, handled=True) or "")  # fmt: skip
     assert "company 'A'" in (waiting_reason(limits, "noop", "A", {"c:A": 5}, {}, True) or "")
     assert waiting_reason(limits, "noop", "A", {"c:A": 4}, {}, True) is None
+
+
+def test_jobs_queued_by_a_version_before_parts_are_adopted(engine: Engine) -> None:
+    """Before parts, `queue` held job ids: a claim moves each to its part, in place."""
+    ids = enqueue(engine, [{"type": "noop", "company_id": "A"}] * 3)
+    c, k = engine.link.client, engine.keys
+    part = part_name("noop", "A")
+    legacy = c.zrange(k.ready(part), 0, -1, withscores=True)
+    c.delete(k.ready(part), k.queue)
+    c.zadd(k.queue, dict(legacy))  # the old layout: job id → score
+    assert [j.id for j in claim(engine.scripts, engine, 2)] == ids[:2]
+    assert c.zrange(k.queue, 0, -1) == [part]
+    assert [j.id for j in claim(engine.scripts, engine, 2)] == ids[2:]

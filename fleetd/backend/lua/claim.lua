@@ -129,6 +129,16 @@ local function split_part(part)
   return rest:sub(1, n), rest:sub(n + 2)
 end
 
+local function adopt(id, score)
+  redis.call('ZREM', queue, id)
+  local h = redis.call('HMGET', job_key(id), 'status', 'type', 'company_id')
+  if h[1] == 'pending' then
+    local part = part_of(h[2], h[3])
+    redis.call('ZADD', part_key(part), score, id)
+    redis.call('ZADD', queue, 'LT', score, part)
+  end
+end
+
 local function band_of(score)
   return math.floor(tonumber(score) / SEQ_SPAN)
 end
@@ -166,14 +176,19 @@ for _ = 1, MAX_SCANS do
   if #jobs >= count then break end
   -- The parts of the best priority that this daemon may serve now, in turn order, a
   -- page of the index at a time past the parts it must skip.
-  local band, turns = nil, {}
+  local band, turns, adopted = nil, {}, false
   for page = 0, MAX_PAGES - 1 do
     local idx = redis.call('ZRANGE', queue, page * SCAN, page * SCAN + SCAN - 1, 'WITHSCORES')
     for i = 1, #idx, 2 do
       local part = idx[i]
       local b = band_of(idx[i + 1])
       if band and b ~= band then break end
-      if not skipped[part] then
+      if not part:match('^%d+:') then
+        -- A job id filed by a version before parts (one `queue` zset of jobs): moved
+        -- to its part, keeping its place (its score); the next scan sees the part.
+        adopt(part, idx[i + 1])
+        adopted = true
+      elseif not skipped[part] then
         local jtype, company = split_part(part)
         local lims = limits_of(part, jtype, company)
         if (handles == nil or handles[jtype]) and (#lims == 0 or room(lims) > 0) then
@@ -186,10 +201,10 @@ for _ = 1, MAX_SCANS do
     end
     if band or #idx < SCAN * 2 then break end
   end
-  if not band then break end
+  if not band and not adopted then break end
   -- Round robin: each part of this priority gives its share of what is left to take,
   -- round after round while its head is of this priority.
-  local below = '(' .. int((band + 1) * SEQ_SPAN)
+  local below = '(' .. int(((band or 0) + 1) * SEQ_SPAN)
   while #turns > 0 and #jobs < count do
     local still = {}
     for _, p in ipairs(turns) do
