@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from fleetd.jobs.artifacts import Artifact, ArtifactStore
     from fleetd.jobs.context import JobContext
     from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
-    from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
+    from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError, QuotaExceeded
     from fleetd.jobs.handlers import HandlerRegistry
     from fleetd.jobs.model import (
         EnqueueRequest,
@@ -61,6 +61,7 @@ _EXPORTS = {
     "DuplicateJobType": "fleetd.jobs.errors",
     "InvalidHandler": "fleetd.jobs.errors",
     "PermanentError": "fleetd.jobs.errors",
+    "QuotaExceeded": "fleetd.jobs.errors",
     "HandlerRegistry": "fleetd.jobs.handlers",
     "EnqueueRequest": "fleetd.jobs.model",
     "FieldError": "fleetd.jobs.model",
@@ -107,6 +108,7 @@ __all__ = [
     "PluginError",
     "Priority",
     "Queue",
+    "QuotaExceeded",
     "ScheduleConflict",
     "ScheduleDefinition",
     "ScheduleNotFound",

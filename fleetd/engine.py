@@ -96,7 +96,8 @@ class Engine:
             max_data_bytes=cfg.http.max_body_size,
             max_data_depth=cfg.http.max_json_depth,
         )
-        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg))
+        quota = cfg.limits.build().encode_quota(registry.types())
+        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg), quota)
         trail = AuditTrail(
             AuditStore(keys, scripts, cfg.http.audit_maxlen),
             AuditSpool(cfg.state_dir / SPOOL_NAME),

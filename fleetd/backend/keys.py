@@ -82,6 +82,16 @@ class Keys:
         concurrency limit (claim.lua counts up, every way out of processing down)."""
         return f"{self.prefix}limits:running"
 
+    @property
+    def quota_refused(self) -> str:
+        """Hash company → enqueues refused by its quotas (enqueue.lua), for the alert."""
+        return f"{self.prefix}quota:refused"
+
+    def quota_rate(self, window: int, company_id: str) -> str:
+        """String: a company's enqueues in one fixed window of its enqueue-rate quota
+        (`window` = Redis ms // the window's ms; expires after two windows)."""
+        return f"{self.prefix}quota:rate:{window}:{company_id}"
+
     def limits_rate(self, field: str) -> str:
         """Zset of the starts within a rate limit's window (`field` as in limits_running),
         scored by start ms."""

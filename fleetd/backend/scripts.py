@@ -18,6 +18,7 @@ from typing import Any
 from fleetd.backend.codec import ClaimedJob, ClaimResult, JobRow, decode_claim, encode_row
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import Script, SyncClient
+from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import JobStatus
 
 # ClaimedJob and ClaimResult are defined by the codec; re-exported for their users.
@@ -34,6 +35,18 @@ _NAMES = (
     "cancel", "reset", "progress", "prune", "heartbeat",
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
 )  # fmt: skip
+
+
+def quota_refusal(reply: Sequence[Any]) -> QuotaExceeded:
+    """enqueue.lua's refusal (company, quota, limit, retry ms per company) as the error
+    of its first company, with `companies` naming every one refused."""
+    it = iter(reply)
+    refused = [(str(c), str(q), int(lim), int(ms)) for c, q, lim, ms in zip(it, it, it, it,
+                                                                          strict=True)]  # fmt: skip
+    company, quota, limit, retry_ms = refused[0]
+    err = QuotaExceeded(company, quota, limit, max(retry_ms, 1) / 1000)
+    err.companies = [c for c, *_ in refused]
+    return err
 
 
 def _read(name: str) -> str:
@@ -72,14 +85,20 @@ class Scripts:
     # -- enqueue / claim -------------------------------------------------------------
 
     def enqueue(
-        self, client: SyncClient, rows: Sequence[JobRow]
+        self, client: SyncClient, rows: Sequence[JobRow], quota: str = ""
     ) -> list[tuple[str, str, bool, int]]:
-        """Returns per job (id, status, duplicate, created_at ms)."""
+        """Returns per job (id, status, duplicate, created_at ms). `quota`: the
+        companies' quotas (Limits.encode_quota); a company over one raises
+        QuotaExceeded and nothing of the call is stored."""
         k = self.keys
         args: list[Any] = [len(rows), WAKE_TOKEN_CAP, *map(encode_row, rows)]
+        if quota:
+            args.append(quota)
         keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
         reply = self._run(client, "enqueue", keys, args)
         now = int(reply[0])
+        if now == -1:
+            raise quota_refusal(reply[1:])
         out = [(row.id, "pending", False, now) for row in rows]
         it = iter(reply[1:])  # the duplicates only (see enqueue.lua)
         for pos, job_id, status, created in zip(it, it, it, it, strict=True):

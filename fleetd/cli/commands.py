@@ -115,7 +115,7 @@ def _error_lines(exc: Exception) -> list[str] | None:
     from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
     from fleetd.config import ConfigError
     from fleetd.engine import NoDaemonError
-    from fleetd.jobs.errors import DuplicateJobType
+    from fleetd.jobs.errors import DuplicateJobType, QuotaExceeded
     from fleetd.jobs.model import ValidationError
     from fleetd.jobs.sealing import EncryptionUnavailable
     from fleetd.plugins.discovery import PluginError
@@ -127,6 +127,8 @@ def _error_lines(exc: Exception) -> list[str] | None:
         return [f"fleetd: invalid job: {'; '.join(map(str, exc.errors))}"]
     if isinstance(exc, RedisUnavailable):
         return [f"fleetd: Redis unreachable: {exc}"]
+    if isinstance(exc, QuotaExceeded):
+        return [f"fleetd: refused: {exc} (retry after {exc.retry_after:.3g}s)"]
     if isinstance(
         exc,
         NoDaemonError

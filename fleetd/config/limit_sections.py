@@ -15,6 +15,7 @@ it never burns an attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,10 @@ def parse_types(items: Iterable[str]) -> dict[str, Limit]:
 class Limits:
     types: Mapping[str, Limit] = field(default_factory=dict)
     company: Limit = Limit()
+    # Quotas at the door (enqueue.lua): ready jobs one company may have waiting, and its
+    # enqueues per window (`enqueue.starts` per `enqueue.per`); 0 = none.
+    max_pending: int = 0
+    enqueue: Limit = Limit()
 
     @classmethod
     def from_config(
@@ -115,6 +120,16 @@ class Limits:
         }
         if not self.company.empty:
             body["c"] = self.company.encode()
+        return json.dumps(body, separators=(",", ":"))
+
+    def encode_quota(self, job_types: Iterable[str]) -> str:
+        """enqueue.lua's quota argument: '' when no quota is set. The pending count of a
+        company sums its parts of `job_types` (the types this process knows) and of the
+        call's own rows."""
+        if not self.max_pending and not self.enqueue.starts:
+            return ""
+        body = {"pending": self.max_pending, "rate": [self.enqueue.starts,
+                int(self.enqueue.per * 1000)], "types": sorted(job_types)}  # fmt: skip
         return json.dumps(body, separators=(",", ":"))
 
     def for_job(self, job_type: str, company_id: str | None) -> list[tuple[str, Limit]]:
@@ -166,5 +181,18 @@ class LimitsConfig:
         check=_check_rate,
     )
 
+    company_max_pending: int = setting(
+        0, "ready jobs one company may have waiting; more enqueues get 429; 0 = no cap", min=0
+    )
+    company_enqueue_rate: str = setting(
+        "",
+        "jobs one company may enqueue per interval, 'N/<duration>'; '' = no cap",
+        check=_check_rate,
+    )
+
     def build(self) -> Limits:
-        return Limits.from_config(self.types, self.company_concurrency, self.company_rate)
+        limits = Limits.from_config(self.types, self.company_concurrency, self.company_rate)
+        rate = parse_limit(self.company_enqueue_rate) if self.company_enqueue_rate else Limit()
+        return dataclasses.replace(
+            limits, max_pending=self.company_max_pending, enqueue=Limit(0, rate.starts, rate.per)
+        )

@@ -90,8 +90,11 @@ class QueueOps:
         registry: HandlerRegistry,
         defaults: JobDefaults,
         sealer: Sealer | None = None,
+        quota: str = "",
     ) -> None:
         self.keys = keys
+        # The companies' quotas at the door (Limits.encode_quota; '' = none).
+        self.quota = quota
         self.scripts = scripts
         self.registry = registry
         self.defaults = defaults
@@ -171,7 +174,7 @@ class QueueOps:
     def enqueue_rows(self, client: SyncClient, rows: Sequence[JobRow]) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
-            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])
+            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], self.quota)
             out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
         return out
 

@@ -10,6 +10,8 @@ Owns six alerts, each read once per `[alerts] interval` and fed to a `Hysteresis
     scheduler_missed   the scheduler's `missed` counter grew within `window`
     unhandled_type     ready jobs of a type no live worker daemon has a handler for (a
                        daemon claims only the types it can run: they wait, named here)
+    quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
+                       `window` (the companies are named)
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -50,7 +52,7 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type",
+    "unhandled_type", "quota_exceeded",
 )  # fmt: skip
 # A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
 MIN_SAMPLE = 10
@@ -117,6 +119,7 @@ class Alerts:
     rules: dict[str, Hysteresis] = field(init=False)
     values: dict[str, Reading] = field(default_factory=dict)
     _missed: deque[tuple[float, int]] = field(default_factory=deque)
+    _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
 
     def __post_init__(self) -> None:
@@ -142,13 +145,15 @@ class Alerts:
         pipe.zcount(k.status(JobStatus.COMPLETED), now_ms - window_ms, "+inf")
         pipe.zcount(k.status(JobStatus.FAILED), now_ms - window_ms, "+inf")
         pipe.hget(k.schedules_stats, "missed")
-        completed, failed, missed = pipe.execute()
+        pipe.hgetall(k.quota_refused)
+        completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
         return {
             "completed": int(completed),
             "failed": int(failed),
             "ready": sum(p.ready for p in parts),
             "ready_types": sorted({p.job_type for p in parts}),
+            "refused": {str(c): int(n) for c, n in refused.items()},
             "missed": int(missed or 0),
             "daemons": self.engine.ops.daemons(client),
         }
@@ -184,7 +189,20 @@ class Alerts:
         grew = raw["missed"] - self._missed[0][1]
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
+        out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
         return out
+
+    def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:
+        """Companies refused by their quotas within the window (the counts grew)."""
+        s = self.settings
+        self._refused.append((now, refused))
+        while len(self._refused) > 1 and self._refused[1][0] <= now - s.window:
+            self._refused.popleft()
+        before = self._refused[0][1]  # the first reading is the baseline
+        grew = sorted(c for c, n in refused.items() if n > before.get(c, 0))
+        text = (f"enqueues refused by their quota in the last {s.window:g}s: "
+                f"company(ies) {', '.join(grew)}") if grew else "no quota refusals"  # fmt: skip
+        return Reading(bool(grew), not grew, len(grew), text)
 
     def leader(self, daemons: list[dict[str, Any]]) -> bool:
         ids = [d["daemon_id"] for d in daemons if isinstance(d.get("alerts"), list)]

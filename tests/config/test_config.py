@@ -56,7 +56,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lease": "30s",
         "max_stalls": 3,
     },
-    "limits": {"types": [], "company_concurrency": 0, "company_rate": ""},
+    "limits": {
+        "types": [],
+        "company_concurrency": 0,
+        "company_rate": "",
+        "company_max_pending": 0,
+        "company_enqueue_rate": "",
+    },
     "maintenance": {
         "interval": "1s",
         "completed_ttl": "168h",
