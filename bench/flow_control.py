@@ -173,13 +173,43 @@ def fresh_server(path: Path) -> Iterator[str]:
         yield server.url
 
 
+def wait_replicas(work: Path, n: int) -> None:
+    """One enqueue at a time (the CLI's path), with [redis] wait_replicas 0 and 1, a
+    primary and one replica on loopback."""
+    with fresh_server(work / "primary") as url:
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        extra = ("--replicaof", "127.0.0.1", port)
+        with RedisServer(work / "replica", aof=False, extra_args=extra) as replica:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                info = replica.command("INFO", "replication")
+                if isinstance(info, bytes) and b"master_link_status:up" in info:
+                    break
+                time.sleep(0.05)
+            for wanted in (0, 1, 0, 1):
+                cfg = make_config(url, fresh_namespace("wait"), work / "state")
+                cfg = dataclasses.replace(cfg, redis=dataclasses.replace(
+                    cfg.redis, wait_replicas=wanted, wait_timeout=5.0))  # fmt: skip
+                engine = client_engine(cfg)
+                try:
+                    rows = [engine.ops.prepare({"type": "noop"}) for _ in range(n)]
+                    start = time.perf_counter()
+                    for row in rows:
+                        engine.link.run_sync(engine.ops.enqueue_rows, [row])
+                    took = time.perf_counter() - start
+                finally:
+                    engine.close()
+                emit(f"enqueue_one_wait{wanted}", took / n * 1e6, "us/job",
+                     f"{n / took:.0f} jobs/s, one replica on loopback")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--jobs", type=int, default=0)
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument(
-        "--phases", default="drain_plain,drain_limits,drain_bound,fair", help="comma-separated"
+        "--phases", default="drain_plain,drain_limits,drain_bound,fair,wait", help="comma-separated"
     )
     args = p.parse_args(argv)
     n = args.jobs or (2_000 if args.quick else 20_000)
@@ -204,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "fair" in phases:
             with fresh_server(work / "fair") as url:
                 fair(url, work / "state", backlog)
+        if "wait" in phases:
+            wait_replicas(work, 500 if args.quick else 3000)
     print(f"# loadavg after: {loadavg()}", flush=True)
     return 0
 

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from fleetd.jobs.artifacts import Artifact, ArtifactStore
     from fleetd.jobs.context import JobContext
     from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
-    from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError, QuotaExceeded
+    from fleetd.jobs.errors import (
+        DuplicateJobType,
+        InvalidHandler,
+        NotReplicated,
+        PermanentError,
+        QuotaExceeded,
+    )
     from fleetd.jobs.handlers import HandlerRegistry
     from fleetd.jobs.model import (
         EnqueueRequest,
@@ -62,6 +68,7 @@ _EXPORTS = {
     "InvalidHandler": "fleetd.jobs.errors",
     "PermanentError": "fleetd.jobs.errors",
     "QuotaExceeded": "fleetd.jobs.errors",
+    "NotReplicated": "fleetd.jobs.errors",
     "HandlerRegistry": "fleetd.jobs.handlers",
     "EnqueueRequest": "fleetd.jobs.model",
     "FieldError": "fleetd.jobs.model",
@@ -104,6 +111,7 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "MisfirePolicy",
+    "NotReplicated",
     "PermanentError",
     "PluginError",
     "Priority",

@@ -97,7 +97,8 @@ class Engine:
             max_data_depth=cfg.http.max_json_depth,
         )
         quota = cfg.limits.build().encode_quota(registry.types())
-        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg), quota)
+        wait = (r.wait_replicas, int(r.wait_timeout * 1000))
+        ops = QueueOps(keys, scripts, registry, defaults, Sealer.from_config(cfg), quota, wait)
         trail = AuditTrail(
             AuditStore(keys, scripts, cfg.http.audit_maxlen),
             AuditSpool(cfg.state_dir / SPOOL_NAME),

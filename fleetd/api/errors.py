@@ -19,7 +19,7 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
-from fleetd.jobs.errors import QuotaExceeded
+from fleetd.jobs.errors import NotReplicated, QuotaExceeded
 from fleetd.jobs.model import ValidationError
 from fleetd.jobs.sealing import EncryptionUnavailable
 from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound
@@ -140,6 +140,12 @@ def install_error_handlers(app: Quart) -> None:
                    "retry_after": math.ceil(exc.retry_after)}  # fmt: skip
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return error_response(ApiError(429, "quota_exceeded", str(exc), details, headers))
+
+    @app.errorhandler(NotReplicated)
+    async def _not_replicated(exc: NotReplicated) -> Response:
+        details = {"acked": exc.acked, "wait_replicas": exc.wanted}
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        return error_response(ApiError(503, "not_replicated", str(exc), details, headers))
 
     @app.errorhandler(RedisUnavailable)
     async def _redis_down(exc: RedisUnavailable) -> Response:

@@ -115,7 +115,7 @@ def _error_lines(exc: Exception) -> list[str] | None:
     from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
     from fleetd.config import ConfigError
     from fleetd.engine import NoDaemonError
-    from fleetd.jobs.errors import DuplicateJobType, QuotaExceeded
+    from fleetd.jobs.errors import DuplicateJobType, NotReplicated, QuotaExceeded
     from fleetd.jobs.model import ValidationError
     from fleetd.jobs.sealing import EncryptionUnavailable
     from fleetd.plugins.discovery import PluginError
@@ -136,7 +136,8 @@ def _error_lines(exc: Exception) -> list[str] | None:
         | DuplicateJobType
         | EncryptionUnavailable
         | PluginError
-        | RedisCommandError,
+        | RedisCommandError
+        | NotReplicated,
     ):
         return [f"fleetd: {exc}"]
     return None

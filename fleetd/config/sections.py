@@ -122,6 +122,13 @@ class RedisConfig:
     reconnect_max_backoff: float = setting(
         10 * SECOND, "longest wait between reconnects", kind="duration", min=0.1, max=5 * MINUTE
     )
+    wait_replicas: int = setting(
+        0, "replicas that must have an enqueue before it is answered (WAIT); 0 = none",
+        min=0, max=16,
+    )  # fmt: skip
+    wait_timeout: float = setting(
+        1 * SECOND, "longest WAIT for those replicas", kind="duration", min=0.01, max=MINUTE
+    )
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,16 @@ anything may raise or catch them without importing either.
   artifacts cannot be merged into its result): fail the job now, no retries.
 - `InvalidHandler`: an object offered as a handler breaks the contract.
 - `DuplicateJobType`: two sources claim one job type (a start-up error).
+- `NotReplicated`: jobs stored on the primary but not confirmed by `[redis]
+  wait_replicas` replicas within `wait_timeout` (a failover could lose them).
 - `QuotaExceeded`: an enqueue refused by a company's quota ([limits]); nothing stored.
 """
 
 from __future__ import annotations
 
-__all__ = ["DuplicateJobType", "InvalidHandler", "PermanentError", "QuotaExceeded"]
+__all__ = [
+    "DuplicateJobType", "InvalidHandler", "NotReplicated", "PermanentError", "QuotaExceeded",
+]  # fmt: skip
 
 
 class PermanentError(Exception):
@@ -41,3 +45,17 @@ class QuotaExceeded(Exception):
         self.retry_after = retry_after
         # Every company refused by the call (the message names the first).
         self.companies = [company_id]
+
+
+class NotReplicated(Exception):
+    """An enqueue written to the primary that fewer than `[redis] wait_replicas` replicas
+    confirmed within `wait_timeout`: the jobs exist, but a failover now could lose them.
+    Retrying with the same idempotency key is safe."""
+
+    def __init__(self, acked: int, wanted: int) -> None:
+        super().__init__(
+            f"stored on the primary, but only {acked} of {wanted} replica(s) confirmed it in "
+            "time; retry with the same idempotency key"
+        )
+        self.acked = acked
+        self.wanted = wanted

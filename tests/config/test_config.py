@@ -45,6 +45,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_connections": 32,
         "events_maxlen": 100_000,
         "reconnect_max_backoff": "10s",
+        "wait_replicas": 0,
+        "wait_timeout": "1s",
     },
     "worker": {
         "concurrency": 5,
