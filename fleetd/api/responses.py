@@ -75,9 +75,9 @@ def job_answer(job: Job, waiting: str | None = None) -> bodies.JobResponse:
     )
 
 
-def job_body(job: Job) -> dict[str, Any]:
+def job_body(job: Job, waiting: str | None = None) -> dict[str, Any]:
     """job_answer() as JSON values (the CLI's `--json`)."""
-    return job_answer(job).jsonable()
+    return job_answer(job, waiting).jsonable()
 
 
 def list_answer(page: JobPage, status: JobStatus, limit: int) -> bodies.JobList:

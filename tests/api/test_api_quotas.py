@@ -5,6 +5,7 @@ are unaffected, and the quota_exceeded alert names the company."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import trio
@@ -87,3 +88,16 @@ def test_cli_enqueue_over_quota_exits_2_with_the_reason(config: Config) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("fleetd: refused: company 'A' is over its quota")
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_jobs_show_says_why_a_job_waits(config: Config) -> None:
+    env = fleetd_env(config)  # no daemon runs: no live daemon has a handler for noop
+    done = run_cli(env, "enqueue", "noop", "--data", "{}", "--json")
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job_id"]
+    shown = run_cli(env, "jobs", "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body["waiting"] == "no running daemon has a handler for job type 'noop'"
+    text = run_cli(env, "jobs", "show", job_id)
+    assert "waiting: no running daemon has a handler" in text.stdout
