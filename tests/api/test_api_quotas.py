@@ -12,7 +12,10 @@ import trio
 from api_client import PREFIX, api_config, running_api
 from conftest import fleetd_env
 from daemons import run_cli, settings
+from trio.testing import wait_all_tasks_blocked
 
+from fleetd.api.batcher import EnqueueBatcher
+from fleetd.backend.codec import JobRow
 from fleetd.config import Config
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.engine import Engine
@@ -101,3 +104,40 @@ def test_cli_jobs_show_says_why_a_job_waits(config: Config) -> None:
     assert body["waiting"] == "no running daemon has a handler for job type 'noop'"
     text = run_cli(env, "jobs", "show", job_id)
     assert "waiting: no running daemon has a handler" in text.stdout
+
+
+async def test_a_refused_company_in_a_batch_refuses_no_other(engine: Engine) -> None:
+    """The API batches concurrent enqueues into one script call: a call with a company
+    over its quota stores nothing, and the batcher writes the others' requests again."""
+    ops = engine.ops
+    ops.quota = LimitsConfig(company_max_pending=1).build().encode_quota(["noop"])
+    batcher = EnqueueBatcher(engine.link, ops)
+    over = ops.prepare_many([{"type": "noop", "company_id": "A"}] * 2)
+    fine = ops.prepare_many([{"type": "noop", "company_id": "B"}])
+    got: dict[str, object] = {}
+
+    async def send(name: str, rows: list[JobRow]) -> None:
+        try:
+            got[name] = await batcher.enqueue(rows)
+        except QuotaExceeded as exc:
+            got[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        # Both requests wait in the batcher's queue before its flusher runs, so they go
+        # to Redis in one call (what concurrent API requests do).
+        batcher._running = True
+        nursery.start_soon(send, "A", over)
+        nursery.start_soon(send, "B", fine)
+        await wait_all_tasks_blocked()
+        calls = engine.link.client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        nursery.start_soon(batcher._flusher)
+        with trio.fail_after(10):
+            while len(got) < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert isinstance(got["A"], QuotaExceeded) and got["A"].companies == ["A"]
+    assert isinstance(got["B"], list) and [r.job_id for r in got["B"]] == [fine[0].id]
+    pending = engine.link.client.zrange(engine.keys.status(JobStatus.PENDING), 0, -1)
+    assert pending == [fine[0].id]
+    after = engine.link.client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert after - calls == 2  # the mixed call (refused), then B's again alone
