@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from fleetd.jobs.artifacts import Artifact, ArtifactStore
     from fleetd.jobs.context import JobContext
     from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
-    from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
+    from fleetd.jobs.errors import (
+        DuplicateJobType,
+        InvalidHandler,
+        NotReplicated,
+        PermanentError,
+        QuotaExceeded,
+    )
     from fleetd.jobs.handlers import HandlerRegistry
     from fleetd.jobs.isolation import RetryAfter
     from fleetd.jobs.local_context import IsolationError
@@ -64,6 +70,8 @@ _EXPORTS = {
     "DuplicateJobType": "fleetd.jobs.errors",
     "InvalidHandler": "fleetd.jobs.errors",
     "PermanentError": "fleetd.jobs.errors",
+    "QuotaExceeded": "fleetd.jobs.errors",
+    "NotReplicated": "fleetd.jobs.errors",
     "HandlerRegistry": "fleetd.jobs.handlers",
     "RetryAfter": "fleetd.jobs.isolation",
     "IsolationError": "fleetd.jobs.local_context",
@@ -116,10 +124,12 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "MisfirePolicy",
+    "NotReplicated",
     "PermanentError",
     "PluginError",
     "Priority",
     "Queue",
+    "QuotaExceeded",
     "RetryAfter",
     "ScheduleConflict",
     "ScheduleDefinition",

@@ -90,6 +90,11 @@ class Engine:
         # In a daemon with [spool] enabled: the API's side of the spool and its replayer.
         self.spooler: DaemonSpool | None = None
 
+    def worker_scripts(self) -> Scripts:
+        """The scripts a worker pool claims with: only the job types this process has
+        handlers for, within [limits] (claim only what you can run)."""
+        return self.scripts.for_claims(self.registry.types(), self.config.limits.build().encode())
+
     @classmethod
     def build(
         cls,
@@ -159,7 +164,11 @@ class Engine:
             max_data_bytes=cfg.http.max_body_size,
             max_data_depth=cfg.http.max_json_depth,
         )
-        return QueueOps(self.keys, self.scripts, self.registry, defaults, Sealer.from_config(cfg))
+        quota = cfg.limits.build().encode_quota(self.registry.types())
+        r = cfg.redis
+        wait = (r.wait_replicas, int(r.wait_timeout * 1000))
+        sealer = Sealer.from_config(cfg)
+        return QueueOps(self.keys, self.scripts, self.registry, defaults, sealer, quota, wait)
 
     @cached_property
     def queue(self) -> Queue:

@@ -22,6 +22,7 @@ import trio
 
 from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import RedisLink, RedisUnavailable
+from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 
 __all__ = ["EnqueueBatcher"]
@@ -89,16 +90,41 @@ class EnqueueBatcher:
                     break
                 batch.append(more)
                 size += len(more.rows)
-            rows = [row for p in batch for row in p.rows]
-            try:
-                results = await self.link.call(self.ops.enqueue_rows, rows)
-            except Exception as exc:
-                for p in batch:
-                    p.error = exc
-                    p.done.set()
-                continue
-            offset = 0
+            while batch:
+                try:
+                    await self._write(batch)
+                    break
+                except QuotaExceeded as exc:
+                    # Nothing was stored: fail the requests of the refused companies and
+                    # write the others' again (one company's flood refuses no other).
+                    refused = set(exc.companies)
+                    keep = []
+                    for p in batch:
+                        if any(r.company_id in refused for r in p.rows):
+                            p.error = exc
+                            p.done.set()
+                        else:
+                            keep.append(p)
+                    if len(keep) == len(batch):  # not expected: no request names them
+                        for p in keep:
+                            p.error = exc
+                            p.done.set()
+                        keep = []
+                    batch = keep
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        rows = [row for p in batch for row in p.rows]
+        try:
+            results = await self.link.call(self.ops.enqueue_rows, rows)
+        except QuotaExceeded:
+            raise
+        except Exception as exc:
             for p in batch:
-                p.results = results[offset : offset + len(p.rows)]
-                offset += len(p.rows)
+                p.error = exc
                 p.done.set()
+            return
+        offset = 0
+        for p in batch:
+            p.results = results[offset : offset + len(p.rows)]
+            offset += len(p.rows)
+            p.done.set()

@@ -90,6 +90,9 @@ class BulkEnqueueResponse(Body):
 class JobResponse(Body):
     job: Job
     status: JobStatus
+    waiting: Omitted[str] = None
+    """Present on a ready pending job that a global limit holds back, or whose type no
+    live daemon has a handler for: why it waits."""
 
 
 class JobList(Body):

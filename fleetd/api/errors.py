@@ -11,6 +11,7 @@ that body. Nothing the API sends is HTML or a traceback.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
+from fleetd.jobs.errors import NotReplicated, QuotaExceeded
 from fleetd.jobs.model import ValidationError
 from fleetd.jobs.sealing import EncryptionUnavailable
 from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound
@@ -41,6 +43,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    429: "quota_exceeded",
     500: "internal_error",
     503: "unavailable",
 }
@@ -130,6 +133,19 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ScheduleConflict)
     async def _schedule_conflict(exc: ScheduleConflict) -> Response:
         return error_response(ApiError.conflict(str(exc)))
+
+    @app.errorhandler(QuotaExceeded)
+    async def _quota(exc: QuotaExceeded) -> Response:
+        details = {"company_id": exc.company_id, "quota": exc.quota, "limit": exc.limit,
+                   "retry_after": math.ceil(exc.retry_after)}  # fmt: skip
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return error_response(ApiError(429, "quota_exceeded", str(exc), details, headers))
+
+    @app.errorhandler(NotReplicated)
+    async def _not_replicated(exc: NotReplicated) -> Response:
+        details = {"acked": exc.acked, "wait_replicas": exc.wanted}
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        return error_response(ApiError(503, "not_replicated", str(exc), details, headers))
 
     @app.errorhandler(RedisUnavailable)
     async def _redis_down(exc: RedisUnavailable) -> Response:

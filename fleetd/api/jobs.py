@@ -30,6 +30,7 @@ from fleetd.api.operations import documented
 from fleetd.backend.redis_link import RedisUnavailable, SyncClient
 from fleetd.jobs import throughput
 from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
+from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import QueueOps
@@ -180,13 +181,27 @@ async def _get_visible(job_id: str) -> Job:
 @admin
 async def get_job(job_id: str) -> Any:
     try:
-        return responses.answer(responses.job_answer(await _get_visible(job_id)))
+        return await _answer_with_waiting(job_id)
     except (ApiError, RedisUnavailable) as exc:
         if isinstance(exc, ApiError) and exc.status not in (404, 503):
             raise
         if (spooled := await _spooled(job_id)) is None:
             raise
         return jsonify(spooled_job_body(spooled))
+
+
+async def _answer_with_waiting(job_id: str) -> Any:
+    """The job's answer, with why it waits when a limit or a missing handler holds it."""
+    _check_id(job_id)
+    st = state()
+    limits = st.config.limits.build()
+
+    def read(client: SyncClient) -> tuple[Job, str | None]:
+        job = _visible(st.ops.get(client, job_id), job_id)
+        return job, read_waiting(client, st.ops.keys, limits, st.ops.daemons(client), job)
+
+    job, waiting = await redis(read)
+    return responses.answer(responses.job_answer(job, waiting))
 
 
 async def _spooled(job_id: str) -> SpooledJob | None:

@@ -43,6 +43,7 @@ _ERRORS = {
     415: "Body is not application/json",
     422: "Invalid fields (details.fields lists each path)",
     426: "A WebSocket endpoint asked for with plain HTTP (Upgrade: websocket)",
+    429: "A company's quota ([limits]) is exceeded (Retry-After says when to retry)",
     503: "Redis unreachable (Retry-After says when to retry)",
 }
 

@@ -67,14 +67,17 @@ def bulk_enqueue_body(results: Sequence[EnqueueResult]) -> dict[str, Any]:
     return bodies.BulkEnqueueResponse.model_construct(jobs=jobs, count=len(jobs)).jsonable()
 
 
-def job_answer(job: Job) -> bodies.JobResponse:
-    """GET /jobs/{id}: {"job": {...}, "status": ...}, for `answer()`."""
-    return bodies.JobResponse.model_construct(job=bodies.Job.of(job), status=job.status)
+def job_answer(job: Job, waiting: str | None = None) -> bodies.JobResponse:
+    """GET /jobs/{id}: {"job": {...}, "status": ..., "waiting": why (when held back)},
+    for `answer()`."""
+    return bodies.JobResponse.model_construct(
+        job=bodies.Job.of(job), status=job.status, waiting=waiting
+    )
 
 
-def job_body(job: Job) -> dict[str, Any]:
+def job_body(job: Job, waiting: str | None = None) -> dict[str, Any]:
     """job_answer() as JSON values (the CLI's `--json`)."""
-    return job_answer(job).jsonable()
+    return job_answer(job, waiting).jsonable()
 
 
 def list_answer(page: JobPage, status: JobStatus, limit: int) -> bodies.JobList:

@@ -22,6 +22,7 @@ from fleetd.api.context import admin, redis, require_platform, state
 from fleetd.api.errors import ApiError
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import RedisUnavailable, SyncClient
+from fleetd.jobs.parts import ready_depth
 
 __all__ = ["bp"]
 
@@ -48,7 +49,7 @@ async def worker_health() -> Any:
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
-        return st.ops.daemons(client), int(client.zcard(st.ops.keys.queue))
+        return st.ops.daemons(client), ready_depth(client, st.ops.keys)
 
     spool, down = st.spool, None
     try:

@@ -65,9 +65,37 @@ class Keys:
 
     @property
     def queue(self) -> str:
-        """Zset of ready jobs; score = (20 - priority) * 1e13 + sequence: strict priority,
-        FIFO within one."""
+        """Zset indexing the non-empty parts of the ready jobs (`ready(part)`): member the
+        part, score = (20 - priority of its head) * 1e13 + its turn (claim.lua serves
+        the lowest: strict priority, round robin between parts within one)."""
         return f"{self.prefix}queue"
+
+    def ready(self, part: str) -> str:
+        """Zset of the ready jobs of one part (a job type and a company, spelled by
+        fleetd.jobs.parts.part_name); score = (20 - priority) * 1e13 + sequence: strict
+        priority, FIFO within one."""
+        return f"{self.prefix}ready:{part}"
+
+    @property
+    def limits_running(self) -> str:
+        """Hash `t:<type>` / `c:<company>` → jobs processing that hold a slot of that
+        concurrency limit (claim.lua counts up, every way out of processing down)."""
+        return f"{self.prefix}limits:running"
+
+    @property
+    def quota_refused(self) -> str:
+        """Hash company → enqueues refused by its quotas (enqueue.lua), for the alert."""
+        return f"{self.prefix}quota:refused"
+
+    def quota_rate(self, window: int, company_id: str) -> str:
+        """String: a company's enqueues in one fixed window of its enqueue-rate quota
+        (`window` = Redis ms // the window's ms; expires after two windows)."""
+        return f"{self.prefix}quota:rate:{window}:{company_id}"
+
+    def limits_rate(self, field: str) -> str:
+        """Zset of the starts within a rate limit's window (`field` as in limits_running),
+        scored by start ms."""
+        return f"{self.prefix}limits:rate:{field}"
 
     @property
     def delayed(self) -> str:

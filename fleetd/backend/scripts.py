@@ -9,6 +9,7 @@ run them inside one RedisLink hop (several in one hop when they batch).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -17,6 +18,7 @@ from typing import Any
 from fleetd.backend.codec import ClaimedJob, ClaimResult, JobRow, decode_claim, encode_row
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import Script, SyncClient
+from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.status import JobStatus
 
 # ClaimedJob and ClaimResult are defined by the codec; re-exported for their users.
@@ -37,6 +39,18 @@ _NAMES = (
     # Templates (fleetd.templates.store).
     "template_save",
 )  # fmt: skip
+
+
+def quota_refusal(reply: Sequence[Any]) -> QuotaExceeded:
+    """enqueue.lua's refusal (company, quota, limit, retry ms per company) as the error
+    of its first company, with `companies` naming every one refused."""
+    it = iter(reply)
+    refused = [(str(c), str(q), int(lim), int(ms)) for c, q, lim, ms in zip(it, it, it, it,
+                                                                          strict=True)]  # fmt: skip
+    company, quota, limit, retry_ms = refused[0]
+    err = QuotaExceeded(company, quota, limit, max(retry_ms, 1) / 1000)
+    err.companies = [c for c, *_ in refused]
+    return err
 
 
 def _read(name: str) -> str:
@@ -64,6 +78,18 @@ class Scripts:
         self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
         s = {st: keys.status(st) for st in JobStatus}
         self._s = s
+        # What claims send beyond the call's own arguments (for_claims): the job types
+        # the daemon has handlers for ('' = every type) and the encoded [limits].
+        self._claim_types = ""
+        self._claim_limits = ""
+
+    def for_claims(self, types: Sequence[str] | None, limits: str) -> Scripts:
+        """These scripts, claiming only jobs of `types` (None: every type) within
+        `limits` (fleetd.jobs.limits.Limits.encode; '' = none)."""
+        bound = copy.copy(self)
+        bound._claim_types = "" if types is None else json.dumps(sorted(types))
+        bound._claim_limits = limits
+        return bound
 
     def all(self) -> list[Script]:
         return list(self._scripts.values())
@@ -79,14 +105,20 @@ class Scripts:
     # -- enqueue / claim -------------------------------------------------------------
 
     def enqueue(
-        self, client: SyncClient, rows: Sequence[JobRow]
+        self, client: SyncClient, rows: Sequence[JobRow], quota: str = ""
     ) -> list[tuple[str, str, bool, int]]:
-        """Returns per job (id, status, duplicate, created_at ms)."""
+        """Returns per job (id, status, duplicate, created_at ms). `quota`: the
+        companies' quotas (Limits.encode_quota); a company over one raises
+        QuotaExceeded and nothing of the call is stored."""
         k = self.keys
         args: list[Any] = [len(rows), WAKE_TOKEN_CAP, *map(encode_row, rows)]
+        if quota:
+            args.append(quota)
         keys = [k.queue, k.delayed, k.seq, self._s[JobStatus.PENDING], k.events, k.wake]
         reply = self._run(client, "enqueue", keys, args)
         now = int(reply[0])
+        if now == -1:
+            raise quota_refusal(reply[1:])
         out = [(row.id, "pending", False, now) for row in rows]
         it = iter(reply[1:])  # the duplicates only (see enqueue.lua)
         for pos, job_id, status, created in zip(it, it, it, it, strict=True):
@@ -101,7 +133,8 @@ class Scripts:
             k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
             k.leases, k.events, k.wake,
         ]  # fmt: skip
-        return keys, [*self._head, count, lease_ms, token, daemon_id]
+        args = [*self._head, count, lease_ms, token, daemon_id, self._claim_types]
+        return keys, [*args, self._claim_limits]
 
     def claim(
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str

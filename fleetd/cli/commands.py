@@ -131,7 +131,7 @@ def _error_lines(exc: Exception) -> list[str] | None:
     from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
     from fleetd.config import ConfigError
     from fleetd.engine import NoDaemonError
-    from fleetd.jobs.errors import DuplicateJobType
+    from fleetd.jobs.errors import DuplicateJobType, NotReplicated, QuotaExceeded
     from fleetd.jobs.model import ValidationError
     from fleetd.jobs.sealing import EncryptionUnavailable
     from fleetd.plugins.discovery import PluginError
@@ -143,6 +143,8 @@ def _error_lines(exc: Exception) -> list[str] | None:
         return [f"fleetd: invalid job: {'; '.join(map(str, exc.errors))}"]
     if isinstance(exc, RedisUnavailable):
         return [f"fleetd: Redis unreachable: {exc}"]
+    if isinstance(exc, QuotaExceeded):
+        return [f"fleetd: refused: {exc} (retry after {exc.retry_after:.3g}s)"]
     if isinstance(
         exc,
         NoDaemonError
@@ -150,7 +152,8 @@ def _error_lines(exc: Exception) -> list[str] | None:
         | DuplicateJobType
         | EncryptionUnavailable
         | PluginError
-        | RedisCommandError,
+        | RedisCommandError
+        | NotReplicated,
     ):
         return [f"fleetd: {exc}"]
     return None

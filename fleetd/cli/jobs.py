@@ -32,6 +32,7 @@ from fleetd.cli.job_input import read_jsonl, request_from_args
 from fleetd.cli.spool import find_job, send
 
 if TYPE_CHECKING:
+    from fleetd.backend.redis_link import SyncClient
     from fleetd.engine import Engine
     from fleetd.jobs.model import Job
 
@@ -245,6 +246,14 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
     return 0
 
 
+def _waiting(client: SyncClient, engine: Engine, job: Job) -> str | None:
+    """Why a ready pending job waits (as GET /jobs/{id} answers it)."""
+    from fleetd.jobs.limits import read_waiting
+
+    limits = engine.config.limits.build()
+    return read_waiting(client, engine.keys, limits, engine.ops.daemons(client), job)
+
+
 def _jobs(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
 
@@ -262,10 +271,11 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
             fail(f"no job {a.id}")
         if a.jobs_command == "artifact":
             return cli_artifacts.download(engine, job, a)
+        waiting = engine.link.run_sync(_waiting, engine, job)
         if a.json:
-            print_json(responses.job_body(job))
+            print_json(responses.job_body(job, waiting))
         else:
-            print("\n".join(_job_lines(job)))
+            print("\n".join([*_job_lines(job), *([f"waiting: {waiting}"] if waiting else [])]))
         return 0
     # cancel and reset are audited, a refusal (no such job, nothing to do) included
     action = Action.JOB_CANCEL if a.jobs_command == "cancel" else Action.JOB_RESET

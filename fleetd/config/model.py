@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.isolation_section import IsolationConfig
+from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.plugin_sections import declared_sections
 from fleetd.config.sections import (
     CORE_SECTIONS,
@@ -87,6 +88,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)

@@ -20,6 +20,7 @@ from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
 from fleetd.config.isolation_section import IsolationConfig
+from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -37,6 +38,7 @@ __all__ = [
     "ArtifactsConfig",
     "DaemonConfig",
     "EncryptionConfig",
+    "LimitsConfig",
     "MaintenanceConfig",
     "PluginsConfig",
     "RedisConfig",
@@ -122,6 +124,13 @@ class RedisConfig:
     )
     reconnect_max_backoff: float = setting(
         10 * SECOND, "longest wait between reconnects", kind="duration", min=0.1, max=5 * MINUTE
+    )
+    wait_replicas: int = setting(
+        0, "replicas that must have an enqueue before it is answered (WAIT); 0 = none",
+        min=0, max=16,
+    )  # fmt: skip
+    wait_timeout: float = setting(
+        1 * SECOND, "longest WAIT for those replicas", kind="duration", min=0.01, max=MINUTE
     )
 
 
@@ -270,6 +279,7 @@ CORE_SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
     "redis": RedisConfig,
     "worker": WorkerConfig,
+    "limits": LimitsConfig,
     "maintenance": MaintenanceConfig,
     "scheduler": SchedulerConfig,
     "plugins": PluginsConfig,

@@ -5,11 +5,16 @@ anything may raise or catch them without importing either.
   artifacts cannot be merged into its result): fail the job now, no retries.
 - `InvalidHandler`: an object offered as a handler breaks the contract.
 - `DuplicateJobType`: two sources claim one job type (a start-up error).
+- `NotReplicated`: jobs stored on the primary but not confirmed by `[redis]
+  wait_replicas` replicas within `wait_timeout` (a failover could lose them).
+- `QuotaExceeded`: an enqueue refused by a company's quota ([limits]); nothing stored.
 """
 
 from __future__ import annotations
 
-__all__ = ["DuplicateJobType", "InvalidHandler", "PermanentError"]
+__all__ = [
+    "DuplicateJobType", "InvalidHandler", "NotReplicated", "PermanentError", "QuotaExceeded",
+]  # fmt: skip
 
 
 class PermanentError(Exception):
@@ -22,3 +27,35 @@ class InvalidHandler(Exception):
 
 class DuplicateJobType(Exception):
     """Two sources claim one job type: a start-up error naming both."""
+
+
+class QuotaExceeded(Exception):
+    """A company's quota ([limits] company_max_pending, company_enqueue_rate) refused an
+    enqueue: none of its jobs in that call were stored. `retry_after` in seconds."""
+
+    def __init__(self, company_id: str, quota: str, limit: int, retry_after: float) -> None:
+        what = {
+            "pending": f"at most {limit} jobs waiting",
+            "rate": f"at most {limit} jobs enqueued per window",
+        }.get(quota, quota)
+        super().__init__(f"company {company_id!r} is over its quota ({what}); retry later")
+        self.company_id = company_id
+        self.quota = quota
+        self.limit = limit
+        self.retry_after = retry_after
+        # Every company refused by the call (the message names the first).
+        self.companies = [company_id]
+
+
+class NotReplicated(Exception):
+    """An enqueue written to the primary that fewer than `[redis] wait_replicas` replicas
+    confirmed within `wait_timeout`: the jobs exist, but a failover now could lose them.
+    Retrying with the same idempotency key is safe."""
+
+    def __init__(self, acked: int, wanted: int) -> None:
+        super().__init__(
+            f"stored on the primary, but only {acked} of {wanted} replica(s) confirmed it in "
+            "time; retry with the same idempotency key"
+        )
+        self.acked = acked
+        self.wanted = wanted

@@ -18,6 +18,7 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs import counts
+from fleetd.jobs.errors import NotReplicated
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
     TERMINAL_STATUSES,
@@ -90,8 +91,14 @@ class QueueOps:
         registry: HandlerRegistry,
         defaults: JobDefaults,
         sealer: Sealer | None = None,
+        quota: str = "",
+        wait: tuple[int, int] = (0, 0),
     ) -> None:
         self.keys = keys
+        # ([redis] wait_replicas, wait_timeout ms): WAIT after every enqueue call.
+        self.wait = wait
+        # The companies' quotas at the door (Limits.encode_quota; '' = none).
+        self.quota = quota
         self.scripts = scripts
         self.registry = registry
         self.defaults = defaults
@@ -171,8 +178,12 @@ class QueueOps:
     def enqueue_rows(self, client: SyncClient, rows: Sequence[JobRow]) -> list[EnqueueResult]:
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
-            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK])
+            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], self.quota)
             out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
+        if self.wait[0]:
+            acked = int(client.wait(*self.wait))
+            if acked < self.wait[0]:
+                raise NotReplicated(acked, self.wait[0])
         return out
 
     # -- read ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns five alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
+Owns six alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
 
     failure_rate       failed / finished jobs over `window` above `failure_rate` %
                        (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
@@ -8,6 +8,10 @@ Owns five alerts, each read once per `[alerts] interval` and fed to a `Hysteresi
     no_worker          no live daemon has the worker role
     redis_unreachable  this daemon's link to Redis is down
     scheduler_missed   the scheduler's `missed` counter grew within `window`
+    unhandled_type     ready jobs of a type no live worker daemon has a handler for (a
+                       daemon claims only the types it can run: they wait, named here)
+    quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
+                       `window` (the companies are named)
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -40,12 +44,16 @@ from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable, SyncC
 from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
+from fleetd.jobs.parts import ready_parts
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
 
 log = logging.getLogger("fleetd.alerts")
 
-ALERTS = ("failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed")
+ALERTS = (
+    "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
+    "unhandled_type", "quota_exceeded",
+)  # fmt: skip
 # A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
 MIN_SAMPLE = 10
 # A raised threshold alert clears only below this share of its threshold (backlog 100:
@@ -111,6 +119,7 @@ class Alerts:
     rules: dict[str, Hysteresis] = field(init=False)
     values: dict[str, Reading] = field(default_factory=dict)
     _missed: deque[tuple[float, int]] = field(default_factory=deque)
+    _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
 
     def __post_init__(self) -> None:
@@ -135,19 +144,22 @@ class Alerts:
         pipe = client.pipeline(transaction=False)
         pipe.zcount(k.status(JobStatus.COMPLETED), now_ms - window_ms, "+inf")
         pipe.zcount(k.status(JobStatus.FAILED), now_ms - window_ms, "+inf")
-        pipe.zcard(k.queue)
         pipe.hget(k.schedules_stats, "missed")
-        completed, failed, ready, missed = pipe.execute()
+        pipe.hgetall(k.quota_refused)
+        completed, failed, missed, refused = pipe.execute()
+        parts = ready_parts(client, k)
         return {
             "completed": int(completed),
             "failed": int(failed),
-            "ready": int(ready),
+            "ready": sum(p.ready for p in parts),
+            "ready_types": sorted({p.job_type for p in parts}),
+            "refused": {str(c): int(n) for c, n in refused.items()},
             "missed": int(missed or 0),
             "daemons": self.engine.ops.daemons(client),
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
-        """Sans-IO: the five readings from one Redis read (None: Redis unreachable)."""
+        """Sans-IO: the six readings from one Redis read (None: Redis unreachable)."""
         s = self.settings
         down = raw is None
         text = "Redis unreachable" if down else "Redis ok"
@@ -164,13 +176,33 @@ class Alerts:
         workers = [d for d in raw["daemons"] if "worker" in d.get("roles", ())]
         out["no_worker"] = Reading(not workers, bool(workers), len(workers),
                                    f"{len(workers)} worker daemons alive")  # fmt: skip
+        handled = {t for d in workers for t in d.get("job_types", ())}
+        lost = [t for t in raw.get("ready_types", ()) if t not in handled]
+        # With no worker at all, no_worker says it; this alert names types others lack.
+        lost = lost if workers else []
+        out["unhandled_type"] = Reading(bool(lost), not lost, len(lost),
+            "jobs waiting for a handler no live daemon has: job type(s) "
+            + ", ".join(lost) if lost else "every waiting job type has a daemon")  # fmt: skip
         self._missed.append((now, raw["missed"]))
         while len(self._missed) > 1 and self._missed[1][0] <= now - s.window:
             self._missed.popleft()
         grew = raw["missed"] - self._missed[0][1]
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
+        out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
         return out
+
+    def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:
+        """Companies refused by their quotas within the window (the counts grew)."""
+        s = self.settings
+        self._refused.append((now, refused))
+        while len(self._refused) > 1 and self._refused[1][0] <= now - s.window:
+            self._refused.popleft()
+        before = self._refused[0][1]  # the first reading is the baseline
+        grew = sorted(c for c, n in refused.items() if n > before.get(c, 0))
+        text = (f"enqueues refused by their quota in the last {s.window:g}s: "
+                f"company(ies) {', '.join(grew)}") if grew else "no quota refusals"  # fmt: skip
+        return Reading(bool(grew), not grew, len(grew), text)
 
     def leader(self, daemons: list[dict[str, Any]]) -> bool:
         ids = [d["daemon_id"] for d in daemons if isinstance(d.get("alerts"), list)]

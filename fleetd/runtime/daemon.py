@@ -347,8 +347,8 @@ class Daemon:
                     command_timeout=cfg.redis.command_timeout,
                     log_jobs=cfg.daemon.log_jobs, isolation=cfg.isolation)  # fmt: skip
                 self.pool = WorkerPool(
-                    e.link, e.scripts, e.queue, e.registry, settings, self.daemon_id, self.metrics,
-                    audit=e.audit,
+                    e.link, e.worker_scripts(), e.queue, e.registry, settings, self.daemon_id,
+                    self.metrics, audit=e.audit,
                 )  # fmt: skip
                 await work.start(self.pool.run)
             self.ready = True

@@ -261,16 +261,17 @@ export class JobDetail {
     const id = this.jobId;
     if (!id) return;
     try {
-      const { job } = await api("GET", encodeURIComponent(id));
-      if (id === this.jobId) this.render(job);
+      const { job, waiting } = await api("GET", encodeURIComponent(id));
+      if (id === this.jobId) this.render(job, waiting);
     } catch (exc) {
       if (id === this.jobId) fill($("#job-detail"), h("p", { class: "error" }, describe(exc)));
     }
   }
 
-  render(job) {
+  render(job, waiting) {
     const facts = [
       ["Status", pill(job.status)],
+      ["Waiting", waiting ?? null],
       ["Type", job.type],
       ["Company", job.company_id ?? "—"],
       ["User", job.user_id ?? "—"],

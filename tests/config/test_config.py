@@ -45,6 +45,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_connections": 32,
         "events_maxlen": 100_000,
         "reconnect_max_backoff": "10s",
+        "wait_replicas": 0,
+        "wait_timeout": "1s",
     },
     "worker": {
         "concurrency": 5,
@@ -55,6 +57,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "claim_batch": 100,
         "lease": "30s",
         "max_stalls": 3,
+    },
+    "limits": {
+        "types": [],
+        "company_concurrency": 0,
+        "company_rate": "",
+        "company_max_pending": 0,
+        "company_enqueue_rate": "",
     },
     "maintenance": {
         "interval": "1s",

@@ -23,6 +23,7 @@ from fleetd.jobs import pages as pages_module
 from fleetd.jobs import queue as queue_module
 from fleetd.jobs.handlers import HandlerDefaults
 from fleetd.jobs.model import JobStatus, ValidationError, format_ts
+from fleetd.jobs.parts import ready_depth
 from fleetd.jobs.queue import EnqueueResult, JobPage
 from fleetd.jobs.retry import DEFAULT_RETRY_POLICY
 
@@ -222,7 +223,7 @@ async def test_enqueue_many_in_one_hop_and_chunks(
     assert all(r.status == "pending" and not r.duplicate for r in results)
     assert stats(engine) == {**ZERO_STATS, "pending": n, "total": n}
     client = engine.link.client
-    assert client.zcard(engine.keys.queue) == n
+    assert ready_depth(client, engine.keys) == n
     assert client.xlen(engine.keys.events) == n
     # Results come back in input order, and the queue is FIFO in that order.
     first = claim(engine, count=3).jobs

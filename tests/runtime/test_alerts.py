@@ -22,6 +22,7 @@ from redis_server import RedisServerFactory
 from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
+from fleetd.jobs.parts import part_name
 from fleetd.runtime.alerts import Alerts, Hysteresis
 
 # Evaluated only when the test says so; raised and resolved at the first reading.
@@ -49,8 +50,15 @@ def alert_events(engine: Engine) -> list[tuple[str, str]]:
     return out
 
 
-def add_worker(engine: Engine, daemon_id: str = "w1") -> None:
-    payload = json.dumps({"daemon_id": daemon_id, "roles": ["worker"], "alerts": []})
+EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
+
+
+def add_worker(
+    engine: Engine, daemon_id: str = "w1", job_types: tuple[str, ...] = ("noop",)
+) -> None:
+    payload = json.dumps(
+        {"daemon_id": daemon_id, "roles": ["worker"], "alerts": [], "job_types": job_types}
+    )
     engine.scripts.heartbeat(engine.link.client, daemon_id, payload, 60_000)
 
 
@@ -85,13 +93,14 @@ async def test_backlog_raised_above_threshold_resolved_below_clear_level(engine:
     alerts = make_alerts(engine)
     rows = engine.ops.prepare_many([{"type": "noop"}] * 101)
     ids = [r.job_id for r in engine.link.run_sync(engine.ops.enqueue_rows, rows)]
+    ready = engine.keys.ready(part_name("noop", None))
     await alerts.evaluate()
     assert alerts.active == ["backlog"]
     assert alerts.values["backlog"].text == "101 jobs waiting"
-    engine.link.client.zremrangebyrank(engine.keys.queue, 0, 15)  # 85 left: above 80
+    engine.link.client.zremrangebyrank(ready, 0, 15)  # 85 left: above 80
     await alerts.evaluate()
     assert alerts.active == ["backlog"]
-    engine.link.client.zremrangebyrank(engine.keys.queue, 0, 4)  # 80 left
+    engine.link.client.zremrangebyrank(ready, 0, 4)  # 80 left
     await alerts.evaluate()
     assert alerts.active == []
     assert alert_events(engine) == [("alert.raised", "backlog"), ("alert.resolved", "backlog")]
@@ -256,3 +265,23 @@ async def test_webhook_down_does_not_stop_alerts(engine: Engine) -> None:
         await trio.sleep(0.2)
         assert alerts.active == ["no_worker"]
         nursery.cancel_scope.cancel()
+
+
+async def test_unhandled_type_names_the_type_no_live_worker_runs(engine: Engine) -> None:
+    """A daemon claims only the types it has handlers for: ready jobs of a type no live
+    worker runs wait, and the alert names that type (not the handled ones)."""
+    add_worker(engine, "w1", ("noop",))
+    alerts = make_alerts(engine)
+    rows = engine.ops.prepare_many(
+        [{"type": "noop"}, {"type": "email_notification", "data": EMAIL}]
+    )
+    engine.link.run_sync(engine.ops.enqueue_rows, rows)
+    await alerts.evaluate()
+    assert alerts.active == ["unhandled_type"]
+    assert alerts.values["unhandled_type"].text.endswith("job type(s) email_notification")
+    add_worker(engine, "w2", ("email_notification",))  # a daemon with the handler joins
+    await alerts.evaluate()
+    assert alerts.active == []
+    assert alert_events(engine) == [
+        ("alert.raised", "unhandled_type"), ("alert.resolved", "unhandled_type"),
+    ]  # fmt: skip

@@ -116,7 +116,8 @@ def test_replay_sends_in_order_each_once_and_audits_each(engine: Engine, tmp_pat
     assert sent == 2 and spool.depth() == (0, 0)
     jobs = [engine.link.run_sync(engine.ops.get, r.id) for r in made]
     assert all(j is not None and j.status is JobStatus.PENDING for j in jobs)
-    queue = engine.link.run_sync(lambda c: c.zrange(engine.keys.queue, 0, -1))
+    [part] = engine.link.run_sync(lambda c: c.zrange(engine.keys.queue, 0, -1))  # one type
+    queue = engine.link.run_sync(lambda c: c.zrange(engine.keys.ready(part), 0, -1))
     assert queue == [r.id for r in made]  # FIFO as spooled
     entries = audit_replays(engine)
     assert [e["target"] for e in entries] == [r.id for r in made]

@@ -42,13 +42,50 @@ local function emit(events, etype, id, jtype, company, status, ts, data)
     'status', status, 'ts', int(ts), 'data', data or '{}')
 end
 
+-- Ready jobs: one zset per "part" (a job type and a company), `ready:<part>`, scored
+-- queue_score (strict priority, FIFO within one); the `queue` zset indexes the non-empty
+-- parts, scored (20 - priority of the part's head) * SEQ_SPAN + a turn number (a value of
+-- the seq counter): the lowest score is the part whose turn it is at the highest
+-- priority. A part served by a claim takes a new turn number, behind the other parts of
+-- its priority: round robin between parts within a priority (fair share between
+-- companies), and a claim skips the parts of types its daemon has no handler for or
+-- whose limits are full without looking at their jobs. The index score is a hint that
+-- claim.lua corrects when a cancel left it stale. Parts are spelled
+-- `<bytes of type>:<type>:<company>` (no company = ''), so no type and company can
+-- spell another pair.
+local function part_of(jtype, company)
+  jtype = jtype or ''
+  return #jtype .. ':' .. jtype .. ':' .. (company or '')
+end
+
+local function part_key(part)
+  return PREFIX .. 'ready:' .. part
+end
+
+-- A job becomes ready in its part; the part joins the index (or moves up a priority).
+local function ready_add(queue, id, prio, seq, jtype, company)
+  local part = part_of(jtype, company)
+  local score = queue_score(prio, seq)
+  redis.call('ZADD', part_key(part), score, id)
+  redis.call('ZADD', queue, 'LT', score, part)
+end
+
+-- A ready job leaves its part (cancel); an emptied part leaves the index.
+local function ready_remove(queue, id, jtype, company)
+  local part = part_of(jtype, company)
+  local pk = part_key(part)
+  if redis.call('ZREM', pk, id) == 1 and redis.call('EXISTS', pk) == 0 then
+    redis.call('ZREM', queue, part)
+  end
+end
+
 -- Move due jobs from `delayed` to the queue. A retrying job becomes pending again; a
 -- job that was only waiting for its run_at already is pending. Returns the count moved.
 local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, PROMOTE_LIMIT)
   for _, id in ipairs(due) do
     local k = job_key(id)
-    local h = redis.call('HMGET', k, 'priority', 'status', 'created_at')
+    local h = redis.call('HMGET', k, 'priority', 'status', 'created_at', 'type', 'company_id')
     redis.call('ZREM', delayed, id)
     if h[1] then
       if h[2] == 'retrying' then
@@ -58,7 +95,7 @@ local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
         redis.call('HDEL', k, 'run_at')  -- the backoff is over; run_at is a caller's field
       end
       local seq = redis.call('INCR', seq_key)
-      redis.call('ZADD', queue, queue_score(h[1], seq), id)
+      ready_add(queue, id, h[1], seq, h[4], h[5])
     end
   end
   return #due
@@ -83,10 +120,23 @@ local function next_due(delayed)
 end
 
 -- End a running job's lease: it leaves `leases` (which is also the index of processing
--- jobs) and loses its lease fields, plus any `extra` fields named, in one HDEL.
+-- jobs) and loses its lease fields, plus any `extra` fields named, in one HDEL. The
+-- concurrency slots it held (claim.lua, `held`: [[field, limit], ...]) are given back;
+-- a slot of a full limit wakes a fetcher for the job it lets through.
 local function drop_lease(leases, id, k, ...)
   redis.call('ZREM', leases, id)
-  redis.call('HDEL', k, 'lease', 'cancel_requested', ...)
+  local held = redis.call('HGET', k, 'held')
+  if held then
+    local running = PREFIX .. 'limits:running'
+    for _, slot in ipairs(cjson.decode(held)) do
+      if redis.call('HINCRBY', running, slot[1], -1) + 1 >= slot[2] then
+        local wake = PREFIX .. 'wake'
+        redis.call('LPUSH', wake, '1')
+        redis.call('LTRIM', wake, 0, 63)
+      end
+    end
+  end
+  redis.call('HDEL', k, 'lease', 'cancel_requested', 'held', ...)
 end
 
 -- codec: job rows between Python and Lua -------------------------------------------
@@ -204,10 +254,19 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, b
   else
     seq = seq + 1
     if batch then
-      local q = batch.queue
-      q[#q + 1] = queue_score(prio, seq); q[#q + 1] = id
+      local part = part_of(row.type, row.company_id)
+      local q = batch.parts[part]
+      local score = queue_score(prio, seq)
+      if not q then
+        q = {}
+        batch.parts[part] = q
+        batch.heads[part] = score
+      elseif tonumber(score) < tonumber(batch.heads[part]) then
+        batch.heads[part] = score
+      end
+      q[#q + 1] = score; q[#q + 1] = id
     else
-      redis.call('ZADD', queue, queue_score(prio, seq), id)
+      ready_add(queue, id, prio, seq, row.type, row.company_id)
     end
     ready = 1
   end
@@ -226,10 +285,10 @@ end
 -- (LUAI_MAXCSTACK, 8000 in Redis's Lua 5.1).
 local ZADD_BATCH = 500
 
--- An empty batch for enqueue_one: {queue = {score, id, ...}, pending = {ms, id, ...},
--- an = analytics accumulator (_analytics.lua)}.
+-- An empty batch for enqueue_one: {parts = {part = {score, id, ...}}, heads = {part =
+-- lowest score}, pending = {ms, id, ...}, an = analytics accumulator (_analytics.lua)}.
 local function new_batch()
-  return {queue = {}, pending = {}, an = an_new()}
+  return {parts = {}, heads = {}, pending = {}, an = an_new()}
 end
 
 local function zadd_all(key, args)
@@ -242,7 +301,10 @@ end
 -- Add a batch's entries: each call of a ZADD from Lua costs ~2 us here, one member of a
 -- larger ZADD ~0.3 us.
 local function flush_batch(queue, pending_idx, batch)
-  zadd_all(queue, batch.queue)
+  for part, args in pairs(batch.parts) do
+    zadd_all(part_key(part), args)
+    redis.call('ZADD', queue, 'LT', batch.heads[part], part)
+  end
   zadd_all(pending_idx, batch.pending)
   an_flush(batch.an, now_ms())
 end

@@ -54,7 +54,7 @@ local function wf_end_unstarted(id, why, skipped, now)
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id')
   if h[1] ~= 'pending' and h[1] ~= 'retrying' then return false end
-  redis.call('ZREM', WF_QUEUE, id)
+  ready_remove(WF_QUEUE, id, h[2], h[3])
   redis.call('ZREM', WF_DELAYED, id)
   redis.call('ZREM', WF_PENDING, id)
   redis.call('ZREM', WF_RETRYING, id)
@@ -139,7 +139,8 @@ local function wf_settle(id, outcome, now, work)
         if c[1] == 'pending' and c[2] == '1' then
           if not wf_accepts(on, state) then redis.call('HSET', ck, 'wf_blocked', '1') end
           if redis.call('HINCRBY', ck, 'wf_wait', -1) <= 0 then
-            local b = redis.call('HMGET', ck, 'wf_blocked', 'priority', 'type', 'wf_node')
+            local b = redis.call('HMGET', ck, 'wf_blocked', 'priority', 'type', 'wf_node',
+              'company_id')
             if b[1] or w.status ~= 'running' then
               local why = 'skipped: a parent did not end as its edge requires'
               if w.status ~= 'running' then why = 'skipped: the workflow is ' .. w.status end
@@ -147,7 +148,7 @@ local function wf_settle(id, outcome, now, work)
             else
               redis.call('HDEL', ck, 'wf_waiting')
               local seq = redis.call('INCR', WF_SEQ)
-              redis.call('ZADD', WF_QUEUE, queue_score(b[2], seq), cid)
+              ready_add(WF_QUEUE, cid, b[2], seq, b[3], b[5])
               wf_node_event(wf, cid, b[3], w.company, 'released', now, b[4])
               ready = ready + 1
             end

@@ -16,7 +16,7 @@ if not h[1] then return {'missing', ''} end
 local status = h[1]
 local now = now_ms()
 if status == 'pending' or status == 'retrying' then
-  redis.call('ZREM', queue, id)
+  ready_remove(queue, id, h[2], h[3])
   redis.call('ZREM', delayed, id)
   redis.call('ZREM', pending_idx, id)
   redis.call('ZREM', retrying_idx, id)

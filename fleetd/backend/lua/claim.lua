@@ -1,12 +1,20 @@
--- claim.lua: promote due delayed jobs, then take up to N ready jobs, highest priority
--- first and FIFO within a priority, leasing each to one daemon.
+-- claim.lua: promote due delayed jobs, then take up to N ready jobs the daemon can run,
+-- highest priority first, round robin between parts (a job type and a company: _lib.lua,
+-- ready_add) within a priority and FIFO within a part, within the global limits, leasing
+-- each to one daemon.
 --
--- KEYS[1] queue           KEYS[2] delayed            KEYS[3] seq
+-- KEYS[1] queue (the index of parts)  KEYS[2] delayed  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:retrying
 -- KEYS[6] leases (scored by deadline; also the index of processing jobs)
 -- KEYS[7] events          KEYS[8] wake
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
+-- ARGV[7] the job types the daemon has handlers for, a JSON array; '' = every type
+-- ARGV[8] limits (fleetd.jobs.limits.Limits.encode), a JSON object; '' = none:
+--   {"t": {type: [concurrency, starts, per ms]}, "c": [concurrency, starts, per ms]}
+--   ("c": what every company may; 0 = no limit of that kind). Concurrency counts the
+--   jobs processing (hash `limits:running`, given back by drop_lease); starts are a
+--   sliding log per limit (zset `limits:rate:<t:type | c:company>`).
 -- Returns {now, next delayed due ms or -1, jobs, data} (encode_claimed): `jobs` a JSON
 --   array with per job an object (fleetd.backend.codec.ClaimedJob) of its id and the
 --   CLAIMED fields of _lib.lua but data, named as in the job hash, absent ones left out,
@@ -16,29 +24,229 @@ local pending_idx, retrying_idx = KEYS[4], KEYS[5]
 local leases, events, wake = KEYS[6], KEYS[7], KEYS[8]
 local count, lease_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local token, worker = ARGV[5], ARGV[6]
+-- Index entries a claim reads per page, and pages per scan: the parts it must skip (no
+-- handler, limit full) cost a table look-up each; this bounds the script's time (a
+-- part deeper than SCAN * MAX_PAGES skipped ones waits for them to drain).
+local SCAN = 500
+local MAX_PAGES = 8
+local MAX_SCANS = 8
+
+local handles = nil
+if ARGV[7] ~= '' then
+  handles = {}
+  for _, t in ipairs(cjson.decode(ARGV[7])) do handles[t] = true end
+end
+local limits = nil
+if ARGV[8] ~= '' then limits = cjson.decode(ARGV[8]) end
+local running_key = PREFIX .. 'limits:running'
 
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
-local popped = redis.call('ZPOPMIN', queue, count)
-local jobs = {}
-local deadline = int(now + lease_ms)
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  local k = job_key(id)
-  local job, status = read_claimed(k, id)
-  if job and status == 'pending' then
-    local attempts = tonumber(job.attempts) + 1
-    redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
-      'attempts', attempts, 'lease', token, 'worker', worker)
-    redis.call('ZREM', pending_idx, id)
-    redis.call('ZADD', leases, deadline, id)
-    emit(events, 'job.started', id, job.type, job.company_id, 'processing', now,
-      '{"attempt":' .. attempts .. ',"worker":"' .. worker .. '"}')
-    job.attempts = tostring(attempts)
-    jobs[#jobs + 1] = job
+
+-- The limits of a part: a list of {field, concurrency, starts, per ms}, and `held`: the
+-- JSON its jobs carry, [[field, concurrency], ...] of the concurrency limits (read back
+-- by drop_lease), or nil.
+local part_limits = {}
+local function limits_of(part, jtype, company)
+  local got = part_limits[part]
+  if got then return got end
+  got = {}
+  if limits then
+    local t = limits.t and limits.t[jtype]
+    if t then got[#got + 1] = {'t:' .. jtype, t[1], t[2], t[3]} end
+    local c = limits.c
+    if c and company ~= '' then got[#got + 1] = {'c:' .. company, c[1], c[2], c[3]} end
+    local held = {}
+    for i = 1, #got do
+      if got[i][2] > 0 then held[#held + 1] = {got[i][1], got[i][2]} end
+    end
+    if #held > 0 then got.held = cjson.encode(held) end
+  end
+  part_limits[part] = got
+  return got
+end
+
+-- Room left per limit field in this call: read once, then counted down locally; the
+-- starts are written once per field at the end (count_starts).
+local avail = {}
+local started = {}
+
+-- How many more jobs of a part the limits let start now.
+local function room(lims)
+  local r = count
+  for i = 1, #lims do
+    local l = lims[i]
+    local a = avail[l[1]]
+    if a == nil then
+      a = count
+      if l[2] > 0 then
+        a = math.min(a, l[2] - tonumber(redis.call('HGET', running_key, l[1]) or 0))
+      end
+      if l[3] > 0 then
+        local rk = PREFIX .. 'limits:rate:' .. l[1]
+        redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - l[4])
+        a = math.min(a, l[3] - redis.call('ZCARD', rk))
+      end
+      avail[l[1]] = a
+    end
+    r = math.min(r, a)
+  end
+  return r
+end
+
+-- Count one start against a part's limits (written by count_starts).
+local function take(lims, id, attempts)
+  for i = 1, #lims do
+    local l = lims[i]
+    avail[l[1]] = avail[l[1]] - 1
+    local st = started[l[1]]
+    if not st then
+      st = {lim = l, n = 0, log = {}}
+      started[l[1]] = st
+    end
+    st.n = st.n + 1
+    if l[3] > 0 then
+      st.log[#st.log + 1] = now; st.log[#st.log + 1] = id .. ':' .. attempts
+    end
   end
 end
+
+local function count_starts()
+  for field, st in pairs(started) do
+    local l = st.lim
+    if l[2] > 0 then redis.call('HINCRBY', running_key, field, st.n) end
+    if l[3] > 0 then
+      local rk = PREFIX .. 'limits:rate:' .. field
+      zadd_all(rk, st.log)
+      redis.call('PEXPIRE', rk, l[4])
+    end
+  end
+end
+
+local function split_part(part)
+  local n, rest = part:match('^(%d+):(.*)$')
+  n = tonumber(n)
+  return rest:sub(1, n), rest:sub(n + 2)
+end
+
+local function adopt(id, score)
+  redis.call('ZREM', queue, id)
+  local h = redis.call('HMGET', job_key(id), 'status', 'type', 'company_id')
+  if h[1] == 'pending' then
+    local part = part_of(h[2], h[3])
+    redis.call('ZADD', part_key(part), score, id)
+    redis.call('ZADD', queue, 'LT', score, part)
+  end
+end
+
+local function band_of(score)
+  return math.floor(tonumber(score) / SEQ_SPAN)
+end
+
+local jobs = {}
+local deadline = int(now + lease_ms)
+-- Turn numbers for the parts served by this call (one INCRBY for all of them).
+local turn = redis.call('INCRBY', seq_key, count) - count
+local skipped = {}
+
+-- Claim job `id` (just taken from its part); false if it was not pending after all.
+local function claim_job(id, lims)
+  local k = job_key(id)
+  local job, status = read_claimed(k, id)
+  if not job or status ~= 'pending' then return false end
+  local attempts = tonumber(job.attempts) + 1
+  if lims.held then
+    redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
+      'attempts', attempts, 'lease', token, 'worker', worker, 'held', lims.held)
+  else
+    redis.call('HSET', k, 'status', 'processing', 'started_at', now, 'updated_at', now,
+      'attempts', attempts, 'lease', token, 'worker', worker)
+  end
+  if #lims > 0 then take(lims, id, attempts) end
+  redis.call('ZREM', pending_idx, id)
+  redis.call('ZADD', leases, deadline, id)
+  emit(events, 'job.started', id, job.type, job.company_id, 'processing', now,
+    '{"attempt":' .. attempts .. ',"worker":"' .. worker .. '"}')
+  job.attempts = tostring(attempts)
+  jobs[#jobs + 1] = job
+  return true
+end
+
+for _ = 1, MAX_SCANS do
+  if #jobs >= count then break end
+  -- The parts of the best priority that this daemon may serve now, in turn order, a
+  -- page of the index at a time past the parts it must skip.
+  local band, turns, adopted = nil, {}, false
+  for page = 0, MAX_PAGES - 1 do
+    local idx = redis.call('ZRANGE', queue, page * SCAN, page * SCAN + SCAN - 1, 'WITHSCORES')
+    for i = 1, #idx, 2 do
+      local part = idx[i]
+      local b = band_of(idx[i + 1])
+      if band and b ~= band then break end
+      if not part:match('^%d+:') then
+        -- A job id filed by a version before parts (one `queue` zset of jobs): moved
+        -- to its part, keeping its place (its score); the next scan sees the part.
+        adopt(part, idx[i + 1])
+        adopted = true
+      elseif not skipped[part] then
+        local jtype, company = split_part(part)
+        local lims = limits_of(part, jtype, company)
+        if (handles == nil or handles[jtype]) and (#lims == 0 or room(lims) > 0) then
+          band = b
+          turns[#turns + 1] = {part, lims}
+        else
+          skipped[part] = true
+        end
+      end
+    end
+    if band or #idx < SCAN * 2 then break end
+  end
+  if not band and not adopted then break end
+  -- Round robin: each part of this priority gives its share of what is left to take,
+  -- round after round while its head is of this priority.
+  local below = '(' .. int(((band or 0) + 1) * SEQ_SPAN)
+  while #turns > 0 and #jobs < count do
+    local still = {}
+    for _, p in ipairs(turns) do
+      if #jobs >= count then break end
+      local part, lims = p[1], p[2]
+      local pk = part_key(part)
+      -- An equal share of what is left to take (FIFO within the part).
+      local want = math.ceil((count - #jobs) / #turns)
+      if #lims > 0 then want = math.min(want, room(lims)) end
+      local ids = {}
+      if want > 0 then
+        ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
+      else
+        skipped[part] = true
+      end
+      if want > 0 and #ids == 0 then
+        -- Empty, or a stale hint (a cancel took the head): re-file at its head's priority.
+        local head = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+        if head[1] then
+          redis.call('ZADD', queue, int(band_of(head[2]) * SEQ_SPAN + turn), part)
+        else
+          redis.call('ZREM', queue, part)
+        end
+      elseif #ids > 0 then
+        redis.call('ZREM', pk, unpack(ids))
+        for i = 1, #ids do claim_job(ids[i], lims) end
+        turn = turn + 1
+        local nxt = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+        if nxt[1] then
+          local nb = band_of(nxt[2])
+          redis.call('ZADD', queue, int(nb * SEQ_SPAN + turn), part)
+          if nb == band then still[#still + 1] = p end
+        else
+          redis.call('ZREM', queue, part)
+        end
+      end
+    end
+    turns = still
+  end
+end
+count_starts()
 -- Nothing left to take: stale wake tokens would only cause empty claims.
-if redis.call('ZCARD', queue) == 0 then redis.call('DEL', wake) end
+if redis.call('EXISTS', queue) == 0 then redis.call('DEL', wake) end
 local encoded, data = encode_claimed(jobs)
 return {now, next_due(delayed), encoded, data}

@@ -44,7 +44,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', k, 'status', 'pending')
       redis.call('ZADD', pending_idx, h[5], id)
       local seq = redis.call('INCR', seq_key)
-      redis.call('ZADD', queue, queue_score(h[4], seq), id)
+      ready_add(queue, id, h[4], seq, h[2], h[3])
       emit(events, 'job.stalled', id, h[2], h[3], 'pending', now,
         '{"stalls":' .. stalls .. ',"worker":"' .. worker .. '"}')
       requeued = requeued + 1

@@ -32,7 +32,7 @@ for i = 0, n - 1 do
     redis.call('HDEL', k, 'worker')
     redis.call('ZADD', pending_idx, h[6], id)
     -- Sequence 0: ahead of everything waiting at its priority, since it was taken first.
-    redis.call('ZADD', queue, queue_score(h[5], 0), id)
+    ready_add(queue, id, h[5], 0, h[3], h[4])
     emit(events, 'job.requeued', id, h[3], h[4], 'pending', now, '{"reason":"shutdown"}')
     released = released + 1
     out[#out + 1] = 1

@@ -19,7 +19,7 @@ redis.call('HDEL', k, 'error', 'traceback', 'result', 'completed_at', 'started_a
   'run_at', 'worker', 'progress')
 redis.call('ZADD', pending_idx, h[5], id)
 local seq = redis.call('INCR', seq_key)
-redis.call('ZADD', queue, queue_score(h[4], seq), id)
+ready_add(queue, id, h[4], seq, h[2], h[3])
 emit(events, 'job.reset', id, h[2], h[3], 'pending', now, '{"from":"' .. h[1] .. '"}')
 wake_up(wake, 1, tonumber(ARGV[4]))
 return {'reset', 'pending'}

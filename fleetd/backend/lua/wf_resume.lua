@@ -25,7 +25,7 @@ redis.call('HDEL', wk, 'finished_at')
 local ready, skip = 0, {}
 for _, id in ipairs(order) do
   local k = job_key(id)
-  local h = redis.call('HMGET', k, 'wf_parents', 'priority', 'created_at')
+  local h = redis.call('HMGET', k, 'wf_parents', 'priority', 'created_at', 'type', 'company_id')
   local wait, blocked = 0, false
   for _, edge in pairs(cjson.decode(h[1] or '{}')) do
     if again[edge[1]] then
@@ -48,7 +48,7 @@ for _, id in ipairs(order) do
     skip[#skip + 1] = id
   else
     local seq = redis.call('INCR', WF_SEQ)
-    redis.call('ZADD', WF_QUEUE, queue_score(h[2], seq), id)
+    ready_add(WF_QUEUE, id, h[2], seq, h[4], h[5])
     ready = ready + 1
   end
 end

@@ -1,0 +1,54 @@
+"""`[redis] wait_replicas`: an enqueue is answered only once that many replicas hold it
+(WAIT), against a real primary and replica; with the replica gone it is refused as
+NotReplicated after `wait_timeout` (the job is stored: a retry with its idempotency key
+finds it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from redis_server import RedisServer, RedisServerFactory
+
+from fleetd.config import Config
+from fleetd.engine import Engine
+from fleetd.jobs.errors import NotReplicated
+
+
+def wait_for_link(replica_port: int, primary: RedisServer, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = primary.command("INFO", "replication")
+        if isinstance(info, bytes) and b"state=online" in info:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"replica on {replica_port} never connected")
+
+
+def test_enqueue_waits_for_a_replica_and_refuses_without_one(
+    own_redis: RedisServerFactory, config: Config
+) -> None:
+    primary = own_redis()
+    replica = own_redis(extra_args=("--replicaof", "127.0.0.1", str(primary.port)))
+    wait_for_link(replica.port, primary)
+    redis = dataclasses.replace(config.redis, url=primary.url, wait_replicas=1, wait_timeout=2.0)
+    engine = Engine.build(dataclasses.replace(config, redis=redis), daemon=True)
+    try:
+        for script in engine.scripts.all():
+            script.load(engine.link.client)
+        ops = engine.ops
+        [res] = engine.link.run_sync(ops.enqueue_rows, ops.prepare_many([{"type": "noop"}]))
+        # Answered only after the replica had it: it is there now.
+        reader = replica.connect()
+        assert reader.command("EXISTS", engine.keys.job(res.job_id)) == 1
+        reader.close()
+        replica.stop()
+        row = ops.prepare({"type": "noop", "idempotency_key": "k1"})
+        with pytest.raises(NotReplicated) as info:
+            engine.link.run_sync(ops.enqueue_rows, [row])
+        assert (info.value.acked, info.value.wanted) == (0, 1)
+        stored = engine.link.client.get(engine.keys.idem(None, "k1"))
+        assert stored == row.id  # stored on the primary all the same
+    finally:
+        engine.close()
