@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
+from fleetd.config.notify_rules import NotifyRule
 from fleetd.config.plugin_sections import declared_sections
 from fleetd.config.sections import (
     CORE_SECTIONS,
@@ -95,6 +96,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    notify: tuple[NotifyRule, ...] = ()  # the [[notify]] rules (fleetd.config.notify_rules)
     # The loaded plugins' sections by name (hook fleetd_config_sections), read-only.
     # Compared, not hashed: a mapping has no hash.
     plugin_sections: Mapping[str, Any] = field(default_factory=dict, hash=False)
