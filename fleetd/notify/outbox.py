@@ -8,6 +8,8 @@ while Redis is down). Each row is one (event, rule, channel) and its id is deriv
 from them, so an event seen twice adds nothing. `claimed` is 0 until this outbox won
 the event's claim in Redis (fleetd.notify.service); `instance` is this file's own id,
 the value of its claims, so that after a restart the claims it made are still its own.
+Processes sharing a state directory (`[daemon] processes`) share the file: `take()`
+hands each due delivery to one of them at a time.
 Synchronous; the service calls it from a thread.
 """
 
@@ -75,11 +77,11 @@ class Outbox:
             )  # fmt: skip
             return cur.rowcount
 
-    def _rows(self, where: str, args: tuple[Any, ...]) -> list[Delivery]:
+    def _rows(self, where: str, args: tuple[Any, ...], limit: int = -1) -> list[Delivery]:
         rows = self.db.execute(
             "SELECT id, event_id, rule, channel, body, claimed, attempts, created_at"
-            f" FROM deliveries WHERE {where} ORDER BY created_at, id",
-            args,
+            f" FROM deliveries WHERE {where} ORDER BY created_at, id LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [Delivery(r[0], r[1], r[2], r[3], json.loads(r[4]), bool(r[5]), r[6], r[7])
                 for r in rows]  # fmt: skip
@@ -88,7 +90,7 @@ class Outbox:
         return self._rows("claimed = 0", ())
 
     def due(self, now: float, limit: int = 100) -> list[Delivery]:
-        return self._rows("claimed = 1 AND next_at <= ? LIMIT ?", (now, limit))
+        return self._rows("claimed = 1 AND next_at <= ?", (now,), limit)
 
     def next_due(self) -> float | None:
         row = self.db.execute("SELECT MIN(next_at) FROM deliveries WHERE claimed = 1").fetchone()
@@ -102,6 +104,16 @@ class Outbox:
             else:
                 self.db.execute("DELETE FROM deliveries WHERE event_id = ? AND rule = ?",
                                 (event_id, rule))  # fmt: skip
+
+    def take(self, delivery_id: str, now: float, lease: float) -> bool:
+        """Take a due delivery for `lease` seconds: False when another process sharing
+        this state directory took it first (SQLite serialises the writes)."""
+        with self.db:
+            cur = self.db.execute(
+                "UPDATE deliveries SET next_at = ? WHERE id = ? AND claimed = 1 AND next_at <= ?",
+                (now + lease, delivery_id, now),
+            )
+            return cur.rowcount == 1
 
     def done(self, delivery_id: str) -> None:
         with self.db:

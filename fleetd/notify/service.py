@@ -22,6 +22,7 @@ Lifecycle: run() opens the outbox → started → until cancelled.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -202,6 +203,9 @@ class NotifyService:
             if d.rule not in self.rules:
                 log.warning("notify: rule %r is gone from the config: %s dropped", d.rule, d.id)
                 await trio.to_thread.run_sync(self.outbox.done, d.id, limiter=self._limiter)
+                continue
+            take = functools.partial(self.outbox.take, d.id, now, WEBHOOK_TIMEOUT + 5)
+            if not await trio.to_thread.run_sync(take, limiter=self._limiter):
                 continue
             try:
                 await self._deliver(d)
