@@ -46,8 +46,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             with receiver.lock:
                 code = 500 if receiver.fail_next > 0 else 200
                 receiver.fail_next -= code == 500
-                receiver.requests.append(Received(self.headers.get("X-Fleetd-Delivery", ""),
-                    self.headers.get("X-Fleetd-Event", ""), json.loads(raw), signed, code))  # fmt: skip
+                delivery = self.headers.get("X-Fleetd-Delivery", "")
+                event = self.headers.get("X-Fleetd-Event", "")
+                receiver.requests.append(Received(delivery, event, json.loads(raw), signed, code))
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import fleetd_env
 from daemons import Fleet, run_cli, wait_for
@@ -23,7 +24,7 @@ from receiver import SECRET, Receiver, webhook_receiver
 from fleetd.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "fleetd_plugins"))
-from test_email import smtp_server  # noqa: E402  (the SMTP test server of the e-mail tests)
+from test_email import smtp_server
 
 
 def rules_file(tmp_path: Path, url: str = "", email: str = "", on: str = "job.failed") -> Path:
@@ -115,21 +116,29 @@ def test_an_email_notification_reaches_the_smtp_server(
     assert f"job id: {job_id}" in msg.get_body().get_content()
 
 
-def test_redis_lost_is_sent_while_redis_is_down_and_back_after(
-    config: Config, fleet: Fleet, tmp_path: Path, own_redis
+def test_redis_and_spool_transitions_are_sent_while_redis_is_down(
+    config: Config, fleet: Fleet, tmp_path: Path, own_redis: Any
 ) -> None:
     redis = own_redis()
     path = tmp_path / "notify.toml"
     with webhook_receiver() as receiver:
-        path.write_text(f'[[notify]]\non = ["redis.lost", "redis.back"]\n'
-                        f'webhook_url = "{receiver.url}"\nwebhook_secret = "{SECRET}"\n')  # fmt: skip
+        path.write_text(
+            '[[notify]]\non = ["redis.lost", "redis.back", "spool.started", "spool.stopped"]\n'
+            f'webhook_url = "{receiver.url}"\nwebhook_secret = "{SECRET}"\n'
+        )
         env = fleetd_env(config) | {"FLEETD_CONFIG": str(path), "FLEETD_REDIS_URL": redis.url}
         fleet.start(env, "--roles", "worker")
         redis.stop()
         delivered(receiver, fleet)
         assert [r.event for r in receiver.delivered()] == ["redis.lost"]
-        redis.start()
+        # The CLI spools into the daemon's state directory while Redis is away.
+        spooled = run_cli(env, "enqueue", "noop", "--json")
+        assert json.loads(spooled.stdout)["status"] == "spooled", spooled.stderr
         delivered(receiver, fleet, 2)
+        redis.start()
+        delivered(receiver, fleet, 4)
+        time.sleep(0.5)
         events = [r.event for r in receiver.delivered()]
-    assert events == ["redis.lost", "redis.back"], events
-    assert all(r.signed for r in receiver.requests)
+    assert events[:2] == ["redis.lost", "spool.started"], events
+    assert sorted(events[2:]) == ["redis.back", "spool.stopped"], events
+    assert all(r.signed and r.body["job"] is None for r in receiver.requests)

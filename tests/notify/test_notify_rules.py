@@ -23,7 +23,9 @@ def load(tmp_path: Path, text: str) -> object:
 
 def test_every_error_of_every_rule_is_listed_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load(tmp_path, """
+        load(
+            tmp_path,
+            """
 [worker]
 concurrency = 0
 
@@ -43,7 +45,8 @@ on = "job.retried"
 webhook_url = "https://example.com/hook"
 webhook_secret = "short"
 email_to = 5
-""")
+""",
+        )
     errors = caught.value.errors
     expected = [
         "worker.concurrency",
@@ -62,7 +65,9 @@ email_to = 5
 
 
 def test_a_good_rule_is_loaded(tmp_path: Path) -> None:
-    cfg = load(tmp_path, """
+    cfg = load(
+        tmp_path,
+        """
 [[notify]]
 name = "payments"
 on = ["job.failed", "job.retried"]
@@ -73,7 +78,8 @@ tags = ["billing"]
 webhook_url = "https://hooks.example.com/fleetd"
 webhook_secret = "0123456789abcdef"
 email_to = ["ops@example.com"]
-""")
+""",
+    )
     assert cfg.notify == (NotifyRule("payments", ("job.failed", "job.retried"), 2, ("noop",),  # type: ignore[attr-defined]
         ("acme",), ("billing",), "https://hooks.example.com/fleetd", "0123456789abcdef",
         ("ops@example.com",)),)  # fmt: skip
