@@ -113,7 +113,8 @@ def test_an_email_notification_reaches_the_smtp_server(
         [(_, rcpts, msg)] = server.messages
     assert rcpts == ["ops@example.com"]
     assert msg["Subject"].startswith("[fleetd] job.failed: job " + job_id)
-    assert f"job id: {job_id}" in msg.get_body().get_content()
+    text = msg.get_body()
+    assert text is not None and f"job id: {job_id}" in text.get_content()
 
 
 def test_redis_and_spool_transitions_are_sent_while_redis_is_down(
