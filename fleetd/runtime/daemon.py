@@ -8,7 +8,7 @@
     ├── worker pool     fetch, run, flush, renew, control          (role worker)
     ├── http            admin API, /healthz, /readyz, /metrics     (role api; started
     │                   before Redis answers, so probes work while it waits)
-    ├── alerts          the spec's alerts with hysteresis → log, events, webhook
+    ├── alerts, notify  alerts with hysteresis; [[notify]] rules → webhook, e-mail job
     └── systemd         READY once every service started, WATCHDOG pings, STATUS,
                         RELOADING around SIGHUP, STOPPING at stop (fleetd.runtime.systemd)
 
