@@ -31,6 +31,7 @@ from typing import Any
 
 import trio
 
+from fleetd.audit.entry import Action, AuditEntry, Door, outcome_of
 from fleetd.backend.redis_link import (
     Backoff,
     RedisCommandError,
@@ -40,6 +41,7 @@ from fleetd.backend.redis_link import (
 )
 from fleetd.config.notify_rules import NotifyRule
 from fleetd.engine import Engine
+from fleetd.jobs.receipts import EnqueueResult
 from fleetd.notify import webhook
 from fleetd.notify.match import Occurrence, email_data, matching, needs_tags, payload
 from fleetd.notify.outbox import OUTBOX_FILE, Delivery, Outbox
@@ -192,9 +194,23 @@ class NotifyService:
                                           d.id, d.body, WEBHOOK_TIMEOUT)  # fmt: skip
         else:
             key = "notify-" + hashlib.sha256(d.id.encode()).hexdigest()[:40]
-            await self.engine.queue.enqueue(
-                {"type": EMAIL_TYPE, "data": d.body, "priority": "high", "idempotency_key": key}
-            )
+            req = {"type": EMAIL_TYPE, "data": d.body, "priority": "high", "idempotency_key": key}
+            try:
+                result = await self.engine.queue.enqueue(req)
+            except Exception as exc:
+                self._audit(d, None, exc)
+                raise
+            self._audit(d, result, None)
+
+    def _audit(self, d: Delivery, result: EnqueueResult | None, exc: BaseException | None) -> None:
+        """The e-mail job's audit entry: door notify, subject notify:<rule>."""
+        if isinstance(exc, RedisUnavailable):
+            return  # nothing was written; the next try records its own outcome
+        detail = {"type": EMAIL_TYPE, "event_id": d.event_id,
+                  "duplicate": result is not None and result.duplicate}  # fmt: skip
+        self.engine.audit.submit(AuditEntry(
+            Action.JOB_ENQUEUE, f"notify:{d.rule}", Door.NOTIFY, outcome_of(exc),
+            target=result.job_id if result else None, detail=detail))  # fmt: skip
 
     async def _send_due(self) -> None:
         assert self.outbox is not None

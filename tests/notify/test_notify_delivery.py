@@ -21,7 +21,9 @@ from conftest import fleetd_env
 from daemons import Fleet, run_cli, wait_for
 from receiver import SECRET, Receiver, webhook_receiver
 
+from fleetd.audit.reader import AuditReader
 from fleetd.config import Config
+from fleetd.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "fleetd_plugins"))
 from test_email import smtp_server
@@ -34,6 +36,15 @@ def rules_file(tmp_path: Path, url: str = "", email: str = "", on: str = "job.fa
     path.write_text(f'[[notify]]\nname = "billing-failures"\non = ["{on}"]\n'
                     f'job_types = ["noop"]\ntags = ["billing"]\n{where}')  # fmt: skip
     return path
+
+
+def audit(cfg: Config) -> list[dict[str, Any]]:
+    engine = Engine.build(cfg, daemon=False)
+    try:
+        entries, _ = engine.link.run_sync(lambda c: AuditReader(engine.keys).read(c, limit=1000))
+        return list(entries)
+    finally:
+        engine.link.close()
 
 
 def fail_job(env: dict[str, str], *tags: str) -> str:
@@ -112,6 +123,9 @@ def test_an_email_notification_reaches_the_smtp_server(
         time.sleep(1)
         [(_, rcpts, msg)] = server.messages
     assert rcpts == ["ops@example.com"]
+    [entry] = [e for e in audit(config) if e["door"] == "notify"]
+    assert (entry["action"], entry["subject"]) == ("job.enqueue", "notify:billing-failures")
+    assert entry["outcome"] == "ok" and entry["target"]
     assert msg["Subject"].startswith("[fleetd] job.failed: job " + job_id)
     text = msg.get_body()
     assert text is not None and f"job id: {job_id}" in text.get_content()
