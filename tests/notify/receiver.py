@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Received:
     body: dict[str, Any]
     signed: bool  # the signature matched the body
     answered: int
+    received: float = 0.0  # time.time() when it was read
 
 
 @dataclass
@@ -48,7 +50,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 receiver.fail_next -= code == 500
                 delivery = self.headers.get("X-Fleetd-Delivery", "")
                 event = self.headers.get("X-Fleetd-Event", "")
-                receiver.requests.append(Received(delivery, event, json.loads(raw), signed, code))
+                receiver.requests.append(
+                    Received(delivery, event, json.loads(raw), signed, code, time.time())
+                )
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
