@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
+import sqlite3
 import time
 from typing import Any
 
@@ -96,8 +98,6 @@ class NotifyService:
             retries if isinstance(retries, int) else 0, ev.data)  # fmt: skip
 
     def _tags(self, client: SyncClient, job_id: str) -> tuple[str, ...]:
-        import json
-
         raw = client.hget(self.engine.keys.job(job_id), "tags")
         try:
             tags = json.loads(raw) if raw else []
@@ -114,7 +114,14 @@ class NotifyService:
                     occ = self._occurrence(ev, await self.engine.link.call(self._tags, ev.job_id))
                 except (RedisUnavailable, RedisCommandError) as exc:
                     log.warning("notify: tags of job %s not read: %s", ev.job_id, exc)
+            await self._record_logged(occ)
+
+    async def _record_logged(self, occ: Occurrence) -> None:
+        try:
             await self.record(occ)
+        except (sqlite3.Error, OSError) as exc:  # the disk: logged, the daemon goes on
+            log.error("notify: %s %s not recorded in %s: %s", occ.kind, occ.id,
+                      OUTBOX_FILE, exc)  # fmt: skip
 
     async def record(self, occ: Occurrence) -> int:
         """Write the deliveries of the rules `occ` matches to the outbox (durable)."""
@@ -157,7 +164,7 @@ class NotifyService:
                          self.daemon_id, message)  # fmt: skip
         (log.warning if kind in ("redis.lost", "spool.started") else log.info)(
             "notify: %s: %s", kind, message)  # fmt: skip
-        await self.record(occ)
+        await self._record_logged(occ)
 
     # -- claim and send --------------------------------------------------------------
 
@@ -216,8 +223,9 @@ class NotifyService:
         assert self.outbox is not None
         now = time.time()
         for d in await trio.to_thread.run_sync(self.outbox.due, now, limiter=self._limiter):
-            if d.rule not in self.rules:
-                log.warning("notify: rule %r is gone from the config: %s dropped", d.rule, d.id)
+            rule = self.rules.get(d.rule)
+            if rule is None or not (rule.webhook_url if d.channel == "webhook" else rule.email_to):
+                log.warning("notify: rule %r no longer sends this: %s dropped", d.rule, d.id)
                 await trio.to_thread.run_sync(self.outbox.done, d.id, limiter=self._limiter)
                 continue
             take = functools.partial(self.outbox.take, d.id, now, WEBHOOK_TIMEOUT + 5)
@@ -246,12 +254,16 @@ class NotifyService:
         backoff = Backoff(2.0)
         while True:
             self._wake = trio.Event()
-            if await self._claims():
-                backoff.reset()
-            else:
-                await backoff.sleep()
-            await self._send_due()
-            due = await trio.to_thread.run_sync(self.outbox.next_due, limiter=self._limiter)
+            try:
+                if await self._claims():
+                    backoff.reset()
+                else:
+                    await backoff.sleep()
+                await self._send_due()
+                due = await trio.to_thread.run_sync(self.outbox.next_due, limiter=self._limiter)
+            except (sqlite3.Error, OSError) as exc:  # the outbox file: logged, tried again
+                log.error("notify: %s: %s", OUTBOX_FILE, exc)
+                due = time.time() + 1.0
             wait = 1.0 if due is None else max(0.0, min(1.0, due - time.time()))
             with trio.move_on_after(wait):
                 await self._wake.wait()
