@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetd.config import ConfigError, load_config
+from fleetd.config import ConfigError, dump_toml, load_config
 from fleetd.config.notify_rules import NotifyRule
 from fleetd.notify.match import Occurrence, email_data, matching, needs_tags, payload
 from fleetd.notify.outbox import Delivery, Outbox
@@ -144,3 +144,26 @@ def test_the_outbox_keeps_deliveries_and_its_instance_across_a_reopen(tmp_path: 
     box.add([Delivery("2-0/r/email", "2-0", "r", "email", {}, claimed=False)])
     box.mark_claimed("2-0", "r", False)  # another daemon won: dropped
     assert box.count() == 0
+
+
+def test_rules_round_trip_through_the_dump_and_are_redacted_for_show(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        """
+[[notify]]
+on = ["job.failed", "redis.lost"]
+webhook_url = "https://user:pw@hooks.example.com/x"
+webhook_secret = "0123456789abcdef"
+
+[[notify]]
+name = "retries"
+on = "job.retried"
+retries_at_least = 4
+email_to = "ops@example.com"
+""",
+    )
+    text = dump_toml(cfg)  # type: ignore[arg-type]
+    assert load(tmp_path, text) == cfg
+    shown = dump_toml(cfg, redact=True)  # type: ignore[arg-type]
+    assert "0123456789abcdef" not in shown and ":pw@" not in shown
+    assert 'webhook_secret = "***"' in shown
