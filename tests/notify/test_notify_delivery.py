@@ -82,6 +82,25 @@ def test_a_failed_job_is_notified_once_signed_after_two_refusals(
     assert body["rule"] == "billing-failures" and body["job"]["error"]
 
 
+def test_a_job_retried_n_times_is_notified_from_the_nth_retry(
+    config: Config, fleet: Fleet, tmp_path: Path
+) -> None:
+    with webhook_receiver() as receiver:
+        path = tmp_path / "notify.toml"
+        hook = f'webhook_url = "{receiver.url}"\nwebhook_secret = "{SECRET}"\n'
+        path.write_text('[[notify]]\non = "job.retried"\nretries_at_least = 2\n' + hook)
+        env = fleetd_env(config) | {"FLEETD_CONFIG": str(path)}
+        fleet.start(env, "--roles", "worker")
+        # Retried twice (after 1 s, then 4 s), then failed: only the 2nd retry matches.
+        run = run_cli(env, "enqueue", "noop", "--data", json.dumps({"fail_attempts": 5}),
+                      "--max-retries", "2", "--wait", "--json")  # fmt: skip
+        assert json.loads(run.stdout)["job"]["status"] == "failed", run.stderr
+        delivered(receiver, fleet)
+        time.sleep(1)
+        [got] = receiver.delivered()
+    assert got.event == "job.retried" and got.body["job"]["retry_count"] == 2 and got.signed
+
+
 def test_a_delivery_waiting_at_a_restart_is_made_after_it(
     config: Config, fleet: Fleet, tmp_path: Path
 ) -> None:

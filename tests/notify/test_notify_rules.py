@@ -3,11 +3,13 @@ the sans-IO matching, payload and outbox."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fleetd.config import ConfigError, dump_toml, load_config
+from fleetd.config import Config, ConfigError, dump_toml, load_config
 from fleetd.config.notify_rules import NotifyRule
 from fleetd.notify.match import Occurrence, email_data, matching, needs_tags, payload
 from fleetd.notify.outbox import Delivery, Outbox
@@ -15,7 +17,7 @@ from fleetd.notify.service import RETRY_CAP, retry_delay
 from fleetd.notify.webhook import encode, sign
 
 
-def load(tmp_path: Path, text: str) -> object:
+def load(tmp_path: Path, text: str) -> Config:
     path = tmp_path / "fleetd.toml"
     path.write_text(text)
     return load_config(path, env={})
@@ -80,7 +82,7 @@ webhook_secret = "0123456789abcdef"
 email_to = ["ops@example.com"]
 """,
     )
-    assert cfg.notify == (NotifyRule("payments", ("job.failed", "job.retried"), 2, ("noop",),  # type: ignore[attr-defined]
+    assert cfg.notify == (NotifyRule("payments", ("job.failed", "job.retried"), 2, ("noop",),
         ("acme",), ("billing",), "https://hooks.example.com/fleetd", "0123456789abcdef",
         ("ops@example.com",)),)  # fmt: skip
 
@@ -89,11 +91,9 @@ RULE = NotifyRule("r", ("job.failed", "job.retried"), 2, ("noop",), ("acme",), (
                   "http://127.0.0.1/", "0123456789abcdef", ("ops@example.com",))  # fmt: skip
 
 
-def occ(kind: str = "job.failed", **changes: object) -> Occurrence:
-    fields: dict[str, object] = {"job_id": "j1", "job_type": "noop", "company_id": "acme",
-                                 "tags": ("billing",), "retry_count": 0}  # fmt: skip
-    fields.update(changes)
-    return Occurrence("1-0", kind, 1, "d1", "job j1 failed", **fields)  # type: ignore[arg-type]
+def occ(kind: str = "job.failed", **changes: Any) -> Occurrence:
+    base = Occurrence("1-0", kind, 1, "d1", "job j1 failed", "j1", "noop", "acme", ("billing",))
+    return dataclasses.replace(base, **changes)
 
 
 def test_matching_by_kind_type_company_tag_and_retries() -> None:
@@ -162,8 +162,8 @@ retries_at_least = 4
 email_to = "ops@example.com"
 """,
     )
-    text = dump_toml(cfg)  # type: ignore[arg-type]
+    text = dump_toml(cfg)
     assert load(tmp_path, text) == cfg
-    shown = dump_toml(cfg, redact=True)  # type: ignore[arg-type]
+    shown = dump_toml(cfg, redact=True)
     assert "0123456789abcdef" not in shown and ":pw@" not in shown
     assert 'webhook_secret = "***"' in shown
