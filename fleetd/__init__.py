@@ -23,6 +23,7 @@ from fleetd.version import __version__
 if TYPE_CHECKING:
     from fleetd.backend.scripts import ClaimedJob
     from fleetd.config import Config, ConfigError, ConfigSection, load_config, setting
+    from fleetd.config.notify_rules import NotifyRule
     from fleetd.jobs.artifacts import Artifact, ArtifactStore
     from fleetd.jobs.context import JobContext
     from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     )
     from fleetd.jobs.queue import JobPage, Queue
     from fleetd.jobs.receipts import EnqueueResult
+    from fleetd.notify.webhook import SIGNATURE_HEADER
     from fleetd.plugins.discovery import PluginError
     from fleetd.plugins.hookspecs import ScheduleDefinition, hookimpl
     from fleetd.schedules.cadence import MisfirePolicy
@@ -99,9 +101,12 @@ _EXPORTS = {
     "WorkflowRequest": "fleetd.workflows.spec",
     "WorkflowOps": "fleetd.workflows.store",
     "SPOOLED": "fleetd.spool.outage",
+    "SIGNATURE_HEADER": "fleetd.notify.webhook",
+    "NotifyRule": "fleetd.config.notify_rules",
 }
 
 __all__ = [
+    "SIGNATURE_HEADER",
     "SPOOLED",
     "Artifact",
     "ArtifactStore",
@@ -125,6 +130,7 @@ __all__ = [
     "JobStatus",
     "MisfirePolicy",
     "NotReplicated",
+    "NotifyRule",
     "PermanentError",
     "PluginError",
     "Priority",

@@ -79,6 +79,7 @@ class Door(enum.StrEnum):
     CLIENT = "client"  # client:<name given to fleetd.client.Client, else the OS user>
     SCHEDULER = "scheduler"  # scheduler:<schedule id>
     HANDLER = "handler"  # job:<id of the job whose handler called ctx.enqueue>
+    NOTIFY = "notify"  # notify:<[[notify]] rule name> (its email_notification jobs)
 
 
 def _os_user() -> str:

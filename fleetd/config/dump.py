@@ -2,18 +2,20 @@
 
 Owns `config_to_dict()` (every setting of every section, core and plugin, by section:
 durations as "30s", lists as lists), `redacted()` (secret keys and passwords inside
-URLs masked) and `dump_toml()`, whose unredacted output load_config reads back to an
-equal Config.
+URLs masked) and `dump_toml()` (the `[[notify]]` rules too, `notify_rule()`), whose
+unredacted output load_config reads back to an equal Config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import tomli_w
 
 from fleetd.config.durations import format_duration
 from fleetd.config.model import Config
+from fleetd.config.notify_rules import NotifyRule
 from fleetd.config.settings import section_keys
 
 __all__ = ["config_to_dict", "dump_toml", "redacted"]
@@ -63,5 +65,23 @@ def redacted(cfg: Config, values: dict[str, dict[str, Any]]) -> dict[str, dict[s
 def dump_toml(cfg: Config, *, redact: bool = False) -> str:
     """The settings as a TOML document that load_config reads back to an equal Config
     (with `redact`, secrets are masked and the document is for reading only)."""
-    values = config_to_dict(cfg)
-    return tomli_w.dumps(redacted(cfg, values) if redact else values)
+    values: dict[str, Any] = config_to_dict(cfg)
+    if redact:
+        values = redacted(cfg, values)
+    if cfg.notify:
+        values["notify"] = [notify_rule(rule, redact=redact) for rule in cfg.notify]
+    return tomli_w.dumps(values)
+
+
+def notify_rule(rule: NotifyRule, *, redact: bool = False) -> dict[str, Any]:
+    """One `[[notify]]` table as the file spells it (keys at their default left out)."""
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(rule).items():
+        if value in ("", ()) or (key == "retries_at_least" and "job.retried" not in rule.on):
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    if redact and "webhook_secret" in out:
+        out["webhook_secret"] = "***"
+    if redact and "webhook_url" in out:
+        out["webhook_url"] = _mask_url(out["webhook_url"])
+    return out

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetd.config.model import Config, resolve_state_dir
+from fleetd.config.notify_rules import parse_rules
 from fleetd.config.plugin_sections import PluginSections, check_sections, declared_sections
 from fleetd.config.sections import CORE_SECTIONS, PluginsConfig
 from fleetd.config.settings import ConfigError, ConfigSection, convert, section_keys
@@ -115,7 +116,7 @@ def _unclaimed(
     )
     section_errors = []
     for name, value in data.items():
-        if name in schemas or name in declared.tolerated:
+        if name in schemas or name in declared.tolerated or name == "notify":  # [[notify]]
             continue
         if isinstance(value, dict):
             section_errors.append(_unknown("section", name, schemas) + hint)
@@ -153,6 +154,7 @@ def load_config(
         name: _build_section(name, section.schema, data, env, errors)
         for name, section in declared.sections.items()
     }
+    notify = parse_rules(data.get("notify"), errors)
     env_errors, section_errors = _unclaimed(data, env, declared)
     errors = env_errors + errors + section_errors + declared.errors
     if errors:
@@ -160,6 +162,7 @@ def load_config(
     return Config(
         **core,
         plugin_sections=extra,
+        notify=notify,
         source=source,
         state_dir_fallback=resolve_state_dir("", env),
     )

@@ -24,6 +24,7 @@ from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.limit_sections import LimitsConfig
+from fleetd.config.notify_rules import NotifyRule
 from fleetd.config.plugin_sections import declared_sections
 from fleetd.config.sections import (
     CORE_SECTIONS,
@@ -101,6 +102,7 @@ class Config:
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     isolation: IsolationConfig = field(default_factory=IsolationConfig)
+    notify: tuple[NotifyRule, ...] = ()  # the [[notify]] rules (fleetd.config.notify_rules)
     # The loaded plugins' sections by name (hook fleetd_config_sections), read-only.
     # Compared, not hashed: a mapping has no hash.
     plugin_sections: Mapping[str, Any] = field(default_factory=dict, hash=False)

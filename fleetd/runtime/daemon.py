@@ -8,7 +8,7 @@
     ├── worker pool     fetch, run, flush, renew, control          (role worker)
     ├── http            admin API, /healthz, /readyz, /metrics     (role api; started
     │                   before Redis answers, so probes work while it waits)
-    ├── alerts          the spec's alerts with hysteresis → log, events, webhook
+    ├── alerts, notify  alerts with hysteresis; [[notify]] rules → webhook, e-mail job
     └── systemd         READY once every service started, WATCHDOG pings, STATUS,
                         RELOADING around SIGHUP, STOPPING at stop (fleetd.runtime.systemd)
 
@@ -45,6 +45,7 @@ from fleetd.config.durations import format_duration
 from fleetd.engine import Engine
 from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.notify.service import start_notify
 from fleetd.plugins.discovery import default_schedules
 from fleetd.runtime import gctune
 from fleetd.runtime.alerts import Alerts
@@ -174,9 +175,7 @@ class Daemon:
     def _alerts_state(self) -> dict[str, str] | None:
         """Raised alerts → their latest reading; None when alerts are disabled."""
         a = self.alerts
-        if a is None:
-            return None
-        return {name: a.values[name].text if name in a.values else "" for name in a.active}
+        return None if a is None else {n: getattr(a.values.get(n), "text", "") for n in a.active}
 
     async def _signals(self) -> None:
         sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1]
@@ -317,6 +316,7 @@ class Daemon:
             await services.start(self.alerts.run)
             if self.http is not None and self.http.state.metrics is not None:
                 self.http.state.metrics.registry.register(self.alerts.collector())
+        await start_notify(services, e, self.daemon_id, self.http)  # [[notify]] rules
         if "worker" in self.roles:
             m = cfg.maintenance
             maintenance = Maintenance(e.link, e.scripts, e.ops, MaintenanceSettings(
