@@ -42,7 +42,10 @@ class _Usage(CliError):
 
 
 def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
-    p.add_argument("--type", dest="job_type", required=creating, help="job type, e.g. noop")
+    p.add_argument("--type", dest="job_type", help="job type, e.g. noop (or --template)")
+    p.add_argument("--template", help="run this template instead: NAME or NAME@VERSION")
+    p.add_argument("--params", help="the template's parameters as a JSON object")
+    p.add_argument("--for-each", help="fan-out: a JSON list of parameter objects, one run each")
     p.add_argument(
         "--schedule",
         required=creating,
@@ -108,11 +111,18 @@ def _body(a: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if getattr(a, "name", None) is not None:
         body["name"] = a.name
-    if a.data is not None:
-        try:
-            body["data"] = json.loads(a.data)
-        except json.JSONDecodeError as exc:
-            raise _Usage(f"--data is not valid JSON: {exc}") from None
+    for flag, key in (("data", "data"), ("params", "params"), ("for_each", "for_each")):
+        if (text := getattr(a, flag)) is not None:
+            try:
+                body[key] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                name = flag.replace("_", "-")
+                raise _Usage(f"--{name} is not valid JSON: {exc}") from None
+    if a.template is not None:
+        name, _, version = a.template.partition("@")
+        body["template"] = {"name": name, "version": int(version) if version.isdigit() else None}
+        if version and not version.isdigit():
+            raise _Usage(f"--template {a.template!r}: the version after @ must be a number")
     for key, value in (
         ("job_type", a.job_type),
         ("schedule", a.schedule),

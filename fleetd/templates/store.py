@@ -15,14 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.answer import format_ts
 from fleetd.jobs.model import EnqueueRequest, ValidationError
 from fleetd.jobs.queue import QueueOps
 from fleetd.templates.model import TemplateSpec, render
+from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
-__all__ = ["RunResult", "TemplateOps", "member"]
+__all__ = ["Prepared", "RunResult", "TemplateOps", "member"]
 
 
 def member(company: str | None, name: str) -> str:
@@ -37,6 +39,14 @@ class RunResult:
     version: int
     kind: str
     id: str  # the job's or the workflow's
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One run of a template, checked: the job's row or the workflow's plan."""
+
+    version: int
+    made: JobRow | Plan
 
 
 class TemplateOps:
@@ -107,6 +117,30 @@ class TemplateOps:
     ) -> RunResult | None:
         """Render and enqueue (a job) or submit (a workflow); None when there is no such
         template for the caller. `company`: the caller's (None: platform admin)."""
+        prepared = self.prepare(client, name, params, company=company, user_id=user_id,
+                                version=version)  # fmt: skip
+        if prepared is None:
+            return None
+        if isinstance(prepared.made, Plan):
+            WorkflowOps(self.ops).submit(client, prepared.made)
+            return RunResult(name, prepared.version, "workflow", prepared.made.workflow_id)
+        [result] = self.ops.enqueue_rows(client, [prepared.made])
+        return RunResult(name, prepared.version, "job", result.job_id)
+
+    def prepare(
+        self,
+        client: SyncClient,
+        name: str,
+        params: object,
+        *,
+        company: str | None,
+        user_id: str | None = None,
+        version: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Prepared | None:
+        """The job row or the workflow plan of one run, checked but not stored (None:
+        no such template for the caller). `extra`: fields set on a job body (tags are
+        added to the template's). Raises ValidationError."""
         found = self._find(client, name, company, version)
         if found is None:
             return None
@@ -124,19 +158,18 @@ class TemplateOps:
         if user_id is not None:
             body.setdefault("user_id", user_id)
         if spec.kind == "job":
+            for key, value in (extra or {}).items():
+                body[key] = [*(body.get(key) or []), *value] if key == "tags" else value
             try:
                 row = self.ops.prepare(EnqueueRequest.from_dict(body))
             except ValidationError as exc:
                 raise exc.prefixed("job.") from None
-            [result] = self.ops.enqueue_rows(client, [row])
-            return RunResult(name, int(found["version"]), "job", result.job_id)
-        workflows = WorkflowOps(self.ops)
+            return Prepared(int(found["version"]), row)
         try:
-            plan = workflows.plan(body)
+            plan = WorkflowOps(self.ops).plan(body)
         except ValidationError as exc:
             raise exc.prefixed("workflow.") from None
-        workflows.submit(client, plan)
-        return RunResult(name, int(found["version"]), "workflow", plan.workflow_id)
+        return Prepared(int(found["version"]), plan)
 
 
 def _answer(stored: Mapping[str, Any], latest: int) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""Schedules that run a template (fleetd.schedules.templated), against real Redis:
+refused at create time with field errors; a firing makes the template's job, or one
+job per `for_each` element with that element's company; a workflow template's
+workflows; exactly once with two real scheduler daemons racing for each occurrence."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+from conftest import fleetd_env
+from daemons import Fleet, cli_json, run_cli, settings, wait_for
+from test_scheduler import fired
+
+from fleetd.config import Config
+from fleetd.engine import Engine
+from fleetd.jobs.model import ValidationError
+from fleetd.jobs.status import JobStatus
+from fleetd.schedules.firing import FiringOps
+from fleetd.schedules.model import ScheduledJob
+from fleetd.schedules.store import ScheduleOps
+from fleetd.templates.model import TemplateSpec
+from fleetd.templates.store import TemplateOps
+from fleetd.workflows.store import WorkflowOps
+
+COMPANIES = ["acme", "globex", "initech"]
+REPORT = TemplateSpec.model_validate({
+    "name": "monthly-report",
+    "params": {
+        "type": "object",
+        "properties": {
+            "company_id": {"type": "string", "minLength": 1},
+            "recipients": {"type": "string", "default": "fleet_managers"},
+        },
+        "required": ["company_id"],
+        "additionalProperties": False,
+    },
+    "job": {
+        "type": "noop",
+        "company_id": {"$param": "company_id"},
+        "data": {"mail_to": {"$param": "recipients"}},
+    },
+})  # fmt: skip
+FAN_OUT = {
+    "name": "Monthly Fleet Report",
+    "schedule": "@monthly",
+    "template": {"name": "monthly-report"},
+    "params": {"recipients": "fleet_managers"},
+    "for_each": [{"company_id": c} for c in COMPANIES],
+}
+
+
+def _ops(engine: Engine) -> tuple[ScheduleOps, Any]:
+    TemplateOps(engine.ops).save(engine.link.client, REPORT)
+    return ScheduleOps.from_engine(engine), engine.link.client
+
+
+def _fire(engine: Engine, ops: ScheduleOps, job: ScheduledJob) -> Any:
+    """Make the schedule due now and let one scheduler handle it."""
+    client = engine.link.client
+    now = ops.now_ms(client)
+    client.zadd(engine.keys.schedules_due, {job.id: now})
+    h = client.hgetall(engine.keys.schedule(job.id))
+    return FiringOps(ops).fire_due(client, job.id, now, now, 60_000, h)
+
+
+def test_bad_template_schedules_are_refused_with_field_errors(engine: Engine) -> None:
+    ops, client = _ops(engine)
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({**FAN_OUT, "template": {"name": "no-such"}}, {"template.name"}),
+        ({**FAN_OUT, "for_each": [{"company_id": ""}, {"x": 1}]},
+         {"for_each[0].params.company_id", "for_each[1].params.company_id",
+          "for_each[1].params.x"}),
+        ({**FAN_OUT, "job_type": "noop", "data": {"a": 1}}, {"job_type", "data"}),
+        ({"name": "n", "schedule": "@daily", "params": {}}, {"params", "job_type"}),
+        ({**FAN_OUT, "template": {"name": "monthly-report", "version": 9}}, {"template.name"}),
+    ]  # fmt: skip
+    for body, fields in cases:
+        with pytest.raises(ValidationError) as exc:
+            ops.add(client, body)
+        assert {e.field for e in exc.value.errors} == fields, exc.value.errors
+    # A company's schedule cannot name another company in its parameters.
+    with pytest.raises(ValidationError) as exc:
+        ops.add(client, {**FAN_OUT, "company_id": "acme"})
+    assert {e.field for e in exc.value.errors} == {"for_each[1].params", "for_each[2].params"}
+    assert ops.list_schedules(client) == []
+
+
+def test_a_fan_out_over_three_companies_makes_one_job_each(engine: Engine) -> None:
+    ops, client = _ops(engine)
+    job = ops.add(client, FAN_OUT)
+    body = job.to_dict()
+    assert body["job_type"] == "template:monthly-report"
+    assert body["template"] == {"name": "monthly-report", "version": None}
+    assert body["for_each"] == FAN_OUT["for_each"] and body["data"] == {}
+    result = _fire(engine, ops, job)
+    assert result is not None and result.action == "fire", result
+    jobs = [j for _, j in fired(engine, job.id)]
+    assert sorted(j.company_id or "" for j in jobs) == COMPANIES
+    assert all(j.type == "noop" and j.data == {"mail_to": "fleet_managers"} for j in jobs)
+    assert len({j.idempotency_key for j in jobs}) == 3
+    after = ops.require(client, job.id)
+    assert after.runs == 1 and after.last_job_id in {j.id for j in jobs}
+    # Fired again for the same occurrence (a racing scheduler that lost): nothing more.
+    h = client.hgetall(engine.keys.schedule(job.id))
+    assert FiringOps(ops).fire_due(client, job.id, result.due_ms, result.now_ms, 60_000, h) is None
+    assert len(fired(engine, job.id)) == 3
+    # Run now makes the three runs too, tagged run-now.
+    ops.run_now(client, job.id)
+    ids = client.zrange(engine.keys.status(JobStatus.PENDING), 0, -1)
+    now = [j for j in engine.link.run_sync(engine.ops.get_many, ids) if j and "run-now" in j.tags]
+    assert sorted(j.company_id or "" for j in now) == COMPANIES
+
+
+def test_a_company_schedule_runs_a_template_as_its_company(engine: Engine) -> None:
+    ops, client = _ops(engine)
+    job = ops.add(client, {**FAN_OUT, "company_id": "acme", "for_each": None,
+                           "params": {"company_id": "acme"}})  # fmt: skip
+    _fire(engine, ops, job)
+    [(_, made)] = fired(engine, job.id)
+    assert made.company_id == "acme"
+    # Another company's template is not found for it.
+    TemplateOps(engine.ops).save(client, REPORT.model_copy(update={"name": "mine",
+                                                                    "company_id": "globex"}))
+    with pytest.raises(ValidationError) as exc:
+        ops.update(client, job.id, {"template": {"name": "mine"}})
+    assert exc.value.field == "template.name"
+
+
+def test_a_workflow_template_schedule_submits_its_workflows(engine: Engine) -> None:
+    ops, client = _ops(engine)
+    TemplateOps(engine.ops).save(client, TemplateSpec.model_validate({
+        "name": "report-flow",
+        "params": {"type": "object", "properties": {"company": {"type": "string"}},
+                   "required": ["company"]},
+        "workflow": {"company_id": {"$param": "company"},
+                     "chain": [{"type": "noop"}, {"type": "noop"}]},
+    }))  # fmt: skip
+    job = ops.add(client, {"name": "flows", "schedule": "1h", "template": {"name": "report-flow"},
+                           "for_each": [{"company": "acme"}, {"company": "globex"}]})  # fmt: skip
+    result = _fire(engine, ops, job)
+    assert result is not None and result.job_id.startswith("wf")
+    ids = client.zrange(engine.keys.workflows, 0, -1)
+    assert len(ids) == 2
+    companies = {WorkflowOps(engine.ops).get(client, i).company_id for i in ids}  # type: ignore[union-attr]
+    assert companies == {"acme", "globex"}
+    assert ops.require(client, job.id).last_job_id == result.job_id
