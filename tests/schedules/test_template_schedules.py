@@ -147,3 +147,48 @@ def test_a_workflow_template_schedule_submits_its_workflows(engine: Engine) -> N
     companies = {WorkflowOps(engine.ops).get(client, i).company_id for i in ids}  # type: ignore[union-attr]
     assert companies == {"acme", "globex"}
     assert ops.require(client, job.id).last_job_id == result.job_id
+
+
+def test_cli_refuses_a_bad_template_schedule_in_one_line(config: Config, engine: Engine) -> None:
+    _ops(engine)
+    env = fleetd_env(config)
+    done = run_cli(env, "schedules", "add", "r", "--schedule", "1h", "--template", "nope")
+    assert done.returncode != 0 and "template.name" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli(env, "schedules", "add", "r", "--schedule", "1h",
+                   "--template", "monthly-report", "--for-each", "[{")  # fmt: skip
+    assert done.returncode != 0 and "--for-each is not valid JSON" in done.stderr
+
+
+@pytest.mark.slow
+def test_two_daemons_fire_a_fan_out_once_per_occurrence(
+    config: Config, engine: Engine, fleet: Fleet
+) -> None:
+    _ops(engine)
+    env = fleetd_env(config) | settings(daemon_log_format="json")
+    for name in ("d1", "d2"):
+        fleet.start(env, "--roles", "scheduler", name=name)
+    body = cli_json(
+        env, "schedules", "add", "report every second", "--schedule", "1s",
+        "--template", "monthly-report", "--params", '{"recipients": "fleet_managers"}',
+        "--for-each", '[{"company_id": "acme"}, {"company_id": "globex"},'
+        ' {"company_id": "initech"}]', "--json",
+    )  # fmt: skip
+    schedule_id = body["scheduled_job"]["id"]
+    assert body["scheduled_job"]["template"] == {"name": "monthly-report", "version": None}
+    wait_for(lambda: len(fired(engine, schedule_id)) >= 12, 30, "four occurrences fired")
+    for d in fleet.procs:
+        d.send(signal.SIGTERM)
+    for d in fleet.procs:
+        assert d.wait_exit(10) == 0, d.tail()
+    time.sleep(0.1)
+    by_occurrence: dict[int, list[str]] = {}
+    for occurrence, job in fired(engine, schedule_id):
+        by_occurrence.setdefault(occurrence, []).append(job.company_id or "")
+    assert len(by_occurrence) >= 4
+    for occurrence, companies in by_occurrence.items():
+        assert sorted(companies) == COMPANIES, (occurrence, companies)
+    job = ScheduleOps.from_engine(engine).require(engine.link.client, schedule_id)
+    assert job.runs == len(by_occurrence)
+    for d in fleet.procs:
+        assert "Traceback" not in d.log(), d.tail()
