@@ -24,7 +24,7 @@ from fleetd.templates.model import TemplateSpec, render
 from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
-__all__ = ["Prepared", "RunResult", "TemplateOps", "member"]
+__all__ = ["Prepared", "RunResult", "TemplateOps", "TemplateRun", "member"]
 
 
 def member(company: str | None, name: str) -> str:
@@ -47,6 +47,10 @@ class Prepared:
 
     version: int
     made: JobRow | Plan
+
+
+# The public name of a run's answer (fleetd.TemplateRun, Client.run_template).
+TemplateRun = RunResult
 
 
 class TemplateOps:
