@@ -220,7 +220,7 @@ class ScheduleSpec:
         """The `template` hash field: name, version, params, for_each as JSON ("": none)."""
         if self.template is None:
             return ""
-        ref = {"name": self.template.name, "version": self.template.version}
+        ref: dict[str, Any] = {"name": self.template.name, "version": self.template.version}
         ref |= {"params": self.params or {}, "for_each": self.for_each}
         return json.dumps(ref, separators=(",", ":"))
 

@@ -110,7 +110,7 @@ class ScheduleOps:
         """The spec with its data as the job type's handler normalises it and its
         priority defaulted, exactly as an enqueue would (QueueOps.prepare). A template's
         runs are checked with Redis (fleetd.schedules.templated.check_templated)."""
-        if spec.template is not None:
+        if spec.template is not None or spec.job_type is None:
             return spec
         request = EnqueueRequest(type=spec.job_type, data=dict(spec.data), priority=spec.priority)
         try:

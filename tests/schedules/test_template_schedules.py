@@ -122,8 +122,9 @@ def test_a_company_schedule_runs_a_template_as_its_company(engine: Engine) -> No
     [(_, made)] = fired(engine, job.id)
     assert made.company_id == "acme"
     # Another company's template is not found for it.
-    TemplateOps(engine.ops).save(client, REPORT.model_copy(update={"name": "mine",
-                                                                    "company_id": "globex"}))
+    TemplateOps(engine.ops).save(
+        client, REPORT.model_copy(update={"name": "mine", "company_id": "globex"})
+    )
     with pytest.raises(ValidationError) as exc:
         ops.update(client, job.id, {"template": {"name": "mine"}})
     assert exc.value.field == "template.name"
@@ -188,7 +189,7 @@ def test_two_daemons_fire_a_fan_out_once_per_occurrence(
     assert len(by_occurrence) >= 4
     for occurrence, companies in by_occurrence.items():
         assert sorted(companies) == COMPANIES, (occurrence, companies)
-    job = ScheduleOps.from_engine(engine).require(engine.link.client, schedule_id)
-    assert job.runs == len(by_occurrence)
+    schedule = ScheduleOps.from_engine(engine).require(engine.link.client, schedule_id)
+    assert schedule.runs == len(by_occurrence)
     for d in fleet.procs:
         assert "Traceback" not in d.log(), d.tail()
