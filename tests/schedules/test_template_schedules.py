@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from api_client import api_config, auth, running_api
 from conftest import fleetd_env
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
 from test_scheduler import fired
@@ -193,3 +194,37 @@ def test_two_daemons_fire_a_fan_out_once_per_occurrence(
     assert schedule.runs == len(by_occurrence)
     for d in fleet.procs:
         assert "Traceback" not in d.log(), d.tail()
+
+
+async def test_http_create_refuses_bad_template_schedules_and_shows_good_ones(
+    config: Config, engine: Engine
+) -> None:
+    _ops(engine)
+    s = "/api/v1/admin/jobs/scheduled"
+    async with running_api(api_config(config), roles=("api",)) as api:
+        r = await api.post(s, json={**FAN_OUT, "template": {"name": "nope"}})
+        assert r.status_code == 422, r.text
+        fields = {e["field"] for e in r.json()["error"]["details"]["fields"]}
+        assert fields == {"template.name"}
+        r = await api.post(s, json={**FAN_OUT, "for_each": [{"company_id": 7}]})
+        assert r.status_code == 422, r.text
+        fields = {e["field"] for e in r.json()["error"]["details"]["fields"]}
+        assert fields == {"for_each[0].params.company_id"}
+        r = await api.post(s, json=FAN_OUT)
+        assert r.status_code == 201, r.text
+        made = r.json()["scheduled_job"]
+        assert made["template"] == {"name": "monthly-report", "version": None}
+        assert made["for_each"] == FAN_OUT["for_each"]
+        # A company admin's schedule runs as its company: other companies refused.
+        r = await api.post(s, json={**FAN_OUT, "name": "mine"}, headers=auth("acme"))
+        assert r.status_code == 422, r.text
+        fields = {e["field"] for e in r.json()["error"]["details"]["fields"]}
+        assert fields == {"for_each[1].params", "for_each[2].params"}
+        # Ordinary schedules keep the spec's shape: no template fields.
+        r = await api.post(s, json={"name": "plain", "job_type": "noop", "schedule": "@daily"})
+        assert r.status_code == 201 and "template" not in r.json()["scheduled_job"]
+        # An update to another template is checked as a create is.
+        r = await api.put(f"{s}/{made['id']}", json={"template": {"name": "nope"}})
+        assert r.status_code == 422, r.text
+        r = await api.put(f"{s}/{made['id']}", json={"is_active": False})
+        assert r.status_code == 200 and r.json()["scheduled_job"]["for_each"], r.text
