@@ -157,7 +157,14 @@ def _line(j: ScheduledJob) -> str:
 
 def _show(j: ScheduledJob) -> None:
     print(_line(j))
-    print(f"  data: {json.dumps(j.data)}")
+    if j.template:
+        version = j.template.get("version")
+        print(f"  template: {j.template['name']}{f'@{version}' if version else ''}")
+        print(f"  params: {json.dumps(j.template.get('params') or {})}")
+        if j.template.get("for_each") is not None:
+            print(f"  for_each: {json.dumps(j.template['for_each'])}")
+    else:
+        print(f"  data: {json.dumps(j.data)}")
     print(f"  priority {j.priority}, misfire_policy {j.misfire_policy}")
     if j.last_error:
         print(f"  last error: {j.last_error}")

@@ -160,6 +160,11 @@ def test_cli_refuses_a_bad_template_schedule_in_one_line(config: Config, engine:
     done = run_cli(env, "schedules", "add", "r", "--schedule", "1h",
                    "--template", "monthly-report", "--for-each", "[{")  # fmt: skip
     assert done.returncode != 0 and "--for-each is not valid JSON" in done.stderr
+    done = run_cli(env, "schedules", "add", "r", "--schedule", "1h", "--template",
+                   "monthly-report@1", "--for-each", '[{"company_id": "acme"}]')  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = run_cli(env, "schedules", "show", "r").stdout
+    assert "template: monthly-report@1" in shown and 'for_each: [{"company_id": "acme"}]' in shown
 
 
 @pytest.mark.slow
