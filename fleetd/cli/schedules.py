@@ -45,7 +45,10 @@ def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
     p.add_argument("--type", dest="job_type", help="job type, e.g. noop (or --template)")
     p.add_argument("--template", help="run this template instead: NAME or NAME@VERSION")
     p.add_argument("--params", help="the template's parameters as a JSON object")
-    p.add_argument("--for-each", help="fan-out: a JSON list of parameter objects, one run each")
+    p.add_argument(
+        "--for-each",
+        help="fan-out: a JSON list of parameter objects, one run each, or a named list (companies)",
+    )
     p.add_argument(
         "--schedule",
         required=creating,
@@ -116,6 +119,9 @@ def _body(a: argparse.Namespace) -> dict[str, Any]:
             try:
                 body[key] = json.loads(text)
             except json.JSONDecodeError as exc:
+                if flag == "for_each" and text.isidentifier():  # a named list: companies
+                    body[key] = text
+                    continue
                 name = flag.replace("_", "-")
                 raise _Usage(f"--{name} is not valid JSON: {exc}") from None
     if a.template is not None:

@@ -62,7 +62,8 @@ class ScheduledJob(Body):
     template: Omitted[dict[str, Any]] = None
     """A schedule running a template: {"name", "version" (null: the latest)}."""
     params: Omitted[dict[str, Any]] = None
-    for_each: Omitted[list[dict[str, Any]]] = None
+    for_each: Omitted[list[dict[str, Any]] | str] = None
+    """One run per element; or the name of a list a plugin provides (e.g. companies)."""
 
     @classmethod
     def of(cls, job: ScheduleRecord) -> ScheduledJob:

@@ -27,6 +27,7 @@ from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.queue import QueueOps
 from fleetd.jobs.validation import FieldError, ValidationError
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, occurrence_tags
+from fleetd.schedules.templated_spec import MAX_FAN_OUT
 from fleetd.templates.store import Prepared, TemplateOps
 from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
@@ -34,15 +35,42 @@ from fleetd.workflows.store import WorkflowOps
 __all__ = ["check_templated", "submit_plans", "templated_runs"]
 
 
+def _source(ops: QueueOps, name: str) -> Any:
+    """The function of a named parameter list (fleetd_param_sources)."""
+    pm = ops.registry.plugins
+    sources = pm.param_sources if pm is not None else {}
+    if name not in sources:
+        known = ", ".join(sorted(sources)) or "none"
+        raise ValidationError("for_each", f"no parameter list named {name!r} (known: {known})")
+    return sources[name]
+
+
+def _elements(ops: QueueOps, for_each: list[dict[str, Any]] | str) -> list[dict[str, Any]]:
+    """A `for_each` as its list: a named one read from its plugin now."""
+    if not isinstance(for_each, str):
+        return for_each
+    try:
+        found = _source(ops, for_each)()
+    except ValidationError:
+        raise
+    except Exception as exc:  # the plugin's: a database away, say
+        raise ValidationError("for_each", f"list {for_each!r} cannot be read: {exc}") from None
+    if not isinstance(found, list) or not all(isinstance(e, dict) for e in found):
+        raise ValidationError("for_each", f"list {for_each!r} is not a list of objects")
+    if len(found) > MAX_FAN_OUT:
+        raise ValidationError("for_each", f"list {for_each!r} has over {MAX_FAN_OUT} elements")
+    return found
+
+
 def _runs(
-    params: dict[str, Any] | None, for_each: list[dict[str, Any]] | None
+    ops: QueueOps, params: dict[str, Any] | None, for_each: list[dict[str, Any]] | str | None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(field prefix of its errors, parameters) of each run."""
     base = dict(params or {})
     if for_each is None:
         yield "", base
         return
-    for i, element in enumerate(for_each):
+    for i, element in enumerate(_elements(ops, for_each)):
         yield f"for_each[{i}].", {**base, **element}
 
 
@@ -71,8 +99,14 @@ def check_templated(client: SyncClient, ops: QueueOps, spec: ScheduleSpec) -> No
         return
     ref = {"name": spec.template.name, "version": spec.template.version}
     templates = TemplateOps(ops)
+    if isinstance(spec.for_each, str):  # read when it fires: check the name and template
+        _source(ops, spec.for_each)
+        name, version = spec.template.name, spec.template.version
+        if templates.get(client, name, spec.company_id, version) is None:
+            raise ValidationError("template.name", f"no template {name!r}")
+        return
     errors: list[FieldError] = []
-    for prefix, params in _runs(spec.params, spec.for_each):
+    for prefix, params in _runs(ops, spec.params, spec.for_each):
         try:
             _prepare(templates, client, ref, spec.company_id, spec.user_id, None, params)
         except ValidationError as exc:
@@ -97,7 +131,7 @@ def templated_runs(
     templates = TemplateOps(ops)
     rows: list[JobRow] = []
     plans: list[Plan] = []
-    for i, (_, params) in enumerate(_runs(ref.get("params"), ref.get("for_each"))):
+    for i, (_, params) in enumerate(_runs(ops, ref.get("params"), ref.get("for_each"))):
         extra: dict[str, Any] = {"tags": tags}
         if idem:
             extra["idempotency_key"] = f"{idem}:{i}"

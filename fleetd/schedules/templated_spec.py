@@ -3,9 +3,10 @@
 Owns `TemplateRef` (`{"name", "version"}`), `ForEach` (the fan-out: a list of
 parameter objects, one run per element) and `templated_problems`, the rules across
 fields: a schedule gives exactly one of `job_type` or `template`; `params` and
-`for_each` only with a template; no `data` or `encrypt` with one (the template's body
-holds the job, and its `encrypt`). What the template itself accepts (it exists, the
-parameters match its JSON Schema) needs Redis: fleetd.schedules.templated checks it.
+`for_each` (a list, or a named list a plugin provides) only with a template; no
+`data` or `encrypt` with one (the template's body holds the job, and its `encrypt`).
+What the template itself accepts (it exists, the parameters match its JSON Schema)
+needs Redis: fleetd.schedules.templated checks it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from annotated_types import Ge, MaxLen, MinLen
-from pydantic import ConfigDict, Strict
+from pydantic import ConfigDict, Strict, StringConstraints
 from pydantic.dataclasses import dataclass
 
-from fleetd.jobs.validation import FieldError
+from fleetd.jobs.validation import FieldError, explained
 from fleetd.templates.model import TemplateName
 
 if TYPE_CHECKING:
@@ -47,7 +48,14 @@ class TemplateRef:
     version: Annotated[int, Strict(), Ge(1)] | None = None
 
 
-ForEach = Annotated[list[dict[str, Any]], MinLen(1), MaxLen(MAX_FAN_OUT)]
+SourceName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$"),
+    explained("must name a parameter list: 1 to 64 of a-z 0-9 _ - starting with a letter"),
+]
+# A list of parameter objects, or the name of a list a plugin provides (e.g.
+# "companies": fleetd_param_sources), read when the schedule fires.
+ForEach = Annotated[list[dict[str, Any]], MinLen(1), MaxLen(MAX_FAN_OUT)] | SourceName
 
 
 def template_job_type(name: str) -> str:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from api_client import api_config, auth, running_api
 from conftest import fleetd_env
+from fleetdata_db import Raw, fresh_url
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
 from test_scheduler import fired
 
@@ -34,6 +37,7 @@ REPORT = TemplateSpec.model_validate({
         "properties": {
             "company_id": {"type": "string", "minLength": 1},
             "recipients": {"type": "string", "default": "fleet_managers"},
+            "company_name": {"type": "string"},
         },
         "required": ["company_id"],
         "additionalProperties": False,
@@ -233,3 +237,33 @@ async def test_http_create_refuses_bad_template_schedules_and_shows_good_ones(
         assert r.status_code == 422, r.text
         r = await api.put(f"{s}/{made['id']}", json={"is_active": False})
         assert r.status_code == 200 and r.json()["scheduled_job"]["for_each"], r.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_fan_out_over_the_fleet_databases_companies(
+    config: Config, engine: Engine, fleet: Fleet, tmp_path: Path, backend: str
+) -> None:
+    """`for_each: "companies"` (the fleetdata plugin's list) read when it fires: one
+    job per company of a real fleet database, each that company's."""
+    _ops(engine)
+    url = fresh_url(backend, tmp_path)
+    raw = Raw(url)
+    raw.execute("INSERT INTO companies (id, name, created_at) VALUES (?, ?, ?)",
+                str(uuid.uuid4()), "Third Fleet", "2026-01-01T00:00:00Z")  # fmt: skip
+    companies = sorted(str(r[0]) for r in raw.rows("SELECT id FROM companies"))
+    assert len(companies) == 3
+    env = fleetd_env(config) | {"FLEETD_DATA_URL": url}
+    done = run_cli(env, "schedules", "add", "per company", "--schedule", "1h",
+                   "--template", "monthly-report", "--for-each", "nope")  # fmt: skip
+    assert done.returncode != 0 and "no parameter list named 'nope'" in done.stderr
+    body = cli_json(env, "schedules", "add", "per company", "--schedule", "1s",
+                    "--template", "monthly-report", "--for-each", "companies", "--json")  # fmt: skip
+    schedule_id = body["scheduled_job"]["id"]
+    assert body["scheduled_job"]["for_each"] == "companies"
+    fleet.start(env | settings(daemon_log_format="json"), "--roles", "scheduler")
+    wait_for(lambda: len(fired(engine, schedule_id)) >= 3, 30, "one occurrence fired")
+    run_cli(env, "schedules", "pause", schedule_id)
+    first = min(o for o, _ in fired(engine, schedule_id))
+    made = [j for o, j in fired(engine, schedule_id) if o == first]
+    assert sorted(j.company_id or "" for j in made) == companies
+    assert all(j.data == {"mail_to": "fleet_managers"} for j in made)
