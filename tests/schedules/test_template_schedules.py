@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from api_client import api_config, auth, running_api
 from conftest import fleetd_env
-from fleetdata_db import Raw, fresh_url
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
+from fleetdata_db import Raw, fresh_url
 from test_scheduler import fired
 
 from fleetd.config import Config
@@ -256,8 +256,8 @@ def test_a_fan_out_over_the_fleet_databases_companies(
     done = run_cli(env, "schedules", "add", "per company", "--schedule", "1h",
                    "--template", "monthly-report", "--for-each", "nope")  # fmt: skip
     assert done.returncode != 0 and "no parameter list named 'nope'" in done.stderr
-    body = cli_json(env, "schedules", "add", "per company", "--schedule", "1s",
-                    "--template", "monthly-report", "--for-each", "companies", "--json")  # fmt: skip
+    body = cli_json(env, "schedules", "add", "per company", "--schedule", "1s", "--template",
+                    "monthly-report", "--for-each", "companies", "--json")  # fmt: skip
     schedule_id = body["scheduled_job"]["id"]
     assert body["scheduled_job"]["for_each"] == "companies"
     fleet.start(env | settings(daemon_log_format="json"), "--roles", "scheduler")
