@@ -28,7 +28,7 @@ from fleetd.jobs.queue import QueueOps
 from fleetd.jobs.validation import FieldError, ValidationError
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, occurrence_tags
 from fleetd.schedules.templated_spec import MAX_FAN_OUT
-from fleetd.templates.store import Prepared, TemplateOps
+from fleetd.templates.store import Loaded, Prepared, TemplateOps
 from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
@@ -74,22 +74,31 @@ def _runs(
         yield f"for_each[{i}].", {**base, **element}
 
 
+def _load(
+    templates: TemplateOps, client: SyncClient, ref: dict[str, Any], company: str | None
+) -> Loaded:
+    """The template once for all the runs; ValidationError on template.name if none."""
+    loaded = templates.load(client, ref["name"], company, ref.get("version"))
+    if loaded is None:
+        version = f" version {ref['version']}" if ref.get("version") else ""
+        raise ValidationError("template.name", f"no template {ref['name']!r}{version}")
+    return loaded
+
+
 def _prepare(
     templates: TemplateOps,
     client: SyncClient,
-    ref: dict[str, Any],
+    loaded: Loaded,
     company: str | None,
     user_id: str | None,
     extra: dict[str, Any] | None,
     params: dict[str, Any],
 ) -> Prepared:
     prepared = templates.prepare(
-        client, ref["name"], params, company=company, user_id=user_id,
-        version=ref.get("version"), extra=extra,
+        client, loaded.spec.name, params, company=company, user_id=user_id, extra=extra,
+        loaded=loaded,
     )  # fmt: skip
-    if prepared is None:
-        version = f" version {ref['version']}" if ref.get("version") else ""
-        raise ValidationError("template.name", f"no template {ref['name']!r}{version}")
+    assert prepared is not None  # given `loaded`, prepare reads nothing
     return prepared
 
 
@@ -99,19 +108,15 @@ def check_templated(client: SyncClient, ops: QueueOps, spec: ScheduleSpec) -> No
         return
     ref = {"name": spec.template.name, "version": spec.template.version}
     templates = TemplateOps(ops)
-    if isinstance(spec.for_each, str):  # read when it fires: check the name and template
+    loaded = _load(templates, client, ref, spec.company_id)
+    if isinstance(spec.for_each, str):  # read when it fires: check the name only
         _source(ops, spec.for_each)
-        name, version = spec.template.name, spec.template.version
-        if templates.get(client, name, spec.company_id, version) is None:
-            raise ValidationError("template.name", f"no template {name!r}")
         return
     errors: list[FieldError] = []
     for prefix, params in _runs(ops, spec.params, spec.for_each):
         try:
-            _prepare(templates, client, ref, spec.company_id, spec.user_id, None, params)
+            _prepare(templates, client, loaded, spec.company_id, spec.user_id, None, params)
         except ValidationError as exc:
-            if exc.field == "template.name":
-                raise
             errors.extend(exc.prefixed(prefix).errors if prefix else exc.errors)
     if errors:
         raise ValidationError.of(errors)
@@ -129,13 +134,14 @@ def templated_runs(
     if occurrence_ms is not None:
         tags, idem = occurrence_tags(job.id, occurrence_ms)
     templates = TemplateOps(ops)
+    loaded = _load(templates, client, ref, job.company_id)
     rows: list[JobRow] = []
     plans: list[Plan] = []
     for i, (_, params) in enumerate(_runs(ops, ref.get("params"), ref.get("for_each"))):
         extra: dict[str, Any] = {"tags": tags}
         if idem:
             extra["idempotency_key"] = f"{idem}:{i}"
-        made = _prepare(templates, client, ref, job.company_id, job.user_id, extra, params).made
+        made = _prepare(templates, client, loaded, job.company_id, job.user_id, extra, params).made
         if isinstance(made, Plan):
             plans.append(made)
         else:

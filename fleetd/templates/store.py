@@ -20,11 +20,12 @@ from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.answer import format_ts
 from fleetd.jobs.model import EnqueueRequest, ValidationError
 from fleetd.jobs.queue import QueueOps
+from fleetd.jobs.schema import SchemaValidator, compile_schema
 from fleetd.templates.model import TemplateSpec, render
 from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
-__all__ = ["Prepared", "RunResult", "TemplateOps", "TemplateRun", "member"]
+__all__ = ["Loaded", "Prepared", "RunResult", "TemplateOps", "TemplateRun", "member"]
 
 
 def member(company: str | None, name: str) -> str:
@@ -47,6 +48,15 @@ class Prepared:
 
     version: int
     made: JobRow | Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A template read to run (many times: a schedule's fan-out)."""
+
+    version: int
+    spec: TemplateSpec
+    schema: SchemaValidator
 
 
 # The public name of a run's answer (fleetd.TemplateRun, Client.run_template).
@@ -81,6 +91,18 @@ class TemplateOps:
                 return None
             return _answer(json.loads(raw), int(latest))
         return None
+
+    def load(
+        self, client: SyncClient, name: str, company: str | None, version: int | None = None
+    ) -> Loaded | None:
+        """A template to run, with its schema compiled (None: none for the caller)."""
+        found = self._find(client, name, company, version)
+        if found is None:
+            return None
+        spec = TemplateSpec.model_validate(
+            {k: v for k, v in found.items() if k not in ("version", "created_at", "latest", "kind")}
+        )
+        return Loaded(int(found["version"]), spec, compile_schema(spec.params))
 
     def get(
         self, client: SyncClient, name: str, company: str | None, version: int | None = None
@@ -141,17 +163,17 @@ class TemplateOps:
         user_id: str | None = None,
         version: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        loaded: Loaded | None = None,
     ) -> Prepared | None:
         """The job row or the workflow plan of one run, checked but not stored (None:
         no such template for the caller). `extra`: fields set on a job body (tags are
-        added to the template's). Raises ValidationError."""
-        found = self._find(client, name, company, version)
-        if found is None:
+        added to the template's); `loaded`: the template, already read (`load`).
+        Raises ValidationError."""
+        loaded = loaded or self.load(client, name, company, version)
+        if loaded is None:
             return None
-        spec = TemplateSpec.model_validate(
-            {k: v for k, v in found.items() if k not in ("version", "created_at", "latest", "kind")}
-        )
-        body = render(spec, params)
+        spec = loaded.spec
+        body = render(spec, params, loaded.schema)
         owner = company or spec.company_id or body.get("company_id")
         if company is not None and body.get("company_id") not in (None, company):
             raise ValidationError(
@@ -168,12 +190,12 @@ class TemplateOps:
                 row = self.ops.prepare(EnqueueRequest.from_dict(body))
             except ValidationError as exc:
                 raise exc.prefixed("job.") from None
-            return Prepared(int(found["version"]), row)
+            return Prepared(loaded.version, row)
         try:
             plan = WorkflowOps(self.ops).plan(body)
         except ValidationError as exc:
             raise exc.prefixed("workflow.") from None
-        return Prepared(int(found["version"]), plan)
+        return Prepared(loaded.version, plan)
 
 
 def _answer(stored: Mapping[str, Any], latest: int) -> dict[str, Any]:
