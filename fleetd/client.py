@@ -30,13 +30,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pydantic
+
 from fleetd.audit.entry import Action, AuditEntry, Door, client_subject, outcome_of
 from fleetd.backend.codec import JobRow
 from fleetd.config import Config, load_config
 from fleetd.engine import Engine
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
+from fleetd.jobs.validation import from_pydantic
 from fleetd.spool.outage import SPOOLED, enqueue_or_spool
+from fleetd.templates.model import TemplateSpec
+from fleetd.templates.store import TemplateOps, TemplateRun
 from fleetd.workflows.answer import WorkflowAnswer, WorkflowSubmitted
 from fleetd.workflows.store import ActionResult, WorkflowOps
 
@@ -50,12 +55,23 @@ def _outcome(result: str) -> str:
     return _REFUSALS.get(result, "ok")
 
 
+def validated_template(spec: Mapping[str, Any] | TemplateSpec) -> TemplateSpec:
+    """A template body checked (ValidationError, not pydantic's, on bad input)."""
+    if isinstance(spec, TemplateSpec):
+        return spec
+    try:
+        return TemplateSpec.model_validate(spec)
+    except pydantic.ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
 class Client:
     def __init__(self, config: Config, *, name: str | None = None) -> None:
         """`name`: who this client is in the audit log (`client:<name>`)."""
         self._engine = Engine.build(config, daemon=False)
         self._ops = self._engine.ops
         self._workflows = WorkflowOps(self._ops)
+        self._templates = TemplateOps(self._ops)
         self._run = self._engine.link.run_sync
         self._subject = client_subject(name)
 
@@ -181,6 +197,62 @@ class Client:
             Action.WORKFLOW_RESUME, _outcome(result.outcome), workflow_id, nodes=result.count
         )
         return result
+
+    # -- templates (docs/WORKFLOWS.md, "Templates") -------------------------------------
+
+    def save_template(self, spec: Mapping[str, Any] | TemplateSpec) -> dict[str, Any]:
+        """Save a new version of a template (its JSON shape as a dict); the template as
+        stored, with its `version`. ValidationError lists every problem."""
+        company = spec.get("company_id") if isinstance(spec, Mapping) else spec.company_id
+        try:
+            parsed = validated_template(spec)
+            saved = self._run(self._templates.save, parsed)
+        except Exception as exc:
+            self._audit(Action.TEMPLATE_SAVE, outcome_of(exc), None, company)
+            raise
+        self._audit(Action.TEMPLATE_SAVE, "ok", saved["name"], company, version=saved["version"])
+        return saved
+
+    def list_templates(self, company_id: str | None = None) -> list[dict[str, Any]]:
+        """The latest version of each template a company sees (its own and the
+        platform's); every template when company_id is None."""
+        return self._run(self._templates.list, company_id)
+
+    def get_template(
+        self, name: str, company_id: str | None = None, version: int | None = None
+    ) -> dict[str, Any] | None:
+        """A template by name (the company's own first, then the platform's)."""
+        return self._run(self._templates.get, name, company_id, version)
+
+    def run_template(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        company_id: str | None = None,
+        version: int | None = None,
+    ) -> TemplateRun:
+        """Render a template with `params` and enqueue its job or submit its workflow,
+        as `company_id` (None: as the platform). LookupError when there is no such
+        template; ValidationError (fields under `params.`) on bad parameters."""
+        try:
+            result = self._run(lambda c: self._templates.run(
+                c, name, dict(params or {}), company=company_id, version=version))  # fmt: skip
+            if result is None:
+                raise LookupError(f"no template {name!r}")
+        except Exception as exc:
+            outcome = "not_found" if isinstance(exc, LookupError) else outcome_of(exc)
+            self._audit(Action.TEMPLATE_RUN, outcome, name, company_id)
+            raise
+        self._audit(Action.TEMPLATE_RUN, "ok", name, company_id, kind=result.kind, id=result.id)
+        return result
+
+    def delete_template(self, name: str, company_id: str | None = None) -> bool:
+        """Delete every version of a company's (or, None, a platform) template; False
+        when there was none."""
+        deleted = self._run(self._templates.delete, name, company_id)
+        self._audit(Action.TEMPLATE_DELETE, "ok" if deleted else "not_found", name, company_id)
+        return deleted
 
     def close(self) -> None:
         self._engine.close()

@@ -321,8 +321,10 @@ class Scripts:
         error: str = "",
         event_data: str = "{}",
         row: JobRow | None = None,
+        rows: Sequence[JobRow] | None = None,
     ) -> tuple[int, int, str, bool]:
-        """action fire | skip | error | manual; `row` is the job for fire and manual.
+        """action fire | skip | error | manual; `row` is the job for fire and manual;
+        `rows` instead: a template's jobs (none: its workflows, submitted by the caller).
         Returns (1 done / 0 lost / -1 not due yet, Redis
         now ms, job id or '', duplicate)."""
         k, s = self.keys, self._s
@@ -333,8 +335,11 @@ class Scripts:
         args: list[Any] = [
             WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
             "" if occurrence_ms is None else occurrence_ms, error, event_data,
-            "" if row is None else encode_row(row),
         ]  # fmt: skip
+        if rows is not None:
+            args.extend(encode_row(r) for r in rows)
+        else:
+            args.append("" if row is None else encode_row(row))
         code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
         return int(code), int(now), str(job_id), int(dup) == 1
 

@@ -42,7 +42,13 @@ class _Usage(CliError):
 
 
 def _definition_flags(p: argparse.ArgumentParser, creating: bool) -> None:
-    p.add_argument("--type", dest="job_type", required=creating, help="job type, e.g. noop")
+    p.add_argument("--type", dest="job_type", help="job type, e.g. noop (or --template)")
+    p.add_argument("--template", help="run this template instead: NAME or NAME@VERSION")
+    p.add_argument("--params", help="the template's parameters as a JSON object")
+    p.add_argument(
+        "--for-each",
+        help="fan-out: a JSON list of parameter objects, one run each, or a named list (companies)",
+    )
     p.add_argument(
         "--schedule",
         required=creating,
@@ -108,11 +114,21 @@ def _body(a: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if getattr(a, "name", None) is not None:
         body["name"] = a.name
-    if a.data is not None:
-        try:
-            body["data"] = json.loads(a.data)
-        except json.JSONDecodeError as exc:
-            raise _Usage(f"--data is not valid JSON: {exc}") from None
+    for flag, key in (("data", "data"), ("params", "params"), ("for_each", "for_each")):
+        if (text := getattr(a, flag)) is not None:
+            try:
+                body[key] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                if flag == "for_each" and text.isidentifier():  # a named list: companies
+                    body[key] = text
+                    continue
+                name = flag.replace("_", "-")
+                raise _Usage(f"--{name} is not valid JSON: {exc}") from None
+    if a.template is not None:
+        name, _, version = a.template.partition("@")
+        body["template"] = {"name": name, "version": int(version) if version.isdigit() else None}
+        if version and not version.isdigit():
+            raise _Usage(f"--template {a.template!r}: the version after @ must be a number")
     for key, value in (
         ("job_type", a.job_type),
         ("schedule", a.schedule),
@@ -147,7 +163,14 @@ def _line(j: ScheduledJob) -> str:
 
 def _show(j: ScheduledJob) -> None:
     print(_line(j))
-    print(f"  data: {json.dumps(j.data)}")
+    if j.template:
+        version = j.template.get("version")
+        print(f"  template: {j.template['name']}{f'@{version}' if version else ''}")
+        print(f"  params: {json.dumps(j.template.get('params') or {})}")
+        if j.template.get("for_each") is not None:
+            print(f"  for_each: {json.dumps(j.template['for_each'])}")
+    else:
+        print(f"  data: {json.dumps(j.data)}")
     print(f"  priority {j.priority}, misfire_policy {j.misfire_policy}")
     if j.last_error:
         print(f"  last error: {j.last_error}")

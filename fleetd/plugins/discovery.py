@@ -192,6 +192,7 @@ def build_registry(cfg: Config) -> HandlerRegistry:
     registry.artifacts_dir = artifacts_root(cfg)
     registry.plugins = pm
     pm.schedules = _check_schedules(pm, registry)
+    pm.param_sources = _check_sources(pm)
     known = set(pm.infos) | set(pm.blocked_plugins) | set(registry.types())
     known |= {job_type for job_type, _ in registry.skipped}
     for name in cfg.plugins.disable:
@@ -266,6 +267,22 @@ def _check_schedules(pm: PluginManager, registry: HandlerRegistry) -> list[dict[
             owners[name] = plugin
             out.append(checked)
     return out
+
+
+def _check_sources(pm: PluginManager) -> dict[str, Any]:
+    """The plugins' named parameter lists: (name, function) pairs, names unique."""
+    sources: dict[str, Any] = {}
+    for plugin, items in _hook_results(pm, "fleetd_param_sources"):
+        for item in items:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                    and callable(item[1])):  # fmt: skip
+                raise PluginError(
+                    f"plugin {plugin!r}: fleetd_param_sources must return (name, function) pairs"
+                )
+            if item[0] in sources:
+                raise PluginError(f"plugin {plugin!r}: parameter list {item[0]!r} is taken")
+            sources[item[0]] = item[1]
+    return sources
 
 
 def default_schedules(pm: PluginManager) -> list[dict[str, Any]]:

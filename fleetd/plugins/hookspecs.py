@@ -112,6 +112,20 @@ def fleetd_default_schedules(config: Config) -> list[ScheduleDefinition]:
     raise NotImplementedError  # pragma: no cover - a spec, never called
 
 
+@hookspec
+def fleetd_param_sources(config: Config) -> list[tuple[str, Any]]:
+    """Return named parameter lists a schedule's `for_each` may name (a schedule that
+    runs a template once per element: docs/WORKFLOWS.md), e.g. every company.
+
+    :param config: the process's configuration.
+    :return: a list of (name, function) pairs: the function takes no argument and
+        returns a list of parameter objects (dicts); it is called when such a schedule
+        fires, in the scheduler's Redis hop, so it should be quick. Names are unique
+        across plugins.
+    """
+    raise NotImplementedError  # pragma: no cover - a spec, never called
+
+
 # -- job lifecycle ---------------------------------------------------------------------
 
 

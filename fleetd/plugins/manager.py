@@ -44,3 +44,5 @@ class PluginManager(pluggy.PluginManager):
         self.blocked_plugins: list[str] = []
         self.schedules: list[dict[str, Any]] = []
         self.schedule_owners: dict[str, str] = {}  # schedule name -> plugin name
+        # Named parameter lists for schedules' for_each (fleetd_param_sources).
+        self.param_sources: dict[str, Any] = {}

@@ -88,6 +88,11 @@ class ScheduledJob(Body):
     encrypt: Shown[bool] = False
     unreadable: Omitted[Unreadable] = None
     """Present on a degraded row (see Job.unreadable)."""
+    template: Omitted[dict[str, Any]] = None
+    """A schedule running a template: {"name", "version" (null: the latest)}."""
+    params: Omitted[dict[str, Any]] = None
+    for_each: Omitted[list[dict[str, Any]] | str] = None
+    """One run per element; or the name of a list a plugin provides (e.g. companies)."""
 
     @classmethod
     def of(cls, job: ScheduleRecord) -> ScheduledJob:
@@ -103,6 +108,7 @@ class ScheduledJob(Body):
         created = ts(job.created_at_ms, "created_at") or EPOCH_TEXT
         updated = ts(job.updated_at_ms, "updated_at") or EPOCH_TEXT
         gone = [*job.unreadable, *failed]  # `failed` is filled by the calls above
+        ref = job.template
         return cls.model_construct(
             id=job.id,
             name=job.name,
@@ -127,6 +133,9 @@ class ScheduledJob(Body):
             encrypted=bool(job.sealed),
             encrypt=job.encrypt,
             unreadable=Unreadable.naming(gone) if gone else None,
+            template={"name": ref["name"], "version": ref.get("version")} if ref else None,
+            params=ref.get("params") if ref else None,
+            for_each=ref.get("for_each") if ref else None,
         )
 
 

@@ -6,7 +6,9 @@ Owns:
   a misfire, or record an error) and carry the plan out with schedule_fire.lua, which
   compares the due time and revision this scheduler read with the stored ones, so of
   many schedulers racing for one occurrence exactly one acts (the job itself is built by
-  fleetd.schedules.payload.job_row, as for a manual run);
+  fleetd.schedules.payload.job_row, as for a manual run; a template's runs by
+  fleetd.schedules.templated: its jobs enqueued by the same script call, its workflows
+  submitted by the winner right after it);
 - registering a running scheduler, so schedule changes wake it.
 
 Every method taking `client` runs inside one RedisLink hop (the scheduler's tick).
@@ -25,6 +27,8 @@ from fleetd.schedules.cadence import plan_firing
 from fleetd.schedules.model import ScheduledJob
 from fleetd.schedules.payload import job_row
 from fleetd.schedules.store import ScheduleOps
+from fleetd.schedules.templated import submit_plans, templated_runs
+from fleetd.workflows.plan import Plan
 
 __all__ = ["ERROR_RETRY_MS", "FireResult", "FiringOps"]
 
@@ -107,9 +111,13 @@ class FiringOps:
         except (ValidationError, RuntimeError) as exc:
             action, error = "error", f"cannot compute run times: {exc}"
             next_ms, missed = now_ms + ERROR_RETRY_MS, 0
+        made: tuple[list[JobRow], list[Plan]] | None = None
         if action == "fire":
             try:
-                row = job_row(self.queue_ops, job, occurrence)
+                if job.template:
+                    made = templated_runs(client, self.queue_ops, job, occurrence)
+                else:
+                    row = job_row(self.queue_ops, job, occurrence)
             except ValidationError as exc:
                 action, error = "error", f"job not enqueued: {exc}"
         event = _encode(
@@ -124,9 +132,12 @@ class FiringOps:
         code, now, job_id, dup = self.scripts.schedule_fire(
             client, schedule_id, action, due_ms=due_ms, rev=job.rev, next_due_ms=next_ms,
             missed=missed, occurrence_ms=occurrence, error=error, event_data=event, row=row,
+            rows=made[0] if made else None,
         )  # fmt: skip
         if code != 1:
             return None
+        if made and made[1]:  # this scheduler won the occurrence: submit its workflows
+            job_id = submit_plans(client, self.store, schedule_id, made[1])
         return FireResult(
             schedule_id, job.name, action, due_ms, occurrence, next_ms, missed, job_id, dup,
             now, error, job.company_id,

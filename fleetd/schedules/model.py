@@ -45,6 +45,12 @@ from fleetd.jobs.validation import FieldError, ValidationError, explained, from_
 from fleetd.schedules import answer
 from fleetd.schedules.cadence import Cadence, MisfirePolicy, load_timezone
 from fleetd.schedules.model_hash import HASH_FIELDS
+from fleetd.schedules.templated_spec import (
+    ForEach,
+    TemplateRef,
+    template_job_type,
+    templated_problems,
+)
 
 __all__ = [
     "ScheduleSpec",
@@ -113,7 +119,7 @@ def _timezone(value: object) -> str:
 
 
 Name = Annotated[str, _text(MAX_NAME_LENGTH, required=True)]
-JobTypeText = Annotated[str, _text(MAX_TYPE_LENGTH, required=True)]
+OptionalJobType = Annotated[str | None, _text(MAX_TYPE_LENGTH, required=False)]
 OptionalText = Annotated[str | None, _text(MAX_ID_LENGTH, required=False)]
 ScheduleId = Annotated[
     str,
@@ -129,6 +135,7 @@ Misfire = Annotated[MisfirePolicy, explained("must be run_once or skip")]
 @dataclass(
     frozen=True,
     slots=True,
+    kw_only=True,
     config=ConfigDict(extra="forbid", use_attribute_docstrings=True, title="ScheduleSpec"),
 )
 class ScheduleSpec:
@@ -137,7 +144,8 @@ class ScheduleSpec:
     registry."""
 
     name: Name
-    job_type: JobTypeText
+    job_type: OptionalJobType = None
+    """The job to enqueue; or give `template` instead."""
     schedule: Expression
     """@hourly, @daily, @weekly, @monthly, @yearly, an interval (30m, 1h, 1d, 1w) or a
     5-field cron expression."""
@@ -152,6 +160,12 @@ class ScheduleSpec:
     id: ScheduleId | None = None
     encrypt: Flag = False
     """Seal the whole data at rest, in the schedule and in every job it enqueues."""
+    template: TemplateRef | None = None
+    """Run this template (instead of job_type and data) with `params`."""
+    params: JobData | None = None
+    """The template's parameters (every run; each `for_each` element adds to them)."""
+    for_each: ForEach | None = None
+    """Fan-out: one run per element (a parameter object merged over `params`)."""
 
     @classmethod
     def from_dict(cls, raw: object, *, default_timezone: str = "UTC") -> ScheduleSpec:
@@ -169,6 +183,8 @@ class ScheduleSpec:
         if "id" in changes and changes["id"] != self.id:
             problems.append(FieldError("id", "cannot be changed"))
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.template is not None:  # derived from the template (see _validate)
+            current["job_type"] = None
         try:
             spec = _validate({**current, **{k: v for k, v in changes.items() if k != "id"}})
         except ValidationError as exc:
@@ -197,7 +213,16 @@ class ScheduleSpec:
             ("user_id", self.user_id or ""),
             ("timezone", self.timezone),
             ("misfire_policy", self.misfire_policy.value),
+            ("template", self.template_json()),
         ]
+
+    def template_json(self) -> str:
+        """The `template` hash field: name, version, params, for_each as JSON ("": none)."""
+        if self.template is None:
+            return ""
+        ref: dict[str, Any] = {"name": self.template.name, "version": self.template.version}
+        ref |= {"params": self.params or {}, "for_each": self.for_each}
+        return json.dumps(ref, separators=(",", ":"))
 
 
 SPEC = TypeAdapter(ScheduleSpec)
@@ -205,9 +230,15 @@ SPEC = TypeAdapter(ScheduleSpec)
 
 def _validate(raw: object) -> ScheduleSpec:
     try:
-        return SPEC.validate_python(raw)
+        spec = SPEC.validate_python(raw)
     except pydantic.ValidationError as exc:
         raise from_pydantic(exc) from None
+    problems = templated_problems(spec)
+    if problems:
+        raise ValidationError.of(problems)
+    if spec.template is not None:  # shown and indexed as the template it runs
+        spec = dataclasses.replace(spec, job_type=template_job_type(spec.template.name))
+    return spec
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -249,6 +280,9 @@ class ScheduledJob:
     def encrypt(self) -> bool:
         return self.sealed == MARK_DATA
 
+    # A schedule running a template: {"name", "version", "params", "for_each"}.
+    template: dict[str, Any] | None = None
+
     # Stored fields that could not be read (see `readable`).
     unreadable: tuple[str, ...] = ()
 
@@ -278,9 +312,10 @@ class ScheduledJob:
                 f"stored schedule {self.id} cannot be read ({', '.join(self.unreadable)}): "
                 "delete it and create it again",
             )
+        ref = self.template or {}
         return ScheduleSpec(
             name=self.name,
-            job_type=self.job_type,
+            job_type=None if ref else self.job_type,
             schedule=self.schedule,
             data=dict(self.data),
             priority=self.priority,
@@ -291,6 +326,9 @@ class ScheduledJob:
             misfire_policy=self.misfire_policy,
             id=self.id,
             encrypt=self.encrypt,
+            template=TemplateRef(name=ref["name"], version=ref.get("version")) if ref else None,
+            params=ref.get("params") if ref else None,
+            for_each=ref.get("for_each") if ref else None,
         )
 
     def cadence(self) -> Cadence:

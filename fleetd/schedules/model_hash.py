@@ -76,4 +76,5 @@ HASH_FIELDS: list[tuple[str, Callable[[Mapping[str, str]], Any], Any]] = [
     ("rev", lambda h: int(h.get("rev") or 0), 0),
     ("sealed", lambda h: h.get("sealed") or "", ""),
     ("stored_data", _stored_data, None),
+    ("template", lambda h: json.loads(h["template"]) if h.get("template") else None, None),
 ]

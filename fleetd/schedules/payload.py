@@ -107,7 +107,7 @@ def at_rest(
     if spec.encrypt:
         return queue_ops.seal(spec.data, context, None)
     before = current.sealed if current is not None and not current.encrypt else ""
-    paths = widen(before, queue_ops.registry.sensitive(spec.job_type))
+    paths = widen(before, queue_ops.registry.sensitive(spec.job_type or ""))
     if paths == ():
         return spec.data, ""
     return queue_ops.seal(spec.data, context, paths)

@@ -33,13 +33,9 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.jobs.queue import EnqueueResult, QueueOps
-from fleetd.schedules.model import (
-    ScheduledJob,
-    ScheduleSpec,
-    default_id,
-    name_key,
-)
+from fleetd.schedules.model import ScheduledJob, ScheduleSpec, default_id, name_key
 from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
+from fleetd.schedules.templated import check_templated, submit_plans, templated_runs
 from fleetd.schedules.update import plan_update
 
 if TYPE_CHECKING:
@@ -112,7 +108,10 @@ class ScheduleOps:
 
     def check(self, spec: ScheduleSpec) -> ScheduleSpec:
         """The spec with its data as the job type's handler normalises it and its
-        priority defaulted, exactly as an enqueue would (QueueOps.prepare)."""
+        priority defaulted, exactly as an enqueue would (QueueOps.prepare). A template's
+        runs are checked with Redis (fleetd.schedules.templated.check_templated)."""
+        if spec.template is not None or spec.job_type is None:
+            return spec
         request = EnqueueRequest(type=spec.job_type, data=dict(spec.data), priority=spec.priority)
         try:
             row = self.queue_ops.prepare(request, seal=False)
@@ -244,6 +243,7 @@ class ScheduleOps:
         schedule of that id is updated instead, keeping its counters: re-running a
         deployment's `add --upsert` never duplicates anything."""
         spec = self.check(self.parse(body))
+        check_templated(client, self.queue_ops, spec)
         if spec.id is None:
             spec = replace(spec, id=new_schedule_id())
         assert spec.id is not None
@@ -311,6 +311,7 @@ class ScheduleOps:
             stored, spec, keep_data = plan_update(self, current, changes)
             if spec == stored:
                 return current
+            check_templated(client, self.queue_ops, spec)
             done = self._update(client, current, spec, keep_data=keep_data)
             if done is not None:
                 return done
@@ -332,13 +333,16 @@ class ScheduleOps:
         """Enqueue the schedule's job now, tagged `schedule:<id>` and `run-now`; the
         cadence (next_run) is left alone. Works for paused schedules too."""
         current = self.require(client, schedule_id)
-        row = job_row(self.queue_ops, current, None)
+        rows, plans = (templated_runs(client, self.queue_ops, current, None) if current.template
+                       else ([job_row(self.queue_ops, current, None)], []))  # fmt: skip
         event = _encode({"schedule_id": schedule_id})
         code, now, job_id, dup = self.scripts.schedule_fire(
-            client, schedule_id, "manual", event_data=event, row=row
+            client, schedule_id, "manual", event_data=event, rows=rows
         )
         if code != 1:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+        if plans:
+            job_id = submit_plans(client, self, schedule_id, plans)
         return EnqueueResult(job_id, "pending", now, dup)
 
     def seed(self, client: SyncClient, definition: Mapping[str, Any]) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fleetd.jobs.fields import Line, OptionalId
-from fleetd.jobs.schema import compile_schema
+from fleetd.jobs.schema import SchemaValidator, compile_schema
 from fleetd.jobs.validation import FieldError, ValidationError, explained
 
 __all__ = ["PARAM", "TemplateSpec", "placeholders", "render"]
@@ -95,12 +95,15 @@ def _fill(value: Any, params: dict[str, Any]) -> Any:
     return value
 
 
-def render(spec: TemplateSpec, params: object) -> dict[str, Any]:
+def render(
+    spec: TemplateSpec, params: object, schema: SchemaValidator | None = None
+) -> dict[str, Any]:
     """The template's body with `params` filled in; ValidationError (fields under
-    `params.`) when they do not match the schema."""
+    `params.`) when they do not match the schema. `schema`: spec.params compiled, for
+    a caller rendering one template many times (a schedule's fan-out)."""
     if not isinstance(params, dict):
         raise ValidationError("params", "must be a JSON object")
-    errors = compile_schema(spec.params).errors(params)
+    errors = (schema or compile_schema(spec.params)).errors(params)
     if errors:
         raise ValidationError.of([FieldError("params" + e.field[len("data") :], e.message)
                                   for e in errors])  # fmt: skip

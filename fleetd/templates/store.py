@@ -15,14 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.answer import format_ts
 from fleetd.jobs.model import EnqueueRequest, ValidationError
 from fleetd.jobs.queue import QueueOps
+from fleetd.jobs.schema import SchemaValidator, compile_schema
 from fleetd.templates.model import TemplateSpec, render
+from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
-__all__ = ["RunResult", "TemplateOps", "member"]
+__all__ = ["Loaded", "Prepared", "RunResult", "TemplateOps", "TemplateRun", "member"]
 
 
 def member(company: str | None, name: str) -> str:
@@ -37,6 +40,27 @@ class RunResult:
     version: int
     kind: str
     id: str  # the job's or the workflow's
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One run of a template, checked: the job's row or the workflow's plan."""
+
+    version: int
+    made: JobRow | Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A template read to run (many times: a schedule's fan-out)."""
+
+    version: int
+    spec: TemplateSpec
+    schema: SchemaValidator
+
+
+# The public name of a run's answer (fleetd.TemplateRun, Client.run_template).
+TemplateRun = RunResult
 
 
 class TemplateOps:
@@ -67,6 +91,18 @@ class TemplateOps:
                 return None
             return _answer(json.loads(raw), int(latest))
         return None
+
+    def load(
+        self, client: SyncClient, name: str, company: str | None, version: int | None = None
+    ) -> Loaded | None:
+        """A template to run, with its schema compiled (None: none for the caller)."""
+        found = self._find(client, name, company, version)
+        if found is None:
+            return None
+        spec = TemplateSpec.model_validate(
+            {k: v for k, v in found.items() if k not in ("version", "created_at", "latest", "kind")}
+        )
+        return Loaded(int(found["version"]), spec, compile_schema(spec.params))
 
     def get(
         self, client: SyncClient, name: str, company: str | None, version: int | None = None
@@ -107,13 +143,37 @@ class TemplateOps:
     ) -> RunResult | None:
         """Render and enqueue (a job) or submit (a workflow); None when there is no such
         template for the caller. `company`: the caller's (None: platform admin)."""
-        found = self._find(client, name, company, version)
-        if found is None:
+        prepared = self.prepare(client, name, params, company=company, user_id=user_id,
+                                version=version)  # fmt: skip
+        if prepared is None:
             return None
-        spec = TemplateSpec.model_validate(
-            {k: v for k, v in found.items() if k not in ("version", "created_at", "latest", "kind")}
-        )
-        body = render(spec, params)
+        if isinstance(prepared.made, Plan):
+            WorkflowOps(self.ops).submit(client, prepared.made)
+            return RunResult(name, prepared.version, "workflow", prepared.made.workflow_id)
+        [result] = self.ops.enqueue_rows(client, [prepared.made])
+        return RunResult(name, prepared.version, "job", result.job_id)
+
+    def prepare(
+        self,
+        client: SyncClient,
+        name: str,
+        params: object,
+        *,
+        company: str | None,
+        user_id: str | None = None,
+        version: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        loaded: Loaded | None = None,
+    ) -> Prepared | None:
+        """The job row or the workflow plan of one run, checked but not stored (None:
+        no such template for the caller). `extra`: fields set on a job body (tags are
+        added to the template's); `loaded`: the template, already read (`load`).
+        Raises ValidationError."""
+        loaded = loaded or self.load(client, name, company, version)
+        if loaded is None:
+            return None
+        spec = loaded.spec
+        body = render(spec, params, loaded.schema)
         owner = company or spec.company_id or body.get("company_id")
         if company is not None and body.get("company_id") not in (None, company):
             raise ValidationError(
@@ -124,19 +184,18 @@ class TemplateOps:
         if user_id is not None:
             body.setdefault("user_id", user_id)
         if spec.kind == "job":
+            for key, value in (extra or {}).items():
+                body[key] = [*(body.get(key) or []), *value] if key == "tags" else value
             try:
                 row = self.ops.prepare(EnqueueRequest.from_dict(body))
             except ValidationError as exc:
                 raise exc.prefixed("job.") from None
-            [result] = self.ops.enqueue_rows(client, [row])
-            return RunResult(name, int(found["version"]), "job", result.job_id)
-        workflows = WorkflowOps(self.ops)
+            return Prepared(loaded.version, row)
         try:
-            plan = workflows.plan(body)
+            plan = WorkflowOps(self.ops).plan(body)
         except ValidationError as exc:
             raise exc.prefixed("workflow.") from None
-        workflows.submit(client, plan)
-        return RunResult(name, int(found["version"]), "workflow", plan.workflow_id)
+        return Prepared(loaded.version, plan)
 
 
 def _answer(stored: Mapping[str, Any], latest: int) -> dict[str, Any]:

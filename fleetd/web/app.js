@@ -13,9 +13,10 @@ import { JobDetail, JobsView, describe } from "./jobs.js";
 import { LiveFeed } from "./live.js";
 import { Overview } from "./overview.js";
 import { SchedulesView } from "./schedules.js";
+import { TemplatesView } from "./templates.js";
 import { WorkflowView } from "./workflows.js";
 
-const VIEWS = ["overview", "jobs", "scheduled", "workflows", "daemons"];
+const VIEWS = ["overview", "jobs", "scheduled", "workflows", "templates", "daemons"];
 // Why the login form is back (shown once after the reload of a log out).
 const NOTICE_KEY = "fleetd.notice";
 const DAEMONS_POLL_MS = 10000;
@@ -39,6 +40,7 @@ const jobs = new JobsView({ openJob, platform: () => identity?.platform ?? false
 const schedules = new SchedulesView();
 const daemons = new DaemonsView();
 const workflows = new WorkflowView({ openJob });
+const templates = new TemplatesView();
 
 live.addEventListener("events", (e) => {
   overview.onEvents(e.detail);
@@ -46,6 +48,7 @@ live.addEventListener("events", (e) => {
   detail.onEvents(e.detail);
   schedules.onEvents(e.detail);
   workflows.onEvents(e.detail);
+  templates.onEvents(e.detail);
 });
 live.addEventListener("state", (e) => {
   const { state, reason } = e.detail;
@@ -158,6 +161,7 @@ function route() {
   if (view === "jobs") jobs.show(arg ?? jobs.status);
   if (view === "scheduled") schedules.load();
   if (view === "workflows") workflows.show(arg ? decodeURIComponent(arg) : null);
+  if (view === "templates") templates.load();
   if (view === "daemons") {
     daemons.load();
     daemonsTimer = setInterval(() => daemons.load(), DAEMONS_POLL_MS);

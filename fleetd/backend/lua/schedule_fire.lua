@@ -18,8 +18,10 @@
 -- ARGV[10] the occurrence ms the job is for (fire), else ''
 -- ARGV[11] error text (error), else ''
 -- ARGV[12] event data (JSON)
--- ARGV[13] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and manual,
---          else ''
+-- ARGV[13..] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and manual,
+--          else ''; a schedule running a template passes one row per job of its
+--          fan-out (all enqueued here, with the advance), or none for workflows (its
+--          caller submits them once this call has won the occurrence)
 -- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
 -- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
 local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
@@ -42,11 +44,19 @@ end
 local h = redis.call('HMGET', key, 'job_type', 'company_id')
 local job_id, dup = '', 0
 if action == 'fire' or action == 'manual' then
-  local status, created, ready
-  local seq = redis.call('INCR', seq_key) - 1
-  job_id, status, dup, created, seq, ready =
-    enqueue_one(queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[13]))
-  wake_up(wake, ready, cap)
+  local fresh = 0
+  for i = 13, #ARGV do
+    if ARGV[i] ~= '' then
+      local jid, status, d, created, ready
+      local seq = redis.call('INCR', seq_key) - 1
+      jid, status, d, created, seq, ready =
+        enqueue_one(queue, delayed, pending_idx, events, now, seq, decode_row(ARGV[i]))
+      wake_up(wake, ready, cap)
+      if job_id == '' then job_id, dup = jid, d end
+      if d == 0 then fresh = 1 end
+    end
+  end
+  if #ARGV > 13 then dup = 1 - fresh end
   redis.call('HSET', key, 'last_run', now, 'last_job_id', job_id)
   if dup == 0 then redis.call('HINCRBY', key, 'runs', 1) end
   redis.call('HINCRBY', stats, 'fired', 1 - dup)

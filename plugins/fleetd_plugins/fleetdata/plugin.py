@@ -11,8 +11,9 @@ owns; `fleetd_handlers(config)` checks that the libraries of the `builtins` extr
 installed, builds the data source from the config (opening nothing: the first job
 connects, creates missing tables and, for the embedded default, a demo fleet) and
 returns the four handlers sharing it; `fleetd_default_schedules` returns the spec's
-three recurring jobs. `fleetd demo-data` (demo_cli.py) fills any
-configured database with a demo fleet.
+three recurring jobs; `fleetd_param_sources` names the list `companies` (every
+company of the fleet database) for schedules fanning a template out. `fleetd
+demo-data` (demo_cli.py) fills any configured database with a demo fleet.
 
 Every command loads this module to read `[data]`, so it imports the handlers, the data
 source and trio inside the hooks that need them (~50 ms of a CLI command's start-up,
@@ -21,9 +22,10 @@ bench/cli_startup.py).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetd import Config, ConfigSection, ScheduleDefinition, hookimpl
 
@@ -42,6 +44,8 @@ __all__ = [
     "fleetd_config_sections",
     "fleetd_default_schedules",
     "fleetd_handlers",
+    "fleetd_param_sources",
+    "list_companies",
     "no_data_url",
     "open_source",
     "uses_demo",
@@ -156,3 +160,23 @@ def fleetd_handlers(config: Config) -> list[JobHandler]:
 @hookimpl
 def fleetd_default_schedules(config: Config) -> list[ScheduleDefinition]:
     return [ScheduleDefinition(**d) for d in DEFAULT_SCHEDULES]  # copies
+
+
+@hookimpl
+def fleetd_param_sources(config: Config) -> list[tuple[str, Any]]:
+    """`companies`: every company of the fleet database, one parameter object each
+    (`{"company_id", "company_name"}`), for a schedule's `for_each` — the Monthly Fleet
+    Report as one report per company."""
+    return [("companies", functools.partial(list_companies, config))]
+
+
+def list_companies(config: Config) -> list[dict[str, Any]]:
+    """The companies of `[data] url`, by name (one query; blocking)."""
+    source = open_source(config)
+    source.prepare_sync()
+    db = source.connect()
+    try:
+        rows = db.all("SELECT id, name FROM companies ORDER BY name, id")
+    finally:
+        db.close()
+    return [{"company_id": str(r["id"]), "company_name": r["name"]} for r in rows]

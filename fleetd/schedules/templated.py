@@ -1,0 +1,162 @@
+"""Schedules that run a template: checking one when saved, and what an occurrence makes.
+
+Owns, for fleetd.schedules.store (saving, run now) and fleetd.schedules.firing:
+- `check_templated`: the template exists for the schedule's company (its own, else
+  the platform's) and every run's parameters — `params`, with each `for_each` element
+  merged over them — match its JSON Schema and make a valid job or workflow; every
+  problem at once, as field errors (`template.name`, `params.…`, `for_each[i].…`);
+- `templated_runs`: the runs of one occurrence (or of a manual run), built by
+  fleetd.templates.store.TemplateOps.prepare as `POST …/templates/{name}/run` builds
+  them: job rows tagged `schedule:<id>` and `occurrence:<ISO time>` with the
+  idempotency key `schedule:<id>:<ISO time>:<i>`, or workflow plans.
+
+Each run is made as the schedule's company: a company's schedule cannot reach another
+company's template nor name another company in its parameters. A platform schedule
+(no company) runs platform templates, and each run's company is the one its rendered
+body names (e.g. `"company_id": {"$param": "company_id"}`): the Monthly Fleet Report
+as one job per company. Every function takes a Redis client (one RedisLink hop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fleetd.backend.codec import JobRow
+from fleetd.backend.redis_link import SyncClient
+from fleetd.jobs.queue import QueueOps
+from fleetd.jobs.validation import FieldError, ValidationError
+from fleetd.schedules.model import ScheduledJob, ScheduleSpec, occurrence_tags
+from fleetd.schedules.templated_spec import MAX_FAN_OUT
+from fleetd.templates.store import Loaded, Prepared, TemplateOps
+from fleetd.workflows.plan import Plan
+from fleetd.workflows.store import WorkflowOps
+
+__all__ = ["check_templated", "submit_plans", "templated_runs"]
+
+
+def _source(ops: QueueOps, name: str) -> Any:
+    """The function of a named parameter list (fleetd_param_sources)."""
+    pm = ops.registry.plugins
+    sources = pm.param_sources if pm is not None else {}
+    if name not in sources:
+        known = ", ".join(sorted(sources)) or "none"
+        raise ValidationError("for_each", f"no parameter list named {name!r} (known: {known})")
+    return sources[name]
+
+
+def _elements(ops: QueueOps, for_each: list[dict[str, Any]] | str) -> list[dict[str, Any]]:
+    """A `for_each` as its list: a named one read from its plugin now."""
+    if not isinstance(for_each, str):
+        return for_each
+    try:
+        found = _source(ops, for_each)()
+    except ValidationError:
+        raise
+    except Exception as exc:  # the plugin's: a database away, say
+        raise ValidationError("for_each", f"list {for_each!r} cannot be read: {exc}") from None
+    if not isinstance(found, list) or not all(isinstance(e, dict) for e in found):
+        raise ValidationError("for_each", f"list {for_each!r} is not a list of objects")
+    if len(found) > MAX_FAN_OUT:
+        raise ValidationError("for_each", f"list {for_each!r} has over {MAX_FAN_OUT} elements")
+    return found
+
+
+def _runs(
+    ops: QueueOps, params: dict[str, Any] | None, for_each: list[dict[str, Any]] | str | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(field prefix of its errors, parameters) of each run."""
+    base = dict(params or {})
+    if for_each is None:
+        yield "", base
+        return
+    for i, element in enumerate(_elements(ops, for_each)):
+        yield f"for_each[{i}].", {**base, **element}
+
+
+def _load(
+    templates: TemplateOps, client: SyncClient, ref: dict[str, Any], company: str | None
+) -> Loaded:
+    """The template once for all the runs; ValidationError on template.name if none."""
+    loaded = templates.load(client, ref["name"], company, ref.get("version"))
+    if loaded is None:
+        version = f" version {ref['version']}" if ref.get("version") else ""
+        raise ValidationError("template.name", f"no template {ref['name']!r}{version}")
+    return loaded
+
+
+def _prepare(
+    templates: TemplateOps,
+    client: SyncClient,
+    loaded: Loaded,
+    company: str | None,
+    user_id: str | None,
+    extra: dict[str, Any] | None,
+    params: dict[str, Any],
+) -> Prepared:
+    prepared = templates.prepare(
+        client, loaded.spec.name, params, company=company, user_id=user_id, extra=extra,
+        loaded=loaded,
+    )  # fmt: skip
+    assert prepared is not None  # given `loaded`, prepare reads nothing
+    return prepared
+
+
+def check_templated(client: SyncClient, ops: QueueOps, spec: ScheduleSpec) -> None:
+    """ValidationError listing every problem of a template schedule's runs."""
+    if spec.template is None:
+        return
+    ref = {"name": spec.template.name, "version": spec.template.version}
+    templates = TemplateOps(ops)
+    loaded = _load(templates, client, ref, spec.company_id)
+    if isinstance(spec.for_each, str):  # read when it fires: check the name only
+        _source(ops, spec.for_each)
+        return
+    errors: list[FieldError] = []
+    for prefix, params in _runs(ops, spec.params, spec.for_each):
+        try:
+            _prepare(templates, client, loaded, spec.company_id, spec.user_id, None, params)
+        except ValidationError as exc:
+            errors.extend(exc.prefixed(prefix).errors if prefix else exc.errors)
+    if errors:
+        raise ValidationError.of(errors)
+
+
+def templated_runs(
+    client: SyncClient, ops: QueueOps, job: ScheduledJob, occurrence_ms: int | None
+) -> tuple[list[JobRow], list[Plan]]:
+    """The job rows (a job template) or workflow plans of one occurrence, or of a
+    manual run (occurrence_ms None: tagged `run-now`). Raises ValidationError when
+    the template is gone or no longer accepts the stored parameters."""
+    ref = job.template or {}
+    tags = [f"schedule:{job.id}", "run-now"]
+    idem = ""
+    if occurrence_ms is not None:
+        tags, idem = occurrence_tags(job.id, occurrence_ms)
+    templates = TemplateOps(ops)
+    loaded = _load(templates, client, ref, job.company_id)
+    rows: list[JobRow] = []
+    plans: list[Plan] = []
+    for i, (_, params) in enumerate(_runs(ops, ref.get("params"), ref.get("for_each"))):
+        extra: dict[str, Any] = {"tags": tags}
+        if idem:
+            extra["idempotency_key"] = f"{idem}:{i}"
+        made = _prepare(templates, client, loaded, job.company_id, job.user_id, extra, params).made
+        if isinstance(made, Plan):
+            plans.append(made)
+        else:
+            rows.append(made)
+    return rows, plans
+
+
+def submit_plans(client: SyncClient, store: Any, schedule_id: str, plans: list[Plan]) -> str:
+    """Submit the workflows of an occurrence this scheduler won (schedule_fire.lua
+    advanced the schedule); the first workflow's id becomes the schedule's
+    `last_job_id`. `store`: the schedule's ScheduleOps."""
+    workflows = WorkflowOps(store.queue_ops)
+    for plan in plans:
+        workflows.submit(client, plan)
+    key = store.keys.schedule(schedule_id)
+    if client.exists(key):  # not deleted meanwhile (no hash left behind)
+        client.hset(key, "last_job_id", plans[0].workflow_id)
+    return plans[0].workflow_id
