@@ -37,6 +37,7 @@ from fleetd.jobs.context import JobServices
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.jobs.sealing import Sealer
+from fleetd.runtime.outcomes import with_run_facts
 from fleetd.runtime.running import JobRunner, Running
 from fleetd.runtime.worker import WorkerPool
 from fleetd.spool.finished import Finished, finished_encoder, land
@@ -99,7 +100,8 @@ class InlineJobs:
         finished = int(time.time() * 1000)
         elapsed = int((trio.current_time() - start) * 1000)
         if outcome is not None and outcome.kind == "complete":
-            done = Finished("completed", self.worker, started, finished, result=outcome.result,
+            text = with_run_facts(outcome.result, outcome.elapsed, self.worker)
+            done = Finished("completed", self.worker, started, finished, result=text,
                             elapsed_ms=elapsed)  # fmt: skip
         else:
             error = "ended without an outcome" if outcome is None else outcome.error
