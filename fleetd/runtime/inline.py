@@ -14,6 +14,8 @@ Owns `InlineJobs`, one per API process:
   by the pool's batcher. At most `[worker] critical_slots` bypassed jobs run at once,
   beside the pool's own slots; past that a bypass is enqueued as usual (critical, so
   claimed next). Only on a daemon with the worker role (`attach`).
+`run_blocking` is the sync fallback of the CLI and fleetd.client: the job runs in the
+calling process and is spooled finished in the state directory's spool.
 Both start the handler without waiting for a claim; inline runs share one JobRunner
 (fleetd.runtime.running), so a handler sees the same JobContext as in the pool.
 """
@@ -27,23 +29,32 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from fleetd.backend.codec import ClaimedJob, JobRow, encode_row
-from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.context import JobServices
+from fleetd.jobs.contract import allows_sync_fallback
 from fleetd.jobs.handlers import HandlerRegistry
+from fleetd.jobs.model import ValidationError
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.jobs.sealing import Sealer
 from fleetd.runtime.outcomes import with_run_facts
 from fleetd.runtime.running import JobRunner, Running
 from fleetd.runtime.worker import WorkerPool
+from fleetd.spool.file import SpoolError, SpoolFull
 from fleetd.spool.finished import Finished, finished_encoder, land
+from fleetd.spool.outage import spooled_results
 from fleetd.spool.service import DaemonSpool
 
-__all__ = ["InlineJobs", "attach"]
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+
+__all__ = ["InlineJobs", "InlineResult", "attach", "enqueue_or_run", "run_blocking", "run_row"]
 
 # Failures of an inline run that are no job outcome (cancelled, stopped): recorded failed.
 _STOPPED = {"abort": "cancelled", "release": "stopped before it finished"}
@@ -91,24 +102,9 @@ class InlineJobs:
         if slot:
             self._bypassing.add(job_id)
         try:
-            entry = Running(_claimed(row, created_ms=int(time.time() * 1000), token=""))
-            started = int(time.time() * 1000)
-            start = trio.current_time()
-            outcome = await self._runner.run(entry, start)
+            done = await run_row(self._runner, row, self.worker)
         finally:
             self._bypassing.discard(job_id)
-        finished = int(time.time() * 1000)
-        elapsed = int((trio.current_time() - start) * 1000)
-        if outcome is not None and outcome.kind == "complete":
-            text = with_run_facts(outcome.result, outcome.elapsed, self.worker)
-            done = Finished("completed", self.worker, started, finished, result=text,
-                            elapsed_ms=elapsed)  # fmt: skip
-        else:
-            error = "ended without an outcome" if outcome is None else outcome.error
-            if outcome is not None and outcome.kind in _STOPPED:
-                error = _STOPPED[outcome.kind]
-            done = Finished("failed", self.worker, started, finished, error=error,
-                            elapsed_ms=elapsed)  # fmt: skip
         [result] = await self.spool.add([row], door=door, subject=subject,
                                         encode=finished_encoder(done))  # fmt: skip
         self.inline_total += 1
@@ -156,6 +152,82 @@ class InlineJobs:
         return land(
             client, self.scripts, encode_row(row), "processing", [self._lease_ms, token, worker]
         )
+
+
+async def run_row(runner: JobRunner, row: JobRow, worker: str) -> Finished:
+    """Run `row` now as its first attempt, within its time limit: how it ended."""
+    entry = Running(_claimed(row, created_ms=int(time.time() * 1000), token=""))
+    started = int(time.time() * 1000)
+    start = trio.current_time()
+    outcome = await runner.run(entry, start)
+    finished = int(time.time() * 1000)
+    elapsed = int((trio.current_time() - start) * 1000)
+    if outcome is not None and outcome.kind == "complete":
+        text = with_run_facts(outcome.result, outcome.elapsed, worker)
+        return Finished("completed", worker, started, finished, result=text, elapsed_ms=elapsed)
+    error = "ended without an outcome" if outcome is None else outcome.error
+    if outcome is not None and outcome.kind in _STOPPED:
+        error = _STOPPED[outcome.kind]
+    return Finished("failed", worker, started, finished, error=error, elapsed_ms=elapsed)
+
+
+def run_blocking(
+    engine: Engine, row: JobRow, *, door: str, subject: str
+) -> tuple[EnqueueResult, Finished]:
+    """The CLI's and fleetd.client's sync fallback: run `row` in this process (its own
+    trio run; not from inside one) and spool it finished in the state directory's
+    spool, which a daemon replays. Raises SpoolError (nothing spooled: no spool, or
+    full before the run)."""
+    spool = engine.spool
+    if spool is None:
+        raise SpoolError("no spool ([spool] enabled = false) to record a job run inline")
+    if spool.depth()[0] >= spool.max_jobs:
+        raise SpoolFull(f"the spool is full ({spool.max_jobs} jobs): the job did not run")
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    services = JobServices(engine.link, engine.keys, engine.scripts, engine.queue,
+                           engine.registry.artifacts_dir)  # fmt: skip
+    runner = JobRunner(engine.registry, engine.ops.sealer, services,
+                       job_timeout=engine.config.worker.job_timeout, daemon_id=worker)  # fmt: skip
+    done = trio.run(run_row, runner, row, worker)
+    at, dups = spool.add([row], door=door, subject=subject, encode=finished_encoder(done))
+    return spooled_results([row], at, dups)[0], done
+
+
+@dataclass(frozen=True, slots=True)
+class InlineResult(EnqueueResult):
+    """An enqueue answered by running the job here (sync fallback): `status` is
+    `completed` (with `result`) or `failed` (with `error`); the job reaches Redis
+    finished when the spool is replayed."""
+
+    result: dict[str, Any] | None = None
+    error: str = ""
+
+
+def enqueue_or_run(
+    engine: Engine, row: JobRow, fallback: str | None, *, door: str, subject: str
+) -> EnqueueResult:
+    """The CLI's and fleetd.client's enqueue with `fallback`: to Redis when it answers,
+    else (`sync`) run here and spool it finished (run_blocking). Raises
+    ValidationError naming `fallback`, or RedisUnavailable when it cannot run here."""
+    if fallback != "sync":
+        raise ValidationError("fallback", f"unknown fallback {fallback!r} (use sync)")
+    handler = engine.registry.require(row.type)
+    if not allows_sync_fallback(handler):
+        raise ValidationError(
+            "fallback",
+            f"job type {row.type!r} does not declare sync_fallback: it cannot run inline",
+        )
+    try:
+        [result] = engine.link.run_sync(engine.ops.enqueue_rows, [row])
+        return result
+    except RedisUnavailable as exc:
+        try:
+            queued, done = run_blocking(engine, row, door=door, subject=subject)
+        except SpoolError as refused:
+            raise RedisUnavailable(f"{exc}; not run inline: {refused}") from None
+    result_obj = json.loads(done.result) if done.result else None
+    return InlineResult(queued.job_id, done.status, queued.enqueued_at_ms, queued.duplicate,
+                        result=result_obj, error=done.error)  # fmt: skip
 
 
 def _claimed(row: JobRow, *, created_ms: int, token: str) -> ClaimedJob:

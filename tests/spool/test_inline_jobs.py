@@ -9,18 +9,22 @@ refusals name their field.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import trio
 from api_client import PREFIX, api_config, running_api
-from conftest import make_config
+from conftest import fleetd_env, make_config
+from daemons import cli_json, run_cli
 from redis_server import RedisServerFactory
 
+from fleetd.client import Client
 from fleetd.config import Config
 from fleetd.engine import Engine, build_registry
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry, JobHandler
+from fleetd.runtime.inline import InlineResult
 
 
 class Recorder(JobHandler):
@@ -218,3 +222,32 @@ async def test_bypass_while_redis_is_down_runs_at_once_and_lands_completed(
         assert (await api.get(f"{PREFIX}/{job_id}")).json()["status"] == "completed"
         await trio.sleep(1.0)
         assert recorder.runs == [job_id]
+
+
+def test_the_client_and_the_cli_run_an_email_here_while_redis_is_down(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server = own_redis(aof=True)
+    cfg = api_config(make_config(server.url, "inline", tmp_path / "state"))
+    env = fleetd_env(cfg)
+    mail = {"to": "ops@example.com", "subject": "Fleet Update", "body": "Status changed"}
+    outbox = Path(cfg.state_dir) / "outbox"
+    server.kill()
+    with Client(cfg, name="web") as client:
+        ran = client.enqueue("email_notification", mail, fallback="sync")
+        assert isinstance(ran, InlineResult) and ran.status == "completed"
+        assert ran.result is not None and ran.result["worker_id"]
+        refused = run_cli(env, "enqueue", "noop", "--fallback", "sync")
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+        assert "fallback" in refused.stderr and "sync_fallback" in refused.stderr
+    cli = cli_json(env, "enqueue", "email_notification", "--data", json.dumps(mail),
+                   "--fallback", "sync", "--json")  # fmt: skip
+    assert cli["status"] == "completed" and cli["ran"] == "sync"
+    ids = [ran.job_id, cli["job_id"]]
+    assert sorted(p.name for p in outbox.glob("*.eml")) == sorted(f"{i}.eml" for i in ids)
+    server.start()
+    replayed = cli_json(env, "spool", "replay", "--json")
+    assert (replayed["replayed"], replayed["left"]) == (2, 0)
+    for job_id in ids:
+        assert stored(cfg, job_id)["status"] == "completed"
+        assert events_of(cfg, job_id) == ["job.enqueued", "job.completed"]
