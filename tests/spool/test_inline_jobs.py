@@ -3,8 +3,10 @@ against real redis-server processes of the test's own: a sync-fallback job sent 
 Redis is down runs at once and is answered 200 with its result, then lands in Redis
 completed and never runs again; a bypassed critical job starts on the receiving daemon
 before any claim (the pool's slots all busy), is stored claimed by it and can be
-cancelled; a bypassed job while Redis is down runs at once and lands completed; the
-refusals name their field.
+cancelled, and is retried by the pool when it fails; a bypassed job while Redis is
+down runs at once and lands completed; fleetd.client and `fleetd enqueue --fallback
+sync` run an e-mail in their own process; landing a finished job twice changes
+nothing; the refusals name their field.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fleetd.engine import Engine, build_registry
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry, JobHandler
 from fleetd.runtime.inline import InlineResult
+from fleetd.spool.finished import Finished, finished_encoder, finished_of, land_finished
 
 
 class Recorder(JobHandler):
@@ -251,3 +254,48 @@ def test_the_client_and_the_cli_run_an_email_here_while_redis_is_down(
     for job_id in ids:
         assert stored(cfg, job_id)["status"] == "completed"
         assert events_of(cfg, job_id) == ["job.enqueued", "job.completed"]
+
+
+async def test_a_failing_bypassed_job_is_retried_by_the_pool_as_any_job(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    _, cfg, registry, recorder = setup(own_redis, tmp_path)
+    async with running_api(cfg, roles=("api", "worker"), registry=registry) as api:
+        body = {"type": "recorder", "priority": "critical", "bypass": True, "max_retries": 1,
+                "data": {"fail": True}}  # fmt: skip
+        r = await api.post(f"{PREFIX}/enqueue", json=body)
+        assert r.status_code == 201 and r.json()["ran"] == "bypass", r.text
+        job_id = r.json()["job_id"]
+        failed = await api.wait_status(job_id, "failed", limit=20)
+        assert failed["job"]["attempts"] == 2 and failed["job"]["retry_count"] == 1
+        assert recorder.runs == [job_id, job_id]
+    kinds = await trio.to_thread.run_sync(events_of, cfg, job_id)
+    assert kinds == ["job.enqueued", "job.started", "job.retrying", "job.started", "job.failed"]
+
+
+def test_landing_a_finished_job_twice_changes_nothing(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """A crash between land.lua and the spool's removal: the replay sends it again."""
+    server = own_redis()
+    cfg = make_config(server.url, "inline", tmp_path / "state")
+    engine = Engine.build(cfg, daemon=False)
+    try:
+        row = engine.ops.prepare({"type": "noop", "idempotency_key": "k-1"})
+        done = Finished("completed", "host:1", 1_000, 2_000, result='{"ok":true}')
+        text = finished_encoder(done)(row)
+        assert finished_of(text) == done
+        land = engine.link.run_sync
+        first = land(land_finished, engine.scripts, text, 500, done)
+        again = land(land_finished, engine.scripts, text, 500, done)
+        assert first == (True, row.id) and again == (False, row.id)
+        job = engine.link.run_sync(engine.ops.get, row.id)
+        assert job is not None and job.status.value == "completed"
+        assert job.result == {"ok": True}
+        # Its idempotency key names it: a new job with that key is that job.
+        [dup] = engine.link.run_sync(engine.ops.enqueue_rows, [
+            engine.ops.prepare({"type": "noop", "idempotency_key": "k-1"})])  # fmt: skip
+        assert dup.duplicate and dup.job_id == row.id
+    finally:
+        engine.link.close()
+    assert events_of(cfg, row.id) == ["job.enqueued", "job.completed"]
