@@ -234,6 +234,9 @@ class TypeDefaults(Body):
     priority: int
     max_retries: int
     timeout: float
+    sync_fallback: Shown[bool] = False
+    """Present (true) when jobs of the type may run inline while the queue is
+    unavailable (`"fallback": "sync"` at enqueue)."""
 
 
 class JobType(Body):
