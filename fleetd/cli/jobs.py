@@ -152,8 +152,8 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.spool.outage import SPOOLED
 
     if a.jsonl:
-        if a.type or a.wait:
-            fail("--jsonl takes no job type and no --wait")
+        if a.type or a.wait or a.fallback:
+            fail("--jsonl takes no job type, no --wait and no --fallback")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
             rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
             results = send(engine, rows)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import os
 import socket
 import time
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from fleetd.engine import Engine
 
 __all__ = ["InlineJobs", "InlineResult", "attach", "enqueue_or_run", "run_blocking", "run_row"]
+
+log = logging.getLogger("fleetd.worker")
 
 # Failures of an inline run that are no job outcome (cancelled, stopped): recorded failed.
 _STOPPED = {"abort": "cancelled", "release": "stopped before it finished"}
@@ -134,7 +137,13 @@ class InlineJobs:
             _claimed(row, created_ms=created, token=token), claimed_at=trio.current_time()
         )
         entry.started_at = entry.claimed_at
-        pool.adopt(entry, functools.partial(self._then_free, row.id))
+        try:
+            pool.adopt(entry, functools.partial(self._then_free, row.id))
+        except RuntimeError:  # the pool has stopped (the daemon is stopping)
+            self._bypassing.discard(row.id)
+            log.warning("job %s: the pool has stopped; its lease expires and it is run "
+                        "again by another daemon (reap)", row.id)  # fmt: skip
+            return EnqueueResult(job_id, status, created)
         self.bypassed_total += 1
         return EnqueueResult(job_id, status, created)
 
