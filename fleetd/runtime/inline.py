@@ -89,8 +89,6 @@ class InlineJobs:
         self._runner = JobRunner(
             registry, sealer, services, job_timeout=job_timeout, daemon_id=self.worker
         )
-        self.inline_total = 0  # jobs run inline (Redis away) by this process
-        self.bypassed_total = 0  # jobs started through the bypass with Redis up
 
     def free_slot(self) -> bool:
         return len(self._bypassing) < self.critical_slots
@@ -110,7 +108,6 @@ class InlineJobs:
             self._bypassing.discard(job_id)
         [result] = await self.spool.add([row], door=door, subject=subject,
                                         encode=finished_encoder(done))  # fmt: skip
-        self.inline_total += 1
         return result, done
 
     async def bypass(self, row: JobRow) -> EnqueueResult | None:
@@ -144,7 +141,6 @@ class InlineJobs:
             log.warning("job %s: the pool has stopped; its lease expires and it is run "
                         "again by another daemon (reap)", row.id)  # fmt: skip
             return EnqueueResult(job_id, status, created)
-        self.bypassed_total += 1
         return EnqueueResult(job_id, status, created)
 
     async def _then_free(
