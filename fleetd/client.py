@@ -99,15 +99,27 @@ class Client:
     ) -> EnqueueResult:
         """Enqueue one job; `fields` are the enqueue request's other fields (priority,
         max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key, and
-        encrypt=True to seal the whole data at rest)."""
+        encrypt=True to seal the whole data at rest). `fallback="sync"`: while Redis is
+        away, run the job in this process and return an InlineResult (status completed
+        or failed, its result or error), spooled finished (docs/OPERATIONS.md)."""
+        from fleetd.runtime.inline import InlineResult, enqueue_or_run  # the pool: on use
+
         company = fields.get("company_id")
+        fallback = fields.pop("fallback", None)
         try:
             row = self._ops.prepare({"type": job_type, "data": dict(data or {}), **fields})
-            result = self._send([row])[0]
+            if fallback is None:
+                result = self._send([row])[0]
+            else:
+                result = enqueue_or_run(
+                    self._engine, row, fallback, door="client", subject=self._subject
+                )
         except Exception as exc:
             self._audit(Action.JOB_ENQUEUE, outcome_of(exc), None, company, type=job_type)
             raise
         spooled: dict[str, Any] = {"spooled": True} if result.status == SPOOLED else {}
+        if isinstance(result, InlineResult):
+            spooled.update(spooled=True, ran="sync", status=result.status)
         self._audit(
             Action.JOB_ENQUEUE, "ok", result.job_id, company, type=job_type,
             duplicate=result.duplicate, **spooled,

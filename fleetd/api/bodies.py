@@ -19,7 +19,8 @@ when true or non-zero), and the serializer leaves it out.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from annotated_types import Ge, MaxLen
 from pydantic import Field
@@ -34,6 +35,10 @@ from fleetd.schedules.answer import (
     SchedulerStats,
 )
 
+if TYPE_CHECKING:
+    from fleetd.jobs.receipts import EnqueueResult
+    from fleetd.spool.finished import Finished
+
 __all__ = [
     "Analytics",
     "AuditList",
@@ -42,6 +47,7 @@ __all__ = [
     "Cleanup",
     "EnqueueResponse",
     "Error",
+    "InlineEnqueueResponse",
     "Job",
     "JobList",
     "JobResponse",
@@ -80,6 +86,31 @@ class Error(Body):
     """Every error answer: `{"error": {"code", "message", "details"}}`."""
 
     error: ErrorDetail
+
+
+class InlineEnqueueResponse(EnqueueResponse):
+    """An enqueue with `fallback` or `bypass` (fleetd.runtime.inline)."""
+
+    ran: Omitted[Literal["sync", "bypass"]] = None
+    """How the job started without a claim: `bypass` (201: running on this daemon; 200:
+    ran here while Redis was away) or `sync` (200: ran here while the queue was
+    unavailable). Left out when it was queued as usual."""
+    result: Omitted[dict[str, Any]] = None
+    """The result of a job that ran here (`status` completed)."""
+    error: Omitted[str] = None
+    """Why a job that ran here failed (`status` failed)."""
+
+    @classmethod
+    def from_result(
+        cls, result: EnqueueResult, done: Finished | None, ran: str
+    ) -> InlineEnqueueResponse:
+        base = EnqueueResponse.of(result)
+        body = cls.model_construct(**dict(base), ran=ran or None)
+        if done is not None:
+            body.status = done.status
+            body.result = json.loads(done.result) if done.result else None
+            body.error = done.error or None
+        return body
 
 
 class BulkEnqueueResponse(Body):
@@ -208,6 +239,9 @@ class TypeDefaults(Body):
     priority: int
     max_retries: int
     timeout: float
+    sync_fallback: Shown[bool] = False
+    """Present (true) when jobs of the type may run inline while the queue is
+    unavailable (`"fallback": "sync"` at enqueue)."""
 
 
 class JobType(Body):

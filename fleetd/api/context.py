@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from fleetd.api.batcher import EnqueueBatcher
     from fleetd.api.metrics import ApiMetrics
     from fleetd.runtime.events import EventHub
+    from fleetd.runtime.inline import InlineJobs
     from fleetd.spool.service import DaemonSpool
 
 __all__ = [
@@ -93,6 +94,8 @@ class ApiState:
     batcher: EnqueueBatcher | None = None
     hub: EventHub | None = None
     spool: DaemonSpool | None = None
+    # Sync fallback and queue bypass (fleetd.runtime.inline); None in tests' bare apps.
+    inline: InlineJobs | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

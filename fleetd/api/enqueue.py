@@ -1,7 +1,8 @@
 """Enqueue endpoints of the admin API: `POST /api/v1/admin/jobs/enqueue` (one job) and
 `/enqueue/bulk` (many, all or none).
 
-Owns reading an enqueue body through its declaration (EnqueueRequest; the bulk body of
+Owns reading an enqueue body through its declaration (InlineEnqueueRequest — a job plus
+`fallback` and `bypass`, handled by fleetd.api.fallback — and the bulk body of
 fleetd.api.inputs) and answering with every problem at once — the body's fields,
 unknown ones included, and the job data's own (its handler's schema) — then stamping
 the caller's company, default user and idempotency key (the `Idempotency-Key` header,
@@ -19,7 +20,14 @@ from quart import Blueprint, g, jsonify, request
 from fleetd.api import bodies, responses
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, enqueue_rows, principal, state
-from fleetd.api.inputs import BulkEnqueueRequest, IdempotencyHeader, header_key, parse
+from fleetd.api.fallback import enqueue_inline
+from fleetd.api.inputs import (
+    BulkEnqueueRequest,
+    IdempotencyHeader,
+    InlineEnqueueRequest,
+    header_key,
+    parse,
+)
 from fleetd.api.operations import documented
 from fleetd.backend.codec import JobRow
 from fleetd.jobs.model import EnqueueRequest, FieldError
@@ -56,10 +64,15 @@ def _stamp(req: EnqueueRequest, key: str | None, field: str = "") -> EnqueueRequ
     "Enqueue a job (Idempotency-Key header: at most one job per key)",
     {
         201: (bodies.EnqueueResponse, "Enqueued"),
-        200: (bodies.EnqueueResponse, "Duplicate: the job of this idempotency key"),
+        200: (
+            bodies.InlineEnqueueResponse,
+            "Duplicate: the job of this idempotency key; "
+            "or a job run here (`fallback`, `bypass`) while the queue was unavailable: "
+            "its outcome",
+        ),
         202: (bodies.EnqueueResponse, "Spooled while Redis is away: status `spooled`"),
     },
-    body=EnqueueRequest,
+    body=InlineEnqueueRequest,
     headers=IdempotencyHeader,
 )
 @admin
@@ -69,10 +82,17 @@ async def enqueue() -> Any:
     body = await read_json(st.limits)
     key = header_key(request.headers)
     try:
-        req = EnqueueRequest.from_dict(body)
+        req = InlineEnqueueRequest.from_dict(body)
     except Invalid as exc:
         raise Invalid.of(exc.errors + _data_errors(body)) from None
     row = st.ops.prepare(_stamp(req, key))
+    if req.fallback or req.bypass:  # fleetd.api.fallback
+        result, answer, status = await enqueue_inline(req, row)
+        g.audit_target = result.job_id
+        g.audit_detail = {"type": req.type, "duplicate": result.duplicate, "status": result.status}
+        if answer.get("ran"):
+            g.audit_detail["ran"] = answer["ran"]
+        return answer, status, {"Location": f"{bp.url_prefix}/{result.job_id}"}
     [result] = await enqueue_rows([row])
     g.audit_target = result.job_id
     g.audit_detail = {"type": req.type, "duplicate": result.duplicate}

@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from fleetd.jobs.fields import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Line,
+    OptionalFlag,
     parse_duration_text,
     parse_ts,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "CleanupQuery",
     "EventsQuery",
     "IdempotencyHeader",
+    "InlineEnqueueRequest",
     "PageQuery",
     "ThroughputQuery",
     "parse",
@@ -107,6 +109,27 @@ Time = Annotated[int, rule(_since_epoch, AwareDatetime)]
 
 class Query(BaseModel):
     model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+
+class InlineEnqueueRequest(EnqueueRequest):
+    """POST /jobs/enqueue: a job, and what to do when the queue cannot take it now
+    (fleetd.runtime.inline; docs/OPERATIONS.md, "What happens during a Redis outage")."""
+
+    fallback: Literal["sync"] | None = None
+    """`sync`: while the queue is unavailable, run the job here at once and answer 200
+    with its outcome (only for types that declare `sync_fallback`). No effect while
+    Redis answers."""
+    bypass: OptionalFlag = False
+    """Priority critical only: start the job at once on this daemon (worker role), in a
+    reserved slot (`[worker] critical_slots`), claimed by it without waiting for a
+    claim; while Redis is away it runs here and the answer is its outcome (200)."""
+
+    @classmethod
+    def from_dict(cls, raw: object) -> InlineEnqueueRequest:
+        try:
+            return cls.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise from_pydantic(exc) from None
 
 
 class BulkEnqueueRequest(BaseModel):

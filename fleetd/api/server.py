@@ -65,7 +65,9 @@ from fleetd.backend.redis_link import RedisLink
 from fleetd.config.statefiles import write_json_atomically
 from fleetd.engine import Engine
 from fleetd.jobs.artifacts import artifacts_root
+from fleetd.jobs.context import JobServices
 from fleetd.runtime.events import READ_BLOCK, EventHub
+from fleetd.runtime.inline import InlineJobs
 from fleetd.schedules.store import ScheduleOps
 
 __all__ = ["HTTP_FILE", "LISTEN_BACKLOG", "HttpError", "HttpService", "build_state"]
@@ -144,7 +146,18 @@ def build_state(
         batcher=EnqueueBatcher(api, engine.ops),
         hub=hub,
         spool=engine.spooler,
+        inline=inline_jobs(engine, api),
     )
+
+
+def inline_jobs(engine: Engine, link: RedisLink) -> InlineJobs:
+    """Sync fallback and queue bypass of this API (fleetd.runtime.inline)."""
+    w = engine.config.worker
+    services = JobServices(link, engine.keys, engine.scripts, engine.queue,
+                           engine.registry.artifacts_dir, audit=_audit_writer(engine))  # fmt: skip
+    return InlineJobs(link, engine.scripts, engine.registry, engine.ops.sealer, services,
+                      engine.spooler, job_timeout=w.job_timeout, lease=w.lease,
+                      critical_slots=w.critical_slots)  # fmt: skip
 
 
 class HttpService:

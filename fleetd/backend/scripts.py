@@ -38,6 +38,8 @@ _NAMES = (
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume",
     # Templates (fleetd.templates.store).
     "template_save",
+    # Jobs claimed at once or landed finished (fleetd.runtime.landing).
+    "land",
 )  # fmt: skip
 
 

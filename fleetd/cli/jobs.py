@@ -29,7 +29,7 @@ from fleetd.cli import artifacts as cli_artifacts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 from fleetd.cli.job_input import read_jsonl, request_from_args
-from fleetd.cli.spool import find_job, send
+from fleetd.cli.spool import find_job, ran_inline, send
 
 if TYPE_CHECKING:
     from fleetd.backend.redis_link import SyncClient
@@ -64,6 +64,10 @@ def add_parsers(sub: Any) -> None:
         "--encrypt", action="store_true", help="seal the whole data at rest ([encryption])"
     )
     enq.add_argument("--wait", action="store_true", help="wait until the job ends; print it")
+    enq.add_argument(
+        "--fallback", choices=("sync",),
+        help="sync: while Redis is away, run the job here (types with sync_fallback)",
+    )  # fmt: skip
     enq.add_argument("--jsonl", help="file of job objects, one per line ('-' = stdin)")
     enq.add_argument("--json", action="store_true")
 
@@ -149,8 +153,8 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.spool.outage import SPOOLED
 
     if a.jsonl:
-        if a.type or a.wait:
-            fail("--jsonl takes no job type and no --wait")
+        if a.type or a.wait or a.fallback:
+            fail("--jsonl takes no job type, no --wait and no --fallback")
         with recorded(engine, Action.JOB_ENQUEUE_BULK) as rec:
             rows = engine.ops.prepare_many(read_jsonl(a.jsonl))
             results = send(engine, rows)
@@ -170,10 +174,12 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
     with recorded(engine, Action.JOB_ENQUEUE, company_id=a.company) as rec:
         rec.detail = {"type": a.type}
         row = engine.ops.prepare(EnqueueRequest.from_dict(request_from_args(a)))
-        [result] = send(engine, [row])
+        [result] = send(engine, [row], a.fallback)
         rec.target, rec.detail["duplicate"] = result.job_id, result.duplicate
         if result.status == SPOOLED:
             rec.detail["spooled"] = True
+    if result.status in ("completed", "failed"):  # --fallback sync: it ran here
+        return ran_inline(result, a.json)
     if a.wait and result.status == SPOOLED:
         print("spooled while Redis is away: not waiting for it", file=sys.stderr)
     if not a.wait or result.status == SPOOLED:

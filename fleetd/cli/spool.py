@@ -18,6 +18,7 @@ imports (start-up time); they close no cycle (tests/test_architecture.py checks)
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from fleetd.jobs.queue import EnqueueResult
     from fleetd.spool.file import JobSpool
 
-__all__ = ["add_parser", "find_job", "run", "send", "spooled_body"]
+__all__ = ["add_parser", "find_job", "ran_inline", "run", "send", "spooled_body"]
 
 
 def add_parser(sub: Any) -> None:
@@ -137,9 +138,28 @@ def spooled_body(engine: Engine, job_id: str) -> dict[str, Any] | None:
     return None if found is None else spooled_job_body(found)
 
 
-def send(engine: Engine, rows: list[JobRow]) -> list[EnqueueResult]:
-    """Enqueue, or spool while Redis is away (fleetd.spool; exit 2 when it cannot)."""
+def send(engine: Engine, rows: list[JobRow], fallback: str | None = None) -> list[EnqueueResult]:
+    """Enqueue, or spool while Redis is away (fleetd.spool; exit 2 when it cannot);
+    with `--fallback sync` (one row), run it here then (fleetd.runtime.inline)."""
     from fleetd.spool.outage import enqueue_or_spool
 
+    if fallback is not None:
+        from fleetd.runtime.inline import enqueue_or_run
+
+        return [enqueue_or_run(engine, rows[0], fallback, door="cli", subject=cli_subject())]
     run, ops = engine.link.run_sync, engine.ops
     return enqueue_or_spool(run, ops, engine.spool, rows, door="cli", subject=cli_subject())
+
+
+def ran_inline(result: Any, as_json: bool) -> int:
+    """A job run here while Redis was away (`--fallback sync`): its outcome."""
+    body = {"job_id": result.job_id, "status": result.status, "ran": "sync"}
+    body.update(
+        {"result": result.result} if result.status == "completed" else {"error": result.error}
+    )
+    if as_json:
+        print_json(body)
+    else:
+        shown = json.dumps(result.result) if result.status == "completed" else result.error
+        print(f"{result.job_id} {result.status} (ran here: Redis is away) {shown}")
+    return 0 if result.status == "completed" else 1

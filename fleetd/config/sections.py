@@ -156,6 +156,7 @@ class WorkerConfig:
         max=HOUR,
     )
     max_stalls: int = setting(3, "lease expiries before a job is failed", min=1, max=100)
+    critical_slots: int = setting(1, "bypassed critical jobs run at once", min=0, max=1000)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ class JobContext:
         # A workflow node's parents' results by node name (fleetd.workflows.start);
         # filled for nodes with a condition, `$from` data or `with_parents`.
         self.parents: dict[str, Any] = {}
+        # A job run inline while the queue is unavailable (fleetd.runtime.inline: no
+        # lease token) has no job hash yet: its notes live here for the run, and its
+        # progress goes nowhere.
+        self._notes: dict[str, Any] | None = {} if not job.token else None
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -128,6 +132,8 @@ class JobContext:
         Returns False when this daemon no longer holds the job (it was recovered
         elsewhere); a handler may stop early then.
         """
+        if self._notes is not None:  # run inline: nothing to record it on
+            return True
         pct = max(0.0, min(100.0, float(percent)))
         payload = json.dumps({"percent": round(pct, 2), "message": message})
         s = self._services
@@ -187,6 +193,9 @@ class JobContext:
         payload = json.dumps(value, separators=(",", ":"))
         if len(payload) > MAX_NOTE_BYTES:
             raise ValueError(f"note {key!r} is larger than {MAX_NOTE_BYTES} bytes")
+        if self._notes is not None:
+            self._notes[key] = json.loads(payload)
+            return
         job_key = self._services.keys.job(self.job.id)
 
         def write(client: SyncClient) -> None:
@@ -199,6 +208,8 @@ class JobContext:
 
     async def recall(self, key: str, default: Any = None) -> Any:
         """The value `remember` stored under `key` for this job, or `default`."""
+        if self._notes is not None:
+            return self._notes.get(key, default)
         job_key = self._services.keys.job(self.job.id)
         raw = await self._services.link.call(lambda c: c.hget(job_key, NOTE_PREFIX + key))
         return default if raw is None else json.loads(raw)

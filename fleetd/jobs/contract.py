@@ -33,7 +33,7 @@ from fleetd.jobs.sealing import check_paths
 if TYPE_CHECKING:
     from fleetd.jobs.context import JobContext
 
-__all__ = ["Handler", "HandlerDefaults", "JobHandler", "check_handler"]
+__all__ = ["Handler", "HandlerDefaults", "JobHandler", "allows_sync_fallback", "check_handler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,9 @@ class HandlerDefaults:
         """The isolation this handler declares, before the config's overrides."""
         return Policy(self.isolation, self.memory_mb, self.cpu_seconds,
                       kinds_of(self.no_retry), tuple(self.env))  # fmt: skip
+    #: May run inline on the receiving process when the queue is unavailable and the
+    #: caller asks for it (`"fallback": "sync"`; docs/OPERATIONS.md, Redis outage).
+    sync_fallback: bool = False
 
 
 @runtime_checkable
@@ -142,3 +145,9 @@ def check_handler(handler: object) -> SchemaValidator | None:
         return compile_schema(schema)
     except ValueError as exc:
         raise InvalidHandler(f"{job_type}: {exc}") from None
+
+
+def allows_sync_fallback(handler: Handler) -> bool:
+    """Whether jobs of `handler` may run inline while the queue is unavailable: its
+    `defaults.sync_fallback`, or a `sync_fallback = True` attribute of the handler."""
+    return bool(getattr(handler, "sync_fallback", False) or handler.defaults.sync_fallback)

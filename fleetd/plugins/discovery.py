@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleetd.config import Config, WorkerConfig
 from fleetd.jobs.artifacts import artifacts_root
-from fleetd.jobs.contract import Handler
+from fleetd.jobs.contract import Handler, allows_sync_fallback
 from fleetd.jobs.errors import InvalidHandler
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.model import ValidationError, parse_priority
@@ -306,6 +306,7 @@ def describe_type(registry: HandlerRegistry, job_type: str, worker: WorkerConfig
             "priority": d.priority or 5,
             "max_retries": worker.max_retries if d.max_retries is None else d.max_retries,
             "timeout": d.timeout or worker.job_timeout,
+            "sync_fallback": allows_sync_fallback(handler),
         },
         "schema": registry.schema(job_type),
     }

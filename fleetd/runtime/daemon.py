@@ -50,6 +50,7 @@ from fleetd.plugins.discovery import default_schedules
 from fleetd.runtime import gctune
 from fleetd.runtime.alerts import Alerts
 from fleetd.runtime.heartbeat import Heartbeat, WorkerMetrics, new_daemon_id
+from fleetd.runtime.inline import attach
 from fleetd.runtime.log import set_level
 from fleetd.runtime.maintenance import Maintenance, MaintenanceSettings
 from fleetd.runtime.systemd import Notifier
@@ -64,8 +65,7 @@ __all__ = ["Daemon", "DaemonError"]
 
 log = logging.getLogger("fleetd.daemon")
 
-# The STATUS= line's queue counts are one pipelined round trip (~1 ms); past this the
-# line says Redis is not answering rather than holding up READY or STOPPING.
+# The STATUS= line's counts (one round trip, ~1 ms) wait this long, then say "no answer".
 STATUS_TIMEOUT = 1.0
 
 
@@ -348,9 +348,9 @@ class Daemon:
                     log_jobs=cfg.daemon.log_jobs, isolation=cfg.isolation)  # fmt: skip
                 self.pool = WorkerPool(
                     e.link, e.worker_scripts(), e.queue, e.registry, settings, self.daemon_id,
-                    self.metrics, audit=e.audit,
-                )  # fmt: skip
+                    self.metrics, audit=e.audit)  # fmt: skip
                 await work.start(self.pool.run)
+                attach(self.http.state.inline if self.http else None, self.pool)
             self.ready = True
             task_status.started()
             if self.tune_gc:

@@ -1,9 +1,8 @@
 """The worker pool: claims jobs and hands them to job tasks, within its concurrency.
 
-Owns the fetcher and the slots; the rest of a pool's work lives beside it, one noun
-each: running one job (fleetd.runtime.running), the completion batcher that writes
-outcomes (fleetd.runtime.outcomes), lease renewal and cancel requests
-(fleetd.runtime.leases).
+Owns the fetcher and the slots; the rest lives beside it: running one job
+(fleetd.runtime.running), the outcome batcher (fleetd.runtime.outcomes), leases and
+cancel requests (fleetd.runtime.leases), bypassed jobs it adopts (fleetd.runtime.inline).
 
 Tasks (all in the pool's nurseries):
 - fetcher: claims up to `free slots` jobs per script call (at most claim_batch); when
@@ -15,20 +14,17 @@ Tasks (all in the pool's nurseries):
   through in a quarter second (at most claim_batch), so the next claim is in flight
   while the current jobs run; claimed-ahead jobs wait in a local buffer with their
   leases renewed, and go back to pending at once when the daemon stops.
-- job tasks: one per claimed job, inside its own cancel scope (timeout, cancel request,
-  lost lease, shutdown). Outcomes go to an in-memory buffer, never straight to Redis.
-- outcomes: buffered (OutcomeWriter) and written in one hop per batch — by the next
-  claim while claims come back full (the queue has more: the claim is not going to
-  wait), else by the flusher (OutcomeWriter.run); on Redis errors a batch is kept and
-  retried with backoff.
-- renewer and control (LeaseKeeper): renew the leases of all held jobs in one call
-  every lease/3; a lost lease or a cancel request cancels the handler.
-- retry wake-ups: a poke to our own fetcher when a retry falls due.
+- job tasks: one per claimed job, in its own cancel scope (timeout, cancel request, lost
+  lease, shutdown); outcomes go to an in-memory buffer, never straight to Redis.
+- outcomes: buffered (OutcomeWriter), written in one hop per batch by the next claim
+  while claims come back full, else by the flusher; kept and retried on Redis errors.
+- renewer and control (LeaseKeeper): renew all held leases in one call every lease/3;
+  a lost lease or a cancel request cancels the handler. Retry wake-ups: a poke to our
+  own fetcher when a retry falls due.
 
 Lifecycle: run() → started (fetching) → quiet() stops fetching → running jobs get
 shutdown_timeout to finish → the rest are cancelled and released to `pending` at once
-(not counted as attempts) → outcomes flushed → run() returns.
-"""
+(not counted as attempts) → outcomes flushed → run() returns."""
 
 from __future__ import annotations
 
@@ -37,6 +33,7 @@ import itertools
 import logging
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -59,8 +56,7 @@ __all__ = ["PoolSettings", "WorkerPool"]
 
 log = logging.getLogger("fleetd.worker")
 
-# Retries falling due within this many seconds of each other share one wake-up poke;
-# the poke comes at the slot's end, so a retry starts at most this late.
+# Retries falling due within this many seconds share one wake-up poke (at the slot's end).
 RETRY_WAKE_SLOT = 0.02
 # Claim ahead only while jobs average less than this: a short job waits at most a
 # moment in the local buffer, while a long one would sit leased here as other
@@ -176,6 +172,12 @@ class WorkerPool:
         jobs finish and claim less."""
         self.concurrency = n
         self._slot_freed.set()
+
+    def adopt(self, entry: Running, runs: Callable[..., Awaitable[None]]) -> None:
+        """Start a job claimed elsewhere now (a bypass): `runs(run_job, entry)`."""
+        assert self._jobs is not None
+        self._running[entry.job.id] = entry
+        self._jobs.start_soon(runs, self._run_job, entry)
 
     def quiet(self) -> None:
         """Stop claiming; running jobs go on (the first half of a graceful stop)."""

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,15 +213,17 @@ class JobSpool:
     # -- writing ---------------------------------------------------------------------
 
     def add(
-        self, rows: Sequence[JobRow], *, door: str, subject: str
-    ) -> tuple[int, dict[int, tuple[str, int]]]:
+        self, rows: Sequence[JobRow], *, door: str, subject: str,
+        encode: Callable[[JobRow], str] = encode_row,
+    ) -> tuple[int, dict[int, tuple[str, int]]]:  # fmt: skip
         """Spool `rows` in order, all or none, durably. Returns the spooling time in ms
         (the host's clock) and, by position, the rows whose company and idempotency key
         a spooled job has already: that job's id and spooling time (nothing is added for
-        them, as enqueue.lua does). Raises SpoolFull past a cap, SpoolError when the
+        them, as enqueue.lua does). `encode`: a row's text (fleetd.spool.finished for a
+        job that ran already). Raises SpoolFull past a cap, SpoolError when the
         file cannot be written."""
         now = int(time.time() * 1000)
-        items = [SpooledJob(0, r.id, r.company_id, encode_row(r), now, door, subject) for r in rows]
+        items = [SpooledJob(0, r.id, r.company_id, encode(r), now, door, subject) for r in rows]
         try:
             with self._conn() as db:
                 return now, self._insert(db, items)

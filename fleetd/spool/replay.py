@@ -14,6 +14,9 @@ Exactly once, whatever crashes where:
   sent twice is written once;
 - the lock makes a pass of one process wait for none and skip if another process of
   the host is replaying (a second daemon child, `fleetd spool replay`).
+A job that ran inline while Redis was away (its row has a `finished` member:
+fleetd.spool.finished) goes through land.lua instead: stored completed or failed, never
+pending, and a second landing of its id is a no-op as above.
 Order: a batch is the spool's head in seq order and enqueue.lua stores a call's jobs in
 its order (FIFO within a priority, as if they had been enqueued then).
 """
@@ -31,6 +34,7 @@ from fleetd.backend.codec import JobRow, decode_row
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.queue import QueueOps
 from fleetd.spool.file import JobSpool, SpooledJob
+from fleetd.spool.finished import finished_of, land_finished
 
 __all__ = ["ReplayPass", "replay_all", "replay_pass"]
 
@@ -80,7 +84,18 @@ def replay_pass(
             return ReplayPass()
         sendable: list[tuple[SpooledJob, JobRow]] = []
         entries: list[Stamped] = []
+        ran = 0  # jobs that ran inline (fleetd.spool.finished): stored finished
         for job in jobs:
+            if (done := finished_of(job.row)) is not None:
+                stored, job_id = land_finished(
+                    client, ops.scripts, job.row, job.spooled_at_ms, done
+                )
+                detail: dict[str, object] = {"duplicate": not stored, "finished": done.status}
+                if job_id != job.job_id:
+                    detail["existing_job"] = job_id
+                entries.append(Stamped(spool.epoch, job.seq, _entry(job, "ok", detail)))
+                ran += stored
+                continue
             try:
                 sendable.append((job, decode_row(job.row)))
             except (ValueError, KeyError, TypeError) as exc:
@@ -92,7 +107,7 @@ def replay_pass(
         results = ops.enqueue_rows(client, [row for _, row in sendable])
         landed = 0
         for (job, _), result in zip(sendable, results, strict=True):
-            detail: dict[str, object] = {"duplicate": result.duplicate}
+            detail = {"duplicate": result.duplicate}
             if result.job_id != job.job_id:
                 detail["existing_job"] = result.job_id  # its idempotency key's job
             landed += not result.duplicate
@@ -100,7 +115,9 @@ def replay_pass(
         entries.sort(key=lambda s: s.seq)
         audit.write(client, spool.epoch, entries)
         spool.remove([job.seq for job in jobs])
-        return ReplayPass(landed, len(sendable) - landed, len(jobs) - len(sendable))
+        finished = sum(finished_of(job.row) is not None for job in jobs)
+        dups = len(sendable) - landed + finished - ran
+        return ReplayPass(landed + ran, dups, len(jobs) - len(sendable) - finished)
 
 
 def replay_all(

@@ -23,12 +23,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
 from fleetd.audit.store import AuditStore
-from fleetd.backend.codec import JobRow
+from fleetd.backend.codec import JobRow, encode_row
 from fleetd.backend.redis_link import Backoff, RedisCommandError, RedisLink, RedisUnavailable
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.spool.file import JobSpool, SpooledJob
@@ -74,9 +74,13 @@ class DaemonSpool:
     def diverts(self) -> bool:
         return not self.link.ready or self.jobs > 0
 
-    async def add(self, rows: Sequence[JobRow], *, door: str, subject: str) -> list[EnqueueResult]:
-        """Spool rows durably (raises SpoolError: full, or the file cannot be written)."""
-        add = functools.partial(self.spool.add, rows, door=door, subject=subject)
+    async def add(
+        self, rows: Sequence[JobRow], *, door: str, subject: str,
+        encode: Callable[[JobRow], str] = encode_row,
+    ) -> list[EnqueueResult]:  # fmt: skip
+        """Spool rows durably (raises SpoolError: full, or the file cannot be written);
+        `encode` as for JobSpool.add."""
+        add = functools.partial(self.spool.add, rows, door=door, subject=subject, encode=encode)
         at, duplicates = await trio.to_thread.run_sync(add, limiter=self._limiter)
         if self.jobs == 0:
             self.oldest_ms = at

@@ -122,7 +122,8 @@ class EmailNotificationHandler(JobHandler):
     description = "Send one e-mail (to, subject, body; optional cc, bcc, html, reply_to)"
     schema = SCHEMA
     # Mail servers answer within seconds; a minute covers a slow relay plus TLS.
-    defaults = HandlerDefaults(timeout=60.0)
+    # An e-mail can be sent inline while Redis is away (`"fallback": "sync"`).
+    defaults = HandlerDefaults(timeout=60.0, sync_fallback=True)
 
     def __init__(self, cfg: EmailConfig, outbox_dir: Path) -> None:
         self.cfg = cfg

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "claim_batch": 100,
         "lease": "30s",
         "max_stalls": 3,
+        "critical_slots": 1,
     },
     "limits": {
         "types": [],

@@ -96,7 +96,12 @@ def test_builtins_come_through_the_entry_point_group(config: Config) -> None:
     assert (email["distribution"], email["module"]) == ("fleetd", "fleetd_plugins.email")
     assert email["source"] == "entry point fleetd.plugins: email = fleetd_plugins.email"
     [jt] = email["job_types"]
-    assert jt["defaults"] == {"priority": 5, "max_retries": 3, "timeout": 60.0}
+    assert jt["defaults"] == {
+        "priority": 5,
+        "max_retries": 3,
+        "timeout": 60.0,
+        "sync_fallback": True,
+    }
     assert jt["schema"]["required"] == ["to", "subject", "body"]
 
 

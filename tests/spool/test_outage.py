@@ -1,8 +1,10 @@
 """The outage test: a steady stream of HTTP and fleetd.client enqueues (mixed priorities)
 while redis-server is SIGKILLed for a while and restarted from its AOF, and the daemon
 is SIGKILLed once during the outage and replaced by another on its state directory.
-Every acknowledged job (201, or 202 `spooled`) completes exactly once afterwards — one
-`job.completed` event each — and the audit log names each of them.
+Some HTTP jobs are critical with `bypass` (started on the daemon at once) and some are
+e-mails with `"fallback": "sync"` (run in the request while the queue is unavailable).
+Every acknowledged job (200 run here, 201, or 202 `spooled`) completes exactly once
+afterwards — one `job.completed` event each — and the audit log names each of them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fleetd.engine import Engine
 # disk (a SIGKILL sooner loses up to 5 s of them: docs/OPERATIONS.md, "Audit log").
 OUTAGE = 2 * (SPILL_AFTER + 1)
 PRIORITIES = ("low", "normal", "high", "critical")
+MAIL = {"to": "ops@example.com", "subject": "Fleet Update", "body": "Status changed"}
 
 
 class Stream:
@@ -57,7 +60,11 @@ class Stream:
         n = 0
         while not self._stop.is_set():
             n += 1
-            body = {"type": "noop", "data": {"n": n}, "priority": PRIORITIES[n % 4]}
+            body: dict[str, Any] = {"type": "noop", "data": {"n": n}, "priority": PRIORITIES[n % 4]}
+            if n % 8 == 3:  # critical: started on the daemon at once (fleetd.runtime.inline)
+                body["bypass"] = True
+            elif n % 8 == 5:  # run here while the queue is unavailable (outbox mode)
+                body = {"type": "email_notification", "data": MAIL, "fallback": "sync"}
             try:
                 url = self.fleet.api_url(self.cfg.state_dir)
                 r = httpx.post(f"{url}{PREFIX}/enqueue", json=body, headers=auth(), timeout=5)
@@ -65,8 +72,9 @@ class Stream:
                 self.refused += 1  # the daemon is down: not acknowledged
                 time.sleep(0.05)
                 continue
-            if r.status_code in (201, 202):
-                self._ack(r.json()["job_id"], r.json()["status"])
+            if r.status_code in (200, 201, 202):
+                answer = r.json()
+                self._ack(answer["job_id"], answer.get("ran") or answer["status"])
             else:
                 self.refused += 1
             time.sleep(0.01)
@@ -135,6 +143,9 @@ def test_every_acknowledged_job_completes_exactly_once_across_an_outage(
         time.sleep(2.0)
     acked = stream.acked
     assert stream.statuses["spooled"] > 0 and stream.statuses["pending"] > 0, stream.statuses
+    # Bypassed and sync-fallback jobs ran at once: some while Redis was down (200, their
+    # outcome), some with it up (bypass: 201 processing; fallback: queued as usual).
+    assert stream.statuses["bypass"] > 0 and stream.statuses["sync"] > 0, stream.statuses
     assert len(set(acked)) == len(acked)
 
     def all_done() -> bool:

@@ -1,0 +1,100 @@
+"""An enqueue that asks for more than a place in the queue: `"fallback": "sync"` and
+`"bypass": true` (fleetd.runtime.inline; docs/OPERATIONS.md, "What happens during a
+Redis outage").
+
+Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a body:
+- refused (422 naming the field) when the type does not declare `sync_fallback`, when a
+  bypassed job is not critical, or when this daemon has no worker role to run it;
+- Redis up: a bypass is stored claimed by this daemon and started at once (201; or
+  enqueued as usual when every critical slot is busy); a fallback changes nothing;
+- the queue unavailable (Redis away, or this daemon's enqueues go to the spool): the
+  job runs here, within its time limit, is spooled finished and answered 200 with its
+  outcome — `completed` and the result, or `failed` and the error; with no spool
+  (`[spool] enabled = false`) nothing could record it: 503 as without a fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetd.api import bodies
+from fleetd.api.context import enqueue_rows, principal, redis, state
+from fleetd.api.errors import ApiError
+from fleetd.api.inputs import InlineEnqueueRequest
+from fleetd.backend.codec import JobRow
+from fleetd.backend.redis_link import RedisUnavailable
+from fleetd.jobs.contract import allows_sync_fallback
+from fleetd.jobs.fields import Priority
+from fleetd.jobs.model import ValidationError as Invalid
+from fleetd.jobs.queue import EnqueueResult
+from fleetd.spool.file import SpoolError
+from fleetd.spool.finished import Finished
+
+__all__ = ["enqueue_inline"]
+
+
+def _check(req: InlineEnqueueRequest, row: JobRow) -> None:
+    st = state()
+    handler = st.registry.require(row.type)
+    if req.fallback == "sync" and not allows_sync_fallback(handler):
+        raise Invalid(
+            "fallback",
+            f"job type {row.type!r} does not declare sync_fallback: it cannot run inline",
+        )
+    if req.bypass:
+        if row.priority != Priority.CRITICAL:
+            raise Invalid("bypass", f"only critical jobs (priority 20) bypass the queue, "
+                                    f"this one has priority {row.priority}")  # fmt: skip
+        if st.inline is None or st.inline.pool is None:
+            raise Invalid("bypass", "this daemon has no worker role to run the job: send "
+                                    "it to a daemon with `worker` in [daemon] roles")  # fmt: skip
+
+
+def _answer(result: EnqueueResult, done: Finished | None, ran: str) -> dict[str, Any]:
+    body = bodies.InlineEnqueueResponse.from_result(result, done, ran)
+    return body.jsonable()
+
+
+async def enqueue_inline(
+    req: InlineEnqueueRequest, row: JobRow
+) -> tuple[EnqueueResult, dict[str, Any], int]:
+    """The enqueue of a body with `fallback` or `bypass` (see the module's docstring):
+    (its result, its answer's body, its status)."""
+    _check(req, row)
+    st = state()
+    inline = st.inline
+    if inline is None:  # an app built without one (tests' bare apps)
+        raise ApiError.unavailable("this API cannot run jobs inline")
+    spool = st.spool
+    try:
+        if req.bypass and st.link.ready:
+            result = await inline.bypass(row)
+            if result is not None:
+                ran = "" if result.duplicate else "bypass"
+                return result, _answer(result, None, ran), 200 if result.duplicate else 201
+            # Every critical slot is busy: queued as any critical job (claimed next).
+            return await _queued(row)
+        if st.link.ready and not (spool is not None and spool.diverts()):
+            [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
+            return result, _answer(result, None, ""), 200 if result.duplicate else 201
+    except RedisUnavailable:
+        pass  # the queue is unavailable: run here
+    if req.bypass and not req.fallback and not inline.free_slot():
+        return await _queued(row)  # spooled as any critical job
+    if spool is None:
+        raise ApiError.unavailable("no spool to record a job run inline ([spool] enabled = false)")
+    if spool.jobs >= spool.spool.max_jobs:  # checked before it runs; SpoolError below is rarer
+        raise ApiError.unavailable(f"the spool is full ({spool.jobs} jobs): the job did not run")
+    try:
+        result, done = await inline.run_here(
+            row, door="http", subject=principal().subject, slot=req.bypass
+        )
+    except SpoolError as exc:
+        raise ApiError.unavailable(f"the job ran, but the spool cannot record it: {exc}") from None
+    return result, _answer(result, done, "bypass" if req.bypass else "sync"), 200
+
+
+async def _queued(row: JobRow) -> tuple[EnqueueResult, dict[str, Any], int]:
+    [result] = await enqueue_rows([row])
+    status = 202 if result.status == "spooled" else 200 if result.duplicate else 201
+    return result, _answer(result, None, ""), status
