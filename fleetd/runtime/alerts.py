@@ -40,6 +40,7 @@ from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable, SyncC
 from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
+from fleetd.runtime.alert_rules import Reading, RuleSet
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
 
@@ -95,14 +96,6 @@ class AlertCollector:
 
 
 @dataclass
-class Reading:
-    over: bool
-    clear: bool
-    value: float
-    text: str
-
-
-@dataclass
 class Alerts:
     engine: Engine
     daemon_id: str
@@ -116,6 +109,9 @@ class Alerts:
     def __post_init__(self) -> None:
         s = self.settings
         self.rules = {name: Hysteresis(s.raise_after, s.clear_after) for name in ALERTS}
+        self.custom = RuleSet(s.rules)
+        self.defined = {r.name: r for r in s.rules}
+        self.rules.update({r.name: Hysteresis(r.for_, r.resolve_for) for r in s.rules})
         self._hooks_send, self._hooks_recv = trio.open_memory_channel[dict[str, Any]](WEBHOOK_QUEUE)
 
     @property
@@ -138,7 +134,9 @@ class Alerts:
         pipe.zcard(k.queue)
         pipe.hget(k.schedules_stats, "missed")
         completed, failed, ready, missed = pipe.execute()
+        rules = self.custom.read(client, k) if self.custom.rules else None
         return {
+            "rules": rules,
             "completed": int(completed),
             "failed": int(failed),
             "ready": int(ready),
@@ -147,7 +145,8 @@ class Alerts:
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
-        """Sans-IO: the five readings from one Redis read (None: Redis unreachable)."""
+        """Sans-IO: the built-ins' and the rules' readings from one Redis read (None:
+        Redis unreachable)."""
         s = self.settings
         down = raw is None
         text = "Redis unreachable" if down else "Redis ok"
@@ -170,6 +169,8 @@ class Alerts:
         grew = raw["missed"] - self._missed[0][1]
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
+        if raw.get("rules") is not None:
+            out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
         return out
 
     def leader(self, daemons: list[dict[str, Any]]) -> bool:
@@ -199,6 +200,10 @@ class Alerts:
             event = {"type": f"alert.{change}", "alert": name, "value": reading.value,
                      "message": reading.text, "daemon_id": self.daemon_id,
                      "ts": int(time.time() * 1000)}  # fmt: skip
+            if (rule := self.defined.get(name)) is not None:
+                event |= {"metric": rule.metric, "threshold": rule.threshold,
+                          "resolve": rule.resolve_at, "type_scope": rule.type,
+                          "company_scope": rule.company}  # fmt: skip
             if name == "redis_unreachable":
                 self._unsent.append(event)
                 self._webhook(event)
