@@ -1,6 +1,8 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns five alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
+Owns five built-in alerts, each read once per `[alerts] interval` and fed to a
+`Hysteresis`, and runs the user-defined `[[alerts.rules]]` (fleetd.runtime.alert_rules
+reads and judges them) through the same hysteresis, events, metric and webhook:
 
     failure_rate       failed / finished jobs over `window` above `failure_rate` %
                        (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
