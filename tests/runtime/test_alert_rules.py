@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -237,3 +238,21 @@ async def test_daemon_memory_from_a_real_heartbeat(
             await alerts.evaluate()
     assert alerts.values["fat"].value == 0
     assert 'fleetd_alert_active{alert="fat"} 0.0' in generate_latest(registry).decode()
+
+
+async def test_a_daemon_runs_the_rules_of_its_config_file(
+    config: Config, engine: Engine, fleet: Fleet, tmp_path: Path
+) -> None:
+    path = tmp_path / "fleetd.toml"
+    path.write_text(
+        '[alerts]\ninterval = "200ms"\n\n[[alerts.rules]]\nname = "fat"\n'
+        'metric = "daemon_memory"\nthreshold = 5\nfor = "0s"\n'
+    )
+    env = fleetd_env(config) | {"FLEETD_CONFIG": str(path)}
+    fleet.start(env, "--roles", "worker")
+    with trio.fail_after(20):
+        while not rule_events(engine, "fat"):
+            await trio.sleep(0.1)
+    [raised] = rule_events(engine, "fat")
+    assert raised["type"] == "alert.raised" and raised["metric"] == "daemon_memory"
+    assert raised["value"] > 5
