@@ -8,6 +8,7 @@ Analytics of its own company and no Capacity link. Screenshots go to tmp_path
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 from api_client import PREFIX, SECRET, token
@@ -29,8 +30,9 @@ def test_analytics_and_capacity_pages(config: Config, fleet: Fleet, tmp_path: Pa
     admin = token(subject="ops@fleet", ttl=600)
     headers = {"Authorization": f"Bearer {admin}"}
     with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
-        jobs = [{"type": "noop", "data": {"sleep_ms": 20 * i}, "company_id": "acme"}
-                for i in range(8)]  # fmt: skip
+        jobs: list[dict[str, Any]] = [
+            {"type": "noop", "data": {"sleep_ms": 20 * i}, "company_id": "acme"} for i in range(8)
+        ]
         jobs += [{"type": "noop", "data": {"fail_attempts": 1}, "max_retries": 0,
                   "company_id": "beta"}] * 2  # fmt: skip
         for body in jobs:

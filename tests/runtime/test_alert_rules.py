@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from fleetd.config import AlertRuleConfig, AlertsConfig, Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
+from fleetd.runtime.alert_rules import RuleSet
 from fleetd.runtime.alerts import Alerts
 from fleetd.schedules.service import Scheduler, SchedulerSettings
 from fleetd.schedules.store import ScheduleOps
@@ -256,3 +257,22 @@ async def test_a_daemon_runs_the_rules_of_its_config_file(
     [raised] = rule_events(engine, "fat")
     assert raised["type"] == "alert.raised" and raised["metric"] == "daemon_memory"
     assert raised["value"] > 5
+
+
+def test_closed_minutes_are_read_once(engine: Engine) -> None:
+    # The scripts write a minute's bucket only during that minute (Redis's clock, inside
+    # the script), so a closed one is kept parsed. The test's write into a closed minute
+    # is what no script does: it shows the kept copy is used, and the open minute is not.
+    rules = RuleSet((rule("r", "throughput", 1, window=300.0),))
+    c = engine.link.client
+    for _ in range(3):  # a minute boundary between the reads would change "closed"
+        first = rules.read(c, engine.keys)
+        minute = first["now"] // 60_000
+        for m in (minute - 2, minute):
+            c.hincrby(engine.keys.analytics_minute(m), "ok\nnoop\n", 7)
+        second = rules.read(c, engine.keys)
+        if second["now"] // 60_000 == minute:
+            break
+    assert len(second["buckets"]) == 5
+    assert second["buckets"][2] == {}  # minute - 2: kept from the first read
+    assert second["buckets"][4][("noop", "")].completed == 7  # the open minute: read again
