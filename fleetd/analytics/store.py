@@ -17,7 +17,7 @@ from fleetd.analytics.histogram import MAX_BUCKET, merge
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
-__all__ = ["WINDOWS", "Figures", "Group", "Window", "WindowData", "read"]
+__all__ = ["WINDOWS", "Figures", "Group", "Window", "WindowData", "parse_bucket", "read"]
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -137,6 +137,11 @@ def _parse(raw: dict[str, str], company: str | None) -> dict[Group, Figures]:
         if sep and (company is None or comp == company):
             out[(jtype, comp)] = fig
     return out
+
+
+def parse_bucket(raw: dict[str, str]) -> dict[Group, Figures]:
+    """One bucket hash (HGETALL) → its groups' figures."""
+    return _parse(raw, None)
 
 
 def _hours(window: Window, starts: list[int]) -> list[int]:

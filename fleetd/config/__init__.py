@@ -14,6 +14,7 @@ Durations are float seconds in Python and strings such as "30s" in TOML. The ann
 defaults live in the repository's fleetd.toml, which a test pins to these.
 """
 
+from fleetd.config.alert_rules import AlertRuleConfig
 from fleetd.config.api_sections import (
     JWT_ALGORITHMS,
     MIN_SECRET_LENGTH,
@@ -66,6 +67,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "SEARCH_PATHS",
     "SECOND",
+    "AlertRuleConfig",
     "AlertsConfig",
     "ArtifactsConfig",
     "AuthConfig",

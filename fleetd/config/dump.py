@@ -17,6 +17,7 @@ from fleetd.config.durations import format_duration
 from fleetd.config.model import Config
 from fleetd.config.notify_rules import NotifyRule
 from fleetd.config.settings import section_keys
+from fleetd.config.tables import tables_to_toml
 
 __all__ = ["config_to_dict", "dump_toml", "redacted"]
 
@@ -24,6 +25,8 @@ __all__ = ["config_to_dict", "dump_toml", "redacted"]
 def _as_toml(kind: str, value: Any) -> Any:
     if kind == "duration":
         return format_duration(value)
+    if kind == "tables":
+        return tables_to_toml(value)
     return list(value) if kind == "list" else value
 
 

@@ -25,6 +25,7 @@ from fleetd.config.notify_rules import parse_rules
 from fleetd.config.plugin_sections import PluginSections, check_sections, declared_sections
 from fleetd.config.sections import CORE_SECTIONS, PluginsConfig
 from fleetd.config.settings import ConfigError, ConfigSection, convert, section_keys
+from fleetd.config.tables import build_tables
 
 __all__ = ["ENV_CONFIG_PATH", "ENV_PREFIX", "ENV_TOKEN", "SEARCH_PATHS", "load_config"]
 
@@ -61,6 +62,10 @@ def _build_section(
         if (var := env_var(name, key)) in env:  # last, so the environment wins
             sources.append((f"{name}.{key} (from {var})", env[var], True))
         for label, raw, from_env in sources:
+            if kind == "tables":  # [[name.key]]: every table's problems, each named
+                values[meta["field"]], problems = build_tables(label, meta, raw, from_env)
+                errors.extend(problems)
+                continue
             value, error = convert(kind, meta, raw, from_env)
             if error:
                 errors.append(f"{label}: {error}")

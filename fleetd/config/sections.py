@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fleetd.config.alert_rules import AlertRuleConfig, rule_problems
 from fleetd.config.api_sections import AuthConfig, EventsConfig, HttpConfig
 from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
@@ -272,6 +273,10 @@ class AlertsConfig:
     webhook_timeout: float = setting(
         5 * SECOND, "time limit of one webhook POST", kind="duration", above=0, max=MINUTE
     )
+    rules: tuple[AlertRuleConfig, ...] = setting(
+        (), "user-defined rules ([[alerts.rules]])", kind="tables", schema=AlertRuleConfig,
+        problems=rule_problems,
+    )  # fmt: skip
 
 
 # The core sections in the order of fleetd.toml and of `fleetd config show`; plugin

@@ -18,10 +18,11 @@ Sans-IO: nothing here reads files or the environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from fleetd.config.durations import DURATION_EXAMPLES, format_duration, parse_duration
 
@@ -50,10 +51,15 @@ MAX_PORT = 65_535
 _TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 Check = Callable[[Any], str | None]
 Keys = dict[str, tuple[str, Mapping[str, Any]]]  # TOML key -> (kind, metadata + "field")
+# "float" (a TOML integer or float) is declared explicitly: kind="float".
 _KINDS: dict[object, str] = {str: "str", int: "int", bool: "bool", tuple[str, ...]: "list"}
-_TOML_TYPES: dict[str, type] = {"str": str, "duration": str, "bool": bool, "int": int}
+_TOML_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "duration": str, "bool": bool, "int": int, "float": (int, float)
+}  # fmt: skip
 _NOUNS = {
     "int": "an integer",
+    "float": "a number",
+    "tables": "an array of tables",
     "count": "an integer",
     "duration": "a duration",
     "bool": "true or false",
@@ -86,15 +92,21 @@ def setting(
     check: Check | None = None,
     key: str | None = None,
     secret: bool = False,
+    schema: type | None = None,
+    problems: Callable[[str, Mapping[int, Any]], list[str]] | None = None,
 ) -> Any:
     """A config key: a dataclass field whose metadata drives parsing and validation.
 
     kind: "duration" for float seconds written "30s"; "count" for an int or the string
-    "auto" (resolved by the code that uses it); else from the type (str, int, bool,
-    tuple[str, ...] = "list"). min/max are inclusive (item count for lists), above is
-    exclusive. choices: allowed values (of each item for lists). check: error or None.
+    "auto" (resolved by the code that uses it); "float" for a number; else from the
+    type (str, int, bool, tuple[str, ...] = "list"). min/max are inclusive (item count
+    for lists), above is exclusive. choices: allowed values (of each item for lists).
+    check: error or None.
     key: the TOML key when it differs from the field name (`from`, a Python keyword).
     secret: masked when the config is shown (`fleetd config show`).
+    schema: for kind "tables" (an array of tables, `[[section.key]]`), the frozen
+    dataclass of settings each table is read into (fleetd.config.tables); problems:
+    (label, {place: table read cleanly}) -> what is wrong across them (every error at once).
     """
     meta = {
         "help": help,
@@ -107,6 +119,8 @@ def setting(
         "check": check,
         "key": key,
         "secret": secret,
+        "schema": schema,
+        "problems": problems,
     }
     return field(default=default, metadata=meta)
 
@@ -202,7 +216,7 @@ def _describe(kind: str, meta: Mapping[str, Any]) -> str:
     show: Callable[[float], str] = format_duration if kind == "duration" else str
     if kind == "count":
         return _describe("int", meta) + ' or "auto"'
-    if kind not in ("int", "duration"):
+    if kind not in ("int", "float", "duration"):
         return noun
     if low is not None and high is not None:
         return f"{noun} from {show(low)} to {show(high)}"
@@ -223,13 +237,20 @@ def parse_value(kind: str, raw: Any, from_env: bool) -> Any:
             return raw.strip().lower() in _TRUE
         if kind == "list":
             return tuple(item.strip() for item in raw.split(",") if item.strip())
-        raw = int(raw) if kind == "int" else raw  # int() itself tolerates blanks
+        raw = int(raw) if kind == "int" else float(raw) if kind == "float" else raw
     elif kind == "list":
         if not (isinstance(raw, list) and all(isinstance(i, str) for i in raw)):
             raise ValueError
         return tuple(raw)
-    if not isinstance(raw, _TOML_TYPES[kind]) or (kind == "int" and isinstance(raw, bool)):
+    if not isinstance(raw, _TOML_TYPES[kind]) or (
+        kind in ("int", "float") and isinstance(raw, bool)
+    ):
         raise ValueError
+    if kind == "float":
+        number = float(cast(float, raw))
+        if not math.isfinite(number):  # TOML spells nan and inf
+            raise ValueError
+        return number
     return parse_duration(str(raw)) if kind == "duration" else raw
 
 

@@ -58,6 +58,7 @@ class HandlerDefaults:
         """The isolation this handler declares, before the config's overrides."""
         return Policy(self.isolation, self.memory_mb, self.cpu_seconds,
                       kinds_of(self.no_retry), tuple(self.env))  # fmt: skip
+
     #: May run inline on the receiving process when the queue is unavailable and the
     #: caller asks for it (`"fallback": "sync"`; docs/OPERATIONS.md, Redis outage).
     sync_fallback: bool = False

@@ -1,6 +1,8 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns six alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
+Owns seven built-in alerts, each read once per `[alerts] interval` and fed to a
+`Hysteresis`, and runs the user-defined `[[alerts.rules]]` (fleetd.runtime.alert_rules
+reads and judges them) through the same hysteresis, events, metric and webhook:
 
     failure_rate       failed / finished jobs over `window` above `failure_rate` %
                        (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
@@ -45,6 +47,7 @@ from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.parts import ready_parts
+from fleetd.runtime.alert_rules import Reading, RuleSet
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
 
@@ -103,14 +106,6 @@ class AlertCollector:
 
 
 @dataclass
-class Reading:
-    over: bool
-    clear: bool
-    value: float
-    text: str
-
-
-@dataclass
 class Alerts:
     engine: Engine
     daemon_id: str
@@ -125,6 +120,9 @@ class Alerts:
     def __post_init__(self) -> None:
         s = self.settings
         self.rules = {name: Hysteresis(s.raise_after, s.clear_after) for name in ALERTS}
+        self.custom = RuleSet(s.rules)
+        self.defined = {r.name: r for r in s.rules}
+        self.rules.update({r.name: Hysteresis(r.for_, r.resolve_for) for r in s.rules})
         self._hooks_send, self._hooks_recv = trio.open_memory_channel[dict[str, Any]](WEBHOOK_QUEUE)
 
     @property
@@ -148,7 +146,9 @@ class Alerts:
         pipe.hgetall(k.quota_refused)
         completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
+        rules = self.custom.read(client, k) if self.custom.rules else None
         return {
+            "rules": rules,
             "completed": int(completed),
             "failed": int(failed),
             "ready": sum(p.ready for p in parts),
@@ -159,7 +159,8 @@ class Alerts:
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
-        """Sans-IO: the six readings from one Redis read (None: Redis unreachable)."""
+        """Sans-IO: the built-ins' and the rules' readings from one Redis read (None:
+        Redis unreachable)."""
         s = self.settings
         down = raw is None
         text = "Redis unreachable" if down else "Redis ok"
@@ -190,6 +191,8 @@ class Alerts:
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
         out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
+        if raw.get("rules") is not None:
+            out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
         return out
 
     def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:
@@ -231,6 +234,10 @@ class Alerts:
             event = {"type": f"alert.{change}", "alert": name, "value": reading.value,
                      "message": reading.text, "daemon_id": self.daemon_id,
                      "ts": int(time.time() * 1000)}  # fmt: skip
+            if (rule := self.defined.get(name)) is not None:
+                event |= {"metric": rule.metric, "threshold": rule.threshold,
+                          "resolve": rule.resolve_at, "type_scope": rule.type,
+                          "company_scope": rule.company}  # fmt: skip
             if name == "redis_unreachable":
                 self._unsent.append(event)
                 self._webhook(event)

@@ -6,6 +6,7 @@
 // it. A 401 from any call, a refused live feed (close 1008) or the token's `exp`
 // passing brings the login form back with the reason. Log out forgets the token.
 
+import { AnalyticsView, CapacityView } from "./analytics.js";
 import { api, claims, session } from "./api.js";
 import { DaemonsView } from "./daemons.js";
 import { $, fill, fmtSpan, h } from "./dom.js";
@@ -16,7 +17,7 @@ import { SchedulesView } from "./schedules.js";
 import { TemplatesView } from "./templates.js";
 import { WorkflowView } from "./workflows.js";
 
-const VIEWS = ["overview", "jobs", "scheduled", "workflows", "templates", "daemons"];
+const VIEWS = ["overview", "jobs", "scheduled", "workflows", "templates", "analytics", "capacity", "daemons"];
 // Why the login form is back (shown once after the reload of a log out).
 const NOTICE_KEY = "fleetd.notice";
 const DAEMONS_POLL_MS = 10000;
@@ -39,6 +40,8 @@ const overview = new Overview({ openJob, platform: () => identity?.platform ?? f
 const jobs = new JobsView({ openJob, platform: () => identity?.platform ?? false });
 const schedules = new SchedulesView();
 const daemons = new DaemonsView();
+const analytics = new AnalyticsView();
+const capacity = new CapacityView();
 const workflows = new WorkflowView({ openJob });
 const templates = new TemplatesView();
 
@@ -162,6 +165,8 @@ function route() {
   if (view === "scheduled") schedules.load();
   if (view === "workflows") workflows.show(arg ? decodeURIComponent(arg) : null);
   if (view === "templates") templates.load();
+  if (view === "analytics") analytics.load();
+  if (view === "capacity") capacity.load();
   if (view === "daemons") {
     daemons.load();
     daemonsTimer = setInterval(() => daemons.load(), DAEMONS_POLL_MS);

@@ -132,6 +132,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "clear_after": "1m",
         "webhook_url": "",
         "webhook_timeout": "5s",
+        "rules": [],
     },
     "capacity": {"wait_p95_target": "5s", "window": "15m"},
     "events": {

@@ -1,0 +1,198 @@
+"""The user-defined alert rules of `[[alerts.rules]]`, read and judged (fleetd.config.alert_rules).
+
+Owns `RuleSet`: `read()` fetches what the rules need in one pipelined hop after the
+built-in alerts' read — the minute analytics buckets of the longest rule window
+(fleetd.analytics.store; closed minutes are final, so each is read and parsed once and
+kept, and an evaluation reads the current minute), the ready queue (its length, and
+each waiting job's type and company when a backlog or no-completions rule is scoped,
+the oldest BACKLOG_SCAN of them) and the scheduler's lateness histogram — and
+`readings()` turns that and the live daemons' heartbeats into one `Reading` per rule
+(sans-IO). Hysteresis, events, the webhook and `fleetd_alert_active` are
+fleetd.runtime.alerts', as for the built-ins.
+
+Metrics: failure_rate (% failed for good of those finished, at least min_jobs),
+backlog, wait_p95 / run_p95 (seconds, at least min_jobs measured), throughput
+(finished per minute; raised *below* the threshold), no_completions (none completed in
+the window while jobs of the scope were enqueued or waiting), schedule_lateness (p95 of
+the firings in the window, seconds: the growth of the cumulative histogram),
+daemon_memory (RSS of the largest live daemon, MiB).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetd.analytics.histogram import percentile
+from fleetd.analytics.store import MINUTE_MS, Figures, Group, parse_bucket, total
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.config.alert_rules import AlertRuleConfig
+from fleetd.jobs.parts import ready_parts
+
+__all__ = ["Reading", "RuleSet"]
+
+_BUCKET_METRICS = {"failure_rate", "wait_p95", "run_p95", "throughput", "no_completions"}
+_MIB = 1024 * 1024
+
+
+@dataclass
+class Reading:
+    over: bool
+    clear: bool
+    value: float
+    text: str
+
+
+def _late(stats: Mapping[str, str]) -> dict[int, int]:
+    return {int(k[5:]): int(v) for k, v in stats.items() if k.startswith("late:")}
+
+
+@dataclass
+class RuleSet:
+    rules: tuple[AlertRuleConfig, ...]
+    _late: deque[tuple[float, dict[int, int]]] = field(default_factory=deque)
+    # Closed minutes, parsed: the scripts write a bucket only during its own minute (by
+    # Redis's clock, inside the script), so once Redis's clock is past it, it is final.
+    _closed: dict[int, dict[Group, Figures]] = field(default_factory=dict)
+
+    def _needs(self, *metrics: str) -> list[AlertRuleConfig]:
+        return [r for r in self.rules if r.metric in metrics]
+
+    @property
+    def minutes(self) -> int:
+        windows = [r.window for r in self._needs(*_BUCKET_METRICS)]
+        return max((math.ceil(w / 60) for w in windows), default=0)
+
+    def read(self, client: SyncClient, keys: Keys) -> dict[str, Any]:
+        """What the rules need, from Redis (sync: run in the link's thread)."""
+        sec, usec = client.time()
+        now = int(sec) * 1000 + int(usec) // 1000
+        last, n = now // MINUTE_MS, self.minutes
+        indexes = range(last - n + 1, last + 1)
+        missing = [m for m in indexes if m == last or m not in self._closed]
+        pipe = client.pipeline(transaction=False)
+        for m in missing:
+            pipe.hgetall(keys.analytics_minute(m))
+        pipe.hgetall(keys.schedules_stats)
+        replies = pipe.execute()
+        fresh = {m: parse_bucket(raw) for m, raw in zip(missing, replies, strict=False)}
+        self._closed = {
+            m: self._closed[m] if m in self._closed else fresh[m] for m in indexes if m != last
+        }
+        buckets = [self._closed[m] if m != last else fresh[m] for m in indexes]
+        [stats] = replies[len(missing) :]
+        # Ready jobs are kept per type and company (fleetd.jobs.parts): a scoped backlog
+        # is exact, one ZCARD per part with ready jobs.
+        waiting: Counter[Group] = Counter()
+        for part in ready_parts(client, keys):
+            waiting[(part.job_type, part.company_id or "")] += part.ready
+        ready = sum(waiting.values())
+        return {
+            "now": now,
+            "start": (last - n + 1) * MINUTE_MS,
+            "buckets": buckets,
+            "ready": int(ready),
+            "waiting": waiting,
+            "late": _late(stats),
+        }
+
+    # -- sans-IO ----------------------------------------------------------------------
+
+    @staticmethod
+    def _in_scope(rule: AlertRuleConfig, group: Group) -> bool:
+        return (not rule.type or group[0] == rule.type) and (
+            not rule.company or group[1] == rule.company
+        )
+
+    def _figures(self, rule: AlertRuleConfig, raw: Mapping[str, Any]) -> tuple[Figures, float]:
+        """The scope's figures over the rule's window, and the window's span in minutes
+        (the current minute counts as far as it has gone)."""
+        n = math.ceil(rule.window / 60)
+        buckets = raw["buckets"][-n:] if n else []
+        fig = total(f for b in buckets for g, f in b.items() if self._in_scope(rule, g))
+        start = raw["start"] + (len(raw["buckets"]) - len(buckets)) * MINUTE_MS
+        return fig, max((raw["now"] - start) / MINUTE_MS, 1 / 60)
+
+    def _waiting(self, rule: AlertRuleConfig, raw: Mapping[str, Any]) -> int:
+        if not (rule.type or rule.company):
+            return int(raw["ready"])
+        return sum(n for g, n in raw["waiting"].items() if self._in_scope(rule, g))
+
+    def _lateness(self, window: float, late: dict[int, int], now: float) -> float:
+        """p95 in s of the firings since the oldest snapshot within `window`."""
+        self._late.append((now, late))
+        while len(self._late) > 1 and self._late[1][0] <= now - window:
+            self._late.popleft()
+        base = self._late[0][1]
+        grown = {k: v - base.get(k, 0) for k, v in late.items() if v > base.get(k, 0)}
+        return (percentile(grown, 95) or 0.0) / 1000
+
+    def value(
+        self, rule: AlertRuleConfig, raw: Mapping[str, Any], daemons: list[dict[str, Any]],
+        lateness: float,
+    ) -> tuple[float | None, str]:  # fmt: skip
+        """(the rule's value, or None when too few jobs to judge; what it says)."""
+        m, scope = rule.metric, _scope(rule)
+        if m == "backlog":
+            n = self._waiting(rule, raw)
+            return n, f"{n} jobs waiting{scope}"
+        if m == "daemon_memory":
+            rss = [int((d.get("resources") or {}).get("rss_bytes") or 0) for d in daemons]
+            mib = max(rss, default=0) / _MIB
+            return mib, f"largest daemon uses {mib:.0f} MiB"
+        if m == "schedule_lateness":
+            return lateness, f"firings were {lateness:.3f}s late (p95) in the last {rule.window:g}s"
+        fig, minutes = self._figures(rule, raw)
+        done, last = fig.completed + fig.failed, f"in the last {rule.window:g}s{scope}"
+        if m == "failure_rate":
+            if done < rule.min_jobs:
+                return None, f"{done} jobs finished {last}: too few to judge"
+            rate = 100 * fig.failed / done
+            return rate, f"{rate:.0f}% of {done} jobs failed {last}"
+        if m in ("wait_p95", "run_p95"):
+            hist = fig.wait if m == "wait_p95" else fig.run
+            n = sum(hist.values())
+            if n < rule.min_jobs:
+                return None, f"{n} jobs measured {last}: too few to judge"
+            p95 = (percentile(hist, 95) or 0.0) / 1000
+            return p95, f"{m[:-4]} time p95 {p95:.3f}s over {n} jobs {last}"
+        if m == "throughput":
+            rate = done / minutes
+            return rate, f"{rate:.1f} jobs/min finished {last}"
+        pending = fig.enqueued + self._waiting(rule, raw)  # no_completions
+        return fig.completed if pending else None, (
+            f"{fig.completed} jobs completed, {pending} enqueued or waiting {last}"
+        )
+
+    def readings(
+        self, raw: Mapping[str, Any], daemons: list[dict[str, Any]], now: float
+    ) -> dict[str, Reading]:
+        lateness_rules = self._needs("schedule_lateness")
+        window = max((r.window for r in lateness_rules), default=0.0)
+        late = self._lateness(window, raw["late"], now) if lateness_rules else 0.0
+        out = {}
+        for rule in self.rules:
+            value, text = self.value(rule, raw, daemons, late)
+            if value is None:  # too few to judge, or nothing pending: not firing
+                out[rule.name] = Reading(False, True, 0.0, text)
+                continue
+            if rule.metric == "no_completions":
+                over, clear = value == 0, value > 0
+            elif rule.spec.below:
+                over, clear = value < rule.threshold, value >= rule.resolve_at
+            else:
+                over, clear = value > rule.threshold, value <= rule.resolve_at
+            out[rule.name] = Reading(over, clear, round(value, 6), text)
+        return out
+
+
+def _scope(rule: AlertRuleConfig) -> str:
+    parts = [
+        f"type {rule.type}" if rule.type else "",
+        f"company {rule.company}" if rule.company else "",
+    ]
+    return f" ({', '.join(p for p in parts if p)})" if rule.type or rule.company else ""
