@@ -16,6 +16,7 @@ exit through RedisServer), so a failing test leaks nothing.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -218,7 +219,7 @@ class LocalSentinels:
                 stderr=subprocess.DEVNULL,
             )
             try:
-                wait_until(f"sentinel {n}", lambda port=port: _answers(port), 10)
+                wait_until(f"sentinel {n}", functools.partial(_answers, port), 10)
             except AssertionError:
                 proc.kill()
                 proc.wait()

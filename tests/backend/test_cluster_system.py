@@ -6,6 +6,7 @@ the primaries."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,13 @@ def events_of(node: RedisServer, namespace: str) -> list[dict[str, str]]:
         assert isinstance(entry, list)
         fields = entry[1]
         assert isinstance(fields, list)
-        out.append({k.decode(): v.decode() for k, v in zip(fields[::2], fields[1::2], strict=True)})
+        text = [f.decode() if isinstance(f, bytes) else str(f) for f in fields]
+        out.append(dict(zip(text[::2], text[1::2], strict=True)))
     return out
+
+
+def drained(env: dict[str, str], count: int) -> bool:
+    return bool(stats(env)["completed"] == count)
 
 
 def stats(env: dict[str, str]) -> dict[str, Any]:
@@ -128,7 +134,7 @@ def test_namespaces_spread_over_the_primaries_each_whole_on_one(
         for _ in range(3):
             cli_json(env, "enqueue", "noop", "--json")
     for env in envs:
-        wait_for(lambda env=env: stats(env)["completed"] == 3, 20, "the drain", fleet.tails)
+        wait_for(functools.partial(drained, env, 3), 20, "the drain", fleet.tails)
     homes = [cluster.node_for(f"fleetd:{{{ns}}}:queue") for ns in names]
     assert len({node.port for node in homes}) == 3  # three namespaces, three primaries
     for ns, home in zip(names, homes, strict=True):
