@@ -2,7 +2,8 @@
 
 Owns:
 - `ApiState`: config, the API's own Redis link (its socket timeout is
-  `[http] redis_timeout`, so no request waits on Redis longer than that), the queue and
+  `[http] redis_timeout`, so no request waits on Redis longer than that — or, with
+  `[redis] wait_replicas`, a little past `wait_timeout`: `api_redis_timeout`), the queue and
   schedule operations, the handler registry, the token verifier, the body limits, the
   audit log, the metrics and the daemon's readiness;
 - the auth decision of each view — `@public`, `@admin`, `@metrics_access`, or for the
@@ -100,7 +101,22 @@ class ApiState:
 
     @property
     def redis_timeout(self) -> float:
-        return self.config.http.redis_timeout
+        return api_redis_timeout(self.config)
+
+
+# How much longer than `[redis] wait_timeout` the API waits for an enqueue that WAITs.
+WAIT_MARGIN = 1.0
+
+
+def api_redis_timeout(cfg: Config) -> float:
+    """`[http] redis_timeout`, raised past `[redis] wait_timeout` when enqueues WAIT for
+    replicas: otherwise a WAIT that runs its course (no replica confirms) would hit the
+    socket timeout first and answer `redis_unavailable` (and mark Redis unreachable)
+    instead of `not_replicated`."""
+    timeout = cfg.http.redis_timeout
+    if cfg.redis.wait_replicas > 0:
+        timeout = max(timeout, cfg.redis.wait_timeout + WAIT_MARGIN)
+    return timeout
 
 
 def state() -> ApiState:

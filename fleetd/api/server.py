@@ -47,7 +47,7 @@ from fleetd.api.audit import AuditLog
 from fleetd.api.auth import TokenVerifier
 from fleetd.api.batcher import EnqueueBatcher
 from fleetd.api.body import BodyLimits
-from fleetd.api.context import ApiState
+from fleetd.api.context import ApiState, api_redis_timeout
 from fleetd.api.linger import Lingering
 from fleetd.api.listeners import (
     LISTEN_BACKLOG,
@@ -84,7 +84,7 @@ def api_link(engine: Engine) -> RedisLink:
     cfg = engine.config
     if engine.link.embedded:
         return engine.link
-    timeout = cfg.http.redis_timeout
+    timeout = api_redis_timeout(cfg)
     return RedisLink(
         cfg.redis.url,
         max_connections=cfg.redis.max_connections,

@@ -11,6 +11,7 @@ import time
 import pytest
 from redis_server import RedisServer, RedisServerFactory
 
+from fleetd.api.context import api_redis_timeout
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.errors import NotReplicated
@@ -52,3 +53,11 @@ def test_enqueue_waits_for_a_replica_and_refuses_without_one(
         assert stored == row.id  # stored on the primary all the same
     finally:
         engine.close()
+
+
+def test_the_api_waits_a_wait_out_before_its_socket_times_out(config: Config) -> None:
+    assert api_redis_timeout(config) == config.http.redis_timeout  # no WAIT: as configured
+    waits = dataclasses.replace(config.redis, wait_replicas=1, wait_timeout=2.0)
+    assert api_redis_timeout(dataclasses.replace(config, redis=waits)) == 3.0
+    short = dataclasses.replace(config.redis, wait_replicas=1, wait_timeout=0.1)
+    assert api_redis_timeout(dataclasses.replace(config, redis=short)) == 1.5
