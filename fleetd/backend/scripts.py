@@ -38,6 +38,8 @@ _NAMES = (
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume",
     # Templates (fleetd.templates.store).
     "template_save",
+    # Quarantines (typed methods in fleetd.jobs.quarantine).
+    "quarantine_count", "quarantine_release",
 )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns six alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
+Owns nine alerts, each read once per `[alerts] interval` and fed to a `Hysteresis`:
 
     failure_rate       failed / finished jobs over `window` above `failure_rate` %
                        (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
@@ -12,6 +12,8 @@ Owns six alerts, each read once per `[alerts] interval` and fed to a `Hysteresis
                        daemon claims only the types it can run: they wait, named here)
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
                        `window` (the companies are named)
+    quarantined        a job type of a company is quarantined; enqueue_anomaly: a company
+    enqueue_anomaly    enqueues far above its own baseline (fleetd.runtime.alert_companies)
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -45,6 +47,12 @@ from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.parts import ready_parts
+from fleetd.runtime.alert_companies import (
+    EnqueueHistory,
+    anomaly_reading,
+    quarantine_reading,
+    read_quarantines,
+)
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
 
@@ -52,7 +60,7 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type", "quota_exceeded",
+    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly",
 )  # fmt: skip
 # A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
 MIN_SAMPLE = 10
@@ -121,6 +129,7 @@ class Alerts:
     _missed: deque[tuple[float, int]] = field(default_factory=deque)
     _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
+    _enqueues: EnqueueHistory = field(default_factory=EnqueueHistory)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -148,7 +157,10 @@ class Alerts:
         pipe.hgetall(k.quota_refused)
         completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
+        if self.settings.anomaly_factor > 0:
+            self._enqueues.read(client, k)
         return {
+            "quarantines": read_quarantines(client, k),
             "completed": int(completed),
             "failed": int(failed),
             "ready": sum(p.ready for p in parts),
@@ -159,7 +171,7 @@ class Alerts:
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
-        """Sans-IO: the six readings from one Redis read (None: Redis unreachable)."""
+        """Sans-IO: the readings from one Redis read (None: Redis unreachable)."""
         s = self.settings
         down = raw is None
         text = "Redis unreachable" if down else "Redis ok"
@@ -190,6 +202,10 @@ class Alerts:
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
         out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
+        out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
+        out["enqueue_anomaly"] = Reading(
+            *anomaly_reading(self._enqueues, s.anomaly_factor, s.anomaly_min)
+        )
         return out
 
     def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:

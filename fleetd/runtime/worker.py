@@ -130,6 +130,7 @@ class WorkerPool:
             max_backoff=settings.reconnect_max_backoff,
             wake_at_retry=self._wake_at_retry,
             worker_id=daemon_id,
+            strikes=settings.isolation,
         )
         # Bound once: every outcome of every job goes through it.
         self._emit = self._writer.emit
