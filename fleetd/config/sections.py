@@ -268,8 +268,8 @@ class AlertsConfig:
     # enqueue_anomaly: a company's enqueues in the last minute against its own mean per
     # minute over the hour before (fleetd.runtime.alert_companies); the floor keeps a
     # company going from 2 to 30 jobs a minute from raising it.
-    anomaly_factor: float = setting(
-        10.0, "alert when a company enqueues this many times its recent per-minute mean; "
+    anomaly_factor: int = setting(
+        10, "alert when a company enqueues this many times its recent per-minute mean; "
         "0 = never", min=0,
     )  # fmt: skip
     anomaly_min: int = setting(100, "...and at least this many jobs in the minute", min=1)

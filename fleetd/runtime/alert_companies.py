@@ -6,7 +6,9 @@
                      resolved when admins released them all
     enqueue_anomaly  a company enqueues far above its own recent baseline: its jobs in
                      the last minute at least `[alerts] anomaly_min` and over
-                     `anomaly_factor` times its mean per minute over the hour before;
+                     `anomaly_factor` times its mean per minute over the hour before
+                     (a company with no enqueue in that hour has no baseline: not
+                     named, so a new company's first import raises nothing);
                      resolved when every company is back under 80 % of that bar
 
 The enqueue counts are the analytics minute buckets (`an:m:<minute>`, field
@@ -110,9 +112,11 @@ def anomaly_reading(history: EnqueueHistory, factor: float, minimum: int) -> Ver
     over: list[str] = []
     high = False
     for company, n in sorted(history.recent().items()):
-        bar = max(factor * history.baseline(company), float(minimum))
+        base = history.baseline(company)
+        if base == 0:
+            continue  # no enqueue in the hour before: a new company, no baseline to leave
+        bar = max(factor * base, float(minimum))
         if n >= bar:
-            base = history.baseline(company)
             over.append(f"{company or '(none)'} ({n}/min, baseline {base:.1f}/min)")
         if n > bar * CLEAR_RATIO:
             high = True
