@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import fleetd_env
 
+from fleetd.audit.reader import AuditReader
 from fleetd.cli.commands import main
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -48,3 +49,9 @@ def test_list_and_release(cli: Any, engine: Engine) -> None:
     assert code == 2 and err.count("\n") == 1 and "is not quarantined" in err
     code, _, err = cli("release")
     assert code == 2 and "needs the job TYPE" in err
+    found, _ = engine.link.run_sync(lambda c: AuditReader(engine.keys).read(c, limit=100))
+    brief = [(e["action"], e["door"], e["target"], e["outcome"]) for e in found]
+    assert brief == [
+        ("quarantine.release", "cli", "noop/acme", "not_found"),
+        ("quarantine.release", "cli", "noop/acme", "ok"),
+    ]
