@@ -13,6 +13,9 @@ Phases:
   checking and counting them costs per job;
 - `drain_bound`: the same with a per-company concurrency of 5 (10 companies → 50 running,
   the daemon's concurrency): limits that bind exactly at capacity;
+- `drain_quarantined`: as drain_plain, with one part quarantined (noop of company
+  `held`, 1,000 jobs that wait: fleetd.jobs.quarantine) — the claim reads the
+  quarantined parts' names each time and skips that part;
 - `fair`: company A's backlog (50,000 noop) drains while company B enqueues one job every
   100 ms; B's wait (`started_at - created_at`, Redis ms) as p50/p99/max, and how many of
   A's jobs were still pending when B's last job started (a FIFO queue would make B wait
@@ -53,6 +56,7 @@ from fleetd.config import Config
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
+from fleetd.jobs.quarantine import Strikes, count_failures
 from fleetd.runtime.daemon import Daemon
 
 CONCURRENCY = 50
@@ -81,11 +85,26 @@ async def _wait(engine: Engine, done: int) -> None:
             await trio.sleep(0.02)
 
 
-def drain(url: str, state: Path, n: int, name: str, limits: LimitsConfig | None) -> float:
+HELD = 1_000
+
+
+def hold_a_part(engine: Engine) -> None:
+    """Quarantine noop of company `held` (as repeated crashes would) with HELD jobs."""
+    reqs = [{"type": "noop", "company_id": "held"}] * HELD
+    engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(reqs))
+    crashes = [(f"x{i}", 1, "noop", "held", "crash") for i in range(3)]
+    engine.link.run_sync(lambda c: count_failures(c, engine.scripts, Strikes(3, 600_000), crashes))
+
+
+def drain(
+    url: str, state: Path, n: int, name: str, limits: LimitsConfig | None, held: bool = False
+) -> float:
     cfg = with_limits(make_config(url, fresh_namespace(name), state, concurrency=CONCURRENCY),
                       limits)  # fmt: skip
     engine = client_engine(cfg)
     try:
+        if held:
+            hold_a_part(engine)
         reqs = [{"type": "noop", "company_id": f"c{i % COMPANIES}"} for i in range(n)]
         engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(reqs))
         start_ms = redis_now_ms(engine)
@@ -209,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=0)
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument(
-        "--phases", default="drain_plain,drain_limits,drain_bound,fair,wait", help="comma-separated"
+        "--phases",
+        default="drain_plain,drain_limits,drain_bound,drain_quarantined,fair,wait",
+        help="comma-separated",
     )
     args = p.parse_args(argv)
     n = args.jobs or (2_000 if args.quick else 20_000)
@@ -226,8 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name in phases:
                 with fresh_server(work / name) as url:
                     rates[name] = drain(url, work / "state", n, name, limits)
+        if "drain_quarantined" in phases:
+            with fresh_server(work / "drain_quarantined") as url:
+                rates["drain_quarantined"] = drain(
+                    url, work / "state", n, "drain_quarantined", None, held=True
+                )
         if rates.get("drain_plain"):
-            for name in ("drain_limits", "drain_bound"):
+            for name in ("drain_limits", "drain_bound", "drain_quarantined"):
                 if rates.get(name):
                     emit(f"{name}_share", 100 * rates[name] / rates["drain_plain"], "%",
                          "of drain_plain; goal >= 70")  # fmt: skip

@@ -53,6 +53,8 @@ __all__ = [
     "JobResponse",
     "JobTypes",
     "Liveness",
+    "QuarantineList",
+    "QuarantineReleased",
     "Readiness",
     "ResetResponse",
     "ScheduleDeleted",
@@ -185,6 +187,30 @@ class Cleanup(Body):
     deleted: int
     older_than: str
     by_status: dict[str, int]
+
+
+class QuarantineItem(Body):
+    """A job type of a company held after repeated resource exhaustion, crashes or
+    timeouts (fleetd.jobs.quarantine): its pending jobs wait until it is released."""
+
+    job_type: str
+    company_id: str | None
+    since: Timestamp
+    failures: int
+    """Counted failures within the window when it was quarantined."""
+    kinds: dict[str, int]
+    """Those failures by kind: memory, cpu, timeout, crash."""
+    window_seconds: float
+    last_job_id: str
+
+
+class QuarantineList(Body):
+    quarantines: list[QuarantineItem]
+    count: int
+
+
+class QuarantineReleased(Body):
+    released: QuarantineItem
 
 
 class MetricsTotals(Body):

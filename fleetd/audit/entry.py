@@ -69,6 +69,9 @@ class Action(enum.StrEnum):
     enqueued it; detail: spooled_at, duplicate)"""
     SPOOL_DROP = "spool.drop"
     """spooled jobs deleted by an operator before they reached Redis (detail: count)"""
+    QUARANTINE_RELEASE = "quarantine.release"
+    """a quarantined job type of a company released (target: `<type>/<company>`;
+    detail: failures, kinds)"""
 
 
 class Door(enum.StrEnum):

@@ -83,6 +83,16 @@ class Keys:
         return f"{self.prefix}limits:running"
 
     @property
+    def quarantines(self) -> str:
+        """Hash part → JSON record of a quarantined part (quarantine_count.lua), which
+        claim.lua skips until an admin releases it."""
+        return f"{self.prefix}quarantines"
+
+    def quarantine_log(self, part: str) -> str:
+        """Zset of a part's classified failures within the quarantine window."""
+        return f"{self.prefix}quarantine:log:{part}"
+
+    @property
     def quota_refused(self) -> str:
         """Hash company → enqueues refused by its quotas (enqueue.lua), for the alert."""
         return f"{self.prefix}quota:refused"

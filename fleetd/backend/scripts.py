@@ -40,6 +40,8 @@ _NAMES = (
     "template_save",
     # Jobs claimed at once or landed finished (fleetd.runtime.landing).
     "land",
+    # Quarantines (typed methods in fleetd.jobs.quarantine).
+    "quarantine_count", "quarantine_release",
 )  # fmt: skip
 
 

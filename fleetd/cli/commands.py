@@ -4,7 +4,8 @@ dispatch from a command to the module that runs it.
 Commands: `run` (fleetd.cli.run), the job commands `enqueue`, `jobs`, `stats`,
 `workers`, `cleanup` (fleetd.cli.jobs), `analytics`, `capacity` (fleetd.cli.analytics),
 `schedules` (fleetd.cli.schedules), `workflow` (fleetd.cli.workflows), `template`
-(fleetd.cli.templates), `spool` (fleetd.cli.spool), `events` (fleetd.cli.events), the
+(fleetd.cli.templates), `spool` (fleetd.cli.spool), `quarantine`
+(fleetd.cli.quarantine), `events` (fleetd.cli.events), the
 admin commands `config`, `plugins`, `token`, `keygen` (fleetd.cli.admin), and
 `demo-data` and `data companies` (the fleetdata plugin). Every command but `run` is
 synchronous. `--json` prints exactly the body of the matching HTTP endpoint. Errors
@@ -32,6 +33,7 @@ from fleetd.cli import admin as cli_admin
 from fleetd.cli import analytics as cli_analytics
 from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
+from fleetd.cli import quarantine as cli_quarantine
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
 from fleetd.cli import spool as cli_spool
@@ -49,6 +51,7 @@ _ENGINE_COMMANDS = {
     "workflow": cli_workflows.run,
     "template": cli_templates.run,
     "spool": cli_spool.run,
+    "quarantine": cli_quarantine.run,
     "analytics": cli_analytics.run,
     "capacity": cli_analytics.capacity,
 }
@@ -75,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_workflows.add_parser(sub)
     cli_templates.add_parser(sub)
     cli_spool.add_parser(sub)
+    cli_quarantine.add_parser(sub)
     cli_events.add_parser(sub)
     demo_cli.add_parser(sub)
     cli_admin.add_parsers(sub)

@@ -69,3 +69,15 @@ class IsolationConfig:
         5 * MINUTE, "an idle warm child exits after this long", kind="duration", min=SECOND
     )
     scratch_dir: str = setting("", "per-job working directories; '' = the system's temp dir")
+    # A part (one job type of one company) whose attempts keep exhausting their limits,
+    # crashing their process or timing out is held (fleetd.jobs.quarantine). 5 within
+    # 10 minutes: a flaky job type with the default 3 retries fails 4 attempts at most
+    # per job, so one bad job alone does not hold its type's whole backlog.
+    quarantine_after: int = setting(
+        5, "classified failures of one job type and company within quarantine_window "
+        "that quarantine it (its jobs are held until an admin releases them); 0 = never",
+        min=0,
+    )  # fmt: skip
+    quarantine_window: float = setting(
+        10 * MINUTE, "the window quarantine_after counts in", kind="duration", min=SECOND
+    )

@@ -267,6 +267,14 @@ class AlertsConfig:
         60 * SECOND, "a clear condition holds this long before it is resolved",
         kind="duration", min=0,
     )  # fmt: skip
+    # enqueue_anomaly: a company's enqueues in the last minute against its own mean per
+    # minute over the hour before (fleetd.runtime.alert_companies); the floor keeps a
+    # company going from 2 to 30 jobs a minute from raising it.
+    anomaly_factor: int = setting(
+        10, "alert when a company enqueues this many times its recent per-minute mean; "
+        "0 = never", min=0,
+    )  # fmt: skip
+    anomaly_min: int = setting(100, "...and at least this many jobs in the minute", min=1)
     webhook_url: str = setting(
         "", "POST alert.raised/resolved JSON here; '' = none", check=_check_webhook, secret=True
     )

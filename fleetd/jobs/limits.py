@@ -1,4 +1,5 @@
-"""Why a pending job waits: the answer's `waiting` reason, from the global [limits]
+"""Why a pending job waits: the answer's `waiting` reason, from a quarantine of its part
+(fleetd.jobs.quarantine), the global [limits]
 (fleetd.config.limit_sections, enforced by claim.lua) and the live daemons' job types.
 
 Sans-IO: the caller reads the counts Redis holds (`limits:running`, the rate logs) and
@@ -14,6 +15,7 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.config.limit_sections import Limit, Limits, parse_limit, parse_types
 from fleetd.jobs.model import Job, JobStatus
+from fleetd.jobs.quarantine import read_quarantine
 
 __all__ = ["Limit", "Limits", "parse_limit", "parse_types", "read_waiting", "waiting_reason"]
 
@@ -51,6 +53,9 @@ def read_waiting(
         return None
     if job.run_at_ms is not None and client.zscore(keys.delayed, job.id) is not None:
         return None  # waiting for its run_at, which the answer shows
+    held = read_quarantine(client, keys, job.type, job.company_id)
+    if held is not None:
+        return held.reason()
     workers = [d for d in daemons if "worker" in d.get("roles", ())]
     handled = any(job.type in d.get("job_types", ()) for d in workers)
     fields = limits.for_job(job.type, job.company_id)

@@ -1,6 +1,6 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns seven built-in alerts, each read once per `[alerts] interval` and fed to a
+Owns nine built-in alerts, each read once per `[alerts] interval` and fed to a
 `Hysteresis`, and runs the user-defined `[[alerts.rules]]` (fleetd.runtime.alert_rules
 reads and judges them) through the same hysteresis, events, metric and webhook:
 
@@ -14,6 +14,8 @@ reads and judges them) through the same hysteresis, events, metric and webhook:
                        daemon claims only the types it can run: they wait, named here)
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
                        `window` (the companies are named)
+    quarantined        a job type of a company is quarantined; enqueue_anomaly: a company
+    enqueue_anomaly    enqueues far above its own baseline (fleetd.runtime.alert_companies)
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -47,6 +49,12 @@ from fleetd.config import AlertsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.parts import ready_parts
+from fleetd.runtime.alert_companies import (
+    EnqueueHistory,
+    anomaly_reading,
+    quarantine_reading,
+    read_quarantines,
+)
 from fleetd.runtime.alert_rules import Reading, RuleSet
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
@@ -55,7 +63,7 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type", "quota_exceeded",
+    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly",
 )  # fmt: skip
 # A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
 MIN_SAMPLE = 10
@@ -116,6 +124,7 @@ class Alerts:
     _missed: deque[tuple[float, int]] = field(default_factory=deque)
     _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
+    _enqueues: EnqueueHistory = field(default_factory=EnqueueHistory)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -147,8 +156,11 @@ class Alerts:
         completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
         rules = self.custom.read(client, k) if self.custom.rules else None
+        if self.settings.anomaly_factor > 0:
+            self._enqueues.read(client, k)
         return {
             "rules": rules,
+            "quarantines": read_quarantines(client, k),
             "completed": int(completed),
             "failed": int(failed),
             "ready": sum(p.ready for p in parts),
@@ -191,6 +203,10 @@ class Alerts:
         out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
             f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
         out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
+        out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
+        out["enqueue_anomaly"] = Reading(
+            *anomaly_reading(self._enqueues, s.anomaly_factor, s.anomaly_min)
+        )
         if raw.get("rules") is not None:
             out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
         return out

@@ -39,6 +39,8 @@ import trio
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.durations import format_duration
+from fleetd.config.isolation_section import IsolationConfig
+from fleetd.jobs.quarantine import Strikes, count_failures, counted_kind
 from fleetd.jobs.retry import DEFAULT_RETRY_POLICY as RETRY
 from fleetd.plugins.lifecycle import JobHooks
 from fleetd.runtime.heartbeat import WorkerMetrics
@@ -114,9 +116,13 @@ class OutcomeWriter:
         max_backoff: float,
         wake_at_retry: Callable[[float], None],
         worker_id: str = "",
+        strikes: IsolationConfig | None = None,
     ) -> None:
-        """`worker_id`: the daemon's id, the `worker_id` of the results it writes."""
+        """`worker_id`: the daemon's id, the `worker_id` of the results it writes;
+        `strikes`: the `[isolation]` that says when classified failures quarantine their
+        part (fleetd.jobs.quarantine; None: the defaults)."""
         self.link = link
+        self.strikes = Strikes.of(strikes)
         self.worker_id = worker_id
         self.scripts = scripts
         self.metrics = metrics
@@ -206,11 +212,28 @@ class OutcomeWriter:
                 [(o.job.id, o.job.token, o.error, o.traceback, o.retryable,
                   o.retry_delay_ms()) for o in failed],
             )  # fmt: skip
+            if self.strikes is not None:
+                self._count(client, failed, out["fail"])
         if aborted := by_kind.get("abort"):
             out["abort"] = s.abort(client, [(o.job.id, o.job.token) for o in aborted])
         if released := by_kind.get("release"):
             out["release"] = s.release(client, [(o.job.id, o.job.token) for o in released])
         return out
+
+    def _count(self, client: SyncClient, failed: Sequence[Outcome], results: list[int]) -> None:
+        """The written failures that count towards a quarantine, counted in the same hop."""
+        assert self.strikes is not None
+        counted = [
+            (o.job.id, o.job.attempts, o.job.type, o.job.company_id, kind)
+            for o, r in zip(failed, results, strict=True)
+            if r >= 0 and (kind := counted_kind(o.error))
+        ]
+        for q in count_failures(client, self.scripts, self.strikes, counted):
+            log.warning(
+                "job type %s of company %s quarantined after %d failures within %gs: its "
+                "jobs are held until an admin releases them",
+                q.job_type, q.company_id or "(none)", q.failures, q.window_ms / 1000,
+            )  # fmt: skip
 
     def account(self, batch: Sequence[Outcome], results: dict[str, list[int]]) -> None:
         """What follows a written batch (`write`'s results), on the trio thread. The

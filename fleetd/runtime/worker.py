@@ -18,9 +18,8 @@ Tasks (all in the pool's nurseries):
   lease, shutdown); outcomes go to an in-memory buffer, never straight to Redis.
 - outcomes: buffered (OutcomeWriter), written in one hop per batch by the next claim
   while claims come back full, else by the flusher; kept and retried on Redis errors.
-- renewer and control (LeaseKeeper): renew all held leases in one call every lease/3;
-  a lost lease or a cancel request cancels the handler. Retry wake-ups: a poke to our
-  own fetcher when a retry falls due.
+- renewer and control (LeaseKeeper): renew held leases in one call every lease/3; a lost
+  lease or a cancel request cancels the handler; a retry falling due pokes our fetcher.
 
 Lifecycle: run() → started (fetching) → quiet() stops fetching → running jobs get
 shutdown_timeout to finish → the rest are cancelled and released to `pending` at once
@@ -126,6 +125,7 @@ class WorkerPool:
             max_backoff=settings.reconnect_max_backoff,
             wake_at_retry=self._wake_at_retry,
             worker_id=daemon_id,
+            strikes=settings.isolation,
         )
         # Bound once: every outcome of every job goes through it.
         self._emit = self._writer.emit

@@ -34,6 +34,7 @@ EXAMPLES = 15
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _NAMES = {
     "job_id": "id", "schedule_id": "id", "workflow_id": "id", "status": "status", "name": "name",
+    "job_type": "job_type", "company_id": "company_id",
 }  # fmt: skip
 
 

@@ -130,6 +130,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backlog": 100,
         "raise_after": "30s",
         "clear_after": "1m",
+        "anomaly_factor": 10,
+        "anomaly_min": 100,
         "webhook_url": "",
         "webhook_timeout": "5s",
         "rules": [],
@@ -162,6 +164,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_jobs_per_child": 1000,
         "idle_timeout": "5m",
         "scratch_dir": "",
+        "quarantine_after": 5,
+        "quarantine_window": "10m",
     },
 }
 

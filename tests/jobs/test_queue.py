@@ -200,9 +200,9 @@ async def test_enqueue_many_in_one_hop_and_chunks(
     real_enqueue = engine.scripts.enqueue
     real_run_sync = engine.link.run_sync
 
-    def counting_enqueue(client: Any, rows: Sequence[JobRow]) -> Any:
+    def counting_enqueue(client: Any, rows: Sequence[JobRow], quota: str = "") -> Any:
         script_calls.append(len(rows))
-        return real_enqueue(client, rows)
+        return real_enqueue(client, rows, quota)
 
     def counting_run_sync(fn: Callable[..., Any], *args: Any) -> Any:
         hops.append(getattr(fn, "__name__", "?"))

@@ -15,6 +15,7 @@
 --   ("c": what every company may; 0 = no limit of that kind). Concurrency counts the
 --   jobs processing (hash `limits:running`, given back by drop_lease); starts are a
 --   sliding log per limit (zset `limits:rate:<t:type | c:company>`).
+-- Parts in the hash `quarantines` (fleetd.jobs.quarantine) are skipped.
 -- Returns {now, next delayed due ms or -1, jobs, data} (encode_claimed): `jobs` a JSON
 --   array with per job an object (fleetd.backend.codec.ClaimedJob) of its id and the
 --   CLAIMED fields of _lib.lua but data, named as in the job hash, absent ones left out,
@@ -39,6 +40,13 @@ end
 local limits = nil
 if ARGV[8] ~= '' then limits = cjson.decode(ARGV[8]) end
 local running_key = PREFIX .. 'limits:running'
+-- Quarantined parts (quarantine_count.lua): skipped like a full limit, their jobs stay
+-- pending. Few or none: one EXISTS per claim, the names read only when there are some.
+local held_parts = nil
+if redis.call('EXISTS', PREFIX .. 'quarantines') == 1 then
+  held_parts = {}
+  for _, p in ipairs(redis.call('HKEYS', PREFIX .. 'quarantines')) do held_parts[p] = true end
+end
 
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
@@ -191,7 +199,8 @@ for _ = 1, MAX_SCANS do
       elseif not skipped[part] then
         local jtype, company = split_part(part)
         local lims = limits_of(part, jtype, company)
-        if (handles == nil or handles[jtype]) and (#lims == 0 or room(lims) > 0) then
+        if (handles == nil or handles[jtype]) and not (held_parts and held_parts[part])
+            and (#lims == 0 or room(lims) > 0) then
           band = b
           turns[#turns + 1] = {part, lims}
         else

@@ -1,0 +1,165 @@
+"""Quarantines: a part of the ready queue (one job type of one company) held because its
+attempts keep exhausting their limits, crashing their process or timing out.
+
+Owns the counted kinds (`COUNTED`), the settings (`Strikes`, from `[isolation]
+quarantine_after` / `quarantine_window`), the typed calls of the two scripts and the
+readings built on the `quarantines` hash:
+
+- `count_failures`: the worker pool's outcome writer (fleetd.runtime.outcomes) sends
+  each written batch's classified failures to quarantine_count.lua, which keeps a
+  sliding log per part and quarantines the part at the `after`th failure within the
+  window — atomically, so the count is exact however many daemons fail its jobs;
+- claim.lua skips a quarantined part (one EXISTS per claim, its names read only when
+  there are some): its new and pending jobs stay `pending`, `GET /jobs/{id}` says
+  `quarantined: …` (fleetd.jobs.limits.read_waiting), the `quarantined` alert names
+  the type and company (fleetd.runtime.alert_companies);
+- `list_quarantines` / `release`: what admins see and do (HTTP `/api/v1/admin/
+  quarantines`, `fleetd quarantine list|release`, audited as `quarantine.release`);
+  a release wakes idle fetchers and the held jobs run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.scripts import WAKE_TOKEN_CAP, Scripts
+from fleetd.config.isolation_section import IsolationConfig
+from fleetd.jobs.answer import format_ts
+from fleetd.jobs.isolation import CPU, CRASH, MEMORY, TIMEOUT, error_kind
+from fleetd.jobs.parts import part_name
+
+__all__ = [
+    "COUNTED",
+    "Quarantine",
+    "Strikes",
+    "count_failures",
+    "counted_kind",
+    "list_quarantines",
+    "read_quarantine",
+    "release",
+]
+
+# The error kinds that count towards a quarantine, by their short names (as the config
+# spells them). A plain exception does not: a handler's own error is a bug or a bad
+# input, not a job that harms its host.
+COUNTED = {MEMORY: "memory", CPU: "cpu", TIMEOUT: "timeout", CRASH: "crash"}
+
+# One failure as quarantine_count.lua takes it: job id, attempt, type, company, kind.
+Failure = tuple[str, int, str, str | None, str]
+
+
+@dataclass(frozen=True)
+class Strikes:
+    """Quarantine a part at `after` counted failures within `window_ms`."""
+
+    after: int
+    window_ms: int
+
+    @classmethod
+    def of(cls, isolation: IsolationConfig | None) -> Strikes | None:
+        """From `[isolation]`; None when quarantines are off (quarantine_after = 0)."""
+        iso = isolation or IsolationConfig()
+        if iso.quarantine_after <= 0:
+            return None
+        return cls(iso.quarantine_after, int(iso.quarantine_window * 1000))
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    job_type: str
+    company_id: str | None
+    since_ms: int
+    failures: int
+    kinds: dict[str, int]
+    window_ms: int
+    last_job_id: str
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Quarantine:
+        """From the JSON record the scripts keep in the `quarantines` hash."""
+        r = json.loads(text)
+        kinds = r.get("kinds") or {}
+        return cls(
+            job_type=str(r["job_type"]),
+            company_id=str(r.get("company_id") or "") or None,
+            since_ms=int(r["since"]),
+            failures=int(r["failures"]),
+            kinds={str(k): int(v) for k, v in kinds.items()} if isinstance(kinds, dict) else {},
+            window_ms=int(r["window_ms"]),
+            last_job_id=str(r.get("last_job_id") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer's item (fleetd.api.bodies.QuarantineItem): HTTP and CLI `--json`."""
+        return {
+            "job_type": self.job_type,
+            "company_id": self.company_id,
+            "since": format_ts(self.since_ms),
+            "failures": self.failures,
+            "kinds": dict(sorted(self.kinds.items())),
+            "window_seconds": self.window_ms / 1000,
+            "last_job_id": self.last_job_id,
+        }
+
+    def reason(self) -> str:
+        """The `waiting` text of a job this quarantine holds."""
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
+        return (
+            f"quarantined: job type {self.job_type!r} of company {self.company_id or ''!r} "
+            f"after {self.failures} failures ({kinds}) within {self.window_ms / 1000:g}s; "
+            "an admin releases it"
+        )
+
+
+def counted_kind(error: str) -> str | None:
+    """The short kind of a failure that counts towards a quarantine, else None."""
+    return COUNTED.get(error_kind(error))
+
+
+def count_failures(
+    client: SyncClient, scripts: Scripts, strikes: Strikes, failures: Sequence[Failure]
+) -> list[Quarantine]:
+    """Count written failures (quarantine_count.lua); the quarantines they started."""
+    if not failures:
+        return []
+    k = scripts.keys
+    args: list[Any] = [strikes.after, strikes.window_ms, len(failures)]
+    for job_id, attempt, job_type, company, kind in failures:
+        args.extend((job_id, attempt, job_type, company or "", kind))
+    got = scripts.call(client, "quarantine_count", [k.quarantines, k.events], args)
+    return [Quarantine.decode(text) for text in got or ()]
+
+
+def release(
+    client: SyncClient, scripts: Scripts, job_type: str, company_id: str | None
+) -> Quarantine | None:
+    """Release a part (quarantine_release.lua): the released quarantine, or None."""
+    k = scripts.keys
+    # A token per fetcher that may be idle: the held jobs may be many.
+    got = scripts.call(
+        client, "quarantine_release", [k.quarantines, k.events, k.wake],
+        [job_type, company_id or "", WAKE_TOKEN_CAP, WAKE_TOKEN_CAP],
+    )  # fmt: skip
+    return Quarantine.decode(got) if got else None
+
+
+def list_quarantines(
+    client: SyncClient, keys: Keys, company_id: str | None = None, *, every: bool = True
+) -> list[Quarantine]:
+    """The quarantined parts, oldest first; `every=False`: only `company_id`'s."""
+    found = [Quarantine.decode(v) for v in client.hgetall(keys.quarantines).values()]
+    if not every:
+        found = [q for q in found if q.company_id == company_id]
+    return sorted(found, key=lambda q: (q.since_ms, q.job_type, q.company_id or ""))
+
+
+def read_quarantine(
+    client: SyncClient, keys: Keys, job_type: str, company_id: str | None
+) -> Quarantine | None:
+    got = client.hget(keys.quarantines, part_name(job_type, company_id))
+    return Quarantine.decode(got) if got else None
