@@ -21,6 +21,7 @@ from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.limit_sections import LimitsConfig
+from fleetd.config.queue_section import QueuesConfig, check_served
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -156,6 +157,12 @@ class WorkerConfig:
         max=HOUR,
     )
     max_stalls: int = setting(3, "lease expiries before a job is failed", min=1, max=100)
+    queues: tuple[str, ...] = setting(
+        ("default",),
+        "named queues served, in strict order ('mail', 'default') or by weight "
+        "('bulk:1', 'default:3')",
+        check=check_served,
+    )
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,7 @@ CORE_SECTIONS: dict[str, type] = {
     "redis": RedisConfig,
     "worker": WorkerConfig,
     "limits": LimitsConfig,
+    "queues": QueuesConfig,
     "maintenance": MaintenanceConfig,
     "scheduler": SchedulerConfig,
     "plugins": PluginsConfig,
