@@ -60,6 +60,7 @@ def add_parsers(sub: Any) -> None:
     enq.add_argument("--tag", action="append", default=[], help="repeatable")
     enq.add_argument("--run-at", help="ISO 8601 time with an offset, e.g. 2026-01-01T09:00:00Z")
     enq.add_argument("--idempotency-key")
+    enq.add_argument("--queue", help="named queue (default: the type's route, else 'default')")
     enq.add_argument(
         "--encrypt", action="store_true", help="seal the whole data at rest ([encryption])"
     )

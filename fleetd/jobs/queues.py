@@ -22,7 +22,6 @@ from fleetd.config.queue_section import (
     check_queue_name,
     parse_routes,
 )
-from fleetd.jobs.parts import split_part
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -96,18 +95,14 @@ def _queue_of(client: SyncClient, keys: Keys, ids: list[str]) -> list[str]:
     return [str(q) if q else DEFAULT_QUEUE for q in pipe.execute()]
 
 
-def queue_figures(
-    client: SyncClient, keys: Keys, names: Sequence[str], company_id: str | None = None
-) -> list[QueueFigures]:
+def queue_figures(client: SyncClient, keys: Keys, names: Sequence[str]) -> list[QueueFigures]:
     """Per queue: ready (from its parts), waiting and processing (the queue field of
-    each delayed and running job: a read of every such job). `company_id` counts only
-    that company's jobs (a company admin's view)."""
+    each delayed and running job: a read of every such job, so an admin's reading, not
+    a hot path). Counts every company's jobs."""
     paused = paused_queues(client, keys)
     ready: dict[str, int] = {}
     for name in names:
         parts = [str(p) for p in client.zrange(keys.queue_index(name), 0, -1)]
-        if company_id is not None:
-            parts = [p for p in parts if split_part(p)[1] == company_id]
         pipe = client.pipeline(transaction=False)
         for part in parts:
             pipe.zcard(keys.ready_in(name, part))
@@ -115,11 +110,6 @@ def queue_figures(
     counted: dict[str, dict[str, int]] = {n: {"waiting": 0, "processing": 0} for n in names}
     for kind, key in (("waiting", keys.delayed), ("processing", keys.leases)):
         ids = [str(i) for i in client.zrange(key, 0, -1)]
-        if company_id is not None:
-            pipe = client.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hget(keys.job(job_id), "company_id")
-            ids = [i for i, c in zip(ids, pipe.execute(), strict=True) if c == company_id]
         for q in _queue_of(client, keys, ids):
             if q in counted:
                 counted[q][kind] += 1
