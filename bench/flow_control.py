@@ -13,6 +13,9 @@ Phases:
   checking and counting them costs per job;
 - `drain_bound`: the same with a per-company concurrency of 5 (10 companies → 50 running,
   the daemon's concurrency): limits that bind exactly at capacity;
+- `drain_queues`: the same N jobs spread over 3 named queues (`default`, `mail`,
+  `bulk`), the daemon serving all three in strict order (`[worker] queues`): what a
+  claim walking 3 queue indexes (and the paused-set check per queue) costs per job;
 - `fair`: company A's backlog (50,000 noop) drains while company B enqueues one job every
   100 ms; B's wait (`started_at - created_at`, Redis ms) as p50/p99/max, and how many of
   A's jobs were still pending when B's last job started (a FIFO queue would make B wait
@@ -81,12 +84,19 @@ async def _wait(engine: Engine, done: int) -> None:
             await trio.sleep(0.02)
 
 
-def drain(url: str, state: Path, n: int, name: str, limits: LimitsConfig | None) -> float:
+def drain(
+    url: str, state: Path, n: int, name: str, limits: LimitsConfig | None,
+    queues: Sequence[str] = (),
+) -> float:  # fmt: skip
     cfg = with_limits(make_config(url, fresh_namespace(name), state, concurrency=CONCURRENCY),
                       limits)  # fmt: skip
+    if queues:
+        cfg = dataclasses.replace(cfg, worker=dataclasses.replace(cfg.worker, queues=tuple(queues)))
     engine = client_engine(cfg)
     try:
         reqs = [{"type": "noop", "company_id": f"c{i % COMPANIES}"} for i in range(n)]
+        for i, req in enumerate(reqs if queues else ()):
+            req["queue"] = queues[i % len(queues)]
         engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(reqs))
         start_ms = redis_now_ms(engine)
 
@@ -209,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=0)
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument(
-        "--phases", default="drain_plain,drain_limits,drain_bound,fair,wait", help="comma-separated"
+        "--phases",
+        default="drain_plain,drain_limits,drain_bound,drain_queues,fair,wait",
+        help="comma-separated",
     )
     args = p.parse_args(argv)
     n = args.jobs or (2_000 if args.quick else 20_000)
@@ -226,8 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name in phases:
                 with fresh_server(work / name) as url:
                     rates[name] = drain(url, work / "state", n, name, limits)
+        if "drain_queues" in phases:
+            with fresh_server(work / "drain_queues") as url:
+                rates["drain_queues"] = drain(url, work / "state", n, "drain_queues", None,
+                                              ("default", "mail", "bulk"))  # fmt: skip
         if rates.get("drain_plain"):
-            for name in ("drain_limits", "drain_bound"):
+            for name in ("drain_limits", "drain_bound", "drain_queues"):
                 if rates.get(name):
                     emit(f"{name}_share", 100 * rates[name] / rates["drain_plain"], "%",
                          "of drain_plain; goal >= 70")  # fmt: skip

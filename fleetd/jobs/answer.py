@@ -188,7 +188,7 @@ class Job(Body):
     encrypted: Shown[bool] = False
     """data is sealed at rest; shown redacted ('***' per sealed field,
     {"encrypted": true} for sealed whole data)."""
-    queue: Shown[str] = "default"
+    queue: str = "default"
     """The named queue the job waits in (jobs from before queues: default)."""
     unreadable: Omitted[Unreadable] = None
     """Present on a degraded row: a stored value (from an older version, or written
