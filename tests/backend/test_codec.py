@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from conftest import make_config
 
-from fleetd.config.queue_section import Served
 from fleetd.backend.codec import (
     COMPUTED_FIELDS,
     ROW_FIELDS,
@@ -34,6 +33,7 @@ from fleetd.backend.codec import (
     row_from_request,
 )
 from fleetd.config import Config
+from fleetd.config.queue_section import Served
 from fleetd.engine import Engine
 from fleetd.jobs.model import EnqueueRequest
 from fleetd.schedules.store import ScheduleOps

@@ -83,13 +83,13 @@ def test_a_handler_default_queue_applies_when_no_route_says(engine: Engine) -> N
     handler = engine.registry.get("noop")
     assert handler is not None
     original = handler.defaults
-    handler.defaults = dataclasses.replace(original, queue="slow")  # type: ignore[misc]
+    handler.defaults = dataclasses.replace(original, queue="slow")
     try:
         (a,) = enqueue(engine, [{"type": "noop"}])
         routed(engine, {"noop": "fast"})
         (b,) = enqueue(engine, [{"type": "noop"}])
     finally:
-        handler.defaults = original  # type: ignore[misc]
+        handler.defaults = original
     assert (queue_of(engine, a), queue_of(engine, b)) == ("slow", "fast")
 
 
