@@ -245,8 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rates.get("drain_plain"):
             for name in ("drain_limits", "drain_bound", "drain_queues"):
                 if rates.get(name):
+                    goal = "" if name == "drain_queues" else "; goal >= 70"
                     emit(f"{name}_share", 100 * rates[name] / rates["drain_plain"], "%",
-                         "of drain_plain; goal >= 70")  # fmt: skip
+                         f"of drain_plain{goal}")  # fmt: skip
         if "fair" in phases:
             with fresh_server(work / "fair") as url:
                 fair(url, work / "state", backlog)
