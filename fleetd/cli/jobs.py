@@ -77,6 +77,7 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--company")
     ls.add_argument("--type")
     ls.add_argument("--user", help="only jobs of this user_id")
+    ls.add_argument("--queue", help="only jobs of this named queue")
     ls.add_argument("--json", action="store_true")
     for name, text in (
         ("show", "one job"),
@@ -211,6 +212,7 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
                 company_id=a.company,
                 job_type=a.type,
                 user_id=a.user,
+                queue=a.queue,
             )
             if status is None
             else ops.list_jobs(
@@ -221,6 +223,7 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
                 company_id=a.company,
                 job_type=a.type,
                 user_id=a.user,
+                queue=a.queue,
             )
         )
     )

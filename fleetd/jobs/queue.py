@@ -213,9 +213,10 @@ class QueueOps:
         job_type: str | None = None,
         user_id: str | None = None,
         text: str | None = None,
+        queue: str | None = None,
     ) -> JobPage:
         """One page of `status`, newest first (fleetd.jobs.pages.list_status)."""
-        match = JobFilter(company_id, job_type, user_id, text)
+        match = JobFilter(company_id, job_type, user_id, text, queue)
         return list_status(self, client, status, limit=limit, cursor=cursor, match=match)
 
     def stats(self, client: SyncClient) -> dict[str, int]:

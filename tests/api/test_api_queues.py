@@ -38,6 +38,14 @@ async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None
         fields = [f["field"] for f in bad.json()["error"]["details"]["fields"]]
         assert fields == ["queue"]
 
+        # Listings filter by queue.
+        r = await api.get(f"{PREFIX}/status/pending", params={"queue": "bulk"})
+        assert [j["id"] for j in r.json()["jobs"]] == [sent["job_id"]], r.text
+        r = await api.get(f"{PREFIX}/status/pending", params={"queue": "default"})
+        assert [j["id"] for j in r.json()["jobs"]] == [plain["job_id"]], r.text
+        r = await api.get(f"{PREFIX}/status/pending", params={"queue": "No!"})
+        assert r.status_code == 422 and "queue" in r.text
+
         r = await api.get(QUEUES)
         assert r.status_code == 200, r.text
         figures = {q["name"]: q for q in r.json()["queues"]}
