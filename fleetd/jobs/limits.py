@@ -51,6 +51,8 @@ def read_waiting(
         return None
     if job.run_at_ms is not None and client.zscore(keys.delayed, job.id) is not None:
         return None  # waiting for its run_at, which the answer shows
+    if client.sismember(keys.queues_paused, job.queue):
+        return f"queue {job.queue!r} is paused (fleetd queues resume {job.queue})"
     workers = [d for d in daemons if "worker" in d.get("roles", ())]
     handled = any(job.type in d.get("job_types", ()) for d in workers)
     fields = limits.for_job(job.type, job.company_id)

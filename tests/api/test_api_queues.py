@@ -59,6 +59,8 @@ async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None
         r = await api.post(f"{QUEUES}/bulk/pause")
         assert r.json() == {"name": "bulk", "paused": True, "changed": False}
         assert {q["name"]: q["paused"] for q in (await api.get(QUEUES)).json()["queues"]}["bulk"]
+        r = await api.get(f"{PREFIX}/{sent['job_id']}")
+        assert r.json()["waiting"] == "queue 'bulk' is paused (fleetd queues resume bulk)"
         r = await api.post(f"{QUEUES}/bulk/resume")
         assert r.json() == {"name": "bulk", "paused": False, "changed": True}
 
