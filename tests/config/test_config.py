@@ -57,6 +57,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "claim_batch": 100,
         "lease": "30s",
         "max_stalls": 3,
+        "queues": ["default"],
     },
     "limits": {
         "types": [],
@@ -65,6 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "company_max_pending": 0,
         "company_enqueue_rate": "",
     },
+    "queues": {"routes": []},
     "maintenance": {
         "interval": "1s",
         "completed_ttl": "168h",
