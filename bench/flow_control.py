@@ -16,6 +16,9 @@ Phases:
 - `drain_quarantined`: as drain_plain, with one part quarantined (noop of company
   `held`, 1,000 jobs that wait: fleetd.jobs.quarantine) — the claim reads the
   quarantined parts' names each time and skips that part;
+- `drain_queues`: the same N jobs spread over 3 named queues (`default`, `mail`,
+  `bulk`), the daemon serving all three in strict order (`[worker] queues`): what a
+  claim walking 3 queue indexes (and the paused-set check per queue) costs per job;
 - `fair`: company A's backlog (50,000 noop) drains while company B enqueues one job every
   100 ms; B's wait (`started_at - created_at`, Redis ms) as p50/p99/max, and how many of
   A's jobs were still pending when B's last job started (a FIFO queue would make B wait
@@ -97,15 +100,20 @@ def hold_a_part(engine: Engine) -> None:
 
 
 def drain(
-    url: str, state: Path, n: int, name: str, limits: LimitsConfig | None, held: bool = False
-) -> float:
+    url: str, state: Path, n: int, name: str, limits: LimitsConfig | None,
+    queues: Sequence[str] = (), held: bool = False,
+) -> float:  # fmt: skip
     cfg = with_limits(make_config(url, fresh_namespace(name), state, concurrency=CONCURRENCY),
                       limits)  # fmt: skip
+    if queues:
+        cfg = dataclasses.replace(cfg, worker=dataclasses.replace(cfg.worker, queues=tuple(queues)))
     engine = client_engine(cfg)
     try:
         if held:
             hold_a_part(engine)
         reqs = [{"type": "noop", "company_id": f"c{i % COMPANIES}"} for i in range(n)]
+        for i, req in enumerate(reqs if queues else ()):
+            req["queue"] = queues[i % len(queues)]
         engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(reqs))
         start_ms = redis_now_ms(engine)
 
@@ -229,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument(
         "--phases",
-        default="drain_plain,drain_limits,drain_bound,drain_quarantined,fair,wait",
+        default="drain_plain,drain_limits,drain_bound,drain_quarantined,drain_queues,fair,wait",
         help="comma-separated",
     )
     args = p.parse_args(argv)
@@ -252,11 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates["drain_quarantined"] = drain(
                     url, work / "state", n, "drain_quarantined", None, held=True
                 )
+        if "drain_queues" in phases:
+            with fresh_server(work / "drain_queues") as url:
+                rates["drain_queues"] = drain(url, work / "state", n, "drain_queues", None,
+                                              ("default", "mail", "bulk"))  # fmt: skip
         if rates.get("drain_plain"):
-            for name in ("drain_limits", "drain_bound", "drain_quarantined"):
+            for name in ("drain_limits", "drain_bound", "drain_quarantined", "drain_queues"):
                 if rates.get(name):
+                    goal = "" if name == "drain_queues" else "; goal >= 70"
                     emit(f"{name}_share", 100 * rates[name] / rates["drain_plain"], "%",
-                         "of drain_plain; goal >= 70")  # fmt: skip
+                         f"of drain_plain{goal}")  # fmt: skip
         if "fair" in phases:
             with fresh_server(work / "fair") as url:
                 fair(url, work / "state", backlog)

@@ -98,7 +98,7 @@ class Client:
         self, job_type: str, data: Mapping[str, Any] | None = None, **fields: Any
     ) -> EnqueueResult:
         """Enqueue one job; `fields` are the enqueue request's other fields (priority,
-        max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key, and
+        max_retries, timeout, company_id, user_id, tags, run_at, idempotency_key, queue, and
         encrypt=True to seal the whole data at rest). `fallback="sync"`: while Redis is
         away, run the job in this process and return an InlineResult (status completed
         or failed, its result or error), spooled finished (docs/OPERATIONS.md)."""

@@ -30,6 +30,7 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, embedded_address_file
 from fleetd.backend.scripts import Scripts
 from fleetd.config import Config
+from fleetd.config.queue_section import Served, parse_routes
 
 if TYPE_CHECKING:
     from fleetd.audit.writer import AuditWriter
@@ -93,7 +94,11 @@ class Engine:
     def worker_scripts(self) -> Scripts:
         """The scripts a worker pool claims with: only the job types this process has
         handlers for, within [limits] (claim only what you can run)."""
-        return self.scripts.for_claims(self.registry.types(), self.config.limits.build().encode())
+        return self.scripts.for_claims(
+            self.registry.types(),
+            self.config.limits.build().encode(),
+            Served.parse(self.config.worker.queues),
+        )
 
     @classmethod
     def build(
@@ -163,6 +168,7 @@ class Engine:
             timeout=w.job_timeout,
             max_data_bytes=cfg.http.max_body_size,
             max_data_depth=cfg.http.max_json_depth,
+            routes=parse_routes(cfg.queues.routes),
         )
         quota = cfg.limits.build().encode_quota(self.registry.types())
         r = cfg.redis

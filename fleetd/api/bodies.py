@@ -284,6 +284,27 @@ class JobTypes(Body):
     count: int
 
 
+class QueueFigures(Body):
+    name: str
+    paused: bool
+    ready: int
+    """jobs pending in the queue, ready to be claimed"""
+    waiting: int
+    """jobs delayed (run_at) or retrying (backoff)"""
+    processing: int
+
+
+class QueueList(Body):
+    queues: list[QueueFigures]
+
+
+class QueueSwitched(Body):
+    name: str
+    paused: bool
+    changed: bool
+    """false: the queue was in that state already"""
+
+
 class ScheduleDeleted(Body):
     id: str
     deleted: bool

@@ -22,6 +22,7 @@ from fleetd.jobs.fields import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     Line,
     OptionalFlag,
+    QueueName,
     parse_duration_text,
     parse_ts,
 )
@@ -152,6 +153,8 @@ class PageQuery(Query):
     """only jobs of this user (the spec's user-specific job tracking)"""
     q: Text = None
     """only jobs whose id, type, company or user holds this text (case-insensitive)"""
+    queue: QueueName = None
+    """only jobs of this named queue"""
 
 
 class AuditQuery(Query):

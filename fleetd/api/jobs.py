@@ -148,6 +148,7 @@ async def by_status(status: str) -> Any:
             job_type=q.type,
             user_id=q.user_id,
             text=q.q,
+            queue=q.queue,
         )
     )
     return responses.answer(responses.list_answer(page, wanted, q.limit))

@@ -83,6 +83,8 @@ class JobRow:
     idempotency_key: str | None = None
     # fleetd.jobs.sealing's marker: "" for plain data.
     sealed: str = ""
+    # Named queue (fleetd.jobs.queues); None = the default queue.
+    queue: str | None = None
 
 
 # (attribute, name in the row and the job hash, to text): the one list of a row's fields.
@@ -91,7 +93,7 @@ ROW_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = tuple(
 )
 # Fields the queue computes (fleetd.jobs.queue.QueueOps.build_row); every other field is
 # the request's own, copied by name.
-COMPUTED_FIELDS = ("id", "data", "priority", "max_retries", "timeout", "sealed")
+COMPUTED_FIELDS = ("id", "data", "priority", "max_retries", "timeout", "sealed", "queue")
 _FROM_REQUEST = tuple(f.name for f in fields(JobRow) if f.name not in COMPUTED_FIELDS)
 _ABSENT = (None, "", ())
 # One encoder for every row: json.dumps with options builds a new encoder per call.
@@ -107,11 +109,12 @@ def row_from_request(
     max_retries: int,
     timeout: float | None,
     sealed: str,
+    queue: str | None = None,
 ) -> JobRow:
     """The row of `req` with the values the queue computed (defaults, encoding, sealing)."""
     return JobRow(
         id=id, data=data, priority=priority, max_retries=max_retries, timeout=timeout,
-        sealed=sealed, **{name: getattr(req, name) for name in _FROM_REQUEST},
+        sealed=sealed, queue=queue, **{name: getattr(req, name) for name in _FROM_REQUEST},
     )  # fmt: skip
 
 

@@ -76,6 +76,25 @@ class Keys:
         priority, FIFO within one."""
         return f"{self.prefix}ready:{part}"
 
+    def queue_index(self, name: str) -> str:
+        """The index of a named queue's parts (fleetd.jobs.queues): `queue` for the
+        default queue (its keys from before named queues), else `queue:<name>`."""
+        return self.queue if name in ("", "default") else f"{self.prefix}queue:{name}"
+
+    def ready_in(self, name: str, part: str) -> str:
+        """The ready jobs of one part of a named queue (`ready(part)` for the default)."""
+        return self.ready(part) if name in ("", "default") else f"{self.prefix}rq:{name}:{part}"
+
+    @property
+    def queues(self) -> str:
+        """Set of the named queues (not `default`) that ever had a ready job."""
+        return f"{self.prefix}queues"
+
+    @property
+    def queues_paused(self) -> str:
+        """Set of the paused queues: claim.lua serves none of them."""
+        return f"{self.prefix}queues:paused"
+
     @property
     def limits_running(self) -> str:
         """Hash `t:<type>` / `c:<company>` → jobs processing that hold a slot of that

@@ -18,6 +18,7 @@ from typing import Any
 from fleetd.backend.codec import ClaimedJob, ClaimResult, JobRow, decode_claim, encode_row
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import Script, SyncClient
+from fleetd.config.queue_section import Served
 from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.status import JobStatus
 
@@ -86,13 +87,18 @@ class Scripts:
         # the daemon has handlers for ('' = every type) and the encoded [limits].
         self._claim_types = ""
         self._claim_limits = ""
+        self._claim_queues = Served()
 
-    def for_claims(self, types: Sequence[str] | None, limits: str) -> Scripts:
+    def for_claims(
+        self, types: Sequence[str] | None, limits: str, queues: Served | None = None
+    ) -> Scripts:
         """These scripts, claiming only jobs of `types` (None: every type) within
-        `limits` (fleetd.jobs.limits.Limits.encode; '' = none)."""
+        `limits` (fleetd.jobs.limits.Limits.encode; '' = none), from `queues` (None:
+        the default queue)."""
         bound = copy.copy(self)
         bound._claim_types = "" if types is None else json.dumps(sorted(types))
         bound._claim_limits = limits
+        bound._claim_queues = queues or Served()
         return bound
 
     def all(self) -> list[Script]:
@@ -138,7 +144,7 @@ class Scripts:
             k.leases, k.events, k.wake,
         ]  # fmt: skip
         args = [*self._head, count, lease_ms, token, daemon_id, self._claim_types]
-        return keys, [*args, self._claim_limits]
+        return keys, [*args, self._claim_limits, self._claim_queues.claim_arg()]
 
     def claim(
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str

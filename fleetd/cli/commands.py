@@ -34,6 +34,7 @@ from fleetd.cli import analytics as cli_analytics
 from fleetd.cli import events as cli_events
 from fleetd.cli import jobs as cli_jobs
 from fleetd.cli import quarantine as cli_quarantine
+from fleetd.cli import queues as cli_queues
 from fleetd.cli import run as cli_run
 from fleetd.cli import schedules as cli_schedules
 from fleetd.cli import spool as cli_spool
@@ -48,6 +49,7 @@ __all__ = ["main"]
 _ENGINE_COMMANDS = {
     **cli_jobs.COMMANDS,
     "schedules": cli_schedules.run,
+    "queues": cli_queues.run,
     "workflow": cli_workflows.run,
     "template": cli_templates.run,
     "spool": cli_spool.run,
@@ -75,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_jobs.add_parsers(sub)
     cli_analytics.add_parser(sub)
     cli_schedules.add_parser(sub)
+    cli_queues.add_parser(sub)
     cli_workflows.add_parser(sub)
     cli_templates.add_parser(sub)
     cli_spool.add_parser(sub)

@@ -33,6 +33,7 @@ def request_from_args(a: argparse.Namespace) -> dict[str, Any]:
         ("user_id", a.user),
         ("run_at", a.run_at),
         ("idempotency_key", a.idempotency_key),
+        ("queue", a.queue),
     ):
         if value is not None:
             raw[field] = value

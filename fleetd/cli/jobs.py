@@ -60,6 +60,7 @@ def add_parsers(sub: Any) -> None:
     enq.add_argument("--tag", action="append", default=[], help="repeatable")
     enq.add_argument("--run-at", help="ISO 8601 time with an offset, e.g. 2026-01-01T09:00:00Z")
     enq.add_argument("--idempotency-key")
+    enq.add_argument("--queue", help="named queue (default: the type's route, else 'default')")
     enq.add_argument(
         "--encrypt", action="store_true", help="seal the whole data at rest ([encryption])"
     )
@@ -80,6 +81,7 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--company")
     ls.add_argument("--type")
     ls.add_argument("--user", help="only jobs of this user_id")
+    ls.add_argument("--queue", help="only jobs of this named queue")
     ls.add_argument("--json", action="store_true")
     for name, text in (
         ("show", "one job"),
@@ -216,6 +218,7 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
                 company_id=a.company,
                 job_type=a.type,
                 user_id=a.user,
+                queue=a.queue,
             )
             if status is None
             else ops.list_jobs(
@@ -226,6 +229,7 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
                 company_id=a.company,
                 job_type=a.type,
                 user_id=a.user,
+                queue=a.queue,
             )
         )
     )

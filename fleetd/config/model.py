@@ -26,6 +26,7 @@ from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.notify_rules import NotifyRule
 from fleetd.config.plugin_sections import declared_sections
+from fleetd.config.queue_section import QueuesConfig
 from fleetd.config.sections import (
     CORE_SECTIONS,
     AlertsConfig,
@@ -90,6 +91,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    queues: QueuesConfig = field(default_factory=QueuesConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)

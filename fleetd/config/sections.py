@@ -22,6 +22,7 @@ from fleetd.config.capacity_section import CapacityConfig
 from fleetd.config.datakeys import SealError, parse_key
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.limit_sections import LimitsConfig
+from fleetd.config.queue_section import QueuesConfig, check_served
 from fleetd.config.settings import (
     DAY,
     HOUR,
@@ -158,6 +159,12 @@ class WorkerConfig:
     )
     max_stalls: int = setting(3, "lease expiries before a job is failed", min=1, max=100)
     critical_slots: int = setting(1, "bypassed critical jobs run at once", min=0, max=1000)
+    queues: tuple[str, ...] = setting(
+        ("default",),
+        "named queues served, in strict order ('mail', 'default') or by weight "
+        "('bulk:1', 'default:3')",
+        check=check_served,
+    )
 
 
 @dataclass(frozen=True)
@@ -294,6 +301,7 @@ CORE_SECTIONS: dict[str, type] = {
     "redis": RedisConfig,
     "worker": WorkerConfig,
     "limits": LimitsConfig,
+    "queues": QueuesConfig,
     "maintenance": MaintenanceConfig,
     "scheduler": SchedulerConfig,
     "plugins": PluginsConfig,

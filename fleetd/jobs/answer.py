@@ -188,6 +188,8 @@ class Job(Body):
     encrypted: Shown[bool] = False
     """data is sealed at rest; shown redacted ('***' per sealed field,
     {"encrypted": true} for sealed whole data)."""
+    queue: str = "default"
+    """The named queue the job waits in (jobs from before queues: default)."""
     unreadable: Omitted[Unreadable] = None
     """Present on a degraded row: a stored value (from an older version, or written
     by hand) cannot be read or shown; the rest of the listing is unaffected."""
@@ -235,5 +237,6 @@ class Job(Body):
             # A stop asked of a job no longer running means nothing to a reader.
             cancel_requested=job.cancel_requested and job.status is JobStatus.PROCESSING,
             encrypted=job.encrypted,
+            queue=job.queue,
             unreadable=Unreadable.naming(gone) if gone else None,
         )

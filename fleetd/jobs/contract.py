@@ -53,6 +53,9 @@ class HandlerDefaults:
     no_retry: tuple[str, ...] = ("memory",)
     # Environment variables a "process" child keeps (it gets a clean environment).
     env: tuple[str, ...] = ()
+    # The named queue of this type's jobs when neither the caller nor [queues] routes
+    # says (fleetd.jobs.queues); None = `default`.
+    queue: str | None = None
 
     def policy(self) -> Policy:
         """The isolation this handler declares, before the config's overrides."""

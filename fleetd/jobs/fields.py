@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Gt, Le, MaxLen, MinLen
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Strict, StringConstraints
 
+from fleetd.config.queue_section import QUEUE_NAME_PATTERN
 from fleetd.jobs.validation import FieldError, ValidationError, explained, invalid, rule
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_TIME_MS",
     "MAX_TYPE_LENGTH",
     "MIN_PRIORITY",
+    "QUEUE_NAME_PATTERN",
     "SURROGATE",
     "Flag",
     "IdempotencyKey",
@@ -52,6 +54,7 @@ __all__ = [
     "OptionalId",
     "Priority",
     "PriorityValue",
+    "QueueName",
     "RunAt",
     "Tags",
     "Timeout",
@@ -341,3 +344,14 @@ IdempotencyKey = Annotated[
 Flag = Annotated[bool, Strict()]
 # A flag where null means false.
 OptionalFlag = Annotated[bool, Strict(), BeforeValidator(_none_is_false)]
+
+# A named queue (fleetd.jobs.queues; QUEUE_NAME_PATTERN). None = the route of the
+# job's type.
+QueueName = Annotated[
+    Annotated[str, Strict(), StringConstraints(pattern=QUEUE_NAME_PATTERN)] | None,
+    BeforeValidator(_blank_is_none),
+    explained(
+        "must be a queue name: up to 32 lower-case letters, digits, '_' or '-', "
+        "starting with a letter or digit"
+    ),
+]

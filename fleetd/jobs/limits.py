@@ -56,6 +56,8 @@ def read_waiting(
     held = read_quarantine(client, keys, job.type, job.company_id)
     if held is not None:
         return held.reason()
+    if client.sismember(keys.queues_paused, job.queue):
+        return f"queue {job.queue!r} is paused (fleetd queues resume {job.queue})"
     workers = [d for d in daemons if "worker" in d.get("roles", ())]
     handled = any(job.type in d.get("job_types", ()) for d in workers)
     fields = limits.for_job(job.type, job.company_id)

@@ -64,10 +64,11 @@ def list_all_statuses(
     job_type: str | None = None,
     user_id: str | None = None,
     text: str | None = None,
+    queue: str | None = None,
 ) -> JobPage:
     """One page of jobs of every status, newest first (see the module doc)."""
     limit = max(1, min(limit, MAX_PAGE))
-    match = JobFilter(company_id, job_type, user_id, text)
+    match = JobFilter(company_id, job_type, user_id, text, queue)
     filtered = match.active
     window = scan_window(limit) if filtered else limit
     positions = _decode(cursor)

@@ -46,6 +46,7 @@ from fleetd.jobs.fields import (
     OptionalId,
     Priority,
     PriorityValue,
+    QueueName,
     RunAt,
     Tags,
     Timeout,
@@ -130,6 +131,9 @@ class EnqueueRequest(BaseModel):
     """Run no earlier than this time (RFC 3339 with an offset)."""
     idempotency_key: IdempotencyKey = None
     """At most one job per key (per company)."""
+    queue: QueueName = None
+    """The named queue; left out: the job type's route ([queues] routes), else
+    `default`."""
     encrypt: OptionalFlag = False
     """Seal the whole data at rest (AES-GCM); the handler sees plaintext. Fields the
     handler marks sensitive are sealed either way."""
@@ -219,6 +223,7 @@ _HASH_FIELDS: list[tuple[str, Callable[[Mapping[str, str]], Any], Any]] = [
     ("cancel_requested", lambda h: h.get("cancel_requested") == "1", False),
     ("updated_at_ms", lambda h: _int(h.get("updated_at")), None),
     ("encrypted", lambda h: bool(h.get("sealed")), False),
+    ("queue", lambda h: h.get("queue") or "default", "default"),
 ]
 
 
@@ -254,6 +259,8 @@ class Job:
     updated_at_ms: int | None = None
     # Some or all of `data` is sealed at rest; `data` then shows it redacted.
     encrypted: bool = False
+    # The named queue (fleetd.jobs.queues); jobs from before queues are `default`.
+    queue: str = "default"
 
     # Stored fields that could not be read (fleetd.jobs.model_salvage): the row is
     # shown degraded, with those fields left out or at their defaults.
@@ -321,4 +328,5 @@ class Job:
             cancel_requested=bool(d.get("cancel_requested", False)),
             updated_at_ms=ms("updated_at"),
             encrypted=bool(d.get("encrypted", False)),
+            queue=d.get("queue") or "default",
         )

@@ -43,14 +43,19 @@ class JobFilter:
     job_type: str | None = None
     user_id: str | None = None
     text: str | None = None
+    # A named queue (fleetd.jobs.queues); a job without the field is in `default`.
+    queue: str | None = None
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.company_id, self.job_type, self.user_id)) or bool(
-            self.text
-        )
+        given = (self.company_id, self.job_type, self.user_id, self.queue)
+        return any(v is not None for v in given) or bool(self.text)
 
-    def accepts(self, job_id: str, kind: str, company: str | None, user: str | None) -> bool:
+    def accepts(
+        self, job_id: str, kind: str, company: str | None, user: str | None, queue: str = "default"
+    ) -> bool:
+        if self.queue is not None and queue != self.queue:
+            return False
         if self.company_id is not None and company != self.company_id:
             return False
         if self.job_type is not None and kind != self.job_type:
@@ -135,10 +140,10 @@ def matching(ops: QueueOps, client: SyncClient, ids: Sequence[str], match: JobFi
     (its data may be kilobytes)."""
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hmget(ops.keys.job(job_id), "company_id", "type", "user_id")
+        pipe.hmget(ops.keys.job(job_id), "company_id", "type", "user_id", "queue")
     return {
         job_id
-        for job_id, (company, kind, user) in zip(ids, pipe.execute(), strict=True)
+        for job_id, (company, kind, user, queue) in zip(ids, pipe.execute(), strict=True)
         if kind is not None  # pruned between the two reads
-        and match.accepts(job_id, kind, company, user)
+        and match.accepts(job_id, kind, company, user, queue or "default")
     }

@@ -22,6 +22,7 @@ class Part:
     job_type: str
     company_id: str | None
     ready: int
+    queue: str = "default"
 
 
 def part_name(job_type: str, company_id: str | None) -> str:
@@ -39,22 +40,32 @@ def split_part(part: str) -> tuple[str, str | None]:
     return job_type, company or None
 
 
-def ready_parts(client: SyncClient, keys: Keys) -> list[Part]:
-    """Every part with ready jobs and its count, in the index's (claim) order."""
-    names = [str(n) for n in client.zrange(keys.queue, 0, -1)]
-    if not names:
+def ready_parts(client: SyncClient, keys: Keys, queue: str | None = None) -> list[Part]:
+    """Every part with ready jobs and its count, of one named queue or (None) of every
+    queue (`default` first, then the others of the set `queues`), each queue's in its
+    index's (claim) order."""
+    if queue is None:
+        queues = ["default", *sorted(str(q) for q in client.smembers(keys.queues))]
+    else:
+        queues = [queue]
+    pipe = client.pipeline(transaction=False)
+    for q in queues:
+        pipe.zrange(keys.queue_index(q), 0, -1)
+    found = [(q, str(n)) for q, names in zip(queues, pipe.execute(), strict=True) for n in names]
+    if not found:
         return []
     pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.zcard(keys.ready(name))
+    for q, name in found:
+        pipe.zcard(keys.ready_in(q, name))
     counts = pipe.execute()
     parts = []
-    for name, count in zip(names, counts, strict=True):
+    for (q, name), count in zip(found, counts, strict=True):
         job_type, company = split_part(name)
-        parts.append(Part(job_type, company, int(count)))
+        parts.append(Part(job_type, company, int(count), q))
     return parts
 
 
 def ready_depth(client: SyncClient, keys: Keys) -> int:
-    """Ready jobs in all parts (what the single queue zset's ZCARD used to be)."""
+    """Ready jobs in all parts of every queue (what the single queue zset's ZCARD used
+    to be)."""
     return sum(p.ready for p in ready_parts(client, keys))

@@ -10,7 +10,7 @@ client, so each operation is one RedisLink hop; `Queue` is the async (trio) faca
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetd.backend.codec import JobRow, row_from_request
@@ -30,6 +30,7 @@ from fleetd.jobs.model import (
 )
 from fleetd.jobs.pages import JobFilter, JobPage, list_status
 from fleetd.jobs.payload import MAX_DATA_BYTES, MAX_DATA_DEPTH, encode_data
+from fleetd.jobs.queues import route
 from fleetd.jobs.receipts import EnqueueResult
 from fleetd.jobs.sealing import EncryptionUnavailable, Sealer, SealError
 
@@ -62,6 +63,8 @@ class JobDefaults:
     # max_json_depth): bytes of a job's data as JSON, and its nesting.
     max_data_bytes: int = MAX_DATA_BYTES
     max_data_depth: int = MAX_DATA_DEPTH
+    # [queues] routes: job type → named queue (fleetd.jobs.queues.route).
+    routes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,7 @@ class QueueOps:
             max_retries=max_retries,
             timeout=req.timeout or hd.timeout,
             sealed=marker,
+            queue=route(req.type, req.queue, dict(self.defaults.routes), hd.queue),
         )
 
     def seal(
@@ -209,9 +213,10 @@ class QueueOps:
         job_type: str | None = None,
         user_id: str | None = None,
         text: str | None = None,
+        queue: str | None = None,
     ) -> JobPage:
         """One page of `status`, newest first (fleetd.jobs.pages.list_status)."""
-        match = JobFilter(company_id, job_type, user_id, text)
+        match = JobFilter(company_id, job_type, user_id, text, queue)
         return list_status(self, client, status, limit=limit, cursor=cursor, match=match)
 
     def stats(self, client: SyncClient) -> dict[str, int]:

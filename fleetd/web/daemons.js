@@ -4,15 +4,17 @@
 // every company's jobs: platform admins only (a company admin's token gets 403).
 
 import { api } from "./api.js";
-import { $, fill, fmtNumber, fmtRelative, h, pill } from "./dom.js";
+import { $, fill, fmtNumber, fmtRelative, h, pill, toast } from "./dom.js";
 import { describe } from "./jobs.js";
 
 export class DaemonsView {
   async load() {
     $("#daemons-error").textContent = "";
     try {
-      const [health, metrics] = await Promise.all([api("GET", "worker/health"), api("GET", "worker/metrics")]);
+      const [health, metrics, queues] = await Promise.all([
+        api("GET", "worker/health"), api("GET", "worker/metrics"), api("GET", "../queues")]);
       this.render(health, metrics);
+      this.renderQueues(queues.queues);
     } catch (exc) {
       $("#daemons-error").textContent = `Daemons: ${describe(exc)}`;
     }
@@ -55,6 +57,31 @@ export class DaemonsView {
     $("#daemons-empty").hidden = daemons.length > 0;
   }
 }
+
+// Named queues: paused or active, their jobs, and a button to pause or resume one on
+// every daemon (POST /api/v1/admin/queues/{name}/pause|resume, audited).
+DaemonsView.prototype.renderQueues = function renderQueues(queues) {
+  fill($("#queues-body"), queues.map((q) => {
+    const verb = q.paused ? "resume" : "pause";
+    const button = h("button", { type: "button", class: "small", "data-queue-action": verb }, q.paused ? "Resume" : "Pause");
+    button.addEventListener("click", async () => {
+      try {
+        await api("POST", `../queues/${encodeURIComponent(q.name)}/${verb}`);
+        toast(`Queue ${q.name} ${q.paused ? "resumed" : "paused"}`);
+      } catch (exc) {
+        toast(`Queue ${q.name}: ${describe(exc)}`, "error");
+      }
+      this.load();
+    });
+    return h("tr", { "data-queue": q.name },
+      h("td", { class: "mono" }, q.name),
+      h("td", {}, pill(q.paused ? "paused" : "active")),
+      h("td", { class: "num" }, fmtNumber(q.ready)),
+      h("td", { class: "num" }, fmtNumber(q.waiting)),
+      h("td", { class: "num" }, fmtNumber(q.processing)),
+      h("td", {}, button));
+  }));
+};
 
 // CPU %, RSS, open fds and loop lag from the heartbeat (fleetd.runtime.resources).
 function resources(r) {

@@ -150,7 +150,7 @@ def test_empty_fields_are_left_out_by_the_declaration() -> None:
     d = minimal_job().to_dict()
     assert set(d) == {
         "id", "type", "data", "priority", "status", "created_at", "retry_count",
-        "max_retries", "attempts",
+        "max_retries", "attempts", "queue",
     }  # fmt: skip
     assert "cancel_requested" not in responses.cancel_body(
         "job_1", CancelResult("cancelled", "cancelled")

@@ -33,6 +33,7 @@ from fleetd.backend.codec import (
     row_from_request,
 )
 from fleetd.config import Config
+from fleetd.config.queue_section import Served
 from fleetd.engine import Engine
 from fleetd.jobs.model import EnqueueRequest
 from fleetd.schedules.store import ScheduleOps
@@ -150,7 +151,9 @@ def check_stored(engine: Engine, row: JobRow) -> None:
 def check_claimed(engine: Engine, row: JobRow) -> None:
     if row.run_at_ms is not None:  # due in the far future: make it due now
         assert engine.link.client.zadd(engine.keys.delayed, {row.id: 0}, xx=True, ch=True)
-    result = engine.scripts.claim(engine.link.client, 10, 30_000, "tok-ü", "daemon:1:ab")
+    # Served as is (not parsed): the row's queue is a distinctive text, not a valid name.
+    scripts = engine.scripts.for_claims(None, "", Served(((row.queue or "default", 0),)))
+    result = scripts.claim(engine.link.client, 10, 30_000, "tok-ü", "daemon:1:ab")
     [job] = result.jobs
     h = engine.link.client.hgetall(engine.keys.job(row.id))
     row_names = {f.name for f in dataclasses.fields(JobRow)}

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lease": "30s",
         "max_stalls": 3,
         "critical_slots": 1,
+        "queues": ["default"],
     },
     "limits": {
         "types": [],
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "company_max_pending": 0,
         "company_enqueue_rate": "",
     },
+    "queues": {"routes": []},
     "maintenance": {
         "interval": "1s",
         "completed_ttl": "168h",

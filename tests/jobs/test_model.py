@@ -334,6 +334,7 @@ def test_minimal_job_omits_empty_fields() -> None:
         "retry_count": 0,
         "max_retries": 3,
         "attempts": 0,
+        "queue": "default",
     }
 
 

@@ -173,6 +173,7 @@ async def test_enqueue_then_get_returns_the_spec_shape(engine: Engine) -> None:
         "timeout": 30.0,
         "updated_at": format_ts(res.enqueued_at_ms),
         "attempts": 0,
+        "queue": "default",
     }
     assert await engine.queue.get("job_missing") is None
 

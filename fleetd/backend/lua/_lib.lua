@@ -58,24 +58,48 @@ local function part_of(jtype, company)
   return #jtype .. ':' .. jtype .. ':' .. (company or '')
 end
 
-local function part_key(part)
-  return PREFIX .. 'ready:' .. part
+-- Named queues (fleetd.jobs.queues): a job's queue is its hash field `queue` (absent =
+-- the default queue). The default queue keeps the keys of before: index `queue` (the
+-- KEYS entry scripts pass as `queue`), parts `ready:<part>`; queue <q> has its own index
+-- `queue:<q>` and parts `rq:<q>:<part>` (a queue name holds no ':'), and is listed in
+-- the set `queues`. `jq` below is a queue name; nil, false, '' and 'default' are the
+-- default queue.
+local function is_default_queue(jq)
+  return not jq or jq == '' or jq == 'default'
 end
 
--- A job becomes ready in its part; the part joins the index (or moves up a priority).
-local function ready_add(queue, id, prio, seq, jtype, company)
+local function queue_index(queue, jq)
+  if is_default_queue(jq) then return queue end
+  return PREFIX .. 'queue:' .. jq
+end
+
+local function part_key(part, jq)
+  if is_default_queue(jq) then return PREFIX .. 'ready:' .. part end
+  return PREFIX .. 'rq:' .. jq .. ':' .. part
+end
+
+local function note_queue(jq)
+  if not is_default_queue(jq) then redis.call('SADD', PREFIX .. 'queues', jq) end
+end
+
+-- A job becomes ready in its part of its queue; the part joins the queue's index (or
+-- moves up a priority). `jq` nil: read from the job hash.
+local function ready_add(queue, id, prio, seq, jtype, company, jq)
+  if jq == nil then jq = redis.call('HGET', job_key(id), 'queue') end
   local part = part_of(jtype, company)
   local score = queue_score(prio, seq)
-  redis.call('ZADD', part_key(part), score, id)
-  redis.call('ZADD', queue, 'LT', score, part)
+  redis.call('ZADD', part_key(part, jq), score, id)
+  redis.call('ZADD', queue_index(queue, jq), 'LT', score, part)
+  note_queue(jq)
 end
 
 -- A ready job leaves its part (cancel); an emptied part leaves the index.
 local function ready_remove(queue, id, jtype, company)
+  local jq = redis.call('HGET', job_key(id), 'queue')
   local part = part_of(jtype, company)
-  local pk = part_key(part)
+  local pk = part_key(part, jq)
   if redis.call('ZREM', pk, id) == 1 and redis.call('EXISTS', pk) == 0 then
-    redis.call('ZREM', queue, part)
+    redis.call('ZREM', queue_index(queue, jq), part)
   end
 end
 
@@ -85,7 +109,8 @@ local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, PROMOTE_LIMIT)
   for _, id in ipairs(due) do
     local k = job_key(id)
-    local h = redis.call('HMGET', k, 'priority', 'status', 'created_at', 'type', 'company_id')
+    local h = redis.call('HMGET', k, 'priority', 'status', 'created_at', 'type', 'company_id',
+      'queue')
     redis.call('ZREM', delayed, id)
     if h[1] then
       if h[2] == 'retrying' then
@@ -95,7 +120,7 @@ local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
         redis.call('HDEL', k, 'run_at')  -- the backoff is over; run_at is a caller's field
       end
       local seq = redis.call('INCR', seq_key)
-      ready_add(queue, id, h[1], seq, h[4], h[5])
+      ready_add(queue, id, h[1], seq, h[4], h[5], h[6] or '')
     end
   end
   return #due
@@ -148,7 +173,7 @@ end
 -- Fields of an enqueue row stored in the job hash under the same name when present. Not
 -- listed: `id` (the key) and `run_at` (stored only while in the future: enqueue_one).
 local ROW_STORED = {'type', 'data', 'priority', 'max_retries', 'timeout', 'company_id',
-  'user_id', 'tags', 'idempotency_key', 'sealed'}
+  'user_id', 'tags', 'idempotency_key', 'sealed', 'queue'}
 -- Job hash fields a claimed job carries to its worker (with `id`), named as stored.
 local CLAIMED = {'type', 'data', 'priority', 'attempts', 'retry_count', 'max_retries',
   'timeout', 'company_id', 'user_id', 'tags', 'created_at', 'sealed', 'wf_in'}
@@ -255,18 +280,21 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, b
     seq = seq + 1
     if batch then
       local part = part_of(row.type, row.company_id)
-      local q = batch.parts[part]
+      local jq = row.queue or ''
+      local bk = jq .. '/' .. part
+      local q = batch.parts[bk]
       local score = queue_score(prio, seq)
       if not q then
         q = {}
-        batch.parts[part] = q
-        batch.heads[part] = score
-      elseif tonumber(score) < tonumber(batch.heads[part]) then
-        batch.heads[part] = score
+        batch.parts[bk] = q
+        batch.heads[bk] = score
+        batch.where[bk] = {part, jq}
+      elseif tonumber(score) < tonumber(batch.heads[bk]) then
+        batch.heads[bk] = score
       end
       q[#q + 1] = score; q[#q + 1] = id
     else
-      ready_add(queue, id, prio, seq, row.type, row.company_id)
+      ready_add(queue, id, prio, seq, row.type, row.company_id, row.queue or '')
     end
     ready = 1
   end
@@ -285,10 +313,11 @@ end
 -- (LUAI_MAXCSTACK, 8000 in Redis's Lua 5.1).
 local ZADD_BATCH = 500
 
--- An empty batch for enqueue_one: {parts = {part = {score, id, ...}}, heads = {part =
--- lowest score}, pending = {ms, id, ...}, an = analytics accumulator (_analytics.lua)}.
+-- An empty batch for enqueue_one: {parts = {qpart = {score, id, ...}}, heads = {qpart =
+-- lowest score}, where = {qpart = {part, queue name}}, pending = {ms, id, ...}, an =
+-- analytics accumulator (_analytics.lua)}; a qpart is '<queue name>/<part>'.
 local function new_batch()
-  return {parts = {}, heads = {}, pending = {}, an = an_new()}
+  return {parts = {}, heads = {}, where = {}, pending = {}, an = an_new()}
 end
 
 local function zadd_all(key, args)
@@ -301,9 +330,11 @@ end
 -- Add a batch's entries: each call of a ZADD from Lua costs ~2 us here, one member of a
 -- larger ZADD ~0.3 us.
 local function flush_batch(queue, pending_idx, batch)
-  for part, args in pairs(batch.parts) do
-    zadd_all(part_key(part), args)
-    redis.call('ZADD', queue, 'LT', batch.heads[part], part)
+  for bk, args in pairs(batch.parts) do
+    local part, jq = batch.where[bk][1], batch.where[bk][2]
+    zadd_all(part_key(part, jq), args)
+    redis.call('ZADD', queue_index(queue, jq), 'LT', batch.heads[bk], part)
+    note_queue(jq)
   end
   zadd_all(pending_idx, batch.pending)
   an_flush(batch.an, now_ms())

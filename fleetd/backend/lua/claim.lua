@@ -16,6 +16,11 @@
 --   jobs processing (hash `limits:running`, given back by drop_lease); starts are a
 --   sliding log per limit (zset `limits:rate:<t:type | c:company>`).
 -- Parts in the hash `quarantines` (fleetd.jobs.quarantine) are skipped.
+-- ARGV[9] (optional) the queues served (fleetd.jobs.queues.Served.claim_arg), a JSON
+--   array of [name, weight] in this claim's order; '' or absent = the default queue.
+--   Weights 0: strict order (each queue in turn takes all it can). Weights: each queue
+--   first takes its share of the claim (count * weight / sum), then the order fills the
+--   rest. A queue in the set `queues:paused` is not served (one SISMEMBER per queue).
 -- Returns {now, next delayed due ms or -1, jobs, data} (encode_claimed): `jobs` a JSON
 --   array with per job an object (fleetd.backend.codec.ClaimedJob) of its id and the
 --   CLAIMED fields of _lib.lua but data, named as in the job hash, absent ones left out,
@@ -138,7 +143,7 @@ local function split_part(part)
 end
 
 local function adopt(id, score)
-  redis.call('ZREM', queue, id)
+  redis.call('ZREM', queue, id)  -- the default queue's index: the only one of before
   local h = redis.call('HMGET', job_key(id), 'status', 'type', 'company_id')
   if h[1] == 'pending' then
     local part = part_of(h[2], h[3])
@@ -180,82 +185,110 @@ local function claim_job(id, lims)
   return true
 end
 
-for _ = 1, MAX_SCANS do
-  if #jobs >= count then break end
-  -- The parts of the best priority that this daemon may serve now, in turn order, a
-  -- page of the index at a time past the parts it must skip.
-  local band, turns, adopted = nil, {}, false
-  for page = 0, MAX_PAGES - 1 do
-    local idx = redis.call('ZRANGE', queue, page * SCAN, page * SCAN + SCAN - 1, 'WITHSCORES')
-    for i = 1, #idx, 2 do
-      local part = idx[i]
-      local b = band_of(idx[i + 1])
-      if band and b ~= band then break end
-      if not part:match('^%d+:') then
-        -- A job id filed by a version before parts (one `queue` zset of jobs): moved
-        -- to its part, keeping its place (its score); the next scan sees the part.
-        adopt(part, idx[i + 1])
-        adopted = true
-      elseif not skipped[part] then
-        local jtype, company = split_part(part)
-        local lims = limits_of(part, jtype, company)
-        if (handles == nil or handles[jtype]) and not (held_parts and held_parts[part])
-            and (#lims == 0 or room(lims) > 0) then
-          band = b
-          turns[#turns + 1] = {part, lims}
+-- Take jobs from one queue until `upto` jobs are claimed in all (or it has none to give).
+local function serve(qname, upto)
+  local index = queue_index(queue, qname)
+  for _ = 1, MAX_SCANS do
+    if #jobs >= upto then break end
+    -- The parts of the best priority that this daemon may serve now, in turn order, a
+    -- page of the index at a time past the parts it must skip.
+    local band, turns, adopted = nil, {}, false
+    for page = 0, MAX_PAGES - 1 do
+      local idx = redis.call('ZRANGE', index, page * SCAN, page * SCAN + SCAN - 1, 'WITHSCORES')
+      for i = 1, #idx, 2 do
+        local part = idx[i]
+        local b = band_of(idx[i + 1])
+        if band and b ~= band then break end
+        if not part:match('^%d+:') then
+          -- A job id filed by a version before parts (one `queue` zset of jobs): moved
+          -- to its part, keeping its place (its score); the next scan sees the part.
+          adopt(part, idx[i + 1])
+          adopted = true
+        elseif not skipped[part] then
+          local jtype, company = split_part(part)
+          local lims = limits_of(part, jtype, company)
+          if (handles == nil or handles[jtype]) and not (held_parts and held_parts[part])
+              and (#lims == 0 or room(lims) > 0) then
+            band = b
+            turns[#turns + 1] = {part, lims}
+          else
+            skipped[part] = true
+          end
+        end
+      end
+      if band or #idx < SCAN * 2 then break end
+    end
+    if not band and not adopted then break end
+    -- Round robin: each part of this priority gives its share of what is left to take,
+    -- round after round while its head is of this priority.
+    local below = '(' .. int(((band or 0) + 1) * SEQ_SPAN)
+    while #turns > 0 and #jobs < upto do
+      local still = {}
+      for _, p in ipairs(turns) do
+        if #jobs >= upto then break end
+        local part, lims = p[1], p[2]
+        local pk = part_key(part, qname)
+        -- An equal share of what is left to take (FIFO within the part).
+        local want = math.ceil((upto - #jobs) / #turns)
+        if #lims > 0 then want = math.min(want, room(lims)) end
+        local ids = {}
+        if want > 0 then
+          ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
         else
           skipped[part] = true
         end
-      end
-    end
-    if band or #idx < SCAN * 2 then break end
-  end
-  if not band and not adopted then break end
-  -- Round robin: each part of this priority gives its share of what is left to take,
-  -- round after round while its head is of this priority.
-  local below = '(' .. int(((band or 0) + 1) * SEQ_SPAN)
-  while #turns > 0 and #jobs < count do
-    local still = {}
-    for _, p in ipairs(turns) do
-      if #jobs >= count then break end
-      local part, lims = p[1], p[2]
-      local pk = part_key(part)
-      -- An equal share of what is left to take (FIFO within the part).
-      local want = math.ceil((count - #jobs) / #turns)
-      if #lims > 0 then want = math.min(want, room(lims)) end
-      local ids = {}
-      if want > 0 then
-        ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
-      else
-        skipped[part] = true
-      end
-      if want > 0 and #ids == 0 then
-        -- Empty, or a stale hint (a cancel took the head): re-file at its head's priority.
-        local head = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
-        if head[1] then
-          redis.call('ZADD', queue, int(band_of(head[2]) * SEQ_SPAN + turn), part)
-        else
-          redis.call('ZREM', queue, part)
-        end
-      elseif #ids > 0 then
-        redis.call('ZREM', pk, unpack(ids))
-        for i = 1, #ids do claim_job(ids[i], lims) end
-        turn = turn + 1
-        local nxt = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
-        if nxt[1] then
-          local nb = band_of(nxt[2])
-          redis.call('ZADD', queue, int(nb * SEQ_SPAN + turn), part)
-          if nb == band then still[#still + 1] = p end
-        else
-          redis.call('ZREM', queue, part)
+        if want > 0 and #ids == 0 then
+          -- Empty, or a stale hint (a cancel took the head): re-file at its head's priority.
+          local head = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+          if head[1] then
+            redis.call('ZADD', index, int(band_of(head[2]) * SEQ_SPAN + turn), part)
+          else
+            redis.call('ZREM', index, part)
+          end
+        elseif #ids > 0 then
+          redis.call('ZREM', pk, unpack(ids))
+          for i = 1, #ids do claim_job(ids[i], lims) end
+          turn = turn + 1
+          local nxt = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+          if nxt[1] then
+            local nb = band_of(nxt[2])
+            redis.call('ZADD', index, int(nb * SEQ_SPAN + turn), part)
+            if nb == band then still[#still + 1] = p end
+          else
+            redis.call('ZREM', index, part)
+          end
         end
       end
+      turns = still
     end
-    turns = still
   end
+end
+
+local served = {{'default', 0}}
+if ARGV[9] and ARGV[9] ~= '' then served = cjson.decode(ARGV[9]) end
+local paused_key = PREFIX .. 'queues:paused'
+local open, weights = {}, 0
+for _, q in ipairs(served) do
+  if redis.call('SISMEMBER', paused_key, q[1]) == 0 then
+    open[#open + 1] = q
+    weights = weights + q[2]
+  end
+end
+if weights > 0 then
+  for _, q in ipairs(open) do
+    if q[2] > 0 then serve(q[1], math.min(count, #jobs + math.ceil(count * q[2] / weights))) end
+  end
+end
+for _, q in ipairs(open) do
+  if #jobs >= count then break end
+  serve(q[1], count)
 end
 count_starts()
 -- Nothing left to take: stale wake tokens would only cause empty claims.
-if redis.call('EXISTS', queue) == 0 then redis.call('DEL', wake) end
+-- (Only a daemon of the default queue alone: others' queues may still have jobs.)
+if #served == 1 and is_default_queue(served[1][1]) and #open == 1
+    and redis.call('EXISTS', queue) == 0 then
+  redis.call('DEL', wake)
+end
 local encoded, data = encode_claimed(jobs)
 return {now, next_due(delayed), encoded, data}

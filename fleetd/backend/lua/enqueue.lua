@@ -7,7 +7,7 @@
 --   decoded by decode_row)
 -- ARGV[5 + number of jobs] (optional) the companies' quotas
 --   (fleetd.config.limit_sections.Limits.encode_quota), JSON: {"pending": most ready jobs
---   of one company, "rate": [most enqueued per window, window ms], "types": [job types
+--   of one company, in every queue, "rate": [most enqueued per window, window ms], "types": [job types
 --   whose parts count]}; 0 = no such quota. A call with a company over one stores
 --   nothing (all or none, as for a bulk request); each refused company is counted in
 --   the hash `quota:refused` (company → refusals) for the alert.
@@ -42,8 +42,12 @@ local function check_quotas(q, rows, now)
     if q.pending > 0 then
       for _, t in ipairs(q.types) do e.types[t] = true end
       local waiting = 0
+      local qs = redis.call('SMEMBERS', PREFIX .. 'queues')
+      qs[#qs + 1] = ''
       for t in pairs(e.types) do
-        waiting = waiting + redis.call('ZCARD', part_key(part_of(t, company)))
+        for _, jq in ipairs(qs) do
+          waiting = waiting + redis.call('ZCARD', part_key(part_of(t, company), jq))
+        end
       end
       if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
     end

@@ -1,0 +1,68 @@
+"""`fleetd queues list|pause|resume`: named queues (fleetd.jobs.queues).
+
+`list` prints every known queue with its ready, waiting and processing jobs; `pause`
+and `resume` act on every daemon at once (audited as queue.pause and queue.resume). A
+bad queue name is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from fleetd.audit.entry import Action
+from fleetd.cli.auditing import recorded
+from fleetd.cli.common import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from fleetd.engine import Engine
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    top = subparsers.add_parser("queues", help="list, pause or resume named queues")
+    sub = top.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="every known queue: paused, ready, waiting, processing")
+    ls.add_argument("--json", action="store_true")
+    for name, text in (("pause", "stop every daemon claiming from a queue"),
+                       ("resume", "let daemons claim from a paused queue again")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name", help="queue name, e.g. bulk")
+
+
+def run(engine: Engine, a: argparse.Namespace) -> int:
+    from fleetd.config.queue_section import Served, check_queue_name, parse_routes
+    from fleetd.jobs.queues import known_queues, pause_queue, queue_figures, resume_queue
+
+    keys, cfg = engine.keys, engine.config
+    if a.queues_command == "list":
+        also = [*Served.parse(cfg.worker.queues).names, *parse_routes(cfg.queues.routes).values()]
+        figures = engine.link.run_sync(
+            lambda c: queue_figures(c, keys, known_queues(c, keys, also))
+        )
+        if a.json:
+            print(json.dumps({"queues": [f.to_dict() for f in figures]}, indent=2))
+        else:
+            for f in figures:
+                state = "paused" if f.paused else "active"
+                print(f"{f.name:<20} {state:<7} ready {f.ready}  waiting {f.waiting}  "
+                      f"processing {f.processing}")  # fmt: skip
+        return 0
+    pause = a.queues_command == "pause"
+    action = Action.QUEUE_PAUSE if pause else Action.QUEUE_RESUME
+    with recorded(engine, action, a.name) as rec:
+        try:
+            name = check_queue_name(a.name)
+        except ValueError as exc:
+            rec.outcome = "refused"
+            print(f"fleetd: queues: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        fn = pause_queue if pause else resume_queue
+        changed = engine.link.run_sync(lambda c: fn(c, keys, name))
+        rec.detail = {"changed": changed}
+    verb = "paused" if pause else "resumed"
+    print(f"{name} {verb}" if changed else f"{name} was {verb} already")
+    return 0
