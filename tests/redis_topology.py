@@ -47,7 +47,33 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = FORM_TIMEO
         time.sleep(0.05)
 
 
-class LocalCluster:
+class _Servers:
+    """Started on `with` (stopped again if starting fails), stopped on leaving it."""
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LocalCluster(_Servers):
     """`primaries` cluster-enabled redis-servers owning every slot (see module doc)."""
 
     def __init__(self, workdir: Path, primaries: int = 3) -> None:
@@ -63,27 +89,11 @@ class LocalCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{HOST}:{node.port}" for node in self.nodes)
 
-    def __enter__(self) -> Self:
-        try:
-            self._form()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
-    def _form(self) -> None:
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         share = SLOTS // len(self.nodes)
@@ -122,7 +132,7 @@ class LocalCluster:
         return sorted(k.decode() for k in reply if isinstance(k, bytes))
 
 
-class LocalSentinels:
+class LocalSentinels(_Servers):
     """A primary, one replica and three sentinels watching them (see module doc)."""
 
     def __init__(self, workdir: Path) -> None:
@@ -135,22 +145,6 @@ class LocalSentinels:
     def url(self) -> str:
         hosts = ",".join(f"{HOST}:{port}" for port in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stop(self) -> None:
         for proc in self._procs:

@@ -5,8 +5,7 @@ loopback, an in-process Daemon running noop jobs through `redis+sentinel://` and
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,9 +17,9 @@ from redis_server import (
     REDIS_BINARY,
     RedisServerFactory,
     RespConnection,
-    RespError,
     _free_port,
 )
+from redis_topology import wait_until
 
 from fleetd.backend.redis_link import RedisLink, RedisUnavailable
 from fleetd.jobs.model import JobStatus
@@ -32,18 +31,8 @@ SERVICE = "fleetd-primary"
 START_TIMEOUT = 10.0
 
 
-def _wait_for(what: str, check: object, timeout: float = START_TIMEOUT) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, RespError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def _wait_for(what: str, check: Callable[[], object], timeout: float = START_TIMEOUT) -> None:
+    wait_until(what, lambda: bool(check()), timeout)
 
 
 @pytest.fixture
