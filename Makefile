@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff check fleetd tests bench plugins
 	$(BIN)/ruff format --check fleetd tests bench plugins
 	$(BIN)/mypy
-	$(BIN)/pytest --durations=10
+	$(BIN)/pytest -n 3 --dist loadfile --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
