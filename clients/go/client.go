@@ -16,8 +16,13 @@ import (
 	"time"
 )
 
-// apiPrefix is where the admin API's job endpoints live on a daemon.
-const apiPrefix = "/api/v1/admin/jobs"
+// apiPrefix is where the admin API's job endpoints live on a daemon; workflows and
+// templates have their own.
+const (
+	apiPrefix       = "/api/v1/admin/jobs"
+	workflowsPrefix = "/api/v1/admin/workflows"
+	templatesPrefix = "/api/v1/admin/templates"
+)
 
 // defaultTimeout caps one HTTP exchange when the caller gives no http.Client of its
 // own: a daemon answers within [http] redis_timeout (1.5 s by default) or says 503, so
@@ -90,9 +95,10 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// call is one API request: method, path under apiPrefix (already escaped), query,
-// JSON body (nil for none) and extra headers.
+// call is one API request: method, path under prefix (apiPrefix when empty; the path
+// already escaped), query, JSON body (nil for none) and extra headers.
 type call struct {
+	prefix string
 	method string
 	path   string
 	query  url.Values
@@ -110,7 +116,11 @@ func (c *Client) do(ctx context.Context, r call, out any) error {
 			return fmt.Errorf("fleetd: encoding the request: %w", err)
 		}
 	}
-	target := c.base + apiPrefix + r.path
+	prefix := r.prefix
+	if prefix == "" {
+		prefix = apiPrefix
+	}
+	target := c.base + prefix + r.path
 	if len(r.query) > 0 {
 		target += "?" + r.query.Encode()
 	}

@@ -79,6 +79,8 @@ type Job struct {
 	CancelRequested bool `json:"cancel_requested,omitempty"`
 	// Encrypted is true when some or all of Data is sealed at rest (shown redacted).
 	Encrypted bool `json:"encrypted,omitempty"`
+	// Queue is the named queue the job waits in ("default" unless routed).
+	Queue string `json:"queue,omitempty"`
 }
 
 // jobJSON is Job with the timeout as the API writes it: seconds, a number.
@@ -131,7 +133,27 @@ type EnqueueRequest struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// Encrypt seals the whole Data at rest; the API then shows it redacted.
 	Encrypt bool `json:"encrypt,omitempty"`
+	// Queue is the named queue ("" takes the job type's route, else "default").
+	Queue string `json:"queue,omitempty"`
+	// Fallback FallbackSync runs the job on the daemon at once while the queue is
+	// unavailable (types that declare sync_fallback only); the answer is then 200
+	// with Ran "sync" and the job's outcome. No effect while Redis answers.
+	Fallback Fallback `json:"fallback,omitempty"`
+	// Bypass (priority critical only) starts the job at once on the daemon that
+	// takes the request, in a reserved slot; Ran is then "bypass".
+	Bypass bool `json:"bypass,omitempty"`
 }
+
+// Fallback is what an enqueue does when the queue cannot take the job now.
+type Fallback string
+
+// FallbackSync runs the job on the daemon that took the request.
+const FallbackSync Fallback = "sync"
+
+// EnqueueStatusSpooled is the status of an enqueue answered 202 while the daemon's
+// Redis is away: the job waits in the daemon's spool (docs/OPERATIONS.md) and is
+// stored, as pending, when Redis is back.
+const EnqueueStatusSpooled JobStatus = "spooled"
 
 type enqueueFields EnqueueRequest
 
@@ -157,7 +179,18 @@ type Enqueued struct {
 	// Duplicate is true when the idempotency key matched an earlier enqueue: JobID is
 	// that job's, and nothing new was enqueued.
 	Duplicate bool `json:"duplicate,omitempty"`
+	// Ran says how a Fallback or Bypass job started without a claim: "sync" or
+	// "bypass" (empty when it was queued as usual).
+	Ran string `json:"ran,omitempty"`
+	// Result is the result of a job that ran on the daemon (Status completed).
+	Result map[string]any `json:"result,omitempty"`
+	// Error says why a job that ran on the daemon failed (Status failed).
+	Error string `json:"error,omitempty"`
 }
+
+// Spooled reports whether the daemon spooled the job (202, Redis away): JobID is
+// its id, and it becomes pending once Redis is back.
+func (e *Enqueued) Spooled() bool { return e.Status == EnqueueStatusSpooled }
 
 // timestampLayout is the daemon's own time format: RFC 3339, UTC, milliseconds.
 const timestampLayout = "2006-01-02T15:04:05.000Z07:00"
