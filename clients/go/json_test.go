@@ -130,3 +130,89 @@ func TestNewRefusesWhatIsNotABaseURL(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+func TestEnqueueAnswersDecode(t *testing.T) {
+	// 202 while Redis is away (docs/OPERATIONS.md): the job waits in the daemon's spool.
+	var spooled Enqueued
+	body := `{"job_id": "job_01HZX", "status": "spooled", "enqueued": "2024-01-15T10:30:00.000Z"}`
+	if err := json.Unmarshal([]byte(body), &spooled); err != nil {
+		t.Fatal(err)
+	}
+	if !spooled.Spooled() || spooled.JobID != "job_01HZX" || spooled.Duplicate || spooled.Ran != "" {
+		t.Fatalf("%+v", spooled)
+	}
+	// 200 after a sync fallback: the job ran on the daemon, with its outcome.
+	var ran Enqueued
+	body = `{"job_id": "job_01HZY", "status": "completed", "enqueued": "2024-01-15T10:30:00.000Z",
+		"ran": "sync", "result": {"rows": 3}}`
+	if err := json.Unmarshal([]byte(body), &ran); err != nil {
+		t.Fatal(err)
+	}
+	if ran.Spooled() || ran.Ran != "sync" || ran.Status != JobStatusCompleted || ran.Result["rows"] != 3.0 {
+		t.Fatalf("%+v", ran)
+	}
+	var failed Enqueued
+	body = `{"job_id": "job_01HZZ", "status": "failed", "enqueued": "2024-01-15T10:30:00.000Z",
+		"ran": "bypass", "error": "boom"}`
+	if err := json.Unmarshal([]byte(body), &failed); err != nil {
+		t.Fatal(err)
+	}
+	if failed.Ran != "bypass" || failed.Status != JobStatusFailed || failed.Error != "boom" {
+		t.Fatalf("%+v", failed)
+	}
+}
+
+func TestEnqueueQueueFallbackBypassEncode(t *testing.T) {
+	req := EnqueueRequest{Type: "noop", Queue: "reports", Fallback: FallbackSync, Bypass: true,
+		Priority: JobPriorityCritical}
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["queue"] != "reports" || got["fallback"] != "sync" || got["bypass"] != true {
+		t.Fatalf("%s", b)
+	}
+	// Left at zero, none is sent: the bulk body refuses fallback and bypass.
+	if b, err = json.Marshal(EnqueueRequest{Type: "noop"}); err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"type":"noop"}` {
+		t.Fatalf("%s", b)
+	}
+}
+
+func TestWorkflowBodiesEncodeAndDecode(t *testing.T) {
+	req := WorkflowRequest{Chain: []WorkflowNode{
+		{Type: "noop", Timeout: 1500 * time.Millisecond},
+		{Type: "noop", DependsOn: []Edge{{Node: "step-1", On: "any"}}},
+	}}
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"chain":[{"type":"noop","timeout":1.5},{"type":"noop","depends_on":[{"node":"step-1","on":"any"}]}]}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	var out struct {
+		Workflow Workflow `json:"workflow"`
+	}
+	body := `{"workflow": {"id": "wf_1", "name": "w", "status": "failing", "on_failure": "fail",
+		"created_at": "2024-01-15T10:30:00.000Z", "total": 2, "counts": {"failed": 1, "processing": 1},
+		"nodes": [{"name": "a", "job_id": "job_a", "type": "noop", "state": "failed", "status": "failed",
+		"depends_on": [], "waiting_on": [], "error": "boom"}]}}`
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	w := out.Workflow
+	if w.Status != WorkflowStatusFailing || w.Status.Terminal() || w.FinishedAt != nil || w.Counts["failed"] != 1 {
+		t.Fatalf("%+v", w)
+	}
+	if n := w.Node("a"); n == nil || n.Error != "boom" || n.Status != JobStatusFailed || w.Node("b") != nil {
+		t.Fatalf("%+v", w.Nodes)
+	}
+}
