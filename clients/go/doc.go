@@ -1,6 +1,6 @@
 // Package fleetd is a client of fleetd's admin HTTP API: enqueue, inspect, cancel and
-// reset background jobs, read queue statistics and worker health, and manage scheduled
-// jobs.
+// reset background jobs, read queue statistics and worker health, manage scheduled
+// jobs, run workflows (DAGs of jobs) and save and run templates.
 //
 // The types follow the background-jobs spec (Job, ScheduledJob, JobStatus,
 // JobPriority, WorkerMetrics) plus the fields fleetd adds; JSON names are the API's.
