@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import fleetd_env
+from cli_runner import cli_runner
 
 from fleetd.audit.reader import AuditReader
-from fleetd.cli.commands import main
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.parts import part_name
@@ -19,16 +18,8 @@ from fleetd.jobs.quarantine import Strikes, count_failures
 
 @pytest.fixture
 def cli(config: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    for key, value in fleetd_env(config).items():
-        if key.startswith("FLEETD_"):
-            monkeypatch.setenv(key, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["quarantine", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    """cli(*args) → (exit code, stdout, stderr) of `fleetd quarantine <args>`."""
+    return cli_runner(config, monkeypatch, capsys, "quarantine")
 
 
 def test_list_and_release(cli: Any, engine: Engine) -> None:

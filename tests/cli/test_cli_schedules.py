@@ -12,10 +12,10 @@ import re
 from typing import Any
 
 import pytest
+from cli_runner import cli_runner
 from conftest import fleetd_env
 from daemons import cli_json, run_cli
 
-from fleetd.cli.commands import main
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus, parse_ts
@@ -28,16 +28,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 @pytest.fixture
 def cli(config: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """cli(*args) → (exit code, stdout, stderr) of `fleetd schedules <args>`."""
-    for key, value in fleetd_env(config).items():
-        if key.startswith("FLEETD_"):
-            monkeypatch.setenv(key, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["schedules", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli_runner(config, monkeypatch, capsys, "schedules")
 
 
 def ok_json(cli: Any, *args: str) -> Any:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 from api_client import PREFIX, api_config, running_api
-from conftest import fleetd_env
+from cli_runner import cli_runner
 from pool import registry_with
 
-from fleetd.cli.commands import main
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.context import JobContext
@@ -133,13 +132,10 @@ def test_cli_update_no_encrypt_needs_the_data_and_show_list_stay_redacted(
     capsys: pytest.CaptureFixture[str],
     engine: Engine,
 ) -> None:
-    for key, value in fleetd_env(config).items():
-        if key.startswith("FLEETD_"):
-            monkeypatch.setenv(key, value)
+    run = cli_runner(config, monkeypatch, capsys, "schedules")
 
     def cli(*args: str) -> tuple[int, str]:
-        code = main(["schedules", *args])
-        out, err = capsys.readouterr()
+        code, out, err = run(*args)
         return code, out + err
 
     code, out = cli("add", "s", "--type", "noop", "--schedule", "@daily", "--encrypt",
