@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from fleetd.analytics.store import MINUTE_MS, Figures, Group, parse_bucket, tota
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.config.alert_rules import AlertRuleConfig
-from fleetd.jobs.parts import ready_parts
+from fleetd.jobs.parts import Part, ready_parts
 
 __all__ = ["Reading", "RuleSet"]
 
@@ -67,8 +67,11 @@ class RuleSet:
         windows = [r.window for r in self._needs(*_BUCKET_METRICS)]
         return max((math.ceil(w / 60) for w in windows), default=0)
 
-    def read(self, client: SyncClient, keys: Keys) -> dict[str, Any]:
-        """What the rules need, from Redis (sync: run in the link's thread)."""
+    def read(
+        self, client: SyncClient, keys: Keys, parts: Sequence[Part] | None = None
+    ) -> dict[str, Any]:
+        """What the rules need, from Redis (sync: run in the link's thread). `parts`:
+        the ready parts when the caller has just read them (the built-in alerts do)."""
         sec, usec = client.time()
         now = int(sec) * 1000 + int(usec) // 1000
         last, n = now // MINUTE_MS, self.minutes
@@ -88,7 +91,7 @@ class RuleSet:
         # Ready jobs are kept per type and company (fleetd.jobs.parts): a scoped backlog
         # is exact, one ZCARD per part with ready jobs.
         waiting: Counter[Group] = Counter()
-        for part in ready_parts(client, keys):
+        for part in ready_parts(client, keys) if parts is None else parts:
             waiting[(part.job_type, part.company_id or "")] += part.ready
         ready = sum(waiting.values())
         return {

@@ -155,7 +155,7 @@ class Alerts:
         pipe.hgetall(k.quota_refused)
         completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
-        rules = self.custom.read(client, k) if self.custom.rules else None
+        rules = self.custom.read(client, k, parts) if self.custom.rules else None
         if self.settings.anomaly_factor > 0:
             self._enqueues.read(client, k)
         return {
