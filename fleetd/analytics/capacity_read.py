@@ -18,6 +18,7 @@ from fleetd.analytics.store import HOUR_MS, MINUTE_MS, Figures, total
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.answer import Body
+from fleetd.jobs.parts import ready_depth
 
 __all__ = ["Capacity", "read"]
 
@@ -105,11 +106,10 @@ def read(client: SyncClient, keys: Keys, window_s: float, target_p95: float) -> 
         pipe.hgetall(keys.analytics_minute(m))
     for h in range(last_h - WEEK_HOURS + 1, last_h + 1):
         pipe.hgetall(keys.analytics_hour(h))
-    pipe.zcard(keys.queue)
     replies = pipe.execute()
     recent = _figures(replies[:minutes])
     hours = replies[minutes : minutes + WEEK_HOURS]
-    backlog = int(replies[-1])
+    backlog = ready_depth(client, keys)  # ready jobs of every part of every queue
     span = max((now - (last_m - minutes + 1) * MINUTE_MS) / 1000, 1.0)
     whole = total(recent.values())
     ran = sum(whole.run.values())

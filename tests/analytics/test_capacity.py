@@ -17,9 +17,10 @@ from api_client import PREFIX, api_config, auth, running_api
 from conftest import fleetd_env
 from pool import registry_with, running_pool, wait_status
 
-from fleetd.analytics import answer, store
+from fleetd.analytics import answer, capacity_read, store
 from fleetd.analytics.capacity import erlang_c, plan, trend_per_hour
 from fleetd.config import Config
+from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 
 # The validation's tolerance: predicted mean wait within 50 % (+ 10 ms of fleetd's own
@@ -137,3 +138,17 @@ async def test_capacity_doors(config: Config) -> None:
     bad = cli(config, "--target", "soon")
     assert bad.returncode == 2
     assert bad.stderr.startswith("fleetd: --target:") and len(bad.stderr.splitlines()) == 1
+
+
+def test_backlog_counts_ready_jobs_of_every_type_company_and_queue(engine: Engine) -> None:
+    # Ready jobs are kept per part (type x company) and per named queue: the backlog is
+    # the jobs in all of them, not the number of parts.
+    reqs = [
+        {"type": "noop", "company_id": company, "queue": queue}
+        for company in ("acme", "globex", None)
+        for queue in ("default", "bulk")
+        for _ in range(4)
+    ]
+    engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(reqs))
+    got = engine.link.run_sync(lambda c: capacity_read.read(c, engine.keys, 900.0, 5.0))
+    assert got.capacity.backlog == len(reqs) == 24
