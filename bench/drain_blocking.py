@@ -17,8 +17,8 @@ of each system, every job doing one INCR on the handler's own Redis connection:
 fleetd runs as 2 `fleetd run --roles worker` processes against the same Redis, at
 `--concurrency` (50), with the bench's handlers registered as an ordinary plugin
 through an entry point the bench writes to a scratch folder. `--baseline DIR` also runs
-the fleetd systems that exist there (all but `fleetd_batched`) from another checkout
-(e.g. `git archive main`), as `base_…`, in the same rounds: before and after in one run.
+the fleetd systems from another checkout (one with `ctx.run_blocking` and `ctx.redis`,
+e.g. `git archive main`), as `base_…`, in the same rounds: before and after in one run.
 
 A figure is N / (last completion − first start), both Redis millisecond timestamps
 (fleetd: the job hash's started_at and the completed set's score; BullMQ: processedOn
@@ -399,7 +399,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             System("base_" + s.name.removeprefix("fleetd_"), s.job_type, s.concurrency,
                    s.log_jobs, baseline=True)
             for s in SYSTEMS
-            if s.job_type not in ("bullmq", "bench_incr_batched", "bench_incr_redis")
+            if s.job_type != "bullmq"
         ]  # fmt: skip
     if args.systems:
         wanted = set(args.systems.split(","))
