@@ -23,7 +23,8 @@ e.g. `git archive main`), as `base_…`, in the same rounds: before and after in
 A figure is N / (last completion − first start), both Redis millisecond timestamps
 (fleetd: the job hash's started_at and the completed set's score; BullMQ: processedOn
 and the completed set's score), so process start-up is left out for both. Also printed:
-worker and redis-server CPU per job (between the first and the last completion) and
+worker and redis-server CPU per job (between the first and the last completion), the
+largest worker process's peak resident set (VmHWM, at the end of the drain) and
 the machine's load average. Run:
 
     .venv/bin/python bench/drain_blocking.py [--rounds 3] [--jobs 20000] [--quick]
@@ -163,12 +164,21 @@ class Result:
     worker_cpu_us: float  # per job, all worker processes
     redis_cpu_us: float  # per job
     load1: float
+    peak_rss_mb: float  # the largest worker process's peak resident set (VmHWM)
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a process, in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def redis_cpu(client: Any) -> float:
@@ -316,6 +326,7 @@ class Bench:
                 self._check(procs, began)
             cpu1 = sum(cpu_seconds(p.pid) for p in procs)
             rcpu1 = redis_cpu(self.client)
+            rss = max(peak_rss_mb(p.pid) for p in procs)
         finally:
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
@@ -336,6 +347,7 @@ class Bench:
             (cpu1 - cpu0) / per * 1e6,
             (rcpu1 - rcpu0) / per * 1e6,
             os.getloadavg()[0],
+            rss,
         )
 
     def _first(self, keys: list[str], field: str) -> Any:
@@ -441,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(
                         f"round {rnd + 1} {system.name}: {r.jobs_per_s:.0f} jobs/s  "
                         f"(worker CPU {r.worker_cpu_us:.0f} us/job, Redis CPU "
-                        f"{r.redis_cpu_us:.0f} us/job, load {r.load1:.2f})",
+                        f"{r.redis_cpu_us:.0f} us/job, peak RSS {r.peak_rss_mb:.0f} MB, "
+                        f"load {r.load1:.2f})",
                         flush=True,
                     )
             if args.profile:  # an extra round, not counted: py-spy slows its target
@@ -462,9 +475,10 @@ def summarize(results: dict[str, list[Result]]) -> None:
         runs = "/".join(f"{r.jobs_per_s:.0f}" for r in rs)
         cpu = statistics.median(r.worker_cpu_us for r in rs)
         rcpu = statistics.median(r.redis_cpu_us for r in rs)
+        rss = max(r.peak_rss_mb for r in rs)
         print(
             f"{name}: {value:.0f} jobs/s  (median of {runs}{ratio}; worker CPU {cpu:.0f} "
-            f"us/job, Redis {rcpu:.0f} us/job)"
+            f"us/job, Redis {rcpu:.0f} us/job; peak RSS per process {rss:.0f} MB)"
         )
     print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(json.dumps({k: round(v) for k, v in medians.items()}))
