@@ -19,7 +19,9 @@ from fleetd.analytics.histogram import MAX_BUCKET
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
-__all__ = ["WINDOWS", "Figures", "Group", "Window", "WindowData", "parse_bucket", "read"]
+__all__ = [
+    "WINDOWS", "Figures", "Group", "Window", "WindowData", "buckets", "parse_bucket", "read",
+]  # fmt: skip
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -175,6 +177,15 @@ def parse_bucket(raw: dict[str, str]) -> dict[Group, Figures]:
         if sep:
             out[(jtype, comp)] = fig
     return out
+
+
+def buckets(
+    client: SyncClient, keys: Keys, step_ms: int, indexes: list[int], now: int
+) -> list[dict[Group, Figures]]:
+    """The figures of the minute (step MINUTE_MS) or hour buckets `indexes`, oldest
+    first, closed ones through their seals (fleetd.analytics.sealed)."""
+    got = sealed.read_buckets(client, keys, step_ms, indexes, now, _encode)
+    return [_decode(b.groups, None) for b in got]
 
 
 def _hours(window: Window, starts: list[int]) -> list[int]:
