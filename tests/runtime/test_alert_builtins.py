@@ -20,6 +20,8 @@ from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.alert_rules import rules_of
 from fleetd.runtime.alerts import Alerts
+from fleetd.schedules.service import Scheduler, SchedulerSettings
+from fleetd.schedules.store import ScheduleOps
 
 NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
 BUILT_IN = ["failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed"]
@@ -182,3 +184,47 @@ async def test_a_disabled_built_in_is_not_evaluated(engine: Engine) -> None:
     plain = make_alerts(engine)
     await plain.evaluate()
     assert plain.active == ["no_worker"]
+
+
+async def test_scheduler_missed_from_a_real_scheduler_outage(engine: Engine) -> None:
+    """A schedule firing every second, `skip` on misfire: a real scheduler down for 2.5 s
+    past its 0.5 s grace misses occurrences, and the built-in rule sees the counter grow."""
+    ops = ScheduleOps.from_engine(engine)
+    body = {"name": "tick", "job_type": "noop", "schedule": "1s", "misfire_policy": "skip"}
+    schedule_id = engine.link.run_sync(lambda c: ops.add(c, body)).id
+    alerts = make_alerts(engine)
+    clock = alerts.clock
+    assert isinstance(clock, Clock)
+    settings = SchedulerSettings(misfire_grace=0.5, create_defaults=False,
+                                 reconnect_max_backoff=0.5)  # fmt: skip
+
+    def record() -> Any:
+        return engine.link.run_sync(ops.require, schedule_id)
+
+    async def scheduler_until(done: Any) -> None:
+        s = Scheduler(engine.link, ops, "d0", settings)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(s.run)
+            with trio.fail_after(10):
+                while not done(record()):
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+
+    await scheduler_until(lambda r: r.runs >= 2)
+    await alerts.evaluate()  # the baseline: on time, nothing missed
+    assert "scheduler_missed" not in alerts.active
+    await trio.sleep(2.5)  # the outage
+    await scheduler_until(lambda r: r.missed >= 1)
+    missed = record().missed
+    clock.t += 10
+    await alerts.evaluate()
+    assert "scheduler_missed" in alerts.active
+    assert alerts.values["scheduler_missed"].value == missed
+    assert alerts.values["scheduler_missed"].text == (
+        f"{missed} scheduled executions missed in the last 60s")  # fmt: skip
+    clock.t += 70  # past the [alerts] window: nothing missed since
+    await alerts.evaluate()
+    assert "scheduler_missed" not in alerts.active
+    sent = events(engine, "scheduler_missed")
+    assert [e["type"] for e in sent] == ["alert.raised", "alert.resolved"]
+    assert all(set(e) == SHAPE for e in sent)
