@@ -14,7 +14,11 @@ Owns three measurements (docs: bench/README.md, "Analytics"):
    `used_memory` before and after;
 3. GET /api/v1/admin/jobs/analytics latency on that week, for each window, from a
    `fleetd run --roles api` subprocess (bench/http_enqueue.start_daemon), sequential
-   requests: the first (which seals the closed buckets), p50 and p95.
+   requests: the first (which seals the closed buckets), p50 and p95;
+4. (`--phases cpu`) the same answer's CPU time in this process (`time.process_time`:
+   reading the buckets — redis-py's reply parsing included, Redis's own time not — then
+   building and serialising the answer), for each window, p50 of REQUESTS rounds: the
+   figure a busy shared machine does not inflate much.
 
 Run: `.venv/bin/python bench/analytics.py [--quick]`. Prints `name: value unit` lines
 and the load average before and after.
@@ -232,6 +236,27 @@ def bench_get(url: str, state: Path) -> None:
         proc.wait(30)
 
 
+def bench_cpu(url: str) -> None:
+    import json
+
+    import redis
+
+    from fleetd.analytics import answer, store
+
+    c = redis.Redis.from_url(url, decode_responses=True)
+    keys = Keys("bench")
+    for window in ("hour", "day", "week"):
+        times = []
+        for _ in range(REQUESTS):
+            t = time.process_time()
+            data = store.read(c, keys, store.WINDOWS[window])
+            text = json.dumps(answer.build(data, "type").jsonable())
+            times.append((time.process_time() - t) * 1000)
+        emit(f"cpu_{window}_first", times[0], "ms", "CPU time of read + build + JSON")
+        emit(f"cpu_{window}_p50", statistics.median(times), "ms", f"{len(text)} bytes")
+    c.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs per drain")
@@ -246,8 +271,10 @@ def main() -> int:
                 raise SystemExit(f"refusing to benchmark a non-loopback Redis: {server.url}")
             if "drain" in a.phases:
                 bench_drain(server.url, work / "state", n)
-            if "memory" in a.phases or "get" in a.phases:
+            if "memory" in a.phases or "get" in a.phases or "cpu" in a.phases:
                 write_week(server.url, Keys("bench"))
+            if "cpu" in a.phases:
+                bench_cpu(server.url)
             if "get" in a.phases:
                 bench_get(server.url, work / "api-state")
     print(f"# loadavg after {loadavg()}")

@@ -14,14 +14,12 @@ from typing import Annotated
 from annotated_types import Ge
 
 from fleetd.analytics.histogram import ERROR_BOUND, percentile, percentiles
-from fleetd.analytics.store import Figures, Group, WindowData, total
+from fleetd.analytics.store import MARKS, Figures, Group, WindowData, total
 from fleetd.jobs.answer import Body, Timestamp, format_ts
 
 __all__ = ["GROUPINGS", "Analytics", "build"]
 
 GROUPINGS = ("type", "company", "type_company")
-# The percentiles of each bucket (the charts' lines).
-_PS = (50, 95, 99)
 
 Count = Annotated[int, Ge(0)]
 Ms = Annotated[float, Ge(0)]
@@ -164,8 +162,9 @@ def _group(
     ended = f.completed + f.failed
     series = []
     for t, p in zip(starts, points, strict=True):
-        r50, r95, r99 = (_round(v) for v in percentiles(p.run, _PS))
-        w50, w95, w99 = (_round(v) for v in percentiles(p.wait, _PS))
+        # A sealed bucket of one group brings its own; a sum of groups is computed.
+        marks = p.marks or (*percentiles(p.run, MARKS), *percentiles(p.wait, MARKS))
+        r50, r95, r99, w50, w95, w99 = (_round(v) for v in marks)
         series.append(
             Point(
                 t=_ts(t),

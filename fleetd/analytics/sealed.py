@@ -29,12 +29,13 @@ __all__ = ["SEAL_GRACE_MS", "Bucket", "decode", "encode", "read_buckets"]
 # replica promoted by a failover whose clock is a little behind the old primary's.
 SEAL_GRACE_MS = 5_000
 # The seal layout; a seal of another version is ignored (parsed from the hash again).
-VERSION = 1
+VERSION = 2
 # How long the hashes are kept after their last write (AN_MINUTE_TTL and AN_HOUR_TTL of
 # fleetd/backend/lua/_analytics.lua): a seal expires when its hash would.
 _KEPT_MS = {60_000: 7_200_000, 3_600_000: 8 * 86_400_000}
 
-# One group's figures, as a list: the counts of `_COUNTS` then the histograms.
+# One group's figures, as a list: the counts of `_COUNTS`, the histograms, then the run
+# and wait p50/p95/p99 (fleetd.analytics.store).
 Encoded = list[Any]
 # Per group tail, its slowest attempts of an hour: [[job id, run ms], ...].
 Slowest = dict[str, list[list[Any]]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetd.analytics import sealed
-from fleetd.analytics.histogram import MAX_BUCKET
+from fleetd.analytics.histogram import MAX_BUCKET, percentiles
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
@@ -62,6 +62,9 @@ class Figures:
     retried: int = 0
     failed: int = 0
     enqueued: int = 0
+    # One bucket's run and wait p50/p95/p99 (MARKS), computed when it was sealed; None
+    # for sums of buckets (the answer computes theirs).
+    marks: tuple[float | None, ...] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, counts: dict[str, int]) -> Figures:
@@ -142,6 +145,8 @@ def _fields(raw: dict[str, str]) -> dict[str, Figures]:
 
 
 _ORDER = tuple(_COUNTS.values())
+# The percentiles a bucket's seal keeps of its run and wait times (the charts' lines).
+MARKS = (50, 95, 99)
 
 
 def _encode(raw: dict[str, str]) -> dict[str, sealed.Encoded]:
@@ -150,7 +155,8 @@ def _encode(raw: dict[str, str]) -> dict[str, sealed.Encoded]:
     for tail, f in _fields(raw).items():
         run = [x for kv in sorted(f.run.items()) for x in kv]
         wait = [x for kv in sorted(f.wait.items()) for x in kv]
-        out[tail] = [*(getattr(f, name) for name in _ORDER), run, wait]
+        marks = [*percentiles(f.run, MARKS), *percentiles(f.wait, MARKS)]
+        out[tail] = [*(getattr(f, name) for name in _ORDER), run, wait, marks]
     return out
 
 
@@ -160,9 +166,12 @@ def _decode(groups: dict[str, sealed.Encoded], company: str | None) -> dict[Grou
         jtype, sep, comp = tail.partition("\n")
         if not sep or (company is not None and comp != company):
             continue
-        *counts, run, wait = enc
-        f = Figures(run=dict(zip(run[::2], run[1::2], strict=True)),
-                    wait=dict(zip(wait[::2], wait[1::2], strict=True)))  # fmt: skip
+        *counts, run, wait, marks = enc
+        f = Figures(
+            run=dict(zip(run[::2], run[1::2], strict=True)),
+            wait=dict(zip(wait[::2], wait[1::2], strict=True)),
+            marks=tuple(marks),
+        )
         for name, n in zip(_ORDER, counts, strict=True):
             setattr(f, name, n)
         out[(jtype, comp)] = f

@@ -56,6 +56,12 @@ async def test_closed_buckets_are_sealed_once_and_read_back_alike(config: Config
     figures = store._decode(hour_bucket.groups, None)
     assert figures == raw_hour
     assert figures[("noop", "")].completed == 30 and figures[("noop", "acme")].failed == 4
+    # The seal keeps each group's run and wait p50/p95/p99, as computed from its buckets.
+    for group, f in figures.items():
+        raw = raw_hour[group]
+        assert f.marks == (*histogram.percentiles(raw.run, store.MARKS),
+                           *histogram.percentiles(raw.wait, store.MARKS))  # fmt: skip
+    assert figures[("noop", "")].marks is not None and None not in figures[("noop", "")].marks
     assert hour_bucket.slowest is not None
     assert hour_bucket.slowest["noop\n"] == [[m, int(s)] for m, s in raw_slow]
     # Percentiles over the seal equal those over the live hashes.
@@ -71,8 +77,9 @@ async def test_closed_buckets_are_sealed_once_and_read_back_alike(config: Config
 def test_a_seal_of_another_layout_is_not_read() -> None:
     assert sealed.decode("not json") is None
     assert sealed.decode('{"v": 99, "g": {}}') is None
-    assert sealed.decode('{"v": 1, "g": []}') is None
-    assert sealed.decode('{"v": 1, "g": {}, "s": null}') == sealed.Bucket({}, None)
+    assert sealed.decode('{"v": 1, "g": {}, "s": null}') is None  # the layout before marks
+    assert sealed.decode('{"v": 2, "g": []}') is None
+    assert sealed.decode('{"v": 2, "g": {}, "s": null}') == sealed.Bucket({}, None)
 
 
 def test_percentiles_agree_with_percentile() -> None:
