@@ -14,7 +14,11 @@ Owns three measurements (docs: bench/README.md, "Analytics"):
    `used_memory` before and after;
 3. GET /api/v1/admin/jobs/analytics latency on that week, for each window, from a
    `fleetd run --roles api` subprocess (bench/http_enqueue.start_daemon), sequential
-   requests, p50 and p95.
+   requests: the first (which seals the closed buckets), p50 and p95;
+4. (`--phases cpu`) the same answer's CPU time in this process (`time.process_time`:
+   reading the buckets — redis-py's reply parsing included, Redis's own time not — then
+   building and serialising the answer), for each window, p50 of REQUESTS rounds: the
+   figure a busy shared machine does not inflate much.
 
 Run: `.venv/bin/python bench/analytics.py [--quick]`. Prints `name: value unit` lines
 and the load average before and after.
@@ -221,6 +225,8 @@ def bench_get(url: str, state: Path) -> None:
                     if r.status_code != 200:
                         raise SystemExit(f"GET analytics: {r.status_code} {r.text[:200]}")
                 groups = len(r.json()["analytics"]["groups"])
+                # The first read of a window seals its closed buckets (fleetd.analytics.sealed).
+                emit(f"get_{window}_first", times[0], "ms", "seals the closed buckets")
                 times.sort()
                 note = f"{REQUESTS} sequential requests, {groups} groups, {len(r.content)} bytes"
                 emit(f"get_{window}_p50", times[len(times) // 2], "ms", note)
@@ -228,6 +234,27 @@ def bench_get(url: str, state: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def bench_cpu(url: str) -> None:
+    import json
+
+    import redis
+
+    from fleetd.analytics import answer, store
+
+    c = redis.Redis.from_url(url, decode_responses=True)
+    keys = Keys("bench")
+    for window in ("hour", "day", "week"):
+        times = []
+        for _ in range(REQUESTS):
+            t = time.process_time()
+            data = store.read(c, keys, store.WINDOWS[window])
+            text = json.dumps(answer.build(data, "type").jsonable())
+            times.append((time.process_time() - t) * 1000)
+        emit(f"cpu_{window}_first", times[0], "ms", "CPU time of read + build + JSON")
+        emit(f"cpu_{window}_p50", statistics.median(times), "ms", f"{len(text)} bytes")
+    c.close()
 
 
 def main() -> int:
@@ -244,8 +271,10 @@ def main() -> int:
                 raise SystemExit(f"refusing to benchmark a non-loopback Redis: {server.url}")
             if "drain" in a.phases:
                 bench_drain(server.url, work / "state", n)
-            if "memory" in a.phases or "get" in a.phases:
+            if "memory" in a.phases or "get" in a.phases or "cpu" in a.phases:
                 write_week(server.url, Keys("bench"))
+            if "cpu" in a.phases:
+                bench_cpu(server.url)
             if "get" in a.phases:
                 bench_get(server.url, work / "api-state")
     print(f"# loadavg after {loadavg()}")

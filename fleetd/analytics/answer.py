@@ -13,8 +13,8 @@ from typing import Annotated
 
 from annotated_types import Ge
 
-from fleetd.analytics.histogram import ERROR_BOUND, percentile
-from fleetd.analytics.store import Figures, Group, WindowData, total
+from fleetd.analytics.histogram import ERROR_BOUND, percentile, percentiles
+from fleetd.analytics.store import MARKS, Figures, Group, WindowData, total
 from fleetd.jobs.answer import Body, Timestamp, format_ts
 
 __all__ = ["GROUPINGS", "Analytics", "build"]
@@ -42,15 +42,20 @@ class Slow(Body):
 
 
 class Point(Body):
-    """One bucket of the window: [t, t + step)."""
+    """One bucket of the window: [t, t + step), with its own run and wait percentiles
+    in ms (null when nothing was measured in it)."""
 
     t: Timestamp
     completed: Count
     failed: Count
     retried: Count
     enqueued: Count
+    run_p50: Ms | None
     run_p95: Ms | None
+    run_p99: Ms | None
+    wait_p50: Ms | None
     wait_p95: Ms | None
+    wait_p99: Ms | None
 
 
 class GroupFigures(Body):
@@ -123,7 +128,11 @@ def build(data: WindowData, by: str, job_type: str | None = None) -> Analytics:
     minutes = max((data.now - since) / 60_000, 1 / 60)
     out = []
     for (jtype, company), members in sorted(keyed.items(), key=lambda kv: str(kv[0])):
-        points = [total(b[g] for g in members if g in b) for b in data.buckets]
+        if len(members) == 1:  # by type with one company: the bucket's own figures
+            [one] = members
+            points = [b.get(one) or Figures() for b in data.buckets]
+        else:
+            points = [total(b[g] for g in members if g in b) for b in data.buckets]
         whole = total(points)
         slow = sorted((s for g in members for s in data.slowest.get(g, [])), key=lambda s: -s[1])[
             :5
@@ -151,18 +160,26 @@ def _group(
     minutes: float,
 ) -> GroupFigures:
     ended = f.completed + f.failed
-    series = [
-        Point(
-            t=_ts(t),
-            completed=p.completed,
-            failed=p.failed,
-            retried=p.retried,
-            enqueued=p.enqueued,
-            run_p95=_round(percentile(p.run, 95)),
-            wait_p95=_round(percentile(p.wait, 95)),
+    series = []
+    for t, p in zip(starts, points, strict=True):
+        # A sealed bucket of one group brings its own; a sum of groups is computed.
+        marks = p.marks or (*percentiles(p.run, MARKS), *percentiles(p.wait, MARKS))
+        r50, r95, r99, w50, w95, w99 = (_round(v) for v in marks)
+        series.append(
+            Point(
+                t=_ts(t),
+                completed=p.completed,
+                failed=p.failed,
+                retried=p.retried,
+                enqueued=p.enqueued,
+                run_p50=r50,
+                run_p95=r95,
+                run_p99=r99,
+                wait_p50=w50,
+                wait_p95=w95,
+                wait_p99=w99,
+            )
         )
-        for t, p in zip(starts, points, strict=True)
-    ]
     return GroupFigures(
         type=jtype,
         company_id=company,

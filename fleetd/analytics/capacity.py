@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Plan", "erlang_c", "plan", "trend_per_hour"]
+__all__ = ["Plan", "erlang_c", "plan", "trend_now", "trend_per_hour"]
 
 # The largest concurrency the planner will suggest: beyond it the answer is "more
 # daemons than a plan can describe".
@@ -63,6 +63,15 @@ def trend_per_hour(hourly: Sequence[float]) -> float:
     mean_x, mean_y = (n - 1) / 2, sum(hourly) / n
     sxx = sum((x - mean_x) ** 2 for x in range(n))
     return sum((x - mean_x) * (y - mean_y) for x, y in enumerate(hourly)) / sxx
+
+
+def trend_now(hourly: Sequence[float]) -> float:
+    """The least-squares line's value at the last hour (the trend chart's anchor)."""
+    n = len(hourly)
+    if n == 0:
+        return 0.0
+    mean_x, mean_y = (n - 1) / 2, sum(hourly) / n
+    return mean_y + trend_per_hour(hourly) * (n - 1 - mean_x)
 
 
 @dataclass(frozen=True)

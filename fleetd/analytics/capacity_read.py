@@ -1,11 +1,13 @@
 """The capacity planner's inputs, measured, and its answer.
 
-Owns `read()`: in one hop, the arrivals (jobs enqueued) and run times of the last
-`[capacity] window` from the minute buckets, the hourly arrivals of the last week from
-the hour buckets (the trend), the live worker daemons' concurrency from their
-heartbeats and the backlog (jobs ready and waiting); and `Capacity`, the body of
-`GET /api/v1/admin/jobs/capacity` and `fleetd capacity --json`: the whole queue's plan
-(fleetd.analytics.capacity) and each job type's share of the load.
+Owns `read()`: the arrivals (jobs enqueued) and run times of the last `[capacity]
+window` from the minute buckets, the hourly arrivals of the last week from the hour
+buckets (the trend; closed buckets through their seals, fleetd.analytics.sealed), the
+live worker daemons' concurrency from their heartbeats and the backlog (jobs ready
+and waiting); and `Capacity`, the body of `GET /api/v1/admin/jobs/capacity` and
+`fleetd capacity --json`: the whole queue's plan (fleetd.analytics.capacity), each job
+type's share of the load, and the week's hourly arrivals with the trend line's anchor
+and the rate at full utilisation (the Capacity page's trend chart).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import json
 import math
 
-from fleetd.analytics.capacity import Plan, plan
-from fleetd.analytics.store import HOUR_MS, MINUTE_MS, Figures, total
+from fleetd.analytics.capacity import Plan, plan, trend_now
+from fleetd.analytics.store import HOUR_MS, MINUTE_MS, Figures, Group, buckets, total
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
-from fleetd.jobs.answer import Body
+from fleetd.jobs.answer import Body, Timestamp, format_ts
 from fleetd.jobs.parts import ready_depth
 
 __all__ = ["Capacity", "read"]
@@ -33,6 +35,13 @@ class TypeLoad(Body):
     """mean run time in seconds (null: none ran)"""
     load: float
     """busy slots on average (arrival_rate × service_time)"""
+
+
+class HourRate(Body):
+    t: Timestamp
+    """the hour's start"""
+    arrival_rate: float
+    """jobs enqueued per second in that hour (the current one: so far)"""
 
 
 class CapacityPlan(Body):
@@ -59,6 +68,12 @@ class CapacityPlan(Body):
     """change of λ per day, from the week's hourly arrivals"""
     full_in_days: float | None
     """days until ρ reaches 1 at that trend (null: not growing)"""
+    capacity_rate: float | None
+    """c / S: the arrival rate at ρ = 1, jobs per second (null without workers or jobs)"""
+    trend_now: float
+    """the trend line's arrival rate at the current hour (jobs/s)"""
+    hourly: list[HourRate]
+    """the last week's arrivals per hour, oldest first"""
     types: list[TypeLoad]
 
 
@@ -71,18 +86,12 @@ def _now(client: SyncClient) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
-def _figures(raws: list[dict[str, str]]) -> dict[str, Figures]:
-    """Per type (companies summed), over the given bucket hashes."""
+def _figures(read: list[dict[Group, Figures]]) -> dict[str, Figures]:
+    """Per type (companies summed), over the given buckets."""
     by_type: dict[str, list[Figures]] = {}
-    for raw in raws:
-        groups: dict[str, dict[str, int]] = {}
-        for f, v in raw.items():
-            kind, _, tail = f.partition("\n")
-            jtype = tail.partition("\n")[0]
-            counts = groups.setdefault(jtype, {})
-            counts[kind] = counts.get(kind, 0) + int(v)
-        for jtype, counts in groups.items():
-            by_type.setdefault(jtype, []).append(Figures.of(counts))
+    for bucket in read:
+        for (jtype, _company), f in bucket.items():
+            by_type.setdefault(jtype, []).append(f)
     return {t: total(fs) for t, fs in by_type.items()}
 
 
@@ -101,20 +110,16 @@ def read(client: SyncClient, keys: Keys, window_s: float, target_p95: float) -> 
     now = _now(client)
     minutes = max(1, math.ceil(window_s * 1000 / MINUTE_MS))
     last_m, last_h = now // MINUTE_MS, now // HOUR_MS
-    pipe = client.pipeline(transaction=False)
-    for m in range(last_m - minutes + 1, last_m + 1):
-        pipe.hgetall(keys.analytics_minute(m))
-    for h in range(last_h - WEEK_HOURS + 1, last_h + 1):
-        pipe.hgetall(keys.analytics_hour(h))
-    replies = pipe.execute()
-    recent = _figures(replies[:minutes])
-    hours = replies[minutes : minutes + WEEK_HOURS]
+    minute_indexes = list(range(last_m - minutes + 1, last_m + 1))
+    recent = _figures(buckets(client, keys, MINUTE_MS, minute_indexes, now))
+    hour_indexes = list(range(last_h - WEEK_HOURS + 1, last_h + 1))
+    hours = buckets(client, keys, HOUR_MS, hour_indexes, now)
     backlog = ready_depth(client, keys)  # ready jobs of every part of every queue
     span = max((now - (last_m - minutes + 1) * MINUTE_MS) / 1000, 1.0)
     whole = total(recent.values())
     ran = sum(whole.run.values())
     service = whole.run_ms / ran / 1000 if ran else 0.0
-    hourly = [total(_figures([h]).values()).enqueued / 3600 for h in hours]
+    hourly = [sum(f.enqueued for f in h.values()) / 3600 for h in hours]
     # The current hour is partial: its rate is over the part gone by.
     hourly[-1] = hourly[-1] * 3600 / max((now - last_h * HOUR_MS) / 1000, 1.0)
     p: Plan = plan(whole.enqueued / span, service, _concurrency(client, keys, now), target_p95,
@@ -127,14 +132,20 @@ def read(client: SyncClient, keys: Keys, window_s: float, target_p95: float) -> 
         types.append(TypeLoad(type=jtype, arrival_rate=round(rate, 4),
                               service_time=None if s is None else round(s, 4),
                               load=round(rate * (s or 0.0), 4)))  # fmt: skip
-    return Capacity(capacity=_body(p, span, types))
+    points = [HourRate(t=format_ts(i * HOUR_MS) or "", arrival_rate=round(r, 6))
+              for i, r in zip(hour_indexes, hourly, strict=True)]  # fmt: skip
+    full = p.concurrency / p.service_time if p.concurrency and ran else None
+    return Capacity(capacity=_body(p, span, types, full, trend_now(hourly), points))
 
 
 def _r(v: float | None, digits: int = 4) -> float | None:
     return None if v is None or math.isinf(v) else round(v, digits)
 
 
-def _body(p: Plan, span: float, types: list[TypeLoad]) -> CapacityPlan:
+def _body(
+    p: Plan, span: float, types: list[TypeLoad], full: float | None, anchor: float,
+    hourly: list[HourRate],
+) -> CapacityPlan:  # fmt: skip
     return CapacityPlan(
         window_s=round(span, 1),
         arrival_rate=round(p.arrival_rate, 4),
@@ -150,5 +161,8 @@ def _body(p: Plan, span: float, types: list[TypeLoad]) -> CapacityPlan:
         drain_eta=_r(p.drain_eta, 1),
         trend_per_day=round(p.trend_per_day, 6),
         full_in_days=_r(p.full_in_days, 2),
+        capacity_rate=_r(full, 6),
+        trend_now=round(anchor, 6),
+        hourly=hourly,
         types=types,
     )

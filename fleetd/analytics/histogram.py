@@ -24,6 +24,7 @@ __all__ = [
     "estimate",
     "merge",
     "percentile",
+    "percentiles",
 ]
 
 # Mirrors AN_PER_OCTAVE and AN_MAX_BUCKET of _analytics.lua (tests/analytics pins them
@@ -80,3 +81,21 @@ def percentile(hist: Mapping[int, int], p: float) -> float | None:
         if seen >= rank:
             return estimate(k)
     return estimate(max(hist))  # pragma: no cover - seen always reaches total
+
+
+def percentiles(hist: Mapping[int, int], ps: Iterable[float]) -> list[float | None]:
+    """percentile() of each of `ps` (ascending), sorting the buckets once: the charts
+    ask three of every bucket of a window."""
+    total = sum(hist.values())
+    if total <= 0:
+        return [None for _ in ps]
+    out: list[float | None] = []
+    ranks = iter(sorted(hist))
+    k, seen = -1, 0
+    for p in ps:
+        rank = max(1, math.ceil(p / 100 * total))
+        while seen < rank:
+            k = next(ranks)
+            seen += hist[k]
+        out.append(estimate(k))
+    return out

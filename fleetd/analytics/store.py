@@ -2,9 +2,10 @@
 
 Owns the windows (`WINDOWS`: the last hour in minute buckets, the last day and week in
 hour buckets), `Figures` (one group's counts, sums and histograms, added up bucket by
-bucket) and `read()`, which fetches a window in one hop: Redis's clock, then one
-pipeline of HGETALLs (60, 24 or 168), then one of the slowest-attempt zsets of the
-groups found. Field layout and key names: fleetd/backend/lua/_analytics.lua.
+bucket) and `read()`, which fetches a window: Redis's clock, then one pipeline of
+the buckets (60, 24 or 168: the closed ones as sealed by fleetd.analytics.sealed, one
+string each), then one of the slowest-attempt zsets of the groups found. Field layout
+and key names: fleetd/backend/lua/_analytics.lua.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetd.analytics.histogram import MAX_BUCKET, merge
+from fleetd.analytics import sealed
+from fleetd.analytics.histogram import MAX_BUCKET, percentiles
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
-__all__ = ["WINDOWS", "Figures", "Group", "Window", "WindowData", "parse_bucket", "read"]
+__all__ = [
+    "WINDOWS", "Figures", "Group", "Window", "WindowData", "buckets", "parse_bucket", "read",
+]  # fmt: skip
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -58,6 +62,9 @@ class Figures:
     retried: int = 0
     failed: int = 0
     enqueued: int = 0
+    # One bucket's run and wait p50/p95/p99 (MARKS), computed when it was sealed; None
+    # for sums of buckets (the answer computes theirs).
+    marks: tuple[float | None, ...] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, counts: dict[str, int]) -> Figures:
@@ -75,8 +82,10 @@ class Figures:
         return f
 
     def add(self, other: Figures) -> None:
-        self.run = merge((self.run, other.run))
-        self.wait = merge((self.wait, other.wait))
+        # In place: a week's total adds 168 hours into one dict per histogram.
+        for mine, theirs in ((self.run, other.run), (self.wait, other.wait)):
+            for k, n in theirs.items():
+                mine[k] = mine.get(k, 0) + n
         for name in _COUNTS.values():
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -119,7 +128,8 @@ _KINDS: dict[str, tuple[str, int]] = {
 }
 
 
-def _parse(raw: dict[str, str], company: str | None) -> dict[Group, Figures]:
+def _fields(raw: dict[str, str]) -> dict[str, Figures]:
+    """One bucket hash → its groups' figures by field tail ("<type>\n<company>")."""
     by_tail: dict[str, Figures] = {}
     for f, v in raw.items():
         kind, _, tail = f.partition("\n")
@@ -131,17 +141,60 @@ def _parse(raw: dict[str, str], company: str | None) -> dict[Group, Figures]:
             (fig.run if where[0] == "run" else fig.wait)[where[1]] = int(v)
         elif (name := _COUNTS.get(kind)) is not None:
             setattr(fig, name, int(v))
+    return by_tail
+
+
+_ORDER = tuple(_COUNTS.values())
+# The percentiles a bucket's seal keeps of its run and wait times (the charts' lines).
+MARKS = (50, 95, 99)
+
+
+def _encode(raw: dict[str, str]) -> dict[str, sealed.Encoded]:
+    """One bucket hash → its groups as sealed (fleetd.analytics.sealed)."""
+    out: dict[str, sealed.Encoded] = {}
+    for tail, f in _fields(raw).items():
+        run = [x for kv in sorted(f.run.items()) for x in kv]
+        wait = [x for kv in sorted(f.wait.items()) for x in kv]
+        marks = [*percentiles(f.run, MARKS), *percentiles(f.wait, MARKS)]
+        out[tail] = [*(getattr(f, name) for name in _ORDER), run, wait, marks]
+    return out
+
+
+def _decode(groups: dict[str, sealed.Encoded], company: str | None) -> dict[Group, Figures]:
     out: dict[Group, Figures] = {}
-    for tail, fig in by_tail.items():
+    for tail, enc in groups.items():
         jtype, sep, comp = tail.partition("\n")
-        if sep and (company is None or comp == company):
-            out[(jtype, comp)] = fig
+        if not sep or (company is not None and comp != company):
+            continue
+        *counts, run, wait, marks = enc
+        f = Figures(
+            run=dict(zip(run[::2], run[1::2], strict=True)),
+            wait=dict(zip(wait[::2], wait[1::2], strict=True)),
+            marks=tuple(marks),
+        )
+        for name, n in zip(_ORDER, counts, strict=True):
+            setattr(f, name, n)
+        out[(jtype, comp)] = f
     return out
 
 
 def parse_bucket(raw: dict[str, str]) -> dict[Group, Figures]:
     """One bucket hash (HGETALL) → its groups' figures."""
-    return _parse(raw, None)
+    out: dict[Group, Figures] = {}
+    for tail, fig in _fields(raw).items():
+        jtype, sep, comp = tail.partition("\n")
+        if sep:
+            out[(jtype, comp)] = fig
+    return out
+
+
+def buckets(
+    client: SyncClient, keys: Keys, step_ms: int, indexes: list[int], now: int
+) -> list[dict[Group, Figures]]:
+    """The figures of the minute (step MINUTE_MS) or hour buckets `indexes`, oldest
+    first, closed ones through their seals (fleetd.analytics.sealed)."""
+    got = sealed.read_buckets(client, keys, step_ms, indexes, now, _encode)
+    return [_decode(b.groups, None) for b in got]
 
 
 def _hours(window: Window, starts: list[int]) -> list[int]:
@@ -155,27 +208,37 @@ def read(client: SyncClient, keys: Keys, window: Window, company: str | None = N
     now = int(sec) * 1000 + int(usec) // 1000
     last = now // window.step_ms
     indexes = list(range(last - window.steps + 1, last + 1))
-    key = keys.analytics_minute if window.step_ms == MINUTE_MS else keys.analytics_hour
-    pipe = client.pipeline(transaction=False)
-    for i in indexes:
-        pipe.hgetall(key(i))
-    buckets = [_parse(raw, company) for raw in pipe.execute()]
+    got = sealed.read_buckets(client, keys, window.step_ms, indexes, now, _encode)
+    buckets = [_decode(b.groups, company) for b in got]
     starts = [i * window.step_ms for i in indexes]
     data = WindowData(window, now, starts, buckets, {})
     groups = sorted(data.groups())
-    hours = _hours(window, starts)
-    if groups:
+    found: dict[Group, list[tuple[str, int]]] = {g: [] for g in groups}
+    # The slowest of sealed hours are in their seals; the others' are read from the zsets.
+    live = _hours(window, starts)
+    if window.step_ms == HOUR_MS:
+        live = []
+        for i, b in zip(indexes, got, strict=True):
+            if b.slowest is None:
+                live.append(i)
+                continue
+            for tail, kept in b.slowest.items():
+                jtype, _, comp = tail.partition("\n")
+                if (jtype, comp) in found:
+                    found[(jtype, comp)] += [(str(m), int(s)) for m, s in kept]
+    if groups and live:
         pipe = client.pipeline(transaction=False)
         for g in groups:
-            for h in hours:
+            for h in live:
                 # The highest scores by negative ranks: ZRANGE is in the ACL of
                 # docs/OPERATIONS.md, ZREVRANGE is not; sorted below.
                 slow = keys.analytics_slowest(h, g[1], g[0])
                 pipe.zrange(slow, -SLOWEST, -1, withscores=True)
         replies = iter(pipe.execute())
         for g in groups:
-            found = [(_text(m), int(s)) for h in hours for m, s in next(replies)]
-            data.slowest[g] = sorted(found, key=lambda x: -x[1])[:SLOWEST]
+            found[g] += [(_text(m), int(s)) for h in live for m, s in next(replies)]
+    for g in groups:
+        data.slowest[g] = sorted(found[g], key=lambda x: -x[1])[:SLOWEST]
     return data
 
 

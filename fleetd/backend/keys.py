@@ -254,6 +254,14 @@ class Keys:
         """Hash of one hour's figures per type and company (hours since the epoch)."""
         return f"{self.prefix}an:h:{hour}"
 
+    def analytics_sealed_minute(self, minute: int) -> str:
+        """String: a closed minute's figures as JSON (fleetd.analytics.sealed)."""
+        return f"{self.prefix}an:ms:{minute}"
+
+    def analytics_sealed_hour(self, hour: int) -> str:
+        """String: a closed hour's figures as JSON (fleetd.analytics.sealed)."""
+        return f"{self.prefix}an:hs:{hour}"
+
     def analytics_slowest(self, hour: int, company_id: str | None, job_type: str) -> str:
         """Zset job id → run ms of one hour's slowest attempts of a type and company,
         `an:slow:<hour>:<length>:<company>:<type>` (the length as for `idem`)."""

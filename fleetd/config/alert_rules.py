@@ -3,24 +3,36 @@
 Owns `AlertRuleConfig` (one rule: a metric, a scope, a threshold, a resolve threshold,
 how long each must hold, and the look-back of rate metrics), `METRICS` (what each
 metric measures, its unit and direction, and which scopes it takes) and
-`rule_problems()`, the checks across a rule's keys and across rules (a name used twice
-or taken by a built-in alert, a scope the metric has no figures for, a resolve
-threshold on the wrong side of the threshold), all reported at once at start-up.
-Evaluated by fleetd.runtime.alert_rules.
+`rule_problems()`, the checks across a rule's keys and across rules (a name used twice,
+a scope the metric has no figures for, a resolve threshold on the wrong side of the
+threshold), all reported at once at start-up. `BUILTIN_ALERTS` names the five built-in
+rules (built from the `[alerts]` keys by fleetd.runtime.alert_rules) and their
+metrics: a rule of the same name replaces one (its `metric` may be left out: the
+built-in's), and `enabled = false` turns it off. Evaluated by fleetd.runtime.alert_rules.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetd.config.settings import HOUR, MINUTE, SECOND, setting
 
 __all__ = ["BUILTIN_ALERTS", "METRICS", "AlertRuleConfig", "Metric", "rule_problems"]
 
-# Today's fixed alerts: built-in rules (fleetd.runtime.alerts), names no rule may take.
-BUILTIN_ALERTS = ("failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed")
+# The built-in rules (fleetd.runtime.alert_rules.builtin_rules) and their metrics: a rule
+# of the same name overrides or (enabled = false) disables one.
+BUILTIN_ALERTS = {
+    "failure_rate": "failure_rate",
+    "backlog": "backlog",
+    "no_worker": "workers",
+    "redis_unreachable": "redis_down",
+    "scheduler_missed": "schedule_missed",
+}
+# The other built-in alerts name what they find (not one metric's threshold): no rule
+# may take their names.
+RESERVED = ("unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
@@ -41,6 +53,9 @@ METRICS: dict[str, Metric] = {
     "no_completions": Metric("jobs", False, True, "no job completed while work was pending"),
     "schedule_lateness": Metric("s", False, False, "95th percentile lateness of firings"),
     "daemon_memory": Metric("MiB", False, False, "resident memory of the largest daemon"),
+    "workers": Metric("daemons", True, False, "live daemons with the worker role"),
+    "schedule_missed": Metric("runs", False, False, "scheduled occurrences missed"),
+    "redis_down": Metric("", False, False, "1 while this daemon cannot reach Redis"),
 }
 
 
@@ -63,10 +78,16 @@ class AlertRuleConfig:
     window: float = setting(5 * MINUTE, "rates and percentiles look back this far (minutes)",
                             kind="duration", min=MINUTE, max=HOUR)  # fmt: skip
     min_jobs: int = setting(10, "failure rate and percentiles need this many jobs", min=1)
+    enabled: bool = setting(True, "false: the rule (or the built-in of its name) is off")
 
     @property
     def spec(self) -> Metric:
         return METRICS[self.metric]
+
+    @property
+    def local(self) -> bool:
+        """Each daemon's own (redis_down): sent by every daemon that sees it."""
+        return self.metric == "redis_down"
 
     @property
     def resolve_at(self) -> float:
@@ -79,18 +100,22 @@ def rule_problems(label: str, rules: Mapping[int, AlertRuleConfig]) -> list[str]
     """Every problem across the rules read cleanly ({1-based place: rule})."""
     errors: list[str] = []
     seen: dict[str, int] = {}
-    for n, r in rules.items():
+    for n, given in rules.items():
         where = f"{label}[{n}]"
+        # An override of a built-in that leaves out its metric has the built-in's.
+        r = given if given.metric else replace(given, metric=BUILTIN_ALERTS.get(given.name, ""))
         if not r.name:
             errors.append(f"{where}.name: is required")
         elif not _NAME.fullmatch(r.name):
             errors.append(f"{where}.name: must be a-z 0-9 _ starting with a letter, got {r.name!r}")
-        elif r.name in BUILTIN_ALERTS:
+        elif r.name in RESERVED:
             errors.append(f"{where}.name: {r.name!r} is a built-in alert's name")
         elif r.name in seen:
             errors.append(f"{where}.name: {r.name!r} is also {label}[{seen[r.name]}]'s name")
         else:
             seen[r.name] = n
+        if not r.enabled:
+            continue  # off: its other keys do not matter
         if not r.metric:
             errors.append(f"{where}.metric: is required (one of {', '.join(METRICS)})")
             continue

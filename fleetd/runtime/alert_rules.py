@@ -1,25 +1,34 @@
-"""The user-defined alert rules of `[[alerts.rules]]`, read and judged (fleetd.config.alert_rules).
+"""The alert rules, read and judged: the five built-in ones and `[[alerts.rules]]`.
+
+Owns `rules_of()`: the built-in rules (`failure_rate`, `backlog`, `no_worker`,
+`redis_unreachable`, `scheduler_missed`, with the thresholds, window and hold times
+of the `[alerts]` keys), each replaced by a user rule of its name or dropped by one
+with `enabled = false`, then the user's own rules (fleetd.config.alert_rules).
 
 Owns `RuleSet`: `read()` fetches what the rules need in one pipelined hop after the
-built-in alerts' read — the minute analytics buckets of the longest rule window
+other alerts' read — the minute analytics buckets of the longest rule window
 (fleetd.analytics.store; closed minutes are final, so each is read and parsed once and
 kept, and an evaluation reads the current minute), the ready queue (its length, and
-each waiting job's type and company when a backlog or no-completions rule is scoped,
-the oldest BACKLOG_SCAN of them) and the scheduler's lateness histogram — and
-`readings()` turns that and the live daemons' heartbeats into one `Reading` per rule
-(sans-IO). Hysteresis, events, the webhook and `fleetd_alert_active` are
-fleetd.runtime.alerts', as for the built-ins.
+the ready parts), the scheduler's stats (lateness histogram, missed counter) and, for
+an unscoped failure rate, the finished jobs of its window from the status sets (ZCOUNT
+by finish time, exact to the ms: the built-in's reading of old) — and `readings()` turns
+that and the live daemons' heartbeats into one `Reading` per rule (sans-IO; with Redis
+unreachable only the redis_down rules read). Hysteresis, events, the webhook and
+`fleetd_alert_active` are fleetd.runtime.alerts'.
 
-Metrics: failure_rate (% failed for good of those finished, at least min_jobs),
-backlog, wait_p95 / run_p95 (seconds, at least min_jobs measured), throughput
+Metrics: failure_rate (% failed for good of those finished, at least min_jobs; scoped:
+from the buckets), backlog, wait_p95 / run_p95 (seconds, at least min_jobs measured), throughput
 (finished per minute; raised *below* the threshold), no_completions (none completed in
 the window while jobs of the scope were enqueued or waiting), schedule_lateness (p95 of
 the firings in the window, seconds: the growth of the cumulative histogram),
-daemon_memory (RSS of the largest live daemon, MiB).
+daemon_memory (RSS of the largest live daemon, MiB), workers (live daemons with the
+worker role; raised below), schedule_missed (growth of the scheduler's missed counter in
+the window), redis_down (1 while this daemon cannot reach Redis).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -30,10 +39,15 @@ from fleetd.analytics.histogram import percentile
 from fleetd.analytics.store import MINUTE_MS, Figures, Group, parse_bucket, total
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
-from fleetd.config.alert_rules import AlertRuleConfig
+from fleetd.config import AlertsConfig
+from fleetd.config.alert_rules import BUILTIN_ALERTS, AlertRuleConfig
+from fleetd.jobs.model import JobStatus
 from fleetd.jobs.parts import Part, ready_parts
 
-__all__ = ["Reading", "RuleSet"]
+__all__ = ["Reading", "RuleSet", "builtin_rules", "rules_of"]
+
+# A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
+MIN_SAMPLE = 10
 
 _BUCKET_METRICS = {"failure_rate", "wait_p95", "run_p95", "throughput", "no_completions"}
 _MIB = 1024 * 1024
@@ -51,10 +65,39 @@ def _late(stats: Mapping[str, str]) -> dict[int, int]:
     return {int(k[5:]): int(v) for k, v in stats.items() if k.startswith("late:")}
 
 
+def builtin_rules(s: AlertsConfig) -> tuple[AlertRuleConfig, ...]:
+    """The five built-in alerts as rules, with today's `[alerts]` keys: raised after
+    `raise_after`, resolved after `clear_after`, thresholds cleared at 80%."""
+
+    def rule(name: str, threshold: float, **keys: Any) -> AlertRuleConfig:
+        return AlertRuleConfig(name=name, metric=BUILTIN_ALERTS[name], threshold=threshold,
+                               for_=s.raise_after, resolve_for=s.clear_after, **keys)  # fmt: skip
+
+    return (
+        rule("failure_rate", s.failure_rate, window=s.window, min_jobs=MIN_SAMPLE),
+        rule("backlog", s.backlog),
+        rule("no_worker", 1, resolve=1),  # raised below 1 worker, resolved at 1
+        rule("redis_unreachable", 0, resolve=0),
+        rule("scheduler_missed", 0, resolve=0, window=s.window),
+    )
+
+
+def rules_of(s: AlertsConfig) -> tuple[AlertRuleConfig, ...]:
+    """Every rule this daemon evaluates: the built-ins (a user rule of one's name in its
+    place: its metric the built-in's when left out), then the user's; disabled dropped."""
+    user = {r.name: r for r in s.rules}
+    out = []
+    for b in builtin_rules(s):
+        r = user.pop(b.name, b)
+        out.append(r if r.metric else dataclasses.replace(r, metric=b.metric))
+    return tuple(r for r in (*out, *user.values()) if r.enabled)
+
+
 @dataclass
 class RuleSet:
     rules: tuple[AlertRuleConfig, ...]
     _late: deque[tuple[float, dict[int, int]]] = field(default_factory=deque)
+    _missed: deque[tuple[float, int]] = field(default_factory=deque)
     # Closed minutes, parsed: the scripts write a bucket only during its own minute (by
     # Redis's clock, inside the script), so once Redis's clock is past it, it is final.
     _closed: dict[int, dict[Group, Figures]] = field(default_factory=dict)
@@ -81,7 +124,17 @@ class RuleSet:
         for m in missing:
             pipe.hgetall(keys.analytics_minute(m))
         pipe.hgetall(keys.schedules_stats)
+        spans = sorted(
+            {int(r.window * 1000) for r in self._needs("failure_rate") if not _scoped(r)}
+        )
+        for span in spans:
+            pipe.zcount(keys.status(JobStatus.COMPLETED), now - span, "+inf")
+            pipe.zcount(keys.status(JobStatus.FAILED), now - span, "+inf")
         replies = pipe.execute()
+        counts = replies[len(missing) + 1 :]
+        finished = {span: (int(counts[2 * i]), int(counts[2 * i + 1]))
+                    for i, span in enumerate(spans)}  # fmt: skip
+        replies = replies[: len(missing) + 1]
         fresh = {m: parse_bucket(raw) for m, raw in zip(missing, replies, strict=False)}
         self._closed = {
             m: self._closed[m] if m in self._closed else fresh[m] for m in indexes if m != last
@@ -101,6 +154,8 @@ class RuleSet:
             "ready": int(ready),
             "waiting": waiting,
             "late": _late(stats),
+            "missed": int(stats.get("missed") or 0),
+            "finished": finished,
         }
 
     # -- sans-IO ----------------------------------------------------------------------
@@ -134,12 +189,36 @@ class RuleSet:
         grown = {k: v - base.get(k, 0) for k, v in late.items() if v > base.get(k, 0)}
         return (percentile(grown, 95) or 0.0) / 1000
 
+    def _missed_in(self, window: float, now: float) -> int:
+        """Growth of the missed counter since the last reading `window` ago (or the first)."""
+        base = self._missed[0][1]
+        for t, n in self._missed:
+            if t > now - window:
+                break
+            base = n
+        return self._missed[-1][1] - base
+
     def value(
         self, rule: AlertRuleConfig, raw: Mapping[str, Any], daemons: list[dict[str, Any]],
-        lateness: float,
+        lateness: float, now: float,
     ) -> tuple[float | None, str]:  # fmt: skip
         """(the rule's value, or None when too few jobs to judge; what it says)."""
         m, scope = rule.metric, _scope(rule)
+        if m == "redis_down":
+            return 0.0, "Redis ok"
+        if m == "workers":
+            n = sum(1 for d in daemons if "worker" in d.get("roles", ()))
+            return n, f"{n} worker daemons alive"
+        if m == "schedule_missed":
+            grew = self._missed_in(rule.window, now)
+            return grew, f"{grew} scheduled executions missed in the last {rule.window:g}s"
+        if m == "failure_rate" and not _scoped(rule):
+            completed, failed = raw["finished"][int(rule.window * 1000)]
+            done, last = completed + failed, f"in the last {rule.window:g}s"
+            if done < rule.min_jobs:
+                return None, f"{done} jobs finished {last}: too few to judge"
+            rate = 100 * failed / done
+            return rate, f"{rate:.0f}% of {done} jobs failed {last}"
         if m == "backlog":
             n = self._waiting(rule, raw)
             return n, f"{n} jobs waiting{scope}"
@@ -172,14 +251,24 @@ class RuleSet:
         )
 
     def readings(
-        self, raw: Mapping[str, Any], daemons: list[dict[str, Any]], now: float
+        self, raw: Mapping[str, Any] | None, daemons: list[dict[str, Any]], now: float
     ) -> dict[str, Reading]:
+        """One reading per rule; with `raw` None (Redis unreachable) the redis_down
+        rules' only."""
+        if raw is None:
+            return {r.name: Reading(r.threshold < 1, r.resolve_at >= 1, 1.0, "Redis unreachable")
+                    for r in self._needs("redis_down")}  # fmt: skip
         lateness_rules = self._needs("schedule_lateness")
         window = max((r.window for r in lateness_rules), default=0.0)
         late = self._lateness(window, raw["late"], now) if lateness_rules else 0.0
+        if missed_rules := self._needs("schedule_missed"):
+            self._missed.append((now, raw["missed"]))
+            longest = max(r.window for r in missed_rules)
+            while len(self._missed) > 1 and self._missed[1][0] <= now - longest:
+                self._missed.popleft()
         out = {}
         for rule in self.rules:
-            value, text = self.value(rule, raw, daemons, late)
+            value, text = self.value(rule, raw, daemons, late, now)
             if value is None:  # too few to judge, or nothing pending: not firing
                 out[rule.name] = Reading(False, True, 0.0, text)
                 continue
@@ -191,6 +280,10 @@ class RuleSet:
                 over, clear = value > rule.threshold, value <= rule.resolve_at
             out[rule.name] = Reading(over, clear, round(value, 6), text)
         return out
+
+
+def _scoped(rule: AlertRuleConfig) -> bool:
+    return bool(rule.type or rule.company)
 
 
 def _scope(rule: AlertRuleConfig) -> str:

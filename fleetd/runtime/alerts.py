@@ -1,15 +1,18 @@
 """Alerts from the spec's Monitoring section, with hysteresis.
 
-Owns nine built-in alerts, each read once per `[alerts] interval` and fed to a
-`Hysteresis`, and runs the user-defined `[[alerts.rules]]` (fleetd.runtime.alert_rules
-reads and judges them) through the same hysteresis, events, metric and webhook:
+Owns the evaluation of every alert once per `[alerts] interval`, each fed to a
+`Hysteresis`: the rules (fleetd.runtime.alert_rules reads and judges them) — the five
+built-in ones, made from the `[alerts]` keys, and the user's `[[alerts.rules]]` —
 
     failure_rate       failed / finished jobs over `window` above `failure_rate` %
-                       (at least MIN_SAMPLE finished jobs; clears at CLEAR_RATIO of it)
-    backlog            ready jobs waiting (the queue) above `backlog` (clears at CLEAR_RATIO)
+                       (at least 10 finished jobs; clears at 80% of it)
+    backlog            ready jobs waiting (the queue) above `backlog` (clears at 80%)
     no_worker          no live daemon has the worker role
     redis_unreachable  this daemon's link to Redis is down
     scheduler_missed   the scheduler's `missed` counter grew within `window`
+
+and four alerts that name what they find (not thresholds of one metric):
+
     unhandled_type     ready jobs of a type no live worker daemon has a handler for (a
                        daemon claims only the types it can run: they wait, named here)
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
@@ -46,8 +49,8 @@ import trio
 
 from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable, SyncClient
 from fleetd.config import AlertsConfig
+from fleetd.config.alert_rules import BUILTIN_ALERTS
 from fleetd.engine import Engine
-from fleetd.jobs.model import JobStatus
 from fleetd.jobs.parts import ready_parts
 from fleetd.runtime.alert_companies import (
     EnqueueHistory,
@@ -55,7 +58,7 @@ from fleetd.runtime.alert_companies import (
     quarantine_reading,
     read_quarantines,
 )
-from fleetd.runtime.alert_rules import Reading, RuleSet
+from fleetd.runtime.alert_rules import Reading, RuleSet, rules_of
 
 __all__ = ["ALERTS", "Alerts", "Hysteresis"]
 
@@ -65,11 +68,6 @@ ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
     "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly",
 )  # fmt: skip
-# A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
-MIN_SAMPLE = 10
-# A raised threshold alert clears only below this share of its threshold (backlog 100:
-# raised above 100, resolved at 80 or less), so a queue hovering at 100 stays raised.
-CLEAR_RATIO = 0.8
 # Webhook posts waiting to be sent; past this, new ones are dropped (and logged): a dead
 # webhook must not grow the daemon's memory.
 WEBHOOK_QUEUE = 100
@@ -121,17 +119,26 @@ class Alerts:
     clock: Callable[[], float] = time.monotonic
     rules: dict[str, Hysteresis] = field(init=False)
     values: dict[str, Reading] = field(default_factory=dict)
-    _missed: deque[tuple[float, int]] = field(default_factory=deque)
     _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
     _enqueues: EnqueueHistory = field(default_factory=EnqueueHistory)
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.rules = {name: Hysteresis(s.raise_after, s.clear_after) for name in ALERTS}
-        self.custom = RuleSet(s.rules)
+        rules = rules_of(s)
+        self.custom = RuleSet(rules)
+        # The built-ins' events keep their shape of old; the user's (overrides included)
+        # say their metric, thresholds and scope.
         self.defined = {r.name: r for r in s.rules}
-        self.rules.update({r.name: Hysteresis(r.for_, r.resolve_for) for r in s.rules})
+        self.local = {r.name for r in rules if r.local}
+        by_name = {r.name: Hysteresis(r.for_, r.resolve_for) for r in rules}
+        # The alerts that are not rules (a disabled built-in rule is in neither).
+        fixed = {n: Hysteresis(s.raise_after, s.clear_after) for n in ALERTS
+                 if n not in BUILTIN_ALERTS}  # fmt: skip
+        # In ALERTS' order, then the user's rules in theirs.
+        self.rules = {n: by_name.pop(n) if n in by_name else fixed[n] for n in ALERTS
+                      if n in by_name or n in fixed}  # fmt: skip
+        self.rules.update(by_name)
         self._hooks_send, self._hooks_recv = trio.open_memory_channel[dict[str, Any]](WEBHOOK_QUEUE)
 
     @property
@@ -145,15 +152,8 @@ class Alerts:
     # -- readings ---------------------------------------------------------------------
 
     def _read(self, client: SyncClient) -> dict[str, Any]:
-        k, window_ms = self.engine.keys, int(self.settings.window * 1000)
-        sec, usec = client.time()
-        now_ms = int(sec) * 1000 + int(usec) // 1000
-        pipe = client.pipeline(transaction=False)
-        pipe.zcount(k.status(JobStatus.COMPLETED), now_ms - window_ms, "+inf")
-        pipe.zcount(k.status(JobStatus.FAILED), now_ms - window_ms, "+inf")
-        pipe.hget(k.schedules_stats, "missed")
-        pipe.hgetall(k.quota_refused)
-        completed, failed, missed, refused = pipe.execute()
+        k = self.engine.keys
+        refused = client.hgetall(k.quota_refused)
         parts = ready_parts(client, k)
         rules = self.custom.read(client, k, parts) if self.custom.rules else None
         if self.settings.anomaly_factor > 0:
@@ -161,34 +161,21 @@ class Alerts:
         return {
             "rules": rules,
             "quarantines": read_quarantines(client, k),
-            "completed": int(completed),
-            "failed": int(failed),
-            "ready": sum(p.ready for p in parts),
             "ready_types": sorted({p.job_type for p in parts}),
             "refused": {str(c): int(n) for c, n in refused.items()},
-            "missed": int(missed or 0),
             "daemons": self.engine.ops.daemons(client),
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
-        """Sans-IO: the built-ins' and the rules' readings from one Redis read (None:
-        Redis unreachable)."""
+        """Sans-IO: every alert's reading from one Redis read (None: Redis unreachable,
+        when only the redis_down rules read)."""
         s = self.settings
-        down = raw is None
-        text = "Redis unreachable" if down else "Redis ok"
-        out = {"redis_unreachable": Reading(down, not down, float(down), text)}
         if raw is None:
-            return out
-        done = raw["completed"] + raw["failed"]
-        rate = 100 * raw["failed"] / done if done >= MIN_SAMPLE else 0.0
-        out["failure_rate"] = Reading(rate > s.failure_rate, rate <= s.failure_rate * CLEAR_RATIO,
-            rate, f"{rate:.0f}% of {done} jobs failed in the last {s.window:g}s")  # fmt: skip
-        n = raw["ready"]
-        out["backlog"] = Reading(n > s.backlog, n <= s.backlog * CLEAR_RATIO, n,
-                                 f"{n} jobs waiting")  # fmt: skip
+            return self.custom.readings(None, [], now)
+        out: dict[str, Reading] = {}
+        if raw.get("rules") is not None:
+            out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
         workers = [d for d in raw["daemons"] if "worker" in d.get("roles", ())]
-        out["no_worker"] = Reading(not workers, bool(workers), len(workers),
-                                   f"{len(workers)} worker daemons alive")  # fmt: skip
         handled = {t for d in workers for t in d.get("job_types", ())}
         lost = [t for t in raw.get("ready_types", ()) if t not in handled]
         # With no worker at all, no_worker says it; this alert names types others lack.
@@ -196,19 +183,11 @@ class Alerts:
         out["unhandled_type"] = Reading(bool(lost), not lost, len(lost),
             "jobs waiting for a handler no live daemon has: job type(s) "
             + ", ".join(lost) if lost else "every waiting job type has a daemon")  # fmt: skip
-        self._missed.append((now, raw["missed"]))
-        while len(self._missed) > 1 and self._missed[1][0] <= now - s.window:
-            self._missed.popleft()
-        grew = raw["missed"] - self._missed[0][1]
-        out["scheduler_missed"] = Reading(grew > 0, grew == 0, grew,
-            f"{grew} scheduled executions missed in the last {s.window:g}s")  # fmt: skip
         out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
         out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
         out["enqueue_anomaly"] = Reading(
             *anomaly_reading(self._enqueues, s.anomaly_factor, s.anomaly_min)
         )
-        if raw.get("rules") is not None:
-            out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
         return out
 
     def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:
@@ -254,7 +233,7 @@ class Alerts:
                 event |= {"metric": rule.metric, "threshold": rule.threshold,
                           "resolve": rule.resolve_at, "type_scope": rule.type,
                           "company_scope": rule.company}  # fmt: skip
-            if name == "redis_unreachable":
+            if name in self.local:
                 self._unsent.append(event)
                 self._webhook(event)
             elif lead:
@@ -265,7 +244,7 @@ class Alerts:
             try:
                 await link.call(self._write_events, batch)
             except (RedisUnavailable, RedisCommandError):
-                self._unsent[:0] = [e for e in batch if e["alert"] == "redis_unreachable"]
+                self._unsent[:0] = [e for e in batch if e["alert"] in self.local]
 
     def _write_events(self, client: SyncClient, events: list[dict[str, Any]]) -> None:
         pipe = client.pipeline(transaction=False)

@@ -1,13 +1,27 @@
 // Analytics and Capacity pages. Analytics: per job type over the last hour, day or week
 // (GET analytics?window=…&by=type), run and wait p50 / p95 / p99, throughput, failure
-// rate and a sparkline of finished jobs per bucket; a company admin's token sees its own
-// company's figures only (the API binds it). Capacity (GET capacity, platform admins):
-// utilisation as a gauge, the concurrency the planner recommends, the backlog's drain
-// time and the arrivals' trend, with each job type's share of the load.
+// rate and a sparkline of finished jobs per bucket; for the type picked (its row or the
+// select), its run and wait p50/p95/p99 per bucket as charts (log axis, from the same
+// answer's series); and the lateness p50/p99 of each schedule that fired (GET
+// scheduled). A company admin's token sees its own company's figures only (the API
+// binds it). Capacity (GET capacity, platform admins): utilisation as a gauge, the
+// concurrency the planner recommends, the backlog's drain time, each job type's share of
+// the load, and the week's hourly arrivals with the trend line, the projection from now,
+// the capacity (arrivals at 100 % utilisation) and the day it runs out.
 
 import { api } from "./api.js";
 import { $, fill, fmtNumber, fmtSpan, h, svg } from "./dom.js";
 import { describe } from "./jobs.js";
+import { lineChart, rangeBars } from "./timeseries.js";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+// The trend chart looks this far ahead when capacity does not run out sooner.
+const AHEAD_DAYS = 2;
+// ...and at most this far when it does (a run-out date further away is only written).
+const MAX_AHEAD_DAYS = 14;
+// The trend chart's axis is logarithmic when the capacity is this many times the peak.
+const LOG_ABOVE = 5;
 
 const WINDOWS = ["hour", "day", "week"];
 
@@ -37,8 +51,53 @@ function sparkline(series) {
 export class AnalyticsView {
   constructor() {
     this.window = "hour";
+    this.type = null;
+    this.data = null;
     fill($("#analytics-windows"), WINDOWS.map((name) =>
       h("button", { type: "button", class: "small", "data-window": name, onclick: () => { this.window = name; this.load(); } }, name)));
+    $("#analytics-type").addEventListener("change", (event) => this.pick(event.target.value));
+  }
+
+  pick(type) {
+    this.type = type;
+    $("#analytics-type").value = type;
+    for (const row of document.querySelectorAll("#analytics-body tr")) {
+      row.classList.toggle("picked", row.dataset.type === type);
+    }
+    this.charts();
+  }
+
+  /** The picked type's run and wait percentiles per bucket. */
+  charts() {
+    const a = this.data;
+    const g = a?.groups.find((x) => x.type === this.type);
+    $("#analytics-charts").hidden = !g;
+    if (!g) return;
+    const from = Date.parse(a.since);
+    const to = Date.parse(a.until);
+    for (const kind of ["run", "wait"]) {
+      const lines = ["p50", "p95", "p99"].map((p) => ({
+        key: p, label: p, cls: p, points: g.series.map((pt) => ({ t: Date.parse(pt.t), v: pt[`${kind}_${p}`] })),
+      }));
+      fill($(`#analytics-${kind}-chart`), lineChart({
+        name: kind, lines, from, to, log: true, fmt: ms,
+        label: `${kind} time p50, p95 and p99 of ${g.type} per ${a.step} over the last ${a.window}`,
+      }));
+    }
+    $("#analytics-chart-title").textContent = `${g.type}: run and wait time per ${a.step === "1m" ? "minute" : "hour"}`;
+  }
+
+  async loadLateness() {
+    const box = $("#analytics-lateness");
+    try {
+      const { scheduled_jobs: list } = await api("GET", "scheduled");
+      const rows = list.filter((s) => s.lateness && s.lateness.count)
+        .map((s) => ({ name: s.name, p50: s.lateness.p50_ms, p99: s.lateness.p99_ms }));
+      fill(box, rows.length ? rangeBars(rows, ms, "lateness of each schedule's firings, p50 and p99")
+        : h("p", { class: "muted empty" }, "No schedule has fired yet."));
+    } catch (exc) {
+      fill(box, h("p", { class: "error" }, `Schedule lateness: ${describe(exc)}`));
+    }
   }
 
   async load() {
@@ -52,11 +111,16 @@ export class AnalyticsView {
     } catch (exc) {
       $("#analytics-error").textContent = `Analytics: ${describe(exc)}`;
     }
+    await this.loadLateness();
   }
 
   render(a) {
     $("#analytics-note").textContent = `Last ${a.window} in ${a.step} buckets; percentiles within ±${(a.error_bound * 100).toFixed(1)} %.`;
-    fill($("#analytics-body"), a.groups.map((g) => h("tr", { "data-type": g.type },
+    this.data = a;
+    const types = a.groups.map((g) => g.type);
+    if (!types.includes(this.type)) this.type = types[0] ?? null;
+    fill($("#analytics-type"), types.map((t) => h("option", { value: t }, t)));
+    fill($("#analytics-body"), a.groups.map((g) => h("tr", { "data-type": g.type, class: "pickable", onclick: () => this.pick(g.type) },
       h("td", { class: "mono" }, g.type),
       ...pcts(g.run),
       ...pcts(g.wait),
@@ -66,6 +130,8 @@ export class AnalyticsView {
       h("td", { class: "num" }, fmtNumber(g.failed)),
       h("td", {}, sparkline(g.series)))));
     $("#analytics-empty").hidden = a.groups.length > 0;
+    if (this.type !== null) this.pick(this.type);
+    else this.charts();
   }
 }
 
@@ -126,5 +192,43 @@ export class CapacityView {
       h("td", { class: "num" }, t.service_time === null ? "—" : `${t.service_time.toFixed(3)} s`),
       h("td", { class: "num" }, t.load.toFixed(2)))));
     $("#capacity-empty").hidden = c.types.length > 0;
+    fill($("#capacity-trend"), trendChart(c));
   }
+}
+
+/** The week's arrivals per hour (jobs/min), the least-squares trend through them, the
+ * projection from the current rate at that trend, and the capacity it meets. */
+function trendChart(c) {
+  const perMin = (v) => v * 60;
+  const arrivals = c.hourly.map((p) => ({ t: Date.parse(p.t), v: perMin(p.arrival_rate) }));
+  const first = arrivals[0].t;
+  const now = arrivals.at(-1).t + HOUR_MS / 2;
+  const slope = perMin(c.trend_per_day) / DAY_MS; // jobs/min per ms
+  const full = c.full_in_days;
+  const ahead = full !== null && full <= MAX_AHEAD_DAYS ? full * 1.15 : AHEAD_DAYS;
+  const to = now + ahead * DAY_MS;
+  const last = arrivals.at(-1).t;
+  const fitted = [first, last].map((t) => ({ t, v: Math.max(0, perMin(c.trend_now) + slope * (t - last)) }));
+  const projected = [now, to].map((t) => ({ t, v: Math.max(0, perMin(c.arrival_rate) + slope * (t - now)) }));
+  const marks = [{ t: now, label: "now", cls: "now", key: "now" }];
+  if (c.capacity_rate !== null) {
+    marks.push({ v: perMin(c.capacity_rate), label: `capacity ${perMin(c.capacity_rate).toFixed(1)}/min`, cls: "limit", key: "capacity" });
+  }
+  if (full !== null && full <= MAX_AHEAD_DAYS) {
+    const day = new Date(now + full * DAY_MS);
+    marks.push({ t: now + full * DAY_MS, label: `full ${day.toISOString().slice(0, 10)}`, cls: "limit", key: "full" });
+  }
+  // A capacity far above the arrivals would flatten them against the axis: log scale.
+  const peak = Math.max(...arrivals.map((p) => p.v), ...projected.map((p) => p.v));
+  const log = c.capacity_rate !== null && perMin(c.capacity_rate) > LOG_ABOVE * Math.max(peak, 1e-9);
+  return lineChart({
+    name: "trend", from: first, to, marks, log,
+    fmt: (v) => `${v === 0 ? "0" : v < 0.1 ? v.toPrecision(1) : v < 10 ? v.toFixed(1) : v.toFixed(0)}/min`,
+    label: "jobs enqueued per minute, hourly over the last week, with the trend and the capacity",
+    lines: [
+      { key: "arrivals", label: "arrivals", cls: "p50", points: arrivals },
+      { key: "trend", label: "trend", cls: "trend", points: fitted },
+      { key: "projection", label: "projection", cls: "p99", points: projected },
+    ],
+  });
 }

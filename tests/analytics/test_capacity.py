@@ -18,7 +18,7 @@ from conftest import fleetd_env
 from pool import registry_with, running_pool, wait_status
 
 from fleetd.analytics import answer, capacity_read, store
-from fleetd.analytics.capacity import erlang_c, plan, trend_per_hour
+from fleetd.analytics.capacity import erlang_c, plan, trend_now, trend_per_hour
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
@@ -64,6 +64,10 @@ def test_unstable_load_drain_and_trend() -> None:
     assert ok.trend_per_day == pytest.approx(1.0)
     assert ok.full_in_days == pytest.approx((4 / 0.2 - 10) / 1.0)
     assert trend_per_hour([5, 5, 5]) == 0.0
+    # The trend chart's anchor: the fitted line at the last hour.
+    assert trend_now([1 + h / 24 for h in range(48)]) == pytest.approx(1 + 47 / 24)
+    assert trend_now([0, 2, 1, 3]) == pytest.approx(0.3 + 0.8 * 3)
+    assert trend_now([]) == 0.0
 
 
 @pytest.mark.slow
@@ -127,6 +131,11 @@ async def test_capacity_doors(config: Config) -> None:
         assert body["wait_p95_target"] == config.capacity.wait_p95_target
         assert body["concurrency_needed"] >= 1 and body["backlog"] == 0
         assert [t["type"] for t in body["types"]] == ["noop"]
+        # The trend chart's inputs: a week of hours, this one's arrivals, the capacity.
+        assert len(body["hourly"]) == 168 and body["hourly"][-1]["arrival_rate"] > 0
+        assert sum(h["arrival_rate"] for h in body["hourly"][:-2]) == 0
+        assert body["capacity_rate"] == pytest.approx(
+            body["concurrency"] / body["service_time"], rel=1e-3)  # fmt: skip
         refused = await api.get(f"{PREFIX}/capacity", headers=auth("acme"))
         assert refused.status_code == 403
         out = cli(config, "--json", "--target", "2s")

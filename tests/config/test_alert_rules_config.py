@@ -33,7 +33,7 @@ window = "10m"
 
 BAD = """
 [[alerts.rules]]
-name = "backlog"
+name = "quarantined"
 metric = "schedule_lateness"
 type = "x"
 
@@ -89,14 +89,15 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     assert sorted(info.value.errors) == sorted([
-        "alerts.rules[1].name: 'backlog' is a built-in alert's name",
+        "alerts.rules[1].name: 'quarantined' is a built-in alert's name",
         "alerts.rules[1]: schedule_lateness takes no type or company scope",
         "alerts.rules[2].metric: must be one of failure_rate, backlog, wait_p95, run_p95, "
-        "throughput, no_completions, schedule_lateness, daemon_memory, got 'nope'",
+        "throughput, no_completions, schedule_lateness, daemon_memory, workers, "
+        "schedule_missed, redis_down, got 'nope'",
         "alerts.rules[2].threshold: must be a number of at least 0, got 'x'",
         "alerts.rules[3].for: invalid duration 'soon' (use e.g. 500ms, 10s, 30m, 1h, 1d, 1w)",
         "alerts.rules[4]: unknown key 'color' (known: name, metric, type, company, "
-        "threshold, resolve, for, resolve_for, window, min_jobs)",
+        "threshold, resolve, for, resolve_for, window, min_jobs, enabled)",
         "alerts.rules[5].window: must be a duration from 1m to 1h, got '2h'",
         "alerts.rules[6].resolve: must be at or below the threshold (100), got 150",
     ]), info.value.errors  # fmt: skip
@@ -152,5 +153,29 @@ def test_a_daemon_refuses_to_start_with_bad_rules(tmp_path: Path, redis_url: str
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert "alerts.rules[1].name: 'backlog' is a built-in alert's name" in done.stderr
+    assert "alerts.rules[1].name: 'quarantined' is a built-in alert's name" in done.stderr
     assert "alerts.rules[6].resolve" in done.stderr
+
+
+def test_a_rule_of_a_built_in_name_overrides_or_disables_it(tmp_path: Path) -> None:
+    """The five built-in alerts are rules: a rule of one's name replaces it (its metric
+    may be left out), `enabled = false` turns it off with nothing else to say; the
+    built-in's metric still takes no scope it cannot."""
+    path = tmp_path / "fleetd.toml"
+    path.write_text("""
+[[alerts.rules]]
+name = "backlog"
+threshold = 500
+for = "2m"
+[[alerts.rules]]
+name = "no_worker"
+enabled = false
+""")
+    backlog, no_worker = load_config(path, {}).alerts.rules
+    assert (backlog.name, backlog.metric, backlog.threshold, backlog.for_) == (
+        "backlog", "", 500, 120.0)  # fmt: skip
+    assert not no_worker.enabled
+    path.write_text('[[alerts.rules]]\nname = "no_worker"\ncompany = "acme"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.errors == ["alerts.rules[1]: workers takes no type or company scope"]
