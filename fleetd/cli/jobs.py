@@ -349,20 +349,21 @@ def _stats(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _workers(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.api import responses
     from fleetd.jobs import counts  # not the queue operations: no job model (docstring)
+    from fleetd.runtime.metrics import aggregate_metrics  # neither trio nor pydantic
 
-    daemons = engine.link.run_sync(counts.daemons, engine.keys)
-    body = responses.metrics_body(daemons, int(time.time() * 1000))
+    daemons, now_ms = engine.link.run_sync(counts.daemons, engine.keys), int(time.time() * 1000)
     if a.json:
-        print_json(body)
+        from fleetd.api import responses  # the API's declarations: pydantic
+
+        print_json(responses.metrics_body(daemons, now_ms))
         return 0
-    m = body["metrics"]
+    m = aggregate_metrics(daemons, now_ms)
     print(
         f"{len(daemons)} live daemon(s); processed {m['jobs_processed']}, succeeded "
         f"{m['jobs_succeeded']}, failed {m['jobs_failed']}, retried {m['jobs_retried']}"
     )
-    for d in body["daemons"]:
+    for d in daemons:
         print(
             f"  {d['daemon_id']}  {','.join(d.get('roles', []))}  running "
             f"{d.get('running', 0)}/{d.get('concurrency', 0)}  up {d['metrics']['uptime']}"
