@@ -72,11 +72,24 @@ _ENGINE_COMMANDS = {
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
 # cleanup) do without: they read and change jobs, never validate one.
 _HANDLER_COMMANDS = {"enqueue", "schedules", "workflow", "template"}
+# ...but their actions that only read (list, show, stats) check no job: (the parser's
+# dest of the action, those actions).
+_READ_ACTIONS = {
+    "schedules": ("schedules_command", {"list", "show", "stats"}),
+    "template": ("action", {"list", "show"}),
+    "workflow": ("action", {"show"}),
+}
 # The commands that run no plugin code, so need no plugin's config section unless the
 # config names one (fleetd.config.loader, `lazy_plugins`): the Engine's commands but
 # the handlers', and those that talk to a daemon. `run`, `config`, `plugins` and the
 # fleetdata plugin's `demo-data` and `data` load every plugin's section.
 _NO_PLUGIN_CODE = (_ENGINE_COMMANDS - _HANDLER_COMMANDS) | {"events", "token", "keygen"}
+
+
+def _runs_handlers(a: argparse.Namespace) -> bool:
+    """Whether the command parsed into `a` checks job data against the handlers."""
+    dest, reads = _READ_ACTIONS.get(a.command, ("", set()))
+    return a.command in _HANDLER_COMMANDS and getattr(a, dest, None) not in reads
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -171,11 +184,13 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         from fleetd.config import load_config
         from fleetd.engine import Engine
 
-        cfg = load_config(a.config, lazy_plugins=a.command in _NO_PLUGIN_CODE)
+        handlers = _runs_handlers(a)
+        lazy = a.command in _NO_PLUGIN_CODE or (a.command in _HANDLER_COMMANDS and not handlers)
+        cfg = load_config(a.config, lazy_plugins=lazy)
         _add_plugin_wheels(cfg.plugins.directory)
         if a.command in _ENGINE_COMMANDS:
             run = _engine_command(a.command)
-            engine = Engine.build(cfg, daemon=False, handlers=a.command in _HANDLER_COMMANDS)
+            engine = Engine.build(cfg, daemon=False, handlers=handlers)
     if a.command not in _ENGINE_COMMANDS:
         return _config_command(cfg, a)
     try:

@@ -86,9 +86,29 @@ def test_help_and_version_import_no_heavy_library(config: Config, flag: str) -> 
 
 @pytest.mark.parametrize("args", [["stats"], ["jobs", "list"], ["workers"]])
 def test_read_commands_import_only_what_they_use(config: Config, args: list[str]) -> None:
-    code, _out, modules = probe(fleetd_env(config), *args)
+    code, _out, modules = probe(fleetd_env(config), *args, full=True)
     assert code == 0
-    assert sorted(modules & set(NOT_FOR_READS)) == []
+    top = {m.split(".")[0] for m in modules}
+    # No command reading Redis needs trio, and only --json the API's declarations.
+    assert sorted(top & {*NOT_FOR_READS, "trio"}) == []
+    assert "fleetd.api.bodies" not in modules and "fleetd.runtime.heartbeat" not in modules
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["schedules", "list"], ["schedules", "stats"], ["template", "list"],
+     ["workflow", "show", "wf-none"]],
+)  # fmt: skip
+def test_reading_schedules_templates_workflows_loads_no_handlers(
+    config: Config, args: list[str]
+) -> None:
+    # Only their actions that check a job (add, update, run ...) discover the handlers.
+    code, _out, modules = probe(fleetd_env(config), *args, full=True)
+    assert code == (2 if args[0] == "workflow" else 0)  # no such workflow
+    top = {m.split(".")[0] for m in modules}
+    heavy = {*NOT_FOR_READS, "trio", "pluggy", "fleetd_plugins"} - {"croniter"}  # schedules'
+    assert sorted(top & heavy) == []
+    assert "fleetd.plugins.discovery" not in modules
 
 
 def assert_light(modules: set[str]) -> None:
