@@ -13,14 +13,16 @@ are one line on stderr and exit code 2; `enqueue --wait` exits 1 when the job en
 other than completed. `--version` prints `fleetd <version>`.
 
 Start-up time is the interpreter's plus what the command imports: `import fleetd` is
-lazy (its names load on first use), the parser holds the one command the arguments
-name (`_command_of`; all of them for `--help`, `--version` or an unknown name), so
-only that command's module is imported, the command modules import their heavy
-libraries inside the functions that use them, and this module imports the config and
-the Engine only once the arguments parsed. Commands that run no plugin code load the
-config without asking the plugins for their sections unless it names one
-(fleetd.config.loader, `lazy_plugins`). bench/cli_startup.py measures `--help`,
-`--version`, `stats` and `workers`.
+lazy (its names load on first use); the parser holds the one command the arguments
+name (`_command_of`; every command for `--help` or an unknown name, none for
+`--version`), so only that command's module is imported; the command modules import
+their heavy libraries inside the functions that use them; this module imports the
+config and the Engine only once the arguments parsed; the commands that run no plugin
+code load the config without asking the plugins for their sections unless it names
+one (fleetd.config.loader, `lazy_plugins`), and discover no handlers; the garbage
+collector waits until start-up is over (`_start_up`). bench/cli_startup.py measures
+`--help`, `--version`, `stats` and `workers`; tests/cli/test_cli_startup.py pins what
+the light commands import.
 """
 
 from __future__ import annotations
@@ -94,8 +96,11 @@ def _runs_handlers(a: argparse.Namespace) -> bool:
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The command `argv` names when only `-c/--config` comes before it, else None
-    (then the parser holds every command: `--help`, `--version`, a misspelt name, an
-    abbreviated option all parse and fail as they always did)."""
+    (then the parser holds every command: `--help`, a misspelt name, an abbreviated
+    option all parse and fail as they always did). A leading `--version` needs no
+    command: argparse prints it and exits before it reads the rest."""
+    if argv[:1] == ["--version"]:
+        return "--version"
     args = iter(argv)
     for arg in args:
         if arg in ("-c", "--config"):
@@ -110,7 +115,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of `command`, or of every command (None)."""
+    """The parser of `command`, or of every command (None); of none for `--version`."""
     p = argparse.ArgumentParser(prog="fleetd", description="FleetTracker background-job daemon")
     p.add_argument("--version", action="version", version=f"fleetd {__version__}")
     p.add_argument(

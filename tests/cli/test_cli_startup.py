@@ -192,7 +192,9 @@ def test_the_parser_of_one_command_is_that_of_every_command() -> None:
     assert command_of(["-cx.toml", "stats", "--json"]) == "stats"
     assert command_of(["--config", "stats", "workers"]) == "workers"  # a file named stats
     # The full parser: help, version, an abbreviated or unknown option, a misspelt name.
-    for argv in (["--help"], ["-h", "stats"], ["--version"], ["--conf", "x", "stats"],
+    assert command_of(["--version", "stats"]) == "--version"  # the version, no command
+    assert choices(cli_commands._parser("--version")) == []
+    for argv in (["--help"], ["-h", "stats"], ["-c", "x", "--version"], ["--conf", "x", "stats"],
                  ["stat"], [], ["--", "stats"]):  # fmt: skip
         assert command_of(argv) is None, argv
 
