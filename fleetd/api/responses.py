@@ -30,7 +30,7 @@ from fleetd.jobs.model import Job, JobStatus, format_ts
 from fleetd.jobs.model_salvage import report, unreadable_body
 from fleetd.jobs.queue import CancelResult, EnqueueResult, JobPage, ResetResult
 from fleetd.jobs.throughput import Throughput
-from fleetd.runtime.heartbeat import aggregate_metrics
+from fleetd.runtime.metrics import aggregate_metrics
 
 if TYPE_CHECKING:
     from quart import Response

@@ -13,57 +13,109 @@ are one line on stderr and exit code 2; `enqueue --wait` exits 1 when the job en
 other than completed. `--version` prints `fleetd <version>`.
 
 Start-up time is the interpreter's plus what the command imports: `import fleetd` is
-lazy (its names load on first use), the command modules import their heavy libraries
-inside the functions that use them, and this module imports the config and the Engine
-only once the arguments parsed. bench/cli_startup.py measures `--help`, `--version` and
-`stats`.
+lazy (its names load on first use); the parser holds the one command the arguments
+name (`_command_of`; every command for `--help` or an unknown name, none for
+`--version`), so only that command's module is imported; the command modules import
+their heavy libraries inside the functions that use them; this module imports the
+config and the Engine only once the arguments parsed; the commands that run no plugin
+code load the config without asking the plugins for their sections unless it names
+one (fleetd.config.loader, `lazy_plugins`), and discover no handlers; the garbage
+collector waits until start-up is over (`_start_up`). bench/cli_startup.py measures
+`--help`, `--version`, `stats` and `workers`; tests/cli/test_cli_startup.py pins what
+the light commands import.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fleetd_plugins.fleetdata import demo_cli
-
-from fleetd.cli import admin as cli_admin
-from fleetd.cli import analytics as cli_analytics
-from fleetd.cli import events as cli_events
-from fleetd.cli import jobs as cli_jobs
-from fleetd.cli import quarantine as cli_quarantine
-from fleetd.cli import queues as cli_queues
-from fleetd.cli import run as cli_run
-from fleetd.cli import schedules as cli_schedules
-from fleetd.cli import spool as cli_spool
-from fleetd.cli import templates as cli_templates
-from fleetd.cli import workflows as cli_workflows
 from fleetd.cli.common import EXIT_USAGE, CliError
 from fleetd.version import __version__
 
+if TYPE_CHECKING:
+    from fleetd.config import Config
+    from fleetd.engine import Engine
+
 __all__ = ["main"]
 
+# Each command module, the function adding its parsers, and the commands it adds, in
+# `--help`'s order (tests/cli/test_cli_startup.py pins the names to the parsers).
+_PARSERS = (
+    ("fleetd.cli.run", "add_parser", ("run",)),
+    ("fleetd.cli.jobs", "add_parsers", ("enqueue", "jobs", "stats", "workers", "cleanup")),
+    ("fleetd.cli.analytics", "add_parser", ("analytics", "capacity")),
+    ("fleetd.cli.schedules", "add_parser", ("schedules",)),
+    ("fleetd.cli.queues", "add_parser", ("queues",)),
+    ("fleetd.cli.workflows", "add_parser", ("workflow",)),
+    ("fleetd.cli.templates", "add_parser", ("template",)),
+    ("fleetd.cli.spool", "add_parser", ("spool",)),
+    ("fleetd.cli.quarantine", "add_parser", ("quarantine",)),
+    ("fleetd.cli.events", "add_parser", ("events",)),
+    ("fleetd_plugins.fleetdata.demo_cli", "add_parser", ("demo-data", "data")),
+    ("fleetd.cli.admin", "add_parsers", ("config", "plugins", "token", "keygen")),
+)
+_MODULES = {name: module for module, _, names in _PARSERS for name in names}
+COMMAND_NAMES = frozenset(_MODULES)
 # The commands that take an Engine (a Redis link and the queue operations).
+_JOB_COMMANDS = ("enqueue", "jobs", "stats", "workers", "cleanup")
 _ENGINE_COMMANDS = {
-    **cli_jobs.COMMANDS,
-    "schedules": cli_schedules.run,
-    "queues": cli_queues.run,
-    "workflow": cli_workflows.run,
-    "template": cli_templates.run,
-    "spool": cli_spool.run,
-    "quarantine": cli_quarantine.run,
-    "analytics": cli_analytics.run,
-    "capacity": cli_analytics.capacity,
-}
+    *_JOB_COMMANDS, "schedules", "queues", "workflow", "template", "spool", "quarantine",
+    "analytics", "capacity",
+}  # fmt: skip
 # Those of them that check job data against the handlers (enqueue, a schedule's job):
 # only they discover the plugins' handlers, ~45 ms the others (stats, jobs list …,
 # cleanup) do without: they read and change jobs, never validate one.
 _HANDLER_COMMANDS = {"enqueue", "schedules", "workflow", "template"}
+# ...but their actions that only read (list, show, stats) check no job: (the parser's
+# dest of the action, those actions).
+_READ_ACTIONS = {
+    "schedules": ("schedules_command", {"list", "show", "stats"}),
+    "template": ("action", {"list", "show"}),
+    "workflow": ("action", {"show"}),
+}
+# The commands that run no plugin code, so need no plugin's config section unless the
+# config names one (fleetd.config.loader, `lazy_plugins`): the Engine's commands but
+# the handlers', and those that talk to a daemon. `run`, `config`, `plugins` and the
+# fleetdata plugin's `demo-data` and `data` load every plugin's section.
+_NO_PLUGIN_CODE = (_ENGINE_COMMANDS - _HANDLER_COMMANDS) | {"events", "token", "keygen"}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _runs_handlers(a: argparse.Namespace) -> bool:
+    """Whether the command parsed into `a` checks job data against the handlers."""
+    dest, reads = _READ_ACTIONS.get(a.command, ("", set()))
+    return a.command in _HANDLER_COMMANDS and getattr(a, dest, None) not in reads
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` names when only `-c/--config` comes before it, else None
+    (then the parser holds every command: `--help`, a misspelt name, an abbreviated
+    option all parse and fail as they always did). A leading `--version` needs no
+    command: argparse prints it and exits before it reads the rest."""
+    if argv[:1] == ["--version"]:
+        return "--version"
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-c", "--config"):
+            next(args, None)  # its value
+        elif arg.startswith("-c") or arg.startswith("--config="):
+            continue  # -cFILE, --config=FILE
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg if arg in COMMAND_NAMES else None
+    return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `command`, or of every command (None); of none for `--version`."""
     p = argparse.ArgumentParser(prog="fleetd", description="FleetTracker background-job daemon")
     p.add_argument("--version", action="version", version=f"fleetd {__version__}")
     p.add_argument(
@@ -73,18 +125,9 @@ def _parser() -> argparse.ArgumentParser:
         help="config file (default: FLEETD_CONFIG, ./fleetd.toml, /etc/fleetd/fleetd.toml)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cli_run.add_parser(sub)
-    cli_jobs.add_parsers(sub)
-    cli_analytics.add_parser(sub)
-    cli_schedules.add_parser(sub)
-    cli_queues.add_parser(sub)
-    cli_workflows.add_parser(sub)
-    cli_templates.add_parser(sub)
-    cli_spool.add_parser(sub)
-    cli_quarantine.add_parser(sub)
-    cli_events.add_parser(sub)
-    demo_cli.add_parser(sub)
-    cli_admin.add_parsers(sub)
+    for module, adder, names in _PARSERS:
+        if command is None or command in names:
+            getattr(importlib.import_module(module), adder)(sub)
     return p
 
 
@@ -97,33 +140,66 @@ def _add_plugin_wheels(directory: str) -> None:
         sys.path[:0] = [w for w in wheels if w not in sys.path]
 
 
-def _dispatch(argv: Sequence[str] | None) -> int:
-    a = _parser().parse_args(argv)
-    # Start-up time: the config package and the Engine (redis-py, trio, the job model)
-    # cost ~0.2 s that `--help` and `--version` never need (bench/cli_startup.py). These
-    # imports close no cycle (tests/test_architecture.py checks).
-    from fleetd.config import load_config
-    from fleetd.engine import Engine
+def _engine_command(command: str) -> Callable[[Engine, argparse.Namespace], int]:
+    """The function running `command`, one of _ENGINE_COMMANDS: its module's `run`
+    (the job commands' COMMANDS, analytics' `capacity`)."""
+    module = importlib.import_module(_MODULES[command])
+    if command in _JOB_COMMANDS:
+        runner: Callable[[Engine, argparse.Namespace], int] = module.COMMANDS[command]
+    else:
+        runner = module.capacity if command == "capacity" else module.run
+    return runner
 
-    cfg = load_config(a.config)
-    _add_plugin_wheels(cfg.plugins.directory)
-    if a.command == "config":
-        return cli_admin.config(cfg, a)
-    if a.command in ("demo-data", "data"):  # the fleet database, not Redis
-        return demo_cli.run(cfg, a)
-    if a.command == "run":
-        return cli_run.run(cfg, a)
-    if a.command == "plugins":
-        return cli_admin.plugins(cfg, a)
-    if a.command == "token":
-        return cli_admin.token(cfg, a)
-    if a.command == "events":  # the daemon's API, not Redis
-        return cli_events.run(cfg, a)
-    if a.command == "keygen":
-        return cli_admin.keygen(a)
-    engine = Engine.build(cfg, daemon=False, handlers=a.command in _HANDLER_COMMANDS)
+
+def _config_command(cfg: Config, a: argparse.Namespace) -> int:
+    """The commands that take the config, not an Engine: their module's function."""
+    module = importlib.import_module(_MODULES[a.command])
+    if a.command in ("demo-data", "data", "run", "events"):  # demo-data, data: the
+        code: int = module.run(cfg, a)  # fleet database; events: the daemon's API
+    elif a.command == "keygen":
+        code = module.keygen(a)
+    else:  # config, plugins, token
+        code = getattr(module, a.command)(cfg, a)
+    return code
+
+
+@contextlib.contextmanager
+def _start_up() -> Iterator[None]:
+    """The cyclic garbage collector paused (if it ran): start-up (the imports, the
+    parser, the config, the Engine) makes ~50,000 objects that all live as long as the
+    command, so the collector, run every 700 new ones, walks them over and over and
+    frees nothing: ~15 ms of `fleetd stats`'s ~200 ms CPU (bench/cli_startup.py)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
-        return _ENGINE_COMMANDS[a.command](engine, a)
+        yield
+    finally:
+        gc.enable()
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    with _start_up():
+        args = sys.argv[1:] if argv is None else argv
+        a = _parser(_command_of(args)).parse_args(args)
+        # Start-up time: the config package and the Engine (redis-py) cost ~0.15 s that
+        # `--help` and `--version` never need (bench/cli_startup.py). These imports
+        # close no cycle (tests/test_architecture.py checks).
+        from fleetd.config import load_config
+        from fleetd.engine import Engine
+
+        handlers = _runs_handlers(a)
+        lazy = a.command in _NO_PLUGIN_CODE or (a.command in _HANDLER_COMMANDS and not handlers)
+        cfg = load_config(a.config, lazy_plugins=lazy)
+        _add_plugin_wheels(cfg.plugins.directory)
+        if a.command in _ENGINE_COMMANDS:
+            run = _engine_command(a.command)
+            engine = Engine.build(cfg, daemon=False, handlers=handlers)
+    if a.command not in _ENGINE_COMMANDS:
+        return _config_command(cfg, a)
+    try:
+        return run(engine, a)
     finally:
         engine.close()
 

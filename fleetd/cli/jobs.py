@@ -1,8 +1,8 @@
-"""`fleetd enqueue`, `jobs list|show|cancel|reset|artifact`, `stats`, `workers`,
-`cleanup`: the job commands, each synchronous against Redis through the queue operations
-the HTTP API uses (with memory://, the running daemon's embedded store). `--json` prints
-exactly the body of the matching HTTP endpoint; `enqueue --wait` exits 1 when the job
-ended other than completed.
+"""`fleetd enqueue`, `jobs list|show|cancel|reset|artifact`, `stats`, `workers`
+(run by fleetd.cli.counts), `cleanup`: the job commands, each synchronous against Redis
+through the queue operations the HTTP API uses (with memory://, the running daemon's
+embedded store). `--json` prints exactly the body of the matching HTTP endpoint;
+`enqueue --wait` exits 1 when the job ended other than completed.
 
 `jobs list` without `--status` lists every status, newest first (fleetd.jobs.listing;
 its `--json` body is that of GET /jobs/status/{status} with "status": null). `jobs
@@ -11,7 +11,8 @@ this host's artifact folders of the jobs it removed.
 
 The job model, the API's bodies and the listing are imported inside the commands: the
 parser (built for every command, `--help` included) needs none of them (~0.1 s
-measured with bench/cli_startup.py); these imports close no cycle
+measured with bench/cli_startup.py), and the bodies (pydantic declarations of every
+answer, ~0.1 s more) only `--json` prints; these imports close no cycle
 (tests/test_architecture.py checks).
 """
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli import artifacts as cli_artifacts
+from fleetd.cli import counts as cli_counts
 from fleetd.cli.auditing import Record, recorded
 from fleetd.cli.common import duration, fail, print_json
 from fleetd.cli.job_input import read_jsonl, request_from_args
@@ -200,7 +202,6 @@ def _enqueue(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _list(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.api import responses
     from fleetd.jobs.listing import list_all_statuses
     from fleetd.jobs.model import JobStatus
 
@@ -234,6 +235,8 @@ def _list(engine: Engine, a: argparse.Namespace) -> int:
         )
     )
     if a.json:
+        from fleetd.api import responses  # the API's declarations: ~0.1 s (docstring)
+
         if status is not None:
             print_json(responses.list_body(page, status, a.limit))
         else:
@@ -265,8 +268,6 @@ def _waiting(client: SyncClient, engine: Engine, job: Job) -> str | None:
 
 
 def _jobs(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.api import responses
-
     if a.jobs_command == "list":
         return _list(engine, a)
     if a.jobs_command in ("show", "artifact"):
@@ -283,6 +284,8 @@ def _jobs(engine: Engine, a: argparse.Namespace) -> int:
             return cli_artifacts.download(engine, job, a)
         waiting = engine.link.run_sync(_waiting, engine, job)
         if a.json:
+            from fleetd.api import responses  # the API's declarations: ~0.1 s (docstring)
+
             print_json(responses.job_body(job, waiting))
         else:
             print("\n".join([*_job_lines(job), *([f"waiting: {waiting}"] if waiting else [])]))
@@ -334,42 +337,6 @@ def _cancel_or_reset(engine: Engine, a: argparse.Namespace, rec: Record) -> int:
     return 0
 
 
-def _stats(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.jobs import counts  # not the queue operations: no job model (docstring)
-
-    stats = engine.link.run_sync(counts.stats, engine.keys)
-    if a.json:
-        from fleetd.api import responses
-
-        print_json(responses.stats_body(stats))
-    else:
-        for key, value in stats.items():
-            print(f"{key:<11} {value}")
-    return 0
-
-
-def _workers(engine: Engine, a: argparse.Namespace) -> int:
-    from fleetd.api import responses
-    from fleetd.jobs import counts  # not the queue operations: no job model (docstring)
-
-    daemons = engine.link.run_sync(counts.daemons, engine.keys)
-    body = responses.metrics_body(daemons, int(time.time() * 1000))
-    if a.json:
-        print_json(body)
-        return 0
-    m = body["metrics"]
-    print(
-        f"{len(daemons)} live daemon(s); processed {m['jobs_processed']}, succeeded "
-        f"{m['jobs_succeeded']}, failed {m['jobs_failed']}, retried {m['jobs_retried']}"
-    )
-    for d in body["daemons"]:
-        print(
-            f"  {d['daemon_id']}  {','.join(d.get('roles', []))}  running "
-            f"{d.get('running', 0)}/{d.get('concurrency', 0)}  up {d['metrics']['uptime']}"
-        )
-    return 0
-
-
 def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.api import responses
 
@@ -392,6 +359,6 @@ def _cleanup(engine: Engine, a: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
-    "enqueue": _enqueue, "jobs": _jobs, "stats": _stats, "workers": _workers,
+    "enqueue": _enqueue, "jobs": _jobs, "stats": cli_counts.stats, "workers": cli_counts.workers,
     "cleanup": _cleanup,
 }  # fmt: skip

@@ -9,6 +9,14 @@ plugins' declarations is collected and raised as one `ConfigError`, each naming 
 The order of the work: the core sections first (they say which plugins are disabled
 and where extra plugin wheels are), then the plugins' sections, then what nobody
 claims (unknown sections and variables).
+
+`lazy_plugins=True` (the CLI's commands that run no plugin code: `stats`, `jobs`, ...)
+asks the plugins only when the file or the environment names something no core section
+owns (a table, a FLEETD_ variable): a config of core sections alone is then validated
+without loading any plugin (~45 ms of the command's start-up, bench/cli_startup.py),
+and its Config has no plugin sections, so `Config.section()` answers their defaults,
+the values a full load gives them. What is then not checked: the plugins' own
+declarations, which `fleetd plugins` and every command that runs plugins report.
 """
 
 from __future__ import annotations
@@ -96,6 +104,18 @@ def _find_file(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
     return Path(explicit)
 
 
+def _core_only(data: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    """True when the file's tables and the FLEETD_ variables are all the core
+    sections' (or `[[notify]]`): nothing a plugin could own."""
+    tables = set(CORE_SECTIONS) | {"notify"}
+    core_vars = {ENV_CONFIG_PATH, ENV_TOKEN} | {
+        env_var(name, key) for name, cls in CORE_SECTIONS.items() for key in section_keys(cls)
+    }
+    return all(name in tables for name in data) and all(
+        var in core_vars for var in env if var.startswith(ENV_PREFIX)
+    )
+
+
 def _unclaimed(
     data: Mapping[str, Any], env: Mapping[str, str], declared: PluginSections
 ) -> tuple[list[str], list[str]]:
@@ -135,13 +155,16 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     sections: Iterable[ConfigSection] | None = None,
+    lazy_plugins: bool = False,
 ) -> Config:
     """Read the config file (`path`, $FLEETD_CONFIG, ./fleetd.toml, /etc/fleetd/fleetd.toml
     or none), overlay FLEETD_<SECTION>_<KEY> from `env` (default os.environ), validate.
 
     `sections`: the plugin sections to check; None (the default) asks the installed
     plugins that `[plugins] disable` does not name (hook `fleetd_config_sections`).
-    Raises ConfigError listing every problem of the file and the environment at once.
+    `lazy_plugins`: ask them only if the file or `env` names a non-core section (see
+    the module docstring). Raises ConfigError listing every problem of the file and the
+    environment at once.
     """
     env = os.environ if env is None else env
     source = _find_file(path, env)
@@ -151,7 +174,9 @@ def load_config(
         name: _build_section(name, cls, data, env, errors) for name, cls in CORE_SECTIONS.items()
     }
     plugins: PluginsConfig = core["plugins"]
-    if sections is None:
+    if sections is None and lazy_plugins and _core_only(data, env):
+        declared = PluginSections()
+    elif sections is None:
         declared = declared_sections(plugins.disable, plugins.directory)
     else:
         declared = check_sections(("(given)", s) for s in sections)

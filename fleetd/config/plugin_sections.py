@@ -19,21 +19,27 @@ Rules it applies:
   taken by a core section or another plugin) is a config error naming the plugin;
 - `[plugins] directory`: its wheels go on the import path first (as `fleetd run` does),
   so their plugins' sections are known too.
+
+importlib.metadata, pluggy and the hook specifications are imported by
+`declared_sections` only: with the entry-point scan they are ~45 ms of a CLI command's
+start-up, which a config of core sections alone does without (fleetd.config.loader,
+`lazy_plugins`; bench/cli_startup.py). These imports close no cycle
+(tests/test_architecture.py checks).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pluggy
+from typing import TYPE_CHECKING
 
 from fleetd.config.sections import CORE_SECTIONS
 from fleetd.config.settings import ConfigSection, section_problems
-from fleetd.plugins import hookspecs
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = ["PluginSections", "add_plugin_wheels", "check_sections", "declared_sections"]
 
@@ -108,6 +114,12 @@ def _answers(pm: pluggy.PluginManager) -> tuple[list[tuple[str, object]], list[s
 def declared_sections(disable: Collection[str] = (), directory: str = "") -> PluginSections:
     """The sections of every installed plugin: checked for the enabled ones, names
     only for those `disable` names (see the module's rules)."""
+    import importlib.metadata
+
+    import pluggy
+
+    from fleetd.plugins import hookspecs
+
     add_plugin_wheels(directory)
     enabled = pluggy.PluginManager(hookspecs.PROJECT)
     enabled.add_hookspecs(hookspecs)

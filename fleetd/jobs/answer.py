@@ -17,15 +17,15 @@ validate built answers against the same declarations (tests/api/test_bodies.py).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from fleetd.jobs.model_salvage import EPOCH_TEXT, Timestamps, report, unreadable_body
 from fleetd.jobs.status import JobStatus
+from fleetd.jobs.timetext import format_ts
 
 if TYPE_CHECKING:
     from fleetd.jobs.model import Job as JobRecord
@@ -43,22 +43,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def format_ts(ms: int | None) -> str | None:
-    """Milliseconds since the epoch → RFC 3339 UTC (`2024-01-15T10:30:00.123Z`)."""
-    if ms is None:
-        return None
-    return f"{_second(ms // 1000)}{ms % 1000:03d}Z"
-
-
-# The times of one job (created, started, completed, updated) and of the jobs of one
-# listing mostly fall in a few seconds: the text up to the second is cached, which
-# takes a time from 3 µs (datetime + strftime) to 0.4 µs, up to 5 times per job shown.
-# 4096 seconds of ~100 bytes each: 0.4 MB at most.
-@functools.lru_cache(maxsize=4096)
-def _second(s: int) -> str:
-    return datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def _rfc3339(text: str) -> str:

@@ -297,6 +297,43 @@ def test_sections_can_be_given_explicitly(tmp_path: Path) -> None:
     ]
 
 
+# -- lazy_plugins: the CLI's commands that run no plugin code ------------------------------
+
+
+def test_lazy_plugins_asks_them_only_when_the_config_names_a_section(
+    pager: Path, tmp_path: Path
+) -> None:
+    # Core sections only: the same Config but for the plugin sections, which then answer
+    # their defaults, the values a full load gives them; no plugin is asked (a broken
+    # one would be an error otherwise).
+    install(pager, "culprit", BROKEN_MODULE.format(body="return 3"))
+    path = write(
+        tmp_path,
+        "[worker]\nconcurrency = 3\n[[notify]]\non = ['job.failed']\n"
+        "webhook_url = 'https://h.example'\nwebhook_secret = 'sixteen-chars-long'\n",
+    )
+    env = {"FLEETD_REDIS_NAMESPACE": "lazy"}
+    lazy = load_config(path, env, lazy_plugins=True)
+    assert dict(lazy.plugin_sections) == {} and lazy.worker.concurrency == 3
+    assert lazy.redis.namespace == "lazy" and len(lazy.notify) == 1
+    full = load_config(path, env | {"FLEETD_PLUGINS_DISABLE": "culprit"})
+    assert dataclasses.replace(full, plugin_sections={}, plugins=lazy.plugins) == lazy
+    assert lazy.section(EmailConfig) == full.section(EmailConfig) == EmailConfig()
+    assert errors_of(path, env)[0].startswith("plugin 'culprit': ")  # a full load asks
+    # A plugin's table or variable, or an unknown one: the plugins are asked, and every
+    # error is reported as by a full load.
+    for text, more_env in (
+        ("[pager]\nretries = 11\n", {}),
+        ("", {"FLEETD_PAGER_RETRIES": "11"}),
+        ("[pagr]\n", {}),
+        ("stray = 1\n", {}),
+    ):
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as lazy_info:
+            load_config(path, env | more_env, lazy_plugins=True)
+        assert lazy_info.value.errors == errors_of(path, env | more_env), text
+
+
 # -- the built-ins own [email] and [data] -------------------------------------------------
 
 
