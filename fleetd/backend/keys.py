@@ -232,6 +232,11 @@ class Keys:
         """Zset of every workflow id by creation ms."""
         return f"{self.prefix}workflows"
 
+    def workflows_done(self, status: str) -> str:
+        """Zset of the workflows that ended `status` (completed, failed, cancelled) by
+        finish ms: retention reads it (lua/wf_prune.lua)."""
+        return f"{self.prefix}workflows:{status}"
+
     # -- templates (fleetd.templates) ---------------------------------------------------
 
     def template(self, member: str) -> str:

@@ -88,6 +88,8 @@ local function wf_finish(wf, wk, w, now)
     state = 'failed'
   end
   redis.call('HSET', wk, 'status', state, 'finished_at', now, 'updated_at', now)
+  -- Retention (wf_prune.lua) finds it by its final status and finish time.
+  redis.call('ZADD', PREFIX .. 'workflows:' .. state, now, wf)
   emit(WF_EVENTS, 'workflow.' .. state, wf, w.name, w.company, state, now,
     '{"workflow":"' .. wf .. '","failures":' .. failures .. '}')
 end

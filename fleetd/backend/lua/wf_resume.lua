@@ -22,6 +22,7 @@ end
 redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0,
   'n_failed', 0, 'n_cancelled', 0, 'n_skipped', 0, 'updated_at', now)
 redis.call('HDEL', wk, 'finished_at')
+redis.call('ZREM', PREFIX .. 'workflows:' .. m[1], wf)
 local ready, skip = 0, {}
 for _, id in ipairs(order) do
   local k = job_key(id)
