@@ -36,6 +36,60 @@ local function wf_nodes_key(wf)
   return PREFIX .. 'wf:' .. wf .. ':nodes'
 end
 
+-- Store a whole workflow (a DAG of jobs): the body of wf_submit.lua, shared with
+-- schedule_fire.lua so a schedule's occurrence stores its workflows in the very step
+-- that wins it. Its nodes without parents are ready at once (enqueue_one), the others
+-- `pending` and waiting for their parents (wf_waiting; in status:pending, not queued).
+-- `k`: {queue, delayed, seq, pending, events, wake, index, cap}; `a[at..]`: per node,
+-- its job row and a JSON object of its workflow fields (wf_submit.lua's header).
+local function wf_store(k, wf, meta_json, n, a, at, now)
+  local meta = cjson.decode(meta_json)
+  local seq = redis.call('INCRBY', k.seq, n) - n
+  local batch = new_batch()
+  local names = {}
+  local ready = 0
+  for i = 0, n - 1 do
+    local row = decode_row(a[at + i * 2])
+    local extra = cjson.decode(a[at + 1 + i * 2])
+    local f = {'wf', wf}
+    for name, value in pairs(extra) do
+      f[#f + 1] = name; f[#f + 1] = value
+    end
+    if tonumber(extra.wf_wait) > 0 then
+      local stored = store_row(row, now)
+      for j = 1, #f do stored[#stored + 1] = f[j] end
+      stored[#stored + 1] = 'wf_waiting'; stored[#stored + 1] = '1'
+      redis.call('HSET', job_key(row.id), unpack(stored))
+      local p = batch.pending
+      p[#p + 1] = now; p[#p + 1] = row.id
+      emit(k.events, 'job.enqueued', row.id, row.type, row.company_id, 'pending', now,
+        '{"priority":' .. row.priority .. ',"workflow":"' .. wf .. '","waiting":true}')
+    else
+      local _, _, _, _, new_seq, ready_now = enqueue_one(
+        k.queue, k.delayed, k.pending, k.events, now, seq, row, batch)
+      seq = new_seq
+      ready = ready + ready_now
+      redis.call('HSET', job_key(row.id), unpack(f))
+    end
+    names[#names + 1] = extra.wf_node; names[#names + 1] = row.id
+  end
+  flush_batch(k.queue, k.pending, batch)
+  local f = {'id', wf, 'status', 'running', 'created_at', now, 'updated_at', now,
+    'total', n, 'left', n, 'failures', 0}
+  for name, value in pairs(meta) do
+    f[#f + 1] = name; f[#f + 1] = value
+  end
+  redis.call('HSET', wf_key(wf), unpack(f))
+  local step = ZADD_BATCH * 2
+  for i = 1, #names, step do
+    redis.call('HSET', wf_nodes_key(wf), unpack(names, i, math.min(i + step - 1, #names)))
+  end
+  redis.call('ZADD', k.index, now, wf)
+  emit(k.events, 'workflow.started', wf, meta.name, meta.company_id, 'running', now,
+    '{"workflow":"' .. wf .. '","nodes":' .. n .. '}')
+  wake_up(k.wake, ready, k.cap)
+end
+
 -- Does a parent that ended `outcome` satisfy an edge that requires `on`?
 local function wf_accepts(on, outcome)
   if on == 'failure' then return outcome == 'failed' end
