@@ -220,7 +220,7 @@ class Keys:
     # -- workflows (fleetd.workflows; node fields in lua/_workflow.lua) ----------------
 
     def workflow(self, workflow_id: str) -> str:
-        """Hash of one workflow: status, policy, counts (left, failures, n_<state>)."""
+        """Hash of one workflow: status, policy, counts (left: nodes not finished, failures)."""
         return f"{self.prefix}wf:{workflow_id}"
 
     def workflow_nodes(self, workflow_id: str) -> str:

@@ -19,8 +19,7 @@ for _, id in ipairs(redis.call('HVALS', wf_nodes_key(wf))) do
     order[#order + 1] = id
   end
 end
-redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0,
-  'n_failed', 0, 'n_cancelled', 0, 'n_skipped', 0, 'updated_at', now)
+redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0, 'updated_at', now)
 redis.call('HDEL', wk, 'finished_at')
 redis.call('ZREM', PREFIX .. 'workflows:' .. m[1], wf)
 local ready, skip = 0, {}
