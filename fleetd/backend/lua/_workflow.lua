@@ -4,11 +4,15 @@
 -- A workflow node is an ordinary job whose hash also holds:
 --   wf          the workflow id (wf:<id> is its hash, wf:<id>:nodes name -> job id)
 --   wf_node     its name
---   wf_kids     JSON [[child job id, on], ...]; on is success | failure | any
+--   wf_kids     JSON [[child job id, on, its number of parents], ...]; on is success |
+--               failure | any (a workflow stored before the count has pairs)
 --   wf_parents  JSON {name: [job id, on], ...}
---   wf_wait     parents not finished yet (decremented once per parent, below)
---   wf_waiting  '1' while it waits for parents: `pending`, in status:pending, not queued
+--   wf_wait     parents not finished yet (decremented once per parent, below; a child
+--               with one parent is released by it without counting)
 --   wf_blocked  '1' once a parent ended in a way its edge does not accept
+-- A node waits for its parents while it is `pending` (in status:pending, not queued)
+-- and some parent has no wf_done: no field of its own says so, so releasing it writes
+-- nothing to it (fleetd.workflows.store derives `waiting` from its parents).
 --   wf_done     the node's final state, set exactly once: completed | failed |
 --               cancelled | skipped (a skipped node's job is `cancelled`, error
 --               "skipped: ...": the spec's six statuses stay the only job statuses)
@@ -39,7 +43,7 @@ end
 -- Store a whole workflow (a DAG of jobs): the body of wf_submit.lua, shared with
 -- schedule_fire.lua so a schedule's occurrence stores its workflows in the very step
 -- that wins it. Its nodes without parents are ready at once (enqueue_one), the others
--- `pending` and waiting for their parents (wf_waiting; in status:pending, not queued).
+-- `pending` and waiting for their parents (in status:pending, not queued).
 -- `k`: {queue, delayed, seq, pending, events, wake, index, cap}; `a[at..]`: per node,
 -- its job row and a JSON object of its workflow fields (wf_submit.lua's header).
 local function wf_store(k, wf, meta_json, n, a, at, now)
@@ -58,7 +62,6 @@ local function wf_store(k, wf, meta_json, n, a, at, now)
     if tonumber(extra.wf_wait) > 0 then
       local stored = store_row(row, now)
       for j = 1, #f do stored[#stored + 1] = f[j] end
-      stored[#stored + 1] = 'wf_waiting'; stored[#stored + 1] = '1'
       redis.call('HSET', job_key(row.id), unpack(stored))
       local p = batch.pending
       p[#p + 1] = now; p[#p + 1] = row.id
@@ -114,7 +117,6 @@ local function wf_end_unstarted(id, why, skipped, now)
   redis.call('ZREM', WF_RETRYING, id)
   redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now,
     'error', why)
-  redis.call('HDEL', k, 'wf_waiting')
   redis.call('ZADD', WF_CANCELLED, now, id)
   emit(WF_EVENTS, 'job.cancelled', id, h[2], h[3], 'cancelled', now,
     '{"running":false,"skipped":' .. tostring(skipped) .. '}')
@@ -236,22 +238,27 @@ local function wf_settle(id, outcome, now, work)
         end
       end
       for j = 1, #kids do
-        local cid, on = kids[j][1], kids[j][2]
+        local cid, on, single = kids[j][1], kids[j][2], kids[j][3] == 1
         local ck = job_key(cid)
-        -- Counted down whatever the child's state: only a waiting child reads it (a
-        -- resumed one gets its count afresh), so the check waits until it reaches 0.
-        if not wf_accepts(on, state) then redis.call('HSET', ck, 'wf_blocked', '1') end
-        if redis.call('HINCRBY', ck, 'wf_wait', -1) <= 0 then
-          local c = redis.call('HMGET', ck, 'status', 'wf_waiting', 'wf_blocked', 'priority',
+        local accepted, last = wf_accepts(on, state), single
+        if not single then
+          -- Counted down whatever the child's state: only a waiting child is released
+          -- by it (a resumed one gets its count afresh), checked once it reaches 0.
+          if not accepted then redis.call('HSET', ck, 'wf_blocked', '1') end
+          last = redis.call('HINCRBY', ck, 'wf_wait', -1) <= 0
+        end
+        if last then
+          -- Each parent settles once (its wf_done), so the last one comes once: the
+          -- child still pending and not ended is waiting, released or skipped now.
+          local c = redis.call('HMGET', ck, 'status', 'wf_done', 'wf_blocked', 'priority',
             'type', 'wf_node', 'company_id', 'queue')
-          if c[1] == 'pending' and c[2] == '1' then
+          if c[1] == 'pending' and not c[2] then
             wf_meta(wk, w)
-            if c[3] or w.status ~= 'running' then
+            if (single and not accepted) or (not single and c[3]) or w.status ~= 'running' then
               local why = 'skipped: a parent did not end as its edge requires'
               if w.status ~= 'running' then why = 'skipped: the workflow is ' .. w.status end
               if wf_end_unstarted(cid, why, true, now) then work[#work + 1] = {cid, 'skipped'} end
             else
-              redis.call('HDEL', ck, 'wf_waiting')
               rel[#rel + 1] = {cid, c[4], c[5], c[7], c[8]}
               wf_node_event(wf, cid, c[5], c[7], 'released', now, c[6])
               ready = ready + 1
