@@ -12,7 +12,7 @@ Phases, each the median of ROUNDS firings (the schedule made due again each roun
   firing: those plus the one schedule_fire.lua call that enqueues all N and advances
   the schedule);
 - `workflows`: a two-node workflow template with `for_each` of N/10 companies (the
-  workflows are submitted one call each after the firing wins).
+  workflows are stored by the same schedule_fire.lua call that wins the occurrence).
 """
 
 from __future__ import annotations

@@ -187,6 +187,8 @@ class Cleanup(Body):
     deleted: int
     older_than: str
     by_status: dict[str, int]
+    workflows: int = 0
+    """finished workflows deleted (their nodes' jobs are in `deleted`)"""
 
 
 class QuarantineItem(Body):

@@ -142,7 +142,8 @@ def cleanup_body(counts: Mapping[str, int], older_than: float) -> dict[str, Any]
     return bodies.Cleanup(
         deleted=counts["deleted"],
         older_than=format_duration(older_than),
-        by_status={k: v for k, v in counts.items() if k != "deleted"},
+        by_status={k: v for k, v in counts.items() if k not in ("deleted", "workflows")},
+        workflows=counts.get("workflows", 0),
     ).jsonable()
 
 

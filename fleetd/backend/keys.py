@@ -220,7 +220,7 @@ class Keys:
     # -- workflows (fleetd.workflows; node fields in lua/_workflow.lua) ----------------
 
     def workflow(self, workflow_id: str) -> str:
-        """Hash of one workflow: status, policy, counts (left, failures, n_<state>)."""
+        """Hash of one workflow: status, policy, counts (left: nodes not finished, failures)."""
         return f"{self.prefix}wf:{workflow_id}"
 
     def workflow_nodes(self, workflow_id: str) -> str:
@@ -231,6 +231,11 @@ class Keys:
     def workflows(self) -> str:
         """Zset of every workflow id by creation ms."""
         return f"{self.prefix}workflows"
+
+    def workflows_done(self, status: str) -> str:
+        """Zset of the workflows that ended `status` (completed, failed, cancelled) by
+        finish ms: retention reads it (lua/wf_prune.lua)."""
+        return f"{self.prefix}workflows:{status}"
 
     # -- templates (fleetd.templates) ---------------------------------------------------
 

@@ -36,7 +36,7 @@ _NAMES = (
     "cancel", "reset", "progress", "prune", "heartbeat",
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
     # Workflows (typed methods in fleetd.workflows.scripts).
-    "wf_submit", "wf_skip", "wf_cancel", "wf_resume",
+    "wf_submit", "wf_skip", "wf_cancel", "wf_resume", "wf_prune",
     # Templates (fleetd.templates.store).
     "template_save",
     # Jobs claimed at once or landed finished (fleetd.runtime.landing).
@@ -249,9 +249,23 @@ class Scripts:
         due = int(r[1])
         return int(r[0]), None if due < 0 else due, int(r[2])
 
-    def prune(self, client: SyncClient, status: JobStatus, age_ms: int, limit: int) -> int:
+    def prune(
+        self, client: SyncClient, status: JobStatus, age_ms: int, limit: int, offset: int = 0
+    ) -> tuple[int, int]:
+        """(deleted, kept: nodes of a workflow still stored); `offset` skips the kept."""
         keys = [self._s[status], self.keys.events]
-        return int(self._run(client, "prune", keys, [age_ms, limit, status.value]))
+        r = self._run(client, "prune", keys, [age_ms, limit, status.value, offset])
+        return int(r[0]), int(r[1])
+
+    def prune_workflows(
+        self, client: SyncClient, status: JobStatus, age_ms: int, limit: int
+    ) -> tuple[int, int, bool]:
+        """Workflows that ended `status` before now - age, with their nodes' jobs (at
+        most `limit` jobs, one workflow at least): (workflows, jobs, call again)."""
+        k = self.keys
+        keys = [k.workflows_done(status.value), k.workflows, k.events]
+        r = self._run(client, "wf_prune", keys, [age_ms, limit, status.value])
+        return int(r[0]), int(r[1]), int(r[2]) == 1
 
     def heartbeat(
         self, client: SyncClient, daemon_id: str, payload: str, ttl_ms: int, leaving: bool = False
@@ -332,19 +346,22 @@ class Scripts:
         event_data: str = "{}",
         row: JobRow | None = None,
         rows: Sequence[JobRow] | None = None,
+        workflows: Sequence[Any] = (),
     ) -> tuple[int, int, str, bool]:
         """action fire | skip | error | manual; `row` is the job for fire and manual;
-        `rows` instead: a template's jobs (none: its workflows, submitted by the caller).
+        `rows` instead: a template's jobs; `workflows`: a template's workflows, as
+        fleetd.workflows.scripts.plan_args encodes them, stored by the same call.
         Returns (1 done / 0 lost / -1 not due yet, Redis
         now ms, job id or '', duplicate)."""
         k, s = self.keys, self._s
         keys = [
             k.schedule(schedule_id), k.schedules_due, k.schedules_stats, k.queue, k.delayed,
-            k.seq, s[JobStatus.PENDING], k.events, k.wake,
+            k.seq, s[JobStatus.PENDING], k.events, k.wake, k.workflows,
         ]  # fmt: skip
         args: list[Any] = [
             WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
             "" if occurrence_ms is None else occurrence_ms, error, event_data,
+            len(workflows), *workflows,
         ]  # fmt: skip
         if rows is not None:
             args.extend(encode_row(r) for r in rows)

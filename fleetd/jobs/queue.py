@@ -242,20 +242,31 @@ class QueueOps:
         statuses: Sequence[JobStatus] = tuple(TERMINAL_STATUSES),
     ) -> dict[str, int]:
         """Delete finished jobs that finished more than `older_than` seconds ago, in
-        bounded batches. Returns the count per status and `deleted` in all."""
+        bounded batches, and the workflows that ended so (completed, failed, cancelled)
+        with every node's job (a node's job goes with its workflow, never before).
+        Returns the jobs deleted per status (a workflow's under its own status),
+        `deleted` in all, and `workflows`."""
         for status in statuses:
             if status not in TERMINAL_STATUSES:
                 raise ValidationError("status", f"only finished jobs are cleaned up, not {status}")
         counts: dict[str, int] = {}
+        workflows, age_ms = 0, int(older_than * 1000)
         for status in sorted(statuses, key=lambda s: s.value):
-            total = 0
-            while True:
-                n = self.scripts.prune(client, status, int(older_than * 1000), PRUNE_BATCH)
+            total, more = 0, True
+            while more:
+                n_wf, n, more = self.scripts.prune_workflows(client, status, age_ms, PRUNE_BATCH)
+                workflows += n_wf
                 total += n
-                if n < PRUNE_BATCH:
+            kept = 0
+            while True:
+                n, k = self.scripts.prune(client, status, age_ms, PRUNE_BATCH, kept)
+                total += n
+                kept += k
+                if n + k < PRUNE_BATCH:
                     break
             counts[status.value] = total
         counts["deleted"] = sum(counts.values())
+        counts["workflows"] = workflows
         return counts
 
 

@@ -122,6 +122,7 @@ class Maintenance:
             if ttl > 0:
                 done = await self.link.call(self.ops.cleanup, ttl, (status,))
                 counts[status.value] = done[status.value]
+                counts["workflows"] = counts.get("workflows", 0) + done["workflows"]
         return counts
 
     async def _prune_loop(self) -> None:

@@ -7,8 +7,8 @@ Owns:
   compares the due time and revision this scheduler read with the stored ones, so of
   many schedulers racing for one occurrence exactly one acts (the job itself is built by
   fleetd.schedules.payload.job_row, as for a manual run; a template's runs by
-  fleetd.schedules.templated: its jobs enqueued by the same script call, its workflows
-  submitted by the winner right after it);
+  fleetd.schedules.templated: its jobs enqueued, or its workflows stored, by the same
+  script call, so an occurrence makes them once or not at all);
 - registering a running scheduler, so schedule changes wake it.
 
 Every method taking `client` runs inside one RedisLink hop (the scheduler's tick).
@@ -27,7 +27,7 @@ from fleetd.schedules.cadence import plan_firing
 from fleetd.schedules.model import ScheduledJob
 from fleetd.schedules.payload import job_row
 from fleetd.schedules.store import ScheduleOps
-from fleetd.schedules.templated import submit_plans, templated_runs
+from fleetd.schedules.templated import templated_runs, workflow_args
 from fleetd.workflows.plan import Plan
 
 __all__ = ["ERROR_RETRY_MS", "FireResult", "FiringOps"]
@@ -132,12 +132,10 @@ class FiringOps:
         code, now, job_id, dup = self.scripts.schedule_fire(
             client, schedule_id, action, due_ms=due_ms, rev=job.rev, next_due_ms=next_ms,
             missed=missed, occurrence_ms=occurrence, error=error, event_data=event, row=row,
-            rows=made[0] if made else None,
+            rows=made[0] if made else None, workflows=workflow_args(made[1]) if made else (),
         )  # fmt: skip
         if code != 1:
             return None
-        if made and made[1]:  # this scheduler won the occurrence: submit its workflows
-            job_id = submit_plans(client, self.store, schedule_id, made[1])
         return FireResult(
             schedule_id, job.name, action, due_ms, occurrence, next_ms, missed, job_id, dup,
             now, error, job.company_id,

@@ -35,7 +35,7 @@ from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_jo
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, default_id, name_key
 from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
-from fleetd.schedules.templated import check_templated, submit_plans, templated_runs
+from fleetd.schedules.templated import check_templated, templated_runs, workflow_args
 from fleetd.schedules.update import plan_update
 
 if TYPE_CHECKING:
@@ -337,12 +337,11 @@ class ScheduleOps:
                        else ([job_row(self.queue_ops, current, None)], []))  # fmt: skip
         event = _encode({"schedule_id": schedule_id})
         code, now, job_id, dup = self.scripts.schedule_fire(
-            client, schedule_id, "manual", event_data=event, rows=rows
-        )
+            client, schedule_id, "manual", event_data=event, rows=rows,
+            workflows=workflow_args(plans),
+        )  # fmt: skip
         if code != 1:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")
-        if plans:
-            job_id = submit_plans(client, self, schedule_id, plans)
         return EnqueueResult(job_id, "pending", now, dup)
 
     def seed(self, client: SyncClient, definition: Mapping[str, Any]) -> tuple[str, str]:

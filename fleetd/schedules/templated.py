@@ -8,7 +8,11 @@ Owns, for fleetd.schedules.store (saving, run now) and fleetd.schedules.firing:
 - `templated_runs`: the runs of one occurrence (or of a manual run), built by
   fleetd.templates.store.TemplateOps.prepare as `POST …/templates/{name}/run` builds
   them: job rows tagged `schedule:<id>` and `occurrence:<ISO time>` with the
-  idempotency key `schedule:<id>:<ISO time>:<i>`, or workflow plans.
+  idempotency key `schedule:<id>:<ISO time>:<i>`, or workflow plans, each with an id
+  derived from the schedule, the occurrence and its index (`occurrence_workflow_id`);
+- `workflow_args`: those plans as schedule_fire.lua stores them, in the very call that
+  wins the occurrence (so an occurrence makes its workflows once, or not at all,
+  whichever scheduler dies when).
 
 Each run is made as the schedule's company: a company's schedule cannot reach another
 company's template nor name another company in its parameters. A platform schedule
@@ -19,6 +23,8 @@ as one job per company. Every function takes a Redis client (one RedisLink hop).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,9 +36,26 @@ from fleetd.schedules.model import ScheduledJob, ScheduleSpec, occurrence_tags
 from fleetd.schedules.templated_spec import MAX_FAN_OUT
 from fleetd.templates.store import Loaded, Prepared, TemplateOps
 from fleetd.workflows.plan import Plan
-from fleetd.workflows.store import WorkflowOps
+from fleetd.workflows.scripts import plan_args
 
-__all__ = ["check_templated", "submit_plans", "templated_runs"]
+__all__ = ["check_templated", "occurrence_workflow_id", "templated_runs", "workflow_args"]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def occurrence_workflow_id(schedule_id: str, occurrence_ms: int, index: int) -> str:
+    """The id of run `index` of an occurrence when it is a workflow: `wf_` and a
+    ULID-shaped id (as fleetd.workflows.plan.new_workflow_id) made of the occurrence's
+    ms and 80 bits of a hash of the three — the same on every scheduler."""
+    seed = f"{len(schedule_id)}:{schedule_id}:{occurrence_ms}:{index}".encode()
+    bits = int.from_bytes(hashlib.blake2b(seed, digest_size=10).digest(), "big")
+    value = (occurrence_ms << 80) | bits
+    return "wf_" + "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+
+
+def workflow_args(plans: list[Plan]) -> list[object]:
+    """The workflows of one occurrence as schedule_fire.lua's ARGV takes them."""
+    return [arg for plan in plans for arg in plan_args(plan)]
 
 
 def _source(ops: QueueOps, name: str) -> Any:
@@ -143,20 +166,11 @@ def templated_runs(
             extra["idempotency_key"] = f"{idem}:{i}"
         made = _prepare(templates, client, loaded, job.company_id, job.user_id, extra, params).made
         if isinstance(made, Plan):
+            if occurrence_ms is not None:
+                made = dataclasses.replace(
+                    made, workflow_id=occurrence_workflow_id(job.id, occurrence_ms, i)
+                )
             plans.append(made)
         else:
             rows.append(made)
     return rows, plans
-
-
-def submit_plans(client: SyncClient, store: Any, schedule_id: str, plans: list[Plan]) -> str:
-    """Submit the workflows of an occurrence this scheduler won (schedule_fire.lua
-    advanced the schedule); the first workflow's id becomes the schedule's
-    `last_job_id`. `store`: the schedule's ScheduleOps."""
-    workflows = WorkflowOps(store.queue_ops)
-    for plan in plans:
-        workflows.submit(client, plan)
-    key = store.keys.schedule(schedule_id)
-    if client.exists(key):  # not deleted meanwhile (no hash left behind)
-        client.hset(key, "last_job_id", plans[0].workflow_id)
-    return plans[0].workflow_id

@@ -192,10 +192,12 @@ def _plan(
     parents: dict[str, list[Edge]],
     rows: dict[str, JobRow],
 ) -> Plan:
-    kids: dict[str, list[list[str]]] = {name: [] for name in rows}
+    # Per child: its job id, the edge's `on` and its number of parents (a child with
+    # one is released by it without a count: lua/_workflow.lua).
+    kids: dict[str, list[list[str | int]]] = {name: [] for name in rows}
     for name, edges in parents.items():
         for e in edges:
-            kids[e.node].append([rows[name].id, e.on])
+            kids[e.node].append([rows[name].id, e.on, len(edges)])
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     nodes = []
     for x in order:

@@ -17,9 +17,18 @@ from fleetd.backend.scripts import CONTROL_TTL_S, WAKE_TOKEN_CAP, Scripts
 from fleetd.jobs.model import JobStatus
 from fleetd.workflows.plan import Plan
 
-__all__ = ["WorkflowScripts"]
+__all__ = ["WorkflowScripts", "plan_args"]
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def plan_args(plan: Plan) -> list[Any]:
+    """A plan as wf_store (lua/_workflow.lua) reads it: its id, fields, number of
+    nodes, then each node's row and workflow fields."""
+    args: list[Any] = [plan.workflow_id, _encode(plan.meta), len(plan.nodes)]
+    for node in plan.nodes:
+        args.extend((encode_row(node.row), _encode(node.extra)))
+    return args
 
 
 class WorkflowScripts:
@@ -34,9 +43,8 @@ class WorkflowScripts:
             k.queue, k.delayed, k.seq, k.status(JobStatus.PENDING), k.events, k.wake,
             k.workflows,
         ]  # fmt: skip
-        args: list[Any] = [plan.workflow_id, WAKE_TOKEN_CAP, _encode(plan.meta), len(plan.nodes)]
-        for node in plan.nodes:
-            args.extend((encode_row(node.row), _encode(node.extra)))
+        workflow_id, fields, *nodes = plan_args(plan)  # nodes: their count, then each
+        args: list[Any] = [workflow_id, WAKE_TOKEN_CAP, fields, *nodes]
         return int(self._scripts.call(client, "wf_submit", keys, args))
 
     def skip(self, client: SyncClient, job_id: str, token: str, why: str) -> bool:

@@ -24,7 +24,7 @@ from fleetd.workflows.spec import WorkflowRequest, parse_request
 __all__ = ["ActionResult", "WorkflowOps"]
 
 # Job-hash fields a node's state is read from.
-_NODE_FIELDS = ("type", "status", "error", "wf_node", "wf_parents", "wf_done", "wf_waiting")
+_NODE_FIELDS = ("type", "status", "error", "wf_node", "wf_parents", "wf_done")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +36,16 @@ class ActionResult:
     count: int = 0
 
 
-def _state(h: Mapping[str, str]) -> str:
+def _state(h: Mapping[str, str | None], parents: Mapping[str, Any], done: set[str]) -> str:
+    """A node's state; `done`: the nodes (by name) with their final state. A pending
+    node waits while one of its parents has none (lua/_workflow.lua releases it when
+    the last one gets it)."""
     if h.get("wf_done"):
-        return h["wf_done"]
-    if h.get("wf_waiting") == "1":
+        return h["wf_done"] or ""
+    status = h.get("status") or "pending"
+    if status == "pending" and not done.issuperset(parents):
         return "waiting"
-    return h.get("status", "pending")
+    return status
 
 
 class WorkflowOps:
@@ -77,12 +81,16 @@ class WorkflowOps:
         for job_id in names.values():
             pipe.hmget(self.keys.job(job_id), list(_NODE_FIELDS))
         rows = [dict(zip(_NODE_FIELDS, r, strict=True)) for r in pipe.execute()]
-        states = {row["wf_node"] or "": _state(row) for row in rows}
+        done = {row["wf_node"] or "" for row in rows if row["wf_done"]}
+        edges = [json.loads(row["wf_parents"] or "{}") for row in rows]
+        states = {
+            row["wf_node"] or "": _state(row, parents, done)
+            for row, parents in zip(rows, edges, strict=True)
+        }
         nodes: list[NodeState] = []
         counts: dict[str, int] = {}
-        for job_id, row in zip(names.values(), rows, strict=True):
-            parents = json.loads(row["wf_parents"] or "{}")
-            state = _state(row)
+        for job_id, row, parents in zip(names.values(), rows, edges, strict=True):
+            state = states[row["wf_node"] or ""]
             counts[state] = counts.get(state, 0) + 1
             nodes.append(NodeState(
                 name=row["wf_node"] or "?", job_id=job_id, type=row["type"] or "?",

@@ -176,6 +176,7 @@ async def test_stats_and_cleanup(config: Config) -> None:
             "deleted": 0,
             "older_than": "24h",
             "by_status": {"cancelled": 0, "completed": 0, "failed": 0},
+            "workflows": 0,
         }
         await trio.sleep(0.01)
         r = await api.post(f"{PREFIX}/cleanup", params={"older_than": "1ms"})

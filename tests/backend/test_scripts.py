@@ -548,11 +548,11 @@ def test_prune_deletes_old_finished_jobs_and_emits_jobs_pruned(engine: Engine) -
     for job in claim(engine, count=3).jobs:
         complete(engine, job.id, job.token)
     n_events = client.xlen(engine.keys.events)
-    assert engine.scripts.prune(client, JobStatus.COMPLETED, 3_600_000, 100) == 0
+    assert engine.scripts.prune(client, JobStatus.COMPLETED, 3_600_000, 100) == (0, 0)
     assert client.xlen(engine.keys.events) == n_events  # nothing pruned, no event
     time.sleep(0.005)
-    assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == 2
-    assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == 1
+    assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == (2, 0)
+    assert engine.scripts.prune(client, JobStatus.COMPLETED, 0, 2) == (1, 0)
     assert all(client.exists(engine.keys.job(i)) == 0 for i in ids)
     assert all(client.exists(engine.keys.idem(None, f"k{i}")) == 0 for i in range(3))
     assert client.zcard(engine.keys.status(JobStatus.COMPLETED)) == 0

@@ -265,6 +265,7 @@ def test_wait_exit_codes_run_at_and_cleanup(
         "deleted": 3,
         "older_than": "0s",
         "by_status": {"cancelled": 0, "completed": 2, "failed": 1},
+        "workflows": 0,
     }
     assert cli_json(env, "stats", "--json") == {"stats": EMPTY_STATS}
     daemon.assert_alive()

@@ -810,11 +810,11 @@ async def test_cleanup_deletes_only_old_finished_jobs(engine: Engine) -> None:
     pause_ms(5)
 
     kept = await engine.queue.cleanup(3600)
-    assert kept == {"cancelled": 0, "completed": 0, "failed": 0, "deleted": 0}
+    assert kept == {"cancelled": 0, "completed": 0, "failed": 0, "deleted": 0, "workflows": 0}
     assert stats(engine)["total"] == 6
 
     gone = await engine.queue.cleanup(0)
-    assert gone == {"cancelled": 1, "completed": 2, "failed": 1, "deleted": 4}
+    assert gone == {"cancelled": 1, "completed": 2, "failed": 1, "deleted": 4, "workflows": 0}
     for job_id in [*done_ids, failed_id, cancelled_id]:
         assert await engine.queue.get(job_id) is None
     assert status_of(engine, running_id) is JobStatus.PROCESSING

@@ -73,7 +73,7 @@ async def test_retention_prunes_finished_jobs_by_status(engine: Engine) -> None:
     pending = await engine.queue.enqueue({"type": "noop", "data": {}})
     await trio.sleep(0.01)
     counts = await _maintenance(engine, None, ttl=0.005).prune_once()
-    assert counts == {"completed": 0, "failed": 0, "cancelled": 1}
+    assert counts == {"completed": 0, "failed": 0, "cancelled": 1, "workflows": 0}
     assert await engine.queue.get(r.job_id) is None
     job = await engine.queue.get(pending.job_id)
     assert job is not None and job.status is JobStatus.PENDING

@@ -5,7 +5,7 @@
 --
 -- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:stats
 -- KEYS[4] queue  KEYS[5] delayed  KEYS[6] seq  KEYS[7] status:pending  KEYS[8] events
--- KEYS[9] wake
+-- KEYS[9] wake  KEYS[10] workflows (zset: workflow id by creation ms)
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] wake token cap
 -- ARGV[4] schedule id
 -- ARGV[5] action: fire (enqueue the occurrence) | skip (misfired, run none) | error
@@ -18,15 +18,21 @@
 -- ARGV[10] the occurrence ms the job is for (fire), else ''
 -- ARGV[11] error text (error), else ''
 -- ARGV[12] event data (JSON)
--- ARGV[13..] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and manual,
---          else ''; a schedule running a template passes one row per job of its
---          fan-out (all enqueued here, with the advance), or none for workflows (its
---          caller submits them once this call has won the occurrence)
+-- ARGV[13] w: how many of the next values are workflows (0 unless a schedule runs a
+--          workflow template)
+-- ARGV[14..13+w] the occurrence's workflows (fire and manual), each: its id, its
+--          fields (JSON), its number of nodes n, then 2n node values (wf_submit.lua's
+--          ARGV[5..]): stored here (wf_store), with the advance, so an occurrence
+--          makes all its workflows or none, exactly once; one already stored (same
+--          id) is not stored again
+-- ARGV[14+w..] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and
+--          manual, else ''; a schedule running a job template passes one row per job
+--          of its fan-out (all enqueued here, with the advance), none for workflows
 -- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
 -- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
 local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
 local queue, delayed, seq_key, pending_idx = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local events, wake = KEYS[8], KEYS[9]
+local events, wake, wf_index = KEYS[8], KEYS[9], KEYS[10]
 local cap, id, action = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local due_ms, rev, next_due = ARGV[6], ARGV[7], ARGV[8]
 local missed, occurrence, err, evdata = tonumber(ARGV[9]), ARGV[10], ARGV[11], ARGV[12]
@@ -44,8 +50,19 @@ end
 local h = redis.call('HMGET', key, 'job_type', 'company_id')
 local job_id, dup = '', 0
 if action == 'fire' or action == 'manual' then
-  local fresh = 0
-  for i = 13, #ARGV do
+  local fresh, first = 0, 14 + tonumber(ARGV[13])
+  local i = 14
+  while i < first do
+    local wf, n = ARGV[i], tonumber(ARGV[i + 2])
+    if redis.call('EXISTS', wf_key(wf)) == 0 then
+      wf_store({queue = queue, delayed = delayed, seq = seq_key, pending = pending_idx,
+        events = events, wake = wake, index = wf_index, cap = cap}, wf, ARGV[i + 1], n, ARGV,
+        i + 3, now)
+    end
+    if job_id == '' then job_id = wf end
+    i = i + 3 + 2 * n
+  end
+  for i = first, #ARGV do
     if ARGV[i] ~= '' then
       local jid, status, d, created, ready
       local seq = redis.call('INCR', seq_key) - 1
@@ -56,7 +73,7 @@ if action == 'fire' or action == 'manual' then
       if d == 0 then fresh = 1 end
     end
   end
-  if #ARGV > 13 then dup = 1 - fresh end
+  if #ARGV > first then dup = 1 - fresh end
   redis.call('HSET', key, 'last_run', now, 'last_job_id', job_id)
   if dup == 0 then redis.call('HINCRBY', key, 'runs', 1) end
   redis.call('HINCRBY', stats, 'fired', 1 - dup)

@@ -19,9 +19,9 @@ for _, id in ipairs(redis.call('HVALS', wf_nodes_key(wf))) do
     order[#order + 1] = id
   end
 end
-redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0,
-  'n_failed', 0, 'n_cancelled', 0, 'n_skipped', 0, 'updated_at', now)
+redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0, 'updated_at', now)
 redis.call('HDEL', wk, 'finished_at')
+redis.call('ZREM', PREFIX .. 'workflows:' .. m[1], wf)
 local ready, skip = 0, {}
 for _, id in ipairs(order) do
   local k = job_key(id)
@@ -39,11 +39,11 @@ for _, id in ipairs(order) do
   redis.call('HSET', k, 'status', 'pending', 'retry_count', 0, 'stalls', 0, 'updated_at', now,
     'wf_wait', wait)
   redis.call('HDEL', k, 'error', 'traceback', 'result', 'completed_at', 'started_at',
-    'run_at', 'worker', 'progress', 'wf_done', 'wf_blocked', 'wf_waiting')
+    'run_at', 'worker', 'progress', 'wf_done', 'wf_blocked')
   redis.call('ZADD', WF_PENDING, h[3], id)
   if blocked then redis.call('HSET', k, 'wf_blocked', '1') end
   if wait > 0 then
-    redis.call('HSET', k, 'wf_waiting', '1')
+    -- waits for its parents that run again (the last one releases it)
   elseif blocked then
     skip[#skip + 1] = id
   else
