@@ -134,18 +134,28 @@ class InlineJobs:
             _claimed(row, created_ms=created, token=token), claimed_at=trio.current_time()
         )
         entry.started_at = entry.claimed_at
+        entered = trio.Event()
         try:
-            pool.adopt(entry, functools.partial(self._then_free, row.id))
+            pool.adopt(entry, functools.partial(self._then_free, row.id, entered))
         except RuntimeError:  # the pool has stopped (the daemon is stopping)
             self._bypassing.discard(row.id)
             log.warning("job %s: the pool has stopped; its lease expires and it is run "
                         "again by another daemon (reap)", row.id)  # fmt: skip
             return EnqueueResult(job_id, status, created)
+        # The handler first, the answer after: without this wait the job's task ran
+        # only at the request's next checkpoint, once its answer was built and sent
+        # (~0.2-0.5 ms of the start latency, bench/bypass.py).
+        await entered.wait()
         return EnqueueResult(job_id, status, created)
 
     async def _then_free(
-        self, job_id: str, run: Callable[[Running], Awaitable[None]], entry: Running
+        self,
+        job_id: str,
+        entered: trio.Event,
+        run: Callable[[Running], Awaitable[None]],
+        entry: Running,
     ) -> None:
+        entered.set()  # the request resumes once the handler reaches its first await
         try:
             await run(entry)
         finally:

@@ -269,6 +269,7 @@ def test_every_acknowledged_job_completes_exactly_once_across_an_outage(
         return None if missing else got
 
     got = wait_for(audited, 30, "every acknowledged job's audit entries", fleet.tails, 0.5)
+    assert got is not None  # wait_for returns a truthy value
 
     # Exactly once, whatever was killed when.
     assert {j: got.completed[j] for j in ids if got.completed[j] != 1} == {}
