@@ -10,7 +10,9 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
   a fallback changes nothing;
 - the queue unavailable (Redis away, or this daemon's enqueues go to the spool): the
   job runs here, within its time limit, is spooled finished and answered 200 with its
-  outcome — `completed` and the result, or `failed` and the error; with no spool
+  outcome — `completed` and the result, or `failed` and the error — unless the attempt
+  to store it failed after the connection was made (Redis may have run it: spooled as
+  a plain enqueue instead, 202, so that it runs once); with no spool
   (`[spool] enabled = false`) nothing could record it: 503 as without a fallback.
 """
 
@@ -30,6 +32,7 @@ from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.spool.file import SpoolError
 from fleetd.spool.finished import Finished
+from fleetd.spool.outage import may_have_run
 
 __all__ = ["enqueue_inline"]
 
@@ -80,8 +83,10 @@ async def enqueue_inline(
         if st.link.ready and not (spool is not None and spool.diverts()):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
             return result, _answer(result, None, ""), 200 if result.duplicate else 201
-    except RedisUnavailable:
-        pass  # the queue is unavailable: run here
+    except RedisUnavailable as exc:
+        if may_have_run(exc):  # the connection broke: Redis may hold the job already
+            return await _queued(row)  # spooled: its replay finds it, or enqueues it, once
+        # No connection could be made: the queue is unavailable, run here.
     if req.bypass and not req.fallback and not inline.free_slot():
         return await _queued(row)  # spooled as any critical job
     if spool is None:
