@@ -147,4 +147,4 @@ async def _audit(st: ApiState, action: str, response: Response) -> None:
         detail=g.get("audit_detail") or {},
     )
     assert st.audit is not None
-    st.audit.submit(entry)
+    await st.audit.submit(entry)

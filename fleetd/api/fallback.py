@@ -6,10 +6,13 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
 - refused (422 naming the field) when the type does not declare `sync_fallback`, when a
   bypassed job is not critical, or when this daemon has no worker role to run it;
 - Redis up: a bypass is stored claimed by this daemon and started at once (201; or
-  enqueued as usual when every critical slot is busy); a fallback changes nothing;
+  enqueued as usual when every critical slot is busy, or before the pool has started);
+  a fallback changes nothing;
 - the queue unavailable (Redis away, or this daemon's enqueues go to the spool): the
   job runs here, within its time limit, is spooled finished and answered 200 with its
-  outcome — `completed` and the result, or `failed` and the error; with no spool
+  outcome — `completed` and the result, or `failed` and the error — unless the attempt
+  to store it failed after the connection was made (Redis may have run it: spooled as
+  a plain enqueue instead, 202, so that it runs once); with no spool
   (`[spool] enabled = false`) nothing could record it: 503 as without a fallback.
 """
 
@@ -29,6 +32,7 @@ from fleetd.jobs.model import ValidationError as Invalid
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.spool.file import SpoolError
 from fleetd.spool.finished import Finished
+from fleetd.spool.outage import may_have_run
 
 __all__ = ["enqueue_inline"]
 
@@ -45,7 +49,9 @@ def _check(req: InlineEnqueueRequest, row: JobRow) -> None:
         if row.priority != Priority.CRITICAL:
             raise Invalid("bypass", f"only critical jobs (priority 20) bypass the queue, "
                                     f"this one has priority {row.priority}")  # fmt: skip
-        if st.inline is None or st.inline.pool is None:
+        # By role, not by a started pool: a worker daemon that has not reached Redis
+        # yet (started during an outage) runs a bypass inline, as a connected one does.
+        if st.inline is None or "worker" not in st.config.daemon.roles:
             raise Invalid("bypass", "this daemon has no worker role to run the job: send "
                                     "it to a daemon with `worker` in [daemon] roles")  # fmt: skip
 
@@ -67,7 +73,7 @@ async def enqueue_inline(
         raise ApiError.unavailable("this API cannot run jobs inline")
     spool = st.spool
     try:
-        if req.bypass and st.link.ready:
+        if req.bypass and st.link.ready and inline.pool is not None:
             result = await inline.bypass(row)
             if result is not None:
                 ran = "" if result.duplicate else "bypass"
@@ -77,8 +83,10 @@ async def enqueue_inline(
         if st.link.ready and not (spool is not None and spool.diverts()):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
             return result, _answer(result, None, ""), 200 if result.duplicate else 201
-    except RedisUnavailable:
-        pass  # the queue is unavailable: run here
+    except RedisUnavailable as exc:
+        if may_have_run(exc):  # the connection broke: Redis may hold the job already
+            return await _queued(row)  # spooled: its replay finds it, or enqueues it, once
+        # No connection could be made: the queue is unavailable, run here.
     if req.bypass and not req.fallback and not inline.free_slot():
         return await _queued(row)  # spooled as any critical job
     if spool is None:

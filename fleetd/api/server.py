@@ -141,7 +141,7 @@ def build_state(
         limits=BodyLimits(h.max_body_size, h.max_json_depth),
         artifacts_root=artifacts_root(cfg),
         ready=ready,
-        audit=AuditLog(_audit_writer(engine), AuditReader(engine.keys)),
+        audit=AuditLog(_audit_writer(engine), AuditReader(engine.keys), api),
         metrics=metrics,
         batcher=EnqueueBatcher(api, engine.ops),
         hub=hub,

@@ -1,6 +1,10 @@
 """The audit writer of synchronous callers: the CLI and fleetd.client.Client.
 
-Owns `BackgroundWriter`: `submit` queues an entry (thread-safe); every WRITE_BATCH
+Owns `BackgroundWriter`: `submit` queues an entry (thread-safe) — or, when the call it
+records met an outage (AuditEntry.met_outage: refused for Redis, or spooled), moves
+the backlog with it to the spool, fsync'd, before returning — the caller answers after
+`submit`, so nothing acknowledged during an outage is lost by a SIGKILL that follows
+(the outage cost that call a timeout or a spool commit already); every WRITE_BATCH
 entries the caller's thread writes the batch itself (one round trip per 500 calls:
 ~0.2% of a one-at-a-time enqueue's), and with `background` a daemon thread writes what
 waited longer than FLUSH_INTERVAL (a caller that enqueues now and then). A thread that
@@ -54,6 +58,9 @@ class BackgroundWriter:
     def submit(self, entry: AuditEntry) -> None:
         with self._lock:
             self.backlog.add(entry)
+            if entry.met_outage():
+                self._spill()  # durable now; a write in flight keeps its own copy
+                return
             full = len(self.backlog) >= WRITE_BATCH
             if self.background and self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="fleetd-audit", daemon=True)
@@ -70,7 +77,7 @@ class BackgroundWriter:
     def _write_some(self) -> bool:
         """One batch from the head; False when Redis would not take it."""
         with self._lock:
-            batch = self.backlog.head(WRITE_BATCH)
+            epoch, batch = self.backlog.head(WRITE_BATCH)
         if not batch:
             return True
         try:
@@ -81,7 +88,7 @@ class BackgroundWriter:
             return False
         self._healthy = True
         with self._lock:
-            self.backlog.drop(len(batch))
+            self.backlog.drop(len(batch), epoch)
         return True
 
     def _run(self) -> None:

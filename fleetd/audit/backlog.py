@@ -10,7 +10,9 @@ Exactly once: an epoch's entries are numbered 1, 2, 3… and written strictly in
 (a batch is removed from the head only once written); audit_write.lua keeps the highest
 number written per epoch and skips anything at or below it. A spill moves the whole
 backlog to the spool and starts a new epoch, so an epoch's remaining entries are either
-all in memory or all in the spool — never written by two processes in two orders.
+all in memory or all in the spool — never written by two processes in two orders. A
+spill while a batch of the old epoch is being written leaves that batch in both places;
+the marks write it once, and `drop` (given the batch's epoch) leaves the new epoch be.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ log = logging.getLogger("fleetd.audit")
 # Past this many unwritten entries (Redis away at ~1,100 audited requests/s: ~9 s) the
 # backlog goes to the spool instead of growing: ~1 KB each, so at most ~10 MB held.
 BACKLOG_LIMIT = 10_000
-# An entry unwritten for this long goes to the spool even below the limit, so a
-# SIGKILL during a long outage loses at most this much of the audit log.
+# An entry unwritten for this long goes to the spool even below the limit. The entries
+# of calls answered while Redis is away do not wait for it: the doors make them
+# durable before answering (AuditWriter.secure, BackgroundWriter.submit). This bounds
+# what a SIGKILL loses of the rest: entries of calls answered just before Redis went
+# away, and the scheduler's and handlers' own.
 SPILL_AFTER = 5.0
 
 
@@ -56,7 +61,10 @@ class AuditTrail:
         """Move the whole backlog to the spool (a new epoch follows); the count spooled.
         When even the spool cannot be written, the entries go to the log whole — the
         last resort, rather than nowhere."""
-        items = backlog.take_all()
+        return self.spill_items(backlog.take_all())
+
+    def spill_items(self, items: list[Stamped]) -> int:
+        """Append entries taken from a backlog to the spool (fsync'd); as `spill`."""
         if not items:
             return 0
         try:
@@ -86,10 +94,16 @@ class Backlog:
         self._seq += 1
         self._items.append((time.monotonic(), Stamped(self.epoch, self._seq, entry)))
 
-    def head(self, n: int) -> list[Stamped]:
-        return [s for _, s in itertools.islice(self._items, n)]
+    def head(self, n: int) -> tuple[str, list[Stamped]]:
+        """The epoch and the first `n` entries (hand the epoch back to `drop`)."""
+        return self.epoch, [s for _, s in itertools.islice(self._items, n)]
 
-    def drop(self, n: int) -> None:
+    def drop(self, n: int, epoch: str) -> None:
+        """Remove `n` written entries from the head — unless the backlog was spilled
+        (a new epoch) while they were being written: the head is then newer entries,
+        and the written ones are in the spool too (written once: their marks)."""
+        if epoch != self.epoch:
+            return
         for _ in range(min(n, len(self._items))):
             self._items.popleft()
 

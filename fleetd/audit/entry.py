@@ -160,6 +160,12 @@ class AuditEntry:
     at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     uid: str = field(default_factory=new_entry_id)
 
+    def met_outage(self) -> bool:
+        """The call it records was answered while Redis was away: refused for it, or
+        its job kept in the enqueue spool (fleetd.spool) or run inline. Its entry must
+        be durable before the caller hears back (fleetd.audit.background)."""
+        return self.outcome == _OUTCOMES["RedisUnavailable"] or bool(self.detail.get("spooled"))
+
     def fields(self) -> dict[str, str]:
         """The stream entry's fields (fleetd.audit.reader decodes them)."""
         return {

@@ -4,7 +4,11 @@ Owns `enqueue_or_spool`: send the rows to Redis (one round trip); when Redis is
 unreachable, write them to the spool instead and answer each with status `spooled`
 and the id it will have (fleetd.spool.file; a daemon replays them). Past the spool's
 caps, or with no spool (`[spool] enabled = false`), Redis's error is raised as it was.
-`spooled_results` is the answer the daemon's API gives the same way.
+`spooled_results` is the answer the daemon's API gives the same way. `may_have_run`
+tells a call Redis never received (no connection could be made) from one it may have
+run before the connection broke: a job of the latter must not be run inline as well
+(fleetd.runtime.inline, fleetd.api.fallback) — it is spooled, and its replay finds it
+in Redis or enqueues it, once.
 """
 
 from __future__ import annotations
@@ -17,11 +21,24 @@ from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.spool.file import JobSpool, SpoolError
 
-__all__ = ["SPOOLED", "enqueue_or_spool", "spooled_results"]
+__all__ = ["SPOOLED", "enqueue_or_spool", "may_have_run", "spool_rows", "spooled_results"]
 
 # The status of an acknowledged enqueue kept in the spool (not a job status: the job
 # is `pending` once it reaches Redis).
 SPOOLED = "spooled"
+
+
+# What redis-py says when it could not connect ("Error 111 connecting to host:port.",
+# "Timeout connecting to server"): the command never left this process. Anything else
+# (a reset or a timeout while writing or reading) may come after Redis ran it and
+# wrote it to its AOF — a SIGKILL between the write and the reply does that.
+_NOT_CONNECTED = "connecting to"
+
+
+def may_have_run(exc: BaseException) -> bool:
+    """Whether the call that failed with `exc` (RedisUnavailable, or what it wraps) may
+    have run in Redis all the same."""
+    return _NOT_CONNECTED not in str(exc.__cause__ or exc)
 
 
 def spooled_results(
@@ -55,8 +72,16 @@ def enqueue_or_spool(
     except RedisUnavailable as exc:
         if spool is None:
             raise
-        try:
-            at, duplicates = spool.add(rows, door=door, subject=subject)
-        except SpoolError as refused:
-            raise RedisUnavailable(f"{exc}; not spooled: {refused}") from None
-        return spooled_results(rows, at, duplicates)
+        return spool_rows(spool, rows, exc, door=door, subject=subject)
+
+
+def spool_rows(
+    spool: JobSpool, rows: Sequence[JobRow], exc: RedisUnavailable, *, door: str, subject: str
+) -> list[EnqueueResult]:
+    """Spool rows Redis did not take (`exc`: why), answered `spooled`; RedisUnavailable
+    naming both when the spool cannot take them either."""
+    try:
+        at, duplicates = spool.add(rows, door=door, subject=subject)
+    except SpoolError as refused:
+        raise RedisUnavailable(f"{exc}; not spooled: {refused}") from None
+    return spooled_results(rows, at, duplicates)

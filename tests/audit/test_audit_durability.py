@@ -1,13 +1,15 @@
 """Audit entries survive a Redis outage, against real redis-server processes of the
 test's own (`own_redis`): kept in memory and written once Redis is back; spooled to the
-state directory when the process stops (or is SIGKILLed after SPILL_AFTER) and written
-by the next process — exactly once, however many processes replay the spool.
+state directory when the process stops, or before the call is answered when that call
+met the outage (so a SIGKILL right after the answer loses nothing), and written by the
+next process — exactly once, however many processes replay the spool.
 """
 
 from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,12 @@ from conftest import fleetd_env, make_config
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
 from redis_server import RedisServer, RedisServerFactory
 
-from fleetd.audit.backlog import SPILL_AFTER, AuditTrail, Stamped
+from fleetd.audit.backlog import SPILL_AFTER, AuditTrail, Backlog, Stamped
 from fleetd.audit.entry import Action, AuditEntry, Door
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.spool import SPOOL_NAME, AuditSpool
 from fleetd.audit.store import AuditStore
+from fleetd.client import Client
 from fleetd.config import Config
 from fleetd.engine import Engine
 
@@ -113,7 +116,7 @@ async def test_entries_of_a_daemon_stopped_in_an_outage_are_written_by_the_next_
     assert spooled(cfg) == []
 
 
-def test_a_sigkilled_daemon_leaves_its_unwritten_entries_in_the_spool(
+def test_a_daemon_sigkilled_right_after_answering_in_an_outage_loses_no_entry(
     own_redis: RedisServerFactory, tmp_path: Path, fleet: Fleet
 ) -> None:
     server, cfg = setup(own_redis, tmp_path)
@@ -126,12 +129,38 @@ def test_a_sigkilled_daemon_leaves_its_unwritten_entries_in_the_spool(
     server.kill()
     r = httpx.post(f"{url}{PREFIX}/enqueue", json={"type": "noop"}, headers=auth(), timeout=10)
     assert r.status_code == 503
-    # Unwritten for SPILL_AFTER: spooled while the daemon still runs, so a crash keeps it.
-    wait_for(lambda: spooled(cfg), SPILL_AFTER + 5, "the spool", fleet.tails)
+    # On disk before the answer went out (SPILL_AFTER is the rule of the other entries).
+    assert [(e["action"], e["status"]) for e in spooled(cfg)] == [("job.enqueue", "503")]
     daemon.kill()
     server.start()
     assert run_cli(env, "stats").returncode == 0
     assert [(e["action"], e["status"]) for e in audit_log(cfg)] == [("job.enqueue", 503)]
+
+
+def test_a_spooled_enqueue_keeps_its_entry_when_the_daemon_is_sigkilled_at_once(
+    own_redis: RedisServerFactory, tmp_path: Path, fleet: Fleet
+) -> None:
+    server = own_redis()
+    cfg = api_config(make_config(server.url, "audit", tmp_path / "state"))
+    env = {**fleetd_env(cfg), **settings(auth_secret=SECRET, daemon_roles="api")}
+    daemon = fleet.start(env)
+    url = fleet.api_url(cfg.state_dir)
+    before = time.monotonic()
+    server.kill()
+    r = httpx.post(f"{url}{PREFIX}/enqueue", json={"type": "noop"}, headers=auth(), timeout=10)
+    assert r.status_code == 202 and r.json()["status"] == "spooled"
+    job_id = r.json()["job_id"]
+    daemon.kill()  # well inside SPILL_AFTER: only the fsync before the answer kept it
+    assert time.monotonic() - before < SPILL_AFTER
+    server.start()  # empty (no AOF): what is in Redis from now on came from the spools
+    fleet.start(env, name="next")  # replays both spools (jobs, then their entries)
+
+    def entries() -> list[tuple[str, str | None]]:
+        return sorted((e["action"], e["target"]) for e in audit_log(cfg))
+
+    expected = [("job.enqueue", job_id), ("job.replay", job_id)]
+    wait_for(lambda: entries() == expected, 30, f"{expected}", fleet.tails)
+    assert spooled(cfg) == []
 
 
 def test_replaying_a_spool_twice_or_after_a_lost_answer_writes_each_entry_once(
@@ -153,3 +182,34 @@ def test_replaying_a_spool_twice_or_after_a_lost_answer_writes_each_entry_once(
     assert spool.replay(lambda e, s: store.write(client, e, s)) == 0
     found, _ = AuditReader(engine.keys).read(client, limit=10)
     assert sorted(e["target"] for e in found) == ["job_1", "job_2", "job_3"]
+
+
+def test_a_client_enqueue_spooled_in_an_outage_has_its_entry_on_disk_before_it_returns(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server = own_redis()
+    cfg = make_config(server.url, "audit", tmp_path / "state")
+    with Client(cfg, name="durable") as client:
+        server.kill()
+        result = client.enqueue("noop", {})
+        assert result.status == "spooled"
+        # Not left in memory for the background thread's SPILL_AFTER: a SIGKILL of the
+        # client now keeps it.
+        [entry] = spooled(cfg)
+        assert (entry["action"], entry["door"], entry["target"]) == (
+            "job.enqueue", "client", result.job_id,
+        )  # fmt: skip
+        assert entry["detail"]["spooled"] is True
+
+
+def test_a_batch_written_while_the_backlog_was_spilled_does_not_drop_newer_entries() -> None:
+    backlog = Backlog()
+    backlog.add(AuditEntry(Action.JOB_CANCEL, "cli:x", Door.CLI, target="old"))
+    epoch, batch = backlog.head(10)  # a write in flight…
+    assert [s.entry.target for s in backlog.take_all()] == ["old"]  # …when it is spilled
+    backlog.add(AuditEntry(Action.JOB_CANCEL, "cli:x", Door.CLI, target="new"))
+    backlog.drop(len(batch), epoch)  # the write went through after all
+    assert [s.entry.target for s in backlog] == ["new"]
+    epoch, batch = backlog.head(10)
+    backlog.drop(len(batch), epoch)
+    assert len(backlog) == 0

@@ -5,13 +5,16 @@ completed and never runs again; a bypassed critical job starts on the receiving 
 before any claim (the pool's slots all busy), is stored claimed by it and can be
 cancelled, and is retried by the pool when it fails; a bypassed job while Redis is
 down runs at once and lands completed; fleetd.client and `fleetd enqueue --fallback
-sync` run an e-mail in their own process; landing a finished job twice changes
+sync` run an e-mail in their own process — but not one whose enqueue may have reached
+Redis before the connection broke (spooled instead); landing a finished job twice changes
 nothing; the refusals name their field.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +302,50 @@ def test_landing_a_finished_job_twice_changes_nothing(
     finally:
         engine.link.close()
     assert events_of(cfg, row.id) == ["job.enqueued", "job.completed"]
+
+
+class CuttingServer:
+    """A TCP server that reads what a client sends, then closes the connection: what a
+    client sees when Redis was SIGKILLed after it received (and maybe ran) a command."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.received = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                if conn.recv(65536):
+                    self.received += 1
+
+    def __enter__(self) -> CuttingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+
+def test_a_fallback_whose_enqueue_may_have_reached_redis_is_spooled_not_run_here(
+    tmp_path: Path,
+) -> None:
+    mail = {"to": "ops@example.com", "subject": "Fleet Update", "body": "Status changed"}
+    with CuttingServer() as server:
+        cfg = api_config(make_config(server.url, "inline", tmp_path / "state"))
+        with Client(cfg, name="web") as client:
+            result = client.enqueue("email_notification", mail, fallback="sync")
+    # Redis received the enqueue and may have run it: running the e-mail here as well
+    # could send it twice. Spooled instead: the replay finds it in Redis or enqueues it.
+    assert server.received >= 1
+    assert not isinstance(result, InlineResult) and result.status == "spooled"
+    assert not list((Path(cfg.state_dir) / "outbox").glob("*.eml"))
