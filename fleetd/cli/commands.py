@@ -35,7 +35,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from fleetd.cli.common import EXIT_USAGE, CliError
 from fleetd.version import __version__
@@ -114,9 +114,18 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line on stderr (exit 2), as every
+    other CLI error is, instead of the usage block and then the error. Subcommand
+    parsers are of the same class (add_subparsers' default)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of `command`, or of every command (None); of none for `--version`."""
-    p = argparse.ArgumentParser(prog="fleetd", description="FleetTracker background-job daemon")
+    p = _Parser(prog="fleetd", description="FleetTracker background-job daemon")
     p.add_argument("--version", action="version", version=f"fleetd {__version__}")
     p.add_argument(
         "-c",

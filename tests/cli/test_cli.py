@@ -355,6 +355,31 @@ def test_bad_enqueue_is_one_line_exit_2_and_enqueues_nothing(
     assert stats(engine) == EMPTY_STATS
 
 
+ARGPARSE_ERRORS = [
+    (["nosuchcommand"], "fleetd: error: argument COMMAND: invalid choice: 'nosuchcommand'"),
+    (["jobs", "list", "--status", "bogus"], "fleetd jobs list: error: argument --status"),
+    (["jobs", "list", "--limit", "x"], "fleetd jobs list: error: argument --limit"),
+    (["stats", "--no-such-flag"], "fleetd: error: unrecognized arguments: --no-such-flag"),
+    (["schedules"], "fleetd schedules: error: the following arguments are required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"), ARGPARSE_ERRORS, ids=[" ".join(args) for args, _ in ARGPARSE_ERRORS]
+)
+def test_a_usage_error_of_the_parser_is_one_line_exit_2(
+    env: dict[str, str], args: list[str], says: str
+) -> None:
+    """argparse's own errors too: one line naming the command and pointing at its
+    --help, not the usage block followed by the error."""
+    done = run_cli(env, *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(says), done.stderr
+    assert "--help)" in done.stderr
+
+
 def test_bad_jsonl_line_enqueues_none_of_the_file(
     env: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
