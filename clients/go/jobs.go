@@ -240,6 +240,9 @@ type CleanupResult struct {
 	OlderThan time.Duration
 	// ByStatus counts the deleted jobs of each finished status.
 	ByStatus map[JobStatus]int64
+	// Workflows counts the finished workflows deleted with their nodes' jobs (which
+	// Deleted includes).
+	Workflows int64
 }
 
 // Cleanup deletes completed, failed and cancelled jobs that finished more than
@@ -252,6 +255,7 @@ func (c *Client) Cleanup(ctx context.Context, olderThan time.Duration) (*Cleanup
 		Deleted   int64               `json:"deleted"`
 		OlderThan string              `json:"older_than"`
 		ByStatus  map[JobStatus]int64 `json:"by_status"`
+		Workflows int64               `json:"workflows"`
 	}
 	q := url.Values{"older_than": {formatDuration(olderThan)}}
 	if err := c.do(ctx, call{method: http.MethodPost, path: "/cleanup", query: q}, &out); err != nil {
@@ -261,7 +265,7 @@ func (c *Client) Cleanup(ctx context.Context, olderThan time.Duration) (*Cleanup
 	if err != nil {
 		return nil, fmt.Errorf("fleetd: cleanup answer: %w", err)
 	}
-	return &CleanupResult{Deleted: out.Deleted, OlderThan: d, ByStatus: out.ByStatus}, nil
+	return &CleanupResult{Deleted: out.Deleted, OlderThan: d, ByStatus: out.ByStatus, Workflows: out.Workflows}, nil
 }
 
 // formatDuration writes d in fleetd's duration syntax, to the millisecond (the

@@ -56,6 +56,14 @@ func TestLiveWorkflowChainCompletes(t *testing.T) {
 	if _, err := c.GetWorkflow(ctx, "wf_missing"); !fleetd.IsNotFound(err) {
 		t.Fatalf("missing workflow: %v", err)
 	}
+	// Cleanup takes a finished workflow with its nodes' jobs.
+	cleaned, err := c.Cleanup(ctx, 0)
+	if err != nil || cleaned.Workflows < 1 || cleaned.Deleted < 2 {
+		t.Fatalf("cleanup %+v, %v", cleaned, err)
+	}
+	if _, err := c.GetWorkflow(ctx, sub.WorkflowID); !fleetd.IsNotFound(err) {
+		t.Fatalf("workflow after cleanup: %v", err)
+	}
 }
 
 func TestLiveWorkflowCancelAndResume(t *testing.T) {
