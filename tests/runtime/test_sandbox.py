@@ -5,6 +5,7 @@ directory, progress and artifacts from the child, thread isolation."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 from pathlib import Path
@@ -59,7 +60,7 @@ async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
     assert f"hello from pid {job.result['pid']}" in capfd.readouterr().err
     assert job.result["pid"] != os.getpid()
     scratch = Path(job.result["cwd"])
-    assert scratch.parent == tmp_path / "scratch"
+    assert scratch.parent.parent == tmp_path / "scratch"  # the sandbox's own directory
     assert not scratch.exists()  # removed after the job
     assert list((tmp_path / "scratch").iterdir()) == []
     artifact = job.result["artifacts"][0]
@@ -121,7 +122,7 @@ async def test_blocked_child_is_killed_when_its_timeout_passes(
 async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
     config: Config, tmp_path: Path
 ) -> None:
-    iso = isolation(tmp_path, max_children=1)
+    iso = isolation(tmp_path, max_children=1, kill_grace=0.5)
     async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "env"}})
         first = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
@@ -138,6 +139,71 @@ async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
         # The one slot is free again: the next job runs.
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
         await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+
+
+async def child_pid(marker: Path) -> int:
+    pid_file = marker.with_suffix(".pid")
+    with trio.fail_after(LIMIT):
+        while not pid_file.exists() or not pid_file.read_text():
+            await trio.sleep(0.02)
+    return int(pid_file.read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_sigterm_on_timeout_lets_the_handler_clean_up(config: Config, tmp_path: Path) -> None:
+    iso = isolation(tmp_path, max_children=1, kill_grace=30.0)
+    marker = tmp_path / "cleanup"
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        data = {"do": "term_cleanup", "marker": str(marker)}
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": data, "timeout": "1s", "max_retries": 0}
+        )
+        pid = await child_pid(marker)
+        job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        assert job.error == "timeout: timed out after 1s"
+        with trio.fail_after(10):  # far below the 30 s grace: SIGTERM, not SIGKILL
+            while not marker.exists():
+                await trio.sleep(0.02)
+        assert marker.read_text() == "cleaned up"
+        # The child cleaned up and stays warm: the next job runs in it.
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert done.result["pid"] == pid
+
+
+async def test_a_child_deaf_to_sigterm_is_killed_after_the_grace_and_replaced(
+    config: Config, tmp_path: Path
+) -> None:
+    grace = 2.0
+    iso = isolation(tmp_path, max_children=1, kill_grace=grace)
+    marker = tmp_path / "deaf"
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": {"do": "term_deaf", "marker": str(marker)}}
+        )
+        pid = await child_pid(marker)
+        await engine.queue.cancel(r.job_id)
+        # The job is over and its slot free at once, while its child still has its grace.
+        await wait_status(engine, r.job_id, JobStatus.CANCELLED, limit=grace / 2)
+        assert alive(pid)
+        with trio.fail_after(LIMIT):  # SIGKILLed once the grace passed
+            while alive(pid):
+                await trio.sleep(0.05)
+        assert not marker.exists()  # killed, never woken: its `finally` did not run
+        # A replacement child was started without a job waiting for it.
+        with trio.fail_after(LIMIT):
+            while not [p for p in multiprocessing.active_children() if p.pid != pid]:
+                await trio.sleep(0.05)
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert done.result["pid"] != pid
 
 
 async def test_os_exit_is_a_crash_and_retried(config: Config, tmp_path: Path) -> None:
