@@ -165,6 +165,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_children": 4,
         "max_jobs_per_child": 1000,
         "idle_timeout": "5m",
+        "kill_grace": "5s",
         "scratch_dir": "",
         "quarantine_after": 5,
         "quarantine_window": "10m",
