@@ -15,7 +15,8 @@ reads and judges them) through the same hysteresis, events, metric and webhook:
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
                        `window` (the companies are named)
     quarantined        a job type of a company is quarantined; enqueue_anomaly: a company
-    enqueue_anomaly    enqueues far above its own baseline (fleetd.runtime.alert_companies)
+    enqueue_anomaly    enqueues far above its own baseline (fleetd.runtime.alert_companies);
+    payload_anomaly    payload_anomaly: its payloads grow far above their baseline size
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -52,6 +53,7 @@ from fleetd.jobs.parts import ready_parts
 from fleetd.runtime.alert_companies import (
     EnqueueHistory,
     anomaly_reading,
+    payload_reading,
     quarantine_reading,
     read_quarantines,
 )
@@ -63,7 +65,7 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly",
+    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly", "payload_anomaly",
 )  # fmt: skip
 # A failure rate over fewer finished jobs is noise (1 of 2 is not "50% failing").
 MIN_SAMPLE = 10
@@ -156,7 +158,7 @@ class Alerts:
         completed, failed, missed, refused = pipe.execute()
         parts = ready_parts(client, k)
         rules = self.custom.read(client, k, parts) if self.custom.rules else None
-        if self.settings.anomaly_factor > 0:
+        if self.settings.anomaly_factor > 0 or self.settings.payload_factor > 0:
             self._enqueues.read(client, k)
         return {
             "rules": rules,
@@ -206,6 +208,9 @@ class Alerts:
         out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
         out["enqueue_anomaly"] = Reading(
             *anomaly_reading(self._enqueues, s.anomaly_factor, s.anomaly_min)
+        )
+        out["payload_anomaly"] = Reading(
+            *payload_reading(self._enqueues, s.payload_factor, s.payload_min_kib)
         )
         if raw.get("rules") is not None:
             out.update(self.custom.readings(raw["rules"], raw["daemons"], now))

@@ -134,6 +134,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "clear_after": "1m",
         "anomaly_factor": 10,
         "anomaly_min": 100,
+        "payload_factor": 10,
+        "payload_min_kib": 64,
         "webhook_url": "",
         "webhook_timeout": "5s",
         "rules": [],
