@@ -161,13 +161,17 @@ async def test_sigterm_on_timeout_lets_the_handler_clean_up(config: Config, tmp_
     iso = isolation(tmp_path, max_children=1, kill_grace=30.0)
     marker = tmp_path / "cleanup"
     async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        # A warm child first: a new one's start (seconds on a loaded box) would eat the
+        # job's time limit before the handler runs.
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
         data = {"do": "term_cleanup", "marker": str(marker)}
         r = await engine.queue.enqueue(
-            {"type": "sandboxed", "data": data, "timeout": "1s", "max_retries": 0}
+            {"type": "sandboxed", "data": data, "timeout": "2s", "max_retries": 0}
         )
         pid = await child_pid(marker)
         job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
-        assert job.error == "timeout: timed out after 1s"
+        assert job.error == "timeout: timed out after 2s"
         with trio.fail_after(10):  # far below the 30 s grace: SIGTERM, not SIGKILL
             while not marker.exists():
                 await trio.sleep(0.02)
@@ -185,6 +189,8 @@ async def test_a_child_deaf_to_sigterm_is_killed_after_the_grace_and_replaced(
     iso = isolation(tmp_path, max_children=1, kill_grace=grace)
     marker = tmp_path / "deaf"
     async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})  # a warm child
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
         r = await engine.queue.enqueue(
             {"type": "sandboxed", "data": {"do": "term_deaf", "marker": str(marker)}}
         )
