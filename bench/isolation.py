@@ -14,6 +14,7 @@ importing fleetd) is not counted. The load average is printed before and after.
 
     .venv/bin/python bench/isolation.py                 # N = 2,000 jobs per run
     .venv/bin/python bench/isolation.py --jobs 500 --concurrency 1,4
+    .venv/bin/python bench/isolation.py --scratch /dev/shm   # scratch dirs on tmpfs
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def emit(name: str, value: float, unit: str, note: str = "") -> None:
     print(f"{name}: {shown} {unit}" + (f"  ({note})" if note else ""), flush=True)
 
 
-def config(url: str, state: Path, concurrency: int, per_child: int) -> Config:
+def config(url: str, state: Path, concurrency: int, per_child: int, scratch: str = "") -> Config:
     cfg = Config.default()
     return dataclasses.replace(
         cfg,
@@ -78,7 +79,10 @@ def config(url: str, state: Path, concurrency: int, per_child: int) -> Config:
         daemon=dataclasses.replace(cfg.daemon, state_dir=str(state), roles=("worker",)),
         worker=dataclasses.replace(cfg.worker, concurrency=concurrency),
         isolation=dataclasses.replace(
-            cfg.isolation, max_children=concurrency, max_jobs_per_child=per_child
+            cfg.isolation,
+            max_children=concurrency,
+            max_jobs_per_child=per_child,
+            scratch_dir=scratch,
         ),
     )
 
@@ -87,10 +91,11 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """CPU time of this process, and of the sandbox's warm children (alive, so not in
-    RUSAGE_CHILDREN: read from /proc)."""
+    """CPU time of this process, and of the sandbox's children: the live ones from
+    /proc, the exited ones from RUSAGE_CHILDREN (redis-server, also a child, is reaped
+    only at the end)."""
     t = os.times()
-    total = 0.0
+    total = t.children_user + t.children_system
     for child in multiprocessing.active_children():
         try:
             stat = Path(f"/proc/{child.pid}/stat").read_text()
@@ -166,9 +171,12 @@ def main() -> None:
     parser.add_argument(
         "--per-child", type=int, default=1000, help="[isolation] max_jobs_per_child (1000)"
     )
+    parser.add_argument(
+        "--scratch", default="", help="[isolation] scratch_dir ('' = the system's temp dir)"
+    )
     args = parser.parse_args()
     print(f"# {os.cpu_count()} cores, load {Path('/proc/loadavg').read_text().split()[:3]}, "
-          f"max_jobs_per_child {args.per_child}")  # fmt: skip
+          f"max_jobs_per_child {args.per_child}, scratch_dir {args.scratch!r}")  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp,
         RedisServer(Path(tmp) / "redis", aof=False) as server,
@@ -178,7 +186,7 @@ def main() -> None:
         for c in (int(x) for x in args.concurrency.split(",")):
             per_job, cpu_job, start = {}, {}, {}
             for mode in ("inline", "process"):
-                cfg = config(server.url, Path(tmp) / "state", c, args.per_child)
+                cfg = config(server.url, Path(tmp) / "state", c, args.per_child, args.scratch)
                 seconds, cpu, start[mode] = trio.run(drain, cfg, f"short_{mode}", args.jobs)
                 per_job[mode] = seconds / args.jobs * 1000
                 cpu_job[mode] = sum(cpu) / args.jobs * 1000

@@ -12,7 +12,8 @@ cancelled when the pool's jobs have drained, which shuts the children down.
 A process job takes a slot (the limiter and a progress FIFO) and hands the attempt to
 a task of the sandbox's nursery: the handler, pickled once per type, goes to a warm
 child (clean environment and RLIMIT_AS from its init, RLIMIT_CPU for this job, its
-own scratch directory that it makes and removes: fleetd.runtime.sandbox_child). The
+own scratch directory, named with its pid, that it makes and removes:
+fleetd.runtime.sandbox_child). The
 job's task waits for the attempt. When the job's scope is cancelled (its timeout, an
 admin's cancel, a lost lease, a forced stop), the job's task returns at once — its
 slot is free again — and the attempt task stops the child: SIGTERM (the handler is
@@ -84,7 +85,7 @@ class ChildResult:
 class _Attempt:
     """One process attempt, shared by the job's task and the task that runs it."""
 
-    scratch: str
+    prefix: str  # of its scratch directory: the child adds its pid (sandbox_child)
     memory_mb: int
     done: trio.Event = field(default_factory=trio.Event)
     # Cancelled (by a deadline kill_grace after a SIGTERM, or at once): SIGKILL.
@@ -164,7 +165,7 @@ class Sandbox:
         slim = replace(job, data={}, token="")
         async with self._limiter:
             slot = slots.take(tag, ctx)
-            call = (blob, slim, data, attempt.scratch, self._root, policy.cpu_seconds, slot.path)
+            call = (blob, slim, data, attempt.prefix, self._root, policy.cpu_seconds, slot.path)
             nursery.start_soon(self._attempt, context, attempt, call)
             try:
                 await attempt.done.wait()
@@ -200,7 +201,8 @@ class Sandbox:
         if broken:
             # The child is gone (killed, crashed): what it left in its scratch directory
             # is removed here, and a fresh child takes its place while nothing waits.
-            await trio.to_thread.run_sync(shutil.rmtree, attempt.scratch, True)
+            for path in self._scratch_of(attempt):
+                await trio.to_thread.run_sync(shutil.rmtree, path, True)
             try:
                 await context.run_sync(sandbox_child.noop, kill_on_cancel=True,
                                        limiter=self._unbounded)  # fmt: skip
@@ -211,13 +213,25 @@ class Sandbox:
         """The job is over: SIGTERM its child now, SIGKILL after the grace period (at
         once when no child runs it yet: it has not started, nothing to clean up)."""
         grace = self.settings.kill_grace
+        pids = [int(p.rpartition("-")[2]) for p in self._scratch_of(attempt)]
         try:
-            pid = int(os.readlink(os.path.join(attempt.scratch, sandbox_child.PID_LINK)))
-            if grace > 0:
-                os.kill(pid, signal.SIGTERM)
-        except (OSError, ValueError):
+            if grace > 0 and pids:
+                os.kill(pids[0], signal.SIGTERM)
+            else:
+                grace = 0.0
+        except OSError:  # gone already
             grace = 0.0
         attempt.kill.deadline = trio.current_time() + grace
+
+    def _scratch_of(self, attempt: _Attempt) -> list[str]:
+        """The attempt's scratch directory, if its child made it (a listing of the
+        sandbox's directory: only after a stop or a death, never per job)."""
+        name = os.path.basename(attempt.prefix) + "-"
+        try:
+            found = [e for e in os.listdir(self._dir) if e.startswith(name)]
+        except OSError:
+            return []
+        return [os.path.join(self._dir, e) for e in found if e[len(name) :].isdigit()]
 
     async def run_thread(
         self, handler: Any, job: ClaimedJob, data: dict[str, Any], ctx: JobContext

@@ -55,13 +55,22 @@ async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
     config: Config, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     data = {"do": "progress", "scratch": True}
-    job, events = await run_one(config, tmp_path, data, JobStatus.COMPLETED)
+    async with running_pool(config, registry(tmp_path), isolation=isolation(tmp_path)) as (
+        engine,
+        _pool,
+    ):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": data})
+        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        events = events_of(engine, r.job_id)
+        scratch = Path(job.result["cwd"])
+        assert scratch.name == f"job-1-{job.result['pid']}"  # named with the child's pid
+        with trio.fail_after(5):  # removed after the job (by the child, off its reply)
+            while scratch.exists():
+                await trio.sleep(0.02)
     # The handler's log line, written by the child to the stderr it shares with us.
     assert f"hello from pid {job.result['pid']}" in capfd.readouterr().err
     assert job.result["pid"] != os.getpid()
-    scratch = Path(job.result["cwd"])
     assert scratch.parent.parent == tmp_path / "scratch"  # the sandbox's own directory
-    assert not scratch.exists()  # removed after the job
     assert list((tmp_path / "scratch").iterdir()) == []
     artifact = job.result["artifacts"][0]
     assert artifact["name"] == "out.txt"
