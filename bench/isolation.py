@@ -2,23 +2,30 @@
 
 Owns: a throwaway redis-server on a free 127.0.0.1 port (tests/redis_server.py), one
 in-process worker pool (the daemon's WorkerPool, with its Sandbox) and, per mode, N
-pre-enqueued jobs of a handler that returns at once. Two figures per mode and
-concurrency: `drain` (jobs/s from the first claim to the last completion, Redis's clock
-at both ends) and `per_job` (its inverse in ms); then the difference per job, process
-minus inline. Warm children: one warm-up job per child before the clock starts, so the
-children's start (~0.5 s each: a fresh interpreter importing fleetd) is not counted.
+pre-enqueued jobs of a handler that returns at once. Figures per mode and concurrency:
+`drain` (jobs/s from the first claim to the last completion, Redis's clock at both
+ends) and `per_job` (its inverse in ms); `cpu_per_job` (CPU time of this process — the
+daemon — plus its sandbox children, over the drain: robust on a loaded box); then the
+difference per job, process minus inline. And `start_latency`: jobs enqueued one at a
+time into an idle pool, from the job's creation (Redis clock) to its handler starting
+(the handler notes the time), mean in ms. Warm children: one warm-up job per child
+before the clock starts, so the children's start (~0.5 s each: a fresh interpreter
+importing fleetd) is not counted. The load average is printed before and after.
 
     .venv/bin/python bench/isolation.py                 # N = 2,000 jobs per run
     .venv/bin/python bench/isolation.py --jobs 500 --concurrency 1,4
+    .venv/bin/python bench/isolation.py --scratch /dev/shm   # scratch dirs on tmpfs
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,8 @@ from fleetd.runtime.worker import PoolSettings, WorkerPool
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_JOBS = 2000
+# Jobs enqueued one at a time for the start latency (a claim each, the pool idle between).
+LATENCY_JOBS = 50
 
 
 class Short:
@@ -49,7 +58,7 @@ class Short:
         return data
 
     async def run(self, ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "t": time.time()}
 
 
 class ShortProcess(Short):
@@ -62,7 +71,7 @@ def emit(name: str, value: float, unit: str, note: str = "") -> None:
     print(f"{name}: {shown} {unit}" + (f"  ({note})" if note else ""), flush=True)
 
 
-def config(url: str, state: Path, concurrency: int, per_child: int) -> Config:
+def config(url: str, state: Path, concurrency: int, per_child: int, scratch: str = "") -> Config:
     cfg = Config.default()
     return dataclasses.replace(
         cfg,
@@ -70,13 +79,36 @@ def config(url: str, state: Path, concurrency: int, per_child: int) -> Config:
         daemon=dataclasses.replace(cfg.daemon, state_dir=str(state), roles=("worker",)),
         worker=dataclasses.replace(cfg.worker, concurrency=concurrency),
         isolation=dataclasses.replace(
-            cfg.isolation, max_children=concurrency, max_jobs_per_child=per_child
+            cfg.isolation,
+            max_children=concurrency,
+            max_jobs_per_child=per_child,
+            scratch_dir=scratch,
         ),
     )
 
 
-async def drain(cfg: Config, job_type: str, jobs: int) -> float:
-    """Seconds (Redis clock) from the first claim to the last completion of `jobs`."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of the sandbox's children: the live ones from
+    /proc, the exited ones from RUSAGE_CHILDREN (redis-server, also a child, is reaped
+    only at the end)."""
+    t = os.times()
+    total = t.children_user + t.children_system
+    for child in multiprocessing.active_children():
+        try:
+            stat = Path(f"/proc/{child.pid}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return t.user + t.system, total
+
+
+async def drain(cfg: Config, job_type: str, jobs: int) -> tuple[float, tuple[float, float], float]:
+    """Seconds (Redis clock) from the first claim to the last completion of `jobs`, CPU
+    seconds (daemon and children) over the same run, and the mean start latency (ms)."""
     registry = HandlerRegistry()
     registry.register(Short())
     registry.register(ShortProcess())
@@ -101,11 +133,19 @@ async def drain(cfg: Config, job_type: str, jobs: int) -> float:
             await trio.sleep(0.2)
             sec, usec = client.time()
             start_ms = sec * 1000 + usec // 1000
+            cpu0 = cpu_seconds()
             await engine.queue.enqueue_many([{"type": job_type, "data": {}} for _ in range(jobs)])
             await wait_done(engine, len(warm) + jobs)
+            cpu1 = cpu_seconds()
+            cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
             last = client.zrange(engine.keys.status("completed"), -1, -1, withscores=True)
+            latency = []
+            for _ in range(LATENCY_JOBS):
+                r = await engine.queue.enqueue({"type": job_type, "data": {}})
+                job = await wait_job(engine, r.job_id)
+                latency.append(job.result["t"] * 1000 - job.created_at_ms)
             pool.quiet()
-        return float(last[0][1] - start_ms) / 1000
+        return float(last[0][1] - start_ms) / 1000, cpu, sum(latency) / len(latency)
     finally:
         engine.close()
 
@@ -117,6 +157,13 @@ async def wait_done(engine: Engine, n: int) -> None:
             await trio.sleep(0.02)
 
 
+async def wait_job(engine: Engine, job_id: str) -> Any:
+    with trio.fail_after(60):
+        while (job := await engine.queue.get(job_id)) is None or job.result is None:
+            await trio.sleep(0.005)
+    return job
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
@@ -124,9 +171,12 @@ def main() -> None:
     parser.add_argument(
         "--per-child", type=int, default=1000, help="[isolation] max_jobs_per_child (1000)"
     )
+    parser.add_argument(
+        "--scratch", default="", help="[isolation] scratch_dir ('' = the system's temp dir)"
+    )
     args = parser.parse_args()
     print(f"# {os.cpu_count()} cores, load {Path('/proc/loadavg').read_text().split()[:3]}, "
-          f"max_jobs_per_child {args.per_child}")  # fmt: skip
+          f"max_jobs_per_child {args.per_child}, scratch_dir {args.scratch!r}")  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="fleetd-bench-") as tmp,
         RedisServer(Path(tmp) / "redis", aof=False) as server,
@@ -134,15 +184,26 @@ def main() -> None:
         if not server.url.startswith(f"redis://{LOOPBACK}:"):
             raise SystemExit(f"refusing to benchmark a non-loopback Redis: {server.url}")
         for c in (int(x) for x in args.concurrency.split(",")):
-            per_job = {}
+            per_job, cpu_job, start = {}, {}, {}
             for mode in ("inline", "process"):
-                cfg = config(server.url, Path(tmp) / "state", c, args.per_child)
-                seconds = trio.run(drain, cfg, f"short_{mode}", args.jobs)
+                cfg = config(server.url, Path(tmp) / "state", c, args.per_child, args.scratch)
+                seconds, cpu, start[mode] = trio.run(drain, cfg, f"short_{mode}", args.jobs)
                 per_job[mode] = seconds / args.jobs * 1000
+                cpu_job[mode] = sum(cpu) / args.jobs * 1000
                 emit(f"drain_{mode}_c{c}", args.jobs / seconds, "jobs/s", f"{args.jobs} jobs")
-                emit(f"per_job_{mode}_c{c}", per_job[mode], "ms")
+                emit(f"per_job_{mode}_c{c}", per_job[mode], "ms", "wall")
+                emit(f"cpu_per_job_{mode}_c{c}", cpu_job[mode], "ms",
+                     f"daemon {cpu[0] / args.jobs * 1000:.3f} + children "
+                     f"{cpu[1] / args.jobs * 1000:.3f}")  # fmt: skip
+                emit(f"start_latency_{mode}_c{c}", start[mode], "ms",
+                     f"mean of {LATENCY_JOBS}, created -> handler started")  # fmt: skip
             emit(f"process_overhead_c{c}", per_job["process"] - per_job["inline"], "ms/job",
-                 "process minus inline, warm children")  # fmt: skip
+                 "wall, process minus inline, warm children")  # fmt: skip
+            emit(f"process_cpu_overhead_c{c}", cpu_job["process"] - cpu_job["inline"],
+                 "ms/job", "CPU, process minus inline")  # fmt: skip
+            emit(f"process_start_overhead_c{c}", start["process"] - start["inline"], "ms",
+                 "start latency, process minus inline")  # fmt: skip
+            print(f"# load {Path('/proc/loadavg').read_text().split()[:3]}")
     print(f"# load after {Path('/proc/loadavg').read_text().split()[:3]}")
 
 

@@ -94,7 +94,8 @@ async def running_pool(
     )
     maintenance = Maintenance(engine.link, engine.scripts, engine.ops, MaintenanceSettings(
         interval=0.1, max_stalls=config.worker.max_stalls, completed_ttl=0, failed_ttl=0,
-        cancelled_ttl=0, reconnect_max_backoff=1.0))  # fmt: skip
+        cancelled_ttl=0, reconnect_max_backoff=1.0,
+        isolation=changes.get("isolation")))  # fmt: skip
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(maintenance.run)

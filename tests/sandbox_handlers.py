@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
+
+import trio
 
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults
@@ -44,6 +47,15 @@ class Sandboxed:
                 n += 1
         if do == "sleep":  # blocks in C, deaf to cancellation
             time.sleep(3600)
+        if do in ("term_cleanup", "term_deaf"):  # notes its pid, then waits
+            marker = Path(data["marker"])
+            marker.with_suffix(".pid").write_text(str(os.getpid()))
+            try:
+                # Deaf: shields itself from the cancel a SIGTERM brings.
+                with trio.CancelScope(shield=do == "term_deaf"):
+                    await trio.sleep(3600)
+            finally:
+                marker.write_text("cleaned up")  # a deaf one gets here only when woken
         if do == "exit":
             os._exit(3)
         if do == "retry_after":

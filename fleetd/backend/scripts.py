@@ -79,7 +79,9 @@ class Scripts:
         self._head = [keys.prefix, events_maxlen]
         # The workflow helpers (wf_settle) follow the shared ones: every finishing
         # script settles a workflow node's children in its own atomic step.
-        lib = _analytics_lib(analytics) + "\n" + _read("_lib") + "\n" + _read("_workflow")
+        # Quarantine counting (quarantine_strike) is shared by quarantine_count and reap.
+        lib = "\n".join((_analytics_lib(analytics), _read("_lib"), _read("_workflow"),
+                          _read("_quarantine")))  # fmt: skip
         self._scripts = {n: Script(n, lib + "\n" + _read(n)) for n in _NAMES}
         s = {st: keys.status(st) for st in JobStatus}
         self._s = s
@@ -232,14 +234,18 @@ class Scripts:
 
     # -- maintenance -----------------------------------------------------------------
 
-    def reap(self, client: SyncClient, max_stalls: int, limit: int) -> tuple[int, int, int]:
+    def reap(
+        self, client: SyncClient, max_stalls: int, limit: int, strikes: tuple[int, int] = (0, 0)
+    ) -> tuple[int, int, int, int]:
+        """(requeued, failed, cancelled, parts quarantined). `strikes`: quarantine after,
+        window ms (fleetd.jobs.quarantine.Strikes); after 0: stalls are not counted."""
         k, s = self.keys, self._s
         keys = [
             k.leases, k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED],
-            s[JobStatus.CANCELLED], k.events, k.wake,
+            s[JobStatus.CANCELLED], k.events, k.wake, k.quarantines,
         ]  # fmt: skip
-        r = self._run(client, "reap", keys, [max_stalls, limit, WAKE_TOKEN_CAP])
-        return int(r[0]), int(r[1]), int(r[2])
+        r = self._run(client, "reap", keys, [max_stalls, limit, WAKE_TOKEN_CAP, *strikes])
+        return int(r[0]), int(r[1]), int(r[2]), int(r[3])
 
     def promote(self, client: SyncClient) -> tuple[int, int | None, int]:
         """Returns (moved, next due ms or None, Redis now ms)."""

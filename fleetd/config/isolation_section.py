@@ -68,6 +68,14 @@ class IsolationConfig:
     idle_timeout: float = setting(
         5 * MINUTE, "an idle warm child exits after this long", kind="duration", min=SECOND
     )
+    # On a process job's timeout or cancel its child gets SIGTERM (the handler is
+    # cancelled and may clean up), then SIGKILL this long after. The job's slot is free
+    # at once either way; 5 s lets a handler remove a temp file or close an upload, and
+    # bounds how long a deaf child (blocked in C) keeps its memory.
+    kill_grace: float = setting(
+        5 * SECOND, "a process job's child stopped on timeout or cancel gets SIGTERM, "
+        "then SIGKILL this long after; 0 = SIGKILL at once", kind="duration", min=0,
+    )  # fmt: skip
     scratch_dir: str = setting("", "per-job working directories; '' = the system's temp dir")
     # A part (one job type of one company) whose attempts keep exhausting their limits,
     # crashing their process or timing out is held (fleetd.jobs.quarantine). 5 within

@@ -282,6 +282,16 @@ class AlertsConfig:
         "0 = never", min=0,
     )  # fmt: skip
     anomaly_min: int = setting(100, "...and at least this many jobs in the minute", min=1)
+    # payload_anomaly: a company's mean payload size in the last minute against its own
+    # mean over the hour before (fleetd.runtime.alert_companies); the floor keeps a
+    # company going from 200 B to 5 KiB payloads from raising it.
+    payload_factor: int = setting(
+        10, "alert when a company's mean payload size is this many times its recent "
+        "mean; 0 = never", min=0,
+    )  # fmt: skip
+    payload_min_kib: int = setting(
+        64, "...and its mean payload in the minute is at least this many KiB", min=1
+    )
     webhook_url: str = setting(
         "", "POST alert.raised/resolved JSON here; '' = none", check=_check_webhook, secret=True
     )

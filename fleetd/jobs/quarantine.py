@@ -1,5 +1,6 @@
 """Quarantines: a part of the ready queue (one job type of one company) held because its
-attempts keep exhausting their limits, crashing their process or timing out.
+attempts keep exhausting their limits, crashing their process, timing out or stalling
+their daemon (a lease reaped by reap.lua, which counts it as kind `STALL` itself).
 
 Owns the counted kinds (`COUNTED`), the settings (`Strikes`, from `[isolation]
 quarantine_after` / `quarantine_window`), the typed calls of the two scripts and the
@@ -35,6 +36,7 @@ from fleetd.jobs.parts import part_name
 
 __all__ = [
     "COUNTED",
+    "STALL",
     "Quarantine",
     "Strikes",
     "count_failures",
@@ -48,6 +50,9 @@ __all__ = [
 # spells them). A plain exception does not: a handler's own error is a bug or a bad
 # input, not a job that harms its host.
 COUNTED = {MEMORY: "memory", CPU: "cpu", TIMEOUT: "timeout", CRASH: "crash"}
+# The kind reap.lua counts for a job whose lease expired while it ran (its daemon died
+# or hung): no outcome is written for it, so the reaper does the counting.
+STALL = "stall"
 
 # One failure as quarantine_count.lua takes it: job id, attempt, type, company, kind.
 Failure = tuple[str, int, str, str | None, str]

@@ -1,5 +1,6 @@
-"""The alerts that name companies and job types: `quarantined` and `enqueue_anomaly`
-(fleetd.runtime.alerts evaluates them with the others, with the same hysteresis).
+"""The alerts that name companies and job types: `quarantined`, `enqueue_anomaly` and
+`payload_anomaly` (fleetd.runtime.alerts evaluates them with the others, with the same
+hysteresis).
 
     quarantined      a job type of a company is quarantined (fleetd.jobs.quarantine):
                      raised while any part is held, naming each type and company;
@@ -10,11 +11,21 @@
                      (a company with no enqueue in that hour has no baseline: not
                      named, so a new company's first import raises nothing);
                      resolved when every company is back under 80 % of that bar
+    payload_anomaly  a company's payloads grow far above its own recent baseline: the
+                     mean size of its jobs' payloads in the last minute at least
+                     `[alerts] payload_min_kib` and over `payload_factor` times its
+                     mean size over the hour before (the same minutes as the rate's;
+                     a company with no job in that hour has no baseline: not named);
+                     resolved when every company is back under 80 % of that bar. A
+                     mean, not a count: one 50 MB payload among a minute's 1 KB ones
+                     of the same company is named, a steady import of big files that
+                     started an hour ago is its baseline
 
-The enqueue counts are the analytics minute buckets (`an:m:<minute>`, field
-`in\\n<type>\\n<company>`, written by enqueue.lua's _analytics.lua). `EnqueueHistory`
-keeps the per-company count of each finished minute once read (a finished minute's
-count no longer changes), so an evaluation reads two buckets, not 62.
+The enqueue counts and payload bytes are the analytics minute buckets (`an:m:<minute>`,
+fields `in\\n<type>\\n<company>` and `inb\\n<type>\\n<company>`, written by
+enqueue.lua's _analytics.lua: the bytes are the stored data's JSON text, sealed or
+not). `EnqueueHistory` keeps the per-company figures of each finished minute once read
+(a finished minute's no longer change), so an evaluation reads two buckets, not 62.
 
 Sans-IO but for `EnqueueHistory.read` and `read_quarantines`.
 """
@@ -28,13 +39,20 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.quarantine import Quarantine, list_quarantines
 
-__all__ = ["EnqueueHistory", "anomaly_reading", "quarantine_reading", "read_quarantines"]
+__all__ = [
+    "EnqueueHistory",
+    "anomaly_reading",
+    "payload_reading",
+    "quarantine_reading",
+    "read_quarantines",
+]
 
 MINUTE_MS = 60_000
 # The baseline: the mean per minute over this many minutes before the last finished one.
 BASELINE_MINUTES = 60
 # Of the bar (factor × baseline, at least anomaly_min): a raised anomaly resolves below it.
 CLEAR_RATIO = 0.8
+KIB = 1024
 
 # (over, clear, value, text), as fleetd.runtime.alerts.Reading takes them.
 Verdict = tuple[bool, bool, float, str]
@@ -54,12 +72,13 @@ def quarantine_reading(held: Iterable[Quarantine]) -> Verdict:
     return bool(names), not names, float(len(names)), text
 
 
-def enqueues_of(bucket: Mapping[str, str]) -> dict[str, int]:
-    """Per company ('' = none) the jobs enqueued in one minute bucket, over its types."""
+def enqueues_of(bucket: Mapping[str, str], field: str = "in") -> dict[str, int]:
+    """Per company ('' = none) the jobs enqueued in one minute bucket, over its types
+    (`field` "inb": their payloads' bytes)."""
     out: dict[str, int] = {}
     for name, n in bucket.items():
         kind, _, rest = name.partition("\n")
-        if kind == "in":
+        if kind == field:
             company = rest.partition("\n")[2]
             out[company] = out.get(company, 0) + int(n)
     return out
@@ -70,6 +89,8 @@ class EnqueueHistory:
     """The per-company enqueue counts of the recent minutes, by minute since epoch."""
 
     minutes: dict[int, dict[str, int]] = field(default_factory=dict)
+    # The same minutes' payload bytes per company.
+    sizes: dict[int, dict[str, int]] = field(default_factory=dict)
     now_minute: int = 0
 
     def read(self, client: SyncClient, keys: Keys) -> None:
@@ -83,9 +104,12 @@ class EnqueueHistory:
         for m in want:
             pipe.hgetall(keys.analytics_minute(m))
         for m, bucket in zip(want, pipe.execute(), strict=True):
-            self.minutes[m] = enqueues_of({str(k): str(v) for k, v in bucket.items()})
+            text = {str(k): str(v) for k, v in bucket.items()}
+            self.minutes[m] = enqueues_of(text)
+            self.sizes[m] = enqueues_of(text, "inb")
         for m in [m for m in self.minutes if m < first]:
             del self.minutes[m]
+            self.sizes.pop(m, None)
         self.now_minute = now
 
     def recent(self) -> dict[str, int]:
@@ -103,6 +127,53 @@ class EnqueueHistory:
             self.minutes.get(m, {}).get(company, 0) for m in range(start, start + BASELINE_MINUTES)
         )
         return total / BASELINE_MINUTES
+
+    def recent_sizes(self) -> dict[str, tuple[int, int]]:
+        """Per company: (jobs, payload bytes) of the last minute — the current one so
+        far or the last finished one, whichever had more bytes (as `recent`)."""
+        out: dict[str, tuple[int, int]] = {}
+        for m in (self.now_minute, self.now_minute - 1):
+            jobs, sizes = self.minutes.get(m, {}), self.sizes.get(m, {})
+            for company, size in sizes.items():
+                if jobs.get(company, 0) > 0 and size > out.get(company, (0, -1))[1]:
+                    out[company] = (jobs[company], size)
+        return out
+
+    def size_baseline(self, company: str) -> float:
+        """A company's mean payload bytes per job over the hour before the last minute
+        (0.0: no job in that hour)."""
+        start = self.now_minute - 1 - BASELINE_MINUTES
+        jobs = size = 0
+        for m in range(start, start + BASELINE_MINUTES):
+            jobs += self.minutes.get(m, {}).get(company, 0)
+            size += self.sizes.get(m, {}).get(company, 0)
+        return size / jobs if jobs else 0.0
+
+
+def payload_reading(history: EnqueueHistory, factor: float, min_kib: int) -> Verdict:
+    """The companies whose mean payload size in the last minute is over `factor` × their
+    baseline mean (and `min_kib` at least)."""
+    if factor <= 0:
+        return False, True, 0.0, "payload anomaly alert off"
+    over: list[str] = []
+    high = False
+    for company, (jobs, size) in sorted(history.recent_sizes().items()):
+        base = history.size_baseline(company)
+        if base == 0:
+            continue  # no job in the hour before: no baseline to leave
+        mean = size / jobs
+        bar = max(factor * base, float(min_kib * KIB))
+        if mean >= bar:
+            over.append(f"{company or '(none)'} ({mean / KIB:.1f} KiB/job over {jobs} jobs, "
+                        f"baseline {base / KIB:.1f} KiB/job)")  # fmt: skip
+        if mean > bar * CLEAR_RATIO:
+            high = True
+    text = (
+        "payload sizes far above the company's own baseline: company(ies) " + ", ".join(over)
+        if over
+        else "every company's payloads are near their baseline size"
+    )
+    return bool(over), not high, float(len(over)), text
 
 
 def anomaly_reading(history: EnqueueHistory, factor: float, minimum: int) -> Verdict:

@@ -11,14 +11,16 @@ built-in ones, made from the `[alerts]` keys, and the user's `[[alerts.rules]]` 
     redis_unreachable  this daemon's link to Redis is down
     scheduler_missed   the scheduler's `missed` counter grew within `window`
 
-and four alerts that name what they find (not thresholds of one metric):
+and five alerts that name what they find (not thresholds of one metric):
 
     unhandled_type     ready jobs of a type no live worker daemon has a handler for (a
                        daemon claims only the types it can run: they wait, named here)
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
                        `window` (the companies are named)
-    quarantined        a job type of a company is quarantined; enqueue_anomaly: a company
-    enqueue_anomaly    enqueues far above its own baseline (fleetd.runtime.alert_companies)
+    quarantined        a job type of a company is quarantined
+    enqueue_anomaly    a company enqueues far above its own baseline rate, and
+    payload_anomaly    its payloads grow far above their baseline size
+                       (both fleetd.runtime.alert_companies)
 
 An alert is raised once its condition held for `raise_after` and resolved once its
 clear condition held for `clear_after`, so a value hovering at a threshold does not
@@ -55,6 +57,7 @@ from fleetd.jobs.parts import ready_parts
 from fleetd.runtime.alert_companies import (
     EnqueueHistory,
     anomaly_reading,
+    payload_reading,
     quarantine_reading,
     read_quarantines,
 )
@@ -66,7 +69,7 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly",
+    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly", "payload_anomaly",
 )  # fmt: skip
 # Webhook posts waiting to be sent; past this, new ones are dropped (and logged): a dead
 # webhook must not grow the daemon's memory.
@@ -156,7 +159,7 @@ class Alerts:
         refused = client.hgetall(k.quota_refused)
         parts = ready_parts(client, k)
         rules = self.custom.read(client, k, parts) if self.custom.rules else None
-        if self.settings.anomaly_factor > 0:
+        if self.settings.anomaly_factor > 0 or self.settings.payload_factor > 0:
             self._enqueues.read(client, k)
         return {
             "rules": rules,
@@ -187,6 +190,9 @@ class Alerts:
         out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
         out["enqueue_anomaly"] = Reading(
             *anomaly_reading(self._enqueues, s.anomaly_factor, s.anomaly_min)
+        )
+        out["payload_anomaly"] = Reading(
+            *payload_reading(self._enqueues, s.payload_factor, s.payload_min_kib)
         )
         return out
 

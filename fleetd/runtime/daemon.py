@@ -325,7 +325,7 @@ class Daemon:
                 cancelled_ttl=m.cancelled_ttl,
                 reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
                 artifacts_dir=artifacts_root(cfg),
-                artifacts_retention=cfg.artifacts.retention))  # fmt: skip
+                artifacts_retention=cfg.artifacts.retention, isolation=cfg.isolation))  # fmt: skip
             await services.start(maintenance.run)
         if "scheduler" in self.roles:
             s, pm = cfg.scheduler, e.registry.plugins

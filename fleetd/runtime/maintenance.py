@@ -4,7 +4,8 @@ script, so many daemons doing it at once is safe and cheap):
 - promote: due delayed jobs (run_at reached, retry backoff over) move to the queue and
   wake idle fetchers; it sleeps until the next due time, at most `interval`;
 - reap: jobs whose lease expired (their daemon died or hung) go back to pending, or
-  fail after max_stalls;
+  fail after max_stalls; each such stall counts towards its job type and company's
+  quarantine (`[isolation] quarantine_after`, fleetd.jobs.quarantine);
 - prune: finished jobs older than their retention (completed_ttl, failed_ttl,
   cancelled_ttl; 0 keeps them) are deleted in bounded batches, once a minute;
 - sweep: this host's artifact folders (`<artifacts dir>/<job id>/`) whose job no longer
@@ -26,8 +27,10 @@ import trio
 
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable
 from fleetd.backend.scripts import Scripts
+from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs import artifacts
 from fleetd.jobs.model import JobStatus
+from fleetd.jobs.quarantine import Strikes
 from fleetd.jobs.queue import QueueOps
 
 __all__ = ["Maintenance", "MaintenanceSettings"]
@@ -56,6 +59,9 @@ class MaintenanceSettings:
     # [artifacts] retention: folders older than this go whatever their job; 0 = kept
     # as long as their job.
     artifacts_retention: float = 0.0
+    # [isolation]: its quarantine_after / quarantine_window count stalled leases too
+    # (None: the defaults).
+    isolation: IsolationConfig | None = None
 
 
 class Maintenance:
@@ -66,6 +72,8 @@ class Maintenance:
         self.scripts = scripts
         self.ops = ops
         self.settings = settings
+        strikes = Strikes.of(settings.isolation)
+        self._strikes = (strikes.after, strikes.window_ms) if strikes else (0, 0)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -92,8 +100,8 @@ class Maintenance:
         backoff = Backoff(self.settings.reconnect_max_backoff)
         while True:
             try:
-                requeued, failed, cancelled = await self.link.call(
-                    self.scripts.reap, self.settings.max_stalls, REAP_LIMIT
+                requeued, failed, cancelled, held = await self.link.call(
+                    self.scripts.reap, self.settings.max_stalls, REAP_LIMIT, self._strikes
                 )
             except RedisUnavailable:
                 await backoff.sleep()
@@ -107,6 +115,8 @@ class Maintenance:
                     failed,
                     cancelled,
                 )
+            if held:
+                log.warning("quarantined %d job type(s) whose jobs keep stalling daemons", held)
             if requeued + failed + cancelled < REAP_LIMIT:
                 await trio.sleep(self.settings.interval)
 

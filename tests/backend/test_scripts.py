@@ -60,7 +60,10 @@ def fail(engine: Engine, job: ClaimedJob, *, retryable: bool = True, error: str 
 
 
 def reap(engine: Engine, max_stalls: int = MAX_STALLS) -> tuple[int, int, int]:
-    return engine.scripts.reap(engine.link.client, max_stalls, REAP_LIMIT)
+    requeued, failed, cancelled, _quarantined = engine.scripts.reap(
+        engine.link.client, max_stalls, REAP_LIMIT
+    )
+    return requeued, failed, cancelled
 
 
 def get(engine: Engine, job_id: str) -> Job:

@@ -166,7 +166,7 @@ def test_a_slot_of_a_dead_daemon_comes_back_when_its_lease_is_reaped(engine: Eng
     (held,) = claim(limited, engine, 5, lease_ms=1)  # its daemon dies: the lease runs out
     assert claim(limited, engine, 5) == []
     time.sleep(0.01)
-    assert engine.scripts.reap(engine.link.client, 3, 100) == (1, 0, 0)
+    assert engine.scripts.reap(engine.link.client, 3, 100) == (1, 0, 0, 0)
     assert running(engine) == {}
     (nxt,) = claim(limited, engine, 5)  # the slot is free again: one more starts
     assert nxt.id == ids[1]  # the reaped job went back behind it (FIFO), to run again

@@ -5,6 +5,7 @@ directory, progress and artifacts from the child, thread isolation."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 from pathlib import Path
@@ -54,13 +55,22 @@ async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
     config: Config, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     data = {"do": "progress", "scratch": True}
-    job, events = await run_one(config, tmp_path, data, JobStatus.COMPLETED)
+    async with running_pool(config, registry(tmp_path), isolation=isolation(tmp_path)) as (
+        engine,
+        _pool,
+    ):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": data})
+        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        events = events_of(engine, r.job_id)
+        scratch = Path(job.result["cwd"])
+        assert scratch.name == f"job-1-{job.result['pid']}"  # named with the child's pid
+        with trio.fail_after(5):  # removed after the job (by the child, off its reply)
+            while scratch.exists():
+                await trio.sleep(0.02)
     # The handler's log line, written by the child to the stderr it shares with us.
     assert f"hello from pid {job.result['pid']}" in capfd.readouterr().err
     assert job.result["pid"] != os.getpid()
-    scratch = Path(job.result["cwd"])
-    assert scratch.parent == tmp_path / "scratch"
-    assert not scratch.exists()  # removed after the job
+    assert scratch.parent.parent == tmp_path / "scratch"  # the sandbox's own directory
     assert list((tmp_path / "scratch").iterdir()) == []
     artifact = job.result["artifacts"][0]
     assert artifact["name"] == "out.txt"
@@ -121,7 +131,7 @@ async def test_blocked_child_is_killed_when_its_timeout_passes(
 async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
     config: Config, tmp_path: Path
 ) -> None:
-    iso = isolation(tmp_path, max_children=1)
+    iso = isolation(tmp_path, max_children=1, kill_grace=0.5)
     async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "env"}})
         first = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
@@ -138,6 +148,77 @@ async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
         # The one slot is free again: the next job runs.
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
         await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+
+
+async def child_pid(marker: Path) -> int:
+    pid_file = marker.with_suffix(".pid")
+    with trio.fail_after(LIMIT):
+        while not pid_file.exists() or not pid_file.read_text():
+            await trio.sleep(0.02)
+    return int(pid_file.read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_sigterm_on_timeout_lets_the_handler_clean_up(config: Config, tmp_path: Path) -> None:
+    iso = isolation(tmp_path, max_children=1, kill_grace=30.0)
+    marker = tmp_path / "cleanup"
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        # A warm child first: a new one's start (seconds on a loaded box) would eat the
+        # job's time limit before the handler runs.
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        data = {"do": "term_cleanup", "marker": str(marker)}
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": data, "timeout": "2s", "max_retries": 0}
+        )
+        pid = await child_pid(marker)
+        job = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        assert job.error == "timeout: timed out after 2s"
+        with trio.fail_after(10):  # far below the 30 s grace: SIGTERM, not SIGKILL
+            while not marker.exists():
+                await trio.sleep(0.02)
+        assert marker.read_text() == "cleaned up"
+        # The child cleaned up and stays warm: the next job runs in it.
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert done.result["pid"] == pid
+
+
+async def test_a_child_deaf_to_sigterm_is_killed_after_the_grace_and_replaced(
+    config: Config, tmp_path: Path
+) -> None:
+    grace = 2.0
+    iso = isolation(tmp_path, max_children=1, kill_grace=grace)
+    marker = tmp_path / "deaf"
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})  # a warm child
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": {"do": "term_deaf", "marker": str(marker)}}
+        )
+        pid = await child_pid(marker)
+        await engine.queue.cancel(r.job_id)
+        # The job is over and its slot free at once, while its child still has its grace.
+        await wait_status(engine, r.job_id, JobStatus.CANCELLED, limit=grace / 2)
+        assert alive(pid)
+        with trio.fail_after(LIMIT):  # SIGKILLed once the grace passed
+            while alive(pid):
+                await trio.sleep(0.05)
+        assert not marker.exists()  # killed, never woken: its `finally` did not run
+        # A replacement child was started without a job waiting for it.
+        with trio.fail_after(LIMIT):
+            while not [p for p in multiprocessing.active_children() if p.pid != pid]:
+                await trio.sleep(0.05)
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert done.result["pid"] != pid
 
 
 async def test_os_exit_is_a_crash_and_retried(config: Config, tmp_path: Path) -> None:

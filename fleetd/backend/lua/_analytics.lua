@@ -17,6 +17,8 @@
 --     rs, ws         run / wait milliseconds summed (means, the capacity planner)
 --     ok, retry, fail  attempts that completed / failed and will retry / failed for good
 --     in             jobs enqueued (arrivals)
+--     inb            their payloads' bytes (the stored data's JSON text: the payload
+--                    anomaly alert, fleetd.runtime.alert_companies)
 --   an:slow:<hour>:<n>:<company>:<type>  zset job id -> run ms: the AN_SLOWEST slowest
 --     attempts of that type and company finished in that hour (n: the company's length
 --     in bytes, as for idempotency keys)
@@ -176,7 +178,9 @@ end
 local function an_enqueued(batch, row, now)
   if not AN_ENABLED then return end
   local acc = batch and batch.an or an_new()
-  an_count(an_group(acc, row.type, row.company_id), 'in', 1)
+  local g = an_group(acc, row.type, row.company_id)
+  an_count(g, 'in', 1)
+  an_count(g, 'inb', #(row.data or ''))
   if not batch then an_flush(acc, now) end
 end
 

@@ -1,26 +1,34 @@
 -- reap.lua: take back jobs whose lease expired (their daemon died or hung): back to
 -- pending with stalls + 1; failed once a job has stalled max_stalls times; cancelled if a
--- cancel had been requested.
+-- cancel had been requested. Each stalled attempt counts towards its part's quarantine
+-- as kind `stall` (_quarantine.lua, as quarantine_count.lua counts crashes): a job type
+-- of a company whose jobs keep stalling daemons is held like one that keeps crashing.
 --
 -- KEYS[1] leases (also the index of processing jobs)  KEYS[2] queue  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:failed  KEYS[6] status:cancelled
--- KEYS[7] events          KEYS[8] wake
+-- KEYS[7] events          KEYS[8] wake             KEYS[9] quarantines
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max stalls  ARGV[4] max jobs per call
--- ARGV[5] wake token cap
--- Returns {requeued, failed, cancelled}.
+-- ARGV[5] wake token cap  ARGV[6] quarantine after (0 = not counted)
+-- ARGV[7] quarantine window ms
+-- Returns {requeued, failed, cancelled, parts quarantined}.
 local leases, queue, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_idx, failed_idx, cancelled_idx = KEYS[4], KEYS[5], KEYS[6]
-local events, wake = KEYS[7], KEYS[8]
+local events, wake, quarantines = KEYS[7], KEYS[8], KEYS[9]
 local max_stalls, limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local q_after, q_window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
-local requeued, failed, cancelled = 0, 0, 0
+local requeued, failed, cancelled, quarantined = 0, 0, 0, 0
 for _, id in ipairs(expired) do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
-    'stalls', 'cancel_requested', 'worker')
+    'stalls', 'cancel_requested', 'worker', 'attempts')
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
+    if q_after > 0 and quarantine_strike(quarantines, events, q_after, q_window, now, id,
+        h[9] or '0', h[2], h[3] or '', 'stall') then
+      quarantined = quarantined + 1
+    end
     local stalls = tonumber(h[6] or 0) + 1
     local worker = h[8] or ''
     redis.call('HSET', k, 'stalls', stalls, 'updated_at', now)
@@ -52,4 +60,4 @@ for _, id in ipairs(expired) do
   end
 end
 wake_up(wake, requeued, cap)
-return {requeued, failed, cancelled}
+return {requeued, failed, cancelled, quarantined}

@@ -1,0 +1,108 @@
+"""Stalled leases count towards quarantines (reap.lua, _quarantine.lua): a job type of a
+company whose jobs keep stalling their daemons is held like one that keeps crashing.
+
+Against the real test redis-server: leases claimed and left to expire, then reaped; and
+end to end, a real `fleetd run` SIGKILLed while running a job, its lease reaped by the
+next daemon."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import fleetd_env
+from daemons import Fleet, settings, wait_for
+from test_system import FAST_RECOVERY, enqueue
+
+from fleetd.config import Config
+from fleetd.engine import Engine
+from fleetd.jobs.limits import read_waiting
+from fleetd.jobs.model import JobStatus
+from fleetd.jobs.quarantine import Quarantine, list_quarantines, release
+
+LEASE_MS = 50
+# quarantine_after 2 within 10 minutes.
+STRIKES = (2, 600_000)
+
+
+def claim_and_let_expire(engine: Engine, count: int) -> list[str]:
+    """Claim `count` jobs with a 50 ms lease and never renew it: a daemon that stalled."""
+    got = engine.scripts.claim(engine.link.client, count, LEASE_MS, "tok", "d-stalled")
+    time.sleep(LEASE_MS * 3 / 1000)
+    return [job.id for job in got.jobs]
+
+
+async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -> None:
+    acme = [
+        await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
+        for _ in range(2)
+    ]
+    other = await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "globex"})
+    client = engine.link.client
+
+    claimed = claim_and_let_expire(engine, 3)
+    assert sorted(claimed) == sorted([r.job_id for r in acme] + [other.job_id])
+    requeued, failed, cancelled, held = engine.scripts.reap(client, 3, 100, STRIKES)
+    assert (requeued, failed, cancelled, held) == (3, 0, 0, 1)
+
+    found = list_quarantines(client, engine.keys)
+    assert [(q.job_type, q.company_id, q.failures, q.kinds) for q in found] == [
+        ("noop", "acme", 2, {"stall": 2})
+    ]
+    events = [f for _id, f in client.xrange(engine.keys.events)]
+    assert [e["company_id"] for e in events if e["type"] == "part.quarantined"] == ["acme"]
+    # acme's stalled jobs are back to pending but held; globex's (one stall) runs.
+    again = engine.scripts.claim(client, 10, 60_000, "tok2", "d-healthy")
+    assert [job.id for job in again.jobs] == [other.job_id]
+    job = await engine.queue.get(acme[0].job_id)
+    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 1
+    daemons = [{"roles": ["worker"], "job_types": ["noop"]}]
+    why = await engine.link.call(
+        lambda c: read_waiting(c, engine.keys, engine.config.limits.build(), daemons, job)
+    )
+    assert why is not None and why.startswith(
+        "quarantined: job type 'noop' of company 'acme' after 2 failures (2 stall)"
+    ), why
+
+    assert await engine.link.call(release, engine.scripts, "noop", "acme") is not None
+    freed = engine.scripts.claim(client, 10, 60_000, "tok3", "d-healthy")
+    assert sorted(job.id for job in freed.jobs) == sorted(r.job_id for r in acme)
+
+
+async def test_stalls_are_not_counted_when_quarantines_are_off(engine: Engine) -> None:
+    for _ in range(3):
+        await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
+    claim_and_let_expire(engine, 3)
+    assert engine.scripts.reap(engine.link.client, 3, 100, (0, 0)) == (3, 0, 0, 0)
+    assert list_quarantines(engine.link.client, engine.keys) == []
+
+
+@pytest.mark.slow
+def test_a_sigkilled_daemon_s_running_job_counts_as_a_stall(
+    config: Config, engine: Engine, fleet: Fleet
+) -> None:
+    env = fleetd_env(config) | FAST_RECOVERY | settings(isolation_quarantine_after=1)
+    slow = {"type": "noop", "data": {"sleep_ms": 60_000}, "company_id": "acme"}
+    [job_id] = enqueue(engine, [slow])
+    a = fleet.start(env, name="A")
+
+    def running() -> bool:
+        a.assert_alive()
+        job = engine.link.run_sync(engine.ops.get, job_id)
+        return job is not None and job.status is JobStatus.PROCESSING
+
+    wait_for(running, 20, "daemon A to run the slow job", fleet.tails)
+    a.kill()
+    b = fleet.start(env, name="B")  # its reaper takes the lease back once it expires
+
+    def quarantined() -> list[Quarantine]:
+        b.assert_alive()
+        return list_quarantines(engine.link.client, engine.keys)
+
+    found = wait_for(quarantined, 20, "the part to be quarantined", fleet.tails)
+    assert [(q.job_type, q.company_id, q.kinds) for q in found] == [("noop", "acme", {"stall": 1})]
+    job = engine.link.run_sync(engine.ops.get, job_id)
+    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 1
+    time.sleep(1.0)  # held: daemon B does not run it
+    job = engine.link.run_sync(engine.ops.get, job_id)
+    assert job is not None and job.status is JobStatus.PENDING
