@@ -98,8 +98,8 @@ def test_a_scheduler_dying_right_after_winning_loses_no_workflow(
     assert all(client.hlen(engine.keys.workflow_nodes(w)) == 2 for w in expected)
     # The next occurrence makes its own three.
     due = int(client.zscore(engine.keys.schedules_due, schedule_id) or 0)
-    client.zadd(engine.keys.schedules_due, {schedule_id: ops.now_ms(client)})
-    later = ops.now_ms(client)
+    later = ops.now_ms(client)  # the due time the scheduler reads is the one stored
+    client.zadd(engine.keys.schedules_due, {schedule_id: later})
     fired = FiringOps(ops).fire_due(client, schedule_id, later, later, 3_600_000)
     assert fired is not None and fired.action == "fire" and due > occurrence
     assert len(_workflow_ids(engine)) == 6
