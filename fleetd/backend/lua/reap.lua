@@ -15,10 +15,11 @@ local max_stalls, limit, cap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(AR
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local requeued, failed, cancelled = 0, 0, 0
+local an = an_new()  -- the stalled-out failures, in their queue's figures
 for _, id in ipairs(expired) do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
-    'stalls', 'cancel_requested', 'worker')
+    'stalls', 'cancel_requested', 'worker', 'queue')
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
     local stalls = tonumber(h[6] or 0) + 1
@@ -39,6 +40,7 @@ for _, id in ipairs(expired) do
       emit(events, 'job.failed', id, h[2], h[3], 'failed', now,
         '{"error":"stalled","stalls":' .. stalls .. '}')
       wf_settle(id, 'failed', now)
+      an_queue(an, h[9], 'fail')
       failed = failed + 1
     else
       redis.call('HSET', k, 'status', 'pending')
@@ -52,4 +54,5 @@ for _, id in ipairs(expired) do
   end
 end
 wake_up(wake, requeued, cap)
+an_flush(an, now)
 return {requeued, failed, cancelled}
