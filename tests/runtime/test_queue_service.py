@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import fleetd_env
-from daemons import Fleet, cli_json, settings, wait_for
+from daemons import Fleet, cli_json, run_cli, settings, wait_for
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -92,6 +92,11 @@ def test_a_job_of_an_unserved_queue_is_named_until_a_daemon_serves_it(
     assert listed["mail"]["daemons"] == [ids["m"]]
     assert listed["default"]["daemons"] == [ids["d"]]
     assert not alert_events(engine, "unhandled_type")  # the type has a handler
+    text = run_cli(env, "queues", "list")
+    assert text.returncode == 0, text.stderr
+    lines = {line.split()[0]: line for line in text.stdout.splitlines()}
+    assert "NO DAEMON" in lines["bulk"] and "ready 1 " in lines["bulk"], text.stdout
+    assert "1 daemon(s)" in lines["mail"], text.stdout
 
     # Named to sort after `d`, which stays the alerts' leader (the smallest live id)
     # and so writes the resolve of the raise it wrote.
