@@ -294,6 +294,15 @@ class QueueFigures(Body):
     waiting: int
     """jobs delayed (run_at) or retrying (backoff)"""
     processing: int
+    daemons: list[str]
+    """ids of the live worker daemons serving the queue ([worker] queues); empty: its
+    jobs wait (the unserved_queue alert)"""
+    completed: int
+    """jobs completed in the last hour"""
+    failed: int
+    """jobs failed for good in the last hour"""
+    throughput: float
+    """jobs finished (completed or failed) per minute over the last 5 minutes"""
 
 
 class QueueList(Body):

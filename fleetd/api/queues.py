@@ -1,7 +1,8 @@
 """Named queue endpoints of the admin API (fleetd.jobs.queues), for platform admins.
 
-Owns `GET /api/v1/admin/queues` (every known queue: paused or not, its ready, waiting
-and processing jobs) and `POST /api/v1/admin/queues/<name>/pause|resume` (audited as
+Owns `GET /api/v1/admin/queues` (every known queue: paused or not, the live worker
+daemons serving it, its ready, waiting and processing jobs, those completed and failed
+in the last hour and its throughput) and `POST /api/v1/admin/queues/<name>/pause|resume` (audited as
 queue.pause and queue.resume): a paused queue is claimed by no daemon, its jobs stay
 pending with no attempt spent. The figures count every company's jobs and a pause acts
 on every company's, so a company-bound token gets 403 (context.require_platform).
@@ -25,6 +26,7 @@ from fleetd.jobs.queues import (
     paused_queues,
     queue_figures,
     resume_queue,
+    served_by,
 )
 
 __all__ = ["bp"]
@@ -55,8 +57,10 @@ async def list_queues() -> Any:
     keys, also = state().ops.keys, _configured()
 
     def read(client: SyncClient) -> list[dict[str, object]]:
-        names = known_queues(client, keys, also)
-        return [f.to_dict() for f in queue_figures(client, keys, names)]
+        daemons = state().ops.daemons(client)
+        served = [q for d in daemons for q in served_by(d)]
+        names = known_queues(client, keys, [*also, *served])
+        return [f.to_dict() for f in queue_figures(client, keys, names, daemons)]
 
     return jsonify({"queues": await redis(read)})
 

@@ -259,6 +259,10 @@ class Keys:
         """Hash of one hour's figures per type and company (hours since the epoch)."""
         return f"{self.prefix}an:h:{hour}"
 
+    def analytics_queues(self, minute: int) -> str:
+        """Hash of one minute's jobs completed / failed per named queue."""
+        return f"{self.prefix}an:q:{minute}"
+
     def analytics_sealed_minute(self, minute: int) -> str:
         """String: a closed minute's figures as JSON (fleetd.analytics.sealed)."""
         return f"{self.prefix}an:ms:{minute}"

@@ -32,7 +32,10 @@ BUILTIN_ALERTS = {
 }
 # The other built-in alerts name what they find (not one metric's threshold): no rule
 # may take their names.
-RESERVED = ("unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly", "payload_anomaly")
+RESERVED = (
+    "unhandled_type", "unserved_queue", "quota_exceeded", "quarantined", "enqueue_anomaly",
+    "payload_anomaly",
+)  # fmt: skip
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 

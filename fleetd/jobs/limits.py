@@ -1,6 +1,7 @@
 """Why a pending job waits: the answer's `waiting` reason, from a quarantine of its part
 (fleetd.jobs.quarantine), the global [limits]
-(fleetd.config.limit_sections, enforced by claim.lua) and the live daemons' job types.
+(fleetd.config.limit_sections, enforced by claim.lua), the live daemons' queues and job
+types.
 
 Sans-IO: the caller reads the counts Redis holds (`limits:running`, the rate logs) and
 the daemons' heartbeats; this module only compares.
@@ -16,6 +17,7 @@ from fleetd.backend.redis_link import SyncClient
 from fleetd.config.limit_sections import Limit, Limits, parse_limit, parse_types
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.quarantine import read_quarantine
+from fleetd.jobs.queues import served_by
 
 __all__ = ["Limit", "Limits", "parse_limit", "parse_types", "read_waiting", "waiting_reason"]
 
@@ -27,10 +29,14 @@ def waiting_reason(
     running: Mapping[str, int],
     started: Mapping[str, int],
     handled: bool,
+    unserved: str | None = None,
 ) -> str | None:
     """Why a ready pending job is not being claimed, or None when nothing holds it back.
     `running` / `started`: the counts Redis holds per limit field (concurrency, starts
-    within the rate's window); `handled`: a live daemon has a handler for its type."""
+    within the rate's window); `handled`: a live daemon serving its queue has a handler
+    for its type; `unserved`: its queue, when live worker daemons run but none serves it."""
+    if unserved is not None:
+        return f"no running daemon serves queue {unserved!r}"
     if not handled:
         return f"no running daemon has a handler for job type {job_type!r}"
     for name, lim in limits.for_job(job_type, company_id):
@@ -59,7 +65,10 @@ def read_waiting(
     if client.sismember(keys.queues_paused, job.queue):
         return f"queue {job.queue!r} is paused (fleetd queues resume {job.queue})"
     workers = [d for d in daemons if "worker" in d.get("roles", ())]
-    handled = any(job.type in d.get("job_types", ()) for d in workers)
+    serving = [d for d in workers if job.queue in served_by(d)]
+    # With no worker at all, the handler's reason stands (and the no_worker alert).
+    unserved = job.queue if workers and not serving else None
+    handled = any(job.type in d.get("job_types", ()) for d in serving)
     fields = limits.for_job(job.type, job.company_id)
     running: dict[str, int] = {}
     started: dict[str, int] = {}
@@ -74,4 +83,4 @@ def read_waiting(
         for i, (name, _lim) in enumerate(fields):
             running[name] = int(got[2 * i] or 0)
             started[name] = int(got[2 * i + 1])
-    return waiting_reason(limits, job.type, job.company_id, running, started, handled)
+    return waiting_reason(limits, job.type, job.company_id, running, started, handled, unserved)

@@ -7,12 +7,18 @@ ready jobs wait in that queue's own index and parts (`Keys.queue_index`,
 `Keys.ready_in`; _lib.lua `ready_add`). A daemon serves the queues of `[worker]
 queues` (claim.lua, ARGV[9]): in strict order, or by weight ("bulk:1", "default:3").
 A queue in the set `queues:paused` is served by no daemon until it is resumed.
+
+Each daemon's heartbeat lists the queues it serves (`served_by`); `queue_figures` tells
+per queue the live worker daemons serving it, its jobs ready, waiting and processing,
+and those completed and failed over the last hour (`an:q:<minute>`, counted by the
+transition scripts: _analytics.lua `an_queue`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
@@ -35,7 +41,17 @@ __all__ = [
     "queue_figures",
     "resume_queue",
     "route",
+    "served_by",
+    "serving",
 ]
+
+MINUTE_MS = 60_000
+# Completed and failed per queue: over the last hour (the minute buckets are kept 2 h,
+# AN_MINUTE_TTL of _analytics.lua), so a slow queue's figures are not all zeros.
+FIGURES_MINUTES = 60
+# Throughput: jobs finished per minute over the last 5 minutes (the current one, partly
+# gone, counts for what has gone of it): a rate that follows a change within minutes.
+THROUGHPUT_MINUTES = 5
 
 
 def route(
@@ -73,6 +89,22 @@ def known_queues(client: SyncClient, keys: Keys, also: Iterable[str] = ()) -> li
     return [DEFAULT_QUEUE, *sorted(names)]
 
 
+def served_by(daemon: Mapping[str, Any]) -> list[str]:
+    """The queues a live daemon serves, from its heartbeat (one from before named
+    queues lists none: it served `default`)."""
+    queues = daemon.get("queues")
+    return [str(q) for q in queues] if isinstance(queues, list) else [DEFAULT_QUEUE]
+
+
+def serving(daemons: Sequence[Mapping[str, Any]], name: str) -> list[str]:
+    """The ids of the live worker daemons that serve queue `name`."""
+    return sorted(
+        str(d.get("daemon_id"))
+        for d in daemons
+        if "worker" in d.get("roles", ()) and name in served_by(d)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFigures:
     name: str
@@ -80,11 +112,17 @@ class QueueFigures:
     ready: int  # pending jobs in the queue's parts
     waiting: int  # delayed or retrying (run_at or backoff not reached)
     processing: int
+    daemons: tuple[str, ...] = ()  # the live worker daemons serving it
+    completed: int = 0  # over the last FIGURES_MINUTES
+    failed: int = 0  # for good (retries left: not counted), over the last FIGURES_MINUTES
+    throughput: float = 0.0  # jobs finished per minute over the last THROUGHPUT_MINUTES
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "paused": self.paused, "ready": self.ready,
             "waiting": self.waiting, "processing": self.processing,
+            "daemons": list(self.daemons), "completed": self.completed,
+            "failed": self.failed, "throughput": self.throughput,
         }  # fmt: skip
 
 
@@ -95,11 +133,41 @@ def _queue_of(client: SyncClient, keys: Keys, ids: list[str]) -> list[str]:
     return [str(q) if q else DEFAULT_QUEUE for q in pipe.execute()]
 
 
-def queue_figures(client: SyncClient, keys: Keys, names: Sequence[str]) -> list[QueueFigures]:
-    """Per queue: ready (from its parts), waiting and processing (the queue field of
-    each delayed and running job: a read of every such job, so an admin's reading, not
-    a hot path). Counts every company's jobs."""
+def _finished(client: SyncClient, keys: Keys) -> tuple[dict[str, dict[str, int]], float]:
+    """Per queue, jobs completed ("ok") and failed ("fail") over the last
+    FIGURES_MINUTES, and those of the last THROUGHPUT_MINUTES ("recent"); and the
+    minutes the latter span up to Redis's now."""
+    sec, usec = client.time()
+    now = int(sec) * 1000 + int(usec) // 1000
+    last = now // MINUTE_MS
+    minutes = range(last - FIGURES_MINUTES + 1, last + 1)
+    pipe = client.pipeline(transaction=False)
+    for m in minutes:
+        pipe.hgetall(keys.analytics_queues(m))
+    out: dict[str, dict[str, int]] = {}
+    for m, raw in zip(minutes, pipe.execute(), strict=True):
+        for field, n in raw.items():
+            kind, _, name = str(field).partition("\n")
+            counts = out.setdefault(name, {"ok": 0, "fail": 0, "recent": 0})
+            counts[kind] = counts.get(kind, 0) + int(n)
+            if m > last - THROUGHPUT_MINUTES:
+                counts["recent"] += int(n)
+    span = (now - (last - THROUGHPUT_MINUTES + 1) * MINUTE_MS) / MINUTE_MS
+    return out, span
+
+
+def queue_figures(
+    client: SyncClient,
+    keys: Keys,
+    names: Sequence[str],
+    daemons: Sequence[Mapping[str, Any]] = (),
+) -> list[QueueFigures]:
+    """Per queue: the live worker daemons of `daemons` serving it; ready (from its
+    parts), waiting and processing (the queue field of each delayed and running job: a
+    read of every such job, so an admin's reading, not a hot path); completed, failed
+    and throughput (`_finished`). Counts every company's jobs."""
     paused = paused_queues(client, keys)
+    finished, span = _finished(client, keys)
     ready: dict[str, int] = {}
     for name in names:
         parts = [str(p) for p in client.zrange(keys.queue_index(name), 0, -1)]
@@ -113,7 +181,11 @@ def queue_figures(client: SyncClient, keys: Keys, names: Sequence[str]) -> list[
         for q in _queue_of(client, keys, ids):
             if q in counted:
                 counted[q][kind] += 1
-    return [
-        QueueFigures(n, n in paused, ready[n], counted[n]["waiting"], counted[n]["processing"])
-        for n in names
-    ]
+    out = []
+    for n in names:
+        done = finished.get(n, {})
+        out.append(QueueFigures(
+            n, n in paused, ready[n], counted[n]["waiting"], counted[n]["processing"],
+            tuple(serving(daemons, n)), done.get("ok", 0), done.get("fail", 0),
+            round(done.get("recent", 0) / span, 2)))  # fmt: skip
+    return out

@@ -11,10 +11,13 @@ built-in ones, made from the `[alerts]` keys, and the user's `[[alerts.rules]]` 
     redis_unreachable  this daemon's link to Redis is down
     scheduler_missed   the scheduler's `missed` counter grew within `window`
 
-and five alerts that name what they find (not thresholds of one metric):
+and six alerts that name what they find (not thresholds of one metric):
 
-    unhandled_type     ready jobs of a type no live worker daemon has a handler for (a
-                       daemon claims only the types it can run: they wait, named here)
+    unhandled_type     ready jobs of a type no live worker daemon serving their queue has
+                       a handler for (a daemon claims only the types it can run: they
+                       wait, named here)
+    unserved_queue     ready jobs in a named queue no live worker daemon serves ([worker]
+                       queues: they wait, the queues are named)
     quota_exceeded     a company's enqueues were refused by its quota ([limits]) within
                        `window` (the companies are named)
     quarantined        a job type of a company is quarantined
@@ -54,6 +57,7 @@ from fleetd.config import AlertsConfig
 from fleetd.config.alert_rules import BUILTIN_ALERTS
 from fleetd.engine import Engine
 from fleetd.jobs.parts import ready_parts
+from fleetd.jobs.queues import served_by
 from fleetd.runtime.alert_companies import (
     EnqueueHistory,
     anomaly_reading,
@@ -69,7 +73,8 @@ log = logging.getLogger("fleetd.alerts")
 
 ALERTS = (
     "failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed",
-    "unhandled_type", "quota_exceeded", "quarantined", "enqueue_anomaly", "payload_anomaly",
+    "unhandled_type", "unserved_queue", "quota_exceeded", "quarantined", "enqueue_anomaly",
+    "payload_anomaly",
 )  # fmt: skip
 # Webhook posts waiting to be sent; past this, new ones are dropped (and logged): a dead
 # webhook must not grow the daemon's memory.
@@ -164,7 +169,7 @@ class Alerts:
         return {
             "rules": rules,
             "quarantines": read_quarantines(client, k),
-            "ready_types": sorted({p.job_type for p in parts}),
+            "ready": sorted({(p.queue, p.job_type) for p in parts}),
             "refused": {str(c): int(n) for c, n in refused.items()},
             "daemons": self.engine.ops.daemons(client),
         }
@@ -178,14 +183,7 @@ class Alerts:
         out: dict[str, Reading] = {}
         if raw.get("rules") is not None:
             out.update(self.custom.readings(raw["rules"], raw["daemons"], now))
-        workers = [d for d in raw["daemons"] if "worker" in d.get("roles", ())]
-        handled = {t for d in workers for t in d.get("job_types", ())}
-        lost = [t for t in raw.get("ready_types", ()) if t not in handled]
-        # With no worker at all, no_worker says it; this alert names types others lack.
-        lost = lost if workers else []
-        out["unhandled_type"] = Reading(bool(lost), not lost, len(lost),
-            "jobs waiting for a handler no live daemon has: job type(s) "
-            + ", ".join(lost) if lost else "every waiting job type has a daemon")  # fmt: skip
+        out.update(self._routing_readings(raw["daemons"], raw.get("ready", ())))
         out["quota_exceeded"] = self._quota_reading(raw.get("refused", {}), now)
         out["quarantined"] = Reading(*quarantine_reading(raw.get("quarantines", ())))
         out["enqueue_anomaly"] = Reading(
@@ -195,6 +193,27 @@ class Alerts:
             *payload_reading(self._enqueues, s.payload_factor, s.payload_min_kib)
         )
         return out
+
+    @staticmethod
+    def _routing_readings(daemons: list[dict[str, Any]], ready: Any) -> dict[str, Reading]:
+        """unserved_queue: the queues with ready jobs no live worker serves;
+        unhandled_type: the types of ready jobs in served queues that no worker serving
+        their queue has a handler for. With no worker at all, no_worker says it."""
+        workers = [d for d in daemons if "worker" in d.get("roles", ())]
+        handled: dict[str, set[str]] = {}  # queue -> the types its workers run
+        for d in workers:
+            for q in served_by(d):
+                handled.setdefault(q, set()).update(d.get("job_types", ()))
+        queues = sorted({q for q, _t in ready if q not in handled}) if workers else []
+        lost = sorted({t for q, t in ready if q in handled and t not in handled[q]})
+        return {
+            "unhandled_type": Reading(bool(lost), not lost, len(lost),
+                "jobs waiting for a handler no live daemon has: job type(s) "
+                + ", ".join(lost) if lost else "every waiting job type has a daemon"),
+            "unserved_queue": Reading(bool(queues), not queues, len(queues),
+                "jobs waiting in queue(s) no live daemon serves: " + ", ".join(queues)
+                if queues else "every queue with waiting jobs has a daemon"),
+        }  # fmt: skip
 
     def _quota_reading(self, refused: dict[str, int], now: float) -> Reading:
         """Companies refused by their quotas within the window (the counts grew)."""

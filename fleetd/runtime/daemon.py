@@ -47,7 +47,7 @@ from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.notify.service import start_notify
 from fleetd.plugins.discovery import default_schedules
-from fleetd.runtime import gctune
+from fleetd.runtime import gctune, self_report
 from fleetd.runtime.alerts import Alerts
 from fleetd.runtime.heartbeat import Heartbeat, WorkerMetrics, new_daemon_id
 from fleetd.runtime.inline import attach
@@ -64,9 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["Daemon", "DaemonError"]
 
 log = logging.getLogger("fleetd.daemon")
-
-# The STATUS= line's counts (one round trip, ~1 ms) wait this long, then say "no answer".
-STATUS_TIMEOUT = 1.0
 
 
 class DaemonError(Exception):
@@ -373,28 +370,12 @@ class Daemon:
                 )
                 self.pool.quiet()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     async def _status_line(self) -> str:
-        """systemd's STATUS=, e.g. "processing 3, pending 120" (shown by systemctl status)."""
-        link = self.engine.link
-        running = self.pool.running if self.pool is not None else 0
-        prefix = "stopping: " if self._stop.is_set() else ""
-        if not link.ready:
-            return f"{prefix}waiting for Redis at {link.safe_url}"
-        try:
-            with trio.fail_after(STATUS_TIMEOUT):
-                counts = await link.call(self.engine.ops.stats)
-        except (RedisUnavailable, RedisCommandError, trio.TooSlowError):
-            return f"{prefix}processing {running}, Redis not answering"
-        return f"{prefix}processing {running}, pending {counts['pending']}"
+        return await self_report.status_line(self)
 
     def _details(self) -> dict[str, Any]:
-        pool = self.pool
-        return {
-            "roles": sorted(self.roles),
-            "concurrency": pool.concurrency if pool else 0,
-            "running": pool.running if pool else 0,
-            "ready": self.ready and self.engine.link.ready,
-            "job_types": self.engine.registry.types(),
-            # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.runtime.alerts).
-            "alerts": self.alerts.active if self.alerts is not None else None,
-        }
+        return self_report.details(self)

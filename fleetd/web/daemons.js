@@ -58,8 +58,10 @@ export class DaemonsView {
   }
 }
 
-// Named queues: paused or active, their jobs, and a button to pause or resume one on
-// every daemon (POST /api/v1/admin/queues/{name}/pause|resume, audited).
+// Named queues: paused or active, the live worker daemons serving each (none: its jobs
+// wait, the unserved_queue alert), their jobs, those completed and failed in the last
+// hour, the throughput (finished per minute over 5 minutes), and a button to pause or
+// resume one on every daemon (POST /api/v1/admin/queues/{name}/pause|resume, audited).
 DaemonsView.prototype.renderQueues = function renderQueues(queues) {
   fill($("#queues-body"), queues.map((q) => {
     const verb = q.paused ? "resume" : "pause";
@@ -73,12 +75,18 @@ DaemonsView.prototype.renderQueues = function renderQueues(queues) {
       }
       this.load();
     });
+    const daemons = q.daemons ?? [];
     return h("tr", { "data-queue": q.name },
       h("td", { class: "mono" }, q.name),
       h("td", {}, pill(q.paused ? "paused" : "active")),
+      h("td", { "data-daemons": daemons.length, title: daemons.join("\n") },
+        daemons.length ? fmtNumber(daemons.length) : h("span", { class: "tag bad" }, "none")),
       h("td", { class: "num" }, fmtNumber(q.ready)),
       h("td", { class: "num" }, fmtNumber(q.waiting)),
       h("td", { class: "num" }, fmtNumber(q.processing)),
+      h("td", { class: "num", "data-completed": "" }, fmtNumber(q.completed)),
+      h("td", { class: "num", "data-failed": "" }, fmtNumber(q.failed)),
+      h("td", { class: "num", "data-throughput": "" }, `${q.throughput}/min`),
       h("td", {}, button));
   }));
 };

@@ -50,7 +50,8 @@ async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None
         assert r.status_code == 200, r.text
         figures = {q["name"]: q for q in r.json()["queues"]}
         assert figures["bulk"] == {
-            "name": "bulk", "paused": False, "ready": 1, "waiting": 0, "processing": 0
+            "name": "bulk", "paused": False, "ready": 1, "waiting": 0, "processing": 0,
+            "daemons": [], "completed": 0, "failed": 0, "throughput": 0.0,
         }  # fmt: skip
         assert figures["default"]["ready"] == 1
 

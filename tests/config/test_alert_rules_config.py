@@ -179,3 +179,15 @@ enabled = false
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     assert info.value.errors == ["alerts.rules[1]: workers takes no type or company scope"]
+
+
+def test_no_rule_takes_a_name_of_the_alerts_that_name_what_they_find(tmp_path: Path) -> None:
+    path = tmp_path / "fleetd.toml"
+    path.write_text(
+        '[[alerts.rules]]\nname = "unserved_queue"\nmetric = "backlog"\nthreshold = 1\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.errors == [
+        "alerts.rules[1].name: 'unserved_queue' is a built-in alert's name"
+    ]

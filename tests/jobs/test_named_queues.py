@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -161,6 +162,25 @@ def test_a_paused_queue_is_not_claimed_until_resumed(engine: Engine) -> None:
     assert resume_queue(client, keys, "bulk") is True
     assert paused_queues(client, keys) == set()
     assert [j.id for j in claim(scripts, engine, 10)] == ids
+
+
+def test_a_job_failed_by_the_reaper_counts_in_its_queues_figures(engine: Engine) -> None:
+    """A job whose lease expired max_stalls times fails in reap.lua, with no worker to
+    report it: its queue's `failed` counts it (completions and failures counted by
+    complete.lua and fail.lua: tests/runtime/test_queue_service.py)."""
+    client, keys = engine.link.client, engine.keys
+    (job_id,) = enqueue(engine, [{"type": "noop", "queue": "bulk"}])
+    (got,) = serving(engine, "bulk").claim(client, 1, 1, uuid.uuid4().hex, "d1").jobs
+    assert got.id == job_id
+    for _ in range(100):  # the 1 ms lease expires by Redis's clock
+        if engine.scripts.reap(client, 1, 100) == (0, 1, 0):
+            break
+        time.sleep(0.005)
+    else:
+        raise AssertionError("the job was never reaped")
+    figures = {f.name: f for f in queue_figures(client, keys, known_queues(client, keys))}
+    assert (figures["bulk"].failed, figures["bulk"].completed) == (1, 0)
+    assert figures["default"].failed == 0 and figures["bulk"].throughput > 0
 
 
 def test_a_delayed_or_released_job_returns_to_its_own_queue(engine: Engine) -> None:

@@ -54,11 +54,15 @@ EMAIL = {"to": "a@example.com", "subject": "s", "body": "b"}
 
 
 def add_worker(
-    engine: Engine, daemon_id: str = "w1", job_types: tuple[str, ...] = ("noop",)
+    engine: Engine,
+    daemon_id: str = "w1",
+    job_types: tuple[str, ...] = ("noop",),
+    queues: tuple[str, ...] | None = None,
 ) -> None:
-    payload = json.dumps(
-        {"daemon_id": daemon_id, "roles": ["worker"], "alerts": [], "job_types": job_types}
-    )
+    """A live worker daemon's heartbeat; `queues` None: one from before named queues
+    (it lists none, and served `default`)."""
+    body = {"daemon_id": daemon_id, "roles": ["worker"], "alerts": [], "job_types": job_types}
+    payload = json.dumps(body if queues is None else body | {"queues": queues})
     engine.scripts.heartbeat(engine.link.client, daemon_id, payload, 60_000)
 
 
@@ -284,4 +288,39 @@ async def test_unhandled_type_names_the_type_no_live_worker_runs(engine: Engine)
     assert alerts.active == []
     assert alert_events(engine) == [
         ("alert.raised", "unhandled_type"), ("alert.resolved", "unhandled_type"),
+    ]  # fmt: skip
+
+
+async def test_unserved_queue_names_the_queue_no_live_worker_serves(engine: Engine) -> None:
+    """Ready jobs of a queue no live worker serves: the alert names the queue (not the
+    served ones), unhandled_type stays quiet; with no worker at all, neither is raised
+    (no_worker is)."""
+    rows = engine.ops.prepare_many(
+        [{"type": "noop", "queue": "bulk"}, {"type": "noop", "queue": "mail"}, {"type": "noop"}]
+    )
+    engine.link.run_sync(engine.ops.enqueue_rows, rows)
+    alone = make_alerts(engine)
+    await alone.evaluate()
+    assert alone.active == ["no_worker"]
+    engine.link.client.delete(engine.keys.events)
+
+    add_worker(engine, "w1", ("noop",), ("mail",))
+    add_worker(engine, "w0", ("noop",))  # from before named queues: serves default
+    alerts = make_alerts(engine)
+    await alerts.evaluate()
+    assert alerts.active == ["unserved_queue"]
+    reading = alerts.values["unserved_queue"]
+    assert reading.text == "jobs waiting in queue(s) no live daemon serves: bulk"
+    assert reading.value == 1
+    add_worker(engine, "w2", ("email_notification",), ("bulk", "default"))
+    await alerts.evaluate()
+    # bulk is served now, but not by a daemon with noop: that is unhandled_type's.
+    assert alerts.active == ["unhandled_type"]
+    assert alerts.values["unhandled_type"].text.endswith("job type(s) noop")
+    add_worker(engine, "w3", ("noop",), ("bulk",))
+    await alerts.evaluate()
+    assert alerts.active == []
+    assert alert_events(engine) == [
+        ("alert.raised", "unserved_queue"), ("alert.raised", "unhandled_type"),
+        ("alert.resolved", "unserved_queue"), ("alert.resolved", "unhandled_type"),
     ]  # fmt: skip

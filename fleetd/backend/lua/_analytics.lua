@@ -19,6 +19,9 @@
 --     in             jobs enqueued (arrivals)
 --     inb            their payloads' bytes (the stored data's JSON text: the payload
 --                    anomaly alert, fleetd.runtime.alert_companies)
+--   an:q:<minute since epoch>  hash, expires AN_MINUTE_TTL s after its last write:
+--     per named queue the jobs that completed / failed for good, fields
+--     "ok\n<queue>" and "fail\n<queue>" (read by fleetd.jobs.queue_figures)
 --   an:slow:<hour>:<n>:<company>:<type>  zset job id -> run ms: the AN_SLOWEST slowest
 --     attempts of that type and company finished in that hour (n: the company's length
 --     in bytes, as for idempotency keys)
@@ -53,7 +56,7 @@ end
 -- field name once at the flush, keeps the per-job work to table updates (measured
 -- ~2.5x cheaper than a string concatenation per count).
 local function an_new()
-  return {g = {}, any = false}
+  return {g = {}, q = {}, any = false}
 end
 
 local function an_group(acc, jtype, company)
@@ -75,6 +78,20 @@ end
 
 local function an_count(g, kind, by)
   g.n[kind] = (g.n[kind] or 0) + by
+end
+
+-- A job of named queue `queue` (the job hash's field: false or '' for `default`) that
+-- ended `kind` ('ok' or 'fail'): counted per queue (an:q:<minute>).
+local function an_queue(acc, queue, kind)
+  if not AN_ENABLED then return end
+  if not queue or queue == '' then queue = 'default' end
+  local q = acc.q[queue]
+  if not q then
+    q = {}
+    acc.q[queue] = q
+    acc.any = true
+  end
+  q[kind] = (q[kind] or 0) + 1
 end
 
 -- Keep the AN_SLOWEST longest attempts of a group: replace the shortest kept one.
@@ -104,12 +121,14 @@ end
 -- run_at).
 -- `h`, when the caller's own HMGET read them, holds AN_FIELDS' values from h[at] on
 -- (complete.lua does: one command less per job); else they are read here.
-local AN_FIELDS = {'started_at', 'attempts', 'created_at', 'run_at'}
+-- A job that completed or failed for good is counted in its queue's figures too.
+local AN_FIELDS = {'started_at', 'attempts', 'created_at', 'run_at', 'queue'}
 local function an_finished(acc, k, id, jtype, company, outcome, now, h, at)
   if not AN_ENABLED then return end
   local g = an_group(acc, jtype, company)
   an_count(g, outcome, 1)
   if not h then h, at = redis.call('HMGET', k, unpack(AN_FIELDS)), 1 end
+  if outcome ~= 'retry' then an_queue(acc, h[at + 4], outcome) end
   local started = tonumber(h[at])
   if not started then return end
   if h[at + 1] == '1' then
@@ -170,6 +189,14 @@ local function an_flush(acc, now)
       end
     end
   end
+  local queues = AN_PREFIX .. 'an:q:' .. string.format('%.0f', math.floor(now / AN_MINUTE_MS))
+  local new_q = false
+  for name, q in pairs(acc.q) do
+    for kind, by in pairs(q) do
+      if redis.call('HINCRBY', queues, kind .. '\n' .. name, by) == by then new_q = true end
+    end
+  end
+  if new_q then redis.call('EXPIRE', queues, AN_MINUTE_TTL) end
   if new_m then redis.call('EXPIRE', minute, AN_MINUTE_TTL) end
   if new_h then redis.call('EXPIRE', hour, AN_HOUR_TTL) end
 end

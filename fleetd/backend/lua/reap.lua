@@ -19,10 +19,11 @@ local q_after, q_window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local requeued, failed, cancelled, quarantined = 0, 0, 0, 0
+local an = an_new()  -- the stalled-out failures, in their queue's figures
 for _, id in ipairs(expired) do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
-    'stalls', 'cancel_requested', 'worker', 'attempts')
+    'stalls', 'cancel_requested', 'worker', 'attempts', 'queue')
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
     if q_after > 0 and quarantine_strike(quarantines, events, q_after, q_window, now, id,
@@ -47,6 +48,7 @@ for _, id in ipairs(expired) do
       emit(events, 'job.failed', id, h[2], h[3], 'failed', now,
         '{"error":"stalled","stalls":' .. stalls .. '}')
       wf_settle(id, 'failed', now)
+      an_queue(an, h[10], 'fail')
       failed = failed + 1
     else
       redis.call('HSET', k, 'status', 'pending')
@@ -60,4 +62,5 @@ for _, id in ipairs(expired) do
   end
 end
 wake_up(wake, requeued, cap)
+an_flush(an, now)
 return {requeued, failed, cancelled, quarantined}
