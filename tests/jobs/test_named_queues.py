@@ -173,7 +173,7 @@ def test_a_job_failed_by_the_reaper_counts_in_its_queues_figures(engine: Engine)
     (got,) = serving(engine, "bulk").claim(client, 1, 1, uuid.uuid4().hex, "d1").jobs
     assert got.id == job_id
     for _ in range(100):  # the 1 ms lease expires by Redis's clock
-        if engine.scripts.reap(client, 1, 100) == (0, 1, 0):
+        if engine.scripts.reap(client, 1, 100) == (0, 1, 0, 0):
             break
         time.sleep(0.005)
     else:
