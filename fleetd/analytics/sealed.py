@@ -76,6 +76,13 @@ def _slowest_key(keys: Keys, hour: int, tail: str) -> str:
     return keys.analytics_slowest(hour, company, jtype)
 
 
+def _family(keys: Keys, step_ms: int) -> tuple[bool, Callable[[int], str], Callable[[int], str]]:
+    """Whether `step_ms` is the hour's, its bucket hashes' and its seals' key names."""
+    if step_ms != 60_000:
+        return True, keys.analytics_hour, keys.analytics_sealed_hour
+    return False, keys.analytics_minute, keys.analytics_sealed_minute
+
+
 def read_buckets(
     client: SyncClient,
     keys: Keys,
@@ -87,9 +94,7 @@ def read_buckets(
     """Each bucket's groups, encoded, oldest first: seals for closed buckets (sealing
     those that have none), `parse(HGETALL)` for the open ones. One hop when every
     closed bucket is sealed, two when some are not yet."""
-    hour = step_ms != 60_000
-    bucket = keys.analytics_hour if hour else keys.analytics_minute
-    seal = keys.analytics_sealed_hour if hour else keys.analytics_sealed_minute
+    _, bucket, seal = _family(keys, step_ms)
     closed = {i for i in indexes if (i + 1) * step_ms + SEAL_GRACE_MS <= now}
     pipe = client.pipeline(transaction=False)
     for i in indexes:
@@ -120,9 +125,7 @@ def _seal(
     parse: Callable[[dict[str, str]], dict[str, Encoded]],
 ) -> list[Bucket]:
     """Read closed buckets from their hashes (and an hour's slowest zsets) and seal them."""
-    hour = step_ms != 60_000
-    bucket = keys.analytics_hour if hour else keys.analytics_minute
-    seal = keys.analytics_sealed_hour if hour else keys.analytics_sealed_minute
+    hour, bucket, seal = _family(keys, step_ms)
     pipe = client.pipeline(transaction=False)
     for i in indexes:
         pipe.hgetall(bucket(i))

@@ -155,45 +155,49 @@ def payload_reading(history: EnqueueHistory, factor: float, min_kib: int) -> Ver
     baseline mean (and `min_kib` at least)."""
     if factor <= 0:
         return False, True, 0.0, "payload anomaly alert off"
-    over: list[str] = []
-    high = False
+    rows = []
     for company, (jobs, size) in sorted(history.recent_sizes().items()):
-        base = history.size_baseline(company)
-        if base == 0:
-            continue  # no job in the hour before: no baseline to leave
-        mean = size / jobs
-        bar = max(factor * base, float(min_kib * KIB))
-        if mean >= bar:
-            over.append(f"{company or '(none)'} ({mean / KIB:.1f} KiB/job over {jobs} jobs, "
-                        f"baseline {base / KIB:.1f} KiB/job)")  # fmt: skip
-        if mean > bar * CLEAR_RATIO:
-            high = True
-    text = (
-        "payload sizes far above the company's own baseline: company(ies) " + ", ".join(over)
-        if over
-        else "every company's payloads are near their baseline size"
-    )
-    return bool(over), not high, float(len(over)), text
+        base, mean = history.size_baseline(company), size / jobs
+        rows.append((company, mean, base, f"{mean / KIB:.1f} KiB/job over {jobs} jobs, "
+                                          f"baseline {base / KIB:.1f} KiB/job"))  # fmt: skip
+    return _over_baseline(
+        rows, factor, float(min_kib * KIB),
+        "payload sizes far above the company's own baseline",
+        "every company's payloads are near their baseline size",
+    )  # fmt: skip
 
 
 def anomaly_reading(history: EnqueueHistory, factor: float, minimum: int) -> Verdict:
     """The companies enqueueing over `factor` × their baseline (and `minimum` at least)."""
     if factor <= 0:
         return False, True, 0.0, "enqueue anomaly alert off"
-    over: list[str] = []
-    high = False
+    rows = []
     for company, n in sorted(history.recent().items()):
         base = history.baseline(company)
+        rows.append((company, float(n), base, f"{n}/min, baseline {base:.1f}/min"))
+    return _over_baseline(
+        rows, factor, float(minimum),
+        "enqueue rate far above the company's own baseline",
+        "every company enqueues near its baseline",
+    )  # fmt: skip
+
+
+def _over_baseline(
+    rows: list[tuple[str, float, float, str]], factor: float, floor: float, what: str, calm: str
+) -> Verdict:
+    """Rows of (company, value, its baseline, how to say it): raised for the companies at
+    or over max(`factor` × baseline, `floor`), clear once every one is under CLEAR_RATIO
+    of its bar. A company with no baseline (nothing in the hour before: a new one) has
+    none to leave and is left out."""
+    over: list[str] = []
+    high = False
+    for company, value, base, said in rows:
         if base == 0:
-            continue  # no enqueue in the hour before: a new company, no baseline to leave
-        bar = max(factor * base, float(minimum))
-        if n >= bar:
-            over.append(f"{company or '(none)'} ({n}/min, baseline {base:.1f}/min)")
-        if n > bar * CLEAR_RATIO:
+            continue
+        bar = max(factor * base, floor)
+        if value >= bar:
+            over.append(f"{company or '(none)'} ({said})")
+        if value > bar * CLEAR_RATIO:
             high = True
-    text = (
-        "enqueue rate far above the company's own baseline: company(ies) " + ", ".join(over)
-        if over
-        else "every company enqueues near its baseline"
-    )
+    text = f"{what}: company(ies) " + ", ".join(over) if over else calm
     return bool(over), not high, float(len(over)), text
