@@ -8,10 +8,10 @@ they always had. The sans-IO clock is a number the test moves; hold times are 0.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import trio
+from engine_jobs import alert_events as events
 from pool import registry_with, running_pool, wait_status
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -39,16 +39,6 @@ class Clock:
 
 def make_alerts(engine: Engine, settings: AlertsConfig = NOW, *rules: AlertRuleConfig) -> Alerts:
     return Alerts(engine, "a", dataclasses.replace(settings, rules=rules), clock=Clock())
-
-
-def events(engine: Engine, name: str) -> list[dict[str, Any]]:
-    out = []
-    for _id, fields in engine.link.client.xrange(engine.keys.events):
-        if fields["type"].startswith("alert."):
-            data = json.loads(fields["data"])
-            if data["alert"] == name:
-                out.append(data)
-    return out
 
 
 async def run_jobs(engine: Engine, plan: list[dict[str, Any]]) -> None:

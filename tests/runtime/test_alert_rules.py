@@ -8,13 +8,13 @@ test moves; `for`/`resolve_for` are 0 so one evaluation decides.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import trio
 from conftest import fleetd_env
 from daemons import Fleet
+from engine_jobs import alert_events as rule_events
 from pool import registry_with, running_pool, wait_status
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -44,16 +44,6 @@ def rule(name: str, metric: str, threshold: float = 0.0, **keys: Any) -> AlertRu
 
 def make_alerts(engine: Engine, *rules: AlertRuleConfig) -> Alerts:
     return Alerts(engine, "a", dataclasses.replace(NOW, rules=rules), clock=Clock())
-
-
-def rule_events(engine: Engine, name: str) -> list[dict[str, Any]]:
-    out = []
-    for _id, fields in engine.link.client.xrange(engine.keys.events):
-        if fields["type"].startswith("alert."):
-            data = json.loads(fields["data"])
-            if data["alert"] == name:
-                out.append(data)
-    return out
 
 
 async def run_jobs(engine: Engine, plan: list[dict[str, Any]]) -> None:

@@ -13,29 +13,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from conftest import fleetd_env
 from daemons import Fleet, settings, wait_for
+from engine_jobs import enqueue, jobs_of
 
 from fleetd.config import Config
 from fleetd.engine import Engine
-from fleetd.jobs.model import Job, JobStatus
+from fleetd.jobs.model import JobStatus
 
 FAST_RECOVERY = settings(worker_lease="2s", maintenance_interval="100ms")
-
-
-def enqueue(engine: Engine, requests: Sequence[dict[str, Any]]) -> list[str]:
-    rows = engine.ops.prepare_many(requests)
-    return [r.job_id for r in engine.link.run_sync(engine.ops.enqueue_rows, rows)]
-
-
-def jobs_of(engine: Engine, ids: Sequence[str]) -> list[Job]:
-    found = engine.link.run_sync(engine.ops.get_many, ids)
-    assert all(j is not None for j in found)
-    return [j for j in found if j is not None]
 
 
 def stats(engine: Engine) -> dict[str, int]:

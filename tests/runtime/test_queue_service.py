@@ -12,17 +12,16 @@ run` daemons against a real redis-server.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from conftest import fleetd_env
 from daemons import Fleet, cli_json, run_cli, settings, wait_for
+from engine_jobs import alert_events, enqueue, jobs_of
 
 from fleetd.config import Config
 from fleetd.engine import Engine
-from fleetd.jobs.model import Job, JobStatus
+from fleetd.jobs.model import JobStatus
 
 FAST = settings(
     worker_poll_interval="100ms",
@@ -32,27 +31,6 @@ FAST = settings(
     alerts_raise_after="0s",
     alerts_clear_after="0s",
 )
-
-
-def enqueue(engine: Engine, requests: Sequence[dict[str, Any]]) -> list[str]:
-    rows = engine.ops.prepare_many(requests)
-    return [r.job_id for r in engine.link.run_sync(engine.ops.enqueue_rows, rows)]
-
-
-def jobs_of(engine: Engine, ids: Sequence[str]) -> list[Job]:
-    found = engine.link.run_sync(engine.ops.get_many, ids)
-    assert all(j is not None for j in found)
-    return [j for j in found if j is not None]
-
-
-def alert_events(engine: Engine, name: str) -> list[dict[str, Any]]:
-    out = []
-    for _id, fields in engine.link.client.xrange(engine.keys.events):
-        if fields["type"].startswith("alert."):
-            data = json.loads(fields["data"])
-            if data["alert"] == name:
-                out.append(data)
-    return out
 
 
 def queues(env: dict[str, str]) -> dict[str, dict[str, Any]]:
