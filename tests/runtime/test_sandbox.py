@@ -185,10 +185,12 @@ async def test_sigterm_on_timeout_lets_the_handler_clean_up(config: Config, tmp_
             while not marker.exists():
                 await trio.sleep(0.02)
         assert marker.read_text() == "cleaned up"
-        # The child cleaned up and stays warm: the next job runs in it.
+        # The child cleaned up and was not killed: it stays warm. (The next job may start
+        # in another child while this one is still handing back the cancelled job's
+        # reply: the slot was freed at the timeout.)
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
-        done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
-    assert done.result["pid"] == pid
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        assert alive(pid)
 
 
 async def test_a_child_deaf_to_sigterm_is_killed_after_the_grace_and_replaced(

@@ -1,9 +1,10 @@
 """Stalled leases count towards quarantines (reap.lua, _quarantine.lua): a job type of a
-company whose jobs keep stalling their daemons is held like one that keeps crashing.
+company whose jobs keep stalling their daemons is held like one that keeps crashing —
+from a job's second stall on, so one daemon's death never quarantines what it ran.
 
 Against the real test redis-server: leases claimed and left to expire, then reaped; and
-end to end, a real `fleetd run` SIGKILLed while running a job, its lease reaped by the
-next daemon."""
+end to end, real `fleetd run` daemons SIGKILLed while running a job, its lease reaped by
+the next daemon."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import time
 
 import pytest
 from conftest import fleetd_env
-from daemons import Fleet, settings, wait_for
+from daemons import Fleet, FleetdProcess, settings, wait_for
 from test_system import FAST_RECOVERY, enqueue
 
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.limits import read_waiting
-from fleetd.jobs.model import JobStatus
+from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.quarantine import Quarantine, list_quarantines, release
 
 LEASE_MS = 50
@@ -42,6 +43,11 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
 
     claimed = claim_and_let_expire(engine, 3)
     assert sorted(claimed) == sorted([r.job_id for r in acme] + [other.job_id])
+    # A first stall each (a daemon died with these three running): nothing counted.
+    assert engine.scripts.reap(client, 3, 100, STRIKES) == (3, 0, 0, 0)
+    assert list_quarantines(client, engine.keys) == []
+    # Running again at a second death: acme's two count and hold acme's noop.
+    assert sorted(claim_and_let_expire(engine, 3)) == sorted(claimed)
     requeued, failed, cancelled, held = engine.scripts.reap(client, 3, 100, STRIKES)
     assert (requeued, failed, cancelled, held) == (3, 0, 0, 1)
 
@@ -55,7 +61,7 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
     again = engine.scripts.claim(client, 10, 60_000, "tok2", "d-healthy")
     assert [job.id for job in again.jobs] == [other.job_id]
     job = await engine.queue.get(acme[0].job_id)
-    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 1
+    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 2
     daemons = [{"roles": ["worker"], "job_types": ["noop"]}]
     why = await engine.link.call(
         lambda c: read_waiting(c, engine.keys, engine.config.limits.build(), daemons, job)
@@ -72,37 +78,47 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
 async def test_stalls_are_not_counted_when_quarantines_are_off(engine: Engine) -> None:
     for _ in range(3):
         await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
-    claim_and_let_expire(engine, 3)
-    assert engine.scripts.reap(engine.link.client, 3, 100, (0, 0)) == (3, 0, 0, 0)
+    for _ in range(2):  # second stalls would count
+        claim_and_let_expire(engine, 3)
+        assert engine.scripts.reap(engine.link.client, 3, 100, (0, 0)) == (3, 0, 0, 0)
     assert list_quarantines(engine.link.client, engine.keys) == []
 
 
 @pytest.mark.slow
-def test_a_sigkilled_daemon_s_running_job_counts_as_a_stall(
+def test_a_job_running_at_two_daemon_deaths_counts_as_a_stall(
     config: Config, engine: Engine, fleet: Fleet
 ) -> None:
     env = fleetd_env(config) | FAST_RECOVERY | settings(isolation_quarantine_after=1)
     slow = {"type": "noop", "data": {"sleep_ms": 60_000}, "company_id": "acme"}
     [job_id] = enqueue(engine, [slow])
+
+    def job() -> Job:
+        found = engine.link.run_sync(engine.ops.get, job_id)
+        assert found is not None
+        return found
+
+    def running_on(daemon: FleetdProcess, stalls: int) -> bool:
+        daemon.assert_alive()
+        j = job()
+        return j.status is JobStatus.PROCESSING and j.stalls == stalls
+
     a = fleet.start(env, name="A")
-
-    def running() -> bool:
-        a.assert_alive()
-        job = engine.link.run_sync(engine.ops.get, job_id)
-        return job is not None and job.status is JobStatus.PROCESSING
-
-    wait_for(running, 20, "daemon A to run the slow job", fleet.tails)
+    wait_for(lambda: running_on(a, 0), 20, "daemon A to run the slow job", fleet.tails)
     a.kill()
-    b = fleet.start(env, name="B")  # its reaper takes the lease back once it expires
+    # B reaps A's lease (a first stall: not counted, even at quarantine_after = 1) and
+    # runs the job again.
+    b = fleet.start(env, name="B")
+    wait_for(lambda: running_on(b, 1), 30, "daemon B to run the job again", fleet.tails)
+    assert list_quarantines(engine.link.client, engine.keys) == []
+    b.kill()
+    c = fleet.start(env, name="C")  # its reaper takes B's lease: the job's second stall
 
     def quarantined() -> list[Quarantine]:
-        b.assert_alive()
+        c.assert_alive()
         return list_quarantines(engine.link.client, engine.keys)
 
     found = wait_for(quarantined, 20, "the part to be quarantined", fleet.tails)
     assert [(q.job_type, q.company_id, q.kinds) for q in found] == [("noop", "acme", {"stall": 1})]
-    job = engine.link.run_sync(engine.ops.get, job_id)
-    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 1
-    time.sleep(1.0)  # held: daemon B does not run it
-    job = engine.link.run_sync(engine.ops.get, job_id)
-    assert job is not None and job.status is JobStatus.PENDING
+    assert job().status is JobStatus.PENDING and job().stalls == 2
+    time.sleep(1.0)  # held: daemon C does not run it
+    assert job().status is JobStatus.PENDING

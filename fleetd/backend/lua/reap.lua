@@ -1,8 +1,11 @@
 -- reap.lua: take back jobs whose lease expired (their daemon died or hung): back to
 -- pending with stalls + 1; failed once a job has stalled max_stalls times; cancelled if a
--- cancel had been requested. Each stalled attempt counts towards its part's quarantine
--- as kind `stall` (_quarantine.lua, as quarantine_count.lua counts crashes): a job type
--- of a company whose jobs keep stalling daemons is held like one that keeps crashing.
+-- cancel had been requested. A job's second and later stalls count towards its part's
+-- quarantine as kind `stall` (_quarantine.lua, as quarantine_count.lua counts crashes):
+-- a job type of a company whose jobs keep stalling daemons is held like one that keeps
+-- crashing. A first stall does not count: every job a daemon was running when it was
+-- killed (a deploy, the host's OOM killer) stalls once, through no fault of its own; a
+-- job running at a second daemon's death or hang is a suspect.
 --
 -- KEYS[1] leases (also the index of processing jobs)  KEYS[2] queue  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:failed  KEYS[6] status:cancelled
@@ -26,11 +29,11 @@ for _, id in ipairs(expired) do
     'stalls', 'cancel_requested', 'worker', 'attempts', 'queue')
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
-    if q_after > 0 and quarantine_strike(quarantines, events, q_after, q_window, now, id,
-        h[9] or '0', h[2], h[3] or '', 'stall') then
+    local stalls = tonumber(h[6] or 0) + 1
+    if stalls >= 2 and q_after > 0 and quarantine_strike(quarantines, events, q_after,
+        q_window, now, id, h[9] or '0', h[2], h[3] or '', 'stall') then
       quarantined = quarantined + 1
     end
-    local stalls = tonumber(h[6] or 0) + 1
     local worker = h[8] or ''
     redis.call('HSET', k, 'stalls', stalls, 'updated_at', now)
     redis.call('HDEL', k, 'worker')
