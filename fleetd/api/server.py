@@ -290,5 +290,7 @@ class HttpService:
             self._close_sockets()
             self._done.set()
             self._forget()
+            if st.inline is not None:
+                st.inline.close()
             if st.link is not self.engine.link:
                 st.link.close()

@@ -8,7 +8,7 @@ fleetd.backend.topologies), the single thread hop every Redis call takes
 on a socket), loading Lua scripts, translating redis-py's errors into fleetd's, and
 knowing whether Redis is reachable right now (`ready`).
 
-Nothing else in fleetd imports redis (but fleetd.backend.topologies, for this module).
+Nothing else in fleetd imports redis (but topologies, for this module, and native_lane).
 Callers hand `call()` a plain function that takes the sync client, so a batch of
 commands costs one hop, not one per command.
 

@@ -109,10 +109,12 @@ class Scripts:
     def _run(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self._scripts[name](client, keys, [*self._head, *args])
 
-    def call(self, client: SyncClient, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Script `name` with the prefix and events MAXLEN put first: for the typed
-        methods kept beside their feature (fleetd.workflows.scripts)."""
-        return self._run(client, name, keys, args)
+    call = _run  # for the typed methods kept beside their feature (fleetd.workflows.scripts)
+
+    def command(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        """Script `name`'s EVALSHA as one command with `call`'s arguments, for a connection
+        of the caller's own (fleetd.backend.native_lane); its reply is `call`'s."""
+        return ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *self._head, *args)
 
     # -- enqueue / claim -------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from fleetd.backend.redis_link import SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.status import JobStatus
 
-__all__ = ["Finished", "finished_encoder", "finished_of", "land", "land_finished"]
+__all__ = [
+    "Finished", "finished_encoder", "finished_of", "land", "land_finished", "land_keys", "landed",
+]  # fmt: skip
 
 FINISHED = "finished"
 
@@ -66,12 +68,17 @@ def land(
 ) -> tuple[bool, str, str, int]:
     """land.lua: (stored, job id, status, created ms); not stored when the id is there
     already or the idempotency key names another job (that one is answered)."""
+    return landed(scripts.call(client, "land", land_keys(scripts), [row_text, mode, *args]))
+
+
+def land_keys(scripts: Scripts) -> list[str]:
     keys = scripts.keys
-    lua_keys = [
-        keys.leases, keys.status(JobStatus.COMPLETED), keys.status(JobStatus.FAILED),
-        keys.events,
-    ]  # fmt: skip
-    reply = scripts.call(client, "land", lua_keys, [row_text, mode, *args])
+    return [keys.leases, keys.status(JobStatus.COMPLETED), keys.status(JobStatus.FAILED),
+            keys.events]  # fmt: skip
+
+
+def landed(reply: Any) -> tuple[bool, str, str, int]:
+    """land.lua's reply read: (stored, job id, status, created ms)."""
     return bool(int(reply[0])), str(reply[1]), str(reply[2]), int(reply[3])
 
 

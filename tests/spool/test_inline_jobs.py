@@ -209,6 +209,50 @@ async def test_bypass_starts_before_any_claim_while_every_slot_is_busy(
     assert kinds == ["job.enqueued", "job.started", "job.completed"]
 
 
+async def test_bypass_lands_from_the_trio_thread_and_after_redis_forgot_its_scripts(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """land.lua of a bypass goes out from the trio thread (fleetd.backend.native_lane): no
+    worker-thread hop; after SCRIPT FLUSH (a restarted Redis forgets its scripts) the
+    NOSCRIPT answer sends it through the link, which loads the script again; a second
+    bypass with the same Idempotency-Key answers the first job and runs nothing."""
+    server, cfg, registry, recorder = setup(own_redis, tmp_path)
+    async with running_api(cfg, roles=("api", "worker"), registry=registry) as api:
+        body = {"type": "recorder", "priority": "critical", "bypass": True, "data": {"n": 1}}
+        inline = api.daemon.http.state.inline if api.daemon.http else None
+        assert inline is not None
+        hops: list[object] = []
+        real = inline.link.call
+
+        async def counted(fn: Any, *args: Any) -> Any:
+            hops.append(fn)
+            return await real(fn, *args)
+
+        inline.link.call = counted  # type: ignore[method-assign]
+        try:
+            r = await api.post(f"{PREFIX}/enqueue", json=body)
+            assert r.status_code == 201 and r.json()["ran"] == "bypass", r.text
+            landed_hops = [f for f in hops if "_land_claimed" in repr(f)]
+            assert landed_hops == []  # land.lua did not take the link's thread
+            server.command("SCRIPT", "FLUSH")
+            again = await api.post(f"{PREFIX}/enqueue", json={**body, "data": {"n": 2}})
+            assert again.status_code == 201 and again.json()["ran"] == "bypass", again.text
+            assert [f for f in hops if "_land_claimed" in repr(f)] != []  # NOSCRIPT: via link
+        finally:
+            del inline.link.call
+        for job_id in (r.json()["job_id"], again.json()["job_id"]):
+            await api.wait_status(job_id, "completed")
+        key = {**api.headers, "Idempotency-Key": "once"}
+        first = await api.post(f"{PREFIX}/enqueue", json={**body, "data": {"n": 3}}, headers=key)
+        second = await api.post(f"{PREFIX}/enqueue", json={**body, "data": {"n": 4}}, headers=key)
+        assert first.status_code == 201 and second.status_code == 200, second.text
+        assert second.json()["job_id"] == first.json()["job_id"]
+        await api.wait_status(first.json()["job_id"], "completed")
+    assert sorted(recorder.runs) == sorted(
+        [r.json()["job_id"], again.json()["job_id"], first.json()["job_id"]]
+    )
+
+
 async def test_bypass_while_redis_is_down_runs_at_once_and_lands_completed(
     own_redis: RedisServerFactory, tmp_path: Path
 ) -> None:
