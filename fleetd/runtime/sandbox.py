@@ -75,6 +75,7 @@ class ChildResult:
     retryable: bool | None = None  # None: the type's policy decides by kind
     retry_after: float | None = None
     exc_name: str = ""
+    progress_end: bool | None = None  # the child marked its progress's end (a line)
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> ChildResult:
@@ -169,6 +170,8 @@ class Sandbox:
             nursery.start_soon(self._attempt, context, attempt, call)
             try:
                 await attempt.done.wait()
+                if attempt.result is not None and attempt.result.progress_end:
+                    await slots.drain(slot)  # its last progress before its outcome
             finally:
                 slots.give(slot)
                 if attempt.result is None:  # the job's scope was cancelled

@@ -221,10 +221,23 @@ class _ProgressPipe:
     def __init__(self, path: str, tag: str) -> None:
         self._path = path
         self._tag = tag
+        self.sent = False  # a line of this job went out: its end is marked (`end`)
 
     def __call__(self, percent: float, message: str) -> bool:
         line = json.dumps({"tag": self._tag, "percent": round(percent, 2),
                            "message": message[:1000]}) + "\n"  # fmt: skip
+        self._write(line)
+        return True
+
+    def end(self) -> bool:
+        """After the job's last progress, before its reply: the daemon waits for this
+        line before it writes the outcome, so the last progress is never dropped nor
+        written after it (fleetd.runtime.sandbox_progress). True when it went out."""
+        if self.sent:
+            self._write(json.dumps({"tag": self._tag, "end": True}) + "\n")
+        return self.sent
+
+    def _write(self, line: str) -> None:
         try:
             fd = _pipes.get(self._path)
             if fd is None:
@@ -232,9 +245,9 @@ class _ProgressPipe:
                 # progress line, never the job.
                 fd = _pipes[self._path] = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK)
             os.write(fd, line.encode())
+            self.sent = True
         except OSError:
             pass  # the daemon stopped listening; the job goes on
-        return True
 
 
 def _handler(blob: bytes) -> Any:
@@ -272,8 +285,10 @@ def run_job(
     os.chdir(scratch)
     try:
         root = Path(artifacts_root) if artifacts_root else None
-        ctx = LocalContext(job, root, _ProgressPipe(progress_path, os.path.basename(prefix)))
-        return execute(handler, ctx, data, sandbox_loop.run)
+        pipe = _ProgressPipe(progress_path, os.path.basename(prefix))
+        out = execute(handler, LocalContext(job, root, pipe), data, sandbox_loop.run)
+        out["progress_end"] = pipe.end() or None
+        return out
     finally:
         os.chdir("/")
         if cpu_seconds:

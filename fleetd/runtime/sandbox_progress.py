@@ -8,6 +8,10 @@ beyond the child's round trip). A slot's FIFO is kept instead; a child opens its
 end on the first progress of a job in that slot and keeps it for later jobs there.
 Each line carries the attempt's tag (its scratch directory's name): a line of an
 attempt that no longer holds the slot (a child still dying after a timeout) is dropped.
+A child that sent progress for a job ends it with an `end` line before its reply, and
+the sandbox waits (`drain`, at most DRAIN_TIMEOUT) until the relay has forwarded
+everything up to it: the job's last progress is written before its outcome, never
+dropped as the slot changes hands nor refused as stale after the job finished.
 
 Lifecycle: `open(nursery)` in the sandbox's service (FIFOs in its private directory,
 relays started) → `take(tag, ctx)` / `give(slot)` around each process job (no await:
@@ -32,6 +36,9 @@ log = logging.getLogger("fleetd.sandbox")
 
 # A progress line is small JSON; a read takes whatever queued, only the newest counts.
 READ_CHUNK = 65536
+# The longest a finished job waits for its progress's end line (the line is in the
+# FIFO before the child's reply is sent; only a relay stuck on a slow Redis is slower).
+DRAIN_TIMEOUT = 2.0
 
 
 @dataclass(eq=False)
@@ -41,6 +48,7 @@ class Slot:
     keep_open: int  # the daemon's write end: reads never see EOF between children
     tag: str = ""
     ctx: JobContext | None = field(default=None, repr=False)
+    ended: trio.Event = field(default_factory=trio.Event)  # the attempt's end line seen
 
 
 class ProgressSlots:
@@ -64,8 +72,17 @@ class ProgressSlots:
 
     def take(self, tag: str, ctx: JobContext) -> Slot:
         slot = self._free.pop()
-        slot.tag, slot.ctx = tag, ctx
+        slot.tag, slot.ctx, slot.ended = tag, ctx, trio.Event()
         return slot
+
+    async def drain(self, slot: Slot) -> None:
+        """Wait until the relay forwarded the slot's attempt's progress up to its end
+        line (module docstring); a relay that cannot is logged, not waited for."""
+        with trio.move_on_after(DRAIN_TIMEOUT) as waited:
+            await slot.ended.wait()
+        if waited.cancelled_caught:
+            log.warning("the last progress of attempt %s was not relayed in %gs",
+                        slot.tag, DRAIN_TIMEOUT)  # fmt: skip
 
     def give(self, slot: Slot) -> None:
         slot.tag, slot.ctx = "", None
@@ -82,14 +99,20 @@ class ProgressSlots:
         pending = b""
         while chunk := await slot.reader.receive_some(READ_CHUNK):
             *lines, pending = (pending + chunk).split(b"\n")
-            newest = None
+            newest, ended = None, False
             for line in lines:
                 try:
                     got = json.loads(line)
-                    if got["tag"] == slot.tag:
+                    if got["tag"] != slot.tag:
+                        continue
+                    if got.get("end"):
+                        ended = True
+                    else:
                         newest = float(got["percent"]), str(got.get("message", ""))
                 except (ValueError, KeyError, TypeError):
                     log.warning("unreadable progress line from a child: %r", line[:200])
-            ctx = slot.ctx
+            ctx, event = slot.ctx, slot.ended
             if newest is not None and ctx is not None:
                 await ctx.progress(*newest)
+            if ended:
+                event.set()

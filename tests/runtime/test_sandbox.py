@@ -19,6 +19,7 @@ from sandbox_handlers import SECRETS, Sandboxed, Threaded
 from fleetd.config import Config
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.engine import Engine
+from fleetd.jobs.context import JobContext
 from fleetd.jobs.model import JobStatus
 
 # A child starts in ~0.3-1 s (a fresh interpreter importing fleetd); generous bounds.
@@ -77,6 +78,34 @@ async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
     assert Path(artifact["path"]).read_text() == "made in a child\n"
     progress = [e for e in events if e["type"] == "job.progress"]
     assert progress and progress[0]["data"]["percent"] == 40
+
+
+async def test_a_process_job_s_last_progress_is_written_before_its_outcome(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that reports progress as its last act and returns at once: the
+    progress reaches Redis before the job's completion (the child's end line, waited
+    for by the sandbox), for every job, never dropped as the slot changes hands — even
+    with the daemon slow to write it (as on a loaded box)."""
+    data = {"do": "progress", "linger": 0}
+    real = JobContext.progress
+
+    async def slow(self: JobContext, percent: float, message: str = "") -> bool:
+        await trio.sleep(0.3)
+        return await real(self, percent, message)
+
+    monkeypatch.setattr(JobContext, "progress", slow)
+    async with running_pool(config, registry(tmp_path), isolation=isolation(tmp_path)) as (
+        engine,
+        _pool,
+    ):
+        ids = [(await engine.queue.enqueue({"type": "sandboxed", "data": data})).job_id
+               for _ in range(8)]  # fmt: skip
+        for job_id in ids:
+            job = await wait_status(engine, job_id, JobStatus.COMPLETED, limit=LIMIT)
+            assert job.progress is not None and job.progress["percent"] == 40, job.progress
+            kinds = [e["type"] for e in events_of(engine, job_id)]
+            assert kinds.index("job.progress") < kinds.index("job.completed"), kinds
 
 
 async def test_memory_hog_is_resource_exhausted_and_not_retried(
