@@ -107,7 +107,10 @@ class RuleSet:
 
     @property
     def minutes(self) -> int:
-        windows = [r.window for r in self._needs(*_BUCKET_METRICS)]
+        """Minute buckets the rules read: an unscoped failure rate counts the status
+        sets instead (exact over its window), so it needs none."""
+        windows = [r.window for r in self._needs(*_BUCKET_METRICS)
+                   if not (r.metric == "failure_rate" and not _scoped(r))]  # fmt: skip
         return max((math.ceil(w / 60) for w in windows), default=0)
 
     def read(

@@ -50,9 +50,9 @@ def details(d: Reporting) -> dict[str, Any]:
         "running": pool.running if pool else 0,
         "ready": d.ready and d.engine.link.ready,
         "job_types": d.engine.registry.types(),
-        # `[worker] queues`, in its order: a job of a queue no live worker daemon lists
-        # waits (fleetd.jobs.limits, the unserved_queue alert).
-        "queues": Served.parse(d.cfg.worker.queues).names,
+        # `[worker] queues`, in its order, on a worker daemon (none on others): a job of
+        # a queue no live worker daemon lists waits (fleetd.jobs.limits, unserved_queue).
+        "queues": Served.parse(d.cfg.worker.queues).names if "worker" in d.roles else [],
         # A list (possibly empty) marks a daemon that evaluates alerts (fleetd.runtime.alerts).
         "alerts": d.alerts.active if d.alerts is not None else None,
     }
