@@ -76,8 +76,12 @@ class AuditWriter:
         replay_due = 0.0
         try:
             while True:
-                if self._spilled:  # entries of this process wait in the spool
-                    self._spilled, replay_due = False, 0.0
+                if self._spilled:  # entries of this process wait in the spool: soon, but
+                    # while Redis is away at the retry pace, not once per spill (each
+                    # replay reads the spool under its file lock, which appends wait on)
+                    self._spilled = False
+                    if not self.redis_away():
+                        replay_due = 0.0
                 if trio.current_time() >= replay_due:
                     replay_due = trio.current_time() + REPLAY_INTERVAL
                     if not await self._replay():  # Redis away: sooner than the interval

@@ -35,6 +35,7 @@ Lifecycle: made on the trio thread (nothing connects until the first pipeline);
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,6 +81,12 @@ class _Connection:
                 got.append(reply)
         return got
 
+    def stale(self) -> bool:
+        """An idle connection with something to read is unusable: Redis closed it (a
+        restart, its `timeout`) or it holds a reply nobody waits for."""
+        readable, _, _ = select.select([self.stream.socket.fileno()], [], [], 0)
+        return bool(readable)
+
     def close(self) -> None:
         self.stream.socket.close()
 
@@ -122,7 +129,7 @@ class NativeLane:
             sent.append(i)
         if not packed:
             return results
-        conn = self._idle.pop() if self._idle else await self._connect()
+        conn = self._reuse() or await self._connect()
         try:
             with trio.fail_after(self._command_timeout):
                 replies = await conn.exchange(b"".join(packed), len(packed))
@@ -140,6 +147,15 @@ class NativeLane:
         for i, reply in zip(sent, replies, strict=True):
             results[i] = reply if isinstance(reply, Exception) else _parsed(commands[i], reply)
         return results
+
+    def _reuse(self) -> _Connection | None:
+        """An idle connection still open (checked before anything is sent on it)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.stale():
+                return conn
+            conn.close()
+        return None
 
     async def _connect(self) -> _Connection:
         options = self._options

@@ -224,8 +224,10 @@ class _ProgressPipe:
         self.sent = False  # a line of this job went out: its end is marked (`end`)
 
     def __call__(self, percent: float, message: str) -> bool:
+        # Under PIPE_BUF (4096 bytes) whatever the text, so a line is written whole:
+        # 900 characters of at most 4 bytes each, and the rest of the line.
         line = json.dumps({"tag": self._tag, "percent": round(percent, 2),
-                           "message": message[:1000]}) + "\n"  # fmt: skip
+                           "message": message[:900]}, ensure_ascii=False) + "\n"  # fmt: skip
         self._write(line)
         return True
 
@@ -233,21 +235,22 @@ class _ProgressPipe:
         """After the job's last progress, before its reply: the daemon waits for this
         line before it writes the outcome, so the last progress is never dropped nor
         written after it (fleetd.runtime.sandbox_progress). True when it went out."""
-        if self.sent:
-            self._write(json.dumps({"tag": self._tag, "end": True}) + "\n")
-        return self.sent
+        return self.sent and self._write(json.dumps({"tag": self._tag, "end": True}) + "\n")
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str) -> bool:
         try:
             fd = _pipes.get(self._path)
             if fd is None:
                 # Non-blocking: a daemon that stopped reading (a full pipe) loses a
                 # progress line, never the job.
                 fd = _pipes[self._path] = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK)
-            os.write(fd, line.encode())
+            data = line.encode()
+            if os.write(fd, data) != len(data):
+                return False  # a full pipe took part of it (the daemon reads the rest)
             self.sent = True
+            return True
         except OSError:
-            pass  # the daemon stopped listening; the job goes on
+            return False  # the daemon stopped listening; the job goes on
 
 
 def _handler(blob: bytes) -> Any:

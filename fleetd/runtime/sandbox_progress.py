@@ -113,6 +113,9 @@ class ProgressSlots:
                     log.warning("unreadable progress line from a child: %r", line[:200])
             ctx, event = slot.ctx, slot.ended
             if newest is not None and ctx is not None:
-                await ctx.progress(*newest)
+                try:
+                    await ctx.progress(*newest)
+                except Exception as exc:  # Redis away: a lost progress, never the sandbox
+                    log.warning("progress of attempt %s not recorded: %s", slot.tag, exc)
             if ended:
                 event.set()

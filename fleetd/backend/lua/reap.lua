@@ -30,7 +30,7 @@ for _, id in ipairs(expired) do
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
     local stalls = tonumber(h[6] or 0) + 1
-    if stalls >= 2 and q_after > 0 and quarantine_strike(quarantines, events, q_after,
+    if stalls >= 2 and h[7] ~= '1' and q_after > 0 and quarantine_strike(quarantines, events, q_after,
         q_window, now, id, h[9] or '0', h[2], h[3] or '', 'stall') then
       quarantined = quarantined + 1
     end
