@@ -16,6 +16,7 @@ import trio
 from pool import events_of, registry_with, running_pool, wait_status
 from sandbox_handlers import SECRETS, Sandboxed, Threaded
 
+from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.config import Config
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.engine import Engine
@@ -106,6 +107,27 @@ async def test_a_process_job_s_last_progress_is_written_before_its_outcome(
             assert job.progress is not None and job.progress["percent"] == 40, job.progress
             kinds = [e["type"] for e in events_of(engine, job_id)]
             assert kinds.index("job.progress") < kinds.index("job.completed"), kinds
+
+
+async def test_a_progress_write_that_fails_loses_the_progress_not_the_sandbox(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis refusing a progress write (a blip) costs that progress line: the relay goes
+    on, the job and the next ones complete in their warm child."""
+
+    async def refused(self: JobContext, percent: float, message: str = "") -> bool:
+        raise RedisUnavailable("Redis connection lost (test)")
+
+    monkeypatch.setattr(JobContext, "progress", refused)
+    data = {"do": "progress", "linger": 0}
+    async with running_pool(config, registry(tmp_path), isolation=isolation(tmp_path)) as (
+        engine,
+        _pool,
+    ):
+        for _ in range(3):
+            r = await engine.queue.enqueue({"type": "sandboxed", "data": data})
+            job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+            assert job.progress is None
 
 
 async def test_memory_hog_is_resource_exhausted_and_not_retried(
