@@ -1,6 +1,7 @@
 """Stalled leases count towards quarantines (reap.lua, _quarantine.lua): a job type of a
 company whose jobs keep stalling their daemons is held like one that keeps crashing —
-from a job's second stall on, so one daemon's death never quarantines what it ran.
+a job that stalls out (fails after `max_stalls` lease expiries) counts, so daemons
+killed under their jobs (a deploy, an operator, a crash loop) quarantine nothing.
 
 Against the real test redis-server: leases claimed and left to expire, then reaped; and
 end to end, real `fleetd run` daemons SIGKILLed while running a job, its lease reaped by
@@ -34,6 +35,7 @@ def claim_and_let_expire(engine: Engine, count: int) -> list[str]:
 
 
 async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -> None:
+    """max_stalls 2 here: a job stalls out at its second lease expiry, and that counts."""
     acme = [
         await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
         for _ in range(2)
@@ -44,12 +46,12 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
     claimed = claim_and_let_expire(engine, 3)
     assert sorted(claimed) == sorted([r.job_id for r in acme] + [other.job_id])
     # A first stall each (a daemon died with these three running): nothing counted.
-    assert engine.scripts.reap(client, 3, 100, STRIKES) == (3, 0, 0, 0)
+    assert engine.scripts.reap(client, 2, 100, STRIKES) == (3, 0, 0, 0)
     assert list_quarantines(client, engine.keys) == []
-    # Running again at a second death: acme's two count and hold acme's noop.
+    # Running again at a second death, they stall out: acme's two count, hold acme's noop.
     assert sorted(claim_and_let_expire(engine, 3)) == sorted(claimed)
-    requeued, failed, cancelled, held = engine.scripts.reap(client, 3, 100, STRIKES)
-    assert (requeued, failed, cancelled, held) == (3, 0, 0, 1)
+    requeued, failed, cancelled, held = engine.scripts.reap(client, 2, 100, STRIKES)
+    assert (requeued, failed, cancelled, held) == (0, 3, 0, 1)
 
     found = list_quarantines(client, engine.keys)
     assert [(q.job_type, q.company_id, q.failures, q.kinds) for q in found] == [
@@ -57,11 +59,13 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
     ]
     events = [f for _id, f in client.xrange(engine.keys.events)]
     assert [e["company_id"] for e in events if e["type"] == "part.quarantined"] == ["acme"]
-    # acme's stalled jobs are back to pending but held; globex's (one stall) runs.
+    # acme's new job waits, held; globex's (one stall-out, under the count) runs.
+    held_job = await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
+    runs = await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "globex"})
     again = engine.scripts.claim(client, 10, 60_000, "tok2", "d-healthy")
-    assert [job.id for job in again.jobs] == [other.job_id]
-    job = await engine.queue.get(acme[0].job_id)
-    assert job is not None and job.status is JobStatus.PENDING and job.stalls == 2
+    assert [job.id for job in again.jobs] == [runs.job_id]
+    job = await engine.queue.get(held_job.job_id)
+    assert job is not None and job.status is JobStatus.PENDING
     daemons = [{"roles": ["worker"], "job_types": ["noop"]}]
     why = await engine.link.call(
         lambda c: read_waiting(c, engine.keys, engine.config.limits.build(), daemons, job)
@@ -72,28 +76,30 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
 
     assert await engine.link.call(release, engine.scripts, "noop", "acme") is not None
     freed = engine.scripts.claim(client, 10, 60_000, "tok3", "d-healthy")
-    assert sorted(job.id for job in freed.jobs) == sorted(r.job_id for r in acme)
+    assert [job.id for job in freed.jobs] == [held_job.job_id]
 
 
 async def test_stalls_are_not_counted_when_quarantines_are_off(engine: Engine) -> None:
     for _ in range(3):
         await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
-    for _ in range(2):  # second stalls would count
-        claim_and_let_expire(engine, 3)
-        assert engine.scripts.reap(engine.link.client, 3, 100, (0, 0)) == (3, 0, 0, 0)
+    claim_and_let_expire(engine, 3)
+    assert engine.scripts.reap(engine.link.client, 2, 100, (0, 0)) == (3, 0, 0, 0)
+    claim_and_let_expire(engine, 3)  # they stall out: would count
+    assert engine.scripts.reap(engine.link.client, 2, 100, (0, 0)) == (0, 3, 0, 0)
     assert list_quarantines(engine.link.client, engine.keys) == []
 
 
 @pytest.mark.slow
-def test_a_job_running_at_two_daemon_deaths_counts_as_a_stall(
+def test_a_job_that_stalls_out_over_two_daemon_deaths_counts_as_a_stall(
     config: Config, engine: Engine, fleet: Fleet
 ) -> None:
-    env = fleetd_env(config) | FAST_RECOVERY | settings(isolation_quarantine_after=1)
+    env = fleetd_env(config) | FAST_RECOVERY
+    env |= settings(isolation_quarantine_after=1, worker_max_stalls=2)
     slow = {"type": "noop", "data": {"sleep_ms": 60_000}, "company_id": "acme"}
     [job_id] = enqueue(engine, [slow])
 
-    def job() -> Job:
-        found = engine.link.run_sync(engine.ops.get, job_id)
+    def job(an_id: str = job_id) -> Job:
+        found = engine.link.run_sync(engine.ops.get, an_id)
         assert found is not None
         return found
 
@@ -111,7 +117,7 @@ def test_a_job_running_at_two_daemon_deaths_counts_as_a_stall(
     wait_for(lambda: running_on(b, 1), 30, "daemon B to run the job again", fleet.tails)
     assert list_quarantines(engine.link.client, engine.keys) == []
     b.kill()
-    c = fleet.start(env, name="C")  # its reaper takes B's lease: the job's second stall
+    c = fleet.start(env, name="C")  # its reaper takes B's lease: the job stalls out
 
     def quarantined() -> list[Quarantine]:
         c.assert_alive()
@@ -119,6 +125,8 @@ def test_a_job_running_at_two_daemon_deaths_counts_as_a_stall(
 
     found = wait_for(quarantined, 20, "the part to be quarantined", fleet.tails)
     assert [(q.job_type, q.company_id, q.kinds) for q in found] == [("noop", "acme", {"stall": 1})]
-    assert job().status is JobStatus.PENDING and job().stalls == 2
-    time.sleep(1.0)  # held: daemon C does not run it
-    assert job().status is JobStatus.PENDING
+    assert job().status is JobStatus.FAILED and job().stalls == 2
+    # acme's next noop is held: daemon C does not run it.
+    [held] = enqueue(engine, [{"type": "noop", "data": {}, "company_id": "acme"}])
+    time.sleep(1.0)
+    assert job(held).status is JobStatus.PENDING

@@ -1,11 +1,12 @@
 -- reap.lua: take back jobs whose lease expired (their daemon died or hung): back to
 -- pending with stalls + 1; failed once a job has stalled max_stalls times; cancelled if a
--- cancel had been requested. A job's second and later stalls count towards its part's
--- quarantine as kind `stall` (_quarantine.lua, as quarantine_count.lua counts crashes):
--- a job type of a company whose jobs keep stalling daemons is held like one that keeps
--- crashing. A first stall does not count: every job a daemon was running when it was
--- killed (a deploy, the host's OOM killer) stalls once, through no fault of its own; a
--- job running at a second daemon's death or hang is a suspect.
+-- cancel had been requested. A job that stalls out (failed here, after max_stalls lease
+-- expiries) counts towards its part's quarantine as kind `stall` (_quarantine.lua, as
+-- quarantine_count.lua counts crashes): a job type of a company whose jobs keep killing
+-- or hanging daemons is held like one whose jobs keep crashing. Stalls short of that do
+-- not count: every job a daemon was running when it was killed (a deploy, the host's
+-- OOM killer, an operator) stalls through no fault of its own, and daemons killed in
+-- quick succession (a crash-looping host) stall some jobs twice.
 --
 -- KEYS[1] leases (also the index of processing jobs)  KEYS[2] queue  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:failed  KEYS[6] status:cancelled
@@ -30,10 +31,6 @@ for _, id in ipairs(expired) do
   drop_lease(leases, id, k)
   if h[1] == 'processing' then
     local stalls = tonumber(h[6] or 0) + 1
-    if stalls >= 2 and h[7] ~= '1' and q_after > 0 and quarantine_strike(quarantines, events, q_after,
-        q_window, now, id, h[9] or '0', h[2], h[3] or '', 'stall') then
-      quarantined = quarantined + 1
-    end
     local worker = h[8] or ''
     redis.call('HSET', k, 'stalls', stalls, 'updated_at', now)
     redis.call('HDEL', k, 'worker')
@@ -45,6 +42,10 @@ for _, id in ipairs(expired) do
       wf_settle(id, 'cancelled', now)
       cancelled = cancelled + 1
     elseif stalls >= max_stalls then
+      if q_after > 0 and quarantine_strike(quarantines, events, q_after, q_window, now, id,
+          h[9] or '0', h[2], h[3] or '', 'stall') then
+        quarantined = quarantined + 1
+      end
       redis.call('HSET', k, 'status', 'failed', 'completed_at', now,
         'error', 'stalled ' .. stalls .. ' times: its lease expired while running')
       redis.call('ZADD', failed_idx, now, id)
