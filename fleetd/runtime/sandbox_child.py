@@ -74,6 +74,7 @@ _handlers: dict[bytes, Any] = {}
 # an rmdir right after its mkdir costs ~0.7-1.2 ms (a journal commit; 13 us on tmpfs),
 # which on the job's round trip was most of a short job's isolation cost.
 _trash: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+_cleaner: list[threading.Thread] = []  # the cleanup thread, once started
 _last = [""]
 # Per slot FIFO path, its write end (opened on the first progress of a job in it).
 _pipes: dict[str, int] = {}
@@ -97,7 +98,9 @@ def init(
     # (with job_id and job_type in JSON) read as if it ran inline.
     configure_logging(logging.getLevelName(log_level).lower(), log_format)
     sandbox_loop.start()
-    threading.Thread(target=_empty_trash, name="fleetd-scratch-cleanup", daemon=True).start()
+    cleaner = threading.Thread(target=_empty_trash, name="fleetd-scratch-cleanup", daemon=True)
+    cleaner.start()
+    _cleaner.append(cleaner)
 
 
 def noop() -> None:
@@ -136,10 +139,10 @@ def retire() -> bool:
     this child should exit instead of taking another."""
     scratch, _last[0] = _last[0], ""
     leaving = bool(_state["broken"]) or _state["jobs"] >= _state["max_jobs"] > 0
-    if leaving:  # the cleanup thread dies with the child: finish its work here
-        _trash.put(None)
-        while (old := _trash.get()) is not None:
-            _remove(old)
+    if leaving:  # the cleanup thread dies with the child: let it finish its work first
+        _trash.put(None)  # after what is queued: it returns there
+        for cleaner in _cleaner:
+            cleaner.join()
         if scratch:
             _remove(scratch)
     elif scratch:
@@ -149,11 +152,9 @@ def retire() -> bool:
 
 def _empty_trash() -> None:
     """The cleanup thread: remove finished jobs' scratch directories while the child
-    runs the next job."""
-    while True:
-        old = _trash.get()
-        if old is not None:
-            _remove(old)
+    runs the next job; until the child retires (None)."""
+    while (old := _trash.get()) is not None:
+        _remove(old)
 
 
 def scratch_of(prefix: str, pid: int) -> str:

@@ -312,6 +312,25 @@ async def test_secrets_are_absent_from_the_child(
     assert "PATH" in env
 
 
+async def test_children_retire_after_their_jobs_and_leave_no_scratch(
+    config: Config, tmp_path: Path
+) -> None:
+    """`max_jobs_per_child` 2: a child retires after its second job — its cleanup thread
+    finishes the scratch directories queued before it exits — and a new one takes the
+    next jobs."""
+    iso = isolation(tmp_path, max_children=1, max_jobs_per_child=2)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        pids = []
+        for _ in range(6):
+            r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+            job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+            pids.append(job.result["pid"])
+        assert len(set(pids)) == 3 and pids[0] == pids[1] and pids[2] == pids[3], pids
+        with trio.fail_after(5):
+            while any((tmp_path / "scratch").glob("*/job-*")):
+                await trio.sleep(0.02)
+
+
 async def test_thread_isolation_runs_off_the_trio_thread(config: Config, tmp_path: Path) -> None:
     job, events = await run_one(
         config, tmp_path, {"do": "progress", "linger": 0}, JobStatus.COMPLETED, type="threaded"
