@@ -155,9 +155,12 @@ def inline_jobs(engine: Engine, link: RedisLink) -> InlineJobs:
     w = engine.config.worker
     services = JobServices(link, engine.keys, engine.scripts, engine.queue,
                            engine.registry.artifacts_dir, audit=_audit_writer(engine))  # fmt: skip
+    timeout = api_redis_timeout(engine.config)
+    connect = min(engine.config.redis.connect_timeout, timeout)
     return InlineJobs(link, engine.scripts, engine.registry, engine.ops.sealer, services,
                       engine.spooler, job_timeout=w.job_timeout, lease=w.lease,
-                      critical_slots=w.critical_slots)  # fmt: skip
+                      critical_slots=w.critical_slots,
+                      redis_timeouts=(connect, timeout))  # fmt: skip
 
 
 class HttpService:

@@ -80,7 +80,10 @@ class InlineJobs:
         job_timeout: float,
         lease: float,
         critical_slots: int,
+        redis_timeouts: tuple[float, float] = (5.0, 10.0),
     ) -> None:
+        """`redis_timeouts`: connect and command timeouts of a bypass's land.lua sent from
+        the trio thread (the API link's, so a bypass answers as fast as any call)."""
         self.link = link
         self.scripts = scripts
         self.spool = spool
@@ -88,6 +91,7 @@ class InlineJobs:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.pool: WorkerPool | None = None  # set by `attach` on a worker daemon
         self._lease_ms = int(lease * 1000)
+        self._redis_timeouts = redis_timeouts
         self._tokens = itertools.count(1)
         self._bypassing: set[str] = set()  # job ids of bypassed jobs running now
         # land.lua of a bypass from the trio thread (made on first use; None: the URL
@@ -169,7 +173,13 @@ class InlineJobs:
         """land.lua storing `row` claimed by `worker`: from the trio thread on a direct
         server, else (or when Redis forgot the script) through the link's thread."""
         if self._lane is None and NativeLane.supports(self.link.url):
-            self._lane = NativeLane(self.link.url, max_idle=self.critical_slots)
+            connect_s, command_s = self._redis_timeouts
+            self._lane = NativeLane(
+                self.link.url,
+                max_idle=self.critical_slots,
+                connect_timeout=connect_s,
+                command_timeout=command_s,
+            )
         if self._lane is not None:
             args = [encode_row(row), "processing", self._lease_ms, token, worker]
             command = self.scripts.command("land", land_keys(self.scripts), args)

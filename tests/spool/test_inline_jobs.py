@@ -24,6 +24,7 @@ from conftest import fleetd_env, make_config
 from daemons import cli_json, run_cli
 from redis_server import RedisServerFactory
 
+from fleetd.api.context import api_redis_timeout
 from fleetd.client import Client
 from fleetd.config import Config
 from fleetd.engine import Engine, build_registry
@@ -234,6 +235,11 @@ async def test_bypass_lands_from_the_trio_thread_and_after_redis_forgot_its_scri
             assert r.status_code == 201 and r.json()["ran"] == "bypass", r.text
             landed_hops = [f for f in hops if "_land_claimed" in repr(f)]
             assert landed_hops == []  # land.lua did not take the link's thread
+            # ... on a lane with the API link's timeouts ([redis] and api_redis_timeout).
+            lane = inline._lane
+            assert lane is not None
+            assert lane._command_timeout == api_redis_timeout(cfg)
+            assert lane._connect_timeout == min(cfg.redis.connect_timeout, lane._command_timeout)
             server.command("SCRIPT", "FLUSH")
             again = await api.post(f"{PREFIX}/enqueue", json={**body, "data": {"n": 2}})
             assert again.status_code == 201 and again.json()["ran"] == "bypass", again.text
