@@ -17,7 +17,7 @@
 --     rs, ws         run / wait milliseconds summed (means, the capacity planner)
 --     ok, retry, fail  attempts that completed / failed and will retry / failed for good
 --     in             jobs enqueued (arrivals)
---     inb            their payloads' bytes (the stored data's JSON text: the payload
+--     inb            their payloads' bytes, minute buckets only (the stored data's JSON text: the payload
 --                    anomaly alert, fleetd.runtime.alert_companies)
 --   an:q:<minute since epoch>  hash, expires AN_MINUTE_TTL s after its last write:
 --     per named queue the jobs that completed / failed for good, fields
@@ -160,13 +160,15 @@ local function an_flush(acc, now)
   local minute = AN_PREFIX .. 'an:m:' .. string.format('%.0f', math.floor(now / AN_MINUTE_MS))
   local hour = AN_PREFIX .. 'an:h:' .. hour_n
   local new_m, new_h = false, false
-  local function add(f, by)
+  local function add(f, by, minute_only)
     local v = string.format('%.0f', by)
     if redis.call('HINCRBY', minute, f, v) == by then new_m = true end
+    if minute_only then return end
     if redis.call('HINCRBY', hour, f, v) == by then new_h = true end
   end
   for tail, g in pairs(acc.g) do
-    for kind, by in pairs(g.n) do add(kind .. '\n' .. tail, by) end
+    -- `inb` (payload bytes) is read per minute only (the payload anomaly alert).
+    for kind, by in pairs(g.n) do add(kind .. '\n' .. tail, by, kind == 'inb') end
     for b, by in pairs(g.r) do add('r' .. b .. '\n' .. tail, by) end
     for b, by in pairs(g.w) do add('w' .. b .. '\n' .. tail, by) end
     if #g.slow > 0 then
