@@ -148,8 +148,9 @@ def measure(url: str, fmt: str, work: Path) -> dict[str, Any]:
 
 def measure_sandboxed(url: str, fmt: str, work: Path) -> dict[str, Any]:
     """The same export in a `process` sandbox (fleetd.runtime.sandbox), as a daemon runs
-    it by default: this process plays the daemon; the child is a warm trio-parallel
-    worker. Reports the daemon's peak growth and the child's peak RSS (VmHWM)."""
+    it by default: this process plays the daemon; the child is a warm sandbox child
+    (fleetd.runtime.sandbox_children). Reports the daemon's peak growth and the
+    child's peak RSS (VmHWM)."""
     import dataclasses
 
     import trio

@@ -8,21 +8,28 @@ ends) and `per_job` (its inverse in ms); `cpu_per_job` (CPU time of this process
 daemon — plus its sandbox children, over the drain: robust on a loaded box); then the
 difference per job, process minus inline. And `start_latency`: jobs enqueued one at a
 time into an idle pool, from the job's creation (Redis clock) to its handler starting
-(the handler notes the time), mean in ms. Warm children: one warm-up job per child
+(the handler notes the time), mean and median in ms (the creation time has Redis's
+millisecond resolution: both modes carry the same +0.5 ms on average, which their
+difference cancels). Warm children: one warm-up job per child
 before the clock starts, so the children's start (~0.5 s each: a fresh interpreter
 importing fleetd) is not counted. The load average is printed before and after.
 
     .venv/bin/python bench/isolation.py                 # N = 2,000 jobs per run
     .venv/bin/python bench/isolation.py --jobs 500 --concurrency 1,4
     .venv/bin/python bench/isolation.py --scratch /dev/shm   # scratch dirs on tmpfs
+    .venv/bin/python bench/isolation.py --rounds 5 --concurrency 1   # medians of 5
+
+With `--rounds N` the two modes run N times, interleaved (inline, process, inline, ...),
+and the medians of the per-round differences close the output: on a shared box one
+round says little.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +42,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from redis_server import RedisServer
+from sandbox_pids import sandbox_children
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -45,7 +53,7 @@ from fleetd.runtime.worker import PoolSettings, WorkerPool
 LOOPBACK = "127.0.0.1"
 DEFAULT_JOBS = 2000
 # Jobs enqueued one at a time for the start latency (a claim each, the pool idle between).
-LATENCY_JOBS = 50
+LATENCY_JOBS = 200
 
 
 class Short:
@@ -96,9 +104,9 @@ def cpu_seconds() -> tuple[float, float]:
     only at the end)."""
     t = os.times()
     total = t.children_user + t.children_system
-    for child in multiprocessing.active_children():
+    for pid in sandbox_children():
         try:
-            stat = Path(f"/proc/{child.pid}/stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue  # exited meanwhile
         fields = stat[stat.rindex(")") + 2 :].split()
@@ -106,9 +114,11 @@ def cpu_seconds() -> tuple[float, float]:
     return t.user + t.system, total
 
 
-async def drain(cfg: Config, job_type: str, jobs: int) -> tuple[float, tuple[float, float], float]:
+async def drain(
+    cfg: Config, job_type: str, jobs: int
+) -> tuple[float, tuple[float, float], list[float]]:
     """Seconds (Redis clock) from the first claim to the last completion of `jobs`, CPU
-    seconds (daemon and children) over the same run, and the mean start latency (ms)."""
+    seconds (daemon and children) over the same run, and the start latencies (ms)."""
     registry = HandlerRegistry()
     registry.register(Short())
     registry.register(ShortProcess())
@@ -145,7 +155,7 @@ async def drain(cfg: Config, job_type: str, jobs: int) -> tuple[float, tuple[flo
                 job = await wait_job(engine, r.job_id)
                 latency.append(job.result["t"] * 1000 - job.created_at_ms)
             pool.quiet()
-        return float(last[0][1] - start_ms) / 1000, cpu, sum(latency) / len(latency)
+        return float(last[0][1] - start_ms) / 1000, cpu, latency
     finally:
         engine.close()
 
@@ -174,6 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--scratch", default="", help="[isolation] scratch_dir ('' = the system's temp dir)"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats (1)")
     args = parser.parse_args()
     print(f"# {os.cpu_count()} cores, load {Path('/proc/loadavg').read_text().split()[:3]}, "
           f"max_jobs_per_child {args.per_child}, scratch_dir {args.scratch!r}")  # fmt: skip
@@ -184,28 +195,54 @@ def main() -> None:
         if not server.url.startswith(f"redis://{LOOPBACK}:"):
             raise SystemExit(f"refusing to benchmark a non-loopback Redis: {server.url}")
         for c in (int(x) for x in args.concurrency.split(",")):
-            per_job, cpu_job, start = {}, {}, {}
-            for mode in ("inline", "process"):
-                cfg = config(server.url, Path(tmp) / "state", c, args.per_child, args.scratch)
-                seconds, cpu, start[mode] = trio.run(drain, cfg, f"short_{mode}", args.jobs)
-                per_job[mode] = seconds / args.jobs * 1000
-                cpu_job[mode] = sum(cpu) / args.jobs * 1000
-                emit(f"drain_{mode}_c{c}", args.jobs / seconds, "jobs/s", f"{args.jobs} jobs")
-                emit(f"per_job_{mode}_c{c}", per_job[mode], "ms", "wall")
-                emit(f"cpu_per_job_{mode}_c{c}", cpu_job[mode], "ms",
-                     f"daemon {cpu[0] / args.jobs * 1000:.3f} + children "
-                     f"{cpu[1] / args.jobs * 1000:.3f}")  # fmt: skip
-                emit(f"start_latency_{mode}_c{c}", start[mode], "ms",
-                     f"mean of {LATENCY_JOBS}, created -> handler started")  # fmt: skip
-            emit(f"process_overhead_c{c}", per_job["process"] - per_job["inline"], "ms/job",
-                 "wall, process minus inline, warm children")  # fmt: skip
-            emit(f"process_cpu_overhead_c{c}", cpu_job["process"] - cpu_job["inline"],
-                 "ms/job", "CPU, process minus inline")  # fmt: skip
-            emit(f"process_start_overhead_c{c}", start["process"] - start["inline"], "ms",
-                 "start latency, process minus inline")  # fmt: skip
-            print(f"# load {Path('/proc/loadavg').read_text().split()[:3]}")
+            rounds: dict[str, list[float]] = {"wall": [], "cpu": [], "start": [], "start_p50": []}
+            for r in range(args.rounds):
+                figures = one_round(server.url, Path(tmp) / "state", c, args)
+                for name, value in figures.items():
+                    rounds[name].append(value)
+                print(f"# round {r + 1}, load {Path('/proc/loadavg').read_text().split()[:3]}")
+            if args.rounds > 1:
+                for name, values in rounds.items():
+                    emit(f"median_{name}_overhead_c{c}", statistics.median(values), "ms",
+                         f"process minus inline, {args.rounds} rounds: "
+                         + ", ".join(f"{v:.2f}" for v in values))  # fmt: skip
     print(f"# load after {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
+def one_round(url: str, state: Path, c: int, args: argparse.Namespace) -> dict[str, float]:
+    """Both modes once at concurrency `c`; prints their figures and returns the
+    differences (ms per job: wall, CPU; start latency: mean, median)."""
+    per_job, cpu_job, start, p50 = {}, {}, {}, {}
+    for mode in ("inline", "process"):
+        cfg = config(url, state, c, args.per_child, args.scratch)
+        seconds, cpu, latency = trio.run(drain, cfg, f"short_{mode}", args.jobs)
+        per_job[mode] = seconds / args.jobs * 1000
+        cpu_job[mode] = sum(cpu) / args.jobs * 1000
+        start[mode], p50[mode] = statistics.mean(latency), statistics.median(latency)
+        emit(f"drain_{mode}_c{c}", args.jobs / seconds, "jobs/s", f"{args.jobs} jobs")
+        emit(f"per_job_{mode}_c{c}", per_job[mode], "ms", "wall")
+        emit(f"cpu_per_job_{mode}_c{c}", cpu_job[mode], "ms",
+             f"daemon {cpu[0] / args.jobs * 1000:.3f} + children "
+             f"{cpu[1] / args.jobs * 1000:.3f}")  # fmt: skip
+        note = f"mean of {len(latency)}, created -> handler started; median {p50[mode]:.3g}"
+        emit(f"start_latency_{mode}_c{c}", start[mode], "ms", note)
+    figures = {
+        "wall": per_job["process"] - per_job["inline"],
+        "cpu": cpu_job["process"] - cpu_job["inline"],
+        "start": start["process"] - start["inline"],
+        "start_p50": p50["process"] - p50["inline"],
+    }
+    emit(f"process_overhead_c{c}", figures["wall"], "ms/job",
+         "wall, process minus inline, warm children")  # fmt: skip
+    emit(f"process_cpu_overhead_c{c}", figures["cpu"], "ms/job", "CPU, process minus inline")
+    note = f"start latency (mean), process minus inline; median {figures['start_p50']:.3g}"
+    emit(f"process_start_overhead_c{c}", figures["start"], "ms", note)
+    return figures
+
+
 if __name__ == "__main__":
-    main()
+    # Run as the module `isolation`: a process job's handler is pickled to a child by
+    # its module's name, and a child cannot import `__main__`'s classes.
+    import isolation
+
+    isolation.main()

@@ -6,6 +6,7 @@ Blocking the loop is their point: a child's loop runs nothing else."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,10 @@ SECRETS = {
     "FLEETD_REDIS_URL": "redis://:redis-password@127.0.0.1:1/0",
     "REDIS_PASSWORD": "redis-password",
 }
+
+
+# Set by a "ctxvar" job: the next job in the same child must not see it.
+SEEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("seen", default=None)
 
 
 class Sandboxed:
@@ -58,6 +63,13 @@ class Sandboxed:
                 marker.write_text("cleaned up")  # a deaf one gets here only when woken
         if do == "exit":
             os._exit(3)
+        if do == "print":  # stdout is not the daemon's pipe: this must not break a frame
+            print("printed by a handler " + "x" * 100_000, flush=True)
+            return {"pid": os.getpid()}
+        if do == "ctxvar":  # what an earlier job left, then leaves its own mark
+            before = SEEN.get()
+            SEEN.set(ctx.job.id)
+            return {"before": before, "pid": os.getpid()}
         if do == "retry_after":
             raise RetryAfter(7, "upstream says 421")
         if do == "fail":

@@ -1,36 +1,44 @@
 """The child side of process isolation (fleetd.runtime.sandbox): what runs inside a warm
-worker process of trio-parallel, and the classification of a handler's exceptions
-shared with thread isolation.
+child process, and the classification of a handler's exceptions shared with thread
+isolation.
 
-Lifecycle of a child: `init` (once, as trio-parallel starts it: clean environment,
-RLIMIT_AS, logging to the inherited stderr in the daemon's format, the job loop and
-its SIGTERM handler: fleetd.runtime.sandbox_loop; the cleanup thread) → `run_job` per
-job (the job's scratch directory made, named with the child's pid for the daemon's
-SIGTERM, and entered; RLIMIT_CPU's soft limit moved to this job's budget; the handler
-run on the child's loop, its result encoded) → `retire` after each job, once its
-result is sent (the scratch directory handed to the cleanup thread; True once the
-child ran `max_jobs` jobs or saw a MemoryError: it exits and a fresh one replaces it)
-— or death by the kernel (SIGXCPU at the CPU limit, SIGKILL by the OOM killer) or by
-the daemon (SIGKILL once `kill_grace` passed after a SIGTERM), which the daemon
-classifies.
+A child is `python -c BOOT fleetd-sandbox-child <the daemon's sys.path as JSON>`
+(fleetd.runtime.sandbox_children starts it with a clean environment: nothing of the
+daemon's beyond fleetd.runtime.sandbox_wire's `BASE_ENV`, the `LC_*` variables and what
+the job types declare). Its life: `main` reads its settings (the first frame on its
+stdin), takes the protocol's two pipes for itself (the handler's stdin is /dev/null,
+its stdout is the daemon's stderr), sets RLIMIT_AS and logging in the daemon's format,
+then runs one trio loop on its main thread for good (`_Child.serve`): a frame in (a
+job), the handler run in a task of the loop, a frame out (its result) — until the
+daemon closes the pipe (idle, shutdown) or the child retires (after `max_jobs` jobs,
+or a MemoryError: `leaving` in its last reply). Or death by the kernel (SIGXCPU at the
+CPU limit, SIGKILL by the OOM killer) or by the daemon (SIGKILL once `kill_grace`
+passed after a SIGTERM), which the daemon classifies.
 
-Per job only per-job work is done: what a job needs set up once (environment, memory
-limit, logging, the loop) is done by `init`; a handler is unpickled once per child
-(`_handler`, keyed by its pickled bytes, which the daemon pickles once per type); the
-progress FIFO of a slot is opened once per child and slot (`_ProgressPipe`); the
-scratch directory is one mkdir on the round trip, its removal is done off it.
+Per job only per-job work is done, and the job's start path does no more than read
+its frame: a handler is unpickled once per child (`_handler`, keyed by its pickled
+bytes, which the daemon pickles once per type); the progress FIFO of a slot is opened
+once per child and slot (`_ProgressPipe`); the job's scratch directory is made before
+the job comes (the next one right after each reply: a mkdir on ext4 costs 40-300 us)
+and removed by the cleanup thread after it.
 
-What crosses the pipe: the handler (pickled once by the daemon), the job without its
-data and lease token, the data, paths; back, a plain dict (`execute`'s): `result` (the
-result's JSON text) or `error`, `kind`, `traceback`, `retryable` (None: the type's
-policy decides), `retry_after` and `exc_name`. Progress goes through the slot's FIFO,
-one JSON line per call tagged with the attempt's scratch name (under PIPE_BUF, so each
+SIGTERM (the daemon's stop of a job that timed out or was cancelled) cancels the
+running job's scope: the handler sees `trio.Cancelled` at its next checkpoint, its
+`finally` blocks run, and the job ends as `Terminated`. A SIGTERM between jobs does
+nothing: the daemon sends one only while the child has its job.
+
+What crosses the pipes (frames: a 4-byte length, then a pickle): the handler (pickled
+once by the daemon), the job without its data and lease token, the data, paths; back,
+a plain dict (`execute`'s): `result` (the result's JSON text) or `error`, `kind`,
+`traceback`, `retryable` (None: the type's policy decides), `retry_after`,
+`exc_name`; and `scratch`, `progress_end`, `leaving`. Progress goes through the slot's
+FIFO, one JSON line per call tagged with the attempt's tag (under PIPE_BUF, so each
 write is atomic).
 """
 
 from __future__ import annotations
 
-import ctypes
+import itertools
 import json
 import logging
 import math
@@ -39,9 +47,11 @@ import pickle
 import queue
 import resource
 import shutil
+import signal
+import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +60,11 @@ import trio
 from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.isolation import ERROR, MEMORY, RetryAfter
 from fleetd.jobs.local_context import LocalContext
-from fleetd.runtime import sandbox_loop
-from fleetd.runtime.log import JsonFormatter, configure_logging
+from fleetd.runtime.log import configure_logging
+from fleetd.runtime.sandbox_wire import FRAME, FrameReader, read_frame, write_now
 
-__all__ = ["execute", "init", "log_format", "noop", "retire", "run_job", "scratch_of"]
+__all__ = ["MAX_ERROR_CHARS", "Terminated", "execute", "main", "remove_tree"]
 
-# Variables a child keeps whatever the handler declares: what programs and libraries
-# need to find themselves, their locale and time zone. Everything else (FLEETD_*, the
-# JWT secret, data keys, the Redis URL with its password) is dropped.
-BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHOME",
-            "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
 MAX_ERROR_CHARS = 2000
 MAX_TRACEBACK_CHARS = 8000
 MIB = 1024 * 1024
@@ -67,100 +72,9 @@ MIB = 1024 * 1024
 MAX_HANDLERS = 64
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
 
-# This child's own bookkeeping (one job at a time per child).
-_state: dict[str, int] = {"jobs": 0, "max_jobs": 0, "broken": 0, "cpu_hard": -1}
-_handlers: dict[bytes, Any] = {}
-# Scratch directories of finished jobs, removed by the child's cleanup thread: on ext4
-# an rmdir right after its mkdir costs ~0.7-1.2 ms (a journal commit; 13 us on tmpfs),
-# which on the job's round trip was most of a short job's isolation cost.
-_trash: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-_cleaner: list[threading.Thread] = []  # the cleanup thread, once started
-_last = [""]
-# Per slot FIFO path, its write end (opened on the first progress of a job in it).
-_pipes: dict[str, int] = {}
 
-
-def init(
-    memory_mb: int, keep_env: tuple[str, ...], max_jobs: int, log_level: int, log_format: str
-) -> None:
-    """Runs once in a new child, before any job."""
-    keep = set(BASE_ENV) | set(keep_env)
-    drop = {name for name in os.environ if name not in keep and not name.startswith("LC_")}
-    _wipe_initial_environment(drop)
-    for name in drop:
-        del os.environ[name]
-    if memory_mb:
-        limit = memory_mb * MIB
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _state["max_jobs"] = max_jobs
-    _state["cpu_hard"] = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    # The daemon's own format on the inherited stderr: a handler's `ctx.logger` lines
-    # (with job_id and job_type in JSON) read as if it ran inline.
-    configure_logging(logging.getLevelName(log_level).lower(), log_format)
-    sandbox_loop.start()
-    cleaner = threading.Thread(target=_empty_trash, name="fleetd-scratch-cleanup", daemon=True)
-    cleaner.start()
-    _cleaner.append(cleaner)
-
-
-def noop() -> None:
-    """A job that does nothing: the daemon sends one to start a replacement child."""
-
-
-def _wipe_initial_environment(names: set[str]) -> None:
-    """Zero the values of `names` in the environment block the child was started with.
-    Deleting from os.environ only unlinks them from libc's list: the strings stay in
-    memory, readable as /proc/self/environ, as a spawned child inherits the daemon's
-    environment. This overwrites them in place (the names stay, with empty values)."""
-    try:
-        libc = ctypes.CDLL(None)
-        environ = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, "environ")
-    except (OSError, ValueError):  # not glibc-like: os.environ is still cleaned
-        return
-    i = 0
-    while (address := environ[i]) is not None:
-        entry = ctypes.string_at(address)
-        name, sep, value = entry.partition(b"=")
-        if sep and os.fsdecode(name) in names:
-            ctypes.memset(address + len(name) + 1, 0, len(value))
-        i += 1
-
-
-def log_format() -> str:
-    """The daemon's log format ("json" or "text"), for its children's init."""
-    handlers = logging.getLogger().handlers
-    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
-    return "json" if json_lines else "text"
-
-
-def retire() -> bool:
-    """After each job, once its result was sent: remove its scratch directory (off the
-    job's round trip: an rmdir on ext4 costs ~70 us, more under load), then whether
-    this child should exit instead of taking another."""
-    scratch, _last[0] = _last[0], ""
-    leaving = bool(_state["broken"]) or _state["jobs"] >= _state["max_jobs"] > 0
-    if leaving:  # the cleanup thread dies with the child: let it finish its work first
-        _trash.put(None)  # after what is queued: it returns there
-        for cleaner in _cleaner:
-            cleaner.join()
-        if scratch:
-            _remove(scratch)
-    elif scratch:
-        _trash.put(scratch)
-    return leaving
-
-
-def _empty_trash() -> None:
-    """The cleanup thread: remove finished jobs' scratch directories while the child
-    runs the next job; until the child retires (None)."""
-    while (old := _trash.get()) is not None:
-        _remove(old)
-
-
-def scratch_of(prefix: str, pid: int) -> str:
-    """A job's scratch directory: the daemon's `prefix` (unique per attempt) and the pid
-    of the child that runs it, which the daemon reads back to SIGTERM that child."""
-    return f"{prefix}-{pid}"
+class Terminated(Exception):
+    """The job was cancelled by a SIGTERM from the daemon (its timeout or a cancel)."""
 
 
 def _has_memory_error(exc: BaseException) -> bool:
@@ -185,25 +99,20 @@ def _failure(exc: BaseException, kind: str, retryable: bool | None) -> dict[str,
     }
 
 
-def execute(
-    handler: Any,
-    ctx: LocalContext,
-    data: dict[str, Any],
-    run: Callable[..., Any] = trio.run,
-) -> dict[str, Any]:
-    """Run `handler` with `run` (a trio loop of this thread by default; a child's own
-    loop: sandbox_loop.run); its result or classified failure."""
-    try:
-        result = ctx.finish(run(handler.run, ctx, data))
-    except PermanentError as exc:
+def _classified(exc: Exception) -> dict[str, Any]:
+    """A handler's exception as a reply (a MemoryError marks this process broken)."""
+    if isinstance(exc, PermanentError):
         return _failure(exc, ERROR, False)
-    except RetryAfter as exc:
+    if isinstance(exc, RetryAfter):
         return _failure(exc, ERROR, True)
-    except Exception as exc:
-        if _has_memory_error(exc):
-            _state["broken"] = 1  # a child that ran out of memory is not reused
-            return _failure(exc, MEMORY, None)
-        return _failure(exc, ERROR, None)
+    if _has_memory_error(exc):
+        _state["broken"] = 1  # a child that ran out of memory is not reused
+        return _failure(exc, MEMORY, None)
+    return _failure(exc, ERROR, None)
+
+
+def _encoded(result: Any) -> dict[str, Any]:
+    """A handler's return value as a reply."""
     if result is None:
         result = {}
     if not isinstance(result, dict):
@@ -213,6 +122,49 @@ def execute(
         return {"result": _encode(result)}
     except (TypeError, ValueError) as exc:
         return {"error": f"handler result is not JSON: {exc}", "kind": ERROR, "retryable": False}
+
+
+def execute(
+    handler: Any,
+    ctx: LocalContext,
+    data: dict[str, Any],
+    run: Callable[..., Any] = trio.run,
+) -> dict[str, Any]:
+    """Run `handler` with `run` (a trio loop of this thread: thread isolation); its
+    result or classified failure."""
+    try:
+        result = ctx.finish(run(handler.run, ctx, data))
+    except Exception as exc:
+        return _classified(exc)
+    return _encoded(result)
+
+
+async def _execute_here(
+    handler: Any, ctx: LocalContext, data: dict[str, Any], guard: Callable[..., Awaitable[Any]]
+) -> dict[str, Any]:
+    """`execute` on this loop, the handler under `guard` (its SIGTERM scope)."""
+    try:
+        result = ctx.finish(await guard(handler.run, ctx, data))
+    except Exception as exc:
+        return _classified(exc)
+    return _encoded(result)
+
+
+# This child's own bookkeeping (one job at a time per child).
+_state: dict[str, int] = {"jobs": 0, "broken": 0}
+_handlers: dict[bytes, Any] = {}
+# Per slot FIFO path, its write end (opened on the first progress of a job in it).
+_pipes: dict[str, int] = {}
+
+
+def _handler(blob: bytes) -> Any:
+    """The handler pickled as `blob`, unpickled once per child."""
+    handler = _handlers.get(blob)
+    if handler is None:
+        if len(_handlers) >= MAX_HANDLERS:
+            _handlers.clear()
+        handler = _handlers[blob] = pickle.loads(blob)
+    return handler
 
 
 class _ProgressPipe:
@@ -254,56 +206,136 @@ class _ProgressPipe:
             return False  # the daemon stopped listening; the job goes on
 
 
-def _handler(blob: bytes) -> Any:
-    """The handler pickled as `blob`, unpickled once per child."""
-    handler = _handlers.get(blob)
-    if handler is None:
-        if len(_handlers) >= MAX_HANDLERS:
-            _handlers.clear()
-        handler = _handlers[blob] = pickle.loads(blob)
-    return handler
+class _Child:
+    """This child's loop: its jobs, their scratch directories and their SIGTERM."""
 
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.directory: str = settings["directory"]
+        self.max_jobs: int = settings["max_jobs"]
+        self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        self.scope: trio.CancelScope | None = None
+        self.busy = False  # from a job's frame in to its reply out
+        self.terminated = False  # a SIGTERM came for the current job
+        self._names = itertools.count(1)
+        # Scratch directories of finished jobs, removed by the cleanup thread: on ext4
+        # an rmdir right after its mkdir costs ~0.7-1.2 ms (a journal commit).
+        self._trash: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._cleaner = threading.Thread(target=self._empty_trash, name="fleetd-scratch-cleanup",
+                                         daemon=True)  # fmt: skip
 
-def run_job(
-    blob: bytes,
-    job: Any,
-    data: dict[str, Any],
-    prefix: str,
-    artifacts_root: str | None,
-    cpu_seconds: int,
-    progress_path: str,
-) -> dict[str, Any]:
-    """One job in this child (see the module docstring)."""
-    _state["jobs"] += 1
-    handler = _handler(blob)
-    sandbox_loop.begin()
-    scratch = scratch_of(prefix, os.getpid())
-    os.mkdir(scratch, 0o700)  # from here on the daemon can SIGTERM this child
-    hard = _state["cpu_hard"]
-    if cpu_seconds:
-        # RLIMIT_CPU counts the whole process's CPU time: this job's budget starts
-        # from what the child has used so far (earlier jobs, imports).
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        budget = math.ceil(usage.ru_utime + usage.ru_stime) + cpu_seconds
-        resource.setrlimit(resource.RLIMIT_CPU, (budget, hard))
-    os.chdir(scratch)
-    try:
-        root = Path(artifacts_root) if artifacts_root else None
-        pipe = _ProgressPipe(progress_path, os.path.basename(prefix))
-        out = execute(handler, LocalContext(job, root, pipe), data, sandbox_loop.run)
-        out["progress_end"] = pipe.end() or None
-        return out
-    finally:
-        os.chdir("/")
+    async def serve(self, fd_in: int, fd_out: int) -> None:
+        frames = FrameReader(trio.lowlevel.FdStream(fd_in))
+        send = trio.lowlevel.FdStream(fd_out)
+        self._cleaner.start()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._on_sigterm)
+            while True:
+                # Each job in a task of its own (what a handler sets in contextvars ends
+                # with it) that reads its frame itself: woken by the frame, it runs the
+                # job at once, without a scheduler pass to hand the job over.
+                scratch, ended = self._next_scratch(), trio.Event()
+                go_on = list[bool]()
+                nursery.start_soon(self._job, frames, send, scratch, go_on, ended)
+                await ended.wait()
+                if not go_on or not go_on[0]:
+                    break
+            nursery.cancel_scope.cancel()
+        self._trash.put(None)  # after what is queued: the thread returns there
+        self._cleaner.join()
+
+    async def _job(
+        self,
+        frames: FrameReader,
+        send: trio.lowlevel.FdStream,
+        scratch: str,
+        go_on: list[bool],
+        ended: trio.Event,
+    ) -> None:
+        """One job: its frame in, the handler run, the reply out. `go_on` says whether
+        the child takes another (not after EOF: the daemon closed our pipe, for idling
+        too long or its stop; nor once the child retires)."""
+        try:
+            try:
+                body = await frames.frame()
+            except EOFError:
+                self._trash.put(scratch)  # made for a job that did not come
+                go_on.append(False)
+                return
+            self.busy = True
+            try:
+                reply = await self._run(pickle.loads(body), scratch)
+            except Exception as exc:  # a job that does not unpickle, a handler that does
+                reply = _classified(exc)  # not import here: the job's failure
+            leaving = bool(_state["broken"]) or _state["jobs"] >= self.max_jobs > 0
+            reply["scratch"], reply["leaving"] = scratch, leaving
+            out = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+            rest = write_now(send, FRAME.pack(len(out)) + out)
+            if rest:
+                await send.send_all(rest)
+            self.busy = self.terminated = False
+            self._trash.put(scratch)
+            go_on.append(not leaving)
+        finally:
+            ended.set()
+
+    def _next_scratch(self) -> str:
+        """The next job's scratch directory, made now, before the job comes."""
+        path = os.path.join(self.directory, f"c{os.getpid()}-{next(self._names)}")
+        os.mkdir(path, 0o700)
+        return path
+
+    async def _run(self, call: tuple[Any, ...], scratch: str) -> dict[str, Any]:
+        blob, job, data, artifacts_root, cpu_seconds, progress_path, tag = call
+        _state["jobs"] += 1
+        handler = _handler(blob)
         if cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
-        _last[0] = scratch
+            # RLIMIT_CPU counts the whole process's CPU time: this job's budget starts
+            # from what the child has used so far (earlier jobs, imports).
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            budget = math.ceil(usage.ru_utime + usage.ru_stime) + cpu_seconds
+            resource.setrlimit(resource.RLIMIT_CPU, (budget, self.cpu_hard))
+        os.chdir(scratch)
+        try:
+            root = Path(artifacts_root) if artifacts_root else None
+            pipe = _ProgressPipe(progress_path, tag)
+            out = await _execute_here(handler, LocalContext(job, root, pipe), data, self._guarded)
+            out["progress_end"] = pipe.end() or None
+            return out
+        finally:
+            os.chdir("/")
+            if cpu_seconds:
+                resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_hard, self.cpu_hard))
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        with trio.CancelScope() as scope:
+            self.scope = scope
+            if self.terminated:  # the SIGTERM came before the scope existed
+                scope.cancel()
+            try:
+                return await fn(*args)
+            finally:
+                self.scope = None
+        raise Terminated("stopped by SIGTERM: the job timed out or was cancelled")
+
+    async def _on_sigterm(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                if not self.busy:
+                    continue  # its job was over before the daemon's stop came
+                self.terminated = True
+                if self.scope is not None:
+                    self.scope.cancel()
+
+    def _empty_trash(self) -> None:
+        """The cleanup thread: remove finished jobs' scratch directories while the
+        child runs the next job; until the child leaves (None)."""
+        while (old := self._trash.get()) is not None:
+            remove_tree(old)
 
 
-def _remove(scratch: str) -> None:
-    """Remove a job's scratch directory here in the child: the daemon does nothing on
-    this path (a thread hop for rmtree costs it ~4 ms a job on a loaded 2-core box;
-    bench/isolation.py), only after a child it killed or that died."""
+def remove_tree(scratch: str) -> None:
+    """Remove a job's scratch directory: here in the child, after each job; by the
+    daemon only what a child it killed or that died left."""
     try:
         os.rmdir(scratch)  # most jobs leave nothing behind
         return
@@ -319,3 +351,26 @@ def _remove(scratch: str) -> None:
         os.rmdir(scratch)
     except OSError:  # something the handler made read-only, say: rmtree what it can
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    """A child's life (the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the daemon's to act on
+    # The protocol keeps fds 0 and 1 as its own; a handler's stdin reads nothing and
+    # what it prints goes to the daemon's stderr, never into a frame.
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    settings = read_frame(fd_in)
+    if settings["memory_mb"]:
+        limit = settings["memory_mb"] * MIB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # The daemon's own format on the inherited stderr: a handler's `ctx.logger` lines
+    # (with job_id and job_type in JSON) read as if it ran inline.
+    level = logging.getLevelName(settings["log_level"]).lower()
+    configure_logging(level, settings["log_format"])
+    os.chdir("/")
+    trio.run(_Child(settings).serve, fd_in, fd_out)
+    sys.exit(0)

@@ -5,7 +5,6 @@ directory, progress and artifacts from the child, thread isolation."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import trio
 from pool import events_of, registry_with, running_pool, wait_status
 from sandbox_handlers import SECRETS, Sandboxed, Threaded
+from sandbox_pids import sandbox_children
 
 from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.config import Config
@@ -65,7 +65,7 @@ async def test_a_process_job_runs_in_a_child_in_its_own_scratch_dir(
         job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
         events = events_of(engine, r.job_id)
         scratch = Path(job.result["cwd"])
-        assert scratch.name == f"job-1-{job.result['pid']}"  # named with the child's pid
+        assert scratch.name == f"c{job.result['pid']}-1"  # the child's first
         with trio.fail_after(5):  # removed after the job (by the child, off its reply)
             while scratch.exists():
                 await trio.sleep(0.02)
@@ -267,7 +267,7 @@ async def test_a_child_deaf_to_sigterm_is_killed_after_the_grace_and_replaced(
         assert not marker.exists()  # killed, never woken: its `finally` did not run
         # A replacement child was started without a job waiting for it.
         with trio.fail_after(LIMIT):
-            while not [p for p in multiprocessing.active_children() if p.pid != pid]:
+            while not [p for p in sandbox_children() if p != pid]:
                 await trio.sleep(0.05)
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
         done = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
@@ -326,9 +326,48 @@ async def test_children_retire_after_their_jobs_and_leave_no_scratch(
             job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
             pids.append(job.result["pid"])
         assert len(set(pids)) == 3 and pids[0] == pids[1] and pids[2] == pids[3], pids
-        with trio.fail_after(5):
-            while any((tmp_path / "scratch").glob("*/job-*")):
+        with trio.fail_after(5):  # the retired children's are gone, their pre-made one too
+            while any(d for p in set(pids[:4]) for d in (tmp_path / "scratch").glob(f"*/c{p}-*")):
                 await trio.sleep(0.02)
+
+
+async def test_a_job_starts_with_none_of_the_previous_job_s_context(
+    config: Config, tmp_path: Path
+) -> None:
+    """Jobs share a child's lasting loop, each in a task of its own: a contextvar one
+    handler sets is gone for the next job in the same child."""
+    iso = isolation(tmp_path, max_children=1)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        results = []
+        for _ in range(3):
+            r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "ctxvar"}})
+            job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+            results.append(job.result)
+    assert len({r["pid"] for r in results}) == 1  # one child ran them all
+    assert [r["before"] for r in results] == [None, None, None]
+
+
+async def test_what_a_handler_prints_goes_to_stderr_and_children_end_with_the_pool(
+    config: Config, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A child's jobs and replies travel on its own pipes: a handler printing 100 KB
+    to stdout breaks nothing (it reaches the daemon's stderr). Idle children past
+    `idle_timeout` are let go; the rest end with the pool, none left behind."""
+    iso = isolation(tmp_path, max_children=2, idle_timeout=0.5)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "print"}})
+        job = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        assert sandbox_children() == [job.result["pid"]]
+        with trio.fail_after(LIMIT):  # idle for longer than idle_timeout: let go
+            while sandbox_children():
+                await trio.sleep(0.05)
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        again = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+        assert again.result["pid"] != job.result["pid"]  # a fresh child took it
+        assert sandbox_children() == [again.result["pid"]]
+    assert sandbox_children() == []
+    assert not alive(again.result["pid"])
+    assert "printed by a handler xxx" in capfd.readouterr().err
 
 
 async def test_thread_isolation_runs_off_the_trio_thread(config: Config, tmp_path: Path) -> None:
