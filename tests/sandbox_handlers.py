@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextvars
 import os
+import pickle
+import stat
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,16 @@ SECRETS = {
 
 # Set by a "ctxvar" job: the next job in the same child must not see it.
 SEEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("seen", default=None)
+
+
+class _Touch:
+    """Unpickled, creates `path`: what a forged reply would run in the daemon."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
 
 
 class Sandboxed:
@@ -65,6 +78,15 @@ class Sandboxed:
             os._exit(3)
         if do == "print":  # stdout is not the daemon's pipe: this must not break a frame
             print("printed by a handler " + "x" * 100_000, flush=True)
+            return {"pid": os.getpid()}
+        if do == "forge":  # a pickle into every pipe it can find, to run code in the daemon
+            evil = pickle.dumps(_Touch(data["marker"]))
+            for fd in range(3, 256):
+                try:
+                    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                        os.write(fd, struct.pack("!I", len(evil)) + evil)
+                except OSError:
+                    continue
             return {"pid": os.getpid()}
         if do == "ctxvar":  # what an earlier job left, then leaves its own mark
             before = SEEN.get()

@@ -52,6 +52,7 @@ from fleetd.jobs.local_context import LocalContext
 from fleetd.runtime import sandbox_child
 from fleetd.runtime.sandbox_children import Child, Children, Limits
 from fleetd.runtime.sandbox_progress import ProgressSlots
+from fleetd.runtime.sandbox_wire import BadReply
 
 __all__ = ["ChildResult", "Sandbox"]
 
@@ -160,6 +161,10 @@ class Sandbox:
                 if rest:
                     await child.send(rest)
                 raw = await child.receive()
+            except BadReply as exc:  # its handler wrote into the reply pipe, say
+                nursery.start_soon(self._reap, children, child, True)
+                text = f"{CRASH}: the job's process sent a reply fleetd does not read ({exc})"
+                return ChildResult(error=text[: sandbox_child.MAX_ERROR_CHARS], kind=CRASH)
             except (EOFError, trio.BrokenResourceError):  # it died under the job
                 with trio.CancelScope(shield=True):
                     status = await children.reap(child, kill=False)
@@ -197,7 +202,7 @@ class Sandbox:
             try:
                 await child.receive()  # the stopped job's answer, now moot
                 answered = True
-            except (EOFError, trio.BrokenResourceError):
+            except (EOFError, trio.BrokenResourceError, BadReply):
                 pass
         if answered:
             children.give(child)

@@ -268,7 +268,7 @@ class _Child:
                 reply = _classified(exc)  # not import here: the job's failure
             leaving = bool(_state["broken"]) or _state["jobs"] >= self.max_jobs > 0
             reply["scratch"], reply["leaving"] = scratch, leaving
-            out = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+            out = json.dumps(reply).encode()  # JSON, never a pickle (sandbox_wire)
             rest = write_now(send, FRAME.pack(len(out)) + out)
             if rest:
                 await send.send_all(rest)

@@ -34,9 +34,11 @@ from fleetd.runtime import sandbox_child
 from fleetd.runtime.sandbox_wire import (
     BOOT,
     FRAME,
+    MAX_REPLY,
     FrameReader,
     environment,
     log_format,
+    reply_of,
     write_now,
 )
 
@@ -77,8 +79,9 @@ class Child:
         await self.process.stdin.send_all(rest)
 
     async def receive(self) -> dict[str, Any]:
-        """The child's reply. EOFError when the child is gone."""
-        reply: dict[str, Any] = pickle.loads(await self._frames.frame())
+        """The child's reply. EOFError when the child is gone; BadReply when what it
+        sent is not a reply (fleetd.runtime.sandbox_wire): it is not to be trusted."""
+        reply = reply_of(await self._frames.frame(MAX_REPLY))
         self.leaving = bool(reply.get("leaving"))
         return reply
 
@@ -123,7 +126,9 @@ class Children:
             child = idle.pop()
             if child.process.poll() is None:
                 return child
-            self._alive.discard(child)
+            self._alive.discard(child)  # died while idle (killed from outside)
+            if self._nursery is not None:
+                self._nursery.start_soon(trio.to_thread.run_sync, self._remove_scratch, child)
         return await self._start(limits)
 
     def give(self, child: Child) -> None:
@@ -204,13 +209,8 @@ class Children:
         assert child.process.stdin is not None
         with trio.CancelScope(shield=True):
             await child.process.stdin.aclose()
-            with trio.move_on_after(SHUTDOWN_GRACE):
-                await child.process.wait()
-            if child.process.poll() is None:
-                child.process.kill()
-            await child.process.wait()
+            await self.reap(child, kill=False)
             await trio.to_thread.run_sync(self._remove_scratch, child)
-        self._alive.discard(child)
 
     async def _stop_all(self) -> None:
         """Shutdown: idle children exit (their pipe closed), others are killed; all

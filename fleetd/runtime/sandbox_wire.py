@@ -1,27 +1,38 @@
 """The wire between the daemon and its sandbox children (fleetd.runtime.sandbox_children,
 fleetd.runtime.sandbox_child): how a child is started, what it inherits, and the frames
-they exchange — a 4-byte length, then a pickle; jobs one way, replies the other, over
-the child's stdin and stdout pipes.
+they exchange over the child's stdin and stdout pipes — a 4-byte length, then the body.
+
+A job goes to a child as a pickle (the daemon trusts itself; the child unpickles the
+handler anyway). A reply comes back as JSON, never a pickle: the child runs code the
+daemon must not trust, and that code can write to the reply pipe, so a reply is only
+data, checked field by field (`reply_of`) and bounded in size (`MAX_REPLY`). A frame
+that breaks these rules is a `BadReply`: the daemon kills the child.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import pickle
 import struct
 from typing import Any
 
+from fleetd.jobs.isolation import ERROR, KINDS
 from fleetd.runtime.log import JsonFormatter
 
 __all__ = [
     "BASE_ENV",
     "BOOT",
     "FRAME",
+    "MAX_REPLY",
+    "BadReply",
     "FrameReader",
     "environment",
     "log_format",
     "read_frame",
+    "reply_of",
     "write_now",
 ]
 
@@ -38,6 +49,19 @@ BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "P
             "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
 FRAME = struct.Struct("!I")  # a frame's length, before its pickle
 READ_SIZE = 65536
+# A reply's largest frame: a result (its JSON text), a traceback, an error message.
+MAX_REPLY = 64 * 1024 * 1024
+# A reply's fields and the types each may have (anything else is a BadReply).
+_STR, _FLAG = (str,), (bool, type(None))
+REPLY_FIELDS: dict[str, tuple[type, ...]] = {
+    "result": (str, type(None)), "error": _STR, "kind": _STR, "traceback": _STR,
+    "retryable": _FLAG, "retry_after": (int, float, type(None)), "exc_name": _STR,
+    "progress_end": _FLAG, "scratch": _STR, "leaving": (bool,),
+}  # fmt: skip
+
+
+class BadReply(ValueError):
+    """A child's reply fleetd does not read: too large, not JSON, wrong fields."""
 
 
 def environment(keep: tuple[str, ...]) -> dict[str, str]:
@@ -61,12 +85,16 @@ class FrameReader:
         self._stream = stream
         self._buffer = bytearray()
 
-    async def frame(self) -> bytes:
-        """The next frame's pickle; EOFError if the stream ends first."""
+    async def frame(self, limit: int = 0) -> bytes:
+        """The next frame's body; EOFError if the stream ends first, BadReply if it
+        announces more than `limit` bytes (0: no limit)."""
         buffer = self._buffer
         while True:
             if len(buffer) >= FRAME.size:
-                end = FRAME.size + FRAME.unpack_from(buffer)[0]
+                size = FRAME.unpack_from(buffer)[0]
+                if limit and size > limit:
+                    raise BadReply(f"a frame of {size} bytes (at most {limit})")
+                end = FRAME.size + size
                 if len(buffer) >= end:
                     body = bytes(buffer[FRAME.size : end])
                     del buffer[:end]
@@ -102,3 +130,23 @@ def write_now(stream: Any, frame: bytes) -> bytes:
     except BlockingIOError:
         written = 0
     return frame[written:]
+
+
+def reply_of(body: bytes) -> dict[str, Any]:
+    """A child's reply frame as its fields, checked (module docstring)."""
+    try:
+        reply = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadReply(f"not JSON: {exc}") from None
+    if not isinstance(reply, dict):
+        raise BadReply("not a JSON object")
+    for key, value in reply.items():
+        types = REPLY_FIELDS.get(key)
+        if types is None or not isinstance(value, types):
+            raise BadReply(f"field {key!r}: {type(value).__name__}")
+    if reply.get("kind", ERROR) not in KINDS:
+        raise BadReply(f"kind {reply['kind']!r}")
+    after = reply.get("retry_after")
+    if after is not None and not (math.isfinite(after) and after >= 0):
+        raise BadReply(f"retry_after {after!r}")
+    return reply

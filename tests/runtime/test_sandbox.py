@@ -370,6 +370,24 @@ async def test_what_a_handler_prints_goes_to_stderr_and_children_end_with_the_po
     assert "printed by a handler xxx" in capfd.readouterr().err
 
 
+async def test_a_forged_reply_runs_nothing_in_the_daemon(config: Config, tmp_path: Path) -> None:
+    """A handler that writes a pickle into its reply pipe (one that would create a file
+    when unpickled) gets nothing run in the daemon: replies are JSON, checked. The job
+    fails as a crash, the child is killed and replaced, and the next job runs."""
+    marker = tmp_path / "forged"
+    iso = isolation(tmp_path, max_children=1)
+    async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": {"do": "forge", "marker": str(marker)},
+             "max_retries": 0}
+        )  # fmt: skip
+        failed = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {}})
+        await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
+    assert failed.error.startswith("crash: the job's process sent a reply fleetd does not read")
+    assert not marker.exists()
+
+
 async def test_thread_isolation_runs_off_the_trio_thread(config: Config, tmp_path: Path) -> None:
     job, events = await run_one(
         config, tmp_path, {"do": "progress", "linger": 0}, JobStatus.COMPLETED, type="threaded"
