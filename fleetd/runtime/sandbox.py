@@ -194,7 +194,10 @@ class Sandbox:
             child.process.send_signal(signal.SIGTERM)
         else:
             grace = 0.0
-        nursery.start_soon(self._await_stopped, children, child, grace)
+        try:
+            nursery.start_soon(self._await_stopped, children, child, grace)
+        except RuntimeError:  # the sandbox has stopped: its children are being reaped
+            child.process.kill()
 
     async def _await_stopped(self, children: Children, child: Child, grace: float) -> None:
         answered = False

@@ -247,7 +247,7 @@ class _Child:
         self,
         frames: FrameReader,
         send: trio.lowlevel.FdStream,
-        scratch: str,
+        scratch: str | None,
         go_on: list[bool],
         ended: trio.Event,
     ) -> None:
@@ -258,11 +258,14 @@ class _Child:
             try:
                 body = await frames.frame()
             except EOFError:
-                self._trash.put(scratch)  # made for a job that did not come
+                if scratch is not None:
+                    self._trash.put(scratch)  # made for a job that did not come
                 go_on.append(False)
                 return
             self.busy = True
             try:
+                if scratch is None:  # it could not be made ahead: once more, now
+                    scratch = self._make_scratch()
                 reply = await self._run(pickle.loads(body), scratch)
             except Exception as exc:  # a job that does not unpickle, a handler that does
                 reply = _classified(exc)  # not import here: the job's failure
@@ -273,13 +276,22 @@ class _Child:
             if rest:
                 await send.send_all(rest)
             self.busy = self.terminated = False
-            self._trash.put(scratch)
+            if scratch is not None:
+                self._trash.put(scratch)
             go_on.append(not leaving)
         finally:
             ended.set()
 
-    def _next_scratch(self) -> str:
-        """The next job's scratch directory, made now, before the job comes."""
+    def _next_scratch(self) -> str | None:
+        """The next job's scratch directory, made now, before the job comes; None when
+        it cannot be made (the job tries once more, and fails with the reason)."""
+        try:
+            return self._make_scratch()
+        except OSError as exc:
+            logging.getLogger("fleetd.sandbox").warning("scratch directory: %s", exc)
+            return None
+
+    def _make_scratch(self) -> str:
         path = os.path.join(self.directory, f"c{os.getpid()}-{next(self._names)}")
         os.mkdir(path, 0o700)
         return path

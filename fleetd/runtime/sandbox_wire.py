@@ -56,7 +56,7 @@ _STR, _FLAG = (str,), (bool, type(None))
 REPLY_FIELDS: dict[str, tuple[type, ...]] = {
     "result": (str, type(None)), "error": _STR, "kind": _STR, "traceback": _STR,
     "retryable": _FLAG, "retry_after": (int, float, type(None)), "exc_name": _STR,
-    "progress_end": _FLAG, "scratch": _STR, "leaving": (bool,),
+    "progress_end": _FLAG, "scratch": (str, type(None)), "leaving": (bool,),
 }  # fmt: skip
 
 
