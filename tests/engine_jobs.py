@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fleetd.engine import Engine
+from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job
 
 
@@ -34,3 +35,11 @@ def alert_events(engine: Engine, name: str) -> list[dict[str, Any]]:
             if data["alert"] == name:
                 out.append(data)
     return out
+
+
+async def waiting_reason(engine: Engine, job: Job, job_type: str) -> str | None:
+    """Why `job` waits (fleetd.jobs.waiting), with one live worker daemon that handles
+    `job_type`."""
+    daemons = [{"roles": ["worker"], "job_types": [job_type]}]
+    limits = engine.config.limits.build()
+    return await engine.link.call(lambda c: read_waiting(c, engine.keys, limits, daemons, job))

@@ -9,13 +9,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from engine_jobs import waiting_reason
 from pool import registry_with, running_pool, wait_status
 from sandbox_handlers import Sandboxed
 
 from fleetd.config import Config
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.engine import Engine
-from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.quarantine import list_quarantines, release
 from fleetd.runtime.alerts import Alerts
@@ -76,10 +76,7 @@ async def test_repeated_memory_exhaustion_quarantines_and_a_release_runs_the_hel
         await wait_status(engine, other.job_id, JobStatus.COMPLETED, limit=LIMIT)
         job = await engine.link.call(lambda c: engine.ops.get(c, waiting.job_id))
         assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
-        daemons = [{"roles": ["worker"], "job_types": ["sandboxed"]}]
-        why = await engine.link.call(
-            lambda c: read_waiting(c, engine.keys, engine.config.limits.build(), daemons, job)
-        )
+        why = await waiting_reason(engine, job, "sandboxed")
         assert why is not None and why.startswith(
             "quarantined: job type 'sandboxed' of company 'acme' after 2 failures (2 memory)"
         ), why

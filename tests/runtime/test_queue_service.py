@@ -37,13 +37,19 @@ def queues(env: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {q["name"]: q for q in cli_json(env, "queues", "list", "--json")["queues"]}
 
 
+def mail_and_default(config: Config, fleet: Fleet) -> dict[str, str]:
+    """Two daemons: `m` serves the queue `mail`, `d` serves `default`. Their env."""
+    env = fleetd_env(config) | FAST
+    fleet.start(env | settings(worker_queues="mail", daemon_name="m"), name="m")
+    fleet.start(env | settings(daemon_name="d"), name="d")
+    return env
+
+
 @pytest.mark.slow
 def test_a_job_of_an_unserved_queue_is_named_until_a_daemon_serves_it(
     config: Config, engine: Engine, fleet: Fleet
 ) -> None:
-    env = fleetd_env(config) | FAST
-    fleet.start(env | settings(worker_queues="mail", daemon_name="m"), name="m")
-    fleet.start(env | settings(daemon_name="d"), name="d")  # serves `default`
+    env = mail_and_default(config, fleet)
 
     def both_beating() -> list[dict[str, Any]]:
         # Both evaluate alerts by now (a list in the heartbeat): `d` leads, alone.
@@ -101,9 +107,7 @@ def test_a_job_of_an_unserved_queue_is_named_until_a_daemon_serves_it(
 def test_queues_list_counts_each_queues_completed_and_failed_jobs(
     config: Config, engine: Engine, fleet: Fleet
 ) -> None:
-    env = fleetd_env(config) | FAST
-    fleet.start(env | settings(worker_queues="mail", daemon_name="m"), name="m")
-    fleet.start(env | settings(daemon_name="d"), name="d")
+    env = mail_and_default(config, fleet)
     ok = {"type": "noop", "data": {"sleep_ms": 5}}
     fails = {"type": "noop", "data": {"fail_attempts": 5}, "max_retries": 0}
     # Fails its first attempt, retries after 1 s and completes: completed once, never failed.

@@ -14,11 +14,11 @@ import time
 import pytest
 from conftest import fleetd_env
 from daemons import Fleet, FleetdProcess, settings, wait_for
+from engine_jobs import waiting_reason
 from test_system import FAST_RECOVERY, enqueue
 
 from fleetd.config import Config
 from fleetd.engine import Engine
-from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.quarantine import Quarantine, list_quarantines, release
 
@@ -66,10 +66,7 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
     assert [job.id for job in again.jobs] == [runs.job_id]
     job = await engine.queue.get(held_job.job_id)
     assert job is not None and job.status is JobStatus.PENDING
-    daemons = [{"roles": ["worker"], "job_types": ["noop"]}]
-    why = await engine.link.call(
-        lambda c: read_waiting(c, engine.keys, engine.config.limits.build(), daemons, job)
-    )
+    why = await waiting_reason(engine, job, "noop")
     assert why is not None and why.startswith(
         "quarantined: job type 'noop' of company 'acme' after 2 failures (2 stall)"
     ), why

@@ -11,7 +11,7 @@ import pytest
 import trio
 from api_client import api_config, running_api
 from pool import registry_with, running_pool
-from wf_helpers import Step, run_to_end, states, wait_end
+from wf_helpers import Step, run_to_end, states, submit_stuck, wait_end
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -37,16 +37,8 @@ async def test_a_node_stays_while_its_workflow_runs_and_goes_with_it(config: Con
     step = Step()
     async with running_pool(config, registry_with(step)) as (engine, _):
         ops = WorkflowOps(engine.ops)
-        plan = ops.plan({"nodes": [
-            {"name": "done", "type": "step", "data": {"n": 1}},
-            {"name": "stuck", "type": "step", "depends_on": ["done"], "data": {"block": True}},
-            {"name": "later", "type": "step", "depends_on": ["stuck"]},
-        ]})  # fmt: skip
-        await engine.link.call(ops.submit, plan)
+        plan = await submit_stuck(engine, step, 1)
         wid, ids = plan.workflow_id, [n.row.id for n in plan.nodes]
-        with trio.fail_after(10):
-            while len(step.seen) < 2:
-                await trio.sleep(0.01)
         await trio.sleep(0.005)
         # "done" finished long enough ago for a 0 s retention: kept, its workflow runs.
         counts = await engine.queue.cleanup(0)

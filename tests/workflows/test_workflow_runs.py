@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import trio
 from pool import registry_with, running_pool
-from wf_helpers import Step, run_to_end, states, wait_end
+from wf_helpers import Step, run_to_end, states, submit_stuck, wait_end
 
 from fleetd.config import Config
 from fleetd.jobs.sealing import format_key
@@ -138,15 +137,7 @@ async def test_cancel_a_workflow_then_resume_it(config: Config) -> None:
     step = Step()
     async with running_pool(config, registry_with(step)) as (engine, _):
         ops = WorkflowOps(engine.ops)
-        plan = ops.plan({"nodes": [
-            {"name": "done", "type": "step", "data": {"n": 7}},
-            {"name": "stuck", "type": "step", "depends_on": ["done"], "data": {"block": True}},
-            {"name": "later", "type": "step", "depends_on": ["stuck"]},
-        ]})  # fmt: skip
-        await engine.link.call(ops.submit, plan)
-        with trio.fail_after(10):
-            while len(step.seen) < 2:
-                await trio.sleep(0.01)
+        plan = await submit_stuck(engine, step, 7)
         mid = await engine.link.call(ops.get, plan.workflow_id)
         assert mid is not None
         assert states(mid) == {"done": "completed", "stuck": "processing", "later": "waiting"}

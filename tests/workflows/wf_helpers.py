@@ -11,6 +11,7 @@ from fleetd.engine import Engine
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults, PermanentError
 from fleetd.workflows.answer import WorkflowAnswer
+from fleetd.workflows.plan import Plan
 from fleetd.workflows.store import WorkflowOps
 
 
@@ -34,6 +35,22 @@ class Step:
         if data.get("fail"):
             raise PermanentError("asked to fail")
         return dict(data.get("out") or {"n": data.get("n", 0)})
+
+
+async def submit_stuck(engine: Engine, step: Step, n: int) -> Plan:
+    """Submit done (data n) → stuck (blocks) → later, and wait until stuck runs: a
+    workflow held mid-way, with one node completed and one waiting. Its plan."""
+    ops = WorkflowOps(engine.ops)
+    plan = ops.plan({"nodes": [
+        {"name": "done", "type": "step", "data": {"n": n}},
+        {"name": "stuck", "type": "step", "depends_on": ["done"], "data": {"block": True}},
+        {"name": "later", "type": "step", "depends_on": ["stuck"]},
+    ]})  # fmt: skip
+    await engine.link.call(ops.submit, plan)
+    with trio.fail_after(10):
+        while len(step.seen) < 2:
+            await trio.sleep(0.01)
+    return plan
 
 
 async def run_to_end(engine: Engine, spec: dict[str, Any], limit: float = 20) -> WorkflowAnswer:
