@@ -36,6 +36,10 @@ log = logging.getLogger("fleetd.sandbox")
 
 # A progress line is small JSON; a read takes whatever queued, only the newest counts.
 READ_CHUNK = 65536
+# A child writes lines under PIPE_BUF (4096 bytes). Handler code runs in the child and
+# can write anything into its FIFO: what grows past this without a newline is dropped,
+# up to the next newline, so the daemon never holds more of it.
+MAX_LINE = 8192
 # The longest a finished job waits for its progress's end line (the line is in the
 # FIFO before the child's reply is sent; only a relay stuck on a slow Redis is slower).
 DRAIN_TIMEOUT = 2.0
@@ -96,9 +100,14 @@ class ProgressSlots:
 
     async def _relay(self, slot: Slot) -> None:
         """Forward the newest line of each read that belongs to the slot's attempt."""
-        pending = b""
+        pending, skipping = b"", False
         while chunk := await slot.reader.receive_some(READ_CHUNK):
             *lines, pending = (pending + chunk).split(b"\n")
+            if skipping and lines:  # the rest of an overlong line
+                lines, skipping = lines[1:], False
+            if len(pending) > MAX_LINE:
+                log.warning("a progress line over %d bytes from a child, dropped", MAX_LINE)
+                pending, skipping = b"", True
             newest, ended = None, False
             for line in lines:
                 try:

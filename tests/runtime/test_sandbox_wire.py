@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,41 @@ def test_a_scratch_dir_that_cannot_be_made_ahead_is_left_to_the_job(tmp_path: Pa
     made = child._next_scratch()
     assert made is not None and Path(made).parent == tmp_path / "gone"
     assert Path(made).is_dir()
+
+
+class Recorder:
+    """The daemon side of ctx.progress: what reached it."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[float, str]] = []
+
+    async def progress(self, percent: float, message: str = "") -> bool:
+        self.got.append((percent, message))
+        return True
+
+
+async def test_a_child_flooding_its_progress_fifo_costs_the_daemon_no_memory() -> None:
+    """8 MiB without a newline (handler code can write anything into its FIFO) is
+    dropped as it comes, never held; the next line is relayed."""
+    from fleetd.runtime.sandbox_progress import MAX_LINE, ProgressSlots, Slot
+
+    line = json.dumps({"tag": "job-1", "percent": 50, "message": "after"}).encode()
+    chunks = [b"x" * 65536] * 128 + [b"\n" + line + b"\n"]
+
+    class Reader:
+        async def receive_some(self, max_bytes: int) -> bytes:
+            await trio.lowlevel.checkpoint()
+            return chunks.pop(0) if chunks else b""
+
+    ctx = Recorder()
+    reader: Any = Reader()
+    slot = Slot("unused", reader, -1, tag="job-1", ctx=ctx)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        await ProgressSlots("unused", 1)._relay(slot)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ctx.got == [(50.0, "after")]
+    assert peak < 1024 * 1024, peak  # held at most a chunk and MAX_LINE, not 8 MiB
+    assert MAX_LINE < 65536
