@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import trio
@@ -20,15 +21,20 @@ async def test_close_closes_every_connection_of_its_pool(redis_url: str) -> None
     watcher = RedisLink(redis_url, max_connections=4)
     try:
         ours: set[int] = set()
+        # Each thread holds one pooled connection until all four do, so the pool must
+        # open four (a sleep outside the command held none, and under load the calls
+        # could run one after another on a single connection).
+        together = threading.Barrier(4, timeout=10)
 
         def my_id(client: SyncClient) -> None:
-            time.sleep(0.05)  # hold the connection so that others are opened
-            ours.add(int(client.client_id()))
+            with client.client() as held:
+                ours.add(int(held.client_id()))
+                together.wait()
 
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(link.call, my_id)
-        assert len(ours) >= 2, ours
+        assert len(ours) == 4, ours
         assert ours <= _client_ids(watcher.client)
         link.close()
         deadline = time.monotonic() + 5
