@@ -188,13 +188,13 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     when the spool cannot take them either."""
     st = state()
     spool = st.spool
-    if spool is not None and spool.diverts():
+    if spool is not None and (spool.diverts() or not await spool.clear(st.redis_timeout)):
         try:
             return await _spool(rows)
         except ApiError:
             if not spool.link.ready:
                 raise
-            # Diverted only to keep the order behind spooled jobs, and the spool is full
+            # Spooled only to keep the order behind spooled jobs, and the spool is full
             # (or broken): Redis answers, so it takes them now.
     try:
         if st.batcher is None:

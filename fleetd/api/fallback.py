@@ -80,7 +80,9 @@ async def enqueue_inline(
                 return result, _answer(result, None, ran), 200 if result.duplicate else 201
             # Every critical slot is busy: queued as any critical job (claimed next).
             return await _queued(row)
-        if st.link.ready and not (spool is not None and spool.diverts()):
+        if st.link.ready and (
+            spool is None or (not spool.diverts() and await spool.clear(st.redis_timeout))
+        ):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
             return result, _answer(result, None, ""), 200 if result.duplicate else 201
     except RedisUnavailable as exc:

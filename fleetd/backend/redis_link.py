@@ -6,7 +6,7 @@ in-process store; what each scheme means and how it is opened is
 fleetd.backend.topologies), the single thread hop every Redis call takes
 (`trio.to_thread.run_sync` behind one CapacityLimiter, so the trio thread never blocks
 on a socket), loading Lua scripts, translating redis-py's errors into fleetd's, and
-knowing whether Redis is reachable right now (`ready`).
+knowing whether Redis is reachable right now (`ready`; `down`: known not to be).
 
 Nothing else in fleetd imports redis (but topologies, for this module, and native_lane).
 Callers hand `call()` a plain function that takes the sync client, so a batch of
@@ -235,7 +235,7 @@ class RedisLink:
         # for a connection while holding a limiter token. Made on the first call().
         self._max_connections = max_connections
         self._limiter: trio.CapacityLimiter | None = None
-        self.ready = False
+        self.ready = self.down = False  # the last call did / did not reach Redis; no call yet
         self._ready_event: trio.Event | None = None  # made by wait_ready()
         opened = self._open(url, max_connections, connect_timeout, command_timeout)
         if isinstance(opened, functools.partial):
@@ -353,6 +353,7 @@ class RedisLink:
     # -- calls -----------------------------------------------------------------------
 
     def _mark(self, ok: bool, error: BaseException | None = None) -> None:
+        self.down = not ok
         if ok and not self.ready:
             self.ready = True
             if self._ready_event is not None:
@@ -394,5 +395,6 @@ class RedisLink:
         import trio  # first async use (module docstring)
 
         if not self.ready:
-            self._ready_event = self._ready_event or trio.Event()
+            if self._ready_event is None:
+                self._ready_event = trio.Event()
             await self._ready_event.wait()

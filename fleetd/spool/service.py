@@ -2,9 +2,14 @@
 
 Owns `DaemonSpool`, shared by the daemon's API and its replayer:
 - `diverts()`: whether an enqueue goes to the spool without trying Redis — while the
-  Redis link knows Redis is unreachable (no 1.5 s timeout per request during an
-  outage), and while the spool still holds jobs (a new job waits behind the spooled
-  ones, so this daemon's jobs reach Redis in the order they were acknowledged);
+  Redis link knows Redis is unreachable (its last call failed: no 1.5 s timeout per
+  request during an outage);
+- `clear()`: otherwise, before an enqueue goes to Redis, wait (bounded) until the link
+  has reached Redis and the spool is empty. A daemon's jobs reach Redis in the order
+  they were acknowledged, and the spool empties under load: a new job waits for the
+  replay (passes back to back, many jobs each) instead of joining the spool behind the
+  others, which would keep it from ever emptying while requests keep coming (each
+  then paying an fsync and a replay). Past the bound the job is spooled after all;
 - `add()`: spool rows from trio (the SQLite commit and its fsync run in a thread) and
   answer them `spooled`;
 - `lookup()`: a spooled job by id (`GET /jobs/{id}` answers `spooled` until it lands);
@@ -67,12 +72,35 @@ class DaemonSpool:
         self.spooled_total = 0  # by this process
         self.replayed_total = 0  # landed in Redis by this process's passes
         self._wake = trio.Event()
+        self._empty = trio.Event()  # set while the spool holds no job, as last known
+        self._empty.set()
         # One thread at a time: SQLite serialises writers anyway, and a burst of
         # requests must not take every thread of trio's pool.
         self._limiter = trio.CapacityLimiter(1)
 
     def diverts(self) -> bool:
-        return not self.link.ready or self.jobs > 0
+        return self.link.down
+
+    async def clear(self, timeout: float) -> bool:
+        """True once the link has reached Redis and the spool is empty, at most `timeout`
+        seconds on (False then: the caller spools, behind the jobs still there). At once
+        when both hold already: no checkpoint on the common path."""
+        if self.link.ready and not self.jobs:
+            return True
+        with trio.move_on_after(timeout):
+            await self.link.wait_ready()
+            while self.jobs:
+                self._wake.set()  # the replayer may be waiting out its interval
+                await self._empty.wait()
+            return True
+        return False
+
+    def _count(self, jobs: int) -> None:
+        self.jobs = jobs
+        if not jobs:
+            self._empty.set()
+        elif self._empty.is_set():
+            self._empty = trio.Event()
 
     async def add(
         self, rows: Sequence[JobRow], *, door: str, subject: str,
@@ -84,7 +112,7 @@ class DaemonSpool:
         at, duplicates = await trio.to_thread.run_sync(add, limiter=self._limiter)
         if self.jobs == 0:
             self.oldest_ms = at
-        self.jobs += len(rows) - len(duplicates)
+        self._count(self.jobs + len(rows) - len(duplicates))
         self.spooled_total += len(rows) - len(duplicates)
         self._wake.set()
         return spooled_results(rows, at, duplicates)
@@ -97,9 +125,10 @@ class DaemonSpool:
             aside = [str(p) for p in self.spool.set_aside()]
             return self.spool.depth(), self.spool.oldest_ms(), aside
 
-        (self.jobs, self.bytes), self.oldest_ms, self.set_aside = await trio.to_thread.run_sync(
+        (jobs, self.bytes), self.oldest_ms, self.set_aside = await trio.to_thread.run_sync(
             read, limiter=self._limiter
         )
+        self._count(jobs)
 
     def age(self) -> float:
         """Seconds the oldest spooled job has waited (0 when empty)."""
