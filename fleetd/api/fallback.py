@@ -8,7 +8,8 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
 - Redis up: a bypass is stored claimed by this daemon and started at once (201; or
   enqueued as usual when every critical slot is busy, or before the pool has started);
   a fallback changes nothing;
-- the queue unavailable (Redis away, or this daemon's enqueues go to the spool): the
+- the queue unavailable (Redis known away — its last call failed — or this daemon's
+  spool not emptied within `[http] redis_timeout`, fleetd.spool.service): the
   job runs here, within its time limit, is spooled finished and answered 200 with its
   outcome — `completed` and the result, or `failed` and the error — unless the attempt
   to store it failed after the connection was made (Redis may have run it: spooled as
@@ -73,14 +74,14 @@ async def enqueue_inline(
         raise ApiError.unavailable("this API cannot run jobs inline")
     spool = st.spool
     try:
-        if req.bypass and st.link.ready and inline.pool is not None:
+        if req.bypass and not st.link.down and inline.pool is not None:
             result = await inline.bypass(row)
             if result is not None:
                 ran = "" if result.duplicate else "bypass"
                 return result, _answer(result, None, ran), 200 if result.duplicate else 201
             # Every critical slot is busy: queued as any critical job (claimed next).
             return await _queued(row)
-        if st.link.ready and (
+        if not st.link.down and (
             spool is None or (not spool.diverts() and await spool.clear(st.redis_timeout))
         ):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))

@@ -14,7 +14,7 @@ import fcntl
 import os
 import signal
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import trio
@@ -23,7 +23,9 @@ from conftest import make_config
 from redis_server import RedisServerFactory
 
 from fleetd.config import Config
-from fleetd.engine import Engine
+from fleetd.engine import Engine, build_registry
+from fleetd.jobs.context import JobContext
+from fleetd.jobs.handlers import HandlerDefaults, JobHandler
 from fleetd.jobs.parts import part_name
 from fleetd.runtime.daemon import Daemon
 
@@ -135,20 +137,33 @@ async def test_with_redis_back_an_enqueue_waits_for_the_replay_instead_of_joinin
     assert max(seq[i] for i in spooled) < seq[r.json()["job_id"]]
 
 
+class Quick(JobHandler):
+    """A type that may run inline (sync_fallback)."""
+
+    job_type = "quick"
+    defaults = HandlerDefaults(sync_fallback=True)
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
 async def test_an_enqueue_during_the_first_connection_waits_for_it_instead_of_spooling(
     own_redis: RedisServerFactory, tmp_path: Path
 ) -> None:
     """The API serves before the daemon reaches Redis; a link that has not answered yet
-    is not a Redis known to be away."""
+    is not a Redis known to be away: neither a plain enqueue nor a sync-fallback one
+    (which would run inline) is taken for one made during an outage."""
     server = own_redis()
     cfg = api_config(make_config(server.url, "first", tmp_path / "state"))
     cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, roles=("api",)))
+    registry = build_registry(cfg)
+    registry.register(Quick(), source="tests")
     info = server.command("INFO", "server")
     pid = int(
         (info.decode() if isinstance(info, bytes) else str(info)).split("process_id:")[1].split()[0]
     )
-    daemon = Daemon(cfg)
-    answers: list[httpx.Response] = []
+    daemon = Daemon(cfg, registry=registry)
+    answers: dict[str, httpx.Response] = {}
     os.kill(pid, signal.SIGSTOP)  # the first PING waits: accepted by the kernel, unanswered
     try:
         async with trio.open_nursery() as nursery:
@@ -158,20 +173,20 @@ async def test_an_enqueue_during_the_first_connection_waits_for_it_instead_of_sp
                     await trio.sleep(0.01)
             async with httpx.AsyncClient(base_url=daemon.http.urls[0], timeout=10) as client:
 
-                async def post() -> None:
-                    body = {"type": "noop"}
-                    answers.append(
-                        await client.post(f"{PREFIX}/enqueue", json=body, headers=auth())
-                    )
+                async def post(body: dict[str, Any]) -> None:
+                    r = await client.post(f"{PREFIX}/enqueue", json=body, headers=auth())
+                    answers[body["type"]] = r
 
                 async with trio.open_nursery() as requests:
-                    requests.start_soon(post)
+                    requests.start_soon(post, {"type": "noop"})
+                    requests.start_soon(post, {"type": "quick", "fallback": "sync"})
                     await trio.sleep(0.3)
                     assert not daemon.engine.link.ready and not answers
                     os.kill(pid, signal.SIGCONT)
             daemon.request_stop()
     finally:
         os.kill(pid, signal.SIGCONT)
-    [r] = answers
-    assert r.status_code == 201, r.text
-    assert r.json()["status"] == "pending"
+    for job_type in ("noop", "quick"):
+        r = answers[job_type]
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "pending", r.text
