@@ -188,7 +188,7 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     when the spool cannot take them either."""
     st = state()
     spool = st.spool
-    if spool is not None and (spool.diverts() or not await spool.clear(st.redis_timeout)):
+    if spool is not None and (spool.diverts() or not await spool_clear(spool)):
         try:
             return await _spool(rows)
         except ApiError:
@@ -206,6 +206,17 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
             raise
         # Unanswered rows may have reached Redis: a replay of one is a no-op (its id).
         return await _spool(rows, exc)
+
+
+async def spool_clear(spool: DaemonSpool) -> bool:
+    """Whether an enqueue may go to Redis now: once the link has reached Redis and the
+    spool is empty, waiting for both (the replay) at most `[http] redis_timeout`."""
+    if spool.clear_now():
+        return True  # no checkpoint on the common path
+    with trio.move_on_after(state().redis_timeout):
+        await spool.wait_clear()
+        return True
+    return False
 
 
 async def _spool(rows: list[JobRow], error: Exception | None = None) -> list[EnqueueResult]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetd.api import bodies
-from fleetd.api.context import enqueue_rows, principal, redis, state
+from fleetd.api.context import enqueue_rows, principal, redis, spool_clear, state
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import InlineEnqueueRequest
 from fleetd.backend.codec import JobRow
@@ -82,7 +82,7 @@ async def enqueue_inline(
             # Every critical slot is busy: queued as any critical job (claimed next).
             return await _queued(row)
         if not st.link.down and (
-            spool is None or (not spool.diverts() and await spool.clear(st.redis_timeout))
+            spool is None or (not spool.diverts() and await spool_clear(spool))
         ):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
             return result, _answer(result, None, ""), 200 if result.duplicate else 201

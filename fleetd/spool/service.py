@@ -4,7 +4,8 @@ Owns `DaemonSpool`, shared by the daemon's API and its replayer:
 - `diverts()`: whether an enqueue goes to the spool without trying Redis — while the
   Redis link knows Redis is unreachable (its last call failed: no 1.5 s timeout per
   request during an outage);
-- `clear()`: otherwise, before an enqueue goes to Redis, wait (bounded) until the link
+- `clear_now()` / `wait_clear()`: otherwise, before an enqueue goes to Redis, wait
+  (bounded by the caller) until the link
   has reached Redis and the spool is empty. A daemon's jobs reach Redis in the order
   they were acknowledged, and the spool empties under load: a new job waits for the
   replay (passes back to back, many jobs each) instead of joining the spool behind the
@@ -81,19 +82,17 @@ class DaemonSpool:
     def diverts(self) -> bool:
         return self.link.down
 
-    async def clear(self, timeout: float) -> bool:
-        """True once the link has reached Redis and the spool is empty, at most `timeout`
-        seconds on (False then: the caller spools, behind the jobs still there). At once
-        when both hold already: no checkpoint on the common path."""
-        if self.link.ready and not self.jobs:
-            return True
-        with trio.move_on_after(timeout):
-            await self.link.wait_ready()
-            while self.jobs:
-                self._wake.set()  # the replayer may be waiting out its interval
-                await self._empty.wait()
-            return True
-        return False
+    def clear_now(self) -> bool:
+        """The link has reached Redis and the spool is empty."""
+        return self.link.ready and not self.jobs
+
+    async def wait_clear(self) -> None:
+        """Until `clear_now()` (the caller bounds the wait, then spools behind the jobs
+        still there)."""
+        await self.link.wait_ready()
+        while self.jobs:
+            self._wake.set()  # the replayer may be waiting out its interval
+            await self._empty.wait()
 
     def _count(self, jobs: int) -> None:
         self.jobs = jobs
