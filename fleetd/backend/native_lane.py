@@ -12,8 +12,9 @@ but latency: on the 2-core box a PING took 236 µs p50 through a thread hop and 
 from the trio thread, and a bypassed job's `land.lua` round trip ~830 µs in all
 (hops, and the worker thread waiting for the GIL to read its reply). Used where a
 request waits on one script: the start of a bypassed critical job
-(fleetd.runtime.inline). (Measured for `ctx.redis`'s batches too: no gain in CPU per
-job there, so they keep the threaded client.)
+(fleetd.runtime.inline), and a worker pool's claims and wake-up waits when no
+outcomes ride with them (fleetd.runtime.claims). (Measured for `ctx.redis`'s batches
+too: no gain in CPU per job there, so they keep the threaded client.)
 
 What it is not: a general client. No transactions, no pub/sub, no script loading (an
 EVALSHA whose script Redis forgot answers NOSCRIPT: the caller retries through

@@ -139,22 +139,23 @@ class Scripts:
             out[int(pos) - 1] = (job_id, status, True, int(created))
         return out
 
-    def _claim_call(
+    def claim_call(
         self, count: int, lease_ms: int, token: str, daemon_id: str
     ) -> tuple[list[str], list[Any]]:
+        """claim.lua's keys and arguments, as `call` and `command` take them."""
         k, s = self.keys, self._s
         keys = [
             k.queue, k.delayed, k.seq, s[JobStatus.PENDING], s[JobStatus.RETRYING],
             k.leases, k.events, k.wake,
         ]  # fmt: skip
-        args = [*self._head, count, lease_ms, token, daemon_id, self._claim_types]
+        args = [count, lease_ms, token, daemon_id, self._claim_types]
         return keys, [*args, self._claim_limits, self._claim_queues.claim_arg()]
 
     def claim(
         self, client: SyncClient, count: int, lease_ms: int, token: str, daemon_id: str
     ) -> ClaimResult:
-        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
-        return decode_claim(self._scripts["claim"](client, keys, args), token)
+        keys, args = self.claim_call(count, lease_ms, token, daemon_id)
+        return decode_claim(self._run(client, "claim", keys, args), token)
 
     def wait_then_claim(
         self,
@@ -168,9 +169,9 @@ class Scripts:
     ) -> ClaimResult:
         """BLPOP on `wait_keys` (server-side timeout), then claim, in one round trip:
         a wake-up token reaches the claim without a reply travelling to us first."""
-        keys, args = self._claim_call(count, lease_ms, token, daemon_id)
+        keys, args = self.claim_call(count, lease_ms, token, daemon_id)
         _, reply = self._scripts["claim"].after(
-            client, lambda pipe: pipe.blpop(wait_keys, timeout=timeout), keys, args
+            client, lambda pipe: pipe.blpop(wait_keys, timeout=timeout), keys, [*self._head, *args]
         )
         return decode_claim(reply, token)
 

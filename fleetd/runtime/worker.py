@@ -7,8 +7,9 @@ cancel requests (fleetd.runtime.leases), bypassed jobs it adopts (fleetd.runtime
 Tasks (all in the pool's nurseries):
 - fetcher: claims up to `free slots` jobs per script call (at most claim_batch); when
   nothing is ready it blocks on the wake list with a short server-side timeout *in the
-  same thread hop* as the claim, so an idle daemon costs one round trip per poll
-  interval and a busy one never waits. While a claim is in flight the running jobs keep
+  same round trip* as the claim (fleetd.runtime.claims; from the trio thread when no
+  outcomes ride), so an idle daemon costs one round trip per poll interval and a busy
+  one never waits. While a claim is in flight the running jobs keep
   freeing slots, so claims batch themselves under load. When jobs are short (a moving
   average under PREFETCH_MAX_JOB_TIME) it also claims ahead, as many as the slots get
   through in a quarter second (at most claim_batch), so the next claim is in flight
@@ -28,9 +29,7 @@ shutdown_timeout to finish → the rest are cancelled and released to `pending` 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,13 +38,14 @@ import trio
 
 from fleetd.audit.backlog import AuditSink
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
-from fleetd.backend.scripts import ClaimedJob, ClaimResult, Scripts
+from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.durations import format_duration
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs.context import JobServices
 from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import Queue
+from fleetd.runtime.claims import MIN_WAIT, Claims
 from fleetd.runtime.heartbeat import WorkerMetrics
 from fleetd.runtime.leases import LeaseKeeper
 from fleetd.runtime.outcomes import Outcome, OutcomeWriter
@@ -66,8 +66,6 @@ PREFETCH_MAX_JOB_TIME = 0.05
 PREFETCH_MAX_WAIT = 0.5
 # Weight of the newest job in the moving average of job durations.
 EWMA_WEIGHT = 0.05
-# Shortest idle wait: a delayed job due "now" still costs a round trip.
-MIN_WAIT = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +127,6 @@ class WorkerPool:
         )
         # Bound once: every outcome of every job goes through it.
         self._emit = self._writer.emit
-        self._lease_ms = int(settings.lease * 1000)
-        self._tokens = itertools.count(1)
         self._running: dict[str, Running] = {}
         # Claimed ahead, waiting for a slot (see PREFETCH_MAX_JOB_TIME).
         self._buffer: deque[Running] = deque()
@@ -139,8 +135,6 @@ class WorkerPool:
         self._slot_freed = trio.Event()
         self._idle = trio.Event()
         self._stopping = False
-        # Read by the claim thread: once set, a wake-up no longer claims.
-        self._stop_flag = threading.Event()
         keys = scripts.keys
         self._wake_keys = [keys.wake, keys.poke(daemon_id, "fetch")]
         self._quiet = trio.Event()
@@ -148,6 +142,9 @@ class WorkerPool:
         self._retry_wakes: set[int] = set()  # pending retry pokes, by RETRY_WAKE_SLOT
         # The BLPOP wait must end well before the socket timeout.
         self._max_wait = max(MIN_WAIT, min(settings.poll_interval, settings.command_timeout / 2))
+        self._claims = Claims(link, scripts, self._writer, daemon_id,
+            lease_ms=int(settings.lease * 1000), wake_keys=self._wake_keys,
+            max_wait=self._max_wait, command_timeout=settings.command_timeout)  # fmt: skip
         self._leases = LeaseKeeper(
             link,
             scripts,
@@ -182,7 +179,7 @@ class WorkerPool:
     def quiet(self) -> None:
         """Stop claiming; running jobs go on (the first half of a graceful stop)."""
         self._stopping = True
-        self._stop_flag.set()
+        self._claims.stop_flag.set()
         self._writer.set_riding(False)  # no more claims to carry outcomes
         self._slot_freed.set()
         self._quiet.set()
@@ -203,6 +200,7 @@ class WorkerPool:
             await self._run(task_status)
         finally:
             self._handler_redis.close()  # the handlers' own connections (ctx.redis)
+            self._claims.close()
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as services:
@@ -304,9 +302,7 @@ class WorkerPool:
             # (fleetd.runtime.outcomes); else the flusher writes them at once.
             outcomes = writer.take() if full else []
             try:
-                # Shielded as the flusher's writes are: their results must come back.
-                with trio.CancelScope(shield=bool(outcomes)):
-                    written, result = await self.link.call(self._write_then_claim, count, outcomes)
+                written, result = await self._claims.claim(count, outcomes)
             except RedisUnavailable:
                 writer.put_back(outcomes)
                 writer.set_riding(full := False)
@@ -346,37 +342,6 @@ class WorkerPool:
             entry.started_at = now
             self._running[entry.job.id] = entry
             self._jobs.start_soon(self._run_job, entry)
-
-    def _write_then_claim(
-        self, client: SyncClient, count: int, outcomes: list[Outcome]
-    ) -> tuple[dict[str, list[int]], ClaimResult | RedisUnavailable]:
-        """In the worker thread: write the riding outcomes, then claim — without waiting
-        for work if nothing is ready, so they are accounted now. A claim that fails
-        after the outcomes were written is returned, not raised, so that they are
-        accounted all the same."""
-        if not outcomes:
-            return {}, self._claim_or_wait(client, count)
-        written = self._writer.write(client, outcomes)
-        try:
-            return written, self.link.run_sync(self._claim_or_wait, count, False)
-        except RedisUnavailable as exc:
-            return written, exc
-
-    def _claim_or_wait(self, client: SyncClient, count: int, wait: bool = True) -> ClaimResult:
-        """In the worker thread: claim; if nothing was ready, wait for a wake-up token
-        (or the next delayed job's due time) and claim once more, in the same round
-        trip as the wait."""
-        token = f"{self.daemon_id}:{next(self._tokens)}"
-        result = self.scripts.claim(client, count, self._lease_ms, token, self.daemon_id)
-        if result.jobs or not wait or self._stop_flag.is_set():
-            return result
-        timeout = self._max_wait
-        if result.next_due_ms is not None:
-            timeout = max(MIN_WAIT, min(timeout, (result.next_due_ms - result.now_ms) / 1000))
-        # A claim made after a stop poke is given back by the fetch loop.
-        return self.scripts.wait_then_claim(
-            client, self._wake_keys, timeout, count, self._lease_ms, token, self.daemon_id
-        )
 
     # -- running one job -------------------------------------------------------------
 
