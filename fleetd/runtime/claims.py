@@ -58,6 +58,7 @@ class Claims:
         wake_keys: Sequence[str],
         max_wait: float,
         command_timeout: float,
+        connect_timeout: float = 5.0,
     ) -> None:
         """`max_wait`: the longest wait for a wake-up (below half the command timeout,
         which bounds a round trip on either path)."""
@@ -73,7 +74,8 @@ class Claims:
         self._tokens = itertools.count(1)
         self._lane: NativeLane | None = None
         if NativeLane.supports(link.url):  # one connection: a pool has one fetcher
-            self._lane = NativeLane(link.url, max_idle=1, command_timeout=command_timeout)
+            self._lane = NativeLane(link.url, max_idle=1, connect_timeout=connect_timeout,
+                                    command_timeout=command_timeout)  # fmt: skip
 
     async def claim(
         self, count: int, outcomes: list[Outcome]

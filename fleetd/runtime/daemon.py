@@ -342,6 +342,7 @@ class Daemon:
                     claim_batch=w.claim_batch, lease=w.lease,
                     reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
                     command_timeout=cfg.redis.command_timeout,
+                    connect_timeout=cfg.redis.connect_timeout,
                     log_jobs=cfg.daemon.log_jobs, isolation=cfg.isolation)  # fmt: skip
                 self.pool = WorkerPool(
                     e.link, e.worker_scripts(), e.queue, e.registry, settings, self.daemon_id,

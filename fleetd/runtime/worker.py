@@ -78,6 +78,7 @@ class PoolSettings:
     lease: float
     reconnect_max_backoff: float
     command_timeout: float
+    connect_timeout: float = 5.0  # [redis] connect_timeout (fleetd.runtime.claims' lane)
     # One INFO line per finished job ([daemon] log_jobs); start lines are DEBUG.
     log_jobs: bool = True
     isolation: IsolationConfig | None = None  # None: every job type runs inline
@@ -144,7 +145,8 @@ class WorkerPool:
         self._max_wait = max(MIN_WAIT, min(settings.poll_interval, settings.command_timeout / 2))
         self._claims = Claims(link, scripts, self._writer, daemon_id,
             lease_ms=int(settings.lease * 1000), wake_keys=self._wake_keys,
-            max_wait=self._max_wait, command_timeout=settings.command_timeout)  # fmt: skip
+            max_wait=self._max_wait, command_timeout=settings.command_timeout,
+            connect_timeout=settings.connect_timeout)  # fmt: skip
         self._leases = LeaseKeeper(
             link,
             scripts,
