@@ -9,6 +9,7 @@ threaded client.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,45 +70,50 @@ async def test_an_idle_pool_claims_a_new_job_from_the_trio_thread(
     assert claims == [], claims  # the completion went through the flusher's own hop
 
 
+async def claim_while(claims: Claims, then: Callable[[], Awaitable[object]]) -> Any:
+    """A claim with nothing ready, left waiting 0.3 s, then `then()`: the claim's answer."""
+    got: list[Any] = []
+
+    async def claim() -> None:
+        got.append(await claims.claim(10, []))
+
+    with trio.fail_after(4):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(claim)
+            await trio.sleep(0.3)
+            assert not got  # waiting for a wake-up token
+            await then()
+    return got[0]
+
+
 async def test_the_wait_ends_with_a_wake_up_and_the_claim_comes_in_the_same_call(
     engine: Engine,
 ) -> None:
     claims = make_claims(engine, max_wait=5.0)
+    enqueued = []
+
+    async def enqueue() -> None:
+        enqueued.append(await engine.queue.enqueue({"type": "noop", "data": {}}))
+
     try:
-        async with trio.open_nursery() as nursery:
-            got: list[Any] = []
-
-            async def claim() -> None:
-                got.append(await claims.claim(10, []))
-
-            nursery.start_soon(claim)
-            await trio.sleep(0.3)
-            assert not got  # waiting for a wake-up token
-            job = await engine.queue.enqueue({"type": "noop", "data": {}})
-        [(written, result)] = got
-        assert written == {} and [j.id for j in result.jobs] == [job.job_id]
+        written, result = await claim_while(claims, enqueue)
     finally:
         claims.close()
+    assert written == {} and [j.id for j in result.jobs] == [enqueued[0].job_id]
 
 
 async def test_a_stop_poke_ends_the_wait_and_nothing_is_claimed(engine: Engine) -> None:
     claims = make_claims(engine, max_wait=5.0)
+
+    async def stop() -> None:
+        claims.stop_flag.set()
+        engine.link.client.lpush(engine.keys.poke(DAEMON, "fetch"), "stop")
+
     try:
-        with trio.fail_after(3):
-            async with trio.open_nursery() as nursery:
-                got: list[Any] = []
-
-                async def claim() -> None:
-                    got.append(await claims.claim(10, []))
-
-                nursery.start_soon(claim)
-                await trio.sleep(0.3)
-                claims.stop_flag.set()
-                engine.link.client.lpush(engine.keys.poke(DAEMON, "fetch"), "stop")
-        [(_, result)] = got
-        assert result.jobs == []
+        _, result = await claim_while(claims, stop)
     finally:
         claims.close()
+    assert result.jobs == []
 
 
 async def test_a_script_redis_forgot_is_loaded_through_the_thread_once(
