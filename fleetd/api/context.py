@@ -210,12 +210,12 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
 
 async def spool_clear(spool: DaemonSpool) -> bool:
     """Whether an enqueue may go to Redis now: once the link has reached Redis and the
-    spool is empty, waiting for both (the replay) at most `[http] redis_timeout`."""
+    spool is empty, waiting for both (the replay) at most `[http] redis_timeout`; not
+    once the link knows Redis is away."""
     if spool.clear_now():
         return True  # no checkpoint on the common path
     with trio.move_on_after(state().redis_timeout):
-        await spool.wait_clear()
-        return True
+        return await spool.wait_clear()
     return False
 
 

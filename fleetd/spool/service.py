@@ -5,12 +5,12 @@ Owns `DaemonSpool`, shared by the daemon's API and its replayer:
   Redis link knows Redis is unreachable (its last call failed: no 1.5 s timeout per
   request during an outage);
 - `clear_now()` / `wait_clear()`: otherwise, before an enqueue goes to Redis, wait
-  (bounded by the caller) until the link
-  has reached Redis and the spool is empty. A daemon's jobs reach Redis in the order
-  they were acknowledged, and the spool empties under load: a new job waits for the
-  replay (passes back to back, many jobs each) instead of joining the spool behind the
-  others, which would keep it from ever emptying while requests keep coming (each
-  then paying an fsync and a replay). Past the bound the job is spooled after all;
+  (bounded by the caller) until the link has reached Redis and the spool is empty. A
+  daemon's jobs reach Redis in the order they were acknowledged, and the spool
+  empties under load: a new job waits for the replay (passes back to back, many jobs
+  each) instead of joining the spool behind the others, which would keep it from ever
+  emptying while requests keep coming (each then paying an fsync and a replay). Past
+  the bound, or as soon as the link knows Redis is away, the job is spooled after all;
 - `add()`: spool rows from trio (the SQLite commit and its fsync run in a thread) and
   answer them `spooled`;
 - `lookup()`: a spooled job by id (`GET /jobs/{id}` answers `spooled` until it lands);
@@ -47,6 +47,8 @@ log = logging.getLogger("fleetd.spool")
 
 # The replayer's backoff cap while Redis is away: it notices Redis is back within ~2 s.
 RETRY_CAP = 2.0
+# How often an enqueue waiting for the spool to empty looks at the link's state again.
+LINK_POLL = 0.05
 
 
 class DaemonSpool:
@@ -73,8 +75,7 @@ class DaemonSpool:
         self.spooled_total = 0  # by this process
         self.replayed_total = 0  # landed in Redis by this process's passes
         self._wake = trio.Event()
-        self._empty = trio.Event()  # set while the spool holds no job, as last known
-        self._empty.set()
+        self._changed = trio.Event()  # set (and replaced) when `jobs` or a replay's fate changes
         # One thread at a time: SQLite serialises writers anyway, and a burst of
         # requests must not take every thread of trio's pool.
         self._limiter = trio.CapacityLimiter(1)
@@ -86,20 +87,28 @@ class DaemonSpool:
         """The link has reached Redis and the spool is empty."""
         return self.link.ready and not self.jobs
 
-    async def wait_clear(self) -> None:
-        """Until `clear_now()` (the caller bounds the wait, then spools behind the jobs
-        still there)."""
-        await self.link.wait_ready()
-        while self.jobs:
+    async def wait_clear(self) -> bool:
+        """Until `clear_now()` (True), or until the link knows Redis is away (False: the
+        caller spools at once). The caller bounds the wait, then spools behind the jobs
+        still there."""
+        while not self.link.down:
+            if self.clear_now():
+                return True
+            changed = self._changed
             self._wake.set()  # the replayer may be waiting out its interval
-            await self._empty.wait()
+            # The link's own state (a first connection, a call failing elsewhere)
+            # changes without an event: looked at again every LINK_POLL.
+            with trio.move_on_after(LINK_POLL):
+                await changed.wait()
+        return False
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     def _count(self, jobs: int) -> None:
         self.jobs = jobs
-        if not jobs:
-            self._empty.set()
-        elif self._empty.is_set():
-            self._empty = trio.Event()
+        self._notify()
 
     async def add(
         self, rows: Sequence[JobRow], *, door: str, subject: str,
@@ -155,6 +164,7 @@ class DaemonSpool:
                 done = await self.link.call(replay)
             except (RedisUnavailable, RedisCommandError) as exc:
                 log.debug("spool: %d jobs wait for Redis: %s", self.jobs, exc)
+                self._notify()  # the link knows Redis is away: enqueues waiting spool now
                 await backoff.sleep()
                 continue
             except Exception as exc:  # the file: logged (set aside if damaged), tried again
