@@ -567,6 +567,31 @@ def test_prune_deletes_old_finished_jobs_and_emits_jobs_pruned(engine: Engine) -
     assert [json.loads(e["data"]) for e in pruned] == [{"count": 2}, {"count": 1}]
 
 
+def test_prune_pages_past_the_kept_nodes_of_live_workflows(engine: Engine) -> None:
+    """Jobs of a stored workflow are kept; the clean-up's later calls skip them (by
+    rank) and delete every other old job, also with more kept than one call takes."""
+    client = engine.link.client
+    ids = [enqueue(engine) for _ in range(12)]
+    for job in claim(engine, count=12).jobs:
+        complete(engine, job.id, job.token)
+    kept = set(ids[::2])  # every other one: kept and deleted interleave on each page
+    client.set(engine.keys.prefix + "wf:wf_live", "1")
+    for job_id in kept:
+        client.hset(engine.keys.job(job_id), "wf", "wf_live")
+    time.sleep(0.005)
+    calls, offset, deleted = [], 0, 0
+    while True:
+        n, k = engine.scripts.prune(client, JobStatus.COMPLETED, 0, 4, offset)
+        calls.append((n, k))
+        deleted, offset = deleted + n, offset + k
+        if n + k < 4:
+            break
+    assert deleted == 6 and offset == 6, calls
+    left = client.zrange(engine.keys.status(JobStatus.COMPLETED), 0, -1)
+    assert set(left) == kept
+    assert all(client.exists(engine.keys.job(i)) == (1 if i in kept else 0) for i in ids)
+
+
 # --- embedded store parity ------------------------------------------------------------
 
 

@@ -8,11 +8,19 @@
 -- ARGV[6] offset: the old jobs kept by earlier calls of this clean-up (skipped)
 -- Returns {deleted, kept}; the caller calls again, offset + kept, while their sum
 -- equals the maximum.
+-- The kept jobs are the oldest left, so they hold ranks 0 .. offset - 1: the page is
+-- read by rank (O(log N) to reach it), not with ZRANGEBYSCORE's LIMIT offset, which
+-- walks past every kept job on every call (quadratic over a clean-up).
 local idx, events = KEYS[1], KEYS[2]
 local now = now_ms()
 local before = now - tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. int(before), 'LIMIT',
-  tonumber(ARGV[6] or '0'), tonumber(ARGV[4]))
+local first = tonumber(ARGV[6] or '0')
+local page = redis.call('ZRANGE', idx, first, first + tonumber(ARGV[4]) - 1, 'WITHSCORES')
+local ids = {}
+for i = 1, #page, 2 do
+  if tonumber(page[i + 1]) >= before then break end
+  ids[#ids + 1] = page[i]
+end
 local kept = 0
 for _, id in ipairs(ids) do
   local k = job_key(id)
