@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from fleetd.analytics.store import WINDOWS, total
+from fleetd.analytics.store import read as analytics_read
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.queue_section import Served, check_queue_name, parse_routes
 from fleetd.engine import Engine
@@ -166,8 +168,9 @@ def test_a_paused_queue_is_not_claimed_until_resumed(engine: Engine) -> None:
 
 def test_a_job_failed_by_the_reaper_counts_in_its_queues_figures(engine: Engine) -> None:
     """A job whose lease expired max_stalls times fails in reap.lua, with no worker to
-    report it: its queue's `failed` counts it (completions and failures counted by
-    complete.lua and fail.lua: tests/runtime/test_queue_service.py)."""
+    report it: its queue's `failed` counts it, and its type's analytics, with no run
+    time (completions and failures counted by complete.lua and fail.lua:
+    tests/runtime/test_queue_service.py)."""
     client, keys = engine.link.client, engine.keys
     (job_id,) = enqueue(engine, [{"type": "noop", "queue": "bulk"}])
     (got,) = serving(engine, "bulk").claim(client, 1, 1, uuid.uuid4().hex, "d1").jobs
@@ -181,6 +184,9 @@ def test_a_job_failed_by_the_reaper_counts_in_its_queues_figures(engine: Engine)
     figures = {f.name: f for f in queue_figures(client, keys, known_queues(client, keys))}
     assert (figures["bulk"].failed, figures["bulk"].completed) == (1, 0)
     assert figures["default"].failed == 0 and figures["bulk"].throughput > 0
+    data = analytics_read(client, keys, WINDOWS["hour"])
+    noop = total(f for bucket in data.buckets for g, f in bucket.items() if g[0] == "noop")
+    assert (noop.failed, noop.completed, sum(noop.run.values())) == (1, 0, 0)
 
 
 def test_a_delayed_or_released_job_returns_to_its_own_queue(engine: Engine) -> None:

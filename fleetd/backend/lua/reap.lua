@@ -23,7 +23,7 @@ local q_after, q_window = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local requeued, failed, cancelled, quarantined = 0, 0, 0, 0
-local an = an_new()  -- the stalled-out failures, in their queue's figures
+local an = an_new()  -- the stalled-out failures, in their type's and queue's figures
 for _, id in ipairs(expired) do
   local k = job_key(id)
   local h = redis.call('HMGET', k, 'status', 'type', 'company_id', 'priority', 'created_at',
@@ -53,6 +53,9 @@ for _, id in ipairs(expired) do
         '{"error":"stalled","stalls":' .. stalls .. '}')
       wf_settle(id, 'failed', now)
       an_queue(an, h[10], 'fail')
+      -- A failure in its type's analytics too, with no run time: when it stopped is
+      -- not known, only that its lease ran out.
+      an_count(an_group(an, h[2], h[3]), 'fail', 1)
       failed = failed + 1
     else
       redis.call('HSET', k, 'status', 'pending')
