@@ -79,9 +79,13 @@ class AuditWriter:
                 if self._spilled:  # entries of this process wait in the spool: soon, but
                     # while Redis is away at the retry pace, not once per spill (each
                     # replay reads the spool under its file lock, which appends wait on)
+                    # nor at the next REPLAY_INTERVAL (they would land up to 10 s after
+                    # Redis came back)
                     self._spilled = False
                     if not self.redis_away():
                         replay_due = 0.0
+                    else:
+                        replay_due = min(replay_due, trio.current_time() + RETRY_CAP)
                 if trio.current_time() >= replay_due:
                     replay_due = trio.current_time() + REPLAY_INTERVAL
                     if not await self._replay():  # Redis away: sooner than the interval

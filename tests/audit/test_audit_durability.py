@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from api_client import PREFIX, SECRET, api_config, auth, running_api
 from conftest import fleetd_env, make_config
@@ -25,6 +26,8 @@ from fleetd.audit.entry import Action, AuditEntry, Door
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.spool import SPOOL_NAME, AuditSpool
 from fleetd.audit.store import AuditStore
+from fleetd.audit.writer import REPLAY_INTERVAL, RETRY_CAP
+from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.client import Client
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -96,6 +99,30 @@ async def test_an_http_entry_answered_503_lands_once_redis_is_back(
             ("job.enqueue", 503, "http")
         ]
     assert spooled(cfg) == [] and len(audit_log(cfg)) == 1
+
+
+async def test_an_entry_spooled_when_the_daemon_knew_redis_was_away_lands_at_the_retry_pace(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """The writer's link failed before the entry was spooled: its replay is tried at the
+    retry pace (RETRY_CAP, 2 s), not at the next REPLAY_INTERVAL (10 s after start)."""
+    server, cfg = setup(own_redis, tmp_path)
+    async with running_api(cfg) as api:
+        server.kill()
+        link = api.daemon.engine.link
+        with pytest.raises(RedisUnavailable):
+            await link.call(lambda c: c.ping())
+        assert not link.ready
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})
+        assert r.status_code == 503
+        assert [e["status"] for e in spooled(cfg)] == ["503"]
+        await trio.to_thread.run_sync(server.start)
+        limit = 2 * RETRY_CAP + 2
+        assert limit < REPLAY_INTERVAL
+        with trio.fail_after(limit):
+            while not await trio.to_thread.run_sync(audit_log, cfg):
+                await trio.sleep(0.1)
+    assert spooled(cfg) == [] and [e["status"] for e in audit_log(cfg)] == [503]
 
 
 async def test_entries_of_a_daemon_stopped_in_an_outage_are_written_by_the_next_process(
