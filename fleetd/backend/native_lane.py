@@ -28,7 +28,10 @@ an argument hiredis cannot send (None, a bool, a dict) is a TypeError in its own
 command's place, never sent; a connection that cannot be opened, breaks, or does not
 answer within the command timeout raises RedisUnavailable for the whole pipeline
 (whose commands may have run or not, as with any client) and is dropped — the next
-pipeline opens a new one.
+pipeline opens a new one. So does an error reply that redis-py's client reads as
+Redis being unreachable for now (LOADING after a restart, READONLY after a failover,
+MASTERDOWN, TRYAGAIN…: the `UNAVAILABLE_ERRORS` of fleetd.backend.redis_link), as
+the threaded client does.
 
 Lifecycle: made on the trio thread (nothing connects until the first pipeline);
 `close()` closes the idle connections (sync: the worker pool's teardown calls it).
@@ -43,9 +46,10 @@ from typing import Any
 import hiredis
 import redis
 import trio
+from redis._parsers import _RESP2Parser
 from redis.connection import parse_url
 
-from fleetd.backend.redis_link import RedisUnavailable
+from fleetd.backend.redis_link import UNAVAILABLE_ERRORS, RedisUnavailable
 
 __all__ = ["NativeLane"]
 
@@ -53,6 +57,10 @@ __all__ = ["NativeLane"]
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 10.0
 READ_SIZE = 65536
+
+# redis-py's reading of an error reply (LOADING -> BusyLoadingError, ...): an error that
+# means "Redis is not reachable right now" to the threaded client means it here too.
+_ERRORS: Any = _RESP2Parser(READ_SIZE)  # type: ignore[no-untyped-call]
 
 # redis-py's RESP2 reply callbacks (e.g. SET's "OK" -> True, HGETALL -> dict), keyed by
 # upper-case command name: what a reply becomes through redis-py's own client.
@@ -146,7 +154,12 @@ class NativeLane:
         else:
             conn.close()
         for i, reply in zip(sent, replies, strict=True):
-            results[i] = reply if isinstance(reply, Exception) else _parsed(commands[i], reply)
+            if isinstance(reply, Exception):
+                if isinstance(_ERRORS.parse_error(str(reply)), UNAVAILABLE_ERRORS):
+                    raise RedisUnavailable(f"Redis answered {reply}")
+                results[i] = reply
+            else:
+                results[i] = _parsed(commands[i], reply)
         return results
 
     def _reuse(self) -> _Connection | None:

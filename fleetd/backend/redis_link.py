@@ -74,7 +74,7 @@ SyncClient: TypeAlias = Any
 EMBEDDED_FILE = "embedded-redis.json"
 
 # Errors that mean "Redis is not reachable right now", as opposed to a bug in a command.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
@@ -368,7 +368,7 @@ class RedisLink:
         """Run `fn(client, *args)` on this thread, translating errors (sync callers)."""
         try:
             return fn(self.client, *args)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
         except redis.exceptions.RedisError as exc:
             raise RedisCommandError(str(exc)) from exc

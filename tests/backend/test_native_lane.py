@@ -13,7 +13,7 @@ import trio
 from redis_server import RedisServer, RedisServerFactory
 
 from fleetd.backend.native_lane import NativeLane
-from fleetd.backend.redis_link import RedisUnavailable
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable
 from fleetd.spool.outage import may_have_run
 
 
@@ -128,3 +128,24 @@ async def test_a_silent_server_times_out_and_the_connection_is_dropped(
         assert await lane.pipeline([("ECHO", "next")]) == ["next"]
     finally:
         lane.close()
+
+
+async def test_an_error_that_means_not_now_is_unavailable_as_for_the_threaded_client(
+    own_redis: RedisServerFactory,
+) -> None:
+    """A replica answers a write READONLY (as LOADING after a restart, MASTERDOWN…):
+    redis-py's client raises a connection-class error for it, which fleetd reads as
+    Redis away (RedisUnavailable), not as a bug in the command. The lane does too."""
+    primary = own_redis()
+    replica = own_redis(extra_args=["--replicaof", "127.0.0.1", str(primary.port)])
+    link = RedisLink(replica.url)
+    lane = NativeLane(replica.url)
+    try:
+        with pytest.raises(RedisUnavailable, match="READONLY"):
+            await lane.pipeline([("SET", "k", "v")])
+        with pytest.raises(RedisUnavailable):  # the threaded client, the same way
+            await link.call(lambda c: c.set("k", "v"))
+        assert await lane.pipeline([("GET", "k")]) == [None]  # reads still answer
+    finally:
+        lane.close()
+        link.close()
