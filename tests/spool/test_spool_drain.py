@@ -2,9 +2,10 @@
 with Redis back, a new enqueue waits for the replay instead of joining the spool
 (held replay: answered only after it, and landing after every spooled job); under
 steady load after an outage the spool empties and enqueues reach Redis again, every
-spooled job landing before the jobs acknowledged after it; and a daemon whose link is
+spooled job landing before the jobs acknowledged after it; a daemon whose link is
 still making its first connection at start-up does not spool an enqueue that Redis
-answers within `[http] redis_timeout`.
+answers within `[http] redis_timeout`; and a wait for the spool to empty ends as soon
+as the link knows Redis is away.
 """
 
 from __future__ import annotations
