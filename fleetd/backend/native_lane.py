@@ -49,9 +49,9 @@ import trio
 from redis._parsers import _RESP2Parser
 from redis.connection import parse_url
 
-from fleetd.backend.redis_link import UNAVAILABLE_ERRORS, RedisUnavailable
+from fleetd.backend.redis_link import UNAVAILABLE_ERRORS, RedisCommandError, RedisUnavailable
 
-__all__ = ["NativeLane"]
+__all__ = ["NativeLane", "raise_unless_forgotten"]
 
 # As fleetd.backend.redis_link.RedisLink's defaults.
 CONNECT_TIMEOUT = 5.0
@@ -98,6 +98,14 @@ class _Connection:
 
     def close(self) -> None:
         self.stream.socket.close()
+
+
+def raise_unless_forgotten(script: str, reply: Exception) -> None:
+    """An EVALSHA's error reply: return when Redis forgot the script (NOSCRIPT: nothing
+    ran; the caller goes through the threaded client, which loads it), else raise it as
+    the threaded client would, RedisCommandError."""
+    if not isinstance(_ERRORS.parse_error(str(reply)), redis.exceptions.NoScriptError):
+        raise RedisCommandError(f"{script}: {reply}")
 
 
 class NativeLane:

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 import trio
 
 from fleetd.backend.codec import ClaimResult, decode_claim
-from fleetd.backend.native_lane import NativeLane
-from fleetd.backend.redis_link import RedisCommandError, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.native_lane import NativeLane, raise_unless_forgotten
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.runtime.outcomes import Outcome, OutcomeWriter
 
@@ -134,8 +134,7 @@ class Claims:
             _, reply = await lane.pipeline([wait, claim])
             if not isinstance(reply, Exception):
                 return decode_claim(reply, token)
-        if not str(reply).startswith("NOSCRIPT"):
-            raise RedisCommandError(f"claim.lua: {reply}")
+        raise_unless_forgotten("claim.lua", reply)
         return await self.link.call(self._claim_or_wait, count)
 
     def _token(self) -> str:

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from fleetd.backend.codec import ClaimedJob, JobRow, encode_row
-from fleetd.backend.native_lane import NativeLane
-from fleetd.backend.redis_link import RedisCommandError, RedisLink, RedisUnavailable, SyncClient
+from fleetd.backend.native_lane import NativeLane, raise_unless_forgotten
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.context import JobServices
 from fleetd.jobs.contract import allows_sync_fallback
@@ -186,8 +186,7 @@ class InlineJobs:
             [reply] = await self._lane.pipeline([command])
             if not isinstance(reply, Exception):
                 return landed(reply)
-            if not str(reply).startswith("NOSCRIPT"):
-                raise RedisCommandError(f"land.lua: {reply}")
+            raise_unless_forgotten("land.lua", reply)
         call = functools.partial(self._land_claimed, row=row, token=token, worker=worker)
         return await self.link.call(call)
 
