@@ -188,7 +188,7 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
     when the spool cannot take them either."""
     st = state()
     spool = st.spool
-    if spool is not None and (spool.diverts() or not await spool_clear(spool)):
+    if spool is not None and not await spool_clear(spool):
         try:
             return await _spool(rows)
         except ApiError:
@@ -209,9 +209,9 @@ async def enqueue_rows(rows: list[JobRow]) -> list[EnqueueResult]:
 
 
 async def spool_clear(spool: DaemonSpool) -> bool:
-    """Whether an enqueue may go to Redis now: once the link has reached Redis and the
-    spool is empty, waiting for both (the replay) at most `[http] redis_timeout`; not
-    once the link knows Redis is away."""
+    """Whether an enqueue may go to Redis now: not while the link knows Redis is away (no
+    timeout per request during an outage); once the link has reached Redis and the
+    spool is empty, waiting for both (the replay) at most `[http] redis_timeout`."""
     if spool.clear_now():
         return True  # no checkpoint on the common path
     with trio.move_on_after(state().redis_timeout):

@@ -81,9 +81,7 @@ async def enqueue_inline(
                 return result, _answer(result, None, ran), 200 if result.duplicate else 201
             # Every critical slot is busy: queued as any critical job (claimed next).
             return await _queued(row)
-        if not st.link.down and (
-            spool is None or (not spool.diverts() and await spool_clear(spool))
-        ):
+        if not st.link.down and (spool is None or await spool_clear(spool)):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
             return result, _answer(result, None, ""), 200 if result.duplicate else 201
     except RedisUnavailable as exc:

@@ -1,16 +1,15 @@
 """The daemon's spool: enqueues diverted while Redis is away, and their replay.
 
 Owns `DaemonSpool`, shared by the daemon's API and its replayer:
-- `diverts()`: whether an enqueue goes to the spool without trying Redis — while the
-  Redis link knows Redis is unreachable (its last call failed: no 1.5 s timeout per
-  request during an outage);
-- `clear_now()` / `wait_clear()`: otherwise, before an enqueue goes to Redis, wait
-  (bounded by the caller) until the link has reached Redis and the spool is empty. A
-  daemon's jobs reach Redis in the order they were acknowledged, and the spool
-  empties under load: a new job waits for the replay (passes back to back, many jobs
-  each) instead of joining the spool behind the others, which would keep it from ever
-  emptying while requests keep coming (each then paying an fsync and a replay). Past
-  the bound, or as soon as the link knows Redis is away, the job is spooled after all;
+- `clear_now()` / `wait_clear()`: whether an enqueue goes to Redis. Not while the Redis
+  link knows Redis is unreachable (its last call failed: the enqueue is spooled at
+  once, no 1.5 s timeout per request during an outage). Otherwise wait (bounded by the
+  caller) until the link has reached Redis and the spool is empty. A daemon's jobs
+  reach Redis in the order they were acknowledged, and the spool empties under load:
+  a new job waits for the replay (passes back to back, many jobs each) instead of
+  joining the spool behind the others, which would keep it from ever emptying while
+  requests keep coming (each then paying an fsync and a replay). Past the bound, or as
+  soon as the link knows Redis is away, the job is spooled after all;
 - `add()`: spool rows from trio (the SQLite commit and its fsync run in a thread) and
   answer them `spooled`;
 - `lookup()`: a spooled job by id (`GET /jobs/{id}` answers `spooled` until it lands);
@@ -79,9 +78,6 @@ class DaemonSpool:
         # One thread at a time: SQLite serialises writers anyway, and a burst of
         # requests must not take every thread of trio's pool.
         self._limiter = trio.CapacityLimiter(1)
-
-    def diverts(self) -> bool:
-        return self.link.down
 
     def clear_now(self) -> bool:
         """The link has reached Redis and the spool is empty."""
