@@ -13,8 +13,9 @@ from the trio thread, and a bypassed job's `land.lua` round trip ~830 µs in all
 (hops, and the worker thread waiting for the GIL to read its reply). Used where a
 request waits on one script: the start of a bypassed critical job
 (fleetd.runtime.inline), and a worker pool's claims and wake-up waits when no
-outcomes ride with them (fleetd.runtime.claims). (Measured for `ctx.redis`'s batches
-too: no gain in CPU per job there, so they keep the threaded client.)
+outcomes ride with them (fleetd.runtime.claims). `ctx.redis` has a connection of
+its own that many tasks share (fleetd.backend.shared_pipe), opened and read the way
+this module does it (`connect`, `parsed`, `means_unavailable`).
 
 What it is not: a general client. No transactions, no pub/sub, no script loading (an
 EVALSHA whose script Redis forgot answers NOSCRIPT: the caller retries through
@@ -51,7 +52,14 @@ from redis.connection import parse_url
 
 from fleetd.backend.redis_link import UNAVAILABLE_ERRORS, RedisCommandError, RedisUnavailable
 
-__all__ = ["NativeLane", "raise_unless_forgotten"]
+__all__ = [
+    "Connection",
+    "NativeLane",
+    "connect",
+    "means_unavailable",
+    "parsed",
+    "raise_unless_forgotten",
+]
 
 # As fleetd.backend.redis_link.RedisLink's defaults.
 CONNECT_TIMEOUT = 5.0
@@ -70,7 +78,7 @@ _CALLBACKS: dict[str, Callable[..., Any]] = {
 }
 
 
-class _Connection:
+class Connection:
     __slots__ = ("reader", "stream")
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -125,7 +133,7 @@ class NativeLane:
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -163,14 +171,14 @@ class NativeLane:
             conn.close()
         for i, reply in zip(sent, replies, strict=True):
             if isinstance(reply, Exception):
-                if isinstance(_ERRORS.parse_error(str(reply)), UNAVAILABLE_ERRORS):
+                if means_unavailable(reply):
                     raise RedisUnavailable(f"Redis answered {reply}")
                 results[i] = reply
             else:
-                results[i] = _parsed(commands[i], reply)
+                results[i] = parsed(commands[i], reply)
         return results
 
-    def _reuse(self) -> _Connection | None:
+    def _reuse(self) -> Connection | None:
         """An idle connection still open (checked before anything is sent on it)."""
         while self._idle:
             conn = self._idle.pop()
@@ -179,47 +187,8 @@ class NativeLane:
             conn.close()
         return None
 
-    async def _connect(self) -> _Connection:
-        options = self._options
-        try:
-            with trio.fail_after(self._connect_timeout):
-                if "path" in options:
-                    stream = await trio.open_unix_socket(options["path"])
-                else:
-                    stream = await trio.open_tcp_stream(
-                        options.get("host", "localhost"), int(options.get("port", 6379))
-                    )
-                conn = _Connection(stream)
-                hello = self._handshake()
-                if hello:
-                    try:
-                        replies = await conn.exchange(
-                            b"".join(hiredis.pack_command(c) for c in hello), len(hello)
-                        )
-                    except BaseException:
-                        conn.close()
-                        raise
-                    refused = [r for r in replies if isinstance(r, Exception)]
-                    if refused:
-                        conn.close()
-                        raise RedisUnavailable(f"Redis refused the connection: {refused[0]}")
-                return conn
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            # "connecting to", as redis-py says it: the command never left this process
-            # (fleetd.spool.outage.may_have_run).
-            raise RedisUnavailable(f"error connecting to Redis: {exc!r}") from None
-
-    def _handshake(self) -> list[tuple[Any, ...]]:
-        """AUTH and SELECT, as redis-py sends them on a new connection."""
-        options = self._options
-        hello: list[tuple[Any, ...]] = []
-        if options.get("password") is not None:
-            user = options.get("username")
-            auth = (user, options["password"]) if user else (options["password"],)
-            hello.append(("AUTH", *auth))
-        if int(options.get("db") or 0):
-            hello.append(("SELECT", int(options["db"])))
-        return hello
+    async def _connect(self) -> Connection:
+        return await connect(self._options, self._connect_timeout)
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -227,6 +196,58 @@ class NativeLane:
             conn.close()
 
 
-def _parsed(command: Sequence[Any], reply: Any) -> Any:
+async def connect(options: dict[str, Any], connect_timeout: float) -> Connection:
+    """A new connection to the server of `options` (redis-py's parse_url of the URL),
+    AUTH and SELECT sent as redis-py sends them; RedisUnavailable when it cannot be
+    opened or Redis refuses it within `connect_timeout`."""
+    try:
+        with trio.fail_after(connect_timeout):
+            if "path" in options:
+                stream = await trio.open_unix_socket(options["path"])
+            else:
+                stream = await trio.open_tcp_stream(
+                    options.get("host", "localhost"), int(options.get("port", 6379))
+                )
+            conn = Connection(stream)
+            hello = _handshake(options)
+            if hello:
+                try:
+                    replies = await conn.exchange(
+                        b"".join(hiredis.pack_command(c) for c in hello), len(hello)
+                    )
+                except BaseException:
+                    conn.close()
+                    raise
+                refused = [r for r in replies if isinstance(r, Exception)]
+                if refused:
+                    conn.close()
+                    raise RedisUnavailable(f"Redis refused the connection: {refused[0]}")
+            return conn
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        # "connecting to", as redis-py says it: the command never left this process
+        # (fleetd.spool.outage.may_have_run).
+        raise RedisUnavailable(f"error connecting to Redis: {exc!r}") from None
+
+
+def _handshake(options: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """AUTH and SELECT, as redis-py sends them on a new connection."""
+    hello: list[tuple[Any, ...]] = []
+    if options.get("password") is not None:
+        user = options.get("username")
+        auth = (user, options["password"]) if user else (options["password"],)
+        hello.append(("AUTH", *auth))
+    if int(options.get("db") or 0):
+        hello.append(("SELECT", int(options["db"])))
+    return hello
+
+
+def means_unavailable(reply: Exception) -> bool:
+    """An error reply redis-py's client reads as Redis unreachable for now (LOADING,
+    READONLY, MASTERDOWN, TRYAGAIN…), not as a fault of the command."""
+    return isinstance(_ERRORS.parse_error(str(reply)), UNAVAILABLE_ERRORS)
+
+
+def parsed(command: Sequence[Any], reply: Any) -> Any:
+    """A command's reply as redis-py's client returns it (its RESP2 callback applied)."""
     callback = _CALLBACKS.get(str(command[0]).upper())
     return reply if callback is None else callback(reply)

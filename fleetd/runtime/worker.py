@@ -106,7 +106,8 @@ class WorkerPool:
         self.concurrency = settings.concurrency
         self.daemon_id = daemon_id
         self.metrics = metrics
-        self._handler_redis = HandlerRedis(link)
+        self._handler_redis = HandlerRedis(link, connect_timeout=settings.connect_timeout,
+                                           command_timeout=settings.command_timeout)  # fmt: skip
         services = JobServices(
             link, queue.ops.keys, scripts, queue, registry.artifacts_dir,
             redis=self._handler_redis, audit=audit,

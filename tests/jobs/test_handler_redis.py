@@ -1,6 +1,9 @@
-"""`ctx.redis` (fleetd.jobs.handler_redis) against the real test redis-server: the
-commands of concurrent jobs pipelined into few round trips, per-command errors,
-order within a job, cancellation; and ctx.run_blocking / ctx.redis in fleetd.testing."""
+"""`ctx.redis` (fleetd.jobs.handler_redis) against the real test redis-server, on both
+its paths (the shared connection of a direct server, and the batched thread hop that
+Sentinel, Cluster and TLS take): the commands of concurrent jobs pipelined into few
+round trips, per-command errors, order within a job, cancellation, blocking commands
+kept off the shared connection, commands that change a connection refused; and
+ctx.run_blocking / ctx.redis in fleetd.testing."""
 
 from __future__ import annotations
 
@@ -18,8 +21,20 @@ from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.testing import Harness
 
 
+@pytest.fixture(params=["pipe", "threaded"])
+async def facade(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[HandlerRedis]:
+    link = RedisLink(redis_url)
+    handler_redis = HandlerRedis(link)
+    assert handler_redis.pipe is not None  # a direct server
+    if request.param == "threaded":
+        handler_redis._pipe = None  # as on Sentinel, Cluster or TLS
+    yield handler_redis
+    handler_redis.close()
+    link.close()
+
+
 @pytest.fixture
-async def facade(redis_url: str) -> AsyncIterator[HandlerRedis]:
+async def piped(redis_url: str) -> AsyncIterator[HandlerRedis]:
     link = RedisLink(redis_url)
     handler_redis = HandlerRedis(link)
     yield handler_redis
@@ -43,8 +58,13 @@ async def test_concurrent_commands_are_pipelined(facade: HandlerRedis, namespace
             nursery.start_soon(job)
     assert sorted(got) == list(range(1, 51))
     assert await facade.get(counter) == "50"
-    assert facade.executor.calls == 51
-    assert facade.executor.hops <= 6  # 50 jobs, a handful of round trips
+    if facade.pipe is not None:
+        assert facade.executor.calls == 0  # no thread hop at all
+        assert facade.pipe.commands == 51
+        assert facade.pipe.writes <= 6  # 50 jobs, a handful of writes
+    else:
+        assert facade.executor.calls == 51
+        assert facade.executor.hops <= 6  # 50 jobs, a handful of round trips
 
 
 async def test_an_error_reply_fails_its_own_command_only(
@@ -85,6 +105,8 @@ async def test_commands_of_one_job_keep_their_order(facade: HandlerRedis, namesp
 async def test_cancel_drops_a_queued_command(
     facade: HandlerRedis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The threaded path (the shared connection's: tests/backend/test_shared_pipe.py)."""
+    facade._pipe = None
     counter, empty = key(namespace, "c"), key(namespace, "empty")
     # No extra lane for a slow batch here: on a loaded machine the BLPOP below can
     # outlast SLOW_BATCH before the INCR is queued, and the INCR would then run at once.
@@ -110,6 +132,42 @@ async def test_set_with_expiry_delete_and_expire(facade: HandlerRedis, namespace
     assert await facade.expire(k, 60)
     assert await facade.delete(k) == 1
     assert await facade.get(k) is None
+
+
+async def test_a_blocking_command_does_not_hold_up_other_jobs(
+    piped: HandlerRedis, namespace: str
+) -> None:
+    waiting, counter = key(namespace, "waiting"), key(namespace, "n")
+    popped: list[Any] = []
+
+    async def pop() -> None:
+        popped.append(await piped.execute("BLPOP", waiting, 30))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pop)
+        await trio.testing.wait_all_tasks_blocked()  # the BLPOP waits server-side
+        # Another job's commands are served meanwhile: the BLPOP is on a connection of
+        # its own (the threaded path), not the shared one.
+        assert await piped.incr(counter) == 1
+        assert popped == []
+        assert await piped.execute("RPUSH", waiting, "x") == 1
+    assert popped == [(waiting, "x")]
+    assert piped.executor.calls == 1  # the BLPOP
+    assert piped.pipe is not None and piped.pipe.commands == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("MULTI",), ("WATCH", "k"), ("SELECT", 3), ("SUBSCRIBE", "ch"), ("client", "reply", "off")],
+)
+async def test_commands_that_change_the_connection_are_refused(
+    facade: HandlerRedis, args: tuple[Any, ...]
+) -> None:
+    with pytest.raises(RedisCommandError, match="no transactions"):
+        await facade.execute(*args)
+    assert facade.executor.calls == 0
+    assert facade.pipe is None or facade.pipe.commands == 0  # nothing was sent
+    assert await facade.execute("PING") is True  # and the connections are as they were
 
 
 class _UsesBoth(JobHandler):
