@@ -157,6 +157,12 @@ class Keys:
         return f"{self.prefix}ws:ticket:{ticket}"
 
     @property
+    def alerts_sent(self) -> str:
+        """Hash alert name → `raised` or `resolved`: the last transition of a
+        cluster-wide alert sent (events stream, webhook), by whichever daemon led then."""
+        return f"{self.prefix}alerts:sent"
+
+    @property
     def daemons(self) -> str:
         """Hash daemon id → JSON of its WorkerMetrics and identity."""
         return f"{self.prefix}daemons"

@@ -33,8 +33,15 @@ flap. Each transition is logged, kept in `active` (the daemon's state, its heart
 
 Every daemon evaluates the cluster-wide alerts; only the leader (the live daemon with
 the smallest id among those evaluating) writes events and calls the webhook, so one
-cluster sends one of each. `redis_unreachable` is each daemon's own: it is sent by the
-daemon that sees it, and its events are written once Redis answers again.
+cluster sends one of each. What was sent is kept in Redis (`alerts:sent`: each alert's
+last transition sent), and the leader sends what its own state says and that does
+not: so a leader that takes over sends the raise or the resolve that its predecessor
+died before sending (the daemons' transitions are seconds apart: each has its own
+hysteresis), and two daemons that both think they lead for a moment send it once (a
+WATCH on that hash). A resolve of an alert a daemon never raised itself waits until it
+has evaluated for longer than any alert's hysteresis (`settle`): a daemon that just
+started has raised nothing yet. `redis_unreachable` is each daemon's own: it is sent
+by the daemon that sees it, and its events are written once Redis answers again.
 
 Lifecycle: run() → first evaluation → started → every interval until cancelled.
 """
@@ -130,6 +137,8 @@ class Alerts:
     _refused: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     _unsent: list[dict[str, Any]] = field(default_factory=list)  # redis_unreachable events
     _enqueues: EnqueueHistory = field(default_factory=EnqueueHistory)
+    _first: float | None = None  # when this daemon first evaluated
+    _raised: set[str] = field(default_factory=set)  # alerts raised here since it started
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -147,6 +156,11 @@ class Alerts:
         self.rules = {n: by_name.pop(n) if n in by_name else fixed[n] for n in ALERTS
                       if n in by_name or n in fixed}  # fmt: skip
         self.rules.update(by_name)
+        # How long this daemon evaluates before its "not raised" is an answer, not "not
+        # yet": the longest hysteresis, and one interval.
+        self.settle = s.interval + max(
+            (max(h.raise_after, h.clear_after) for h in self.rules.values()), default=0.0
+        )
         self._hooks_send, self._hooks_recv = trio.open_memory_channel[dict[str, Any]](WEBHOOK_QUEUE)
 
     @property
@@ -172,6 +186,7 @@ class Alerts:
             "ready": sorted({(p.queue, p.job_type) for p in parts}),
             "refused": {str(c): int(n) for c, n in refused.items()},
             "daemons": self.engine.ops.daemons(client),
+            "sent": client.hgetall(k.alerts_sent),
         }
 
     def readings(self, raw: Mapping[str, Any] | None, now: float) -> dict[str, Reading]:
@@ -241,44 +256,91 @@ class Alerts:
         except (RedisUnavailable, RedisCommandError):
             raw = None
         now = self.clock()
+        if self._first is None:
+            self._first = now
         self.values = self.readings(raw, now)
-        lead = raw is not None and self.leader(raw["daemons"])
-        events: list[dict[str, Any]] = []
         for name, reading in self.values.items():
             change = self.rules[name].update(reading.over, reading.clear, now)
             if change is None:
                 continue
+            if change == "raised":
+                self._raised.add(name)
             level = logging.WARNING if change == "raised" else logging.INFO
             log.log(level, "alert %s %s: %s", name, change, reading.text,
                     extra={"alert": name, "change": change})  # fmt: skip
-            event = {"type": f"alert.{change}", "alert": name, "value": reading.value,
-                     "message": reading.text, "daemon_id": self.daemon_id,
-                     "ts": int(time.time() * 1000)}  # fmt: skip
-            if (rule := self.defined.get(name)) is not None:
-                event |= {"metric": rule.metric, "threshold": rule.threshold,
-                          "resolve": rule.resolve_at, "type_scope": rule.type,
-                          "company_scope": rule.company}  # fmt: skip
             if name in self.local:
+                event = self._event(name, change, reading)
                 self._unsent.append(event)
                 self._webhook(event)
-            elif lead:
-                events.append(event)
-                self._webhook(event)
-        if raw is not None and (events or self._unsent):
-            batch, self._unsent = self._unsent + events, []
-            try:
-                await link.call(self._write_events, batch)
-            except (RedisUnavailable, RedisCommandError):
-                self._unsent[:0] = [e for e in batch if e["alert"] in self.local]
+        if raw is None:
+            return
+        due = self._due(raw["sent"], now) if self.leader(raw["daemons"]) else []
+        if not due and not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, []
+        try:
+            sent = await link.call(self._write_events, unsent, due)
+        except (RedisUnavailable, RedisCommandError):
+            self._unsent[:0] = unsent
+            return
+        for event in sent:
+            self._webhook(event)
 
-    def _write_events(self, client: SyncClient, events: list[dict[str, Any]]) -> None:
-        pipe = client.pipeline(transaction=False)
+    def _due(self, sent: Mapping[str, str], now: float) -> list[dict[str, Any]]:
+        """The leader's: a transition for each cluster-wide alert whose state here is
+        not the last one sent — a raise for one raised here; a resolve for one not
+        raised here, nor about to be, if it was raised here before or this daemon has
+        evaluated for `settle` (else its "not raised" may only be "not yet")."""
+        settled = self._first is not None and now - self._first >= self.settle
+        due = []
+        for name, rule in self.rules.items():
+            reading = self.values.get(name)
+            if name in self.local or reading is None:
+                continue
+            was = sent.get(name)
+            if rule.active and was != "raised":
+                due.append(self._event(name, "raised", reading))
+            elif (not rule.active and was == "raised" and rule.since is None
+                  and (settled or name in self._raised)):  # fmt: skip
+                due.append(self._event(name, "resolved", reading))
+        return due
+
+    def _event(self, name: str, change: str, reading: Reading) -> dict[str, Any]:
+        event = {"type": f"alert.{change}", "alert": name, "value": reading.value,
+                 "message": reading.text, "daemon_id": self.daemon_id,
+                 "ts": int(time.time() * 1000)}  # fmt: skip
+        if (rule := self.defined.get(name)) is not None:
+            event |= {"metric": rule.metric, "threshold": rule.threshold,
+                      "resolve": rule.resolve_at, "type_scope": rule.type,
+                      "company_scope": rule.company}  # fmt: skip
+        return event
+
+    def _write_events(
+        self, client: SyncClient, unsent: list[dict[str, Any]], due: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Append this daemon's own events and, of the leader's `due` transitions, those
+        still not sent when the write happens (WATCH on `alerts:sent`: a daemon that
+        also led meanwhile may have sent them); returns the cluster-wide ones written."""
+        key = self.engine.keys.alerts_sent
         maxlen = self.engine.config.redis.events_maxlen
-        for e in events:
-            fields = {"type": e["type"], "job_id": "", "job_type": "", "company_id": "",
-                      "status": "", "ts": e["ts"], "data": json.dumps(e)}  # fmt: skip
-            pipe.xadd(self.engine.keys.events, fields, maxlen=maxlen, approximate=True)
-        pipe.execute()
+        written: list[dict[str, Any]] = []
+
+        def write(pipe: Any) -> None:
+            written.clear()
+            if due:
+                now = pipe.hmget(key, [e["alert"] for e in due])
+                written.extend(e for e, was in zip(due, now, strict=True)
+                               if was != e["type"].removeprefix("alert."))  # fmt: skip
+            pipe.multi()
+            for e in [*unsent, *written]:
+                fields = {"type": e["type"], "job_id": "", "job_type": "", "company_id": "",
+                          "status": "", "ts": e["ts"], "data": json.dumps(e)}  # fmt: skip
+                pipe.xadd(self.engine.keys.events, fields, maxlen=maxlen, approximate=True)
+            for e in written:
+                pipe.hset(key, e["alert"], e["type"].removeprefix("alert."))
+
+        client.transaction(write, key)
+        return written
 
     # -- webhook ----------------------------------------------------------------------
 

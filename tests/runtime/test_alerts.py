@@ -200,6 +200,68 @@ async def test_only_the_leader_sends(engine: Engine) -> None:
     assert alert_events(engine) == [("alert.raised", "no_worker")]
 
 
+def api_daemon(engine: Engine, daemon_id: str) -> None:
+    """A live daemon that evaluates alerts (an api one: no worker, so no_worker holds)."""
+    payload = json.dumps({"daemon_id": daemon_id, "roles": ["api"], "alerts": []})
+    engine.scripts.heartbeat(engine.link.client, daemon_id, payload, 60_000)
+
+
+def died(engine: Engine, daemon_id: str) -> None:
+    engine.link.client.zrem(engine.keys.heartbeats, daemon_id)
+
+
+async def test_a_new_leader_sends_the_raise_its_predecessor_died_before_sending(
+    engine: Engine,
+) -> None:
+    api_daemon(engine, "a")
+    api_daemon(engine, "b")
+    follower = make_alerts(engine, daemon_id="b")
+    await follower.evaluate()  # raised here first; "a" leads and had not evaluated yet
+    assert follower.active == ["no_worker"]
+    assert alert_events(engine) == []
+    died(engine, "a")
+    await follower.evaluate()  # "b" leads now: nobody sent the raise
+    await follower.evaluate()
+    assert alert_events(engine) == [("alert.raised", "no_worker")]  # once
+
+
+async def test_a_new_leader_sends_the_resolve_its_predecessor_died_before_sending(
+    engine: Engine,
+) -> None:
+    api_daemon(engine, "a")
+    api_daemon(engine, "b")
+    leader, follower = make_alerts(engine, daemon_id="a"), make_alerts(engine, daemon_id="b")
+    await leader.evaluate()
+    await follower.evaluate()
+    add_worker(engine, "w1")  # no_worker clears
+    await follower.evaluate()  # resolved here first; "a" has not evaluated since
+    assert follower.active == []
+    died(engine, "a")
+    await follower.evaluate()  # "b" raised and resolved it itself: no need to settle
+    await follower.evaluate()
+    assert alert_events(engine) == [("alert.raised", "no_worker"), ("alert.resolved", "no_worker")]
+
+
+async def test_two_daemons_that_both_lead_send_a_transition_once(engine: Engine) -> None:
+    first, second = make_alerts(engine, daemon_id="a"), make_alerts(engine, daemon_id="b")
+    # No heartbeat of either yet: each takes itself for the leader.
+    await first.evaluate()
+    await second.evaluate()
+    assert first.active == second.active == ["no_worker"]
+    assert alert_events(engine) == [("alert.raised", "no_worker")]
+
+
+async def test_after_a_restart_a_resolve_waits_for_the_daemon_to_settle(engine: Engine) -> None:
+    engine.link.client.hset(engine.keys.alerts_sent, "backlog", "raised")  # before the restart
+    fresh = make_alerts(engine, daemon_id="a")
+    await fresh.evaluate()  # no backlog now, but nothing raised yet is no answer
+    assert ("alert.resolved", "backlog") not in alert_events(engine)
+    fresh.clock.t += fresh.settle  # type: ignore[attr-defined]
+    await fresh.evaluate()
+    assert ("alert.resolved", "backlog") in alert_events(engine)
+    assert engine.link.client.hget(engine.keys.alerts_sent, "backlog") == "resolved"
+
+
 def test_prometheus_metric(engine: Engine) -> None:
     alerts = make_alerts(engine)
     alerts.rules["backlog"].active = True
