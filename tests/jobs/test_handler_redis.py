@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from conftest import make_config
+from pool import registry_with, running_pool
+from redis_server import RedisServerFactory
 
 from fleetd import HandlerDefaults, JobContext, JobHandler
 from fleetd.backend.redis_link import RedisCommandError, RedisLink
+from fleetd.config import Config
+from fleetd.engine import Engine
 from fleetd.jobs.handler_redis import HandlerRedis
+from fleetd.jobs.model import JobStatus
 from fleetd.testing import Harness
 
 
@@ -168,6 +174,75 @@ async def test_commands_that_change_the_connection_are_refused(
     assert facade.executor.calls == 0
     assert facade.pipe is None or facade.pipe.commands == 0  # nothing was sent
     assert await facade.execute("PING") is True  # and the connections are as they were
+
+
+class _Counts(JobHandler):
+    job_type = "counts"
+    defaults = HandlerDefaults()
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        n = await ctx.redis.incr(data["key"])
+        if data.get("pause"):
+            await trio.sleep(data["pause"])
+            await ctx.redis.incr(data["key"])
+        return {"n": n}
+
+
+async def _drain(engine: Engine, n: int, limit: float) -> dict[str, int]:
+    with trio.fail_after(limit):
+        while (st := await engine.queue.stats())["completed"] + st["failed"] < n:
+            await trio.sleep(0.05)
+    return st
+
+
+async def test_the_jobs_of_a_worker_pool_share_the_connection(
+    config: Config, namespace: str
+) -> None:
+    counter = key(namespace, "pool")
+    async with running_pool(config, registry_with(_Counts()), concurrency=20) as (engine, pool):
+        acked = await engine.queue.enqueue_many(
+            [{"type": "counts", "data": {"key": counter}}] * 100
+        )
+        st = await _drain(engine, 100, 20)
+        jobs = [await engine.queue.get(r.job_id) for r in acked]
+        handler_redis = pool._handler_redis
+        assert handler_redis.pipe is not None
+        assert handler_redis.pipe.commands == 100
+        assert handler_redis.executor.calls == 0  # no thread hop
+    assert st["completed"] == 100
+    assert sorted(j.result["n"] for j in jobs if j is not None and j.result) == list(range(1, 101))
+
+
+@pytest.mark.slow
+async def test_jobs_survive_a_redis_restart_under_the_shared_connection(
+    own_redis: RedisServerFactory, namespace: str, tmp_path: Path
+) -> None:
+    """Jobs whose command meets Redis gone fail that attempt (RedisUnavailable) and are
+    retried; their retries' commands go on a new connection."""
+    server = own_redis(aof=True)
+    cfg = make_config(server.url, namespace, tmp_path / "state")
+    counter = key(namespace, "restart")
+    jobs = [{"type": "counts", "data": {"key": counter, "pause": 0.5}}] * 20
+
+    def counted() -> int:
+        reply = server.command("GET", counter)
+        return int(reply) if isinstance(reply, bytes) else 0
+
+    async with running_pool(cfg, registry_with(_Counts()), concurrency=20) as (engine, _pool):
+        acked = await engine.queue.enqueue_many(jobs)
+        with trio.fail_after(10):
+            while counted() < 20:  # every job sent its first INCR and sleeps
+                await trio.sleep(0.01)
+        await trio.to_thread.run_sync(server.stop)
+        await trio.sleep(0.8)  # their second INCR meets Redis gone
+        await trio.to_thread.run_sync(server.start)
+        st = await _drain(engine, 20, 30)
+        done = [await engine.queue.get(r.job_id) for r in acked]
+    assert st["completed"] == 20, st
+    for job in done:
+        assert job is not None and job.status is JobStatus.COMPLETED
+        assert job.attempts >= 2  # the attempt that met the outage failed
+    assert counted() >= 60  # 2 INCRs an attempt; one that failed may have run
 
 
 class _UsesBoth(JobHandler):
