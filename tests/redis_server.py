@@ -333,6 +333,11 @@ def _stop_leftovers() -> None:
 CLUSTER_BUS_OFFSET = 10_000
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for "nothing listening there" tests)."""
+    return _free_port()
+
+
 def _free_port(*, cluster: bool = False) -> int:
     """A port free now; with `cluster`, one whose bus port (+10000) is free too."""
     for _ in range(200):

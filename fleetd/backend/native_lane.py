@@ -56,6 +56,7 @@ __all__ = [
     "Connection",
     "NativeLane",
     "connect",
+    "direct_options",
     "means_unavailable",
     "parsed",
     "raise_unless_forgotten",
@@ -127,9 +128,7 @@ class NativeLane:
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
-        if not self.supports(url):
-            raise ValueError(f"not a direct redis:// or unix:// URL: {url!r}")
-        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._options = direct_options(url)
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
@@ -194,6 +193,15 @@ class NativeLane:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def direct_options(url: str) -> dict[str, Any]:
+    """redis-py's reading of a direct server's URL (host, port or path, user, password,
+    db), for `connect`; ValueError for any other kind (NativeLane.supports)."""
+    if not NativeLane.supports(url):
+        raise ValueError(f"not a direct redis:// or unix:// URL: {url!r}")
+    options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    return options
 
 
 async def connect(options: dict[str, Any], connect_timeout: float) -> Connection:

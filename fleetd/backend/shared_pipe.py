@@ -44,7 +44,6 @@ from typing import Any
 
 import hiredis
 import trio
-from redis.connection import parse_url
 
 from fleetd.backend.native_lane import (
     COMMAND_TIMEOUT,
@@ -53,6 +52,7 @@ from fleetd.backend.native_lane import (
     Connection,
     NativeLane,
     connect,
+    direct_options,
     means_unavailable,
     parsed,
 )
@@ -129,9 +129,7 @@ class SharedPipe:
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
-        if not self.supports(url):
-            raise ValueError(f"not a direct redis:// or unix:// URL: {url!r}")
-        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._options = direct_options(url)
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._conn: Connection | None = None

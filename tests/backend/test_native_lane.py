@@ -5,12 +5,11 @@ have run: fleetd.spool.outage.may_have_run) and the next pipeline reconnecting."
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import trio
-from redis_server import RedisServer, RedisServerFactory
+from redis_server import RedisServer, RedisServerFactory, free_port
 
 from fleetd.backend.native_lane import NativeLane
 from fleetd.backend.redis_link import RedisLink, RedisUnavailable
@@ -90,10 +89,7 @@ async def test_a_unix_socket(tmp_path: Path) -> None:
 
 
 async def test_nothing_listening_is_unavailable() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again below: nothing listens there
-    lane = NativeLane(f"redis://127.0.0.1:{port}/0", connect_timeout=2)
+    lane = NativeLane(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=2)
     with pytest.raises(RedisUnavailable, match="connecting to") as refused:
         await lane.pipeline([("PING",)])
     assert not may_have_run(refused.value)  # nothing left this process

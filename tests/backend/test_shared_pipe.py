@@ -6,13 +6,12 @@ SELECT, and which commands it refuses or leaves to another connection."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from redis_server import RedisServer, RedisServerFactory
+from redis_server import RedisServer, RedisServerFactory, free_port
 
 from fleetd.backend.redis_link import RedisCommandError, RedisUnavailable
 from fleetd.backend.shared_pipe import ELSEWHERE, PIPE, REFUSED, SharedPipe, route
@@ -160,10 +159,7 @@ async def test_an_idle_connection_redis_closed_is_replaced(
 
 
 async def test_nothing_listening_fails_every_queued_command_as_never_sent() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again below: nothing listens there
-    pipe = SharedPipe(f"redis://127.0.0.1:{port}/0", connect_timeout=2)
+    pipe = SharedPipe(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=2)
     got = await gather(("PING",), ("INCR", "n"), pipe=pipe)
     for refused in got:
         assert isinstance(refused, RedisUnavailable)
