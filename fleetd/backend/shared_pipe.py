@@ -2,9 +2,11 @@
 `ctx.redis` on a direct server (fleetd.jobs.handler_redis).
 
 Why: a handler's Redis command through a worker thread (fleetd.jobs.blocking's batched
-hop and a redis-py pipeline) cost ~17 µs of CPU when 50 tasks sent INCRs back to back,
-and ~33 µs per job in bench/drain_blocking.py; from the trio thread, written and read
-here with hiredis, ~4 µs (issue #15).
+hop and a redis-py pipeline) cost ~178 µs of CPU and 184 µs of wall time (p50) when one
+task sent them one after the other, and ~17 µs of CPU each when 50 tasks sent them back
+to back; written and read here, from the trio thread, with hiredis: ~76 µs, 80 µs and
+~7 µs (bench/handler_redis.py, issue #15). A busy worker pool's drain is the same
+either way: its jobs start together, so their commands already went in large batches.
 
 How: no background task. The task that finds the connection free drives it: it writes
 every command queued so far in one write, reads the replies and hands each to its task,
@@ -81,6 +83,9 @@ _STATEFUL = frozenset(
 )  # fmt: skip
 _STATEFUL_CLIENT = frozenset({"REPLY", "TRACKING", "NO-EVICT", "NO-TOUCH", "CACHING"})
 
+
+# How a connection goes away under a round trip (a refused connection is RedisUnavailable).
+_LOST = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
 # Where route() sends a command.
 PIPE, ELSEWHERE, REFUSED = 0, 1, 2
@@ -174,12 +179,16 @@ class SharedPipe:
             with trio.CancelScope(shield=True):
                 while not own.done:
                     await self._round_trip()
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            self._fail_all(RedisUnavailable(f"Redis connection lost: {exc!r}"))
-        except hiredis.ProtocolError as exc:
-            self._fail_all(RedisUnavailable(f"Redis protocol error: {exc}"))
         except RedisUnavailable as exc:  # could not connect: nothing was written
             self._fail_all(exc)
+        except hiredis.ProtocolError as exc:
+            self._fail_all(RedisUnavailable(f"Redis protocol error: {exc}"))
+        except BaseException as exc:
+            # Whatever broke the round trip, the replies due on this connection will
+            # not come in step: its commands fail, and it is dropped.
+            self._fail_all(RedisUnavailable(f"Redis connection lost: {exc!r}"))
+            if not isinstance(exc, _LOST):
+                raise
         finally:
             own.lead = False
             self._hand_on(own)
@@ -211,6 +220,8 @@ class SharedPipe:
         reader, in_flight = conn.reader, self._in_flight
         reader.feed(data)
         while (reply := reader.gets()) is not False:
+            if not in_flight:
+                raise hiredis.ProtocolError("a reply no command waits for")
             self._settle(in_flight.popleft(), reply)
 
     def _settle(self, slot: _Slot, reply: Any) -> None:

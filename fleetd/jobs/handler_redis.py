@@ -9,8 +9,9 @@ Two paths, one behaviour:
 - On a direct server (`redis://`, `unix://`), commands go from the trio thread over one
   shared connection (fleetd.backend.shared_pipe): each command is written as soon as
   the connection is free, and those queued while a round trip is out go together in
-  the next write. No thread hop: measured ~4 µs of CPU per command against ~17 µs
-  through the worker thread (bench/README.md, issue #15).
+  the next write. No thread hop: one job's command alone costs ~76 µs of CPU and
+  waits ~80 µs (p50) against ~178 µs and ~184 µs through the worker thread; with 50
+  jobs sending at once, ~7 µs against ~17 µs each (bench/handler_redis.py, issue #15).
 - Everywhere else (Sentinel, Cluster, TLS; with `memory://` the facade uses the
   daemon's client, the embedded store having no second door), and for blocking
   commands (BLPOP, XREAD … BLOCK, WAIT…: shared_pipe.route), behind which every other

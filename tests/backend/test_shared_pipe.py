@@ -145,6 +145,30 @@ async def test_a_silent_server_fails_every_command_on_it_then_a_new_connection_s
         pipe.close()
 
 
+async def test_a_connection_closed_under_a_round_trip_fails_its_commands(
+    redis_url: str, namespace: str
+) -> None:
+    pipe = SharedPipe(redis_url)
+    got: list[Any] = []
+
+    async def send() -> None:
+        busy = ("EVAL", BUSY, 1, key(namespace, "busy"), 200)
+        got.extend(await gather(busy, ("INCR", key(namespace, "n")), pipe=pipe))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            await trio.testing.wait_all_tasks_blocked()  # both written, replies due
+            pipe.close()  # as a teardown would
+        assert len(got) == 2 and all(isinstance(g, RedisUnavailable) for g in got), got
+        await trio.sleep(0.3)  # the script is over
+        # The replies due on the closed connection went with it: the next command goes
+        # on a new one and gets its own reply.
+        assert await pipe.execute("ECHO", "in step") == "in step"
+    finally:
+        pipe.close()
+
+
 async def test_an_idle_connection_redis_closed_is_replaced(
     redis_server: RedisServer, namespace: str
 ) -> None:
