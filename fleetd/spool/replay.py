@@ -77,11 +77,14 @@ def replay_pass(
 ) -> ReplayPass:
     """Send the spool's oldest `batch` jobs to Redis (see the module's docstring)."""
     with spool.replaying() as mine:
-        if not mine:
-            return ReplayPass(ran=False)
-        jobs = spool.head(batch)
+        jobs = spool.head(batch) if mine else []
         if not jobs:
-            return ReplayPass()
+            # Nothing to send (another process of the host holds the lock, or has just
+            # sent them), yet the caller's link takes this call's outcome for Redis's
+            # state, and an enqueue waiting for the spool to empty asks that state
+            # (fleetd.spool.service.wait_clear): one PING makes the answer true.
+            client.ping()
+            return ReplayPass(ran=mine)
         sendable: list[tuple[SpooledJob, JobRow]] = []
         entries: list[Stamped] = []
         ran = 0  # jobs that ran inline (fleetd.spool.finished): stored finished

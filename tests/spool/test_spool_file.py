@@ -5,6 +5,7 @@ once, also when the replaying process is SIGKILLed between Redis and the removal
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -14,11 +15,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fleetd_env
+from conftest import fleetd_env, make_config
+from redis_server import RedisServerFactory
 
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.store import AuditStore
 from fleetd.backend.codec import JobRow, decode_row, encode_row
+from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
@@ -184,6 +187,32 @@ def test_a_second_replayer_waits_its_turn(engine: Engine, tmp_path: Path) -> Non
         assert not done.ran and spool.depth()[0] == 2
     done = engine.link.run_sync(lambda c: replay_pass(c, spool, engine.ops, store(engine), 9))
     assert done.landed == 2
+
+
+async def test_a_pass_that_sends_nothing_still_tells_whether_redis_answers(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """With the lock held by another process, a pass sends no job; with Redis gone it
+    must still fail as Redis away, so the link (and an enqueue waiting for the spool to
+    empty) learns it, instead of taking the pass for an answer."""
+    server = own_redis()
+    engine = Engine.build(make_config(server.url, "nothing-sent", tmp_path / "state"), daemon=False)
+    try:
+        spool = spool_of(tmp_path)
+        spool.add(rows(engine, 2), door="http", subject="a")
+        passing = functools.partial(replay_pass, spool=spool, ops=engine.ops,
+                                    audit=store(engine), batch=9)  # fmt: skip
+        with spool_of(tmp_path).replaying() as mine:
+            assert mine  # "another process" holds the lock
+            done = await engine.link.call(passing)
+            assert not done.ran and not engine.link.down
+            server.stop()
+            with pytest.raises(RedisUnavailable):
+                await engine.link.call(passing)
+            assert engine.link.down
+        assert spool.depth()[0] == 2
+    finally:
+        engine.close()
 
 
 def test_a_locked_spool_is_refused_not_set_aside(
