@@ -15,9 +15,10 @@ Owns `DaemonSpool`, shared by the daemon's API and its replayer:
 - `lookup()`: a spooled job by id (`GET /jobs/{id}` answers `spooled` until it lands);
 - `run()`, the replayer (start → ready at once → replay → stop): while the spool holds
   jobs, replay passes (fleetd.spool.replay) one Redis hop each, back to back; when
-  Redis is away, retry with capped backoff; when empty, look again every `[spool]
-  replay_interval` (a CLI or client of the host may have spooled) or at once when this
-  daemon spools. It starts once the daemon reached Redis, so a spool left by a daemon
+  Redis is away, retry with capped backoff; when empty, or while another process of
+  the host holds the replay lock, look again every `[spool] replay_interval` (a CLI or
+  client of the host may have spooled) or at once when this daemon spools or an
+  enqueue waits on the spool. It starts once the daemon reached Redis, so a spool left by a daemon
   that died is replayed by the next one started on that state directory.
 The depth, the totals and the age of the oldest job feed `/metrics`, `worker/health`
 and the dashboard.
@@ -169,7 +170,12 @@ class DaemonSpool:
                 continue
             backoff.reset()
             if not done.ran:  # another process of the host replays it
-                await trio.sleep(self.interval)
+                # Again after the interval, or at once for an enqueue waiting on the
+                # spool: the pass asks Redis (fleetd.spool.replay), so the link learns
+                # if Redis went away and the enqueue is spooled without more waiting.
+                self._wake = trio.Event()
+                with trio.move_on_after(self.interval):
+                    await self._wake.wait()
                 continue
             self.replayed_total += done.landed
             if done.sent:

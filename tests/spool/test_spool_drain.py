@@ -226,3 +226,38 @@ async def test_a_wait_for_the_spool_ends_as_soon_as_the_link_knows_redis_is_away
         assert answers == [False]
     finally:
         engine.close()
+
+
+async def test_a_wait_for_a_spool_another_process_replays_ends_once_redis_is_away(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """The replay lock is held elsewhere (another process of the host) and Redis goes
+    away, with nothing else of this daemon calling Redis: the waiting enqueue wakes the
+    replayer, whose pass asks Redis, so the wait ends long before the replay interval
+    (30 s here) or any bound of the caller's (none)."""
+    server = own_redis()
+    cfg = make_config(server.url, "elsewhere", tmp_path / "state", spool={"replay_interval": 30.0})
+    engine = Engine.build(cfg, daemon=True)
+    spooler = engine.spooler
+    assert spooler is not None
+    lock = -1
+    try:
+        await engine.link.connect(engine.scripts.all())
+        await spooler.add([engine.ops.prepare({"type": "noop"})], door="http", subject="t")
+        lock = os.open(f"{spooler.spool.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        answers: list[bool] = []
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(spooler.run)
+                await trio.sleep(0.2)  # its first pass ran nothing: the lock is held
+                assert not engine.link.down
+                server.kill()
+                answers.append(await spooler.wait_clear())
+                nursery.cancel_scope.cancel()
+        assert answers == [False]
+        assert engine.link.down
+    finally:
+        if lock >= 0:
+            os.close(lock)
+        engine.close()
