@@ -153,7 +153,7 @@ class NativeLane:
             sent.append(i)
         if not packed:
             return results
-        conn = self._reuse() or await self._connect()
+        conn = self._reuse() or await connect(self._options, self._connect_timeout)
         try:
             with trio.fail_after(self._command_timeout):
                 replies = await conn.exchange(b"".join(packed), len(packed))
@@ -185,9 +185,6 @@ class NativeLane:
                 return conn
             conn.close()
         return None
-
-    async def _connect(self) -> Connection:
-        return await connect(self._options, self._connect_timeout)
 
     def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import trio
 
 from fleetd.backend.codec import ClaimResult, decode_claim
-from fleetd.backend.native_lane import NativeLane, raise_unless_forgotten
+from fleetd.backend.native_lane import CONNECT_TIMEOUT, NativeLane, raise_unless_forgotten
 from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.runtime.outcomes import Outcome, OutcomeWriter
@@ -58,7 +58,7 @@ class Claims:
         wake_keys: Sequence[str],
         max_wait: float,
         command_timeout: float,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         """`max_wait`: the longest wait for a wake-up (below half the command timeout,
         which bounds a round trip on either path)."""

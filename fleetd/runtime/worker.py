@@ -9,8 +9,8 @@ Tasks (all in the pool's nurseries):
   nothing is ready it blocks on the wake list with a short server-side timeout *in the
   same round trip* as the claim (fleetd.runtime.claims; from the trio thread when no
   outcomes ride), so an idle daemon costs one round trip per poll interval and a busy
-  one never waits. While a claim is in flight the running jobs keep
-  freeing slots, so claims batch themselves under load. When jobs are short (a moving
+  one never waits. While a claim is in flight the running jobs keep freeing slots, so
+  claims batch themselves under load. When jobs are short (a moving
   average under PREFETCH_MAX_JOB_TIME) it also claims ahead, as many as the slots get
   through in a quarter second (at most claim_batch), so the next claim is in flight
   while the current jobs run; claimed-ahead jobs wait in a local buffer with their
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import trio
 
 from fleetd.audit.backlog import AuditSink
+from fleetd.backend.native_lane import CONNECT_TIMEOUT
 from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.durations import format_duration
@@ -78,7 +79,8 @@ class PoolSettings:
     lease: float
     reconnect_max_backoff: float
     command_timeout: float
-    connect_timeout: float = 5.0  # [redis] connect_timeout (fleetd.runtime.claims' lane)
+    # [redis] connect_timeout: the trio-thread connections (claims, ctx.redis).
+    connect_timeout: float = CONNECT_TIMEOUT
     # One INFO line per finished job ([daemon] log_jobs); start lines are DEBUG.
     log_jobs: bool = True
     isolation: IsolationConfig | None = None  # None: every job type runs inline

@@ -18,8 +18,8 @@ Owns `DaemonSpool`, shared by the daemon's API and its replayer:
   Redis is away, retry with capped backoff; when empty, or while another process of
   the host holds the replay lock, look again every `[spool] replay_interval` (a CLI or
   client of the host may have spooled) or at once when this daemon spools or an
-  enqueue waits on the spool. It starts once the daemon reached Redis, so a spool left by a daemon
-  that died is replayed by the next one started on that state directory.
+  enqueue waits on the spool. It starts once the daemon reached Redis, so a spool left
+  by a daemon that died is replayed by the next one started on that state directory.
 The depth, the totals and the age of the oldest job feed `/metrics`, `worker/health`
 and the dashboard.
 """
@@ -153,9 +153,7 @@ class DaemonSpool:
             except Exception as exc:  # the file cannot be read: logged, tried again
                 log.error("spool: cannot read %s: %s", self.spool.path, exc)
             if not self.jobs:
-                self._wake = trio.Event()
-                with trio.move_on_after(self.interval):
-                    await self._wake.wait()
+                await self._rest()
                 continue
             try:
                 done = await self.link.call(replay)
@@ -170,12 +168,9 @@ class DaemonSpool:
                 continue
             backoff.reset()
             if not done.ran:  # another process of the host replays it
-                # Again after the interval, or at once for an enqueue waiting on the
-                # spool: the pass asks Redis (fleetd.spool.replay), so the link learns
-                # if Redis went away and the enqueue is spooled without more waiting.
-                self._wake = trio.Event()
-                with trio.move_on_after(self.interval):
-                    await self._wake.wait()
+                # Its pass asked Redis (fleetd.spool.replay): woken by an enqueue waiting
+                # on the spool, the next one lets the link learn that Redis went away.
+                await self._rest()
                 continue
             self.replayed_total += done.landed
             if done.sent:
@@ -183,6 +178,13 @@ class DaemonSpool:
                     "spool: %d jobs replayed into Redis (%d already there)",
                     done.sent, done.duplicates,
                 )  # fmt: skip
+
+    async def _rest(self) -> None:
+        """The replayer's pause: `[spool] replay_interval`, or until this daemon spools
+        or an enqueue waits on the spool (`_wake`)."""
+        self._wake = trio.Event()
+        with trio.move_on_after(self.interval):
+            await self._wake.wait()
 
     def status(self) -> dict[str, object]:
         """The spool's figures for worker/health and the dashboard."""
