@@ -35,7 +35,6 @@ import itertools
 import logging
 import pickle
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -191,7 +190,7 @@ class Sandbox:
         answer (then it is reused) and SIGKILLs it after (at once without a grace)."""
         grace = self.settings.kill_grace
         if grace > 0 and child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
+            child.stop()
         else:
             grace = 0.0
         try:

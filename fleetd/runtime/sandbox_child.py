@@ -24,8 +24,11 @@ and removed by the cleanup thread after it.
 
 SIGTERM (the daemon's stop of a job that timed out or was cancelled) cancels the
 running job's scope: the handler sees `trio.Cancelled` at its next checkpoint, its
-`finally` blocks run, and the job ends as `Terminated`. A SIGTERM between jobs does
-nothing: the daemon sends one only while the child has its job.
+`finally` blocks run, and the job ends as `Terminated`. The child counts the SIGTERMs
+it gets, and each job frame carries how many the daemon had sent when it wrote it
+(sandbox_wire.STOPS): a count beyond the frame's is this job's stop, even when it
+came before the child read the frame (the job then starts cancelled); one within it
+is an earlier job's stop that arrived late, after that job's reply, and is ignored.
 
 What crosses the pipes (frames: a 4-byte length, then a pickle): the handler (pickled
 once by the daemon), the job without its data and lease token, the data, paths; back,
@@ -61,7 +64,7 @@ from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.isolation import ERROR, MEMORY, RetryAfter
 from fleetd.jobs.local_context import LocalContext
 from fleetd.runtime.log import configure_logging
-from fleetd.runtime.sandbox_wire import FRAME, FrameReader, read_frame, write_now
+from fleetd.runtime.sandbox_wire import FRAME, STOPS, FrameReader, read_frame, write_now
 
 __all__ = ["MAX_ERROR_CHARS", "Terminated", "execute", "main", "remove_tree"]
 
@@ -215,7 +218,8 @@ class _Child:
         self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self.scope: trio.CancelScope | None = None
         self.busy = False  # from a job's frame in to its reply out
-        self.terminated = False  # a SIGTERM came for the current job
+        self.stops_seen = 0  # SIGTERMs received
+        self.stops_before = 0  # SIGTERMs the daemon had sent when it wrote the job's frame
         self._names = itertools.count(1)
         # Scratch directories of finished jobs, removed by the cleanup thread: on ext4
         # an rmdir right after its mkdir costs ~0.7-1.2 ms (a journal commit).
@@ -262,11 +266,12 @@ class _Child:
                     self._trash.put(scratch)  # made for a job that did not come
                 go_on.append(False)
                 return
+            self.stops_before = STOPS.unpack_from(body)[0]
             self.busy = True
             try:
                 if scratch is None:  # it could not be made ahead: once more, now
                     scratch = self._make_scratch()
-                reply = await self._run(pickle.loads(body), scratch)
+                reply = await self._run(pickle.loads(memoryview(body)[STOPS.size :]), scratch)
             except Exception as exc:  # a job that does not unpickle, a handler that does
                 reply = _classified(exc)  # not import here: the job's failure
             leaving = bool(_state["broken"]) or _state["jobs"] >= self.max_jobs > 0
@@ -275,7 +280,7 @@ class _Child:
             rest = write_now(send, FRAME.pack(len(out)) + out)
             if rest:
                 await send.send_all(rest)
-            self.busy = self.terminated = False
+            self.busy = False
             if scratch is not None:
                 self._trash.put(scratch)
             go_on.append(not leaving)
@@ -321,7 +326,7 @@ class _Child:
     async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         with trio.CancelScope() as scope:
             self.scope = scope
-            if self.terminated:  # the SIGTERM came before the scope existed
+            if self.stopped:  # its SIGTERM came before the scope existed
                 scope.cancel()
             try:
                 return await fn(*args)
@@ -329,13 +334,16 @@ class _Child:
                 self.scope = None
         raise Terminated("stopped by SIGTERM: the job timed out or was cancelled")
 
+    @property
+    def stopped(self) -> bool:
+        """The daemon stopped the current job (the module docstring)."""
+        return self.busy and self.stops_seen > self.stops_before
+
     async def _on_sigterm(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async for _ in signals:
-                if not self.busy:
-                    continue  # its job was over before the daemon's stop came
-                self.terminated = True
-                if self.scope is not None:
+                self.stops_seen += 1
+                if self.stopped and self.scope is not None:
                     self.scope.cancel()
 
     def _empty_trash(self) -> None:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from fleetd.runtime.sandbox_wire import (
     BOOT,
     FRAME,
     MAX_REPLY,
+    STOPS,
     FrameReader,
     environment,
     log_format,
@@ -59,6 +61,7 @@ class Child:
     limits: Limits
     idle_since: float = 0.0
     leaving: bool = False  # its last reply said it retires
+    stops: int = 0  # SIGTERMs sent to it (`stop`); its next job's frame carries the count
     _frames: FrameReader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,9 +73,17 @@ class Child:
         return self.process.pid
 
     def send_nowait(self, message: bytes) -> bytes:
-        """Write a pickled job's frame as far as the pipe takes it now (no
-        checkpoint); what is left, to `send`. BrokenPipeError when the child is gone."""
-        return write_now(self.process.stdin, FRAME.pack(len(message)) + message)
+        """Write a pickled job's frame (after the count of stops sent so far) as far as
+        the pipe takes it now (no checkpoint); what is left, to `send`. BrokenPipeError
+        when the child is gone."""
+        head = FRAME.pack(STOPS.size + len(message)) + STOPS.pack(self.stops)
+        return write_now(self.process.stdin, head + message)
+
+    def stop(self) -> None:
+        """SIGTERM: the job it runs (or whose frame it has not read yet) is cancelled
+        inside it; a later job is not (the count its frame carries)."""
+        self.stops += 1
+        self.process.send_signal(signal.SIGTERM)
 
     async def send(self, rest: bytes) -> None:
         assert self.process.stdin is not None

@@ -27,6 +27,7 @@ __all__ = [
     "BOOT",
     "FRAME",
     "MAX_REPLY",
+    "STOPS",
     "BadReply",
     "FrameReader",
     "environment",
@@ -48,6 +49,10 @@ BOOT = (
 BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHOME",
             "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
 FRAME = struct.Struct("!I")  # a frame's length, before its pickle
+# A job frame's body starts with how many SIGTERMs the daemon had sent the child when it
+# wrote the frame: a SIGTERM the child counts beyond that is the stop of this job, one
+# within it the late stop of an earlier job (fleetd.runtime.sandbox_child).
+STOPS = struct.Struct("!I")
 READ_SIZE = 65536
 # A reply's largest frame: a result (its JSON text), a traceback, an error message.
 MAX_REPLY = 64 * 1024 * 1024
