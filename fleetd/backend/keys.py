@@ -19,7 +19,8 @@ __all__ = ["Keys"]
 class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
     (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
-    `<prefix>schedules:wake:<daemon>`) the same way.
+    `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`) the same
+    way.
 
     Composite names never join two free-form strings with a separator either may
     contain: each name below has at most one variable part, at its end, after a fixed
@@ -188,6 +189,12 @@ class Keys:
     def schedules_all(self) -> str:
         """Zset of every schedule scored by creation ms (listing order)."""
         return f"{self.prefix}schedules:all"
+
+    def schedules_of(self, company_id: str | None) -> str:
+        """Zset of one company's schedules scored by creation ms (no company: the empty
+        one), kept by schedule_save.lua and schedule_remove.lua: a company's listing
+        reads its own schedules, never every company's."""
+        return f"{self.prefix}schedules:company:{company_id or ''}"
 
     @property
     def schedules_names(self) -> str:

@@ -454,3 +454,26 @@ async def test_the_async_facade(eng: Engine, ops: ScheduleOps) -> None:
     assert await schedules.get(job.id) is None
     with pytest.raises(ScheduleNotFound):
         await schedules.remove(job.id)
+
+
+def hgetall_calls(eng: Engine) -> int:
+    stats = eng.link.client.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+def test_a_company_listing_reads_its_own_schedules_only(eng: Engine, ops: ScheduleOps) -> None:
+    mine = add(eng, ops, name="mine", company_id="acme")
+    others = [add(eng, ops, name=f"other-{i}", company_id="globex") for i in range(30)]
+    before = hgetall_calls(eng)
+    assert [j.id for j in run(eng, ops.list_schedules, "acme")] == [mine.id]
+    assert hgetall_calls(eng) - before == 1  # not 31: globex's cost acme nothing
+    assert len(run(eng, ops.list_schedules, "globex")) == 30
+    assert run(eng, ops.stats, "acme")["total_scheduled_jobs"] == 1
+    # Moved to another company by an update, removed by a delete: the indexes follow.
+    moved = run(eng, ops.update, others[0].id, {"company_id": "acme"})
+    assert moved.company_id == "acme"
+    assert [j.id for j in run(eng, ops.list_schedules, "acme")] == [mine.id, moved.id]
+    assert len(run(eng, ops.list_schedules, "globex")) == 29
+    run(eng, ops.remove, mine.id)
+    assert [j.id for j in run(eng, ops.list_schedules, "acme")] == [moved.id]
+    assert eng.link.client.zrange(eng.keys.schedules_of("acme"), 0, -1) == [moved.id]

@@ -1,4 +1,4 @@
--- schedule_remove.lua: delete one schedule and its index entries. Its jobs already
+-- schedule_remove.lua: delete one schedule and its index entries (its company's too). Its jobs already
 -- enqueued stay; a deleted default stays deleted (schedules:defaults keeps its id).
 --
 -- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:all
@@ -14,6 +14,7 @@ if h[1] and redis.call('HGET', names, h[1]) == id then redis.call('HDEL', names,
 redis.call('DEL', key)
 redis.call('ZREM', due, id)
 redis.call('ZREM', all, id)
+redis.call('ZREM', PREFIX .. 'schedules:company:' .. (h[3] or ''), id)
 local now = now_ms()
 emit(events, 'schedule.deleted', '', h[2], h[3], 'deleted', now, ARGV[4])
 return 1

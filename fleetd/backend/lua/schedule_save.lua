@@ -12,6 +12,8 @@
 -- ARGV[8] event data (JSON)
 -- ARGV[9..] field, value pairs of the definition (name, job_type, data, schedule,
 --           priority, is_active, company_id, user_id, timezone, misfire_policy, anchor)
+-- Also keeps the schedule's company's index, schedules:company:<company_id> (zset:
+-- schedule id by creation ms; '' for no company), so a company's listing reads its own.
 -- Returns {code, detail, now}. code: created | updated (detail: the new rev) | exists
 -- (create, seed: the id is taken) | seen (seed: this default was created before) |
 -- missing (update) | stale (update: changed since read) | name_taken (detail: the id of
@@ -41,6 +43,7 @@ if owner and owner ~= id then return {'name_taken', owner, now} end
 local fields = {}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 local code = 'updated'
+local before = redis.call('HMGET', key, 'company_id', 'created_at')
 if mode == 'update' then
   local old = redis.call('HGET', key, 'name_key')
   if old and old ~= name_field then redis.call('HDEL', names, old) end
@@ -59,6 +62,11 @@ redis.call('HSET', key, unpack(fields))
 redis.call('HSET', names, name_field, id)
 
 local h = redis.call('HMGET', key, 'job_type', 'company_id')
+local company_index = PREFIX .. 'schedules:company:'
+if mode == 'update' and (before[1] or '') ~= (h[2] or '') then
+  redis.call('ZREM', company_index .. (before[1] or ''), id)
+end
+redis.call('ZADD', company_index .. (h[2] or ''), before[2] or now, id)
 local state = 'inactive'
 if next_due == '' then
   redis.call('ZREM', due, id)
