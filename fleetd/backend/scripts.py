@@ -267,14 +267,16 @@ class Scripts:
         return int(r[0]), int(r[1])
 
     def prune_workflows(
-        self, client: SyncClient, status: JobStatus, age_ms: int, limit: int
-    ) -> tuple[int, int, bool]:
-        """Workflows that ended `status` before now - age, with their nodes' jobs (at
-        most `limit` jobs, one workflow at least): (workflows, jobs, call again)."""
+        self, client: SyncClient, status: JobStatus, age_ms: int, limit: int, cutoff: int | None
+    ) -> tuple[int, int, bool, int]:
+        """Workflows that ended `status` before now - age (or before `cutoff`, what the
+        run's first call returned), with their nodes' jobs (at most `limit` nodes looked
+        at, one workflow at least): (workflows, jobs, call again, cutoff)."""
         k = self.keys
         keys = [k.workflows_done(status.value), k.workflows, k.events]
-        r = self._run(client, "wf_prune", keys, [age_ms, limit, status.value])
-        return int(r[0]), int(r[1]), int(r[2]) == 1
+        args = [age_ms, limit, status.value, "" if cutoff is None else cutoff]
+        r = self._run(client, "wf_prune", keys, args)
+        return int(r[0]), int(r[1]), int(r[2]) == 1, int(r[3])
 
     def heartbeat(
         self, client: SyncClient, daemon_id: str, payload: str, ttl_ms: int, leaving: bool = False

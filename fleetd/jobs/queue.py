@@ -252,9 +252,11 @@ class QueueOps:
         counts: dict[str, int] = {}
         workflows, age_ms = 0, int(older_than * 1000)
         for status in sorted(statuses, key=lambda s: s.value):
-            total, more = 0, True
+            total, more, cutoff = 0, True, None
             while more:
-                n_wf, n, more = self.scripts.prune_workflows(client, status, age_ms, PRUNE_BATCH)
+                n_wf, n, more, cutoff = self.scripts.prune_workflows(
+                    client, status, age_ms, PRUNE_BATCH, cutoff
+                )
                 workflows += n_wf
                 total += n
             kept = 0

@@ -1,7 +1,8 @@
 """Retention of workflows against real Redis: a finished workflow older than the
 retention goes with every node's job (clean-up, maintenance, HTTP); a node's job never
 goes before its workflow; a workflow with a node that is not finished, or resumed, is
-kept; big workflows are deleted over bounded calls."""
+kept; big workflows are deleted over bounded calls, and kept ones are looked at within
+the same bound, once per clean-up."""
 
 from __future__ import annotations
 
@@ -126,9 +127,10 @@ async def test_big_workflows_go_over_bounded_calls(
     calls: list[tuple[int, int, bool]] = []
     real = engine.scripts.prune_workflows
 
-    def spy(*args: Any) -> tuple[int, int, bool]:
-        calls.append(real(*args))
-        return calls[-1]
+    def spy(*args: Any) -> tuple[int, int, bool, int]:
+        got = real(*args)
+        calls.append(got[:3])
+        return got
 
     monkeypatch.setattr(engine.scripts, "prune_workflows", spy)
     await trio.sleep(0.005)
@@ -162,3 +164,60 @@ async def test_http_cleanup_deletes_a_workflow_then_404s(config: Config) -> None
             assert (await api.get(f"/api/v1/admin/jobs/{job_id}")).status_code == 404
         assert (await api.delete(f"{WF}/{wid}")).status_code == 404
         assert (await api.post(f"{WF}/{wid}/resume")).status_code == 404
+
+
+def plant_kept_workflows(engine: Engine, count: int, nodes: int) -> list[str]:
+    """`count` workflows that failed long ago, each with `nodes` finished node jobs and
+    a last one an admin reset (pending): looked at by a clean-up, and kept."""
+    c, k = engine.link.client, engine.keys
+    wids = []
+    for w in range(count):
+        wid = f"wf_planted_{w}"
+        c.hset(k.workflow(wid), mapping={"status": "failed", "name": "planted"})
+        for n in range(nodes + 1):
+            job_id = f"job_planted_{w}_{n}"
+            status = "completed" if n < nodes else "pending"
+            c.hset(k.job(job_id), mapping={"id": job_id, "status": status})
+            c.hset(k.workflow_nodes(wid), f"n{n}", job_id)
+        c.zadd(k.workflows_done("failed"), {wid: 1000 + w})
+        c.zadd(k.workflows, {wid: 1000 + w})
+        wids.append(wid)
+    return wids
+
+
+async def test_kept_workflows_count_against_the_bound_of_a_call(engine: Engine) -> None:
+    wids = plant_kept_workflows(engine, 3, 10)
+    c, done = engine.link.client, engine.keys.workflows_done("failed")
+    first = engine.link.run_sync(
+        engine.scripts.prune_workflows, JobStatus.FAILED, 0, 5, None
+    )  # fmt: skip
+    # One workflow's 11 nodes looked at: over the bound of 5, the call ends there.
+    assert first[:3] == (0, 0, True)
+    assert [c.zscore(done, w) for w in wids[1:]] == [1001, 1002]  # not looked at yet
+    assert c.zscore(done, wids[0]) > 1000  # kept: counts as finished from now
+    second = engine.link.run_sync(
+        engine.scripts.prune_workflows, JobStatus.FAILED, 0, 5, first[3]
+    )  # fmt: skip
+    assert second[:3] == (0, 0, True) and second[3] == first[3]
+
+
+async def test_a_clean_up_looks_at_each_kept_workflow_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no age (older_than 0s), workflows kept and re-scored to now were found again
+    by the next calls: a clean-up over 100 of them looked at them over and over."""
+    plant_kept_workflows(engine, 120, 1)
+    calls = []
+    real = engine.scripts.prune_workflows
+
+    def spy(*args: Any) -> tuple[int, int, bool, int]:
+        calls.append(args)
+        if len(calls) > 50:
+            raise AssertionError("the clean-up does not end")
+        return real(*args)
+
+    monkeypatch.setattr(engine.scripts, "prune_workflows", spy)
+    await trio.sleep(0.005)
+    counts = engine.link.run_sync(engine.ops.cleanup, 0, [JobStatus.FAILED])
+    assert counts["workflows"] == 0 and counts["deleted"] == 0
+    assert len(calls) == 2  # 100 workflows (a call's most), then the other 20

@@ -8,21 +8,26 @@
 -- KEYS[1] workflows:<status> (zset: finished workflow id by finish ms)
 -- KEYS[2] workflows (zset: every workflow id by creation ms)  KEYS[3] events
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] age ms (finished before now - age)
--- ARGV[4] most node jobs per call (at least one workflow is deleted, whatever its size)
+-- ARGV[4] most node jobs looked at per call (at least one workflow, whatever its size)
 -- ARGV[5] the status (completed | failed | cancelled)
--- Returns {workflows deleted, node jobs deleted, more (1: call again)}.
+-- ARGV[6] the cutoff ms the clean-up's first call returned ('' on its first call): a
+--         workflow kept now (re-scored to now) is not looked at again in the same run
+-- Returns {workflows deleted, node jobs deleted, more (1: call again), cutoff ms}.
 local done_idx, index, events = KEYS[1], KEYS[2], KEYS[3]
 local budget, status = tonumber(ARGV[4]), ARGV[5]
 local now = now_ms()
 local before = now - tonumber(ARGV[3])
+if ARGV[6] ~= '' then before = tonumber(ARGV[6]) end
 local FINISHED = {completed = true, failed = true, cancelled = true}
 local ids = redis.call('ZRANGEBYSCORE', done_idx, '-inf', '(' .. int(before), 'LIMIT', 0, 100)
-local n_wf, n_jobs, more = 0, 0, 0
+local n_wf, n_jobs, more, looked, scanned = 0, 0, 0, 0, 0
 for _, wf in ipairs(ids) do
-  if n_wf > 0 and n_jobs >= budget then
+  -- Nodes looked at count, not only those deleted: kept workflows cost the call too.
+  if looked > 0 and scanned >= budget then
     more = 1
     break
   end
+  looked = looked + 1
   local wk, nk = wf_key(wf), wf_nodes_key(wf)
   if redis.call('HGET', wk, 'status') ~= status then
     -- Gone, or resumed since (wf_resume takes it out; this is belt and braces).
@@ -31,6 +36,7 @@ for _, wf in ipairs(ids) do
     local nodes = redis.call('HVALS', nk)
     local rows, live = {}, false
     for i, id in ipairs(nodes) do
+      scanned = scanned + 1
       local h = redis.call('HMGET', job_key(id), 'status', 'idempotency_key', 'company_id')
       if h[1] and not FINISHED[h[1]] then
         live = true
@@ -66,4 +72,4 @@ if n_wf > 0 then
   emit(events, 'workflows.pruned', '', '', '', status, now,
     '{"count":' .. n_wf .. ',"jobs":' .. n_jobs .. '}')
 end
-return {n_wf, n_jobs, more}
+return {n_wf, n_jobs, more, int(before)}
