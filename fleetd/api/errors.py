@@ -10,6 +10,7 @@ that body. Nothing the API sends is HTML or a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -94,9 +95,16 @@ def error_body(code: str, message: str, details: Mapping[str, Any] | None = None
 
 
 def error_response(err: ApiError) -> Response:
+    """`err` as its JSON body. Its message and details may quote what the caller sent
+    (a field path made of the body's keys): a lone surrogate there, which no UTF-8
+    encoder writes, is escaped (`\\udXXX`, as JSON allows), never a 500."""
     from quart import jsonify
 
-    response = jsonify(error_body(err.code, err.message, err.details))
+    body = error_body(err.code, err.message, err.details)
+    try:
+        response = jsonify(body)
+    except UnicodeEncodeError:
+        response = Response(json.dumps(body, ensure_ascii=True), mimetype="application/json")
     response.status_code = err.status
     for name, value in err.headers.items():
         response.headers[name] = value

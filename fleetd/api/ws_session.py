@@ -159,7 +159,14 @@ class Session:
             await self.ws.send(frame)
 
     async def _send_json(self, body: dict[str, Any]) -> None:
-        await self._send(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        """A control message (an answer, an error quoting what the client sent); a lone
+        surrogate in it, which a text frame cannot carry, is escaped as JSON allows."""
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = json.dumps(body, separators=(",", ":"))
+        await self._send(text)
 
     def _subscribed(self, **more: Any) -> dict[str, Any]:
         body = {"type": "subscribed", "filters": self.sub.filter.body(), **more}

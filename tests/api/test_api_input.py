@@ -168,3 +168,28 @@ async def test_query_and_header_inputs(config: Config) -> None:
         assert r.status_code == 422 and fields(r) == ["Idempotency-Key"]
         r = await api.get(f"{PREFIX}/{'j' * 500}")
         assert r.status_code == 404
+
+
+async def test_what_the_caller_sent_comes_back_escaped_in_an_error(config: Config) -> None:
+    """An error quotes the body's keys (a field path): a lone surrogate there, which
+    no UTF-8 encoder writes, comes back escaped as JSON allows, never as a 500."""
+    deep = '{"type": "noop", "data": ' + '{"\\ud800": ' * 80 + "1" + "}" * 80 + "}"
+    cases: list[tuple[str, str, int, str]] = [
+        (f"{PREFIX}/enqueue", '{"type": {"\\ud800": 9223372036854775808}}', 422, "type.\ud800"),
+        (f"{PREFIX}/enqueue", '{"type": "noop", "\\udfff": 1}', 422, "body"),
+        (f"{PREFIX}/enqueue", '{"type": "noop", "data": {"\\ud800x": 1e400}}', 422, ""),
+        (f"{PREFIX}/enqueue/bulk",
+         '{"jobs": [{"type": "noop", "data": {"\\ud800": 18446744073709551616}}]}', 422, ""),
+        (f"{PREFIX}/scheduled", '{"name": "n", "job_type": "noop", "schedule": "@daily", '
+         '"data": {"\\udc00": -9223372036854775809}}', 422, ""),
+        (f"{PREFIX}/enqueue", deep, 400, ""),
+    ]  # fmt: skip
+    async with running_api(api_config(config)) as api:
+        headers = {**api.headers, "Content-Type": "application/json"}
+        for path, body, status, field in cases:
+            r = await api.post(path, content=body.encode(), headers=headers)
+            assert r.status_code == status, (body[:80], r.text)
+            error = error_of(r)
+            assert error["message"]
+            if field:
+                assert field in fields(r), r.text

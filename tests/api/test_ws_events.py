@@ -241,6 +241,18 @@ async def test_subscribe_message_replaces_the_filters(config: Config) -> None:
         assert "not valid JSON" in err["error"]["message"]
 
 
+async def test_a_lone_surrogate_in_a_subscription_is_escaped_not_a_crash(config: Config) -> None:
+    """What the client sent comes back in the answer (the filters): a lone surrogate,
+    which a text frame cannot carry, is escaped, and the socket serves on."""
+    async with running_api(api_config(config)) as api, feed(api) as ws:
+        await recv(ws)
+        await ws.send_message('{"action": "subscribe", "company_id": "\\ud800"}')
+        reply = await recv(ws)
+        assert reply["type"] == "subscribed" and reply["filters"]["company_id"] == "\ud800"
+        await ws.send_message(json.dumps({"action": "subscribe", "status": ["pending"]}))
+        assert (await recv(ws))["filters"]["status"] == ["pending"]
+
+
 # Deeper than Python's recursion limit (1,000): json.loads raises RecursionError. Within
 # the WebSocket message limit (64 KiB).
 NESTED = "[" * 60_000
