@@ -1,5 +1,6 @@
--- schedule_remove.lua: delete one schedule and its index entries (its company's too). Its jobs already
--- enqueued stay; a deleted default stays deleted (schedules:defaults keeps its id).
+-- schedule_remove.lua: delete one schedule and its index entries (its company's too).
+-- Its jobs already enqueued stay; a deleted default stays deleted (schedules:defaults
+-- keeps its id).
 --
 -- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:all
 -- KEYS[4] schedules:names  KEYS[5] events
