@@ -116,3 +116,23 @@ class Sandboxed:
 class Threaded(Sandboxed):
     job_type = "threaded"
     defaults = HandlerDefaults(isolation="thread", max_retries=0)
+
+
+class FlakyError(Exception):
+    pass
+
+
+class Flaky:
+    """Inline: fails with `FlakyError`, an exception class a retry rule may name (or
+    hangs until its timeout)."""
+
+    job_type = "flaky"
+    defaults = HandlerDefaults(max_retries=3)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("hang"):  # until its timeout
+            await trio.sleep(3600)
+        raise FlakyError("flaky on purpose")

@@ -11,18 +11,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetd.config.durations import parse_duration
 from fleetd.config.settings import MINUTE, SECOND, setting
 
-__all__ = ["MODES", "IsolationConfig", "check_entries"]
+__all__ = ["MODES", "IsolationConfig", "check_entries", "parse_retry_rule"]
 
 
 # The modes of fleetd.jobs.isolation (the config package imports nothing of fleetd.jobs).
 MODES = ("inline", "thread", "process")
 
 
+# A retry rule's largest delay (as fleetd.jobs.isolation.MAX_RETRY_AFTER) and retries.
+MAX_RULE_DELAY = 86_400.0
+MAX_RULE_RETRIES = 100
+
+
+def parse_retry_rule(value: str) -> tuple[str, float | None, int | None]:
+    """A retry rule, `<error kind or exception class>:<delay>[/<most retries>]` (the
+    delay may be left out: `crash:/1`), as (what, delay in seconds or None, most
+    retries or None); ValueError saying what is wrong."""
+    what, sep, rest = (part.strip() for part in value.partition(":"))
+    delay_text, slash, most_text = (part.strip() for part in rest.partition("/"))
+    if not sep or not what or not (delay_text or most_text) or (slash and not most_text):
+        raise ValueError(f"{value!r} is not '<error kind or exception>:<delay>[/<retries>]'")
+    delay = None
+    if delay_text:
+        delay = parse_duration(delay_text)
+        if delay > MAX_RULE_DELAY:
+            raise ValueError(f"{value!r}: the delay is over a day")
+    most = None
+    if most_text:
+        if not (most_text.isdigit() and int(most_text) <= MAX_RULE_RETRIES):
+            raise ValueError(f"{value!r}: retries must be a whole number 0-{MAX_RULE_RETRIES}")
+        most = int(most_text)
+    return what, delay, most
+
+
 def check_entries(entries: tuple[str, ...], kind: str) -> str | None:
     """Every entry is `<job type>=<value>` and its value is a `kind` ("mode", "int",
-    "kinds": a comma list)."""
+    "kinds": a comma list, "rule": a retry rule)."""
     for entry in entries:
         job_type, sep, value = (part.strip() for part in entry.partition("="))
         if not sep or not job_type or not value:
@@ -31,6 +58,11 @@ def check_entries(entries: tuple[str, ...], kind: str) -> str | None:
             return f"{job_type}: mode must be one of {', '.join(MODES)}, got {value!r}"
         if kind == "int" and not (value.isdigit() and int(value) < 2**31):
             return f"{job_type}: must be a whole number, got {value!r}"
+        if kind == "rule":
+            try:
+                parse_retry_rule(value)
+            except ValueError as exc:
+                return f"{job_type}: {exc}"
     return None
 
 
@@ -58,6 +90,12 @@ class IsolationConfig:
     no_retry: tuple[str, ...] = setting(
         (), "per type: error kinds not retried, e.g. 'data_export=memory,crash'",
         check=lambda v: check_entries(v, "kinds"),
+    )  # fmt: skip
+    retry: tuple[str, ...] = setting(
+        (), "per type: how failures of one error kind or exception class are retried, "
+        "'<kind or exception>:<delay>[/<most retries>]', one entry each, e.g. "
+        "'data_export=timeout:10m/1'; a type's entries replace its handler's",
+        check=lambda v: check_entries(v, "rule"),
     )  # fmt: skip
     max_children: int = setting(4, "process jobs running at once in this daemon", min=1, max=1024)
     # A warm child is reused; after this many jobs it is replaced, so whatever a handler

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fleetd.jobs.errors import InvalidHandler
-from fleetd.jobs.isolation import MODES, Policy, kinds_of
+from fleetd.jobs.isolation import MODES, Policy, kinds_of, rules_of
 from fleetd.jobs.model import MAX_PRIORITY, MAX_RETRIES_LIMIT, MAX_TYPE_LENGTH, MIN_PRIORITY
 from fleetd.jobs.schema import SchemaValidator, compile_schema
 from fleetd.jobs.sealing import check_paths
@@ -51,6 +51,11 @@ class HandlerDefaults:
     # Error kinds ("memory", "cpu", "timeout", "crash", "error") or exception class
     # names that are not retried.
     no_retry: tuple[str, ...] = ("memory",)
+    # Retry rules, one per error kind or exception class:
+    # "<kind or exception>:<delay>[/<most retries>]", e.g. ("timeout:10m/1",
+    # "SMTPServerDisconnected:30s"): the delay before such a failure's retry, and the
+    # most retries a job may have had for it to be retried (fleetd.jobs.isolation).
+    retry: tuple[str, ...] = ()
     # Environment variables a "process" child keeps (it gets a clean environment).
     env: tuple[str, ...] = ()
     # The named queue of this type's jobs when neither the caller nor [queues] routes
@@ -60,7 +65,7 @@ class HandlerDefaults:
     def policy(self) -> Policy:
         """The isolation this handler declares, before the config's overrides."""
         return Policy(self.isolation, self.memory_mb, self.cpu_seconds,
-                      kinds_of(self.no_retry), tuple(self.env))  # fmt: skip
+                      kinds_of(self.no_retry), tuple(self.env), rules_of(self.retry))  # fmt: skip
 
     #: May run inline on the receiving process when the queue is unavailable and the
     #: caller asks for it (`"fallback": "sync"`; docs/OPERATIONS.md, Redis outage).
@@ -138,6 +143,10 @@ def check_handler(handler: object) -> SchemaValidator | None:
         raise InvalidHandler(f"{job_type}: isolation must be one of {', '.join(MODES)}")
     if min(d.memory_mb, d.cpu_seconds) < 0:
         raise InvalidHandler(f"{job_type}: memory_mb and cpu_seconds must be >= 0")
+    try:
+        rules_of(d.retry)
+    except ValueError as exc:
+        raise InvalidHandler(f"{job_type}: retry rule {exc}") from None
     try:
         check_paths(getattr(handler, "sensitive", ()))
     except ValueError as exc:

@@ -13,18 +13,23 @@ Owns:
   job, its events and /metrics show it without a field of its own;
 - `RetryAfter`: a handler's "retry after N seconds" (an SMTP 421, an upstream's
   Retry-After);
-- `Policy`: one job type's resolved mode, limits and the error kinds it does not retry
-  (default: memory exhaustion), and `resolve()`, which builds it from the handler's
+- `Policy`: one job type's resolved mode, limits, the error kinds it does not retry
+  (default: memory exhaustion) and its retry rules — per error kind or exception
+  class, a delay of its own and a cap on the job's retries (`RetryRule`; `decide`
+  applies them) — and `resolve()`, which builds it from the handler's
   `HandlerDefaults` and the config's per-type entries (`"<type>=<value>"`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from fleetd.config.isolation_section import parse_retry_rule
 
 __all__ = [
     "CPU",
@@ -37,10 +42,12 @@ __all__ = [
     "Overrides",
     "Policy",
     "RetryAfter",
+    "RetryRule",
     "classify_exit",
     "error_kind",
     "parse_entries",
     "resolve",
+    "rules_of",
 ]
 
 MODES = ("inline", "thread", "process")
@@ -72,6 +79,27 @@ class RetryAfter(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class RetryRule:
+    """How the failures of one error kind or exception class are retried: after
+    `delay_ms` (None: the retry policy's backoff), while the job has had fewer than
+    `max_retries` retries (None: its own max_retries is the only cap)."""
+
+    delay_ms: int | None = None
+    max_retries: int | None = None
+
+
+def rules_of(values: Iterable[str]) -> tuple[tuple[str, RetryRule], ...]:
+    """Retry rules (`"timeout:10m/1"`, `"SMTPServerDisconnected:30s"`, `"crash:/1"`) as
+    (kind or exception class name, rule); ValueError for one that does not parse."""
+    rules = []
+    for value in values:
+        what, delay, most = parse_retry_rule(value)
+        ms = None if delay is None else int(delay * 1000)
+        rules.append((SHORT.get(what, what), RetryRule(ms, most)))
+    return tuple(rules)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """One job type's isolation. memory_mb / cpu_seconds: 0 = no limit (process only)."""
 
@@ -82,9 +110,26 @@ class Policy:
     no_retry: frozenset[str] = DEFAULT_NO_RETRY
     # Environment variables the child keeps besides the harmless base set.
     env: tuple[str, ...] = ()
+    # (error kind or exception class name, its rule): rules_of.
+    rules: tuple[tuple[str, RetryRule], ...] = ()
 
     def retryable(self, kind: str, exc_name: str = "") -> bool:
         return kind not in self.no_retry and (not exc_name or exc_name not in self.no_retry)
+
+    def decide(self, kind: str, exc_name: str, retry_count: int) -> tuple[bool, int | None]:
+        """Whether a failed attempt of this kind (or exception class, which wins) is
+        retried, a job with `retry_count` retries so far, and after how many ms (None:
+        the retry policy's backoff)."""
+        if not self.retryable(kind, exc_name):
+            return False, None
+        found = {what: rule for what, rule in self.rules}
+        rule = found.get(exc_name) if exc_name else None
+        rule = rule or found.get(kind)
+        if rule is None:
+            return True, None
+        if rule.max_retries is not None and retry_count >= rule.max_retries:
+            return False, None
+        return True, rule.delay_ms
 
     @property
     def limits(self) -> tuple[int, tuple[str, ...]]:
@@ -121,13 +166,19 @@ class Overrides:
     no_retry: Mapping[str, str]
     default_memory_mb: int = 0
     default_cpu_seconds: int = 0
+    # Retry rules by type: several entries each (one per kind or exception class).
+    retry: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, section: Any) -> Overrides:
         """From the config's [isolation] (fleetd.config.isolation_section, checked)."""
         s = section
+        retry: dict[str, tuple[str, ...]] = {}
+        for entry in s.retry:
+            job_type, _, value = (part.strip() for part in entry.partition("="))
+            retry[job_type] = (*retry.get(job_type, ()), value)
         return cls(parse_entries(s.modes), parse_entries(s.memory), parse_entries(s.cpu),
-                   parse_entries(s.no_retry), s.memory_mb, s.cpu_seconds)  # fmt: skip
+                   parse_entries(s.no_retry), s.memory_mb, s.cpu_seconds, retry)  # fmt: skip
 
 
 def resolve(job_type: str, declared: Policy, cfg: Overrides) -> Policy:
@@ -141,12 +192,14 @@ def resolve(job_type: str, declared: Policy, cfg: Overrides) -> Policy:
     memory = pick(cfg.memory_mb)
     cpu = pick(cfg.cpu_seconds)
     no_retry = pick(cfg.no_retry)
+    rules = cfg.retry.get(job_type, cfg.retry.get("*"))
     return Policy(
         mode=mode,
         memory_mb=int(memory) if memory else declared.memory_mb or cfg.default_memory_mb,
         cpu_seconds=int(cpu) if cpu else declared.cpu_seconds or cfg.default_cpu_seconds,
         no_retry=declared.no_retry if no_retry is None else kinds_of(no_retry.split(",")),
         env=declared.env,
+        rules=declared.rules if rules is None else rules_of(rules),
     )
 
 

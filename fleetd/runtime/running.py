@@ -170,15 +170,16 @@ class JobRunner:
                 outcome = self._failure(job, start, exc, retryable=True)
                 outcome.delay_ms = int(exc.seconds * 1000)
             except Exception as exc:
-                retryable = policy.retryable(ERROR, type(exc).__name__)
+                retryable, delay = policy.decide(ERROR, type(exc).__name__, job.retry_count)
                 outcome = self._failure(job, start, exc, retryable=retryable)
+                outcome.delay_ms = delay
         elapsed = trio.current_time() - start
         if finished:
             outcome = self._success(job, elapsed, result)
         elif outcome is None and entry.reason is None:
             error = f"{TIMEOUT}: timed out after {format_duration(timeout)}"
-            retry = policy.retryable(TIMEOUT)
-            outcome = Outcome("fail", job, elapsed, error=error, retryable=retry)
+            retry, delay = policy.decide(TIMEOUT, "", job.retry_count)
+            outcome = Outcome("fail", job, elapsed, error=error, retryable=retry, delay_ms=delay)
         elif outcome is None and entry.reason == "cancel":
             outcome = Outcome("abort", job, elapsed)
         elif outcome is None and entry.reason == "shutdown":
@@ -200,10 +201,11 @@ class JobRunner:
         elapsed = trio.current_time() - start
         if r.result is not None:
             return Outcome("complete", job, elapsed, result=r.result)
-        retryable = r.retryable
+        retryable, delay = r.retryable, None  # a PermanentError's or a RetryAfter's
         if retryable is None:
-            retryable = policy.retryable(r.kind or ERROR, r.exc_name)
-        delay = None if r.retry_after is None else int(r.retry_after * 1000)
+            retryable, delay = policy.decide(r.kind or ERROR, r.exc_name, job.retry_count)
+        if r.retry_after is not None:
+            delay = int(r.retry_after * 1000)
         log.debug("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, r.error)
         return Outcome("fail", job, elapsed, error=r.error, traceback=r.traceback,
                        retryable=retryable, delay_ms=delay)  # fmt: skip

@@ -164,6 +164,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cpu_seconds": 0,
         "cpu": [],
         "no_retry": [],
+        "retry": [],
         "max_children": 4,
         "max_jobs_per_child": 1000,
         "idle_timeout": "5m",

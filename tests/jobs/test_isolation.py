@@ -22,6 +22,7 @@ from fleetd.jobs.isolation import (
     Overrides,
     Policy,
     RetryAfter,
+    RetryRule,
     classify_exit,
     error_kind,
     resolve,
@@ -95,3 +96,58 @@ def test_bad_isolation_entries_are_config_errors(tmp_path: Path) -> None:
     text = "\n".join(info.value.errors)
     assert "mode must be one of inline, thread, process, got 'vm'" in text
     assert "must be a whole number, got 'lots'" in text
+
+
+def test_retry_rules_give_a_kind_its_own_delay_and_cap() -> None:
+    p = HandlerDefaults(
+        no_retry=("memory", "Refused"),
+        retry=("timeout:10m/1", "SMTPServerDisconnected:30s", "crash:/2", "error:1.5s"),
+    ).policy()
+    assert dict(p.rules) == {
+        TIMEOUT: RetryRule(600_000, 1), "SMTPServerDisconnected": RetryRule(30_000, None),
+        CRASH: RetryRule(None, 2), ERROR: RetryRule(1500, None),
+    }  # fmt: skip
+    assert p.decide(TIMEOUT, "", 0) == (True, 600_000)
+    assert p.decide(TIMEOUT, "", 1) == (False, None)  # one retry at most for a timeout
+    assert p.decide(CRASH, "", 1) == (True, None)  # the backoff's delay
+    assert p.decide(CRASH, "", 2) == (False, None)
+    # The exception's rule wins over its kind's; a class with none takes the kind's.
+    assert p.decide(ERROR, "SMTPServerDisconnected", 9) == (True, 30_000)
+    assert p.decide(ERROR, "ValueError", 9) == (True, 1500)
+    assert p.decide(MEMORY, "", 0) == (False, None)  # no_retry first
+    assert p.decide(ERROR, "Refused", 0) == (False, None)
+    assert Policy().decide(CPU, "", 50) == (True, None)  # no rules: the job's own cap
+
+
+def test_the_configs_retry_rules_replace_the_handlers() -> None:
+    declared = HandlerDefaults(retry=("timeout:1m",)).policy()
+    cfg = Overrides.of(IsolationConfig(retry=(
+        "t=timeout:5s/0", "t=crash:2m", "*=timeout:1s",
+    )))  # fmt: skip
+    assert dict(resolve("t", declared, cfg).rules) == {
+        TIMEOUT: RetryRule(5000, 0), CRASH: RetryRule(120_000, None),
+    }  # fmt: skip
+    assert dict(resolve("u", declared, cfg).rules) == {TIMEOUT: RetryRule(1000, None)}
+    none = Overrides.of(IsolationConfig())
+    assert dict(resolve("t", declared, none).rules) == {TIMEOUT: RetryRule(60_000, None)}
+
+
+def test_bad_retry_rules_are_refused_where_they_are_written(tmp_path: Path) -> None:
+    class Bad(JobHandler):
+        job_type = "bad"
+        defaults = HandlerDefaults(retry=("timeout:soon",))
+
+    with pytest.raises(InvalidHandler, match="bad: retry rule invalid duration 'soon'"):
+        check_handler(Bad())
+    path = tmp_path / "fleetd.toml"
+    for entry, says in (
+        ("t=timeout", "'timeout' is not '<error kind or exception>:<delay>[/<retries>]'"),
+        ("t=crash:1m/many", "retries must be a whole number 0-100"),
+        ("t=error:2d", "the delay is over a day"),
+        ("t=:1s", "':1s' is not"),
+        ("t=crash:/", "'crash:/' is not"),
+    ):
+        path.write_text(f'[isolation]\nretry = ["{entry}"]\n')
+        with pytest.raises(ConfigError) as info:
+            load_config(path, {})
+        assert says in "\n".join(info.value.errors), entry

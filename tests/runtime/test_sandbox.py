@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 from pool import events_of, registry_with, running_pool, wait_status
-from sandbox_handlers import SECRETS, Sandboxed, Threaded
+from sandbox_handlers import SECRETS, Flaky, Sandboxed, Threaded
 from sandbox_pids import sandbox_children
 
 from fleetd.backend.redis_link import RedisUnavailable
@@ -287,6 +287,36 @@ async def test_no_retry_policy_from_config(config: Config, tmp_path: Path) -> No
         config, tmp_path, {"do": "exit"}, JobStatus.FAILED, max_retries=2, isolation=iso
     )
     assert job.attempts == 1
+
+
+async def test_retry_rules_give_a_kind_its_own_delay_and_cap(
+    config: Config, tmp_path: Path
+) -> None:
+    """A crash retried after the rule's 200 ms (not the 1 s backoff), once only though
+    the job allows 3; an inline handler's exception class by its own rule; a timeout
+    not retried."""
+    iso = isolation(tmp_path, retry=(
+        "sandboxed=crash:200ms/1", "flaky=FlakyError:300ms/1", "flaky=timeout:/0",
+    ))  # fmt: skip
+    job, events = await run_one(
+        config, tmp_path, {"do": "exit"}, JobStatus.FAILED, max_retries=3, isolation=iso
+    )
+    assert job.attempts == 2 and job.error.startswith("crash:")
+    [retrying] = [e for e in events if e["type"] == "job.retrying"]
+    assert retrying["data"]["run_at"] - int(retrying["ts"]) == 200
+    reg = registry(tmp_path)
+    reg.register(Flaky(), source="tests")
+    async with running_pool(config, reg, isolation=iso) as (engine, _pool):
+        r = await engine.queue.enqueue({"type": "flaky", "data": {}, "max_retries": 3})
+        done = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        [retrying] = [e for e in events_of(engine, r.job_id) if e["type"] == "job.retrying"]
+        hung = await engine.queue.enqueue(
+            {"type": "flaky", "data": {"hang": True}, "max_retries": 3, "timeout": "500ms"}
+        )
+        timed_out = await wait_status(engine, hung.job_id, JobStatus.FAILED, limit=LIMIT)
+    assert timed_out.attempts == 1 and timed_out.error.startswith("timeout:")
+    assert done.attempts == 2 and "flaky on purpose" in done.error
+    assert retrying["data"]["run_at"] - int(retrying["ts"]) == 300
 
 
 async def test_retry_after_sets_the_delay(config: Config, tmp_path: Path) -> None:
