@@ -37,7 +37,7 @@ from fleetd.api.ws_session import (
     parse_filter,
 )
 from fleetd.jobs.model import FieldError, ValidationError
-from fleetd.runtime.events import STREAM_ID, EventHub, HubClosed, HubFull
+from fleetd.runtime.events import STREAM_ID, EventHub, HubClosed, HubFull, resumable
 
 __all__ = ["authenticate", "bp", "check_origin"]
 
@@ -81,7 +81,7 @@ def _query() -> tuple[dict[str, Any], str | None, bool]:
     args = websocket.args
     raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
     resume = args.get("last_event_id")
-    if resume is not None and not STREAM_ID.fullmatch(resume):
+    if resume is not None and not (STREAM_ID.fullmatch(resume) and resumable(resume)):
         raise ValidationError.of(
             [FieldError("last_event_id", "must be a stream id such as 1700000000000-0")]
         )

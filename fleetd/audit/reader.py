@@ -64,11 +64,19 @@ def _decode(entry_id: str, f: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _stream_id(text: str, field: str) -> str:
-    ms, dash, seq = text.partition("-")
+# A stream id's parts are unsigned 64-bit integers (Redis refuses larger ones).
+_ID_PART_LIMIT = 2**64
+
+
+def _below(cursor: str) -> str | None:
+    """XREVRANGE's exclusive top for the page after `cursor`; None when no entry can be
+    older (0-0: Redis refuses it as an exclusive end)."""
+    ms, dash, seq = cursor.partition("-")
     if not ms.isdigit() or (dash and not seq.isdigit()):
-        raise ValidationError(field, f"malformed {field} {text!r}")
-    return text
+        raise ValidationError("cursor", f"malformed cursor {cursor!r}")
+    if int(ms) >= _ID_PART_LIMIT or int(seq or 0) >= _ID_PART_LIMIT:
+        raise ValidationError("cursor", f"malformed cursor {cursor!r}")
+    return None if dash and int(ms) == int(seq) == 0 else "(" + cursor
 
 
 class AuditReader:
@@ -90,7 +98,10 @@ class AuditReader:
         wanted = check_filters(filters or {})
         top = "+" if until_ms is None else str(until_ms)
         if cursor is not None:
-            top = "(" + _stream_id(cursor, "cursor")
+            below = _below(cursor)
+            if below is None:
+                return [], None
+            top = below
         bottom = "-" if since_ms is None else str(since_ms)
         window = limit * SCAN_FACTOR if wanted else limit
         raw = client.xrevrange(self.key, top, bottom, count=window + 1)

@@ -49,6 +49,7 @@ from fleetd.config import EventsConfig
 __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
+    "STREAM_ID",
     "Delivery",
     "Event",
     "EventFilter",
@@ -57,6 +58,7 @@ __all__ = [
     "deliveries",
     "id_key",
     "read_replay",
+    "resumable",
 ]
 
 log = logging.getLogger("fleetd.events")
@@ -74,6 +76,15 @@ _OPTIONAL = ("job_id", "job_type", "company_id", "status")
 # frame of its own.
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 1 << 20
+
+
+def resumable(stream_id: str) -> bool:
+    """Whether `stream_id` (STREAM_ID's shape) is one a replay can start after: each part
+    an unsigned 64-bit integer (Redis refuses larger ones), and not the largest id
+    (nothing can follow it: Redis refuses it as an exclusive start)."""
+    top = 2**64 - 1
+    ms, seq = id_key(stream_id)
+    return ms <= top and seq <= top and (ms, seq) != (top, top)
 
 
 def id_key(stream_id: str) -> tuple[int, int]:

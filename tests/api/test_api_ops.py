@@ -175,6 +175,12 @@ async def test_audit_log_records_mutations_with_outcomes(config: Config) -> None
         since = entries[2]["at"]
         recent = (await api.get(f"{PREFIX}/audit", params={"since": since})).json()
         assert len(recent["entries"]) >= 3
+        # Cursors at the stream's ends: nothing below 0-0 (Redis refuses it as an
+        # exclusive end), everything below the largest id.
+        for cursor, count in (("0-0", 0), ("0", 0), ("9999999999999999999-0", len(entries))):
+            r = await api.get(f"{PREFIX}/audit", params={"cursor": cursor})
+            assert r.status_code == 200, (cursor, r.text)
+            assert r.json()["count"] == count, cursor
 
 
 # Every view that counts every company's jobs: a company-bound token gets the same 403.

@@ -191,7 +191,13 @@ async def test_socket_closes_when_the_token_expires(config: Config) -> None:
 async def test_bad_query_is_refused_naming_the_field(config: Config) -> None:
     async with running_api(api_config(config)) as api:
         bearer = {"Authorization": f"Bearer {token()}"}
-        for query, field in (("status=done", "status"), ("last_event_id=abc", "last_event_id")):
+        top = 2**64 - 1
+        for query, field in (
+            ("status=done", "status"), ("last_event_id=abc", "last_event_id"),
+            # Ids Redis refuses as a replay's start: a part over 64 bits, the largest id.
+            (f"last_event_id={top + 1}-0", "last_event_id"),
+            (f"last_event_id={top}-{top}", "last_event_id"),
+        ):  # fmt: skip
             r = await handshake(api, f"{FEED}?{query}", bearer)
             assert r.status_code == 422, query
             assert error_of(r)["details"]["fields"][0]["field"] == field
