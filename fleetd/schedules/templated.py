@@ -37,6 +37,13 @@ from fleetd.schedules.templated_spec import MAX_FAN_OUT
 from fleetd.templates.store import Loaded, Prepared, TemplateOps
 from fleetd.workflows.plan import Plan
 from fleetd.workflows.scripts import plan_args
+from fleetd.workflows.spec import MAX_NODES
+
+# The most workflow nodes one occurrence makes in all: schedule_fire.lua stores every
+# workflow of an occurrence in the call that wins it (exactly once), so its work is
+# bounded like one workflow's (MAX_FAN_OUT workflows of MAX_NODES nodes each would hold
+# Redis for minutes).
+MAX_OCCURRENCE_NODES = MAX_NODES
 
 __all__ = ["check_templated", "occurrence_workflow_id", "templated_runs", "workflow_args"]
 
@@ -136,13 +143,25 @@ def check_templated(client: SyncClient, ops: QueueOps, spec: ScheduleSpec) -> No
         _source(ops, spec.for_each)
         return
     errors: list[FieldError] = []
+    nodes = 0
     for prefix, params in _runs(ops, spec.params, spec.for_each):
         try:
-            _prepare(templates, client, loaded, spec.company_id, spec.user_id, None, params)
+            made = _prepare(
+                templates, client, loaded, spec.company_id, spec.user_id, None, params
+            ).made
         except ValidationError as exc:
             errors.extend(exc.prefixed(prefix).errors if prefix else exc.errors)
+        else:
+            nodes += len(made.nodes) if isinstance(made, Plan) else 0
+    if nodes > MAX_OCCURRENCE_NODES:
+        errors.append(_too_many_nodes(nodes))
     if errors:
         raise ValidationError.of(errors)
+
+
+def _too_many_nodes(nodes: int) -> FieldError:
+    return FieldError("for_each", f"an occurrence would make {nodes} workflow nodes in all, "
+                      f"at most {MAX_OCCURRENCE_NODES}")  # fmt: skip
 
 
 def templated_runs(
@@ -173,4 +192,6 @@ def templated_runs(
             plans.append(made)
         else:
             rows.append(made)
+    if (nodes := sum(len(p.nodes) for p in plans)) > MAX_OCCURRENCE_NODES:
+        raise ValidationError.of([_too_many_nodes(nodes)])  # recorded as the run's error
     return rows, plans

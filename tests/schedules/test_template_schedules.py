@@ -155,6 +155,34 @@ def test_a_workflow_template_schedule_submits_its_workflows(engine: Engine) -> N
     assert ops.require(client, job.id).last_job_id == result.job_id
 
 
+def test_an_occurrence_makes_a_bounded_number_of_workflow_nodes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """schedule_fire.lua stores an occurrence's workflows in one call: their nodes in
+    all are capped (MAX_OCCURRENCE_NODES, here 5): refused at save, and an occurrence
+    over it (the template grew since) is the run's error, not a long script call."""
+    from fleetd.schedules import templated
+
+    monkeypatch.setattr(templated, "MAX_OCCURRENCE_NODES", 5)
+    ops, client = _ops(engine)
+    flow = {
+        "name": "flow", "params": {"type": "object", "properties": {"n": {"type": "integer"}}},
+        "workflow": {"chain": [{"type": "noop"}, {"type": "noop"}]},
+    }  # fmt: skip
+    TemplateOps(engine.ops).save(client, TemplateSpec.model_validate(flow))
+    body = {"name": "flows", "schedule": "1h", "template": {"name": "flow"}}
+    with pytest.raises(ValidationError) as exc:
+        ops.add(client, {**body, "for_each": [{"n": i} for i in range(3)]})  # 6 nodes
+    assert exc.value.field == "for_each" and "6 workflow nodes in all, at most 5" in str(exc.value)
+    job = ops.add(client, {**body, "for_each": [{"n": i} for i in range(2)]})  # 4 nodes
+    flow["workflow"]["chain"].append({"type": "noop"})  # type: ignore[index]
+    TemplateOps(engine.ops).save(client, TemplateSpec.model_validate(flow))  # now 6
+    result = _fire(engine, ops, job)
+    assert result is not None and result.action == "error"
+    assert client.zcard(engine.keys.workflows) == 0
+    assert "6 workflow nodes in all" in (ops.require(client, job.id).last_error or "")
+
+
 def test_cli_refuses_a_bad_template_schedule_in_one_line(config: Config, engine: Engine) -> None:
     _ops(engine)
     env = fleetd_env(config)
