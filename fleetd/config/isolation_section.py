@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from fleetd.config.durations import parse_duration
 from fleetd.config.settings import MINUTE, SECOND, setting
 
-__all__ = ["MODES", "IsolationConfig", "check_entries", "parse_retry_rule"]
+__all__ = ["MODES", "QUARANTINE_KINDS", "IsolationConfig", "check_entries", "parse_retry_rule"]
 
 
 # The modes of fleetd.jobs.isolation (the config package imports nothing of fleetd.jobs).
 MODES = ("inline", "thread", "process")
+# The failure kinds that may count towards a quarantine (fleetd.jobs.quarantine).
+QUARANTINE_KINDS = ("memory", "cpu", "timeout", "crash", "stall")
 
 
 # A retry rule's largest delay (as fleetd.jobs.isolation.MAX_RETRY_AFTER) and retries.
@@ -127,3 +129,10 @@ class IsolationConfig:
     quarantine_window: float = setting(
         10 * MINUTE, "the window quarantine_after counts in", kind="duration", min=SECOND
     )
+    # Which failures count: a type whose attempts time out because a downstream is slow
+    # is held like one that crashes, unless `timeout` is left out here.
+    quarantine_kinds: tuple[str, ...] = setting(
+        QUARANTINE_KINDS, "the failure kinds quarantine_after counts: memory, cpu, timeout, "
+        "crash (the process died), stall (the daemon died or hung under the job)",
+        choices=QUARANTINE_KINDS, unique=True,
+    )  # fmt: skip

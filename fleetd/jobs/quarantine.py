@@ -60,18 +60,27 @@ Failure = tuple[str, int, str, str | None, str]
 
 @dataclass(frozen=True)
 class Strikes:
-    """Quarantine a part at `after` counted failures within `window_ms`."""
+    """Quarantine a part at `after` counted failures within `window_ms`; the short kinds
+    that count (`[isolation] quarantine_kinds`)."""
 
     after: int
     window_ms: int
+    kinds: frozenset[str] = frozenset((*COUNTED.values(), STALL))
 
     @classmethod
     def of(cls, isolation: IsolationConfig | None) -> Strikes | None:
-        """From `[isolation]`; None when quarantines are off (quarantine_after = 0)."""
+        """From `[isolation]`; None when quarantines are off (quarantine_after = 0, or
+        no kind counts)."""
         iso = isolation or IsolationConfig()
-        if iso.quarantine_after <= 0:
+        if iso.quarantine_after <= 0 or not iso.quarantine_kinds:
             return None
-        return cls(iso.quarantine_after, int(iso.quarantine_window * 1000))
+        kinds = frozenset(iso.quarantine_kinds)
+        return cls(iso.quarantine_after, int(iso.quarantine_window * 1000), kinds)
+
+    def counted(self, error: str) -> str | None:
+        """The short kind of a failure (its error text) that counts here, else None."""
+        kind = counted_kind(error)
+        return kind if kind in self.kinds else None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from fleetd.backend.scripts import Scripts
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs import artifacts
 from fleetd.jobs.model import JobStatus
-from fleetd.jobs.quarantine import Strikes
+from fleetd.jobs.quarantine import STALL, Strikes
 from fleetd.jobs.queue import QueueOps
 
 __all__ = ["Maintenance", "MaintenanceSettings"]
@@ -73,7 +73,8 @@ class Maintenance:
         self.ops = ops
         self.settings = settings
         strikes = Strikes.of(settings.isolation)
-        self._strikes = (strikes.after, strikes.window_ms) if strikes else (0, 0)
+        counts = strikes is not None and STALL in strikes.kinds
+        self._strikes = (strikes.after, strikes.window_ms) if strikes and counts else (0, 0)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

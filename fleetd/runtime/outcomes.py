@@ -41,7 +41,7 @@ from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable, Sync
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.durations import format_duration
 from fleetd.config.isolation_section import IsolationConfig
-from fleetd.jobs.quarantine import Strikes, count_failures, counted_kind
+from fleetd.jobs.quarantine import Strikes, count_failures
 from fleetd.jobs.retry import DEFAULT_RETRY_POLICY as RETRY
 from fleetd.plugins.lifecycle import JobHooks
 from fleetd.runtime.heartbeat import WorkerMetrics
@@ -233,7 +233,7 @@ class OutcomeWriter:
         counted = [
             (o.job.id, o.job.attempts, o.job.type, o.job.company_id, kind)
             for o, r in zip(failed, results, strict=True)
-            if r >= 0 and (kind := counted_kind(o.error))
+            if r >= 0 and (kind := self.strikes.counted(o.error))
         ]
         for q in count_failures(client, self.scripts, self.strikes, counted):
             log.warning(

@@ -172,6 +172,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "scratch_dir": "",
         "quarantine_after": 5,
         "quarantine_window": "10m",
+        "quarantine_kinds": ["memory", "cpu", "timeout", "crash", "stall"],
     },
 }
 

@@ -92,7 +92,7 @@ async def test_repeated_memory_exhaustion_quarantines_and_a_release_runs_the_hel
         assert events_of_type(engine, "part.released")[0]["job_type"] == "sandboxed"
 
 
-async def test_plain_failures_do_not_count_and_zero_turns_quarantines_off(
+async def test_plain_failures_and_kinds_left_out_do_not_count_and_zero_turns_them_off(
     config: Config, tmp_path: Path
 ) -> None:
     scratch = tmp_path / "scratch"
@@ -103,6 +103,16 @@ async def test_plain_failures_do_not_count_and_zero_turns_quarantines_off(
             {"type": "sandboxed", "data": {"do": "fail"}, "company_id": "acme", "max_retries": 0}
         )
         await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        assert await engine.link.call(lambda c: list_quarantines(c, engine.keys)) == []
+    # Kinds left out of quarantine_kinds do not count either (here crashes).
+    no_crash = IsolationConfig(scratch_dir=str(scratch), quarantine_after=1,
+                               quarantine_kinds=("memory", "timeout"))  # fmt: skip
+    async with running_pool(config, registry(tmp_path), isolation=no_crash) as (engine, _pool):
+        r = await engine.queue.enqueue(
+            {"type": "sandboxed", "data": {"do": "exit"}, "company_id": "acme", "max_retries": 0}
+        )
+        done = await wait_status(engine, r.job_id, JobStatus.FAILED, limit=LIMIT)
+        assert done.error.startswith("crash:")
         assert await engine.link.call(lambda c: list_quarantines(c, engine.keys)) == []
     off = IsolationConfig(scratch_dir=str(scratch), quarantine_after=0)
     async with running_pool(config, registry(tmp_path), isolation=off) as (engine, _pool):

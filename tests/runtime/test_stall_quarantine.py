@@ -76,6 +76,33 @@ async def test_reaped_leases_quarantine_their_type_and_company(engine: Engine) -
     assert [job.id for job in freed.jobs] == [held_job.job_id]
 
 
+def test_stalls_count_only_when_quarantine_kinds_name_them(engine: Engine) -> None:
+    from fleetd.config.isolation_section import IsolationConfig
+    from fleetd.jobs.quarantine import Strikes
+    from fleetd.runtime.maintenance import Maintenance, MaintenanceSettings
+
+    def reaper_strikes(iso: IsolationConfig) -> tuple[int, int]:
+        settings = MaintenanceSettings(
+            interval=1.0, max_stalls=2, completed_ttl=0, failed_ttl=0, cancelled_ttl=0,
+            reconnect_max_backoff=1.0, isolation=iso,
+        )  # fmt: skip
+        return Maintenance(engine.link, engine.scripts, engine.ops, settings)._strikes
+
+    assert reaper_strikes(IsolationConfig(quarantine_after=2, quarantine_window=60)) == (2, 60_000)
+    assert reaper_strikes(IsolationConfig(quarantine_after=2, quarantine_kinds=("crash",))) == (
+        0, 0,
+    )  # fmt: skip
+
+    counted = Strikes.of(IsolationConfig(quarantine_after=2, quarantine_window=60))
+    assert counted is not None and "stall" in counted.kinds
+    assert counted.counted("timeout: timed out after 1s") == "timeout"
+    fewer = Strikes.of(IsolationConfig(quarantine_after=2, quarantine_kinds=("memory",)))
+    assert fewer is not None and fewer.kinds == {"memory"}
+    assert fewer.counted("timeout: timed out after 1s") is None
+    assert fewer.counted("resource_exhausted: memory: MemoryError") == "memory"
+    assert Strikes.of(IsolationConfig(quarantine_after=2, quarantine_kinds=())) is None
+
+
 async def test_stalls_are_not_counted_when_quarantines_are_off(engine: Engine) -> None:
     for _ in range(3):
         await engine.queue.enqueue({"type": "noop", "data": {}, "company_id": "acme"})
