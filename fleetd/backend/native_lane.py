@@ -226,7 +226,10 @@ async def connect(options: dict[str, Any], connect_timeout: float) -> Connection
                 refused = [r for r in replies if isinstance(r, Exception)]
                 if refused:
                     conn.close()
-                    raise RedisUnavailable(f"Redis refused the connection: {refused[0]}")
+                    # "connecting to": nothing was sent (fleetd.spool.outage.may_have_run).
+                    raise RedisUnavailable(
+                        f"Redis refused the connection while connecting to it: {refused[0]}"
+                    )
             return conn
     except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
         # "connecting to", as redis-py says it: the command never left this process

@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import redis
+from redis.sentinel import MasterNotFoundError
+
 from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.jobs.queue import EnqueueResult, QueueOps
@@ -33,12 +36,19 @@ SPOOLED = "spooled"
 # (a reset or a timeout while writing or reading) may come after Redis ran it and
 # wrote it to its AOF — a SIGKILL between the write and the reply does that.
 _NOT_CONNECTED = "connecting to"
+# What redis-py raises while it opens a connection, before any command is sent: a
+# refused AUTH, Sentinel naming no primary (fleetd.backend.native_lane says "connecting
+# to" for both cases of its own).
+_OPENING = (redis.exceptions.AuthenticationError, MasterNotFoundError)
 
 
 def may_have_run(exc: BaseException) -> bool:
     """Whether the call that failed with `exc` (RedisUnavailable, or what it wraps) may
     have run in Redis all the same."""
-    return _NOT_CONNECTED not in str(exc.__cause__ or exc)
+    cause = exc.__cause__ or exc
+    if isinstance(cause, _OPENING):
+        return False
+    return _NOT_CONNECTED not in str(cause)
 
 
 def spooled_results(

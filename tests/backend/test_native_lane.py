@@ -1,7 +1,8 @@
 """fleetd.backend.native_lane against real redis-servers: replies read as redis-py's
 client reads them, per-command errors, AUTH and SELECT, unix sockets, a broken or
 silent connection raising RedisUnavailable (whose text tells whether the command may
-have run: fleetd.spool.outage.may_have_run) and the next pipeline reconnecting."""
+have run: fleetd.spool.outage.may_have_run; a refused AUTH or no Sentinel primary has
+not, through either client) and the next pipeline reconnecting."""
 
 from __future__ import annotations
 
@@ -67,9 +68,31 @@ async def test_auth_and_database_from_the_url(own_redis: RedisServerFactory) -> 
         conn.command("SELECT", "5")
         assert conn.command("GET", "in-db-5") == b"yes"
     wrong = NativeLane(server.url.replace("s3cret%3Apw", "wrong"))
-    with pytest.raises(RedisUnavailable, match="refused"):
+    with pytest.raises(RedisUnavailable, match="refused") as refused:
         await wrong.pipeline([("PING",)])
     wrong.close()
+    assert not may_have_run(refused.value)  # refused before the command was sent
+    # The same through redis-py's client: its AuthenticationError.
+    link = RedisLink(server.url.replace("s3cret%3Apw", "wrong"))
+    try:
+        with pytest.raises(RedisUnavailable) as refused:
+            link.run_sync(lambda c: c.ping())
+    finally:
+        link.close()
+    assert not may_have_run(refused.value)
+    # Sentinel naming no primary: redis-py raises it before it sends anything.
+    from redis.sentinel import MasterNotFoundError
+
+    def no_primary(client: object) -> None:
+        raise MasterNotFoundError("No master found for 'fleetd'")
+
+    link = RedisLink(server.url)
+    try:
+        with pytest.raises(RedisUnavailable) as refused:
+            link.run_sync(no_primary)
+    finally:
+        link.close()
+    assert not may_have_run(refused.value)
 
 
 async def test_a_unix_socket(tmp_path: Path) -> None:
