@@ -72,9 +72,11 @@ def _below(cursor: str) -> str | None:
     """XREVRANGE's exclusive top for the page after `cursor`; None when no entry can be
     older (0-0: Redis refuses it as an exclusive end)."""
     ms, dash, seq = cursor.partition("-")
-    if not ms.isdigit() or (dash and not seq.isdigit()):
-        raise ValidationError("cursor", f"malformed cursor {cursor!r}")
-    if int(ms) >= _ID_PART_LIMIT or int(seq or 0) >= _ID_PART_LIMIT:
+    if (
+        not ms.isdigit()
+        or (dash and not seq.isdigit())
+        or max(int(ms), int(seq or 0)) >= _ID_PART_LIMIT
+    ):
         raise ValidationError("cursor", f"malformed cursor {cursor!r}")
     return None if dash and int(ms) == int(seq) == 0 else "(" + cursor
 

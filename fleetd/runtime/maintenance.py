@@ -73,8 +73,9 @@ class Maintenance:
         self.ops = ops
         self.settings = settings
         strikes = Strikes.of(settings.isolation)
-        counts = strikes is not None and STALL in strikes.kinds
-        self._strikes = (strikes.after, strikes.window_ms) if strikes and counts else (0, 0)
+        self._strikes = (0, 0)  # the reaper counts stalls only when they are named
+        if strikes is not None and STALL in strikes.kinds:
+            self._strikes = (strikes.after, strikes.window_ms)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
