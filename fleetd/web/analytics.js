@@ -2,12 +2,13 @@
 // (GET analytics?window=…&by=type), run and wait p50 / p95 / p99, throughput, failure
 // rate and a sparkline of finished jobs per bucket; for the type picked (its row or the
 // select), its run and wait p50/p95/p99 per bucket as charts (log axis, from the same
-// answer's series); and the lateness p50/p99 of each schedule that fired (GET
-// scheduled). A company admin's token sees its own company's figures only (the API
-// binds it). Capacity (GET capacity, platform admins): utilisation as a gauge, the
-// concurrency the planner recommends, the backlog's drain time, each job type's share of
-// the load, and the week's hourly arrivals with the trend line, the projection from now,
-// the capacity (arrivals at 100 % utilisation) and the day it runs out.
+// answer's series); and the lateness p50/p99 of the schedules that fired (GET
+// scheduled), the 20 latest by p99. A company admin's token sees its own company's
+// figures only (the API binds it). Capacity (GET capacity, platform admins): utilisation
+// as a gauge, the concurrency the planner recommends, the backlog's drain time, each job
+// type's share of the load, and the week's hourly arrivals with the trend line, the
+// projection from now, the capacity (arrivals at 100 % utilisation) and the day it runs
+// out.
 
 import { api } from "./api.js";
 import { $, fill, fmtNumber, fmtSpan, h, svg } from "./dom.js";
@@ -24,6 +25,8 @@ const MAX_AHEAD_DAYS = 14;
 const LOG_ABOVE = 5;
 
 const WINDOWS = ["hour", "day", "week"];
+// Schedules the lateness chart draws: the latest by p99 (the rest are counted below it).
+const MAX_LATENESS_BARS = 20;
 
 function ms(v) {
   if (v === null || v === undefined) return "—";
@@ -92,8 +95,15 @@ export class AnalyticsView {
     try {
       const { scheduled_jobs: list } = await api("GET", "scheduled");
       const rows = list.filter((s) => s.lateness && s.lateness.count)
-        .map((s) => ({ name: s.name, p50: s.lateness.p50_ms, p99: s.lateness.p99_ms }));
-      fill(box, rows.length ? rangeBars(rows, ms, "lateness of each schedule's firings, p50 and p99")
+        .map((s) => ({ name: s.name, p50: s.lateness.p50_ms, p99: s.lateness.p99_ms }))
+        .sort((a, b) => b.p99 - a.p99 || b.p50 - a.p50);
+      // The latest few: thousands of bars would be a page-long chart that says less.
+      const shown = rows.slice(0, MAX_LATENESS_BARS);
+      const more = rows.length > shown.length
+        ? h("p", { class: "muted small", "data-lateness-shown": `${shown.length}/${rows.length}` },
+          `The ${shown.length} latest of ${rows.length} schedules that fired, by p99.`)
+        : null;
+      fill(box, rows.length ? [rangeBars(shown, ms, "lateness of each schedule's firings, p50 and p99"), more]
         : h("p", { class: "muted empty" }, "No schedule has fired yet."));
     } catch (exc) {
       fill(box, h("p", { class: "error" }, `Schedule lateness: ${describe(exc)}`));

@@ -2,9 +2,9 @@
 real daemon (api, worker, scheduler) that ran a real workload: the run and wait
 p50/p95/p99 charts of the picked job type draw exactly the per-bucket percentiles the
 API answers (hour and week windows, and another type picked), a schedule firing every
-second has its lateness bars, and the capacity trend chart draws the week's 168 hourly
-arrivals with the trend, the projection, now and the capacity line. Screenshots of
-each page go to tmp_path (`pytest -s` prints them)."""
+second has its lateness bars (of many schedules, the 20 latest), and the capacity trend
+chart draws the week's 168 hourly arrivals with the trend, the projection, now and the
+capacity line. Screenshots of each page go to tmp_path (`pytest -s` prints them)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from api_client import PREFIX, SECRET, token
 from browser import log_in, needs_chromium, open_dashboard
 from conftest import fleetd_env
 from daemons import Fleet, wait_for
 
+from fleetd.backend.keys import Keys
 from fleetd.config import Config
 
 pytestmark = needs_chromium
@@ -32,6 +34,17 @@ def drawn(page: Any, chart: str, line: str) -> list[float]:
 
 def answered(series: list[dict[str, Any]], key: str) -> list[float]:
     return [float(p[key]) for p in series if p[key] is not None]
+
+
+def plant_lateness(config: Config, schedule_id: str, bucket: int) -> None:
+    """Two firings in one lateness bucket (fleetd.analytics.histogram: bucket k holds
+    [2^((k-1)/4), 2^(k/4)) ms), as schedule_fire.lua records them."""
+    client = redis.Redis.from_url(config.redis.url, decode_responses=True)
+    try:
+        key = Keys(config.redis.namespace).schedule(schedule_id)
+        client.hset(key, mapping={f"late:{bucket}": 2, "late_ms": int(2 * 2 ** (bucket / 4))})
+    finally:
+        client.close()
 
 
 def test_percentile_lateness_and_trend_charts(config: Config, fleet: Fleet, tmp_path: Path) -> None:
@@ -90,6 +103,7 @@ def test_percentile_lateness_and_trend_charts(config: Config, fleet: Fleet, tmp_
                 float(bar.get_attribute("data-p99") or -1),
             )
             assert 0 < p50 <= p99
+            expect(page.locator("#analytics-lateness [data-lateness-shown]")).to_have_count(0)
             shot = tmp_path / "analytics-charts.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"analytics charts screenshot: {shot}")
@@ -138,3 +152,21 @@ def test_percentile_lateness_and_trend_charts(config: Config, fleet: Fleet, tmp_
             shot = tmp_path / "capacity-trend.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"capacity trend screenshot: {shot}")
+
+            # 24 more schedules that fired (planted: later and later): the chart draws
+            # the 20 latest by p99, and says how many fired in all.
+            for i in range(24):
+                body = {"name": f"late-{i:02d}", "job_type": "email_notification",
+                        "schedule": "@yearly", "data": EMAIL}  # fmt: skip
+                r = http.post(f"{PREFIX}/scheduled", json=body)
+                assert r.status_code == 201, r.text
+                plant_lateness(config, r.json()["scheduled_job"]["id"], 40 + i)
+            page.click("nav.views a[data-view='analytics']")
+            page.click("#analytics-windows button[data-window='hour']")
+            bars = page.locator("#analytics-lateness svg g[data-bar]")
+            expect(page.locator("#analytics-lateness [data-lateness-shown]")).to_have_attribute(
+                "data-lateness-shown", "20/25"
+            )
+            expect(bars).to_have_count(20)
+            names = [bars.nth(i).get_attribute("data-bar") for i in range(20)]
+            assert names == [f"late-{i:02d}" for i in range(23, 3, -1)]  # latest first
