@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import os
 import pickle
+import socket
 import stat
 import struct
 import time
@@ -65,6 +66,9 @@ class Sandboxed:
                 n += 1
         if do == "sleep":  # blocks in C, deaf to cancellation
             time.sleep(3600)
+        if do == "recv":  # a socket read without a timeout: deaf to cancellation too
+            mine, _theirs = socket.socketpair()
+            mine.recv(1)
         if do in ("term_cleanup", "term_deaf"):  # notes its pid, then waits
             marker = Path(data["marker"])
             marker.with_suffix(".pid").write_text(str(os.getpid()))

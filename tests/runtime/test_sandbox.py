@@ -179,17 +179,20 @@ async def test_blocked_child_is_killed_when_its_timeout_passes(
     assert events[-1]["data"]["error"] == "timeout: timed out after 1s"
 
 
+@pytest.mark.parametrize("blocked", ["sleep", "recv"])
 async def test_admin_cancel_kills_a_blocked_child_and_frees_its_slot(
-    config: Config, tmp_path: Path
+    config: Config, tmp_path: Path, blocked: str
 ) -> None:
+    """Blocked in time.sleep or in a socket read without a timeout: deaf to the
+    cancellation a SIGTERM brings, killed after the grace."""
     iso = isolation(tmp_path, max_children=1, kill_grace=0.5)
     async with running_pool(config, registry(tmp_path), isolation=iso) as (engine, _pool):
         r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "env"}})
         first = await wait_status(engine, r.job_id, JobStatus.COMPLETED, limit=LIMIT)
         pid = first.result["pid"]
-        r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": "sleep"}})
+        r = await engine.queue.enqueue({"type": "sandboxed", "data": {"do": blocked}})
         await wait_status(engine, r.job_id, JobStatus.PROCESSING)
-        await trio.sleep(0.5)  # the child is inside time.sleep now
+        await trio.sleep(0.5)  # the child is inside the blocking call now
         await engine.queue.cancel(r.job_id)
         await wait_status(engine, r.job_id, JobStatus.CANCELLED, limit=10)
         with pytest.raises(ProcessLookupError):  # the warm child that ran it: killed
