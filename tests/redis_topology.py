@@ -174,6 +174,25 @@ class LocalSentinels(_Servers):
             return int(reply[1])
         raise AssertionError("no sentinel answers")
 
+    def promoted(self, old_port: int) -> bool:
+        """Every sentinel names one primary, not `old_port`, and that server says it is
+        the primary: only then may the old one come back (empty) without a sentinel
+        that still knows it as the primary turning the new one into its replica, which
+        would wipe the new one's data."""
+        named = set()
+        for port in self.sentinel_ports:
+            try:
+                with RespConnection(port) as conn:
+                    reply = conn.command("SENTINEL", "get-master-addr-by-name", SERVICE)
+            except (OSError, RespError):
+                return False
+            assert isinstance(reply, list) and isinstance(reply[1], bytes), reply
+            named.add(int(reply[1]))
+        if len(named) != 1 or old_port in named:
+            return False
+        info = self.server_on(named.pop()).command("INFO", "replication")
+        return isinstance(info, bytes) and b"role:master" in info
+
     def replica_online(self) -> bool:
         """The current primary has a replica linked and in sync."""
         info = self.server_on(self.primary_port()).command("INFO", "replication")

@@ -84,7 +84,7 @@ def test_no_acknowledged_job_is_lost_when_the_primary_is_killed(
         old.kill()
         acked_at_kill = len(enqueuer.acked)
         wait_until(
-            "a sentinel to promote the replica", lambda: sentinels.primary_port() != old_port
+            "every sentinel to name the promoted replica", lambda: sentinels.promoted(old_port)
         )
         # The old primary comes back empty; the sentinels make it the new one's replica,
         # so WAIT 1 can be met again.
