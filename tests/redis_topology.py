@@ -176,9 +176,9 @@ class LocalSentinels(_Servers):
 
     def promoted(self, old_port: int) -> bool:
         """Every sentinel names one primary, not `old_port`, and that server says it is
-        the primary: only then may the old one come back (empty) without a sentinel
-        that still knows it as the primary turning the new one into its replica, which
-        would wipe the new one's data."""
+        the primary: the failover is complete everywhere, so the old one may come back
+        (empty). Before that it can still be taken for the primary, and a replica that
+        follows it is emptied with it (docs/OPERATIONS.md, Sentinel)."""
         named = set()
         for port in self.sentinel_ports:
             try:
