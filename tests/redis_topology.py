@@ -162,16 +162,21 @@ class LocalSentinels(_Servers):
         [server] = [s for s in self.servers if s.port == port]
         return server
 
+    def _named_by(self, sentinel_port: int) -> int | None:
+        """The primary's port as one sentinel names it; None when it does not answer."""
+        try:
+            with RespConnection(sentinel_port) as conn:
+                reply = conn.command("SENTINEL", "get-master-addr-by-name", SERVICE)
+        except (OSError, RespError):
+            return None
+        assert isinstance(reply, list) and isinstance(reply[1], bytes), reply
+        return int(reply[1])
+
     def primary_port(self) -> int:
         """The primary's port as the first answering sentinel names it."""
         for port in self.sentinel_ports:
-            try:
-                with RespConnection(port) as conn:
-                    reply = conn.command("SENTINEL", "get-master-addr-by-name", SERVICE)
-            except (OSError, RespError):
-                continue
-            assert isinstance(reply, list) and isinstance(reply[1], bytes), reply
-            return int(reply[1])
+            if (named := self._named_by(port)) is not None:
+                return named
         raise AssertionError("no sentinel answers")
 
     def promoted(self, old_port: int) -> bool:
@@ -179,18 +184,12 @@ class LocalSentinels(_Servers):
         the primary: the failover is complete everywhere, so the old one may come back
         (empty). Before that it can still be taken for the primary, and a replica that
         follows it is emptied with it (docs/OPERATIONS.md, Sentinel)."""
-        named = set()
-        for port in self.sentinel_ports:
-            try:
-                with RespConnection(port) as conn:
-                    reply = conn.command("SENTINEL", "get-master-addr-by-name", SERVICE)
-            except (OSError, RespError):
-                return False
-            assert isinstance(reply, list) and isinstance(reply[1], bytes), reply
-            named.add(int(reply[1]))
-        if len(named) != 1 or old_port in named:
+        named = {self._named_by(port) for port in self.sentinel_ports}
+        if len(named) != 1 or None in named or old_port in named:
             return False
-        info = self.server_on(named.pop()).command("INFO", "replication")
+        [port] = named
+        assert port is not None
+        info = self.server_on(port).command("INFO", "replication")
         return isinstance(info, bytes) and b"role:master" in info
 
     def replica_online(self) -> bool:
