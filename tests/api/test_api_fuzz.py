@@ -294,8 +294,8 @@ def odd_body(draw: st.DrawFn) -> tuple[str, str, Any]:
         job_type, _, field = target.rpartition(".")
         if job_type:
             body.setdefault("data", {})
-            if isinstance(body["data"], dict):
-                body["data"][field] = draw(odd_value(field))
+            if isinstance(body["data"], dict):  # a copy: drawn values are shared objects
+                body["data"] = {**body["data"], field: draw(odd_value(field))}
             body.setdefault("type" if kind == "enqueue" else "job_type", job_type)
         else:
             body[field] = draw(odd_value(field))
