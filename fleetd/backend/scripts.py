@@ -342,45 +342,6 @@ class Scripts:
         ]  # fmt: skip
         return bool(self._run(client, "schedule_remove", keys, [schedule_id, event_data]))
 
-    def schedule_fire(
-        self,
-        client: SyncClient,
-        schedule_id: str,
-        action: str,
-        *,
-        due_ms: int = 0,
-        rev: int = 0,
-        next_due_ms: int = 0,
-        missed: int = 0,
-        occurrence_ms: int | None = None,
-        error: str = "",
-        event_data: str = "{}",
-        row: JobRow | None = None,
-        rows: Sequence[JobRow] | None = None,
-        workflows: Sequence[Any] = (),
-    ) -> tuple[int, int, str, bool]:
-        """action fire | skip | error | manual; `row` is the job for fire and manual;
-        `rows` instead: a template's jobs; `workflows`: a template's workflows, as
-        fleetd.workflows.scripts.plan_args encodes them, stored by the same call.
-        Returns (1 done / 0 lost / -1 not due yet, Redis
-        now ms, job id or '', duplicate)."""
-        k, s = self.keys, self._s
-        keys = [
-            k.schedule(schedule_id), k.schedules_due, k.schedules_stats, k.queue, k.delayed,
-            k.seq, s[JobStatus.PENDING], k.events, k.wake, k.workflows,
-        ]  # fmt: skip
-        args: list[Any] = [
-            WAKE_TOKEN_CAP, schedule_id, action, due_ms, rev, next_due_ms, missed,
-            "" if occurrence_ms is None else occurrence_ms, error, event_data,
-            len(workflows), *workflows,
-        ]  # fmt: skip
-        if rows is not None:
-            args.extend(encode_row(r) for r in rows)
-        else:
-            args.append("" if row is None else encode_row(row))
-        code, now, job_id, dup = self._run(client, "schedule_fire", keys, args)
-        return int(code), int(now), str(job_id), int(dup) == 1
-
     # -- audit -----------------------------------------------------------------------
 
     def audit_write(

@@ -179,10 +179,16 @@ class QueueOps:
                 raise exc.prefixed(f"jobs[{i}].") from None
         return rows
 
-    def enqueue_rows(self, client: SyncClient, rows: Sequence[JobRow]) -> list[EnqueueResult]:
+    def enqueue_rows(
+        self, client: SyncClient, rows: Sequence[JobRow], *, at_door: bool = True
+    ) -> list[EnqueueResult]:
+        """Store `rows`; `at_door=False` for jobs already accepted (a spool's replay): the
+        companies' quotas were the door's to apply, and a replay they held back would hold
+        every other company's spooled jobs behind it."""
+        quota = self.quota if at_door else ""
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
-            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], self.quota)
+            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], quota)
             out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
         if self.wait[0]:
             acked = int(client.wait(*self.wait))

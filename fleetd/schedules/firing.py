@@ -24,6 +24,7 @@ from fleetd.backend.codec import JobRow
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import ValidationError, format_ts
 from fleetd.schedules.cadence import plan_firing
+from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.model import ScheduledJob
 from fleetd.schedules.payload import job_row
 from fleetd.schedules.store import ScheduleOps
@@ -129,13 +130,16 @@ class FiringOps:
                 "error": error or None,
             }
         )
-        code, now, job_id, dup = self.scripts.schedule_fire(
-            client, schedule_id, action, due_ms=due_ms, rev=job.rev, next_due_ms=next_ms,
-            missed=missed, occurrence_ms=occurrence, error=error, event_data=event, row=row,
-            rows=made[0] if made else None, workflows=workflow_args(made[1]) if made else (),
+        code, now, job_id, dup, refused = schedule_fire(
+            self.scripts, client, schedule_id, action, due_ms=due_ms, rev=job.rev,
+            next_due_ms=next_ms, missed=missed, occurrence_ms=occurrence, error=error,
+            event_data=event, row=row, rows=made[0] if made else None,
+            workflows=workflow_args(made[1]) if made else (), quota=self.queue_ops.quota,
         )  # fmt: skip
         if code != 1:
             return None
+        if refused:  # the companies' quotas held the occurrence back: recorded as an error
+            action, error = "error", refused
         return FireResult(
             schedule_id, job.name, action, due_ms, occurrence, next_ms, missed, job_id, dup,
             now, error, job.company_id,

@@ -33,6 +33,7 @@ from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, default_id, name_key
 from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
 from fleetd.schedules.templated import check_templated, templated_runs, workflow_args
@@ -331,14 +332,15 @@ class ScheduleOps:
 
     def run_now(self, client: SyncClient, schedule_id: str) -> EnqueueResult:
         """Enqueue the schedule's job now, tagged `schedule:<id>` and `run-now`; the
-        cadence (next_run) is left alone. Works for paused schedules too."""
+        cadence (next_run) is left alone. Works for paused schedules too. The companies'
+        quotas apply: over one raises QuotaExceeded (nothing stored)."""
         current = self.require(client, schedule_id)
         rows, plans = (templated_runs(client, self.queue_ops, current, None) if current.template
                        else ([job_row(self.queue_ops, current, None)], []))  # fmt: skip
         event = _encode({"schedule_id": schedule_id})
-        code, now, job_id, dup = self.scripts.schedule_fire(
-            client, schedule_id, "manual", event_data=event, rows=rows,
-            workflows=workflow_args(plans),
+        code, now, job_id, dup, _ = schedule_fire(
+            self.scripts, client, schedule_id, "manual", event_data=event, rows=rows,
+            workflows=workflow_args(plans), quota=self.queue_ops.quota,
         )  # fmt: skip
         if code != 1:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")

@@ -17,6 +17,9 @@ Exactly once, whatever crashes where:
 A job that ran inline while Redis was away (its row has a `finished` member:
 fleetd.spool.finished) goes through land.lua instead: stored completed or failed, never
 pending, and a second landing of its id is a no-op as above.
+Quotas: a spooled job was accepted already, so a replay applies no company quota
+(fleetd.jobs.queue.QueueOps.enqueue_rows): one company over its quota would otherwise
+hold the whole spool, and every company's enqueues waiting on it, until its backlog drains.
 Order: a batch is the spool's head in seq order and enqueue.lua stores a call's jobs in
 its order (FIFO within a priority, as if they had been enqueued then).
 """
@@ -107,7 +110,7 @@ def replay_pass(
                 log.error("spool: job %s cannot be replayed (%s): %s", job.job_id, exc, job.row)
                 entries.append(Stamped(spool.epoch, job.seq, _entry(job, "unreadable", {
                     "row": job.row[:4000]})))  # fmt: skip
-        results = ops.enqueue_rows(client, [row for _, row in sendable])
+        results = ops.enqueue_rows(client, [row for _, row in sendable], at_door=False)
         landed = 0
         for (job, _), result in zip(sendable, results, strict=True):
             detail = {"duplicate": result.duplicate}

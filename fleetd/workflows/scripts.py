@@ -13,7 +13,7 @@ from typing import Any
 
 from fleetd.backend.codec import encode_row
 from fleetd.backend.redis_link import SyncClient
-from fleetd.backend.scripts import CONTROL_TTL_S, WAKE_TOKEN_CAP, Scripts
+from fleetd.backend.scripts import CONTROL_TTL_S, WAKE_TOKEN_CAP, Scripts, quota_refusal
 from fleetd.jobs.model import JobStatus
 from fleetd.workflows.plan import Plan
 
@@ -36,8 +36,10 @@ class WorkflowScripts:
         self._scripts = scripts
         self.keys = scripts.keys
 
-    def submit(self, client: SyncClient, plan: Plan) -> int:
-        """Store the whole plan in one script call; returns Redis now ms."""
+    def submit(self, client: SyncClient, plan: Plan, quota: str = "") -> int:
+        """Store the whole plan in one script call; returns Redis now ms. `quota`: the
+        companies' quotas (Limits.encode_quota), every node counted: a company over one
+        raises QuotaExceeded and nothing is stored."""
         k = self.keys
         keys = [
             k.queue, k.delayed, k.seq, k.status(JobStatus.PENDING), k.events, k.wake,
@@ -45,7 +47,12 @@ class WorkflowScripts:
         ]  # fmt: skip
         workflow_id, fields, *nodes = plan_args(plan)  # nodes: their count, then each
         args: list[Any] = [workflow_id, WAKE_TOKEN_CAP, fields, *nodes]
-        return int(self._scripts.call(client, "wf_submit", keys, args))
+        if quota:
+            args.append(quota)
+        reply = self._scripts.call(client, "wf_submit", keys, args)
+        if isinstance(reply, list):  # [-1, refused companies...]
+            raise quota_refusal(reply[1:])
+        return int(reply)
 
     def skip(self, client: SyncClient, job_id: str, token: str, why: str) -> bool:
         """A started node whose condition is false ends skipped; False when stale."""

@@ -61,7 +61,7 @@ class WorkflowOps:
         return build_plan(req, self.ops)
 
     def submit(self, client: SyncClient, plan: Plan) -> WorkflowSubmitted:
-        now = self.scripts.submit(client, plan)
+        now = self.scripts.submit(client, plan, self.ops.quota)
         return WorkflowSubmitted(
             workflow_id=plan.workflow_id, status="running",
             nodes={n.name: n.row.id for n in plan.nodes}, created_at=str(format_ts(now)),

@@ -36,6 +36,7 @@ from fleetd.config import Config
 from fleetd.config.queue_section import Served
 from fleetd.engine import Engine
 from fleetd.jobs.model import EnqueueRequest
+from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.store import ScheduleOps
 
 # A string no JSON or Lua layer passes through by accident: multi-byte and astral
@@ -187,7 +188,7 @@ def test_schedule_fire_enqueues_every_field(store: Engine, make_row: Any) -> Non
     client = store.link.client
     schedule = ops.add(client, {"name": "codec", "job_type": "noop", "schedule": "@daily"})
     row = make_row()
-    code, _, job_id, dup = store.scripts.schedule_fire(client, schedule.id, "manual", row=row)
+    code, _, job_id, dup, _ = schedule_fire(store.scripts, client, schedule.id, "manual", row=row)
     assert (code, job_id, dup) == (1, row.id, False)
     check_stored(store, row)
     check_claimed(store, row)

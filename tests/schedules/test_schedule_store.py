@@ -19,6 +19,7 @@ from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import Job, JobStatus, ValidationError, parse_ts
 from fleetd.plugins.noop import NoopHandler
+from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.firing import FiringOps
 from fleetd.schedules.model import ScheduledJob
 from fleetd.schedules.store import ScheduleConflict, ScheduleNotFound, ScheduleOps, Schedules
@@ -344,7 +345,8 @@ def test_an_edit_between_read_and_fire_makes_the_fire_lose(eng: Engine, ops: Sch
     stale = run(eng, ops.get, job.id)
     run(eng, ops.update, job.id, {"data": {"changed": True}})  # same due time, new rev
     make_due(eng, run(eng, ops.get, job.id), now - 100)
-    code, *_ = eng.scripts.schedule_fire(
+    code, *_ = schedule_fire(
+        eng.scripts,
         eng.link.client, job.id, "fire", due_ms=now - 100, rev=stale.rev,
         next_due_ms=now + 9900, row=eng.ops.prepare({"type": "noop"}),
     )  # fmt: skip
@@ -354,7 +356,8 @@ def test_an_edit_between_read_and_fire_makes_the_fire_lose(eng: Engine, ops: Sch
 def test_the_script_refuses_to_fire_early_by_redis_time(eng: Engine, ops: ScheduleOps) -> None:
     job = add(eng, ops, schedule="1h")
     assert job.next_run_ms is not None
-    code, now, _, _ = eng.scripts.schedule_fire(
+    code, now, *_ = schedule_fire(
+        eng.scripts,
         eng.link.client, job.id, "fire", due_ms=job.next_run_ms, rev=job.rev,
         next_due_ms=job.next_run_ms + HOUR_MS, row=eng.ops.prepare({"type": "noop"}),
     )  # fmt: skip

@@ -19,6 +19,8 @@ from daemons import Fleet, FleetdProcess, settings, wait_for
 
 from fleetd.config import Config
 from fleetd.engine import Engine
+from fleetd.schedules import firing
+from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.firing import FiringOps
 from fleetd.schedules.store import ScheduleOps
 from fleetd.schedules.templated import occurrence_workflow_id, workflow_args
@@ -62,13 +64,13 @@ def test_a_scheduler_dying_right_after_winning_loses_no_workflow(
     client = engine.link.client
     now = ops.now_ms(client)
     client.zadd(engine.keys.schedules_due, {schedule_id: now})
-    real = ops.scripts.schedule_fire
+    real = schedule_fire
 
     def won_then_died(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)
         raise SchedulerDied  # the process ends here: nothing of the firing runs after
 
-    monkeypatch.setattr(ops.scripts, "schedule_fire", won_then_died)
+    monkeypatch.setattr(firing, "schedule_fire", won_then_died)
     with pytest.raises(SchedulerDied):
         FiringOps(ops).fire_due(client, schedule_id, now, now, 60_000)
     monkeypatch.undo()
@@ -90,8 +92,8 @@ def test_a_scheduler_dying_right_after_winning_loses_no_workflow(
     args = workflow_args([
         dataclasses.replace(p, workflow_id=wid) for p, wid in zip(plans, expected, strict=True)
     ])  # fmt: skip
-    code, _, job_id, _ = ops.scripts.schedule_fire(
-        client, schedule_id, "manual", event_data="{}", rows=[], workflows=args
+    code, _, job_id, *_ = schedule_fire(
+        ops.scripts, client, schedule_id, "manual", event_data="{}", rows=[], workflows=args
     )
     assert (code, job_id) == (1, expected[0])
     assert _workflow_ids(engine) == expected

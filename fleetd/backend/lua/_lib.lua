@@ -339,3 +339,65 @@ local function flush_batch(queue, pending_idx, batch)
   zadd_all(pending_idx, batch.pending)
   an_flush(batch.an, now_ms())
 end
+
+-- The companies' quotas at the door (fleetd.config.limit_sections.Limits.encode_quota,
+-- decoded: `q`) checked for the job rows `rows` a call adds (enqueue, wf_submit,
+-- schedule_fire): the refusal reply when a company of `rows` is over a quota, else nil:
+-- then every company's jobs of this call are counted against its enqueue rate (a fixed
+-- window per company). A refused company is counted in `quota:refused` for the alert.
+local function check_quotas(q, rows, now)
+  local per = {}
+  for i = 1, #rows do
+    local c = rows[i].company_id
+    if c and c ~= NULL and c ~= '' then
+      local e = per[c]
+      if not e then
+        e = {n = 0, types = {}}
+        per[c] = e
+      end
+      e.n = e.n + 1
+      e.types[rows[i].type] = true
+    end
+  end
+  local refused, counted = {-1}, {}
+  for company, e in pairs(per) do
+    local why, limit, retry = nil, 0, 1000
+    if q.pending > 0 then
+      for _, t in ipairs(q.types) do e.types[t] = true end
+      local waiting = 0
+      local qs = redis.call('SMEMBERS', PREFIX .. 'queues')
+      qs[#qs + 1] = ''
+      for t in pairs(e.types) do
+        for _, jq in ipairs(qs) do
+          waiting = waiting + redis.call('ZCARD', part_key(part_of(t, company), jq))
+        end
+      end
+      if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
+    end
+    local rate_key
+    if not why and q.rate[1] > 0 then
+      local ms = q.rate[2]
+      local window = math.floor(now / ms)
+      rate_key = PREFIX .. 'quota:rate:' .. window .. ':' .. company
+      local used = tonumber(redis.call('GET', rate_key) or 0)
+      if used + e.n > q.rate[1] then
+        why, limit, retry = 'rate', q.rate[1], (window + 1) * ms - now
+      end
+    end
+    if why then
+      redis.call('HINCRBY', PREFIX .. 'quota:refused', company, 1)
+      refused[#refused + 1] = company
+      refused[#refused + 1] = why
+      refused[#refused + 1] = limit
+      refused[#refused + 1] = int(retry)
+    elseif rate_key then
+      counted[#counted + 1] = {rate_key, e.n}
+    end
+  end
+  if #refused > 1 then return refused end
+  for _, c in ipairs(counted) do
+    redis.call('INCRBY', c[1], c[2])
+    redis.call('PEXPIRE', c[1], q.rate[2] * 2)
+  end
+  return nil
+end

@@ -18,24 +18,31 @@
 -- ARGV[10] the occurrence ms the job is for (fire), else ''
 -- ARGV[11] error text (error), else ''
 -- ARGV[12] event data (JSON)
--- ARGV[13] w: how many of the next values are workflows (0 unless a schedule runs a
+-- ARGV[13] the companies' quotas, as for enqueue.lua ('' = none): an occurrence whose
+--          jobs (every node of its workflows counted) would put its company over one is
+--          not run — fire: recorded as an error (the schedule advances, as for a misfire);
+--          manual: refused
+-- ARGV[14] w: how many of the next values are workflows (0 unless a schedule runs a
 --          workflow template)
--- ARGV[14..13+w] the occurrence's workflows (fire and manual), each: its id, its
+-- ARGV[15..14+w] the occurrence's workflows (fire and manual), each: its id, its
 --          fields (JSON), its number of nodes n, then 2n node values (wf_submit.lua's
 --          ARGV[5..]): stored here (wf_store), with the advance, so an occurrence
 --          makes all its workflows or none, exactly once; one already stored (same
 --          id) is not stored again
--- ARGV[14+w..] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and
+-- ARGV[15+w..] the job's row (fleetd.backend.codec, as for enqueue.lua) for fire and
 --          manual, else ''; a schedule running a job template passes one row per job
 --          of its fan-out (all enqueued here, with the advance), none for workflows
 -- Returns {code, now, job id, duplicate (0|1)}: code 1 done; 0 lost (the due score or
--- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time.
+-- rev moved, or the schedule is gone or paused); -1 not due yet by Redis time. A fire
+-- refused by a quota: {1, now, '', 0, the error recorded}; a manual run: {-2, now, then
+-- enqueue.lua's refusal after its -1}.
 local key, due, stats = KEYS[1], KEYS[2], KEYS[3]
 local queue, delayed, seq_key, pending_idx = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local events, wake, wf_index = KEYS[8], KEYS[9], KEYS[10]
 local cap, id, action = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local due_ms, rev, next_due = ARGV[6], ARGV[7], ARGV[8]
 local missed, occurrence, err, evdata = tonumber(ARGV[9]), ARGV[10], ARGV[11], ARGV[12]
+local quota, w = ARGV[13], tonumber(ARGV[14])
 
 local now = now_ms()
 if action == 'manual' then
@@ -48,10 +55,35 @@ else
 end
 
 local h = redis.call('HMGET', key, 'job_type', 'company_id')
-local job_id, dup = '', 0
+local job_id, dup, over = '', 0, false
+local first = 15 + w
+if (action == 'fire' or action == 'manual') and quota ~= '' then
+  local rows, i = {}, 15
+  while i < first do
+    for j = 0, tonumber(ARGV[i + 2]) - 1 do rows[#rows + 1] = decode_row(ARGV[i + 3 + 2 * j]) end
+    i = i + 3 + 2 * tonumber(ARGV[i + 2])
+  end
+  for j = first, #ARGV do
+    if ARGV[j] ~= '' then rows[#rows + 1] = decode_row(ARGV[j]) end
+  end
+  local refused = check_quotas(cjson.decode(quota), rows, now)
+  if refused then
+    if action == 'manual' then
+      refused[1] = now
+      table.insert(refused, 1, -2)
+      return refused
+    end
+    action, over = 'error', true
+    err = 'occurrence not run: company ' .. refused[2] .. ' is over its ' .. refused[3] ..
+      ' quota (' .. refused[4] .. ')'
+    local data = cjson.decode(evdata)
+    data.error = err
+    evdata = cjson.encode(data)
+  end
+end
 if action == 'fire' or action == 'manual' then
-  local fresh, first = 0, 14 + tonumber(ARGV[13])
-  local i = 14
+  local fresh = 0
+  local i = 15
   while i < first do
     local wf, n = ARGV[i], tonumber(ARGV[i + 2])
     if redis.call('EXISTS', wf_key(wf)) == 0 then
@@ -101,5 +133,6 @@ else
   redis.call('HSET', key, 'last_error', err)
   redis.call('HINCRBY', stats, 'errors', 1)
   emit(events, 'schedule.error', '', h[1], h[2], 'active', now, evdata)
+  if over then return {1, now, '', 0, err} end
 end
 return {1, now, job_id, dup}

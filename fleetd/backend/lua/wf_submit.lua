@@ -12,9 +12,19 @@
 -- ARGV[7..] per node, 2 values: its job row (fleetd.backend.codec) and a JSON object
 --   of strings with its workflow fields (wf_node, wf_kids, wf_parents, wf_wait, and
 --   wf_cond, wf_in when it has them), stored in its job hash as given
--- Returns Redis now ms.
+-- ARGV[7 + 2 * number of nodes] (optional) the companies' quotas, as for enqueue.lua:
+--   every node counts, waiting ones too (they are pending jobs of the company)
+-- Returns Redis now ms; refused by a quota: enqueue.lua's refusal reply, nothing stored.
 local now = now_ms()
+local n = tonumber(ARGV[6])
+local quota = ARGV[7 + 2 * n]
+if quota and quota ~= '' then
+  local rows = {}
+  for i = 0, n - 1 do rows[i + 1] = decode_row(ARGV[7 + 2 * i]) end
+  local refused = check_quotas(cjson.decode(quota), rows, now)
+  if refused then return refused end
+end
 local k = {queue = KEYS[1], delayed = KEYS[2], seq = KEYS[3], pending = KEYS[4],
   events = KEYS[5], wake = KEYS[6], index = KEYS[7], cap = tonumber(ARGV[4])}
-wf_store(k, ARGV[3], ARGV[5], tonumber(ARGV[6]), ARGV, 7, now)
+wf_store(k, ARGV[3], ARGV[5], n, ARGV, 7, now)
 return now

@@ -1,0 +1,135 @@
+"""Quotas at every door that adds jobs, not only enqueue: a workflow (its every node
+counted), a template run, a schedule's occurrence (recorded as the schedule's error, the
+schedule advancing) and a schedule run now; and never at the spool's replay, whose jobs
+were accepted already (a company over its quota held every company's spooled jobs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from api_client import PREFIX, api_config, auth, running_api
+from conftest import fleetd_env
+from daemons import run_cli, settings
+
+from fleetd.audit.store import AuditStore
+from fleetd.config import Config
+from fleetd.config.limit_sections import LimitsConfig
+from fleetd.engine import Engine
+from fleetd.jobs.errors import QuotaExceeded
+from fleetd.jobs.model import JobStatus
+from fleetd.schedules.firing import FiringOps
+from fleetd.schedules.store import ScheduleOps
+from fleetd.spool import SPOOL_FILE, JobSpool, replay_pass
+
+WORKFLOWS = "/api/v1/admin/workflows"
+TEMPLATES = "/api/v1/admin/templates"
+
+
+def pending(engine: Engine) -> int:
+    return int(engine.link.client.zcard(engine.keys.status(JobStatus.PENDING)))
+
+
+def fill(engine: Engine, company: str, n: int) -> None:
+    rows = engine.ops.prepare_many([{"type": "noop", "company_id": company}] * n)
+    engine.link.run_sync(engine.ops.enqueue_rows, rows)
+
+
+def with_cap(engine: Engine, cap: int) -> None:
+    engine.ops.quota = LimitsConfig(company_max_pending=cap).build().encode_quota(["noop"])
+
+
+async def test_workflows_and_template_runs_answer_429_over_the_quota(config: Config) -> None:
+    cfg = dataclasses.replace(api_config(config), limits=LimitsConfig(company_max_pending=3))
+    async with running_api(cfg, roles=("api",)) as api:  # no worker: jobs stay pending
+        two = {"company_id": "A", "nodes": [{"name": "a", "type": "noop"},
+                                            {"name": "b", "type": "noop"}]}  # fmt: skip
+        r = await api.post(WORKFLOWS, json=two)
+        assert r.status_code == 201, r.text
+        # 2 waiting + 2 more > 3 (every node of a workflow counts, waiting ones too).
+        r = await api.post(WORKFLOWS, json=two)
+        assert r.status_code == 429, r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        err = r.json()["error"]
+        assert err["code"] == "quota_exceeded" and err["details"]["company_id"] == "A"
+        # Another company is not refused.
+        r = await api.post(WORKFLOWS, json={**two, "company_id": "B"})
+        assert r.status_code == 201, r.text
+        a_admin = auth("A")  # A's templates are A's: created and run by A's admin
+        r = await api.post(TEMPLATES, json={"name": "t", "job": {"type": "noop"}}, headers=a_admin)
+        assert r.status_code == 201, r.text
+        fill_up = await api.post(f"{PREFIX}/enqueue", json={"type": "noop", "company_id": "A"})
+        assert fill_up.status_code == 201  # A: 3 waiting now
+        r = await api.post(f"{TEMPLATES}/t/run", json={"params": {}}, headers=a_admin)
+        assert r.status_code == 429, r.text
+        stats = (await api.get(f"{PREFIX}/stats")).json()["stats"]
+        assert stats["pending"] == 5  # A's workflow (2) and job (1), B's workflow (2)
+
+
+def test_a_schedule_occurrence_over_the_quota_is_not_run_and_says_why(engine: Engine) -> None:
+    with_cap(engine, 2)
+    ops = ScheduleOps.from_engine(engine)
+    client = engine.link.client
+    job = engine.link.run_sync(
+        lambda c: ops.add(c, {"name": "tick", "job_type": "noop", "schedule": "10s",
+                              "company_id": "A"})
+    )  # fmt: skip
+    fill(engine, "A", 2)
+    now = ops.now_ms(client)
+    client.zadd(engine.keys.schedules_due, {job.id: now - 100})
+    fired = FiringOps(ops).fire_due(client, job.id, now - 100, now, 60_000)
+    assert fired is not None and fired.action == "error" and fired.job_id == ""
+    assert "company A is over its pending quota" in fired.error
+    assert pending(engine) == 2  # nothing of the occurrence stored
+    h = client.hgetall(engine.keys.schedule(job.id))
+    assert h["last_error"] == fired.error and int(h["next_run"]) == fired.next_ms  # advanced
+    assert client.hget(engine.keys.quota_refused, "A") == "1"  # the alert counts it
+    [event] = [f for _, f in client.xrange(engine.keys.events) if f["type"] == "schedule.error"]
+    assert fired.error in event["data"]
+    # Run now is refused the same way, nothing stored.
+    with pytest.raises(QuotaExceeded) as info:
+        engine.link.run_sync(ops.run_now, job.id)
+    assert info.value.companies == ["A"] and pending(engine) == 2
+    # Below the quota, the next occurrence runs.
+    with_cap(engine, 10)
+    now = ops.now_ms(client)
+    client.hset(engine.keys.schedule(job.id), "next_run", now - 50)
+    client.zadd(engine.keys.schedules_due, {job.id: now - 50})
+    fired = FiringOps(ops).fire_due(client, job.id, now - 50, now, 60_000)
+    assert fired is not None and fired.action == "fire" and fired.job_id
+    assert "last_error" not in client.hgetall(engine.keys.schedule(job.id))
+    assert pending(engine) == 3
+
+
+def test_cli_schedule_run_now_over_the_quota_exits_2(config: Config) -> None:
+    env = fleetd_env(config) | settings(limits_company_max_pending=1)
+    made = run_cli(env, "schedules", "add", "tick", "--type", "noop", "--schedule", "1h",
+                   "--company", "A", "--json")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    schedule_id = json.loads(made.stdout)["scheduled_job"]["id"]
+    assert run_cli(env, "schedules", "run-now", schedule_id).returncode == 0
+    done = run_cli(env, "schedules", "run-now", schedule_id)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("fleetd: refused: company 'A' is over its quota")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_replay_lands_spooled_jobs_of_a_company_over_its_quota(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with_cap(engine, 1)
+    fill(engine, "A", 1)
+    spool = JobSpool(tmp_path / SPOOL_FILE, max_jobs=100, max_bytes=1 << 20)
+    made = engine.ops.prepare_many(
+        [{"type": "noop", "company_id": "A"}, {"type": "noop", "company_id": "B"}]
+    )
+    spool.add(made, door="http", subject="alice")
+    audit = AuditStore(engine.keys, engine.scripts, 1000)
+    done = engine.link.run_sync(lambda c: replay_pass(c, spool, engine.ops, audit, 10))
+    assert done.landed == 2 and spool.depth() == (0, 0)
+    assert pending(engine) == 3
+    # The door still refuses A.
+    with pytest.raises(QuotaExceeded):
+        fill(engine, "A", 1)
