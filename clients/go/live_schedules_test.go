@@ -6,6 +6,9 @@ package fleetd_test
 
 import (
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +104,94 @@ func TestLiveScheduledJobs(t *testing.T) {
 	}
 	if _, err := c.UpdateScheduledJob(ctx, created.ID, fleetd.ScheduledJobUpdate{Name: fleetd.Ptr("x")}); !fleetd.IsNotFound(err) {
 		t.Fatalf("update after delete: %v", err)
+	}
+}
+
+// TestLiveScheduledJobPages pages through GET /scheduled three at a time while a
+// schedule is deleted between two pages: each of the others comes exactly once, in
+// creation order, and ListScheduledJobs returns them all.
+func TestLiveScheduledJobPages(t *testing.T) {
+	c, ctx := live(t)
+	prefix := unique("Paged")
+	var made []*fleetd.ScheduledJob
+	for i := 0; i < 8; i++ {
+		s, err := c.CreateScheduledJob(ctx, fleetd.ScheduledJobRequest{
+			Name: fmt.Sprintf("%s %d", prefix, i), JobType: "noop", Schedule: "@daily",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, s)
+		t.Cleanup(func() { _ = c.DeleteScheduledJob(ctx, s.ID) })
+	}
+	// The listing's order: creation time, then id for those of one millisecond.
+	sort.Slice(made, func(i, j int) bool {
+		if !made[i].CreatedAt.Equal(made[j].CreatedAt) {
+			return made[i].CreatedAt.Before(made[j].CreatedAt)
+		}
+		return made[i].ID < made[j].ID
+	})
+	var ids []string
+	for _, s := range made {
+		ids = append(ids, s.ID)
+	}
+	mine := func(list []fleetd.ScheduledJob) []string {
+		var out []string
+		for _, s := range list {
+			if strings.HasPrefix(s.Name, prefix+" ") {
+				out = append(out, s.ID)
+			}
+		}
+		return out
+	}
+	var seen []string
+	opts := &fleetd.ScheduleListOptions{Limit: 3}
+	deleted := false
+	for pages := 0; ; pages++ {
+		page, err := c.ListScheduledJobsPage(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Limit != 3 || page.Count != len(page.ScheduledJobs) || page.Count > 3 {
+			t.Fatalf("page %d: limit %d, count %d of %d", pages, page.Limit, page.Count, len(page.ScheduledJobs))
+		}
+		seen = append(seen, mine(page.ScheduledJobs)...)
+		if !deleted && len(seen) > 0 {
+			// The last schedule seen so far goes, and one not read yet.
+			for _, id := range []string{seen[len(seen)-1], ids[6]} {
+				if err := c.DeleteScheduledJob(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deleted = true
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		opts.Cursor = page.NextCursor
+	}
+	want := []string{}
+	for _, id := range ids {
+		if id != ids[6] {
+			want = append(want, id)
+		}
+	}
+	if strings.Join(seen, " ") != strings.Join(want, " ") {
+		t.Fatalf("paged %v, want %v", seen, want)
+	}
+	all, err := c.ListScheduledJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mine(all); len(got) != 6 {
+		t.Fatalf("ListScheduledJobs has %d of this test's 6 left: %v", len(got), got)
+	}
+	_, err = c.ListScheduledJobsPage(ctx, &fleetd.ScheduleListOptions{Cursor: "not a cursor"})
+	var apiErr *fleetd.Error
+	if !errors.As(err, &apiErr) || !fleetd.IsValidation(err) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+	if _, ok := apiErr.Field("cursor"); !ok {
+		t.Fatalf("bad cursor fields %+v", apiErr.Fields())
 	}
 }

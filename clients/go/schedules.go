@@ -7,8 +7,10 @@ package fleetd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -160,16 +162,67 @@ func (c *Client) scheduleCall(ctx context.Context, r call) (*ScheduledJob, error
 	return &out.ScheduledJob, nil
 }
 
-// ListScheduledJobs returns every schedule the token may see, oldest first
-// (GET /scheduled).
-func (c *Client) ListScheduledJobs(ctx context.Context) ([]ScheduledJob, error) {
-	var out struct {
-		ScheduledJobs []ScheduledJob `json:"scheduled_jobs"`
+// ScheduledJobPage is one page of the schedules, oldest first.
+type ScheduledJobPage struct {
+	ScheduledJobs []ScheduledJob `json:"scheduled_jobs"`
+	// Count is the number of schedules on this page.
+	Count int `json:"count"`
+	Limit int `json:"limit"`
+	// NextCursor fetches the next page; empty on the last one.
+	NextCursor string `json:"next_cursor"`
+}
+
+// ScheduleListOptions choose a page of ListScheduledJobsPage.
+type ScheduleListOptions struct {
+	// Limit is the page size, 1 to 500 (0: the daemon's 50).
+	Limit int
+	// Cursor continues from ScheduledJobPage.NextCursor of the previous page.
+	Cursor string
+}
+
+// schedulePageSize is the page ListScheduledJobs asks for: the largest the daemon serves.
+const schedulePageSize = 500
+
+// ListScheduledJobsPage returns one page of the schedules the token may see, oldest
+// first (GET /scheduled?limit=&cursor=); opts may be nil. Schedules created or deleted
+// between two pages move no other one: following NextCursor lists each schedule that
+// exists throughout exactly once.
+func (c *Client) ListScheduledJobsPage(ctx context.Context, opts *ScheduleListOptions) (*ScheduledJobPage, error) {
+	q := url.Values{}
+	if opts != nil {
+		if opts.Limit != 0 {
+			q.Set("limit", strconv.Itoa(opts.Limit))
+		}
+		if opts.Cursor != "" {
+			q.Set("cursor", opts.Cursor)
+		}
 	}
-	if err := c.do(ctx, call{method: http.MethodGet, path: "/scheduled"}, &out); err != nil {
+	var out ScheduledJobPage
+	if err := c.do(ctx, call{method: http.MethodGet, path: "/scheduled", query: q}, &out); err != nil {
 		return nil, err
 	}
-	return out.ScheduledJobs, nil
+	return &out, nil
+}
+
+// ListScheduledJobs returns every schedule the token may see, oldest first: it follows
+// the pages of GET /scheduled, 500 schedules a request, until the last one.
+func (c *Client) ListScheduledJobs(ctx context.Context) ([]ScheduledJob, error) {
+	var all []ScheduledJob
+	opts := &ScheduleListOptions{Limit: schedulePageSize}
+	for {
+		page, err := c.ListScheduledJobsPage(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.ScheduledJobs...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		if page.NextCursor == opts.Cursor {
+			return nil, fmt.Errorf("fleetd: GET /scheduled answered the cursor it was sent (%q) as the next one", page.NextCursor)
+		}
+		opts.Cursor = page.NextCursor
+	}
 }
 
 // DeleteScheduledJob removes a schedule (DELETE /scheduled/{id}); jobs it already

@@ -1,6 +1,7 @@
 """Scheduled-job endpoints of the admin API, under /api/v1/admin/jobs/scheduled.
 
-Owns create (POST), list (GET), scheduler stats, get one (GET /{id}, an extension),
+Owns create (POST), list (GET, cursor pages oldest first: fleetd.schedules.pages),
+scheduler stats, get one (GET /{id}, an extension),
 update (PUT, partial: the fields given change, the rest stay) and delete. Bodies come
 from fleetd.schedules.model, the same `fleetd schedules … --json` prints. A company-bound
 token creates its company's schedules and sees, changes and deletes only those; another
@@ -10,17 +11,21 @@ company's schedule answers 404.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from quart import Blueprint, g, jsonify
+from pydantic import BeforeValidator, StringConstraints
+from quart import Blueprint, g, jsonify, request
 
 from fleetd.api import bodies, responses
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, principal, redis, state
+from fleetd.api.inputs import Limit, Query, parse
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import SyncClient
 from fleetd.jobs.model import ValidationError as Invalid
+from fleetd.jobs.validation import explained
 from fleetd.schedules import model as schedules
+from fleetd.schedules import pages
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec
 from fleetd.schedules.store import ScheduleNotFound
 
@@ -32,6 +37,21 @@ T = TypeVar("T")
 
 # Ids longer than this are never valid (as for jobs); refused without a Redis hop.
 MAX_ID = 128
+
+# next_cursor of the previous page: "<creation ms>.<schedule id>" (fleetd.schedules.pages).
+Cursor = Annotated[
+    Annotated[str, StringConstraints(pattern=pages.CURSOR_PATTERN)] | None,
+    explained("must be the next_cursor of the previous page"),
+    BeforeValidator(lambda v: None if v == "" else v),
+]
+
+
+class ListQuery(Query):
+    """GET /jobs/scheduled."""
+
+    limit: Limit = pages.DEFAULT_PAGE
+    cursor: Cursor = None
+    """next_cursor of the previous page"""
 
 
 def _company_body(body: Any, creating: bool) -> dict[str, Any]:
@@ -88,13 +108,21 @@ async def create() -> Any:
 
 
 @bp.get("")
-@documented("Scheduled jobs", {200: (bodies.ScheduledJobList, "OK")}, tag="scheduled")
+@documented(
+    "Scheduled jobs, oldest first, a page at a time: follow next_cursor until null",
+    {200: (bodies.ScheduledJobList, "OK")},
+    query=ListQuery,
+    tag="scheduled",
+)
 @admin
 async def list_all() -> Any:
-    st = state()
+    q = parse(ListQuery, request.args.to_dict())
+    keys = state().schedules.keys
     company = principal().company_id
-    jobs = await redis(lambda c: st.schedules.list_schedules(c, company))
-    return responses.answer(schedules.list_body(jobs))
+    page = await redis(
+        lambda c: pages.list_page(keys, c, company_id=company, limit=q.limit, cursor=q.cursor)
+    )
+    return responses.answer(bodies.ScheduledJobList.of(page.schedules, q.limit, page.next_cursor))
 
 
 @bp.get("/stats")

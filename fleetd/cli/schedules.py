@@ -5,7 +5,9 @@ fleetd.schedules.store (the operations the HTTP API uses) against Redis directly
 A schedule is named by its id or, when no id matches, by its name. `--json` prints the
 body of the matching HTTP endpoint:
 
-    list               {"scheduled_jobs": [ScheduledJob...], "count": n}
+    list               {"scheduled_jobs": [ScheduledJob...], "count": n, "limit",
+                        "next_cursor"}  (every schedule, read a page at a time; with
+                        --limit or --cursor one page, as GET /jobs/scheduled)
     show, add, update,
     pause, resume      {"scheduled_job": ScheduledJob}
     rm                 {"id": ..., "deleted": true}
@@ -30,6 +32,7 @@ from fleetd.cli.common import CliError
 if TYPE_CHECKING:
     from fleetd.engine import Engine
     from fleetd.schedules.model import ScheduledJob
+    from fleetd.schedules.pages import SchedulePage
     from fleetd.schedules.store import ScheduleOps
 
 __all__ = ["add_parser", "run"]
@@ -75,6 +78,10 @@ def add_parser(subparsers: Any) -> None:
 
     ls = sub.add_parser("list", help="every schedule, oldest first")
     ls.add_argument("--company", help="only this company's schedules")
+    ls.add_argument(
+        "--limit", type=int, help="one page of at most this many, 1-500 (default: every schedule)"
+    )
+    ls.add_argument("--cursor", help="the page after the one that printed this next cursor")
     ls.add_argument("--json", action="store_true")
 
     add = sub.add_parser("add", help="create a schedule")
@@ -176,6 +183,41 @@ def _show(j: ScheduledJob) -> None:
         print(f"  last error: {j.last_error}")
 
 
+def _list(
+    ops: ScheduleOps, run: Any, a: argparse.Namespace
+) -> tuple[list[ScheduledJob], int, str | None]:
+    """(schedules, page size, next cursor): one page with --limit or --cursor, else
+    every page (each its own Redis hop, MAX_PAGE at a time) and no cursor."""
+    from fleetd.schedules.pages import DEFAULT_PAGE, MAX_PAGE, decode_cursor, list_page
+
+    one_page = a.limit is not None or a.cursor is not None
+    limit = DEFAULT_PAGE if a.limit is None else a.limit
+    if not 1 <= limit <= MAX_PAGE:
+        raise _Usage(f"--limit must be from 1 to {MAX_PAGE}")
+    if a.cursor is not None:
+        try:
+            decode_cursor(a.cursor)
+        except ValueError:
+            raise _Usage(f"--cursor {a.cursor!r} is not the next cursor of a page") from None
+
+    def read(size: int, after: str | None) -> SchedulePage:
+        page: SchedulePage = run(
+            lambda c: list_page(ops.keys, c, company_id=a.company, limit=size, cursor=after)
+        )
+        return page
+
+    if one_page:
+        page = read(limit, a.cursor)
+        return page.schedules, limit, page.next_cursor
+    jobs: list[ScheduledJob] = []
+    cursor: str | None = None
+    while True:
+        page = read(MAX_PAGE, cursor)
+        jobs += page.schedules
+        if (cursor := page.next_cursor) is None:
+            return jobs, MAX_PAGE, None
+
+
 # The commands that change a schedule (or enqueue its job), as audited.
 _ACTIONS = {
     "add": Action.SCHEDULE_CREATE, "update": Action.SCHEDULE_UPDATE,
@@ -190,13 +232,15 @@ def _dispatch(ops: ScheduleOps, run: Any, a: argparse.Namespace, rec: Record) ->
 
     cmd = a.schedules_command
     if cmd == "list":
-        jobs = run(ops.list_schedules, a.company)
+        jobs, limit, cursor = _list(ops, run, a)
         if a.json:
-            _print_json(list_body(jobs))
+            _print_json(list_body(jobs, limit, cursor))
         else:
             for j in jobs:
                 print(_line(j))
-            print(f"{len(jobs)} schedule(s)")
+            print(
+                f"{len(jobs)} schedule(s)" + (f"; next page: --cursor {cursor}" if cursor else "")
+            )
         return 0
     if cmd == "stats":
         stats = run(ops.stats, a.company)

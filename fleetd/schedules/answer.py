@@ -5,9 +5,10 @@ Owns the shape a schedule takes wherever it is shown — the HTTP API, `fleetd
 schedules … --json`, `ScheduledJob.to_dict()` — as the `ScheduledJob` declaration (the
 spec's struct: last_run, company_id and user_id left out when empty, next_run null
 while paused; then fleetd's extensions), and the bodies around it: `{"scheduled_job":
-…}`, `{"scheduled_jobs": […], "count"}`, `{"scheduler_stats": {…}}`. fleetd.api.bodies
-re-exports them; the OpenAPI document is generated from them. Built from trusted
-records with `model_construct`, as fleetd.jobs.answer explains.
+…}`, `{"scheduled_jobs": […], "count", "limit", "next_cursor"}` (a page),
+`{"scheduler_stats": {…}}`. fleetd.api.bodies re-exports them; the OpenAPI document
+is generated from them. Built from trusted records with `model_construct`, as
+fleetd.jobs.answer explains.
 """
 
 from __future__ import annotations
@@ -148,13 +149,25 @@ class ScheduledJobResponse(Body):
 
 
 class ScheduledJobList(Body):
+    """One page of the schedules, oldest first (fleetd.schedules.pages)."""
+
     scheduled_jobs: list[ScheduledJob]
     count: int
+    """schedules on this page"""
+    limit: int
+    """the page size asked for"""
+    next_cursor: str | None
+    """the `cursor` of the next page; null on the last one"""
 
     @classmethod
-    def of(cls, jobs: Sequence[ScheduleRecord]) -> ScheduledJobList:
+    def of(
+        cls, jobs: Sequence[ScheduleRecord], limit: int, next_cursor: str | None
+    ) -> ScheduledJobList:
         return cls.model_construct(
-            scheduled_jobs=[ScheduledJob.of(j) for j in jobs], count=len(jobs)
+            scheduled_jobs=[ScheduledJob.of(j) for j in jobs],
+            count=len(jobs),
+            limit=limit,
+            next_cursor=next_cursor,
         )
 
 

@@ -348,9 +348,12 @@ def scheduled_job_body(job: ScheduledJob) -> dict[str, Any]:
     return answer.ScheduledJobResponse.of(job).jsonable()
 
 
-def list_body(jobs: Sequence[ScheduledJob]) -> dict[str, Any]:
-    """GET /jobs/scheduled: every schedule (of one company when filtered), oldest first."""
-    return answer.ScheduledJobList.of(jobs).jsonable()
+def list_body(
+    jobs: Sequence[ScheduledJob], limit: int, next_cursor: str | None = None
+) -> dict[str, Any]:
+    """GET /jobs/scheduled: a page of the schedules (of one company when filtered),
+    oldest first, with the cursor of the next page (fleetd.schedules.pages)."""
+    return answer.ScheduledJobList.of(jobs, limit, next_cursor).jsonable()
 
 
 def stats_body(stats: Mapping[str, Any]) -> dict[str, Any]:

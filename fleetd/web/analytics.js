@@ -2,8 +2,8 @@
 // (GET analytics?window=…&by=type), run and wait p50 / p95 / p99, throughput, failure
 // rate and a sparkline of finished jobs per bucket; for the type picked (its row or the
 // select), its run and wait p50/p95/p99 per bucket as charts (log axis, from the same
-// answer's series); and the lateness p50/p99 of the schedules that fired (GET
-// scheduled), the 20 latest by p99. A company admin's token sees its own company's
+// answer's series); and the lateness p50/p99 of the schedules that fired (every page
+// of GET scheduled), the 20 latest by p99. A company admin's token sees its own company's
 // figures only (the API binds it). Capacity (GET capacity, platform admins): utilisation
 // as a gauge, the concurrency the planner recommends, the backlog's drain time, each job
 // type's share of the load, and the week's hourly arrivals with the trend line, the
@@ -27,6 +27,19 @@ const LOG_ABOVE = 5;
 const WINDOWS = ["hour", "day", "week"];
 // Schedules the lateness chart draws: the latest by p99 (the rest are counted below it).
 const MAX_LATENESS_BARS = 20;
+
+/** Every schedule the token sees: the lateness ranking needs all of them, so every page
+ * of GET scheduled (500 a request, the most it serves), following next_cursor. */
+async function everySchedule() {
+  let list = [];
+  let cursor = null;
+  do {
+    const page = await api("GET", "scheduled", { query: { limit: 500, cursor } });
+    list = list.concat(page.scheduled_jobs);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return list;
+}
 
 function ms(v) {
   if (v === null || v === undefined) return "—";
@@ -93,7 +106,7 @@ export class AnalyticsView {
   async loadLateness() {
     const box = $("#analytics-lateness");
     try {
-      const { scheduled_jobs: list } = await api("GET", "scheduled");
+      const list = await everySchedule();
       const rows = list.filter((s) => s.lateness && s.lateness.count)
         .map((s) => ({ name: s.name, p50: s.lateness.p50_ms, p99: s.lateness.p99_ms }))
         .sort((a, b) => b.p99 - a.p99 || b.p50 - a.p50);

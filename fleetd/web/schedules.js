@@ -4,10 +4,17 @@
 // An edit sends `data` only when its text was changed: the API shows sealed values as
 // "***" (or the whole data as {"encrypted": true}), and sending those back would
 // replace the secrets with the placeholders (the API refuses it with a 422).
+// The list comes in pages (GET scheduled?limit=&cursor=, oldest first): the first 100,
+// then "Load more" for the next 100 while the API gives a next_cursor; a reload (after
+// a change or a schedule event) reads again as many as were shown.
 
 import { api } from "./api.js";
 import { $, confirmButton, debounce, fill, fmtNumber, fmtRelative, fmtTime, h, pill, toast } from "./dom.js";
 import { describe } from "./jobs.js";
+
+// Schedules a page shows, and the most one request asks for (the API's maximum).
+const PAGE = 100;
+const MAX_PAGE = 500;
 
 export class SchedulesView {
   constructor() {
@@ -16,7 +23,16 @@ export class SchedulesView {
     this.editing = null;
     this.dataShown = "";
     this.typesLoaded = false;
-    this.reloadSoon = debounce(() => this.load(), 500);
+    this.rows = [];
+    this.cursor = null;
+    this.loading = false;
+    this.again = false;
+    this.reloadSoon = debounce(() => this.load({ keep: true }), 500);
+    // Below the table: how many are shown, and the next page (index.html has no place).
+    this.count = h("span", { id: "schedules-count", class: "muted small" });
+    this.more = h("button", { id: "schedules-more", type: "button", class: "small", hidden: true,
+      onclick: () => this.load({ more: true }) }, "Load more");
+    $("#schedules-empty").after(h("div", { class: "table-foot" }, this.count, this.more));
     $("#schedule-new").addEventListener("click", () => this.edit(null));
     $("#schedule-cancel").addEventListener("click", () => this.dialog.close());
     this.form.addEventListener("submit", (e) => {
@@ -29,25 +45,62 @@ export class SchedulesView {
     if (batch.some((e) => String(e.type).startsWith("schedule."))) this.reloadSoon();
   }
 
-  async load() {
+  /** The first page with the statistics; `keep`: as many rows as are shown (a reload);
+   * `more`: the next page, added below. */
+  async load({ more = false, keep = false } = {}) {
+    if (this.loading) {
+      if (!more) this.again = true; // a change came mid-load: read again after it
+      return;
+    }
+    this.loading = true;
+    this.again = false;
     $("#schedules-error").textContent = "";
     try {
-      const [list, stats] = await Promise.all([api("GET", "scheduled"), api("GET", "scheduled/stats")]);
-      this.render(list.scheduled_jobs, stats.scheduler_stats);
+      if (more && this.cursor) {
+        const page = await api("GET", "scheduled", { query: { limit: PAGE, cursor: this.cursor } });
+        this.rows = [...this.rows, ...page.scheduled_jobs];
+        this.cursor = page.next_cursor;
+        this.renderRows();
+      } else if (!more) {
+        const stats = api("GET", "scheduled/stats");
+        const want = keep ? Math.max(PAGE, this.rows.length) : PAGE;
+        let rows = [];
+        let cursor = null;
+        do {
+          const limit = Math.min(MAX_PAGE, want - rows.length);
+          const page = await api("GET", "scheduled", { query: { limit, cursor } });
+          rows = rows.concat(page.scheduled_jobs);
+          cursor = page.next_cursor;
+        } while (cursor && rows.length < want);
+        this.render(rows, cursor, (await stats).scheduler_stats);
+      }
     } catch (exc) {
       $("#schedules-error").textContent = `Scheduled jobs: ${describe(exc)}`;
+    } finally {
+      this.loading = false;
+      if (this.again) this.load({ keep: true });
     }
   }
 
-  render(schedules, stats) {
+  render(schedules, cursor, stats) {
     fill($("#schedule-stats"),
       stat("Schedules", fmtNumber(stats.total_scheduled_jobs)),
       stat("Active", fmtNumber(stats.active_jobs)),
       stat("Paused", fmtNumber(stats.inactive_jobs)),
       stat("Missed runs", fmtNumber(stats.missed_executions)),
       stat("Next run", stats.next_run ? `${fmtTime(stats.next_run)} (${fmtRelative(stats.next_run)})` : "—"));
-    fill($("#schedules-body"), schedules.map((s) => this._row(s)));
-    $("#schedules-empty").hidden = schedules.length > 0;
+    this.rows = schedules;
+    this.cursor = cursor;
+    this.renderRows();
+  }
+
+  renderRows() {
+    fill($("#schedules-body"), this.rows.map((s) => this._row(s)));
+    $("#schedules-empty").hidden = this.rows.length > 0;
+    this.more.hidden = !this.cursor;
+    this.count.textContent = this.cursor
+      ? `${fmtNumber(this.rows.length)} loaded, more available`
+      : `${fmtNumber(this.rows.length)} schedule${this.rows.length === 1 ? "" : "s"}`;
   }
 
   _row(s) {
@@ -75,7 +128,7 @@ export class SchedulesView {
     try {
       await api("PUT", `scheduled/${encodeURIComponent(s.id)}`, { body: { is_active: !s.is_active } });
       toast(`${s.name}: ${s.is_active ? "paused" : "resumed"}`);
-      this.load();
+      this.load({ keep: true });
     } catch (exc) {
       toast(`${s.name}: ${describe(exc)}`, "error");
     }
@@ -85,7 +138,7 @@ export class SchedulesView {
     try {
       await api("DELETE", `scheduled/${encodeURIComponent(s.id)}`);
       toast(`Deleted schedule ${s.name}`);
-      this.load();
+      this.load({ keep: true });
     } catch (exc) {
       toast(`Delete ${s.name}: ${describe(exc)}`, "error");
     }
@@ -149,7 +202,7 @@ export class SchedulesView {
       else await api("POST", "scheduled", { body });
       this.dialog.close();
       toast(s ? `Saved ${body.name}` : `Created ${body.name}`);
-      this.load();
+      this.load({ keep: true });
     } catch (exc) {
       $("#schedule-error").textContent = describe(exc);
     }

@@ -106,7 +106,7 @@ CASES: list[tuple[type[BaseModel], Any]] = [
     ),
     (
         bodies.ScheduledJobList,
-        schedules.list_body([schedules.ScheduledJob.from_hash(SCHEDULE_HASH)]),
+        schedules.list_body([schedules.ScheduledJob.from_hash(SCHEDULE_HASH)], 50, "1.sch_1"),
     ),
     (
         bodies.SchedulerStats,
@@ -141,7 +141,7 @@ def test_rows_are_the_same_everywhere() -> None:
     page = responses.list_body(JobPage([job], None), JobStatus.PROCESSING, 1)
     assert page["jobs"] == [job.to_dict()]
     assert schedules.scheduled_job_body(schedule)["scheduled_job"] == schedule.to_dict()
-    assert schedules.list_body([schedule])["scheduled_jobs"] == [schedule.to_dict()]
+    assert schedules.list_body([schedule], 1)["scheduled_jobs"] == [schedule.to_dict()]
     result = EnqueueResult("job_1", "pending", T0, True)
     assert responses.enqueue_body(result) == result.to_dict()
 

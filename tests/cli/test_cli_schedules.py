@@ -56,8 +56,8 @@ def test_add_show_list_and_stats_print_the_http_bodies(cli: Any, engine: Engine)
     assert ok_json(cli, "show", job["id"]) == body
     assert ok_json(cli, "show", "Nightly export") == body  # by name
     listed = ok_json(cli, "list")
-    assert listed == {"scheduled_jobs": [job], "count": 1}
-    assert ok_json(cli, "list", "--company", "other") == {"scheduled_jobs": [], "count": 0}
+    assert listed == {"scheduled_jobs": [job], "count": 1, "limit": 500, "next_cursor": None}
+    assert ok_json(cli, "list", "--company", "other")["scheduled_jobs"] == []
     stats = ok_json(cli, "stats")
     assert stats == {
         "scheduler_stats": {
@@ -117,6 +117,10 @@ def test_add_upsert_with_an_id_is_idempotent(cli: Any, engine: Engine) -> None:
         (["add", "x", "--type", "noop", "--schedule", "@daily", "--upsert"],
          "--upsert needs --id"),
         (["show", "nope"], "no schedule with id or name 'nope'"),
+        (["list", "--limit", "0"], "--limit must be from 1 to 500"),
+        (["list", "--limit", "501"], "--limit must be from 1 to 500"),
+        (["list", "--cursor", "garbage"], "--cursor 'garbage' is not the next cursor of a page"),
+        (["list", "--cursor", "12.a b", "--json"], "is not the next cursor of a page"),
         (["rm", "nope"], "no schedule with id or name 'nope'"),
         (["update", "nope", "--name", "y"], "no schedule with id or name 'nope'"),
     ],
@@ -129,6 +133,33 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert err.startswith("fleetd: schedules: ") and err.count("\n") == 1, err
     assert message in err
     assert engine.link.client.zcard(engine.keys.schedules_all) == 0
+
+
+def test_list_reads_every_page_or_the_one_asked_for(cli: Any, engine: Engine) -> None:
+    ops = ScheduleOps.from_engine(engine)
+    body = {"job_type": "noop", "schedule": "1h"}
+    for i in range(510):  # more than the largest page (500)
+        engine.link.run_sync(lambda c, i=i: ops.add(c, {**body, "name": f"s{i}"}))
+    every = ok_json(cli, "list")
+    assert every["count"] == 510 and every["next_cursor"] is None
+    ids = [s["id"] for s in every["scheduled_jobs"]]
+    assert len(set(ids)) == 510
+    code, out, _ = cli("list")
+    assert code == 0 and out.splitlines()[-1] == "510 schedule(s)"
+    assert [line.split()[0] for line in out.splitlines()[:-1]] == ids
+    # One page with --limit, the next with --cursor: the HTTP listing's pages.
+    first = ok_json(cli, "list", "--limit", "200")
+    assert first["count"] == 200 and first["limit"] == 200 and first["next_cursor"]
+    paged, cursor = [s["id"] for s in first["scheduled_jobs"]], first["next_cursor"]
+    while cursor:
+        nxt = ok_json(cli, "list", "--limit", "200", "--cursor", cursor)
+        paged, cursor = paged + [s["id"] for s in nxt["scheduled_jobs"]], nxt["next_cursor"]
+    assert paged == ids
+    code, out, _ = cli("list", "--limit", "2")
+    last = out.splitlines()[-1]
+    assert code == 0 and last.startswith("2 schedule(s); next page: --cursor ")
+    rest = ok_json(cli, "list", "--cursor", last.split()[-1])  # the default page: 50
+    assert [s["id"] for s in rest["scheduled_jobs"]] == ids[2:52] and rest["limit"] == 50
 
 
 def test_conflicts_and_empty_updates(cli: Any) -> None:

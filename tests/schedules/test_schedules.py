@@ -154,7 +154,12 @@ def test_spec_round_trip_through_the_model() -> None:
 def test_bodies() -> None:
     job = ScheduledJob.from_hash(HASH)
     assert scheduled_job_body(job) == {"scheduled_job": job.to_dict()}
-    assert list_body([job, job]) == {"scheduled_jobs": [job.to_dict()] * 2, "count": 2}
+    assert list_body([job, job], 2, "5.sch_1") == {
+        "scheduled_jobs": [job.to_dict()] * 2,
+        "count": 2,
+        "limit": 2,
+        "next_cursor": "5.sch_1",
+    }
     stats = {"total_scheduled_jobs": 1, "active_jobs": 1, "inactive_jobs": 0,
              "next_run": None, "missed_executions": 0}  # fmt: skip
     assert stats_body(stats) == {"scheduler_stats": stats}
