@@ -317,9 +317,10 @@ class Scripts:
         next_due_ms: int | None,
         event_data: str,
         fields: Sequence[tuple[str, Any]],
+        max_schedules: int = 0,
     ) -> tuple[str, str, int]:
-        """mode create | update | seed. Returns (code, detail, Redis now ms); see
-        schedule_save.lua for the codes."""
+        """mode create | update | seed; `max_schedules`: a company's cap (0 = none).
+        Returns (code, detail, Redis now ms); see schedule_save.lua for the codes."""
         k = self.keys
         keys = [
             k.schedule(schedule_id), k.schedules_due, k.schedules_all, k.schedules_names,
@@ -327,7 +328,7 @@ class Scripts:
         ]  # fmt: skip
         args: list[Any] = [
             mode, schedule_id, "" if rev is None else rev, name_field,
-            "" if next_due_ms is None else next_due_ms, event_data,
+            "" if next_due_ms is None else next_due_ms, event_data, max_schedules,
         ]  # fmt: skip
         for name, value in fields:
             args.extend((name, value))

@@ -189,6 +189,9 @@ class LimitsConfig:
         "jobs one company may enqueue per interval, 'N/<duration>'; '' = no cap",
         check=_check_rate,
     )
+    company_max_schedules: int = setting(
+        0, "schedules one company may have; more creations get 429; 0 = no cap", min=0
+    )
 
     def build(self) -> Limits:
         limits = Limits.from_config(self.types, self.company_concurrency, self.company_rate)

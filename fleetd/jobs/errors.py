@@ -30,15 +30,18 @@ class DuplicateJobType(Exception):
 
 
 class QuotaExceeded(Exception):
-    """A company's quota ([limits] company_max_pending, company_enqueue_rate) refused an
-    enqueue: none of its jobs in that call were stored. `retry_after` in seconds."""
+    """A company's quota ([limits] company_max_pending, company_enqueue_rate,
+    company_max_schedules) refused an enqueue (none of its jobs in that call were stored)
+    or a schedule's creation. `retry_after` in seconds."""
 
     def __init__(self, company_id: str, quota: str, limit: int, retry_after: float) -> None:
         what = {
             "pending": f"at most {limit} jobs waiting",
             "rate": f"at most {limit} jobs enqueued per window",
+            "schedules": f"at most {limit} schedules",
         }.get(quota, quota)
-        super().__init__(f"company {company_id!r} is over its quota ({what}); retry later")
+        then = "delete one first" if quota == "schedules" else "retry later"
+        super().__init__(f"company {company_id!r} is over its quota ({what}); {then}")
         self.company_id = company_id
         self.quota = quota
         self.limit = limit

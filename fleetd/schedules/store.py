@@ -3,19 +3,17 @@
 Owns every read and write of schedules: add (optionally upserting a caller-chosen id),
 update, pause, resume, remove, run now, get, list (by company), stats, and seeding a
 default once. Each write is one Lua script (schedule_save, schedule_remove,
-schedule_fire for a run now); run times are computed here (fleetd.schedules.cadence) from Redis
-time, never from this host's clock. What the scheduler does is in
-fleetd.schedules.firing.
+schedule_fire for a run now); run times are computed here (fleetd.schedules.cadence)
+from Redis time, never from this host's clock. The scheduler's part is in
+fleetd.schedules.firing. [limits] company_max_schedules caps a company's schedules.
 
-A schedule is checked against the handler registry like a job at enqueue (job type
-known, data valid, priority defaulted) when its job is defined or changed; pausing,
-resuming and renaming work without the job type installed. Its data is sealed at rest
-like a job's (fleetd.schedules.payload decides how). A save never seals less than was
-sealed, whichever process makes it (with or without the handler): new data is sealed at
-the paths sealed before as well as the handler's; unchanged data is sealed again with
-the active key when this process can open it, else kept exactly as stored. A sealed
-value sent back as its redaction placeholder ("***") is refused rather than stored over
-the secret.
+A schedule is checked against the handler registry like a job at enqueue when its job is
+defined or changed; pausing, resuming and renaming work without the job type installed.
+Its data is sealed at rest like a job's (fleetd.schedules.payload decides how). A save
+never seals less than was sealed, whichever process makes it: new data is sealed at the
+paths sealed before as well as the handler's; unchanged data is sealed again with the
+active key when this process can open it, else kept exactly as stored. A sealed value
+sent back as its redaction placeholder ("***") is refused rather than stored over it.
 
 `ScheduleOps` holds the logic as synchronous methods taking the Redis client, each one
 RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
+from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.schedules.fire_call import schedule_fire
@@ -52,8 +51,7 @@ __all__ = [
 ]
 
 # An update re-reads and retries when the schedule changed between its read and its
-# write (a firing bumps the rev every occurrence): a handful of tries always suffices
-# unless something rewrites the schedule in a tight loop.
+# write (a firing bumps the rev every occurrence): a handful of tries always suffices.
 SAVE_ATTEMPTS = 5
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -83,21 +81,24 @@ class ScheduleOps:
         *,
         default_timezone: str = "UTC",
         audit: AuditSink | None = None,
+        max_schedules: int = 0,
     ) -> None:
         """`audit`: where the scheduler records what it does on its own (the jobs it
         fires, the defaults it seeds); the methods here record nothing — the door that
-        calls them (HTTP, CLI) does."""
+        calls them (HTTP, CLI) does. `max_schedules`: [limits] company_max_schedules."""
         self.keys = keys
         self.scripts = scripts
         self.queue_ops = queue_ops
         self.default_timezone = default_timezone
         self.audit = audit
+        self.max_schedules = max_schedules
 
     @classmethod
     def from_engine(cls, engine: Engine) -> ScheduleOps:
         """The schedule operations of an engine's namespace, registry and config."""
-        tz = engine.config.scheduler.timezone
-        return cls(engine.keys, engine.scripts, engine.ops, default_timezone=tz, audit=engine.audit)
+        tz, cap = engine.config.scheduler.timezone, engine.config.limits.company_max_schedules
+        return cls(engine.keys, engine.scripts, engine.ops, default_timezone=tz,
+                   audit=engine.audit, max_schedules=cap)  # fmt: skip
 
     @staticmethod
     def now_ms(client: SyncClient) -> int:
@@ -184,13 +185,10 @@ class ScheduleOps:
         if company_id is not None:
             jobs = self.list_schedules(client, company_id)
             active = [j.next_run_ms for j in jobs if j.is_active and j.next_run_ms is not None]
-            return {
-                "total_scheduled_jobs": len(jobs),
-                "active_jobs": len(active),
-                "inactive_jobs": len(jobs) - len(active),
-                "next_run": format_ts(min(active)) if active else None,
-                "missed_executions": sum(j.missed for j in jobs),
-            }
+            return {"total_scheduled_jobs": len(jobs), "active_jobs": len(active),
+                    "inactive_jobs": len(jobs) - len(active),
+                    "next_run": format_ts(min(active)) if active else None,
+                    "missed_executions": sum(j.missed for j in jobs)}  # fmt: skip
         k = self.keys
         pipe = client.pipeline(transaction=False)
         pipe.zcard(k.schedules_all).zcard(k.schedules_due)
@@ -228,8 +226,10 @@ class ScheduleOps:
         ]
         code, detail, _now = self.scripts.schedule_save(
             client, mode, spec.id, rev, name_key(spec.name, spec.company_id), next_due_ms,
-            event, fields,
+            event, fields, self.max_schedules,
         )  # fmt: skip
+        if code == "quota":
+            raise QuotaExceeded(spec.company_id or "", "schedules", int(detail), 60.0)
         if code == "name_taken":
             company = f" for company {spec.company_id!r}" if spec.company_id else ""
             raise ScheduleConflict(

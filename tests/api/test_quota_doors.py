@@ -1,4 +1,5 @@
-"""Quotas at every door that adds jobs, not only enqueue: a workflow (its every node
+"""Quotas at every door that adds jobs (and the cap on a company's schedules), not only
+enqueue: a workflow (its every node
 counted), a template run, a schedule's occurrence (recorded as the schedule's error, the
 schedule advancing) and a schedule run now; and never at the spool's replay, whose jobs
 were accepted already (a company over its quota held every company's spooled jobs)."""
@@ -26,6 +27,7 @@ from fleetd.spool import SPOOL_FILE, JobSpool, replay_pass
 
 WORKFLOWS = "/api/v1/admin/workflows"
 TEMPLATES = "/api/v1/admin/templates"
+SCHEDULED = f"{PREFIX}/scheduled"
 
 
 def pending(engine: Engine) -> int:
@@ -133,3 +135,37 @@ def test_a_replay_lands_spooled_jobs_of_a_company_over_its_quota(
     # The door still refuses A.
     with pytest.raises(QuotaExceeded):
         fill(engine, "A", 1)
+
+
+async def test_a_company_at_its_schedule_cap_gets_429(config: Config) -> None:
+    cfg = dataclasses.replace(api_config(config), limits=LimitsConfig(company_max_schedules=2))
+    base = {"job_type": "noop", "schedule": "@daily"}
+    async with running_api(cfg, roles=("api",)) as api:
+        a_admin = auth("A")
+        for name in ("one", "two"):
+            r = await api.post(SCHEDULED, json={**base, "name": name}, headers=a_admin)
+            assert r.status_code == 201, r.text
+        second = r.json()["scheduled_job"]["id"]
+        r = await api.post(SCHEDULED, json={**base, "name": "three"}, headers=a_admin)
+        assert r.status_code == 429, r.text
+        err = r.json()["error"]
+        assert err["details"] == {"company_id": "A", "quota": "schedules", "limit": 2,
+                                  "retry_after": 60}  # fmt: skip
+        assert "at most 2 schedules" in err["message"] and r.headers["Retry-After"] == "60"
+        # The platform's admin is held to the company's cap too; B is not refused.
+        r = await api.post(SCHEDULED, json={**base, "name": "three", "company_id": "A"})
+        assert r.status_code == 429
+        r = await api.post(SCHEDULED, json={**base, "name": "b", "company_id": "B"})
+        assert r.status_code == 201
+        b_id = r.json()["scheduled_job"]["id"]
+        # Moving B's schedule into A is a creation for A; edits within A are not.
+        r = await api.put(f"{SCHEDULED}/{b_id}", json={"company_id": "A"})
+        assert r.status_code == 429, r.text
+        r = await api.put(f"{SCHEDULED}/{second}", json={"priority": 9}, headers=a_admin)
+        assert r.status_code == 200, r.text
+        # One deleted: room for one more.
+        assert (await api.delete(f"{SCHEDULED}/{second}", headers=a_admin)).status_code == 200
+        r = await api.post(SCHEDULED, json={**base, "name": "three"}, headers=a_admin)
+        assert r.status_code == 201, r.text
+        listed = (await api.get(SCHEDULED, headers=a_admin)).json()["scheduled_jobs"]
+        assert sorted(s["name"] for s in listed) == ["one", "three"]

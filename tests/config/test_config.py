@@ -66,6 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "company_rate": "",
         "company_max_pending": 0,
         "company_enqueue_rate": "",
+        "company_max_schedules": 0,
     },
     "queues": {"routes": []},
     "maintenance": {

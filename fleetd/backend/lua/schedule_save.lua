@@ -10,14 +10,17 @@
 -- ARGV[6] name index field, "<name>\n<company_id>"
 -- ARGV[7] next due ms, or '' for an inactive schedule
 -- ARGV[8] event data (JSON)
--- ARGV[9..] field, value pairs of the definition (name, job_type, data, schedule,
+-- ARGV[9] the most schedules one company may have ([limits] company_max_schedules; 0 =
+--          no cap): creating one more, or moving one into a company that has as many,
+--          is refused
+-- ARGV[10..] field, value pairs of the definition (name, job_type, data, schedule,
 --           priority, is_active, company_id, user_id, timezone, misfire_policy, anchor)
 -- Also keeps the schedule's company's index, schedules:company:<company_id> (zset:
 -- schedule id by creation ms; '' for no company), so a company's listing reads its own.
 -- Returns {code, detail, now}. code: created | updated (detail: the new rev) | exists
 -- (create, seed: the id is taken) | seen (seed: this default was created before) |
 -- missing (update) | stale (update: changed since read) | name_taken (detail: the id of
--- the company's schedule that has the name).
+-- the company's schedule that has the name) | quota (detail: the company's cap).
 local key, due, all, names = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local defaults, daemons, events = KEYS[5], KEYS[6], KEYS[7]
 local mode, id, rev, name_field = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -40,10 +43,18 @@ end
 local owner = redis.call('HGET', names, name_field)
 if owner and owner ~= id then return {'name_taken', owner, now} end
 
-local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+local fields, company = {}, nil
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV - 1, 2 do
+  if ARGV[i] == 'company_id' then company = ARGV[i + 1] end
+end
 local code = 'updated'
 local before = redis.call('HMGET', key, 'company_id', 'created_at')
+local cap = tonumber(ARGV[9])
+if cap > 0 and company and company ~= '' and (mode ~= 'update' or company ~= before[1])
+    and redis.call('ZCARD', PREFIX .. 'schedules:company:' .. company) >= cap then
+  return {'quota', cap, now}
+end
 if mode == 'update' then
   local old = redis.call('HGET', key, 'name_key')
   if old and old ~= name_field then redis.call('HDEL', names, old) end
