@@ -191,7 +191,10 @@ class Engine:
         from fleetd.spool.file import SPOOL_FILE, JobSpool  # start-up time (docstring)
 
         return JobSpool(
-            self.config.state_dir / SPOOL_FILE, max_jobs=sp.max_jobs, max_bytes=sp.max_bytes
+            self.config.state_dir / SPOOL_FILE,
+            max_jobs=sp.max_jobs,
+            max_bytes=sp.max_bytes,
+            company_share=sp.company_share,
         )
 
     def close(self) -> None:

@@ -27,6 +27,14 @@ class SpoolConfig:
     max_bytes: int = setting(
         256 * MIB, "most bytes of job rows held; past it 503", min=MIB, max=1024 * 1024 * MIB
     )
+    # No company may fill the spool every company needs during the same outage.
+    company_share: float = setting(
+        0.5,
+        "most of max_jobs and max_bytes one company's spooled jobs may hold (1 = all)",
+        kind="float",
+        min=0.01,
+        max=1.0,
+    )
     replay_batch: int = setting(500, "jobs sent to Redis per replay round trip", min=1, max=1000)
     replay_interval: float = setting(
         1 * SECOND,

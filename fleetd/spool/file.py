@@ -7,8 +7,10 @@ arrival order (`seq`, never reused: AUTOINCREMENT), each with its row as the cod
 encodes it for enqueue.lua (fleetd.backend.codec), so a replay sends exactly what the
 first attempt would have; a one-row `totals` table kept by triggers, so the caps
 (`[spool] max_jobs`, `max_bytes`) are checked in the inserting transaction without a
-scan; and a `meta` table holding the spool's `epoch` (the audit writer epoch of its
-replay entries, fleetd.spool.replay).
+scan, and each company's share of them (`[spool] company_share`, read through the
+company index): no company fills the spool the others need in the same outage; and a
+`meta` table holding the spool's `epoch` (the audit writer epoch of its replay entries,
+fleetd.spool.replay).
 
 Every process using a state directory — the daemon's children, the CLI, clients —
 shares the file; SQLite's locks order their writes (BEGIN IMMEDIATE, busy timeout
@@ -23,7 +25,6 @@ still be read are copied into a new spool, and the file stays for the operator.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import sqlite3
@@ -31,11 +32,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleetd.audit.entry import new_entry_id
 from fleetd.backend.codec import JobRow, encode_row
+from fleetd.spool.rows import (
+    COLUMNS,
+    SCHEMA,
+    SpooledJob,
+    SpoolError,
+    SpoolFull,
+    corrupt,
+    idem_of,
+    job_of,
+    salvage,
+    spooled_for,
+)  # fmt: skip
 
 __all__ = ["SPOOL_FILE", "JobSpool", "SpoolError", "SpoolFull", "SpooledJob"]
 
@@ -50,59 +63,16 @@ FILE_MODE = 0o600
 # patience.
 BUSY_TIMEOUT_MS = 5000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  job_id TEXT NOT NULL UNIQUE,
-  company_id TEXT NOT NULL,
-  row TEXT NOT NULL,
-  bytes INTEGER NOT NULL,
-  spooled_at INTEGER NOT NULL,
-  door TEXT NOT NULL,
-  subject TEXT NOT NULL,
-  idem TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
-CREATE TABLE IF NOT EXISTS totals (
-  id INTEGER PRIMARY KEY CHECK (id = 1), jobs INTEGER NOT NULL, bytes INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
-CREATE TRIGGER IF NOT EXISTS jobs_in AFTER INSERT ON jobs BEGIN
-  UPDATE totals SET jobs = jobs + 1, bytes = bytes + NEW.bytes WHERE id = 1;
-END;
-CREATE TRIGGER IF NOT EXISTS jobs_out AFTER DELETE ON jobs BEGIN
-  UPDATE totals SET jobs = jobs - 1, bytes = bytes - OLD.bytes WHERE id = 1;
-END;
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-class SpoolError(Exception):
-    """The spool cannot take these jobs: the enqueue is refused (503), as without one."""
-
-
-class SpoolFull(SpoolError):
-    """Past `[spool] max_jobs` or `max_bytes`."""
-
-
-@dataclass(frozen=True, slots=True)
-class SpooledJob:
-    """One spooled enqueue: its place, its encoded row, when and by whom it came."""
-
-    seq: int
-    job_id: str
-    company_id: str | None
-    row: str
-    spooled_at_ms: int
-    door: str
-    subject: str
-
 
 class JobSpool:
-    def __init__(self, path: Path, *, max_jobs: int, max_bytes: int) -> None:
+    def __init__(
+        self, path: Path, *, max_jobs: int, max_bytes: int, company_share: float = 1.0
+    ) -> None:
+        """`company_share`: the most of each cap one company's jobs may hold (1.0: all)."""
         self.path = path
         self.max_jobs = max_jobs
         self.max_bytes = max_bytes
+        self.company_share = company_share
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._epoch = ""
@@ -122,7 +92,7 @@ class JobSpool:
                 raise sqlite3.DatabaseError("quick_check failed")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_entry_id(),))
             self._epoch = str(
                 db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0]
@@ -141,14 +111,14 @@ class JobSpool:
                 try:
                     self._db = self._connect()
                 except sqlite3.DatabaseError as exc:
-                    if not _corrupt(exc):
+                    if not corrupt(exc):
                         raise
                     self._renew(exc)
             assert self._db is not None
             try:
                 yield self._db
             except sqlite3.DatabaseError as exc:
-                if _corrupt(exc):
+                if corrupt(exc):
                     self._db.close()
                     self._renew(exc)
                 raise
@@ -168,7 +138,7 @@ class JobSpool:
             src = Path(f"{self.path}{suffix}")
             if src.exists():
                 src.rename(f"{target}{suffix}")
-        salvaged = _salvage(target)
+        salvaged = salvage(target)
         log.error(
             "spool %s cannot be read (%s): set aside as %s, %d jobs recovered from it; "
             "the rest stay in that file for an operator (docs/OPERATIONS.md)",
@@ -239,9 +209,9 @@ class JobSpool:
             seen: dict[str, tuple[str, int]] = {}
             values = []
             for n, i in enumerate(items):
-                idem = _idem(i.row)
+                idem = idem_of(i.row)
                 if idem is not None:
-                    found = seen.get(idem) or _spooled_for(db, idem)
+                    found = seen.get(idem) or spooled_for(db, idem)
                     if found is not None:
                         dups[n] = found
                         continue
@@ -256,6 +226,8 @@ class JobSpool:
                     f"the spool holds {jobs} jobs, {nbytes} bytes "
                     f"(caps: {self.max_jobs} jobs, {self.max_bytes} bytes)"
                 )
+            if capped and self.company_share < 1:
+                self._check_shares(db, values)
             db.executemany(
                 "INSERT OR IGNORE INTO jobs (job_id, company_id, row, bytes, spooled_at, door,"
                 " subject, idem) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -266,6 +238,29 @@ class JobSpool:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _check_shares(self, db: sqlite3.Connection, values: Sequence[tuple[Any, ...]]) -> None:
+        """SpoolFull when a company of `values` (company_id, bytes at 1, 3) would hold
+        more than its share of the job or byte cap (jobs without a company are exempt)."""
+        adding: dict[str, list[int]] = {}
+        for v in values:
+            if v[1]:
+                sums = adding.setdefault(v[1], [0, 0])
+                sums[0] += 1
+                sums[1] += v[3]
+        most_jobs = int(self.max_jobs * self.company_share)
+        most_bytes = int(self.max_bytes * self.company_share)
+        for company, (n, size) in adding.items():
+            held, held_bytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM jobs WHERE company_id = ?",
+                (company,),
+            ).fetchone()
+            if held + n > most_jobs or held_bytes + size > most_bytes:
+                raise SpoolFull(
+                    f"company {company!r} holds {held} jobs, {held_bytes} bytes of the spool "
+                    f"(its share: {most_jobs} jobs, {most_bytes} bytes; [spool] company_share "
+                    f"{self.company_share:g})"
+                )
 
     def remove(self, seqs: Sequence[int]) -> int:
         """Forget replayed (or dropped) jobs; returns how many were still there."""
@@ -310,71 +305,16 @@ class JobSpool:
     def head(self, n: int) -> list[SpooledJob]:
         """The `n` oldest jobs, oldest first."""
         with self._conn() as db:
-            cur = db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq LIMIT ?", (n,))
-            return [_job(r) for r in cur.fetchall()]
+            cur = db.execute(f"SELECT {COLUMNS} FROM jobs ORDER BY seq LIMIT ?", (n,))
+            return [job_of(r) for r in cur.fetchall()]
 
     def get(self, job_id: str) -> SpooledJob | None:
         with self._conn() as db:
-            found = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
+            found = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
             row = found.fetchone()
-            return None if row is None else _job(row)
+            return None if row is None else job_of(row)
 
     def oldest_ms(self) -> int | None:
         with self._conn() as db:
             row = db.execute("SELECT spooled_at FROM jobs ORDER BY seq LIMIT 1").fetchone()
             return None if row is None else int(row[0])
-
-
-_COLUMNS = "seq, job_id, company_id, row, spooled_at, door, subject"
-# SQLite's result codes of a damaged file (a lock or an I/O error is not damage).
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-
-
-def _corrupt(exc: sqlite3.DatabaseError) -> bool:
-    if isinstance(exc, sqlite3.OperationalError):  # locked, busy, read-only, disk full
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is None or code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-
-
-def _job(r: tuple[object, ...]) -> SpooledJob:
-    seq, job_id, company, row, at, door, subject = r
-    return SpooledJob(
-        int(str(seq)), str(job_id), str(company) or None, str(row), int(str(at)), str(door),
-        str(subject),
-    )  # fmt: skip
-
-
-def _idem(row: str) -> str | None:
-    """The row's idempotency key scoped by company as enqueue.lua scopes it (a length
-    prefix: no company and key can spell another's), or None."""
-    raw = json.loads(row)
-    key = raw.get("idempotency_key")
-    if not key:
-        return None
-    company = str(raw.get("company_id") or "")
-    return f"{len(company)}:{company}:{key}"
-
-
-def _spooled_for(db: sqlite3.Connection, idem: str) -> tuple[str, int] | None:
-    q = "SELECT job_id, spooled_at FROM jobs WHERE idem = ?"
-    found = db.execute(q, (idem,)).fetchone()
-    return None if found is None else (str(found[0]), int(found[1]))
-
-
-def _salvage(path: Path) -> list[SpooledJob]:
-    """The rows of a damaged spool that SQLite can still read, in order (none when it
-    cannot be opened at all)."""
-    out: list[SpooledJob] = []
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return out
-    try:
-        for r in db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq"):
-            out.append(_job(r))
-    except sqlite3.Error:
-        pass  # what was read before the damage is kept
-    finally:
-        db.close()
-    return out

@@ -155,6 +155,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "enabled": True,
         "max_jobs": 100_000,
         "max_bytes": 268_435_456,
+        "company_share": 0.5,
         "replay_batch": 500,
         "replay_interval": "1s",
     },

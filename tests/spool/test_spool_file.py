@@ -247,3 +247,25 @@ def test_an_idempotency_key_already_spooled_answers_its_job(engine: Engine, tmp_
     assert {n: job_id for n, (job_id, _) in dups.items()} == {0: first.id, 3: twice[0].id}
     # Per company; within one call too.
     assert [j.job_id for j in spool.head(10)] == [first.id, other[0].id, twice[0].id]
+
+
+def test_a_company_holds_at_most_its_share_of_each_cap(engine: Engine, tmp_path: Path) -> None:
+    spool = JobSpool(tmp_path / SPOOL_FILE, max_jobs=10, max_bytes=1 << 20, company_share=0.5)
+    spool.add(rows(engine, 5, company_id="A"), door="http", subject="a")
+    with pytest.raises(SpoolFull, match="company 'A' holds 5 jobs"):
+        spool.add(rows(engine, 1, company_id="A"), door="http", subject="a")
+    # All or none: a call with a company over its share stores nothing of the others.
+    with pytest.raises(SpoolFull):
+        spool.add(rows(engine, 1, company_id="B") + rows(engine, 1, company_id="A"),
+                  door="http", subject="b")  # fmt: skip
+    assert spool.depth()[0] == 5
+    spool.add(rows(engine, 4, company_id="B") + rows(engine, 1), door="http", subject="b")
+    assert spool.depth()[0] == 10
+    # Bytes too: one company's large rows are held to half the byte cap.
+    big = JobSpool(tmp_path / "big" / SPOOL_FILE, max_jobs=100, max_bytes=8000,
+                   company_share=0.5)  # fmt: skip
+    data = {"blob": "x" * 2500}
+    big.add(rows(engine, 1, company_id="A", data=data), door="http", subject="a")
+    with pytest.raises(SpoolFull, match="bytes of the spool"):
+        big.add(rows(engine, 1, company_id="A", data=data), door="http", subject="a")
+    big.add(rows(engine, 1, company_id="B", data=data), door="http", subject="b")

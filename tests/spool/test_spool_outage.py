@@ -179,3 +179,22 @@ async def test_with_the_spool_off_an_outage_answers_503_as_before(
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})
         assert r.status_code == 503
     assert not (cfg.state_dir / "enqueue-spool.db").exists()
+
+
+async def test_no_company_fills_the_spool_others_need(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    server, cfg = setup(own_redis, tmp_path, max_jobs=4, company_share=0.5)
+    async with running_api(cfg) as api:
+        server.kill()
+        flood = {"jobs": [{"type": "noop", "company_id": "A"}] * 2}
+        r = await api.post(f"{PREFIX}/enqueue/bulk", json=flood)
+        assert r.status_code == 202
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop", "company_id": "A"})
+        assert r.status_code == 503, r.text
+        assert "company 'A' holds 2 jobs" in r.json()["error"]["message"]
+        # Room is left for everyone else: another company, the platform's own jobs.
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop", "company_id": "B"})
+        assert r.status_code == 202, r.text
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})
+        assert r.status_code == 202, r.text
