@@ -8,7 +8,10 @@ the machine's Redis on 6379) and one `fleetd run --roles api` subprocess
    keep-alive connection, each timed from send to answer (202 `spooled`): the latency a
    caller sees during an outage, SQLite's fsync'd commit included;
 2. `http_concurrent_*`: the same with C connections at once (requests/s);
-3. `file_add_*`: `JobSpool.add` of one row, in this process (the commit alone);
+3. `file_add_*`: `JobSpool.add` of one row, in this process (the commit alone); and
+   `share_add_*`: the same for a company's row on a spool of 20,000 rows of 10
+   companies, with `[spool] company_share` 0.5 (the company's count read through its
+   index) and with 1 (no share checked), alternating, on one file each;
 4. `replay_*`: Redis restarted, the daemon's replayer drains what the API spooled
    (time from Redis answering to the spool being empty, read from `/metrics`), and
    `replay_all` in this process over a spool of R rows (jobs/s, one round trip per
@@ -138,11 +141,36 @@ def in_process(tmp: Path, redis_url: str, rows: int) -> None:
     print(f"file_add_p99: {pct(samples, 99):.2f} ms")
     for start in range(2000, rows, 1000):
         spool.add(prepared[start : start + 1000], door="http", subject="bench")
+    share_cost(tmp, engine)
     store = AuditStore(engine.keys, engine.scripts, 10**6)
     sent, took = engine.link.run_sync(lambda c: replay_all(c, spool, engine.ops, store, 500))
     print(f"# replay_all of {sent} rows in this process, 500 per round trip, audited")
     print(f"replay_rate: {sent / took:.0f} jobs/s")
     engine.close()
+
+
+def share_cost(tmp: Path, engine: Engine) -> None:
+    spools = {
+        share: JobSpool(
+            tmp / f"share-{share}.db", max_jobs=10**7, max_bytes=10**10, company_share=share
+        )
+        for share in (0.5, 1.0)
+    }
+    fill = [engine.ops.prepare({**BODY, "company_id": f"c{i % 10}"}) for i in range(20_000)]
+    for spool in spools.values():
+        for at in range(0, len(fill), 1000):
+            spool.add(fill[at : at + 1000], door="http", subject="bench")
+    samples: dict[float, list[float]] = {share: [] for share in spools}
+    for i in range(1000):
+        for share, spool in spools.items():
+            row = engine.ops.prepare({**BODY, "company_id": f"c{i % 10}"})
+            start = time.perf_counter()
+            spool.add([row], door="http", subject="bench")
+            samples[share].append((time.perf_counter() - start) * 1000)
+    print("# JobSpool.add of one company's row, 20,000 rows of 10 companies spooled")
+    for share, name in ((0.5, "share_add"), (1.0, "share_add_off")):
+        print(f"{name}_p50: {pct(samples[share], 50):.3f} ms")
+        print(f"{name}_p99: {pct(samples[share], 99):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ arrival order (`seq`, never reused: AUTOINCREMENT), each with its row as the cod
 encodes it for enqueue.lua (fleetd.backend.codec), so a replay sends exactly what the
 first attempt would have; a one-row `totals` table kept by triggers, so the caps
 (`[spool] max_jobs`, `max_bytes`) are checked in the inserting transaction without a
-scan, and each company's share of them (`[spool] company_share`, read through the
-company index): no company fills the spool the others need in the same outage; and a
+scan, and each company's share of them (`[spool] company_share`, from per-company
+totals): no company fills the spool the others need in the same outage; and a
 `meta` table holding the spool's `epoch` (the audit writer epoch of its replay entries,
 fleetd.spool.replay).
 
@@ -39,6 +39,7 @@ from fleetd.audit.entry import new_entry_id
 from fleetd.backend.codec import JobRow, encode_row
 from fleetd.spool.rows import (
     COLUMNS,
+    COUNT_COMPANIES,
     SCHEMA,
     SpooledJob,
     SpoolError,
@@ -93,6 +94,11 @@ class JobSpool:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM meta WHERE name = 'company_totals'").fetchone() is None:
+                for statement in COUNT_COMPANIES:
+                    db.execute(statement)
+            db.execute("COMMIT")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_entry_id(),))
             self._epoch = str(
                 db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0]
@@ -252,9 +258,8 @@ class JobSpool:
         most_bytes = int(self.max_bytes * self.company_share)
         for company, (n, size) in adding.items():
             held, held_bytes = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM jobs WHERE company_id = ?",
-                (company,),
-            ).fetchone()
+                "SELECT jobs, bytes FROM company_totals WHERE company_id = ?", (company,)
+            ).fetchone() or (0, 0)
             if held + n > most_jobs or held_bytes + size > most_bytes:
                 raise SpoolFull(
                     f"company {company!r} holds {held} jobs, {held_bytes} bytes of the spool "

@@ -1,6 +1,7 @@
 """The spool file's rows and schema (fleetd.spool.file owns the file): the table of
-spooled jobs with its company and idempotency-key indexes, the totals kept by triggers,
-a spooled job as read back, its errors, and reading what a damaged file still holds.
+spooled jobs with its idempotency-key index, the totals kept by triggers (the whole
+spool's, and each company's: `[spool] company_share` reads one row), a spooled job as
+read back, its errors, and reading what a damaged file still holds.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "COLUMNS", "SCHEMA", "SpoolError", "SpoolFull", "SpooledJob", "corrupt", "idem_of",
-    "job_of", "salvage", "spooled_for",
+    "COLUMNS", "COUNT_COMPANIES", "SCHEMA", "SpoolError", "SpoolFull", "SpooledJob",
+    "corrupt", "idem_of", "job_of", "salvage", "spooled_for",
 ]  # fmt: skip
 
 SCHEMA = """
@@ -28,7 +29,6 @@ CREATE TABLE IF NOT EXISTS jobs (
   idem TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idem) WHERE idem IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_company ON jobs (company_id);
 CREATE TABLE IF NOT EXISTS totals (
   id INTEGER PRIMARY KEY CHECK (id = 1), jobs INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
@@ -39,8 +39,31 @@ END;
 CREATE TRIGGER IF NOT EXISTS jobs_out AFTER DELETE ON jobs BEGIN
   UPDATE totals SET jobs = jobs - 1, bytes = bytes - OLD.bytes WHERE id = 1;
 END;
+CREATE TABLE IF NOT EXISTS company_totals (
+  company_id TEXT PRIMARY KEY, jobs INTEGER NOT NULL, bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS company_in AFTER INSERT ON jobs WHEN NEW.company_id != '' BEGIN
+  INSERT INTO company_totals VALUES (NEW.company_id, 1, NEW.bytes)
+    ON CONFLICT (company_id) DO UPDATE SET jobs = jobs + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS company_out AFTER DELETE ON jobs WHEN OLD.company_id != '' BEGIN
+  UPDATE company_totals SET jobs = jobs - 1, bytes = bytes - OLD.bytes
+    WHERE company_id = OLD.company_id;
+  DELETE FROM company_totals WHERE company_id = OLD.company_id AND jobs <= 0;
+END;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+# Each company's totals counted anew from its rows: once, when a spool written before
+# they were kept is opened (meta `company_totals`); under the write lock, so rows
+# another process adds meanwhile are counted once.
+COUNT_COMPANIES = (
+    "DELETE FROM company_totals",
+    "INSERT INTO company_totals SELECT company_id, COUNT(*), SUM(bytes) FROM jobs"
+    " WHERE company_id != '' GROUP BY company_id",
+    "INSERT INTO meta VALUES ('company_totals', '1')",
+)
 
 
 class SpoolError(Exception):

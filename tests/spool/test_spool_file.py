@@ -269,3 +269,24 @@ def test_a_company_holds_at_most_its_share_of_each_cap(engine: Engine, tmp_path:
     with pytest.raises(SpoolFull, match="bytes of the spool"):
         big.add(rows(engine, 1, company_id="A", data=data), door="http", subject="a")
     big.add(rows(engine, 1, company_id="B", data=data), door="http", subject="b")
+
+
+def test_company_totals_follow_removals_and_are_counted_for_an_older_spool(
+    engine: Engine, tmp_path: Path
+) -> None:
+    spool = JobSpool(tmp_path / SPOOL_FILE, max_jobs=10, max_bytes=1 << 20, company_share=0.5)
+    spool.add(rows(engine, 5, company_id="A"), door="http", subject="a")
+    spool.remove([j.seq for j in spool.head(2)])  # replayed: room for two more
+    spool.add(rows(engine, 2, company_id="A"), door="http", subject="a")
+    with pytest.raises(SpoolFull):
+        spool.add(rows(engine, 1, company_id="A"), door="http", subject="a")
+    spool.close()
+    # A spool written before the company totals were kept: counted when opened.
+    with sqlite3.connect(tmp_path / SPOOL_FILE) as db:
+        db.execute("DELETE FROM company_totals")
+        db.execute("DELETE FROM meta WHERE name = 'company_totals'")
+    db.close()
+    again = JobSpool(tmp_path / SPOOL_FILE, max_jobs=10, max_bytes=1 << 20, company_share=0.5)
+    with pytest.raises(SpoolFull, match="company 'A' holds 5 jobs"):
+        again.add(rows(engine, 1, company_id="A"), door="http", subject="a")
+    again.add(rows(engine, 5, company_id="B"), door="http", subject="b")
