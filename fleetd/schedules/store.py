@@ -21,7 +21,9 @@ RedisLink hop (CLI: `link.run_sync`); `Schedules` is the async (trio) facade.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -153,15 +155,17 @@ class ScheduleOps:
         return job
 
     def find(self, client: SyncClient, ref: str) -> ScheduledJob:
-        """A schedule by id, else by name (the CLI's convenience); raises
-        ScheduleNotFound, or ScheduleConflict when several companies use the name."""
-        job = self.get(client, ref)
-        if job is not None:
+        """A schedule by id, else by name (the CLI's convenience: read from the names
+        index, not every schedule); raises ScheduleNotFound, or ScheduleConflict when
+        several companies use the name."""
+        if (job := self.get(client, ref)) is not None:
             return job
-        named = [j for j in self.list_schedules(client) if j.name == ref]
+        match = re.sub(r"([\\*?\[\]])", r"\\\1", ref) + "\n*"  # a name ends at the newline
+        ids = sorted({i for _, i in client.hscan_iter(self.keys.schedules_names, match, 1000)})
+        named = [j for j in map(functools.partial(self.get, client), ids) if j and j.name == ref]
         if len(named) > 1:
-            ids = ", ".join(j.id for j in named)
-            raise ScheduleConflict(f"{len(named)} schedules are named {ref!r} ({ids}); use an id")
+            both = ", ".join(j.id for j in named)
+            raise ScheduleConflict(f"{len(named)} schedules are named {ref!r} ({both}); use an id")
         if not named:
             raise ScheduleNotFound(f"no schedule with id or name {ref!r}")
         return named[0]
@@ -353,11 +357,9 @@ class ScheduleOps:
         spec = self.check(self.parse({**definition, "id": default_id(definition["name"])}))
         assert spec.id is not None
         now = self.now_ms(client)
-        next_due = spec.cadence(now).next_after_ms(now)
+        due = spec.cadence(now).next_after_ms(now)
         try:
-            code, _ = self._save(
-                client, "seed", spec, rev=None, anchor_ms=now, next_due_ms=next_due
-            )
+            code, _ = self._save(client, "seed", spec, rev=None, anchor_ms=now, next_due_ms=due)
         except ScheduleConflict:
             code = "name_taken"
         return code, spec.id
@@ -392,9 +394,6 @@ class Schedules:
 
     async def get(self, schedule_id: str) -> ScheduledJob | None:
         return await self.link.call(self.ops.get, schedule_id)
-
-    async def list_schedules(self, company_id: str | None = None) -> list[ScheduledJob]:
-        return await self.link.call(self.ops.list_schedules, company_id)
 
     async def stats(self, company_id: str | None = None) -> dict[str, Any]:
         return await self.link.call(self.ops.stats, company_id)

@@ -151,6 +151,25 @@ def test_names_are_unique_per_company(eng: Engine, ops: ScheduleOps) -> None:
     add(eng, ops, name="Nightly", company_id="acme")
 
 
+def test_a_name_is_found_from_the_names_index_glob_characters_and_all(
+    eng: Engine, ops: ScheduleOps
+) -> None:
+    odd = add(eng, ops, name="we[ird]*?\\name", company_id="acme")
+    for i in range(40):
+        add(eng, ops, name=f"we{i}", company_id="acme")
+    add(eng, ops, name="weXird]*?\\name")  # what an unescaped pattern would also match
+
+    def hgetalls() -> int:
+        stats = eng.link.client.info("commandstats").get("cmdstat_hgetall", {})
+        return int(stats.get("calls", 0))
+
+    before = hgetalls()
+    assert run(eng, ops.find, "we[ird]*?\\name").id == odd.id
+    assert hgetalls() - before <= 2  # the id tried first, then the one named so
+    with pytest.raises(ScheduleNotFound):
+        run(eng, ops.find, "we*")
+
+
 def test_chosen_id_conflicts_unless_upserted(eng: Engine, ops: ScheduleOps) -> None:
     first = add(eng, ops, id="nightly-export", schedule="@daily")
     with pytest.raises(ScheduleConflict, match="id 'nightly-export' exists"):
@@ -447,7 +466,7 @@ async def test_the_async_facade(eng: Engine, ops: ScheduleOps) -> None:
     assert (await schedules.resume(job.id)).is_active
     result = await schedules.run_now(job.id)
     assert [j.id for j in jobs_tagged(eng, "run-now")] == [result.job_id]
-    assert [j.id for j in await schedules.list_schedules()] == [job.id]
+    assert [j.id for j in run(eng, ops.list_schedules)] == [job.id]
     assert (await schedules.stats())["total_scheduled_jobs"] == 1
     again = await schedules.add(
         {"id": job.id, "name": "b", "job_type": "noop", "schedule": "2h"}, upsert=True
