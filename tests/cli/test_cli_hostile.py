@@ -1,7 +1,7 @@
 """Hostile and absurd input to the `fleetd` command line, run as a subprocess against the
 shared test Redis: invalid UTF-8 in argv, control characters, JSON nested too deep or
 holding a 5,000-digit number, files that are not UTF-8 or never end, stdout that cannot
-encode a job's text.
+encode a job's text, config files TOML cannot read, `redis.url`s the link cannot use.
 Each is exactly one line on stderr and exit 2 (never a traceback), and stores nothing.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -186,3 +186,64 @@ def test_absurd_option_values(
 ) -> None:
     env = env | {"FLEETD_AUTH_SECRET": "s" * 64}
     assert expected in one_error(run(env, *args))
+
+
+# -- the config -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        "x = " + "[" * 5000 + "]" * 5000 + "\n",
+        "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+        "[worker]\nconcurrency = " + "9" * 5000 + "\n",
+    ],
+    ids=["deep-array", "deep-table", "huge-int"],
+)
+@pytest.mark.parametrize("command", [["config", "check"], ["stats"]])
+def test_a_config_file_toml_cannot_read(
+    env: dict[str, str], tmp_path: Path, toml: str, command: list[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    assert "invalid TOML" in one_error(run(env, "-c", str(path), *command))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://[::1",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?socket_timeout=soon",
+        "redis://127.0.0.1:6379/0?socket_timeout=-1",
+        "redis://127.0.0.1:6379/0?no_such_option=1",
+        "unix://",
+        "redis+sentinel://127.0.0.1:abc/primary",
+        "redis+sentinel://127.0.0.1:26379/",
+        "redis+cluster://127.0.0.1:99999",
+        "redis+cluster://127.0.0.1:7000/3",
+        "redis://host name:6379/0",
+    ],
+)
+@pytest.mark.parametrize("command", [["config", "check"], ["stats"], ["enqueue", "noop"]])
+def test_a_redis_url_the_link_cannot_use_is_a_config_error(
+    env: dict[str, str], url: str, command: Sequence[str]
+) -> None:
+    """They passed `config check`, then each command that built the link died with a
+    traceback (enqueue, unreachable, would have spooled the job instead)."""
+    error = one_error(run(env | {"FLEETD_REDIS_URL": url}, *command))
+    assert error.startswith("fleetd: config: redis.url"), error
+
+
+def test_a_redis_url_with_options_the_link_takes_passes(config: Config) -> None:
+    url = f"{config.redis.url}?socket_timeout=5&max_connections=8&health_check_interval=0"
+    done = run(fleetd_env(config) | {"FLEETD_REDIS_URL": url}, "stats", "--json")
+    assert done.returncode == 0, done.stderr
+    done = run(fleetd_env(config) | {"FLEETD_REDIS_URL": url}, "config", "check")
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_password_of_a_bad_redis_url_is_not_printed(env: dict[str, str]) -> None:
+    error = one_error(run(env | {"FLEETD_REDIS_URL": "redis://u:hunter2@[::1/0"}, "stats"))
+    assert "hunter2" not in error and "u:***@" in error
