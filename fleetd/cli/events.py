@@ -17,8 +17,8 @@ stream was trimmed meanwhile). Between attempts it waits 0.1 s doubling to 5 s, 
 starts over from 0.1 s only once an event has arrived: a daemon that accepts the
 handshake and closes at once (full, Redis down) is not retried ten times a second.
 
-Exit: Ctrl-C 0; the API unreachable at start, or the handshake refused (auth, a bad
-filter): one line on stderr, exit 2.
+Exit: Ctrl-C 0; its stdout closed by its reader (`| head -1`) 0; the API unreachable at
+start, or the handshake refused (auth, a bad filter): one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -240,6 +240,8 @@ class Tail:
                         raise _Fail("the token expired") from None
                     self.token = _mint(self.cfg)
                     continue
+            except BrokenPipeError:
+                raise  # stdout's reader went away (`| head -1`): done, not a lost link
             except (HandshakeError, OSError, _Fail) as exc:
                 if not connected:
                     if isinstance(exc, _Fail):

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from api_client import SECRET
 from conftest import fleetd_env
-from daemons import CLI_TIMEOUT, FLEETD, cli_json
+from daemons import CLI_TIMEOUT, FLEETD, Fleet, cli_json
 
 from fleetd.config import Config
 from fleetd.engine import Engine
@@ -164,6 +165,32 @@ def test_job_text_stdout_cannot_encode_is_escaped_not_a_crash(
         assert done.returncode == 0, done.stderr
         assert b"company_id: caf" in done.stdout and b"\\u2603" in done.stdout
         assert run(env | variables, "analytics").returncode == 0  # prints "±"
+
+
+def test_events_whose_reader_went_away_exits_0(env: dict[str, str], fleet: Fleet) -> None:
+    """`fleetd events | head -1`: the broken pipe ends it (it took it for a dropped
+    connection and reconnected forever, a "following" line each time)."""
+    env = env | {"FLEETD_AUTH_SECRET": SECRET}
+    fleet.start(env, "--roles", "api,worker")
+    proc = subprocess.Popen(
+        [*FLEETD, "events"], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert proc.stderr.readline().startswith(b"fleetd: events: following ws://")
+        cli_json(env, "enqueue", "noop", "--json")
+        assert proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away; the next events hit a closed pipe
+        for _ in range(3):
+            cli_json(env, "enqueue", "noop", "--json")
+        assert proc.wait(timeout=CLI_TIMEOUT) == 0
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 # -- options --------------------------------------------------------------------------
