@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parsers", "config", "keygen", "plugins", "token"]
 
+MAX_TTL = 3650 * 86_400.0  # 10 years
+
 
 def add_parsers(sub: Any) -> None:
     conf = sub.add_parser("config", help="show or check the configuration")
@@ -83,6 +85,10 @@ def token(cfg: Config, a: argparse.Namespace) -> int:
     from fleetd.api.auth import mint_token
 
     ttl = duration("--ttl", a.ttl)
+    if not 1 <= ttl <= MAX_TTL:
+        # Under a second the token is expired when minted (exp counts whole seconds);
+        # beyond years its exp is past what JWT libraries turn into a date.
+        fail(f"--ttl: must be from 1s to 3650d, got {a.ttl}")
     try:
         token, path, generated = mint_token(cfg, company_id=a.company, ttl=ttl, subject=a.subject)
     except ValueError as exc:

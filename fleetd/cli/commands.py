@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from fleetd.cli.common import EXIT_USAGE, CliError
+from fleetd.cli.common import EXIT_USAGE, CliError, fail, one_line
 from fleetd.version import __version__
 
 if TYPE_CHECKING:
@@ -120,7 +120,58 @@ class _Parser(argparse.ArgumentParser):
     parsers are of the same class (add_subparsers' default)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        self.exit(EXIT_USAGE, line + "\n")
+
+
+# The arguments that name files: they may hold any bytes the file system allows. Every
+# other argument is text, checked to be UTF-8 (`_check_utf8`).
+_PATH_DESTS = frozenset({"config", "jsonl", "file", "output"})
+
+
+def _labels(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each dest of `parser` and its subcommands' parsers -> how --help names it."""
+    labels: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                labels |= _labels(sub)
+        elif action.option_strings:
+            labels.setdefault(action.dest, action.option_strings[-1])
+        else:
+            labels.setdefault(action.dest, str(action.metavar or action.dest).upper())
+    return labels
+
+
+def _check_utf8(parser: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Each text argument of `a` as the UTF-8 it was typed in, or a usage error when it
+    is not UTF-8. Python hands argv's bytes over decoded with the locale's encoding, any
+    that do not decode as lone surrogates: no encoder (Redis, SQLite, JSON, an HTTP
+    header) takes those, and a value holding one would be broken wherever it was
+    stored. Under an ASCII locale (LC_ALL=C without UTF-8 mode) UTF-8 text arrives so
+    too: its bytes are decoded here again."""
+    for dest, value in vars(a).items():
+        if dest in _PATH_DESTS:
+            continue
+        texts = value if isinstance(value, list) else [value]
+        if not any(isinstance(t, str) and not t.isascii() for t in texts):
+            continue
+        decoded = [_utf8(t, _labels(parser).get(dest, dest)) for t in texts]
+        setattr(a, dest, decoded if isinstance(value, list) else decoded[0])
+
+
+def _utf8(text: object, label: str) -> object:
+    if not isinstance(text, str):
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except (UnicodeError, ValueError):
+        fail(f"{label}: not valid UTF-8 text: {one_line(text)}")
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -191,7 +242,9 @@ def _start_up() -> Iterator[None]:
 def _dispatch(argv: Sequence[str] | None) -> int:
     with _start_up():
         args = sys.argv[1:] if argv is None else argv
-        a = _parser(_command_of(args)).parse_args(args)
+        parser = _parser(_command_of(args))
+        a = parser.parse_args(args)
+        _check_utf8(parser, a)
         # Start-up time: the config package and the Engine (redis-py) cost ~0.15 s that
         # `--help` and `--version` never need (bench/cli_startup.py). These imports
         # close no cycle (tests/test_architecture.py checks).
@@ -251,11 +304,27 @@ def _error_lines(exc: Exception) -> list[str] | None:
     return None
 
 
+def _say(line: str) -> None:
+    """One line on stderr: whatever of the user's input it echoes cannot break it in
+    two or drive the terminal (fleetd.cli.common.one_line)."""
+    print(one_line(line), file=sys.stderr)
+
+
+def _tolerant_stdout() -> None:
+    """Text stdout cannot encode (a job's data or name under LC_ALL=C, or with
+    PYTHONIOENCODING=ascii) is written as backslash escapes instead of failing the
+    command after it acted."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_stdout()
     try:
         return _dispatch(argv)
     except CliError as exc:
-        print(f"fleetd: {exc}", file=sys.stderr)
+        _say(f"fleetd: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -269,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if lines is None:
             raise
         for line in lines:
-            print(line, file=sys.stderr)
+            _say(line)
         return EXIT_USAGE
 
 

@@ -17,8 +17,8 @@ stream was trimmed meanwhile). Between attempts it waits 0.1 s doubling to 5 s, 
 starts over from 0.1 s only once an event has arrived: a daemon that accepts the
 handshake and closes at once (full, Redis down) is not retried ten times a second.
 
-Exit: Ctrl-C 0; the API unreachable at start, or the handshake refused (auth, a bad
-filter): one line on stderr, exit 2.
+Exit: Ctrl-C 0; its stdout closed by its reader (`| head -1`) 0; the API unreachable at
+start, or the handshake refused (auth, a bad filter): one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
+
+from fleetd.cli.common import fail
 
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
@@ -43,7 +45,6 @@ TOKEN_VARIABLE = "FLEETD_TOKEN"
 
 __all__ = ["add_parser", "connect", "run"]
 
-EXIT_FAIL = 2
 FEED_PATH = "/api/v1/admin/jobs/events"
 # A token minted here lives this long; the daemon closes the socket at its exp (1008)
 # and we mint another and resume.
@@ -87,6 +88,13 @@ def _base_url(cfg: Config, a: argparse.Namespace) -> str:
             raise _Fail(f"the daemon serves no TCP address ({', '.join(urls)}); give --url")
     if not url.startswith(("http://", "https://", "ws://", "wss://")):
         raise _Fail(f"--url must start with http:// or https://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port out of range or not a number raises)
+    except ValueError as exc:
+        raise _Fail(f"--url {url!r} is not a valid URL: {exc}") from None
+    if not parts.hostname or any(c.isspace() or not c.isprintable() for c in url):
+        raise _Fail(f"--url {url!r} is not a valid URL")
     return "ws" + url.rstrip("/").removeprefix("http")
 
 
@@ -232,6 +240,8 @@ class Tail:
                         raise _Fail("the token expired") from None
                     self.token = _mint(self.cfg)
                     continue
+            except BrokenPipeError:
+                raise  # stdout's reader went away (`| head -1`): done, not a lost link
             except (HandshakeError, OSError, _Fail) as exc:
                 if not connected:
                     if isinstance(exc, _Fail):
@@ -248,7 +258,6 @@ def run(cfg: Config, a: argparse.Namespace) -> int:
         tail = Tail(cfg, a, sys.stdout)
         return trio.run(tail.run)
     except _Fail as exc:
-        print(f"fleetd: events: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        fail(f"events: {exc}")  # one line, exit 2
     except KeyboardInterrupt:
         return 0

@@ -4,20 +4,15 @@ from a JSON-lines file; a bad input is one line on stderr and exit 2 (fleetd.cli
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any, TextIO
+from typing import Any
 
-from fleetd.cli.common import fail
+from fleetd.cli.common import fail, parse_json, read_input
 
 __all__ = ["parse_data", "read_jsonl", "request_from_args"]
 
 
 def parse_data(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"--data is not valid JSON: {exc}")
+    data = parse_json(text, "--data is not valid JSON")
     if not isinstance(data, dict):
         fail(f"--data must be a JSON object, got {type(data).__name__}")
     return data
@@ -45,23 +40,15 @@ def request_from_args(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def read_jsonl(source: str) -> list[dict[str, Any]]:
-    stream: TextIO
-    try:
-        stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        fail(f"cannot read {source}: {exc.strerror}")
     items = []
-    with stream:
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                fail(f"{source}:{n}: not valid JSON: {exc.msg}")
-            if not isinstance(item, dict):
-                fail(f"{source}:{n}: each line must be a JSON object")
-            items.append(item)
+    # Lines end at "\n" only: a JSON string may hold U+2028 or a form feed as it is.
+    for n, line in enumerate(read_input(source).split("\n"), 1):
+        if not line.strip():
+            continue
+        item = parse_json(line, f"{source}:{n}: not valid JSON")
+        if not isinstance(item, dict):
+            fail(f"{source}:{n}: each line must be a JSON object")
+        items.append(item)
     if not items:
         fail(f"{source}: no jobs")
     return items

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli.auditing import recorded
-from fleetd.cli.common import EXIT_USAGE
+from fleetd.cli.common import fail
 
 if TYPE_CHECKING:
     from fleetd.backend.redis_link import SyncClient
@@ -74,8 +73,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
             name = check_queue_name(a.name)
         except ValueError as exc:
             rec.outcome = "refused"
-            print(f"fleetd: queues: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            fail(f"queues: {exc}")
         fn = pause_queue if pause else resume_queue
         changed = engine.link.run_sync(lambda c: fn(c, keys, name))
         rec.detail = {"changed": changed}

@@ -61,6 +61,13 @@ def _overlay(cfg: Config, a: argparse.Namespace) -> Config:
     return dataclasses.replace(cfg, daemon=daemon)
 
 
+def _listen_fds(text: str) -> tuple[int, ...]:
+    fds = [fd.strip() for fd in text.split(",") if fd.strip()]
+    if not all(fd.isdigit() and int(fd) < 2**31 for fd in fds):
+        fail(f"--listen-fds: not a comma-separated list of file descriptors: {text!r}")
+    return tuple(map(int, fds))
+
+
 def run(cfg: Config, a: argparse.Namespace) -> int:
     import trio
 
@@ -73,7 +80,9 @@ def run(cfg: Config, a: argparse.Namespace) -> int:
     processes = resolve_processes(cfg.daemon.processes)
     if a.supervisor is None and processes > 1:
         return trio.run(Supervisor(cfg, processes).run)
-    fds = tuple(int(fd) for fd in a.listen_fds.split(",") if fd)
+    fds = _listen_fds(a.listen_fds)
+    if a.supervisor is not None and not 0 < a.supervisor < 2**31:
+        fail(f"--supervisor: not a process id: {a.supervisor}")
     daemon = Daemon(
         cfg, config_path=cfg.source, tune_gc=True, listen_fds=fds, supervisor_pid=a.supervisor
     )

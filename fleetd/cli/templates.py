@@ -11,12 +11,11 @@ prints the body of the matching HTTP endpoint. Errors are one line on stderr, ex
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli.auditing import recorded
-from fleetd.cli.common import CliError, fail, print_json
+from fleetd.cli.common import CliError, parse_json, print_json
 from fleetd.cli.workflows import read_json_file
 
 if TYPE_CHECKING:
@@ -79,10 +78,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
             raise CliError(f"no template {a.name!r}")
         _out(a, {"name": a.name, "deleted": True}, f"{a.name} deleted")
         return 0
-    try:
-        params = json.loads(a.params)
-    except ValueError as exc:
-        fail(f"--params is not JSON: {exc}")
+    params = parse_json(a.params, "--params is not JSON")
     with recorded(engine, Action.TEMPLATE_RUN, a.name, a.company) as rec:
         result = call(lambda c: ops.run(c, a.name, params, company=a.company, version=a.version))
         if result is None:

@@ -11,14 +11,12 @@ workflow prints every problem on that line.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli.auditing import recorded
-from fleetd.cli.common import CliError, fail, print_json
+from fleetd.cli.common import CliError, parse_json, print_json, read_input
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -50,14 +48,7 @@ def add_parser(sub: Any) -> None:
 
 def read_json_file(path: str) -> Any:
     """The JSON in `path` (`-`: stdin); a usage error when unreadable or not JSON."""
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        fail(f"{path} is not JSON: {exc}")
+    return parse_json(read_input(path), f"{path} is not JSON")
 
 
 def _summary(answer: WorkflowAnswer) -> str:

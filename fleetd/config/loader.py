@@ -92,6 +92,10 @@ def _read_toml(path: Path, errors: list[str]) -> dict[str, Any]:
         errors.append(f"{path}: invalid TOML: {exc}")
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(f"{path}: cannot read: {exc}")
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        errors.append(f"{path}: invalid TOML: nested too deeply")
+    except ValueError as exc:  # an integer of more digits than int() converts
+        errors.append(f"{path}: invalid TOML: {exc}")
     return {}
 
 

@@ -23,13 +23,13 @@ from fleetd.config.datakeys import SealError, parse_key
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.queue_section import QueuesConfig, check_served
+from fleetd.config.redis_url import check_redis_url
 from fleetd.config.settings import (
     DAY,
     HOUR,
     MINUTE,
     SECOND,
     is_host_port,
-    prefixed,
     setting,
 )
 from fleetd.config.spool_section import SpoolConfig
@@ -101,16 +101,7 @@ class RedisConfig:
     url: str = setting(
         "memory://",
         "Redis server, or memory:// for the embedded store",
-        check=prefixed(
-            "memory://",
-            "redis://",
-            "rediss://",
-            "unix://",
-            "redis+sentinel://",
-            "rediss+sentinel://",
-            "redis+cluster://",
-            "rediss+cluster://",
-        ),
+        check=check_redis_url,
     )
     namespace: str = setting("main", "keys live under fleetd:{namespace}:", check=_check_namespace)
     memory_listen: str = setting(
