@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetd.audit.entry import Action
 from fleetd.cli.auditing import Record, recorded
-from fleetd.cli.common import CliError
+from fleetd.cli.common import CliError, parse_json
 
 if TYPE_CHECKING:
     from fleetd.engine import Engine
@@ -124,18 +124,17 @@ def _body(a: argparse.Namespace) -> dict[str, Any]:
     for flag, key in (("data", "data"), ("params", "params"), ("for_each", "for_each")):
         if (text := getattr(a, flag)) is not None:
             try:
-                body[key] = json.loads(text)
-            except json.JSONDecodeError as exc:
+                body[key] = parse_json(text, f"--{flag.replace('_', '-')} is not valid JSON")
+            except CliError as exc:
                 if flag == "for_each" and text.isidentifier():  # a named list: companies
                     body[key] = text
                     continue
-                name = flag.replace("_", "-")
-                raise _Usage(f"--{name} is not valid JSON: {exc}") from None
+                raise _Usage(str(exc)) from None
     if a.template is not None:
         name, _, version = a.template.partition("@")
-        body["template"] = {"name": name, "version": int(version) if version.isdigit() else None}
-        if version and not version.isdigit():
+        if version and not (version.isascii() and version.isdigit() and len(version) <= 18):
             raise _Usage(f"--template {a.template!r}: the version after @ must be a number")
+        body["template"] = {"name": name, "version": int(version) if version else None}
     for key, value in (
         ("job_type", a.job_type),
         ("schedule", a.schedule),

@@ -74,6 +74,9 @@ def total(engine: Engine) -> int:
         ["enqueue", "--jsonl", "-"],
         ["workflow", "run", "-"],
         ["template", "add", "-"],
+        ["schedules", "add", "s", "--type", "noop", "--schedule", "1h", "--data"],
+        ["schedules", "add", "s", "--template", "t", "--schedule", "1h", "--params"],
+        ["schedules", "add", "s", "--template", "t", "--schedule", "1h", "--for-each"],
     ],
     ids=" ".join,
 )
@@ -86,6 +89,14 @@ def test_json_nested_too_deep_or_with_a_huge_number(
         error = one_error(run(env, *command, text))
     assert "not valid JSON" in error or "is not JSON" in error
     assert total(engine) == 0
+
+
+@pytest.mark.parametrize("version", ["9" * 5000, "\u00b2", "1.5", "-1"])
+def test_a_schedule_template_version_that_is_no_number(
+    env: dict[str, str], engine: Engine, version: str
+) -> None:
+    args = ["schedules", "add", "s", "--template", f"t@{version}", "--schedule", "1h"]
+    assert "must be a number" in one_error(run(env, *args))
 
 
 @pytest.mark.parametrize(
