@@ -8,7 +8,8 @@ machine's Redis on 6379), one namespace per phase:
 
 Phases:
 - `submit`: one fan-out/fan-in graph of N nodes (first → N-2 → then): `plan` (the
-  checks and rows, Python) and `submit` (one wf_submit.lua call), wall time each;
+  checks and rows, Python) and `submit` (one wf_submit.lua call), wall time each; then
+  a company's graph stored with and without `[limits]` quotas (the door's check);
 - `drain`: that graph run by an in-process Daemon (concurrency 50) against N
   independent noop jobs, Redis clock from the daemon's start to the last completion
   (as bench/throughput.py's drain); the goal is a graph rate ≥ 70% of the independent;
@@ -20,6 +21,7 @@ Phases:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import statistics
 import sys
@@ -48,6 +50,7 @@ from throughput import (
     redis_usage,
 )
 
+from fleetd.config.limit_sections import LimitsConfig
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.daemon import Daemon
@@ -99,6 +102,30 @@ def bench_submit(url: str, state_dir: Path, n: int) -> None:
     emit("submit_plan", (t1 - t0) * 1000, "ms", f"{n} nodes: checks, rows (Python)")
     emit("submit_store", (t2 - t1) * 1000, "ms", "one wf_submit.lua call, sent and stored")
     emit("submit_total", (t2 - t0) * 1000, "ms", f"{n / (t2 - t0):.0f} nodes/s")
+    bench_submit_quota(url, state_dir, n)
+
+
+def bench_submit_quota(url: str, state_dir: Path, n: int) -> None:
+    """One company's graph stored with and without its quotas checked (5 of each,
+    alternating, medians): what the check at the workflow door costs."""
+    stores: dict[bool, list[float]] = {False: [], True: []}
+    for quota in (False, True) * 5:
+        cfg = make_config(url, fresh_namespace("wf-quota"), state_dir)
+        if quota:
+            limits = LimitsConfig(company_max_pending=10**9, company_enqueue_rate="1000000/1s")
+            cfg = dataclasses.replace(cfg, limits=limits)
+        engine = client_engine(cfg)
+        try:
+            ops = WorkflowOps(engine.ops)
+            plan = ops.plan({**fan(n), "company_id": "acme"})
+            t0 = time.perf_counter()
+            ops.submit(engine.link.client, plan)
+            stores[quota].append((time.perf_counter() - t0) * 1000)
+        finally:
+            engine.close()
+    plain, checked = (statistics.median(stores[q]) for q in (False, True))
+    emit("submit_store_company", plain, "ms", "a company's graph, no quota set")
+    emit("submit_store_quota", checked, "ms", f"with its quotas checked: {checked - plain:+.1f} ms")
 
 
 @dataclass(frozen=True, slots=True)
