@@ -148,12 +148,7 @@ type JobPage struct {
 func (c *Client) ListByStatus(ctx context.Context, status JobStatus, opts *ListOptions) (*JobPage, error) {
 	q := url.Values{}
 	if opts != nil {
-		if opts.Limit != 0 {
-			q.Set("limit", strconv.Itoa(opts.Limit))
-		}
-		if opts.Cursor != "" {
-			q.Set("cursor", opts.Cursor)
-		}
+		q = pageQuery(opts.Limit, opts.Cursor)
 		if opts.Type != "" {
 			q.Set("type", opts.Type)
 		}
@@ -170,6 +165,19 @@ func (c *Client) ListByStatus(ctx context.Context, status JobStatus, opts *ListO
 		return nil, err
 	}
 	return &out, nil
+}
+
+// pageQuery is the query of one page of a listing: limit (0: the daemon's default) and
+// cursor ("": the first page).
+func pageQuery(limit int, cursor string) url.Values {
+	q := url.Values{}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	return q
 }
 
 // CancelResult is the answer of Cancel.

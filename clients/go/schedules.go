@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 )
 
@@ -190,12 +189,7 @@ const schedulePageSize = 500
 func (c *Client) ListScheduledJobsPage(ctx context.Context, opts *ScheduleListOptions) (*ScheduledJobPage, error) {
 	q := url.Values{}
 	if opts != nil {
-		if opts.Limit != 0 {
-			q.Set("limit", strconv.Itoa(opts.Limit))
-		}
-		if opts.Cursor != "" {
-			q.Set("cursor", opts.Cursor)
-		}
+		q = pageQuery(opts.Limit, opts.Cursor)
 	}
 	var out ScheduledJobPage
 	if err := c.do(ctx, call{method: http.MethodGet, path: "/scheduled", query: q}, &out); err != nil {
