@@ -1,0 +1,48 @@
+"""Hostile requests the fuzz test (test_api_fuzz.py) does not make, against a real daemon
+and a real Redis: what a query string, a header or a stored value from another door can
+do to the admin API.
+
+- a stored string no UTF-8 encoder can write (the CLI writes one in the audit log when
+  given a non-UTF-8 argument) never turns a listing into a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from api_client import PREFIX, SECRET, api_config, running_api
+from conftest import fleetd_env
+from daemons import run_cli
+from test_ws_events import error_of
+
+from fleetd.config import Config
+
+TEMPLATES = "/api/v1/admin/templates"
+
+
+def refused_field(r: httpx.Response, status: int, field: str) -> dict[str, Any]:
+    """The error of `r`, which must have `status` and name `field`."""
+    assert r.status_code == status, r.text
+    err = error_of(r)
+    assert {"code", "message"} <= set(err), err
+    fields = [f["field"] for f in err["details"].get("fields", [])]
+    assert field in fields, err
+    return err
+
+
+async def test_a_stored_lone_surrogate_never_breaks_a_listing(config: Config) -> None:
+    # The CLI given a job type that is not UTF-8 refuses it, and audits the refusal with
+    # the type as Python read it (a lone surrogate, \udcff): the stored entry must not
+    # make the audit listing — every entry of it — a 500.
+    env = fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
+    done = run_cli(env, "enqueue", "\udcff\udcfe")
+    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    async with running_api(api_config(config), roles=("api",)) as api:
+        await api.enqueue({"type": "noop"})
+        r = await api.get(f"{PREFIX}/audit")
+        assert r.status_code == 200, r.text
+        entries = r.json()["entries"]
+        cli = [e for e in entries if e["door"] == "cli"]
+        assert cli and cli[0]["detail"]["type"] == "\udcff\udcfe"  # escaped, as JSON allows
+        assert any(e["door"] == "http" for e in entries)
