@@ -2,12 +2,16 @@
 and a real Redis: what a query string, a header or a stored value from another door can
 do to the admin API.
 
+- a body with a `Content-Encoding` (gzip…) is refused (415 naming the header), whether
+  or not the bytes really are compressed — never read as if they were not;
 - a stored string no UTF-8 encoder can write (the CLI writes one in the audit log when
   given a non-UTF-8 argument) never turns a listing into a 500.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from typing import Any
 
 import httpx
@@ -29,6 +33,25 @@ def refused_field(r: httpx.Response, status: int, field: str) -> dict[str, Any]:
     fields = [f["field"] for f in err["details"].get("fields", [])]
     assert field in fields, err
     return err
+
+
+async def test_a_body_with_a_content_encoding_is_refused(config: Config) -> None:
+    async with running_api(api_config(config), roles=("api",)) as api:
+        body = json.dumps({"type": "noop", "data": {}, "idempotency_key": "coded"}).encode()
+        path = f"{PREFIX}/enqueue"
+        for content, coding in ((gzip.compress(body), "gzip"), (body, "gzip"), (body, "br")):
+            headers = {**api.headers, "Content-Type": "application/json",
+                       "Content-Encoding": coding}  # fmt: skip
+            r = await api.client.post(path, content=content, headers=headers)
+            refused_field(r, 415, "Content-Encoding")
+        # Nothing was stored: the key is still free (201, not a 200 duplicate).
+        headers = {**api.headers, "Content-Type": "application/json",
+                   "Content-Encoding": "identity"}  # fmt: skip
+        r = await api.client.post(path, content=body, headers=headers)
+        assert r.status_code == 201, r.text
+        # The media type's refusal names its header too.
+        r = await api.client.post(path, content=body, headers=api.headers)
+        refused_field(r, 415, "Content-Type")
 
 
 async def test_a_stored_lone_surrogate_never_breaks_a_listing(config: Config) -> None:
