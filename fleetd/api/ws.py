@@ -77,8 +77,17 @@ async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, floa
 _ANYONE = Principal(subject="", company_id=None)
 
 
+# Parameters that name one value: given twice, which one was meant is a guess (the
+# filters' type, status and job_id are lists, repeatable on purpose).
+_SINGLE = ("company_id", "last_event_id", "batch", "ticket")
+
+
 def _query() -> tuple[dict[str, Any], str | None, bool]:
     args = websocket.args
+    twice = [FieldError(n, "given more than once; give it once") for n in _SINGLE
+             if len(args.getlist(n)) > 1]  # fmt: skip
+    if twice:
+        raise ValidationError.of(twice)
     raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
     resume = args.get("last_event_id")
     if resume is not None and not (STREAM_ID.fullmatch(resume) and resumable(resume)):

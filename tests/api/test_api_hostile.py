@@ -2,6 +2,8 @@
 and a real Redis: what a query string, a header or a stored value from another door can
 do to the admin API.
 
+- a declared query parameter given twice is refused naming it (422), on every endpoint
+  that reads a query string and on the events WebSocket — never one of them picked;
 - a body with a `Content-Encoding` (gzip…) is refused (415 naming the header), whether
   or not the bytes really are compressed — never read as if they were not;
 - a stored string no UTF-8 encoder can write (the CLI writes one in the audit log when
@@ -15,10 +17,10 @@ import json
 from typing import Any
 
 import httpx
-from api_client import PREFIX, SECRET, api_config, running_api
+from api_client import PREFIX, SECRET, api_config, running_api, token
 from conftest import fleetd_env
 from daemons import run_cli
-from test_ws_events import error_of
+from test_ws_events import FEED, error_of, feed, handshake, recv
 
 from fleetd.config import Config
 
@@ -33,6 +35,61 @@ def refused_field(r: httpx.Response, status: int, field: str) -> dict[str, Any]:
     fields = [f["field"] for f in err["details"].get("fields", [])]
     assert field in fields, err
     return err
+
+
+async def test_a_declared_query_parameter_given_twice_is_refused(config: Config) -> None:
+    async with running_api(api_config(config), roles=("api",)) as api:
+        job = await api.enqueue({"type": "noop"})
+        cases = [
+            ("GET", f"{PREFIX}/status/pending?limit=5&limit=500", "limit"),
+            ("GET", f"{PREFIX}/status/pending?type=noop&type=report_generation", "type"),
+            ("GET", f"{PREFIX}/audit?company_id=acme&company_id=globex", "company_id"),
+            ("GET", f"{PREFIX}/analytics?window=hour&window=week", "window"),
+            ("GET", f"{PREFIX}/throughput?step=10s&step=1m", "step"),
+            ("POST", f"{PREFIX}/cleanup?older_than=30d&older_than=0s", "older_than"),
+            ("GET", f"{PREFIX}/{job['job_id']}/artifact?name=a&name=b", "name"),
+            ("GET", f"{TEMPLATES}/none?version=1&version=2", "version"),
+        ]
+        for method, path, field in cases:
+            r = await api.client.request(method, path, headers=api.headers)
+            err = refused_field(r, 422, field)
+            assert "more than once" in err["message"], (path, err)
+        # Both problems of one query in one answer.
+        r = await api.get(f"{PREFIX}/status/pending?limit=0&q=a&q=b")
+        err = refused_field(r, 422, "q")
+        assert "limit" in [f["field"] for f in err["details"]["fields"]]
+        # Undeclared parameters stay ignored, repeated or not (a proxy's cache buster).
+        r = await api.get(f"{PREFIX}/status/pending?_=1&_=2&limit=5")
+        assert r.status_code == 200, r.text
+        # The clean-up that was refused deleted nothing.
+        assert (await api.get(f"{PREFIX}/{job['job_id']}")).status_code == 200
+
+
+async def test_the_events_feed_refuses_a_single_value_parameter_given_twice(
+    config: Config,
+) -> None:
+    async with running_api(api_config(config), roles=("api",)) as api:
+        platform = {"Authorization": f"Bearer {token()}"}
+        for query, field in (
+            ("company_id=acme&company_id=globex", "company_id"),
+            ("last_event_id=0-0&last_event_id=1-0", "last_event_id"),
+            ("batch=1&batch=0", "batch"),
+        ):
+            r = await handshake(api, f"{FEED}?{query}", platform)
+            refused_field(r, 422, field)
+        # A ticket given twice is refused before it is redeemed: it still opens once.
+        ticket = (await api.post(f"{PREFIX}/events/ticket")).json()["ticket"]
+        r = await handshake(api, f"{FEED}?ticket={ticket}&ticket=x{ticket}")
+        refused_field(r, 422, "ticket")
+        async with feed(api, f"ticket={ticket}", tok="") as ws:
+            assert (await recv(ws))["type"] == "subscribed"
+        # A subscribe message naming two companies is an error frame, not the last one.
+        async with feed(api) as ws:
+            assert (await recv(ws))["filters"]["company_id"] is None
+            await ws.send_message(json.dumps({"action": "subscribe", "company_id": ["a", "b"]}))
+            answer = await recv(ws)
+            assert answer["type"] == "error", answer
+            assert answer["error"]["details"]["fields"][0]["field"] == "company_id"
 
 
 async def test_a_body_with_a_content_encoding_is_refused(config: Config) -> None:
