@@ -28,7 +28,7 @@ from quart_trio import QuartTrio
 
 from fleetd.api import openapi, routes, ws
 from fleetd.api.audit import http_entry
-from fleetd.api.auth import Principal
+from fleetd.api.auth import Principal, authorization
 from fleetd.api.context import (
     AUTH_ADMIN,
     AUTH_METRICS,
@@ -95,7 +95,7 @@ def create_app(st: ApiState) -> QuartTrio:
             return None
         if decision in (AUTH_ADMIN, AUTH_METRICS):
             # exp too: POST …/events/ticket bounds its ticket by it.
-            header = request.headers.get("Authorization")
+            header = authorization(request.headers)
             g.principal, g.token_exp = st.verifier.verify_until(header)
             return None
         # A route nobody decided for is refused, whoever calls (default deny).

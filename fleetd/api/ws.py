@@ -23,7 +23,7 @@ from typing import Any
 from quart import Blueprint, Response, g, jsonify, websocket
 
 from fleetd.api import bodies, tickets
-from fleetd.api.auth import Principal
+from fleetd.api.auth import Principal, authorization
 from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import EventsQuery
@@ -63,7 +63,7 @@ async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, floa
     """(caller, token exp) of a handshake: the bearer token if there is one, else the
     ticket — redeemed (it cannot serve again) only once the checks that need no caller
     have passed (`_query`, `_hub`), so that a refused handshake does not spend it."""
-    header = websocket.headers.get("Authorization")
+    header = authorization(websocket.headers)
     ticket = websocket.args.get("ticket")
     if header or not tickets_too or ticket is None:
         return st.verifier.verify_until(header)

@@ -6,6 +6,7 @@ do to the admin API.
   that reads a query string and on the events WebSocket — never one of them picked;
 - a body with a `Content-Encoding` (gzip…) is refused (415 naming the header), whether
   or not the bytes really are compressed — never read as if they were not;
+- two `Authorization` headers are refused (401), on HTTP and on the WebSocket;
 - a stored string no UTF-8 encoder can write (the CLI writes one in the audit log when
   given a non-UTF-8 argument) never turns a listing into a 500.
 """
@@ -17,7 +18,7 @@ import json
 from typing import Any
 
 import httpx
-from api_client import PREFIX, SECRET, api_config, running_api, token
+from api_client import PREFIX, SECRET, api_config, auth, running_api, token
 from conftest import fleetd_env
 from daemons import run_cli
 from test_ws_events import FEED, error_of, feed, handshake, recv
@@ -109,6 +110,26 @@ async def test_a_body_with_a_content_encoding_is_refused(config: Config) -> None
         # The media type's refusal names its header too.
         r = await api.client.post(path, content=body, headers=api.headers)
         refused_field(r, 415, "Content-Type")
+
+
+async def test_two_authorization_headers_are_refused(config: Config) -> None:
+    async with running_api(api_config(config), roles=("api",)) as api:
+        platform, acme = auth()["Authorization"], auth("acme")["Authorization"]
+        two = [("Authorization", acme), ("Authorization", platform)]
+        r = await api.client.get(f"{PREFIX}/stats", headers=two)
+        assert r.status_code == 401 and error_of(r)["code"] == "unauthorized", r.text
+        r = await api.client.get(f"{PREFIX}/status/pending", headers=two)
+        assert r.status_code == 401, r.text
+        r = await handshake(api, FEED, {"Authorization": platform})
+        assert r.status_code != 401  # one header: the handshake goes on
+        key_headers = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "a" * 22 + "==",
+        }
+        r = await api.client.get(FEED, headers=[*key_headers.items(), *two])
+        assert r.status_code == 401 and error_of(r)["code"] == "unauthorized", r.text
 
 
 async def test_a_stored_lone_surrogate_never_breaks_a_listing(config: Config) -> None:
