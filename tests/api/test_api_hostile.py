@@ -7,6 +7,9 @@ do to the admin API.
 - a body with a `Content-Encoding` (gzip…) is refused (415 naming the header), whether
   or not the bytes really are compressed — never read as if they were not;
 - two `Authorization` headers are refused (401), on HTTP and on the WebSocket;
+- a request the HTTP/1.1 parser refuses before the app sees it (a malformed request
+  line or header, conflicting Content-Lengths, a head over 16 KiB) gets the error
+  body too, not an empty 400 or 431;
 - a stored string no UTF-8 encoder can write (the CLI writes one in the audit log when
   given a non-UTF-8 argument) never turns a listing into a 500.
 """
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from typing import Any
 
 import httpx
+import trio
 from api_client import PREFIX, SECRET, api_config, auth, running_api, token
 from conftest import fleetd_env
 from daemons import run_cli
@@ -147,3 +152,38 @@ async def test_a_stored_lone_surrogate_never_breaks_a_listing(config: Config) ->
         cli = [e for e in entries if e["door"] == "cli"]
         assert cli and cli[0]["detail"]["type"] == "\udcff\udcfe"  # escaped, as JSON allows
         assert any(e["door"] == "http" for e in entries)
+
+
+def raw_answer(url: str, request: bytes) -> tuple[int, dict[str, Any]]:
+    """Send raw bytes on a fresh connection; the status and JSON body of the answer."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"application/json" in head.lower(), head
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+async def test_requests_the_http_parser_refuses_get_the_error_body(config: Config) -> None:
+    async with running_api(api_config(config), roles=("api",)) as api:
+        tok = auth()["Authorization"].encode()
+        stats = b"GET /api/v1/admin/jobs/stats HTTP/1.1\r\nHost: x\r\nAuthorization: " + tok
+        cases = [
+            (b"GET /healthz\r\n\r\n", 400),
+            (b"GET /api/v1/admin/jobs/a\x00b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (b"GET /api/v1/admin/jobs/\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            (stats + b"\r\nContent-Length: 5\r\nContent-Length: 9\r\n\r\n", 400),
+            (stats + b"\r\nBad Header: x\r\n\r\n", 400),
+            # Heads still incomplete past 16 KiB (all of it read: no reset loses the answer).
+            (stats + b"\r\nX-Big: " + b"v" * 20_000, 431),
+            (b"GET /api/v1/admin/jobs/stats?q=" + b"a" * 20_000, 431),
+        ]
+        for request, status in cases:
+            got, body = await trio.to_thread.run_sync(raw_answer, api.url, request)
+            assert got == status, (request[:60], body)
+            assert {"code", "message"} <= set(body["error"]), body
+        # The connection is answered and closed; the daemon serves the next one.
+        assert (await api.get(f"{PREFIX}/stats")).status_code == 200
