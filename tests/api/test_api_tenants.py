@@ -6,11 +6,13 @@ globex's resource exactly as for one that does not exist (same status, same code
 same message but for the id), and changes nothing of it; no listing, filter, audit
 page, analytics group or event replay shows anything of globex; and every route over
 every company's jobs (stats, throughput, capacity, clean-up, queues and their pause,
-worker figures, quarantine release, /metrics) answers 403.
+worker figures, quarantine release, /metrics) answers 403. A critical job sent with
+`bypass` runs past nothing a claim enforces (its company's limits, a paused queue).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -19,6 +21,7 @@ from api_client import PREFIX, Api, api_config, auth, running_api
 from test_ws_events import feed, recv
 
 from fleetd.config import Config
+from fleetd.config.limit_sections import LimitsConfig
 
 WORKFLOWS = "/api/v1/admin/workflows"
 TEMPLATES = "/api/v1/admin/templates"
@@ -169,3 +172,48 @@ async def test_every_route_over_all_companies_is_for_platform_admins(config: Con
             assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
         queues = (await api.get("/api/v1/admin/queues")).json()["queues"]
         assert not any(q.get("paused") for q in queues)
+
+
+async def test_a_bypass_runs_past_no_limit_a_claim_enforces(config: Config) -> None:
+    cfg = api_config(config)
+    cfg = dataclasses.replace(
+        cfg,
+        limits=LimitsConfig(company_concurrency=1),
+        worker=dataclasses.replace(cfg.worker, concurrency=4, critical_slots=2),
+    )
+    slow = {"type": "noop", "priority": "critical", "bypass": True, "data": {"sleep_ms": 30_000}}
+    # A failure is raised once the daemon has stopped as usual: an exception leaving
+    # running_api cancels a worker daemon instead, which waits out its jobs' grace.
+    failure: AssertionError | None = None
+    async with running_api(cfg, roles=("api", "worker")) as api:
+        ids: list[str] = []
+
+        async def send(headers: dict[str, str]) -> dict[str, Any]:
+            r = await api.post(f"{PREFIX}/enqueue", json=slow, headers=headers)
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["job_id"])
+            body: dict[str, Any] = r.json()
+            return body
+
+        try:
+            # acme may run one job at a time: its bypasses are enqueued as usual (claimed
+            # under the limit), not started beside each other in the shared critical slots.
+            sent = [await send(ACME) for _ in range(2)]
+            assert all("ran" not in r for r in sent), sent
+            await api.wait_status(ids[0], "processing")
+            running = (await api.get(f"{PREFIX}/status/processing", headers=ACME)).json()
+            assert [j["id"] for j in running["jobs"]] == [ids[0]]
+            # A job under no limit still bypasses; in a paused queue it waits like the rest.
+            assert (await send(api.headers)).get("ran") == "bypass"
+            assert (await api.post("/api/v1/admin/queues/default/pause")).status_code == 200
+            held = await send(api.headers)
+            assert "ran" not in held and held["status"] == "pending", held
+        except AssertionError as exc:
+            failure = exc
+        finally:  # the jobs sleep 30 s: cancelled (and ended), the daemon stops at once
+            for job_id in ids:
+                await api.delete(f"{PREFIX}/{job_id}")
+            for job_id in ids:
+                await api.wait_status(job_id, "cancelled")
+    if failure is not None:
+        raise failure
