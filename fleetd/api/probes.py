@@ -147,7 +147,9 @@ async def audit() -> Any:
             filters=filters,
         )
     )
-    return jsonify(responses.audit_body(entries, next_cursor))
+    # Through answer(): an entry no UTF-8 encoder can write (another door stored a lone
+    # surrogate) is sent degraded, alone, as rows are.
+    return responses.answer(responses.audit_body(entries, next_cursor))
 
 
 # -- the shortcut -----------------------------------------------------------------------
