@@ -17,7 +17,7 @@ from quart import Blueprint, jsonify, request
 
 from fleetd.analytics import answer, capacity_read, store
 from fleetd.api.context import admin, bind_company, redis, require_platform, state
-from fleetd.api.inputs import AnalyticsQuery, parse
+from fleetd.api.inputs import AnalyticsQuery, parse_query
 from fleetd.api.operations import documented
 
 __all__ = ["bp"]
@@ -38,7 +38,7 @@ bp = Blueprint("analytics", __name__, url_prefix="/api/v1/admin/jobs")
 )
 @admin
 async def analytics() -> Any:
-    q = parse(AnalyticsQuery, request.args.to_dict())
+    q = parse_query(AnalyticsQuery, request.args)
     company = bind_company(q.company_id) or q.company_id
     window = store.WINDOWS[q.window]
     keys = state().ops.keys

@@ -9,7 +9,8 @@ Owns building the app for one ApiState:
   fleetd.api.ws, and refused with the JSON error before anything is accepted;
 - the audit hook: after every call of an `@audited` view, an entry with its outcome;
 - request metrics (route template, not raw path, as label: bounded cardinality);
-- JSON errors for everything (fleetd.api.errors), the body-size limit, and no static
+- JSON errors for everything (fleetd.api.errors), answers that encode whatever a
+  stored value holds (`_Json`), the body-size limit, and no static
   folder (the dashboard's files come from fleetd.api.web, an allow-list), no automatic
   OPTIONS answers, no Server header.
 """
@@ -21,12 +22,13 @@ import time
 from typing import Any
 
 from quart import Response, g, request, websocket
+from quart.json.provider import DefaultJSONProvider
 from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 
 from fleetd.api import openapi, routes, ws
 from fleetd.api.audit import http_entry
-from fleetd.api.auth import Principal
+from fleetd.api.auth import Principal, authorization
 from fleetd.api.context import (
     AUTH_ADMIN,
     AUTH_METRICS,
@@ -43,6 +45,24 @@ __all__ = ["create_app"]
 log = logging.getLogger("fleetd.api")
 
 
+class _Json(DefaultJSONProvider):
+    """jsonify for every answer of the API: a stored string that no UTF-8 encoder can
+    write (a lone surrogate: another door, e.g. the CLI given a non-UTF-8 argument, may
+    store one) is escaped as JSON allows (`\\udcff`) instead of failing the answer with
+    a 500 — and with it the whole listing that holds it. One encode on the usual path."""
+
+    sort_keys = False
+    ensure_ascii = False
+
+    def response(self, *args: Any, **kwargs: Any) -> Any:
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            data = (self.dumps(obj, separators=(",", ":")) + "\n").encode()
+        except UnicodeEncodeError:
+            data = (self.dumps(obj, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+        return Response(data, mimetype=self.mimetype)
+
+
 def create_app(st: ApiState) -> QuartTrio:
     app = QuartTrio("fleetd.api", static_folder=None)
     app.config.update(
@@ -53,8 +73,7 @@ def create_app(st: ApiState) -> QuartTrio:
         # for longer than this is cut off instead of holding a connection.
         BODY_TIMEOUT=30,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = _Json(app)
     app.extensions["fleetd"] = st
     # GET /api/v1/openapi.json serves it (fleetd.api.probes cannot import the
     # generator: the generator reads every endpoint module).
@@ -76,7 +95,7 @@ def create_app(st: ApiState) -> QuartTrio:
             return None
         if decision in (AUTH_ADMIN, AUTH_METRICS):
             # exp too: POST …/events/ticket bounds its ticket by it.
-            header = request.headers.get("Authorization")
+            header = authorization(request.headers)
             g.principal, g.token_exp = st.verifier.verify_until(header)
             return None
         # A route nobody decided for is refused, whoever calls (default deny).

@@ -40,6 +40,7 @@ __all__ = [
     "SECRET_FILE",
     "Principal",
     "TokenVerifier",
+    "authorization",
     "check_company",
     "hmac_secret",
     "mint_token",
@@ -113,6 +114,16 @@ def unauthorized(message: str, error: str = "invalid_token") -> ApiError:
         message,
         headers={"WWW-Authenticate": f'Bearer realm="fleetd", error="{error}"'},
     )
+
+
+def authorization(headers: Any) -> str | None:
+    """The request's one Authorization header (None if absent). Two are refused (401):
+    which token speaks for the caller would be a guess — and not the same guess in a
+    proxy that checked one of them."""
+    values = headers.getlist("Authorization")
+    if len(values) > 1:
+        raise unauthorized("send one Authorization header, not several")
+    return values[0] if values else None
 
 
 def _claim(payload: dict[str, Any], name: str) -> str | None:

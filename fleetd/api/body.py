@@ -3,7 +3,9 @@
 Owns the checks every JSON body passes before a view sees it, each with its own status:
 - larger than `[http] max_body_size` → 413 (Content-Length checked before reading;
   a chunked body is cut off while it is read);
-- a body that is not `application/json` → 415;
+- a body that is not `application/json` → 415; so is one with a `Content-Encoding`
+  other than identity (gzip, br…): no coding is decoded, and reading the coded bytes as
+  JSON would take a body the client did not mean (or refuse a good one as "not UTF-8");
 - not JSON, or NaN / Infinity (not JSON, though Python accepts them) → 400;
 - nested deeper than `[http] max_json_depth` → 400 (a deep body costs the parser
   recursion and every later walk over it);
@@ -75,23 +77,45 @@ def _too_large(message: str, limits: BodyLimits) -> ApiError:
     return ApiError(413, "payload_too_large", message, {"max_bytes": limits.max_size})
 
 
+# What `Content-Encoding` may say: nothing is decoded.
+IDENTITY = ("", "identity")
+
+
+def _unsupported(header: str, message: str, **headers: str) -> ApiError:
+    """415 naming the request header at fault."""
+    details = {"fields": [{"field": header, "message": message}]}
+    return ApiError(415, "unsupported_media_type", message, details, headers=headers)
+
+
+def _check_coding() -> None:
+    coding = request.headers.get("Content-Encoding")
+    if coding is not None and coding.strip().lower() not in IDENTITY:
+        raise _unsupported(
+            "Content-Encoding",
+            f"Content-Encoding {coding[:40]!r} is not supported: send the body uncompressed",
+            **{"Accept-Encoding": "identity"},
+        )
+
+
 async def _raw_body(limits: BodyLimits) -> bytes:
     length = request.content_length
     if length is not None and length > limits.max_size:
         raise _too_large(f"body of {length} bytes is over the limit of {limits.max_size}", limits)
     try:
         data = await request.get_data(cache=False, as_text=False)
-        return data if isinstance(data, bytes) else data.encode()
     except RequestEntityTooLarge:
         raise _too_large(f"body is over the limit of {limits.max_size} bytes", limits) from None
+    raw = data if isinstance(data, bytes) else data.encode()
+    if raw:
+        _check_coding()
+    return raw
 
 
 def _parse(raw: bytes, limits: BodyLimits) -> Any:
     mimetype = request.mimetype
     if mimetype not in JSON_TYPES:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
+        raise _unsupported(
+            "Content-Type",
             f"send the body as application/json, not {mimetype or 'no Content-Type'}",
         )
     try:

@@ -6,7 +6,11 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
 - refused (422 naming the field) when the type does not declare `sync_fallback`, when a
   bypassed job is not critical, or when this daemon has no worker role to run it;
 - Redis up: a bypass is stored claimed by this daemon and started at once (201; or
-  enqueued as usual when every critical slot is busy, or before the pool has started);
+  enqueued as usual when every critical slot is busy, or before the pool has started,
+  or when something a claim obeys holds its job: a `[limits]` limit of its type or
+  company, a company quota at the door, its part quarantined, its queue paused — a
+  bypass skips the claim, so it must not skip what the claim enforces, or one company
+  could run past its limits in the slots every company's critical work shares);
   a fallback changes nothing;
 - the queue unavailable (Redis known away — its last call failed — or this daemon's
   spool not emptied within `[http] redis_timeout`, fleetd.spool.service): the
@@ -26,10 +30,12 @@ from fleetd.api.context import enqueue_rows, principal, redis, spool_clear, stat
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import InlineEnqueueRequest
 from fleetd.backend.codec import JobRow
-from fleetd.backend.redis_link import RedisUnavailable
+from fleetd.backend.redis_link import RedisUnavailable, SyncClient
+from fleetd.config.queue_section import DEFAULT_QUEUE
 from fleetd.jobs.contract import allows_sync_fallback
 from fleetd.jobs.fields import Priority
 from fleetd.jobs.model import ValidationError as Invalid
+from fleetd.jobs.parts import part_name
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.spool.file import SpoolError
 from fleetd.spool.finished import Finished
@@ -74,7 +80,7 @@ async def enqueue_inline(
         raise ApiError.unavailable("this API cannot run jobs inline")
     spool = st.spool
     try:
-        if req.bypass and not st.link.down and inline.pool is not None:
+        if req.bypass and not st.link.down and inline.pool is not None and not await _held(row):
             result = await inline.bypass(row)
             if result is not None:
                 ran = "" if result.duplicate else "bypass"
@@ -101,6 +107,28 @@ async def enqueue_inline(
     except SpoolError as exc:
         raise ApiError.unavailable(f"the job ran, but the spool cannot record it: {exc}") from None
     return result, _answer(result, done, "bypass" if req.bypass else "sync"), 200
+
+
+async def _held(row: JobRow) -> bool:
+    """Whether a claim would have to check something for `row` before starting it: then
+    it is not bypassed but enqueued as usual (the quota at the door, the claim's limits,
+    quarantine and pause apply). Limits are config; quarantine and pause one Redis hop."""
+    limits = state().config.limits.build()
+    if limits.for_job(row.type, row.company_id):
+        return True
+    if row.company_id and (limits.max_pending or limits.enqueue.starts):
+        return True
+    keys = state().ops.keys
+    part = part_name(row.type, row.company_id)
+
+    def read(client: SyncClient) -> bool:
+        pipe = client.pipeline(transaction=False)
+        pipe.hexists(keys.quarantines, part)
+        pipe.sismember(keys.queues_paused, row.queue or DEFAULT_QUEUE)
+        quarantined, paused = pipe.execute()
+        return bool(quarantined) or bool(paused)
+
+    return await redis(read)
 
 
 async def _queued(row: JobRow) -> tuple[EnqueueResult, dict[str, Any], int]:

@@ -7,7 +7,9 @@ whose every problem becomes fleetd's ValidationError (422 with the field paths).
 OpenAPI document (fleetd.api.openapi) lists the parameters from these classes.
 
 Query models ignore parameters they do not declare (a proxy's cache buster is not an
-error); bodies refuse unknown fields.
+error), but refuse one they declare given twice (`?limit=5&limit=500`: which one the
+caller meant is a guess, and a proxy or a client may not agree with ours); bodies
+refuse unknown fields.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fleetd.jobs.fields import (
 )
 from fleetd.jobs.model import EnqueueRequest
 from fleetd.jobs.pages import MAX_PAGE
-from fleetd.jobs.validation import ValidationError, explained, from_pydantic, rule
+from fleetd.jobs.validation import FieldError, ValidationError, explained, from_pydantic, rule
 
 __all__ = [
     "AnalyticsQuery",
@@ -42,6 +44,7 @@ __all__ = [
     "PageQuery",
     "ThroughputQuery",
     "parse",
+    "parse_query",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,6 +58,24 @@ def parse(model: type[M], raw: object) -> M:
         return model.model_validate(raw, by_alias=True, by_name=False)
     except pydantic.ValidationError as exc:
         raise from_pydantic(exc) from None
+
+
+def parse_query(model: type[M], args: Any) -> M:
+    """A query string (a MultiDict: `request.args`) validated by `model`; a parameter
+    the model declares given more than once is refused, naming it, with the others."""
+    errors: list[FieldError] = []
+    for name, info in model.model_fields.items():
+        wire = info.alias or name
+        if len(args.getlist(wire)) > 1:
+            errors.append(FieldError(wire, "given more than once; give it once"))
+    try:
+        parsed = parse(model, args.to_dict())
+    except ValidationError as exc:
+        errors.extend(exc.errors)
+        raise ValidationError.of(errors) from None
+    if errors:
+        raise ValidationError.of(errors)
+    return parsed
 
 
 def _blank_is_none(value: object) -> object:

@@ -25,7 +25,7 @@ from quart import Blueprint, Response, g, jsonify, request
 from fleetd.api import bodies, responses
 from fleetd.api.context import admin, audited, principal, redis, require_platform, state
 from fleetd.api.errors import ApiError
-from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, ThroughputQuery, parse
+from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, ThroughputQuery, parse_query
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import RedisUnavailable, SyncClient
 from fleetd.jobs import throughput
@@ -91,7 +91,7 @@ async def stats() -> Any:
 async def throughput_history() -> Any:
     # The status indexes hold no company: a company admin cannot be served from them.
     require_platform("throughput history")
-    q = parse(ThroughputQuery, request.args.to_dict())
+    q = parse_query(ThroughputQuery, request.args)
     span = throughput.parse_span(q.window, q.step)
     keys = state().ops.keys
     return jsonify(responses.throughput_body(await redis(lambda c: throughput.read(c, keys, span))))
@@ -108,7 +108,7 @@ async def throughput_history() -> Any:
 async def cleanup() -> Any:
     require_platform("cleaning up every company's jobs")
     st = state()
-    older_than = parse(CleanupQuery, request.args.to_dict()).older_than
+    older_than = parse_query(CleanupQuery, request.args).older_than
     counts = await redis(lambda c: st.ops.cleanup(c, older_than))
     # The removed jobs' files on this host (each worker host's maintenance sweeps its own).
     await sweep_async(
@@ -136,7 +136,7 @@ async def by_status(status: str) -> Any:
     except ValueError:
         known = ", ".join(s.value for s in JobStatus)
         raise Invalid("status", f"unknown status {status!r} (one of {known})") from None
-    q = parse(PageQuery, request.args.to_dict())
+    q = parse_query(PageQuery, request.args)
     company = principal().company_id
     page = await redis(
         lambda c: st.ops.list_jobs(
@@ -285,7 +285,7 @@ async def artifact(job_id: str) -> Any:
     job = await _get_visible(job_id)
     listed = (job.result or {}).get("artifacts") or []
     names = [a.get("name") for a in listed if isinstance(a, dict)]
-    name = parse(ArtifactQuery, request.args.to_dict()).name
+    name = parse_query(ArtifactQuery, request.args).name
     if not names:
         raise ApiError.not_found(f"job {job_id} has no artifact")
     if name is None:

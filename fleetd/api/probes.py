@@ -41,7 +41,7 @@ from fleetd.api.context import (
     state,
 )
 from fleetd.api.errors import RETRY_AFTER, ApiError
-from fleetd.api.inputs import AuditQuery, parse
+from fleetd.api.inputs import AuditQuery, parse_query
 from fleetd.api.metrics import CONTENT_TYPE, ApiMetrics
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import RedisUnavailable
@@ -132,7 +132,7 @@ async def audit() -> Any:
     st = state()
     assert st.audit is not None
     log = st.audit
-    q = parse(AuditQuery, request.args.to_dict())
+    q = parse_query(AuditQuery, request.args)
     filters = q.filters()
     company = principal().company_id
     if company is not None:  # a company-bound token reads its own company's entries only
@@ -147,7 +147,9 @@ async def audit() -> Any:
             filters=filters,
         )
     )
-    return jsonify(responses.audit_body(entries, next_cursor))
+    # Through answer(): an entry no UTF-8 encoder can write (another door stored a lone
+    # surrogate) is sent degraded, alone, as rows are.
+    return responses.answer(responses.audit_body(entries, next_cursor))
 
 
 # -- the shortcut -----------------------------------------------------------------------

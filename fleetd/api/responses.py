@@ -252,7 +252,7 @@ def answer(body: Body | dict[str, Any], status: int = 200) -> tuple[Response, in
     jsonify)."""
     # Imported here, for start-up: the CLI's read commands print these bodies too and
     # load neither quart nor hypercorn (tests/cli/test_cli_startup.py).
-    from quart import Response, jsonify
+    from quart import Response, current_app, jsonify
 
     if isinstance(body, Body):
         try:
@@ -261,10 +261,13 @@ def answer(body: Body | dict[str, Any], status: int = 200) -> tuple[Response, in
             body = body.jsonable()
         else:
             return Response(encoded, status=status, mimetype="application/json"), status
-    try:
-        return jsonify(body), status
+    try:  # strictly: the app's jsonify would escape a lone surrogate, not degrade its row
+        text = current_app.json.dumps(body, separators=(",", ":"))
+        encoded = (text + "\n").encode()
     except UnicodeEncodeError:
         pass
+    else:
+        return Response(encoded, status=status, mimetype="application/json"), status
     fixed = dict(body)
     for key in _ROW_KEYS:
         if isinstance(fixed.get(key), dict):

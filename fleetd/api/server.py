@@ -58,6 +58,7 @@ from fleetd.api.listeners import (
 )
 from fleetd.api.metrics import ApiMetrics
 from fleetd.api.probes import ProbeShortcut
+from fleetd.api.protocol_errors import install_protocol_errors
 from fleetd.api.ws_stream import install_ws_stream
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.writer import AuditWriter
@@ -216,6 +217,7 @@ class HttpService:
         hc.h11_max_incomplete_size = 16 * 1024
         hc.websocket_max_message_size = WS_MAX_MESSAGE
         install_ws_stream(hc, self.cfg.events.ping_interval, self.cfg.events.compression)
+        install_protocol_errors()
         return hc
 
     def _record(self) -> None:

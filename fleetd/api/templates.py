@@ -18,7 +18,7 @@ from quart import Blueprint, g, jsonify, request
 from fleetd.api.body import read_json
 from fleetd.api.context import admin, audited, bind_company, principal, redis, state
 from fleetd.api.errors import ApiError
-from fleetd.api.inputs import parse
+from fleetd.api.inputs import parse, parse_query
 from fleetd.api.operations import documented
 from fleetd.templates.model import TemplateSpec
 from fleetd.templates.store import TemplateOps
@@ -93,7 +93,7 @@ async def list_templates() -> Any:
 )
 @admin
 async def get_template(name: str) -> Any:
-    q = parse(TemplateQuery, request.args.to_dict())
+    q = parse_query(TemplateQuery, request.args)
     ops = _ops()
     found = None if len(name) > MAX_NAME else await redis(
         lambda c: ops.get(c, name, principal().company_id, q.version)

@@ -23,7 +23,7 @@ from typing import Any
 from quart import Blueprint, Response, g, jsonify, websocket
 
 from fleetd.api import bodies, tickets
-from fleetd.api.auth import Principal
+from fleetd.api.auth import Principal, authorization
 from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redis, state
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import EventsQuery
@@ -63,7 +63,7 @@ async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, floa
     """(caller, token exp) of a handshake: the bearer token if there is one, else the
     ticket — redeemed (it cannot serve again) only once the checks that need no caller
     have passed (`_query`, `_hub`), so that a refused handshake does not spend it."""
-    header = websocket.headers.get("Authorization")
+    header = authorization(websocket.headers)
     ticket = websocket.args.get("ticket")
     if header or not tickets_too or ticket is None:
         return st.verifier.verify_until(header)
@@ -77,8 +77,17 @@ async def authenticate(st: ApiState, tickets_too: bool) -> tuple[Principal, floa
 _ANYONE = Principal(subject="", company_id=None)
 
 
+# Parameters that name one value: given twice, which one was meant is a guess (the
+# filters' type, status and job_id are lists, repeatable on purpose).
+_SINGLE = ("company_id", "last_event_id", "batch", "ticket")
+
+
 def _query() -> tuple[dict[str, Any], str | None, bool]:
     args = websocket.args
+    twice = [FieldError(n, "given more than once; give it once") for n in _SINGLE
+             if len(args.getlist(n)) > 1]  # fmt: skip
+    if twice:
+        raise ValidationError.of(twice)
     raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
     resume = args.get("last_event_id")
     if resume is not None and not (STREAM_ID.fullmatch(resume) and resumable(resume)):

@@ -125,8 +125,10 @@ def parse_filter(raw: dict[str, Any], who: Principal) -> EventFilter:
     statuses = _values("status", raw.get("status"), 20, errors)
     job_ids = _values("job_id", raw.get("job_id"), MAX_ID_LENGTH, errors)
     company = raw.get("company_id")
-    if isinstance(company, list):
-        company = company[-1] if company else None
+    if isinstance(company, list):  # one company: a list of two is not a choice
+        if len(company) > 1:
+            errors.append(FieldError("company_id", "names one company, not a list of them"))
+        company = company[0] if len(company) == 1 else None
     if company is not None and (not isinstance(company, str) or len(company) > MAX_ID_LENGTH):
         errors.append(FieldError("company_id", "must be a string of at most 128 characters"))
         company = None
