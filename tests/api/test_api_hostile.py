@@ -24,12 +24,11 @@ from typing import Any
 
 import httpx
 import trio
-from api_client import PREFIX, SECRET, api_config, auth, running_api, token
-from conftest import fleetd_env
-from daemons import run_cli
+from api_client import PREFIX, api_config, auth, running_api, token
 from test_ws_events import FEED, error_of, feed, handshake, recv
 
 from fleetd.config import Config
+from fleetd.engine import Engine
 
 TEMPLATES = "/api/v1/admin/templates"
 
@@ -138,15 +137,18 @@ async def test_two_authorization_headers_are_refused(config: Config) -> None:
         assert r.status_code == 401 and error_of(r)["code"] == "unauthorized", r.text
 
 
-async def test_a_stored_lone_surrogate_never_breaks_a_listing(config: Config) -> None:
-    # The CLI given a job type that is not UTF-8 refuses it, and audits the refusal with
-    # the type as Python read it (a lone surrogate, \udcff): the stored entry must not
-    # make the audit listing — every entry of it — a 500.
-    env = fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
-    done = run_cli(env, "enqueue", "\udcff\udcfe")
-    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+async def test_a_stored_lone_surrogate_never_breaks_a_listing(
+    config: Config, engine: Engine
+) -> None:
+    # An audit entry whose detail holds a lone surrogate (\udcff, as Python reads a byte
+    # of argv that is not UTF-8; the CLI of older versions audited such a refusal) must
+    # not make the audit listing — every entry of it — a 500.
     async with running_api(api_config(config), roles=("api",)) as api:
         await api.enqueue({"type": "noop"})
+        client = engine.link.client
+        [(_, fields)] = client.xrange(engine.keys.audit, count=1)
+        planted = {**fields, "door": "cli", "detail": json.dumps({"type": "\udcff\udcfe"})}
+        client.xadd(engine.keys.audit, planted)
         r = await api.get(f"{PREFIX}/audit")
         assert r.status_code == 200, r.text
         entries = r.json()["entries"]

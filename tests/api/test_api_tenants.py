@@ -26,7 +26,9 @@ from fleetd.config.limit_sections import LimitsConfig
 WORKFLOWS = "/api/v1/admin/workflows"
 TEMPLATES = "/api/v1/admin/templates"
 SCHEDULED = f"{PREFIX}/scheduled"
-ACME, GLOBEX = auth("acme", subject="alice"), auth("globex", subject="bob")
+# Minted once at import: valid for a day, so a long run never sees them expire.
+ACME = auth("acme", subject="alice", ttl=86_400)
+GLOBEX = auth("globex", subject="bob", ttl=86_400)
 # Ids of the same shapes that name nothing.
 NO_JOB = "job_01M96M41WRHNVBPSZFYD94H8ZZ"
 NO_SCHEDULE = "sch_01M96M41WRHNVBPSZFYD94H8ZZ"
