@@ -33,7 +33,7 @@ CONTROL_TTL_S = 86400
 
 _NAMES = (
     "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
-    "cancel", "reset", "progress", "prune", "heartbeat",
+    "cancel", "reset", "progress", "prune", "heartbeat", "quota_check",
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
     # Workflows (typed methods in fleetd.workflows.scripts).
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume", "wf_prune",
@@ -138,6 +138,19 @@ class Scripts:
         for pos, job_id, status, created in zip(it, it, it, it, strict=True):
             out[int(pos) - 1] = (job_id, status, True, int(created))
         return out
+
+    def quota_check(self, client: SyncClient, rows: Sequence[JobRow], quota: str) -> None:
+        """The companies' quotas for a call of `rows` stored in several enqueue calls:
+        checked (and the rates counted) once for all; raises QuotaExceeded."""
+        per: dict[str, tuple[int, set[str]]] = {}
+        for row in rows:
+            if row.company_id:
+                n, types = per.get(row.company_id, (0, set()))
+                per[row.company_id] = (n + 1, types | {row.type})
+        summary = {c: [n, sorted(types)] for c, (n, types) in per.items()}
+        reply = self._run(client, "quota_check", [], [quota, json.dumps(summary)])
+        if int(reply[0]) == -1:
+            raise quota_refusal(reply[1:])
 
     def claim_call(
         self, count: int, lease_ms: int, token: str, daemon_id: str

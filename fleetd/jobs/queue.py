@@ -186,6 +186,9 @@ class QueueOps:
         companies' quotas were the door's to apply, and a replay they held back would hold
         every other company's spooled jobs behind it."""
         quota = self.quota if at_door else ""
+        if quota and len(rows) > ENQUEUE_CHUNK:  # stored in parts: checked once, for all
+            self.scripts.quota_check(client, rows, quota)
+            quota = ""
         out: list[EnqueueResult] = []
         for start in range(0, len(rows), ENQUEUE_CHUNK):
             results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], quota)

@@ -169,3 +169,39 @@ async def test_a_company_at_its_schedule_cap_gets_429(config: Config) -> None:
         assert r.status_code == 201, r.text
         listed = (await api.get(SCHEDULED, headers=a_admin)).json()["scheduled_jobs"]
         assert sorted(s["name"] for s in listed) == ["one", "three"]
+
+
+def test_a_call_stored_in_parts_is_refused_whole_or_counted_once(engine: Engine) -> None:
+    """More than 1,000 jobs go to Redis in parts (ENQUEUE_CHUNK): the quotas are checked
+    for the whole call before any part is stored, and its jobs are counted once."""
+    engine.ops.quota = (
+        LimitsConfig(company_max_pending=2500, company_enqueue_rate="4000/1h")
+        .build()
+        .encode_quota(["noop"])
+    )
+    fill(engine, "A", 1000)
+    too_many = [{"type": "noop", "company_id": "A"}] * 1600 + [{"type": "noop"}] * 10
+    with pytest.raises(QuotaExceeded) as info:
+        engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(too_many))
+    assert info.value.quota == "pending" and pending(engine) == 1000  # no part stored
+    done = engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(too_many[:1500]))
+    assert len(done) == 1500 and pending(engine) == 2500
+    # The rate counted 1000 + 1500 (never twice): 1500 more exceed 4000, 1400 would not.
+    client = engine.link.client
+    for part in client.zrange(engine.keys.queue, 0, -1):
+        client.delete(engine.keys.ready(part))  # as if drained: only the rate holds now
+    with pytest.raises(QuotaExceeded) as info:
+        engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(too_many[:1501]))
+    assert info.value.quota == "rate"
+    engine.link.run_sync(engine.ops.enqueue_rows, engine.ops.prepare_many(too_many[:1500]))
+
+
+def test_cli_jsonl_over_the_quota_stores_nothing(
+    config: Config, engine: Engine, tmp_path: Path
+) -> None:
+    env = fleetd_env(config) | settings(limits_company_max_pending=1500)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"type": "noop", "company_id": "A"}\n' * 2000)
+    done = run_cli(env, "enqueue", "--jsonl", str(jobs))
+    assert done.returncode == 2 and "over its quota" in done.stderr, done.stderr
+    assert pending(engine) == 0

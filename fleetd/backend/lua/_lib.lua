@@ -345,20 +345,9 @@ end
 -- schedule_fire): the refusal reply when a company of `rows` is over a quota, else nil:
 -- then every company's jobs of this call are counted against its enqueue rate (a fixed
 -- window per company). A refused company is counted in `quota:refused` for the alert.
-local function check_quotas(q, rows, now)
-  local per = {}
-  for i = 1, #rows do
-    local c = rows[i].company_id
-    if c and c ~= NULL and c ~= '' then
-      local e = per[c]
-      if not e then
-        e = {n = 0, types = {}}
-        per[c] = e
-      end
-      e.n = e.n + 1
-      e.types[rows[i].type] = true
-    end
-  end
+-- `per`: company → {n = its jobs in the call, types = set of their types}
+-- (quota_check.lua passes it summed for a call sent in several parts).
+local function quota_verdict(q, per, now)
   local refused, counted = {-1}, {}
   for company, e in pairs(per) do
     local why, limit, retry = nil, 0, 1000
@@ -400,4 +389,21 @@ local function check_quotas(q, rows, now)
     redis.call('PEXPIRE', c[1], q.rate[2] * 2)
   end
   return nil
+end
+
+local function check_quotas(q, rows, now)
+  local per = {}
+  for i = 1, #rows do
+    local c = rows[i].company_id
+    if c and c ~= NULL and c ~= '' then
+      local e = per[c]
+      if not e then
+        e = {n = 0, types = {}}
+        per[c] = e
+      end
+      e.n = e.n + 1
+      e.types[rows[i].type] = true
+    end
+  end
+  return quota_verdict(q, per, now)
 end
