@@ -49,7 +49,7 @@ from fleetd.spool.rows import (
     job_of,
     salvage,
     spooled_for,
-)  # fmt: skip
+)
 
 __all__ = ["SPOOL_FILE", "JobSpool", "SpoolError", "SpoolFull", "SpooledJob"]
 
