@@ -12,8 +12,9 @@ Owns:
 - `POST /api/v1/admin/jobs/events/ticket` (201 `{"ticket", "expires_at"}`);
 - a plain HTTP GET of the feed: 426 with `Upgrade: websocket`;
 - starting the session (fleetd.api.ws_session): more than `[events] max_subscribers`
-  sessions, or a daemon already stopping, are accepted and closed at once (1013 with
-  REASON_FULL, 1001).
+  sessions, more than a company token's `company_share` of them, or a daemon already
+  stopping, are accepted and closed at once (1013 with REASON_FULL or
+  REASON_COMPANY_FULL, 1001).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fleetd.api.operations import documented
 from fleetd.api.ws_session import (
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN,
+    REASON_COMPANY_FULL,
     REASON_FULL,
     Session,
     parse_batch,
@@ -130,11 +132,12 @@ async def events_feed() -> None:
     flt = parse_filter(raw, who)
     hub = _hub(st)
     try:
-        sub = hub.open(flt, batch=batch)
+        sub = hub.open(flt, batch=batch, owner=who.company_id)
     except (HubFull, HubClosed) as exc:
         await websocket.accept()
         if isinstance(exc, HubFull):
-            await websocket.close(CLOSE_TRY_AGAIN, f"{REASON_FULL}; try again later")
+            why = REASON_FULL if exc.company is None else REASON_COMPANY_FULL
+            await websocket.close(CLOSE_TRY_AGAIN, f"{why}; try again later")
         else:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
         return

@@ -59,6 +59,7 @@ __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_TRY_AGAIN",
     "REASON_BEHIND",
+    "REASON_COMPANY_FULL",
     "REASON_FULL",
     "REASON_REDIS",
     "Session",
@@ -75,6 +76,7 @@ CLOSE_TRY_AGAIN = 1013
 # is not fixed by hammering the daemon, so clients back off for those.
 REASON_BEHIND = "subscriber fell behind"
 REASON_FULL = "too many subscribers"
+REASON_COMPANY_FULL = "too many subscribers of this company"
 REASON_REDIS = "redis unavailable"
 # Events per XRANGE of a replay: ~200 B each, so one read is ~100 KB and one hop.
 REPLAY_CHUNK = 500

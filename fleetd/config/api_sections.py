@@ -87,6 +87,10 @@ class EventsConfig:
     max_subscribers: int = setting(
         10_000, "most WebSocket subscribers of one daemon", min=1, max=1_000_000
     )
+    company_share: float = setting(
+        0.5, "most of max_subscribers one company's tokens may hold (1 = all)",
+        kind="float", min=0.01, max=1.0,
+    )  # fmt: skip
     read_count: int = setting(
         1000, "events read from Redis per XREAD of the fan-out loop", min=10, max=100_000
     )

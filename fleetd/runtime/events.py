@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,9 +196,12 @@ class Subscriber:
     mode (read by the session only). `closing` (code, reason) is set when the hub stops;
     `behind` when it fell `buffer` events behind."""
 
-    def __init__(self, flt: EventFilter, buffer: int, *, batch: bool = False) -> None:
+    def __init__(
+        self, flt: EventFilter, buffer: int, *, batch: bool = False, owner: str | None = None
+    ) -> None:
         self.filter = flt
         self.batch = batch
+        self.owner = owner  # the company of a company-bound token (its share is counted)
         # Unbounded: the bound is `queued`, in events (see EventHub._dispatch), and the
         # deliveries are shared objects, so a subscriber holds references, not copies.
         self._send, self.receive = trio.open_memory_channel[Delivery](math.inf)
@@ -210,7 +214,12 @@ class Subscriber:
 
 
 class HubFull(Exception):
-    """`[events] max_subscribers` sessions are open already."""
+    """`[events] max_subscribers` sessions are open already, or (`company` set) that
+    company's tokens hold their `company_share` of them."""
+
+    def __init__(self, company: str | None = None) -> None:
+        super().__init__(company)
+        self.company = company
 
 
 class HubClosed(Exception):
@@ -243,6 +252,7 @@ class EventHub:
         # Id of the last entry fanned out: a subscriber attached now gets every later one.
         self.position: str | None = None
         self.sessions: set[Subscriber] = set()
+        self._owned: Counter[str] = Counter()  # sessions per company-bound owner
         self._live: list[Subscriber] = []
         self._consumers: list[Callable[[Event], None]] = []
         self.closed = False
@@ -255,13 +265,22 @@ class EventHub:
         """Call `consume(event)` for every event (it must not block)."""
         self._consumers.append(consume)
 
-    def open(self, flt: EventFilter, *, batch: bool = False) -> Subscriber:
-        """A new session's subscriber, not yet fed (see attach)."""
+    def open(
+        self, flt: EventFilter, *, batch: bool = False, owner: str | None = None
+    ) -> Subscriber:
+        """A new session's subscriber, not yet fed (see attach). `owner`: the company of
+        a company-bound token, whose sessions hold at most `company_share` of
+        `max_subscribers` (no company fills the feed every company's dashboards need)."""
         if self.closed:
             raise HubClosed
         if len(self.sessions) >= self.cfg.max_subscribers:
             raise HubFull
-        sub = Subscriber(flt, self.cfg.buffer, batch=batch)
+        if owner is not None:
+            share = max(1, int(self.cfg.max_subscribers * self.cfg.company_share))
+            if self._owned[owner] >= share:
+                raise HubFull(owner)
+            self._owned[owner] += 1
+        sub = Subscriber(flt, self.cfg.buffer, batch=batch, owner=owner)
         self.sessions.add(sub)
         return sub
 
@@ -271,6 +290,10 @@ class EventHub:
             self._live.append(sub)
 
     def leave(self, sub: Subscriber) -> None:
+        if sub in self.sessions and sub.owner is not None:
+            self._owned[sub.owner] -= 1
+            if not self._owned[sub.owner]:
+                del self._owned[sub.owner]
         self.sessions.discard(sub)
         if sub in self._live:
             self._live.remove(sub)

@@ -467,6 +467,24 @@ async def test_too_many_subscribers(redis_url: str, namespace: str, tmp_path: Pa
         assert code == 1013 and reason == "too many subscribers; try again later"
 
 
+async def test_no_company_holds_more_than_its_share_of_subscribers(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    cfg = cfg_with(redis_url, namespace, tmp_path, max_subscribers=4, company_share=0.5)
+    acme, globex = token("acme"), token("globex")
+    async with running_api(cfg) as api:
+        async with feed(api, tok=acme) as a1, feed(api, tok=acme) as a2, feed(api, tok=acme) as a3:
+            assert (await recv(a1))["type"] == (await recv(a2))["type"] == "subscribed"
+            code, reason = await closed_with(a3)
+            assert (code, reason) == (1013, "too many subscribers of this company; try again later")
+            # Another company, and the platform's own dashboards, still get in.
+            async with feed(api, tok=globex) as g1, feed(api) as platform:
+                assert (await recv(g1))["type"] == (await recv(platform))["type"] == "subscribed"
+        # acme's sessions ended: its share is free again.
+        async with feed(api, tok=acme) as again:
+            assert (await recv(again))["type"] == "subscribed"
+
+
 async def test_silent_peer_is_cut_off(redis_url: str, namespace: str, tmp_path: Path) -> None:
     cfg = cfg_with(redis_url, namespace, tmp_path, ping_interval=0.5)
     async with running_api(cfg) as api, feed(api) as alive, feed(api):

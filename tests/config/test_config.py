@@ -147,6 +147,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ping_interval": "20s",
         "ticket_ttl": "30s",
         "max_subscribers": 10_000,
+        "company_share": 0.5,
         "read_count": 1000,
         "compression": False,
     },
