@@ -39,6 +39,7 @@ from fleetd.api.context import (
     auth_decision,
 )
 from fleetd.api.errors import ApiError, error_response, install_error_handlers
+from fleetd.api.shares import CompanyShares
 
 __all__ = ["create_app"]
 
@@ -80,6 +81,7 @@ def create_app(st: ApiState) -> QuartTrio:
     app.extensions["fleetd.openapi"] = openapi.document
     routes.install(app)
     install_error_handlers(app)
+    shares = CompanyShares(st.config.http.max_in_flight, st.config.http.company_share)
 
     @app.before_request
     async def authenticate() -> Response | None:
@@ -97,10 +99,14 @@ def create_app(st: ApiState) -> QuartTrio:
             # exp too: POST …/events/ticket bounds its ticket by it.
             header = authorization(request.headers)
             g.principal, g.token_exp = st.verifier.verify_until(header)
-            return None
+            return shares.take(g.principal.company_id)
         # A route nobody decided for is refused, whoever calls (default deny).
         log.error("route %s has no auth decision: refused", request.endpoint)
         return error_response(ApiError.forbidden("this route is not open"))
+
+    @app.teardown_request
+    async def give_back(_exc: BaseException | None) -> None:
+        shares.give()
 
     @app.before_websocket
     async def authenticate_websocket() -> Response | None:

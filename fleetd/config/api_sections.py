@@ -54,6 +54,10 @@ class HttpConfig:
     max_in_flight: int = setting(
         128, "requests served at once; more answer 503 overloaded", min=1, max=100_000
     )
+    company_share: float = setting(
+        0.5, "most of max_in_flight one company's tokens may hold; more answer 429 (1 = all)",
+        kind="float", min=0.01, max=1.0,
+    )  # fmt: skip
     audit_maxlen: int = setting(
         100_000, "approximate cap of the audit log", min=100, max=100_000_000
     )

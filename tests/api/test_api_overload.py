@@ -42,11 +42,14 @@ def address(api: Api) -> tuple[str, int]:
     return host, int(port)
 
 
-def enqueue_request(host: str, port: int, *, body_sent: int | None = None) -> bytes:
-    """An enqueue on the wire; with `body_sent`, only that many bytes of its body."""
+def enqueue_request(
+    host: str, port: int, *, body_sent: int | None = None, company: str | None = None
+) -> bytes:
+    """An enqueue on the wire; with `body_sent`, only that many bytes of its body; with
+    `company`, by that company's token."""
     head = (
         f"POST {PREFIX}/enqueue HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {token()}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token(company)}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n"
     ).encode()
     return head + BODY[: len(BODY) if body_sent is None else body_sent]
@@ -132,6 +135,41 @@ async def test_past_max_in_flight_503_at_once_probes_and_websocket_served(
         text = (await api.get("/metrics")).text
         assert scalar(text, "fleetd_http_overloaded_total") == 3
         assert scalar(text, "fleetd_http_in_flight") == 1  # this scrape itself
+
+
+async def test_no_company_holds_more_than_its_share_of_the_requests_in_flight(
+    config: Config,
+) -> None:
+    async with running_api(api_config(config, max_in_flight=4, company_share=0.5)) as api:
+        host, port = address(api)
+        # Two of acme's enqueues whose bodies are still being sent hold its share.
+        held = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+        for stream in held:
+            await stream.send_all(enqueue_request(host, port, body_sent=3, company="acme"))
+        with trio.fail_after(5):
+            while in_flight(api) < 2:
+                await trio.sleep(0.01)
+        await trio.sleep(0.2)  # both authenticated, their bodies awaited
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("acme"))
+        assert r.status_code == 429, r.text
+        assert r.headers["retry-after"] == str(RETRY_AFTER)
+        error = r.json()["error"]
+        assert error["code"] == "overloaded"
+        assert error["details"] == {"company_id": "acme", "max_in_flight": 2,
+                                    "retry_after": RETRY_AFTER}  # fmt: skip
+        # The slots left serve everyone else: another company, the platform.
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("globex"))
+        assert r.status_code == 201, r.text
+        assert (await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})).status_code == 201
+        for stream in held:
+            await stream.send_all(BODY[3:])
+            with trio.fail_after(5):
+                status, _, body = await read_answer(stream)
+            assert status == 201, body
+            await stream.aclose()
+        # acme's share came back with its requests.
+        r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("acme"))
+        assert r.status_code == 201, r.text
 
 
 async def test_a_burst_of_connections_is_answered_never_reset(config: Config) -> None:

@@ -114,6 +114,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shutdown_timeout": "5s",
         "metrics_auth": True,
         "max_in_flight": 128,
+        "company_share": 0.5,
         "audit_maxlen": 100_000,
         "allowed_origins": [],
     },
