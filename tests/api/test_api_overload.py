@@ -87,18 +87,35 @@ def in_flight(api: Api) -> int:
     return api.daemon.http.admission.in_flight
 
 
+async def hold(api: Api, n: int, *, company: str | None = None) -> list[trio.SocketStream]:
+    """`n` enqueues (by `company`'s token) whose bodies are still being sent: they hold
+    `n` slots until `complete`."""
+    host, port = address(api)
+    held = [await trio.open_tcp_stream(host, port) for _ in range(n)]
+    for stream in held:
+        await stream.send_all(enqueue_request(host, port, body_sent=3, company=company))
+    with trio.fail_after(5):
+        while in_flight(api) < n:
+            await trio.sleep(0.01)
+    return held
+
+
+async def complete(held: list[trio.SocketStream]) -> None:
+    """The rest of each held request's body sent: each is answered 201."""
+    for stream in held:
+        await stream.send_all(BODY[3:])
+        with trio.fail_after(5):
+            status, _, body = await read_answer(stream)
+        assert status == 201, body
+        await stream.aclose()
+
+
 async def test_past_max_in_flight_503_at_once_probes_and_websocket_served(
     config: Config,
 ) -> None:
     async with running_api(api_config(config, max_in_flight=3)) as api:
-        host, port = address(api)
         # Three enqueues whose bodies are still being sent hold the three slots.
-        held = [await trio.open_tcp_stream(host, port) for _ in range(3)]
-        for stream in held:
-            await stream.send_all(enqueue_request(host, port, body_sent=3))
-        with trio.fail_after(5):
-            while in_flight(api) < 3:
-                await trio.sleep(0.01)
+        held = await hold(api, 3)
         for method, path in (("POST", f"{PREFIX}/enqueue"), ("GET", f"{PREFIX}/stats")):
             started = time.monotonic()
             r = await api.client.request(method, path, headers=auth(), json={"type": "noop"})
@@ -121,12 +138,7 @@ async def test_past_max_in_flight_503_at_once_probes_and_websocket_served(
                 assert not ws.closed
         assert in_flight(api) == 3
         # The held requests complete; their slots come back.
-        for stream in held:
-            await stream.send_all(BODY[3:])
-            with trio.fail_after(5):
-                status, _, body = await read_answer(stream)
-            assert status == 201, body
-            await stream.aclose()
+        await complete(held)
         with trio.fail_after(5):
             while in_flight(api) > 0:
                 await trio.sleep(0.01)
@@ -141,14 +153,8 @@ async def test_no_company_holds_more_than_its_share_of_the_requests_in_flight(
     config: Config,
 ) -> None:
     async with running_api(api_config(config, max_in_flight=4, company_share=0.5)) as api:
-        host, port = address(api)
         # Two of acme's enqueues whose bodies are still being sent hold its share.
-        held = [await trio.open_tcp_stream(host, port) for _ in range(2)]
-        for stream in held:
-            await stream.send_all(enqueue_request(host, port, body_sent=3, company="acme"))
-        with trio.fail_after(5):
-            while in_flight(api) < 2:
-                await trio.sleep(0.01)
+        held = await hold(api, 2, company="acme")
         await trio.sleep(0.2)  # both authenticated, their bodies awaited
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("acme"))
         assert r.status_code == 429, r.text
@@ -161,12 +167,7 @@ async def test_no_company_holds_more_than_its_share_of_the_requests_in_flight(
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("globex"))
         assert r.status_code == 201, r.text
         assert (await api.post(f"{PREFIX}/enqueue", json={"type": "noop"})).status_code == 201
-        for stream in held:
-            await stream.send_all(BODY[3:])
-            with trio.fail_after(5):
-                status, _, body = await read_answer(stream)
-            assert status == 201, body
-            await stream.aclose()
+        await complete(held)
         # acme's share came back with its requests.
         r = await api.post(f"{PREFIX}/enqueue", json={"type": "noop"}, headers=auth("acme"))
         assert r.status_code == 201, r.text
