@@ -146,7 +146,10 @@ async def test_a_stored_lone_surrogate_never_breaks_a_listing(
     async with running_api(api_config(config), roles=("api",)) as api:
         await api.enqueue({"type": "noop"})
         client = engine.link.client
-        [(_, fields)] = client.xrange(engine.keys.audit, count=1)
+        with trio.fail_after(10):  # the audit writer sends its entries in batches
+            while not (written := client.xrange(engine.keys.audit, count=1)):
+                await trio.sleep(0.02)
+        [(_, fields)] = written
         planted = {**fields, "door": "cli", "detail": json.dumps({"type": "\udcff\udcfe"})}
         client.xadd(engine.keys.audit, planted)
         r = await api.get(f"{PREFIX}/audit")
