@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 import httpx
+import trio
 from api_client import PREFIX, Api, api_config, auth, running_api
 from test_ws_events import feed, recv
 
@@ -113,6 +114,9 @@ async def test_no_listing_or_feed_shows_another_company(config: Config) -> None:
     async with running_api(api_config(config), roles=("api",)) as api:
         g = await globex_resources(api)
         mine = await api.enqueue({"type": "noop"}, headers=ACME)
+        with trio.fail_after(10):  # globex's audit entries are there (the writer batches)
+            while "globex" not in (await api.get(f"{PREFIX}/audit?limit=500")).text:
+                await trio.sleep(0.05)
         secrets = [*g.values(), "globex", "bob", "globex-secret"]
         listings = [
             *(f"{PREFIX}/status/{s}" for s in ("pending", "cancelled", "processing")),
