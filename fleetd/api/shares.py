@@ -14,36 +14,33 @@ State lives on the trio thread (no lock), like the admission counter.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from quart import Response, g
 
 from fleetd.api.admission import RETRY_AFTER
 from fleetd.api.errors import ApiError, error_response
+from fleetd.runtime.shares import Shares
 
 __all__ = ["CompanyShares"]
 
 
 class CompanyShares:
     def __init__(self, max_in_flight: int, share: float) -> None:
-        self.most = max(1, int(max_in_flight * share))
-        self.held: Counter[str] = Counter()
+        self.shares = Shares(max_in_flight, share)
 
     def take(self, company: str | None) -> Response | None:
         """Count this request against `company` (None: a platform token, not counted);
         the 429 answer when the company holds its share already."""
         if company is None:
             return None
-        if self.held[company] >= self.most:
+        if not self.shares.take(company):
+            most = self.shares.most
             message = (
-                f"company {company!r} has {self.most} requests in flight on this daemon "
+                f"company {company!r} has {most} requests in flight on this daemon "
                 f"already ([http] company_share); retry after {RETRY_AFTER}s"
             )
-            details = {"company_id": company, "max_in_flight": self.most,
-                       "retry_after": RETRY_AFTER}  # fmt: skip
+            details = {"company_id": company, "max_in_flight": most, "retry_after": RETRY_AFTER}
             headers = {"Retry-After": str(RETRY_AFTER)}
             return error_response(ApiError(429, "overloaded", message, details, headers))
-        self.held[company] += 1
         g.share_of = company
         return None
 
@@ -51,6 +48,4 @@ class CompanyShares:
         """The request ends: its company's slot comes back."""
         company = g.pop("share_of", None)
         if company is not None:
-            self.held[company] -= 1
-            if not self.held[company]:
-                del self.held[company]
+            self.shares.give(company)

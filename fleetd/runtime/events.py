@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ from fleetd.backend.redis_link import (
     SyncClient,
 )
 from fleetd.config import EventsConfig
+from fleetd.runtime.shares import Shares
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -252,7 +252,8 @@ class EventHub:
         # Id of the last entry fanned out: a subscriber attached now gets every later one.
         self.position: str | None = None
         self.sessions: set[Subscriber] = set()
-        self._owned: Counter[str] = Counter()  # sessions per company-bound owner
+        # Sessions of company-bound tokens, per company ([events] company_share).
+        self._owned = Shares(cfg.max_subscribers, cfg.company_share)
         self._live: list[Subscriber] = []
         self._consumers: list[Callable[[Event], None]] = []
         self.closed = False
@@ -275,11 +276,8 @@ class EventHub:
             raise HubClosed
         if len(self.sessions) >= self.cfg.max_subscribers:
             raise HubFull
-        if owner is not None:
-            share = max(1, int(self.cfg.max_subscribers * self.cfg.company_share))
-            if self._owned[owner] >= share:
-                raise HubFull(owner)
-            self._owned[owner] += 1
+        if owner is not None and not self._owned.take(owner):
+            raise HubFull(owner)
         sub = Subscriber(flt, self.cfg.buffer, batch=batch, owner=owner)
         self.sessions.add(sub)
         return sub
@@ -291,9 +289,7 @@ class EventHub:
 
     def leave(self, sub: Subscriber) -> None:
         if sub in self.sessions and sub.owner is not None:
-            self._owned[sub.owner] -= 1
-            if not self._owned[sub.owner]:
-                del self._owned[sub.owner]
+            self._owned.give(sub.owner)
         self.sessions.discard(sub)
         if sub in self._live:
             self._live.remove(sub)
