@@ -142,12 +142,13 @@ class Scripts:
     def quota_check(self, client: SyncClient, rows: Sequence[JobRow], quota: str) -> None:
         """The companies' quotas for a call of `rows` stored in several enqueue calls:
         checked (and the rates counted) once for all; raises QuotaExceeded."""
-        per: dict[str, tuple[int, set[str]]] = {}
+        count: dict[str, int] = {}
+        types: dict[str, set[str]] = {}
         for row in rows:
             if row.company_id:
-                n, types = per.get(row.company_id, (0, set()))
-                per[row.company_id] = (n + 1, types | {row.type})
-        summary = {c: [n, sorted(types)] for c, (n, types) in per.items()}
+                count[row.company_id] = count.get(row.company_id, 0) + 1
+                types.setdefault(row.company_id, set()).add(row.type)
+        summary = {c: [n, sorted(types[c])] for c, n in count.items()}
         reply = self._run(client, "quota_check", [], [quota, json.dumps(summary)])
         if int(reply[0]) == -1:
             raise quota_refusal(reply[1:])

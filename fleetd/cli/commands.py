@@ -150,13 +150,15 @@ def _check_utf8(parser: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     header) takes those, and a value holding one would be broken wherever it was
     stored. Under an ASCII locale (LC_ALL=C without UTF-8 mode) UTF-8 text arrives so
     too: its bytes are decoded here again."""
+    labels: dict[str, str] | None = None  # read from the parser at most once
     for dest, value in vars(a).items():
         if dest in _PATH_DESTS:
             continue
         texts = value if isinstance(value, list) else [value]
         if not any(isinstance(t, str) and not t.isascii() for t in texts):
             continue
-        decoded = [_utf8(t, _labels(parser).get(dest, dest)) for t in texts]
+        labels = labels or _labels(parser)
+        decoded = [_utf8(t, labels.get(dest, dest)) for t in texts]
         setattr(a, dest, decoded if isinstance(value, list) else decoded[0])
 
 
