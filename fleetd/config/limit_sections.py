@@ -95,7 +95,7 @@ def parse_types(items: Iterable[str]) -> dict[str, Limit]:
 class Limits:
     types: Mapping[str, Limit] = field(default_factory=dict)
     company: Limit = Limit()
-    # Quotas at the door (enqueue.lua): ready jobs one company may have waiting, and its
+    # Quotas at the door (_lib.lua check_quotas): pending jobs one company may have, and its
     # enqueues per window (`enqueue.starts` per `enqueue.per`); 0 = none.
     max_pending: int = 0
     enqueue: Limit = Limit()
@@ -182,7 +182,10 @@ class LimitsConfig:
     )
 
     company_max_pending: int = setting(
-        0, "ready jobs one company may have waiting; more enqueues get 429; 0 = no cap", min=0
+        0,
+        "pending jobs one company may have (ready, delayed or waiting in a workflow); "
+        "more enqueues get 429; 0 = no cap",
+        min=0,
     )
     company_enqueue_rate: str = setting(
         "",

@@ -103,6 +103,27 @@ local function ready_remove(queue, id, jtype, company)
   end
 end
 
+-- A company's pending jobs that are in no part: waiting for their run_at in `delayed`,
+-- or workflow nodes waiting for their parents. The zset `quota:later:<company>` (member
+-- the job id, score its ms) holds them so that `company_max_pending` counts them
+-- (quota_verdict): a part's ZCARD sees only ready jobs. Every way out of that state
+-- (promote, a workflow release, a cancel, a skip) removes the id unconditionally, and a
+-- set's ZADD / ZREM are idempotent: no path can count a job twice or leave a count
+-- behind. A job of no company is in none.
+local function has_company(company)
+  return type(company) == 'string' and company ~= ''
+end
+
+local function later_add(company, id, now)
+  if has_company(company) then
+    redis.call('ZADD', PREFIX .. 'quota:later:' .. company, now, id)
+  end
+end
+
+local function later_remove(company, id)
+  if has_company(company) then redis.call('ZREM', PREFIX .. 'quota:later:' .. company, id) end
+end
+
 -- Move due jobs from `delayed` to the queue. A retrying job becomes pending again; a
 -- job that was only waiting for its run_at already is pending. Returns the count moved.
 local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
@@ -113,6 +134,7 @@ local function promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
       'queue')
     redis.call('ZREM', delayed, id)
     if h[1] then
+      later_remove(h[5], id)
       if h[2] == 'retrying' then
         redis.call('ZREM', retrying_idx, id)
         redis.call('ZADD', pending_idx, h[3], id)
@@ -275,6 +297,7 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, b
   if due and due > now then
     f[#f + 1] = 'run_at'; f[#f + 1] = run_at
     redis.call('ZADD', delayed, run_at, id)
+    later_add(row.company_id, id, now)
     evdata = '{"priority":' .. prio .. ',"run_at":' .. run_at .. '}'
   else
     seq = seq + 1
@@ -361,6 +384,7 @@ local function quota_verdict(q, per, now)
           waiting = waiting + redis.call('ZCARD', part_key(part_of(t, company), jq))
         end
       end
+      waiting = waiting + redis.call('ZCARD', PREFIX .. 'quota:later:' .. company)
       if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
     end
     local rate_key

@@ -63,6 +63,7 @@ local function wf_store(k, wf, meta_json, n, a, at, now)
       local stored = store_row(row, now)
       for j = 1, #f do stored[#stored + 1] = f[j] end
       redis.call('HSET', job_key(row.id), unpack(stored))
+      later_add(row.company_id, row.id, now)
       local p = batch.pending
       p[#p + 1] = now; p[#p + 1] = row.id
       emit(k.events, 'job.enqueued', row.id, row.type, row.company_id, 'pending', now,
@@ -113,6 +114,7 @@ local function wf_end_unstarted(id, why, skipped, now)
   if h[1] ~= 'pending' and h[1] ~= 'retrying' then return false end
   ready_remove(WF_QUEUE, id, h[2], h[3])
   redis.call('ZREM', WF_DELAYED, id)
+  later_remove(h[3], id)
   redis.call('ZREM', WF_PENDING, id)
   redis.call('ZREM', WF_RETRYING, id)
   redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now,
@@ -260,6 +262,7 @@ local function wf_settle(id, outcome, now, work)
               if wf_end_unstarted(cid, why, true, now) then work[#work + 1] = {cid, 'skipped'} end
             else
               rel[#rel + 1] = {cid, c[4], c[5], c[7], c[8]}
+              later_remove(c[7], cid)
               wf_node_event(wf, cid, c[5], c[7], 'released', now, c[6])
               ready = ready + 1
             end

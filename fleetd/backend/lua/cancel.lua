@@ -18,6 +18,7 @@ local now = now_ms()
 if status == 'pending' or status == 'retrying' then
   ready_remove(queue, id, h[2], h[3])
   redis.call('ZREM', delayed, id)
+  later_remove(h[3], id)
   redis.call('ZREM', pending_idx, id)
   redis.call('ZREM', retrying_idx, id)
   redis.call('HSET', k, 'status', 'cancelled', 'completed_at', now, 'updated_at', now)

@@ -44,6 +44,7 @@ for _, id in ipairs(order) do
   if blocked then redis.call('HSET', k, 'wf_blocked', '1') end
   if wait > 0 then
     -- waits for its parents that run again (the last one releases it)
+    later_add(h[5], id, now)
   elseif blocked then
     skip[#skip + 1] = id
   else

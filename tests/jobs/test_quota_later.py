@@ -1,0 +1,107 @@
+"""`company_max_pending` counts every pending job of a company, not only the ready ones:
+jobs waiting for their `run_at` and workflow nodes waiting for their parents are pending
+too (GET /jobs/stats counts them), and a cap that did not see them let a company store
+any number of them. Each is counted while it waits and not once it leaves that state,
+whichever way it leaves (due, released, cancelled, skipped)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleetd.config.limit_sections import LimitsConfig
+from fleetd.engine import Engine
+from fleetd.jobs.errors import QuotaExceeded
+from fleetd.jobs.model import JobStatus
+from fleetd.workflows.store import WorkflowOps
+
+
+def with_cap(engine: Engine, cap: int) -> None:
+    engine.ops.quota = LimitsConfig(company_max_pending=cap).build().encode_quota(["noop"])
+
+
+def enqueue(engine: Engine, company: str, n: int = 1, *, later_s: float = 0) -> list[str]:
+    req: dict[str, object] = {"type": "noop", "company_id": company}
+    if later_s:
+        req["run_at"] = (datetime.now(UTC) + timedelta(seconds=later_s)).isoformat()
+    rows = engine.ops.prepare_many([req] * n)
+    return [r.job_id for r in engine.ops.enqueue_rows(engine.link.client, rows)]
+
+
+def later(engine: Engine, company: str) -> set[str]:
+    return set(engine.link.client.zrange(f"{engine.keys.prefix}quota:later:{company}", 0, -1))
+
+
+def test_jobs_waiting_for_their_run_at_count_against_the_pending_cap(engine: Engine) -> None:
+    with_cap(engine, 3)
+    a, b, c = enqueue(engine, "A", 3, later_s=3600)
+    assert later(engine, "A") == {a, b, c}
+    # Ready now or later, a fourth job is over the cap: three are pending already.
+    for later_s in (0, 3600):
+        with pytest.raises(QuotaExceeded) as refused:
+            enqueue(engine, "A", later_s=later_s)
+        assert refused.value.companies == ["A"]
+    enqueue(engine, "B", 3, later_s=3600)  # another company is not counted with A
+    # A cancelled job leaves the count: one more fits.
+    assert engine.link.run_sync(engine.ops.cancel, a).outcome == "cancelled"
+    assert later(engine, "A") == {b, c}
+    enqueue(engine, "A")
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")
+    assert engine.ops.stats(engine.link.client)[JobStatus.PENDING.value] == 6
+
+
+def test_a_due_job_is_counted_once_in_its_part_not_twice(engine: Engine) -> None:
+    with_cap(engine, 2)
+    [a] = enqueue(engine, "A", later_s=0.2)
+    time.sleep(0.3)
+    moved, _, _ = engine.link.run_sync(engine.ops.scripts.promote)
+    assert moved == 1 and later(engine, "A") == set()  # ready now, in its part
+    enqueue(engine, "A")  # 1 ready + 1 = 2: within the cap
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")
+    assert engine.link.client.hget(engine.keys.job(a), "status") == "pending"
+
+
+def test_workflow_nodes_waiting_for_parents_count_until_released_or_skipped(
+    engine: Engine,
+) -> None:
+    ops = WorkflowOps(engine.ops)
+    client = engine.link.client
+    chain = {"company_id": "A", "chain": [{"type": "noop"}] * 4}
+    submitted = ops.submit(client, ops.plan(chain))
+    first, *waiting = submitted.nodes.values()
+    assert later(engine, "A") == set(waiting)  # the first is ready, in its part
+    with_cap(engine, 4)
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")  # 1 ready + 3 waiting: the cap is reached
+    # The first node runs and completes: the second is released to its part (still
+    # pending, counted there), the other two still wait.
+    [job] = engine.scripts.claim(client, 1, 30_000, "tok", "d1").jobs
+    assert job.id == first
+    assert engine.scripts.complete(client, [(first, "tok", "{}", "{}")]) == [1]
+    assert later(engine, "A") == set(waiting[1:])
+    enqueue(engine, "A")  # 1 released + 2 waiting + 1 = 4
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")
+    # Cancelling the workflow skips the nodes that wait: none is counted any more.
+    ops.cancel(client, submitted.workflow_id)
+    assert later(engine, "A") == set()
+
+
+def test_a_resumed_workflow_counts_its_nodes_that_wait_again(engine: Engine) -> None:
+    ops = WorkflowOps(engine.ops)
+    client = engine.link.client
+    submitted = ops.submit(client, ops.plan({"company_id": "A", "chain": [{"type": "noop"}] * 3}))
+    first, *rest = submitted.nodes.values()
+    [job] = engine.scripts.claim(client, 1, 30_000, "tok", "d1").jobs
+    assert job.id == first
+    assert engine.scripts.fail(client, [(first, "tok", "boom", "", False, 0)]) == [0]
+    assert later(engine, "A") == set()  # the failure skipped the rest: none waits
+    assert ops.resume(client, submitted.workflow_id).outcome == "resumed"
+    assert later(engine, "A") == set(rest)  # the first is ready again, the rest wait
+    with_cap(engine, 3)
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")
