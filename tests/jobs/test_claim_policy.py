@@ -88,6 +88,25 @@ def test_one_company_backlog_does_not_delay_another_companys_job(engine: Engine)
     assert [j.id for j in claim(engine.scripts, engine, 3)] == backlog[1:4]
 
 
+def test_a_company_with_more_job_types_gets_no_more_turns(engine: Engine) -> None:
+    mail = {"type": "email_notification", "data": EMAIL, "company_id": "A"}
+    a_mail = enqueue(engine, [mail] * 10)
+    a_noop = enqueue(engine, [{"type": "noop", "company_id": "A"}] * 10)
+    b = enqueue(engine, [{"type": "noop", "company_id": "B"}] * 10)
+    # One job per claim: the companies alternate, and A's two types take turns within A.
+    got = [claim(engine.scripts, engine, 1)[0].id for _ in range(8)]
+    companies = ["B" if j in b else "A" for j in got]
+    assert all(x != y for x, y in zip(companies, companies[1:], strict=False)), companies
+    assert [j for j in got if j in b] == b[:4]
+    a_got = [j for j in got if j not in b]
+    assert sorted(a_got) == sorted(a_mail[:2] + a_noop[:2])
+    assert {a_got[0], a_got[1]} & set(a_mail) and {a_got[0], a_got[1]} & set(a_noop)
+    # Three per claim: the company that got the odd one goes behind, so two claims give
+    # each company three.
+    six = [j.id for _ in range(2) for j in claim(engine.scripts, engine, 3)]
+    assert len([j for j in six if j in b]) == 3
+
+
 def test_round_robin_within_a_priority_strict_priority_across(engine: Engine) -> None:
     a = enqueue(engine, [{"type": "noop", "company_id": "A"}] * 3)
     b = enqueue(engine, [{"type": "noop", "company_id": "B"}] * 3)

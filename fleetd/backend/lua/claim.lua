@@ -185,6 +185,38 @@ local function claim_job(id, lims)
   return true
 end
 
+-- New turns, behind every part of the priority `band`, for the parts still of that
+-- priority of the companies a scan served (`groups`, in the order first served: each
+-- {parts = its parts left, served = set of those that gave jobs, order = them in the
+-- order they first did}). The first company served goes last, and within a company the
+-- parts it did not serve go first and the first part served goes last: one claim's
+-- rounding favours the first in turn, so the next claim starts with the next.
+local function rotated(list, i)
+  if i > #list then return list[1] end
+  return list[i]
+end
+
+local function refile(index, band, groups)
+  local order = {}
+  for gi = 2, #groups + 1 do
+    local g = rotated(groups, gi)
+    local left = {}
+    for _, p in ipairs(g.parts) do
+      left[p[1]] = true
+      if not g.served[p[1]] then order[#order + 1] = p[1] end
+    end
+    for j = 2, #g.order + 1 do
+      local part = rotated(g.order, j)
+      if left[part] then order[#order + 1] = part end
+    end
+  end
+  if #order == 0 then return end
+  local base = redis.call('INCRBY', seq_key, #order) - #order
+  for i, part in ipairs(order) do
+    redis.call('ZADD', index, int(band * SEQ_SPAN + base + i), part)
+  end
+end
+
 -- Take jobs from one queue until `upto` jobs are claimed in all (or it has none to give).
 local function serve(qname, upto)
   local index = queue_index(queue, qname)
@@ -210,7 +242,7 @@ local function serve(qname, upto)
           if (handles == nil or handles[jtype]) and not (held_parts and held_parts[part])
               and (#lims == 0 or room(lims) > 0) then
             band = b
-            turns[#turns + 1] = {part, lims}
+            turns[#turns + 1] = {part, lims, company}
           else
             skipped[part] = true
           end
@@ -219,48 +251,86 @@ local function serve(qname, upto)
       if band or #idx < SCAN * 2 then break end
     end
     if not band and not adopted then break end
-    -- Round robin: each part of this priority gives its share of what is left to take,
-    -- round after round while its head is of this priority.
+    -- Fair share: the companies with parts of this priority, in the turn order of their
+    -- first part, each take an equal share of what is left to take; a company's parts
+    -- (its job types) share that equally, FIFO within a part; round after round while
+    -- their heads are of this priority. Then the companies served go behind the others
+    -- (refile), so a company's number of job types buys it no more turns.
     local below = '(' .. int(((band or 0) + 1) * SEQ_SPAN)
-    while #turns > 0 and #jobs < upto do
+    local live, by_company = {}, {}
+    for _, p in ipairs(turns) do
+      local g = by_company[p[3]]
+      if not g then
+        -- parts: its parts still of this priority; served: set and order of those
+        -- that gave jobs
+        g = {parts = {}, served = {}, order = {}}
+        by_company[p[3]] = g
+        live[#live + 1] = g
+      end
+      g.parts[#g.parts + 1] = p
+    end
+    -- Take up to `want` jobs of part `p`; true if its next head is of this priority
+    -- (refile files it then), else it is re-filed at its head's priority or dropped.
+    local function take_part(p, want)
+      local part, lims = p[1], p[2]
+      local pk = part_key(part, qname)
+      if #lims > 0 then want = math.min(want, room(lims)) end
+      if want <= 0 then
+        skipped[part] = true
+        return false
+      end
+      local ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
+      if #ids > 0 then
+        redis.call('ZREM', pk, unpack(ids))
+        for i = 1, #ids do claim_job(ids[i], lims) end
+      end
+      local head = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+      if not head[1] then
+        redis.call('ZREM', index, part)
+        return false
+      end
+      local nb = band_of(head[2])
+      if #ids > 0 then
+        if nb == band then return true end
+        turn = turn + 1
+      end
+      -- Moved down a priority, or nothing taken (a stale hint: a cancel took the head).
+      redis.call('ZADD', index, int(nb * SEQ_SPAN + turn), part)
+      return false
+    end
+    local served_groups = {}
+    while #live > 0 and #jobs < upto do
       local still = {}
-      for _, p in ipairs(turns) do
+      for _, g in ipairs(live) do
         if #jobs >= upto then break end
-        local part, lims = p[1], p[2]
-        local pk = part_key(part, qname)
-        -- An equal share of what is left to take (FIFO within the part).
-        local want = math.ceil((upto - #jobs) / #turns)
-        if #lims > 0 then want = math.min(want, room(lims)) end
-        local ids = {}
-        if want > 0 then
-          ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
-        else
-          skipped[part] = true
+        local left = math.ceil((upto - #jobs) / #live)
+        local before, keep = #jobs, {}
+        for i, p in ipairs(g.parts) do
+          if left <= 0 or #jobs >= upto then
+            keep[#keep + 1] = p
+          else
+            local taken = #jobs
+            local stays = take_part(p, math.ceil(left / (#g.parts - i + 1)))
+            if #jobs > taken and not g.served[p[1]] then
+              g.served[p[1]] = true
+              g.order[#g.order + 1] = p[1]
+            end
+            if stays then keep[#keep + 1] = p end
+            left = left - (#jobs - taken)
+          end
         end
-        if want > 0 and #ids == 0 then
-          -- Empty, or a stale hint (a cancel took the head): re-file at its head's priority.
-          local head = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
-          if head[1] then
-            redis.call('ZADD', index, int(band_of(head[2]) * SEQ_SPAN + turn), part)
-          else
-            redis.call('ZREM', index, part)
+        g.parts = keep
+        if #jobs > before then
+          if not g.took then
+            g.took = true
+            served_groups[#served_groups + 1] = g
           end
-        elseif #ids > 0 then
-          redis.call('ZREM', pk, unpack(ids))
-          for i = 1, #ids do claim_job(ids[i], lims) end
-          turn = turn + 1
-          local nxt = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
-          if nxt[1] then
-            local nb = band_of(nxt[2])
-            redis.call('ZADD', index, int(nb * SEQ_SPAN + turn), part)
-            if nb == band then still[#still + 1] = p end
-          else
-            redis.call('ZREM', index, part)
-          end
+          if #keep > 0 then still[#still + 1] = g end
         end
       end
-      turns = still
+      live = still
     end
+    refile(index, band, served_groups)
   end
 end
 
