@@ -165,6 +165,8 @@ class Client:
         return result
 
     def reset(self, job_id: str) -> ResetResult:
+        """outcome reset | refused | missing. The job counts as one enqueued for its
+        company: over a quota raises QuotaExceeded (the job keeps its status)."""
         try:
             result = self._run(self._ops.reset, job_id)
         except Exception as exc:
@@ -203,8 +205,14 @@ class Client:
         return result
 
     def resume_workflow(self, workflow_id: str) -> ActionResult:
-        """outcome resumed | refused | missing; `count` nodes run again."""
-        result = self._run(self._workflows.resume, workflow_id)
+        """outcome resumed | refused | missing; `count` nodes run again. Every node put
+        back counts as one enqueued for the workflow's company: over a quota raises
+        QuotaExceeded (the workflow and its nodes unchanged)."""
+        try:
+            result = self._run(self._workflows.resume, workflow_id)
+        except Exception as exc:
+            self._audit(Action.WORKFLOW_RESUME, outcome_of(exc), workflow_id)
+            raise
         self._audit(
             Action.WORKFLOW_RESUME, _outcome(result.outcome), workflow_id, nodes=result.count
         )

@@ -210,7 +210,10 @@ type ResetResult struct {
 }
 
 // Reset puts a failed or cancelled job back to pending, retry count zero
-// (POST /{id}/reset); a job in any other status answers 409 (IsConflict).
+// (POST /{id}/reset); a job in any other status answers 409 (IsConflict). The job
+// counts as one enqueued for its company: over the company's quota the answer is 429
+// with Code "quota_exceeded" (Details: company_id, quota, limit) and RetryAfter,
+// nothing changed; it is retried as the RetryPolicy allows, then returned.
 func (c *Client) Reset(ctx context.Context, id string) (*ResetResult, error) {
 	var out ResetResult
 	if err := c.do(ctx, call{method: http.MethodPost, path: "/" + url.PathEscape(id) + "/reset"}, &out); err != nil {

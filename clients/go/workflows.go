@@ -196,7 +196,9 @@ func (c *Client) CancelWorkflow(ctx context.Context, id string) (*WorkflowCancel
 }
 
 // ResumeWorkflow runs a failed or cancelled workflow's failed, cancelled and skipped
-// nodes again (POST /workflows/{id}/resume).
+// nodes again (POST /workflows/{id}/resume). Each node put back counts as one enqueued
+// for the workflow's company: over its quota the answer is 429 "quota_exceeded", as for
+// Reset, and the workflow is left as it was.
 func (c *Client) ResumeWorkflow(ctx context.Context, id string) (*WorkflowResumed, error) {
 	var out WorkflowResumed
 	r := call{prefix: workflowsPrefix, method: http.MethodPost, path: workflowPath(id) + "/resume"}

@@ -255,9 +255,9 @@ async def cancel(job_id: str) -> Any:
 
 @bp.post("/<job_id>/reset")
 @documented(
-    "Put a failed or cancelled job back to pending",
+    "Put a failed or cancelled job back to pending (under its company's quotas)",
     {200: (bodies.ResetResponse, "OK")},
-    "404 409",
+    "404 409 429",
 )
 @admin
 @audited("job.reset")

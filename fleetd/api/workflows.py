@@ -160,9 +160,10 @@ async def cancel(workflow_id: str) -> Any:
 
 @bp.post("/<workflow_id>/resume")
 @documented(
-    "Run a failed or cancelled workflow again from the nodes that did not complete",
+    "Run a failed or cancelled workflow again from the nodes that did not complete "
+    "(under its company's quotas)",
     {200: (answer.WorkflowResumed, "Resumed")},
-    "404 409",
+    "404 409 429",
     tag="workflows",
 )
 @admin

@@ -310,13 +310,18 @@ class Scripts:
         r = self._run(client, "cancel", keys, [job_id, CONTROL_TTL_S])
         return str(r[0]), str(r[1])
 
-    def reset(self, client: SyncClient, job_id: str) -> tuple[str, str]:
+    def reset(self, client: SyncClient, job_id: str, quota: str = "") -> tuple[str, str]:
+        """(outcome reset | refused | missing, status). `quota`: the companies' quotas
+        (Limits.encode_quota), the job counted as one enqueued for its company: over
+        one raises QuotaExceeded and nothing is written."""
         k, s = self.keys, self._s
         keys = [
             k.queue, k.seq, s[JobStatus.PENDING], s[JobStatus.FAILED], s[JobStatus.CANCELLED],
             k.events, k.wake,
         ]  # fmt: skip
-        r = self._run(client, "reset", keys, [job_id, WAKE_TOKEN_CAP])
+        r = self._run(client, "reset", keys, [job_id, WAKE_TOKEN_CAP, quota])
+        if r[0] == -1:
+            raise quota_refusal(r[1:])
         return str(r[0]), str(r[1])
 
     # -- schedules -------------------------------------------------------------------

@@ -242,7 +242,9 @@ class QueueOps:
         return CancelResult(*self.scripts.cancel(client, job_id))
 
     def reset(self, client: SyncClient, job_id: str) -> ResetResult:
-        return ResetResult(*self.scripts.reset(client, job_id))
+        """A failed or cancelled job back to pending, under its company's quotas (it
+        counts as one enqueued): over one raises QuotaExceeded and nothing changes."""
+        return ResetResult(*self.scripts.reset(client, job_id, self.quota))
 
     def cleanup(
         self,

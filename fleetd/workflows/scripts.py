@@ -66,11 +66,15 @@ class WorkflowScripts:
         r = self._scripts.call(client, "wf_cancel", keys, [workflow_id, CONTROL_TTL_S])
         return str(r[0]), str(r[1])
 
-    def resume(self, client: SyncClient, workflow_id: str) -> tuple[str, str, int]:
-        """(outcome resumed | refused | missing, the workflow's status, nodes reset)."""
+    def resume(self, client: SyncClient, workflow_id: str, quota: str = "") -> tuple[str, str, int]:
+        """(outcome resumed | refused | missing, the workflow's status, nodes reset).
+        `quota`: the companies' quotas (Limits.encode_quota), every node put back
+        counted: over one raises QuotaExceeded and nothing is written."""
         k = self.keys
         keys = [
             k.workflow(workflow_id), k.status(JobStatus.FAILED), k.status(JobStatus.CANCELLED),
         ]  # fmt: skip
-        r = self._scripts.call(client, "wf_resume", keys, [workflow_id])
+        r = self._scripts.call(client, "wf_resume", keys, [workflow_id, quota])
+        if r[0] == -1:  # [-1, refused companies...]
+            raise quota_refusal(r[1:])
         return str(r[0]), str(r[1]), int(r[2])

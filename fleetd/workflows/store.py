@@ -113,7 +113,9 @@ class WorkflowOps:
         return ActionResult(outcome, status)
 
     def resume(self, client: SyncClient, workflow_id: str) -> ActionResult:
-        outcome, status, count = self.scripts.resume(client, workflow_id)
+        """Its nodes that did not complete back to pending, under the company's quotas
+        (each counts as one enqueued): over one raises QuotaExceeded, nothing changes."""
+        outcome, status, count = self.scripts.resume(client, workflow_id, self.ops.quota)
         return ActionResult(outcome, status, count)
 
 

@@ -7,6 +7,7 @@ Held-back jobs stay `pending` with their attempts untouched."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -96,7 +97,7 @@ def test_a_company_with_more_job_types_gets_no_more_turns(engine: Engine) -> Non
     # One job per claim: the companies alternate, and A's two types take turns within A.
     got = [claim(engine.scripts, engine, 1)[0].id for _ in range(8)]
     companies = ["B" if j in b else "A" for j in got]
-    assert all(x != y for x, y in zip(companies, companies[1:], strict=False)), companies
+    assert all(x != y for x, y in itertools.pairwise(companies)), companies
     assert [j for j in got if j in b] == b[:4]
     a_got = [j for j in got if j not in b]
     assert sorted(a_got) == sorted(a_mail[:2] + a_noop[:2])

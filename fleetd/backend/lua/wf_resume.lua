@@ -4,20 +4,32 @@
 --
 -- KEYS[1] wf:<id>  KEYS[2] status:failed  KEYS[3] status:cancelled
 -- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] workflow id
+-- ARGV[4] (optional) the companies' quotas, as for enqueue.lua ('' = none): every node
+--   put back counts as a job of its type enqueued for the workflow's company, waiting
+--   ones too (as wf_submit.lua counts them), towards company_max_pending and
+--   company_enqueue_rate (reset.lua says why a job put back counts as enqueued).
 -- Returns {outcome, status, nodes reset}: outcome resumed | refused (not failed or
---   cancelled) | missing.
+--   cancelled) | missing. Over a quota: enqueue.lua's refusal ({-1, company, quota,
+--   limit, retry after ms}); nothing written, the workflow and its nodes as they were.
 local wk, failed_idx, cancelled_idx = KEYS[1], KEYS[2], KEYS[3]
 local wf = ARGV[3]
 local m = redis.call('HMGET', wk, 'status', 'name', 'company_id')
 if not m[1] then return {'missing', '', 0} end
 if m[1] ~= 'failed' and m[1] ~= 'cancelled' then return {'refused', m[1], 0} end
 local now = now_ms()
-local again, order = {}, {}
+local again, order, rows = {}, {}, {}
 for _, id in ipairs(redis.call('HVALS', wf_nodes_key(wf))) do
-  if redis.call('HGET', job_key(id), 'wf_done') ~= 'completed' then
+  local node = redis.call('HMGET', job_key(id), 'wf_done', 'type')
+  if node[1] ~= 'completed' then
     again[id] = true
     order[#order + 1] = id
+    rows[#rows + 1] = {company_id = m[3], type = node[2]}
   end
+end
+local quota = ARGV[4]
+if quota and quota ~= '' then
+  local refused = check_quotas(cjson.decode(quota), rows, now)
+  if refused then return refused end
 end
 redis.call('HSET', wk, 'status', 'running', 'left', #order, 'failures', 0, 'updated_at', now)
 redis.call('HDEL', wk, 'finished_at')
