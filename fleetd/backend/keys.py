@@ -98,8 +98,9 @@ class Keys:
 
     @property
     def limits_running(self) -> str:
-        """Hash `t:<type>` / `c:<company>` → jobs processing that hold a slot of that
-        concurrency limit (claim.lua counts up, every way out of processing down)."""
+        """Hash `t:<type>` / `c:<company>` / `q:<queue>` → jobs processing that hold a
+        slot of that concurrency limit (claim.lua counts up, every way out of processing
+        down)."""
         return f"{self.prefix}limits:running"
 
     @property

@@ -5,7 +5,9 @@ explains a held-back job).
 Spelling: `types = ["data_export=2", "email=100/1m", "report=3,10/1s"]`: per type, a
 concurrency (`N`), a rate (`N/<duration>`: at most N starts in any window of that
 length), or both separated by a comma; `company_concurrency = 5`, `company_rate =
-"100/1m"`: what every company may (jobs without a company are not counted against it).
+"100/1m"`: what every company may (jobs without a company are not counted against it);
+`queues = ["bulk=10", "mail=50/1s"]`: per named queue, spelled as per type (all of the
+queue's jobs, whatever their type or company).
 
 Concurrency counts the jobs in `processing` holding a slot (the job's `held` field);
 the slot comes back with every way out of processing, the reaper's included, so a daemon
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleetd.config.durations import parse_duration
+from fleetd.config.queue_section import DEFAULT_QUEUE, check_queue_name
 from fleetd.config.settings import setting
 
 __all__ = ["Limit", "Limits", "LimitsConfig", "parse_limit", "parse_types"]
@@ -75,17 +78,21 @@ def _positive(text: str) -> int:
     return n
 
 
-def parse_types(items: Iterable[str]) -> dict[str, Limit]:
-    """`type=limit` items → {type: Limit}; ValueError naming the bad item."""
+def parse_types(items: Iterable[str], what: str = "type") -> dict[str, Limit]:
+    """`type=limit` items (`what` = "queue": `queue=limit`, the name a queue name) →
+    {name: Limit}; ValueError naming the bad item."""
     out: dict[str, Limit] = {}
     for item in items:
         name, sep, spec = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"{item!r} must be 'type=limit'")
-        if name.strip() in out:
-            raise ValueError(f"type {name.strip()!r} is listed twice")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{item!r} must be '{what}=limit'")
+        if name in out:
+            raise ValueError(f"{what} {name!r} is listed twice")
         try:
-            out[name.strip()] = parse_limit(spec)
+            if what == "queue":
+                check_queue_name(name)
+            out[name] = parse_limit(spec)
         except ValueError as exc:
             raise ValueError(f"{item!r}: {exc}") from None
     return out
@@ -95,6 +102,7 @@ def parse_types(items: Iterable[str]) -> dict[str, Limit]:
 class Limits:
     types: Mapping[str, Limit] = field(default_factory=dict)
     company: Limit = Limit()
+    queues: Mapping[str, Limit] = field(default_factory=dict)
     # Quotas at the door (_lib.lua check_quotas): pending jobs one company may have, and its
     # enqueues per window (`enqueue.starts` per `enqueue.per`); 0 = none.
     max_pending: int = 0
@@ -102,14 +110,26 @@ class Limits:
 
     @classmethod
     def from_config(
-        cls, types: Iterable[str], company_concurrency: int, company_rate: str
+        cls,
+        types: Iterable[str],
+        company_concurrency: int,
+        company_rate: str,
+        queues: Iterable[str] = (),
     ) -> Limits:
         rate = parse_limit(company_rate) if company_rate else Limit()
-        return cls(parse_types(types), Limit(company_concurrency, rate.starts, rate.per))
+        return cls(
+            parse_types(types),
+            Limit(company_concurrency, rate.starts, rate.per),
+            parse_types(queues, "queue"),
+        )
 
     @property
     def empty(self) -> bool:
-        return self.company.empty and all(lim.empty for lim in self.types.values())
+        return (
+            self.company.empty
+            and all(lim.empty for lim in self.types.values())
+            and all(lim.empty for lim in self.queues.values())
+        )
 
     def encode(self) -> str:
         """claim.lua's ARGV[8]: '' when nothing is limited (the claim skips every check)."""
@@ -120,6 +140,8 @@ class Limits:
         }
         if not self.company.empty:
             body["c"] = self.company.encode()
+        if queues := {q: lim.encode() for q, lim in self.queues.items() if not lim.empty}:
+            body["q"] = queues
         return json.dumps(body, separators=(",", ":"))
 
     def encode_quota(self, job_types: Iterable[str]) -> str:
@@ -132,21 +154,35 @@ class Limits:
                 int(self.enqueue.per * 1000)], "types": sorted(job_types)}  # fmt: skip
         return json.dumps(body, separators=(",", ":"))
 
-    def for_job(self, job_type: str, company_id: str | None) -> list[tuple[str, Limit]]:
-        """The limits a job of this type and company is under: (field, limit) with the
-        field as counted in Redis (`t:<type>`, `c:<company>`)."""
+    def for_job(
+        self, job_type: str, company_id: str | None, queue: str | None = None
+    ) -> list[tuple[str, Limit]]:
+        """The limits a job of this type, company and queue (None: `default`) is under:
+        (field, limit) with the field as counted in Redis (`t:<type>`, `c:<company>`,
+        `q:<queue>`), in claim.lua's order."""
         out = []
         lim = self.types.get(job_type)
         if lim is not None and not lim.empty:
             out.append((f"t:{job_type}", lim))
         if company_id and not self.company.empty:
             out.append((f"c:{company_id}", self.company))
+        lim = self.queues.get(queue or DEFAULT_QUEUE)
+        if lim is not None and not lim.empty:
+            out.append((f"q:{queue or DEFAULT_QUEUE}", lim))
         return out
 
 
 def _check_types(value: tuple[str, ...]) -> str | None:
     try:
         parse_types(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_queues(value: tuple[str, ...]) -> str | None:
+    try:
+        parse_types(value, "queue")
     except ValueError as exc:
         return str(exc)
     return None
@@ -175,6 +211,12 @@ class LimitsConfig:
     company_concurrency: int = setting(
         0, "jobs of one company running at once across all daemons; 0 = no limit", min=0
     )
+    queues: tuple[str, ...] = setting(
+        (),
+        "per named queue across all daemons, whatever the jobs' types and companies: "
+        "'queue=N' running, 'queue=N/1m' starts, or both 'queue=N,M/1m'",
+        check=_check_queues,
+    )
     company_rate: str = setting(
         "",
         "starts of one company's jobs per interval, 'N/<duration>'; '' = no limit",
@@ -197,7 +239,9 @@ class LimitsConfig:
     )
 
     def build(self) -> Limits:
-        limits = Limits.from_config(self.types, self.company_concurrency, self.company_rate)
+        limits = Limits.from_config(
+            self.types, self.company_concurrency, self.company_rate, self.queues
+        )
         rate = parse_limit(self.company_enqueue_rate) if self.company_enqueue_rate else Limit()
         return dataclasses.replace(
             limits, max_pending=self.company_max_pending, enqueue=Limit(0, rate.starts, rate.per)

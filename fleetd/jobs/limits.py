@@ -30,17 +30,21 @@ def waiting_reason(
     started: Mapping[str, int],
     handled: bool,
     unserved: str | None = None,
+    queue: str | None = None,
 ) -> str | None:
     """Why a ready pending job is not being claimed, or None when nothing holds it back.
     `running` / `started`: the counts Redis holds per limit field (concurrency, starts
     within the rate's window); `handled`: a live daemon serving its queue has a handler
-    for its type; `unserved`: its queue, when live worker daemons run but none serves it."""
+    for its type; `unserved`: its queue, when live worker daemons run but none serves it;
+    `queue`: its queue (None: `default`), for the queue's own limits."""
     if unserved is not None:
         return f"no running daemon serves queue {unserved!r}"
     if not handled:
         return f"no running daemon has a handler for job type {job_type!r}"
-    for name, lim in limits.for_job(job_type, company_id):
-        what = f"job type {job_type!r}" if name.startswith("t:") else f"company {company_id!r}"
+    for name, lim in limits.for_job(job_type, company_id, queue):
+        what = {"t": f"job type {job_type!r}", "c": f"company {company_id!r}"}.get(
+            name[0], f"queue {name[2:]!r}"
+        )
         if lim.concurrency and running.get(name, 0) >= lim.concurrency:
             return (
                 f"concurrency limit of {what}: {running.get(name, 0)} of {lim.concurrency} running"
@@ -69,7 +73,7 @@ def read_waiting(
     # With no worker at all, the handler's reason stands (and the no_worker alert).
     unserved = job.queue if workers and not serving else None
     handled = any(job.type in d.get("job_types", ()) for d in serving)
-    fields = limits.for_job(job.type, job.company_id)
+    fields = limits.for_job(job.type, job.company_id, job.queue)
     running: dict[str, int] = {}
     started: dict[str, int] = {}
     if fields:
@@ -83,4 +87,6 @@ def read_waiting(
         for i, (name, _lim) in enumerate(fields):
             running[name] = int(got[2 * i] or 0)
             started[name] = int(got[2 * i + 1])
-    return waiting_reason(limits, job.type, job.company_id, running, started, handled, unserved)
+    return waiting_reason(
+        limits, job.type, job.company_id, running, started, handled, unserved, job.queue
+    )

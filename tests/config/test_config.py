@@ -64,6 +64,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "types": [],
         "company_concurrency": 0,
         "company_rate": "",
+        "queues": [],
         "company_max_pending": 0,
         "company_enqueue_rate": "",
         "company_max_schedules": 0,

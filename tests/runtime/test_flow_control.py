@@ -79,17 +79,31 @@ def test_rolling_deploy_a_daemon_lacking_a_type_fails_none_of_its_jobs(
 
 
 @pytest.mark.slow
-def test_type_concurrency_holds_across_three_daemons_and_a_sigkill(
-    config: Config, engine: Engine, fleet: Fleet
+@pytest.mark.parametrize("kind", ["type", "queue"])
+def test_a_concurrency_limit_holds_across_three_daemons_and_a_sigkill(
+    config: Config, engine: Engine, fleet: Fleet, kind: str
 ) -> None:
+    """The limit of a job type, or of a named queue ([limits] queues) whose jobs are of
+    two types and two companies."""
     limit = 2
     env = (
         fleetd_env(config)
         | FAST_RECOVERY
-        | settings(
-            limits_types=f"noop={limit}", worker_concurrency=4, daemon_heartbeat_interval="500ms"
-        )
+        | settings(worker_concurrency=4, daemon_heartbeat_interval="500ms")
     )
+    sleepy = {"type": "noop", "data": {"sleep_ms": 300}}
+    if kind == "type":
+        env |= settings(limits_types=f"noop={limit}")
+        reqs = [sleepy] * 24
+        field = "t:noop"
+    else:
+        env |= settings(limits_queues=f"bulk={limit}", worker_queues="bulk")
+        mail = {"type": "email_notification", "company_id": "B",
+                "data": {"to": "a@example.com", "subject": "s", "body": "b"}}  # fmt: skip
+        reqs = [{**sleepy, "queue": "bulk", "company_id": "A"}] * 20 + [
+            {**mail, "queue": "bulk"}
+        ] * 4
+        field = "q:bulk"
     client = engine.link.client
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -103,7 +117,7 @@ def test_type_concurrency_holds_across_three_daemons_and_a_sigkill(
     sampler.start()
     try:
         daemons = [fleet.start(env | settings(daemon_name=n), name=n) for n in ("a", "b", "c")]
-        ids = enqueue(engine, [{"type": "noop", "data": {"sleep_ms": 300}}] * 24)
+        ids = enqueue(engine, reqs)
 
         def victim_running() -> str:
             for job_id in client.zrange(engine.keys.leases, 0, -1):
@@ -132,6 +146,6 @@ def test_type_concurrency_holds_across_three_daemons_and_a_sigkill(
     # After the reap the slot came back: both slots busy again at some point.
     reaped_at = killed_at + 2.0  # the lease: the reap is at or after this
     assert any(n == limit for t, n in samples if t > reaped_at), "the slot never came back"
-    assert client.hget(engine.keys.limits_running, "t:noop") in (None, "0")
+    assert client.hget(engine.keys.limits_running, field) in (None, "0")
     s = stats(engine)
     assert (s["completed"], s["failed"], s["pending"], s["processing"]) == (24, 0, 0, 0)

@@ -11,8 +11,9 @@
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
 -- ARGV[7] the job types the daemon has handlers for, a JSON array; '' = every type
 -- ARGV[8] limits (fleetd.jobs.limits.Limits.encode), a JSON object; '' = none:
---   {"t": {type: [concurrency, starts, per ms]}, "c": [concurrency, starts, per ms]}
---   ("c": what every company may; 0 = no limit of that kind). Concurrency counts the
+--   {"t": {type: [concurrency, starts, per ms]}, "c": [concurrency, starts, per ms],
+--   "q": {queue: [concurrency, starts, per ms]}} ("c": what every company may; "q": all
+--   of a named queue's jobs; 0 = no limit of that kind). Concurrency counts the
 --   jobs processing (hash `limits:running`, given back by drop_lease); starts are a
 --   sliding log per limit (zset `limits:rate:<t:type | c:company>`).
 -- Parts in the hash `quarantines` (fleetd.jobs.quarantine) are skipped.
@@ -56,12 +57,13 @@ end
 local now = now_ms()
 promote(queue, delayed, seq_key, pending_idx, retrying_idx, now)
 
--- The limits of a part: a list of {field, concurrency, starts, per ms}, and `held`: the
--- JSON its jobs carry, [[field, concurrency], ...] of the concurrency limits (read back
--- by drop_lease), or nil.
+-- The limits of a part of queue `qname`: a list of {field, concurrency, starts, per ms},
+-- and `held`: the JSON its jobs carry, [[field, concurrency], ...] of the concurrency
+-- limits (read back by drop_lease), or nil.
 local part_limits = {}
-local function limits_of(part, jtype, company)
-  local got = part_limits[part]
+local function limits_of(qname, part, jtype, company)
+  local cached = qname .. '/' .. part
+  local got = part_limits[cached]
   if got then return got end
   got = {}
   if limits then
@@ -69,13 +71,15 @@ local function limits_of(part, jtype, company)
     if t then got[#got + 1] = {'t:' .. jtype, t[1], t[2], t[3]} end
     local c = limits.c
     if c and company ~= '' then got[#got + 1] = {'c:' .. company, c[1], c[2], c[3]} end
+    local q = limits.q and limits.q[qname]
+    if q then got[#got + 1] = {'q:' .. qname, q[1], q[2], q[3]} end
     local held = {}
     for i = 1, #got do
       if got[i][2] > 0 then held[#held + 1] = {got[i][1], got[i][2]} end
     end
     if #held > 0 then got.held = cjson.encode(held) end
   end
-  part_limits[part] = got
+  part_limits[cached] = got
   return got
 end
 
@@ -160,7 +164,7 @@ local jobs = {}
 local deadline = int(now + lease_ms)
 -- Turn numbers for the parts served by this call (one INCRBY for all of them).
 local turn = redis.call('INCRBY', seq_key, count) - count
-local skipped = {}
+local skipped = {}  -- queue name -> {part -> true}
 
 -- Claim job `id` (just taken from its part); false if it was not pending after all.
 local function claim_job(id, lims)
@@ -220,6 +224,12 @@ end
 -- Take jobs from one queue until `upto` jobs are claimed in all (or it has none to give).
 local function serve(qname, upto)
   local index = queue_index(queue, qname)
+  -- Parts this claim skips in this queue (a queue's own limit makes it per queue).
+  local skip = skipped[qname]
+  if not skip then
+    skip = {}
+    skipped[qname] = skip
+  end
   for _ = 1, MAX_SCANS do
     if #jobs >= upto then break end
     -- The parts of the best priority that this daemon may serve now, in turn order, a
@@ -236,15 +246,15 @@ local function serve(qname, upto)
           -- to its part, keeping its place (its score); the next scan sees the part.
           adopt(part, idx[i + 1])
           adopted = true
-        elseif not skipped[part] then
+        elseif not skip[part] then
           local jtype, company = split_part(part)
-          local lims = limits_of(part, jtype, company)
+          local lims = limits_of(qname, part, jtype, company)
           if (handles == nil or handles[jtype]) and not (held_parts and held_parts[part])
               and (#lims == 0 or room(lims) > 0) then
             band = b
             turns[#turns + 1] = {part, lims, company}
           else
-            skipped[part] = true
+            skip[part] = true
           end
         end
       end
@@ -276,7 +286,7 @@ local function serve(qname, upto)
       local pk = part_key(part, qname)
       if #lims > 0 then want = math.min(want, room(lims)) end
       if want <= 0 then
-        skipped[part] = true
+        skip[part] = true
         return false
       end
       local ids = redis.call('ZRANGEBYSCORE', pk, '-inf', below, 'LIMIT', 0, want)
