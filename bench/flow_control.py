@@ -19,6 +19,8 @@ Phases:
 - `drain_queues`: the same N jobs spread over 3 named queues (`default`, `mail`,
   `bulk`), the daemon serving all three in strict order (`[worker] queues`): what a
   claim walking 3 queue indexes (and the paused-set check per queue) costs per job;
+- `drain_queue_limits`: drain_queues with a `[limits] queues` entry per queue that never
+  binds (100000 running, 10^6 starts per 1 s each): what a queue's own limit costs;
 - `fair`: company A's backlog (50,000 noop) drains while company B enqueues one job every
   100 ms; B's wait (`started_at - created_at`, Redis ms) as p50/p99/max, and how many of
   A's jobs were still pending when B's last job started (a FIFO queue would make B wait
@@ -70,6 +72,8 @@ LOOSE = LimitsConfig(
     company_rate="1000000/1s",
 )
 BOUND = LimitsConfig(company_concurrency=CONCURRENCY // COMPANIES)
+QUEUES = ("default", "mail", "bulk")
+LOOSE_QUEUES = LimitsConfig(queues=tuple(f"{q}=100000,1000000/1s" for q in QUEUES))
 B_EVERY = 0.1
 TIMEOUT = 300.0
 
@@ -237,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument(
         "--phases",
-        default="drain_plain,drain_limits,drain_bound,drain_quarantined,drain_queues,fair,wait",
+        default="drain_plain,drain_limits,drain_bound,drain_quarantined,drain_queues,"
+        "drain_queue_limits,fair,wait",
         help="comma-separated",
     )
     args = p.parse_args(argv)
@@ -260,12 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates["drain_quarantined"] = drain(
                     url, work / "state", n, "drain_quarantined", None, held=True
                 )
-        if "drain_queues" in phases:
-            with fresh_server(work / "drain_queues") as url:
-                rates["drain_queues"] = drain(url, work / "state", n, "drain_queues", None,
-                                              ("default", "mail", "bulk"))  # fmt: skip
+        for name, limits in (("drain_queues", None), ("drain_queue_limits", LOOSE_QUEUES)):
+            if name in phases:
+                with fresh_server(work / name) as url:
+                    rates[name] = drain(url, work / "state", n, name, limits, QUEUES)
         if rates.get("drain_plain"):
-            for name in ("drain_limits", "drain_bound", "drain_quarantined", "drain_queues"):
+            for name in ("drain_limits", "drain_bound", "drain_quarantined", "drain_queues",
+                         "drain_queue_limits"):  # fmt: skip
                 if rates.get(name):
                     goal = "" if name == "drain_queues" else "; goal >= 70"
                     emit(f"{name}_share", 100 * rates[name] / rates["drain_plain"], "%",
