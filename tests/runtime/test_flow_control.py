@@ -5,7 +5,9 @@
   with the handler runs them all — no job of that type fails.
 - A global concurrency limit across 3 daemons holds exactly while one is SIGKILLed
   mid-run: a sampler never sees more jobs of the type running than the limit, and the
-  dead daemon's slot comes back when its lease is reaped.
+  dead daemon's slot comes back when its lease is reaped; the same for a named queue's
+  own limit.
+- Fair share on a running daemon: another company's jobs overtake a 5,000-job backlog.
 """
 
 from __future__ import annotations
@@ -149,3 +151,32 @@ def test_a_concurrency_limit_holds_across_three_daemons_and_a_sigkill(
     assert client.hget(engine.keys.limits_running, field) in (None, "0")
     s = stats(engine)
     assert (s["completed"], s["failed"], s["pending"], s["processing"]) == (24, 0, 0, 0)
+
+
+@pytest.mark.slow
+def test_a_companys_jobs_overtake_another_companys_backlog_while_it_drains(
+    config: Config, engine: Engine, fleet: Fleet
+) -> None:
+    """Company A's 5,000 pending jobs drain on a real daemon while company B enqueues
+    one job every 200 ms: each of B's jobs starts before the jobs of A's backlog that
+    were waiting when it came (a FIFO queue would start it after all of them). No
+    timing is asserted; bench/flow_control.py measures B's wait (`fair`)."""
+    backlog = enqueue(engine, [{"type": "noop", "company_id": "A",
+                                "data": {"sleep_ms": 5}}] * 5000)  # fmt: skip
+    fleet.start(fleetd_env(config) | settings(worker_concurrency=10), name="d")
+    wait_for(lambda: stats(engine)["completed"] > 0, 30, "the first job of A", fleet.tails)
+    b_jobs = []
+    for _ in range(5):
+        b_jobs += enqueue(engine, [{"type": "noop", "company_id": "B"}])
+        time.sleep(0.2)
+    wait_for(lambda: stats(engine)["completed"] == 5005, 120, "every job", fleet.tails)
+    a_started = sorted(j.started_at_ms for j in jobs_of(engine, backlog) if j.started_at_ms)
+    assert len(a_started) == 5000
+    for b in jobs_of(engine, b_jobs):
+        assert b.started_at_ms is not None
+        waiting = [t for t in a_started if t > b.created_at_ms]  # A's jobs still pending then
+        overtaken = [t for t in waiting if t > b.started_at_ms]
+        # B's job went out with one of the next claims: at most a claim's worth of A's
+        # jobs (claim_batch 100 per fetcher) started between its enqueue and its start.
+        assert len(waiting) - len(overtaken) <= 200, (len(waiting), len(overtaken))
+        assert len(overtaken) > 0  # it did not wait for the backlog to drain
