@@ -108,6 +108,17 @@ def test_a_company_with_more_job_types_gets_no_more_turns(engine: Engine) -> Non
     assert len([j for j in six if j in b]) == 3
 
 
+def test_a_part_served_until_its_limit_filled_goes_behind_too(engine: Engine) -> None:
+    limited = engine.scripts.for_claims(None, Limits({"noop": Limit(concurrency=2)}).encode())
+    a = enqueue(engine, [{"type": "noop", "company_id": "A"}] * 5)
+    b = enqueue(engine, [{"type": "email_notification", "data": EMAIL, "company_id": "B"}] * 5)
+    got = claim(limited, engine, 5)  # A's noop stops at its limit (2), B takes the rest
+    assert sorted(j.id for j in got) == sorted(a[:2] + b[:3])
+    complete(engine, [j for j in got if j.id in a])  # the limit has room again
+    # A was served in that claim: its part went behind B's, though its limit was full.
+    assert [j.id for j in claim(limited, engine, 1)] == [b[3]]
+
+
 def test_round_robin_within_a_priority_strict_priority_across(engine: Engine) -> None:
     a = enqueue(engine, [{"type": "noop", "company_id": "A"}] * 3)
     b = enqueue(engine, [{"type": "noop", "company_id": "B"}] * 3)

@@ -192,7 +192,7 @@ end
 -- New turns, behind every part of the priority `band`, for the parts still of that
 -- priority of the companies a scan served (`groups`, in the order first served: each
 -- {parts = its parts left, served = set of those that gave jobs, order = them in the
--- order they first did}). The first company served goes last, and within a company the
+-- order they first did, full = those served whose limits then filled}). The first company served goes last, and within a company the
 -- parts it did not serve go first and the first part served goes last: one claim's
 -- rounding favours the first in turn, so the next claim starts with the next.
 local function rotated(list, i)
@@ -209,6 +209,7 @@ local function refile(index, band, groups)
       left[p[1]] = true
       if not g.served[p[1]] then order[#order + 1] = p[1] end
     end
+    for _, p in ipairs(g.full) do left[p[1]] = true end
     for j = 2, #g.order + 1 do
       local part = rotated(g.order, j)
       if left[part] then order[#order + 1] = part end
@@ -272,8 +273,8 @@ local function serve(qname, upto)
       local g = by_company[p[3]]
       if not g then
         -- parts: its parts still of this priority; served: set and order of those
-        -- that gave jobs
-        g = {parts = {}, served = {}, order = {}}
+        -- that gave jobs; full: those served whose limits then filled
+        g = {parts = {}, served = {}, order = {}, full = {}}
         by_company[p[3]] = g
         live[#live + 1] = g
       end
@@ -325,7 +326,11 @@ local function serve(qname, upto)
               g.served[p[1]] = true
               g.order[#g.order + 1] = p[1]
             end
-            if stays then keep[#keep + 1] = p end
+            if stays then
+              keep[#keep + 1] = p
+            elseif skip[p[1]] and g.served[p[1]] then
+              g.full[#g.full + 1] = p  -- served, then its limit filled: refiled too
+            end
             left = left - (#jobs - taken)
           end
         end
