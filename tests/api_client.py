@@ -128,10 +128,18 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, roles=tuple(roles)))
     daemon = Daemon(cfg, registry=registry)
+    # A test's failure inside stops the daemon as usual, then is raised: leaving the
+    # nursery with it would cancel a worker daemon, which then hung waiting on its jobs.
+    failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         assert daemon.http is not None
         base = daemon.http.urls[0]
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            yield Api(daemon, client, auth(company_id))
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                yield Api(daemon, client, auth(company_id))
+        except Exception as exc:
+            failure = exc
         daemon.request_stop()
+    if failure is not None:
+        raise failure

@@ -7,11 +7,13 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
   bypassed job is not critical, or when this daemon has no worker role to run it;
 - Redis up: a bypass is stored claimed by this daemon and started at once (201; or
   enqueued as usual when every critical slot is busy, or before the pool has started,
-  or when something a claim obeys holds its job: a `[limits]` limit of its type or
-  company, a company quota at the door, its part quarantined, its queue paused — a
-  bypass skips the claim, so it must not skip what the claim enforces, or one company
-  could run past its limits in the slots every company's critical work shares);
-  a fallback changes nothing;
+  or when something a claim obeys holds its job — a bypass skips the claim, so it must
+  not skip what the claim enforces, or one company could run past its limits in the
+  slots every company's critical work shares: a `[limits]` limit of its type,
+  company or queue and a company quota at the door are config, checked here (`_held`); its
+  part quarantined and its queue paused are checked by land.lua itself, atomically
+  with storing it, which then stores nothing (fleetd.runtime.inline); a fallback
+  changes nothing;
 - the queue unavailable (Redis known away — its last call failed — or this daemon's
   spool not emptied within `[http] redis_timeout`, fleetd.spool.service): the
   job runs here, within its time limit, is spooled finished and answered 200 with its
@@ -30,12 +32,10 @@ from fleetd.api.context import enqueue_rows, principal, redis, spool_clear, stat
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import InlineEnqueueRequest
 from fleetd.backend.codec import JobRow
-from fleetd.backend.redis_link import RedisUnavailable, SyncClient
-from fleetd.config.queue_section import DEFAULT_QUEUE
+from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.jobs.contract import allows_sync_fallback
 from fleetd.jobs.fields import Priority
 from fleetd.jobs.model import ValidationError as Invalid
-from fleetd.jobs.parts import part_name
 from fleetd.jobs.queue import EnqueueResult
 from fleetd.spool.file import SpoolError
 from fleetd.spool.finished import Finished
@@ -80,12 +80,13 @@ async def enqueue_inline(
         raise ApiError.unavailable("this API cannot run jobs inline")
     spool = st.spool
     try:
-        if req.bypass and not st.link.down and inline.pool is not None and not await _held(row):
+        if req.bypass and not st.link.down and inline.pool is not None and not _held(row):
             result = await inline.bypass(row)
             if result is not None:
                 ran = "" if result.duplicate else "bypass"
                 return result, _answer(result, None, ran), 200 if result.duplicate else 201
-            # Every critical slot is busy: queued as any critical job (claimed next).
+            # Every critical slot is busy, or land.lua held it (quarantined, paused):
+            # queued as any critical job (claimed next, under what the claim enforces).
             return await _queued(row)
         if not st.link.down and (spool is None or await spool_clear(spool)):
             [result] = await redis(lambda c: st.ops.enqueue_rows(c, [row]))
@@ -109,26 +110,15 @@ async def enqueue_inline(
     return result, _answer(result, done, "bypass" if req.bypass else "sync"), 200
 
 
-async def _held(row: JobRow) -> bool:
-    """Whether a claim would have to check something for `row` before starting it: then
-    it is not bypassed but enqueued as usual (the quota at the door, the claim's limits,
-    quarantine and pause apply). Limits are config; quarantine and pause one Redis hop."""
+def _held(row: JobRow) -> bool:
+    """Whether the config says a claim would have to check something for `row` before
+    starting it (a `[limits]` limit of its type, company or queue, a company quota at
+    the door): then it is not bypassed but enqueued as usual. No Redis call: quarantine and
+    pause are land.lua's to check, in the same script that would store the job."""
     limits = state().config.limits.build()
-    if limits.for_job(row.type, row.company_id):
+    if limits.for_job(row.type, row.company_id, row.queue):
         return True
-    if row.company_id and (limits.max_pending or limits.enqueue.starts):
-        return True
-    keys = state().ops.keys
-    part = part_name(row.type, row.company_id)
-
-    def read(client: SyncClient) -> bool:
-        pipe = client.pipeline(transaction=False)
-        pipe.hexists(keys.quarantines, part)
-        pipe.sismember(keys.queues_paused, row.queue or DEFAULT_QUEUE)
-        quarantined, paused = pipe.execute()
-        return bool(quarantined) or bool(paused)
-
-    return await redis(read)
+    return bool(row.company_id) and bool(limits.max_pending or limits.enqueue.starts)
 
 
 async def _queued(row: JobRow) -> tuple[EnqueueResult, dict[str, Any], int]:

@@ -39,7 +39,7 @@ _NAMES = (
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume", "wf_prune",
     # Templates (fleetd.templates.store).
     "template_save",
-    # Jobs claimed at once or landed finished (fleetd.runtime.landing).
+    # Jobs claimed at once or landed finished (fleetd.runtime.inline, fleetd.spool.finished).
     "land",
     # Quarantines (typed methods in fleetd.jobs.quarantine).
     "quarantine_count", "quarantine_release",

@@ -13,10 +13,12 @@ Owns `InlineJobs`, one per API process:
   renewed, a cancel stops it, a failure is retried per policy, its outcome is written
   by the pool's batcher. At most `[worker] critical_slots` bypassed jobs run at once,
   beside the pool's own slots; past that a bypass is enqueued as usual (critical, so
-  claimed next). Only on a daemon with the worker role (`attach`). On a direct Redis
-  URL land.lua is sent from the trio thread (fleetd.backend.native_lane: no thread
-  hop, ~0.7 ms of the start latency on the 2-core box); Sentinel, Cluster, TLS and a
-  script Redis forgot (NOSCRIPT) go through the link's worker thread.
+  claimed next) — and so is one land.lua holds (its part quarantined, its queue
+  paused: checked in the script that would store it, and the slot given back). Only
+  on a daemon with the worker role (`attach`). On a direct Redis URL land.lua is sent
+  from the trio thread (fleetd.backend.native_lane: no thread hop, ~0.7 ms of the
+  start latency on the 2-core box); Sentinel, Cluster, TLS and a script Redis forgot
+  (NOSCRIPT) go through the link's worker thread.
 `run_blocking` is the sync fallback of the CLI and fleetd.client: the job runs in the
 calling process and is spooled finished in the state directory's spool.
 Both start the handler without waiting for a claim; inline runs share one JobRunner
@@ -52,7 +54,7 @@ from fleetd.runtime.outcomes import with_run_facts
 from fleetd.runtime.running import JobRunner, Running
 from fleetd.runtime.worker import WorkerPool
 from fleetd.spool.file import SpoolError, SpoolFull
-from fleetd.spool.finished import Finished, finished_encoder, land, land_keys, landed
+from fleetd.spool.finished import Finished, Landing, finished_encoder, land, land_keys, landed
 from fleetd.spool.outage import may_have_run, spool_rows, spooled_results
 from fleetd.spool.service import DaemonSpool
 
@@ -123,7 +125,8 @@ class InlineJobs:
 
     async def bypass(self, row: JobRow) -> EnqueueResult | None:
         """Store `row` claimed by this daemon and start it now; None when every critical
-        slot is busy (enqueue it as usual). Raises RedisUnavailable."""
+        slot is busy or land.lua held it (its part quarantined or its queue paused:
+        nothing stored): enqueue it as usual. Raises RedisUnavailable."""
         pool = self.pool
         assert pool is not None
         if not self.free_slot():
@@ -131,12 +134,16 @@ class InlineJobs:
         token = f"{pool.daemon_id}:bypass:{next(self._tokens)}"
         self._bypassing.add(row.id)  # the slot is taken from here on
         try:
-            stored, job_id, status, created = await self._land_now(row, token, pool.daemon_id)
+            got = await self._land_now(row, token, pool.daemon_id)
         except BaseException:
             self._bypassing.discard(row.id)
             raise
-        if not stored:  # its idempotency key's job, or the id is there already
+        job_id, status, created = got.job_id, got.status, got.created_ms
+        if not got.stored:
             self._bypassing.discard(row.id)
+            if got.held:  # a claim would not start it now: nothing was stored
+                return None
+            # Its idempotency key's job, or the id is there already.
             return EnqueueResult(job_id, status, created, duplicate=True)
         entry = Running(
             _claimed(row, created_ms=created, token=token), claimed_at=trio.current_time()
@@ -169,7 +176,7 @@ class InlineJobs:
         finally:
             self._bypassing.discard(job_id)
 
-    async def _land_now(self, row: JobRow, token: str, worker: str) -> tuple[bool, str, str, int]:
+    async def _land_now(self, row: JobRow, token: str, worker: str) -> Landing:
         """land.lua storing `row` claimed by `worker`: from the trio thread on a direct
         server, else (or when Redis forgot the script) through the link's thread."""
         if self._lane is None and NativeLane.supports(self.link.url):
@@ -195,9 +202,7 @@ class InlineJobs:
         if self._lane is not None:
             self._lane.close()
 
-    def _land_claimed(
-        self, client: SyncClient, *, row: JobRow, token: str, worker: str
-    ) -> tuple[bool, str, str, int]:
+    def _land_claimed(self, client: SyncClient, *, row: JobRow, token: str, worker: str) -> Landing:
         return land(
             client, self.scripts, encode_row(row), "processing", [self._lease_ms, token, worker]
         )

@@ -7,7 +7,8 @@ true`) that finds Redis away runs inline on the process that received it
 (fleetd.spool.replay) stores it through land.lua as a finished job, never as a pending
 one: it reaches Redis completed (or failed) and never runs again. Owns that row format
 (`finished_encoder`, `finished_of`) and `land_finished`, the one land.lua call of a
-replay; `land` is the typed method of land.lua for both its modes.
+replay; `land` is the typed method of land.lua for both its modes, `Landing` its reply
+(a bypass's may be `held`: not stored, to be enqueued as usual).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleetd.backend.codec import JobRow, encode_row
 from fleetd.backend.redis_link import SyncClient
@@ -23,10 +24,13 @@ from fleetd.backend.scripts import Scripts
 from fleetd.jobs.status import JobStatus
 
 __all__ = [
-    "Finished", "finished_encoder", "finished_of", "land", "land_finished", "land_keys", "landed",
+    "Finished", "Landing", "finished_encoder", "finished_of", "land", "land_finished",
+    "land_keys", "landed",
 ]  # fmt: skip
 
 FINISHED = "finished"
+# land.lua's first reply element for a bypass a claim would hold (see Landing).
+HELD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,23 @@ def finished_of(text: str) -> Finished | None:
         return None
 
 
+class Landing(NamedTuple):
+    """land.lua's reply. Not `stored` when the id is there already or the idempotency key
+    names another job (that one is answered: `job_id`, `status`, `created_ms`), or, in
+    mode `processing`, when the job is `held`: a claim would not start it now (`held`
+    says why: `quarantined`, `paused`) and nothing was written — enqueue it as usual."""
+
+    stored: bool
+    job_id: str
+    status: str
+    created_ms: int
+    held: str = ""
+
+
 def land(
     client: SyncClient, scripts: Scripts, row_text: str, mode: str, args: Sequence[Any]
-) -> tuple[bool, str, str, int]:
-    """land.lua: (stored, job id, status, created ms); not stored when the id is there
-    already or the idempotency key names another job (that one is answered)."""
+) -> Landing:
+    """land.lua in `mode` (processing, completed, failed) with that mode's `args`."""
     return landed(scripts.call(client, "land", land_keys(scripts), [row_text, mode, *args]))
 
 
@@ -77,9 +93,12 @@ def land_keys(scripts: Scripts) -> list[str]:
             keys.events]  # fmt: skip
 
 
-def landed(reply: Any) -> tuple[bool, str, str, int]:
-    """land.lua's reply read: (stored, job id, status, created ms)."""
-    return bool(int(reply[0])), str(reply[1]), str(reply[2]), int(reply[3])
+def landed(reply: Any) -> Landing:
+    """land.lua's reply read (whichever client sent it)."""
+    code, job_id, status, created = int(reply[0]), str(reply[1]), str(reply[2]), int(reply[3])
+    if code == HELD:
+        return Landing(False, job_id, "", created, held=status)
+    return Landing(code == 1, job_id, status, created)
 
 
 def land_finished(
@@ -90,8 +109,8 @@ def land_finished(
     event: dict[str, Any] = {"duration_ms": done.elapsed_ms, "attempt": 1, "inline": True}
     if done.status != "completed":
         event["error"] = done.error
-    stored, job_id, _, _ = land(client, scripts, row_text, done.status, [
+    got = land(client, scripts, row_text, done.status, [
         done.worker, created_ms, done.started_at, done.finished_at, outcome or "{}",
         json.dumps(event, separators=(",", ":")),
     ])  # fmt: skip
-    return stored, job_id
+    return got.stored, got.job_id

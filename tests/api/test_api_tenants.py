@@ -223,3 +223,26 @@ async def test_a_bypass_runs_past_no_limit_a_claim_enforces(config: Config) -> N
                 await api.wait_status(job_id, "cancelled")
     if failure is not None:
         raise failure
+
+
+async def test_a_bypass_does_not_run_past_its_queues_limit(config: Config) -> None:
+    cfg = api_config(config)
+    cfg = dataclasses.replace(
+        cfg,
+        limits=LimitsConfig(queues=("default=1",)),
+        worker=dataclasses.replace(cfg.worker, concurrency=4, critical_slots=2),
+    )
+    job = {"type": "noop", "priority": "critical", "bypass": True}
+    async with running_api(cfg, roles=("api", "worker")) as api:
+        # mail has no limit: bypassed (this also shows the daemon's pool takes bypasses).
+        with trio.fail_after(10):
+            while True:
+                r = await api.post(f"{PREFIX}/enqueue", json={**job, "queue": "mail"})
+                assert r.status_code == 201, r.text
+                if r.json().get("ran") == "bypass":
+                    break
+                await trio.sleep(0.05)  # the pool had not started yet: enqueued as usual
+        r = await api.post(f"{PREFIX}/enqueue", json=job)
+        assert r.status_code == 201, r.text
+        assert "ran" not in r.json(), r.text  # enqueued as usual: under the queue's limit
+        await api.wait_status(r.json()["job_id"], "completed")

@@ -13,6 +13,13 @@
 -- Returns {1, id, status, created ms} when stored; {0, id, status, created ms} when the
 -- job id is stored already (a replay sent twice) or its company's idempotency key names
 -- another job (that job): nothing is written then.
+-- processing only: {2, id, why, now ms} when a claim would not start the job now (the
+-- caller enqueues it as usual, fleetd.api.fallback): why = 'quarantined' (its part,
+-- _lib.lua part_of, is in the hash `quarantines`) or 'paused' (its queue — the row's
+-- `queue`, absent or '' = `default` — is in the set `queues:paused`). Checked after
+-- the two answers above, before anything is written: nothing is (no job hash, no
+-- lease, no event, no idempotency key), so the enqueue that follows owns the key. One
+-- script, so a pause or quarantine that lands before it is always seen.
 local leases, completed_idx, failed_idx, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local row, mode = decode_row(ARGV[3]), ARGV[4]
 local now = now_ms()
@@ -20,15 +27,28 @@ local id = row.id
 local k = job_key(id)
 local landed = redis.call('HMGET', k, 'status', 'created_at')
 if landed[1] then return {0, id, landed[1], landed[2] or now} end
+local ikey = nil
 if row.idempotency_key then
-  local ikey = idem_key(row.company_id, row.idempotency_key)
+  ikey = idem_key(row.company_id, row.idempotency_key)
   local existing = redis.call('GET', ikey)
   if existing then
     local h = redis.call('HMGET', job_key(existing), 'status', 'created_at')
     return {0, existing, h[1] or 'pending', h[2] or now}
   end
-  redis.call('SET', ikey, id)
 end
+if mode == 'processing' then
+  -- What claim.lua would hold the job for (limits are the caller's: config).
+  local part = part_of(row.type, row.company_id)
+  if redis.call('HEXISTS', PREFIX .. 'quarantines', part) == 1 then
+    return {2, id, 'quarantined', now}
+  end
+  local jq = row.queue
+  if is_default_queue(jq) then jq = 'default' end
+  if redis.call('SISMEMBER', PREFIX .. 'queues:paused', jq) == 1 then
+    return {2, id, 'paused', now}
+  end
+end
+if ikey then redis.call('SET', ikey, id) end
 local created = now
 if mode ~= 'processing' then created = tonumber(ARGV[6]) end
 local f = store_row(row, created)
