@@ -303,6 +303,9 @@ class QueueFigures(Body):
     """jobs failed for good in the last hour"""
     throughput: float
     """jobs finished (completed or failed) per minute over the last 5 minutes"""
+    limit: str | None
+    """the queue's own limit across all daemons ([limits] queues), e.g. "4 running, 600
+    starts per 60s"; null: none"""
 
 
 class QueueList(Body):

@@ -60,7 +60,8 @@ async def list_queues() -> Any:
         daemons = state().ops.daemons(client)
         served = [q for d in daemons for q in served_by(d)]
         names = known_queues(client, keys, [*also, *served])
-        return [f.to_dict() for f in queue_figures(client, keys, names, daemons)]
+        limits = state().config.limits.build().queues
+        return [f.to_dict() for f in queue_figures(client, keys, names, daemons, limits)]
 
     return jsonify({"queues": await redis(read)})
 

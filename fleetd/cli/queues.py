@@ -53,7 +53,8 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
         def read(c: SyncClient) -> list[QueueFigures]:
             daemons = engine.ops.daemons(c)
             served = [q for d in daemons for q in served_by(d)]
-            return queue_figures(c, keys, known_queues(c, keys, [*also, *served]), daemons)
+            names = known_queues(c, keys, [*also, *served])
+            return queue_figures(c, keys, names, daemons, cfg.limits.build().queues)
 
         figures = engine.link.run_sync(read)
         if a.json:
@@ -64,7 +65,8 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
                 served = f"{len(f.daemons)} daemon(s)" if f.daemons else "NO DAEMON"
                 print(f"{f.name:<20} {state:<7} {served:<12} ready {f.ready}  "
                       f"waiting {f.waiting}  processing {f.processing}  completed "
-                      f"{f.completed}  failed {f.failed} (1h)  {f.throughput:g}/min")  # fmt: skip
+                      f"{f.completed}  failed {f.failed} (1h)  {f.throughput:g}/min"
+                      + (f"  limit {f.limit}" if f.limit else ""))  # fmt: skip
         return 0
     pause = a.queues_command == "pause"
     action = Action.QUEUE_PAUSE if pause else Action.QUEUE_RESUME

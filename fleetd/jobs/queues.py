@@ -22,6 +22,7 @@ from typing import Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
+from fleetd.config.limit_sections import Limit
 from fleetd.config.queue_section import (
     DEFAULT_QUEUE,
     Served,
@@ -116,13 +117,14 @@ class QueueFigures:
     completed: int = 0  # over the last FIGURES_MINUTES
     failed: int = 0  # for good (retries left: not counted), over the last FIGURES_MINUTES
     throughput: float = 0.0  # jobs finished per minute over the last THROUGHPUT_MINUTES
+    limit: str | None = None  # its [limits] queues entry, described; None: no limit
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "paused": self.paused, "ready": self.ready,
             "waiting": self.waiting, "processing": self.processing,
             "daemons": list(self.daemons), "completed": self.completed,
-            "failed": self.failed, "throughput": self.throughput,
+            "failed": self.failed, "throughput": self.throughput, "limit": self.limit,
         }  # fmt: skip
 
 
@@ -161,8 +163,10 @@ def queue_figures(
     keys: Keys,
     names: Sequence[str],
     daemons: Sequence[Mapping[str, Any]] = (),
+    limits: Mapping[str, Limit] | None = None,
 ) -> list[QueueFigures]:
-    """Per queue: the live worker daemons of `daemons` serving it; ready (from its
+    """Per queue: its limit of `limits` (`[limits] queues`), described; the live worker
+    daemons of `daemons` serving it; ready (from its
     parts), waiting and processing (the queue field of each delayed and running job: a
     read of every such job, so an admin's reading, not a hot path); completed, failed
     and throughput (`_finished`). Counts every company's jobs."""
@@ -187,5 +191,6 @@ def queue_figures(
         out.append(QueueFigures(
             n, n in paused, ready[n], counted[n]["waiting"], counted[n]["processing"],
             tuple(serving(daemons, n)), done.get("ok", 0), done.get("fail", 0),
-            round(done.get("recent", 0) / span, 2)))  # fmt: skip
+            round(done.get("recent", 0) / span, 2),
+            (limits[n].describe() or None) if limits and n in limits else None))  # fmt: skip
     return out

@@ -60,7 +60,8 @@ export class DaemonsView {
 
 // Named queues: paused or active, the live worker daemons serving each (none: its jobs
 // wait, the unserved_queue alert), their jobs, those completed and failed in the last
-// hour, the throughput (finished per minute over 5 minutes), and a button to pause or
+// hour, the throughput (finished per minute over 5 minutes), the queue's own limit under
+// its processing count ([limits] queues), and a button to pause or
 // resume one on every daemon (POST /api/v1/admin/queues/{name}/pause|resume, audited).
 DaemonsView.prototype.renderQueues = function renderQueues(queues) {
   fill($("#queues-body"), queues.map((q) => {
@@ -83,7 +84,8 @@ DaemonsView.prototype.renderQueues = function renderQueues(queues) {
         daemons.length ? fmtNumber(daemons.length) : h("span", { class: "tag bad" }, "none")),
       h("td", { class: "num" }, fmtNumber(q.ready)),
       h("td", { class: "num" }, fmtNumber(q.waiting)),
-      h("td", { class: "num" }, fmtNumber(q.processing)),
+      h("td", { class: "num", "data-processing": "" }, fmtNumber(q.processing),
+        q.limit ? h("div", { class: "muted small", "data-limit": "" }, `limit ${q.limit}`) : null),
       h("td", { class: "num", "data-completed": "" }, fmtNumber(q.completed)),
       h("td", { class: "num", "data-failed": "" }, fmtNumber(q.failed)),
       h("td", { class: "num", "data-throughput": "" }, `${q.throughput}/min`),

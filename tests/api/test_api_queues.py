@@ -4,12 +4,14 @@ admins only, audited), bad names answered 400/422 with their field."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import trio
 from api_client import PREFIX, api_config, auth, running_api
 
 from fleetd.config import Config
+from fleetd.config.limit_sections import LimitsConfig
 
 QUEUES = "/api/v1/admin/queues"
 
@@ -25,7 +27,8 @@ async def audit_actions(api: Any) -> list[tuple[str, str | None, str]]:
 
 
 async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None:
-    async with running_api(api_config(config)) as api:
+    cfg = dataclasses.replace(api_config(config), limits=LimitsConfig(queues=("bulk=4,600/1m",)))
+    async with running_api(cfg) as api:
         sent = await api.enqueue({"type": "noop", "queue": "bulk", "company_id": "acme"})
         r = await api.get(f"{PREFIX}/{sent['job_id']}")
         assert r.json()["job"]["queue"] == "bulk"
@@ -52,8 +55,9 @@ async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None
         assert figures["bulk"] == {
             "name": "bulk", "paused": False, "ready": 1, "waiting": 0, "processing": 0,
             "daemons": [], "completed": 0, "failed": 0, "throughput": 0.0,
+            "limit": "4 running, 600 starts per 60s",
         }  # fmt: skip
-        assert figures["default"]["ready"] == 1
+        assert figures["default"]["ready"] == 1 and figures["default"]["limit"] is None
 
         r = await api.post(f"{QUEUES}/bulk/pause")
         assert r.json() == {"name": "bulk", "paused": True, "changed": True}

@@ -1,8 +1,8 @@
 """The dashboard in a real browser (tests/browser.py): the Daemons page lists the named
-queues with their ready jobs, and its Pause / Resume buttons pause and resume a queue
-on every daemon (what `GET /api/v1/admin/queues` then answers); after a workload over
-two queues each row shows the daemons serving it (none for an unserved queue), its
-jobs completed and failed in the last hour and its throughput."""
+queues with their ready jobs and their own limits, and its Pause / Resume buttons pause
+and resume a queue on every daemon (what `GET /api/v1/admin/queues` then answers); after
+a workload over two queues each row shows the daemons serving it (none for an unserved
+queue), its jobs completed and failed in the last hour and its throughput."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_daemons_page_lists_queues_and_pauses_one(
 ) -> None:
     from playwright.sync_api import expect
 
-    env = fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET}
+    env = fleetd_env(config) | {"FLEETD_AUTH_SECRET": SECRET} | settings(limits_queues="bulk=4")
     fleet.start(env, "--roles", "api")  # no worker: the jobs stay ready
     url = fleet.api_url(Path(config.state_dir))
     admin = token(subject="ops@fleet", ttl=600)
@@ -45,6 +45,7 @@ def test_daemons_page_lists_queues_and_pauses_one(
             row = page.locator("#queues-body tr[data-queue='bulk']")
             expect(row).to_contain_text("active")
             expect(row.locator("td.num").first).to_have_text("3")
+            expect(row.locator("[data-limit]")).to_have_text("limit 4 running")
             expect(page.locator("#queues-body tr[data-queue='default']")).to_have_count(1)
             row.locator("button[data-queue-action='pause']").click()
             expect(row).to_contain_text("paused")

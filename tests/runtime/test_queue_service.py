@@ -81,6 +81,10 @@ def test_a_job_of_an_unserved_queue_is_named_until_a_daemon_serves_it(
     lines = {line.split()[0]: line for line in text.stdout.splitlines()}
     assert "NO DAEMON" in lines["bulk"] and "ready 1 " in lines["bulk"], text.stdout
     assert "1 daemon(s)" in lines["mail"], text.stdout
+    assert "limit" not in lines["bulk"]
+    limited = run_cli(env | settings(limits_queues="bulk=2"), "queues", "list").stdout
+    [line] = [ln for ln in limited.splitlines() if ln.startswith("bulk ")]
+    assert line.endswith("  limit 2 running"), limited
 
     # Named to sort after `d`, which stays the alerts' leader (the smallest live id)
     # and so writes the resolve of the raise it wrote.
