@@ -192,9 +192,10 @@ end
 -- New turns, behind every part of the priority `band`, for the parts still of that
 -- priority of the companies a scan served (`groups`, in the order first served: each
 -- {parts = its parts left, served = set of those that gave jobs, order = them in the
--- order they first did, full = those served whose limits then filled}). The first company served goes last, and within a company the
--- parts it did not serve go first and the first part served goes last: one claim's
--- rounding favours the first in turn, so the next claim starts with the next.
+-- order they first did, full = those served whose limits then filled}). The first
+-- company served goes last, and within a company the parts it did not serve go first
+-- and the first part served goes last: one claim's rounding favours the first in turn,
+-- so the next claim starts with the next.
 local function rotated(list, i)
   if i > #list then return list[1] end
   return list[i]
