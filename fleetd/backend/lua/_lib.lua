@@ -46,9 +46,9 @@ end
 -- queue_score (strict priority, FIFO within one); the `queue` zset indexes the non-empty
 -- parts, scored (20 - priority of the part's head) * SEQ_SPAN + a turn number (a value of
 -- the seq counter): the lowest score is the part whose turn it is at the highest
--- priority. A part served by a claim takes a new turn number, behind the other parts of
--- its priority: round robin between parts within a priority (fair share between
--- companies), and a claim skips the parts of types its daemon has no handler for or
+-- priority. The parts of a company a claim served take new turn numbers, behind the
+-- other parts of their priority (claim.lua `refile`): round robin between companies
+-- within a priority, then between a company's parts (fair share), and a claim skips the parts of types its daemon has no handler for or
 -- whose limits are full without looking at their jobs. The index score is a hint that
 -- claim.lua corrects when a cancel left it stale. Parts are spelled
 -- `<bytes of type>:<type>:<company>` (no company = ''), so no type and company can

@@ -1,7 +1,7 @@
 -- claim.lua: promote due delayed jobs, then take up to N ready jobs the daemon can run,
--- highest priority first, round robin between parts (a job type and a company: _lib.lua,
--- ready_add) within a priority and FIFO within a part, within the global limits, leasing
--- each to one daemon.
+-- highest priority first, round robin between companies within a priority and between a
+-- company's parts (a job type and a company: _lib.lua, ready_add), FIFO within a part,
+-- within the global limits, leasing each to one daemon.
 --
 -- KEYS[1] queue (the index of parts)  KEYS[2] delayed  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:retrying
