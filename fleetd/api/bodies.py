@@ -306,6 +306,9 @@ class QueueFigures(Body):
     limit: str | None
     """the queue's own limit across all daemons ([limits] queues), e.g. "4 running, 600
     starts per 60s"; null: none"""
+    estimated: bool
+    """waiting and processing are scaled from a random sample of 10,000 jobs (more jobs
+    are delayed or running than that)"""
 
 
 class QueueList(Body):

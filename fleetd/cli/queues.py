@@ -63,8 +63,9 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
             for f in figures:
                 state = "paused" if f.paused else "active"
                 served = f"{len(f.daemons)} daemon(s)" if f.daemons else "NO DAEMON"
+                about = "~" if f.estimated else ""
                 print(f"{f.name:<20} {state:<7} {served:<12} ready {f.ready}  "
-                      f"waiting {f.waiting}  processing {f.processing}  completed "
+                      f"waiting {about}{f.waiting}  processing {about}{f.processing}  completed "
                       f"{f.completed}  failed {f.failed} (1h)  {f.throughput:g}/min"
                       + (f"  limit {f.limit}" if f.limit else ""))  # fmt: skip
         return 0

@@ -77,14 +77,17 @@ DaemonsView.prototype.renderQueues = function renderQueues(queues) {
       this.load();
     });
     const daemons = q.daemons ?? [];
+    // Scaled from a sample when more than 10,000 jobs are delayed or running.
+    const approx = q.estimated ? "≈" : "";
+    const about = q.estimated ? "estimated from a sample of 10,000 jobs" : undefined;
     return h("tr", { "data-queue": q.name },
       h("td", { class: "mono" }, q.name),
       h("td", {}, pill(q.paused ? "paused" : "active")),
       h("td", { "data-daemons": daemons.length, title: daemons.join("\n") },
         daemons.length ? fmtNumber(daemons.length) : h("span", { class: "tag bad" }, "none")),
       h("td", { class: "num" }, fmtNumber(q.ready)),
-      h("td", { class: "num" }, fmtNumber(q.waiting)),
-      h("td", { class: "num", "data-processing": "" }, fmtNumber(q.processing),
+      h("td", { class: "num", "data-waiting": "", title: about }, approx + fmtNumber(q.waiting)),
+      h("td", { class: "num", "data-processing": "", title: about }, approx + fmtNumber(q.processing),
         q.limit ? h("div", { class: "muted small", "data-limit": "" }, `limit ${q.limit}`) : null),
       h("td", { class: "num", "data-completed": "" }, fmtNumber(q.completed)),
       h("td", { class: "num", "data-failed": "" }, fmtNumber(q.failed)),

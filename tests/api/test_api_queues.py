@@ -55,7 +55,7 @@ async def test_queue_on_enqueue_listing_pause_and_resume(config: Config) -> None
         assert figures["bulk"] == {
             "name": "bulk", "paused": False, "ready": 1, "waiting": 0, "processing": 0,
             "daemons": [], "completed": 0, "failed": 0, "throughput": 0.0,
-            "limit": "4 running, 600 starts per 60s",
+            "limit": "4 running, 600 starts per 60s", "estimated": False,
         }  # fmt: skip
         assert figures["default"]["ready"] == 1 and figures["default"]["limit"] is None
 

@@ -19,6 +19,7 @@ from fleetd.analytics.store import read as analytics_read
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config.queue_section import Served, check_queue_name, parse_routes
 from fleetd.engine import Engine
+from fleetd.jobs import queues as queues_module
 from fleetd.jobs.model import EnqueueRequest, JobStatus, ValidationError
 from fleetd.jobs.parts import ready_depth, ready_parts
 from fleetd.jobs.queues import (
@@ -220,3 +221,26 @@ def test_parsing_of_names_routes_and_served_queues() -> None:
     for bad in (["a:1", "b"], ["a:0"], ["a:x"], ["a", "a"], ["A"]):
         with pytest.raises(ValueError):
             Served.parse(bad)
+
+
+def test_queue_figures_count_waiting_and_processing_by_sample_past_a_bound(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SAMPLE delayed (or running) jobs, their queues are read from a random sample
+    scaled to the whole, and the figures say so: a dashboard reading every 10 s does not
+    read a million jobs each time."""
+    client, keys = engine.link.client, engine.keys
+    later = {"type": "noop", "run_at": "2099-01-01T00:00:00Z"}
+    enqueue(engine, [later | {"queue": "bulk"}] * 300 + [later] * 100)
+    exact = {f.name: f for f in queue_figures(client, keys, known_queues(client, keys))}
+    assert (exact["bulk"].waiting, exact["default"].waiting) == (300, 100)
+    assert not exact["bulk"].estimated
+    monkeypatch.setattr(queues_module, "SAMPLE", 100)
+    sampled = {f.name: f for f in queue_figures(client, keys, known_queues(client, keys))}
+    assert sampled["bulk"].estimated and sampled["default"].estimated
+    # 100 of 400 drawn: each share is 300 or 100 give or take; 5 standard deviations.
+    assert abs(sampled["bulk"].waiting - 300) <= 90 and abs(sampled["default"].waiting - 100) <= 90
+    assert abs(sampled["bulk"].waiting + sampled["default"].waiting - 400) <= 2
+    # The default queue alone: the sizes of the zsets, nothing sampled or read.
+    [alone] = queue_figures(client, keys, ["default"])
+    assert (alone.waiting, alone.estimated) == (400, False)

@@ -298,6 +298,7 @@ local function enqueue_one(queue, delayed, pending_idx, events, now, seq, row, b
     f[#f + 1] = 'run_at'; f[#f + 1] = run_at
     redis.call('ZADD', delayed, run_at, id)
     later_add(row.company_id, id, now)
+    note_queue(row.queue)  -- listed (fleetd queues list) before its first job is ready
     evdata = '{"priority":' .. prio .. ',"run_at":' .. run_at .. '}'
   else
     seq = seq + 1
