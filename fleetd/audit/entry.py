@@ -127,6 +127,9 @@ _OUTCOMES = {
     "RedisUnavailable": "redis_unavailable",
     "EncryptionUnavailable": "encryption_unavailable",
     "CliError": "refused",
+    # As the admin API's error codes for them (fleetd.api.errors), whatever the door.
+    "QuotaExceeded": "quota_exceeded",
+    "NotReplicated": "not_replicated",
 }
 
 

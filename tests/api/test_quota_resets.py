@@ -190,6 +190,8 @@ def test_client_reset_and_resume_raise_quota_exceeded(config: Config, engine: En
     assert engine.link.client.hget(engine.keys.workflow(workflow_id), "status") == "failed"
     # Both refusals are in the audit log (written by the client's close).
     entries = [f for _, f in engine.link.client.xrange(engine.keys.audit)]
-    refused = {(e["action"], e["target"]) for e in entries
+    refused = {(e["action"], e["target"], e["outcome"]) for e in entries
                if e["door"] == Door.CLIENT.value and e["outcome"] != "ok"}  # fmt: skip
-    assert refused == {("job.reset", job_id), ("workflow.resume", workflow_id)}
+    # The outcome the admin API records for them too (its error code).
+    assert refused == {("job.reset", job_id, "quota_exceeded"),
+                       ("workflow.resume", workflow_id, "quota_exceeded")}  # fmt: skip
