@@ -105,3 +105,19 @@ def test_a_resumed_workflow_counts_its_nodes_that_wait_again(engine: Engine) -> 
     with_cap(engine, 3)
     with pytest.raises(QuotaExceeded):
         enqueue(engine, "A")
+
+
+def test_entries_that_no_longer_wait_never_refuse_a_company(engine: Engine) -> None:
+    """A version that did not keep `quota:later` (a downgrade, then an upgrade) leaves
+    ids there whose jobs moved on: before refusing, the check drops them."""
+    client = engine.link.client
+    [waiting] = enqueue(engine, "A", later_s=3600)
+    [ready] = enqueue(engine, "A")
+    key = f"{engine.keys.prefix}quota:later:A"
+    client.zadd(key, {ready: 1, "job_gone": 2})  # a ready job (counted in its part), a gone one
+    with_cap(engine, 3)
+    enqueue(engine, "A")  # 1 waiting + 1 ready + 1 = 3: the two stale entries are dropped
+    assert later(engine, "A") == {waiting}
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")  # a real refusal still refuses
+    assert later(engine, "A") == {waiting}

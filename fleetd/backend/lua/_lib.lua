@@ -371,6 +371,28 @@ end
 -- window per company). A refused company is counted in `quota:refused` for the alert.
 -- `per`: company → {n = its jobs in the call, types = set of their types}
 -- (quota_check.lua passes it summed for a call sent in several parts).
+-- Entries of `quota:later:<company>` looked at, oldest first, before a company is
+-- refused for its pending cap (later_heal).
+local HEAL_LIMIT = 1000
+
+-- Entries of a company's `quota:later` that no longer wait — moved on by a version
+-- that did not keep the set (a downgrade, then an upgrade), or whose job is gone — are
+-- removed from its oldest `limit`; returns how many. Run only when the company would be
+-- refused, so a stale entry never refuses work and costs nothing otherwise.
+local function later_heal(company, limit)
+  local key = PREFIX .. 'quota:later:' .. company
+  local gone = {}
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, limit - 1)) do
+    local h = redis.call('HMGET', job_key(id), 'status', 'type', 'queue')
+    if h[1] ~= 'pending'
+        or redis.call('ZSCORE', part_key(part_of(h[2], company), h[3]), id) then
+      gone[#gone + 1] = id
+    end
+  end
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  return #gone
+end
+
 local function quota_verdict(q, per, now)
   local refused, counted = {-1}, {}
   for company, e in pairs(per) do
@@ -386,7 +408,10 @@ local function quota_verdict(q, per, now)
         end
       end
       waiting = waiting + redis.call('ZCARD', PREFIX .. 'quota:later:' .. company)
-      if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
+      if waiting + e.n > q.pending then
+        waiting = waiting - later_heal(company, HEAL_LIMIT)
+        if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
+      end
     end
     local rate_key
     if not why and q.rate[1] > 0 then
