@@ -191,8 +191,8 @@ end
 
 -- New turns, behind every part of the priority `band`, for the parts still of that
 -- priority of the companies a scan served (`groups`, in the order first served: each
--- {parts = its parts left, served = set of those that gave jobs, order = them in the
--- order they first did, full = those served whose limits then filled}). The first
+-- the array of its parts left, with served = set of those that gave jobs, order = them
+-- in the order they first did, full = those served whose limits then filled). The first
 -- company served goes last, and within a company the parts it did not serve go first
 -- and the first part served goes last: one claim's rounding favours the first in turn,
 -- so the next claim starts with the next.
@@ -206,7 +206,7 @@ local function refile(index, band, groups)
   for gi = 2, #groups + 1 do
     local g = rotated(groups, gi)
     local left = {}
-    for _, p in ipairs(g.parts) do
+    for _, p in ipairs(g) do
       left[p[1]] = true
       if not g.served[p[1]] then order[#order + 1] = p[1] end
     end
@@ -273,13 +273,14 @@ local function serve(qname, upto)
     for _, p in ipairs(turns) do
       local g = by_company[p[3]]
       if not g then
-        -- parts: its parts still of this priority; served: set and order of those
-        -- that gave jobs; full: those served whose limits then filled
-        g = {parts = {}, served = {}, order = {}, full = {}}
+        -- Its parts still of this priority, as an array; once it gives jobs (made then:
+        -- most of the companies a claim sees give none), served and order: set and
+        -- order of its parts that did, full: those served whose limits then filled.
+        g = {}
         by_company[p[3]] = g
         live[#live + 1] = g
       end
-      g.parts[#g.parts + 1] = p
+      g[#g + 1] = p
     end
     -- Take up to `want` jobs of part `p`; true if its next head is of this priority
     -- (refile files it then), else it is re-filed at its head's priority or dropped.
@@ -316,32 +317,34 @@ local function serve(qname, upto)
       for _, g in ipairs(live) do
         if #jobs >= upto then break end
         local left = math.ceil((upto - #jobs) / #live)
-        local before, keep = #jobs, {}
-        for i, p in ipairs(g.parts) do
-          if left <= 0 or #jobs >= upto then
-            keep[#keep + 1] = p
-          else
+        local before, n, kept = #jobs, #g, 0
+        for i = 1, n do
+          local p, stays = g[i], true
+          if left > 0 and #jobs < upto then
             local taken = #jobs
-            local stays = take_part(p, math.ceil(left / (#g.parts - i + 1)))
-            if #jobs > taken and not g.served[p[1]] then
+            stays = take_part(p, math.ceil(left / (n - i + 1)))
+            if #jobs > taken and not (g.served and g.served[p[1]]) then
+              if not g.served then g.served, g.order, g.full = {}, {}, {} end
               g.served[p[1]] = true
               g.order[#g.order + 1] = p[1]
             end
-            if stays then
-              keep[#keep + 1] = p
-            elseif skip[p[1]] and g.served[p[1]] then
+            if not stays and skip[p[1]] and g.served and g.served[p[1]] then
               g.full[#g.full + 1] = p  -- served, then its limit filled: refiled too
             end
             left = left - (#jobs - taken)
           end
+          if stays then  -- kept, in order, at the front of the array
+            kept = kept + 1
+            g[kept] = p
+          end
         end
-        g.parts = keep
+        for i = kept + 1, n do g[i] = nil end
         if #jobs > before then
           if not g.took then
             g.took = true
             served_groups[#served_groups + 1] = g
           end
-          if #keep > 0 then still[#still + 1] = g end
+          if kept > 0 then still[#still + 1] = g end
         end
       end
       live = still
