@@ -28,13 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from redis_server import RedisServer
-from throughput import client_engine, emit, make_config
+from throughput import client_engine, emit, loadavg, make_config
 
 SCENARIOS = ((1000, 5), (100, 5), (10, 5), (1000, 100))
-
-
-def loadavg() -> str:
-    return Path("/proc/loadavg").read_text().strip()
 
 
 def scenario(url: str, state: Path, jobs: int, companies: int, size: int) -> None:

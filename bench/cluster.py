@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemons import Fleet, cpu_seconds
 from redis_server import RedisServer
 from redis_topology import LocalCluster
-from throughput import client_engine, emit, make_config
+from throughput import client_engine, emit, loadavg, make_config
 
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
@@ -51,10 +51,6 @@ CLAIM_BATCH = 100
 ENQUEUE_CHUNK = 1000
 TIMEOUT = 600.0
 EMPTY_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "empty.toml"
-
-
-def loadavg() -> str:
-    return Path("/proc/loadavg").read_text().strip()
 
 
 def spread_namespaces(cluster: LocalCluster, count: int, tag: str) -> list[str]:

@@ -52,6 +52,7 @@ from throughput import (
     client_engine,
     emit,
     fresh_namespace,
+    loadavg,
     make_config,
     quantile,
     redis_now_ms,
@@ -76,10 +77,6 @@ QUEUES = ("default", "mail", "bulk")
 LOOSE_QUEUES = LimitsConfig(queues=tuple(f"{q}=100000,1000000/1s" for q in QUEUES))
 B_EVERY = 0.1
 TIMEOUT = 300.0
-
-
-def loadavg() -> str:
-    return Path("/proc/loadavg").read_text().strip()
 
 
 def with_limits(cfg: Config, limits: LimitsConfig | None) -> Config:

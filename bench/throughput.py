@@ -77,6 +77,11 @@ TARGETS = (
 )
 
 
+def loadavg() -> str:
+    """/proc/loadavg as it reads: printed before and after a run, beside its figures."""
+    return Path("/proc/loadavg").read_text().strip()
+
+
 def emit(name: str, value: float, unit: str, note: str = "") -> None:
     """One figure per line: `name: value unit  (note)`."""
     shown = f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
