@@ -19,8 +19,8 @@ __all__ = ["Keys"]
 class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
     (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
-    `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`) the same
-    way.
+    `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`,
+    `<prefix>quota:later:<company>`) the same way.
 
     Composite names never join two free-form strings with a separator either may
     contain: each name below has at most one variable part, at its end, after a fixed
@@ -117,6 +117,12 @@ class Keys:
     def quota_refused(self) -> str:
         """Hash company → enqueues refused by its quotas (enqueue.lua), for the alert."""
         return f"{self.prefix}quota:refused"
+
+    def quota_later(self, company_id: str) -> str:
+        """Zset of a company's pending jobs in no part (waiting for their run_at, or
+        workflow nodes waiting for parents), by ms: `company_max_pending` counts them.
+        Built in-script too (_lib.lua later_add / later_remove / later_heal)."""
+        return f"{self.prefix}quota:later:{company_id}"
 
     def quota_rate(self, window: int, company_id: str) -> str:
         """String: a company's enqueues in one fixed window of its enqueue-rate quota

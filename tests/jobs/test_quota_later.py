@@ -31,7 +31,7 @@ def enqueue(engine: Engine, company: str, n: int = 1, *, later_s: float = 0) -> 
 
 
 def later(engine: Engine, company: str) -> set[str]:
-    return set(engine.link.client.zrange(f"{engine.keys.prefix}quota:later:{company}", 0, -1))
+    return set(engine.link.client.zrange(engine.keys.quota_later(company), 0, -1))
 
 
 def test_jobs_waiting_for_their_run_at_count_against_the_pending_cap(engine: Engine) -> None:
@@ -113,7 +113,7 @@ def test_entries_that_no_longer_wait_never_refuse_a_company(engine: Engine) -> N
     client = engine.link.client
     [waiting] = enqueue(engine, "A", later_s=3600)
     [ready] = enqueue(engine, "A")
-    key = f"{engine.keys.prefix}quota:later:A"
+    key = engine.keys.quota_later("A")
     client.zadd(key, {ready: 1, "job_gone": 2})  # a ready job (counted in its part), a gone one
     with_cap(engine, 3)
     enqueue(engine, "A")  # 1 waiting + 1 ready + 1 = 3: the two stale entries are dropped
