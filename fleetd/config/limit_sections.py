@@ -18,6 +18,7 @@ it never burns an attempt.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -239,10 +240,15 @@ class LimitsConfig:
     )
 
     def build(self) -> Limits:
-        limits = Limits.from_config(
-            self.types, self.company_concurrency, self.company_rate, self.queues
-        )
-        rate = parse_limit(self.company_enqueue_rate) if self.company_enqueue_rate else Limit()
-        return dataclasses.replace(
-            limits, max_pending=self.company_max_pending, enqueue=Limit(0, rate.starts, rate.per)
-        )
+        """The parsed limits; parsed once per distinct section (the API asks on every
+        bypassed enqueue, every job answer and every queue listing)."""
+        return _built(self)
+
+
+@functools.lru_cache(maxsize=16)
+def _built(cfg: LimitsConfig) -> Limits:
+    limits = Limits.from_config(cfg.types, cfg.company_concurrency, cfg.company_rate, cfg.queues)
+    rate = parse_limit(cfg.company_enqueue_rate) if cfg.company_enqueue_rate else Limit()
+    return dataclasses.replace(
+        limits, max_pending=cfg.company_max_pending, enqueue=Limit(0, rate.starts, rate.per)
+    )
