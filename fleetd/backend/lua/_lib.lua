@@ -48,8 +48,9 @@ end
 -- the seq counter): the lowest score is the part whose turn it is at the highest
 -- priority. The parts of a company a claim served take new turn numbers, behind the
 -- other parts of their priority (claim.lua `refile`): round robin between companies
--- within a priority, then between a company's parts (fair share), and a claim skips the parts of types its daemon has no handler for or
--- whose limits are full without looking at their jobs. The index score is a hint that
+-- within a priority, then between a company's parts (fair share), and a claim skips
+-- the parts of types its daemon has no handler for or whose limits are full without
+-- looking at their jobs. The index score is a hint that
 -- claim.lua corrects when a cancel left it stale. Parts are spelled
 -- `<bytes of type>:<type>:<company>` (no company = ''), so no type and company can
 -- spell another pair.
@@ -114,14 +115,16 @@ local function has_company(company)
   return type(company) == 'string' and company ~= ''
 end
 
+local function later_key(company)
+  return PREFIX .. 'quota:later:' .. company
+end
+
 local function later_add(company, id, now)
-  if has_company(company) then
-    redis.call('ZADD', PREFIX .. 'quota:later:' .. company, now, id)
-  end
+  if has_company(company) then redis.call('ZADD', later_key(company), now, id) end
 end
 
 local function later_remove(company, id)
-  if has_company(company) then redis.call('ZREM', PREFIX .. 'quota:later:' .. company, id) end
+  if has_company(company) then redis.call('ZREM', later_key(company), id) end
 end
 
 -- Move due jobs from `delayed` to the queue. A retrying job becomes pending again; a
@@ -364,13 +367,6 @@ local function flush_batch(queue, pending_idx, batch)
   an_flush(batch.an, now_ms())
 end
 
--- The companies' quotas at the door (fleetd.config.limit_sections.Limits.encode_quota,
--- decoded: `q`) checked for the job rows `rows` a call adds (enqueue, wf_submit,
--- schedule_fire): the refusal reply when a company of `rows` is over a quota, else nil:
--- then every company's jobs of this call are counted against its enqueue rate (a fixed
--- window per company). A refused company is counted in `quota:refused` for the alert.
--- `per`: company → {n = its jobs in the call, types = set of their types}
--- (quota_check.lua passes it summed for a call sent in several parts).
 -- Entries of `quota:later:<company>` looked at, oldest first, before a company is
 -- refused for its pending cap (later_heal).
 local HEAL_LIMIT = 1000
@@ -380,7 +376,7 @@ local HEAL_LIMIT = 1000
 -- removed from its oldest `limit`; returns how many. Run only when the company would be
 -- refused, so a stale entry never refuses work and costs nothing otherwise.
 local function later_heal(company, limit)
-  local key = PREFIX .. 'quota:later:' .. company
+  local key = later_key(company)
   local gone = {}
   for _, id in ipairs(redis.call('ZRANGE', key, 0, limit - 1)) do
     local h = redis.call('HMGET', job_key(id), 'status', 'type', 'queue')
@@ -393,6 +389,13 @@ local function later_heal(company, limit)
   return #gone
 end
 
+-- The companies' quotas at the door (fleetd.config.limit_sections.Limits.encode_quota,
+-- decoded: `q`) checked for the job rows `rows` a call adds (enqueue, wf_submit,
+-- schedule_fire): the refusal reply when a company of `rows` is over a quota, else nil:
+-- then every company's jobs of this call are counted against its enqueue rate (a fixed
+-- window per company). A refused company is counted in `quota:refused` for the alert.
+-- `per`: company → {n = its jobs in the call, types = set of their types}
+-- (quota_check.lua passes it summed for a call sent in several parts).
 local function quota_verdict(q, per, now)
   local refused, counted = {-1}, {}
   for company, e in pairs(per) do
@@ -407,7 +410,7 @@ local function quota_verdict(q, per, now)
           waiting = waiting + redis.call('ZCARD', part_key(part_of(t, company), jq))
         end
       end
-      waiting = waiting + redis.call('ZCARD', PREFIX .. 'quota:later:' .. company)
+      waiting = waiting + redis.call('ZCARD', later_key(company))
       if waiting + e.n > q.pending then
         waiting = waiting - later_heal(company, HEAL_LIMIT)
         if waiting + e.n > q.pending then why, limit = 'pending', q.pending end
