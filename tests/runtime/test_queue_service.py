@@ -137,3 +137,20 @@ def test_queues_list_counts_each_queues_completed_and_failed_jobs(
         "pending", "processing", "completed", "failed", "retrying", "cancelled", "total"
     }  # fmt: skip
     assert (stats["completed"], stats["failed"]) == (16, 5), stats
+
+
+def test_queues_list_says_its_figures_are_estimated_past_the_sample(
+    config: Config, engine: Engine
+) -> None:
+    """More than 10,000 delayed jobs: the CLI marks the sampled figures `~`, its JSON
+    says `estimated` (the API's answer is the same dict)."""
+    later = {"type": "noop", "run_at": "2099-01-01T00:00:00Z"}
+    enqueue(engine, [later | {"queue": "bulk"}] * 6000 + [later] * 4001)
+    env = fleetd_env(config)
+    listed = queues(env)
+    assert listed["bulk"]["estimated"] and listed["default"]["estimated"]
+    assert abs(listed["bulk"]["waiting"] + listed["default"]["waiting"] - 10_001) <= 2
+    text = run_cli(env, "queues", "list")
+    assert text.returncode == 0, text.stderr
+    bulk = next(ln for ln in text.stdout.splitlines() if ln.startswith("bulk "))
+    assert "waiting ~" in bulk and "processing ~0" in bulk, text.stdout
