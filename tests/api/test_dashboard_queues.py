@@ -14,14 +14,16 @@ from api_client import PREFIX, SECRET, token
 from browser import log_in, needs_chromium, open_dashboard
 from conftest import fleetd_env
 from daemons import Fleet, settings, wait_for
+from engine_jobs import enqueue
 
 from fleetd.config import Config
+from fleetd.engine import Engine
 
 pytestmark = needs_chromium
 
 
 def test_daemons_page_lists_queues_and_pauses_one(
-    config: Config, fleet: Fleet, tmp_path: Path
+    config: Config, engine: Engine, fleet: Fleet, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -46,6 +48,7 @@ def test_daemons_page_lists_queues_and_pauses_one(
             expect(row).to_contain_text("active")
             expect(row.locator("td.num").first).to_have_text("3")
             expect(row.locator("[data-limit]")).to_have_text("limit 4 running")
+            expect(row.locator("td[data-waiting]")).to_have_text("0")
             expect(page.locator("#queues-body tr[data-queue='default']")).to_have_count(1)
             row.locator("button[data-queue-action='pause']").click()
             expect(row).to_contain_text("paused")
@@ -56,6 +59,14 @@ def test_daemons_page_lists_queues_and_pauses_one(
             row.locator("button[data-queue-action='resume']").click()
             expect(row).to_contain_text("active")
             assert not paused()
+            # Past 10,000 delayed jobs the figures come from a sample, marked ≈.
+            later = {"type": "noop", "run_at": "2099-01-01T00:00:00Z", "queue": "bulk"}
+            enqueue(engine, [later] * 10_001)
+            page.reload()  # still signed in: the view reads the queues anew
+            page.click("nav.views a[data-view='daemons']")
+            waiting = page.locator("#queues-body tr[data-queue='bulk'] td[data-waiting]")
+            expect(waiting).to_have_text(re.compile(r"^≈"))
+            expect(waiting).to_have_attribute("title", re.compile("sample"))
 
 
 def test_queues_table_shows_daemons_and_finished_jobs_per_queue(
