@@ -105,6 +105,12 @@ class Sandboxed:
                 initial = f.read().decode(errors="replace")
             return {"env": dict(os.environ), "initial": initial, "cwd": os.getcwd(),
                     "pid": os.getpid()}  # fmt: skip
+        if do == "artifact":  # `size` bytes in 64 KiB chunks ([artifacts] limits apply)
+            size = int(data["size"])
+            await ctx.artifacts.write_chunks(
+                "big.bin", (b"x" * min(65536, size - n) for n in range(0, size, 65536))
+            )
+            return {"pid": os.getpid()}
         if do == "progress":
             ctx.logger.warning("hello from pid %d", os.getpid())
             await ctx.progress(40, "child at 40")

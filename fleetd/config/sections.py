@@ -214,6 +214,16 @@ class ArtifactsConfig:
         30 * DAY, "delete a job's files this long after they were written; 0 = never",
         kind="duration", min=0,
     )  # fmt: skip
+    job_max_bytes: int = setting(
+        0, "most bytes one job attempt's artifacts may hold; more fails the job; 0 = no cap",
+        min=0, max=1 << 50,
+    )  # fmt: skip
+    min_free_bytes: int = setting(
+        256 * 1024 * 1024,
+        "bytes an artifact write must leave free on its file system (else the job fails "
+        "and is retried); 0 = none",
+        min=0, max=1 << 50,
+    )  # fmt: skip
 
 
 def _check_data_key(value: str) -> str | None:

@@ -40,6 +40,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import trio
 
+from fleetd.jobs.artifact_limits import FREE_CHECK_BYTES, Allowance, ArtifactLimits
+
 if TYPE_CHECKING:
     from fleetd.config import Config
 
@@ -112,11 +114,13 @@ class ArtifactWriter:
     """An artifact being written: `await write(chunk)` as often as needed. Made by
     `ArtifactStore.open()`, which finishes (or discards) it."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, allowance: Allowance) -> None:
         self.final = final
         self.tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
         self._file: IO[bytes] | None = None
         self._hash = hashlib.sha256()
+        self._allowance = allowance
+        self._unchecked = FREE_CHECK_BYTES  # bytes since the free space was last read
         self.size = 0
 
     def _open(self) -> None:
@@ -125,9 +129,15 @@ class ArtifactWriter:
 
     def _write(self, chunk: bytes) -> None:
         assert self._file is not None
+        n = len(chunk)
+        if self._unchecked >= FREE_CHECK_BYTES or n > FREE_CHECK_BYTES:
+            self._allowance.check_free(self.final.name, self.final.parent, n)
+            self._unchecked = 0
+        self._allowance.take(self.final.name, n)
+        self.size += n  # counted as taken: a failed write is given back by _discard
+        self._unchecked += n
         self._file.write(chunk)
         self._hash.update(chunk)
-        self.size += len(chunk)
 
     def _write_all(self, chunks: Iterable[bytes]) -> None:
         for chunk in chunks:
@@ -149,6 +159,7 @@ class ArtifactWriter:
         if self._file is not None:
             self._file.close()
         self.tmp.unlink(missing_ok=True)
+        self._allowance.give_back(self.size)
 
 
 def _as_bytes(chunk: object) -> bytes:
@@ -158,11 +169,13 @@ def _as_bytes(chunk: object) -> bytes:
 
 
 class ArtifactStore:
-    """The artifacts of one job attempt (`ctx.artifacts`)."""
+    """The artifacts of one job attempt (`ctx.artifacts`), within `[artifacts]
+    job_max_bytes` and `min_free_bytes` (fleetd.jobs.artifact_limits)."""
 
-    def __init__(self, root: Path, job_id: str) -> None:
+    def __init__(self, root: Path, job_id: str, limits: ArtifactLimits | None = None) -> None:
         self.dir = root / job_id
         self._recorded: dict[str, Artifact] = {}
+        self._allowance = Allowance(limits or ArtifactLimits())
 
     @property
     def recorded(self) -> list[Artifact]:
@@ -178,14 +191,20 @@ class ArtifactStore:
         """Stream an artifact: `async with ctx.artifacts.open("a.csv") as f: await
         f.write(b"...")`. It is recorded when the block ends without an error;
         otherwise the partial file is removed."""
-        writer = ArtifactWriter(self.path(name))
-        await trio.to_thread.run_sync(writer._open)
+        writer = ArtifactWriter(self.path(name), self._allowance)
+        # A name written again: the file it replaces no longer counts (it stays, and
+        # counts again, if this write fails).
+        replaced = self._recorded.get(name)
+        held = replaced.size if replaced is not None else 0
+        self._allowance.give_back(held)
         try:
+            await trio.to_thread.run_sync(writer._open)
             yield writer
             artifact = await trio.to_thread.run_sync(writer._finish)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(writer._discard)
+            self._allowance.give_back(-held)
             raise
         self._recorded[artifact.name] = artifact
 

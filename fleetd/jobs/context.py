@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fleetd.audit.entry import Action, AuditEntry, Door, handler_subject, outcome_of
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.artifacts import ArtifactStore
 from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.errors import PermanentError
@@ -73,6 +74,8 @@ class JobServices:
     redis: HandlerRedis | None = None
     # Where `ctx.enqueue` records its follow-up jobs (fleetd.audit); None: nowhere.
     audit: AuditSink | None = None
+    # `[artifacts] job_max_bytes` and `min_free_bytes`.
+    artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
 
 
 class JobContext:
@@ -172,7 +175,7 @@ class JobContext:
             root = self._services.artifacts_dir
             if root is None:
                 raise RuntimeError("no artifact directory: build the registry with build_registry")
-            self._artifacts = ArtifactStore(root, self.job.id)
+            self._artifacts = ArtifactStore(root, self.job.id, self._services.artifact_limits)
         return self._artifacts
 
     def finish(self, result: Any) -> Any:

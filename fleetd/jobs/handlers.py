@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.contract import Handler, HandlerDefaults, JobHandler, check_handler
 from fleetd.jobs.errors import DuplicateJobType, InvalidHandler, PermanentError
 from fleetd.jobs.model import ValidationError
@@ -41,7 +42,8 @@ class HandlerRegistry:
 
     Built once per process by `fleetd.engine.build_registry`, which also attaches what
     running handlers need: `hooks` (lifecycle hooks of plugins; None when no plugin
-    implements any, so the worker's hot path stays free of them), `artifacts_dir` and
+    implements any, so the worker's hot path stays free of them), `artifacts_dir`,
+    `artifact_limits` and
     `plugins` (the loaded plugins, for listings and default schedules).
     """
 
@@ -56,6 +58,7 @@ class HandlerRegistry:
         self.skipped: list[tuple[str, str]] = []
         self.hooks: JobHooks | None = None
         self.artifacts_dir: Path | None = None
+        self.artifact_limits = ArtifactLimits()
         self.plugins: PluginManager | None = None
 
     def register(self, handler: Handler, source: str = "fleetd") -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import trio
 
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.artifacts import ArtifactStore
 from fleetd.jobs.errors import PermanentError
 
@@ -45,9 +46,11 @@ class LocalContext:
         artifacts_root: Path | None,
         report: Callable[[float, str], bool] | None = None,
         mode: str = "process",
+        limits: ArtifactLimits | None = None,
     ) -> None:
         self.job = job
         self._root = artifacts_root
+        self._limits = limits
         self._report = report
         self._mode = mode
         self._artifacts: ArtifactStore | None = None
@@ -77,7 +80,7 @@ class LocalContext:
         if self._artifacts is None:
             if self._root is None:
                 raise RuntimeError("no artifact directory: build the registry with build_registry")
-            self._artifacts = ArtifactStore(self._root, self.job.id)
+            self._artifacts = ArtifactStore(self._root, self.job.id, self._limits)
         return self._artifacts
 
     def finish(self, result: Any) -> Any:

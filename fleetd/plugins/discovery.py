@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleetd.config import Config, WorkerConfig
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.contract import Handler, allows_sync_fallback
 from fleetd.jobs.errors import InvalidHandler
@@ -190,6 +191,9 @@ def build_registry(cfg: Config) -> HandlerRegistry:
                 pm.infos[plugin].job_types.append(handler.job_type)
     registry.hooks = JobHooks.build(pm)
     registry.artifacts_dir = artifacts_root(cfg)
+    registry.artifact_limits = ArtifactLimits(
+        cfg.artifacts.job_max_bytes, cfg.artifacts.min_free_bytes
+    )
     registry.plugins = pm
     pm.schedules = _check_schedules(pm, registry)
     pm.param_sources = _check_sources(pm)

@@ -239,7 +239,8 @@ def run_blocking(
         raise SpoolFull(f"the spool is full ({spool.max_jobs} jobs): the job did not run")
     worker = f"{socket.gethostname()}:{os.getpid()}"
     services = JobServices(engine.link, engine.keys, engine.scripts, engine.queue,
-                           engine.registry.artifacts_dir)  # fmt: skip
+                           engine.registry.artifacts_dir,
+                           artifact_limits=engine.registry.artifact_limits)  # fmt: skip
     runner = JobRunner(engine.registry, engine.ops.sealer, services,
                        job_timeout=engine.config.worker.job_timeout, daemon_id=worker)  # fmt: skip
     done = trio.run(run_row, runner, row, worker)

@@ -91,7 +91,7 @@ class JobRunner:
         sandbox = None
         if isolation is not None:
             level = logging.getLogger("fleetd").getEffectiveLevel()
-            sandbox = Sandbox(isolation, registry.artifacts_dir, level)
+            sandbox = Sandbox(isolation, registry.artifacts_dir, level, registry.artifact_limits)
         overrides = Overrides.of(isolation) if isolation is not None else None
         self.sandbox = sandbox
         # Each type's isolation, resolved once (fleetd.jobs.isolation).

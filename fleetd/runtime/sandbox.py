@@ -45,6 +45,7 @@ import trio
 
 from fleetd.backend.codec import ClaimedJob
 from fleetd.config.isolation_section import IsolationConfig
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.context import JobContext
 from fleetd.jobs.isolation import CRASH, ERROR, MEMORY, Policy, classify_exit
 from fleetd.jobs.local_context import LocalContext
@@ -80,10 +81,15 @@ class Sandbox:
     """The warm children and thread runs of one worker pool (module docstring)."""
 
     def __init__(
-        self, settings: IsolationConfig, artifacts_root: Path | None, log_level: int = 20
+        self,
+        settings: IsolationConfig,
+        artifacts_root: Path | None,
+        log_level: int = 20,
+        artifact_limits: ArtifactLimits | None = None,
     ) -> None:
         self.settings = settings
         self._root = str(artifacts_root) if artifacts_root else None
+        self._artifact_limits = artifact_limits or ArtifactLimits()
         self._log_level = log_level
         self._limiter = trio.CapacityLimiter(settings.max_children)
         self._limits: set[Limits] = set()  # of the types that run `process`
@@ -147,7 +153,8 @@ class Sandbox:
         child: Child | None = None
         try:
             try:
-                call = (blob, slim, data, self._root, policy.cpu_seconds, slot.path, tag)
+                call = (blob, slim, data, self._root, self._artifact_limits,
+                        policy.cpu_seconds, slot.path, tag)  # fmt: skip
                 message = pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
                 # Written without a checkpoint when the pipe takes it whole.
                 child = await children.take(policy.limits)
@@ -227,7 +234,8 @@ class Sandbox:
             except (trio.RunFinishedError, trio.Cancelled, RuntimeError):
                 return False
 
-        local = LocalContext(job, Path(self._root) if self._root else None, report, "thread")
+        root = Path(self._root) if self._root else None
+        local = LocalContext(job, root, report, "thread", self._artifact_limits)
         raw = await trio.to_thread.run_sync(
             sandbox_child.execute, handler, local, data, abandon_on_cancel=True
         )

@@ -302,7 +302,7 @@ class _Child:
         return path
 
     async def _run(self, call: tuple[Any, ...], scratch: str) -> dict[str, Any]:
-        blob, job, data, artifacts_root, cpu_seconds, progress_path, tag = call
+        blob, job, data, artifacts_root, artifact_limits, cpu_seconds, progress_path, tag = call
         _state["jobs"] += 1
         handler = _handler(blob)
         if cpu_seconds:
@@ -315,7 +315,8 @@ class _Child:
         try:
             root = Path(artifacts_root) if artifacts_root else None
             pipe = _ProgressPipe(progress_path, tag)
-            out = await _execute_here(handler, LocalContext(job, root, pipe), data, self._guarded)
+            local = LocalContext(job, root, pipe, limits=artifact_limits)
+            out = await _execute_here(handler, local, data, self._guarded)
             out["progress_end"] = pipe.end() or None
             return out
         finally:

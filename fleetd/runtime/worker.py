@@ -112,7 +112,7 @@ class WorkerPool:
                                            command_timeout=settings.command_timeout)  # fmt: skip
         services = JobServices(
             link, queue.ops.keys, scripts, queue, registry.artifacts_dir,
-            redis=self._handler_redis, audit=audit,
+            redis=self._handler_redis, audit=audit, artifact_limits=registry.artifact_limits,
         )  # fmt: skip
         self._runner = JobRunner(
             registry, queue.ops.sealer, services, job_timeout=settings.job_timeout,

@@ -103,7 +103,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cleanup_audit_logs": "audit_logs.created_at",
         "cleanup_driver_events": "driver_events.occurred_at",
     },
-    "artifacts": {"dir": "", "retention": "720h"},
+    "artifacts": {
+        "dir": "",
+        "retention": "720h",
+        "job_max_bytes": 0,
+        "min_free_bytes": 256 * 1024 * 1024,
+    },
     "http": {
         "listen": ["127.0.0.1:8080"],
         "tls_cert": "",
