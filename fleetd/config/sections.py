@@ -150,6 +150,10 @@ class WorkerConfig:
     )
     max_stalls: int = setting(3, "lease expiries before a job is failed", min=1, max=100)
     critical_slots: int = setting(1, "bypassed critical jobs run at once", min=0, max=1000)
+    max_result_bytes: int = setting(
+        1024 * 1024, "largest result a handler may return, as JSON bytes; more fails the job",
+        min=1024, max=64 * 1024 * 1024,
+    )  # fmt: skip
     queues: tuple[str, ...] = setting(
         ("default",),
         "named queues served, in strict order ('mail', 'default') or by weight "

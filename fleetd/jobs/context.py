@@ -30,6 +30,7 @@ from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.artifacts import ArtifactStore
 from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.errors import PermanentError
+from fleetd.jobs.fields import MAX_PROGRESS_MESSAGE
 from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.model import EnqueueRequest
 
@@ -50,6 +51,10 @@ _log = logging.getLogger("fleetd.job")
 NOTE_PREFIX = "note:"
 # A note is for small facts ("delivered at …"), not data: the job hash stays small.
 MAX_NOTE_BYTES = 16_384
+# Notes a job may keep, and the longest key: they live in the job's hash, which every
+# read of the job loads.
+MAX_NOTES = 100
+MAX_NOTE_KEY = 128
 
 
 class FollowUps(Protocol):
@@ -138,7 +143,8 @@ class JobContext:
         if self._notes is not None:  # run inline: nothing to record it on
             return True
         pct = max(0.0, min(100.0, float(percent)))
-        payload = json.dumps({"percent": round(pct, 2), "message": message})
+        text = str(message)[:MAX_PROGRESS_MESSAGE]
+        payload = json.dumps({"percent": round(pct, 2), "message": text})
         s = self._services
         return await s.link.call(s.scripts.progress, self.job.id, self.job.token, payload)
 
@@ -192,11 +198,16 @@ class JobContext:
         """Store a small JSON value with this job, kept across retries and resets and
         deleted with the job: record a side effect right after it happened ("sent",
         "charged"), check it with `recall` before doing it again."""
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_NOTE_KEY:
+            raise ValueError(f"a note's key must be a string of 1 to {MAX_NOTE_KEY} characters")
         field = NOTE_PREFIX + key
         payload = json.dumps(value, separators=(",", ":"))
-        if len(payload) > MAX_NOTE_BYTES:
+        if len(payload.encode()) > MAX_NOTE_BYTES:
             raise ValueError(f"note {key!r} is larger than {MAX_NOTE_BYTES} bytes")
+        too_many = f"note {key!r}: a job keeps at most {MAX_NOTES} notes"
         if self._notes is not None:
+            if key not in self._notes and len(self._notes) >= MAX_NOTES:
+                raise ValueError(too_many)
             self._notes[key] = json.loads(payload)
             return
         job_key = self._services.keys.job(self.job.id)
@@ -204,8 +215,13 @@ class JobContext:
         def write(client: SyncClient) -> None:
             # Only while the job exists: a note must never resurrect a deleted job
             # as a hash without fields. (A job being run is never pruned.)
-            if client.exists(job_key):
-                client.hset(job_key, field, payload)
+            if not client.exists(job_key):
+                return
+            if not client.hexists(job_key, field):
+                held = sum(1 for f in client.hkeys(job_key) if str(f).startswith(NOTE_PREFIX))
+                if held >= MAX_NOTES:
+                    raise ValueError(too_many)
+            client.hset(job_key, field, payload)
 
         await self._services.link.call(write)
 

@@ -90,6 +90,10 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 256
 MAX_RETRIES_LIMIT = 100
 # Ids are kept short enough to sit in URLs and log lines.
 MAX_ID_LENGTH = 128
+# A progress message is cut to this many characters (ctx.progress, any isolation): it
+# is stored on the job and sent in an event, and a sandboxed child's progress line must
+# stay under PIPE_BUF (4096 bytes) at 4 bytes a character.
+MAX_PROGRESS_MESSAGE = 900
 # The longest text read as a time or a duration: "2024-01-15T10:30:00.123456+05:30" is
 # 32 characters, "1w6d23h59m59.999s" 17; a longer one is refused before it is parsed
 # (int() of a 5,000-digit number is slow and raises its own error).

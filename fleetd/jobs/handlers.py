@@ -43,7 +43,7 @@ class HandlerRegistry:
     Built once per process by `fleetd.engine.build_registry`, which also attaches what
     running handlers need: `hooks` (lifecycle hooks of plugins; None when no plugin
     implements any, so the worker's hot path stays free of them), `artifacts_dir`,
-    `artifact_limits` and
+    `artifact_limits`, `max_result_bytes` and
     `plugins` (the loaded plugins, for listings and default schedules).
     """
 
@@ -59,6 +59,8 @@ class HandlerRegistry:
         self.hooks: JobHooks | None = None
         self.artifacts_dir: Path | None = None
         self.artifact_limits = ArtifactLimits()
+        # [worker] max_result_bytes (fleetd.runtime.running checks every result).
+        self.max_result_bytes = 1024 * 1024
         self.plugins: PluginManager | None = None
 
     def register(self, handler: Handler, source: str = "fleetd") -> None:

@@ -194,6 +194,7 @@ def build_registry(cfg: Config) -> HandlerRegistry:
     registry.artifact_limits = ArtifactLimits(
         cfg.artifacts.job_max_bytes, cfg.artifacts.min_free_bytes
     )
+    registry.max_result_bytes = cfg.worker.max_result_bytes
     registry.plugins = pm
     pm.schedules = _check_schedules(pm, registry)
     pm.param_sources = _check_sources(pm)

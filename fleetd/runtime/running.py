@@ -195,12 +195,11 @@ class JobRunner:
             return await self.sandbox.run_process(policy, handler, ctx.job, data, ctx)
         return await self.sandbox.run_thread(handler, ctx.job, data, ctx)
 
-    @staticmethod
-    def _isolated(job: ClaimedJob, start: float, policy: Policy, r: ChildResult) -> Outcome:
+    def _isolated(self, job: ClaimedJob, start: float, policy: Policy, r: ChildResult) -> Outcome:
         """The outcome of a thread or process attempt."""
         elapsed = trio.current_time() - start
         if r.result is not None:
-            return Outcome("complete", job, elapsed, result=r.result)
+            return self._completed(job, elapsed, r.result)
         retryable, delay = r.retryable, None  # a PermanentError's or a RetryAfter's
         if retryable is None:
             retryable, delay = policy.decide(r.kind or ERROR, r.exc_name, job.retry_count)
@@ -227,6 +226,18 @@ class JobRunner:
             return Outcome(
                 "fail", job, elapsed, retryable=False, error=f"handler result is not JSON: {exc}"
             )
+        return self._completed(job, elapsed, encoded)
+
+    def _completed(self, job: ClaimedJob, elapsed: float, encoded: str) -> Outcome:
+        """A result within [worker] max_result_bytes, or the job failed for good: a job
+        hash must stay small (every read of the job carries it), and the same handler
+        would return as much again."""
+        cap = self.registry.max_result_bytes
+        # Four bytes at most per character: most results are measured without encoding.
+        if len(encoded) * 4 > cap and (size := len(encoded.encode())) > cap:
+            return Outcome("fail", job, elapsed, retryable=False, error=(
+                f"handler result is {size:,} bytes of JSON, over [worker] max_result_bytes "
+                f"({cap:,}): return less, or write it as an artifact"))  # fmt: skip
         return Outcome("complete", job, elapsed, result=encoded)
 
     @staticmethod

@@ -61,6 +61,7 @@ from typing import Any
 import trio
 
 from fleetd.jobs.errors import PermanentError
+from fleetd.jobs.fields import MAX_PROGRESS_MESSAGE
 from fleetd.jobs.isolation import ERROR, MEMORY, RetryAfter
 from fleetd.jobs.local_context import LocalContext
 from fleetd.runtime.log import configure_logging
@@ -181,9 +182,10 @@ class _ProgressPipe:
 
     def __call__(self, percent: float, message: str) -> bool:
         # Under PIPE_BUF (4096 bytes) whatever the text, so a line is written whole:
-        # 900 characters of at most 4 bytes each, and the rest of the line.
+        # MAX_PROGRESS_MESSAGE characters of at most 4 bytes each, and the rest.
         line = json.dumps({"tag": self._tag, "percent": round(percent, 2),
-                           "message": message[:900]}, ensure_ascii=False) + "\n"  # fmt: skip
+                           "message": message[:MAX_PROGRESS_MESSAGE]},
+                          ensure_ascii=False) + "\n"  # fmt: skip
         self._write(line)
         return True
 

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lease": "30s",
         "max_stalls": 3,
         "critical_slots": 1,
+        "max_result_bytes": 1048576,
         "queues": ["default"],
     },
     "limits": {
