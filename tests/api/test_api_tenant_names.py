@@ -6,7 +6,8 @@ not exist, while a company's own duplicate still answers 409 (or the duplicate j
 Schedule ids are unique across companies, so a company-bound token cannot choose one:
 an id globex uses, a platform default's id and an unused id answer acme the same 422;
 platform admins choose ids as before, and a schedule stored with a chosen id (by a
-platform admin, or by an earlier version for a company token) keeps working.
+platform admin, or by an earlier version for a company token) keeps working. A
+company's schedule cannot fan out over a plugin's list of every company.
 """
 
 from __future__ import annotations
@@ -122,3 +123,39 @@ async def test_templates_workflows_and_idempotency_keys_are_per_company(config: 
         assert a["job_id"] != g["job_id"] and not a.get("duplicate"), a
         again = await api.enqueue({"type": "noop"}, headers={**ACME, "Idempotency-Key": key})
         assert again["job_id"] == a["job_id"] and again.get("duplicate") is True, again
+
+
+async def test_a_company_schedule_cannot_fan_out_over_a_list_of_every_company(
+    config: Config,
+) -> None:
+    async with running_api(api_config(config)) as api:
+        report = {
+            "name": "report",
+            "params": {"type": "object", "properties": {"company_id": {"type": "string"}}},
+            "job": {"type": "noop", "data": {"for": {"$param": "company_id"}}},
+        }
+        r = await api.post(TEMPLATES, json=report, headers=auth())  # a platform template
+        assert r.status_code == 201, r.text
+        fan_out = {"name": "fan", "schedule": "@monthly", "template": {"name": "report"}}
+        # "companies" (the fleetdata plugin's list: every company's id and name) and a
+        # list that does not exist answer acme alike; so does a platform admin's schedule
+        # of acme.
+        sent = [
+            ({**fan_out, "for_each": "companies"}, ACME),
+            ({**fan_out, "for_each": "no-such-list"}, ACME),
+            ({**fan_out, "for_each": "companies", "company_id": "acme"}, auth()),
+        ]
+        answers = [await api.post(SCHEDULED, json=body, headers=who) for body, who in sent]
+        for r in answers:
+            assert r.status_code == 422, r.text
+            assert [f["field"] for f in error(r)["details"]["fields"]] == ["for_each"]
+        assert error(answers[0]) == error(answers[1]) == error(answers[2])
+        # A list given inline is the company's own; an update cannot name a list either.
+        mine = await create(api, {**fan_out, "for_each": [{"company_id": "acme"}]}, ACME)
+        r = await api.put(f"{SCHEDULED}/{mine['id']}", json={"for_each": "companies"},
+                          headers=ACME)  # fmt: skip
+        assert r.status_code == 422 and error(r)["details"]["fields"][0]["field"] == "for_each"
+        # A platform schedule (no company) still names one: each run is the company its
+        # rendered body names.
+        theirs = await create(api, {**fan_out, "name": "all", "for_each": "companies"}, auth())
+        assert theirs["for_each"] == "companies" and theirs.get("company_id") is None
