@@ -58,6 +58,7 @@ type ScheduledJob struct {
 // fleetd's extensions. Zero fields take the defaults.
 type ScheduledJobRequest struct {
 	// ID chooses a stable id (1-64 of A-Z a-z 0-9 _ . -); empty: the daemon picks one.
+	// Only a platform admin token may choose one: a company-bound token gets 422.
 	ID      string `json:"id,omitempty"`
 	Name    string `json:"name"`
 	JobType string `json:"job_type"`

@@ -8,7 +8,9 @@ requests instead of one each (docs/ARCHITECTURE.md#redis-access: a thread hop co
 timer, no added latency.
 
 Each request still gets its own results, in its order, or the error of its batch
-(Redis unreachable → 503). A batch's hop is bounded by the API link's socket timeout.
+(Redis unreachable → 503); a request refused by its company's quota gets that
+company's refusal, never one naming another company of the batch. A batch's hop is
+bounded by the API link's socket timeout.
 
 Lifecycle: `run()` in the HTTP service's nursery starts FLUSHERS tasks and serves until
 cancelled; rows still queued then fail with RedisUnavailable (answered 503).
@@ -97,11 +99,14 @@ class EnqueueBatcher:
                 except QuotaExceeded as exc:
                     # Nothing was stored: fail the requests of the refused companies and
                     # write the others' again (one company's flood refuses no other).
+                    # Each refused request gets its own company's refusal: the call's
+                    # error names the first company refused, maybe another's.
                     refused = set(exc.companies)
                     keep = []
                     for p in batch:
-                        if any(r.company_id in refused for r in p.rows):
-                            p.error = exc
+                        mine = [c for r in p.rows if (c := r.company_id or "") in refused]
+                        if mine:
+                            p.error = exc.of(mine[0])
                             p.done.set()
                         else:
                             keep.append(p)

@@ -5,7 +5,10 @@ scheduler stats, get one (GET /{id}, an extension),
 update (PUT, partial: the fields given change, the rest stay) and delete. Bodies come
 from fleetd.schedules.model, the same `fleetd schedules … --json` prints. A company-bound
 token creates its company's schedules and sees, changes and deletes only those; another
-company's schedule answers 404.
+company's schedule answers 404. Names are unique per company, so two companies may both
+use one; schedule ids are unique across the namespace, so a company-bound token cannot
+choose one on create (422 on `id`): a taken id would answer 409 and tell it another
+company has a schedule of that id. Platform admins may choose ids.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ T = TypeVar("T")
 # Ids longer than this are never valid (as for jobs); refused without a Redis hop.
 MAX_ID = 128
 
+# Why a company-bound create may not name its schedule's id (see the module docstring).
+CHOSEN_ID = (
+    "a company-bound token cannot choose a schedule's id (ids are unique across all "
+    "companies); leave it out and fleetd assigns one (names are unique per company)"
+)
+
 # next_cursor of the previous page: "<creation ms>.<schedule id>" (fleetd.schedules.pages).
 Cursor = Annotated[
     Annotated[str, StringConstraints(pattern=pages.CURSOR_PATTERN)] | None,
@@ -60,6 +69,8 @@ def _company_body(body: Any, creating: bool) -> dict[str, Any]:
         raise Invalid("body", "must be a JSON object")
     out = dict(body)
     company = bind_company(out.get("company_id"))
+    if company is not None and creating and out.get("id") is not None:
+        raise Invalid("id", CHOSEN_ID)
     if company is not None and (creating or "company_id" in out):
         out["company_id"] = company
     if creating and not out.get("user_id"):

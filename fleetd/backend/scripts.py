@@ -55,6 +55,7 @@ def quota_refusal(reply: Sequence[Any]) -> QuotaExceeded:
     company, quota, limit, retry_ms = refused[0]
     err = QuotaExceeded(company, quota, limit, max(retry_ms, 1) / 1000)
     err.companies = [c for c, *_ in refused]
+    err.refusals = [(c, q, lim, max(ms, 1) / 1000) for c, q, lim, ms in refused]
     return err
 
 

@@ -46,8 +46,19 @@ class QuotaExceeded(Exception):
         self.quota = quota
         self.limit = limit
         self.retry_after = retry_after
-        # Every company refused by the call (the message names the first).
+        # Every company refused by the call (the message names the first), and each
+        # one's (company, quota, limit, retry_after): see `of`.
         self.companies = [company_id]
+        self.refusals = [(company_id, quota, limit, retry_after)]
+
+    def of(self, company_id: str) -> QuotaExceeded:
+        """The refusal of `company_id` alone. One call may refuse several companies (the
+        API batches concurrent requests of many) and its error names the first: an
+        answer to one company must name no other. KeyError if it was not refused."""
+        for company, quota, limit, retry_after in self.refusals:
+            if company == company_id:
+                return QuotaExceeded(company, quota, limit, retry_after)
+        raise KeyError(company_id)
 
 
 class NotReplicated(Exception):

@@ -158,6 +158,8 @@ class ScheduleSpec:
     """IANA time zone, e.g. Europe/Berlin."""
     misfire_policy: Misfire = MisfirePolicy.RUN_ONCE
     id: ScheduleId | None = None
+    """A stable id, unique across companies; left out, one is assigned. Over the API
+    only platform admins choose it: a company-bound token that sends one gets 422."""
     encrypt: Flag = False
     """Seal the whole data at rest, in the schedule and in every job it enqueues."""
     template: TemplateRef | None = None

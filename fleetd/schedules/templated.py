@@ -15,7 +15,8 @@ Owns, for fleetd.schedules.store (saving, run now) and fleetd.schedules.firing:
   whichever scheduler dies when).
 
 Each run is made as the schedule's company: a company's schedule cannot reach another
-company's template nor name another company in its parameters. A platform schedule
+company's template nor name another company in its parameters, nor name a plugin's
+list (`for_each: "companies"`), which spans every company. A platform schedule
 (no company) runs platform templates, and each run's company is the one its rendered
 body names (e.g. `"company_id": {"$param": "company_id"}`): the Monthly Fleet Report
 as one job per company. Every function takes a Redis client (one RedisLink hop).
@@ -49,6 +50,12 @@ __all__ = ["check_templated", "occurrence_workflow_id", "templated_runs", "workf
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+# Why a company's schedule may not name a plugin's list (see _source).
+NAMED_LIST_OF_COMPANY = (
+    "a named list spans every company: only a schedule of no company (a platform "
+    "admin's) may name one; give this company's elements as a list"
+)
+
 
 def occurrence_workflow_id(schedule_id: str, occurrence_ms: int, index: int) -> str:
     """The id of run `index` of an occurrence when it is a workflow: `wf_` and a
@@ -65,8 +72,13 @@ def workflow_args(plans: list[Plan]) -> list[object]:
     return [arg for plan in plans for arg in plan_args(plan)]
 
 
-def _source(ops: QueueOps, name: str) -> Any:
-    """The function of a named parameter list (fleetd_param_sources)."""
+def _source(ops: QueueOps, name: str, company: str | None) -> Any:
+    """The function of a named parameter list (fleetd_param_sources). A plugin's list
+    spans every company (the hook takes no company: e.g. `companies`, each one's id and
+    name), so only a schedule of no company may name one: a company's schedule would
+    put other companies' values in its own jobs, or in its errors."""
+    if company is not None:
+        raise ValidationError("for_each", NAMED_LIST_OF_COMPANY)
     pm = ops.registry.plugins
     sources = pm.param_sources if pm is not None else {}
     if name not in sources:
@@ -75,12 +87,15 @@ def _source(ops: QueueOps, name: str) -> Any:
     return sources[name]
 
 
-def _elements(ops: QueueOps, for_each: list[dict[str, Any]] | str) -> list[dict[str, Any]]:
+def _elements(
+    ops: QueueOps, for_each: list[dict[str, Any]] | str, company: str | None
+) -> list[dict[str, Any]]:
     """A `for_each` as its list: a named one read from its plugin now."""
     if not isinstance(for_each, str):
         return for_each
+    fetch = _source(ops, for_each, company)
     try:
-        found = _source(ops, for_each)()
+        found = fetch()
     except ValidationError:
         raise
     except Exception as exc:  # the plugin's: a database away, say
@@ -93,14 +108,17 @@ def _elements(ops: QueueOps, for_each: list[dict[str, Any]] | str) -> list[dict[
 
 
 def _runs(
-    ops: QueueOps, params: dict[str, Any] | None, for_each: list[dict[str, Any]] | str | None
+    ops: QueueOps,
+    params: dict[str, Any] | None,
+    for_each: list[dict[str, Any]] | str | None,
+    company: str | None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(field prefix of its errors, parameters) of each run."""
+    """(field prefix of its errors, parameters) of each run of a schedule of `company`."""
     base = dict(params or {})
     if for_each is None:
         yield "", base
         return
-    for i, element in enumerate(_elements(ops, for_each)):
+    for i, element in enumerate(_elements(ops, for_each, company)):
         yield f"for_each[{i}].", {**base, **element}
 
 
@@ -140,11 +158,11 @@ def check_templated(client: SyncClient, ops: QueueOps, spec: ScheduleSpec) -> No
     templates = TemplateOps(ops)
     loaded = _load(templates, client, ref, spec.company_id)
     if isinstance(spec.for_each, str):  # read when it fires: check the name only
-        _source(ops, spec.for_each)
+        _source(ops, spec.for_each, spec.company_id)
         return
     errors: list[FieldError] = []
     nodes = 0
-    for prefix, params in _runs(ops, spec.params, spec.for_each):
+    for prefix, params in _runs(ops, spec.params, spec.for_each, spec.company_id):
         try:
             made = _prepare(
                 templates, client, loaded, spec.company_id, spec.user_id, None, params
@@ -179,7 +197,8 @@ def templated_runs(
     loaded = _load(templates, client, ref, job.company_id)
     rows: list[JobRow] = []
     plans: list[Plan] = []
-    for i, (_, params) in enumerate(_runs(ops, ref.get("params"), ref.get("for_each"))):
+    for_each = ref.get("for_each")
+    for i, (_, params) in enumerate(_runs(ops, ref.get("params"), for_each, job.company_id)):
         extra: dict[str, Any] = {"tags": tags}
         if idem:
             extra["idempotency_key"] = f"{idem}:{i}"

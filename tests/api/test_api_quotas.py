@@ -141,3 +141,38 @@ async def test_a_refused_company_in_a_batch_refuses_no_other(engine: Engine) -> 
     assert pending == [fine[0].id]
     after = engine.link.client.info("commandstats")["cmdstat_evalsha"]["calls"]
     assert after - calls == 2  # the mixed call (refused), then B's again alone
+
+
+async def test_two_refused_companies_in_a_batch_each_hear_only_of_their_own(
+    engine: Engine,
+) -> None:
+    """One call refusing two companies names the first; each request is answered with
+    its own company's refusal, so no company learns of another's (nor of its quota)."""
+    ops = engine.ops
+    ops.quota = LimitsConfig(company_max_pending=1).build().encode_quota(["noop"])
+    batcher = EnqueueBatcher(engine.link, ops)
+    rows = {c: ops.prepare_many([{"type": "noop", "company_id": c}] * 2) for c in ("A", "B")}
+    got: dict[str, object] = {}
+
+    async def send(name: str) -> None:
+        try:
+            got[name] = await batcher.enqueue(rows[name])
+        except QuotaExceeded as exc:
+            got[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        batcher._running = True  # both wait before the flusher runs: one call
+        nursery.start_soon(send, "A")
+        nursery.start_soon(send, "B")
+        await wait_all_tasks_blocked()
+        nursery.start_soon(batcher._flusher)
+        with trio.fail_after(10):
+            while len(got) < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    for mine, other in (("A", "B"), ("B", "A")):
+        exc = got[mine]
+        assert isinstance(exc, QuotaExceeded), exc
+        assert exc.company_id == mine and exc.companies == [mine], exc.companies
+        assert repr(other) not in str(exc) and exc.quota == "pending" and exc.limit == 1
+    assert engine.link.client.zcard(engine.keys.status(JobStatus.PENDING)) == 0

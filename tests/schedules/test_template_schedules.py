@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,49 @@ def test_a_company_schedule_runs_a_template_as_its_company(engine: Engine) -> No
     with pytest.raises(ValidationError) as exc:
         ops.update(client, job.id, {"template": {"name": "mine"}})
     assert exc.value.field == "template.name"
+
+
+def test_a_company_schedule_stored_naming_a_plugins_list_fires_nothing_of_others(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin's list spans every company: a company's schedule naming one (refused
+    when saved now; stored so by an earlier version) makes each occurrence an error
+    that names no other company, and no job carrying their values."""
+    ops, client = _ops(engine)
+    pm = engine.ops.registry.plugins
+    assert pm is not None
+    others = [{"company_id": "globex", "company_name": "Globex Corp"},
+              {"company_id": "initech", "company_name": "Initech"}]  # fmt: skip
+    monkeypatch.setitem(pm.param_sources, "companies", lambda: others)
+    TemplateOps(engine.ops).save(client, TemplateSpec.model_validate({
+        "name": "hello",
+        "params": {"type": "object", "properties": {"company_id": {"type": "string"},
+                                                    "company_name": {"type": "string"}}},
+        "job": {"type": "noop", "data": {"to": {"$param": "company_name"}}},
+    }))  # fmt: skip
+    body = {"name": "hi", "schedule": "1h", "template": {"name": "hello"},
+            "for_each": "companies", "company_id": "acme"}  # fmt: skip
+    with pytest.raises(ValidationError) as exc:
+        ops.add(client, body)
+    assert exc.value.field == "for_each" and "spans every company" in str(exc.value)
+    # As an earlier version stored it: saved without the check.
+    spec = replace(ops.parse(body), id="sch_old")
+    now = ops.now_ms(client)
+    ops._save(client, "create", spec, rev=None, anchor_ms=now, next_due_ms=now)
+    job = ops.require(client, "sch_old")
+    result = _fire(engine, ops, job)
+    assert result is not None and result.action == "error", result
+    after = ops.require(client, "sch_old")
+    assert "spans every company" in (after.last_error or ""), after.last_error
+    assert "globex" not in (after.last_error or "").lower()
+    assert fired(engine, "sch_old") == []
+    with pytest.raises(ValidationError) as exc:
+        ops.run_now(client, "sch_old")
+    assert exc.value.field == "for_each"
+    # Unchanged for a platform schedule (no company): one job per element.
+    mine = ops.add(client, {**body, "company_id": None, "name": "all"})
+    _fire(engine, ops, mine)
+    assert sorted(j.data["to"] for _, j in fired(engine, mine.id)) == ["Globex Corp", "Initech"]
 
 
 def test_a_workflow_template_schedule_submits_its_workflows(engine: Engine) -> None:
