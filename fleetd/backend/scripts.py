@@ -379,8 +379,8 @@ class Scripts:
         before)."""
         shared, company, anonymous = caps
         args: list[Any] = [shared, mark_ttl_s, company, anonymous, len(entries)]
-        for seq, route, fields in entries:
-            args.extend((seq, route, json.dumps(fields, separators=(",", ":"))))
+        for seq, route, fields in entries:  # JSON has no raw newline: it ends at the first
+            args.extend((seq, f"{json.dumps(fields, separators=(',', ':'))}\n{route}"))
         k = self.keys
         keys = [k.audit, k.audit_writer(epoch), k.audit_anonymous, k.audit_split]
         return int(self._run(client, "audit_write", keys, args))

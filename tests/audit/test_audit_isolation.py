@@ -193,3 +193,16 @@ def test_the_anonymous_mark_survives_the_spool() -> None:
         assert not AuditEntry.from_json(named.to_json()).anonymous
         assert route(named) == ("cacme" if company else "s")
     assert route(entry) == "a"
+
+
+def test_any_company_id_names_its_own_stream(engine: Engine) -> None:
+    store = AuditStore(engine.keys, engine.scripts, AuditCaps(1000, 1000, 1000))
+    odd = ["eu\nwest", 's{"x":1}\n', "é:ü", "c", "a"]
+    entries = [AuditEntry(Action.JOB_ENQUEUE, "bob", Door.CLI, company_id=c) for c in odd]
+    store.write(engine.link.client, "e", [Stamped("e", i + 1, e) for i, e in enumerate(entries)])
+    reader = AuditReader(engine.keys)
+    for company, entry in zip(odd, entries, strict=True):
+        assert engine.link.client.xlen(engine.keys.audit_company(company)) == 1
+        page, _ = reader.read(engine.link.client, limit=10, filters={"company_id": company})
+        assert [e["uid"] for e in page] == [entry.uid]
+    assert not engine.link.client.exists(engine.keys.audit_anonymous)

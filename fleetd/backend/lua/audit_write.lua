@@ -19,11 +19,12 @@
 -- KEYS[3] audit:anonymous (stream)  KEYS[4] audit:split (an id, a string)
 -- ARGV[1] prefix  ARGV[2] events maxlen (unused)  ARGV[3] audit maxlen (MAXLEN ~)
 -- ARGV[4] the mark's TTL in seconds  ARGV[5] a company stream's maxlen
--- ARGV[6] the anonymous stream's maxlen  ARGV[7] n, then per entry: seq, route ('s' the
---         shared stream only, 'a' anonymous, 'c<company>' shared and the company's),
---         its fields as one JSON object of strings (one argument, not 26: redis-py
---         spends ~1.3 µs of Python per argument, which was most of an audited
---         enqueue's cost)
+-- ARGV[6] the anonymous stream's maxlen  ARGV[7] n, then per entry: seq, and its
+--         fields as one JSON object of strings, a newline, its route ('s' the shared
+--         stream only, 'a' anonymous, 'c<company>' shared and the company's) — one
+--         argument, not 27: redis-py spends ~1.3 µs of Python per argument, which was
+--         most of an audited enqueue's cost. JSON holds no raw newline, so the first
+--         one ends it whatever the company id holds.
 -- Returns the number of entries added.
 local stream, mark, anonymous, split = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen, ttl, company_maxlen, anonymous_maxlen = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -73,12 +74,14 @@ for _ = 1, n do
       redis.call('SET', split, int(ms) .. '-' .. int(seq + 1), 'NX')
     end
     seq = seq + 1
+    local packed = ARGV[i + 1]
+    local cut = string.find(packed, '\n', 1, true)
+    local route = string.sub(packed, cut + 1)
     local args = {false, 'MAXLEN', '~', false, false}
-    for field, value in pairs(cjson.decode(ARGV[i + 2])) do
+    for field, value in pairs(cjson.decode(string.sub(packed, 1, cut - 1))) do
       args[#args + 1] = field
       args[#args + 1] = value
     end
-    local route = ARGV[i + 1]
     local id = int(ms) .. '-' .. int(seq)
     if route == 'a' then
       id = add(args, anonymous, anonymous_maxlen, id)
@@ -92,7 +95,7 @@ for _ = 1, n do
     added = added + 1
     top = number
   end
-  i = i + 3
+  i = i + 2
 end
 redis.call('SET', mark, int(top), 'EX', ttl)
 return added
