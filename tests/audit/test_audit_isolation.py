@@ -9,6 +9,7 @@ unfiltered read still shows every entry, anonymous ones included, newest first.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
@@ -20,6 +21,7 @@ from fleetd.audit.spool import Stamped
 from fleetd.audit.store import AuditCaps, AuditStore, route
 from fleetd.config import Config
 from fleetd.engine import Engine
+from fleetd.jobs.model import format_ts
 
 FLOOD = 400  # several times the smallest cap (100): ~ trimming keeps 100-200 entries
 ACME, GLOBEX = auth("acme", subject="alice"), auth("globex", subject="bob")
@@ -127,9 +129,11 @@ async def test_entries_of_the_previous_version_stay_readable(
     """The previous version wrote everything, anonymous refusals included, to the
     shared stream only: a company's read continues there below its own stream."""
     client, keys = engine.link.client, engine.keys
-    for subject, company in (("old-alice", "acme"), ("old-anon", ""), ("old-bob", "globex")):
+    minute_ago = int(time.time() * 1000) - 60_000
+    olds = (("old-alice", "acme"), ("old-anon", ""), ("old-bob", "globex"))
+    for n, (subject, company) in enumerate(olds):
         fields = AuditEntry(Action.JOB_ENQUEUE, subject, Door.HTTP).fields()
-        client.xadd(keys.audit, {**fields, "company_id": company})
+        client.xadd(keys.audit, {**fields, "company_id": company}, id=f"{minute_ago}-{n}")
     async with running_api(api_config(config)) as api:
         await api.enqueue({"type": "noop"}, headers=ACME)
         await api.client.post(f"{PREFIX}/enqueue", json={"type": "noop"})  # 401
@@ -140,6 +144,11 @@ async def test_entries_of_the_previous_version_stay_readable(
             "alice",
             "old-alice",
         ]
+        # since / until select across the company's stream and the older shared one.
+        half = format_ts(minute_ago + 30_000)
+        for bound, want in (("until", ["old-alice"]), ("since", ["alice"])):
+            got = await read_all(api, headers=ACME, **{bound: half})
+            assert [e["subject"] for e in got] == want, bound
         everything = [e["subject"] for e in await read_all(api, limit=2)]
         assert everything == ["tester", "anonymous", "alice", "old-bob", "old-anon", "old-alice"]
 
