@@ -147,7 +147,8 @@ async def test_entries_of_the_previous_version_stay_readable(
         # since / until select across the company's stream and the older shared one.
         half = format_ts(minute_ago + 30_000)
         for bound, want in (("until", ["old-alice"]), ("since", ["alice"])):
-            got = await read_all(api, headers=ACME, **{bound: half})
+            query: dict[str, Any] = {bound: half}
+            got = await read_all(api, headers=ACME, **query)
             assert [e["subject"] for e in got] == want, bound
         everything = [e["subject"] for e in await read_all(api, limit=2)]
         assert everything == ["tester", "anonymous", "alice", "old-bob", "old-anon", "old-alice"]
