@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from http_enqueue import start_daemon, token
 from redis_server import RedisServer
 
-from fleetd.audit.store import AuditStore
+from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.spool import JobSpool, replay_all
@@ -142,7 +142,7 @@ def in_process(tmp: Path, redis_url: str, rows: int) -> None:
     for start in range(2000, rows, 1000):
         spool.add(prepared[start : start + 1000], door="http", subject="bench")
     share_cost(tmp, engine)
-    store = AuditStore(engine.keys, engine.scripts, 10**6)
+    store = AuditStore(engine.keys, engine.scripts, AuditCaps(10**6, 10**6, 10**6))
     sent, took = engine.link.run_sync(lambda c: replay_all(c, spool, engine.ops, store, 500))
     print(f"# replay_all of {sent} rows in this process, 500 per round trip, audited")
     print(f"replay_rate: {sent / took:.0f} jobs/s")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from fleetd.audit.background import BackgroundWriter
 from fleetd.audit.backlog import AuditTrail
 from fleetd.audit.spool import SPOOL_NAME, AuditSpool
-from fleetd.audit.store import AuditStore
+from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, embedded_address_file
 from fleetd.backend.scripts import Scripts
@@ -126,8 +126,10 @@ class Engine:
         )
         keys = Keys(r.namespace)
         scripts = Scripts(keys, r.events_maxlen)
+        h = cfg.http
+        caps = AuditCaps(h.audit_maxlen, h.audit_company_maxlen, h.audit_anonymous_maxlen)
         trail = AuditTrail(
-            AuditStore(keys, scripts, cfg.http.audit_maxlen),
+            AuditStore(keys, scripts, caps),
             AuditSpool(cfg.state_dir / SPOOL_NAME),
         )
         audit: AuditWriter | BackgroundWriter

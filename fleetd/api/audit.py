@@ -5,7 +5,8 @@ Owns `AuditLog`, the API's handle on the daemon's audit writer and reader — `s
 stop), `read` (`GET /api/v1/admin/jobs/audit`) — and `http_entry`, the entry of one answered call:
 enqueue, bulk enqueue, cancel, reset, cleanup, schedule create / update / delete,
 whatever the outcome, refusals (401, 403, 422…) included: who (token subject, or
-"anonymous"), company, action, target (job or schedule id), outcome ("ok" or the
+"anonymous" — kept in a stream of its own, fleetd.audit.store), company, action,
+target (job or schedule id), outcome ("ok" or the
 error code), HTTP status, method, path and the caller's address.
 
 Entries are written in batches by the daemon's writer (fleetd.audit.writer); while
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleetd.audit.entry import Action, AuditEntry, Door
+from fleetd.audit.entry import ANONYMOUS, Action, AuditEntry, Door
 from fleetd.audit.reader import FILTERS, AuditReader
 from fleetd.audit.writer import AuditWriter
 from fleetd.backend.redis_link import RedisLink, SyncClient
@@ -42,7 +43,7 @@ def http_entry(
 ) -> AuditEntry:
     return AuditEntry(
         action=Action(action),
-        subject=subject or "anonymous",
+        subject=subject or ANONYMOUS,
         door=Door.HTTP,
         outcome=outcome,
         company_id=company_id,
@@ -52,6 +53,7 @@ def http_entry(
         path=path,
         remote=remote,
         detail=detail,
+        anonymous=subject is None,
     )
 
 

@@ -1,7 +1,8 @@
 """The audit log: every mutation, whichever door it came through, exactly once.
 
 Modules: entry (the entry, the closed set of actions, the doors and their subjects),
-store (writing to the Redis stream with per-writer dedupe), spool (the durable local
+store (writing to the Redis streams — the shared one, each company's, the anonymous
+refusals' — with per-writer dedupe), spool (the durable local
 file of entries Redis could not take), backlog (the in-memory backlog, its spill rule,
 `AuditSink`, `AuditTrail`), writer (the daemon's trio service), background (the
 CLI's and the client's), reader (reading back, filtered).

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ANONYMOUS",
     "Action",
     "AuditEntry",
     "Door",
@@ -75,6 +76,10 @@ class Action(enum.StrEnum):
     QUARANTINE_RELEASE = "quarantine.release"
     """a quarantined job type of a company released (target: `<type>/<company>`;
     detail: failures, kinds)"""
+
+
+# The subject of an HTTP call refused before any valid token named its caller.
+ANONYMOUS = "anonymous"
 
 
 class Door(enum.StrEnum):
@@ -147,7 +152,9 @@ def outcome_of(exc: BaseException | None) -> str:
 class AuditEntry:
     """`status`, `method`, `path` and `remote` are the HTTP request's (door http);
     other doors leave them empty (status 0). `at_ms` is when the outcome was decided,
-    by the clock of the host that decided it; `uid` tells one entry from every other."""
+    by the clock of the host that decided it; `uid` tells one entry from every other.
+    `anonymous`: a call refused before any valid token named its caller (door http,
+    subject "anonymous"); such entries are kept apart (fleetd.audit.store)."""
 
     action: Action
     subject: str
@@ -162,6 +169,7 @@ class AuditEntry:
     detail: Mapping[str, Any] = field(default_factory=dict)
     at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     uid: str = field(default_factory=new_entry_id)
+    anonymous: bool = False
 
     def met_outage(self) -> bool:
         """The call it records was answered while Redis was away: refused for it, or
@@ -188,7 +196,7 @@ class AuditEntry:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.fields(), "detail": dict(self.detail)}
+        return {**self.fields(), "detail": dict(self.detail), "anonymous": self.anonymous}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AuditEntry:
@@ -207,4 +215,15 @@ class AuditEntry:
             detail=dict(raw.get("detail") or {}),
             at_ms=int(raw["ts"]),
             uid=str(raw["uid"]),
+            # A line of the previous version has no flag: its anonymous refusals are
+            # the HTTP entries of that subject without a company.
+            anonymous=bool(raw.get("anonymous", _legacy_anonymous(raw))),
         )
+
+
+def _legacy_anonymous(raw: Mapping[str, Any]) -> bool:
+    return (
+        raw.get("door") == Door.HTTP.value
+        and raw.get("subject") == ANONYMOUS
+        and not raw.get("company_id")
+    )

@@ -8,12 +8,18 @@ before the other doors were audited have no `door`, `uid` or `ts`: they read as 
 "http", uid null, and `at` from the stream id. `at` is when the outcome was decided;
 `since`, `until` and the order are the stream's (when it was written — the same
 but for entries written late from a spool).
+
+Which streams a read takes (fleetd.audit.store writes them): with a `company_id`
+filter (a company-bound token always has one), that company's own stream, continued
+in the shared one below `audit:split` (what the previous version wrote, there alone);
+otherwise the shared stream and the anonymous one, merged by id (ids are unique across
+the two). Either way one id per entry, so a cursor is an id, as before.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetd.audit.entry import Action, Door
@@ -30,6 +36,10 @@ SCAN_FACTOR = 20
 _CLOSED = {"action": frozenset(a.value for a in Action), "door": frozenset(d.value for d in Door)}
 # Entries written before `door` was recorded all came through the HTTP API.
 _DEFAULTS = {"door": Door.HTTP.value}
+
+Raw = list[tuple[str, dict[str, str]]]
+# (top, bottom, count) → up to `count` entries in that range, newest first.
+Fetch = Callable[[str, str, int], Raw]
 
 
 def check_filters(filters: Mapping[str, str | None]) -> dict[str, str]:
@@ -74,9 +84,55 @@ def _below(cursor: str) -> str | None:
     return None if dash and int(ms) == int(seq) == 0 else "(" + cursor
 
 
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _upper(top: str) -> tuple[int, int] | None:
+    """The ids a range's top lets through are those below this; None: every id."""
+    if top == "+":
+        return None
+    ms, dash, seq = top.lstrip("(").partition("-")
+    if not dash:  # `until`, a time: every id of that ms
+        return int(ms) + 1, 0
+    return (int(ms), int(seq)) if top.startswith("(") else (int(ms), int(seq) + 1)
+
+
 class AuditReader:
     def __init__(self, keys: Keys) -> None:
-        self.key = keys.audit
+        self.keys = keys
+
+    def _everything(self, client: SyncClient) -> Fetch:
+        def fetch(top: str, bottom: str, count: int) -> Raw:
+            shared = client.xrevrange(self.keys.audit, top, bottom, count=count)
+            anonymous = client.xrevrange(self.keys.audit_anonymous, top, bottom, count=count)
+            if not anonymous:
+                return list(shared)
+            both = sorted([*shared, *anonymous], key=lambda e: _id(e[0]), reverse=True)
+            return both[:count]
+
+        return fetch
+
+    def _company(self, client: SyncClient, company_id: str) -> Fetch:
+        def fetch(top: str, bottom: str, count: int) -> Raw:
+            own = list(client.xrevrange(self.keys.audit_company(company_id), top, bottom,
+                count=count))  # fmt: skip
+            if len(own) == count:
+                return own
+            # The company's stream holds nothing older in range: what the previous
+            # version wrote is in the shared stream alone, below the split.
+            split = client.get(self.keys.audit_split)
+            if split is not None:
+                upper = _upper(top)
+                if upper is None or _id(split) < upper:
+                    if _id(split) == (0, 0):
+                        return own
+                    top = "(" + split
+            legacy = client.xrevrange(self.keys.audit, top, bottom, count=count - len(own))
+            return own + list(legacy)
+
+        return fetch
 
     def read(
         self,
@@ -98,8 +154,11 @@ class AuditReader:
                 return [], None
             top = below
         bottom = "-" if since_ms is None else str(since_ms)
-        window = limit * SCAN_FACTOR if wanted else limit
-        raw = client.xrevrange(self.key, top, bottom, count=window + 1)
+        company = wanted.get("company_id")
+        # A company's stream holds its entries only: that filter alone scans no more.
+        window = limit * SCAN_FACTOR if set(wanted) - {"company_id"} else limit
+        fetch = self._everything(client) if company is None else self._company(client, company)
+        raw = fetch(top, bottom, window + 1)
         has_more = len(raw) > window
         raw = raw[:window]
         out: list[dict[str, Any]] = []

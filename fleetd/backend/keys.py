@@ -20,7 +20,7 @@ class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
     (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
     `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`,
-    `<prefix>quota:later:<company>`) the same way.
+    `<prefix>quota:later:<company>`, `<prefix>audit:company:<company>`) the same way.
 
     Composite names never join two free-form strings with a separator either may
     contain: each name below has at most one variable part, at its end, after a fixed
@@ -230,8 +230,28 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """Stream of every mutation, whichever door it came through (fleetd.audit)."""
+        """Stream of every mutation, whichever door it came through (fleetd.audit), but
+        for refusals of callers without a valid token (`audit_anonymous`)."""
         return f"{self.prefix}audit"
+
+    @property
+    def audit_anonymous(self) -> str:
+        """Stream of the refused calls of callers without a valid token, capped on its
+        own: however many there are, they never evict an authenticated entry."""
+        return f"{self.prefix}audit:anonymous"
+
+    def audit_company(self, company_id: str) -> str:
+        """Stream of one company's entries (also in `audit`, under the same id), capped
+        on its own: another company's volume never shortens this company's trail.
+        audit_write.lua builds it the same way."""
+        return f"{self.prefix}audit:company:{company_id}"
+
+    @property
+    def audit_split(self) -> str:
+        """String: the id of the first entry audit_write.lua wrote to the streams above.
+        Below it, `audit` holds what the previous version wrote (to it alone): a
+        company's read continues there."""
+        return f"{self.prefix}audit:split"
 
     def audit_writer(self, epoch: str) -> str:
         """The highest entry number one audit writer epoch wrote (audit_write.lua)."""

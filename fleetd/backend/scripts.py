@@ -369,14 +369,19 @@ class Scripts:
         self,
         client: SyncClient,
         epoch: str,
-        maxlen: int,
+        caps: tuple[int, int, int],
         mark_ttl_s: int,
-        entries: Sequence[tuple[int, Mapping[str, str]]],
+        entries: Sequence[tuple[int, str, Mapping[str, str]]],
     ) -> int:
-        """(seq, stream fields) of one writer epoch, in seq order; returns how many were
-        added (those at or below the epoch's mark were written before)."""
-        args: list[Any] = [maxlen, mark_ttl_s, len(entries)]
-        for seq, fields in entries:
-            args.extend((seq, json.dumps(fields, separators=(",", ":"))))
-        keys = [self.keys.audit, self.keys.audit_writer(epoch)]
+        """(seq, route, stream fields) of one writer epoch, in seq order; `caps` are the
+        maxlens of the shared, a company's and the anonymous stream; a route is 's'
+        (shared only), 'a' (anonymous) or 'c<company>' (shared and the company's).
+        Returns how many were added (those at or below the epoch's mark were written
+        before)."""
+        shared, company, anonymous = caps
+        args: list[Any] = [shared, mark_ttl_s, company, anonymous, len(entries)]
+        for seq, route, fields in entries:  # JSON has no raw newline: it ends at the first
+            args.extend((seq, f"{json.dumps(fields, separators=(',', ':'))}\n{route}"))
+        k = self.keys
+        keys = [k.audit, k.audit_writer(epoch), k.audit_anonymous, k.audit_split]
         return int(self._run(client, "audit_write", keys, args))

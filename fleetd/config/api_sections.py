@@ -61,6 +61,13 @@ class HttpConfig:
     audit_maxlen: int = setting(
         100_000, "approximate cap of the audit log", min=100, max=100_000_000
     )
+    audit_company_maxlen: int = setting(
+        10_000, "approximate cap of each company's own audit stream", min=100, max=100_000_000
+    )
+    audit_anonymous_maxlen: int = setting(
+        10_000, "approximate cap of the audit stream of refused calls without a valid token",
+        min=100, max=100_000_000,
+    )  # fmt: skip
     allowed_origins: tuple[str, ...] = setting(
         (),
         "browser origins besides the API's own that may open the events WebSocket",

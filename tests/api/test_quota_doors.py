@@ -15,7 +15,7 @@ from api_client import PREFIX, api_config, auth, running_api
 from conftest import fleetd_env
 from daemons import run_cli, settings
 
-from fleetd.audit.store import AuditStore
+from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.config import Config
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.engine import Engine
@@ -128,7 +128,7 @@ def test_a_replay_lands_spooled_jobs_of_a_company_over_its_quota(
         [{"type": "noop", "company_id": "A"}, {"type": "noop", "company_id": "B"}]
     )
     spool.add(made, door="http", subject="alice")
-    audit = AuditStore(engine.keys, engine.scripts, 1000)
+    audit = AuditStore(engine.keys, engine.scripts, AuditCaps(1000, 1000, 1000))
     done = engine.link.run_sync(lambda c: replay_pass(c, spool, engine.ops, audit, 10))
     assert done.landed == 2 and spool.depth() == (0, 0)
     assert pending(engine) == 3

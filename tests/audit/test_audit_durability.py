@@ -25,7 +25,7 @@ from fleetd.audit.backlog import SPILL_AFTER, AuditTrail, Backlog, Stamped
 from fleetd.audit.entry import Action, AuditEntry, Door
 from fleetd.audit.reader import AuditReader
 from fleetd.audit.spool import SPOOL_NAME, AuditSpool
-from fleetd.audit.store import AuditStore
+from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.audit.writer import REPLAY_INTERVAL, RETRY_CAP
 from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.client import Client
@@ -193,7 +193,7 @@ def test_a_spooled_enqueue_keeps_its_entry_when_the_daemon_is_sigkilled_at_once(
 def test_replaying_a_spool_twice_or_after_a_lost_answer_writes_each_entry_once(
     config: Config, engine: Engine, tmp_path: Path
 ) -> None:
-    store = AuditStore(engine.keys, engine.scripts, 1000)
+    store = AuditStore(engine.keys, engine.scripts, AuditCaps(1000, 1000, 1000))
     spool = AuditSpool(tmp_path / SPOOL_NAME)
     trail = AuditTrail(store, spool)
     items = [

@@ -123,6 +123,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_in_flight": 128,
         "company_share": 0.5,
         "audit_maxlen": 100_000,
+        "audit_company_maxlen": 10_000,
+        "audit_anonymous_maxlen": 10_000,
         "allowed_origins": [],
     },
     "auth": {
@@ -523,6 +525,18 @@ def test_wrong_toml_types_are_not_coerced(tmp_path: Path, toml: str, error: str)
         ("redis.connect_timeout", ['"1ms"'], ['"0s"'], "a duration greater than 0s"),
         ("worker.job_timeout", ['"1ms"', '"30d"'], ['"0ms"'], "a duration greater than 0s"),
         ("daemon.log_format", ['"json"'], ['"xml"'], "one of text, json"),
+        (
+            "http.audit_company_maxlen",
+            ["100", "100000000"],
+            ["99", "100000001"],
+            "an integer from 100 to 100000000",
+        ),
+        (
+            "http.audit_anonymous_maxlen",
+            ["100", "100000000"],
+            ["0", "100000001"],
+            "an integer from 100 to 100000000",
+        ),
     ],
 )
 def test_limits(tmp_path: Path, key: str, good: list[str], bad: list[str], expected: str) -> None:

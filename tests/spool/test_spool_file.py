@@ -19,7 +19,7 @@ from conftest import fleetd_env, make_config
 from redis_server import RedisServerFactory
 
 from fleetd.audit.reader import AuditReader
-from fleetd.audit.store import AuditStore
+from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.backend.codec import JobRow, decode_row, encode_row
 from fleetd.backend.redis_link import RedisUnavailable
 from fleetd.config import Config
@@ -46,7 +46,7 @@ def audit_replays(engine: Engine) -> list[dict[str, object]]:
 
 
 def store(engine: Engine) -> AuditStore:
-    return AuditStore(engine.keys, engine.scripts, 10_000)
+    return AuditStore(engine.keys, engine.scripts, AuditCaps(10_000, 10_000, 10_000))
 
 
 def test_rows_come_back_in_order_and_byte_for_byte(engine: Engine, tmp_path: Path) -> None:
