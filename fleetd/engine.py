@@ -125,7 +125,7 @@ class Engine:
             shared_by_threads=not daemon,
         )
         keys = Keys(r.namespace)
-        scripts = Scripts(keys, r.events_maxlen)
+        scripts = Scripts(keys, r.events_maxlen, company_maxlen=cfg.events.company_maxlen)
         trail = AuditTrail(
             AuditStore(keys, scripts, cfg.http.audit_maxlen),
             AuditSpool(cfg.state_dir / SPOOL_NAME),

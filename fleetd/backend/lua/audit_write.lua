@@ -7,7 +7,7 @@
 -- was lost, a spool replayed by two processes, or twice after a crash — and is skipped.
 --
 -- KEYS[1] audit (stream)  KEYS[2] audit:writer:<epoch> (the mark, a string)
--- ARGV[1] prefix  ARGV[2] events maxlen (unused)  ARGV[3] audit maxlen (MAXLEN ~)
+-- ARGV[1] prefix  ARGV[2] events caps (unused)  ARGV[3] audit maxlen (MAXLEN ~)
 -- ARGV[4] the mark's TTL in seconds  ARGV[5] n, then per entry: seq, its fields as
 --         one JSON object of strings (one argument, not 26: redis-py spends ~1.3 µs
 --         of Python per argument, which was most of an audited enqueue's cost)
