@@ -54,8 +54,9 @@ end
 -- was active that day stay in memory. A cursor older than the key falls back to the
 -- shared stream (today's behaviour there).
 local COMPANY_EVENTS_TTL_S = 86400
--- The last id this script call wrote per company stream: one XREVRANGE per company and
--- call, not per event (an enqueue of 1,000 jobs of one company reads it once).
+-- The last id this script call wrote per company stream: one XREVRANGE and one EXPIRE
+-- per company and call, not per event (an enqueue of 1,000 jobs of one company reads
+-- it once; time does not move within a call).
 local company_last = {}
 
 -- Stream ids "<ms>-<seq>" of up to 20 digits each: compared as numbers would lose
@@ -75,7 +76,8 @@ end
 local function company_emit(company, id, fields)
   local ck = PREFIX .. 'events:c:' .. company
   local prev = company_last[ck]
-  if prev == nil then
+  local fresh = prev == nil  -- first write of this call: (re)start the expiry once
+  if fresh then
     local top = redis.pcall('XREVRANGE', ck, '+', '-', 'COUNT', 1)
     prev = (type(top) == 'table' and top[1] and top[1][1]) or ''
     if type(top) == 'table' and top.err then redis.call('DEL', ck) end  -- not a stream
@@ -86,11 +88,11 @@ local function company_emit(company, id, fields)
   -- that would abort the transition half-written.
   if prev ~= '' and not id_after(id, prev) then
     redis.call('DEL', ck)
-    prev = ''
+    prev, fresh = '', true
   end
   fields[2] = prev
   redis.call('XADD', ck, 'MAXLEN', '~', COMPANY_MAXLEN, id, unpack(fields))
-  redis.call('EXPIRE', ck, COMPANY_EVENTS_TTL_S)
+  if fresh then redis.call('EXPIRE', ck, COMPANY_EVENTS_TTL_S) end
   company_last[ck] = id
 end
 
