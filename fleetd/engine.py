@@ -125,7 +125,7 @@ class Engine:
             shared_by_threads=not daemon,
         )
         keys = Keys(r.namespace)
-        scripts = Scripts(keys, r.events_maxlen)
+        scripts = Scripts(keys, r.events_maxlen, company_maxlen=cfg.events.company_maxlen)
         h = cfg.http
         caps = AuditCaps(h.audit_maxlen, h.audit_company_maxlen, h.audit_anonymous_maxlen)
         trail = AuditTrail(

@@ -75,7 +75,7 @@ class Harness:
             self.registry.register(handler, source="test")
         self.registry.artifacts_dir = artifacts_root(cfg)
         keys = Keys("testing")
-        self.scripts = Scripts(keys, 10_000)
+        self.scripts = Scripts(keys, 10_000, company_maxlen=cfg.events.company_maxlen)
         self.link = RedisLink("memory://", memory_listen="", state_dir=None)
         for script in self.scripts.all():
             self.link.run_sync(script.load)

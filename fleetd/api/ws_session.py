@@ -7,7 +7,9 @@ Owns:
 - `Session.run`: the first frame (`subscribed`, with the id after which this socket
   delivers every event: the newest at connect, or the asked `last_event_id` when
   resuming), the replay from `last_event_id` (XRANGE exclusive, in chunks; a `gap`
-  frame before a chunk whenever the stream was trimmed past where the replay stands)
+  frame before a chunk whenever the stream was trimmed past where the replay stands —
+  a filter of one company reads that company's own stream when it covers the cursor,
+  so another company's flood does not cause one: fleetd.runtime.replay)
   and the switch to the hub's live feed with no duplicate and no hole; `subscribe`
   messages (answered `subscribed`, or an `error` frame); and the close: 1008 when the
   token expires, 1013 when the subscriber fell behind or Redis failed during a replay
@@ -51,8 +53,8 @@ from fleetd.runtime.events import (
     Subscriber,
     deliveries,
     id_key,
-    read_replay,
 )
+from fleetd.runtime.replay import read_replay
 
 __all__ = [
     "CLOSE_EXPIRED",
@@ -276,28 +278,40 @@ class Session:
 
     async def _replay(self, after: str) -> tuple[int, str] | None:
         """The events after `after`, chunk by chunk, until caught up with the hub. Each
-        chunk is read with the stream's oldest id: MAXLEN trimming goes on during a long
-        replay, so whenever the oldest is past `after` the events in between may be gone,
-        and a `gap` frame says so before the chunk."""
+        chunk is read with its stream's head: MAXLEN trimming goes on during a long
+        replay, so whenever the stream lost events after `after`, a `gap` frame says
+        so before the chunk. A filter of one company reads that company's stream while
+        it covers `after` (`[events] company_maxlen` > 0), else the shared one."""
         keys = self.hub.keys
+        own_streams = self.hub.cfg.company_maxlen > 0
         while True:
             if self.sub.closing is not None:
                 return self.sub.closing
             known = self.hub.position or "0-0"  # the hub has read up to here
-            first, chunk = await self.link.call(read_replay, keys, after, REPLAY_CHUNK)
-            at = id_key(after)
-            if at < id_key(first) if first is not None else at < id_key(known):
-                gap = {"last_event_id": after, "first_available": first}
-                await self._send_json({"type": "gap", "data": gap})
+            flt = self.sub.filter
+            company = flt.company_id if own_streams else None
+            got = await self.link.call(read_replay, keys, after, REPLAY_CHUNK, company)
+            first, chunk, at = got.first, got.events, id_key(after)
+            if got.trimmed is not None:
+                gap = got.trimmed
+            else:
+                gap = at < id_key(first) if first is not None else at < id_key(known)
+            if gap:
+                data = {"last_event_id": after, "first_available": first}
+                await self._send_json({"type": "gap", "data": data})
                 if first is None:
                     after = known  # an empty stream: everything up to there is gone
-            flt = self.sub.filter
             for part in deliveries(flt, [ev for ev in chunk if flt.matches(ev)]):
                 await self._send_events(part.events)
             if chunk:
                 after = chunk[-1].id
+            short = len(chunk) < REPLAY_CHUNK
+            if short and got.through is not None and id_key(got.through) > id_key(after):
+                # A company's stream read to its end: it held every event of the company
+                # up to the shared stream's newest id, so the replay stands there.
+                after = got.through
             self._replayed = id_key(after)
-            if len(chunk) < REPLAY_CHUNK and self.hub.position_key <= self._replayed:
+            if short and self.hub.position_key <= self._replayed:
                 # Caught up with the hub: the caller attaches it without awaiting, and
                 # skips what it gets live up to here.
                 return None

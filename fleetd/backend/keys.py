@@ -20,7 +20,8 @@ class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
     (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
     `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`,
-    `<prefix>quota:later:<company>`, `<prefix>audit:company:<company>`) the same way.
+    `<prefix>quota:later:<company>`, `<prefix>events:c:<company>`,
+    `<prefix>audit:company:<company>`) the same way.
 
     Composite names never join two free-form strings with a separator either may
     contain: each name below has at most one variable part, at its end, after a fixed
@@ -158,6 +159,14 @@ class Keys:
     def events(self) -> str:
         """Stream of job events, appended by the scripts inside each transition."""
         return f"{self.prefix}events"
+
+    def company_events(self, company_id: str) -> str:
+        """Stream of one company's events (`[events] company_maxlen`, ~): the same entries
+        under the same ids as `events`, plus `prev` (the id before it in this stream, ''
+        for the first since the key was created), so that a replay of that company knows
+        exactly whether it was trimmed past a cursor. Expires a day after its last event.
+        Built in-script (_lib.lua company_emit); read by fleetd.runtime.replay."""
+        return f"{self.prefix}events:c:{company_id}"
 
     def ws_ticket(self, ticket: str) -> str:
         """String: a single-use WebSocket ticket → JSON of its token's subject, company

@@ -73,11 +73,16 @@ def _analytics_lib(enabled: bool) -> str:
 class Scripts:
     """The loaded scripts of one namespace, with typed call methods."""
 
-    def __init__(self, keys: Keys, events_maxlen: int, *, analytics: bool = True) -> None:
-        """`analytics=False` loads the scripts without the analytics bookkeeping
-        (_analytics.lua's functions do nothing): bench/analytics.py's control."""
+    def __init__(
+        self, keys: Keys, events_maxlen: int, *, company_maxlen: int = 0, analytics: bool = True
+    ) -> None:
+        """`company_maxlen`: the cap of each company's own replay stream
+        (`Keys.company_events`; 0 = none kept). `analytics=False` loads the scripts
+        without the analytics bookkeeping (_analytics.lua's functions do nothing):
+        bench/analytics.py's control."""
         self.keys = keys
-        self._head = [keys.prefix, events_maxlen]
+        # ARGV[2] of every script: both caps in one argument (_lib.lua's header).
+        self._head = [keys.prefix, f"{int(events_maxlen)}:{int(company_maxlen)}"]
         # The workflow helpers (wf_settle) follow the shared ones: every finishing
         # script settles a workflow node's children in its own atomic step.
         # Quarantine counting (quarantine_strike) is shared by quarantine_count and reap.

@@ -24,6 +24,15 @@ def _check_http_listen(value: str) -> str | None:
 
 
 KIB, MIB = 1024, 1024 * 1024
+# Below one stream node (Redis' stream-node-max-entries, 100) an approximate MAXLEN
+# trims nothing until the node fills, so a smaller company cap would not be one.
+MIN_COMPANY_MAXLEN = 100
+
+
+def _check_company_maxlen(value: int) -> str | None:
+    if value == 0 or value >= MIN_COMPANY_MAXLEN:
+        return None
+    return f"must be 0 (no company streams) or at least {MIN_COMPANY_MAXLEN}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,13 @@ class EventsConfig:
     compression: bool = setting(
         False, "accept permessage-deflate on the events WebSocket (CPU per subscriber)"
     )
+    # Twice `buffer`: a subscriber closed for falling `buffer` of its company's events
+    # behind still finds them all when it resumes. ~300 B an entry: ~600 KB per company
+    # that had events within the last day (the stream's expiry, fleetd/backend/lua/_lib.lua).
+    company_maxlen: int = setting(
+        2000, "approximate cap of each company's own replay stream (0 = none kept)",
+        min=0, max=10_000_000, check=_check_company_maxlen,
+    )  # fmt: skip
 
 
 # RFC 7518 §3.2: an HMAC key at least as long as the hash; 32 characters cover HS256.

@@ -17,7 +17,7 @@ Owns:
   read_count` per read, capped backoff while Redis is unreachable) that feeds the
   subscribers — one hand-off per read and subscriber, filtered once per distinct
   filter — and the plain consumers (the /metrics counters, per event);
-- stream ids (`id_key`) and the replay read (`read_replay`).
+- stream ids (`id_key`); the replay reads are fleetd.runtime.replay.
 
 Lifecycle: run() pins "now" (the stream's last generated id) once Redis answers and
 reads on from there until cancelled; `close_all()` (graceful stop) ends every session
@@ -58,7 +58,6 @@ __all__ = [
     "Subscriber",
     "deliveries",
     "id_key",
-    "read_replay",
     "resumable",
 ]
 
@@ -224,20 +223,6 @@ class HubFull(Exception):
 
 class HubClosed(Exception):
     """The daemon is stopping."""
-
-
-def read_replay(
-    client: SyncClient, keys: Keys, after: str, count: int
-) -> tuple[str | None, list[Event]]:
-    """(the oldest id in the stream, up to `count` events after `after`, exclusive and
-    oldest first), read together (MULTI): if that oldest id is at most `after`, nothing
-    after `after` was trimmed before these events were read."""
-    pipe = client.pipeline(transaction=True)
-    pipe.xrange(keys.events, "-", "+", 1)
-    pipe.xrange(keys.events, f"({after}", "+", count)
-    first, entries = pipe.execute()
-    oldest = str(first[0][0]) if first else None
-    return oldest, [Event.parse(i, f) for i, f in entries]
 
 
 class EventHub:

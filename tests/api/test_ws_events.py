@@ -36,7 +36,8 @@ from fleetd.backend.keys import Keys
 from fleetd.cli.events import connect
 from fleetd.config import Config
 from fleetd.runtime.daemon import Daemon
-from fleetd.runtime.events import Event, EventHub, id_key, read_replay
+from fleetd.runtime.events import Event, EventHub, id_key
+from fleetd.runtime.replay import read_replay
 
 FEED = f"{PREFIX}/events"
 WAIT = 10.0
@@ -389,12 +390,12 @@ async def test_gap_when_trimmed_during_the_replay(
     monkeypatch.setattr(ws_session, "REPLAY_CHUNK", 5)
     reads = 0
 
-    def trimming(client: Any, keys: Keys, after: str, count: int) -> Any:
+    def trimming(client: Any, keys: Keys, after: str, count: int, company: str | None) -> Any:
         nonlocal reads
         reads += 1
         if reads == 2:  # between the first chunk and the second
             client.xtrim(keys.events, maxlen=3, approximate=False)
-        return read_replay(client, keys, after, count)
+        return read_replay(client, keys, after, count, company)
 
     monkeypatch.setattr(ws_session, "read_replay", trimming)
     async with running_api(api_config(config)) as api:
@@ -415,7 +416,7 @@ async def test_gap_when_trimmed_during_the_replay(
 async def test_redis_lost_during_a_replay_closes_with_its_own_reason(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreachable(client: Any, keys: Keys, after: str, count: int) -> Any:
+    def unreachable(client: Any, keys: Keys, after: str, count: int, company: str | None) -> Any:
         raise redis.exceptions.ConnectionError("Connection refused")
 
     async with running_api(api_config(config)) as api:

@@ -160,6 +160,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "company_share": 0.5,
         "read_count": 1000,
         "compression": False,
+        "company_maxlen": 2000,
     },
     "encryption": {"keys": [], "key_file": ""},
     "spool": {
@@ -548,6 +549,18 @@ def test_limits(tmp_path: Path, key: str, good: list[str], bad: list[str], expec
         assert one_error(tmp_path, f"[{section}]\n{name} = {value}") == (
             f"{key}: must be {expected}, got {raw!r}"
         )
+
+
+def test_company_maxlen_is_off_or_at_least_one_stream_node(tmp_path: Path) -> None:
+    for good in (0, 100, 10_000_000):
+        cfg = load_config(write(tmp_path, f"[events]\ncompany_maxlen = {good}"), {})
+        assert cfg.events.company_maxlen == good
+    assert one_error(tmp_path, "[events]\ncompany_maxlen = 99").startswith(
+        "events.company_maxlen: must be 0 (no company streams) or at least 100"
+    )
+    assert one_error(tmp_path, "[events]\ncompany_maxlen = -1").startswith(
+        "events.company_maxlen: must be an integer from 0 to 10000000"
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,16 @@
 -- Conventions shared by every script:
 --   ARGV[1]  key prefix, "fleetd:{<namespace>}:"; per-job keys are built from it and carry
 --            the same Cluster hash tag as the KEYS, so they live in the same slot.
---   ARGV[2]  approximate MAXLEN of the events stream.
+--   ARGV[2]  the events streams' caps (MAXLEN ~): "<events maxlen>:<company maxlen>" (a
+--            company's own stream, 0 = none kept; fleetd.backend.scripts builds it).
 -- Times are Redis server time in milliseconds: hosts' clocks never decide anything.
 -- Event payloads ("data") arrive from Python already JSON-encoded, so no message text is
 -- ever escaped by hand. Job rows travel through the codec below (cjson).
 
 local unpack = unpack or table.unpack
 local PREFIX = ARGV[1]
-local MAXLEN = ARGV[2]
+local MAXLEN, COMPANY_MAXLEN = string.match(ARGV[2], '^(%d+):?(%d*)$')
+COMPANY_MAXLEN = tonumber(COMPANY_MAXLEN) or 0
 local MAX_PRIORITY = 20
 -- Sequence numbers available inside one priority band of the queue zset. Scores stay
 -- below 2^53 (20 * 1e13 = 2e14), so doubles hold them exactly.
@@ -36,10 +38,69 @@ local function queue_score(priority, seq)
   return int((MAX_PRIORITY - tonumber(priority)) * SEQ_SPAN + seq)
 end
 
+local function has_company(company)
+  return type(company) == 'string' and company ~= ''
+end
+
+-- Each company's own replay stream, `events:c:<company>` (fleetd.runtime.replay): the
+-- events of that company only, under the SAME ids as in `events`, capped by
+-- COMPANY_MAXLEN (~), so another company's flood never trims it. Each entry also holds
+-- `prev`, the id of the entry before it in this stream ('' = the first since the key
+-- was created): the oldest entry's `prev` is then exactly the last id trimmed, and a
+-- replay knows whether the stream lost anything after its cursor, or starts after it.
+-- Idle for COMPANY_EVENTS_TTL_S, the key expires: a company's stream lives while it
+-- produces events and a day beyond — longer than a dashboard's reconnects and a night's
+-- closed laptop, while at most COMPANY_MAXLEN entries (~300 B each) per company that
+-- was active that day stay in memory. A cursor older than the key falls back to the
+-- shared stream (today's behaviour there).
+local COMPANY_EVENTS_TTL_S = 86400
+-- The last id this script call wrote per company stream: one XREVRANGE and one EXPIRE
+-- per company and call, not per event (an enqueue of 1,000 jobs of one company reads
+-- it once; time does not move within a call).
+local company_last = {}
+
+-- Stream ids "<ms>-<seq>" of up to 20 digits each: compared as numbers would lose
+-- digits beyond 2^53, so by length, then text.
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not bm then return true end
+  if am ~= bm then
+    if #am ~= #bm then return #am > #bm end
+    return am > bm
+  end
+  if #as ~= #bs then return #as > #bs end
+  return as > bs
+end
+
+local function company_emit(company, id, fields)
+  local ck = PREFIX .. 'events:c:' .. company
+  local prev = company_last[ck]
+  local fresh = prev == nil  -- first write of this call: (re)start the expiry once
+  if fresh then
+    local top = redis.pcall('XREVRANGE', ck, '+', '-', 'COUNT', 1)
+    prev = (type(top) == 'table' and top[1] and top[1][1]) or ''
+    if type(top) == 'table' and top.err then redis.call('DEL', ck) end  -- not a stream
+  end
+  -- The shared stream's ids only grow, so `id` follows `prev` — unless `events` was
+  -- deleted and Redis' clock is now behind `prev`. Then this stream starts over: a
+  -- cursor from before falls back to the shared stream instead of hitting an XADD error
+  -- that would abort the transition half-written.
+  if prev ~= '' and not id_after(id, prev) then
+    redis.call('DEL', ck)
+    prev, fresh = '', true
+  end
+  fields[2] = prev
+  redis.call('XADD', ck, 'MAXLEN', '~', COMPANY_MAXLEN, id, unpack(fields))
+  if fresh then redis.call('EXPIRE', ck, COMPANY_EVENTS_TTL_S) end
+  company_last[ck] = id
+end
+
 local function emit(events, etype, id, jtype, company, status, ts, data)
-  redis.call('XADD', events, 'MAXLEN', '~', MAXLEN, '*',
-    'type', etype, 'job_id', id, 'job_type', jtype or '', 'company_id', company or '',
-    'status', status, 'ts', int(ts), 'data', data or '{}')
+  local fields = {'prev', '', 'type', etype, 'job_id', id, 'job_type', jtype or '',
+    'company_id', company or '', 'status', status, 'ts', int(ts), 'data', data or '{}'}
+  local eid = redis.call('XADD', events, 'MAXLEN', '~', MAXLEN, '*', unpack(fields, 3))
+  if COMPANY_MAXLEN > 0 and has_company(company) then company_emit(company, eid, fields) end
 end
 
 -- Ready jobs: one zset per "part" (a job type and a company), `ready:<part>`, scored
@@ -111,10 +172,6 @@ end
 -- (promote, a workflow release, a cancel, a skip) removes the id unconditionally, and a
 -- set's ZADD / ZREM are idempotent: no path can count a job twice or leave a count
 -- behind. A job of no company is in none.
-local function has_company(company)
-  return type(company) == 'string' and company ~= ''
-end
-
 local function later_key(company)
   return PREFIX .. 'quota:later:' .. company
 end

@@ -1,7 +1,7 @@
 -- abort.lua: a running job whose handler was cancelled on request ends `cancelled`.
 --
 -- KEYS[1] leases  KEYS[2] status:cancelled  KEYS[3] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] number of jobs
 -- ARGV[4..] per job, 2 values: id, lease token
 -- Returns per job 1 (cancelled) or 0 (stale).
 local leases, cancelled_idx, events = KEYS[1], KEYS[2], KEYS[3]

@@ -17,7 +17,7 @@
 --
 -- KEYS[1] audit (stream)  KEYS[2] audit:writer:<epoch> (the mark, a string)
 -- KEYS[3] audit:anonymous (stream)  KEYS[4] audit:split (an id, a string)
--- ARGV[1] prefix  ARGV[2] events maxlen (unused)  ARGV[3] audit maxlen (MAXLEN ~)
+-- ARGV[1] prefix  ARGV[2] events caps (unused)  ARGV[3] audit maxlen (MAXLEN ~)
 -- ARGV[4] the mark's TTL in seconds  ARGV[5] a company stream's maxlen
 -- ARGV[6] the anonymous stream's maxlen  ARGV[7] n, then per entry: seq, and its
 --         fields as one JSON object of strings, a newline, its route ('s' the shared

@@ -4,7 +4,7 @@
 --
 -- KEYS[1] queue  KEYS[2] delayed  KEYS[3] status:pending  KEYS[4] status:retrying
 -- KEYS[5] status:cancelled  KEYS[6] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job id
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job id
 -- ARGV[4] control-list TTL seconds (a dead daemon's list must not live forever)
 -- Returns {outcome, status}: outcome is cancelled | cancelling | final | missing.
 local queue, delayed, pending_idx = KEYS[1], KEYS[2], KEYS[3]

@@ -7,7 +7,7 @@
 -- KEYS[4] status:pending  KEYS[5] status:retrying
 -- KEYS[6] leases (scored by deadline; also the index of processing jobs)
 -- KEYS[7] events          KEYS[8] wake
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max jobs  ARGV[4] lease ms
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] max jobs  ARGV[4] lease ms
 -- ARGV[5] lease token (one per claim call; stored on each job)  ARGV[6] daemon id
 -- ARGV[7] the job types the daemon has handlers for, a JSON array; '' = every type
 -- ARGV[8] limits (fleetd.jobs.limits.Limits.encode), a JSON object; '' = none:

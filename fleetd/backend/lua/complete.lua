@@ -1,7 +1,7 @@
 -- complete.lua: mark running jobs completed, in one batch.
 --
 -- KEYS[1] leases  KEYS[2] status:completed  KEYS[3] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] number of jobs
 -- ARGV[4..] per job, 4 values: id, lease token, result (JSON), event data (JSON)
 -- Returns per job 1 (completed) or 0 (stale: the job's lease token no longer matches,
 -- it was recovered elsewhere or cancelled; nothing is written).

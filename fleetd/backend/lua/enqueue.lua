@@ -2,7 +2,7 @@
 --
 -- KEYS[1] queue           KEYS[2] delayed      KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] events       KEYS[6] wake
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] wake token cap
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] number of jobs  ARGV[4] wake token cap
 -- ARGV[5..] one job row per job (fleetd.backend.codec: a JSON object of named fields,
 --   decoded by decode_row)
 -- ARGV[5 + number of jobs] (optional) the companies' quotas

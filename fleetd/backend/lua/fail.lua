@@ -4,7 +4,7 @@
 --
 -- KEYS[1] leases  KEYS[2] status:retrying  KEYS[3] status:failed  KEYS[4] delayed
 -- KEYS[5] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] number of jobs
 -- ARGV[4..] per job, 7 values: id, lease token, error text, error as a JSON string,
 --   traceback, retryable (1|0: 0 fails at once, e.g. a permanent SMTP rejection),
 --   retry delay ms (used when it retries)

@@ -2,7 +2,7 @@
 -- whose heartbeat expired, so any daemon can report all live ones.
 --
 -- KEYS[1] daemons (hash id → JSON)  KEYS[2] daemons:hb (zset id → expiry ms)
--- ARGV[1] prefix  ARGV[2] events maxlen (unused)  ARGV[3] daemon id  ARGV[4] JSON payload
+-- ARGV[1] prefix  ARGV[2] events caps (unused)  ARGV[3] daemon id  ARGV[4] JSON payload
 -- ARGV[5] ttl ms (the entry counts as alive until now + ttl)  ARGV[6] 1 = leaving (remove)
 -- Returns Redis now ms.
 local daemons, hb = KEYS[1], KEYS[2]

@@ -4,7 +4,7 @@
 -- bypassed job — and replayed from the spool: it reaches Redis finished, never pending).
 --
 -- KEYS[1] leases  KEYS[2] status:completed  KEYS[3] status:failed  KEYS[4] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job row (as for enqueue.lua)
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job row (as for enqueue.lua)
 -- ARGV[4] mode: processing | completed | failed
 -- processing: ARGV[5] lease ms  ARGV[6] lease token  ARGV[7] daemon id
 -- completed / failed: ARGV[5] daemon id  ARGV[6] created ms  ARGV[7] started ms

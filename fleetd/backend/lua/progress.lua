@@ -1,7 +1,7 @@
 -- progress.lua: record a running job's progress and publish it on the events stream.
 --
 -- KEYS[1] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job id  ARGV[4] lease token
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job id  ARGV[4] lease token
 -- ARGV[5] progress (JSON object: percent, message)
 -- Returns 1, or 0 when the lease token no longer matches (nothing written).
 local events = KEYS[1]

@@ -3,7 +3,7 @@
 -- while its workflow exists: it goes with it (wf_prune.lua).
 --
 -- KEYS[1] status index of one finished status  KEYS[2] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] age ms (finished before now - age)
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] age ms (finished before now - age)
 -- ARGV[4] max jobs per call  ARGV[5] status name (for the event)
 -- ARGV[6] offset: the old jobs kept by earlier calls of this clean-up (skipped)
 -- Returns {deleted, kept}; the caller calls again, offset + kept, while their sum

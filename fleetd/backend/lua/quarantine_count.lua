@@ -7,7 +7,7 @@
 -- reap.lua shares (a stalled lease counts as kind `stall`).
 --
 -- KEYS[1] quarantines (hash part → JSON)  KEYS[2] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] after  ARGV[4] window ms
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] after  ARGV[4] window ms
 -- ARGV[5] number of failures
 -- ARGV[6..] per failure, 5 values: job id, attempt, job type, company ('' = none), kind
 --   (its short name: memory, cpu, timeout, crash)

@@ -3,7 +3,7 @@
 -- the jobs it held.
 --
 -- KEYS[1] quarantines  KEYS[2] events  KEYS[3] wake
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job type  ARGV[4] company ('' = none)
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job type  ARGV[4] company ('' = none)
 -- ARGV[5] wake tokens to push (at most ARGV[6] kept)
 -- Returns the released quarantine's record (JSON text), or false when there was none.
 local quarantines, events, wake = KEYS[1], KEYS[2], KEYS[3]

@@ -4,7 +4,7 @@
 -- part is stored, so a refusal stores nothing (all or none, as for one part); the parts
 -- are then sent without quotas.
 --
--- ARGV[1] prefix  ARGV[2] events maxlen
+-- ARGV[1] prefix  ARGV[2] events caps
 -- ARGV[3] the companies' quotas (as for enqueue.lua)
 -- ARGV[4] JSON: company → [its jobs in the call, [their job types]]
 -- Returns {now}; refused: enqueue.lua's refusal ({-1, company, quota, limit, retry ms...}).

@@ -11,7 +11,7 @@
 -- KEYS[1] leases (also the index of processing jobs)  KEYS[2] queue  KEYS[3] seq
 -- KEYS[4] status:pending  KEYS[5] status:failed  KEYS[6] status:cancelled
 -- KEYS[7] events          KEYS[8] wake             KEYS[9] quarantines
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] max stalls  ARGV[4] max jobs per call
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] max stalls  ARGV[4] max jobs per call
 -- ARGV[5] wake token cap  ARGV[6] quarantine after (0 = not counted)
 -- ARGV[7] quarantine window ms
 -- Returns {requeued, failed, cancelled, parts quarantined}.

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] leases  KEYS[2] status:pending  KEYS[3] queue  KEYS[4] events  KEYS[5] wake
 -- KEYS[6] status:cancelled (a job with a cancel request pending ends cancelled instead)
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] number of jobs  ARGV[4] wake token cap
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] number of jobs  ARGV[4] wake token cap
 -- ARGV[5..] per job, 2 values: id, lease token
 -- Returns per job 1 (back to pending) or 0 (stale).
 local leases, pending_idx, queue = KEYS[1], KEYS[2], KEYS[3]

@@ -1,7 +1,7 @@
 -- renew.lua: extend the leases of a daemon's running jobs, in one batch.
 --
 -- KEYS[1] leases
--- ARGV[1] prefix  ARGV[2] events maxlen (unused)  ARGV[3] lease ms  ARGV[4] number of jobs
+-- ARGV[1] prefix  ARGV[2] events caps (unused)  ARGV[3] lease ms  ARGV[4] number of jobs
 -- ARGV[5..] per job, 2 values: id, lease token
 -- Returns per job: 1 renewed, 2 renewed but a cancel was requested, 0 lost (the token no
 -- longer matches: the job was recovered elsewhere; its handler must stop).

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] queue  KEYS[2] seq  KEYS[3] status:pending  KEYS[4] status:failed
 -- KEYS[5] status:cancelled  KEYS[6] events  KEYS[7] wake
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job id  ARGV[4] wake token cap
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job id  ARGV[4] wake token cap
 -- ARGV[5] (optional) the companies' quotas, as for enqueue.lua ('' = none): a reset is
 --   a door that puts a job back in its company's backlog, so it is checked as an
 --   enqueue of one job of its type for its company (a job without a company is not

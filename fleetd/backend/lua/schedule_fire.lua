@@ -6,7 +6,7 @@
 -- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:stats
 -- KEYS[4] queue  KEYS[5] delayed  KEYS[6] seq  KEYS[7] status:pending  KEYS[8] events
 -- KEYS[9] wake  KEYS[10] workflows (zset: workflow id by creation ms)
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] wake token cap
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] wake token cap
 -- ARGV[4] schedule id
 -- ARGV[5] action: fire (enqueue the occurrence) | skip (misfired, run none) | error
 --         (the job cannot be built; advance, record the error) | manual (run now: enqueue

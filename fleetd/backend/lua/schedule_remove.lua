@@ -4,7 +4,7 @@
 --
 -- KEYS[1] schedule:<id>  KEYS[2] schedules:due  KEYS[3] schedules:all
 -- KEYS[4] schedules:names  KEYS[5] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] schedule id  ARGV[4] event data (JSON)
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] schedule id  ARGV[4] event data (JSON)
 -- Returns 1 if it was deleted, 0 if there was no such schedule.
 local key, due, all, names, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[3]

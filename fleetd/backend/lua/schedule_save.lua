@@ -3,7 +3,7 @@
 -- KEYS[1] schedule:<id>      KEYS[2] schedules:due       KEYS[3] schedules:all
 -- KEYS[4] schedules:names    KEYS[5] schedules:defaults  KEYS[6] schedules:daemons
 -- KEYS[7] events
--- ARGV[1] prefix  ARGV[2] events maxlen
+-- ARGV[1] prefix  ARGV[2] events caps
 -- ARGV[3] mode: create | update | seed (create a default unless it ever existed)
 -- ARGV[4] schedule id
 -- ARGV[5] rev the caller read (update: refused as stale if the schedule changed since)

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] template:<n>:<company>:<name> (hash: latest, v<N> -> the version's JSON)
 -- KEYS[2] templates (zset: that key's suffix by last save ms)  KEYS[3] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] index member  ARGV[4] the version's JSON
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] index member  ARGV[4] the version's JSON
 --   without its number and time (fleetd.templates.model)  ARGV[5] name  ARGV[6] company
 -- Returns {version, now ms}.
 local key, index, events = KEYS[1], KEYS[2], KEYS[3]

@@ -3,7 +3,7 @@
 -- it); the workflow ends `cancelled` when the last node has ended.
 --
 -- KEYS[1] wf:<id>
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] workflow id
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] workflow id
 -- ARGV[4] control-list TTL seconds (as cancel.lua)
 -- Returns {outcome, status}: outcome cancelled | cancelling (nodes still running) |
 --   final (already completed, failed or cancelled) | missing.

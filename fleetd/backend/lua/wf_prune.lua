@@ -7,7 +7,7 @@
 --
 -- KEYS[1] workflows:<status> (zset: finished workflow id by finish ms)
 -- KEYS[2] workflows (zset: every workflow id by creation ms)  KEYS[3] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] age ms (finished before now - age)
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] age ms (finished before now - age)
 -- ARGV[4] most node jobs looked at per call (at least one workflow, whatever its size)
 -- ARGV[5] the status (completed | failed | cancelled)
 -- ARGV[6] the cutoff ms the clean-up's first call returned ('' on its first call): a

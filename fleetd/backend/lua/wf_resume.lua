@@ -3,7 +3,7 @@
 -- parents that run again; completed nodes keep their results and are not re-run.
 --
 -- KEYS[1] wf:<id>  KEYS[2] status:failed  KEYS[3] status:cancelled
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] workflow id
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] workflow id
 -- ARGV[4] (optional) the companies' quotas, as for enqueue.lua ('' = none): every node
 --   put back counts as a job of its type enqueued for the workflow's company, waiting
 --   ones too (as wf_submit.lua counts them), towards company_max_pending and

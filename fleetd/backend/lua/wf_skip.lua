@@ -3,7 +3,7 @@
 -- step (_workflow.lua).
 --
 -- KEYS[1] leases  KEYS[2] status:cancelled  KEYS[3] events
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] job id  ARGV[4] lease token
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] job id  ARGV[4] lease token
 -- ARGV[5] why (error text)
 -- Returns 1 skipped, 0 stale (the lease token no longer matches).
 local leases, cancelled_idx, events = KEYS[1], KEYS[2], KEYS[3]

@@ -5,7 +5,7 @@
 --
 -- KEYS[1] queue  KEYS[2] delayed  KEYS[3] seq  KEYS[4] status:pending  KEYS[5] events
 -- KEYS[6] wake   KEYS[7] workflows (zset: workflow id by creation ms)
--- ARGV[1] prefix  ARGV[2] events maxlen  ARGV[3] workflow id  ARGV[4] wake token cap
+-- ARGV[1] prefix  ARGV[2] events caps  ARGV[3] workflow id  ARGV[4] wake token cap
 -- ARGV[5] the workflow's fields as a JSON object of strings (name, company_id, user_id,
 --   policy, spec), stored in wf:<id> as given
 -- ARGV[6] number of nodes

@@ -1,0 +1,95 @@
+"""Replay reads: the events after a client's cursor, from the stream that holds them.
+
+Owns:
+- `ReplayRead`: what one read found — the oldest id of the stream read, up to `count`
+  events after the cursor, whether events after the cursor were trimmed (exact for a
+  company's stream; for the shared one the session decides from the oldest id), and
+  for a company's stream the shared stream's newest id at that moment;
+- `read_shared`: the shared `events` stream (every company; today's replay);
+- `read_company`: one company's own stream (`Keys.company_events`, written by
+  `_lib.lua company_emit` in the same script as the shared entry, under the same id),
+  so another company's flood, which trims the shared stream, never trims it. None when
+  that stream cannot answer for the cursor: it does not exist (`[events]
+  company_maxlen` = 0, or no event of the company within its expiry), or it was created
+  after the cursor with nothing trimmed since (events of that company before it, if
+  any, are in the shared stream only);
+- `read_replay`: one chunk for a filter's company (None = every company): the company's
+  stream when it answers, else the shared one, in the same thread hop.
+
+Every read is one MULTI, so the stream's head and the events after the cursor are seen
+at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
+the entry before it in that stream ('' for the first since the key was created). The
+oldest entry's `prev` is therefore exactly the newest id ever trimmed from it: events
+after the cursor were lost if and only if that id is after the cursor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.runtime.events import Event, id_key
+
+__all__ = ["ReplayRead", "read_company", "read_replay", "read_shared"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRead:
+    first: str | None  # the oldest id in the stream read (None: it is empty)
+    events: list[Event]  # after the cursor, oldest first
+    # A company's stream: whether it was trimmed past the cursor (exact). None for the
+    # shared stream, where the session compares the cursor with `first`.
+    trimmed: bool | None = None
+    # A company's stream: the shared stream's newest id when it was read. A read shorter
+    # than asked then holds every event of the company up to that id.
+    through: str | None = None
+
+
+def read_shared(client: SyncClient, keys: Keys, after: str, count: int) -> ReplayRead:
+    """The shared stream: its oldest id and up to `count` events after `after`. If that
+    oldest id is at most `after`, nothing after `after` was trimmed before these were
+    read."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xrange(keys.events, "-", "+", 1)
+    pipe.xrange(keys.events, f"({after}", "+", count)
+    first, entries = pipe.execute()
+    oldest = str(first[0][0]) if first else None
+    return ReplayRead(oldest, [Event.parse(i, f) for i, f in entries])
+
+
+def read_company(
+    client: SyncClient, keys: Keys, company: str, after: str, count: int
+) -> ReplayRead | None:
+    """`company`'s stream after `after`, or None when it cannot answer for `after`."""
+    pipe = client.pipeline(transaction=True)
+    stream = keys.company_events(company)
+    pipe.xrange(stream, "-", "+", 1)
+    pipe.xrange(stream, f"({after}", "+", count)
+    pipe.xrevrange(keys.events, "+", "-", 1)
+    head, entries, top = pipe.execute()
+    if not head:
+        return None
+    first, fields = str(head[0][0]), head[0][1]
+    cursor = id_key(after)
+    cut = fields.get("prev") or ""  # the newest id trimmed from this stream, if any
+    if cut:
+        trimmed = cursor < id_key(cut)
+    elif cursor < id_key(first):
+        return None  # the stream starts after the cursor: nothing says what came between
+    else:
+        trimmed = False
+    events = [Event.parse(i, f) for i, f in entries]
+    return ReplayRead(first, events, trimmed, str(top[0][0]) if top else None)
+
+
+def read_replay(
+    client: SyncClient, keys: Keys, after: str, count: int, company: str | None = None
+) -> ReplayRead:
+    """One chunk of a replay after `after`: from `company`'s stream when it answers for
+    `after`, else from the shared stream (one thread hop, one or two round trips)."""
+    if company is not None:
+        own = read_company(client, keys, company, after, count)
+        if own is not None:
+            return own
+    return read_shared(client, keys, after, count)
