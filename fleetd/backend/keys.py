@@ -20,7 +20,7 @@ class Keys:
     """Key names of one namespace. Lua scripts receive `prefix` to build per-job keys
     (`<prefix>job:<id>`, `<prefix>idem:<n>:<company>:<key>`, `<prefix>ctl:<daemon>`,
     `<prefix>schedules:wake:<daemon>`, `<prefix>schedules:company:<company>`,
-    `<prefix>quota:later:<company>`, `<prefix>events:c:<company>`,
+    `<prefix>quota:later:<company>`, `<prefix>events:company:<company>`,
     `<prefix>audit:company:<company>`) the same way.
 
     Composite names never join two free-form strings with a separator either may
@@ -166,7 +166,7 @@ class Keys:
         for the first since the key was created), so that a replay of that company knows
         exactly whether it was trimmed past a cursor. Expires a day after its last event.
         Built in-script (_lib.lua company_emit); read by fleetd.runtime.replay."""
-        return f"{self.prefix}events:c:{company_id}"
+        return f"{self.prefix}events:company:{company_id}"
 
     def ws_ticket(self, ticket: str) -> str:
         """String: a single-use WebSocket ticket → JSON of its token's subject, company

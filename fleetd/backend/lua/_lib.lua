@@ -42,7 +42,7 @@ local function has_company(company)
   return type(company) == 'string' and company ~= ''
 end
 
--- Each company's own replay stream, `events:c:<company>` (fleetd.runtime.replay): the
+-- Each company's own replay stream, `events:company:<company>` (fleetd.runtime.replay): the
 -- events of that company only, under the SAME ids as in `events`, capped by
 -- COMPANY_MAXLEN (~), so another company's flood never trims it. Each entry also holds
 -- `prev`, the id of the entry before it in this stream ('' = the first since the key
@@ -74,7 +74,7 @@ local function id_after(a, b)
 end
 
 local function company_emit(company, id, fields)
-  local ck = PREFIX .. 'events:c:' .. company
+  local ck = PREFIX .. 'events:company:' .. company
   local prev = company_last[ck]
   local fresh = prev == nil  -- first write of this call: (re)start the expiry once
   if fresh then
