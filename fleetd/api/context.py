@@ -17,6 +17,7 @@ Owns:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from fleetd.config import Config
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.jobs.queue import EnqueueResult, QueueOps
 from fleetd.schedules.store import ScheduleOps
-from fleetd.spool.file import SpoolError
+from fleetd.spool.file import SpoolError, SpoolFull
 
 if TYPE_CHECKING:
     from fleetd.api.audit import AuditLog
@@ -67,6 +68,8 @@ __all__ = [
     "require_platform_if_authenticated",
     "state",
 ]
+
+log = logging.getLogger("fleetd.api")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -225,8 +228,9 @@ async def _spool(rows: list[JobRow], error: Exception | None = None) -> list[Enq
     try:
         return await spool.add(rows, door="http", subject=principal().subject)
     except SpoolError as exc:
-        why = f"{error}; not spooled: {exc}" if error else f"not spooled: {exc}"
-        raise ApiError.unavailable(why) from None
+        if not isinstance(exc, SpoolFull):
+            log.warning("the spool refused an enqueue: %s", exc)
+        raise ApiError.unavailable(f"the job was not spooled: {exc.public}") from None
 
 
 def _decide(kind: str) -> Callable[[F], F]:

@@ -157,7 +157,10 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RedisUnavailable)
     async def _redis_down(exc: RedisUnavailable) -> Response:
-        return error_response(ApiError.unavailable(str(exc) or "no answer"))
+        # Redis's own words name its address and refused credentials: the daemon's log
+        # has them (the link logs each outage), a caller gets what to do.
+        log.debug("answered 503: %s", exc)
+        return error_response(ApiError.unavailable("retry after a while"))
 
     @app.errorhandler(RedisCommandError)
     async def _redis_error(exc: RedisCommandError) -> Response:

@@ -25,6 +25,7 @@ Owns `enqueue_inline`, what `POST /api/v1/admin/jobs/enqueue` does with such a b
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fleetd.api import bodies
@@ -42,6 +43,8 @@ from fleetd.spool.finished import Finished
 from fleetd.spool.outage import may_have_run
 
 __all__ = ["enqueue_inline"]
+
+log = logging.getLogger("fleetd.api")
 
 
 def _check(req: InlineEnqueueRequest, row: JobRow) -> None:
@@ -100,13 +103,16 @@ async def enqueue_inline(
     if spool is None:
         raise ApiError.unavailable("no spool to record a job run inline ([spool] enabled = false)")
     if spool.jobs >= spool.spool.max_jobs:  # checked before it runs; SpoolError below is rarer
-        raise ApiError.unavailable(f"the spool is full ({spool.jobs} jobs): the job did not run")
+        raise ApiError.unavailable("the spool is full: the job did not run")
     try:
         result, done = await inline.run_here(
             row, door="http", subject=principal().subject, slot=req.bypass
         )
     except SpoolError as exc:
-        raise ApiError.unavailable(f"the job ran, but the spool cannot record it: {exc}") from None
+        log.warning("a job ran inline but the spool refused its record: %s", exc)
+        raise ApiError.unavailable(
+            f"the job ran, but the spool cannot record it: {exc.public}"
+        ) from None
     return result, _answer(result, done, "bypass" if req.bypass else "sync"), 200
 
 

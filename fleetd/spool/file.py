@@ -264,7 +264,8 @@ class JobSpool:
                 raise SpoolFull(
                     f"company {company!r} holds {held} jobs, {held_bytes} bytes of the spool "
                     f"(its share: {most_jobs} jobs, {most_bytes} bytes; [spool] company_share "
-                    f"{self.company_share:g})"
+                    f"{self.company_share:g})",
+                    f"company {company!r} holds its whole share of the spool",
                 )
 
     def remove(self, seqs: Sequence[int]) -> int:

@@ -67,11 +67,19 @@ COUNT_COMPANIES = (
 
 
 class SpoolError(Exception):
-    """The spool cannot take these jobs: the enqueue is refused (503), as without one."""
+    """The spool cannot take these jobs: the enqueue is refused (503), as without one.
+    The message is the operator's (the CLI's, the log's): it may name the file."""
+
+    # What an API caller is told: nothing of the host, nor of other companies' jobs.
+    public = "the spool cannot be written (the daemon's log says why)"
 
 
 class SpoolFull(SpoolError):
     """Past `[spool] max_jobs` or `max_bytes`, or a company's `company_share` of them."""
+
+    def __init__(self, message: str, public: str = "the spool is full") -> None:
+        super().__init__(message)
+        self.public = public
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,9 @@ async def test_redis_outage_answers_503_quickly_and_readyz_follows(
         assert r.status_code == 503 and time.monotonic() - started < OUTAGE_BOUND
         readyz = await api.client.get("/readyz")
         assert readyz.status_code == 503
-        assert readyz.json()["error"]["details"]["checks"]["redis"].startswith("unreachable")
+        # The public probe says what, not Redis's own words (its address, its refusals).
+        assert readyz.json()["error"]["details"]["checks"]["redis"] == "unreachable"
+        assert str(server.port) not in readyz.text and str(server.port) not in r.text
         assert (await api.client.get("/healthz")).status_code == 200
         server.start()  # same port: the API recovers by itself
         with trio.fail_after(10):
