@@ -24,7 +24,9 @@ from fleetd.engine import Engine
 from fleetd.jobs.model import format_ts
 
 FLOOD = 400  # several times the smallest cap (100): ~ trimming keeps 100-200 entries
-ACME, GLOBEX = auth("acme", subject="alice"), auth("globex", subject="bob")
+# Minted at import: valid for a day, so a long run of the suite cannot outlive them.
+ACME = auth("acme", subject="alice", ttl=86_400)
+GLOBEX = auth("globex", subject="bob", ttl=86_400)
 
 
 def capped(config: Config, **http: Any) -> Config:

@@ -17,7 +17,7 @@ from engine_jobs import enqueue
 
 from fleetd.engine import Engine
 
-TTL_S = 86400  # _lib.lua COMPANY_EVENTS_TTL_S
+TTL_S = 3600  # _lib.lua COMPANY_EVENTS_TTL_S
 
 
 def build(cfg: Any) -> Engine:

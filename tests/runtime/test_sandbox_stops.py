@@ -15,6 +15,7 @@ from sandbox_handlers import Sandboxed
 
 from fleetd.backend.codec import ClaimedJob
 from fleetd.config.isolation_section import IsolationConfig
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.runtime.sandbox_children import Child, Children
 
 LIMIT = 30
@@ -32,7 +33,8 @@ def call(data: dict[str, Any], tmp_path: Path) -> bytes:
                      created_at_ms=0, token="")  # fmt: skip
     blob = pickle.dumps(Sandboxed(), pickle.HIGHEST_PROTOCOL)
     fifo = str(tmp_path / "no-progress")  # the handlers here report none
-    return pickle.dumps((blob, job, data, None, 0, fifo, "job-1"), pickle.HIGHEST_PROTOCOL)
+    call = (blob, job, data, None, ArtifactLimits(), 0, fifo, "job-1")
+    return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
 
 
 async def warm_child(children: Children, tmp_path: Path) -> Child:

@@ -49,11 +49,12 @@ end
 -- was created): the oldest entry's `prev` is then exactly the last id trimmed, and a
 -- replay knows whether the stream lost anything after its cursor, or starts after it.
 -- Idle for COMPANY_EVENTS_TTL_S, the key expires: a company's stream lives while it
--- produces events and a day beyond — longer than a dashboard's reconnects and a night's
--- closed laptop, while at most COMPANY_MAXLEN entries (~300 B each) per company that
--- was active that day stay in memory. A cursor older than the key falls back to the
+-- produces events and an hour beyond — longer than a dashboard's reconnects after a
+-- network blip or a deploy, while at most COMPANY_MAXLEN entries (~300 B each) stay in
+-- memory only for the companies active within the hour (a day would hold them for
+-- every company of a day: thousands of tenants, gigabytes). A cursor older than the key falls back to the
 -- shared stream (today's behaviour there).
-local COMPANY_EVENTS_TTL_S = 86400
+local COMPANY_EVENTS_TTL_S = 3600
 -- The last id this script call wrote per company stream: one XREVRANGE and one EXPIRE
 -- per company and call, not per event (an enqueue of 1,000 jobs of one company reads
 -- it once; time does not move within a call).
