@@ -164,9 +164,17 @@ class Keys:
         """Stream of one company's events (`[events] company_maxlen`, ~): the same entries
         under the same ids as `events`, plus `prev` (the id before it in this stream, ''
         for the first since the key was created), so that a replay of that company knows
-        exactly whether it was trimmed past a cursor. Expires a day after its last event.
-        Built in-script (_lib.lua company_emit); read by fleetd.runtime.replay."""
+        exactly whether it was trimmed past a cursor. Written only while the company is
+        in `events_watched`; expires an hour after its last event. Built in-script
+        (_lib.lua company_emit); read by fleetd.runtime.replay."""
         return f"{self.prefix}events:company:{company_id}"
+
+    @property
+    def events_watched(self) -> str:
+        """Zset company → until ms (Redis time): the companies whose feeds have a
+        subscriber, or had one within the hour, whose events also go to their own
+        stream (`company_events`). Kept by fleetd.runtime.events.EventHub."""
+        return f"{self.prefix}events:watched"
 
     def ws_ticket(self, ticket: str) -> str:
         """String: a single-use WebSocket ticket → JSON of its token's subject, company

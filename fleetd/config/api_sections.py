@@ -119,7 +119,7 @@ class EventsConfig:
     )
     # Twice `buffer`: a subscriber closed for falling `buffer` of its company's events
     # behind still finds them all when it resumes. ~300 B an entry: ~600 KB per company
-    # that had events within the last hour (the stream's expiry, fleetd/backend/lua/_lib.lua).
+    # whose feed is watched (a subscriber within the hour: fleetd/backend/lua/_lib.lua).
     company_maxlen: int = setting(
         2000, "approximate cap of each company's own replay stream (0 = none kept)",
         min=0, max=10_000_000, check=_check_company_maxlen,

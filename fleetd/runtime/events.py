@@ -67,6 +67,11 @@ log = logging.getLogger("fleetd.events")
 # is never abandoned), so this bounds what it adds to a stop; idle, it costs four small
 # round trips a second. Kept below the API link's socket timeout (see EventHub).
 READ_BLOCK = 0.25
+# A company with a subscriber here is marked watched (Keys.events_watched) until an hour
+# after: its events then also go to its own replay stream. Marked again this often
+# while it has one, and at once when a new company's subscriber opens.
+WATCH_MS = 3_600_000
+WATCH_REFRESH = 300.0
 STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 # Fields of an entry that are "" when they do not apply (an alert has no job): null.
 _OPTIONAL = ("job_id", "job_type", "company_id", "status")
@@ -242,6 +247,9 @@ class EventHub:
         self._live: list[Subscriber] = []
         self._consumers: list[Callable[[Event], None]] = []
         self.closed = False
+        # The companies marked watched by the last `watch`, and when (trio clock).
+        self._watched: frozenset[str] = frozenset()
+        self._watched_at = -math.inf
 
     @property
     def position_key(self) -> tuple[int, int]:
@@ -321,6 +329,29 @@ class EventHub:
         if dropped:
             self._live = [s for s in self._live if not s.behind]
 
+    def _watch_due(self) -> frozenset[str] | None:
+        """The companies to mark watched now, or None: a company's subscriber opened
+        since the last mark, or WATCH_REFRESH passed with some open."""
+        if self.cfg.company_maxlen <= 0:
+            return None
+        companies = frozenset(
+            s.filter.company_id for s in self.sessions if s.filter.company_id is not None
+        )
+        stale = trio.current_time() - self._watched_at >= WATCH_REFRESH
+        if not companies or (companies <= self._watched and not stale):
+            return None
+        return companies
+
+    def watch(self, client: SyncClient, companies: frozenset[str]) -> None:
+        """Mark `companies` watched until WATCH_MS from now (Redis time), and forget
+        those whose mark ran out (one pipeline after TIME)."""
+        seconds, micros = client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(self.keys.events_watched, dict.fromkeys(companies, now + WATCH_MS), gt=True)
+        pipe.zremrangebyscore(self.keys.events_watched, "-inf", now)
+        pipe.execute()
+
     def _newest(self, client: SyncClient) -> str:
         info = client.xinfo_stream(self.keys.events) if client.exists(self.keys.events) else None
         return str(info["last-generated-id"]) if info else "0-0"
@@ -339,6 +370,9 @@ class EventHub:
                 if self.position is None:
                     # Pin "now" first, so no event between two reads is skipped.
                     self.position = await self.link.call(self._newest)
+                if (companies := self._watch_due()) is not None:
+                    await self.link.call(self.watch, companies)
+                    self._watched, self._watched_at = companies, trio.current_time()
                 entries = await self.link.call(self._read)
             except (RedisUnavailable, RedisCommandError) as exc:
                 if isinstance(exc, RedisCommandError):

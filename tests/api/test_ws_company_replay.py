@@ -2,7 +2,9 @@
 (fleetd.runtime.replay), on the real endpoint and Redis: another company's flood that
 trims the shared stream past the cursor causes no gap; a trim of the company's own
 stream does, exactly past the cursor; a cursor older than the company's stream falls
-back to the shared one; `[events] company_maxlen = 0` behaves as before.
+back to the shared one; `[events] company_maxlen = 0` behaves as before. A company's
+stream is kept once its feed was open (the hub marks it watched), as a dashboard that
+reconnects had it open before; a company never watched keeps none.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import trio
 from api_client import Api, api_config, running_api, token
 from conftest import make_config
 from engine_jobs import enqueue
@@ -44,6 +47,17 @@ def oldest(api: Api, key: str | None = None) -> str:
     return str(first)
 
 
+async def watched(api: Api, company: str) -> None:
+    """Open and close a feed of `company`, once its daemon's hub marked it watched (as
+    a dashboard that was open before it reconnects)."""
+    eng = api.daemon.engine
+    async with feed(api, "", tok=token(company)) as ws:
+        await recv(ws)  # subscribed
+        with trio.fail_after(10):
+            while eng.link.client.zscore(eng.keys.events_watched, company) is None:
+                await trio.sleep(0.05)
+
+
 async def frames(api: Api, query: str, n: int, tok: str) -> list[dict[str, Any]]:
     """The `subscribed` frame, then `n` frames of a feed opened with `query`."""
     async with feed(api, query, tok=tok) as ws:
@@ -54,6 +68,7 @@ async def test_another_companys_flood_leaves_no_gap(
     redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     async with running_api(cfg(redis_url, namespace, tmp_path)) as api:
+        await watched(api, "globex")
         (cursor,) = jobs(api, "globex", 1)
         mine = jobs(api, "globex", 2)
         jobs(api, "acme", 700)
@@ -79,6 +94,7 @@ async def test_a_trim_of_the_companys_own_stream_is_a_gap_exactly_past_the_curso
     redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     async with running_api(cfg(redis_url, namespace, tmp_path, company_maxlen=100)) as api:
+        await watched(api, "globex")
         mine = jobs(api, "globex", 450)
         own = api.daemon.engine.keys.company_events("globex")
         first = oldest(api, own)
@@ -99,6 +115,7 @@ async def test_a_cursor_older_than_the_companys_stream_reads_the_shared_one(
     redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     async with running_api(cfg(redis_url, namespace, tmp_path)) as api:
+        await watched(api, "globex")
         cursor = xadd(api, company_id="globex")
         # An event of globex in the shared stream only (as written before an upgrade).
         before = xadd(api, company_id="globex")
@@ -122,3 +139,14 @@ async def test_company_maxlen_zero_keeps_the_shared_streams_gap(
         gap = {"last_event_id": cursor, "first_available": oldest(api)}
         assert got[1] == {"type": "gap", "data": gap}
         assert got[2]["id"] == mine[0]
+
+
+async def test_a_company_never_watched_keeps_no_stream_and_replays_the_shared_one(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    async with running_api(cfg(redis_url, namespace, tmp_path)) as api:
+        cursor, *mine = jobs(api, "globex", 3)
+        eng = api.daemon.engine
+        assert eng.link.client.exists(eng.keys.company_events("globex")) == 0
+        got = await frames(api, f"last_event_id={cursor}", 2, token("globex"))
+        assert [f["id"] for f in got[1:]] == mine  # from the shared stream, as before

@@ -74,6 +74,21 @@ local function id_after(a, b)
   return as > bs
 end
 
+-- Only the companies whose feeds are watched get a stream of their own: `events:watched`
+-- (zset company -> until ms) is kept by the event hubs of the daemons serving a
+-- subscriber of that company (fleetd.runtime.events, EventHub.watch), up to an hour
+-- after its last one left. A company nobody watches costs one ZSCORE per script call,
+-- not a second XADD per event; replays are for feeds that reconnect.
+local company_watched = {}
+local function watched(company, ts)
+  local till = company_watched[company]
+  if till == nil then
+    till = tonumber(redis.call('ZSCORE', PREFIX .. 'events:watched', company) or 0)
+    company_watched[company] = till
+  end
+  return till >= tonumber(ts)
+end
+
 local function company_emit(company, id, fields)
   local ck = PREFIX .. 'events:company:' .. company
   local prev = company_last[ck]
@@ -101,7 +116,9 @@ local function emit(events, etype, id, jtype, company, status, ts, data)
   local fields = {'prev', '', 'type', etype, 'job_id', id, 'job_type', jtype or '',
     'company_id', company or '', 'status', status, 'ts', int(ts), 'data', data or '{}'}
   local eid = redis.call('XADD', events, 'MAXLEN', '~', MAXLEN, '*', unpack(fields, 3))
-  if COMPANY_MAXLEN > 0 and has_company(company) then company_emit(company, eid, fields) end
+  if COMPANY_MAXLEN > 0 and has_company(company) and watched(company, ts) then
+    company_emit(company, eid, fields)
+  end
 end
 
 -- Ready jobs: one zset per "part" (a job type and a company), `ready:<part>`, scored
