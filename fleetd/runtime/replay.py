@@ -14,7 +14,8 @@ Owns:
   after the cursor with nothing trimmed since (events of that company before it, if
   any, are in the shared stream only);
 - `read_replay`: one chunk for a filter's company (None = every company): the company's
-  stream when it answers, else the shared one, in the same thread hop.
+  stream when it holds everything after the cursor, else whichever stream starts
+  earlier, in the same thread hop (a `gap` only when neither holds the events).
 
 Every read is one MULTI, so the stream's head and the events after the cursor are seen
 at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
@@ -86,10 +87,19 @@ def read_company(
 def read_replay(
     client: SyncClient, keys: Keys, after: str, count: int, company: str | None = None
 ) -> ReplayRead:
-    """One chunk of a replay after `after`: from `company`'s stream when it answers for
-    `after`, else from the shared stream (one thread hop, one or two round trips)."""
-    if company is not None:
-        own = read_company(client, keys, company, after, count)
-        if own is not None:
-            return own
-    return read_shared(client, keys, after, count)
+    """One chunk of a replay after `after`: from `company`'s stream when it holds every
+    event of the company after `after`; else from whichever of the two streams starts
+    earlier (one thread hop, one to three round trips). A company whose own volume
+    passed `company_maxlen` while the shared stream still reaches back to the cursor
+    replays from the shared one, with no gap."""
+    if company is None:
+        return read_shared(client, keys, after, count)
+    own = read_company(client, keys, company, after, count)
+    if own is not None and not own.trimmed:
+        return own
+    shared = read_shared(client, keys, after, count)
+    if own is None or own.first is None:
+        return shared
+    if shared.first is not None and id_key(shared.first) < id_key(own.first):
+        return shared  # it lost less of what came after the cursor
+    return own

@@ -1,7 +1,8 @@
 """Resuming the events WebSocket of one company from that company's own stream
 (fleetd.runtime.replay), on the real endpoint and Redis: another company's flood that
 trims the shared stream past the cursor causes no gap; a trim of the company's own
-stream does, exactly past the cursor; a cursor older than the company's stream falls
+stream does, exactly past the cursor, once the shared stream lost those events too
+(until then they replay from it); a cursor older than the company's stream falls
 back to the shared one; `[events] company_maxlen = 0` behaves as before. A company's
 stream is kept once its feed was open (the hub marks it watched), as a dashboard that
 reconnects had it open before; a company never watched keeps none.
@@ -90,7 +91,7 @@ async def test_another_companys_flood_leaves_no_gap(
             mine.append(later)  # the next feed replays it too
 
 
-async def test_a_trim_of_the_companys_own_stream_is_a_gap_exactly_past_the_cursor(
+async def test_a_trim_of_the_companys_own_stream_is_a_gap_only_once_the_shared_one_lost_it(
     redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     async with running_api(cfg(redis_url, namespace, tmp_path, company_maxlen=100)) as api:
@@ -102,6 +103,14 @@ async def test_a_trim_of_the_companys_own_stream_is_a_gap_exactly_past_the_curso
         cut = mine[at - 1]  # the newest id trimmed from globex's stream
         assert oldest(api) == mine[0]  # the shared stream lost nothing
         tok = token("globex")
+        # globex's own volume trimmed its stream, the shared one still holds it all: no gap.
+        got = await frames(api, f"last_event_id={mine[0]}", 3, tok)
+        assert [f.get("id") for f in got[1:]] == mine[1:4]
+        # acme's flood then trims the shared stream past every event of globex: only
+        # globex's own stream is left, and the gap is exactly what it lost.
+        jobs(api, "acme", 750)
+        jobs(api, "acme", 750)
+        assert id_key(oldest(api)) > id_key(mine[-1])
         got = await frames(api, f"last_event_id={mine[at - 2]}", 2, tok)
         gap = {"last_event_id": mine[at - 2], "first_available": first}
         assert got[1] == {"type": "gap", "data": gap}
