@@ -13,7 +13,9 @@ in-memory store (fleetd's own Lua scripts on fakeredis): `ctx.progress`, `ctx.en
 `ctx.remember`/`ctx.recall` and `ctx.artifacts` all work, and the result has the
 artifacts merged in, exactly as the worker stores it; `ctx.run_blocking` and `ctx.redis`
 (on the in-memory store) work as in the worker. Exceptions the handler raises
-propagate (`pytest.raises(PermanentError)`).
+propagate (`pytest.raises(PermanentError)`). The config's limits hold as in the worker:
+`[artifacts] job_max_bytes` and `min_free_bytes` on `ctx.artifacts`, and a result over
+`[worker] max_result_bytes` raises PermanentError (the worker fails such a job).
 
 `Harness` does the same with more control: several handlers (for follow-up jobs), runs
 from inside trio (`await harness.run(...)`), re-running one job as a retry would
@@ -23,6 +25,7 @@ from inside trio (`await harness.run(...)`), re-running one job as a retry would
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -34,12 +37,15 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config import Config
+from fleetd.jobs.artifact_limits import ArtifactLimits
 from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.context import JobContext, JobServices
+from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.handler_redis import HandlerRedis
 from fleetd.jobs.handlers import Handler, HandlerRegistry
 from fleetd.jobs.model import EnqueueRequest, Job, JobStatus
+from fleetd.jobs.payload import oversized_result
 from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
 from fleetd.jobs.sealing import Sealer, SealError, open_claimed
 from fleetd.plugins.noop import NoopHandler
@@ -74,6 +80,10 @@ class Harness:
         for handler in handlers:
             self.registry.register(handler, source="test")
         self.registry.artifacts_dir = artifacts_root(cfg)
+        self.registry.artifact_limits = ArtifactLimits(
+            cfg.artifacts.job_max_bytes, cfg.artifacts.min_free_bytes
+        )
+        self.registry.max_result_bytes = cfg.worker.max_result_bytes
         keys = Keys("testing")
         self.scripts = Scripts(keys, 10_000, company_maxlen=cfg.events.company_maxlen)
         self.link = RedisLink("memory://", memory_listen="", state_dir=None)
@@ -148,11 +158,15 @@ class Harness:
             self.registry.artifacts_dir,
             blocking=self._blocking,
             redis=self._redis,
+            artifact_limits=self.registry.artifact_limits,
         )
         ctx = JobContext(job, services)
         result = ctx.finish(await handler.run(ctx, data))
         if not isinstance(result, dict):
             raise TypeError(f"handler returned {type(result).__name__}, not a JSON object")
+        encoded = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
+        if (why := oversized_result(encoded, self.registry.max_result_bytes)) is not None:
+            raise PermanentError(why)  # the worker fails such a job for good
         return result
 
     def run_sync(self, job_type: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 from fleetd.jobs.fields import SURROGATE, data_problem
 from fleetd.jobs.validation import FieldError, ValidationError
 
-__all__ = ["MAX_DATA_BYTES", "MAX_DATA_DEPTH", "encode_data"]
+__all__ = ["MAX_DATA_BYTES", "MAX_DATA_DEPTH", "encode_data", "oversized_result"]
 
 # One encoder for every job's data: json.dumps with options builds a new encoder per call.
 # Not ASCII-escaped: the UTF-8 encoding of its output is what Redis stores and what the
@@ -55,3 +55,17 @@ def encode_data(data: dict[str, Any], max_bytes: int, max_depth: int) -> str:
     if deep and (found := data_problem(data, max_depth)):
         raise ValidationError(found.field, found.message)
     return text
+
+
+def oversized_result(encoded: str, cap: int) -> str | None:
+    """Why a handler's result (its JSON text) may not be stored — more than `cap` bytes
+    ([worker] max_result_bytes): a job hash must stay small, since every read of the
+    job carries it — or None. The worker fails such a job for good (the handler would
+    return as much again); fleetd.testing.Harness raises PermanentError."""
+    # Four bytes at most per character: most results are measured without encoding.
+    if len(encoded) * 4 <= cap or (size := len(encoded.encode())) <= cap:
+        return None
+    return (
+        f"handler result is {size:,} bytes of JSON, over [worker] max_result_bytes "
+        f"({cap:,}): return less, or write it as an artifact"
+    )

@@ -33,6 +33,7 @@ from fleetd.jobs.context import JobContext, JobServices
 from fleetd.jobs.errors import PermanentError
 from fleetd.jobs.handlers import Handler, HandlerRegistry
 from fleetd.jobs.isolation import ERROR, TIMEOUT, Overrides, Policy, RetryAfter, resolve
+from fleetd.jobs.payload import oversized_result
 from fleetd.jobs.sealing import Sealer, open_claimed
 from fleetd.runtime.outcomes import Outcome
 from fleetd.runtime.sandbox import ChildResult, Sandbox
@@ -229,15 +230,10 @@ class JobRunner:
         return self._completed(job, elapsed, encoded)
 
     def _completed(self, job: ClaimedJob, elapsed: float, encoded: str) -> Outcome:
-        """A result within [worker] max_result_bytes, or the job failed for good: a job
-        hash must stay small (every read of the job carries it), and the same handler
-        would return as much again."""
-        cap = self.registry.max_result_bytes
-        # Four bytes at most per character: most results are measured without encoding.
-        if len(encoded) * 4 > cap and (size := len(encoded.encode())) > cap:
-            return Outcome("fail", job, elapsed, retryable=False, error=(
-                f"handler result is {size:,} bytes of JSON, over [worker] max_result_bytes "
-                f"({cap:,}): return less, or write it as an artifact"))  # fmt: skip
+        """A result within [worker] max_result_bytes, or the job failed for good
+        (fleetd.jobs.payload.oversized_result)."""
+        if (why := oversized_result(encoded, self.registry.max_result_bytes)) is not None:
+            return Outcome("fail", job, elapsed, retryable=False, error=why)
         return Outcome("complete", job, elapsed, result=encoded)
 
     @staticmethod

@@ -160,3 +160,28 @@ async def test_a_job_that_would_fill_the_disk_is_retried(config: Config, tmp_pat
         job = await wait_status(engine, r.job_id, JobStatus.RETRYING, JobStatus.FAILED, limit=30)
     assert "min_free_bytes" in (job.error or "")
     assert job.status is JobStatus.RETRYING or job.attempts == 2
+
+
+async def test_the_test_harness_holds_the_configs_limits(config: Config, tmp_path: Path) -> None:
+    """fleetd.testing.Harness (plugin authors' tests): the limits of the worker."""
+    from fleetd.testing import Harness
+
+    class Big(JobHandler):
+        job_type = "big"
+
+        async def run(self, ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+            if data.get("artifact"):
+                await ctx.artifacts.write_chunks("out.bin", chunks(300_000))
+            return {"blob": "b" * int(data.get("result", 0))}
+
+    cfg = dataclasses.replace(
+        config,
+        artifacts=dataclasses.replace(config.artifacts, job_max_bytes=200_000),
+        worker=dataclasses.replace(config.worker, max_result_bytes=10_000),
+    )
+    with Harness([Big()], tmp_path=tmp_path, config=cfg) as h:
+        with pytest.raises(ArtifactTooLarge):
+            await h.run("big", {"artifact": True})
+        with pytest.raises(PermanentError, match="max_result_bytes"):
+            await h.run("big", {"result": 20_000})
+        assert len((await h.run("big", {"result": 9_000}))["blob"]) == 9_000
