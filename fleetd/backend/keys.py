@@ -125,6 +125,13 @@ class Keys:
         Built in-script too (_lib.lua later_add / later_remove / later_heal)."""
         return f"{self.prefix}quota:later:{company_id}"
 
+    @property
+    def quota_backfilled(self) -> str:
+        """String: when the back-fill of the `quota_later` sets (later_fill.lua, for jobs
+        stored by a version that did not keep them) went through every pending job;
+        until it exists, each worker daemon's maintenance runs it once at start."""
+        return f"{self.prefix}quota:backfilled"
+
     def quota_rate(self, window: int, company_id: str) -> str:
         """String: a company's enqueues in one fixed window of its enqueue-rate quota
         (`window` = Redis ms // the window's ms; expires after two windows)."""

@@ -33,7 +33,7 @@ CONTROL_TTL_S = 86400
 
 _NAMES = (
     "enqueue", "claim", "complete", "fail", "abort", "release", "renew", "reap", "promote",
-    "cancel", "reset", "progress", "prune", "heartbeat", "quota_check",
+    "cancel", "reset", "progress", "prune", "heartbeat", "quota_check", "later_fill",
     "schedule_save", "schedule_remove", "schedule_fire", "audit_write",
     # Workflows (typed methods in fleetd.workflows.scripts).
     "wf_submit", "wf_skip", "wf_cancel", "wf_resume", "wf_prune",
@@ -158,6 +158,13 @@ class Scripts:
         reply = self._run(client, "quota_check", [], [quota, json.dumps(summary)])
         if int(reply[0]) == -1:
             raise quota_refusal(reply[1:])
+
+    def later_fill(self, client: SyncClient, cursor: str, count: int) -> tuple[str, int]:
+        """One step of the `quota_later` back-fill over `status:pending` from `cursor`:
+        (the next cursor, '0' when done and marked; jobs added)."""
+        keys = [self._s[JobStatus.PENDING], self.keys.quota_backfilled]
+        reply = self._run(client, "later_fill", keys, [cursor, count])
+        return str(reply[0]), int(reply[1])
 
     def claim_call(
         self, count: int, lease_ms: int, token: str, daemon_id: str

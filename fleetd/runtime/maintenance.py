@@ -12,6 +12,9 @@ script, so many daemons doing it at once is safe and cheap):
   exists in Redis (pruned or cleaned up), and those older than `[artifacts] retention`
   whatever their job, are deleted, once a minute (fleetd.jobs.artifacts.sweep). Each
   host sweeps its own disk, since a job's files live where it ran.
+- back-fill, once per namespace (`Keys.quota_backfilled`): pending jobs of a company in
+  no part (delayed, or waiting workflow nodes) stored by a version that did not keep
+  `quota:later:<company>` are added to it, so `company_max_pending` counts them.
 
 Lifecycle: run() → started → loops until cancelled. Redis errors are waited out with
 capped backoff; nothing here ever stops the daemon.
@@ -42,6 +45,8 @@ REAP_LIMIT = 1000
 # Retention is enforced once a minute: finished jobs are not urgent, and each prune
 # pass scans three indexes.
 PRUNE_EVERY = 60.0
+# Pending jobs looked at per step of the quota:later back-fill (one script, ~1 ms).
+BACKFILL_STEP = 1000
 # A folder is swept only once it is this old: a job that is being enqueued or has just
 # written its first file is never mistaken for a gone one.
 SWEEP_MIN_AGE = 3600.0
@@ -82,7 +87,35 @@ class Maintenance:
             nursery.start_soon(self._promote_loop)
             nursery.start_soon(self._reap_loop)
             nursery.start_soon(self._prune_loop)
+            nursery.start_soon(self._backfill)
             task_status.started()
+
+    async def backfill_once(self) -> int | None:
+        """The back-fill of the `quota:later` sets (later_fill.lua), unless it was done:
+        jobs stored by a version that did not keep them count toward `company_max_pending`
+        from now on. Steps of BACKFILL_STEP jobs, one script each. Returns the jobs
+        added, None when it was done already."""
+        done = await self.link.call(lambda c: c.exists(self.scripts.keys.quota_backfilled))
+        if done:
+            return None
+        cursor, added = "0", 0
+        while True:
+            cursor, n = await self.link.call(self.scripts.later_fill, cursor, BACKFILL_STEP)
+            added += n
+            if cursor == "0":
+                return added
+
+    async def _backfill(self) -> None:
+        backoff = Backoff(self.settings.reconnect_max_backoff)
+        while True:
+            try:
+                added = await self.backfill_once()
+            except RedisUnavailable:
+                await backoff.sleep()
+                continue
+            if added:
+                log.info("quotas: %d pending job(s) stored before quota:later now count", added)
+            return
 
     async def _promote_loop(self) -> None:
         backoff = Backoff(self.settings.reconnect_max_backoff)

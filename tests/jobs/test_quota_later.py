@@ -121,3 +121,37 @@ def test_entries_that_no_longer_wait_never_refuse_a_company(engine: Engine) -> N
     with pytest.raises(QuotaExceeded):
         enqueue(engine, "A")  # a real refusal still refuses
     assert later(engine, "A") == {waiting}
+
+
+async def test_jobs_stored_before_the_sets_are_back_filled_once(engine: Engine) -> None:
+    """A version that kept no `quota:later` sets left delayed jobs and waiting workflow
+    nodes uncounted: the maintenance's back-fill (later_fill.lua) counts them, once, and
+    leaves out ready jobs, jobs of no company and jobs no longer pending."""
+    from fleetd.runtime.maintenance import Maintenance, MaintenanceSettings
+
+    client = engine.link.client
+    delayed = enqueue(engine, "A", 3, later_s=3600)
+    ready = enqueue(engine, "A", 2)
+    enqueue(engine, "", 2, later_s=3600)  # no company: counted nowhere
+    wf = WorkflowOps(engine.ops)
+    chain = {"company_id": "B", "chain": [{"type": "noop"}] * 3}
+    _first, *waiting = wf.submit(client, wf.plan(chain)).nodes.values()
+    gone = delayed.pop()
+    assert engine.link.run_sync(engine.ops.cancel, gone).outcome == "cancelled"
+    # As the previous version left them: no sets at all.
+    client.delete(engine.keys.quota_later("A"), engine.keys.quota_later("B"))
+    with_cap(engine, 5)
+    enqueue(engine, "A", 2)  # 2 ready + 2 = 4 seen; the 2 delayed are not
+    maintenance = Maintenance(engine.link, engine.scripts, engine.ops, MaintenanceSettings(
+        interval=0.1, max_stalls=3, completed_ttl=0, failed_ttl=0, cancelled_ttl=0,
+        reconnect_max_backoff=1.0))  # fmt: skip
+    assert await maintenance.backfill_once() == 4  # A's 2 delayed, B's 2 waiting nodes
+    assert later(engine, "A") == set(delayed) and later(engine, "B") == set(waiting)
+    assert not later(engine, "") and ready[0] not in later(engine, "A")
+    assert client.exists(engine.keys.quota_backfilled)
+    with pytest.raises(QuotaExceeded):
+        enqueue(engine, "A")  # 4 ready + 2 delayed = 6 of 5
+    # Done once: a later start does not scan again.
+    client.delete(engine.keys.quota_later("A"))
+    assert await maintenance.backfill_once() is None
+    assert later(engine, "A") == set()
