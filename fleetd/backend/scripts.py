@@ -160,8 +160,8 @@ class Scripts:
             raise quota_refusal(reply[1:])
 
     def later_fill(self, client: SyncClient, cursor: str, count: int) -> tuple[str, int]:
-        """One step of the `quota_later` back-fill over `status:pending` from `cursor`:
-        (the next cursor, '0' when done and marked; jobs added)."""
+        """One step of the `quota_later` back-fill over `status:pending` from `cursor`
+        ("-inf:0" first): (the next cursor, '0' when done and marked; jobs added)."""
         keys = [self._s[JobStatus.PENDING], self.keys.quota_backfilled]
         reply = self._run(client, "later_fill", keys, [cursor, count])
         return str(reply[0]), int(reply[1])

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import trio
 
-from fleetd.backend.redis_link import Backoff, RedisLink, RedisUnavailable
+from fleetd.backend.redis_link import Backoff, RedisCommandError, RedisLink, RedisUnavailable
 from fleetd.backend.scripts import Scripts
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs import artifacts
@@ -98,7 +98,7 @@ class Maintenance:
         done = await self.link.call(lambda c: c.exists(self.scripts.keys.quota_backfilled))
         if done:
             return None
-        cursor, added = "0", 0
+        cursor, added = "-inf:0", 0
         while True:
             cursor, n = await self.link.call(self.scripts.later_fill, cursor, BACKFILL_STEP)
             added += n
@@ -113,6 +113,9 @@ class Maintenance:
             except RedisUnavailable:
                 await backoff.sleep()
                 continue
+            except RedisCommandError as exc:  # refused (an ACL, say): never stop the daemon
+                log.error("quotas: the back-fill of quota:later was refused: %s", exc)
+                return
             if added:
                 log.info("quotas: %d pending job(s) stored before quota:later now count", added)
             return

@@ -155,3 +155,17 @@ async def test_jobs_stored_before_the_sets_are_back_filled_once(engine: Engine) 
     client.delete(engine.keys.quota_later("A"))
     assert await maintenance.backfill_once() is None
     assert later(engine, "A") == set()
+
+
+def test_the_back_fill_steps_through_jobs_of_one_millisecond(engine: Engine) -> None:
+    """A bulk enqueue gives many jobs one creation ms: the steps' cursor (score, entries
+    of it seen) goes through all of them, a few at a time, each once."""
+    client = engine.link.client
+    delayed = set(enqueue(engine, "A", 25, later_s=3600))
+    enqueue(engine, "A", 5)  # ready: in their part
+    client.delete(engine.keys.quota_later("A"))
+    cursor, added, steps = "-inf:0", 0, 0
+    while cursor != "0":
+        cursor, n = engine.link.run_sync(engine.scripts.later_fill, cursor, 4)
+        added, steps = added + n, steps + 1
+    assert later(engine, "A") == delayed and added == 25 and steps == 8  # 30 jobs, 4 a step
