@@ -31,7 +31,7 @@ answer within the command timeout raises RedisUnavailable for the whole pipeline
 (whose commands may have run or not, as with any client) and is dropped — the next
 pipeline opens a new one. So does an error reply that redis-py's client reads as
 Redis being unreachable for now (LOADING after a restart, READONLY after a failover,
-MASTERDOWN, TRYAGAIN…: the `UNAVAILABLE_ERRORS` of fleetd.backend.redis_link), as
+MASTERDOWN, TRYAGAIN, OOM…: fleetd.backend.redis_errors), as
 the threaded client does.
 
 Lifecycle: made on the trio thread (nothing connects until the first pipeline);
@@ -50,7 +50,12 @@ import trio
 from redis._parsers import _RESP2Parser
 from redis.connection import parse_url
 
-from fleetd.backend.redis_link import UNAVAILABLE_ERRORS, RedisCommandError, RedisUnavailable
+from fleetd.backend.redis_errors import (
+    UNAVAILABLE_ERRORS,
+    RedisCommandError,
+    RedisUnavailable,
+    refuses_writes,
+)
 
 __all__ = [
     "Connection",
@@ -251,8 +256,9 @@ def _handshake(options: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 def means_unavailable(reply: Exception) -> bool:
     """An error reply redis-py's client reads as Redis unreachable for now (LOADING,
-    READONLY, MASTERDOWN, TRYAGAIN…), not as a fault of the command."""
-    return isinstance(_ERRORS.parse_error(str(reply)), UNAVAILABLE_ERRORS)
+    READONLY, MASTERDOWN, TRYAGAIN, OOM…), not as a fault of the command."""
+    error = _ERRORS.parse_error(str(reply))
+    return isinstance(error, UNAVAILABLE_ERRORS) or refuses_writes(error)
 
 
 def parsed(command: Sequence[Any], reply: Any) -> Any:

@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -37,6 +38,14 @@ import redis.exceptions
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
+from fleetd.backend.redis_errors import (
+    REFUSAL_LOG_EVERY,
+    UNAVAILABLE_ERRORS,
+    RedisCommandError,
+    RedisRefusingWrites,
+    RedisUnavailable,
+    refuses_writes,
+)
 from fleetd.backend.topologies import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
@@ -55,6 +64,7 @@ __all__ = [
     "Backoff",
     "RedisCommandError",
     "RedisLink",
+    "RedisRefusingWrites",
     "RedisUnavailable",
     "Script",
     "SyncClient",
@@ -72,27 +82,6 @@ SyncClient: TypeAlias = Any
 # Name of the file in the state directory that records where a running daemon serves
 # its embedded (memory://) store.
 EMBEDDED_FILE = "embedded-redis.json"
-
-# Errors that mean "Redis is not reachable right now", as opposed to a bug in a command.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ReadOnlyError,  # a replica after failover: wait for the new primary
-    redis.exceptions.MasterDownError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,  # a Cluster mid-failover
-    redis.exceptions.SlotNotCoveredError,
-    OSError,
-)
-
-
-class RedisUnavailable(Exception):
-    """Redis cannot be reached (refused, timed out, loading, read-only replica)."""
-
-
-class RedisCommandError(Exception):
-    """Redis answered with an error: a script bug or a misconfigured server."""
 
 
 def embedded_address_file(state_dir: Path) -> Path:
@@ -236,6 +225,7 @@ class RedisLink:
         self._max_connections = max_connections
         self._limiter: trio.CapacityLimiter | None = None
         self.ready = self.down = False  # the last call did / did not reach Redis; no call yet
+        self._refusal_logged = -REFUSAL_LOG_EVERY  # when a refusal of writes was logged last
         self._ready_event: trio.Event | None = None  # made by wait_ready()
         opened = self._open(url, max_connections, connect_timeout, command_timeout)
         if isinstance(opened, functools.partial):
@@ -371,6 +361,8 @@ class RedisLink:
         except UNAVAILABLE_ERRORS as exc:
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
         except redis.exceptions.RedisError as exc:
+            if refuses_writes(exc):
+                raise RedisRefusingWrites(str(exc)) from exc
             raise RedisCommandError(str(exc)) from exc
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -385,6 +377,12 @@ class RedisLink:
         self._limiter = self._limiter or trio.CapacityLimiter(self._max_connections)
         try:
             result = await trio.to_thread.run_sync(self.run_sync, fn, *args, limiter=self._limiter)
+        except RedisRefusingWrites as exc:
+            now = time.monotonic()
+            if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
+                self._refusal_logged = now
+                log.warning("Redis at %s refuses writes (retrying): %s", self.safe_url, exc)
+            raise
         except RedisUnavailable as exc:
             self._mark(False, exc)
             raise
