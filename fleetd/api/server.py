@@ -155,7 +155,8 @@ def inline_jobs(engine: Engine, link: RedisLink) -> InlineJobs:
     """Sync fallback and queue bypass of this API (fleetd.runtime.inline)."""
     w = engine.config.worker
     services = JobServices(link, engine.keys, engine.scripts, engine.queue,
-                           engine.registry.artifacts_dir, audit=_audit_writer(engine))  # fmt: skip
+                           engine.registry.artifacts_dir, audit=_audit_writer(engine),
+                           artifact_limits=engine.registry.artifact_limits)  # fmt: skip
     timeout = api_redis_timeout(engine.config)
     connect = min(engine.config.redis.connect_timeout, timeout)
     return InlineJobs(link, engine.scripts, engine.registry, engine.ops.sealer, services,

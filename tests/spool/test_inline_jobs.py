@@ -50,6 +50,8 @@ class Recorder(JobHandler):
         await trio.sleep(float(data.get("sleep", 0)))
         if data.get("fail"):
             raise RuntimeError("asked to fail")
+        if data.get("artifact"):  # `artifact` bytes, within [artifacts] job_max_bytes
+            await ctx.artifacts.write_bytes("out.bin", b"a" * int(data["artifact"]))
         return {"echo": data.get("n"), "attempt": ctx.job.attempts}
 
 
@@ -399,3 +401,24 @@ def test_a_fallback_whose_enqueue_may_have_reached_redis_is_spooled_not_run_here
     assert server.received >= 1
     assert not isinstance(result, InlineResult) and result.status == "spooled"
     assert not list((Path(cfg.state_dir) / "outbox").glob("*.eml"))
+
+
+async def test_a_job_run_in_the_api_process_holds_the_artifact_limits(
+    own_redis: RedisServerFactory, tmp_path: Path
+) -> None:
+    """The API's own runs (sync fallback, bypass) write artifacts within `[artifacts]`
+    limits, as the pool's do."""
+    server = own_redis(aof=True)
+    cfg = api_config(make_config(server.url, "inline", tmp_path / "state",
+                                 artifacts={"job_max_bytes": 1000}))  # fmt: skip
+    registry = build_registry(cfg)
+    registry.register(Recorder(), source="tests")
+    async with running_api(cfg, roles=("api",), registry=registry) as api:
+        server.kill()
+        over = {"type": "recorder", "data": {"artifact": 2000}, "fallback": "sync"}
+        r = await api.post(f"{PREFIX}/enqueue", json=over)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "failed" and "job_max_bytes" in r.json()["error"]
+        fits = {"type": "recorder", "data": {"artifact": 500}, "fallback": "sync"}
+        r = await api.post(f"{PREFIX}/enqueue", json=fits)
+        assert r.status_code == 200 and r.json()["status"] == "completed", r.text
