@@ -37,8 +37,6 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import ClaimedJob, Scripts
 from fleetd.config import Config
-from fleetd.jobs.artifact_limits import ArtifactLimits
-from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.blocking import BlockingExecutor
 from fleetd.jobs.context import JobContext, JobServices
 from fleetd.jobs.errors import PermanentError
@@ -48,6 +46,7 @@ from fleetd.jobs.model import EnqueueRequest, Job, JobStatus
 from fleetd.jobs.payload import oversized_result
 from fleetd.jobs.queue import JobDefaults, Queue, QueueOps
 from fleetd.jobs.sealing import Sealer, SealError, open_claimed
+from fleetd.plugins.discovery import attach_output
 from fleetd.plugins.noop import NoopHandler
 
 __all__ = ["Harness", "run_handler"]
@@ -79,11 +78,7 @@ class Harness:
         self.registry.register(NoopHandler(), source="fleetd")
         for handler in handlers:
             self.registry.register(handler, source="test")
-        self.registry.artifacts_dir = artifacts_root(cfg)
-        self.registry.artifact_limits = ArtifactLimits(
-            cfg.artifacts.job_max_bytes, cfg.artifacts.min_free_bytes
-        )
-        self.registry.max_result_bytes = cfg.worker.max_result_bytes
+        attach_output(self.registry, cfg)  # the worker's [artifacts] and result limits
         keys = Keys("testing")
         self.scripts = Scripts(keys, 10_000, company_maxlen=cfg.events.company_maxlen)
         self.link = RedisLink("memory://", memory_listen="", state_dir=None)

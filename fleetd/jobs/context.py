@@ -79,8 +79,9 @@ class JobServices:
     redis: HandlerRedis | None = None
     # Where `ctx.enqueue` records its follow-up jobs (fleetd.audit); None: nowhere.
     audit: AuditSink | None = None
-    # `[artifacts] job_max_bytes` and `min_free_bytes`.
-    artifact_limits: ArtifactLimits = field(default_factory=ArtifactLimits)
+    # `[artifacts] job_max_bytes` and `min_free_bytes` (the registry's). No default:
+    # every process that runs handlers must pass them (one did not, and ran unlimited).
+    artifact_limits: ArtifactLimits = field(kw_only=True)
 
 
 class JobContext:

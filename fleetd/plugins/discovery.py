@@ -45,6 +45,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "PluginManager",
+    "attach_output",
     "build_registry",
     "default_schedules",
     "describe",
@@ -176,6 +177,16 @@ def build_plugin_manager(cfg: Config) -> PluginManager:
     return pm
 
 
+def attach_output(registry: HandlerRegistry, cfg: Config) -> None:
+    """Where handlers' files go and how much they and their results may hold, from the
+    config (`[artifacts]`, `[worker] max_result_bytes`): build_registry's, and
+    fleetd.testing.Harness's, so a plugin's tests meet the worker's limits."""
+    registry.artifacts_dir = artifacts_root(cfg)
+    a = cfg.artifacts
+    registry.artifact_limits = ArtifactLimits(a.job_max_bytes, a.min_free_bytes)
+    registry.max_result_bytes = cfg.worker.max_result_bytes
+
+
 def build_registry(cfg: Config) -> HandlerRegistry:
     """The job types this process knows, from the core plugin and every installed
     plugin not disabled; raises PluginError or DuplicateJobType naming the culprit."""
@@ -190,11 +201,7 @@ def build_registry(cfg: Config) -> HandlerRegistry:
             if handler.job_type in registry:
                 pm.infos[plugin].job_types.append(handler.job_type)
     registry.hooks = JobHooks.build(pm)
-    registry.artifacts_dir = artifacts_root(cfg)
-    registry.artifact_limits = ArtifactLimits(
-        cfg.artifacts.job_max_bytes, cfg.artifacts.min_free_bytes
-    )
-    registry.max_result_bytes = cfg.worker.max_result_bytes
+    attach_output(registry, cfg)
     registry.plugins = pm
     pm.schedules = _check_schedules(pm, registry)
     pm.param_sources = _check_sources(pm)
