@@ -34,6 +34,7 @@ from fleetd.backend.scripts import Scripts
 from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
 from fleetd.jobs.queue import EnqueueResult, QueueOps
+from fleetd.schedules import scripts as schedule_scripts
 from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.model import ScheduledJob, ScheduleSpec, default_id, name_key
 from fleetd.schedules.payload import at_rest, job_row, open_schedule_data, refuse_redacted
@@ -228,9 +229,9 @@ class ScheduleOps:
             ("sealed", marker),
             ("anchor", anchor_ms),
         ]
-        code, detail, _now = self.scripts.schedule_save(
-            client, mode, spec.id, rev, name_key(spec.name, spec.company_id), next_due_ms,
-            event, fields, self.max_schedules,
+        code, detail, _now = schedule_scripts.save(
+            self.scripts, client, mode, spec.id, rev, name_key(spec.name, spec.company_id),
+            next_due_ms, event, fields, self.max_schedules,
         )  # fmt: skip
         if code == "quota":
             raise QuotaExceeded(spec.company_id or "", "schedules", int(detail), 60.0)
@@ -331,7 +332,7 @@ class ScheduleOps:
     def remove(self, client: SyncClient, schedule_id: str) -> None:
         """Delete a schedule (its jobs already enqueued stay)."""
         event = _encode({"schedule_id": schedule_id})
-        if not self.scripts.schedule_remove(client, schedule_id, event):
+        if not schedule_scripts.remove(self.scripts, client, schedule_id, event):
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")
 
     def run_now(self, client: SyncClient, schedule_id: str) -> EnqueueResult:

@@ -19,6 +19,7 @@ from fleetd.jobs.context import JobContext
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import Job, JobStatus, ValidationError, parse_ts
 from fleetd.plugins.noop import NoopHandler
+from fleetd.schedules import scripts as schedule_scripts
 from fleetd.schedules.fire_call import schedule_fire
 from fleetd.schedules.firing import FiringOps
 from fleetd.schedules.model import ScheduledJob
@@ -215,8 +216,16 @@ def test_update_recomputes_run_times_only_when_the_timing_changes(
 def test_a_stale_update_is_refused_by_the_script(eng: Engine, ops: ScheduleOps) -> None:
     job = add(eng, ops)
     spec = job.spec()
-    code, _, _ = eng.scripts.schedule_save(
-        eng.link.client, "update", job.id, job.rev + 5, "x\n", None, "{}", spec.hash_fields()
+    code, _, _ = schedule_scripts.save(
+        eng.scripts,
+        eng.link.client,
+        "update",
+        job.id,
+        job.rev + 5,
+        "x\n",
+        None,
+        "{}",
+        spec.hash_fields(),
     )
     assert code == "stale"
     assert run(eng, ops.get, job.id).name == "tick"
