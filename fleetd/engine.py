@@ -29,6 +29,7 @@ from fleetd.audit.store import AuditCaps, AuditStore
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, embedded_address_file
 from fleetd.backend.scripts import Scripts
+from fleetd.backend.spaces import Space, Spaces
 from fleetd.config import Config
 from fleetd.config.queue_section import Served, parse_routes
 
@@ -85,19 +86,26 @@ class Engine:
         self.link = link
         self.keys = keys
         self.scripts = scripts
+        # The namespace's key spaces: its own, and one per queue with a slot of its own.
+        self.spaces = Spaces(scripts, config.queues.own_slot)
         self.audit = audit
         self._registry = registry
         self._handlers = handlers
         # In a daemon with [spool] enabled: the API's side of the spool and its replayer.
         self.spooler: DaemonSpool | None = None
 
-    def worker_scripts(self) -> Scripts:
+    def worker_scripts(self, space: Space | None = None) -> Scripts:
         """The scripts a worker pool claims with: only the job types this process has
-        handlers for, within [limits] (claim only what you can run)."""
-        return self.scripts.for_claims(
-            self.registry.types(),
-            self.config.limits.build().encode(),
-            Served.parse(self.config.worker.queues),
+        handlers for, within [limits] (claim only what you can run), from the queues it
+        serves: in the namespace's space all of them (jobs stored there before a queue
+        had a space, and the jobs of workflows and schedules, stay there); in a queue's
+        space that queue."""
+        served = Served.parse(self.config.worker.queues)
+        if space is not None and not space.home:
+            served = Served(((space.queue, 0),))
+        scripts = self.scripts if space is None else space.scripts
+        return scripts.for_claims(
+            self.registry.types(), self.config.limits.build().encode(), served
         )
 
     @classmethod
@@ -176,7 +184,9 @@ class Engine:
         r = cfg.redis
         wait = (r.wait_replicas, int(r.wait_timeout * 1000))
         sealer = Sealer.from_config(cfg)
-        return QueueOps(self.keys, self.scripts, self.registry, defaults, sealer, quota, wait)
+        return QueueOps(
+            self.keys, self.scripts, self.registry, defaults, sealer, quota, wait, self.spaces
+        )
 
     @cached_property
     def queue(self) -> Queue:

@@ -35,6 +35,8 @@ from fleetd.engine import Engine
 # namespace a Redis Cluster hash tag and stop ``{t1}`` from matching ``{t12}``.
 # Spelled out here rather than imported so fixtures do not depend on the code under test.
 NAMESPACE_KEY_PATTERN = "fleetd:{{{namespace}}}:*"
+# ...and a queue's own slot, ``fleetd:{<namespace>/<queue>}:<name>``.
+QUEUE_SPACE_KEY_PATTERN = "fleetd:{{{namespace}/*}}:*"
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +56,7 @@ def namespace(redis_server: RedisServer) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex}"
     yield name
     redis_server.delete_matching(NAMESPACE_KEY_PATTERN.format(namespace=name))
+    redis_server.delete_matching(QUEUE_SPACE_KEY_PATTERN.format(namespace=name))
 
 
 @pytest.fixture

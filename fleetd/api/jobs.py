@@ -29,7 +29,7 @@ from fleetd.api.inputs import ArtifactQuery, CleanupQuery, PageQuery, Throughput
 from fleetd.api.operations import documented
 from fleetd.backend.redis_link import RedisUnavailable, SyncClient
 from fleetd.jobs import throughput
-from fleetd.jobs.artifacts import check_name, jobs_exist, sweep_async
+from fleetd.jobs.artifacts import check_name, sweep_async
 from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job, JobStatus
 from fleetd.jobs.model import ValidationError as Invalid
@@ -93,8 +93,9 @@ async def throughput_history() -> Any:
     require_platform("throughput history")
     q = parse_query(ThroughputQuery, request.args)
     span = throughput.parse_span(q.window, q.step)
-    keys = state().ops.keys
-    return jsonify(responses.throughput_body(await redis(lambda c: throughput.read(c, keys, span))))
+    spaces = state().ops.spaces
+    body = await redis(lambda c: throughput.read(c, span, *(s.keys for s in spaces.known(c))))
+    return jsonify(responses.throughput_body(body))
 
 
 @bp.post("/cleanup")
@@ -113,7 +114,7 @@ async def cleanup() -> Any:
     # The removed jobs' files on this host (each worker host's maintenance sweeps its own).
     await sweep_async(
         st.artifacts_root,
-        lambda ids: redis(lambda c: jobs_exist(c, st.ops.keys.job, ids)),
+        lambda ids: redis(lambda c: st.ops.exist(c, ids)),
         min_age=0.0,
         retention=st.config.artifacts.retention,
     )

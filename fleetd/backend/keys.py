@@ -93,6 +93,19 @@ class Keys:
         return f"{self.prefix}queues"
 
     @property
+    def queues_slotted(self) -> str:
+        """Set of the named queues that have a slot of their own (`[queues] own_slot`),
+        added by the first enqueue into each (fleetd.backend.spaces): a daemon or reader
+        whose config does not list a queue still finds its jobs."""
+        return f"{self.prefix}queues:slotted"
+
+    def in_queue(self, queue: str) -> Keys:
+        """The keys of a named queue with a slot of its own: the namespace's whole key
+        layout under the hash tag `{<namespace>/<queue>}` (neither name can hold '/',
+        so no two spaces share a tag)."""
+        return Keys(f"{self.namespace}/{queue}")
+
+    @property
     def queues_paused(self) -> str:
         """Set of the paused queues: claim.lua serves none of them."""
         return f"{self.prefix}queues:paused"

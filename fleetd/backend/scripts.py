@@ -109,6 +109,14 @@ class Scripts:
         bound._claim_queues = queues or Served()
         return bound
 
+    def in_space(self, keys: Keys) -> Scripts:
+        """These scripts (and their claim settings) on another key space."""
+        bound = copy.copy(self)
+        bound.keys = keys
+        bound._head = [keys.prefix, self._head[1]]
+        bound._s = {st: keys.status(st) for st in JobStatus}
+        return bound
+
     def all(self) -> list[Script]:
         return list(self._scripts.values())
 

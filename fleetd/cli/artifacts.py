@@ -81,7 +81,9 @@ def sweep_here(engine: Engine) -> int:
 
     return sweep(
         artifacts_root(engine.config),
-        lambda ids: engine.link.run_sync(jobs_exist, engine.keys.job, ids),
+        lambda ids: engine.link.run_sync(
+            lambda c: jobs_exist(c, [s.keys.job for s in engine.spaces.known(c)], ids)
+        ),
         min_age=0.0,
         retention=engine.config.artifacts.retention,
     )

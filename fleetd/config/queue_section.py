@@ -131,6 +131,18 @@ def _check_routes(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _check_own_slot(value: tuple[str, ...]) -> str | None:
+    try:
+        names = [check_queue_name(q) for q in value]
+    except ValueError as exc:
+        return str(exc)
+    if DEFAULT_QUEUE in names:
+        return "the default queue lives in the namespace's own slot; name other queues"
+    if len(set(names)) != len(names):
+        return "a queue is listed twice"
+    return None
+
+
 @dataclass(frozen=True)
 class QueuesConfig:
     routes: tuple[str, ...] = setting(
@@ -138,4 +150,11 @@ class QueuesConfig:
         "job type to named queue, 'type=queue' (e.g. 'data_export=bulk'); a type not "
         "listed goes to its handler's queue, else 'default'",
         check=_check_routes,
+    )
+    own_slot: tuple[str, ...] = setting(
+        (),
+        "named queues whose keys carry a hash tag of their own (fleetd:{namespace/queue}:), "
+        "so a Redis Cluster puts them on other primaries; limits, quotas and idempotency "
+        "then hold within each such queue (docs/OPERATIONS.md)",
+        check=_check_own_slot,
     )

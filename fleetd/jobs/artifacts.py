@@ -287,13 +287,17 @@ def remove(folders: Iterable[Path]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def jobs_exist(client: Any, job_key: Callable[[str], str], job_ids: list[str]) -> list[bool]:
-    """Whether each job's hash still exists (one pipelined round trip); `job_key` is
-    fleetd.backend.keys.Keys.job of the namespace."""
+def jobs_exist(
+    client: Any, job_keys: Sequence[Callable[[str], str]], job_ids: Sequence[str]
+) -> list[bool]:
+    """Whether each job's hash still exists in any of the key spaces (`job_keys`: their
+    fleetd.backend.keys.Keys.job; one pipelined round trip)."""
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.exists(job_key(job_id))
-    return [bool(n) for n in pipe.execute()]
+        for job_key in job_keys:
+            pipe.exists(job_key(job_id))
+    found, n = pipe.execute(), len(job_keys)
+    return [any(found[i * n : (i + 1) * n]) for i in range(len(job_ids))]
 
 
 def sweep(

@@ -24,12 +24,16 @@ STATS_ORDER = (
 )  # fmt: skip
 
 
-def stats(client: SyncClient, keys: Keys) -> dict[str, int]:
-    """The spec's stats plus retrying and cancelled; total is their sum."""
+def stats(client: SyncClient, *spaces: Keys) -> dict[str, int]:
+    """The spec's stats plus retrying and cancelled, summed over `spaces` (the key spaces
+    of one namespace: fleetd.backend.spaces); total is their sum."""
     pipe = client.pipeline(transaction=False)
-    for st in STATS_ORDER:
-        pipe.zcard(keys.status(st))
-    counts = dict(zip((s.value for s in STATS_ORDER), map(int, pipe.execute()), strict=True))
+    for keys in spaces:
+        for st in STATS_ORDER:
+            pipe.zcard(keys.status(st))
+    got = list(map(int, pipe.execute()))
+    n = len(STATS_ORDER)
+    counts = {s.value: sum(got[i::n]) for i, s in enumerate(STATS_ORDER)}
     return {**counts, "total": sum(counts.values())}
 
 

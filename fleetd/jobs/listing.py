@@ -30,6 +30,7 @@ from fleetd.jobs.pages import (
     decode_cursor,
     encode_cursor,
     matching,
+    read_indexes,
     scan_window,
 )
 
@@ -72,30 +73,23 @@ def list_all_statuses(
     filtered = match.active
     window = scan_window(limit) if filtered else limit
     positions = _decode(cursor)
-    pipe = client.pipeline(transaction=False)
-    for status, (top, skip) in zip(STATUS_ORDER, positions, strict=True):
-        pipe.zrevrangebyscore(
-            ops.keys.status(status),
-            "+inf" if top is None else top,
-            "-inf",
-            start=skip,
-            num=window + 1,
-            withscores=True,
-        )
-    per_status = pipe.execute()
+    spaces = [sp.keys for sp in ops.spaces.known(client)]
+    pairs = zip(STATUS_ORDER, positions, strict=True)
+    reads = [(st, top, skip, window + 1) for st, (top, skip) in pairs]
+    per_status = read_indexes(client, spaces, reads)
     # Newest first across the indexes; ties by status order, then index order.
     merged = heapq.merge(
         *(
-            [(-int(score), i, n, job_id) for n, (job_id, score) in enumerate(entries)]
+            [(-int(score), i, n, job_id, keys) for n, (job_id, score, keys) in enumerate(entries)]
             for i, entries in enumerate(per_status)
         )
     )
     examined = list(itertools.islice(merged, window))
-    ids = [job_id for *_, job_id in examined]
-    wanted = matching(ops, client, ids, match) if filtered else set(ids)
+    found = [(job_id, 0.0, keys) for *_, job_id, keys in examined]
+    wanted = matching(client, found, match) if filtered else {e[0] for e in found}
     picked: list[str] = []
     consumed = [0] * len(STATUS_ORDER)  # entries of each index this page went past
-    for _, i, _, job_id in examined:
+    for _, i, _, job_id, _ in examined:
         consumed[i] += 1
         if job_id in wanted:
             picked.append(job_id)
@@ -107,7 +101,7 @@ def list_all_statuses(
         top, skip = positions[i]
         if consumed[i]:
             last = int(entries[consumed[i] - 1][1])
-            at_last = sum(1 for _, s in entries[: consumed[i]] if int(s) == last)
+            at_last = sum(1 for _, s, _ in entries[: consumed[i]] if int(s) == last)
             skip = skip + at_last if top == last else at_last
             top = last
         more = more or len(entries) > consumed[i]

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 from fleetd.jobs.model import Job, JobStatus, ValidationError
 
 if TYPE_CHECKING:
+    from fleetd.backend.keys import Keys
     from fleetd.backend.redis_link import SyncClient
     from fleetd.jobs.queue import QueueOps
 
-__all__ = ["MAX_PAGE", "JobFilter", "JobPage", "list_status"]
+__all__ = ["MAX_PAGE", "JobFilter", "JobPage", "list_status", "read_indexes"]
 
 # Most jobs one listing page returns (the HTTP layer caps at 500 too).
 MAX_PAGE = 500
@@ -85,6 +86,39 @@ def scan_window(limit: int) -> int:
     return min(limit * FILTER_SCAN_FACTOR, MAX_FILTER_SCAN)
 
 
+# One index read: (status, top score or None for the newest, entries at top already
+# seen, how many to return).
+IndexRead = tuple[JobStatus, "int | None", int, int]
+
+
+def read_indexes(
+    client: SyncClient, spaces: Sequence[Keys], reads: Sequence[IndexRead]
+) -> list[list[tuple[str, float, Keys]]]:
+    """Each read's entries (job id, score, the space's keys), newest first, from one
+    pipeline. Over several spaces (fleetd.backend.spaces) a status's indexes read as one:
+    each is read from `top` and the entries merged by (score, id) descending — the order
+    ZREVRANGEBYSCORE keeps within one — so `skip` counts the entries at `top` of all of
+    them, and a cursor made over several spaces continues exactly where it stopped."""
+    pipe = client.pipeline(transaction=False)
+    one = len(spaces) == 1
+    for status, top, skip, num in reads:
+        for keys in spaces:
+            pipe.zrevrangebyscore(
+                keys.status(status), "+inf" if top is None else top, "-inf",
+                start=skip if one else 0, num=num if one else skip + num, withscores=True,
+            )  # fmt: skip
+    got = iter(pipe.execute())
+    out: list[list[tuple[str, float, Keys]]] = []
+    for _, _, skip, num in reads:
+        if one:
+            out.append([(job_id, score, spaces[0]) for job_id, score in next(got)])
+            continue
+        entries = [(job_id, score, keys) for keys in spaces for job_id, score in next(got)]
+        entries.sort(key=lambda e: (e[1], e[0]), reverse=True)
+        out.append(entries[skip : skip + num])
+    return out
+
+
 def list_status(
     ops: QueueOps,
     client: SyncClient,
@@ -109,16 +143,15 @@ def list_status(
     filtered = match.active
     window = scan_window(limit) if filtered else limit
     top, skip = ("+inf", 0) if cursor is None else decode_cursor(cursor)
-    entries = client.zrevrangebyscore(
-        ops.keys.status(status), top, "-inf", start=skip, num=window + 1, withscores=True
-    )
+    spaces = [sp.keys for sp in ops.spaces.known(client)]
+    start = None if cursor is None else int(top)
+    [entries] = read_indexes(client, spaces, [(status, start, skip, window + 1)])
     has_more = len(entries) > window
     entries = entries[:window]
-    ids = [e[0] for e in entries]
-    wanted = matching(ops, client, ids, match) if filtered else set(ids)
+    wanted = matching(client, entries, match) if filtered else {e[0] for e in entries}
     picked: list[str] = []
-    last_score, seen_at_score = (None if cursor is None else int(top)), skip
-    for i, (job_id, score) in enumerate(entries):
+    last_score, seen_at_score = start, skip
+    for i, (job_id, score, _) in enumerate(entries):
         s = int(score)
         seen_at_score = seen_at_score + 1 if s == last_score else 1
         last_score = s
@@ -135,12 +168,15 @@ def list_status(
     return JobPage(jobs, next_cursor)
 
 
-def matching(ops: QueueOps, client: SyncClient, ids: Sequence[str], match: JobFilter) -> set[str]:
-    """The ids whose job `match` accepts: three short fields per job, not the whole hash
-    (its data may be kilobytes)."""
+def matching(
+    client: SyncClient, entries: Sequence[tuple[str, float, Keys]], match: JobFilter
+) -> set[str]:
+    """The ids of `entries` (read_indexes) whose job `match` accepts: three short fields
+    per job, not the whole hash (its data may be kilobytes)."""
     pipe = client.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hmget(ops.keys.job(job_id), "company_id", "type", "user_id", "queue")
+    for job_id, _, keys in entries:
+        pipe.hmget(keys.job(job_id), "company_id", "type", "user_id", "queue")
+    ids = [e[0] for e in entries]
     return {
         job_id
         for job_id, (company, kind, user, queue) in zip(ids, pipe.execute(), strict=True)

@@ -17,7 +17,9 @@ from fleetd.backend.codec import JobRow, row_from_request
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
 from fleetd.backend.scripts import Scripts
+from fleetd.backend.spaces import Space, Spaces
 from fleetd.jobs import counts
+from fleetd.jobs.artifacts import jobs_exist
 from fleetd.jobs.errors import NotReplicated
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
@@ -96,8 +98,11 @@ class QueueOps:
         sealer: Sealer | None = None,
         quota: str = "",
         wait: tuple[int, int] = (0, 0),
+        spaces: Spaces | None = None,
     ) -> None:
         self.keys = keys
+        # Where each queue's jobs are stored (the namespace's space alone by default).
+        self.spaces = spaces or Spaces(scripts)
         # ([redis] wait_replicas, wait_timeout ms): WAIT after every enqueue call.
         self.wait = wait
         # The companies' quotas at the door (Limits.encode_quota; '' = none).
@@ -182,34 +187,66 @@ class QueueOps:
     def enqueue_rows(
         self, client: SyncClient, rows: Sequence[JobRow], *, at_door: bool = True
     ) -> list[EnqueueResult]:
-        """Store `rows`; `at_door=False` for jobs already accepted (a spool's replay): the
-        companies' quotas were the door's to apply, and a replay they held back would hold
-        every other company's spooled jobs behind it."""
+        """Store `rows`, each in its queue's space (fleetd.backend.spaces); `at_door=False`
+        for jobs already accepted (a spool's replay): the companies' quotas were the
+        door's to apply, and a replay they held back would hold every other company's
+        spooled jobs behind it. Rows of several spaces: each space's quotas are checked
+        first, so a refusal stores none of them."""
         quota = self.quota if at_door else ""
-        if quota and len(rows) > ENQUEUE_CHUNK:  # stored in parts: checked once, for all
-            self.scripts.quota_check(client, rows, quota)
+        parts: dict[str, tuple[Space, list[int]]] = {}
+        for i, row in enumerate(rows):
+            space = self.spaces.for_queue(client, row.queue)
+            parts.setdefault(space.queue, (space, []))[1].append(i)
+        if len(parts) > 1 and quota:
+            for space, idx in parts.values():
+                space.scripts.quota_check(client, [rows[i] for i in idx], quota)
             quota = ""
-        out: list[EnqueueResult] = []
-        for start in range(0, len(rows), ENQUEUE_CHUNK):
-            results = self.scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], quota)
-            out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
+        out: list[EnqueueResult | None] = [None] * len(rows)
+        for space, idx in parts.values():
+            mine = rows if len(parts) == 1 else [rows[i] for i in idx]
+            for i, result in zip(idx, self._store(client, space.scripts, mine, quota), strict=True):
+                out[i] = result
         if self.wait[0]:
             acked = int(client.wait(*self.wait))
             if acked < self.wait[0]:
                 raise NotReplicated(acked, self.wait[0])
+        return [r for r in out if r is not None]
+
+    @staticmethod
+    def _store(
+        client: SyncClient, scripts: Scripts, rows: Sequence[JobRow], quota: str
+    ) -> list[EnqueueResult]:
+        if quota and len(rows) > ENQUEUE_CHUNK:  # stored in parts: checked once, for all
+            scripts.quota_check(client, rows, quota)
+            quota = ""
+        out: list[EnqueueResult] = []
+        for start in range(0, len(rows), ENQUEUE_CHUNK):
+            results = scripts.enqueue(client, rows[start : start + ENQUEUE_CHUNK], quota)
+            out.extend(EnqueueResult(i, st, at, dup) for i, st, dup, at in results)
         return out
 
     # -- read ------------------------------------------------------------------------
 
     def get(self, client: SyncClient, job_id: str) -> Job | None:
-        h = client.hgetall(self.keys.job(job_id))
-        return Job.from_hash(h) if h else None
+        return self.get_many(client, [job_id])[0]
 
     def get_many(self, client: SyncClient, job_ids: Sequence[str]) -> list[Job | None]:
+        """Each job from whichever space holds it (one pipeline over every space)."""
+        spaces = self.spaces.known(client)
         pipe = client.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hgetall(self.keys.job(job_id))
-        return [Job.from_hash(h) if h else None for h in pipe.execute()]
+            for space in spaces:
+                pipe.hgetall(space.keys.job(job_id))
+        found = pipe.execute()
+        n, out = len(spaces), []
+        for i in range(len(job_ids)):
+            h = next((h for h in found[i * n : (i + 1) * n] if h), None)
+            out.append(Job.from_hash(h) if h else None)
+        return out
+
+    def exist(self, client: SyncClient, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job exists in any space (one pipeline)."""
+        return jobs_exist(client, [s.keys.job for s in self.spaces.known(client)], job_ids)
 
     def list_jobs(
         self,
@@ -229,8 +266,9 @@ class QueueOps:
         return list_status(self, client, status, limit=limit, cursor=cursor, match=match)
 
     def stats(self, client: SyncClient) -> dict[str, int]:
-        """The spec's stats plus retrying and cancelled; total is their sum."""
-        return counts.stats(client, self.keys)
+        """The spec's stats plus retrying and cancelled, summed over every space; total
+        is their sum."""
+        return counts.stats(client, *(s.keys for s in self.spaces.known(client)))
 
     def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
         """Identity and WorkerMetrics of every daemon with a live heartbeat."""
@@ -239,12 +277,13 @@ class QueueOps:
     # -- admin -----------------------------------------------------------------------
 
     def cancel(self, client: SyncClient, job_id: str) -> CancelResult:
-        return CancelResult(*self.scripts.cancel(client, job_id))
+        return CancelResult(*self.spaces.locate(client, job_id).scripts.cancel(client, job_id))
 
     def reset(self, client: SyncClient, job_id: str) -> ResetResult:
         """A failed or cancelled job back to pending, under its company's quotas (it
         counts as one enqueued): over one raises QuotaExceeded and nothing changes."""
-        return ResetResult(*self.scripts.reset(client, job_id, self.quota))
+        scripts = self.spaces.locate(client, job_id).scripts
+        return ResetResult(*scripts.reset(client, job_id, self.quota))
 
     def cleanup(
         self,
@@ -270,13 +309,14 @@ class QueueOps:
                 )
                 workflows += n_wf
                 total += n
-            kept = 0
-            while True:
-                n, k = self.scripts.prune(client, status, age_ms, PRUNE_BATCH, kept)
-                total += n
-                kept += k
-                if n + k < PRUNE_BATCH:
-                    break
+            for space in self.spaces.known(client):  # workflows live in the namespace's
+                kept = 0
+                while True:
+                    n, k = space.scripts.prune(client, status, age_ms, PRUNE_BATCH, kept)
+                    total += n
+                    kept += k
+                    if n + k < PRUNE_BATCH:
+                        break
             counts[status.value] = total
         counts["deleted"] = sum(counts.values())
         counts["workflows"] = workflows

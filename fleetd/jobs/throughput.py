@@ -148,8 +148,9 @@ def bucket_starts(span: Span, now_ms: int) -> list[int]:
     return list(range(first, last + 1, span.step_ms))
 
 
-def read(client: SyncClient, keys: Keys, span: Span) -> Throughput:
-    """Count finished jobs per bucket in one hop: TIME, then one pipeline of ZCOUNTs.
+def read(client: SyncClient, span: Span, *spaces: Keys) -> Throughput:
+    """Count finished jobs per bucket in one hop: TIME, then one pipeline of ZCOUNTs,
+    summed over `spaces` (the namespace's key spaces, fleetd.backend.spaces).
 
     The clock is Redis's own (the one the scripts stamp finishes with), so no host's
     clock skew shifts a bucket. The last bucket is counted up to `until` (exclusive):
@@ -159,11 +160,12 @@ def read(client: SyncClient, keys: Keys, span: Span) -> Throughput:
     starts = bucket_starts(span, until)
     pipe = client.pipeline(transaction=False)
     for status in (JobStatus.COMPLETED, JobStatus.FAILED):
-        key = keys.status(status)
         for start in starts:
             end = min(start + span.step_ms, until)
-            pipe.zcount(key, start, f"({end}")
-    counts = [int(n) for n in pipe.execute()]
+            for keys in spaces:
+                pipe.zcount(keys.status(status), start, f"({end}")
+    got, w = [int(n) for n in pipe.execute()], len(spaces)
+    counts = [sum(got[i : i + w]) for i in range(0, len(got), w)]
     n = len(starts)
     buckets = [Bucket(start, counts[i], counts[n + i]) for i, start in enumerate(starts)]
     return Throughput(span, until, buckets)

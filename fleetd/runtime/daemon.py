@@ -43,18 +43,16 @@ from fleetd.backend.redis_link import (
 from fleetd.config import Config, ConfigError, load_config
 from fleetd.config.durations import format_duration
 from fleetd.engine import Engine
-from fleetd.jobs.artifacts import artifacts_root
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.notify.service import start_notify
 from fleetd.plugins.discovery import default_schedules
-from fleetd.runtime import gctune, self_report
+from fleetd.runtime import gctune, self_report, stacks
 from fleetd.runtime.alerts import Alerts
 from fleetd.runtime.heartbeat import Heartbeat, WorkerMetrics, new_daemon_id
 from fleetd.runtime.inline import attach
 from fleetd.runtime.log import set_level
-from fleetd.runtime.maintenance import Maintenance, MaintenanceSettings
+from fleetd.runtime.pools import Pools
 from fleetd.runtime.systemd import Notifier
-from fleetd.runtime.worker import PoolSettings, WorkerPool
 from fleetd.schedules.service import Scheduler, SchedulerSettings
 from fleetd.schedules.store import ScheduleOps
 
@@ -103,7 +101,7 @@ class Daemon:
         self.daemon_id = new_daemon_id(cfg.daemon.name)
         self.metrics = WorkerMetrics()
         self.engine = Engine.build(cfg, daemon=True, registry=registry)
-        self.pool: WorkerPool | None = None
+        self.pool: Pools | None = None  # one per key space served (fleetd.runtime.pools)
         self.scheduler: Scheduler | None = None
         self.http: HttpService | None = None
         self.alerts: Alerts | None = None
@@ -314,16 +312,6 @@ class Daemon:
             if self.http is not None and self.http.state.metrics is not None:
                 self.http.state.metrics.registry.register(self.alerts.collector())
         await start_notify(services, e, self.daemon_id, self.http)  # [[notify]] rules
-        if "worker" in self.roles:
-            m = cfg.maintenance
-            maintenance = Maintenance(e.link, e.scripts, e.ops, MaintenanceSettings(
-                interval=m.interval, max_stalls=cfg.worker.max_stalls,
-                completed_ttl=m.completed_ttl, failed_ttl=m.failed_ttl,
-                cancelled_ttl=m.cancelled_ttl,
-                reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                artifacts_dir=artifacts_root(cfg),
-                artifacts_retention=cfg.artifacts.retention, isolation=cfg.isolation))  # fmt: skip
-            await services.start(maintenance.run)
         if "scheduler" in self.roles:
             s, pm = cfg.scheduler, e.registry.plugins
             self.scheduler = Scheduler(e.link, ScheduleOps.from_engine(e), self.daemon_id,
@@ -335,20 +323,11 @@ class Daemon:
             await services.start(self.scheduler.run)
         async with trio.open_nursery() as work:
             if "worker" in self.roles:
-                w = cfg.worker
-                settings = PoolSettings(
-                    concurrency=w.concurrency, poll_interval=w.poll_interval,
-                    job_timeout=w.job_timeout, shutdown_timeout=w.shutdown_timeout,
-                    claim_batch=w.claim_batch, lease=w.lease,
-                    reconnect_max_backoff=cfg.redis.reconnect_max_backoff,
-                    command_timeout=cfg.redis.command_timeout,
-                    connect_timeout=cfg.redis.connect_timeout,
-                    log_jobs=cfg.daemon.log_jobs, isolation=cfg.isolation)  # fmt: skip
-                self.pool = WorkerPool(
-                    e.link, e.worker_scripts(), e.queue, e.registry, settings, self.daemon_id,
-                    self.metrics, audit=e.audit)  # fmt: skip
-                await work.start(self.pool.run)
-                attach(self.http.state.inline if self.http else None, self.pool)
+                self.pool = Pools()
+                for space in await e.link.call(e.spaces.known):
+                    await stacks.serve_space(self, services, work, space)
+                attach(self.http.state.inline if self.http else None, self.pool.home)
+                services.start_soon(stacks.watch_spaces, self, services, work)
             self.ready = True
             task_status.started()
             if self.tune_gc:

@@ -71,8 +71,18 @@ class MaintenanceSettings:
 
 class Maintenance:
     def __init__(
-        self, link: RedisLink, scripts: Scripts, ops: QueueOps, settings: MaintenanceSettings
+        self,
+        link: RedisLink,
+        scripts: Scripts,
+        ops: QueueOps,
+        settings: MaintenanceSettings,
+        *,
+        whole: bool = True,
     ) -> None:
+        """`scripts`: of the key space whose delayed jobs and leases this keeps (one
+        Maintenance per space a daemon serves, fleetd.backend.spaces); `whole`: also the
+        namespace-wide work, retention and the artifact sweep, which span every space."""
+        self.whole = whole
         self.link = link
         self.scripts = scripts
         self.ops = ops
@@ -86,7 +96,8 @@ class Maintenance:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._promote_loop)
             nursery.start_soon(self._reap_loop)
-            nursery.start_soon(self._prune_loop)
+            if self.whole:
+                nursery.start_soon(self._prune_loop)
             nursery.start_soon(self._backfill)
             task_status.started()
 
@@ -190,10 +201,9 @@ class Maintenance:
         root = self.settings.artifacts_dir
         if root is None:
             return 0
-        job_key = self.scripts.keys.job
         return await artifacts.sweep_async(
             root,
-            lambda ids: self.link.call(artifacts.jobs_exist, job_key, ids),
+            lambda ids: self.link.call(self.ops.exist, ids),
             min_age=min_age,
             retention=self.settings.artifacts_retention,
         )

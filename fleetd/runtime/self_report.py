@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fleetd.config import Config
     from fleetd.engine import Engine
     from fleetd.runtime.alerts import Alerts
-    from fleetd.runtime.worker import WorkerPool
+    from fleetd.runtime.pools import Pools
 
 __all__ = ["STATUS_TIMEOUT", "details", "status_line"]
 
@@ -34,7 +34,7 @@ class Reporting(Protocol):
     cfg: Config
     engine: Engine
     roles: frozenset[str]
-    pool: WorkerPool | None
+    pool: Pools | None
     alerts: Alerts | None
     ready: bool
 

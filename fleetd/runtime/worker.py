@@ -50,6 +50,7 @@ from fleetd.runtime.claims import MIN_WAIT, Claims
 from fleetd.runtime.heartbeat import WorkerMetrics
 from fleetd.runtime.leases import LeaseKeeper
 from fleetd.runtime.outcomes import Outcome, OutcomeWriter
+from fleetd.runtime.pools import SharedSlots
 from fleetd.runtime.running import JobRunner, Running
 
 __all__ = ["PoolSettings", "WorkerPool"]
@@ -98,8 +99,10 @@ class WorkerPool:
         metrics: WorkerMetrics,
         *,
         audit: AuditSink | None = None,
+        slots: SharedSlots | None = None,
     ) -> None:
-        """`audit`: where the entries of handlers' `ctx.enqueue` go."""
+        """`audit`: where the entries of handlers' `ctx.enqueue` go; `slots`: the daemon's
+        other pools, sharing `concurrency` (fleetd.runtime.pools)."""
         self.link = link
         self.scripts = scripts
         self.queue = queue
@@ -108,10 +111,11 @@ class WorkerPool:
         self.concurrency = settings.concurrency
         self.daemon_id = daemon_id
         self.metrics = metrics
+        self._slots = slots
         self._handler_redis = HandlerRedis(link, connect_timeout=settings.connect_timeout,
                                            command_timeout=settings.command_timeout)  # fmt: skip
         services = JobServices(
-            link, queue.ops.keys, scripts, queue, registry.artifacts_dir,
+            link, scripts.keys, scripts, queue, registry.artifacts_dir,
             redis=self._handler_redis, audit=audit, artifact_limits=registry.artifact_limits,
         )  # fmt: skip
         self._runner = JobRunner(
@@ -165,6 +169,17 @@ class WorkerPool:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def wake(self) -> None:
+        """Look again for room to claim (a slot came free here or in a sharing pool)."""
+        self._slot_freed.set()
+
+    def _elsewhere(self) -> tuple[int, int]:
+        return (0, 0) if self._slots is None else self._slots.elsewhere(self)
 
     def running_jobs(self) -> list[ClaimedJob]:
         return [r.job for r in self._running.values()]
@@ -297,7 +312,9 @@ class WorkerPool:
         writer = self._writer
         full = False  # the last claim got all it asked for: the next one will not wait
         while not self._stopping:
+            running, buffered = self._elsewhere()
             room = self.concurrency + self._prefetch() - len(self._running) - len(self._buffer)
+            room -= running + buffered
             if room <= 0:
                 self._slot_freed = trio.Event()
                 await self._slot_freed.wait()
@@ -342,7 +359,8 @@ class WorkerPool:
         """Start buffered jobs while slots are free."""
         assert self._jobs is not None
         now = trio.current_time()
-        while self._buffer and len(self._running) < self.concurrency:
+        elsewhere = self._elsewhere()[0]
+        while self._buffer and len(self._running) + elsewhere < self.concurrency:
             entry = self._buffer.popleft()
             entry.started_at = now
             self._running[entry.job.id] = entry
@@ -363,7 +381,10 @@ class WorkerPool:
             self._avg_job_time = elapsed if avg is None else avg + EWMA_WEIGHT * (elapsed - avg)
             if not self._stopping:
                 self._dispatch()
-            self._slot_freed.set()
+            if self._slots is None:
+                self._slot_freed.set()
+            else:
+                self._slots.freed()
             if not self._running:
                 self._idle.set()
             if outcome is not None:

@@ -1,0 +1,114 @@
+"""Key spaces: the namespace's own (its slot holds everything but the queues below) and
+one per named queue with a slot of its own (`[queues] own_slot`).
+
+A queue's space is the namespace's whole key layout under the hash tag
+`{<namespace>/<queue>}` (`Keys.in_queue`), so every script runs unchanged in it, and a
+Redis Cluster may put it on another primary. What a script does stays atomic within one
+space; what spans spaces is summed or merged by the readers (fleetd.jobs.queue).
+
+Which queues have a space is kept in Redis too (`Keys.queues_slotted`, in the
+namespace's slot): a process whose config lists a queue adds it there, and every process
+of the namespace routes by the union of its config and that set, re-read every
+`REFRESH_S`. So a daemon or client that lacks the setting still enqueues into, reads and
+serves a queue's space, and a queue once given a slot keeps it (moving it back would
+strand what its space holds).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.scripts import Scripts
+
+__all__ = ["REFRESH_S", "Space", "Spaces"]
+
+# How long a process goes by the queues it last read from `queues_slotted`.
+REFRESH_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One key space: `queue` is '' for the namespace's own."""
+
+    queue: str
+    keys: Keys
+    scripts: Scripts
+
+    @property
+    def home(self) -> bool:
+        return not self.queue
+
+
+class Spaces:
+    """The spaces of one namespace, as this process knows them. Thread-safe: read from
+    the link's worker threads."""
+
+    def __init__(self, scripts: Scripts, own_slot: Iterable[str] = ()) -> None:
+        self.home = Space("", scripts.keys, scripts)
+        self._configured = frozenset(own_slot)
+        self._spaces: dict[str, Space] = {}
+        self._added = False  # the configured queues are in `queues_slotted`
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+        for queue in sorted(self._configured):
+            self._add(queue)
+
+    def _add(self, queue: str) -> Space:
+        space = self._spaces.get(queue)
+        if space is None:
+            keys = self.home.keys.in_queue(queue)
+            space = Space(queue, keys, self.home.scripts.in_space(keys))
+            self._spaces = {**self._spaces, queue: space}  # readers see one or the other
+        return space
+
+    @property
+    def spread(self) -> bool:
+        """Whether any queue is known to have a space of its own (else every read and
+        write takes the namespace's, as before spaces)."""
+        return bool(self._spaces)
+
+    def known(self, client: SyncClient) -> list[Space]:
+        """Every space, the namespace's first, then by queue name; re-reads the set at
+        most every REFRESH_S (and adds this process's configured queues to it once)."""
+        if time.monotonic() - self._read_at >= REFRESH_S:
+            self.refresh(client)
+        return [self.home, *(self._spaces[q] for q in sorted(self._spaces))]
+
+    def refresh(self, client: SyncClient) -> None:
+        key = self.home.keys.queues_slotted
+        with self._lock:
+            if self._configured and not self._added:
+                client.sadd(key, *sorted(self._configured))
+                self._added = True
+            for queue in client.smembers(key):
+                self._add(queue)
+            self._read_at = time.monotonic()
+
+    def for_queue(self, client: SyncClient, queue: str | None) -> Space:
+        """Where a job of `queue` (None: the default) is stored."""
+        self.known(client)  # registers this process's queues on its first call
+        return self._spaces.get(queue or "", self.home)
+
+    def of_queue(self, queue: str) -> Space | None:
+        """The space of `queue` if this process knows it has one (no Redis read)."""
+        return self._spaces.get(queue)
+
+    def locate(self, client: SyncClient, job_id: str) -> Space:
+        """The space holding job `job_id`: one EXISTS per space, in one pipeline (none
+        without queue spaces). A job never changes space; a missing job: the
+        namespace's (its scripts answer `missing`)."""
+        spaces = self.known(client)
+        if len(spaces) == 1:
+            return self.home
+        pipe = client.pipeline(transaction=False)
+        for space in spaces:
+            pipe.exists(space.keys.job(job_id))
+        for space, found in zip(spaces, pipe.execute(), strict=True):
+            if found:
+                return space
+        return self.home
