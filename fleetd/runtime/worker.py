@@ -178,6 +178,12 @@ class WorkerPool:
         """Look again for room to claim (a slot came free here or in a sharing pool)."""
         self._slot_freed.set()
 
+    def _freed(self) -> None:
+        if self._slots is None:
+            self._slot_freed.set()
+        else:
+            self._slots.freed()
+
     def _elsewhere(self) -> tuple[int, int]:
         return (0, 0) if self._slots is None else self._slots.elsewhere(self)
 
@@ -312,6 +318,7 @@ class WorkerPool:
         writer = self._writer
         full = False  # the last claim got all it asked for: the next one will not wait
         while not self._stopping:
+            self._dispatch()  # a slot freed in a sharing pool may start a job buffered here
             running, buffered = self._elsewhere()
             room = self.concurrency + self._prefetch() - len(self._running) - len(self._buffer)
             room -= running + buffered
@@ -352,8 +359,12 @@ class WorkerPool:
         while True:
             await trio.sleep(PREFETCH_MAX_WAIT / 2)
             limit = trio.current_time() - PREFETCH_MAX_WAIT
+            released = False
             while self._buffer and self._buffer[0].claimed_at < limit:
                 self._emit(Outcome("release", self._buffer.popleft().job, 0.0))
+                released = True
+            if released:  # their room is free again, here or in a sharing pool
+                self._freed()
 
     def _dispatch(self) -> None:
         """Start buffered jobs while slots are free."""
@@ -381,10 +392,7 @@ class WorkerPool:
             self._avg_job_time = elapsed if avg is None else avg + EWMA_WEIGHT * (elapsed - avg)
             if not self._stopping:
                 self._dispatch()
-            if self._slots is None:
-                self._slot_freed.set()
-            else:
-                self._slots.freed()
+            self._freed()
             if not self._running:
                 self._idle.set()
             if outcome is not None:
