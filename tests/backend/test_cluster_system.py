@@ -1,8 +1,10 @@
 """fleetd daemons (real `fleetd run` subprocesses) on a real 3-primary Redis Cluster on
 loopback (`redis+cluster://`): jobs enqueued over HTTP and the CLI drain, a schedule
-fires, events and stats add up; and since every key of a namespace shares the hash tag
+fires, events and stats add up; since every key of a namespace shares the hash tag
 `{namespace}`, one namespace lives on one primary while several namespaces spread over
-the primaries."""
+the primaries; and queues with a slot of their own (`[queues] own_slot`, hash tag
+`{namespace/queue}`) spread one namespace's queues over the primaries, one daemon
+claiming from each."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import httpx
 import pytest
 from api_client import PREFIX, SECRET, auth
 from conftest import fleetd_env, make_config
-from daemons import Fleet, cli_json, wait_for
+from daemons import Fleet, cli_json, settings, wait_for
 from redis_server import RedisServer
 from redis_topology import LocalCluster
 
@@ -44,6 +46,20 @@ def namespaces_on_distinct_primaries(cluster: LocalCluster, count: int) -> list[
         if len(chosen) == count:
             return [chosen[k] for k in sorted(chosen)]
     raise AssertionError("no spread of namespaces found")
+
+
+def queues_on_other_primaries(cluster: LocalCluster, namespace: str) -> list[str]:
+    """Two queue names whose own slots fall on the two primaries not holding `namespace`."""
+    home = cluster.nodes.index(cluster.node_for(f"fleetd:{{{namespace}}}:queue"))
+    chosen: dict[int, str] = {}
+    for n in range(1000):
+        name = f"q{n}"
+        node = cluster.nodes.index(cluster.node_for(f"fleetd:{{{namespace}/{name}}}:queue"))
+        if node != home:
+            chosen.setdefault(node, name)
+        if len(chosen) == 2:
+            return [chosen[k] for k in sorted(chosen)]
+    raise AssertionError("no spread of queues found")
 
 
 def env_for(cluster: LocalCluster, namespace: str, state: Path) -> dict[str, str]:
@@ -147,3 +163,58 @@ def test_namespaces_spread_over_the_primaries_each_whole_on_one(
     assert [stats(env)["completed"] for env in envs] == [3, 3, 3]
     for env in envs:  # and each namespace's worker metrics count its own daemon's jobs
         assert cli_json(env, "workers", "--json")["metrics"]["jobs_processed"] == 3
+
+
+def test_queues_with_their_own_slot_spread_one_namespace_over_the_primaries(
+    cluster: LocalCluster, fleet: Fleet, tmp_path: Path
+) -> None:
+    [namespace] = namespaces_on_distinct_primaries(cluster, 1)
+    q1, q2 = queues_on_other_primaries(cluster, namespace)
+    state = tmp_path / "state"
+    env = env_for(cluster, namespace, state) | settings(
+        queues_own_slot=f"{q1},{q2}", worker_queues=f"default,{q1},{q2}"
+    )
+    fleet.start(env)
+    url = fleet.api_url(state)
+    ids: dict[str, list[str]] = {}
+    with httpx.Client(base_url=url, headers=auth(), timeout=10) as http:
+        for queue in ("default", q1, q2):
+            bulk = [{"type": "noop", "queue": queue, "data": {"n": n}} for n in range(JOBS)]
+            r = http.post(f"{PREFIX}/enqueue/bulk", json={"jobs": bulk})
+            assert r.status_code == 201, r.text
+            ids[queue] = [j["job_id"] for j in r.json()["jobs"]]
+        wait_for(lambda: drained(env, 3 * JOBS), 30, "every queue's jobs", fleet.tails)
+        # Found by id wherever they live, over HTTP and the CLI.
+        r = http.get(f"{PREFIX}/{ids[q1][0]}")
+        assert r.status_code == 200 and r.json()["job"]["queue"] == q1, r.text
+    shown = cli_json(env, "jobs", "show", ids[q2][0], "--json")
+    assert shown["job"]["status"] == "completed" and shown["job"]["queue"] == q2, shown
+
+    # Each queue's jobs and events sit on its own primary, under its own hash tag.
+    homes = {
+        "default": cluster.node_for(f"fleetd:{{{namespace}}}:queue"),
+        q1: cluster.node_for(f"fleetd:{{{namespace}/{q1}}}:queue"),
+        q2: cluster.node_for(f"fleetd:{{{namespace}/{q2}}}:queue"),
+    }
+    assert len({node.port for node in homes.values()}) == 3
+    for queue, node in homes.items():
+        pattern = (
+            key_pattern(namespace) if queue == "default" else f"fleetd:{{{namespace}/{queue}}}:*"
+        )
+        found = cluster.keys_on(node, pattern)
+        assert len({cluster.keyslot(k) for k in found}) == 1  # one hash tag: one slot
+        job_keys = {k.rpartition(":")[2] for k in found if ":job:" in k}
+        assert set(ids[queue]) <= job_keys
+        for other in cluster.nodes:
+            if other is not node:
+                assert cluster.keys_on(other, pattern) == []
+        events = events_of(node, namespace if queue == "default" else f"{namespace}/{queue}")
+        assert set(ids[queue]) <= {
+            e.get("job_id") for e in events if e.get("type") == "job.completed"
+        }
+
+    def processed() -> int:
+        return int(cli_json(env, "workers", "--json")["metrics"]["jobs_processed"])
+
+    # One daemon ran them all (its heartbeat publishes its count every few seconds).
+    wait_for(lambda: processed() == 3 * JOBS, 15, "the daemon's count", fleet.tails)
