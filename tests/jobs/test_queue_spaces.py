@@ -257,3 +257,28 @@ async def test_a_worker_daemon_serves_each_space_within_one_concurrency(
         await api.wait_status(late, "completed")
         assert pools.queues == {"bulk", "late"}
         await api.delete(f"{PREFIX}/{third}")
+
+
+async def test_pools_sharing_slots_drain_every_space_with_jobs_claimed_ahead(
+    config: Config,
+) -> None:
+    """Short jobs make each pool claim ahead of its free slots; a pool whose claimed-ahead
+    jobs wait for slots another pool holds must start them as those free up (they once
+    waited for ever, the daemon idle with jobs pending)."""
+    queues = ("q1", "q2", "q3")
+    cfg = spread(api_config(config), *queues)
+    cfg = dataclasses.replace(
+        cfg, worker=dataclasses.replace(cfg.worker, concurrency=4, queues=queues)
+    )
+    client = Engine.build(cfg, daemon=True)
+    try:
+        for script in client.scripts.all():
+            script.load(client.link.client)
+        for queue in queues:
+            enqueue(client, [{"type": "noop", "queue": queue}] * 1500)
+        async with running_api(cfg, roles=("api", "worker")):
+            with trio.fail_after(60):
+                while client.link.run_sync(client.ops.stats)["completed"] < 4500:
+                    await trio.sleep(0.2)
+    finally:
+        client.close()
