@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from fleetd.backend.redis_link import SyncClient
 from fleetd.engine import Engine
 from fleetd.jobs.limits import read_waiting
 from fleetd.jobs.model import Job
@@ -42,4 +43,8 @@ async def waiting_reason(engine: Engine, job: Job, job_type: str) -> str | None:
     `job_type`."""
     daemons = [{"roles": ["worker"], "job_types": [job_type]}]
     limits = engine.config.limits.build()
-    return await engine.link.call(lambda c: read_waiting(c, engine.keys, limits, daemons, job))
+
+    def read(c: SyncClient) -> str | None:
+        return read_waiting(c, engine.spaces.locate(c, job.id).keys, limits, daemons, job)
+
+    return await engine.link.call(read)

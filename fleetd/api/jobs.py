@@ -200,7 +200,8 @@ async def _answer_with_waiting(job_id: str) -> Any:
 
     def read(client: SyncClient) -> tuple[Job, str | None]:
         job = _visible(st.ops.get(client, job_id), job_id)
-        return job, read_waiting(client, st.ops.keys, limits, st.ops.daemons(client), job)
+        keys = st.ops.spaces.locate(client, job.id).keys
+        return job, read_waiting(client, keys, limits, st.ops.daemons(client), job)
 
     job, waiting = await redis(read)
     return responses.answer(responses.job_answer(job, waiting))

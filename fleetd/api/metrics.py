@@ -3,7 +3,8 @@
 Owns:
 - queue depth read from Redis at each scrape: `fleetd_jobs{status}` (every status, exact
   ZCARDs) and `fleetd_queue_depth{status,type}` for the waiting and running statuses
-  (pending, processing, retrying), by job type;
+  (pending, processing, retrying), by job type; both summed over every key space (a
+  queue with a slot of its own keeps its jobs in its own, fleetd.backend.spaces);
 - job outcomes by type — `fleetd_jobs_processed_total`, `…_completed_total`,
   `…_failed_total`, `…_retried_total`, failed attempts by error kind
   (`fleetd_job_errors_total{type,kind}`: error, timeout, crash, resource_exhausted:
@@ -51,6 +52,7 @@ from fleetd.analytics.prometheus import schedule_families
 from fleetd.api.metrics_daemons import daemon_families
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.spaces import Spaces
 from fleetd.jobs.isolation import error_kind
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.events import Event
@@ -107,8 +109,9 @@ class _SpoolCollector(Collector):
 
 
 class ApiMetrics:
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, spaces: Spaces | None = None) -> None:
         self.keys = keys
+        self.spaces = spaces  # None: `keys` alone hold the jobs
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.processed = Counter(
@@ -215,21 +218,24 @@ class ApiMetrics:
     def read_redis(self, client: SyncClient) -> list[Metric]:
         """Queue depth and scheduler counters, in one hop."""
         k = self.keys
+        spaces = [k] if self.spaces is None else [s.keys for s in self.spaces.known(client)]
         pipe = client.pipeline(transaction=False)
-        for st in JobStatus:
-            pipe.zcard(k.status(st))
+        for keys in spaces:
+            for st in JobStatus:
+                pipe.zcard(keys.status(st))
         pipe.hgetall(k.schedules_stats)
         *cards, sched = pipe.execute()
         jobs = GaugeMetricFamily("fleetd_jobs", "Jobs in Redis, by status", labels=["status"])
-        for st, n in zip(JobStatus, cards, strict=True):
-            jobs.add_metric([st.value], int(n))
+        n_st = len(JobStatus)
+        for i, st in enumerate(JobStatus):
+            jobs.add_metric([st.value], sum(int(n) for n in cards[i::n_st]))
         depth = GaugeMetricFamily(
             "fleetd_queue_depth",
             "Waiting and running jobs, by status and type",
             labels=["status", "type"],
         )
         for st in ACTIVE:
-            for job_type, n in sorted(self._types(client, st).items()):
+            for job_type, n in sorted(self._types(client, st, spaces).items()):
                 depth.add_metric([st.value, job_type], n)
         out: list[Metric] = [jobs, depth]
         for name, text in (
@@ -244,22 +250,28 @@ class ApiMetrics:
         out.extend(daemon_families(client, k))
         return out
 
-    def _types(self, client: SyncClient, status: JobStatus) -> Tally[str]:
-        key = self.keys.status(status)
-        total = int(client.zcard(key))
+    def _types(self, client: SyncClient, status: JobStatus, spaces: list[Keys]) -> Tally[str]:
+        """Jobs of `status` by type over `spaces`: the types of MAX_TYPE_SCAN of them
+        at most (shared by the spaces, in order), the rest counted as "other"."""
         tally: Tally[str] = Tally()
-        scanned = 0
-        while scanned < min(total, MAX_TYPE_SCAN):
-            ids = client.zrange(key, scanned, scanned + SCAN_CHUNK - 1)
-            if not ids:
-                break
-            pipe = client.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hget(self.keys.job(job_id), "type")
-            tally.update(t or "unknown" for t in pipe.execute())
-            scanned += len(ids)
-        if total > scanned:
-            tally["other"] += total - scanned
+        budget, other = MAX_TYPE_SCAN, 0
+        for keys in spaces:
+            key = keys.status(status)
+            total = int(client.zcard(key))
+            scanned = 0
+            while scanned < min(total, budget):
+                ids = client.zrange(key, scanned, scanned + SCAN_CHUNK - 1)
+                if not ids:
+                    break
+                pipe = client.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.hget(keys.job(job_id), "type")
+                tally.update(t or "unknown" for t in pipe.execute())
+                scanned += len(ids)
+            budget = max(0, budget - scanned)
+            other += max(0, total - scanned)
+        if other:
+            tally["other"] += other
         return tally
 
     def render(self, snapshot: list[Metric]) -> bytes:

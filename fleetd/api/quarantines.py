@@ -30,8 +30,8 @@ bp = Blueprint("quarantines", __name__, url_prefix="/api/v1/admin/quarantines")
 )
 @admin
 async def quarantines() -> Any:
-    p, keys = principal(), state().ops.keys
-    found = await redis(lambda c: list_quarantines(c, keys, p.company_id, every=p.platform))
+    p, spaces = principal(), state().ops.spaces
+    found = await redis(lambda c: list_quarantines(c, spaces, p.company_id, every=p.platform))
     items = [q.to_dict() for q in found]
     return jsonify(bodies.QuarantineList(quarantines=items, count=len(items)).jsonable())  # type: ignore[arg-type]
 
@@ -50,8 +50,8 @@ async def release_quarantine(job_type: str, company_id: str | None = None) -> An
     require_platform("releasing a quarantine")
     st = state()
     g.audit_target = f"{job_type}/{company_id or ''}"
-    scripts = st.ops.scripts
-    got = await redis(lambda c: release(c, scripts, job_type, company_id))
+    spaces = st.ops.spaces  # released in every key space (fleetd.backend.spaces)
+    got = await redis(lambda c: release(c, spaces, job_type, company_id))
     if got is None:
         raise ApiError.not_found(
             f"job type {job_type!r} of company {company_id or ''!r} is not quarantined"

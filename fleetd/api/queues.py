@@ -54,14 +54,14 @@ def _name(name: str) -> str:
 @admin
 async def list_queues() -> Any:
     require_platform("queues (every company's jobs)")
-    keys, also = state().ops.keys, _configured()
+    spaces, also = state().ops.spaces, _configured()
 
     def read(client: SyncClient) -> list[dict[str, object]]:
         daemons = state().ops.daemons(client)
         served = [q for d in daemons for q in served_by(d)]
-        names = known_queues(client, keys, [*also, *served])
+        names = known_queues(client, spaces, [*also, *served])
         limits = state().config.limits.build().queues
-        return [f.to_dict() for f in queue_figures(client, keys, names, daemons, limits)]
+        return [f.to_dict() for f in queue_figures(client, spaces, names, daemons, limits)]
 
     return jsonify({"queues": await redis(read)})
 
@@ -70,11 +70,11 @@ async def _switch(name: str, pause: bool) -> Any:
     require_platform("pausing a queue (every company's jobs)")
     name = _name(name)
     g.audit_target = name
-    keys = state().ops.keys
+    spaces = state().ops.spaces
 
     def write(client: SyncClient) -> tuple[bool, bool]:
-        changed = (pause_queue if pause else resume_queue)(client, keys, name)
-        return changed, name in paused_queues(client, keys)
+        changed = (pause_queue if pause else resume_queue)(client, spaces, name)
+        return changed, name in paused_queues(client, spaces)
 
     changed, paused = await redis(write)
     g.audit_detail = {"changed": changed}

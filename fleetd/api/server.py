@@ -127,7 +127,7 @@ def build_state(
         block=min(READ_BLOCK, h.redis_timeout / 2),
         reconnect_cap=cfg.redis.reconnect_max_backoff,
     )
-    metrics = ApiMetrics(engine.keys)
+    metrics = ApiMetrics(engine.keys, engine.spaces)
     hub.add_consumer(metrics.count_event)
     metrics.count_subscribers(lambda: len(hub.sessions))
     if engine.spooler is not None:

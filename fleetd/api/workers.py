@@ -49,7 +49,8 @@ async def worker_health() -> Any:
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
-        return st.ops.daemons(client), ready_depth(client, st.ops.keys)
+        spaces = [s.keys for s in st.ops.spaces.known(client)]
+        return st.ops.daemons(client), ready_depth(client, spaces)
 
     spool, down = st.spool, None
     try:

@@ -12,6 +12,10 @@ of the namespace routes by the union of its config and that set, re-read every
 `REFRESH_S`. So a daemon or client that lacks the setting still enqueues into, reads and
 serves a queue's space, and a queue once given a slot keeps it (moving it back would
 strand what its space holds).
+
+Claims read the paused queues of their own space: fleetd.jobs.queues pauses a queue in
+the namespace's space and in its own, and the process that gives a queue its slot
+copies a pause made before into it (`Spaces._carry_pauses`).
 """
 
 from __future__ import annotations
@@ -83,11 +87,27 @@ class Spaces:
         key = self.home.keys.queues_slotted
         with self._lock:
             if self._configured and not self._added:
-                client.sadd(key, *sorted(self._configured))
+                queues = sorted(self._configured)
+                pipe = client.pipeline(transaction=False)
+                for queue in queues:
+                    pipe.sadd(key, queue)
+                added = [q for q, n in zip(queues, pipe.execute(), strict=True) if n]
+                if added:
+                    self._carry_pauses(client, added)
                 self._added = True
             for queue in client.smembers(key):
                 self._add(queue)
             self._read_at = time.monotonic()
+
+    def _carry_pauses(self, client: SyncClient, queues: list[str]) -> None:
+        """Queues this process just gave a slot, paused in the namespace's space before
+        (`queues:paused`), are paused in their own space too (whose claims read that
+        space's set). Read after the slot was added, and fleetd.jobs.queues.pause_queue
+        reads the slots after its write: of two racing, one sees the other."""
+        paused = client.smembers(self.home.keys.queues_paused)
+        for queue in queues:
+            if queue in paused:
+                client.sadd(self._spaces[queue].keys.queues_paused, queue)
 
     def for_queue(self, client: SyncClient, queue: str | None) -> Space:
         """Where a job of `queue` (None: the default) is stored."""

@@ -264,7 +264,8 @@ def _waiting(client: SyncClient, engine: Engine, job: Job) -> str | None:
     from fleetd.jobs.limits import read_waiting
 
     limits = engine.config.limits.build()
-    return read_waiting(client, engine.keys, limits, engine.ops.daemons(client), job)
+    keys = engine.spaces.locate(client, job.id).keys
+    return read_waiting(client, keys, limits, engine.ops.daemons(client), job)
 
 
 def _jobs(engine: Engine, a: argparse.Namespace) -> int:

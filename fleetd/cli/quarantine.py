@@ -36,7 +36,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
     if a.action == "list":
         if a.job_type or a.company:
             fail("quarantine list takes no TYPE and no --company")
-        found = engine.link.run_sync(lambda c: list_quarantines(c, engine.ops.keys))
+        found = engine.link.run_sync(lambda c: list_quarantines(c, engine.spaces))
         items = [q.to_dict() for q in found]
         if a.json:
             print_json({"quarantines": items, "count": len(items)})
@@ -52,7 +52,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
         fail("quarantine release needs the job TYPE (and --company ID)")
     target = f"{a.job_type}/{a.company or ''}"
     with recorded(engine, Action.QUARANTINE_RELEASE, target) as rec:
-        got = engine.link.run_sync(lambda c: release(c, engine.ops.scripts, a.job_type, a.company))
+        got = engine.link.run_sync(lambda c: release(c, engine.spaces, a.job_type, a.company))
         if got is None:
             rec.outcome = "not_found"
             fail(f"job type {a.job_type!r} of company {a.company or ''!r} is not quarantined")

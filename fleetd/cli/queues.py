@@ -46,15 +46,15 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
         served_by,
     )
 
-    keys, cfg = engine.keys, engine.config
+    spaces, cfg = engine.spaces, engine.config
     if a.queues_command == "list":
         also = [*Served.parse(cfg.worker.queues).names, *parse_routes(cfg.queues.routes).values()]
 
         def read(c: SyncClient) -> list[QueueFigures]:
             daemons = engine.ops.daemons(c)
             served = [q for d in daemons for q in served_by(d)]
-            names = known_queues(c, keys, [*also, *served])
-            return queue_figures(c, keys, names, daemons, cfg.limits.build().queues)
+            names = known_queues(c, spaces, [*also, *served])
+            return queue_figures(c, spaces, names, daemons, cfg.limits.build().queues)
 
         figures = engine.link.run_sync(read)
         if a.json:
@@ -78,7 +78,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
             rec.outcome = "refused"
             fail(f"queues: {exc}")
         fn = pause_queue if pause else resume_queue
-        changed = engine.link.run_sync(lambda c: fn(c, keys, name))
+        changed = engine.link.run_sync(lambda c: fn(c, spaces, name))
         rec.detail = {"changed": changed}
     verb = "paused" if pause else "resumed"
     print(f"{name} {verb}" if changed else f"{name} was {verb} already")

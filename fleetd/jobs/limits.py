@@ -58,7 +58,9 @@ def read_waiting(
     client: SyncClient, keys: Keys, limits: Limits, daemons: Sequence[Mapping[str, Any]], job: Job
 ) -> str | None:
     """`waiting_reason` of a ready pending job, reading the counts it needs in one
-    pipeline (None for any other job, and while nothing holds it back)."""
+    pipeline (None for any other job, and while nothing holds it back). `keys`: those of
+    the key space holding the job (fleetd.backend.spaces.Spaces.locate), whose claims
+    read that space's quarantines, paused queues and limit counts."""
     if job.status is not JobStatus.PENDING or job.worker:
         return None
     if job.run_at_ms is not None and client.zscore(keys.delayed, job.id) is not None:

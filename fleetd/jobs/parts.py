@@ -4,11 +4,14 @@ Ready jobs wait in one zset per part (`Keys.ready`), indexed by `Keys.queue` (se
 claim.lua and `ready_add` in _lib.lua): a daemon skips the parts of types it has no
 handler for, and serves the parts of one priority in turn (fair share between
 companies). Here: the spelling of a part (as _lib.lua's `part_of`) and the readings
-built on it — the ready depth in total and per part.
+built on it — the ready depth in total and per part, of one key space or summed over
+several (a queue with a slot of its own keeps its ready jobs in its own space,
+fleetd.backend.spaces: pass every space's Keys, `[s.keys for s in spaces.known(c)]`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetd.backend.keys import Keys
@@ -40,32 +43,49 @@ def split_part(part: str) -> tuple[str, str | None]:
     return job_type, company or None
 
 
-def ready_parts(client: SyncClient, keys: Keys, queue: str | None = None) -> list[Part]:
+def ready_parts(
+    client: SyncClient, keys: Keys | Sequence[Keys], queue: str | None = None
+) -> list[Part]:
     """Every part with ready jobs and its count, of one named queue or (None) of every
     queue (`default` first, then the others of the set `queues`), each queue's in its
-    index's (claim) order."""
+    index's (claim) order. `keys`: one key space, or several (the namespace's first):
+    a part ready in more than one (a slotted queue's jobs from before its slot, and
+    those in its own) is one Part with their counts summed, where it came first."""
+    spaces = [keys] if isinstance(keys, Keys) else list(keys)
     if queue is None:
-        queues = ["default", *sorted(str(q) for q in client.smembers(keys.queues))]
+        pipe = client.pipeline(transaction=False)
+        for k in spaces:
+            pipe.smembers(k.queues)
+        named = [sorted(str(q) for q in got) for got in pipe.execute()] if spaces else []
+        wanted = [
+            (k, q) for k, names in zip(spaces, named, strict=True) for q in ["default", *names]
+        ]
     else:
-        queues = [queue]
+        wanted = [(k, queue) for k in spaces]
     pipe = client.pipeline(transaction=False)
-    for q in queues:
-        pipe.zrange(keys.queue_index(q), 0, -1)
-    found = [(q, str(n)) for q, names in zip(queues, pipe.execute(), strict=True) for n in names]
+    for k, q in wanted:
+        pipe.zrange(k.queue_index(q), 0, -1)
+    found = [
+        (k, q, str(n)) for (k, q), names in zip(wanted, pipe.execute(), strict=True) for n in names
+    ]
     if not found:
         return []
     pipe = client.pipeline(transaction=False)
-    for q, name in found:
-        pipe.zcard(keys.ready_in(q, name))
-    counts = pipe.execute()
+    for k, q, name in found:
+        pipe.zcard(k.ready_in(q, name))
+    merged: dict[tuple[str, str], int] = {}  # (queue, part) → ready, in first-seen order
+    for (_k, q, name), count in zip(found, pipe.execute(), strict=True):
+        merged[q, name] = merged.get((q, name), 0) + int(count)
+    if len(spaces) > 1 and queue is None:  # `default` first, then the others by name
+        merged = dict(sorted(merged.items(), key=lambda kv: (kv[0][0] != "default", kv[0][0])))
     parts = []
-    for (q, name), count in zip(found, counts, strict=True):
+    for (q, name), count in merged.items():
         job_type, company = split_part(name)
-        parts.append(Part(job_type, company, int(count), q))
+        parts.append(Part(job_type, company, count, q))
     return parts
 
 
-def ready_depth(client: SyncClient, keys: Keys) -> int:
+def ready_depth(client: SyncClient, keys: Keys | Sequence[Keys]) -> int:
     """Ready jobs in all parts of every queue (what the single queue zset's ZCARD used
-    to be)."""
+    to be), of one key space or summed over several."""
     return sum(p.ready for p in ready_parts(client, keys))

@@ -17,6 +17,12 @@ readings built on the `quarantines` hash:
 - `list_quarantines` / `release`: what admins see and do (HTTP `/api/v1/admin/
   quarantines`, `fleetd quarantine list|release`, audited as `quarantine.release`);
   a release wakes idle fetchers and the held jobs run.
+
+A queue with a slot of its own (fleetd.backend.spaces) has its own `quarantines` hash,
+counted and read by the scripts of its space: there a part is held for that queue's
+jobs alone. Admins see and release a part (a type and a company) whatever the space:
+`list_quarantines` shows one record per part, merged over the spaces that hold it
+(`Quarantine.merge`), and `release` releases it in every space.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.backend.scripts import WAKE_TOKEN_CAP, Scripts
+from fleetd.backend.spaces import Spaces
 from fleetd.config.isolation_section import IsolationConfig
 from fleetd.jobs.answer import format_ts
 from fleetd.jobs.isolation import CPU, CRASH, MEMORY, TIMEOUT, error_kind
@@ -108,6 +115,27 @@ class Quarantine:
             last_job_id=str(r.get("last_job_id") or ""),
         )
 
+    @classmethod
+    def merge(cls, held: Sequence[Quarantine]) -> Quarantine:
+        """One part's quarantines in several key spaces as one: held since the first,
+        their failures and kinds added up, the widest window, the last job of the
+        latest."""
+        first = min(held, key=lambda q: q.since_ms)
+        latest = max(held, key=lambda q: q.since_ms)
+        kinds: dict[str, int] = {}
+        for q in held:
+            for kind, n in q.kinds.items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        return cls(
+            job_type=first.job_type,
+            company_id=first.company_id,
+            since_ms=first.since_ms,
+            failures=sum(q.failures for q in held),
+            kinds=kinds,
+            window_ms=max(q.window_ms for q in held),
+            last_job_id=latest.last_job_id,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The answer's item (fleetd.api.bodies.QuarantineItem): HTTP and CLI `--json`."""
         return {
@@ -150,23 +178,40 @@ def count_failures(
 
 
 def release(
-    client: SyncClient, scripts: Scripts, job_type: str, company_id: str | None
+    client: SyncClient, scripts: Scripts | Spaces, job_type: str, company_id: str | None
 ) -> Quarantine | None:
-    """Release a part (quarantine_release.lua): the released quarantine, or None."""
-    k = scripts.keys
-    # A token per fetcher that may be idle: the held jobs may be many.
-    got = scripts.call(
-        client, "quarantine_release", [k.quarantines, k.events, k.wake],
-        [job_type, company_id or "", WAKE_TOKEN_CAP, WAKE_TOKEN_CAP],
-    )  # fmt: skip
-    return Quarantine.decode(got) if got else None
+    """Release a part (quarantine_release.lua) in one space, or in every space of
+    `Spaces`: the released quarantine (merged over the spaces that held it), or None."""
+    every = (
+        [scripts] if isinstance(scripts, Scripts) else [s.scripts for s in scripts.known(client)]
+    )
+    released = []
+    for sc in every:
+        k = sc.keys
+        # A token per fetcher that may be idle: the held jobs may be many.
+        got = sc.call(
+            client, "quarantine_release", [k.quarantines, k.events, k.wake],
+            [job_type, company_id or "", WAKE_TOKEN_CAP, WAKE_TOKEN_CAP],
+        )  # fmt: skip
+        if got:
+            released.append(Quarantine.decode(got))
+    return Quarantine.merge(released) if released else None
 
 
 def list_quarantines(
-    client: SyncClient, keys: Keys, company_id: str | None = None, *, every: bool = True
+    client: SyncClient, keys: Keys | Spaces, company_id: str | None = None, *, every: bool = True
 ) -> list[Quarantine]:
-    """The quarantined parts, oldest first; `every=False`: only `company_id`'s."""
-    found = [Quarantine.decode(v) for v in client.hgetall(keys.quarantines).values()]
+    """The quarantined parts, oldest first; `every=False`: only `company_id`'s. With
+    `Spaces`: of every space, one record per part (`Quarantine.merge`)."""
+    spaces = [keys] if isinstance(keys, Keys) else [s.keys for s in keys.known(client)]
+    pipe = client.pipeline(transaction=False)
+    for k in spaces:
+        pipe.hgetall(k.quarantines)
+    by_part: dict[str, list[Quarantine]] = {}
+    for records in pipe.execute():
+        for part, text in records.items():
+            by_part.setdefault(str(part), []).append(Quarantine.decode(text))
+    found = [q[0] if len(q) == 1 else Quarantine.merge(q) for q in by_part.values()]
     if not every:
         found = [q for q in found if q.company_id == company_id]
     return sorted(found, key=lambda q: (q.since_ms, q.job_type, q.company_id or ""))
@@ -175,5 +220,6 @@ def list_quarantines(
 def read_quarantine(
     client: SyncClient, keys: Keys, job_type: str, company_id: str | None
 ) -> Quarantine | None:
+    """The quarantine of a part in one space (the one holding the job asked about)."""
     got = client.hget(keys.quarantines, part_name(job_type, company_id))
     return Quarantine.decode(got) if got else None

@@ -8,6 +8,13 @@ ready jobs wait in that queue's own index and parts (`Keys.queue_index`,
 queues` (claim.lua, ARGV[9]): in strict order, or by weight ("bulk:1", "default:3").
 A queue in the set `queues:paused` is served by no daemon until it is resumed.
 
+A queue with a slot of its own (fleetd.backend.spaces) has its jobs in two key spaces:
+the namespace's (those from before its slot) and its own, each claimed by that space's
+claim.lua, which reads that space's `queues:paused`. So the calls here take the
+namespace's `Spaces` (or, as before spaces, one `Keys`): a pause writes the namespace's
+set (land.lua's bypasses read it too) and the queue's own space's; a queue counts as
+paused when either holds it; figures add up both spaces.
+
 Each daemon's heartbeat lists the queues it serves (`served_by`); `queue_figures` tells
 per queue the live worker daemons serving it, its jobs ready, waiting and processing,
 and those completed and failed over the last hour (`an:q:<minute>`, counted by the
@@ -22,6 +29,7 @@ from typing import Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.spaces import Spaces
 from fleetd.config.limit_sections import Limit
 from fleetd.config.queue_section import (
     DEFAULT_QUEUE,
@@ -29,6 +37,7 @@ from fleetd.config.queue_section import (
     check_queue_name,
     parse_routes,
 )
+from fleetd.jobs.parts import ready_parts
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -68,29 +77,71 @@ def route(
     return None if queue == DEFAULT_QUEUE else queue
 
 
-def pause_queue(client: SyncClient, keys: Keys, name: str) -> bool:
-    """Pause `name` on every daemon; False if it was paused already."""
-    return bool(client.sadd(keys.queues_paused, check_queue_name(name)))
+def _layout(client: SyncClient, where: Keys | Spaces) -> tuple[Keys, dict[str, Keys]]:
+    """The namespace's keys, and the keys of each queue with a space of its own."""
+    if isinstance(where, Keys):
+        return where, {}
+    home, *own = where.known(client)
+    return home.keys, {s.queue: s.keys for s in own}
 
 
-def resume_queue(client: SyncClient, keys: Keys, name: str) -> bool:
-    """Resume `name`; False if it was not paused. Wakes idle fetchers."""
-    done = bool(client.srem(keys.queues_paused, check_queue_name(name)))
+def _wake(client: SyncClient, keys: Keys) -> None:
+    client.lpush(keys.wake, *(["1"] * 16))
+    client.ltrim(keys.wake, 0, 63)
+
+
+def pause_queue(client: SyncClient, where: Keys | Spaces, name: str) -> bool:
+    """Pause `name` on every daemon, in the namespace's space and its own (if it has
+    one); False if it was paused already in both."""
+    name = check_queue_name(name)
+    home = where if isinstance(where, Keys) else where.home.keys
+    changed = bool(client.sadd(home.queues_paused, name))
+    if isinstance(where, Spaces):
+        # Read the slots after the write: a slot given meanwhile is seen here, or its
+        # process sees this pause (Spaces._carry_pauses).
+        where.refresh(client)
+        own = where.of_queue(name)
+        if own is not None:
+            changed = bool(client.sadd(own.keys.queues_paused, name)) or changed
+    return changed
+
+
+def resume_queue(client: SyncClient, where: Keys | Spaces, name: str) -> bool:
+    """Resume `name` in every space; False if it was not paused. Wakes idle fetchers of
+    each space it was paused in."""
+    name = check_queue_name(name)
+    home = where if isinstance(where, Keys) else where.home.keys
+    done = bool(client.srem(home.queues_paused, name))
     if done:
-        client.lpush(keys.wake, *(["1"] * 16))
-        client.ltrim(keys.wake, 0, 63)
+        _wake(client, home)
+    if isinstance(where, Spaces):
+        where.refresh(client)
+        own = where.of_queue(name)
+        if own is not None and client.srem(own.keys.queues_paused, name):
+            _wake(client, own.keys)
+            done = True
     return done
 
 
-def paused_queues(client: SyncClient, keys: Keys) -> set[str]:
-    return {str(n) for n in client.smembers(keys.queues_paused)}
+def paused_queues(client: SyncClient, where: Keys | Spaces) -> set[str]:
+    """The queues paused in the namespace's space or in their own."""
+    home, own = _layout(client, where)
+    if not own:
+        return {str(n) for n in client.smembers(home.queues_paused)}
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(home.queues_paused)
+    for queue, keys in own.items():
+        pipe.sismember(keys.queues_paused, queue)
+    names, *held = pipe.execute()
+    return {str(n) for n in names} | {q for q, h in zip(own, held, strict=True) if h}
 
 
-def known_queues(client: SyncClient, keys: Keys, also: Iterable[str] = ()) -> list[str]:
-    """`default`, the queues that ever had ready jobs, the paused ones and `also` (the
-    configured ones), sorted with `default` first."""
-    names = {str(n) for n in client.smembers(keys.queues)} | paused_queues(client, keys)
-    names |= set(also)
+def known_queues(client: SyncClient, where: Keys | Spaces, also: Iterable[str] = ()) -> list[str]:
+    """`default`, the queues that ever had ready jobs, those with a space of their own,
+    the paused ones and `also` (the configured ones), sorted with `default` first."""
+    home, own = _layout(client, where)
+    names = {str(n) for n in client.smembers(home.queues)} | paused_queues(client, where)
+    names |= set(also) | set(own)
     names.discard(DEFAULT_QUEUE)
     return [DEFAULT_QUEUE, *sorted(names)]
 
@@ -160,17 +211,19 @@ def _per_queue(
     return counts, sampled
 
 
-def _finished(client: SyncClient, keys: Keys) -> tuple[dict[str, dict[str, int]], float]:
+def _finished(
+    client: SyncClient, spaces: Sequence[Keys]
+) -> tuple[dict[str, dict[str, int]], float]:
     """Per queue, jobs completed ("ok") and failed ("fail") over the last
-    FIGURES_MINUTES, and those of the last THROUGHPUT_MINUTES ("recent"); and the
-    minutes the latter span up to Redis's now."""
+    FIGURES_MINUTES, and those of the last THROUGHPUT_MINUTES ("recent"), summed over
+    `spaces`; and the minutes the latter span up to Redis's now."""
     sec, usec = client.time()
     now = int(sec) * 1000 + int(usec) // 1000
     last = now // MINUTE_MS
-    minutes = range(last - FIGURES_MINUTES + 1, last + 1)
+    minutes = [m for m in range(last - FIGURES_MINUTES + 1, last + 1) for _ in spaces]
     pipe = client.pipeline(transaction=False)
-    for m in minutes:
-        pipe.hgetall(keys.analytics_queues(m))
+    for i, m in enumerate(minutes):
+        pipe.hgetall(spaces[i % len(spaces)].analytics_queues(m))
     out: dict[str, dict[str, int]] = {}
     for m, raw in zip(minutes, pipe.execute(), strict=True):
         for field, n in raw.items():
@@ -185,7 +238,7 @@ def _finished(client: SyncClient, keys: Keys) -> tuple[dict[str, dict[str, int]]
 
 def queue_figures(
     client: SyncClient,
-    keys: Keys,
+    where: Keys | Spaces,
     names: Sequence[str],
     daemons: Sequence[Mapping[str, Any]] = (),
     limits: Mapping[str, Limit] | None = None,
@@ -194,18 +247,27 @@ def queue_figures(
     daemons of `daemons` serving it; ready (from its parts), waiting and processing (the
     queue field of each delayed and running job, or of a sample of SAMPLE: `_per_queue`;
     with the default queue alone, the sizes of `delayed` and `leases`); completed,
-    failed and throughput (`_finished`). Counts every company's jobs."""
-    paused = paused_queues(client, keys)
-    finished, span = _finished(client, keys)
+    failed and throughput (`_finished`). Counts every company's jobs, in every key
+    space: a queue's own space holds that queue's jobs alone, so its `delayed` and
+    `leases` count whole."""
+    home, own = _layout(client, where)
+    paused = paused_queues(client, where)
+    finished, span = _finished(client, [home, *own.values()])
     ready: dict[str, int] = {}
     for name in names:
-        parts = [str(p) for p in client.zrange(keys.queue_index(name), 0, -1)]
+        spaces = [home, own[name]] if name in own else home
+        ready[name] = sum(p.ready for p in ready_parts(client, spaces, name))
+    waiting, sampled_w = _per_queue(client, home, home.delayed, names)
+    processing, sampled_p = _per_queue(client, home, home.leases, names)
+    if own:
         pipe = client.pipeline(transaction=False)
-        for part in parts:
-            pipe.zcard(keys.ready_in(name, part))
-        ready[name] = sum(int(n) for n in pipe.execute()) if parts else 0
-    waiting, sampled_w = _per_queue(client, keys, keys.delayed, names)
-    processing, sampled_p = _per_queue(client, keys, keys.leases, names)
+        for keys in own.values():
+            pipe.zcard(keys.delayed)
+            pipe.zcard(keys.leases)
+        got = iter(pipe.execute())
+        for queue in own:
+            waiting[queue] = waiting.get(queue, 0) + int(next(got))
+            processing[queue] = processing.get(queue, 0) + int(next(got))
     out = []
     for n in names:
         done = finished.get(n, {})
