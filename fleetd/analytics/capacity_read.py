@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 from fleetd.analytics.capacity import Plan, plan, trend_now
 from fleetd.analytics.store import HOUR_MS, MINUTE_MS, Figures, Group, buckets, total
@@ -106,15 +107,22 @@ def _concurrency(client: SyncClient, keys: Keys, now: int) -> int:
     return slots
 
 
-def read(client: SyncClient, keys: Keys, window_s: float, target_p95: float) -> Capacity:
+def read(
+    client: SyncClient, keys: Keys | Sequence[Keys], window_s: float, target_p95: float
+) -> Capacity:
+    """The plan from what `keys` recorded: the namespace's key spaces, its own first
+    (fleetd.backend.spaces; one Keys: that space alone), their arrivals, run times and
+    backlogs summed; the workers' heartbeats are the namespace's."""
+    spaces = [keys] if isinstance(keys, Keys) else list(keys)
     now = _now(client)
     minutes = max(1, math.ceil(window_s * 1000 / MINUTE_MS))
     last_m, last_h = now // MINUTE_MS, now // HOUR_MS
     minute_indexes = list(range(last_m - minutes + 1, last_m + 1))
-    recent = _figures(buckets(client, keys, MINUTE_MS, minute_indexes, now))
+    recent = _figures(buckets(client, spaces, MINUTE_MS, minute_indexes, now))
     hour_indexes = list(range(last_h - WEEK_HOURS + 1, last_h + 1))
-    hours = buckets(client, keys, HOUR_MS, hour_indexes, now)
-    backlog = ready_depth(client, keys)  # ready jobs of every part of every queue
+    hours = buckets(client, spaces, HOUR_MS, hour_indexes, now)
+    # Ready jobs of every part of every queue, in each space.
+    backlog = sum(ready_depth(client, space) for space in spaces)
     span = max((now - (last_m - minutes + 1) * MINUTE_MS) / 1000, 1.0)
     whole = total(recent.values())
     ran = sum(whole.run.values())
@@ -122,7 +130,7 @@ def read(client: SyncClient, keys: Keys, window_s: float, target_p95: float) -> 
     hourly = [sum(f.enqueued for f in h.values()) / 3600 for h in hours]
     # The current hour is partial: its rate is over the part gone by.
     hourly[-1] = hourly[-1] * 3600 / max((now - last_h * HOUR_MS) / 1000, 1.0)
-    p: Plan = plan(whole.enqueued / span, service, _concurrency(client, keys, now), target_p95,
+    p: Plan = plan(whole.enqueued / span, service, _concurrency(client, spaces[0], now), target_p95,
                    backlog, hourly)  # fmt: skip
     types = []
     for jtype, f in sorted(recent.items()):

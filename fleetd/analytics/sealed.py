@@ -9,7 +9,9 @@ and writes the parsed figures back as one JSON string, `an:ms:<minute>` /
 and one `json.loads` (C), not ~3,400 reply strings for redis-py to parse and split. An
 hour's seal holds its slowest attempts per group too (final with the hour), so a week
 is 167 GETs, the current hour's HGETALL and its slowest zsets — not 168 × groups
-ZRANGEs. Two readers sealing one bucket at once write the same text. Layout:
+ZRANGEs. Two readers sealing one bucket at once write the same text. Each key space
+of the namespace (fleetd.backend.spaces: a queue's own slot) keeps its own buckets and
+seals them in itself; `read_spaces()` reads all of them in the hops of one. Layout:
 docs/ARCHITECTURE.md, "Keys".
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
-__all__ = ["SEAL_GRACE_MS", "Bucket", "decode", "encode", "read_buckets"]
+__all__ = ["SEAL_GRACE_MS", "Bucket", "decode", "encode", "read_buckets", "read_spaces"]
 
 # A bucket is sealed this long after its end by Redis's clock, not at once: room for a
 # replica promoted by a failover whose clock is a little behind the old primary's.
@@ -94,45 +96,66 @@ def read_buckets(
     """Each bucket's groups, encoded, oldest first: seals for closed buckets (sealing
     those that have none), `parse(HGETALL)` for the open ones. One hop when every
     closed bucket is sealed, two when some are not yet."""
-    _, bucket, seal = _family(keys, step_ms)
-    closed = {i for i in indexes if (i + 1) * step_ms + SEAL_GRACE_MS <= now}
-    pipe = client.pipeline(transaction=False)
-    for i in indexes:
-        if i in closed:
-            pipe.get(seal(i))
-        else:
-            pipe.hgetall(bucket(i))
-    out: list[Bucket | None] = []
-    for i, reply in zip(indexes, pipe.execute(), strict=True):
-        if i not in closed:
-            out.append(Bucket(parse(reply)))
-        else:
-            out.append(None if reply is None else decode(reply))
-    unsealed = [n for n, b in enumerate(out) if b is None]
-    if unsealed:
-        fresh = _seal(client, keys, step_ms, [indexes[n] for n in unsealed], now, parse)
-        for n, b in zip(unsealed, fresh, strict=True):
-            out[n] = b
-    return [b or Bucket({}) for b in out]
+    [out] = read_spaces(client, [keys], step_ms, indexes, now, parse)
+    return out
 
 
-def _seal(
+def read_spaces(
     client: SyncClient,
-    keys: Keys,
+    spaces: Sequence[Keys],
     step_ms: int,
     indexes: Sequence[int],
     now: int,
     parse: Callable[[dict[str, str]], dict[str, Encoded]],
-) -> list[Bucket]:
-    """Read closed buckets from their hashes (and an hour's slowest zsets) and seal them."""
-    hour, bucket, seal = _family(keys, step_ms)
+) -> list[list[Bucket]]:
+    """read_buckets() of each key space (fleetd.backend.spaces), in the same hops as
+    one space's: each pipeline holds every space's reads, and each space's closed
+    buckets are sealed in that space."""
+    closed = {i for i in indexes if (i + 1) * step_ms + SEAL_GRACE_MS <= now}
     pipe = client.pipeline(transaction=False)
-    for i in indexes:
-        pipe.hgetall(bucket(i))
+    for keys in spaces:
+        _, bucket, seal = _family(keys, step_ms)
+        for i in indexes:
+            if i in closed:
+                pipe.get(seal(i))
+            else:
+                pipe.hgetall(bucket(i))
+    replies = iter(pipe.execute())
+    out: list[list[Bucket | None]] = []
+    for _keys in spaces:
+        got: list[Bucket | None] = []
+        for i, reply in zip(indexes, replies, strict=False):
+            if i not in closed:
+                got.append(Bucket(parse(reply)))
+            else:
+                got.append(None if reply is None else decode(reply))
+        out.append(got)
+    unsealed = [(s, n) for s, got in enumerate(out) for n, b in enumerate(got) if b is None]
+    if unsealed:
+        wanted = [(spaces[s], indexes[n]) for s, n in unsealed]
+        fresh = _seal(client, wanted, step_ms, now, parse)
+        for (s, n), b in zip(unsealed, fresh, strict=True):
+            out[s][n] = b
+    return [[b or Bucket({}) for b in got] for got in out]
+
+
+def _seal(
+    client: SyncClient,
+    buckets: Sequence[tuple[Keys, int]],
+    step_ms: int,
+    now: int,
+    parse: Callable[[dict[str, str]], dict[str, Encoded]],
+) -> list[Bucket]:
+    """Read closed buckets (a space's keys, an index) from their hashes (and an hour's
+    slowest zsets) and seal them, each in its space."""
+    hour = _family(buckets[0][0], step_ms)[0]
+    pipe = client.pipeline(transaction=False)
+    for keys, i in buckets:
+        pipe.hgetall(_family(keys, step_ms)[1](i))
     out = [Bucket(parse(raw)) for raw in pipe.execute()]
     if hour:
         pipe = client.pipeline(transaction=False)
-        for i, b in zip(indexes, out, strict=True):
+        for (keys, i), b in zip(buckets, out, strict=True):
             for tail in b.groups:
                 # ZRANGE by negative ranks: in the ACL of docs/OPERATIONS.md (ZREVRANGE
                 # is not).
@@ -141,10 +164,10 @@ def _seal(
         for b in out:
             b.slowest = {tail: [[_text(m), int(s)] for m, s in next(replies)] for tail in b.groups}
     pipe = client.pipeline(transaction=False)
-    for i, b in zip(indexes, out, strict=True):
+    for (keys, i), b in zip(buckets, out, strict=True):
         left = (i + 1) * step_ms + _KEPT_MS[step_ms] - now
         if left > 0:
-            pipe.set(seal(i), encode(b), px=left)
+            pipe.set(_family(keys, step_ms)[2](i), encode(b), px=left)
     pipe.execute()
     return out
 

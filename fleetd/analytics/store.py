@@ -4,13 +4,15 @@ Owns the windows (`WINDOWS`: the last hour in minute buckets, the last day and w
 hour buckets), `Figures` (one group's counts, sums and histograms, added up bucket by
 bucket) and `read()`, which fetches a window: Redis's clock, then one pipeline of
 the buckets (60, 24 or 168: the closed ones as sealed by fleetd.analytics.sealed, one
-string each), then one of the slowest-attempt zsets of the groups found. Field layout
-and key names: fleetd/backend/lua/_analytics.lua.
+string each), then one of the slowest-attempt zsets of the groups found. A queue with a
+key space of its own (fleetd.backend.spaces) records its jobs' figures there: a read
+sums the spaces' buckets (`merge`) in the same hops. Field layout and key names:
+fleetd/backend/lua/_analytics.lua.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +22,8 @@ from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 
 __all__ = [
-    "WINDOWS", "Figures", "Group", "Window", "WindowData", "buckets", "parse_bucket", "read",
+    "WINDOWS", "Figures", "Group", "Window", "WindowData", "buckets", "merge", "parse_bucket",
+    "read", "total",
 ]  # fmt: skip
 
 MINUTE_MS = 60_000
@@ -188,39 +191,70 @@ def parse_bucket(raw: dict[str, str]) -> dict[Group, Figures]:
     return out
 
 
+def _spaces(keys: Keys | Sequence[Keys]) -> list[Keys]:
+    return [keys] if isinstance(keys, Keys) else list(keys)
+
+
+def merge(spaces: Sequence[dict[Group, Figures]]) -> dict[Group, Figures]:
+    """One bucket as several key spaces recorded it: each group's figures summed over
+    the spaces that have it. A group of one space keeps its figures as they are (with
+    a seal's marks); a sum has none (the answer computes its percentiles from the
+    summed histograms)."""
+    if len(spaces) == 1:
+        return spaces[0]
+    found: dict[Group, list[Figures]] = {}
+    for bucket in spaces:
+        for g, f in bucket.items():
+            found.setdefault(g, []).append(f)
+    return {g: fs[0] if len(fs) == 1 else total(fs) for g, fs in found.items()}
+
+
 def buckets(
-    client: SyncClient, keys: Keys, step_ms: int, indexes: list[int], now: int
+    client: SyncClient, keys: Keys | Sequence[Keys], step_ms: int, indexes: list[int], now: int
 ) -> list[dict[Group, Figures]]:
     """The figures of the minute (step MINUTE_MS) or hour buckets `indexes`, oldest
-    first, closed ones through their seals (fleetd.analytics.sealed)."""
-    got = sealed.read_buckets(client, keys, step_ms, indexes, now, _encode)
-    return [_decode(b.groups, None) for b in got]
+    first, closed ones through their seals (fleetd.analytics.sealed), summed over the
+    key spaces `keys` (one Keys: the namespace's alone)."""
+    got = sealed.read_spaces(client, _spaces(keys), step_ms, indexes, now, _encode)
+    decoded = [[_decode(b.groups, None) for b in space] for space in got]
+    return [merge(one) for one in zip(*decoded, strict=True)]
 
 
 def _hours(window: Window, starts: list[int]) -> list[int]:
     return sorted({s // HOUR_MS for s in starts})
 
 
-def read(client: SyncClient, keys: Keys, window: Window, company: str | None = None) -> WindowData:
+def read(
+    client: SyncClient,
+    keys: Keys | Sequence[Keys],
+    window: Window,
+    company: str | None = None,
+) -> WindowData:
     """`window` up to Redis's now; only `company`'s groups when given ('' = the jobs of
-    no company)."""
+    no company). `keys`: the namespace's key spaces (fleetd.backend.spaces), whose
+    figures are summed and whose slowest attempts are merged (one Keys: that space
+    alone); every space is read in the same hops as one."""
+    spaces = _spaces(keys)
     sec, usec = client.time()
     now = int(sec) * 1000 + int(usec) // 1000
     last = now // window.step_ms
     indexes = list(range(last - window.steps + 1, last + 1))
-    got = sealed.read_buckets(client, keys, window.step_ms, indexes, now, _encode)
-    buckets = [_decode(b.groups, company) for b in got]
+    got = sealed.read_spaces(client, spaces, window.step_ms, indexes, now, _encode)
+    decoded = [[_decode(b.groups, company) for b in space] for space in got]
+    buckets = [merge(one) for one in zip(*decoded, strict=True)]
     starts = [i * window.step_ms for i in indexes]
     data = WindowData(window, now, starts, buckets, {})
     groups = sorted(data.groups())
     found: dict[Group, list[tuple[str, int]]] = {g: [] for g in groups}
     # The slowest of sealed hours are in their seals; the others' are read from the zsets.
-    live = _hours(window, starts)
-    if window.step_ms == HOUR_MS:
-        live = []
-        for i, b in zip(indexes, got, strict=True):
+    live: list[tuple[Keys, int]] = []
+    for space, bs in zip(spaces, got, strict=True):
+        if window.step_ms != HOUR_MS:
+            live += [(space, h) for h in _hours(window, starts)]
+            continue
+        for i, b in zip(indexes, bs, strict=True):
             if b.slowest is None:
-                live.append(i)
+                live.append((space, i))
                 continue
             for tail, kept in b.slowest.items():
                 jtype, _, comp = tail.partition("\n")
@@ -229,14 +263,14 @@ def read(client: SyncClient, keys: Keys, window: Window, company: str | None = N
     if groups and live:
         pipe = client.pipeline(transaction=False)
         for g in groups:
-            for h in live:
+            for space, h in live:
                 # The highest scores by negative ranks: ZRANGE is in the ACL of
                 # docs/OPERATIONS.md, ZREVRANGE is not; sorted below.
-                slow = keys.analytics_slowest(h, g[1], g[0])
+                slow = space.analytics_slowest(h, g[1], g[0])
                 pipe.zrange(slow, -SLOWEST, -1, withscores=True)
         replies = iter(pipe.execute())
         for g in groups:
-            found[g] += [(_text(m), int(s)) for h in live for m, s in next(replies)]
+            found[g] += [(_text(m), int(s)) for _h in live for m, s in next(replies)]
     for g in groups:
         data.slowest[g] = sorted(found[g], key=lambda x: -x[1])[:SLOWEST]
     return data

@@ -19,6 +19,7 @@ from fleetd.analytics import answer, capacity_read, store
 from fleetd.api.context import admin, bind_company, redis, require_platform, state
 from fleetd.api.inputs import AnalyticsQuery, parse_query
 from fleetd.api.operations import documented
+from fleetd.backend.redis_link import SyncClient
 
 __all__ = ["bp"]
 
@@ -41,8 +42,8 @@ async def analytics() -> Any:
     q = parse_query(AnalyticsQuery, request.args)
     company = bind_company(q.company_id) or q.company_id
     window = store.WINDOWS[q.window]
-    keys = state().ops.keys
-    data = await redis(lambda c: store.read(c, keys, window, company))
+    spaces = state().ops.spaces  # every key space's figures, summed
+    data = await redis(lambda c: store.read(c, [s.keys for s in spaces.known(c)], window, company))
     return jsonify(answer.build(data, q.by, q.type).jsonable())
 
 
@@ -58,6 +59,11 @@ async def analytics() -> Any:
 async def capacity() -> Any:
     require_platform("the capacity plan (every company's jobs)")
     st = state()
-    c, keys = st.config.capacity, st.ops.keys
-    body = await redis(lambda cl: capacity_read.read(cl, keys, c.window, c.wait_p95_target))
+    c, spaces = st.config.capacity, st.ops.spaces
+
+    def read(cl: SyncClient) -> capacity_read.Capacity:
+        keys = [s.keys for s in spaces.known(cl)]
+        return capacity_read.read(cl, keys, c.window, c.wait_p95_target)
+
+    body = await redis(read)
     return jsonify(body.jsonable())

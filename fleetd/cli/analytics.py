@@ -44,7 +44,9 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.analytics import answer, store
 
     window = store.WINDOWS[a.window]
-    data = engine.link.run_sync(store.read, engine.keys, window, a.company)
+    data = engine.link.run_sync(
+        lambda c: store.read(c, [s.keys for s in engine.spaces.known(c)], window, a.company)
+    )
     body = answer.build(data, a.by, a.type)
     if a.json:
         print_json(body.jsonable())
@@ -88,7 +90,11 @@ def capacity(engine: Engine, a: argparse.Namespace) -> int:
         from fleetd.cli.common import fail
 
         fail("--target: must be more than 0s")
-    body = engine.link.run_sync(capacity_read.read, engine.keys, c.window, target)
+    body = engine.link.run_sync(
+        lambda cl: capacity_read.read(
+            cl, [s.keys for s in engine.spaces.known(cl)], c.window, target
+        )
+    )
     if a.json:
         print_json(body.jsonable())
         return 0

@@ -24,15 +24,17 @@ hysteresis).
 The enqueue counts and payload bytes are the analytics minute buckets (`an:m:<minute>`,
 fields `in\\n<type>\\n<company>` and `inb\\n<type>\\n<company>`, written by
 enqueue.lua's _analytics.lua: the bytes are the stored data's JSON text, sealed or
-not). `EnqueueHistory` keeps the per-company figures of each finished minute once read
-(a finished minute's no longer change), so an evaluation reads two buckets, not 62.
+not; a queue with a key space of its own records them in that space, and the readings
+sum the spaces). `EnqueueHistory` keeps the per-company figures of each finished
+minute once read (a finished minute's no longer change), so an evaluation reads two
+buckets a space, not 62.
 
 Sans-IO but for `EnqueueHistory.read` and `read_quarantines`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetd.backend.keys import Keys
@@ -58,8 +60,12 @@ KIB = 1024
 Verdict = tuple[bool, bool, float, str]
 
 
-def read_quarantines(client: SyncClient, keys: Keys) -> list[Quarantine]:
-    return list_quarantines(client, keys)
+def read_quarantines(client: SyncClient, keys: Keys | Sequence[Keys]) -> list[Quarantine]:
+    """The quarantined parts of every key space in `keys` (claim.lua keeps each space's
+    in that space)."""
+    spaces = [keys] if isinstance(keys, Keys) else list(keys)
+    found = [q for k in spaces for q in list_quarantines(client, k)]
+    return sorted(found, key=lambda q: (q.since_ms, q.job_type, q.company_id or ""))
 
 
 def quarantine_reading(held: Iterable[Quarantine]) -> Verdict:
@@ -84,6 +90,11 @@ def enqueues_of(bucket: Mapping[str, str], field: str = "in") -> dict[str, int]:
     return out
 
 
+def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
+    for company, n in more.items():
+        into[company] = into.get(company, 0) + n
+
+
 @dataclass
 class EnqueueHistory:
     """The per-company enqueue counts of the recent minutes, by minute since epoch."""
@@ -92,24 +103,38 @@ class EnqueueHistory:
     # The same minutes' payload bytes per company.
     sizes: dict[int, dict[str, int]] = field(default_factory=dict)
     now_minute: int = 0
+    # The key spaces (their prefixes) each minute was summed over.
+    _read_in: dict[int, frozenset[str]] = field(default_factory=dict)
 
-    def read(self, client: SyncClient, keys: Keys) -> None:
+    def read(self, client: SyncClient, keys: Keys | Sequence[Keys]) -> None:
         """Fetch the current and previous minutes, and any finished minute of the
-        baseline not read yet (all 62 at the first reading), in one pipeline."""
+        baseline not read yet (all 62 at the first reading), in one pipeline, summed
+        over the key spaces `keys` (fleetd.backend.spaces; one Keys: that space alone).
+        A finished minute read before a space was known is read again."""
+        spaces = [keys] if isinstance(keys, Keys) else list(keys)
+        names = frozenset(k.prefix for k in spaces)
         sec, _usec = client.time()
         now = int(sec) * 1000 // MINUTE_MS
         first = now - BASELINE_MINUTES - 1
-        want = [m for m in range(first, now + 1) if m >= now - 1 or m not in self.minutes]
+        want = [m for m in range(first, now + 1)
+                if m >= now - 1 or self._read_in.get(m) != names]  # fmt: skip
         pipe = client.pipeline(transaction=False)
         for m in want:
-            pipe.hgetall(keys.analytics_minute(m))
-        for m, bucket in zip(want, pipe.execute(), strict=True):
-            text = {str(k): str(v) for k, v in bucket.items()}
-            self.minutes[m] = enqueues_of(text)
-            self.sizes[m] = enqueues_of(text, "inb")
+            for k in spaces:
+                pipe.hgetall(k.analytics_minute(m))
+        replies = iter(pipe.execute())
+        for m in want:
+            jobs: dict[str, int] = {}
+            sizes: dict[str, int] = {}
+            for _k in spaces:
+                text = {str(k): str(v) for k, v in next(replies).items()}
+                _add(jobs, enqueues_of(text))
+                _add(sizes, enqueues_of(text, "inb"))
+            self.minutes[m], self.sizes[m], self._read_in[m] = jobs, sizes, names
         for m in [m for m in self.minutes if m < first]:
             del self.minutes[m]
             self.sizes.pop(m, None)
+            self._read_in.pop(m, None)
         self.now_minute = now
 
     def recent(self) -> dict[str, int]:

@@ -13,7 +13,9 @@ the ready parts), the scheduler's stats (lateness histogram, missed counter) and
 an unscoped failure rate, the finished jobs of its window from the status sets (ZCOUNT
 by finish time, exact to the ms: the built-in's reading of old) — and `readings()` turns
 that and the live daemons' heartbeats into one `Reading` per rule (sans-IO; with Redis
-unreachable only the redis_down rules read). Hysteresis, events, the webhook and
+unreachable only the redis_down rules read). The buckets, finished jobs and ready parts
+are summed over the namespace's key spaces (fleetd.backend.spaces: a queue with a slot
+of its own records its jobs there). Hysteresis, events, the webhook and
 `fleetd_alert_active` are fleetd.runtime.alerts'.
 
 Metrics: failure_rate (% failed for good of those finished, at least min_jobs; scoped:
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetd.analytics.histogram import percentile
-from fleetd.analytics.store import MINUTE_MS, Figures, Group, parse_bucket, total
+from fleetd.analytics.store import MINUTE_MS, Figures, Group, merge, parse_bucket, total
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.config import AlertsConfig
@@ -98,9 +100,10 @@ class RuleSet:
     rules: tuple[AlertRuleConfig, ...]
     _late: deque[tuple[float, dict[int, int]]] = field(default_factory=deque)
     _missed: deque[tuple[float, int]] = field(default_factory=deque)
-    # Closed minutes, parsed: the scripts write a bucket only during its own minute (by
-    # Redis's clock, inside the script), so once Redis's clock is past it, it is final.
-    _closed: dict[int, dict[Group, Figures]] = field(default_factory=dict)
+    # Closed minutes, parsed, by (key space prefix, minute): the scripts write a bucket
+    # only during its own minute (by Redis's clock, inside the script), so once Redis's
+    # clock is past it, it is final.
+    _closed: dict[tuple[str, int], dict[Group, Figures]] = field(default_factory=dict)
 
     def _needs(self, *metrics: str) -> list[AlertRuleConfig]:
         return [r for r in self.rules if r.metric in metrics]
@@ -114,40 +117,52 @@ class RuleSet:
         return max((math.ceil(w / 60) for w in windows), default=0)
 
     def read(
-        self, client: SyncClient, keys: Keys, parts: Sequence[Part] | None = None
+        self,
+        client: SyncClient,
+        keys: Keys | Sequence[Keys],
+        parts: Sequence[Part] | None = None,
     ) -> dict[str, Any]:
-        """What the rules need, from Redis (sync: run in the link's thread). `parts`:
-        the ready parts when the caller has just read them (the built-in alerts do)."""
+        """What the rules need, from Redis (sync: run in the link's thread). `keys`: the
+        namespace's key spaces, its own first (fleetd.backend.spaces; one Keys: that
+        space alone): the buckets, finished and ready jobs are summed over them, the
+        scheduler's stats are the namespace's. `parts`: the ready parts of every space
+        when the caller has just read them (the built-in alerts do)."""
+        spaces = [keys] if isinstance(keys, Keys) else list(keys)
         sec, usec = client.time()
         now = int(sec) * 1000 + int(usec) // 1000
         last, n = now // MINUTE_MS, self.minutes
         indexes = range(last - n + 1, last + 1)
-        missing = [m for m in indexes if m == last or m not in self._closed]
+        missing = [(k, m) for m in indexes for k in spaces
+                   if m == last or (k.prefix, m) not in self._closed]  # fmt: skip
         pipe = client.pipeline(transaction=False)
-        for m in missing:
-            pipe.hgetall(keys.analytics_minute(m))
-        pipe.hgetall(keys.schedules_stats)
+        for k, m in missing:
+            pipe.hgetall(k.analytics_minute(m))
+        pipe.hgetall(spaces[0].schedules_stats)
         spans = sorted(
             {int(r.window * 1000) for r in self._needs("failure_rate") if not _scoped(r)}
         )
         for span in spans:
-            pipe.zcount(keys.status(JobStatus.COMPLETED), now - span, "+inf")
-            pipe.zcount(keys.status(JobStatus.FAILED), now - span, "+inf")
+            for st in (JobStatus.COMPLETED, JobStatus.FAILED):
+                for k in spaces:
+                    pipe.zcount(k.status(st), now - span, "+inf")
         replies = pipe.execute()
-        counts = replies[len(missing) + 1 :]
-        finished = {span: (int(counts[2 * i]), int(counts[2 * i + 1]))
+        counts, w = [int(c) for c in replies[len(missing) + 1 :]], len(spaces)
+        finished = {span: (sum(counts[2 * i * w : (2 * i + 1) * w]),
+                           sum(counts[(2 * i + 1) * w : (2 * i + 2) * w]))
                     for i, span in enumerate(spans)}  # fmt: skip
-        replies = replies[: len(missing) + 1]
-        fresh = {m: parse_bucket(raw) for m, raw in zip(missing, replies, strict=False)}
-        self._closed = {
-            m: self._closed[m] if m in self._closed else fresh[m] for m in indexes if m != last
-        }
-        buckets = [self._closed[m] if m != last else fresh[m] for m in indexes]
-        [stats] = replies[len(missing) :]
+        fresh = {(k.prefix, m): parse_bucket(raw)
+                 for (k, m), raw in zip(missing, replies, strict=False)}  # fmt: skip
+        kept = {(k.prefix, m) for m in indexes if m != last for k in spaces}
+        self._closed = {km: self._closed[km] if km in self._closed else fresh[km] for km in kept}
+        got = self._closed | fresh
+        buckets = [merge([got[(k.prefix, m)] for k in spaces]) for m in indexes]
+        stats = replies[len(missing)]
         # Ready jobs are kept per type and company (fleetd.jobs.parts): a scoped backlog
         # is exact, one ZCARD per part with ready jobs.
+        if parts is None:
+            parts = [p for k in spaces for p in ready_parts(client, k)]
         waiting: Counter[Group] = Counter()
-        for part in ready_parts(client, keys) if parts is None else parts:
+        for part in parts:
             waiting[(part.job_type, part.company_id or "")] += part.ready
         ready = sum(waiting.values())
         return {

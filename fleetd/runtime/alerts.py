@@ -31,6 +31,11 @@ flap. Each transition is logged, kept in `active` (the daemon's state, its heart
 `fleetd_alert_active` on /metrics), appended to the events stream as `alert.raised` /
 `alert.resolved`, and POSTed as JSON to `[alerts] webhook_url` if set.
 
+The jobs' figures are read from every key space of the namespace (fleetd.backend.spaces:
+a queue with a slot of its own keeps its jobs, analytics, quota refusals and
+quarantines there) and summed; what was sent and the alert events stay in the
+namespace's own.
+
 Every daemon evaluates the cluster-wide alerts; only the leader (the live daemon with
 the smallest id among those evaluating) writes events and calls the webhook, so one
 cluster sends one of each. What was sent is kept in Redis (`alerts:sent`: each alert's
@@ -174,17 +179,25 @@ class Alerts:
     # -- readings ---------------------------------------------------------------------
 
     def _read(self, client: SyncClient) -> dict[str, Any]:
+        """The jobs' figures of every key space, summed; the namespace's daemons and sent."""
         k = self.engine.keys
-        refused = client.hgetall(k.quota_refused)
-        parts = ready_parts(client, k)
-        rules = self.custom.read(client, k, parts) if self.custom.rules else None
+        spaces = [s.keys for s in self.engine.spaces.known(client)]
+        pipe = client.pipeline(transaction=False)
+        for space in spaces:
+            pipe.hgetall(space.quota_refused)
+        refused: dict[str, int] = {}
+        for got in pipe.execute():
+            for c, n in got.items():
+                refused[str(c)] = refused.get(str(c), 0) + int(n)
+        parts = [p for space in spaces for p in ready_parts(client, space)]
+        rules = self.custom.read(client, spaces, parts) if self.custom.rules else None
         if self.settings.anomaly_factor > 0 or self.settings.payload_factor > 0:
-            self._enqueues.read(client, k)
+            self._enqueues.read(client, spaces)
         return {
             "rules": rules,
-            "quarantines": read_quarantines(client, k),
+            "quarantines": read_quarantines(client, spaces),
             "ready": sorted({(p.queue, p.job_type) for p in parts}),
-            "refused": {str(c): int(n) for c, n in refused.items()},
+            "refused": refused,
             "daemons": self.engine.ops.daemons(client),
             "sent": client.hgetall(k.alerts_sent),
         }
