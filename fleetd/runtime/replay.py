@@ -17,8 +17,11 @@ Owns:
   stream when it holds everything after the cursor, else whichever stream starts
   earlier, in the same thread hop (a `gap` only when neither holds the events).
 
-Every read is one MULTI, so the stream's head and the events after the cursor are seen
-at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
+Each read is of one key space (fleetd.backend.spaces), given by its `keys`: a space's
+scripts write its own shared and company streams, so a replay over several spaces
+(fleetd.api.ws_session) reads each space's streams after that space's part of the
+cursor. Every read is one MULTI, so the stream's head and the events after the cursor
+are seen at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
 the entry before it in that stream ('' for the first since the key was created). The
 oldest entry's `prev` is therefore exactly the newest id ever trimmed from it: events
 after the cursor were lost if and only if that id is after the cursor.
@@ -30,7 +33,8 @@ from dataclasses import dataclass
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
-from fleetd.runtime.events import Event, id_key
+from fleetd.runtime.cursor import id_key
+from fleetd.runtime.event_model import Event
 
 __all__ = ["ReplayRead", "read_company", "read_replay", "read_shared"]
 
