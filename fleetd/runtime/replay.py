@@ -30,6 +30,7 @@ after the cursor were lost if and only if that id is after the cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
@@ -60,7 +61,7 @@ def read_shared(client: SyncClient, keys: Keys, after: str, count: int) -> Repla
     pipe.xrange(keys.events, f"({after}", "+", count)
     first, entries = pipe.execute()
     oldest = str(first[0][0]) if first else None
-    return ReplayRead(oldest, [Event.parse(i, f) for i, f in entries])
+    return ReplayRead(oldest, [Event.parse(i, f) for i, f in _entries(entries)])
 
 
 def read_company(
@@ -75,7 +76,7 @@ def read_company(
     head, entries, top = pipe.execute()
     if not head:
         return None
-    first, fields = str(head[0][0]), head[0][1]
+    ((first, fields),) = _entries(head)
     cursor = id_key(after)
     cut = fields.get("prev") or ""  # the newest id trimmed from this stream, if any
     if cut:
@@ -84,8 +85,20 @@ def read_company(
         return None  # the stream starts after the cursor: nothing says what came between
     else:
         trimmed = False
-    events = [Event.parse(i, f) for i, f in entries]
+    events = [Event.parse(i, f) for i, f in _entries(entries)]
     return ReplayRead(first, events, trimmed, str(top[0][0]) if top else None)
+
+
+def _entries(raw: list[Any]) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE entries as (id, fields). A Redis Cluster client's MULTI returns them
+    unparsed (fields a flat [name, value, ...] list): both shapes are taken."""
+    out = []
+    for entry_id, raw_fields in raw:
+        fields = raw_fields
+        if isinstance(raw_fields, list):
+            fields = dict(zip(raw_fields[::2], raw_fields[1::2], strict=True))
+        out.append((str(entry_id), fields))
+    return out
 
 
 def read_replay(
