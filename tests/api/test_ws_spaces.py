@@ -16,13 +16,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.lowlevel
 from api_client import Api, api_config, running_api, token
+from conftest import make_config
 from engine_jobs import enqueue
+from redis_server import HOST, RedisServerFactory
+from redis_topology import wait_until
 from test_api_ops import metric
 from test_ws_events import FEED, error_of, feed, handshake, recv
 
@@ -273,6 +277,38 @@ async def test_malformed_composite_ids_are_refused(config: Config) -> None:
             put(api, BULK, 3)
             ev = await recv(ws)
             assert n_of(ev) == 3 and "nosuch" not in ev["id"]
+
+
+async def test_the_feed_spans_spaces_on_a_redis_cluster(
+    own_redis: RedisServerFactory, namespace: str, tmp_path: Path
+) -> None:
+    """One node owning every slot: it refuses a command over two slots (CROSSSLOT) as
+    any cluster does, so every read, mark and replay must name one space's keys."""
+    server = own_redis(
+        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "n")]
+    )
+    server.command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    wait_until("cluster_state:ok", lambda: b"cluster_state:ok" in server.command("CLUSTER", "INFO"))
+    url = f"redis+cluster://{HOST}:{server.port}"
+    config = make_config(url, namespace, tmp_path / "state", events={"company_maxlen": 100})
+    async with running_api(spread(config, BULK)) as api:
+        async with feed(api, tok=token("acme")) as ws:
+            await recv(ws)
+            with trio.fail_after(10):  # marked watched in both spaces
+                while api.daemon.engine.link.client.zscore(
+                    keys_of(api, BULK).events_watched, "acme"
+                ) is None:  # fmt: skip
+                    await trio.sleep(0.05)
+            put(api, BULK, 1, "acme")
+            put(api, "", 2, "acme")
+            got = [await recv(ws) for _ in range(2)]
+        assert sorted(n_of(f) for f in got) == [1, 2]
+        cursor = got[0]["id"]
+        async with feed(api, f"last_event_id={cursor}", tok=token("acme")) as ws:
+            await recv(ws)
+            assert n_of(await recv(ws)) == n_of(got[1])
+            put(api, BULK, 3, "acme")
+            assert n_of(await recv(ws)) == 3
 
 
 def test_cursor_wire_form() -> None:
