@@ -258,7 +258,8 @@ class EventsQuery(Query):
     company_id: str | None = None
     """one company (platform admins)"""
     last_event_id: str | None = None
-    """resume after this stream id"""
+    """resume after this event id (an event's `id`: a stream id, with queue spaces followed
+    by `,<queue>=<stream id>` parts)"""
     ticket: str | None = None
     """a ticket from POST .../events/ticket, instead of a token"""
 

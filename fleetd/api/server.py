@@ -126,6 +126,7 @@ def build_state(
         cfg.events,
         block=min(READ_BLOCK, h.redis_timeout / 2),
         reconnect_cap=cfg.redis.reconnect_max_backoff,
+        spaces=engine.spaces,
     )
     metrics = ApiMetrics(engine.keys, engine.spaces)
     hub.add_consumer(metrics.count_event)

@@ -6,9 +6,10 @@ Owns:
   an admin's ticket: only the API's own origin and `[http] allowed_origins` pass; no
   Origin header — a service, `fleetd events` — passes), the caller (`Authorization: Bearer` or a
   `?ticket=`, see fleetd.api.tickets; the app's auth hook runs these), the filter,
-  `last_event_id` and `batch` (the frame mode) of the query string (422 naming the
-  field) and the hub's readiness (503). A ticket is redeemed last, so a handshake
-  refused for its query or a hub not ready yet leaves it usable;
+  `last_event_id` (an event id, fleetd.runtime.cursor) and `batch` (the frame mode) of
+  the query string (422 naming the field) and the hub's readiness (503). A ticket is
+  redeemed last, so a handshake refused for its query or a hub not ready yet leaves it
+  usable;
 - `POST /api/v1/admin/jobs/events/ticket` (201 `{"ticket", "expires_at"}`);
 - a plain HTTP GET of the feed: 426 with `Upgrade: websocket`;
 - starting the session (fleetd.api.ws_session): more than `[events] max_subscribers`
@@ -29,17 +30,17 @@ from fleetd.api.context import ApiState, admin, admin_or_ticket, principal, redi
 from fleetd.api.errors import ApiError
 from fleetd.api.inputs import EventsQuery
 from fleetd.api.operations import documented
+from fleetd.api.ws_filters import parse_batch, parse_filter
 from fleetd.api.ws_session import (
     CLOSE_GOING_AWAY,
     CLOSE_TRY_AGAIN,
     REASON_COMPANY_FULL,
     REASON_FULL,
     Session,
-    parse_batch,
-    parse_filter,
 )
 from fleetd.jobs.model import FieldError, ValidationError
-from fleetd.runtime.events import STREAM_ID, EventHub, HubClosed, HubFull, resumable
+from fleetd.runtime.cursor import Cursor
+from fleetd.runtime.events import EventHub, HubClosed, HubFull
 
 __all__ = ["authenticate", "bp", "check_origin"]
 
@@ -82,6 +83,11 @@ _ANYONE = Principal(subject="", company_id=None)
 # Parameters that name one value: given twice, which one was meant is a guess (the
 # filters' type, status and job_id are lists, repeatable on purpose).
 _SINGLE = ("company_id", "last_event_id", "batch", "ticket")
+_BAD_ID = (
+    "must be an event id: a stream id such as 1700000000000-0, followed with queue "
+    "spaces by ',<queue>=<stream id>' parts (1700000000000-0,bulk=1700000000000-5), "
+    "each queue once"
+)
 
 
 def _query() -> tuple[dict[str, Any], str | None, bool]:
@@ -92,10 +98,8 @@ def _query() -> tuple[dict[str, Any], str | None, bool]:
         raise ValidationError.of(twice)
     raw = {name: args.getlist(name) for name in ("type", "status", "job_id", "company_id")}
     resume = args.get("last_event_id")
-    if resume is not None and not (STREAM_ID.fullmatch(resume) and resumable(resume)):
-        raise ValidationError.of(
-            [FieldError("last_event_id", "must be a stream id such as 1700000000000-0")]
-        )
+    if resume is not None and Cursor.parse(resume) is None:
+        raise ValidationError.of([FieldError("last_event_id", _BAD_ID)])
     batch = args.get("batch")
     batch_on = batch is not None and parse_batch(batch)
     parse_filter(raw, _ANYONE)

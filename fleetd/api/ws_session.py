@@ -1,19 +1,20 @@
 """One subscriber's session on the events WebSocket, after the handshake was accepted.
 
 Owns:
-- `parse_filter`: a filter from the query string or a `subscribe` message — `type`
-  (job types), `status`, `job_id`, each a list or comma-separated, and `company_id`
-  (a platform admin's choice; a company-bound token is always its own company);
 - `Session.run`: the first frame (`subscribed`, with the id after which this socket
-  delivers every event: the newest at connect, or the asked `last_event_id` when
-  resuming), the replay from `last_event_id` (XRANGE exclusive, in chunks; a `gap`
-  frame before a chunk whenever the stream was trimmed past where the replay stands —
-  a filter of one company reads that company's own stream when it covers the cursor,
-  so another company's flood does not cause one: fleetd.runtime.replay)
-  and the switch to the hub's live feed with no duplicate and no hole; `subscribe`
-  messages (answered `subscribed`, or an `error` frame); and the close: 1008 when the
-  token expires, 1013 when the subscriber fell behind or Redis failed during a replay
-  (reasons REASON_BEHIND, REASON_REDIS, with the id to resume from), 1001 when the
+  delivers every event: the hub's cursor at connect, or the asked `last_event_id` when
+  resuming), the replay from `last_event_id` — a cursor over every key space's stream
+  (fleetd.runtime.cursor): each stream read after its part (XRANGE exclusive, in
+  chunks, one hop for all streams; within a round the chunks are merged by id and each
+  event's id is the replay's cursor just after it), with a `gap` frame before a chunk
+  whenever that stream was trimmed past where the replay stands in it (`queue` names a
+  queue's stream) — a filter of one company reads that company's own stream of each
+  space when it covers the cursor, so another company's flood does not cause one:
+  fleetd.runtime.replay — and the switch to the hub's live feed with no duplicate and
+  no hole; `subscribe` messages (answered `subscribed`, or an `error` frame; the
+  filters are fleetd.api.ws_filters); and the close: 1008 when the token expires,
+  1013 when the subscriber fell behind or Redis failed during a replay (reasons
+  REASON_BEHIND, REASON_REDIS, with the id to resume from when it fits), 1001 when the
   daemon stops.
 
 Frame modes: one event per frame, or with `batch` (`?batch=1`, or `"batch": true` in a
@@ -33,7 +34,6 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 import trio
@@ -41,8 +41,11 @@ from quart import Websocket
 
 from fleetd.api.auth import Principal
 from fleetd.api.errors import ApiError, error_body, validation_error
-from fleetd.backend.redis_link import RedisLink, RedisUnavailable
-from fleetd.jobs.model import MAX_ID_LENGTH, MAX_TYPE_LENGTH, FieldError, JobStatus, ValidationError
+from fleetd.api.ws_filters import parse_batch, parse_filter
+from fleetd.backend.keys import Keys
+from fleetd.backend.redis_link import RedisLink, RedisUnavailable, SyncClient
+from fleetd.jobs.model import ValidationError
+from fleetd.runtime.cursor import Cursor
 from fleetd.runtime.events import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -54,7 +57,7 @@ from fleetd.runtime.events import (
     deliveries,
     id_key,
 )
-from fleetd.runtime.replay import read_replay
+from fleetd.runtime.replay import ReplayRead, read_replay
 
 __all__ = [
     "CLOSE_EXPIRED",
@@ -65,8 +68,6 @@ __all__ = [
     "REASON_FULL",
     "REASON_REDIS",
     "Session",
-    "parse_batch",
-    "parse_filter",
 ]
 
 CLOSE_GOING_AWAY = 1001
@@ -82,67 +83,8 @@ REASON_COMPANY_FULL = "too many subscribers of this company"
 REASON_REDIS = "redis unavailable"
 # Events per XRANGE of a replay: ~200 B each, so one read is ~100 KB and one hop.
 REPLAY_CHUNK = 500
-# Values one filter kind may list: each is a set lookup per event, but a filter is sent
-# by anyone holding a token; this keeps one bounded.
-MAX_FILTER_VALUES = 100
-_STATUSES = frozenset(s.value for s in JobStatus)
-
-
-def _values(field: str, raw: Any, limit: int, errors: list[FieldError]) -> frozenset[str]:
-    items: Iterable[Any] = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else ()
-    if raw is not None and not isinstance(raw, str | list):
-        errors.append(FieldError(field, "must be a list of strings or a comma-separated string"))
-    out: set[str] = set()
-    for item in items:
-        if not isinstance(item, str):
-            errors.append(FieldError(field, "must be a list of strings"))
-            continue
-        for value in (v.strip() for v in item.split(",")):
-            if not value:
-                continue
-            if len(value) > limit or not value.isprintable():
-                errors.append(FieldError(field, f"{value[:40]!r} is too long or not printable"))
-            elif field == "status" and value not in _STATUSES:
-                errors.append(FieldError(field, f"unknown status {value!r}"))
-            else:
-                out.add(value)
-    if len(out) > MAX_FILTER_VALUES:
-        errors.append(FieldError(field, f"at most {MAX_FILTER_VALUES} values"))
-    return frozenset(out)
-
-
-def parse_batch(raw: Any) -> bool:
-    """The frame mode of a query string (`1`/`true`, `0`/`false`) or of a subscribe
-    message (a JSON boolean); ValidationError (422) naming `batch` otherwise."""
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("1", "true", "0", "false"):
-        return raw.lower() in ("1", "true")
-    raise ValidationError.of([FieldError("batch", "must be 1 or 0 (true or false)")])
-
-
-def parse_filter(raw: dict[str, Any], who: Principal) -> EventFilter:
-    """A filter from lists of strings per kind; ValidationError (422) naming the field,
-    or ApiError 403 for another company's events."""
-    errors: list[FieldError] = []
-    types = _values("type", raw.get("type"), MAX_TYPE_LENGTH, errors)
-    statuses = _values("status", raw.get("status"), 20, errors)
-    job_ids = _values("job_id", raw.get("job_id"), MAX_ID_LENGTH, errors)
-    company = raw.get("company_id")
-    if isinstance(company, list):  # one company: a list of two is not a choice
-        if len(company) > 1:
-            errors.append(FieldError("company_id", "names one company, not a list of them"))
-        company = company[0] if len(company) == 1 else None
-    if company is not None and (not isinstance(company, str) or len(company) > MAX_ID_LENGTH):
-        errors.append(FieldError("company_id", "must be a string of at most 128 characters"))
-        company = None
-    if errors:
-        raise ValidationError.of(errors)
-    if not who.platform:
-        if company not in (None, "", who.company_id):
-            raise ApiError(403, "forbidden", "a company-bound token sees its own company only")
-        company = who.company_id
-    return EventFilter(types, statuses, job_ids, company or None)
+# The longest close reason a WebSocket carries (RFC 6455: 125 bytes less the code).
+MAX_REASON_BYTES = 123
 
 
 class Session:
@@ -156,9 +98,10 @@ class Session:
         self.who = who
         self.last_id = "0-0"  # the last event the client got (from run() on)
         self._lock = trio.Lock()
-        self._replayed = (0, 0)
-        # After a replay: the last event replayed, skipped again when it comes live.
-        self._seen: tuple[int, int] | None = None
+        self._replayed = Cursor({})
+        # After a replay: per stream, the last entry replayed, skipped again when it
+        # comes live (a stream leaves once the hub's cursor reached it there).
+        self._seen: dict[str, tuple[int, int]] | None = None
 
     async def _send(self, frame: str) -> None:
         async with self._lock:
@@ -198,18 +141,19 @@ class Session:
                 try:
                     code, reason = await self._deliver(resume)
                 except RedisUnavailable:  # only a replay calls Redis
-                    code = CLOSE_TRY_AGAIN
-                    reason = f"{REASON_REDIS}; resume with last_event_id={self.last_id}"
+                    code, reason = CLOSE_TRY_AGAIN, self._resume_reason(REASON_REDIS)
                 nursery.cancel_scope.cancel()
         await self.ws.close(code, reason)
 
     async def _deliver(self, resume: str | None) -> tuple[int, str]:
         sub = self.sub
         if resume is not None:
-            done = await self._replay(resume)
+            start = Cursor.parse(resume)
+            assert start is not None  # checked by the handshake
+            done = await self._replay(start)
             if done is not None:
                 return done
-            self._seen = self._replayed
+            self._seen = {q: self._replayed.key(q) for q in self._replayed}
             self.hub.attach(sub)  # no await since _replay saw the hub's position: no hole
         pending: deque[Delivery] = deque()
         while True:
@@ -234,8 +178,15 @@ class Session:
                 sub.queued -= len(part.events)
         if sub.closing is not None:
             return sub.closing
-        reason = f"{REASON_BEHIND}; resume with last_event_id={self.last_id}"
-        return CLOSE_TRY_AGAIN, reason
+        return CLOSE_TRY_AGAIN, self._resume_reason(REASON_BEHIND)
+
+    def _resume_reason(self, why: str) -> str:
+        """A 1013 reason with the id to resume from, when it fits in a close frame (a
+        cursor over many queue spaces may not: clients keep the last id they got)."""
+        reason = f"{why}; resume with last_event_id={self.last_id}"
+        if len(reason.encode()) <= MAX_REASON_BYTES:
+            return reason
+        return f"{why}; resume with the last event id received"
 
     def _wanted(self, parts: list[Delivery]) -> list[Event]:
         """The events of `parts` to send: all of them, unless the filter changed since
@@ -245,10 +196,21 @@ class Session:
             return [ev for p in parts for ev in p.events]
         out = [ev for p in parts for ev in p.events if flt.matches(ev)]
         if seen is not None:
-            out = [ev for ev in out if ev.key > seen]
-            if parts[-1].events[-1].key > seen:
-                self._seen = None
+            out = [self._past_replay(ev) for ev in out if ev.key > seen.get(ev.space, (-1, -1))]
+            at = parts[-1].events[-1].at  # the hub's cursor after these
+            if at is not None:
+                left = {q: k for q, k in seen.items() if q not in at or at.key(q) < k}
+                self._seen = left or None
         return out
+
+    def _past_replay(self, ev: Event) -> Event:
+        """A live event after a replay that read some stream further than the hub had:
+        its id must still say the client has that stream up to where the replay went
+        (else a resume from it would repeat those events)."""
+        if ev.at is None:
+            return ev
+        at = ev.at.join(self._replayed)
+        return ev if at is ev.at else ev.placed(ev.space, at)
 
     async def _send_batch(self, parts: list[Delivery]) -> None:
         flt = self.sub.filter
@@ -276,45 +238,72 @@ class Session:
             await self._send(ev.frame)
             self.last_id = ev.id
 
-    async def _replay(self, after: str) -> tuple[int, str] | None:
-        """The events after `after`, chunk by chunk, until caught up with the hub. Each
+    async def _replay(self, cur: Cursor) -> tuple[int, str] | None:
+        """The events after `cur`, chunk by chunk, until caught up with the hub. Each
         chunk is read with its stream's head: MAXLEN trimming goes on during a long
-        replay, so whenever the stream lost events after `after`, a `gap` frame says
-        so before the chunk. A filter of one company reads that company's stream while
-        it covers `after` (`[events] company_maxlen` > 0), else the shared one."""
-        keys = self.hub.keys
+        replay, so whenever a stream lost events after where the replay stands in it, a
+        `gap` frame says so before the chunk. A filter of one company reads that
+        company's stream while it covers the cursor (`[events] company_maxlen` > 0),
+        else the shared one. A queue stream the cursor does not name (or names at
+        `0-0`) is read from its start, with no gap (fleetd.runtime.cursor)."""
         own_streams = self.hub.cfg.company_maxlen > 0
+        streams = await self.link.call(self.hub.replay_streams, cur)
+        cur = Cursor({q: cur.get(q) for q in streams})
         while True:
             if self.sub.closing is not None:
                 return self.sub.closing
-            known = self.hub.position or "0-0"  # the hub has read up to here
+            for queue, keys in self.hub.streams.items():  # a space the hub found since
+                streams.setdefault(queue, keys)
+            known = self.hub.cursor or Cursor({})  # the hub has read up to here
             flt = self.sub.filter
             company = flt.company_id if own_streams else None
-            got = await self.link.call(read_replay, keys, after, REPLAY_CHUNK, company)
-            first, chunk, at = got.first, got.events, id_key(after)
-            if got.trimmed is not None:
-                gap = got.trimmed
-            else:
-                gap = at < id_key(first) if first is not None else at < id_key(known)
-            if gap:
-                data = {"last_event_id": after, "first_available": first}
-                await self._send_json({"type": "gap", "data": data})
-                if first is None:
-                    after = known  # an empty stream: everything up to there is gone
-            for part in deliveries(flt, [ev for ev in chunk if flt.matches(ev)]):
+            todo = [(q, streams[q], cur.get(q)) for q in sorted(streams)]
+            got = await self.link.call(_read_round, todo, REPLAY_CHUNK, company)
+            merged: list[tuple[str, Event]] = []
+            for queue, read in got:
+                if self._gap(queue, read, cur, known):
+                    data = {"last_event_id": cur.render(), "first_available": read.first}
+                    if queue:
+                        data["queue"] = queue
+                    await self._send_json({"type": "gap", "data": data})
+                    if read.first is None:  # an empty stream: everything up to there is gone
+                        cur = cur.moved(queue, known.get(queue))
+                merged += [(queue, ev) for ev in read.events]
+            merged.sort(key=lambda item: item[1].key)  # stable: each stream's in order
+            out: list[Event] = []
+            for queue, ev in merged:
+                cur = cur.moved(queue, ev.entry)
+                if flt.matches(ev):
+                    out.append(ev.placed(queue, cur))
+            for part in deliveries(flt, out):
                 await self._send_events(part.events)
-            if chunk:
-                after = chunk[-1].id
-            short = len(chunk) < REPLAY_CHUNK
-            if short and got.through is not None and id_key(got.through) > id_key(after):
-                # A company's stream read to its end: it held every event of the company
-                # up to the shared stream's newest id, so the replay stands there.
-                after = got.through
-            self._replayed = id_key(after)
-            if short and self.hub.position_key <= self._replayed:
-                # Caught up with the hub: the caller attaches it without awaiting, and
-                # skips what it gets live up to here.
+            caught = all(q in streams for q in self.hub.streams)
+            for queue, read in got:
+                short = len(read.events) < REPLAY_CHUNK
+                if short and read.through is not None and id_key(read.through) > cur.key(queue):
+                    # A company's stream read to its end: it held every event of the
+                    # company up to the shared stream's newest id; the replay stands there.
+                    cur = cur.moved(queue, read.through)
+                hub = self.hub.cursor
+                ahead = hub is not None and queue in hub and hub.key(queue) > cur.key(queue)
+                caught = caught and short and not ahead
+            self._replayed = cur
+            if caught:
+                # Caught up with the hub in every stream: the caller attaches it without
+                # awaiting, and skips what it gets live up to here.
                 return None
+
+    @staticmethod
+    def _gap(queue: str, read: ReplayRead, cur: Cursor, known: Cursor) -> bool:
+        """Whether `read` shows its stream trimmed past where `cur` stands in it."""
+        at = cur.key(queue)
+        if read.trimmed is not None:
+            return read.trimmed
+        if queue and at == (0, 0):
+            return False  # from the stream's start: nothing of it was delivered
+        if read.first is not None:
+            return at < id_key(read.first)
+        return at < known.key(queue)
 
     async def _client_messages(self) -> None:
         while True:
@@ -349,6 +338,13 @@ class Session:
             )
         batch = None if msg.get("batch") is None else parse_batch(msg["batch"])
         return parse_filter(msg, self.who), batch
+
+
+def _read_round(
+    client: SyncClient, todo: list[tuple[str, Keys, str]], count: int, company: str | None
+) -> list[tuple[str, ReplayRead]]:
+    """One chunk of each stream of a replay, `(space, keys, after)`, in one thread hop."""
+    return [(q, read_replay(client, keys, after, count, company)) for q, keys, after in todo]
 
 
 def _take(pending: deque[Delivery]) -> list[Delivery]:

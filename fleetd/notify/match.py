@@ -20,7 +20,7 @@ __all__ = ["Occurrence", "email_data", "matches", "matching", "needs_tags", "pay
 
 @dataclass(frozen=True)
 class Occurrence:
-    id: str  # the stream id of a job event; "<daemon id>:<n>" for a transition
+    id: str  # a job event's stream id (Event.origin); "<daemon id>:<n>" for a transition
     kind: str  # one of fleetd.config.notify_rules.NOTIFY_EVENTS
     ts: int  # ms
     daemon_id: str

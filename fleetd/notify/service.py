@@ -92,13 +92,15 @@ class NotifyService:
         retries = ev.data.get("retry_count", 0)
         error = ev.data.get("error")
         what = "failed for good" if kind == "job.failed" else f"retried {retries} times"
-        return Occurrence(ev.id, kind, ev.ts, self.daemon_id,
+        return Occurrence(ev.origin, kind, ev.ts, self.daemon_id,
             f"job {ev.job_id} ({ev.job_type}) {what}" + (f": {error}" if error else ""),
             ev.job_id, ev.job_type, ev.company_id, tags,
             retries if isinstance(retries, int) else 0, ev.data)  # fmt: skip
 
-    def _tags(self, client: SyncClient, job_id: str) -> tuple[str, ...]:
-        raw = client.hget(self.engine.keys.job(job_id), "tags")
+    def _tags(self, client: SyncClient, job_id: str, space: str) -> tuple[str, ...]:
+        """The tags of a job of `space` (its event's key space: '' the namespace's)."""
+        where = self.engine.spaces.of_queue(space) if space else None
+        raw = client.hget((where.keys if where else self.engine.keys).job(job_id), "tags")
         try:
             tags = json.loads(raw) if raw else []
         except ValueError:
@@ -111,7 +113,8 @@ class NotifyService:
             if needs_tags(self.rules.values(), occ):
                 try:
                     assert ev.job_id is not None
-                    occ = self._occurrence(ev, await self.engine.link.call(self._tags, ev.job_id))
+                    tags = await self.engine.link.call(self._tags, ev.job_id, ev.space)
+                    occ = self._occurrence(ev, tags)
                 except (RedisUnavailable, RedisCommandError) as exc:
                     log.warning("notify: tags of job %s not read: %s", ev.job_id, exc)
             await self._record_logged(occ)
@@ -280,7 +283,8 @@ class NotifyService:
                 reconnect_max_backoff=cfg.redis.reconnect_max_backoff)  # fmt: skip
             self.hub = EventHub(self.engine.keys, link, cfg.events,
                 block=min(READ_BLOCK, cfg.redis.command_timeout / 2),
-                reconnect_cap=cfg.redis.reconnect_max_backoff)  # fmt: skip
+                reconnect_cap=cfg.redis.reconnect_max_backoff,
+                spaces=self.engine.spaces)  # fmt: skip
         self.hub.add_consumer(self._consume)
         mails = any(r.email_to for r in self.rules.values())
         if mails and EMAIL_TYPE not in self.engine.registry.types():

@@ -1,38 +1,49 @@
-"""The event hub: the one reader of the events stream in a daemon, and its fan-out.
+"""The event hub: the one reader of the events streams in a daemon, and its fan-out.
 
 Owns:
-- `Event`: one stream entry (docs/ARCHITECTURE.md#events), parsed once — `data`
-  decoded from JSON and the WebSocket frame (`frame`) serialized once, the same string
-  for every subscriber;
-- `EventFilter`: job types, statuses and job ids (OR within a kind, AND between kinds)
-  and the one company a subscriber may see (forced by its token);
-- `Delivery`: what one XREAD holds for one distinct filter — its events in stream order
-  and, built at most once, the batch frame (a JSON array of their frames). Every
-  subscriber with that filter gets the same object;
-- `Subscriber`: a memory channel of deliveries and the count of events handed to it and
-  not yet sent. The hub never waits for one: a subscriber that would have more than
-  `[events] buffer` events waiting is marked `behind` and dropped from the fan-out, and
-  its session closes it (1013);
-- `EventHub.run`: ONE XREAD loop per daemon (short server-side block, `[events]
-  read_count` per read, capped backoff while Redis is unreachable) that feeds the
-  subscribers — one hand-off per read and subscriber, filtered once per distinct
-  filter — and the plain consumers (the /metrics counters, per event);
-- stream ids (`id_key`); the replay reads are fleetd.runtime.replay.
+- `Subscriber`: a memory channel of deliveries (fleetd.runtime.event_model) and the
+  count of events handed to it and not yet sent. The hub never waits for one: a
+  subscriber that would have more than `[events] buffer` events waiting is marked
+  `behind` and dropped from the fan-out, and its session closes it (1013);
+- `EventHub.run`: ONE read loop per daemon over every key space's events stream
+  (fleetd.backend.spaces: the namespace's and each queue's with a slot of its own;
+  short server-side block, `[events] read_count` per stream and read, capped backoff
+  while Redis is unreachable) that feeds the subscribers — one hand-off per read and
+  subscriber, filtered once per distinct filter — and the plain consumers (the
+  /metrics counters and alerts, per event);
+- the `events:watched` zset of every space (`watch`): a company with a subscriber
+  here has its events also written to its own replay stream, in every space;
+- `cursor`: where the hub stands in every stream (fleetd.runtime.cursor), each
+  event's id. Stream ids, `Event`, `EventFilter`, `Delivery` are re-exported from
+  fleetd.runtime.cursor and fleetd.runtime.event_model; the replay reads are
+  fleetd.runtime.replay.
 
-Lifecycle: run() pins "now" (the stream's last generated id) once Redis answers and
-reads on from there until cancelled; `close_all()` (graceful stop) ends every session
-with 1001 and refuses new ones.
+Reading spans the spaces in turn, in one thread hop per read: a non-blocking XREAD of
+each queue space's stream, then, only when none of them had anything, the one blocking
+XREAD (READ_BLOCK) of the namespace's stream. One XREAD of several streams would block
+on all at once, but on a Redis Cluster the streams sit in different slots and one
+command cannot name them (CROSSSLOT); a reader task per space would hold a pooled
+connection and a thread per space in a blocking read, taken from the API's requests.
+So the namespace's events (alerts, workflows, every queue without a slot) wake the hub
+at once, a queue space's wait at most READ_BLOCK when everything is idle (none while
+events flow: a read that found some makes the next one at once), one link connection
+is used, and an idle hub costs 1 + spaces small round trips per READ_BLOCK. Within
+one read the events of all streams are merged by id (their servers' clocks) and
+delivered in that order.
+
+Spaces appear while running (another process gives a queue a slot): the hub asks
+Spaces.known every SPACE_CHECK seconds. At start it pins "now" in every stream (their
+last generated ids) once Redis answers; a space found later is read from its start
+(`0-0`): its stream began after the hub last looked, so it holds nothing the hub
+should skip. `close_all()` (graceful stop) ends every session with 1001 and refuses new
+ones.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -44,13 +55,24 @@ from fleetd.backend.redis_link import (
     RedisUnavailable,
     SyncClient,
 )
+from fleetd.backend.spaces import Spaces
 from fleetd.config import EventsConfig
+from fleetd.runtime.cursor import STREAM_ID, ZERO, Cursor, id_key, resumable
+from fleetd.runtime.event_model import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    Delivery,
+    Event,
+    EventFilter,
+    deliveries,
+)
 from fleetd.runtime.shares import Shares
 
 __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
     "STREAM_ID",
+    "Cursor",
     "Delivery",
     "Event",
     "EventFilter",
@@ -63,135 +85,22 @@ __all__ = [
 
 log = logging.getLogger("fleetd.events")
 
+# One stream entry read: (space, stream id, fields).
+Entry = tuple[str, str, dict[str, str]]
+
 # How long one XREAD blocks in Redis. A stop waits for the read in flight (a Redis call
 # is never abandoned), so this bounds what it adds to a stop; idle, it costs four small
-# round trips a second. Kept below the API link's socket timeout (see EventHub).
+# round trips a second per stream. Kept below the API link's socket timeout (see
+# EventHub).
 READ_BLOCK = 0.25
+# How often the hub asks which key spaces there are (Spaces.known reads Redis at most
+# every spaces.REFRESH_S).
+SPACE_CHECK = 1.0
 # A company with a subscriber here is marked watched (Keys.events_watched) until an hour
 # after: its events then also go to its own replay stream. Marked again this often
 # while it has one, and at once when a new company's subscriber opens.
 WATCH_MS = 3_600_000
 WATCH_REFRESH = 300.0
-STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
-# Fields of an entry that are "" when they do not apply (an alert has no job): null.
-_OPTIONAL = ("job_id", "job_type", "company_id", "status")
-# Most events, and about the most characters, in one batch frame: a browser parses a
-# frame in one go (500 events of ~250 B: ~125 KB, a few ms), and a subscriber that fell
-# far behind still gets frames of bounded size. An event larger than this alone is a
-# frame of its own.
-MAX_BATCH_EVENTS = 500
-MAX_BATCH_BYTES = 1 << 20
-
-
-def resumable(stream_id: str) -> bool:
-    """Whether `stream_id` (STREAM_ID's shape) is one a replay can start after: each part
-    an unsigned 64-bit integer (Redis refuses larger ones), and not the largest id
-    (nothing can follow it: Redis refuses it as an exclusive start)."""
-    top = 2**64 - 1
-    ms, seq = id_key(stream_id)
-    return ms <= top and seq <= top and (ms, seq) != (top, top)
-
-
-def id_key(stream_id: str) -> tuple[int, int]:
-    """A stream id as a sortable pair: "1700000000000-3" → (1700000000000, 3)."""
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: str
-    type: str
-    job_id: str | None
-    job_type: str | None
-    company_id: str | None
-    status: str | None
-    ts: int
-    data: dict[str, Any]
-    frame: str = field(repr=False)
-    key: tuple[int, int] = field(repr=False, default=(0, 0))
-
-    @classmethod
-    def parse(cls, entry_id: str, fields: dict[str, str]) -> Event:
-        """A stream entry, whatever a third party put in it (never raises)."""
-        try:
-            data = json.loads(fields.get("data") or "{}")
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than ~1,000
-            data = {}
-        if not isinstance(data, dict):
-            data = {"value": data}
-        ts = fields.get("ts", "")
-        body: dict[str, Any] = {"id": entry_id, "type": fields.get("type", "")}
-        for name in _OPTIONAL:
-            body[name] = fields.get(name) or None
-        body["ts"] = int(ts) if ts.isdigit() else id_key(entry_id)[0]
-        body["data"] = data
-        frame = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        return cls(**body, frame=frame, key=id_key(entry_id))
-
-
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """What one subscriber sees. An empty set means any; `company_id` None means every
-    company — and alert and prune events, which belong to none (platform admins only)."""
-
-    types: frozenset[str] = frozenset()
-    statuses: frozenset[str] = frozenset()
-    job_ids: frozenset[str] = frozenset()
-    company_id: str | None = None
-
-    def matches(self, ev: Event) -> bool:
-        return (
-            (self.company_id is None or ev.company_id == self.company_id)
-            and (not self.types or ev.job_type in self.types)
-            and (not self.statuses or ev.status in self.statuses)
-            and (not self.job_ids or ev.job_id in self.job_ids)
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "type": sorted(self.types),
-            "status": sorted(self.statuses),
-            "job_id": sorted(self.job_ids),
-            "company_id": self.company_id,
-        }
-
-
-class Delivery:
-    """Events of one read that match `filter`, oldest first (at most MAX_BATCH_EVENTS /
-    MAX_BATCH_BYTES), shared by every subscriber with that filter."""
-
-    __slots__ = ("_frame", "events", "filter", "size")
-
-    def __init__(self, flt: EventFilter, events: list[Event], size: int) -> None:
-        self.filter = flt
-        self.events = events
-        self.size = size  # characters of the events' frames
-        self._frame: str | None = None
-
-    @property
-    def frame(self) -> str:
-        """The batch frame: built by the first session that sends it, then reused."""
-        if self._frame is None:
-            self._frame = "[" + ",".join(ev.frame for ev in self.events) + "]"
-        return self._frame
-
-
-def deliveries(flt: EventFilter, events: list[Event]) -> list[Delivery]:
-    """`events` (already filtered) cut into deliveries within the batch limits."""
-    out: list[Delivery] = []
-    chunk: list[Event] = []
-    size = 0
-    for ev in events:
-        n = len(ev.frame)
-        if chunk and (len(chunk) >= MAX_BATCH_EVENTS or size + n > MAX_BATCH_BYTES):
-            out.append(Delivery(flt, chunk, size))
-            chunk, size = [], 0
-        chunk.append(ev)
-        size += n + 1
-    if chunk:
-        out.append(Delivery(flt, chunk, size))
-    return out
 
 
 class Subscriber:
@@ -232,15 +141,29 @@ class HubClosed(Exception):
 
 class EventHub:
     def __init__(
-        self, keys: Keys, link: RedisLink, cfg: EventsConfig, *, block: float, reconnect_cap: float
+        self,
+        keys: Keys,
+        link: RedisLink,
+        cfg: EventsConfig,
+        *,
+        block: float,
+        reconnect_cap: float,
+        spaces: Spaces | None = None,
     ) -> None:
+        """`spaces`: the namespace's key spaces (None: the namespace's stream only)."""
         self.keys = keys
         self.link = link
         self.cfg = cfg
+        self.spaces = spaces
         self.block_ms = max(10, int(block * 1000))
         self.reconnect_cap = reconnect_cap
-        # Id of the last entry fanned out: a subscriber attached now gets every later one.
-        self.position: str | None = None
+        # The streams read, by space ('' the namespace's), and where each stands.
+        self.streams: dict[str, Keys] = {"": keys}
+        self._pos: dict[str, str] = {}
+        # Just after the last event fanned out: a subscriber attached now gets every
+        # later one. None until the streams were first pinned.
+        self.cursor: Cursor | None = None
+        self._check_at = -math.inf
         self.sessions: set[Subscriber] = set()
         # Sessions of company-bound tokens, per company ([events] company_share).
         self._owned = Shares(cfg.max_subscribers, cfg.company_share)
@@ -252,8 +175,14 @@ class EventHub:
         self._watched_at = -math.inf
 
     @property
+    def position(self) -> str | None:
+        """The cursor's wire form (the id a subscriber attached now starts after)."""
+        return None if self.cursor is None else self.cursor.render()
+
+    @property
     def position_key(self) -> tuple[int, int]:
-        return id_key(self.position or "0-0")
+        """Where the hub stands in the namespace's stream."""
+        return (0, 0) if self.cursor is None else self.cursor.key("")
 
     def add_consumer(self, consume: Callable[[Event], None]) -> None:
         """Call `consume(event)` for every event (it must not block)."""
@@ -344,42 +273,103 @@ class EventHub:
 
     def watch(self, client: SyncClient, companies: frozenset[str]) -> None:
         """Mark `companies` watched until WATCH_MS from now (Redis time), and forget
-        those whose mark ran out (one pipeline after TIME)."""
+        those whose mark ran out: in every space read (a space's scripts read its own
+        `events:watched`), one pipeline each after TIME."""
         seconds, micros = client.time()
         now = int(seconds) * 1000 + int(micros) // 1000
-        pipe = client.pipeline(transaction=False)
-        pipe.zadd(self.keys.events_watched, dict.fromkeys(companies, now + WATCH_MS), gt=True)
-        pipe.zremrangebyscore(self.keys.events_watched, "-inf", now)
-        pipe.execute()
+        for keys in list(self.streams.values()):
+            pipe = client.pipeline(transaction=False)
+            pipe.zadd(keys.events_watched, dict.fromkeys(companies, now + WATCH_MS), gt=True)
+            pipe.zremrangebyscore(keys.events_watched, "-inf", now)
+            pipe.execute()
 
-    def _newest(self, client: SyncClient) -> str:
-        info = client.xinfo_stream(self.keys.events) if client.exists(self.keys.events) else None
-        return str(info["last-generated-id"]) if info else "0-0"
+    def replay_streams(self, client: SyncClient, cursor: Cursor) -> dict[str, Keys]:
+        """The streams a replay from `cursor` reads: the hub's, and those of the queues
+        `cursor` names that have a space (the spaces read again first if the hub does
+        not read one of them yet); a queue without a space is left out."""
+        streams = dict(self.streams)
+        if self.spaces is None or all(q in streams for q in cursor):
+            return streams
+        self.spaces.refresh(client)
+        for queue in cursor:
+            space = self.spaces.of_queue(queue) if queue else None
+            if space is not None:
+                streams.setdefault(queue, space.keys)
+        return streams
 
-    def _read(self, client: SyncClient) -> list[tuple[str, dict[str, str]]]:
-        reply = client.xread(
-            {self.keys.events: self.position}, count=self.cfg.read_count, block=self.block_ms
-        )
-        return [entry for _stream, entries in reply or [] for entry in entries]
+    def _discover(self, client: SyncClient) -> list[tuple[str, Keys, str]]:
+        """The spaces not read yet, each with where to start: its stream's newest id at
+        the first pin, its start (`0-0`) when it appeared since (module docstring)."""
+        first = self.cursor is None
+        if self.spaces is None:
+            spaces = [("", self.keys)]
+        else:
+            if first:
+                self.spaces.refresh(client)  # not a set up to REFRESH_S old
+            spaces = [(s.queue, s.keys) for s in self.spaces.known(client)]
+        found = [(q, k) for q, k in spaces if q not in self._pos]
+        return [(q, k, self._newest(client, k) if first else ZERO) for q, k in found]
+
+    def _adopt(self, found: list[tuple[str, Keys, str]]) -> None:
+        self._check_at = trio.current_time() + SPACE_CHECK
+        if not found:
+            return
+        for queue, keys, start in found:
+            self.streams[queue] = keys
+            self._pos[queue] = start
+        self.cursor = Cursor(self._pos)
+        self._watched_at = -math.inf  # mark the watched companies in the new spaces
+
+    @staticmethod
+    def _newest(client: SyncClient, keys: Keys) -> str:
+        info = client.xinfo_stream(keys.events) if client.exists(keys.events) else None
+        return str(info["last-generated-id"]) if info else ZERO
+
+    def _read(self, client: SyncClient, pos: dict[str, str]) -> list[Entry]:
+        """One read of every stream after `pos` (module docstring): the queue spaces'
+        without blocking, then the namespace's, blocking only if they had nothing."""
+        out: list[Entry] = []
+        for queue, at in pos.items():
+            if queue:
+                out += self._xread(client, queue, at, None)
+        out += self._xread(client, "", pos[""], None if out else self.block_ms)
+        return out
+
+    def _xread(self, client: SyncClient, queue: str, at: str, block: int | None) -> list[Entry]:
+        stream = self.streams[queue].events
+        reply = client.xread({stream: at}, count=self.cfg.read_count, block=block)
+        return [(queue, i, f) for _stream, entries in reply or [] for i, f in entries]
+
+    def _advance(self, entries: list[Entry]) -> None:
+        """Fan out one read: its entries by id across streams (each stream's stay in
+        order), each event's id the cursor just after it."""
+        if len(self._pos) > 1:
+            entries.sort(key=lambda e: id_key(e[1]))
+        events: list[Event] = []
+        for queue, entry_id, fields in entries:
+            self._pos[queue] = entry_id
+            at = Cursor(self._pos)
+            events.append(Event.parse(entry_id, fields, queue, at))
+        self.cursor = events[-1].at
+        self._dispatch(events)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         backoff = Backoff(self.reconnect_cap)
         task_status.started()
         while True:
             try:
-                if self.position is None:
+                if self.cursor is None or trio.current_time() >= self._check_at:
                     # Pin "now" first, so no event between two reads is skipped.
-                    self.position = await self.link.call(self._newest)
+                    self._adopt(await self.link.call(self._discover))
                 if (companies := self._watch_due()) is not None:
                     await self.link.call(self.watch, companies)
                     self._watched, self._watched_at = companies, trio.current_time()
-                entries = await self.link.call(self._read)
+                entries = await self.link.call(self._read, dict(self._pos))
             except (RedisUnavailable, RedisCommandError) as exc:
                 if isinstance(exc, RedisCommandError):
-                    log.error("reading the events stream: %s", exc)
+                    log.error("reading the events streams: %s", exc)
                 await backoff.sleep()
                 continue
             backoff.reset()
             if entries:
-                self.position = entries[-1][0]
-                self._dispatch([Event.parse(i, f) for i, f in entries])
+                self._advance(entries)

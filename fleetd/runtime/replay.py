@@ -17,8 +17,11 @@ Owns:
   stream when it holds everything after the cursor, else whichever stream starts
   earlier, in the same thread hop (a `gap` only when neither holds the events).
 
-Every read is one MULTI, so the stream's head and the events after the cursor are seen
-at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
+Each read is of one key space (fleetd.backend.spaces), given by its `keys`: a space's
+scripts write its own shared and company streams, so a replay over several spaces
+(fleetd.api.ws_session) reads each space's streams after that space's part of the
+cursor. Every read is one MULTI, so the stream's head and the events after the cursor
+are seen at the same instant. Exactness of a company's gap: every entry holds `prev`, the id of
 the entry before it in that stream ('' for the first since the key was created). The
 oldest entry's `prev` is therefore exactly the newest id ever trimmed from it: events
 after the cursor were lost if and only if that id is after the cursor.
@@ -27,10 +30,12 @@ after the cursor were lost if and only if that id is after the cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
-from fleetd.runtime.events import Event, id_key
+from fleetd.runtime.cursor import id_key
+from fleetd.runtime.event_model import Event
 
 __all__ = ["ReplayRead", "read_company", "read_replay", "read_shared"]
 
@@ -56,7 +61,7 @@ def read_shared(client: SyncClient, keys: Keys, after: str, count: int) -> Repla
     pipe.xrange(keys.events, f"({after}", "+", count)
     first, entries = pipe.execute()
     oldest = str(first[0][0]) if first else None
-    return ReplayRead(oldest, [Event.parse(i, f) for i, f in entries])
+    return ReplayRead(oldest, [Event.parse(i, f) for i, f in _entries(entries)])
 
 
 def read_company(
@@ -71,7 +76,7 @@ def read_company(
     head, entries, top = pipe.execute()
     if not head:
         return None
-    first, fields = str(head[0][0]), head[0][1]
+    ((first, fields),) = _entries(head)
     cursor = id_key(after)
     cut = fields.get("prev") or ""  # the newest id trimmed from this stream, if any
     if cut:
@@ -80,8 +85,20 @@ def read_company(
         return None  # the stream starts after the cursor: nothing says what came between
     else:
         trimmed = False
-    events = [Event.parse(i, f) for i, f in entries]
+    events = [Event.parse(i, f) for i, f in _entries(entries)]
     return ReplayRead(first, events, trimmed, str(top[0][0]) if top else None)
+
+
+def _entries(raw: list[Any]) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE entries as (id, fields). A Redis Cluster client's MULTI returns them
+    unparsed (fields a flat [name, value, ...] list): both shapes are taken."""
+    out = []
+    for entry_id, raw_fields in raw:
+        fields = raw_fields
+        if isinstance(raw_fields, list):
+            fields = dict(zip(raw_fields[::2], raw_fields[1::2], strict=True))
+        out.append((str(entry_id), fields))
+    return out
 
 
 def read_replay(
