@@ -195,8 +195,9 @@ class QueueOps:
         first, so a refusal stores none of them."""
         quota = self.quota if at_door else ""
         parts: dict[str, tuple[Space, list[int]]] = {}
+        spread = len(self.spaces.known(client)) > 1  # else every row is the namespace's
         for i, row in enumerate(rows):
-            space = self.spaces.for_queue(client, row.queue)
+            space = self.spaces.for_queue(client, row.queue) if spread else self.spaces.home
             parts.setdefault(space.queue, (space, []))[1].append(i)
         if len(parts) > 1 and quota:
             for space, idx in parts.values():

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from api_client import PREFIX, Sleeper, api_config, running_api
 
 from fleetd.backend.scripts import ClaimedJob
 from fleetd.backend.spaces import Spaces
@@ -27,7 +28,6 @@ from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import JobStatus
 from fleetd.jobs.pages import read_indexes
 from fleetd.runtime import stacks
-from tests.api_client import PREFIX, Sleeper, api_config, running_api
 
 SLOTTED = ("bulk",)
 
