@@ -41,6 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 import trio
 
 from fleetd.jobs.artifact_limits import FREE_CHECK_BYTES, Allowance, ArtifactLimits
+from fleetd.jobs.counts import jobs_exist
 
 if TYPE_CHECKING:
     from fleetd.config import Config
@@ -285,19 +286,6 @@ def by_age(
 def remove(folders: Iterable[Path]) -> None:
     for path in folders:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def jobs_exist(
-    client: Any, job_keys: Sequence[Callable[[str], str]], job_ids: Sequence[str]
-) -> list[bool]:
-    """Whether each job's hash still exists in any of the key spaces (`job_keys`: their
-    fleetd.backend.keys.Keys.job; one pipelined round trip)."""
-    pipe = client.pipeline(transaction=False)
-    for job_id in job_ids:
-        for job_key in job_keys:
-            pipe.exists(job_key(job_id))
-    found, n = pipe.execute(), len(job_keys)
-    return [any(found[i * n : (i + 1) * n]) for i in range(len(job_ids))]
 
 
 def sweep(

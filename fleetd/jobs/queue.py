@@ -20,7 +20,6 @@ from fleetd.backend.replication import pinned, replicas_acked
 from fleetd.backend.scripts import Scripts
 from fleetd.backend.spaces import Space, Spaces
 from fleetd.jobs import counts
-from fleetd.jobs.artifacts import jobs_exist
 from fleetd.jobs.errors import NotReplicated
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
@@ -258,7 +257,7 @@ class QueueOps:
 
     def exist(self, client: SyncClient, job_ids: Sequence[str]) -> list[bool]:
         """Whether each job exists in any space (one pipeline)."""
-        return jobs_exist(client, [s.keys.job for s in self.spaces.known(client)], job_ids)
+        return counts.jobs_exist(client, [s.keys.job for s in self.spaces.known(client)], job_ids)
 
     def list_jobs(
         self,

@@ -70,7 +70,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "company_enqueue_rate": "",
         "company_max_schedules": 0,
     },
-    "queues": {"routes": []},
+    "queues": {"routes": [], "own_slot": []},
     "maintenance": {
         "interval": "1s",
         "completed_ttl": "168h",
