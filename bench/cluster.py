@@ -55,14 +55,8 @@ EMPTY_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "empty.toml"
 
 def spread_namespaces(cluster: LocalCluster, count: int, tag: str) -> list[str]:
     """`count` namespaces whose hash tags fall on `count` different primaries."""
-    chosen: dict[int, str] = {}
-    for n in range(10_000):
-        name = f"bench-{tag}-{n}"
-        node = cluster.nodes.index(cluster.node_for(f"fleetd:{{{name}}}:queue"))
-        chosen.setdefault(node, name)
-        if len(chosen) == count:
-            return list(chosen.values())
-    raise RuntimeError("no spread of namespaces found")
+    names = (f"bench-{tag}-{n}" for n in range(10_000))
+    return cluster.spread(lambda name: f"fleetd:{{{name}}}:queue", names, count)
 
 
 def daemon_env(url: str, namespace: str, state: Path) -> dict[str, str]:

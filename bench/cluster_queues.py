@@ -60,14 +60,8 @@ NAMESPACE = "bench-q"
 
 def spread_queues(cluster: LocalCluster, namespace: str, count: int) -> list[str]:
     """`count` queue names whose own slots fall on `count` different primaries."""
-    chosen: dict[int, str] = {}
-    for n in range(10_000):
-        name = f"q{n}"
-        node = cluster.nodes.index(cluster.node_for(f"fleetd:{{{namespace}/{name}}}:queue"))
-        chosen.setdefault(node, name)
-        if len(chosen) == count:
-            return list(chosen.values())
-    raise RuntimeError("no spread of queues found")
+    names = (f"q{n}" for n in range(10_000))
+    return cluster.spread(lambda name: f"fleetd:{{{namespace}/{name}}}:queue", names, count)
 
 
 def daemon_env(url: str, queues: list[str], own_slot: bool, state: Path) -> dict[str, str]:

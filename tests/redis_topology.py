@@ -5,7 +5,8 @@ the installed ``redis-server`` and checked with tests/redis_server.py's RESP cli
 Owns:
 - ``LocalCluster``: N cluster-enabled servers on free ports, slots split evenly by
   CLUSTER ADDSLOTSRANGE, joined by CLUSTER MEET; ``url`` is a ``redis+cluster://`` URL,
-  ``node_for(key)`` names the primary serving a key (CLUSTER KEYSLOT + the slot map);
+  ``node_for(key)`` names the primary serving a key (CLUSTER KEYSLOT + the slot map),
+  ``spread(...)`` picks names whose keys fall on different primaries;
 - ``LocalSentinels``: a primary, one replica, three sentinels (quorum 2, 1 s
   down-after); ``url`` is a ``redis+sentinel://`` URL naming all three,
   ``primary_port()`` asks a sentinel who the primary is now.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import functools
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -124,6 +125,16 @@ class LocalCluster(_Servers):
         """The primary that serves `key` (by the slot ranges this cluster was formed with)."""
         share = SLOTS // len(self.nodes)
         return self.nodes[min(self.keyslot(key) // share, len(self.nodes) - 1)]
+
+    def spread(self, key_of: Callable[[str], str], names: Iterable[str], count: int) -> list[str]:
+        """`count` of `names` whose keys (`key_of(name)`) fall on `count` different
+        primaries, in the order of those primaries."""
+        chosen: dict[int, str] = {}
+        for name in names:
+            chosen.setdefault(self.nodes.index(self.node_for(key_of(name))), name)
+            if len(chosen) == count:
+                return [chosen[k] for k in sorted(chosen)]
+        raise AssertionError(f"no {count} of the names fall on {count} primaries")
 
     def keys_on(self, node: RedisServer, pattern: str) -> list[str]:
         """Every key matching `pattern` stored on `node` (KEYS: test-sized data only)."""

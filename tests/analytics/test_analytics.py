@@ -4,10 +4,10 @@ events recorded (the same Redis clock the scripts used), within the stated bound
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
+from percentiles import nearest_rank, within_bound
 from pool import registry_with, running_pool, wait_status
 
 from fleetd.analytics import answer, histogram, store
@@ -18,18 +18,6 @@ from fleetd.jobs.answer import format_ts
 from fleetd.jobs.model import JobStatus
 
 END = {"job.completed", "job.retrying", "job.failed"}
-
-
-def nearest_rank(values: list[int], p: float) -> int:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def within_bound(estimate: float | None, exact: int) -> bool:
-    assert estimate is not None
-    # 0.01 ms: the answer's rounding.
-    slack = histogram.ABSOLUTE_BOUND_MS if exact < 1 else exact * histogram.ERROR_BOUND
-    return abs(estimate - exact) <= slack + 0.01
 
 
 def raw_times(engine: Engine, ids: set[str]) -> tuple[dict[Any, list[int]], dict[Any, list[int]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import trio
 from api_client import PREFIX, api_config, running_api
 from conftest import fleetd_env
+from percentiles import nearest_rank, within_bound
 
 from fleetd.analytics import answer, capacity_read, histogram, sealed, store
 from fleetd.backend.keys import Keys
@@ -85,17 +85,6 @@ def run(
         started, ended = c.hmget(space.keys.job(job_id), "started_at", "updated_at")
         out[job_id] = int(ended) - int(started)
     return out
-
-
-def nearest_rank(values: list[int], p: float) -> int:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def within_bound(estimate: float | None, exact: int) -> bool:
-    assert estimate is not None
-    slack = histogram.ABSOLUTE_BOUND_MS if exact < 1 else exact * histogram.ERROR_BOUND
-    return abs(estimate - exact) <= slack + 0.01
 
 
 def test_a_window_sums_the_namespaces_space_and_a_queues(eng: Engine) -> None:

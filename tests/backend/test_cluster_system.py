@@ -38,28 +38,19 @@ def key_pattern(namespace: str) -> str:
 
 def namespaces_on_distinct_primaries(cluster: LocalCluster, count: int) -> list[str]:
     """`count` namespace names whose hash tags fall on `count` different primaries."""
-    chosen: dict[int, str] = {}
-    for n in range(1000):
-        name = f"ns{n}"
-        node = cluster.nodes.index(cluster.node_for(f"fleetd:{{{name}}}:queue"))
-        chosen.setdefault(node, name)
-        if len(chosen) == count:
-            return [chosen[k] for k in sorted(chosen)]
-    raise AssertionError("no spread of namespaces found")
+    names = (f"ns{n}" for n in range(1000))
+    return cluster.spread(lambda name: f"fleetd:{{{name}}}:queue", names, count)
 
 
 def queues_on_other_primaries(cluster: LocalCluster, namespace: str) -> list[str]:
     """Two queue names whose own slots fall on the two primaries not holding `namespace`."""
-    home = cluster.nodes.index(cluster.node_for(f"fleetd:{{{namespace}}}:queue"))
-    chosen: dict[int, str] = {}
-    for n in range(1000):
-        name = f"q{n}"
-        node = cluster.nodes.index(cluster.node_for(f"fleetd:{{{namespace}/{name}}}:queue"))
-        if node != home:
-            chosen.setdefault(node, name)
-        if len(chosen) == 2:
-            return [chosen[k] for k in sorted(chosen)]
-    raise AssertionError("no spread of queues found")
+    home = cluster.node_for(f"fleetd:{{{namespace}}}:queue")
+
+    def key_of(name: str) -> str:
+        return f"fleetd:{{{namespace}/{name}}}:queue"
+
+    names = (f"q{n}" for n in range(1000) if cluster.node_for(key_of(f"q{n}")) is not home)
+    return cluster.spread(key_of, names, 2)
 
 
 def env_for(cluster: LocalCluster, namespace: str, state: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 import trio
+from alert_clock import NOW, Clock
 from engine_jobs import alert_events as events
 from pool import registry_with, running_pool, wait_status
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,18 +24,9 @@ from fleetd.runtime.alerts import Alerts
 from fleetd.schedules.service import Scheduler, SchedulerSettings
 from fleetd.schedules.store import ScheduleOps
 
-NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
 BUILT_IN = ["failure_rate", "backlog", "no_worker", "redis_unreachable", "scheduler_missed"]
 # What a built-in's event said before it was a rule, and still says.
 SHAPE = {"type", "alert", "value", "message", "daemon_id", "ts"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_alerts(engine: Engine, settings: AlertsConfig = NOW, *rules: AlertRuleConfig) -> Alerts:

@@ -5,12 +5,11 @@ baseline; the readings' rules sans-IO."""
 
 from __future__ import annotations
 
-from fleetd.config import AlertsConfig
+from alert_clock import NOW
+
 from fleetd.engine import Engine
 from fleetd.runtime.alert_companies import EnqueueHistory, anomaly_reading, payload_reading
 from fleetd.runtime.alerts import Alerts
-
-NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
 
 
 def seed_baseline(

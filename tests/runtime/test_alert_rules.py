@@ -12,29 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from alert_clock import NOW, Clock
 from conftest import fleetd_env
 from daemons import Fleet
 from engine_jobs import alert_events as rule_events
 from pool import registry_with, running_pool, wait_status
 from prometheus_client import CollectorRegistry, generate_latest
 
-from fleetd.config import AlertRuleConfig, AlertsConfig, Config
+from fleetd.config import AlertRuleConfig, Config
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 from fleetd.runtime.alert_rules import RuleSet
 from fleetd.runtime.alerts import Alerts
 from fleetd.schedules.service import Scheduler, SchedulerSettings
 from fleetd.schedules.store import ScheduleOps
-
-NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def rule(name: str, metric: str, threshold: float = 0.0, **keys: Any) -> AlertRuleConfig:

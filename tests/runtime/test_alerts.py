@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trio
+from alert_clock import NOW, Clock
 from conftest import make_config
 from prometheus_client import CollectorRegistry, generate_latest
 from redis_server import RedisServerFactory
@@ -26,15 +27,6 @@ from fleetd.jobs.parts import part_name
 from fleetd.runtime.alerts import Alerts, Hysteresis
 
 # Evaluated only when the test says so; raised and resolved at the first reading.
-NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_alerts(engine: Engine, settings: AlertsConfig = NOW, daemon_id: str = "a") -> Alerts:

@@ -12,8 +12,9 @@ import uuid
 from typing import Any
 
 import pytest
+from alert_clock import NOW, Clock
 
-from fleetd.config import AlertRuleConfig, AlertsConfig, Config
+from fleetd.config import AlertRuleConfig, Config
 from fleetd.config.limit_sections import LimitsConfig
 from fleetd.config.queue_section import Served
 from fleetd.engine import Engine
@@ -22,16 +23,6 @@ from fleetd.jobs.parts import part_name
 from fleetd.runtime.alert_companies import EnqueueHistory
 from fleetd.runtime.alert_rules import RuleSet
 from fleetd.runtime.alerts import Alerts
-
-NOW = AlertsConfig(interval=600.0, raise_after=0.0, clear_after=0.0, window=60.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

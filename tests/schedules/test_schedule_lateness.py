@@ -6,12 +6,12 @@ outage caught up late."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from percentiles import nearest_rank
 from prometheus_client.core import Metric
 
 from fleetd.analytics import histogram
@@ -54,10 +54,6 @@ def raw_lateness(eng: Engine, schedule_id: str) -> list[int]:
             tag = next(t for t in job.tags if t.startswith("occurrence:"))
             out.append(job.created_at_ms - parse_ts(tag.removeprefix("occurrence:")))
     return out
-
-
-def nearest_rank(values: list[int], p: float) -> int:
-    return sorted(values)[max(1, math.ceil(p / 100 * len(values))) - 1]
 
 
 def close(estimate: float, exact: int) -> bool:
