@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
 from fleetd.backend.scripts import Scripts
+from fleetd.config.queue_section import DEFAULT_QUEUE, EVERY_QUEUE
 
 __all__ = ["REFRESH_S", "Space", "Spaces"]
 
@@ -53,8 +54,12 @@ class Spaces:
     the link's worker threads."""
 
     def __init__(self, scripts: Scripts, own_slot: Iterable[str] = ()) -> None:
+        """`own_slot`: `[queues] own_slot`, names or `*` (every named queue: each gets
+        its slot on its first enqueue, or when a worker daemon serving it starts)."""
         self.home = Space("", scripts.keys, scripts)
-        self._configured = frozenset(own_slot)
+        own = frozenset(own_slot)
+        self._every = EVERY_QUEUE in own
+        self._configured = own - {EVERY_QUEUE}
         self._spaces: dict[str, Space] = {}
         self._added = False  # the configured queues are in `queues_slotted`
         self._read_at = float("-inf")
@@ -70,12 +75,6 @@ class Spaces:
             self._spaces = {**self._spaces, queue: space}  # readers see one or the other
         return space
 
-    @property
-    def spread(self) -> bool:
-        """Whether any queue is known to have a space of its own (else every read and
-        write takes the namespace's, as before spaces)."""
-        return bool(self._spaces)
-
     def known(self, client: SyncClient) -> list[Space]:
         """Every space, the namespace's first, then by queue name; re-reads the set at
         most every REFRESH_S (and adds this process's configured queues to it once)."""
@@ -84,20 +83,24 @@ class Spaces:
         return [self.home, *(self._spaces[q] for q in sorted(self._spaces))]
 
     def refresh(self, client: SyncClient) -> None:
-        key = self.home.keys.queues_slotted
         with self._lock:
             if self._configured and not self._added:
-                queues = sorted(self._configured)
-                pipe = client.pipeline(transaction=False)
-                for queue in queues:
-                    pipe.sadd(key, queue)
-                added = [q for q, n in zip(queues, pipe.execute(), strict=True) if n]
-                if added:
-                    self._carry_pauses(client, added)
+                self._register(client, sorted(self._configured))
                 self._added = True
-            for queue in client.smembers(key):
+            for queue in client.smembers(self.home.keys.queues_slotted):
                 self._add(queue)
             self._read_at = time.monotonic()
+
+    def _register(self, client: SyncClient, queues: list[str]) -> None:
+        """Give `queues` their slots: in `queues_slotted` for every process, and here."""
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.sadd(self.home.keys.queues_slotted, queue)
+        added = [q for q, n in zip(queues, pipe.execute(), strict=True) if n]
+        for queue in queues:
+            self._add(queue)
+        if added:
+            self._carry_pauses(client, added)
 
     def _carry_pauses(self, client: SyncClient, queues: list[str]) -> None:
         """Queues this process just gave a slot, paused in the namespace's space before
@@ -109,10 +112,26 @@ class Spaces:
             if queue in paused:
                 client.sadd(self._spaces[queue].keys.queues_paused, queue)
 
+    def routes(self, client: SyncClient) -> bool:
+        """Whether a job may go anywhere but the namespace's space (a queue has a slot,
+        or `*` gives each its own)."""
+        return self._every or len(self.known(client)) > 1
+
     def for_queue(self, client: SyncClient, queue: str | None) -> Space:
-        """Where a job of `queue` (None: the default) is stored."""
+        """Where a job of `queue` (None: the default) is stored; with `*`, a named
+        queue without a slot gets one now."""
         self.known(client)  # registers this process's queues on its first call
+        if self._every and queue and queue != DEFAULT_QUEUE and queue not in self._spaces:
+            with self._lock:
+                self._register(client, [queue])
         return self._spaces.get(queue or "", self.home)
+
+    def serving(self, client: SyncClient, queues: Iterable[str]) -> list[Space]:
+        """Every space, once a worker daemon serving `queues` gave each named one its
+        slot (with `*`; with names, the configured ones already have theirs)."""
+        for queue in queues:
+            self.for_queue(client, queue)
+        return self.known(client)
 
     def of_queue(self, queue: str) -> Space | None:
         """The space of `queue` if this process knows it has one (no Redis read)."""

@@ -14,6 +14,7 @@ from fleetd.config.settings import setting
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "EVERY_QUEUE",
     "QUEUE_NAME_PATTERN",
     "QueuesConfig",
     "Served",
@@ -131,7 +132,13 @@ def _check_routes(value: tuple[str, ...]) -> str | None:
     return None
 
 
+# `[queues] own_slot = ["*"]`: every named queue (not `default`) gets a slot of its own.
+EVERY_QUEUE = "*"
+
+
 def _check_own_slot(value: tuple[str, ...]) -> str | None:
+    if EVERY_QUEUE in value:
+        return None if value == (EVERY_QUEUE,) else "'*' (every named queue) stands alone"
     try:
         names = [check_queue_name(q) for q in value]
     except ValueError as exc:
@@ -154,7 +161,8 @@ class QueuesConfig:
     own_slot: tuple[str, ...] = setting(
         (),
         "named queues whose keys carry a hash tag of their own (fleetd:{namespace/queue}:), "
-        "so a Redis Cluster puts them on other primaries; limits, quotas and idempotency "
-        "then hold within each such queue (docs/OPERATIONS.md)",
+        "so a Redis Cluster puts them on other primaries, or ['*'] for every named queue; "
+        "limits, quotas and idempotency then hold within each such queue "
+        "(docs/OPERATIONS.md)",
         check=_check_own_slot,
     )

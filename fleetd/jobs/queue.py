@@ -194,7 +194,7 @@ class QueueOps:
         first, so a refusal stores none of them."""
         quota = self.quota if at_door else ""
         parts: dict[str, tuple[Space, list[int]]] = {}
-        spread = len(self.spaces.known(client)) > 1  # else every row is the namespace's
+        spread = self.spaces.routes(client)  # else every row is the namespace's
         for i, row in enumerate(rows):
             space = self.spaces.for_queue(client, row.queue) if spread else self.spaces.home
             parts.setdefault(space.queue, (space, []))[1].append(i)

@@ -42,6 +42,7 @@ from fleetd.backend.redis_link import (
 )
 from fleetd.config import Config, ConfigError, load_config
 from fleetd.config.durations import format_duration
+from fleetd.config.queue_section import Served
 from fleetd.engine import Engine
 from fleetd.jobs.handlers import HandlerRegistry
 from fleetd.notify.service import start_notify
@@ -324,7 +325,8 @@ class Daemon:
         async with trio.open_nursery() as work:
             if "worker" in self.roles:
                 self.pool = Pools()
-                for space in await e.link.call(e.spaces.known):
+                served = Served.parse(cfg.worker.queues).names
+                for space in await e.link.call(e.spaces.serving, served):
                     await stacks.serve_space(self, services, work, space)
                 attach(self.http.state.inline if self.http else None, self.pool.home)
                 services.start_soon(stacks.watch_spaces, self, services, work)

@@ -22,7 +22,7 @@ from fleetd.backend.scripts import ClaimedJob
 from fleetd.backend.spaces import Spaces
 from fleetd.config import Config
 from fleetd.config.limit_sections import LimitsConfig
-from fleetd.config.queue_section import Served
+from fleetd.config.queue_section import Served, _check_own_slot
 from fleetd.engine import Engine, build_registry
 from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import JobStatus
@@ -282,3 +282,44 @@ async def test_pools_sharing_slots_drain_every_space_with_jobs_claimed_ahead(
                     await trio.sleep(0.2)
     finally:
         client.close()
+
+
+def test_every_named_queue_gets_its_slot_with_a_star(config: Config) -> None:
+    e = Engine.build(spread(config, "*"), daemon=True)
+    try:
+        for script in e.scripts.all():
+            script.load(e.link.client)
+        c = e.link.client
+        mail, plain = enqueue(e, [{"type": "noop", "queue": "mail"}, {"type": "noop"}])
+        space = e.spaces.for_queue(c, "mail")
+        assert not space.home and c.exists(space.keys.job(mail))
+        assert c.exists(e.keys.job(plain))  # `default` stays in the namespace's slot
+        assert c.smembers(e.keys.queues_slotted) == {"mail"}
+        assert [s.queue for s in e.spaces.serving(c, ["default", "bulk"])] == ["", "bulk", "mail"]
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(("*",), True), (("bulk", "mail"), True), (("*", "bulk"), False), (("default",), False),
+     (("bulk", "bulk"), False), (("Not OK",), False)],
+)  # fmt: skip
+def test_own_slot_takes_queue_names_or_a_lone_star(value: tuple[str, ...], ok: bool) -> None:
+    assert (_check_own_slot(value) is None) is ok
+
+
+async def test_a_daemon_with_a_star_gives_the_queues_it_serves_their_slots(
+    config: Config,
+) -> None:
+    cfg = spread(api_config(config), "*")
+    cfg = dataclasses.replace(
+        cfg, worker=dataclasses.replace(cfg.worker, queues=("default", "mail"))
+    )
+    async with running_api(cfg, roles=("api", "worker")) as api:
+        pools = api.daemon.pool
+        assert pools is not None and pools.queues == {"mail"}
+        job_id = (await api.enqueue({"type": "noop", "queue": "mail"}))["job_id"]
+        await api.wait_status(job_id, "completed")
+        e = api.daemon.engine
+        assert e.link.client.exists(e.spaces.for_queue(e.link.client, "mail").keys.job(job_id))
