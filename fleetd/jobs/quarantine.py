@@ -199,11 +199,21 @@ def release(
 
 
 def list_quarantines(
-    client: SyncClient, keys: Keys | Spaces, company_id: str | None = None, *, every: bool = True
+    client: SyncClient,
+    keys: Keys | Sequence[Keys] | Spaces,
+    company_id: str | None = None,
+    *,
+    every: bool = True,
 ) -> list[Quarantine]:
-    """The quarantined parts, oldest first; `every=False`: only `company_id`'s. With
-    `Spaces`: of every space, one record per part (`Quarantine.merge`)."""
-    spaces = [keys] if isinstance(keys, Keys) else [s.keys for s in keys.known(client)]
+    """The quarantined parts, oldest first; `every=False`: only `company_id`'s. Over
+    several spaces (their keys, or `Spaces`: every one), one record per part
+    (`Quarantine.merge`), in one round trip."""
+    if isinstance(keys, Keys):
+        spaces = [keys]
+    elif isinstance(keys, Spaces):
+        spaces = [s.keys for s in keys.known(client)]
+    else:
+        spaces = list(keys)
     pipe = client.pipeline(transaction=False)
     for k in spaces:
         pipe.hgetall(k.quarantines)

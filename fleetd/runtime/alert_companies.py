@@ -29,7 +29,7 @@ sum the spaces). `EnqueueHistory` keeps the per-company figures of each finished
 minute once read (a finished minute's no longer change), so an evaluation reads two
 buckets a space, not 62.
 
-Sans-IO but for `EnqueueHistory.read` and `read_quarantines`.
+Sans-IO but for `EnqueueHistory.read`.
 """
 
 from __future__ import annotations
@@ -39,14 +39,13 @@ from dataclasses import dataclass, field
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import SyncClient
-from fleetd.jobs.quarantine import Quarantine, list_quarantines
+from fleetd.jobs.quarantine import Quarantine
 
 __all__ = [
     "EnqueueHistory",
     "anomaly_reading",
     "payload_reading",
     "quarantine_reading",
-    "read_quarantines",
 ]
 
 MINUTE_MS = 60_000
@@ -58,14 +57,6 @@ KIB = 1024
 
 # (over, clear, value, text), as fleetd.runtime.alerts.Reading takes them.
 Verdict = tuple[bool, bool, float, str]
-
-
-def read_quarantines(client: SyncClient, keys: Keys | Sequence[Keys]) -> list[Quarantine]:
-    """The quarantined parts of every key space in `keys` (claim.lua keeps each space's
-    in that space)."""
-    spaces = [keys] if isinstance(keys, Keys) else list(keys)
-    found = [q for k in spaces for q in list_quarantines(client, k)]
-    return sorted(found, key=lambda q: (q.since_ms, q.job_type, q.company_id or ""))
 
 
 def quarantine_reading(held: Iterable[Quarantine]) -> Verdict:

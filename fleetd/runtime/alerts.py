@@ -69,13 +69,13 @@ from fleetd.config import AlertsConfig
 from fleetd.config.alert_rules import BUILTIN_ALERTS
 from fleetd.engine import Engine
 from fleetd.jobs.parts import ready_parts
+from fleetd.jobs.quarantine import list_quarantines
 from fleetd.jobs.queues import served_by
 from fleetd.runtime.alert_companies import (
     EnqueueHistory,
     anomaly_reading,
     payload_reading,
     quarantine_reading,
-    read_quarantines,
 )
 from fleetd.runtime.alert_rules import Reading, RuleSet, rules_of
 
@@ -189,13 +189,13 @@ class Alerts:
         for got in pipe.execute():
             for c, n in got.items():
                 refused[str(c)] = refused.get(str(c), 0) + int(n)
-        parts = [p for space in spaces for p in ready_parts(client, space)]
+        parts = ready_parts(client, spaces)
         rules = self.custom.read(client, spaces, parts) if self.custom.rules else None
         if self.settings.anomaly_factor > 0 or self.settings.payload_factor > 0:
             self._enqueues.read(client, spaces)
         return {
             "rules": rules,
-            "quarantines": read_quarantines(client, spaces),
+            "quarantines": list_quarantines(client, spaces),
             "ready": sorted({(p.queue, p.job_type) for p in parts}),
             "refused": refused,
             "daemons": self.engine.ops.daemons(client),

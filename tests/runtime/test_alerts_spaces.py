@@ -137,6 +137,11 @@ async def test_quota_refusals_and_quarantines_in_a_queues_space_name_the_company
     assert alerts.active == ["quota_exceeded", "quarantined"]
     assert alerts.values["quota_exceeded"].text.endswith("company(ies) acme")
     assert alerts.values["quarantined"].text.endswith("job type noop of company globex")
+    # The same part held in the namespace's space too: named once, as the API lists it.
+    eng.link.client.hset(eng.keys.quarantines, part_name("noop", "globex"), json.dumps(record))
+    await alerts.evaluate()
+    assert alerts.values["quarantined"].text.endswith(": job type noop of company globex")
+    assert alerts.values["quarantined"].value == 1
 
 
 async def test_an_enqueue_burst_in_a_queues_space_against_the_baseline_of_both(
