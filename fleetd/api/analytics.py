@@ -43,7 +43,7 @@ async def analytics() -> Any:
     company = bind_company(q.company_id) or q.company_id
     window = store.WINDOWS[q.window]
     spaces = state().ops.spaces  # every key space's figures, summed
-    data = await redis(lambda c: store.read(c, [s.keys for s in spaces.known(c)], window, company))
+    data = await redis(lambda c: store.read(c, spaces.all_keys(c), window, company))
     return jsonify(answer.build(data, q.by, q.type).jsonable())
 
 
@@ -62,7 +62,7 @@ async def capacity() -> Any:
     c, spaces = st.config.capacity, st.ops.spaces
 
     def read(cl: SyncClient) -> capacity_read.Capacity:
-        keys = [s.keys for s in spaces.known(cl)]
+        keys = spaces.all_keys(cl)
         return capacity_read.read(cl, keys, c.window, c.wait_p95_target)
 
     body = await redis(read)

@@ -94,7 +94,7 @@ async def throughput_history() -> Any:
     q = parse_query(ThroughputQuery, request.args)
     span = throughput.parse_span(q.window, q.step)
     spaces = state().ops.spaces
-    body = await redis(lambda c: throughput.read(c, span, *(s.keys for s in spaces.known(c))))
+    body = await redis(lambda c: throughput.read(c, span, *spaces.all_keys(c)))
     return jsonify(responses.throughput_body(body))
 
 

@@ -218,7 +218,7 @@ class ApiMetrics:
     def read_redis(self, client: SyncClient) -> list[Metric]:
         """Queue depth and scheduler counters, in one hop."""
         k = self.keys
-        spaces = [k] if self.spaces is None else [s.keys for s in self.spaces.known(client)]
+        spaces = [k] if self.spaces is None else self.spaces.all_keys(client)
         pipe = client.pipeline(transaction=False)
         for keys in spaces:
             for st in JobStatus:

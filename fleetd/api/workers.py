@@ -49,7 +49,7 @@ async def worker_health() -> Any:
     st = state()
 
     def read(client: SyncClient) -> tuple[list[dict[str, Any]], int]:
-        spaces = [s.keys for s in st.ops.spaces.known(client)]
+        spaces = st.ops.spaces.all_keys(client)
         return st.ops.daemons(client), ready_depth(client, spaces)
 
     spool, down = st.spool, None

@@ -82,6 +82,11 @@ class Spaces:
             self.refresh(client)
         return [self.home, *(self._spaces[q] for q in sorted(self._spaces))]
 
+    def all_keys(self, client: SyncClient) -> list[Keys]:
+        """The keys of every space (`known`'s order): what the readers that sum or merge
+        over spaces take."""
+        return [s.keys for s in self.known(client)]
+
     def refresh(self, client: SyncClient) -> None:
         with self._lock:
             if self._configured and not self._added:

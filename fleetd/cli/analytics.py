@@ -45,7 +45,7 @@ def run(engine: Engine, a: argparse.Namespace) -> int:
 
     window = store.WINDOWS[a.window]
     data = engine.link.run_sync(
-        lambda c: store.read(c, [s.keys for s in engine.spaces.known(c)], window, a.company)
+        lambda c: store.read(c, engine.spaces.all_keys(c), window, a.company)
     )
     body = answer.build(data, a.by, a.type)
     if a.json:
@@ -91,9 +91,7 @@ def capacity(engine: Engine, a: argparse.Namespace) -> int:
 
         fail("--target: must be more than 0s")
     body = engine.link.run_sync(
-        lambda cl: capacity_read.read(
-            cl, [s.keys for s in engine.spaces.known(cl)], c.window, target
-        )
+        lambda cl: capacity_read.read(cl, engine.spaces.all_keys(cl), c.window, target)
     )
     if a.json:
         print_json(body.jsonable())

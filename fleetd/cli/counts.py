@@ -26,9 +26,7 @@ __all__ = ["stats", "workers"]
 def stats(engine: Engine, a: argparse.Namespace) -> int:
     from fleetd.jobs import counts  # not the queue operations: no job model
 
-    stats = engine.link.run_sync(
-        lambda c: counts.stats(c, *(s.keys for s in engine.spaces.known(c)))
-    )
+    stats = engine.link.run_sync(lambda c: counts.stats(c, *engine.spaces.all_keys(c)))
     if a.json:
         from fleetd.api import responses
 

@@ -29,12 +29,14 @@ from fleetd.jobs.pages import (
     JobPage,
     decode_cursor,
     encode_cursor,
+    load,
     matching,
     read_indexes,
     scan_window,
 )
 
 if TYPE_CHECKING:
+    from fleetd.backend.keys import Keys
     from fleetd.backend.redis_link import SyncClient
     from fleetd.jobs.queue import QueueOps
 
@@ -73,7 +75,7 @@ def list_all_statuses(
     filtered = match.active
     window = scan_window(limit) if filtered else limit
     positions = _decode(cursor)
-    spaces = [sp.keys for sp in ops.spaces.known(client)]
+    spaces = ops.spaces.all_keys(client)
     pairs = zip(STATUS_ORDER, positions, strict=True)
     reads = [(st, top, skip, window + 1) for st, (top, skip) in pairs]
     per_status = read_indexes(client, spaces, reads)
@@ -87,12 +89,12 @@ def list_all_statuses(
     examined = list(itertools.islice(merged, window))
     found = [(job_id, 0.0, keys) for *_, job_id, keys in examined]
     wanted = matching(client, found, match) if filtered else {e[0] for e in found}
-    picked: list[str] = []
+    picked: list[tuple[str, Keys]] = []
     consumed = [0] * len(STATUS_ORDER)  # entries of each index this page went past
-    for _, i, _, job_id, _ in examined:
+    for _, i, _, job_id, keys in examined:
         consumed[i] += 1
         if job_id in wanted:
-            picked.append(job_id)
+            picked.append((job_id, keys))
             if len(picked) == limit:
                 break
     parts: list[str] = []
@@ -106,5 +108,5 @@ def list_all_statuses(
             top = last
         more = more or len(entries) > consumed[i]
         parts.append("" if top is None else encode_cursor(top, skip))
-    jobs = [job for job in ops.get_many(client, picked) if job is not None]
+    jobs = load(client, picked)
     return JobPage(jobs, _SEP.join(parts) if more else None)

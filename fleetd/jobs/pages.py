@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from fleetd.backend.redis_link import SyncClient
     from fleetd.jobs.queue import QueueOps
 
-__all__ = ["MAX_PAGE", "JobFilter", "JobPage", "list_status", "read_indexes"]
+__all__ = ["MAX_PAGE", "JobFilter", "JobPage", "list_status", "load", "read_indexes"]
 
 # Most jobs one listing page returns (the HTTP layer caps at 500 too).
 MAX_PAGE = 500
@@ -143,29 +143,38 @@ def list_status(
     filtered = match.active
     window = scan_window(limit) if filtered else limit
     top, skip = ("+inf", 0) if cursor is None else decode_cursor(cursor)
-    spaces = [sp.keys for sp in ops.spaces.known(client)]
+    spaces = ops.spaces.all_keys(client)
     start = None if cursor is None else int(top)
     [entries] = read_indexes(client, spaces, [(status, start, skip, window + 1)])
     has_more = len(entries) > window
     entries = entries[:window]
     wanted = matching(client, entries, match) if filtered else {e[0] for e in entries}
-    picked: list[str] = []
+    picked: list[tuple[str, Keys]] = []
     last_score, seen_at_score = start, skip
-    for i, (job_id, score, _) in enumerate(entries):
+    for i, (job_id, score, keys) in enumerate(entries):
         s = int(score)
         seen_at_score = seen_at_score + 1 if s == last_score else 1
         last_score = s
         if job_id in wanted:
-            picked.append(job_id)
+            picked.append((job_id, keys))
             if len(picked) == limit:
                 has_more = has_more or i < len(entries) - 1
                 break
-    # A job pruned between the reads is left out (the page is one shorter).
-    jobs = [job for job in ops.get_many(client, picked) if job is not None]
+    jobs = load(client, picked)
     next_cursor = None
     if has_more and last_score is not None:
         next_cursor = encode_cursor(last_score, seen_at_score)
     return JobPage(jobs, next_cursor)
+
+
+def load(client: SyncClient, picked: Sequence[tuple[str, Keys]]) -> list[Job]:
+    """The whole hash of each (job id, its space's keys), read where the index entry was
+    found (one pipeline). A job pruned between the reads is left out (the page is one
+    shorter)."""
+    pipe = client.pipeline(transaction=False)
+    for job_id, keys in picked:
+        pipe.hgetall(keys.job(job_id))
+    return [Job.from_hash(h) for h in pipe.execute() if h]
 
 
 def matching(

@@ -6,7 +6,7 @@ handler for, and serves the parts of one priority in turn (fair share between
 companies). Here: the spelling of a part (as _lib.lua's `part_of`) and the readings
 built on it — the ready depth in total and per part, of one key space or summed over
 several (a queue with a slot of its own keeps its ready jobs in its own space,
-fleetd.backend.spaces: pass every space's Keys, `[s.keys for s in spaces.known(c)]`).
+fleetd.backend.spaces: pass every space's Keys, `spaces.all_keys(c)`).
 """
 
 from __future__ import annotations

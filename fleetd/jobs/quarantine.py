@@ -211,7 +211,7 @@ def list_quarantines(
     if isinstance(keys, Keys):
         spaces = [keys]
     elif isinstance(keys, Spaces):
-        spaces = [s.keys for s in keys.known(client)]
+        spaces = keys.all_keys(client)
     else:
         spaces = list(keys)
     pipe = client.pipeline(transaction=False)

@@ -279,7 +279,7 @@ class QueueOps:
     def stats(self, client: SyncClient) -> dict[str, int]:
         """The spec's stats plus retrying and cancelled, summed over every space; total
         is their sum."""
-        return counts.stats(client, *(s.keys for s in self.spaces.known(client)))
+        return counts.stats(client, *self.spaces.all_keys(client))
 
     def daemons(self, client: SyncClient) -> list[dict[str, Any]]:
         """Identity and WorkerMetrics of every daemon with a live heartbeat."""

@@ -181,7 +181,7 @@ class Alerts:
     def _read(self, client: SyncClient) -> dict[str, Any]:
         """The jobs' figures of every key space, summed; the namespace's daemons and sent."""
         k = self.engine.keys
-        spaces = [s.keys for s in self.engine.spaces.known(client)]
+        spaces = self.engine.spaces.all_keys(client)
         pipe = client.pipeline(transaction=False)
         for space in spaces:
             pipe.hgetall(space.quota_refused)
