@@ -43,6 +43,7 @@ from redis_server import RedisServer
 from redis_topology import LocalCluster
 from throughput import client_engine, emit, loadavg, make_config
 
+from fleetd.backend.keys import Keys
 from fleetd.engine import Engine
 from fleetd.jobs.model import JobStatus
 
@@ -59,7 +60,8 @@ def spread_namespaces(cluster: LocalCluster, count: int, tag: str) -> list[str]:
     return cluster.spread(lambda name: f"fleetd:{{{name}}}:queue", names, count)
 
 
-def daemon_env(url: str, namespace: str, state: Path) -> dict[str, str]:
+def daemon_env(url: str, namespace: str, state: Path, **settings: str) -> dict[str, str]:
+    """A worker daemon's environment; `settings` are more FLEETD_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
     env.update(
         FLEETD_CONFIG=str(EMPTY_CONFIG),
@@ -68,20 +70,27 @@ def daemon_env(url: str, namespace: str, state: Path) -> dict[str, str]:
         FLEETD_DAEMON_STATE_DIR=str(state),
         FLEETD_WORKER_CONCURRENCY=str(CONCURRENCY),
         FLEETD_WORKER_CLAIM_BATCH=str(CLAIM_BATCH),
+        **settings,
     )
     return env
 
 
-def completed(engine: Engine) -> tuple[int, int, int]:
-    """(count, first, last completion in Redis ms) of `engine`'s namespace."""
-    key = engine.keys.status(JobStatus.COMPLETED)
+def completed(engine: Engine, spaces: Sequence[Keys] | None = None) -> tuple[int, int, int]:
+    """(count, first, last completion in Redis ms) of `engine`'s namespace, or over the
+    key spaces `spaces`."""
     c = engine.link.client
-    count = int(c.zcard(key))
-    if not count:
-        return 0, 0, 0
-    first = c.zrange(key, 0, 0, withscores=True)[0][1]
-    last = c.zrange(key, -1, -1, withscores=True)[0][1]
-    return count, int(first), int(last)
+    count, first, last = 0, 0, 0
+    for keys in spaces or [engine.keys]:
+        key = keys.status(JobStatus.COMPLETED)
+        n = int(c.zcard(key))
+        if not n:
+            continue
+        lo = int(c.zrange(key, 0, 0, withscores=True)[0][1])
+        hi = int(c.zrange(key, -1, -1, withscores=True)[0][1])
+        count += n
+        first = lo if not first else min(first, lo)
+        last = max(last, hi)
+    return count, first, last
 
 
 def run_phase(name: str, url: str, namespaces: list[str], n: int, work: Path) -> float:

@@ -40,18 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster import EMPTY_CONFIG, redis_cpu
+import cluster as cluster_bench
+from cluster import completed, redis_cpu
 from daemons import Fleet, cpu_seconds
 from redis_server import RedisServer
 from redis_topology import LocalCluster
 from throughput import client_engine, emit, loadavg, make_config
 
-from fleetd.backend.keys import Keys
-from fleetd.engine import Engine
-from fleetd.jobs.model import JobStatus
-
-CONCURRENCY = 50
-CLAIM_BATCH = 100
 DAEMONS = 3
 ENQUEUE_CHUNK = 1000
 TIMEOUT = 600.0
@@ -65,35 +60,10 @@ def spread_queues(cluster: LocalCluster, namespace: str, count: int) -> list[str
 
 
 def daemon_env(url: str, queues: list[str], own_slot: bool, state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETD_")}
-    env.update(
-        FLEETD_CONFIG=str(EMPTY_CONFIG),
-        FLEETD_REDIS_URL=url,
-        FLEETD_REDIS_NAMESPACE=NAMESPACE,
-        FLEETD_DAEMON_STATE_DIR=str(state),
-        FLEETD_WORKER_CONCURRENCY=str(CONCURRENCY),
-        FLEETD_WORKER_CLAIM_BATCH=str(CLAIM_BATCH),
-        FLEETD_WORKER_QUEUES=",".join(queues),
+    return cluster_bench.daemon_env(
+        url, NAMESPACE, state, FLEETD_WORKER_QUEUES=",".join(queues),
         FLEETD_QUEUES_OWN_SLOT=",".join(queues) if own_slot else "",
-    )
-    return env
-
-
-def completed(engine: Engine, spaces: list[Keys]) -> tuple[int, int, int]:
-    """(count, first, last completion in Redis ms) over `spaces`."""
-    c = engine.link.client
-    count, first, last = 0, 0, 0
-    for keys in spaces:
-        key = keys.status(JobStatus.COMPLETED)
-        n = int(c.zcard(key))
-        if not n:
-            continue
-        lo = int(c.zrange(key, 0, 0, withscores=True)[0][1])
-        hi = int(c.zrange(key, -1, -1, withscores=True)[0][1])
-        count += n
-        first = lo if not first else min(first, lo)
-        last = max(last, hi)
-    return count, first, last
+    )  # fmt: skip
 
 
 def run_phase(
