@@ -11,14 +11,19 @@ primary holding the key space they write (one hash tag, one node).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
 
-__all__ = ["pinned", "replicas_acked"]
+from fleetd.backend.keys import Keys
+from fleetd.jobs.errors import NotReplicated
+
+__all__ = ["pinned", "replicas_acked", "replicated"]
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -39,3 +44,19 @@ def replicas_acked(one: Any, replicas: int, timeout_ms: int) -> int:
     """How many replicas have every write made so far on `one` (a `pinned` client),
     waiting up to `timeout_ms` for `replicas` of them."""
     return int(one.wait(replicas, timeout_ms))
+
+
+def replicated(client: Any, keys: Keys, wait: tuple[int, int], write: Callable[[Any], T]) -> T:
+    """`write(client)` — the writes of a door that adds jobs, in `keys`' key space. With
+    `wait` = ([redis] wait_replicas, wait_timeout ms) set: on one connection to that
+    space's primary, then WAIT there; fewer replicas confirming raises NotReplicated
+    (the writes are stored: a retry with the same idempotency key finds them)."""
+    wanted, timeout_ms = wait
+    if not wanted:
+        return write(client)
+    with pinned(client, keys.seq) as one:
+        result = write(one)
+        acked = replicas_acked(one, wanted, timeout_ms)
+    if acked < wanted:
+        raise NotReplicated(acked, wanted)
+    return result

@@ -9,6 +9,7 @@ client, so each operation is one RedisLink hop; `Queue` is the async (trio) faca
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +17,10 @@ from typing import Any
 from fleetd.backend.codec import JobRow, row_from_request
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
-from fleetd.backend.replication import pinned, replicas_acked
+from fleetd.backend.replication import replicated
 from fleetd.backend.scripts import Scripts
 from fleetd.backend.spaces import Space, Spaces
 from fleetd.jobs import counts
-from fleetd.jobs.errors import NotReplicated
 from fleetd.jobs.handlers import HandlerDefaults, HandlerRegistry
 from fleetd.jobs.model import (
     TERMINAL_STATUSES,
@@ -205,23 +205,11 @@ class QueueOps:
         out: list[EnqueueResult | None] = [None] * len(rows)
         for space, idx in parts.values():
             mine = rows if len(parts) == 1 else [rows[i] for i in idx]
-            for i, result in zip(idx, self._stored(client, space, mine, quota), strict=True):
+            store = functools.partial(self._store, scripts=space.scripts, rows=mine, quota=quota)
+            stored = replicated(client, space.keys, self.wait, store)
+            for i, result in zip(idx, stored, strict=True):
                 out[i] = result
         return [r for r in out if r is not None]
-
-    def _stored(
-        self, client: SyncClient, space: Space, rows: Sequence[JobRow], quota: str
-    ) -> list[EnqueueResult]:
-        """`rows` stored in `space`; with `[redis] wait_replicas`, on one connection to
-        its primary, then WAIT there (fleetd.backend.replication)."""
-        if not self.wait[0]:
-            return self._store(client, space.scripts, rows, quota)
-        with pinned(client, space.keys.seq) as one:
-            results = self._store(one, space.scripts, rows, quota)
-            acked = replicas_acked(one, *self.wait)
-        if acked < self.wait[0]:
-            raise NotReplicated(acked, self.wait[0])
-        return results
 
     @staticmethod
     def _store(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleetd.backend.keys import Keys
 from fleetd.backend.redis_link import RedisLink, SyncClient
+from fleetd.backend.replication import replicated
 from fleetd.backend.scripts import Scripts
 from fleetd.jobs.errors import QuotaExceeded
 from fleetd.jobs.model import EnqueueRequest, ValidationError, format_ts, new_job_id
@@ -342,11 +343,10 @@ class ScheduleOps:
         current = self.require(client, schedule_id)
         rows, plans = (templated_runs(client, self.queue_ops, current, None) if current.template
                        else ([job_row(self.queue_ops, current, None)], []))  # fmt: skip
-        event = _encode({"schedule_id": schedule_id})
-        code, now, job_id, dup, _ = schedule_fire(
-            self.scripts, client, schedule_id, "manual", event_data=event, rows=rows,
-            workflows=workflow_args(plans), quota=self.queue_ops.quota,
-        )  # fmt: skip
+        fire = functools.partial(schedule_fire, self.scripts, schedule_id=schedule_id,
+            action="manual", event_data=_encode({"schedule_id": schedule_id}), rows=rows,
+            workflows=workflow_args(plans), quota=self.queue_ops.quota)  # fmt: skip
+        code, now, job_id, dup, _ = replicated(client, self.keys, self.queue_ops.wait, fire)
         if code != 1:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")
         return EnqueueResult(job_id, "pending", now, dup)

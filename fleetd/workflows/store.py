@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetd.backend.redis_link import SyncClient
+from fleetd.backend.replication import replicated
 from fleetd.jobs.answer import format_ts
 from fleetd.jobs.queue import QueueOps
 from fleetd.workflows.answer import NodeEdge, NodeState, WorkflowAnswer, WorkflowSubmitted
@@ -61,7 +62,9 @@ class WorkflowOps:
         return build_plan(req, self.ops)
 
     def submit(self, client: SyncClient, plan: Plan) -> WorkflowSubmitted:
-        now = self.scripts.submit(client, plan, self.ops.quota)
+        now = replicated(  # acknowledged like an enqueue ([redis] wait_replicas)
+            client, self.keys, self.ops.wait, lambda c: self.scripts.submit(c, plan, self.ops.quota)
+        )
         return WorkflowSubmitted(
             workflow_id=plan.workflow_id, status="running",
             nodes={n.name: n.row.id for n in plan.nodes}, created_at=str(format_ts(now)),

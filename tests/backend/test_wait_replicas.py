@@ -17,6 +17,8 @@ from fleetd.api.context import api_redis_timeout
 from fleetd.config import Config
 from fleetd.engine import Engine
 from fleetd.jobs.errors import NotReplicated
+from fleetd.schedules.store import ScheduleOps
+from fleetd.workflows.store import WorkflowOps
 
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
 
@@ -55,6 +57,17 @@ def test_enqueue_waits_for_a_replica_and_refuses_without_one(
         assert (info.value.acked, info.value.wanted) == (0, 1)
         stored = engine.link.client.get(engine.keys.idem(None, "k1"))
         assert stored == row.id  # stored on the primary all the same
+        # Every door that adds jobs is acknowledged so: a workflow, a schedule's run-now.
+        client = engine.link.client
+        flows = WorkflowOps(ops)
+        plan = flows.plan({"chain": [{"type": "noop"}, {"type": "noop"}]})
+        with pytest.raises(NotReplicated):
+            flows.submit(client, plan)
+        assert client.exists(engine.keys.workflow(plan.workflow_id))  # stored all the same
+        schedules = ScheduleOps.from_engine(engine)
+        made = schedules.add(client, {"name": "t", "job_type": "noop", "schedule": "1h"})
+        with pytest.raises(NotReplicated):
+            schedules.run_now(client, made.id)
     finally:
         engine.close()
 
